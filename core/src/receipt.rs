@@ -1,0 +1,156 @@
+//! Signed receipts: the server's countersignature of each cash transaction, chained per
+//! register by `prev` (SHA-256 of the previous receipt), verified in batches.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use curve25519_dalek::edwards::CompressedEdwardsY;
+use ed25519_dalek::{Signature, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::keys::{SigningKey, TrustedKeys};
+use crate::{Error, Result, jws};
+
+/// The JWS `typ` of a receipt.
+pub const RECEIPT_TYP: &str = "tillgate-receipt+jwt";
+
+/// The claims of a signed receipt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReceiptClaims {
+    /// Issuer (the server).
+    pub iss: String,
+    /// The register's ProductionNumber.
+    pub sub: String,
+    /// When the server accepted the transaction, Unix seconds.
+    pub iat: i64,
+    /// Gapless per-register sequence number, starting at 1.
+    pub seq: u64,
+    /// The transaction's id on the server.
+    pub txid: String,
+    /// [`crate::transaction_hash`] of the transaction.
+    pub txh: String,
+    /// [`receipt_link`] of the previous receipt; empty for `seq` 1.
+    pub prev: String,
+    /// Transaction type (`sale`, `refund`, `copy`, `training`).
+    pub tx_type: String,
+    /// Total in minor units.
+    pub total: i64,
+    /// Currency.
+    pub currency: String,
+}
+
+/// Signs a receipt as a compact JWS (`typ` `tillgate-receipt+jwt`).
+pub fn sign_receipt(claims: &ReceiptClaims, key: &SigningKey) -> Result<String> {
+    jws::sign(key, RECEIPT_TYP, claims)
+}
+
+/// The `prev` value that links to `receipt_jws`: base64url (no padding) of SHA-256 over
+/// the compact JWS string.
+pub fn receipt_link(receipt_jws: &str) -> String {
+    B64.encode(Sha256::digest(receipt_jws.as_bytes()))
+}
+
+/// Verifies a complete chain starting at `seq` 1 (with an empty `prev`).
+/// See [`verify_receipt_chain_from`].
+pub fn verify_receipt_chain<S: AsRef<str>>(
+    receipts: &[S],
+    trusted_keys: &TrustedKeys,
+) -> Result<Vec<ReceiptClaims>> {
+    verify_receipt_chain_from(None, receipts, trusted_keys)
+}
+
+/// Verifies a run of receipts of one register: every signature (batch-verified), the
+/// `prev` links, gapless `seq` and one `sub`. With `previous` (a receipt already
+/// trusted), the run must continue it; without, it must start at `seq` 1.
+///
+/// Signatures are checked with Ed25519 batch verification after refusing small-order
+/// `R` and non-canonical `S` one by one; if the batch fails, each signature is checked
+/// alone to name the bad one.
+pub fn verify_receipt_chain_from<S: AsRef<str>>(
+    previous: Option<&str>,
+    receipts: &[S],
+    trusted_keys: &TrustedKeys,
+) -> Result<Vec<ReceiptClaims>> {
+    let wrap = |index: usize| {
+        move |e: Error| Error::InvalidReceipt {
+            index,
+            source: Box::new(e),
+        }
+    };
+    let mut parsed = Vec::with_capacity(receipts.len());
+    for (i, r) in receipts.iter().enumerate() {
+        let p = jws::parse::<ReceiptClaims>(r.as_ref(), RECEIPT_TYP).map_err(wrap(i))?;
+        parsed.push(p);
+    }
+    let mut keys: Vec<VerifyingKey> = Vec::with_capacity(parsed.len());
+    let mut sigs: Vec<Signature> = Vec::with_capacity(parsed.len());
+    let mut msgs: Vec<&[u8]> = Vec::with_capacity(parsed.len());
+    for (i, p) in parsed.iter().enumerate() {
+        keys.push(*trusted_keys.get(&p.kid).map_err(wrap(i))?);
+        check_strict_parts(&p.signature).map_err(wrap(i))?;
+        sigs.push(p.signature);
+        msgs.push(p.signing_input);
+    }
+    if !parsed.is_empty() && ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_err() {
+        for (i, p) in parsed.iter().enumerate() {
+            p.verify(trusted_keys).map_err(wrap(i))?;
+        }
+        // The batch and every single check disagree only for signatures crafted with
+        // torsion components; refuse them too.
+        return Err(Error::InvalidReceipt {
+            index: 0,
+            source: Box::new(Error::BadSignature),
+        });
+    }
+
+    let (mut expect_seq, mut expect_prev, mut sub) = match previous {
+        Some(prev) => {
+            let p = jws::parse::<ReceiptClaims>(prev, RECEIPT_TYP)?;
+            (p.claims.seq + 1, receipt_link(prev), Some(p.claims.sub))
+        }
+        None => (1, String::new(), None),
+    };
+    let mut out = Vec::with_capacity(parsed.len());
+    for (i, (p, raw)) in parsed.into_iter().zip(receipts).enumerate() {
+        let c = p.claims;
+        let broken = |reason: String| Error::ReceiptChainBroken { index: i, reason };
+        if c.seq != expect_seq {
+            return Err(broken(format!(
+                "sequence {} where {expect_seq} was expected",
+                c.seq
+            )));
+        }
+        if c.prev != expect_prev {
+            return Err(broken("prev does not match the previous receipt".into()));
+        }
+        match &sub {
+            Some(s) if *s != c.sub => {
+                return Err(broken("receipt belongs to another register".into()));
+            }
+            _ => sub = Some(c.sub.clone()),
+        }
+        expect_seq = c.seq + 1;
+        expect_prev = receipt_link(raw.as_ref());
+        out.push(c);
+    }
+    Ok(out)
+}
+
+/// The per-signature checks `verify_strict` makes and batch verification does not:
+/// `R` must be a canonical point not of small order, `S` must be reduced.
+fn check_strict_parts(sig: &Signature) -> Result<()> {
+    let r = CompressedEdwardsY(*sig.r_bytes());
+    let point = r.decompress().ok_or(Error::BadSignature)?;
+    if point.is_small_order() || point.compress() != r {
+        return Err(Error::BadSignature);
+    }
+    let s: Option<curve25519_dalek::Scalar> =
+        curve25519_dalek::Scalar::from_canonical_bytes(*sig.s_bytes()).into();
+    s.map(|_| ()).ok_or(Error::BadSignature)
+}
+
+/// Reads a receipt's claims WITHOUT verifying it.
+pub fn decode_receipt_unverified(receipt_jws: &str) -> Result<ReceiptClaims> {
+    Ok(jws::parse::<ReceiptClaims>(receipt_jws, RECEIPT_TYP)?.claims)
+}
