@@ -207,6 +207,9 @@ pub enum Error {
         /// What was wrong.
         reason: String,
     },
+    /// A server-signed timestamp does not echo the nonce the app sent.
+    #[error("server timestamp does not echo the expected nonce")]
+    NonceMismatch,
     /// A receipt in a chain failed verification.
     #[error("receipt at index {index} is invalid: {source}")]
     InvalidReceipt {
@@ -254,6 +257,7 @@ impl Error {
             Error::InvalidTransaction { .. } => "invalid_transaction",
             Error::ReceiptChainBroken { .. } => "receipt_chain_broken",
             Error::InvalidReceipt { .. } => "invalid_receipt",
+            Error::NonceMismatch => "nonce_mismatch",
         }
     }
 

@@ -13,6 +13,7 @@
 //! | activation requests (srv4pos) | [`validate_activation_request`] |
 //! | dynamic API keys | [`derive_dynamic_key_pair`], [`create_dynamic_api_key`], [`verify_dynamic_api_key`] |
 //! | cash transactions, signed receipts | [`validate_transaction`], [`sign_receipt`], [`verify_receipt_chain`] |
+//! | server-signed timestamps (trusted time floor) | [`sign_server_time`], [`verify_server_time`] |
 //!
 //! Every failure is an [`Error`] with a stable [`Error::code`], the same string the
 //! bindings and the HTTP API use. The formats are specified in `docs/PROTOCOL.md`.
@@ -60,6 +61,7 @@ mod error;
 mod jws;
 mod keys;
 mod receipt;
+mod server_time;
 mod transaction;
 mod url_token;
 
@@ -92,6 +94,7 @@ pub use receipt::{
     RECEIPT_TYP, ReceiptClaims, decode_receipt_unverified, receipt_link, sign_receipt,
     verify_receipt_chain, verify_receipt_chain_from,
 };
+pub use server_time::{SERVER_TIME_TYP, ServerTimeClaims, sign_server_time, verify_server_time};
 pub use transaction::{
     Item, MAX_AMOUNT, MAX_ITEMS, Transaction, TransactionType, VatLine, canonical_bytes,
     transaction_hash, validate_transaction,

@@ -83,8 +83,8 @@ pub struct Transaction {
     /// What kind of transaction.
     #[serde(rename = "type")]
     pub kind: TransactionType,
-    /// VAT lines, one per rate.
-    #[serde(default)]
+    /// VAT lines, one per rate (omitted from the canonical form when empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vat: Vec<VatLine>,
 }
 
@@ -171,7 +171,7 @@ pub fn validate_transaction(tx: &Transaction) -> Result<()> {
         }
         vat_sum = vat_sum.saturating_add(v.amount);
     }
-    if vat_sum > tx.total {
+    if amount_ok(tx.total) && vat_sum > tx.total {
         e.push(FieldError::new(
             "vat",
             "vat_exceeds_total",

@@ -1,1 +1,716 @@
-fn main() {}
+//! `cargo run -p xtask -- vectors [--check]`: writes (or checks) the signed test
+//! vectors in `tests/vectors/` (descriptor, receipt, dynamic_key). Ed25519 signatures
+//! are deterministic, so regenerating gives byte-identical files; `--check` fails when
+//! the files drift from what the code produces. The expected outcome of every case is
+//! written here by hand, not computed.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use serde_json::{Value, json};
+use tillgate_core::*;
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Builds a compact JWS with an arbitrary header, for malformed and hostile cases.
+fn raw_jws(key: &SigningKey, header: &Value, claims: &Value) -> String {
+    let mut s = format!(
+        "{}.{}",
+        B64.encode(header.to_string()),
+        B64.encode(claims.to_string())
+    );
+    let sig = key.sign_raw(s.as_bytes());
+    s.push('.');
+    s.push_str(&B64.encode(sig));
+    s
+}
+
+const JAN_2025: i64 = 1_735_689_600; // 2025-01-01T00:00:00Z
+const JAN_2026: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
+const MID_2025: i64 = 1_751_328_000; // 2025-07-01T00:00:00Z
+
+fn descriptor() -> ActivationDescriptor {
+    ActivationDescriptor {
+        iss: "https://tillgate.example".into(),
+        sub: "TG-7Q2M-K4PX".into(),
+        iat: JAN_2025 - 3600,
+        nbf: JAN_2025,
+        exp: JAN_2026,
+        ver: DESCRIPTOR_VERSION,
+        activation_id: "act_01HZX4".into(),
+        cash_register_name: "Kassa 1".into(),
+        device_id: "a1b2c3d4e5f60718".into(),
+        corporate_id: "556036-0793".into(),
+        country: "SE".into(),
+        application_package: "com.example.pos".into(),
+        features: vec!["sales".into(), "refunds".into()],
+        status: "approved".into(),
+        extras: json!({"shop": 7, "lane": "A", "note": "Smörgås"}),
+    }
+}
+
+fn descriptor_vectors() -> Result<Value> {
+    let a = SigningKey::from_seed(&[0xA1; 32]);
+    let b = SigningKey::from_seed(&[0xB2; 32]);
+    let stranger = SigningKey::from_seed(&[0xC3; 32]);
+    let jwks = Jwks {
+        keys: vec![a.public_jwk(), b.public_jwk()],
+    };
+    let d = descriptor();
+    let claims = serde_json::to_value(&d).map_err(|_| Error::BadSignature)?;
+    let good = sign_descriptor(&d, &a)?;
+    let by_b = sign_descriptor(&d, &b)?;
+    let hdr = |alg: &str, kid: &str| json!({"alg": alg, "typ": DESCRIPTOR_TYP, "kid": kid});
+    let mut tampered_claims = claims.clone();
+    tampered_claims["exp"] = json!(JAN_2026 + 10 * 365 * 86400);
+    let good_parts: Vec<&str> = good.split('.').collect();
+    let tampered = format!(
+        "{}.{}.{}",
+        good_parts[0],
+        B64.encode(tampered_claims.to_string()),
+        good_parts[2]
+    );
+    let mut flipped_sig = B64.decode(good_parts[2]).map_err(|_| Error::BadSignature)?;
+    flipped_sig[10] ^= 0x01;
+    let flipped = format!(
+        "{}.{}.{}",
+        good_parts[0],
+        good_parts[1],
+        B64.encode(&flipped_sig)
+    );
+    let receipt_as_descriptor = sign_receipt(&receipt_claims(1, "", "tx_1"), &a)?;
+
+    let mut cases = Vec::new();
+    let mut case = |name: &str, jws: &str, now: i64, options: Value, outcome: Result<(), &str>| {
+        let mut c = json!({"name": name, "jws": jws, "now": now, "options": options});
+        match outcome {
+            Ok(()) => {
+                c["valid"] = json!(true);
+                c["expected"] = claims.clone();
+            }
+            Err(code) => {
+                c["valid"] = json!(false);
+                c["error"] = json!(code);
+            }
+        }
+        cases.push(c);
+    };
+    let none = json!({});
+    case("valid", &good, MID_2025, none.clone(), Ok(()));
+    case(
+        "valid, signed by the second (rotated) key",
+        &by_b,
+        MID_2025,
+        none.clone(),
+        Ok(()),
+    );
+    case(
+        "first second of validity (nbf)",
+        &good,
+        JAN_2025,
+        none.clone(),
+        Ok(()),
+    );
+    case(
+        "last second of validity",
+        &good,
+        JAN_2026 - 1,
+        none.clone(),
+        Ok(()),
+    );
+    case(
+        "older alg name EdDSA is accepted",
+        &raw_jws(&a, &hdr("EdDSA", a.kid()), &claims),
+        MID_2025,
+        none.clone(),
+        Ok(()),
+    );
+    case(
+        "one second before nbf",
+        &good,
+        JAN_2025 - 1,
+        none.clone(),
+        Err("not_yet_valid"),
+    );
+    case("at exp", &good, JAN_2026, none.clone(), Err("expired"));
+    case(
+        "a year after exp",
+        &good,
+        JAN_2026 + 365 * 86400,
+        none.clone(),
+        Err("expired"),
+    );
+    case(
+        "expired but inside the given tolerance",
+        &good,
+        JAN_2026 + 100,
+        json!({"clockToleranceSecs": 300}),
+        Ok(()),
+    );
+    case(
+        "clock turned back beyond tolerance",
+        &good,
+        MID_2025,
+        json!({"trustedTimeFloor": MID_2025 + 301}),
+        Err("clock_rolled_back"),
+    );
+    case(
+        "clock behind the floor within the default 300 s",
+        &good,
+        MID_2025,
+        json!({"trustedTimeFloor": MID_2025 + 300}),
+        Ok(()),
+    );
+    case(
+        "rolled back to revive an expired licence",
+        &good,
+        MID_2025,
+        json!({"trustedTimeFloor": JAN_2026 + 86400}),
+        Err("clock_rolled_back"),
+    );
+    case(
+        "custom tolerance 0",
+        &good,
+        MID_2025,
+        json!({"trustedTimeFloor": MID_2025 + 1, "clockToleranceSecs": 0}),
+        Err("clock_rolled_back"),
+    );
+    case(
+        "expected device matches",
+        &good,
+        MID_2025,
+        json!({"expectedDeviceId": "a1b2c3d4e5f60718", "expectedApplicationPackage": "com.example.pos"}),
+        Ok(()),
+    );
+    case(
+        "another device",
+        &good,
+        MID_2025,
+        json!({"expectedDeviceId": "ffffffffffffffff"}),
+        Err("device_mismatch"),
+    );
+    case(
+        "another application",
+        &good,
+        MID_2025,
+        json!({"expectedApplicationPackage": "com.evil.pos"}),
+        Err("application_package_mismatch"),
+    );
+    case(
+        "claims changed after signing",
+        &tampered,
+        MID_2025,
+        none.clone(),
+        Err("bad_signature"),
+    );
+    case(
+        "signature bit flipped",
+        &flipped,
+        MID_2025,
+        none.clone(),
+        Err("bad_signature"),
+    );
+    case(
+        "signed by an untrusted key",
+        &sign_descriptor(&d, &stranger)?,
+        MID_2025,
+        none.clone(),
+        Err("unknown_kid"),
+    );
+    case(
+        "trusted kid, signed by another key",
+        &raw_jws(&stranger, &hdr("Ed25519", a.kid()), &claims),
+        MID_2025,
+        none.clone(),
+        Err("bad_signature"),
+    );
+    case(
+        "alg none",
+        &format!(
+            "{}.{}.",
+            B64.encode(hdr("none", a.kid()).to_string()),
+            B64.encode(claims.to_string())
+        ),
+        MID_2025,
+        none.clone(),
+        Err("unsupported_algorithm"),
+    );
+    case(
+        "alg HS256 (algorithm confusion)",
+        &raw_jws(&a, &hdr("HS256", a.kid()), &claims),
+        MID_2025,
+        none.clone(),
+        Err("unsupported_algorithm"),
+    );
+    case(
+        "alg ES256",
+        &raw_jws(&a, &hdr("ES256", a.kid()), &claims),
+        MID_2025,
+        none.clone(),
+        Err("unsupported_algorithm"),
+    );
+    case(
+        "receipt presented as a descriptor",
+        &receipt_as_descriptor,
+        MID_2025,
+        none.clone(),
+        Err("wrong_token_type"),
+    );
+    case(
+        "no typ",
+        &raw_jws(&a, &json!({"alg": "Ed25519", "kid": a.kid()}), &claims),
+        MID_2025,
+        none.clone(),
+        Err("wrong_token_type"),
+    );
+    case(
+        "no kid",
+        &raw_jws(
+            &a,
+            &json!({"alg": "Ed25519", "typ": DESCRIPTOR_TYP}),
+            &claims,
+        ),
+        MID_2025,
+        none.clone(),
+        Err("malformed_jws"),
+    );
+    case(
+        "crit header",
+        &raw_jws(
+            &a,
+            &json!({"alg": "Ed25519", "typ": DESCRIPTOR_TYP, "kid": a.kid(), "crit": ["exp"]}),
+            &claims,
+        ),
+        MID_2025,
+        none.clone(),
+        Err("malformed_jws"),
+    );
+    case(
+        "two parts",
+        &good_parts[..2].join("."),
+        MID_2025,
+        none.clone(),
+        Err("malformed_jws"),
+    );
+    case(
+        "four parts",
+        &format!("{good}.x"),
+        MID_2025,
+        none.clone(),
+        Err("malformed_jws"),
+    );
+    case(
+        "padding in base64url",
+        &format!("{}=.{}.{}", good_parts[0], good_parts[1], good_parts[2]),
+        MID_2025,
+        none.clone(),
+        Err("malformed_jws"),
+    );
+    case(
+        "header not JSON",
+        &format!("{}.{}.{}", B64.encode("nope"), good_parts[1], good_parts[2]),
+        MID_2025,
+        none.clone(),
+        Err("malformed_jws"),
+    );
+    case(
+        "claims missing sub",
+        &raw_jws(
+            &a,
+            &hdr("Ed25519", a.kid()),
+            &json!({"iss": "x", "iat": 1, "nbf": 1, "exp": 2}),
+        ),
+        MID_2025,
+        none.clone(),
+        Err("malformed_jws"),
+    );
+    case(
+        "signature 63 bytes",
+        &format!(
+            "{}.{}.{}",
+            good_parts[0],
+            good_parts[1],
+            B64.encode(&flipped_sig[..63])
+        ),
+        MID_2025,
+        none.clone(),
+        Err("invalid_signature_length"),
+    );
+    case("empty string", "", MID_2025, none, Err("malformed_jws"));
+
+    Ok(json!({
+        "description": "verify_descriptor(jws, trustedKeys from `jwks`, now, options). Times are Unix seconds. options: trustedTimeFloor, clockToleranceSecs (default 300 for roll-back, 0 for nbf/exp), expectedDeviceId, expectedApplicationPackage. `signing` cases: sign_descriptor(claims, key from seed) must give exactly `jws`.",
+        "jwks": jwks,
+        "cases": cases,
+        "signing": [{
+            "name": "deterministic signature",
+            "seed": hex(&a.seed()),
+            "kid": a.kid(),
+            "claims": claims,
+            "jws": good,
+        }],
+    }))
+}
+
+fn receipt_claims(seq: u64, prev: &str, txid: &str) -> ReceiptClaims {
+    ReceiptClaims {
+        iss: "https://tillgate.example".into(),
+        sub: "TG-7Q2M-K4PX".into(),
+        iat: MID_2025 + seq as i64 * 60,
+        seq,
+        txid: txid.into(),
+        txh: "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU".into(),
+        prev: prev.into(),
+        tx_type: "sale".into(),
+        total: 12500,
+        currency: "SEK".into(),
+    }
+}
+
+fn chain(key: &SigningKey, n: u64) -> Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for seq in 1..=n {
+        let prev = out.last().map(|r| receipt_link(r)).unwrap_or_default();
+        out.push(sign_receipt(
+            &receipt_claims(seq, &prev, &format!("tx_{seq}")),
+            key,
+        )?);
+    }
+    Ok(out)
+}
+
+fn receipt_vectors() -> Result<Value> {
+    let a = SigningKey::from_seed(&[0xA1; 32]);
+    let stranger = SigningKey::from_seed(&[0xC3; 32]);
+    let good = chain(&a, 5)?;
+    let mut cases = Vec::new();
+    let mut case = |name: &str,
+                    previous: Option<&str>,
+                    receipts: &[String],
+                    outcome: Result<usize, (&str, usize)>| {
+        let mut c = json!({"name": name, "previous": previous, "receipts": receipts});
+        match outcome {
+            Ok(n) => {
+                c["valid"] = json!(true);
+                c["count"] = json!(n);
+            }
+            Err((code, index)) => {
+                c["valid"] = json!(false);
+                c["error"] = json!(code);
+                c["index"] = json!(index);
+            }
+        }
+        cases.push(c);
+    };
+    case("five receipts from seq 1", None, &good, Ok(5));
+    case("empty chain", None, &[], Ok(0));
+    case(
+        "continues a trusted receipt",
+        Some(&good[1]),
+        &good[2..],
+        Ok(3),
+    );
+    case(
+        "gap: seq 3 missing",
+        None,
+        &[good[0].clone(), good[1].clone(), good[3].clone()],
+        Err(("receipt_chain_broken", 2)),
+    );
+    case(
+        "reordered",
+        None,
+        &[good[0].clone(), good[2].clone(), good[1].clone()],
+        Err(("receipt_chain_broken", 1)),
+    );
+    case(
+        "starts at seq 2 without the previous receipt",
+        None,
+        &good[1..],
+        Err(("receipt_chain_broken", 0)),
+    );
+    case(
+        "does not continue the given previous receipt",
+        Some(&good[0]),
+        &good[2..],
+        Err(("receipt_chain_broken", 0)),
+    );
+    let forked = sign_receipt(&receipt_claims(3, &receipt_link(&good[0]), "tx_3"), &a)?;
+    case(
+        "prev points at the wrong receipt",
+        None,
+        &[good[0].clone(), good[1].clone(), forked],
+        Err(("receipt_chain_broken", 2)),
+    );
+    let mut other = receipt_claims(2, &receipt_link(&good[0]), "tx_2");
+    other.sub = "TG-OTHER-0001".into();
+    case(
+        "receipt of another register",
+        None,
+        &[good[0].clone(), sign_receipt(&other, &a)?],
+        Err(("receipt_chain_broken", 1)),
+    );
+    let parts: Vec<&str> = good[2].split('.').collect();
+    let mut sig = B64.decode(parts[2]).map_err(|_| Error::BadSignature)?;
+    sig[5] ^= 0x80;
+    let bad_sig = format!("{}.{}.{}", parts[0], parts[1], B64.encode(&sig));
+    case(
+        "bad signature in the middle",
+        None,
+        &[good[0].clone(), good[1].clone(), bad_sig, good[3].clone()],
+        Err(("invalid_receipt", 2)),
+    );
+    let mut amended = receipt_claims(2, &receipt_link(&good[0]), "tx_2");
+    amended.total = 1;
+    let amended_jws = format!(
+        "{}.{}.{}",
+        good[1].split('.').next().unwrap_or_default(),
+        B64.encode(serde_json::to_string(&amended).unwrap_or_default()),
+        good[1].split('.').nth(2).unwrap_or_default()
+    );
+    case(
+        "total changed after signing",
+        None,
+        &[good[0].clone(), amended_jws],
+        Err(("invalid_receipt", 1)),
+    );
+    let foreign = chain(&stranger, 2)?;
+    case(
+        "signed by an untrusted key",
+        None,
+        &foreign,
+        Err(("invalid_receipt", 0)),
+    );
+    let descriptor_jws = sign_descriptor(&descriptor(), &a)?;
+    case(
+        "a descriptor in the chain",
+        None,
+        &[good[0].clone(), descriptor_jws],
+        Err(("invalid_receipt", 1)),
+    );
+    Ok(json!({
+        "description": "verify_receipt_chain_from(previous, receipts, trustedKeys from `jwks`). Valid chains give `count` receipts; invalid ones the error code and the 0-based `index` of the first bad receipt (for invalid_receipt and receipt_chain_broken). link(r) = base64url(SHA-256(r)) without padding.",
+        "jwks": Jwks { keys: vec![a.public_jwk()] },
+        "cases": cases,
+        "links": [{"receipt": good[0], "link": receipt_link(&good[0])}],
+    }))
+}
+
+fn dynamic_key_vectors() -> Result<Value> {
+    let cheap = DynamicKeyParams {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+    };
+    let system = "1,2,3,4";
+    let params_json = |p: DynamicKeyParams| json!({"memoryKib": p.memory_kib, "iterations": p.iterations, "parallelism": p.parallelism});
+    let mut derive = Vec::new();
+    for (login, password, params) in [
+        ("anna", "correct horse battery staple", cheap),
+        ("bert.berg@example.com", "Lösenord 123", cheap),
+        (
+            "anna",
+            "correct horse battery staple",
+            DynamicKeyParams::default(),
+        ),
+    ] {
+        let pair = derive_dynamic_key_pair(system, login, password, params)?;
+        derive.push(json!({
+            "system": system, "login": login, "password": password, "params": params_json(params),
+            "seed": hex(&pair.seed()), "publicKey": hex(&pair.public_key()),
+        }));
+    }
+    let anna = derive_dynamic_key_pair(system, "anna", "correct horse battery staple", cheap)?;
+    let bert = derive_dynamic_key_pair(system, "bert.berg@example.com", "Lösenord 123", cheap)?;
+    let now = 1_751_328_000;
+    let nonce = [0x5A; 16];
+    let key = create_dynamic_api_key_with_nonce(&anna, now, &nonce)?;
+    let k = key.expose().to_string();
+    let bert_key = create_dynamic_api_key_with_nonce(&bert, now, &[0x11; 16])?
+        .expose()
+        .to_string();
+    let create = vec![
+        json!({"system": system, "login": "anna", "seed": hex(&anna.seed()), "now": now, "nonce": hex(&nonce), "key": k}),
+    ];
+
+    let mut verify = Vec::new();
+    let mut case = |name: &str,
+                    key: &str,
+                    pk: &[u8; 32],
+                    sys: &str,
+                    at: i64,
+                    outcome: Result<&str, &str>| {
+        let mut c = json!({"name": name, "key": key, "publicKey": hex(pk), "system": sys, "now": at, "windowSecs": 300});
+        match outcome {
+            Ok(login) => {
+                c["valid"] = json!(true);
+                c["expected"] = json!({"login": login, "issuedAt": now, "nonce": hex(&nonce)});
+            }
+            Err(code) => {
+                c["valid"] = json!(false);
+                c["error"] = json!(code);
+            }
+        }
+        verify.push(c);
+    };
+    case("fresh", &k, &anna.public_key(), system, now, Ok("anna"));
+    case(
+        "300 s later, edge of the window",
+        &k,
+        &anna.public_key(),
+        system,
+        now + 300,
+        Ok("anna"),
+    );
+    case(
+        "300 s early, edge of the window",
+        &k,
+        &anna.public_key(),
+        system,
+        now - 300,
+        Ok("anna"),
+    );
+    case(
+        "301 s later",
+        &k,
+        &anna.public_key(),
+        system,
+        now + 301,
+        Err("dynamic_key_stale"),
+    );
+    case(
+        "other system",
+        &k,
+        &anna.public_key(),
+        "9",
+        now,
+        Err("bad_signature"),
+    );
+    case(
+        "another login's public key",
+        &k,
+        &bert.public_key(),
+        system,
+        now,
+        Err("bad_signature"),
+    );
+    let swapped = k.replacen(&B64.encode("anna"), &B64.encode("bert"), 1);
+    case(
+        "login swapped",
+        &swapped,
+        &anna.public_key(),
+        system,
+        now,
+        Err("bad_signature"),
+    );
+    let later = k.replacen(&format!(".{now}."), &format!(".{}.", now + 600), 1);
+    case(
+        "timestamp moved forward",
+        &later,
+        &anna.public_key(),
+        system,
+        now + 600,
+        Err("bad_signature"),
+    );
+    case(
+        "leading zero in time",
+        &k.replacen(&format!(".{now}."), &format!(".0{now}."), 1),
+        &anna.public_key(),
+        system,
+        now,
+        Err("malformed_dynamic_key"),
+    );
+    case(
+        "wrong version tag",
+        &k.replacen("DK1.", "DK2.", 1),
+        &anna.public_key(),
+        system,
+        now,
+        Err("malformed_dynamic_key"),
+    );
+    case(
+        "missing part",
+        &k.rsplitn(2, '.').nth(1).unwrap_or_default().to_string(),
+        &anna.public_key(),
+        system,
+        now,
+        Err("malformed_dynamic_key"),
+    );
+    case(
+        "short nonce",
+        &k.replacen(&B64.encode(nonce), &B64.encode([0x5A; 15]), 1),
+        &anna.public_key(),
+        system,
+        now,
+        Err("malformed_dynamic_key"),
+    );
+    case(
+        "plain API key",
+        "Abcdefghij0123456789",
+        &anna.public_key(),
+        system,
+        now,
+        Err("malformed_dynamic_key"),
+    );
+    let mut c = json!({"name": "bert, e-mail login", "key": bert_key, "publicKey": hex(&bert.public_key()), "system": system, "now": now, "windowSecs": 300, "valid": true});
+    c["expected"] =
+        json!({"login": "bert.berg@example.com", "issuedAt": now, "nonce": hex(&[0x11; 16])});
+    verify.push(c);
+    Ok(json!({
+        "description": "Dynamic API keys. derive: derive_dynamic_key_pair(system, login, password, params) gives seed and publicKey (hex). create: create_dynamic_api_key_with_nonce(pair from seed, now, nonce) gives key. verify: verify_dynamic_api_key(key, publicKey, system, now, windowSecs).",
+        "derive": derive,
+        "create": create,
+        "verify": verify,
+    }))
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) != Some("vectors") {
+        eprintln!("usage: cargo run -p xtask -- vectors [--check]");
+        return ExitCode::from(2);
+    }
+    let check = args.iter().any(|a| a == "--check");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors");
+    let files: [(&str, fn() -> Result<Value>); 3] = [
+        ("descriptor.json", descriptor_vectors),
+        ("receipt.json", receipt_vectors),
+        ("dynamic_key.json", dynamic_key_vectors),
+    ];
+    let mut drift = false;
+    for (name, make) in files {
+        let value = match make() {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("{name}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let text = serde_json::to_string_pretty(&value).unwrap_or_default() + "\n";
+        let path = dir.join(name);
+        if check {
+            let current = std::fs::read_to_string(&path).unwrap_or_default();
+            if current != text {
+                eprintln!(
+                    "{name}: differs from what the code generates; run `cargo run -p xtask -- vectors`"
+                );
+                drift = true;
+            } else {
+                println!("{name}: up to date");
+            }
+        } else if let Err(e) = std::fs::write(&path, text) {
+            eprintln!("{name}: {e}");
+            return ExitCode::FAILURE;
+        } else {
+            println!("wrote {}", path.display());
+        }
+    }
+    if drift {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

@@ -1,0 +1,326 @@
+//! Runs every shared vector in `tests/vectors/*.json` against tillgate-core.
+//! The Kotlin, Swift, Python and JS tests read the same files.
+
+use serde_json::{Value, json};
+use tillgate_core::*;
+
+fn load(name: &str) -> Value {
+    let path = format!("{}/../tests/vectors/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+fn cases<'a>(v: &'a Value, key: &str) -> &'a Vec<Value> {
+    let list = v[key].as_array().unwrap();
+    assert!(!list.is_empty(), "no cases under {key}");
+    list
+}
+
+fn expect_err<T: std::fmt::Debug>(name: &str, got: Result<T>, code: &str) -> Error {
+    match got {
+        Ok(v) => panic!("{name}: expected {code}, got Ok({v:?})"),
+        Err(e) => {
+            assert_eq!(e.code(), code, "{name}: {e}");
+            e
+        }
+    }
+}
+
+#[test]
+fn ed25519() {
+    let v = load("ed25519.json");
+    for c in cases(&v, "cases") {
+        let name = c["name"].as_str().unwrap();
+        let pk = unhex(c["publicKey"].as_str().unwrap());
+        let msg = unhex(c["message"].as_str().unwrap());
+        let sig = unhex(c["signature"].as_str().unwrap());
+        let got = verify_ed25519(&pk, &msg, &sig);
+        if c["valid"].as_bool().unwrap() {
+            got.unwrap_or_else(|e| panic!("{name}: {e}"));
+            // RFC 8032 signatures are deterministic: signing must reproduce them.
+            let sk = unhex(c["secretKey"].as_str().unwrap());
+            let key = SigningKey::from_seed_slice(&sk).unwrap();
+            assert_eq!(key.public_key_bytes().to_vec(), pk, "{name}");
+            assert_eq!(key.sign_raw(&msg).to_vec(), sig, "{name}");
+        } else {
+            expect_err(name, got, c["error"].as_str().unwrap());
+        }
+    }
+}
+
+#[test]
+fn api_keys() {
+    let v = load("api_key.json");
+    let alphabet = v["alphabet"].as_str().unwrap();
+    assert_eq!(ApiKeyAlphabet::Full.chars(), alphabet.as_bytes());
+    assert_eq!(
+        ApiKeyAlphabet::UrlSafe.chars(),
+        v["urlSafeAlphabet"].as_str().unwrap().as_bytes()
+    );
+    for ch in v["reserved"].as_str().unwrap().chars() {
+        assert_eq!(classify_api_key_char(ch), CharClass::Reserved);
+    }
+    for c in cases(&v, "cases") {
+        let name = c["name"].as_str().unwrap();
+        let got = validate_api_key(c["key"].as_str().unwrap());
+        if c["valid"].as_bool().unwrap() {
+            assert_eq!(got.unwrap().expose(), c["key"].as_str().unwrap(), "{name}");
+            continue;
+        }
+        let err = expect_err(name, got, c["error"].as_str().unwrap());
+        if let Some(pos) = c.get("position") {
+            let (ch, position) = match err {
+                Error::ApiKeyReservedChar { ch, position }
+                | Error::ApiKeyInvalidChar { ch, position } => (ch, position),
+                other => panic!("{name}: {other:?}"),
+            };
+            assert_eq!(position as u64, pos.as_u64().unwrap(), "{name}");
+            assert_eq!(ch.to_string(), c["char"].as_str().unwrap(), "{name}");
+        }
+    }
+}
+
+fn token_json(t: &UrlToken) -> Value {
+    json!({
+        "prefix": t.prefix.as_str(),
+        "version": t.version,
+        "rmSystem": t.rm_system.ids(),
+        "rve": t.rve.map(|r| r.to_string()),
+        "params": t.params.iter().map(|p| json!({"id": p.id().to_string(), "value": p.value()})).collect::<Vec<_>>(),
+        "token": t.token.as_ref().map(|t| t.expose()),
+        "rest": t.rest,
+    })
+}
+
+#[test]
+fn url_tokens() {
+    let v = load("url_token.json");
+    for c in cases(&v, "cases") {
+        let name = c["name"].as_str().unwrap();
+        let got = parse_url_token(c["path"].as_str().unwrap());
+        if c["valid"].as_bool().unwrap() {
+            let t = got.unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(token_json(&t), c["expected"], "{name}");
+            let encoded = encode_url_token(&t).unwrap();
+            assert_eq!(encoded, c["encoded"].as_str().unwrap(), "{name}");
+            assert_eq!(parse_url_token(&encoded).unwrap(), t, "{name}: round trip");
+        } else {
+            match expect_err(name, got, c["error"].as_str().unwrap()) {
+                Error::InvalidUrlToken { position, .. } => {
+                    assert_eq!(position as u64, c["position"].as_u64().unwrap(), "{name}")
+                }
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn activation_requests() {
+    let v = load("activation.json");
+    for c in cases(&v, "cases") {
+        let name = c["name"].as_str().unwrap();
+        let req: ActivationRequest = serde_json::from_value(c["request"].clone()).unwrap();
+        let rules = ActivationRules {
+            corporate_id: match c["corporateIdRule"].as_str().unwrap() {
+                "generic" => CorporateIdRule::Generic,
+                _ => CorporateIdRule::SwedishOrgNumber,
+            },
+        };
+        let got = validate_activation_request_with(&req, &rules);
+        if c["valid"].as_bool().unwrap() {
+            let ok = got.unwrap_or_else(|e| panic!("{name}: {e}"));
+            let e = &c["expected"];
+            assert_eq!(ok.corporate_id.as_str(), e["corporateId"], "{name}");
+            assert_eq!(ok.country, e["country"], "{name}");
+            assert_eq!(ok.period.from_rfc3339(), e["validFrom"], "{name}");
+            assert_eq!(ok.period.to_rfc3339(), e["validTo"], "{name}");
+        } else {
+            let Error::InvalidActivationRequest { fields } =
+                expect_err(name, got, c["error"].as_str().unwrap())
+            else {
+                unreachable!()
+            };
+            let got: Vec<Value> = fields
+                .iter()
+                .map(|f| json!({"field": f.field, "code": f.code}))
+                .collect();
+            assert_eq!(Value::from(got), c["fields"], "{name}");
+        }
+    }
+}
+
+#[test]
+fn transactions() {
+    let v = load("transaction.json");
+    for c in cases(&v, "cases") {
+        let name = c["name"].as_str().unwrap();
+        let tx: Transaction = serde_json::from_value(c["transaction"].clone())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let got = validate_transaction(&tx);
+        if c["valid"].as_bool().unwrap() {
+            got.unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(
+                String::from_utf8(canonical_bytes(&tx)).unwrap(),
+                c["canonical"].as_str().unwrap(),
+                "{name}"
+            );
+            assert_eq!(transaction_hash(&tx), c["hash"].as_str().unwrap(), "{name}");
+        } else {
+            let Error::InvalidTransaction { fields } =
+                expect_err(name, got, c["error"].as_str().unwrap())
+            else {
+                unreachable!()
+            };
+            let got: Vec<Value> = fields
+                .iter()
+                .map(|f| json!({"field": f.field, "code": f.code}))
+                .collect();
+            assert_eq!(Value::from(got), c["fields"], "{name}");
+        }
+    }
+    for c in cases(&v, "unparsable") {
+        let parsed = serde_json::from_str::<Transaction>(c["json"].as_str().unwrap());
+        assert!(parsed.is_err(), "{}", c["name"]);
+    }
+}
+
+fn options(o: &Value) -> VerifyOptions {
+    VerifyOptions {
+        trusted_time_floor: o["trustedTimeFloor"].as_i64(),
+        clock_tolerance_secs: o["clockToleranceSecs"].as_i64(),
+        expected_device_id: o["expectedDeviceId"].as_str().map(Into::into),
+        expected_application_package: o["expectedApplicationPackage"].as_str().map(Into::into),
+    }
+}
+
+#[test]
+fn descriptors() {
+    let v = load("descriptor.json");
+    let keys = TrustedKeys::from_jwks_json(&v["jwks"].to_string()).unwrap();
+    for c in cases(&v, "cases") {
+        let name = c["name"].as_str().unwrap();
+        let got = verify_descriptor(
+            c["jws"].as_str().unwrap(),
+            &keys,
+            c["now"].as_i64().unwrap(),
+            &options(&c["options"]),
+        );
+        if c["valid"].as_bool().unwrap() {
+            let d = got.unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(
+                serde_json::to_value(d.claims()).unwrap(),
+                c["expected"],
+                "{name}"
+            );
+        } else {
+            expect_err(name, got, c["error"].as_str().unwrap());
+        }
+    }
+    for c in cases(&v, "signing") {
+        let key = SigningKey::from_seed_slice(&unhex(c["seed"].as_str().unwrap())).unwrap();
+        assert_eq!(key.kid(), c["kid"].as_str().unwrap());
+        let claims: ActivationDescriptor = serde_json::from_value(c["claims"].clone()).unwrap();
+        assert_eq!(
+            sign_descriptor(&claims, &key).unwrap(),
+            c["jws"].as_str().unwrap()
+        );
+    }
+}
+
+#[test]
+fn receipts() {
+    let v = load("receipt.json");
+    let keys = TrustedKeys::from_jwks_json(&v["jwks"].to_string()).unwrap();
+    for c in cases(&v, "cases") {
+        let name = c["name"].as_str().unwrap();
+        let receipts: Vec<String> = serde_json::from_value(c["receipts"].clone()).unwrap();
+        let got = verify_receipt_chain_from(c["previous"].as_str(), &receipts, &keys);
+        if c["valid"].as_bool().unwrap() {
+            let claims = got.unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(claims.len() as u64, c["count"].as_u64().unwrap(), "{name}");
+        } else {
+            let index = match expect_err(name, got, c["error"].as_str().unwrap()) {
+                Error::InvalidReceipt { index, .. } | Error::ReceiptChainBroken { index, .. } => {
+                    index
+                }
+                other => panic!("{name}: {other:?}"),
+            };
+            assert_eq!(index as u64, c["index"].as_u64().unwrap(), "{name}");
+        }
+    }
+    for l in cases(&v, "links") {
+        assert_eq!(
+            receipt_link(l["receipt"].as_str().unwrap()),
+            l["link"].as_str().unwrap()
+        );
+    }
+}
+
+#[test]
+fn dynamic_keys() {
+    let v = load("dynamic_key.json");
+    for c in cases(&v, "derive") {
+        let p = &c["params"];
+        let params = DynamicKeyParams {
+            memory_kib: p["memoryKib"].as_u64().unwrap() as u32,
+            iterations: p["iterations"].as_u64().unwrap() as u32,
+            parallelism: p["parallelism"].as_u64().unwrap() as u32,
+        };
+        let pair = derive_dynamic_key_pair(
+            c["system"].as_str().unwrap(),
+            c["login"].as_str().unwrap(),
+            c["password"].as_str().unwrap(),
+            params,
+        )
+        .unwrap();
+        assert_eq!(pair.seed().to_vec(), unhex(c["seed"].as_str().unwrap()));
+        assert_eq!(
+            pair.public_key().to_vec(),
+            unhex(c["publicKey"].as_str().unwrap())
+        );
+    }
+    for c in cases(&v, "create") {
+        let seed: [u8; 32] = unhex(c["seed"].as_str().unwrap()).try_into().unwrap();
+        let pair = DynamicKeyPair::from_seed(
+            c["system"].as_str().unwrap(),
+            c["login"].as_str().unwrap(),
+            &seed,
+        )
+        .unwrap();
+        let nonce: [u8; 16] = unhex(c["nonce"].as_str().unwrap()).try_into().unwrap();
+        let key =
+            create_dynamic_api_key_with_nonce(&pair, c["now"].as_i64().unwrap(), &nonce).unwrap();
+        assert_eq!(key.expose(), c["key"].as_str().unwrap());
+    }
+    for c in cases(&v, "verify") {
+        let name = c["name"].as_str().unwrap();
+        let got = verify_dynamic_api_key(
+            c["key"].as_str().unwrap(),
+            &unhex(c["publicKey"].as_str().unwrap()),
+            c["system"].as_str().unwrap(),
+            c["now"].as_i64().unwrap(),
+            c["windowSecs"].as_i64().unwrap(),
+        );
+        if c["valid"].as_bool().unwrap() {
+            let claims = got.unwrap_or_else(|e| panic!("{name}: {e}"));
+            let e = &c["expected"];
+            assert_eq!(claims.login, e["login"].as_str().unwrap(), "{name}");
+            assert_eq!(claims.issued_at, e["issuedAt"].as_i64().unwrap(), "{name}");
+            assert_eq!(
+                claims.nonce.to_vec(),
+                unhex(e["nonce"].as_str().unwrap()),
+                "{name}"
+            );
+        } else {
+            expect_err(name, got, c["error"].as_str().unwrap());
+        }
+    }
+}
