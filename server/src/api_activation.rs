@@ -1,0 +1,595 @@
+//! Activation, handshake, activation code (signed descriptor), renewal and JWKS.
+
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::IntoResponse;
+use serde::{Deserialize, Serialize};
+use tillgate_core::{
+    ActivationDescriptor, ActivationRequest, DESCRIPTOR_VERSION, FieldError, ServerTimeClaims,
+    VerifyOptions, format_rfc3339, generate_api_key_with, sign_descriptor, sign_server_time,
+    validate_activation_request, verify_descriptor,
+};
+
+use crate::auth::{self, Authenticated, client_ip, require_usable};
+use crate::db::ActivationRow;
+use crate::error::{AppError, AppResult};
+use crate::extract::{ApiJson, ApiQuery};
+use crate::ids;
+use crate::state::AppState;
+
+/// Length of generated API keys. Keys use the URL-safe alphabet, so they also work as
+/// URL-path tokens without escaping.
+const API_KEY_LEN: usize = 40;
+
+/// Formats Unix seconds as RFC 3339 UTC.
+pub fn rfc3339(secs: i64) -> String {
+    format_rfc3339(secs).unwrap_or_default()
+}
+
+/// Spends one unit of the client's activation budget (429 when exhausted).
+pub struct ActivationBudget;
+
+impl FromRequestParts<AppState> for ActivationBudget {
+    type Rejection = AppError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let ip = client_ip(parts, state.config.trust_forwarded_for);
+        state.activation_limiter.hit(ip).map_err(|retry_after_secs| {
+            state.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
+            AppError::RateLimited { retry_after_secs }
+        })?;
+        Ok(ActivationBudget)
+    }
+}
+
+/// `201` answer to `POST /activations-advanced`. The API key is shown only here.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ActivationCreated {
+    /// The activation's id.
+    pub activation_id: String,
+    /// The generated, unique ProductionNumber.
+    pub production_number: String,
+    /// The API key; stored by the server only as a hash, never shown again.
+    pub api_key: String,
+    /// `pending` until an admin approves.
+    pub status: String,
+    /// Key validity start (RFC 3339).
+    pub valid_from: String,
+    /// Key validity end (RFC 3339).
+    pub valid_to: String,
+    /// The normalised company id.
+    pub corporate_id: String,
+}
+
+/// `POST /activations-advanced`: registers a cash register.
+#[utoipa::path(post, path = "/activations-advanced", tag = "activation",
+    request_body(content = crate::openapi::ActivationRequestDoc, content_type = "application/json"),
+    responses(
+        (status = 201, body = ActivationCreated),
+        (status = 400, description = "invalid fields (all listed)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "too many activation requests", body = crate::error::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn activate(
+    State(state): State<AppState>,
+    _budget: ActivationBudget,
+    ApiJson(req): ApiJson<ActivationRequest>,
+) -> AppResult<(StatusCode, Json<ActivationCreated>)> {
+    let valid = validate_activation_request(&req)?;
+    let now = state.now();
+    if valid.period.to_unix_seconds() <= now {
+        return Err(AppError::fields(
+            "invalid_activation_request",
+            "validTo lies in the past",
+            vec![FieldError {
+                field: "validTo".into(),
+                code: "in_the_past".into(),
+                message: "must be after the server's current time".into(),
+            }],
+        ));
+    }
+    let key = generate_api_key_with(API_KEY_LEN, tillgate_core::ApiKeyAlphabet::UrlSafe)
+        .map_err(|e| AppError::internal(e.to_string()))?;
+    let mut row = ActivationRow {
+        id: ids::activation_id(),
+        production_number: String::new(),
+        cash_register_name: valid.cash_register_name,
+        device_id: valid.device_id,
+        corporate_id: valid.corporate_id.as_str().to_owned(),
+        country: valid.country,
+        application_package: valid.application_package.as_str().to_owned(),
+        extras: valid.extras.to_string(),
+        features: "[]".into(),
+        valid_from: valid.period.from_unix_seconds(),
+        valid_to: valid.period.to_unix_seconds(),
+        status: "pending".into(),
+        created_at: now,
+        updated_at: now,
+        decided_by: None,
+        decided_at: None,
+        authority_notified_at: None,
+        decision_note: None,
+    };
+    let hash = key.hash().to_hex();
+    let mut stored = false;
+    for _ in 0..8 {
+        row.production_number = ids::production_number();
+        if state.store.insert_activation(&row, &hash).await? {
+            stored = true;
+            break;
+        }
+    }
+    if !stored {
+        return Err(AppError::internal("could not draw a unique production number"));
+    }
+    state.metrics.activations_created.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(activation_id = %row.id, production_number = %row.production_number, "activation requested");
+    Ok((
+        StatusCode::CREATED,
+        Json(ActivationCreated {
+            activation_id: row.id,
+            production_number: row.production_number,
+            api_key: key.expose().to_owned(),
+            status: row.status,
+            valid_from: rfc3339(row.valid_from),
+            valid_to: rfc3339(row.valid_to),
+            corporate_id: row.corporate_id,
+        }),
+    ))
+}
+
+/// Optional checks and nonce for the handshake.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct HandshakeQuery {
+    /// Echoed in the signed timestamp (1–128 visible ASCII characters).
+    pub nonce: Option<String>,
+    /// If given, must be the registration's device id (`device_mismatch`).
+    pub device_id: Option<String>,
+    /// If given, must be the registration's ProductionNumber (`production_number_mismatch`).
+    pub production_number: Option<String>,
+    /// If given, must be the registration's application package (`application_package_mismatch`).
+    pub application_package: Option<String>,
+}
+
+/// `200` answer to the handshake.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Handshake {
+    /// `approved`.
+    pub status: String,
+    /// The activation's id.
+    pub activation_id: String,
+    /// The register's ProductionNumber.
+    pub production_number: String,
+    /// Key validity start (RFC 3339).
+    pub valid_from: String,
+    /// Key validity end (RFC 3339).
+    pub valid_to: String,
+    /// The server's time (RFC 3339).
+    pub server_time: String,
+    /// Compact JWS (`typ` `tillgate-time+jwt`) over `{iss, sub, iat, nonce?}`: keep `iat`
+    /// as the trusted time floor after verifying it against the JWKS.
+    pub signed_time: String,
+    /// The staff login, when authenticated with a dynamic key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub staff_login: Option<String>,
+}
+
+/// `GET /auth/handshake`: checks the credential and the registration.
+#[utoipa::path(get, path = "/auth/handshake", tag = "activation", params(HandshakeQuery),
+    security(("apiKey" = []), ("bearer" = [])),
+    responses(
+        (status = 200, body = Handshake),
+        (status = 401, description = "missing or unknown credentials", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "pending_approval, rejected, revoked, key_expired, key_not_yet_valid, device_mismatch, production_number_mismatch, application_package_mismatch", body = crate::error::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn handshake(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    ApiQuery(q): ApiQuery<HandshakeQuery>,
+) -> AppResult<Json<Handshake>> {
+    let now = state.now();
+    let a = &auth.activation;
+    require_usable(a, now)?;
+    if let Some(n) = &q.nonce {
+        if n.is_empty() || n.len() > 128 || !n.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(AppError::bad_request(
+                "invalid_nonce",
+                "nonce must be 1 to 128 visible ASCII characters",
+            ));
+        }
+    }
+    check_identity(a, q.device_id.as_deref(), q.production_number.as_deref())?;
+    if let Some(p) = &q.application_package {
+        if p != &a.application_package {
+            let e = tillgate_core::Error::ApplicationPackageMismatch {
+                expected: p.clone(),
+                found: a.application_package.clone(),
+            };
+            return Err(AppError::forbidden(e.code(), e.to_string()));
+        }
+    }
+    let ring = state.keys().await?;
+    let signed_time = sign_server_time(
+        &ServerTimeClaims {
+            iss: state.config.issuer.clone(),
+            sub: a.production_number.clone(),
+            iat: now,
+            nonce: q.nonce,
+        },
+        &ring.signing,
+    )?;
+    Ok(Json(Handshake {
+        status: a.status.clone(),
+        activation_id: a.id.clone(),
+        production_number: a.production_number.clone(),
+        valid_from: rfc3339(a.valid_from),
+        valid_to: rfc3339(a.valid_to),
+        server_time: rfc3339(now),
+        signed_time,
+        staff_login: auth.staff_login,
+    }))
+}
+
+fn check_identity(
+    a: &ActivationRow,
+    device_id: Option<&str>,
+    production_number: Option<&str>,
+) -> AppResult<()> {
+    if let Some(d) = device_id {
+        if d != a.device_id {
+            return Err(AppError::forbidden(
+                tillgate_core::Error::DeviceMismatch.code(),
+                "the registration is bound to another device",
+            ));
+        }
+    }
+    if let Some(p) = production_number {
+        if p != a.production_number {
+            return Err(AppError::forbidden(
+                "production_number_mismatch",
+                "the key belongs to another ProductionNumber",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The signed ActivationDescriptor.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ActivationCode {
+    /// Compact JWS (`typ` `tillgate-descriptor+jwt`), verifiable offline with core's
+    /// `verify_descriptor` and the keys of `/.well-known/jwks.json`.
+    pub descriptor: String,
+    /// The signing key's id.
+    pub kid: String,
+}
+
+fn descriptor_for(state: &AppState, a: &ActivationRow, now: i64) -> ActivationDescriptor {
+    ActivationDescriptor {
+        iss: state.config.issuer.clone(),
+        sub: a.production_number.clone(),
+        iat: now,
+        nbf: a.valid_from,
+        exp: a.valid_to,
+        ver: DESCRIPTOR_VERSION,
+        activation_id: a.id.clone(),
+        cash_register_name: a.cash_register_name.clone(),
+        device_id: a.device_id.clone(),
+        corporate_id: a.corporate_id.clone(),
+        country: a.country.clone(),
+        application_package: a.application_package.clone(),
+        features: serde_json::from_str(&a.features).unwrap_or_default(),
+        status: a.status.clone(),
+        extras: serde_json::from_str(&a.extras)
+            .unwrap_or_else(|_| serde_json::Value::Object(Default::default())),
+    }
+}
+
+/// `GET /activations/activation-code`: the signed descriptor of the caller's registration.
+#[utoipa::path(get, path = "/activations/activation-code", tag = "activation",
+    security(("apiKey" = []), ("bearer" = [])),
+    responses(
+        (status = 200, body = ActivationCode),
+        (status = 401, body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, body = crate::error::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn activation_code(
+    State(state): State<AppState>,
+    auth::Register(auth): auth::Register,
+) -> AppResult<Json<ActivationCode>> {
+    let ring = state.keys().await?;
+    let d = descriptor_for(&state, &auth.activation, state.now());
+    let descriptor = sign_descriptor(&d, &ring.signing)?;
+    Ok(Json(ActivationCode {
+        descriptor,
+        kid: ring.signing.kid().to_owned(),
+    }))
+}
+
+/// Renewal request: little data, authenticated by the old key or the signed descriptor.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RenewRequest {
+    /// The register's ProductionNumber.
+    #[serde(default)]
+    pub production_number: String,
+    /// The register's device id.
+    #[serde(default)]
+    pub device_id: String,
+    /// New validity start, RFC 3339 midnight UTC.
+    #[serde(default)]
+    pub valid_from: String,
+    /// New validity end, RFC 3339 midnight UTC, at most a year after `validFrom`.
+    #[serde(default)]
+    pub valid_to: String,
+    /// The signed descriptor, when renewing without the old key. The registration then
+    /// waits for admin approval again.
+    #[serde(default)]
+    pub descriptor: Option<String>,
+}
+
+/// `200` answer to a renewal; the new key is shown only here.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Renewed {
+    /// The activation's id.
+    pub activation_id: String,
+    /// The ProductionNumber (unchanged).
+    pub production_number: String,
+    /// The new API key; the old one stops working now.
+    pub api_key: String,
+    /// `approved` (renewed by key) or `pending` (renewed by descriptor).
+    pub status: String,
+    /// New validity start.
+    pub valid_from: String,
+    /// New validity end.
+    pub valid_to: String,
+}
+
+/// `POST /activations/renew`: a new key and period for an expiring or expired key.
+#[utoipa::path(post, path = "/activations/renew", tag = "activation",
+    request_body = RenewRequest,
+    security(("apiKey" = []), ("bearer" = []), ()),
+    responses(
+        (status = 200, body = Renewed),
+        (status = 400, body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "revoked, rejected, device_mismatch, production_number_mismatch, renewal_grace_expired", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "renewal_too_early", body = crate::error::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn renew(
+    State(state): State<AppState>,
+    parts: RequestParts,
+    ApiJson(body): ApiJson<RenewRequest>,
+) -> AppResult<Json<Renewed>> {
+    let now = state.now();
+    let grace = state.config.renewal_grace_days.saturating_mul(86_400);
+    let has_credential = parts.0.headers.contains_key(header::AUTHORIZATION)
+        || parts.0.headers.contains_key("x-api-key")
+        || parts
+            .0
+            .extensions
+            .get::<crate::prefix::UrlTokenContext>()
+            .is_some_and(|c| c.token.is_some());
+    let (a, old_hash, by_descriptor) = if has_credential {
+        let auth = auth::authenticate(&state, &parts.0).await?;
+        let Some(hash) = auth.key_hash else {
+            return Err(AppError::forbidden(
+                "renewal_requires_api_key",
+                "a dynamic staff key cannot renew the register's API key",
+            ));
+        };
+        (auth.activation, Some(hash), false)
+    } else if let Some(jws) = &body.descriptor {
+        let ring = state.keys().await?;
+        let options = VerifyOptions {
+            clock_tolerance_secs: Some(grace),
+            expected_device_id: Some(body.device_id.clone()),
+            ..Default::default()
+        };
+        let verified = verify_descriptor(jws, &ring.trusted, now, &options).map_err(|e| {
+            let code = match e.code() {
+                "expired" => "renewal_grace_expired",
+                c => c,
+            };
+            AppError::unauthorized(code, format!("the descriptor cannot be used: {e}"))
+        })?;
+        let d = verified.into_claims();
+        let a = state
+            .store
+            .activation(&d.activation_id)
+            .await?
+            .filter(|a| a.production_number == d.sub)
+            .ok_or_else(|| AppError::unauthorized("invalid_credentials", "unknown registration"))?;
+        if d.exp != a.valid_to {
+            return Err(AppError::unauthorized(
+                "descriptor_superseded",
+                "the descriptor is older than the registration's current period",
+            ));
+        }
+        (a, None, true)
+    } else {
+        return Err(AppError::unauthorized(
+            "missing_credentials",
+            "authenticate with the old API key or send the signed descriptor",
+        ));
+    };
+
+    check_identity(&a, Some(&body.device_id), Some(&body.production_number))?;
+    match a.status.as_str() {
+        "approved" => {}
+        "pending" => {
+            return Err(AppError::forbidden(
+                "pending_approval",
+                "the registration waits for admin approval",
+            ));
+        }
+        "rejected" => return Err(AppError::forbidden("rejected", "the registration was rejected")),
+        _ => return Err(AppError::forbidden("revoked", "the registration was revoked")),
+    }
+    let early = state.config.renewal_early_days.saturating_mul(86_400);
+    if now < a.valid_to.saturating_sub(early) {
+        return Err(AppError::conflict(
+            "renewal_too_early",
+            format!(
+                "the key can be renewed from {} on",
+                rfc3339(a.valid_to.saturating_sub(early))
+            ),
+        ));
+    }
+    if now >= a.valid_to.saturating_add(grace) {
+        return Err(AppError::forbidden(
+            "renewal_grace_expired",
+            "the key expired too long ago; register again with POST /activations-advanced",
+        ));
+    }
+    // The new period is checked by core, as for a new activation.
+    let as_request = ActivationRequest {
+        cash_register_name: a.cash_register_name.clone(),
+        device_id: a.device_id.clone(),
+        valid_from: body.valid_from.clone(),
+        valid_to: body.valid_to.clone(),
+        corporate_id: a.corporate_id.clone(),
+        application_package: a.application_package.clone(),
+        country: Some(a.country.clone()),
+        extras: serde_json::from_str(&a.extras).ok(),
+    };
+    let period = match validate_activation_request(&as_request) {
+        Ok(v) => v.period,
+        Err(tillgate_core::Error::InvalidActivationRequest { fields }) => {
+            // Only the period is the caller's input here.
+            let fields: Vec<FieldError> = fields
+                .into_iter()
+                .filter(|f| f.field == "validFrom" || f.field == "validTo")
+                .collect();
+            return Err(AppError::fields(
+                "invalid_renewal_request",
+                "the new period is invalid",
+                fields,
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if period.to_unix_seconds() <= a.valid_to || period.to_unix_seconds() <= now {
+        return Err(AppError::fields(
+            "invalid_renewal_request",
+            "the new period must end after the current one and in the future",
+            vec![FieldError {
+                field: "validTo".into(),
+                code: "period_inconsistent".into(),
+                message: "must be after the current validTo and after now".into(),
+            }],
+        ));
+    }
+    let key = generate_api_key_with(API_KEY_LEN, tillgate_core::ApiKeyAlphabet::UrlSafe)
+        .map_err(|e| AppError::internal(e.to_string()))?;
+    let status = if by_descriptor { "pending" } else { "approved" };
+    let ok = state
+        .store
+        .renew(
+            &a.id,
+            old_hash.as_deref(),
+            &key.hash().to_hex(),
+            period.from_unix_seconds(),
+            period.to_unix_seconds(),
+            status,
+            now,
+        )
+        .await?;
+    if !ok {
+        return Err(AppError::unauthorized(
+            "key_replaced",
+            "this API key was replaced by a concurrent renewal",
+        ));
+    }
+    tracing::info!(activation_id = %a.id, by_descriptor, "key renewed");
+    Ok(Json(Renewed {
+        activation_id: a.id,
+        production_number: a.production_number,
+        api_key: key.expose().to_owned(),
+        status: status.into(),
+        valid_from: period.from_rfc3339(),
+        valid_to: period.to_rfc3339(),
+    }))
+}
+
+/// The request head, for handlers that decide themselves how to authenticate.
+pub struct RequestParts(pub Parts);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestParts {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(RequestParts(parts.clone()))
+    }
+}
+
+/// `GET /.well-known/jwks.json`: the public keys that verify descriptors, receipts and
+/// timestamps.
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "activation",
+    responses((status = 200, description = "JWK Set", body = Object)))]
+pub async fn jwks(State(state): State<AppState>) -> AppResult<impl IntoResponse> {
+    let ring = state.keys().await?;
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    Ok((headers, Json(ring.jwks.clone())))
+}
+
+/// Argon2id parameters for deriving a staff login's dynamic key pair.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DynamicKeyParamsOut {
+    /// The system string to derive with (the server's RmSystem).
+    pub system: String,
+    /// Memory, KiB.
+    pub memory_kib: u32,
+    /// Passes.
+    pub iterations: u32,
+    /// Lanes.
+    pub parallelism: u32,
+}
+
+/// Query of `GET /auth/dynamic-key-params`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DynamicKeyParamsQuery {
+    /// The staff login.
+    pub login: String,
+}
+
+/// `GET /auth/dynamic-key-params?login=`: the parameters an app derives a staff key
+/// pair with. Unknown logins get the defaults, so logins cannot be probed.
+#[utoipa::path(get, path = "/auth/dynamic-key-params", tag = "activation",
+    params(DynamicKeyParamsQuery),
+    responses((status = 200, body = DynamicKeyParamsOut)))]
+pub async fn dynamic_key_params(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<DynamicKeyParamsQuery>,
+) -> AppResult<Json<DynamicKeyParamsOut>> {
+    let d = tillgate_core::DynamicKeyParams::default();
+    let params = match state.store.staff(&q.login).await? {
+        Some(s) if s.disabled_at.is_none() => DynamicKeyParamsOut {
+            system: state.config.rm_system.to_string(),
+            memory_kib: u32::try_from(s.memory_kib).unwrap_or(d.memory_kib),
+            iterations: u32::try_from(s.iterations).unwrap_or(d.iterations),
+            parallelism: u32::try_from(s.parallelism).unwrap_or(d.parallelism),
+        },
+        _ => DynamicKeyParamsOut {
+            system: state.config.rm_system.to_string(),
+            memory_kib: d.memory_kib,
+            iterations: d.iterations,
+            parallelism: d.parallelism,
+        },
+    };
+    Ok(Json(params))
+}

@@ -1,0 +1,429 @@
+//! Admin endpoints (Bearer admin key): approvals, staff logins, transaction export.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::api_activation::rfc3339;
+use crate::api_register::{TransactionOut, tx_out};
+use crate::auth::Admin;
+use crate::db::{ActivationRow, StaffRow};
+use crate::error::{AppError, AppResult};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::state::AppState;
+
+/// A registration as the admin sees it (never with its key).
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AdminActivation {
+    /// Id.
+    pub activation_id: String,
+    /// ProductionNumber.
+    pub production_number: String,
+    /// `pending`, `approved`, `rejected`, `revoked`.
+    pub status: String,
+    /// Register name.
+    pub cash_register_name: String,
+    /// Device id.
+    pub device_id: String,
+    /// Company id.
+    pub corporate_id: String,
+    /// Country.
+    pub country: String,
+    /// Application package.
+    pub application_package: String,
+    /// The app's extras.
+    #[schema(value_type = Object)]
+    pub extras: serde_json::Value,
+    /// Key validity start.
+    pub valid_from: String,
+    /// Key validity end.
+    pub valid_to: String,
+    /// Requested at.
+    pub created_at: String,
+    /// Who made the last decision.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
+    /// When.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decided_at: Option<String>,
+    /// When the Tax Authority was notified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authority_notified_at: Option<String>,
+    /// The admin's note.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl From<ActivationRow> for AdminActivation {
+    fn from(a: ActivationRow) -> Self {
+        AdminActivation {
+            activation_id: a.id,
+            production_number: a.production_number,
+            status: a.status,
+            cash_register_name: a.cash_register_name,
+            device_id: a.device_id,
+            corporate_id: a.corporate_id,
+            country: a.country,
+            application_package: a.application_package,
+            extras: serde_json::from_str(&a.extras).unwrap_or_default(),
+            valid_from: rfc3339(a.valid_from),
+            valid_to: rfc3339(a.valid_to),
+            created_at: rfc3339(a.created_at),
+            decided_by: a.decided_by,
+            decided_at: a.decided_at.map(rfc3339),
+            authority_notified_at: a.authority_notified_at.map(rfc3339),
+            note: a.decision_note,
+        }
+    }
+}
+
+/// A list of registrations.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ActivationList {
+    /// The registrations, oldest first.
+    pub items: Vec<AdminActivation>,
+}
+
+/// Filter of `GET /admin/activations`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// `pending`, `approved`, `rejected` or `revoked`; all when absent.
+    pub status: Option<String>,
+    /// At most this many (1–1000, default 100).
+    pub limit: Option<i64>,
+}
+
+const STATUSES: [&str; 4] = ["pending", "approved", "rejected", "revoked"];
+
+/// `GET /admin/activations?status=pending`.
+#[utoipa::path(get, path = "/admin/activations", tag = "admin", params(ListQuery),
+    security(("admin" = [])),
+    responses((status = 200, body = ActivationList),
+        (status = 401, body = crate::error::Problem, content_type = "application/problem+json")))]
+pub async fn list(
+    State(state): State<AppState>,
+    _admin: Admin,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> AppResult<Json<ActivationList>> {
+    if let Some(s) = &q.status {
+        if !STATUSES.contains(&s.as_str()) {
+            return Err(AppError::bad_request(
+                "invalid_status",
+                "status must be pending, approved, rejected or revoked",
+            ));
+        }
+    }
+    let limit = limit(q.limit, 100, 1000)?;
+    let rows = state
+        .store
+        .list_activations(q.status.as_deref(), limit)
+        .await?;
+    Ok(Json(ActivationList {
+        items: rows.into_iter().map(AdminActivation::from).collect(),
+    }))
+}
+
+/// Checks a `limit` parameter.
+pub fn limit(given: Option<i64>, default: i64, max: i64) -> AppResult<i64> {
+    match given {
+        None => Ok(default),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(_) => Err(AppError::bad_request(
+            "invalid_limit",
+            format!("limit must be 1 to {max}"),
+        )),
+    }
+}
+
+/// Optional body of approve / reject / revoke.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Decision {
+    /// Who decides (recorded); `admin` when absent.
+    pub decided_by: Option<String>,
+    /// Approve only: when the Tax Authority was notified (RFC 3339); now when absent.
+    pub authority_notified_at: Option<String>,
+    /// A note for the record.
+    pub note: Option<String>,
+}
+
+fn parse_decision(body: &Bytes) -> AppResult<Decision> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Decision::default());
+    }
+    let d: Decision = serde_json::from_slice(body).map_err(|e| {
+        AppError::bad_request("invalid_body", format!("the body is not a decision object: {e}"))
+    })?;
+    for (field, v, max) in [("decidedBy", &d.decided_by, 128), ("note", &d.note, 1000)] {
+        if let Some(v) = v {
+            if v.is_empty() || v.chars().count() > max || v.chars().any(char::is_control) {
+                return Err(AppError::fields(
+                    "invalid_decision",
+                    "invalid decision fields",
+                    vec![tillgate_core::FieldError {
+                        field: field.into(),
+                        code: "invalid_length".into(),
+                        message: format!("must be 1 to {max} characters without control characters"),
+                    }],
+                ));
+            }
+        }
+    }
+    Ok(d)
+}
+
+async fn decide(
+    state: &AppState,
+    id: &str,
+    from: &[&str],
+    to: &str,
+    body: &Bytes,
+) -> AppResult<Json<AdminActivation>> {
+    let d = parse_decision(body)?;
+    let now = state.now();
+    let notified = match (&d.authority_notified_at, to) {
+        (Some(t), "approved") => Some(
+            OffsetDateTime::parse(t, &Rfc3339)
+                .map_err(|_| {
+                    AppError::fields(
+                        "invalid_decision",
+                        "invalid decision fields",
+                        vec![tillgate_core::FieldError {
+                            field: "authorityNotifiedAt".into(),
+                            code: "invalid_format".into(),
+                            message: "must be an RFC 3339 time".into(),
+                        }],
+                    )
+                })?
+                .unix_timestamp(),
+        ),
+        (None, "approved") => Some(now),
+        (Some(_), _) => {
+            return Err(AppError::bad_request(
+                "invalid_decision",
+                "authorityNotifiedAt is recorded at approval only",
+            ));
+        }
+        (None, _) => None,
+    };
+    let by = d.decided_by.as_deref().unwrap_or("admin");
+    match state
+        .store
+        .decide(id, from, to, by, notified, d.note.as_deref(), now)
+        .await?
+    {
+        None => Err(AppError::not_found("activation_not_found", "no such activation")),
+        Some(Ok(row)) => {
+            tracing::info!(activation_id = %row.id, status = %row.status, "admin decision");
+            Ok(Json(row.into()))
+        }
+        // Repeating the same decision is harmless and answers the current state.
+        Some(Err(row)) if row.status == to => Ok(Json(row.into())),
+        Some(Err(row)) => Err(AppError::conflict(
+            "invalid_status_transition",
+            format!("the activation is {}; it cannot become {to}", row.status),
+        )),
+    }
+}
+
+/// `POST /admin/activations/{activationId}/approve`: the Tax Authority was notified.
+#[utoipa::path(post, path = "/admin/activations/{activationId}/approve", tag = "admin",
+    params(("activationId" = String, Path)), request_body(content = Decision, content_type = "application/json"),
+    security(("admin" = [])),
+    responses((status = 200, body = AdminActivation),
+        (status = 404, body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, body = crate::error::Problem, content_type = "application/problem+json")))]
+pub async fn approve(
+    State(state): State<AppState>,
+    _admin: Admin,
+    ApiPath(id): ApiPath<String>,
+    body: Bytes,
+) -> AppResult<Json<AdminActivation>> {
+    decide(&state, &id, &["pending"], "approved", &body).await
+}
+
+/// `POST /admin/activations/{activationId}/reject`.
+#[utoipa::path(post, path = "/admin/activations/{activationId}/reject", tag = "admin",
+    params(("activationId" = String, Path)), request_body(content = Decision, content_type = "application/json"),
+    security(("admin" = [])),
+    responses((status = 200, body = AdminActivation)))]
+pub async fn reject(
+    State(state): State<AppState>,
+    _admin: Admin,
+    ApiPath(id): ApiPath<String>,
+    body: Bytes,
+) -> AppResult<Json<AdminActivation>> {
+    decide(&state, &id, &["pending"], "rejected", &body).await
+}
+
+/// `POST /admin/activations/{activationId}/revoke`.
+#[utoipa::path(post, path = "/admin/activations/{activationId}/revoke", tag = "admin",
+    params(("activationId" = String, Path)), request_body(content = Decision, content_type = "application/json"),
+    security(("admin" = [])),
+    responses((status = 200, body = AdminActivation)))]
+pub async fn revoke(
+    State(state): State<AppState>,
+    _admin: Admin,
+    ApiPath(id): ApiPath<String>,
+    body: Bytes,
+) -> AppResult<Json<AdminActivation>> {
+    decide(&state, &id, &["pending", "approved"], "revoked", &body).await
+}
+
+/// A staff login to add (the app derived the public key from the password with core's
+/// `derive_dynamic_key_pair`; the password never reaches the server).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewStaff {
+    /// Login name.
+    pub login: String,
+    /// The register the login works at.
+    pub activation_id: String,
+    /// base64url Ed25519 public key (32 bytes).
+    pub public_key: String,
+    /// Argon2id memory, KiB (default 19456).
+    pub memory_kib: Option<u32>,
+    /// Argon2id passes (default 2).
+    pub iterations: Option<u32>,
+    /// Argon2id lanes (default 1).
+    pub parallelism: Option<u32>,
+}
+
+/// A stored staff login.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StaffOut {
+    /// Login.
+    pub login: String,
+    /// Register.
+    pub activation_id: String,
+    /// Public key.
+    pub public_key: String,
+}
+
+/// Validates and stores a staff login; shared by the HTTP endpoint and the CLI.
+pub async fn add_staff_checked(state_store: &crate::db::Store, s: &NewStaff, system: &str, now: i64) -> AppResult<()> {
+    // Core checks the login rules (same as the app's derivation).
+    tillgate_core::DynamicKeyPair::from_seed(system, &s.login, &[0; 32])
+        .map_err(|e| AppError::fields("invalid_staff", "invalid staff login", vec![tillgate_core::FieldError {
+            field: "login".into(), code: e.code().into(), message: e.to_string() }]))?;
+    let pk = B64.decode(&s.public_key).ok();
+    let valid_key = pk.as_deref().is_some_and(|b| {
+        tillgate_core::TrustedKeys::new().add_raw("staff", b).is_ok()
+    });
+    if !valid_key {
+        return Err(AppError::fields("invalid_staff", "invalid staff login", vec![tillgate_core::FieldError {
+            field: "publicKey".into(), code: "invalid_public_key".into(),
+            message: "must be a base64url Ed25519 public key of 32 bytes".into() }]));
+    }
+    let d = tillgate_core::DynamicKeyParams::default();
+    let (m, i, p) = (
+        s.memory_kib.unwrap_or(d.memory_kib),
+        s.iterations.unwrap_or(d.iterations),
+        s.parallelism.unwrap_or(d.parallelism),
+    );
+    if !(1..=16).contains(&p) || i == 0 || m < 8 * p || m > 4 * 1024 * 1024 {
+        return Err(AppError::bad_request(
+            "invalid_staff",
+            "Argon2 parameters: parallelism 1–16, iterations ≥ 1, memory 8×parallelism KiB to 4 GiB",
+        ));
+    }
+    if state_store.activation(&s.activation_id).await?.is_none() {
+        return Err(AppError::not_found("activation_not_found", "no such activation"));
+    }
+    state_store
+        .upsert_staff(
+            &StaffRow {
+                login: s.login.clone(),
+                activation_id: s.activation_id.clone(),
+                public_key: s.public_key.clone(),
+                memory_kib: i64::from(m),
+                iterations: i64::from(i),
+                parallelism: i64::from(p),
+                disabled_at: None,
+            },
+            now,
+        )
+        .await?;
+    Ok(())
+}
+
+/// `POST /admin/staff`: adds or replaces a staff login for dynamic API keys.
+#[utoipa::path(post, path = "/admin/staff", tag = "admin", request_body = NewStaff,
+    security(("admin" = [])),
+    responses((status = 201, body = StaffOut)))]
+pub async fn add_staff(
+    State(state): State<AppState>,
+    _admin: Admin,
+    ApiJson(s): ApiJson<NewStaff>,
+) -> AppResult<(axum::http::StatusCode, Json<StaffOut>)> {
+    add_staff_checked(&state.store, &s, &state.config.rm_system.to_string(), state.now()).await?;
+    Ok((
+        axum::http::StatusCode::CREATED,
+        Json(StaffOut {
+            login: s.login,
+            activation_id: s.activation_id,
+            public_key: s.public_key,
+        }),
+    ))
+}
+
+/// Filter of the transaction export.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ExportQuery {
+    /// Only this register.
+    pub activation_id: Option<String>,
+    /// With `activationId`: only sequence numbers above this.
+    pub after_sequence: Option<i64>,
+    /// At most this many (1–10000, default 1000).
+    pub limit: Option<i64>,
+}
+
+/// Exported transactions.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Export {
+    /// Transactions by register and sequence.
+    pub items: Vec<TransactionOut>,
+}
+
+/// `GET /admin/transactions`: export for the admin (by register and sequence).
+#[utoipa::path(get, path = "/admin/transactions", tag = "admin", params(ExportQuery),
+    security(("admin" = [])),
+    responses((status = 200, body = Export)))]
+pub async fn export(
+    State(state): State<AppState>,
+    _admin: Admin,
+    ApiQuery(q): ApiQuery<ExportQuery>,
+) -> AppResult<Json<Export>> {
+    let limit = limit(q.limit, 1000, 10_000)?;
+    let rows = state
+        .store
+        .export_txs(q.activation_id.as_deref(), q.after_sequence.unwrap_or(0), limit)
+        .await?;
+    let mut production_numbers = std::collections::HashMap::new();
+    let mut items = Vec::with_capacity(rows.len());
+    for r in rows {
+        if !production_numbers.contains_key(&r.activation_id) {
+            let pn = state
+                .store
+                .activation(&r.activation_id)
+                .await?
+                .map(|a| a.production_number)
+                .unwrap_or_default();
+            production_numbers.insert(r.activation_id.clone(), pn);
+        }
+        let pn = production_numbers.get(&r.activation_id).cloned().unwrap_or_default();
+        items.push(tx_out(r, &pn)?);
+    }
+    Ok(Json(Export { items }))
+}

@@ -1,0 +1,463 @@
+//! Register resources: cash transactions (idempotent, group-committed, with chained
+//! signed receipts) and the company's product catalogue (with RVE delta sync).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use tillgate_core::{
+    FieldError, Item, Rve, Transaction, TransactionType, VatLine, canonical_bytes,
+    transaction_hash, validate_transaction,
+};
+
+use crate::api_activation::rfc3339;
+use crate::api_admin::limit;
+use crate::auth::Register;
+use crate::db::{Committed, NewTx, ProductRow, TxRow};
+use crate::error::{AppError, AppResult};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::prefix::UrlTokenContext;
+use crate::state::AppState;
+
+/// The RVE returned by list endpoints lags the server clock by this many seconds, so a
+/// change committed during the same second (or by a process whose clock is slightly
+/// behind) is not skipped by the next delta sync; items may be sent twice, never missed.
+pub const RVE_SAFETY_SECS: i64 = 5;
+
+/// A stored transaction as returned by the API.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TransactionOut {
+    /// Server-assigned id.
+    pub id: String,
+    /// Gapless per-register sequence number, from 1.
+    pub sequence: i64,
+    /// When the server accepted it (RFC 3339).
+    pub created_at: String,
+    /// The register's ProductionNumber.
+    pub production_number: String,
+    /// The transaction as sent (canonical form).
+    #[serde(flatten)]
+    #[schema(value_type = crate::openapi::TransactionDoc)]
+    pub transaction: Transaction,
+    /// `transaction_hash` of the transaction.
+    pub txh: String,
+    /// The signed receipt (compact JWS, `typ` `tillgate-receipt+jwt`), chained by `prev`.
+    pub receipt: String,
+}
+
+/// Builds the API form of a stored transaction.
+pub fn tx_out(r: TxRow, production_number: &str) -> AppResult<TransactionOut> {
+    let transaction: Transaction = serde_json::from_str(&r.body)
+        .map_err(|e| AppError::internal(format!("stored transaction is not valid: {e}")))?;
+    Ok(TransactionOut {
+        id: r.id,
+        sequence: r.seq,
+        created_at: rfc3339(r.created_at),
+        production_number: production_number.to_owned(),
+        transaction,
+        txh: r.txh,
+        receipt: r.receipt,
+    })
+}
+
+fn idempotency_key(headers: &HeaderMap) -> AppResult<String> {
+    let v = headers.get("idempotency-key").ok_or_else(|| {
+        AppError::bad_request(
+            "missing_idempotency_key",
+            "send an Idempotency-Key header (1–64 visible ASCII characters), the same on every retry",
+        )
+    })?;
+    let s = v.to_str().unwrap_or("");
+    if s.is_empty() || s.len() > 64 || !s.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(AppError::bad_request(
+            "invalid_idempotency_key",
+            "Idempotency-Key must be 1–64 visible ASCII characters",
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+fn created(out: TransactionOut, replayed: bool) -> Response {
+    let mut resp = (StatusCode::CREATED, Json(out)).into_response();
+    if replayed {
+        resp.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    resp
+}
+
+fn same_or_conflict(existing: TxRow, txh: &str, pn: &str) -> AppResult<Response> {
+    if existing.txh != txh {
+        return Err(AppError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "this Idempotency-Key was used for a different transaction",
+        ));
+    }
+    Ok(created(tx_out(existing, pn)?, true))
+}
+
+/// `POST /transactions`: stores a cash transaction once per `Idempotency-Key` and returns
+/// it with its sequence number and signed receipt. Retries return the same result
+/// (header `Idempotent-Replayed: true`). Acknowledged only after the commit.
+#[utoipa::path(post, path = "/transactions", tag = "register",
+    request_body(content = crate::openapi::TransactionDoc, content_type = "application/json"),
+    params(("Idempotency-Key" = String, Header, description = "client-chosen key, the same on every retry")),
+    security(("apiKey" = []), ("bearer" = [])),
+    responses(
+        (status = 201, body = TransactionOut),
+        (status = 400, body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "idempotency_key_reused", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "not stored; retry with the same key", body = crate::error::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create_transaction(
+    State(state): State<AppState>,
+    Register(auth): Register,
+    headers: HeaderMap,
+    ApiJson(tx): ApiJson<Transaction>,
+) -> AppResult<Response> {
+    let key = idempotency_key(&headers)?;
+    validate_transaction(&tx)?;
+    let a = &auth.activation;
+    let txh = transaction_hash(&tx);
+    if let Some(existing) = state.store.tx_by_idempotency_key(&a.id, &key).await? {
+        return same_or_conflict(existing, &txh, &a.production_number);
+    }
+    if let Some(reference) = &tx.reference {
+        let known = state
+            .store
+            .tx(reference)
+            .await?
+            .is_some_and(|r| r.activation_id == a.id);
+        if !known {
+            return Err(AppError::fields(
+                "invalid_transaction",
+                "the referenced transaction is unknown",
+                vec![FieldError {
+                    field: "reference".into(),
+                    code: "unknown_reference".into(),
+                    message: "must be the id of an earlier transaction of this register".into(),
+                }],
+            ));
+        }
+    }
+    let body = String::from_utf8(canonical_bytes(&tx))
+        .map_err(|_| AppError::internal("canonical bytes are not UTF-8"))?;
+    let committed = state
+        .commit(NewTx {
+            activation_id: a.id.clone(),
+            production_number: a.production_number.clone(),
+            idempotency_key: key,
+            body,
+            txh: txh.clone(),
+            tx_type: tx.kind.as_str().to_owned(),
+            total: tx.total,
+            currency: tx.currency.clone(),
+        })
+        .await?;
+    match committed {
+        Committed::New(row) => Ok(created(tx_out(row, &a.production_number)?, false)),
+        Committed::Existing(row) => same_or_conflict(row, &txh, &a.production_number),
+    }
+}
+
+/// Query of list endpoints.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TxListQuery {
+    /// Only what changed after this RVE (`YYYYMMDDHHmmSS`, UTC); overrides the `$R` of a
+    /// URL-path prefix.
+    pub rve: Option<String>,
+    /// Only sequence numbers above this.
+    pub after_sequence: Option<i64>,
+    /// At most this many (1–1000, default 100).
+    pub limit: Option<i64>,
+}
+
+/// A page of transactions.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TransactionList {
+    /// Pass back as `rve` to get only newer transactions.
+    pub rve: String,
+    /// Transactions in sequence order.
+    pub items: Vec<TransactionOut>,
+    /// Pass back as `afterSequence` for the next page; absent when this page is the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_after_sequence: Option<i64>,
+}
+
+fn since(query: Option<&str>, ctx: Option<&UrlTokenContext>) -> AppResult<i64> {
+    let rve = match query {
+        Some(s) => Some(Rve::parse(s)?),
+        None => ctx.and_then(|c| c.rve),
+    };
+    Ok(rve.map_or(i64::MIN, Rve::unix_seconds))
+}
+
+fn rve_now(state: &AppState, since: i64) -> AppResult<String> {
+    let t = (state.now() - RVE_SAFETY_SECS).max(since).max(0);
+    Ok(Rve::from_unix(t)?.to_string())
+}
+
+/// `GET /transactions`: the register's transactions (delta by RVE or sequence).
+#[utoipa::path(get, path = "/transactions", tag = "register", params(TxListQuery),
+    security(("apiKey" = []), ("bearer" = [])),
+    responses((status = 200, body = TransactionList)))]
+pub async fn list_transactions(
+    State(state): State<AppState>,
+    Register(auth): Register,
+    ctx: Option<axum::Extension<UrlTokenContext>>,
+    ApiQuery(q): ApiQuery<TxListQuery>,
+) -> AppResult<Json<TransactionList>> {
+    let since = since(q.rve.as_deref(), ctx.as_ref().map(|c| &c.0))?;
+    let limit = limit(q.limit, 100, 1000)?;
+    let rve = rve_now(&state, since)?;
+    let rows = state
+        .store
+        .list_txs(&auth.activation.id, q.after_sequence.unwrap_or(0), since, limit)
+        .await?;
+    let full = rows.len() as i64 == limit;
+    let next = if full { rows.last().map(|r| r.seq) } else { None };
+    let items = rows
+        .into_iter()
+        .map(|r| tx_out(r, &auth.activation.production_number))
+        .collect::<AppResult<Vec<_>>>()?;
+    Ok(Json(TransactionList {
+        rve,
+        items,
+        next_after_sequence: next,
+    }))
+}
+
+/// `GET /transactions/{id}`: one of the register's transactions.
+#[utoipa::path(get, path = "/transactions/{id}", tag = "register",
+    params(("id" = String, Path)),
+    security(("apiKey" = []), ("bearer" = [])),
+    responses((status = 200, body = TransactionOut),
+        (status = 404, body = crate::error::Problem, content_type = "application/problem+json")))]
+pub async fn get_transaction(
+    State(state): State<AppState>,
+    Register(auth): Register,
+    ApiPath(id): ApiPath<String>,
+) -> AppResult<Json<TransactionOut>> {
+    // Another register's transaction is "not found", not "forbidden": ids do not leak.
+    let row = state
+        .store
+        .tx(&id)
+        .await?
+        .filter(|r| r.activation_id == auth.activation.id)
+        .ok_or_else(|| AppError::not_found("transaction_not_found", "no such transaction"))?;
+    Ok(Json(tx_out(row, &auth.activation.production_number)?))
+}
+
+// ---- products -----------------------------------------------------------------------
+
+/// A product as sent by `PUT /products/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProductInput {
+    /// Name, 1–128 characters.
+    pub name: String,
+    /// Price in minor units.
+    pub price: i64,
+    /// ISO 4217 currency.
+    pub currency: String,
+    /// VAT rate, basis points (2500 = 25 %).
+    pub vat_rate: u32,
+    /// Optional barcode (EAN etc.), 1–64 visible ASCII characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub barcode: Option<String>,
+    /// Whether the product is sold (default true); products are deactivated, not deleted,
+    /// so delta sync carries the change.
+    #[serde(default = "yes")]
+    pub active: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A product as returned.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProductOut {
+    /// Product id within the company.
+    pub id: String,
+    /// The product.
+    #[serde(flatten)]
+    pub product: ProductInput,
+    /// Last change (RFC 3339).
+    pub updated_at: String,
+}
+
+/// A delta of the catalogue.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProductList {
+    /// Pass back as `rve` (or `$R` in the URL-path prefix) to get only later changes.
+    pub rve: String,
+    /// Changed products, oldest change first.
+    pub items: Vec<ProductOut>,
+}
+
+/// The product checks, made by core's transaction rules: a product must be sellable as
+/// one line of a sale, so name, price, currency and VAT rate follow the same rules.
+fn validate_product(id: &str, p: &ProductInput) -> AppResult<()> {
+    let mut fields = Vec::new();
+    if id.is_empty()
+        || id.len() > 64
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        fields.push(FieldError {
+            field: "id".into(),
+            code: "invalid_format".into(),
+            message: "must be 1 to 64 characters of A-Z a-z 0-9 - _ .".into(),
+        });
+    }
+    let as_sale = Transaction {
+        currency: p.currency.clone(),
+        items: vec![Item {
+            amount: p.price,
+            name: p.name.clone(),
+            quantity: 1,
+        }],
+        reference: None,
+        total: p.price,
+        kind: TransactionType::Sale,
+        vat: vec![VatLine {
+            amount: 0,
+            rate: p.vat_rate,
+        }],
+    };
+    if let Err(tillgate_core::Error::InvalidTransaction { fields: errs }) =
+        validate_transaction(&as_sale)
+    {
+        for mut e in errs {
+            let name = match e.field.as_str() {
+                "currency" => "currency",
+                "items[0].name" => "name",
+                "items[0].amount" => "price",
+                "vat[0].rate" => "vatRate",
+                _ => continue, // `total` repeats `price`
+            };
+            e.field = name.into();
+            fields.push(e);
+        }
+    }
+    if let Some(b) = &p.barcode {
+        if b.is_empty() || b.len() > 64 || !b.bytes().all(|c| c.is_ascii_graphic()) {
+            fields.push(FieldError {
+                field: "barcode".into(),
+                code: "invalid_format".into(),
+                message: "must be 1 to 64 visible ASCII characters".into(),
+            });
+        }
+    }
+    if fields.is_empty() {
+        Ok(())
+    } else {
+        Err(AppError::fields("invalid_product", "invalid product", fields))
+    }
+}
+
+fn product_out(r: ProductRow) -> AppResult<ProductOut> {
+    Ok(ProductOut {
+        id: r.id,
+        product: serde_json::from_str(&r.body)
+            .map_err(|e| AppError::internal(format!("stored product is not valid: {e}")))?,
+        updated_at: rfc3339(r.updated_at),
+    })
+}
+
+/// `PUT /products/{id}`: creates (201) or replaces (200) a product of the register's company.
+#[utoipa::path(put, path = "/products/{id}", tag = "register", params(("id" = String, Path)),
+    request_body = ProductInput,
+    security(("apiKey" = []), ("bearer" = [])),
+    responses((status = 200, body = ProductOut), (status = 201, body = ProductOut),
+        (status = 400, body = crate::error::Problem, content_type = "application/problem+json")))]
+pub async fn put_product(
+    State(state): State<AppState>,
+    Register(auth): Register,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(p): ApiJson<ProductInput>,
+) -> AppResult<(StatusCode, Json<ProductOut>)> {
+    validate_product(&id, &p)?;
+    let row = ProductRow {
+        corporate_id: auth.activation.corporate_id.clone(),
+        id,
+        body: serde_json::to_string(&p).map_err(|e| AppError::internal(e.to_string()))?,
+        updated_at: state.now(),
+    };
+    let created = state.store.upsert_product(&row, &auth.activation.id).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(product_out(row)?)))
+}
+
+/// `GET /products/{id}`.
+#[utoipa::path(get, path = "/products/{id}", tag = "register", params(("id" = String, Path)),
+    security(("apiKey" = []), ("bearer" = [])),
+    responses((status = 200, body = ProductOut), (status = 404, body = crate::error::Problem, content_type = "application/problem+json")))]
+pub async fn get_product(
+    State(state): State<AppState>,
+    Register(auth): Register,
+    ApiPath(id): ApiPath<String>,
+) -> AppResult<Json<ProductOut>> {
+    let row = state
+        .store
+        .product(&auth.activation.corporate_id, &id)
+        .await?
+        .ok_or_else(|| AppError::not_found("product_not_found", "no such product"))?;
+    Ok(Json(product_out(row)?))
+}
+
+/// Query of `GET /products`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ProductListQuery {
+    /// Only what changed after this RVE (`YYYYMMDDHHmmSS`, UTC); overrides the `$R` of a
+    /// URL-path prefix.
+    pub rve: Option<String>,
+}
+
+/// Most products returned by one delta.
+const PRODUCT_PAGE: i64 = 10_000;
+
+/// `GET /products`: the company's products changed after the RVE (all without one).
+#[utoipa::path(get, path = "/products", tag = "register", params(ProductListQuery),
+    security(("apiKey" = []), ("bearer" = [])),
+    responses((status = 200, body = ProductList)))]
+pub async fn list_products(
+    State(state): State<AppState>,
+    Register(auth): Register,
+    ctx: Option<axum::Extension<UrlTokenContext>>,
+    ApiQuery(q): ApiQuery<ProductListQuery>,
+) -> AppResult<Json<ProductList>> {
+    let since = since(q.rve.as_deref(), ctx.as_ref().map(|c| &c.0))?;
+    let mut rve = rve_now(&state, since)?;
+    let rows = state
+        .store
+        .list_products(&auth.activation.corporate_id, since, PRODUCT_PAGE)
+        .await?;
+    if rows.len() as i64 == PRODUCT_PAGE {
+        // A full page: continue from just before the last change seen.
+        if let Some(last) = rows.last() {
+            rve = Rve::from_unix((last.updated_at - 1).max(since).max(0))?.to_string();
+        }
+    }
+    let items = rows
+        .into_iter()
+        .map(product_out)
+        .collect::<AppResult<Vec<_>>>()?;
+    Ok(Json(ProductList { rve, items }))
+}

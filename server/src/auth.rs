@@ -1,0 +1,311 @@
+//! Authentication of cash registers (API key, URL-path token, dynamic staff key) and of
+//! the admin, as axum extractors.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use tillgate_core::{ApiKey, is_dynamic_api_key, parse_dynamic_api_key};
+
+use crate::db::ActivationRow;
+use crate::error::AppError;
+use crate::prefix::UrlTokenContext;
+use crate::state::AppState;
+
+/// How a register proved who it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// `Authorization: Bearer <api key>`.
+    Bearer,
+    /// `X-Api-Key: <api key>`.
+    Header,
+    /// The `$$token` of a URL-path prefix.
+    UrlToken,
+}
+
+/// An authenticated caller: the registration its credential belongs to. Status and
+/// validity are NOT checked yet; see [`Register`] for that.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    /// The registration.
+    pub activation: ActivationRow,
+    /// Hex SHA-256 of the API key used (`None` for dynamic keys).
+    pub key_hash: Option<String>,
+    /// The staff login, when a dynamic key was used.
+    pub staff_login: Option<String>,
+    /// Where the credential came from.
+    pub via: Via,
+}
+
+/// An authenticated register whose registration is approved and whose key is valid now.
+#[derive(Debug, Clone)]
+pub struct Register(pub Authenticated);
+
+/// The admin, authenticated with the admin key.
+#[derive(Debug, Clone, Copy)]
+pub struct Admin;
+
+/// The client's address: the peer, or the first `X-Forwarded-For` hop when configured.
+pub fn client_ip(parts: &Parts, trust_forwarded_for: bool) -> IpAddr {
+    if trust_forwarded_for {
+        if let Some(ip) = parts
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.trim().parse().ok())
+        {
+            return ip;
+        }
+    }
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]))
+}
+
+/// The credential presented, in order of precedence: URL-path token, `Authorization:
+/// Bearer`, `X-Api-Key`.
+fn credential(parts: &Parts) -> Result<Option<(String, Via)>, AppError> {
+    if let Some(ctx) = parts.extensions.get::<UrlTokenContext>() {
+        if let Some(token) = &ctx.token {
+            return Ok(Some((token.expose().to_owned(), Via::UrlToken)));
+        }
+    }
+    if let Some(v) = bearer(&parts.headers)? {
+        return Ok(Some((v, Via::Bearer)));
+    }
+    if let Some(v) = parts.headers.get("x-api-key") {
+        let v = v
+            .to_str()
+            .map_err(|_| AppError::unauthorized("invalid_credentials", "X-Api-Key is not ASCII"))?;
+        return Ok(Some((v.trim().to_owned(), Via::Header)));
+    }
+    Ok(None)
+}
+
+fn bearer(headers: &HeaderMap) -> Result<Option<String>, AppError> {
+    let Some(v) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let v = v.to_str().map_err(|_| {
+        AppError::unauthorized("invalid_credentials", "Authorization header is not ASCII")
+    })?;
+    let Some((scheme, value)) = v.split_once(' ') else {
+        return Err(AppError::unauthorized(
+            "invalid_credentials",
+            "Authorization must be `Bearer <key>`",
+        ));
+    };
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(AppError::unauthorized(
+            "invalid_credentials",
+            "Authorization must use the Bearer scheme",
+        ));
+    }
+    Ok(Some(value.trim().to_owned()))
+}
+
+/// Counts a failed authentication against the client's budget.
+fn failed(state: &AppState, ip: IpAddr, err: AppError) -> AppError {
+    state.metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
+    let _ = state.auth_limiter.hit(ip);
+    err
+}
+
+/// Authenticates the caller of a register endpoint (identity only).
+pub async fn authenticate(state: &AppState, parts: &Parts) -> Result<Authenticated, AppError> {
+    let ip = client_ip(parts, state.config.trust_forwarded_for);
+    if let Err(retry_after_secs) = state.auth_limiter.check(ip) {
+        state.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
+        return Err(AppError::RateLimited { retry_after_secs });
+    }
+    let (cred, via) = match credential(parts) {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            return Err(AppError::unauthorized(
+                "missing_credentials",
+                "send the API key as `Authorization: Bearer <key>`, `X-Api-Key` or a URL-path token",
+            ));
+        }
+        Err(e) => return Err(failed(state, ip, e)),
+    };
+    let result = if is_dynamic_api_key(&cred) {
+        authenticate_dynamic(state, &cred, via).await
+    } else {
+        authenticate_key(state, &cred, via).await
+    };
+    result.map_err(|e| match e {
+        e @ (AppError::Problem { .. } | AppError::Core(_)) => failed(state, ip, e),
+        other => other,
+    })
+}
+
+async fn authenticate_key(state: &AppState, cred: &str, via: Via) -> Result<Authenticated, AppError> {
+    let key = ApiKey::parse(cred).map_err(|e| {
+        AppError::unauthorized(e.code(), "the credential is not a valid API key")
+    })?;
+    let hash = key.hash();
+    let hex = hash.to_hex();
+    let Some((activation, stored_hex, replaced_at)) =
+        state.store.activation_by_key_hash(&hex).await?
+    else {
+        return Err(AppError::unauthorized("invalid_credentials", "unknown API key"));
+    };
+    // The lookup was by hash; compare again in constant time before trusting it.
+    let stored = hex_to_bytes(&stored_hex)
+        .ok_or_else(|| AppError::internal("stored key hash is not hex"))?;
+    if !bool::from(subtle::ConstantTimeEq::ct_eq(&stored[..], &hash.0[..])) {
+        return Err(AppError::unauthorized("invalid_credentials", "unknown API key"));
+    }
+    if replaced_at.is_some() {
+        return Err(AppError::unauthorized(
+            "key_replaced",
+            "this API key was replaced by a renewal; use the new key",
+        ));
+    }
+    Ok(Authenticated {
+        activation,
+        key_hash: Some(hex),
+        staff_login: None,
+        via,
+    })
+}
+
+async fn authenticate_dynamic(
+    state: &AppState,
+    cred: &str,
+    via: Via,
+) -> Result<Authenticated, AppError> {
+    let unverified =
+        parse_dynamic_api_key(cred).map_err(|e| AppError::unauthorized(e.code(), e.to_string()))?;
+    let unknown = || AppError::unauthorized("invalid_credentials", "unknown or disabled staff login");
+    let staff = state
+        .store
+        .staff(&unverified.login)
+        .await?
+        .ok_or_else(unknown)?;
+    if staff.disabled_at.is_some() {
+        return Err(unknown());
+    }
+    let public_key = B64
+        .decode(&staff.public_key)
+        .map_err(|_| AppError::internal("stored staff public key is not base64url"))?;
+    let now = state.now();
+    let window = state.config.dynamic_key_window_secs;
+    let claims = unverified
+        .verify(cred, &public_key, &state.config.rm_system.to_string(), now, window)
+        .map_err(|e| AppError::unauthorized(e.code(), e.to_string()))?;
+    // One use per key: remember the nonce for as long as the key could be accepted.
+    let fresh = state
+        .store
+        .use_nonce(
+            &claims.login,
+            &B64.encode(claims.nonce),
+            claims.issued_at.saturating_add(window),
+            now,
+        )
+        .await?;
+    if !fresh {
+        return Err(AppError::unauthorized(
+            "dynamic_key_replayed",
+            "this dynamic API key was already used; create a new one for every request",
+        ));
+    }
+    let activation = state
+        .store
+        .activation(&staff.activation_id)
+        .await?
+        .ok_or_else(unknown)?;
+    Ok(Authenticated {
+        activation,
+        key_hash: None,
+        staff_login: Some(claims.login),
+        via,
+    })
+}
+
+fn hex_to_bytes(hex: &str) -> Option<Vec<u8>> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Refuses a registration that is not approved or whose key is not valid at `now`.
+pub fn require_usable(a: &ActivationRow, now: i64) -> Result<(), AppError> {
+    match a.status.as_str() {
+        "approved" => {}
+        "pending" => {
+            return Err(AppError::forbidden(
+                "pending_approval",
+                "the registration waits for an admin to confirm that the Tax Authority was notified",
+            ));
+        }
+        "rejected" => {
+            return Err(AppError::forbidden("rejected", "the registration was rejected"));
+        }
+        "revoked" => {
+            return Err(AppError::forbidden("revoked", "the registration was revoked"));
+        }
+        _ => return Err(AppError::internal("unknown activation status")),
+    }
+    if now < a.valid_from {
+        return Err(AppError::forbidden(
+            "key_not_yet_valid",
+            "the API key is not valid yet (see validFrom)",
+        ));
+    }
+    if now >= a.valid_to {
+        return Err(AppError::forbidden(
+            "key_expired",
+            "the API key has expired; renew it at POST /activations/renew",
+        ));
+    }
+    Ok(())
+}
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = AppError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        authenticate(state, parts).await
+    }
+}
+
+impl FromRequestParts<AppState> for Register {
+    type Rejection = AppError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let auth = authenticate(state, parts).await?;
+        require_usable(&auth.activation, state.now())?;
+        Ok(Register(auth))
+    }
+}
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = AppError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let ip = client_ip(parts, state.config.trust_forwarded_for);
+        if let Err(retry_after_secs) = state.auth_limiter.check(ip) {
+            state.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
+            return Err(AppError::RateLimited { retry_after_secs });
+        }
+        match bearer(&parts.headers) {
+            Ok(Some(key)) if state.is_admin_key(&key) => Ok(Admin),
+            Ok(None) => Err(AppError::unauthorized(
+                "missing_credentials",
+                "send the admin key as `Authorization: Bearer <admin key>`",
+            )),
+            Ok(Some(_)) => Err(failed(
+                state,
+                ip,
+                AppError::unauthorized("invalid_credentials", "not the admin key"),
+            )),
+            Err(e) => Err(failed(state, ip, e)),
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! The admin command line: the same decisions as the admin HTTP endpoints, plus signing
+//! key rotation, run directly against the database.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::api_activation::rfc3339;
+use crate::api_admin::{AdminActivation, NewStaff, add_staff_checked};
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::db::Store;
+
+/// Admin subcommands.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum AdminCommand {
+    /// List registrations (JSON lines).
+    List {
+        /// Only this status (pending, approved, rejected, revoked).
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Approve a pending registration: the Tax Authority was notified.
+    Approve {
+        /// Activation id.
+        activation_id: String,
+        /// Who approves.
+        #[arg(long, default_value = "admin-cli")]
+        by: String,
+        /// When the Tax Authority was notified (RFC 3339); now when absent.
+        #[arg(long)]
+        notified_at: Option<String>,
+        /// A note.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Reject a pending registration.
+    Reject {
+        /// Activation id.
+        activation_id: String,
+        /// Who rejects.
+        #[arg(long, default_value = "admin-cli")]
+        by: String,
+        /// A note.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Revoke a registration.
+    Revoke {
+        /// Activation id.
+        activation_id: String,
+        /// Who revokes.
+        #[arg(long, default_value = "admin-cli")]
+        by: String,
+        /// A note.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// List signing keys.
+    Keys,
+    /// Create a new signing key; it signs from now on, older keys stay published.
+    RotateKey,
+    /// Stop publishing and using an old signing key.
+    RetireKey {
+        /// The key id.
+        kid: String,
+    },
+    /// Add (or replace) a staff login for dynamic API keys.
+    AddStaff {
+        /// Login name.
+        #[arg(long)]
+        login: String,
+        /// The register the login works at.
+        #[arg(long)]
+        activation_id: String,
+        /// The public key (base64url) the app derived; or use --password-stdin.
+        #[arg(long, conflicts_with = "password_stdin")]
+        public_key: Option<String>,
+        /// Read the password from standard input and derive the public key here (the
+        /// password itself is not stored).
+        #[arg(long)]
+        password_stdin: bool,
+        /// Argon2id memory, KiB.
+        #[arg(long)]
+        memory_kib: Option<u32>,
+        /// Argon2id passes.
+        #[arg(long)]
+        iterations: Option<u32>,
+        /// Argon2id lanes.
+        #[arg(long)]
+        parallelism: Option<u32>,
+    },
+}
+
+/// Runs one admin command, printing its result to standard output.
+pub async fn run(config: &Config, cmd: AdminCommand) -> Result<(), String> {
+    let store = Store::connect(&config.effective_database_url(), 2)
+        .await
+        .map_err(|e| format!("cannot open the database: {e}"))?;
+    let now = SystemClock.now();
+    store.init(now).await.map_err(|e| e.to_string())?;
+    let result = run_with(&store, config, cmd, now).await;
+    store.close().await;
+    result
+}
+
+async fn run_with(store: &Store, config: &Config, cmd: AdminCommand, now: i64) -> Result<(), String> {
+    let decide = |id: String, from: &'static [&'static str], to: &'static str, by: String, at: Option<i64>, note: Option<String>| async move {
+        match store
+            .decide(&id, from, to, &by, at, note.as_deref(), now)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            None => Err(format!("no activation {id}")),
+            Some(Ok(row)) => print_json(&AdminActivation::from(row)),
+            Some(Err(row)) if row.status == to => print_json(&AdminActivation::from(row)),
+            Some(Err(row)) => Err(format!("activation is {}; it cannot become {to}", row.status)),
+        }
+    };
+    match cmd {
+        AdminCommand::List { status } => {
+            for row in store
+                .list_activations(status.as_deref(), 10_000)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                print_json(&AdminActivation::from(row))?;
+            }
+            Ok(())
+        }
+        AdminCommand::Approve {
+            activation_id,
+            by,
+            notified_at,
+            note,
+        } => {
+            let at = match notified_at {
+                Some(t) => OffsetDateTime::parse(&t, &Rfc3339)
+                    .map_err(|_| "--notified-at must be RFC 3339".to_owned())?
+                    .unix_timestamp(),
+                None => now,
+            };
+            decide(activation_id, &["pending"], "approved", by, Some(at), note).await
+        }
+        AdminCommand::Reject {
+            activation_id,
+            by,
+            note,
+        } => decide(activation_id, &["pending"], "rejected", by, None, note).await,
+        AdminCommand::Revoke {
+            activation_id,
+            by,
+            note,
+        } => decide(activation_id, &["pending", "approved"], "revoked", by, None, note).await,
+        AdminCommand::Keys => {
+            let keys = store.signing_keys().await.map_err(|e| e.to_string())?;
+            let signing = keys.iter().find(|k| k.retired_at.is_none()).map(|k| k.kid.clone());
+            for k in keys {
+                print_json(&serde_json::json!({
+                    "kid": k.kid,
+                    "createdAt": rfc3339(k.created_at),
+                    "retiredAt": k.retired_at.map(rfc3339),
+                    "signing": Some(&k.kid) == signing.as_ref(),
+                }))?;
+            }
+            Ok(())
+        }
+        AdminCommand::RotateKey => {
+            let key = tillgate_core::generate_signing_key().map_err(|e| e.to_string())?;
+            // Strictly newer than every existing key, so it is the one that signs.
+            let newest = store
+                .signing_keys()
+                .await
+                .map_err(|e| e.to_string())?
+                .first()
+                .map_or(now, |k| (k.created_at + 1).max(now));
+            store
+                .add_signing_key(&key, newest)
+                .await
+                .map_err(|e| e.to_string())?;
+            print_json(&serde_json::json!({"kid": key.kid(), "signing": true}))
+        }
+        AdminCommand::RetireKey { kid } => {
+            if store
+                .retire_signing_key(&kid, now)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                print_json(&serde_json::json!({"kid": kid, "retired": true}))
+            } else {
+                Err("no such active key, or it is the last active key".into())
+            }
+        }
+        AdminCommand::AddStaff {
+            login,
+            activation_id,
+            public_key,
+            password_stdin,
+            memory_kib,
+            iterations,
+            parallelism,
+        } => {
+            let system = config.rm_system.to_string();
+            let d = tillgate_core::DynamicKeyParams::default();
+            let params = tillgate_core::DynamicKeyParams {
+                memory_kib: memory_kib.unwrap_or(d.memory_kib),
+                iterations: iterations.unwrap_or(d.iterations),
+                parallelism: parallelism.unwrap_or(d.parallelism),
+            };
+            let public_key = match (public_key, password_stdin) {
+                (Some(pk), _) => pk,
+                (None, true) => {
+                    let mut password = String::new();
+                    std::io::stdin()
+                        .read_line(&mut password)
+                        .map_err(|e| e.to_string())?;
+                    let password = password.trim_end_matches(['\r', '\n']);
+                    let pair =
+                        tillgate_core::derive_dynamic_key_pair(&system, &login, password, params)
+                            .map_err(|e| e.to_string())?;
+                    B64.encode(pair.public_key())
+                }
+                (None, false) => return Err("give --public-key or --password-stdin".into()),
+            };
+            let staff = NewStaff {
+                login,
+                activation_id,
+                public_key,
+                memory_kib: Some(params.memory_kib),
+                iterations: Some(params.iterations),
+                parallelism: Some(params.parallelism),
+            };
+            add_staff_checked(store, &staff, &system, now)
+                .await
+                .map_err(|e| e.to_string())?;
+            print_json(&serde_json::json!({"login": staff.login, "activationId": staff.activation_id}))
+        }
+    }
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> Result<(), String> {
+    let s = serde_json::to_string(v).map_err(|e| e.to_string())?;
+    println!("{s}");
+    Ok(())
+}

@@ -1,0 +1,124 @@
+//! Server configuration: flags and environment variables (clap), with defaults an
+//! operator can run as is.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use tillgate_core::RmSystem;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Settings of a running server. Every field has a flag and an environment variable;
+/// see `tillgate-server serve --help`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "TILLGATE_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+
+    /// Directory for the SQLite database (`tillgate.db`) when no DATABASE_URL is set.
+    #[arg(long, env = "TILLGATE_DATA_DIR", default_value = "./tillgate-data")]
+    pub data_dir: PathBuf,
+
+    /// `postgres://...` to use PostgreSQL, or `sqlite://...`; when unset, SQLite in the
+    /// data directory.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// The admin key (20–256 characters of the API-key charset). When unset, a key is
+    /// generated at first start, printed once, and only its hash is kept.
+    #[arg(long, env = "TILLGATE_ADMIN_KEY", hide_env_values = true)]
+    pub admin_key: Option<String>,
+
+    /// The RmSystem this server answers to; URL-path tokens naming another are refused.
+    #[arg(long, env = "TILLGATE_RM_SYSTEM", default_value = "1,2,3,4")]
+    pub rm_system: RmSystem,
+
+    /// Log format.
+    #[arg(long, env = "TILLGATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Issuer written into descriptors, receipts and timestamps (`iss`).
+    #[arg(long, env = "TILLGATE_ISSUER", default_value = "tillgate")]
+    pub issuer: String,
+
+    /// How long after `validTo` an expired key may still be renewed, in days.
+    #[arg(long, env = "TILLGATE_RENEWAL_GRACE_DAYS", default_value_t = 30)]
+    pub renewal_grace_days: i64,
+
+    /// How long before `validTo` a key may already be renewed, in days.
+    #[arg(long, env = "TILLGATE_RENEWAL_EARLY_DAYS", default_value_t = 30)]
+    pub renewal_early_days: i64,
+
+    /// Activation requests allowed per client address per minute.
+    #[arg(long, env = "TILLGATE_ACTIVATION_RATE", default_value_t = 10)]
+    pub activation_rate_per_minute: u32,
+
+    /// Failed authentications allowed per client address per minute before 429.
+    #[arg(long, env = "TILLGATE_AUTH_FAILURE_RATE", default_value_t = 30)]
+    pub auth_failure_rate_per_minute: u32,
+
+    /// Take the client address from the first `X-Forwarded-For` entry (only behind a
+    /// proxy you trust).
+    #[arg(long, env = "TILLGATE_TRUST_FORWARDED_FOR", default_value_t = false)]
+    pub trust_forwarded_for: bool,
+
+    /// Largest request body, in bytes.
+    #[arg(long, env = "TILLGATE_MAX_BODY_BYTES", default_value_t = 256 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Most transactions committed in one database transaction (group commit).
+    #[arg(long, env = "TILLGATE_BATCH_MAX", default_value_t = 1024)]
+    pub batch_max: usize,
+
+    /// Freshness window of dynamic API keys, seconds either side of the server's time.
+    #[arg(long, env = "TILLGATE_DYNAMIC_KEY_WINDOW_SECS", default_value_t = 300)]
+    pub dynamic_key_window_secs: i64,
+
+    /// Database connection pool size.
+    #[arg(long, env = "TILLGATE_DB_POOL", default_value_t = 8)]
+    pub db_pool_size: u32,
+}
+
+impl Config {
+    /// A configuration with every default, for tests and embedding.
+    pub fn with_defaults(data_dir: PathBuf) -> Self {
+        Config {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir,
+            database_url: None,
+            admin_key: None,
+            rm_system: RmSystem::new(vec![1, 2, 3, 4]).unwrap_or_else(|_| unreachable!()),
+            log_format: LogFormat::Text,
+            issuer: "tillgate".into(),
+            renewal_grace_days: 30,
+            renewal_early_days: 30,
+            activation_rate_per_minute: 10,
+            auth_failure_rate_per_minute: 30,
+            trust_forwarded_for: false,
+            max_body_bytes: 256 * 1024,
+            batch_max: 1024,
+            dynamic_key_window_secs: 300,
+            db_pool_size: 8,
+        }
+    }
+
+    /// The database URL in effect: `DATABASE_URL`, or SQLite in the data directory.
+    pub fn effective_database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) if !url.is_empty() => url.clone(),
+            _ => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("tillgate.db").display()
+            ),
+        }
+    }
+}

@@ -1,0 +1,1067 @@
+//! Storage: one implementation in portable SQL over sqlx's `Any` driver, running on
+//! SQLite (embedded default: WAL, `synchronous=FULL`) and on PostgreSQL (several server
+//! processes may share one database). Migrations are versioned, embedded, and applied
+//! at start under a lock.
+
+use std::collections::BTreeMap;
+use std::str::FromStr as _;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row as _};
+use tillgate_core::{ReceiptClaims, SigningKey, receipt_link, sign_receipt};
+
+/// Which database the store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite, one process.
+    Sqlite,
+    /// PostgreSQL, any number of processes.
+    Postgres,
+}
+
+/// The versioned migrations, in order. Never edit one that has shipped; add a new one.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../migrations/0001_init.sql"))];
+
+/// Advisory lock id taken by PostgreSQL processes while migrating.
+const PG_MIGRATION_LOCK: i64 = 0x7469_6c6c_6761_7465;
+
+/// The database handle. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// An activation (a cash register's registration) as stored.
+#[derive(Debug, Clone)]
+pub struct ActivationRow {
+    /// `act_...`
+    pub id: String,
+    /// Readable unique number, e.g. `TG-7Q2M-K4PX`.
+    pub production_number: String,
+    /// Name chosen by the user.
+    pub cash_register_name: String,
+    /// Device the activation is bound to.
+    pub device_id: String,
+    /// Normalised company id.
+    pub corporate_id: String,
+    /// Country code.
+    pub country: String,
+    /// Application package id.
+    pub application_package: String,
+    /// The app's extras object, JSON text.
+    pub extras: String,
+    /// Features, JSON array text.
+    pub features: String,
+    /// Key validity start, Unix seconds.
+    pub valid_from: i64,
+    /// Key validity end, Unix seconds.
+    pub valid_to: i64,
+    /// `pending`, `approved`, `rejected` or `revoked`.
+    pub status: String,
+    /// Creation time.
+    pub created_at: i64,
+    /// Last change.
+    pub updated_at: i64,
+    /// Who made the last admin decision.
+    pub decided_by: Option<String>,
+    /// When.
+    pub decided_at: Option<i64>,
+    /// When the Tax Authority was notified (recorded at approval).
+    pub authority_notified_at: Option<i64>,
+    /// The admin's note.
+    pub decision_note: Option<String>,
+}
+
+const ACTIVATION_COLS: &str = "id, production_number, cash_register_name, device_id, corporate_id, country, \
+     application_package, extras, features, valid_from, valid_to, status, created_at, updated_at, \
+     decided_by, decided_at, authority_notified_at, decision_note";
+
+fn activation_from_row(r: &AnyRow) -> Result<ActivationRow, sqlx::Error> {
+    Ok(ActivationRow {
+        id: r.try_get("id")?,
+        production_number: r.try_get("production_number")?,
+        cash_register_name: r.try_get("cash_register_name")?,
+        device_id: r.try_get("device_id")?,
+        corporate_id: r.try_get("corporate_id")?,
+        country: r.try_get("country")?,
+        application_package: r.try_get("application_package")?,
+        extras: r.try_get("extras")?,
+        features: r.try_get("features")?,
+        valid_from: r.try_get("valid_from")?,
+        valid_to: r.try_get("valid_to")?,
+        status: r.try_get("status")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+        decided_by: r.try_get("decided_by")?,
+        decided_at: r.try_get("decided_at")?,
+        authority_notified_at: r.try_get("authority_notified_at")?,
+        decision_note: r.try_get("decision_note")?,
+    })
+}
+
+/// A signing key row.
+#[derive(Debug, Clone)]
+pub struct SigningKeyRow {
+    /// RFC 7638 thumbprint.
+    pub kid: String,
+    /// base64url seed (secret).
+    pub seed: String,
+    /// base64url public key.
+    pub public_key: String,
+    /// Creation time; the newest non-retired key signs.
+    pub created_at: i64,
+    /// When it was retired (no longer published), if it was.
+    pub retired_at: Option<i64>,
+}
+
+/// A staff login allowed to use dynamic API keys.
+#[derive(Debug, Clone)]
+pub struct StaffRow {
+    /// Login name.
+    pub login: String,
+    /// The register (activation) the login works at.
+    pub activation_id: String,
+    /// base64url Ed25519 public key derived from the password by the app.
+    pub public_key: String,
+    /// Argon2id memory, KiB.
+    pub memory_kib: i64,
+    /// Argon2id passes.
+    pub iterations: i64,
+    /// Argon2id lanes.
+    pub parallelism: i64,
+    /// When the login was disabled, if it was.
+    pub disabled_at: Option<i64>,
+}
+
+/// A stored cash transaction.
+#[derive(Debug, Clone)]
+pub struct TxRow {
+    /// `tx_...`
+    pub id: String,
+    /// The register.
+    pub activation_id: String,
+    /// The client's idempotency key.
+    pub idempotency_key: String,
+    /// Per-register sequence, gapless from 1.
+    pub seq: i64,
+    /// Acceptance time.
+    pub created_at: i64,
+    /// The transaction, canonical JSON.
+    pub body: String,
+    /// `transaction_hash` of it.
+    pub txh: String,
+    /// The signed receipt (compact JWS).
+    pub receipt: String,
+}
+
+const TX_COLS: &str = "id, activation_id, idempotency_key, seq, created_at, body, txh, receipt";
+
+fn tx_from_row(r: &AnyRow) -> Result<TxRow, sqlx::Error> {
+    Ok(TxRow {
+        id: r.try_get("id")?,
+        activation_id: r.try_get("activation_id")?,
+        idempotency_key: r.try_get("idempotency_key")?,
+        seq: r.try_get("seq")?,
+        created_at: r.try_get("created_at")?,
+        body: r.try_get("body")?,
+        txh: r.try_get("txh")?,
+        receipt: r.try_get("receipt")?,
+    })
+}
+
+/// A product row.
+#[derive(Debug, Clone)]
+pub struct ProductRow {
+    /// The company owning the catalogue.
+    pub corporate_id: String,
+    /// Product id within the company.
+    pub id: String,
+    /// Product JSON.
+    pub body: String,
+    /// Last change, Unix seconds.
+    pub updated_at: i64,
+}
+
+/// A transaction waiting to be committed by the writer.
+#[derive(Debug, Clone)]
+pub struct NewTx {
+    /// The register.
+    pub activation_id: String,
+    /// The register's ProductionNumber (receipt `sub`).
+    pub production_number: String,
+    /// The client's idempotency key.
+    pub idempotency_key: String,
+    /// Canonical JSON of the transaction.
+    pub body: String,
+    /// `transaction_hash`.
+    pub txh: String,
+    /// `sale`, `refund`, ...
+    pub tx_type: String,
+    /// Total, minor units.
+    pub total: i64,
+    /// Currency.
+    pub currency: String,
+}
+
+/// What the writer did with one transaction of a batch.
+#[derive(Debug, Clone)]
+pub enum Committed {
+    /// Stored now.
+    New(TxRow),
+    /// The idempotency key was already used; this is the stored transaction.
+    Existing(TxRow),
+}
+
+/// One-time results of initialising a fresh database.
+#[derive(Debug, Default)]
+pub struct InitOutcome {
+    /// The kid of a signing key created because none existed.
+    pub created_signing_key: Option<String>,
+}
+
+impl Store {
+    /// Connects (creating a SQLite file if needed) and applies pending migrations.
+    pub async fn connect(url: &str, pool_size: u32) -> Result<Store, sqlx::Error> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            return Err(sqlx::Error::Configuration(
+                "DATABASE_URL must start with postgres://, postgresql:// or sqlite:".into(),
+            ));
+        };
+        let mut options = AnyPoolOptions::new()
+            .max_connections(pool_size.max(2))
+            .acquire_timeout(std::time::Duration::from_secs(10));
+        if backend == Backend::Sqlite {
+            options = options.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    sqlx::raw_sql(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                         PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                    )
+                    .execute(conn)
+                    .await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = options.connect(url).await?;
+        let store = Store { pool, backend };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// The backend in use.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Closes the pool (waits for connections to be returned).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT id FROM activations WHERE id = $1")
+            .bind("ping")
+            .fetch_optional(&self.pool)
+            .await
+            .is_ok()
+    }
+
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            // Take the write lock up front: a deferred transaction that reads and then
+            // writes can fail with SQLITE_BUSY instead of waiting.
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
+    async fn migrate(&self) -> Result<(), sqlx::Error> {
+        let mut conn = self.pool.acquire().await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_lock($1)")
+                .bind(PG_MIGRATION_LOCK)
+                .execute(&mut *conn)
+                .await?;
+        }
+        let result = async {
+            sqlx::raw_sql(
+                "CREATE TABLE IF NOT EXISTS tillgate_migrations (\
+                 version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+            )
+            .execute(&mut *conn)
+            .await?;
+            let applied: Vec<i64> = sqlx::query("SELECT version FROM tillgate_migrations")
+                .fetch_all(&mut *conn)
+                .await?
+                .iter()
+                .map(|r| r.try_get::<i64, _>("version"))
+                .collect::<Result<_, _>>()?;
+            for (version, name, sql) in MIGRATIONS {
+                if applied.contains(version) {
+                    continue;
+                }
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                sqlx::raw_sql(*sql).execute(&mut *tx).await?;
+                sqlx::query(
+                    "INSERT INTO tillgate_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+                )
+                .bind(*version)
+                .bind(*name)
+                .bind(unix_now())
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                tracing::info!(version, name, "applied migration");
+            }
+            Ok::<_, sqlx::Error>(())
+        }
+        .await;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(PG_MIGRATION_LOCK)
+                .execute(&mut *conn)
+                .await?;
+        }
+        result
+    }
+
+    /// Creates a signing key if none is active. Safe to call from several processes at
+    /// once (PostgreSQL: under the migration lock).
+    pub async fn init(&self, now: i64) -> Result<InitOutcome, sqlx::Error> {
+        let mut conn = self.pool.acquire().await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_lock($1)")
+                .bind(PG_MIGRATION_LOCK)
+                .execute(&mut *conn)
+                .await?;
+        }
+        let result = async {
+            let n = sqlx::query("SELECT kid FROM signing_keys WHERE retired_at IS NULL")
+                .fetch_all(&mut *conn)
+                .await?
+                .len();
+            let mut out = InitOutcome::default();
+            if n == 0 {
+                let key = tillgate_core::generate_signing_key()
+                    .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+                insert_signing_key(&mut conn, &key, now).await?;
+                out.created_signing_key = Some(key.kid().to_owned());
+            }
+            Ok::<_, sqlx::Error>(out)
+        }
+        .await;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(PG_MIGRATION_LOCK)
+                .execute(&mut *conn)
+                .await?;
+        }
+        result
+    }
+
+    // ---- settings ---------------------------------------------------------------
+
+    /// Reads a setting.
+    pub async fn setting(&self, name: &str) -> Result<Option<String>, sqlx::Error> {
+        sqlx::query("SELECT value FROM settings WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| r.try_get("value"))
+            .transpose()
+    }
+
+    /// Writes a setting only if it is not set yet; returns whether it was written.
+    pub async fn set_setting_once(&self, name: &str, value: &str) -> Result<bool, sqlx::Error> {
+        let r = sqlx::query(
+            "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    // ---- signing keys -----------------------------------------------------------
+
+    /// All signing keys, newest first.
+    pub async fn signing_keys(&self) -> Result<Vec<SigningKeyRow>, sqlx::Error> {
+        sqlx::query(
+            "SELECT kid, seed, public_key, created_at, retired_at FROM signing_keys \
+             ORDER BY created_at DESC, kid DESC",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(SigningKeyRow {
+                kid: r.try_get("kid")?,
+                seed: r.try_get("seed")?,
+                public_key: r.try_get("public_key")?,
+                created_at: r.try_get("created_at")?,
+                retired_at: r.try_get("retired_at")?,
+            })
+        })
+        .collect()
+    }
+
+    /// Adds a signing key; being the newest, it signs from now on.
+    pub async fn add_signing_key(&self, key: &SigningKey, now: i64) -> Result<(), sqlx::Error> {
+        let mut conn = self.pool.acquire().await?;
+        insert_signing_key(&mut conn, key, now).await
+    }
+
+    /// Retires a key: no longer published nor used. Refuses to retire the last active
+    /// key. Returns false if no such active key exists.
+    pub async fn retire_signing_key(&self, kid: &str, now: i64) -> Result<bool, sqlx::Error> {
+        let mut tx = self.begin_write().await?;
+        let active: Vec<String> =
+            sqlx::query("SELECT kid FROM signing_keys WHERE retired_at IS NULL")
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| r.try_get("kid"))
+                .collect::<Result<_, _>>()?;
+        if !active.iter().any(|k| k == kid) || active.len() < 2 {
+            return Ok(false);
+        }
+        sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE kid = $2")
+            .bind(now)
+            .bind(kid)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    // ---- activations ------------------------------------------------------------
+
+    /// Inserts an activation and its API key hash. Returns false if the production
+    /// number is taken (the caller draws another).
+    pub async fn insert_activation(
+        &self,
+        a: &ActivationRow,
+        key_hash_hex: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let mut tx = self.begin_write().await?;
+        let r = sqlx::query(
+            "INSERT INTO activations (id, production_number, cash_register_name, device_id, \
+             corporate_id, country, application_package, extras, features, valid_from, valid_to, \
+             status, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+             ON CONFLICT (production_number) DO NOTHING",
+        )
+        .bind(&a.id)
+        .bind(&a.production_number)
+        .bind(&a.cash_register_name)
+        .bind(&a.device_id)
+        .bind(&a.corporate_id)
+        .bind(&a.country)
+        .bind(&a.application_package)
+        .bind(&a.extras)
+        .bind(&a.features)
+        .bind(a.valid_from)
+        .bind(a.valid_to)
+        .bind(&a.status)
+        .bind(a.created_at)
+        .bind(a.updated_at)
+        .execute(&mut *tx)
+        .await?;
+        if r.rows_affected() != 1 {
+            return Ok(false);
+        }
+        sqlx::query("INSERT INTO api_keys (key_hash, activation_id, created_at) VALUES ($1, $2, $3)")
+            .bind(key_hash_hex)
+            .bind(&a.id)
+            .bind(a.created_at)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// An activation by id.
+    pub async fn activation(&self, id: &str) -> Result<Option<ActivationRow>, sqlx::Error> {
+        let sql = format!("SELECT {ACTIVATION_COLS} FROM activations WHERE id = $1");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(activation_from_row)
+            .transpose()
+    }
+
+    /// The activation an API key hash belongs to, with the key's `replaced_at`.
+    pub async fn activation_by_key_hash(
+        &self,
+        key_hash_hex: &str,
+    ) -> Result<Option<(ActivationRow, String, Option<i64>)>, sqlx::Error> {
+        let sql = format!(
+            "SELECT k.key_hash AS key_hash, k.replaced_at AS replaced_at, {} \
+             FROM api_keys k JOIN activations a ON a.id = k.activation_id WHERE k.key_hash = $1",
+            ACTIVATION_COLS
+                .split(", ")
+                .map(|c| format!("a.{c} AS {c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(key_hash_hex)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some((
+            activation_from_row(&row)?,
+            row.try_get("key_hash")?,
+            row.try_get("replaced_at")?,
+        )))
+    }
+
+    /// Activations, optionally only those with `status`, oldest first.
+    pub async fn list_activations(
+        &self,
+        status: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<ActivationRow>, sqlx::Error> {
+        let rows = match status {
+            Some(s) => {
+                let sql = format!(
+                    "SELECT {ACTIVATION_COLS} FROM activations WHERE status = $1 \
+                     ORDER BY created_at, id LIMIT $2"
+                );
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(s)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                let sql = format!(
+                    "SELECT {ACTIVATION_COLS} FROM activations ORDER BY created_at, id LIMIT $1"
+                );
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        rows.iter().map(activation_from_row).collect()
+    }
+
+    /// Records an admin decision if the activation is in one of `from` statuses.
+    /// Returns the updated row, or `Err(current)` when the transition is not allowed.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn decide(
+        &self,
+        id: &str,
+        from: &[&str],
+        to: &str,
+        by: &str,
+        authority_notified_at: Option<i64>,
+        note: Option<&str>,
+        now: i64,
+    ) -> Result<Option<Result<ActivationRow, ActivationRow>>, sqlx::Error> {
+        let mut tx = self.begin_write().await?;
+        let sql = format!(
+            "SELECT {ACTIVATION_COLS} FROM activations WHERE id = $1{}",
+            self.for_update()
+        );
+        let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let current = activation_from_row(&row)?;
+        if !from.contains(&current.status.as_str()) {
+            return Ok(Some(Err(current)));
+        }
+        sqlx::query(
+            "UPDATE activations SET status = $1, decided_by = $2, decided_at = $3, \
+             authority_notified_at = COALESCE($4, authority_notified_at), decision_note = $5, \
+             updated_at = $6 WHERE id = $7",
+        )
+        .bind(to)
+        .bind(by)
+        .bind(now)
+        .bind(authority_notified_at)
+        .bind(note)
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(self.activation(id).await?.map(Ok))
+    }
+
+    /// Replaces an activation's API key and period (renewal). The old key stops working
+    /// (it is kept, marked replaced, so it can be told apart from an unknown key).
+    /// `old_key_hash` must still be the current key, or nothing happens (returns false).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn renew(
+        &self,
+        id: &str,
+        old_key_hash: Option<&str>,
+        new_key_hash: &str,
+        valid_from: i64,
+        valid_to: i64,
+        status: &str,
+        now: i64,
+    ) -> Result<bool, sqlx::Error> {
+        let mut tx = self.begin_write().await?;
+        let r = match old_key_hash {
+            Some(old) => {
+                sqlx::query(
+                    "UPDATE api_keys SET replaced_at = $1 WHERE key_hash = $2 \
+                     AND activation_id = $3 AND replaced_at IS NULL",
+                )
+                .bind(now)
+                .bind(old)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+            }
+            None => {
+                sqlx::query(
+                    "UPDATE api_keys SET replaced_at = $1 WHERE activation_id = $2 \
+                     AND replaced_at IS NULL",
+                )
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+            }
+        };
+        if old_key_hash.is_some() && r.rows_affected() != 1 {
+            return Ok(false);
+        }
+        sqlx::query("INSERT INTO api_keys (key_hash, activation_id, created_at) VALUES ($1, $2, $3)")
+            .bind(new_key_hash)
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE activations SET valid_from = $1, valid_to = $2, status = $3, updated_at = $4 \
+             WHERE id = $5",
+        )
+        .bind(valid_from)
+        .bind(valid_to)
+        .bind(status)
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    fn for_update(&self) -> &'static str {
+        match self.backend {
+            Backend::Postgres => " FOR UPDATE",
+            Backend::Sqlite => "",
+        }
+    }
+
+    // ---- staff and dynamic keys -------------------------------------------------
+
+    /// Adds or replaces a staff login.
+    pub async fn upsert_staff(&self, s: &StaffRow, now: i64) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO staff (login, activation_id, public_key, memory_kib, iterations, \
+             parallelism, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (login) DO UPDATE SET activation_id = excluded.activation_id, \
+             public_key = excluded.public_key, memory_kib = excluded.memory_kib, \
+             iterations = excluded.iterations, parallelism = excluded.parallelism, \
+             created_at = excluded.created_at, disabled_at = NULL",
+        )
+        .bind(&s.login)
+        .bind(&s.activation_id)
+        .bind(&s.public_key)
+        .bind(s.memory_kib)
+        .bind(s.iterations)
+        .bind(s.parallelism)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A staff login.
+    pub async fn staff(&self, login: &str) -> Result<Option<StaffRow>, sqlx::Error> {
+        sqlx::query(
+            "SELECT login, activation_id, public_key, memory_kib, iterations, parallelism, \
+             disabled_at FROM staff WHERE login = $1",
+        )
+        .bind(login)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| {
+            Ok(StaffRow {
+                login: r.try_get("login")?,
+                activation_id: r.try_get("activation_id")?,
+                public_key: r.try_get("public_key")?,
+                memory_kib: r.try_get("memory_kib")?,
+                iterations: r.try_get("iterations")?,
+                parallelism: r.try_get("parallelism")?,
+                disabled_at: r.try_get("disabled_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Records a dynamic-key nonce; false if it was already used (a replay).
+    /// Expired nonces are swept now and then.
+    pub async fn use_nonce(
+        &self,
+        login: &str,
+        nonce: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool, sqlx::Error> {
+        if nonce.as_bytes().first().is_some_and(|b| b % 32 == 0) {
+            sqlx::query("DELETE FROM dynamic_key_nonces WHERE expires_at < $1")
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+        }
+        let r = sqlx::query(
+            "INSERT INTO dynamic_key_nonces (login, nonce, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (login, nonce) DO NOTHING",
+        )
+        .bind(login)
+        .bind(nonce)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    // ---- transactions -----------------------------------------------------------
+
+    /// A register's transaction by idempotency key.
+    pub async fn tx_by_idempotency_key(
+        &self,
+        activation_id: &str,
+        key: &str,
+    ) -> Result<Option<TxRow>, sqlx::Error> {
+        let sql = format!(
+            "SELECT {TX_COLS} FROM transactions WHERE activation_id = $1 AND idempotency_key = $2"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(activation_id)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(tx_from_row)
+            .transpose()
+    }
+
+    /// A transaction by id.
+    pub async fn tx(&self, id: &str) -> Result<Option<TxRow>, sqlx::Error> {
+        let sql = format!("SELECT {TX_COLS} FROM transactions WHERE id = $1");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(tx_from_row)
+            .transpose()
+    }
+
+    /// A register's transactions with `seq > after_seq` and `created_at > since`, in
+    /// sequence order.
+    pub async fn list_txs(
+        &self,
+        activation_id: &str,
+        after_seq: i64,
+        since: i64,
+        limit: i64,
+    ) -> Result<Vec<TxRow>, sqlx::Error> {
+        let sql = format!(
+            "SELECT {TX_COLS} FROM transactions WHERE activation_id = $1 AND seq > $2 \
+             AND created_at > $3 ORDER BY seq LIMIT $4"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(activation_id)
+            .bind(after_seq)
+            .bind(since)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(tx_from_row)
+            .collect()
+    }
+
+    /// Commits a batch of transactions in one database transaction (group commit).
+    ///
+    /// For each register the chain head is read (and locked on PostgreSQL, in a fixed
+    /// order so that concurrent writers cannot deadlock); each transaction gets the next
+    /// sequence number and a receipt chained to the previous one. A transaction whose
+    /// idempotency key is already used is not stored again: the stored one is returned.
+    pub async fn commit_batch(
+        &self,
+        items: &[NewTx],
+        now: i64,
+        key: &SigningKey,
+        issuer: &str,
+        mut new_id: impl FnMut() -> String,
+    ) -> Result<Vec<Committed>, sqlx::Error> {
+        let mut tx = self.begin_write().await?;
+        let mut heads: BTreeMap<&str, (i64, String, bool)> = BTreeMap::new();
+        for item in items {
+            heads.entry(item.activation_id.as_str()).or_default();
+        }
+        let head_sql = format!(
+            "SELECT chain_seq, chain_head FROM activations WHERE id = $1{}",
+            self.for_update()
+        );
+        for (id, head) in heads.iter_mut() {
+            let row = sqlx::query(sqlx::AssertSqlSafe(head_sql.clone()))
+                .bind(*id)
+                .fetch_one(&mut *tx)
+                .await?;
+            *head = (row.try_get("chain_seq")?, row.try_get("chain_head")?, false);
+        }
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            let (seq, prev, dirty) = heads
+                .get_mut(item.activation_id.as_str())
+                .ok_or_else(|| sqlx::Error::Protocol("chain head missing".into()))?;
+            let id = new_id();
+            let next = *seq + 1;
+            let claims = ReceiptClaims {
+                iss: issuer.to_owned(),
+                sub: item.production_number.clone(),
+                iat: now,
+                seq: next as u64,
+                txid: id.clone(),
+                txh: item.txh.clone(),
+                prev: prev.clone(),
+                tx_type: item.tx_type.clone(),
+                total: item.total,
+                currency: item.currency.clone(),
+            };
+            let receipt =
+                sign_receipt(&claims, key).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+            let r = sqlx::query(
+                "INSERT INTO transactions (id, activation_id, idempotency_key, seq, created_at, \
+                 body, txh, receipt) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                 ON CONFLICT (activation_id, idempotency_key) DO NOTHING",
+            )
+            .bind(&id)
+            .bind(&item.activation_id)
+            .bind(&item.idempotency_key)
+            .bind(next)
+            .bind(now)
+            .bind(&item.body)
+            .bind(&item.txh)
+            .bind(&receipt)
+            .execute(&mut *tx)
+            .await?;
+            if r.rows_affected() == 1 {
+                *seq = next;
+                *prev = receipt_link(&receipt);
+                *dirty = true;
+                out.push(Committed::New(TxRow {
+                    id,
+                    activation_id: item.activation_id.clone(),
+                    idempotency_key: item.idempotency_key.clone(),
+                    seq: next,
+                    created_at: now,
+                    body: item.body.clone(),
+                    txh: item.txh.clone(),
+                    receipt,
+                }));
+            } else {
+                let sql = format!(
+                    "SELECT {TX_COLS} FROM transactions WHERE activation_id = $1 \
+                     AND idempotency_key = $2"
+                );
+                let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(&item.activation_id)
+                    .bind(&item.idempotency_key)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                out.push(Committed::Existing(tx_from_row(&row)?));
+            }
+        }
+        for (id, (seq, head, dirty)) in &heads {
+            if *dirty {
+                sqlx::query("UPDATE activations SET chain_seq = $1, chain_head = $2 WHERE id = $3")
+                    .bind(*seq)
+                    .bind(head)
+                    .bind(*id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Every transaction (admin export), by register and sequence.
+    pub async fn export_txs(
+        &self,
+        activation_id: Option<&str>,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<TxRow>, sqlx::Error> {
+        let rows = match activation_id {
+            Some(a) => {
+                let sql = format!(
+                    "SELECT {TX_COLS} FROM transactions WHERE activation_id = $1 AND seq > $2 \
+                     ORDER BY seq LIMIT $3"
+                );
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(a)
+                    .bind(after_seq)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                let sql = format!(
+                    "SELECT {TX_COLS} FROM transactions ORDER BY activation_id, seq LIMIT $1"
+                );
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        rows.iter().map(tx_from_row).collect()
+    }
+
+    // ---- products ---------------------------------------------------------------
+
+    /// Inserts or updates a product; returns true if it was created.
+    pub async fn upsert_product(
+        &self,
+        p: &ProductRow,
+        updated_by: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let existed = sqlx::query("SELECT id FROM products WHERE corporate_id = $1 AND id = $2")
+            .bind(&p.corporate_id)
+            .bind(&p.id)
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some();
+        sqlx::query(
+            "INSERT INTO products (corporate_id, id, body, updated_at, updated_by) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (corporate_id, id) DO UPDATE SET \
+             body = excluded.body, updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+        )
+        .bind(&p.corporate_id)
+        .bind(&p.id)
+        .bind(&p.body)
+        .bind(p.updated_at)
+        .bind(updated_by)
+        .execute(&self.pool)
+        .await?;
+        Ok(!existed)
+    }
+
+    /// A company's products changed after `since` (Unix seconds), oldest change first.
+    pub async fn list_products(
+        &self,
+        corporate_id: &str,
+        since: i64,
+        limit: i64,
+    ) -> Result<Vec<ProductRow>, sqlx::Error> {
+        sqlx::query(
+            "SELECT corporate_id, id, body, updated_at FROM products WHERE corporate_id = $1 \
+             AND updated_at > $2 ORDER BY updated_at, id LIMIT $3",
+        )
+        .bind(corporate_id)
+        .bind(since)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(ProductRow {
+                corporate_id: r.try_get("corporate_id")?,
+                id: r.try_get("id")?,
+                body: r.try_get("body")?,
+                updated_at: r.try_get("updated_at")?,
+            })
+        })
+        .collect()
+    }
+
+    /// One product of a company.
+    pub async fn product(
+        &self,
+        corporate_id: &str,
+        id: &str,
+    ) -> Result<Option<ProductRow>, sqlx::Error> {
+        sqlx::query(
+            "SELECT corporate_id, id, body, updated_at FROM products WHERE corporate_id = $1 AND id = $2",
+        )
+        .bind(corporate_id)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| {
+            Ok(ProductRow {
+                corporate_id: r.try_get("corporate_id")?,
+                id: r.try_get("id")?,
+                body: r.try_get("body")?,
+                updated_at: r.try_get("updated_at")?,
+            })
+        })
+        .transpose()
+    }
+}
+
+async fn insert_signing_key(
+    conn: &mut sqlx::AnyConnection,
+    key: &SigningKey,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    sqlx::query(
+        "INSERT INTO signing_keys (kid, seed, public_key, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(key.kid())
+    .bind(b64.encode(key.seed()))
+    .bind(b64.encode(key.public_key_bytes()))
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Parses a `sqlite:` URL's file path, to restrict the file's permissions.
+pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite://").or(url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next()?;
+    if path.is_empty() || path == ":memory:" {
+        return None;
+    }
+    std::path::PathBuf::from_str(path).ok()
+}

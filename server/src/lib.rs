@@ -1,0 +1,179 @@
+//! # tillgate-server
+//!
+//! The service POS apps talk to: cash-register activation with admin approval, API-key,
+//! URL-path-token and dynamic-key authentication, signed ActivationDescriptors, key
+//! renewal, durable group-committed cash transactions with chained signed receipts, and
+//! a small product catalogue with RVE delta sync. Every rule shared with the apps comes
+//! from `tillgate-core`.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use tillgate_server::{AppState, Config, SystemClock, app};
+//!
+//! # async fn run() -> Result<(), String> {
+//! let config = Config::with_defaults("./tillgate-data".into());
+//! let (state, started) = AppState::start(config, Arc::new(SystemClock)).await?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await.map_err(|e| e.to_string())?;
+//! axum::serve(listener, app(state.clone())).await.map_err(|e| e.to_string())?;
+//! state.shutdown().await;
+//! let _ = started.writer.await;
+//! # Ok(()) }
+//! ```
+
+pub mod api_activation;
+pub mod api_admin;
+pub mod api_register;
+pub mod auth;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod extract;
+pub mod ids;
+pub mod metrics;
+pub mod openapi;
+pub mod ops;
+pub mod prefix;
+pub mod ratelimit;
+pub mod state;
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::HeaderValue;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post, put};
+use tracing::Instrument as _;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{Config, LogFormat};
+pub use error::AppError;
+pub use state::AppState;
+
+/// Builds the HTTP application.
+pub fn app(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/activations-advanced", post(api_activation::activate))
+        .route("/auth/handshake", get(api_activation::handshake))
+        .route(
+            "/auth/dynamic-key-params",
+            get(api_activation::dynamic_key_params),
+        )
+        .route(
+            "/activations/activation-code",
+            get(api_activation::activation_code),
+        )
+        .route("/activations/renew", post(api_activation::renew))
+        .route("/.well-known/jwks.json", get(api_activation::jwks))
+        .route("/admin/activations", get(api_admin::list))
+        .route(
+            "/admin/activations/{activationId}/approve",
+            post(api_admin::approve),
+        )
+        .route(
+            "/admin/activations/{activationId}/reject",
+            post(api_admin::reject),
+        )
+        .route(
+            "/admin/activations/{activationId}/revoke",
+            post(api_admin::revoke),
+        )
+        .route("/admin/staff", post(api_admin::add_staff))
+        .route("/admin/transactions", get(api_admin::export))
+        .route(
+            "/transactions",
+            post(api_register::create_transaction).get(api_register::list_transactions),
+        )
+        .route("/transactions/{id}", get(api_register::get_transaction))
+        .route("/products", get(api_register::list_products))
+        .route(
+            "/products/{id}",
+            put(api_register::put_product).get(api_register::get_product),
+        )
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
+        .route("/docs", get(ops::docs))
+        .route_layer(middleware::from_fn(route_label))
+        .fallback(ops::not_found)
+        .method_not_allowed_fallback(ops::method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .with_state(state.clone());
+    // The URL-path prefix is rewritten before routing, so it wraps the router.
+    Router::new()
+        .fallback_service(api)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            prefix::rewrite,
+        ))
+        .layer(middleware::from_fn_with_state(state, observe))
+}
+
+/// The matched route, carried on the response for metrics.
+#[derive(Debug, Clone)]
+struct RouteLabel(String);
+
+async fn route_label(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned());
+    let mut resp = next.run(req).await;
+    if let Some(r) = route {
+        resp.extensions_mut().insert(RouteLabel(r));
+    }
+    resp
+}
+
+/// Request id, a span for the request, one log line per request, metrics. Logs the
+/// path with any URL-path token redacted, never headers, query strings or bodies.
+async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let path = prefix::redact_path(req.uri().path());
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(ids::request_id);
+    let span = tracing::info_span!("request", request_id = %request_id, method = %method, path = %path);
+    let mut resp = next.run(req).instrument(span.clone()).await;
+    let status = resp.status().as_u16();
+    let elapsed = start.elapsed();
+    let route = resp
+        .extensions()
+        .get::<RouteLabel>()
+        .map_or("unmatched", |r| r.0.as_str())
+        .to_owned();
+    let code = resp.extensions().get::<error::ProblemCode>().map(|c| c.0);
+    state
+        .metrics
+        .observe_request(method.as_str(), &route, status, elapsed.as_secs_f64());
+    if let Some(code) = code {
+        state.metrics.observe_problem(code);
+    }
+    span.in_scope(|| {
+        tracing::info!(
+            status,
+            route = %route,
+            code = code.unwrap_or(""),
+            micros = elapsed.as_micros() as u64,
+            "request done"
+        );
+    });
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}

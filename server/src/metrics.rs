@@ -1,0 +1,112 @@
+//! Prometheus metrics, kept with atomics and rendered as text at `/metrics`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Upper bounds of the request-duration histogram, seconds.
+const BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
+
+/// The server's counters.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
+    duration_buckets: [AtomicU64; BUCKETS.len()],
+    duration_count: AtomicU64,
+    duration_sum_micros: AtomicU64,
+    problems: Mutex<BTreeMap<&'static str, u64>>,
+    /// Transactions committed (new, not replays).
+    pub transactions_committed: AtomicU64,
+    /// Idempotent replays answered from storage.
+    pub transactions_replayed: AtomicU64,
+    /// Group-commit batches written.
+    pub batches_committed: AtomicU64,
+    /// Batches that failed to commit.
+    pub batches_failed: AtomicU64,
+    /// Activations created.
+    pub activations_created: AtomicU64,
+    /// Failed authentications.
+    pub auth_failures: AtomicU64,
+    /// Requests refused by a rate limit.
+    pub rate_limited: AtomicU64,
+}
+
+impl Metrics {
+    /// Counts one request.
+    pub fn observe_request(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        if let Ok(mut m) = self.requests.lock() {
+            *m.entry((method.to_owned(), route.to_owned(), status))
+                .or_default() += 1;
+        }
+        for (i, le) in BUCKETS.iter().enumerate() {
+            if seconds <= *le {
+                self.duration_buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.duration_count.fetch_add(1, Ordering::Relaxed);
+        self.duration_sum_micros
+            .fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
+    }
+
+    /// Counts one problem response by code.
+    pub fn observe_problem(&self, code: &'static str) {
+        if let Ok(mut m) = self.problems.lock() {
+            *m.entry(code).or_default() += 1;
+        }
+    }
+
+    /// Renders the Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let _ = writeln!(out, "# HELP tillgate_http_requests_total HTTP requests by method, route and status.");
+        let _ = writeln!(out, "# TYPE tillgate_http_requests_total counter");
+        if let Ok(m) = self.requests.lock() {
+            for ((method, route, status), n) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "tillgate_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {n}",
+                    route.replace('\\', "\\\\").replace('"', "\\\"")
+                );
+            }
+        }
+        let _ = writeln!(out, "# HELP tillgate_http_request_duration_seconds HTTP request latency.");
+        let _ = writeln!(out, "# TYPE tillgate_http_request_duration_seconds histogram");
+        for (i, le) in BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "tillgate_http_request_duration_seconds_bucket{{le=\"{le}\"}} {}",
+                self.duration_buckets[i].load(Ordering::Relaxed)
+            );
+        }
+        let count = self.duration_count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "tillgate_http_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "tillgate_http_request_duration_seconds_sum {}",
+            self.duration_sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "tillgate_http_request_duration_seconds_count {count}");
+        let _ = writeln!(out, "# HELP tillgate_problems_total Problem responses by code.");
+        let _ = writeln!(out, "# TYPE tillgate_problems_total counter");
+        if let Ok(m) = self.problems.lock() {
+            for (code, n) in m.iter() {
+                let _ = writeln!(out, "tillgate_problems_total{{code=\"{code}\"}} {n}");
+            }
+        }
+        for (name, help, v) in [
+            ("tillgate_transactions_committed_total", "Transactions committed.", &self.transactions_committed),
+            ("tillgate_transactions_replayed_total", "Idempotent transaction replays.", &self.transactions_replayed),
+            ("tillgate_batches_committed_total", "Group-commit batches committed.", &self.batches_committed),
+            ("tillgate_batches_failed_total", "Group-commit batches that failed.", &self.batches_failed),
+            ("tillgate_activations_created_total", "Activations created.", &self.activations_created),
+            ("tillgate_auth_failures_total", "Failed authentications.", &self.auth_failures),
+            ("tillgate_rate_limited_total", "Requests refused by a rate limit.", &self.rate_limited),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} counter");
+            let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));
+        }
+        out
+    }
+}

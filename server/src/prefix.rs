@@ -1,0 +1,138 @@
+//! The Fieldpine URL-path token form: `/OpenApi_1,2,3,4$R20201201134216$$<token>/Products`.
+//! A middleware parses the first segment with core's `parse_url_token`, keeps the token
+//! and RVE for the handlers, and rewrites the path to the plain route
+//! (`/products`), matching resource names without regard to case.
+
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, Uri};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tillgate_core::{AccessToken, Rve, parse_url_token};
+
+use crate::error::AppError;
+use crate::state::AppState;
+
+/// What the URL-path prefix carried.
+#[derive(Debug, Clone)]
+pub struct UrlTokenContext {
+    /// The `$$` access token, if any.
+    pub token: Option<AccessToken>,
+    /// The `$R` data version, if any.
+    pub rve: Option<Rve>,
+}
+
+/// Whether a path's first segment looks like a URL-token prefix (`OpenApi…_`,
+/// `Anywhere…_`, `Gnap…_`, any case).
+pub fn is_prefixed(path: &str) -> bool {
+    let seg = path.trim_start_matches('/');
+    let head = seg.split(['/', '_']).next().unwrap_or("");
+    let word = head.trim_end_matches(|c: char| c.is_ascii_digit());
+    seg.contains('_')
+        && ["openapi", "anywhere", "gnap"]
+            .iter()
+            .any(|w| word.eq_ignore_ascii_case(w))
+}
+
+/// For logs: the path with any URL-path token replaced by `<redacted>`.
+pub fn redact_path(path: &str) -> String {
+    if !is_prefixed(path) {
+        return path.to_owned();
+    }
+    let seg_end = path[1..].find('/').map_or(path.len(), |i| i + 1);
+    let (seg, rest) = path.split_at(seg_end);
+    match seg.find("$$") {
+        Some(i) => format!("{}$$<redacted>{rest}", &seg[..i]),
+        None => path.to_owned(),
+    }
+}
+
+/// Maps the resource part after the prefix to a plain route, case-insensitively.
+fn map_resource(rest: &str) -> Option<String> {
+    let segs: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
+    let lower = |s: &str| s.to_ascii_lowercase();
+    match segs.as_slice() {
+        [r] if lower(r) == "products" || lower(r) == "transactions" => {
+            Some(format!("/{}", lower(r)))
+        }
+        [r, id] if (lower(r) == "products" || lower(r) == "transactions") && !id.is_empty() => {
+            Some(format!("/{}/{id}", lower(r)))
+        }
+        [a, b] if lower(a) == "auth" && lower(b) == "handshake" => Some("/auth/handshake".into()),
+        [a, b]
+            if lower(a) == "activations"
+                && (lower(b) == "activation-code" || lower(b) == "renew") =>
+        {
+            Some(format!("/activations/{}", lower(b)))
+        }
+        _ => None,
+    }
+}
+
+/// The middleware; see the module doc.
+pub async fn rewrite(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_owned();
+    if !is_prefixed(&path) {
+        return next.run(req).await;
+    }
+    let parsed = match parse_url_token(&path) {
+        Ok(p) => p,
+        Err(e) => return AppError::Core(e).into_response(),
+    };
+    if parsed.rm_system != state.config.rm_system {
+        return AppError::new(
+            StatusCode::FORBIDDEN,
+            "rm_system_mismatch",
+            format!(
+                "this server answers to RmSystem {}, not {}",
+                state.config.rm_system, parsed.rm_system
+            ),
+        )
+        .into_response();
+    }
+    let Some(target) = map_resource(&parsed.rest) else {
+        return AppError::not_found(
+            "not_found",
+            "no such resource behind the URL-path prefix (Products, Transactions, auth/handshake, activations/activation-code, activations/renew)",
+        )
+        .into_response();
+    };
+    let pq = match req.uri().query() {
+        Some(q) => format!("{target}?{q}"),
+        None => target,
+    };
+    let Ok(uri) = pq.parse::<Uri>() else {
+        return AppError::bad_request("invalid_path", "the path cannot be rewritten").into_response();
+    };
+    req.extensions_mut().insert(UrlTokenContext {
+        token: parsed.token,
+        rve: parsed.rve,
+    });
+    *req.uri_mut() = uri;
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_detection_and_redaction() {
+        assert!(is_prefixed("/OpenApi_1,2,3,4$$tok/Products"));
+        assert!(is_prefixed("/openapi2_1$$tok/products"));
+        assert!(!is_prefixed("/products"));
+        assert!(!is_prefixed("/openapi.json"));
+        assert_eq!(
+            redact_path("/OpenApi_1,2,3,4$R20201201134216$$secret/Products"),
+            "/OpenApi_1,2,3,4$R20201201134216$$<redacted>/Products"
+        );
+    }
+
+    #[test]
+    fn resources_are_case_insensitive() {
+        assert_eq!(map_resource("/Products").as_deref(), Some("/products"));
+        assert_eq!(map_resource("/TRANSACTIONS/tx_1").as_deref(), Some("/transactions/tx_1"));
+        assert_eq!(map_resource("/Auth/Handshake").as_deref(), Some("/auth/handshake"));
+        assert_eq!(map_resource("/admin/activations"), None);
+        assert_eq!(map_resource("/../admin"), None);
+    }
+}

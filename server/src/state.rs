@@ -1,0 +1,399 @@
+//! Shared state: configuration, storage, clock, signing keys, the group-commit writer,
+//! rate limiters and metrics.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use tillgate_core::{ApiKey, ApiKeyHash, Jwks, SigningKey, TrustedKeys};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::db::{Committed, NewTx, Store};
+use crate::error::AppError;
+use crate::ids;
+use crate::metrics::Metrics;
+use crate::ratelimit::RateLimiter;
+
+/// How long the signing keys read from the database are reused before re-reading (so a
+/// rotation made by the CLI or another process is picked up).
+const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// The setting holding the generated admin key's hash.
+const ADMIN_KEY_SETTING: &str = "admin_key_sha256";
+
+/// The keys in use: the newest active key signs; every active key is published.
+#[derive(Debug, Clone)]
+pub struct KeyRing {
+    /// The key that signs descriptors, receipts and timestamps.
+    pub signing: SigningKey,
+    /// The published public keys (`/.well-known/jwks.json`).
+    pub jwks: Jwks,
+    /// The same keys, for verifying what this server signed.
+    pub trusted: TrustedKeys,
+}
+
+/// Application state, cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+/// The parts of [`AppState`].
+pub struct Inner {
+    /// Configuration.
+    pub config: Config,
+    /// Storage.
+    pub store: Store,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Limits activation requests per client address.
+    pub activation_limiter: RateLimiter,
+    /// Limits failed authentications per client address.
+    pub auth_limiter: RateLimiter,
+    admin_key_hash: ApiKeyHash,
+    keys: Mutex<Option<(Instant, Arc<KeyRing>)>>,
+    writer: mpsc::Sender<WriterMsg>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+/// What starting the state produced besides the state itself.
+#[derive(Debug)]
+pub struct Started {
+    /// The admin key generated at first start, to print once; `None` when the key comes
+    /// from the configuration or was generated earlier.
+    pub generated_admin_key: Option<ApiKey>,
+    /// The writer task; await it after [`AppState::shutdown`].
+    pub writer: tokio::task::JoinHandle<()>,
+}
+
+enum WriterMsg {
+    Job(NewTx, oneshot::Sender<Result<Committed, ()>>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+impl AppState {
+    /// Connects to the database, applies migrations, makes sure a signing key and an
+    /// admin key exist, and starts the group-commit writer.
+    pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<(AppState, Started), String> {
+        let url = config.effective_database_url();
+        if config.database_url.is_none() {
+            std::fs::create_dir_all(&config.data_dir)
+                .map_err(|e| format!("cannot create data dir {}: {e}", config.data_dir.display()))?;
+        }
+        let store = Store::connect(&url, config.db_pool_size)
+            .await
+            .map_err(|e| format!("cannot open the database: {e}"))?;
+        if let Some(path) = crate::db::sqlite_path(&url) {
+            restrict_permissions(&path);
+        }
+        let now = clock.now();
+        let init = store
+            .init(now)
+            .await
+            .map_err(|e| format!("cannot initialise the database: {e}"))?;
+        if let Some(kid) = init.created_signing_key {
+            tracing::info!(kid, "created the first signing key");
+        }
+
+        let mut generated_admin_key = None;
+        let admin_key_hash = match &config.admin_key {
+            Some(k) => ApiKey::parse(k)
+                .map_err(|e| format!("TILLGATE_ADMIN_KEY is not a valid key: {e}"))?
+                .hash(),
+            None => {
+                let stored = store
+                    .setting(ADMIN_KEY_SETTING)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                match stored {
+                    Some(hex) => parse_hex_hash(&hex).ok_or("stored admin key hash is corrupt")?,
+                    None => {
+                        let key = tillgate_core::generate_api_key_with(
+                            40,
+                            tillgate_core::ApiKeyAlphabet::UrlSafe,
+                        )
+                        .map_err(|e| e.to_string())?;
+                        let written = store
+                            .set_setting_once(ADMIN_KEY_SETTING, &key.hash().to_hex())
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        if written {
+                            let h = key.hash();
+                            generated_admin_key = Some(key);
+                            h
+                        } else {
+                            // Another process generated one first.
+                            let hex = store
+                                .setting(ADMIN_KEY_SETTING)
+                                .await
+                                .map_err(|e| e.to_string())?
+                                .ok_or("admin key hash vanished")?;
+                            parse_hex_hash(&hex).ok_or("stored admin key hash is corrupt")?
+                        }
+                    }
+                }
+            }
+        };
+
+        let (tx, rx) = mpsc::channel(config.batch_max.max(1) * 8);
+        let state = AppState {
+            inner: Arc::new(Inner {
+                activation_limiter: RateLimiter::new(config.activation_rate_per_minute),
+                auth_limiter: RateLimiter::new(config.auth_failure_rate_per_minute),
+                config,
+                store,
+                clock,
+                metrics: Metrics::default(),
+                admin_key_hash,
+                keys: Mutex::new(None),
+                writer: tx,
+            }),
+        };
+        state.refresh_keys().await.map_err(|e| e.to_string())?;
+        let writer = tokio::spawn(writer_loop(state.clone(), rx));
+        Ok((
+            state,
+            Started {
+                generated_admin_key,
+                writer,
+            },
+        ))
+    }
+
+    /// Now, Unix seconds, from the configured clock.
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// Whether `presented` is the admin key (constant-time comparison of hashes).
+    pub fn is_admin_key(&self, presented: &str) -> bool {
+        match ApiKey::parse(presented) {
+            Ok(k) => k.hash().ct_eq(&self.admin_key_hash),
+            Err(_) => false,
+        }
+    }
+
+    /// The signing keys, re-read from the database at most every few seconds.
+    pub async fn keys(&self) -> Result<Arc<KeyRing>, AppError> {
+        if let Ok(guard) = self.keys.lock() {
+            if let Some((at, ring)) = guard.as_ref() {
+                if at.elapsed() < KEY_CACHE_TTL {
+                    return Ok(ring.clone());
+                }
+            }
+        }
+        self.refresh_keys().await
+    }
+
+    /// Re-reads the signing keys now.
+    pub async fn refresh_keys(&self) -> Result<Arc<KeyRing>, AppError> {
+        let rows = self.store.signing_keys().await?;
+        let mut signing = None;
+        let mut jwks = Jwks::default();
+        let mut trusted = TrustedKeys::new();
+        for row in rows.iter().filter(|r| r.retired_at.is_none()) {
+            let seed = B64
+                .decode(&row.seed)
+                .map_err(|_| AppError::internal("stored signing key is not base64url"))?;
+            let key = SigningKey::from_seed_slice(&seed)
+                .map_err(|e| AppError::internal(format!("stored signing key: {e}")))?;
+            if key.kid() != row.kid {
+                return Err(AppError::internal("stored signing key does not match its kid"));
+            }
+            jwks.keys.push(key.public_jwk());
+            trusted
+                .add_jwk(&key.public_jwk())
+                .map_err(|e| AppError::internal(format!("stored signing key: {e}")))?;
+            if signing.is_none() {
+                signing = Some(key); // rows are newest first
+            }
+        }
+        let signing = signing.ok_or_else(|| AppError::internal("no active signing key"))?;
+        let ring = Arc::new(KeyRing {
+            signing,
+            jwks,
+            trusted,
+        });
+        if let Ok(mut guard) = self.keys.lock() {
+            *guard = Some((Instant::now(), ring.clone()));
+        }
+        Ok(ring)
+    }
+
+    /// Hands a transaction to the group-commit writer and waits until it is committed
+    /// (or found already committed under the same idempotency key).
+    pub async fn commit(&self, item: NewTx) -> Result<Committed, AppError> {
+        let (tx, rx) = oneshot::channel();
+        let unavailable = || {
+            AppError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                "the transaction could not be stored; retry with the same Idempotency-Key",
+            )
+        };
+        self.writer
+            .send(WriterMsg::Job(item, tx))
+            .await
+            .map_err(|_| unavailable())?;
+        rx.await.map_err(|_| unavailable())?.map_err(|_| unavailable())
+    }
+
+    /// Stops the writer after it has committed everything queued so far.
+    pub async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.writer.send(WriterMsg::Shutdown(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+async fn writer_loop(state: AppState, mut rx: mpsc::Receiver<WriterMsg>) {
+    let max = state.config.batch_max.max(1);
+    let mut jobs: Vec<(NewTx, oneshot::Sender<Result<Committed, ()>>)> = Vec::with_capacity(max);
+    loop {
+        let mut stop = None;
+        match rx.recv().await {
+            None => break,
+            Some(WriterMsg::Shutdown(done)) => stop = Some(done),
+            Some(WriterMsg::Job(item, reply)) => jobs.push((item, reply)),
+        }
+        while stop.is_none() && jobs.len() < max {
+            match rx.try_recv() {
+                Ok(WriterMsg::Job(item, reply)) => jobs.push((item, reply)),
+                Ok(WriterMsg::Shutdown(done)) => stop = Some(done),
+                Err(_) => break,
+            }
+        }
+        if !jobs.is_empty() {
+            write_batch(&state, std::mem::take(&mut jobs)).await;
+        }
+        if let Some(done) = stop {
+            // Commit whatever is still queued, then stop.
+            while let Ok(msg) = rx.try_recv() {
+                if let WriterMsg::Job(item, reply) = msg {
+                    jobs.push((item, reply));
+                }
+            }
+            if !jobs.is_empty() {
+                write_batch(&state, std::mem::take(&mut jobs)).await;
+            }
+            let _ = done.send(());
+            break;
+        }
+    }
+}
+
+async fn write_batch(state: &AppState, jobs: Vec<(NewTx, oneshot::Sender<Result<Committed, ()>>)>) {
+    let (items, replies): (Vec<NewTx>, Vec<_>) = jobs.into_iter().unzip();
+    match commit_items(state, &items).await {
+        Ok(results) => {
+            state
+                .metrics
+                .batches_committed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            for (result, reply) in results.into_iter().zip(replies) {
+                count(state, &result);
+                let _ = reply.send(Ok(result));
+            }
+        }
+        Err(e) if items.len() > 1 => {
+            // One bad item must not fail its neighbours: retry them one by one.
+            tracing::warn!(error = %e, size = items.len(), "batch failed; retrying items one by one");
+            state
+                .metrics
+                .batches_failed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            for (item, reply) in items.into_iter().zip(replies) {
+                match commit_items(state, std::slice::from_ref(&item)).await {
+                    Ok(mut r) => match r.pop() {
+                        Some(result) => {
+                            count(state, &result);
+                            let _ = reply.send(Ok(result));
+                        }
+                        None => {
+                            let _ = reply.send(Err(()));
+                        }
+                    },
+                    Err(e) => {
+                        tracing::error!(error = %e, "transaction could not be committed");
+                        let _ = reply.send(Err(()));
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "transaction could not be committed");
+            state
+                .metrics
+                .batches_failed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            for reply in replies {
+                let _ = reply.send(Err(()));
+            }
+        }
+    }
+}
+
+fn count(state: &AppState, result: &Committed) {
+    let counter = match result {
+        Committed::New(_) => &state.metrics.transactions_committed,
+        Committed::Existing(_) => &state.metrics.transactions_replayed,
+    };
+    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+async fn commit_items(state: &AppState, items: &[NewTx]) -> Result<Vec<Committed>, String> {
+    let ring = state.keys().await.map_err(|e| e.to_string())?;
+    state
+        .store
+        .commit_batch(
+            items,
+            state.now(),
+            &ring.signing,
+            &state.config.issuer,
+            ids::transaction_id,
+        )
+        .await
+        .map_err(|e| e.to_string())
+}
+
+fn parse_hex_hash(hex: &str) -> Option<ApiKeyHash> {
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok()?;
+    }
+    Some(ApiKeyHash(out))
+}
+
+#[cfg(unix)]
+fn restrict_permissions(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    // The database holds the signing keys: readable by the service user only.
+    for p in [
+        path.to_path_buf(),
+        path.with_extension("db-wal"),
+        path.with_extension("db-shm"),
+    ] {
+        if p.exists() {
+            let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600));
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn restrict_permissions(_path: &std::path::Path) {}
