@@ -1,0 +1,481 @@
+//! # tillgate-ffi
+//!
+//! The [uniffi](https://mozilla.github.io/uniffi-rs/) face of `tillgate-core` for Kotlin
+//! (package `dev.tillgate`), Swift (module `Tillgate`) and Python. Every export is a thin
+//! wrapper: it converts its arguments, calls core, and maps the result. There is no
+//! logic here; the rules and their tests live in `tillgate-core`.
+//!
+//! Every failure is one [`TillgateError`] carrying core's stable `code()`, the message,
+//! and — where core has them — the failing fields, the position in the input, or the
+//! index of the failing receipt. The only codes this crate adds are
+//! [`INVALID_ARGUMENT`] (a byte array of the wrong length, JSON text that does not parse)
+//! and [`INTERNAL`] (a poisoned lock: a bug).
+//!
+//! ```
+//! use tillgate_ffi::*;
+//! let key = SigningKey::from_seed(vec![7; 32]).unwrap();
+//! let sig = key.sign_raw(b"hello".to_vec());
+//! assert!(verify_ed25519(key.public_key(), b"hello".to_vec(), sig.clone()).is_ok());
+//! let err = verify_ed25519(key.public_key(), b"hellO".to_vec(), sig).unwrap_err();
+//! assert_eq!(err.code(), "bad_signature");
+//! ```
+
+use std::sync::{Arc, Mutex};
+
+use tillgate_core as core;
+
+mod records;
+
+pub use records::*;
+
+uniffi::setup_scaffolding!();
+
+/// The code of a [`TillgateError`] raised by the bindings themselves for an argument
+/// that cannot be converted (wrong byte length, unparsable JSON text).
+pub const INVALID_ARGUMENT: &str = "invalid_argument";
+/// The code of a [`TillgateError`] for a poisoned lock (a bug, never expected).
+pub const INTERNAL: &str = "internal";
+
+// ---- the one error ---------------------------------------------------------------
+
+/// The one error of the bindings: Kotlin `TillgateException.Failed`, Swift
+/// `TillgateError.Failed`, Python `TillgateError.Failed`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, uniffi::Error)]
+pub enum TillgateError {
+    /// Something failed; `code` says what (the same string as core's `Error::code()`,
+    /// the HTTP API's problem `code` and the shared vectors' `error`).
+    #[error("{code}: {reason}")]
+    Failed {
+        /// Stable snake_case code, e.g. `bad_signature`, `invalid_activation_request`.
+        code: String,
+        /// A message for people; never contains secrets.
+        reason: String,
+        /// Every failing field, for `invalid_activation_request` and
+        /// `invalid_transaction`; empty otherwise.
+        fields: Vec<FieldError>,
+        /// Where in the input: the 0-based character position for API-key character
+        /// errors, the 0-based byte offset for URL-token errors; `None` otherwise.
+        position: Option<u32>,
+        /// The offending character of an API-key character error.
+        character: Option<String>,
+        /// The 0-based index of the failing receipt, for `invalid_receipt` and
+        /// `receipt_chain_broken`.
+        index: Option<u32>,
+    },
+}
+
+impl TillgateError {
+    /// The stable code.
+    pub fn code(&self) -> &str {
+        match self {
+            TillgateError::Failed { code, .. } => code,
+        }
+    }
+
+    fn plain(code: &str, reason: impl Into<String>) -> Self {
+        TillgateError::Failed {
+            code: code.to_owned(),
+            reason: reason.into(),
+            fields: Vec::new(),
+            position: None,
+            character: None,
+            index: None,
+        }
+    }
+
+    fn invalid_argument(reason: impl Into<String>) -> Self {
+        Self::plain(INVALID_ARGUMENT, reason)
+    }
+}
+
+fn u32_of(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+impl From<core::Error> for TillgateError {
+    fn from(e: core::Error) -> Self {
+        let code = e.code().to_owned();
+        let reason = e.to_string();
+        let (mut fields, mut position, mut character, mut index) = (Vec::new(), None, None, None);
+        match &e {
+            core::Error::InvalidActivationRequest { fields: f }
+            | core::Error::InvalidTransaction { fields: f } => {
+                fields = f.iter().cloned().map(FieldError::from).collect();
+            }
+            core::Error::ApiKeyReservedChar { ch, position: p }
+            | core::Error::ApiKeyInvalidChar { ch, position: p } => {
+                position = Some(u32_of(*p));
+                character = Some(ch.to_string());
+            }
+            core::Error::InvalidUrlToken { position: p, .. } => position = Some(u32_of(*p)),
+            core::Error::InvalidReceipt { index: i, .. }
+            | core::Error::ReceiptChainBroken { index: i, .. } => index = Some(u32_of(*i)),
+            _ => {}
+        }
+        TillgateError::Failed {
+            code,
+            reason,
+            fields,
+            position,
+            character,
+            index,
+        }
+    }
+}
+
+type Result<T, E = TillgateError> = std::result::Result<T, E>;
+
+fn bytes<const N: usize>(what: &str, v: &[u8]) -> Result<[u8; N]> {
+    v.try_into().map_err(|_| {
+        TillgateError::invalid_argument(format!("{what} must be {N} bytes, got {}", v.len()))
+    })
+}
+
+fn json_value(what: &str, text: &str) -> Result<serde_json::Value> {
+    serde_json::from_str(text)
+        .map_err(|e| TillgateError::invalid_argument(format!("{what} is not JSON: {e}")))
+}
+
+fn lock<T>(m: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>> {
+    m.lock()
+        .map_err(|_| TillgateError::plain(INTERNAL, "lock poisoned"))
+}
+
+// ---- Ed25519 ----------------------------------------------------------------------
+
+/// Verifies an Ed25519 signature strictly (RFC 8032 with `verify_strict` rules).
+/// Fails with `invalid_public_key_length`, `invalid_signature_length`,
+/// `weak_public_key` or `bad_signature`.
+#[uniffi::export]
+pub fn verify_ed25519(public_key: Vec<u8>, message: Vec<u8>, signature: Vec<u8>) -> Result<()> {
+    Ok(core::verify_ed25519(&public_key, &message, &signature)?)
+}
+
+// ---- keys -------------------------------------------------------------------------
+
+/// An Ed25519 signing key with its `kid` (RFC 7638 thumbprint). Server side and tests.
+#[derive(Debug, uniffi::Object)]
+pub struct SigningKey(core::SigningKey);
+
+#[uniffi::export]
+impl SigningKey {
+    /// Builds a key from its 32-byte seed (`invalid_signing_key` otherwise).
+    #[uniffi::constructor]
+    pub fn from_seed(seed: Vec<u8>) -> Result<Arc<Self>> {
+        Ok(Arc::new(SigningKey(core::SigningKey::from_seed_slice(
+            &seed,
+        )?)))
+    }
+
+    /// The key id: base64url RFC 7638 thumbprint of the public key.
+    pub fn kid(&self) -> String {
+        self.0.kid().to_owned()
+    }
+
+    /// The 32-byte public key.
+    pub fn public_key(&self) -> Vec<u8> {
+        self.0.public_key_bytes().to_vec()
+    }
+
+    /// The 32-byte seed. Keep it secret.
+    pub fn seed(&self) -> Vec<u8> {
+        self.0.seed().to_vec()
+    }
+
+    /// The public key as a JWK, JSON text.
+    pub fn public_jwk_json(&self) -> String {
+        serde_json::to_string(&self.0.public_jwk()).unwrap_or_default()
+    }
+
+    /// Signs raw bytes: a plain 64-byte Ed25519 signature.
+    pub fn sign_raw(&self, message: Vec<u8>) -> Vec<u8> {
+        self.0.sign_raw(&message).to_vec()
+    }
+}
+
+/// Generates a new random signing key from the platform's secure RNG.
+#[uniffi::export]
+pub fn generate_signing_key() -> Result<Arc<SigningKey>> {
+    Ok(Arc::new(SigningKey(core::generate_signing_key()?)))
+}
+
+/// The public keys an app trusts, by `kid`: built into the app, used offline.
+#[derive(Debug, Default, uniffi::Object)]
+pub struct TrustedKeys(Mutex<core::TrustedKeys>);
+
+impl TrustedKeys {
+    fn snapshot(&self) -> Result<core::TrustedKeys> {
+        Ok(lock(&self.0)?.clone())
+    }
+}
+
+#[uniffi::export]
+impl TrustedKeys {
+    /// An empty set.
+    #[uniffi::constructor]
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Loads a JWKS document (`{"keys":[...]}`); every key must be an Ed25519 public
+    /// key with a `kid` (`invalid_jwk` otherwise).
+    #[uniffi::constructor]
+    pub fn from_jwks_json(json: String) -> Result<Arc<Self>> {
+        Ok(Arc::new(TrustedKeys(Mutex::new(
+            core::TrustedKeys::from_jwks_json(&json)?,
+        ))))
+    }
+
+    /// Adds a raw 32-byte public key under `kid`.
+    pub fn add_raw(&self, kid: String, public_key: Vec<u8>) -> Result<()> {
+        Ok(lock(&self.0)?.add_raw(&kid, &public_key)?)
+    }
+
+    /// Adds a raw 32-byte public key under its RFC 7638 thumbprint (the `kid` the
+    /// Tillgate server uses) and returns that `kid`.
+    pub fn add_raw_with_thumbprint(&self, public_key: Vec<u8>) -> Result<String> {
+        Ok(lock(&self.0)?.add_raw_with_thumbprint(&public_key)?)
+    }
+
+    /// Whether a key with this `kid` is trusted.
+    pub fn contains(&self, kid: String) -> bool {
+        lock(&self.0).map(|k| k.contains(&kid)).unwrap_or(false)
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> u32 {
+        lock(&self.0).map(|k| u32_of(k.len())).unwrap_or(0)
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+// ---- descriptors ------------------------------------------------------------------
+
+/// Verifies a signed ActivationDescriptor offline; `now` is Unix seconds.
+///
+/// Fails with `malformed_jws`, `unsupported_algorithm`, `wrong_token_type`,
+/// `unknown_kid`, `bad_signature`, `clock_rolled_back`, `not_yet_valid`, `expired`,
+/// `device_mismatch` or `application_package_mismatch`.
+#[uniffi::export]
+pub fn verify_descriptor(
+    jws: String,
+    trusted_keys: Arc<TrustedKeys>,
+    now: i64,
+    options: VerifyOptions,
+) -> Result<VerifiedDescriptor> {
+    let keys = trusted_keys.snapshot()?;
+    let verified = core::verify_descriptor(&jws, &keys, now, &options.into())?;
+    VerifiedDescriptor::try_from(verified)
+}
+
+/// Signs a descriptor as a compact JWS (server side and tests).
+#[uniffi::export]
+pub fn sign_descriptor(descriptor: ActivationDescriptor, key: Arc<SigningKey>) -> Result<String> {
+    let claims = core::ActivationDescriptor::try_from(descriptor)?;
+    Ok(core::sign_descriptor(&claims, &key.0)?)
+}
+
+// ---- API keys ---------------------------------------------------------------------
+
+/// Validates an API key (Fieldpine charset, 20–256 characters) and returns it.
+/// Character errors carry `position` and `character`.
+#[uniffi::export]
+pub fn validate_api_key(key: String) -> Result<String> {
+    Ok(core::validate_api_key(&key)?.expose().to_owned())
+}
+
+/// Generates a random API key of `length` characters (20–256) from `alphabet`.
+#[uniffi::export]
+pub fn generate_api_key(length: u32, alphabet: ApiKeyAlphabet) -> Result<String> {
+    let key = core::generate_api_key_with(length as usize, alphabet.into())?;
+    Ok(key.expose().to_owned())
+}
+
+// ---- URL tokens -------------------------------------------------------------------
+
+/// Parses a URL path whose first segment is a Fieldpine access-token segment. Errors
+/// carry the byte `position`.
+#[uniffi::export]
+pub fn parse_url_token(path: String) -> Result<UrlToken> {
+    Ok(core::parse_url_token(&path)?.into())
+}
+
+/// Builds the path for a token; `#`, `%` and `^` are percent-encoded.
+#[uniffi::export]
+pub fn encode_url_token(token: UrlToken) -> Result<String> {
+    Ok(core::encode_url_token(&token.try_into()?)?)
+}
+
+// ---- activation requests ----------------------------------------------------------
+
+/// Validates an activation request; every failing field is listed in the error's
+/// `fields` (`invalid_activation_request`).
+#[uniffi::export]
+pub fn validate_activation_request(
+    request: ActivationRequest,
+    corporate_id_rule: CorporateIdRule,
+) -> Result<ValidActivationRequest> {
+    let req = core::ActivationRequest::try_from(request)?;
+    let rules = core::ActivationRules {
+        corporate_id: corporate_id_rule.into(),
+    };
+    Ok(core::validate_activation_request_with(&req, &rules)?.into())
+}
+
+// ---- dynamic keys -----------------------------------------------------------------
+
+/// A staff member's derived Ed25519 key pair for dynamic API keys.
+#[derive(Debug, uniffi::Object)]
+pub struct DynamicKeyPair(core::DynamicKeyPair);
+
+#[uniffi::export]
+impl DynamicKeyPair {
+    /// Rebuilds a pair from a stored 32-byte seed.
+    #[uniffi::constructor]
+    pub fn from_seed(system: String, login: String, seed: Vec<u8>) -> Result<Arc<Self>> {
+        let seed = bytes::<32>("seed", &seed)?;
+        Ok(Arc::new(DynamicKeyPair(core::DynamicKeyPair::from_seed(
+            &system, &login, &seed,
+        )?)))
+    }
+
+    /// The 32-byte public key the server stores for this login.
+    pub fn public_key(&self) -> Vec<u8> {
+        self.0.public_key().to_vec()
+    }
+
+    /// The 32-byte secret seed; store it like a password.
+    pub fn seed(&self) -> Vec<u8> {
+        self.0.seed().to_vec()
+    }
+
+    /// The login name.
+    pub fn login(&self) -> String {
+        self.0.login().to_owned()
+    }
+}
+
+/// Derives the key pair for `login` on `system` from the password with Argon2id
+/// (deterministic).
+#[uniffi::export]
+pub fn derive_dynamic_key_pair(
+    system: String,
+    login: String,
+    password: String,
+    params: DynamicKeyParams,
+) -> Result<Arc<DynamicKeyPair>> {
+    Ok(Arc::new(DynamicKeyPair(core::derive_dynamic_key_pair(
+        &system,
+        &login,
+        &password,
+        params.into(),
+    )?)))
+}
+
+/// Creates a dynamic API key for `now` (Unix seconds) with a random nonce.
+#[uniffi::export]
+pub fn create_dynamic_api_key(pair: Arc<DynamicKeyPair>, now: i64) -> Result<String> {
+    Ok(core::create_dynamic_api_key(&pair.0, now)?
+        .expose()
+        .to_owned())
+}
+
+/// Creates a dynamic API key with a given 16-byte nonce. For tests and vectors only: a
+/// nonce must never be reused.
+#[uniffi::export]
+pub fn create_dynamic_api_key_with_nonce(
+    pair: Arc<DynamicKeyPair>,
+    now: i64,
+    nonce: Vec<u8>,
+) -> Result<String> {
+    let nonce = bytes::<16>("nonce", &nonce)?;
+    Ok(
+        core::create_dynamic_api_key_with_nonce(&pair.0, now, &nonce)?
+            .expose()
+            .to_owned(),
+    )
+}
+
+/// Parses and verifies a dynamic API key against the login's public key, accepting it
+/// `window_secs` either side of `now`.
+#[uniffi::export]
+pub fn verify_dynamic_api_key(
+    key: String,
+    public_key: Vec<u8>,
+    system: String,
+    now: i64,
+    window_secs: i64,
+) -> Result<DynamicKeyClaims> {
+    Ok(core::verify_dynamic_api_key(&key, &public_key, &system, now, window_secs)?.into())
+}
+
+// ---- transactions and receipts ----------------------------------------------------
+
+/// Checks a transaction; every problem is listed in the error's `fields`
+/// (`invalid_transaction`).
+#[uniffi::export]
+pub fn validate_transaction(transaction: Transaction) -> Result<()> {
+    Ok(core::validate_transaction(&transaction.into())?)
+}
+
+/// The `txh` receipt claim: base64url SHA-256 of the canonical JSON.
+#[uniffi::export]
+pub fn transaction_hash(transaction: Transaction) -> String {
+    core::transaction_hash(&transaction.into())
+}
+
+/// The canonical (RFC 8785 JCS) JSON text of a transaction.
+#[uniffi::export]
+pub fn transaction_canonical_json(transaction: Transaction) -> String {
+    String::from_utf8(core::canonical_bytes(&transaction.into())).unwrap_or_default()
+}
+
+/// Reads a transaction from its wire JSON (`invalid_argument` if it does not fit:
+/// unknown members, floats, unknown `type`).
+#[uniffi::export]
+pub fn transaction_from_json(json: String) -> Result<Transaction> {
+    serde_json::from_str::<core::Transaction>(&json)
+        .map(Transaction::from)
+        .map_err(|e| TillgateError::invalid_argument(format!("not a transaction: {e}")))
+}
+
+/// Verifies a run of signed receipts of one register: signatures, `prev` links,
+/// gapless `seq`, one register. Without `previous` the run must start at `seq` 1; with
+/// it (a receipt already trusted) the run must continue it. Errors carry `index`.
+#[uniffi::export(default(previous = None))]
+pub fn verify_receipt_chain(
+    receipts: Vec<String>,
+    trusted_keys: Arc<TrustedKeys>,
+    previous: Option<String>,
+) -> Result<Vec<ReceiptClaims>> {
+    let keys = trusted_keys.snapshot()?;
+    let claims = match previous {
+        Some(p) => core::verify_receipt_chain_from(Some(&p), &receipts, &keys)?,
+        None => core::verify_receipt_chain(&receipts, &keys)?,
+    };
+    Ok(claims.into_iter().map(ReceiptClaims::from).collect())
+}
+
+/// The `prev` value that links to a receipt: base64url SHA-256 of the compact JWS.
+#[uniffi::export]
+pub fn receipt_link(receipt: String) -> String {
+    core::receipt_link(&receipt)
+}
+
+// ---- server time ------------------------------------------------------------------
+
+/// Verifies a server-signed timestamp; with `expected_nonce`, it must echo it
+/// (`nonce_mismatch`). Its `iat` is then a trusted time floor.
+#[uniffi::export(default(expected_nonce = None))]
+pub fn verify_server_time(
+    jws: String,
+    trusted_keys: Arc<TrustedKeys>,
+    expected_nonce: Option<String>,
+) -> Result<ServerTimeClaims> {
+    let keys = trusted_keys.snapshot()?;
+    Ok(core::verify_server_time(&jws, &keys, expected_nonce.as_deref())?.into())
+}

@@ -1,0 +1,334 @@
+// Runs every shared vector in tests/vectors/*.json against the generated Kotlin
+// bindings (dev.tillgate), one JUnit test per vector. Mirrors core/tests/vectors.rs.
+package dev.tillgate.tests
+
+import com.google.gson.JsonArray
+import com.google.gson.JsonElement
+import com.google.gson.JsonNull
+import com.google.gson.JsonObject
+import com.google.gson.JsonParser
+import com.google.gson.JsonPrimitive
+import dev.tillgate.*
+import java.io.File
+import org.junit.Assert.assertArrayEquals
+import org.junit.Assert.assertEquals
+import org.junit.Assert.assertTrue
+import org.junit.Assert.fail
+import org.junit.Test
+import org.junit.runner.RunWith
+import org.junit.runners.Parameterized
+
+/** One named check. */
+class Case(val name: String, val run: () -> Unit) {
+    override fun toString() = name
+}
+
+fun vectorsDir(): File =
+    File(System.getProperty("tillgate.vectors") ?: System.getenv("TILLGATE_VECTORS") ?: "tests/vectors")
+
+fun load(name: String): JsonObject = JsonParser.parseString(File(vectorsDir(), name).readText()).asJsonObject
+
+fun unhex(s: String): ByteArray = ByteArray(s.length / 2) { s.substring(2 * it, 2 * it + 2).toInt(16).toByte() }
+
+fun JsonObject.str(k: String): String = get(k).asString
+fun JsonObject.strOrNull(k: String): String? = get(k)?.takeIf { !it.isJsonNull }?.asString
+fun JsonObject.long(k: String): Long = get(k).asLong
+fun JsonObject.longOrNull(k: String): Long? = get(k)?.takeIf { !it.isJsonNull }?.asLong
+fun JsonObject.bool(k: String): Boolean = get(k).asBoolean
+fun JsonObject.obj(k: String): JsonObject = getAsJsonObject(k)
+fun JsonObject.cases(k: String): List<JsonObject> {
+    val list = getAsJsonArray(k).map { it.asJsonObject }
+    assertTrue("no cases under $k", list.isNotEmpty())
+    return list
+}
+
+/** Runs [block], which must fail with [code]; returns the error. */
+fun expectErr(name: String, code: String, block: () -> Unit): TillgateException.Failed {
+    try {
+        block()
+    } catch (e: TillgateException.Failed) {
+        assertEquals("$name: ${e.reason}", code, e.code)
+        return e
+    }
+    fail("$name: expected $code, got success")
+    throw IllegalStateException()
+}
+
+fun fieldsJson(fields: List<FieldError>): JsonArray = JsonArray().apply {
+    fields.forEach { f -> add(JsonObject().apply { addProperty("field", f.field); addProperty("code", f.code) }) }
+}
+
+fun ed25519Cases(): List<Case> = load("ed25519.json").cases("cases").map { c ->
+    Case("ed25519: ${c.str("name")}") {
+        val pk = unhex(c.str("publicKey"))
+        val msg = unhex(c.str("message"))
+        val sig = unhex(c.str("signature"))
+        if (c.bool("valid")) {
+            verifyEd25519(pk, msg, sig)
+            val key = SigningKey.fromSeed(unhex(c.str("secretKey")))
+            assertArrayEquals(pk, key.publicKey())
+            assertArrayEquals(sig, key.signRaw(msg))
+        } else {
+            expectErr(c.str("name"), c.str("error")) { verifyEd25519(pk, msg, sig) }
+        }
+    }
+}
+
+fun apiKeyCases(): List<Case> {
+    val v = load("api_key.json")
+    return v.cases("cases").map { c ->
+        Case("api_key: ${c.str("name")}") {
+            val key = c.str("key")
+            if (c.bool("valid")) {
+                assertEquals(key, validateApiKey(key))
+            } else {
+                val e = expectErr(c.str("name"), c.str("error")) { validateApiKey(key) }
+                if (c.has("position")) {
+                    assertEquals(c.long("position"), e.position?.toLong())
+                    assertEquals(c.str("char"), e.character)
+                }
+            }
+        }
+    } + Case("api_key: generated keys use their alphabet") {
+        val full = v.str("alphabet")
+        val urlSafe = v.str("urlSafeAlphabet")
+        val a = generateApiKey(40u, ApiKeyAlphabet.FULL)
+        assertEquals(40, a.length)
+        assertTrue(a.all { it in full })
+        val b = generateApiKey(256u, ApiKeyAlphabet.URL_SAFE)
+        assertTrue(b.all { it in urlSafe })
+        assertEquals(b, validateApiKey(b))
+        expectErr("generate 19", "api_key_too_short") { generateApiKey(19u, ApiKeyAlphabet.FULL) }
+    }
+}
+
+fun prefixName(p: UrlTokenPrefix) = when (p) {
+    UrlTokenPrefix.OPEN_API -> "OpenApi"
+    UrlTokenPrefix.ANYWHERE -> "Anywhere"
+    UrlTokenPrefix.GNAP -> "Gnap"
+}
+
+fun tokenJson(t: UrlToken): JsonObject = JsonObject().apply {
+    addProperty("prefix", prefixName(t.prefix))
+    add("version", t.version?.let { JsonPrimitive(it.toLong()) } ?: JsonNull.INSTANCE)
+    add("rmSystem", JsonArray().apply { t.rmSystem.forEach { add(it.toLong()) } })
+    add("rve", t.rve?.let { JsonPrimitive(it) } ?: JsonNull.INSTANCE)
+    add("params", JsonArray().apply {
+        t.params.forEach { p -> add(JsonObject().apply { addProperty("id", p.id); addProperty("value", p.value) }) }
+    })
+    add("token", t.token?.let { JsonPrimitive(it) } ?: JsonNull.INSTANCE)
+    addProperty("rest", t.rest)
+}
+
+fun urlTokenCases(): List<Case> = load("url_token.json").cases("cases").map { c ->
+    Case("url_token: ${c.str("name")}") {
+        val path = c.str("path")
+        if (c.bool("valid")) {
+            val t = parseUrlToken(path)
+            assertEquals(c.obj("expected"), tokenJson(t))
+            val encoded = encodeUrlToken(t)
+            assertEquals(c.str("encoded"), encoded)
+            assertEquals(t, parseUrlToken(encoded))
+        } else {
+            val e = expectErr(c.str("name"), c.str("error")) { parseUrlToken(path) }
+            assertEquals(c.long("position"), e.position?.toLong())
+        }
+    }
+}
+
+fun activationCases(): List<Case> = load("activation.json").cases("cases").map { c ->
+    Case("activation: ${c.str("name")}") {
+        val r = c.obj("request")
+        val req = ActivationRequest(
+            cashRegisterName = r.strOrNull("cashRegisterName") ?: "",
+            deviceId = r.strOrNull("deviceId") ?: "",
+            validFrom = r.strOrNull("validFrom") ?: "",
+            validTo = r.strOrNull("validTo") ?: "",
+            corporateId = r.strOrNull("corporateId") ?: "",
+            applicationPackage = r.strOrNull("applicationPackage") ?: "",
+            country = r.strOrNull("country"),
+            extrasJson = r.get("extras")?.takeIf { !it.isJsonNull }?.toString(),
+        )
+        val rule = if (c.str("corporateIdRule") == "generic") CorporateIdRule.GENERIC else CorporateIdRule.SWEDISH_ORG_NUMBER
+        if (c.bool("valid")) {
+            val ok = validateActivationRequest(req, rule)
+            val e = c.obj("expected")
+            assertEquals(e.str("corporateId"), ok.corporateId)
+            assertEquals(e.str("country"), ok.country)
+            assertEquals(e.str("validFrom"), ok.validFrom)
+            assertEquals(e.str("validTo"), ok.validTo)
+        } else {
+            val e = expectErr(c.str("name"), c.str("error")) { validateActivationRequest(req, rule) }
+            assertEquals(c.getAsJsonArray("fields"), fieldsJson(e.fields))
+        }
+    }
+}
+
+fun txFromJson(o: JsonObject): Transaction = transactionFromJson(o.toString())
+
+fun transactionCases(): List<Case> {
+    val v = load("transaction.json")
+    return v.cases("cases").map { c ->
+        Case("transaction: ${c.str("name")}") {
+            val tx = txFromJson(c.obj("transaction"))
+            if (c.bool("valid")) {
+                validateTransaction(tx)
+                assertEquals(c.str("canonical"), transactionCanonicalJson(tx))
+                assertEquals(c.str("hash"), transactionHash(tx))
+            } else {
+                val e = expectErr(c.str("name"), c.str("error")) { validateTransaction(tx) }
+                assertEquals(c.getAsJsonArray("fields"), fieldsJson(e.fields))
+            }
+        }
+    } + v.cases("unparsable").map { c ->
+        Case("transaction unparsable: ${c.str("name")}") {
+            expectErr(c.str("name"), "invalid_argument") { transactionFromJson(c.str("json")) }
+        }
+    }
+}
+
+fun descriptorJson(d: ActivationDescriptor): JsonObject = JsonObject().apply {
+    addProperty("iss", d.iss); addProperty("sub", d.sub)
+    addProperty("iat", d.iat); addProperty("nbf", d.nbf); addProperty("exp", d.exp)
+    addProperty("ver", d.ver.toLong())
+    addProperty("activationId", d.activationId); addProperty("cashRegisterName", d.cashRegisterName)
+    addProperty("deviceId", d.deviceId); addProperty("corporateId", d.corporateId)
+    addProperty("country", d.country); addProperty("applicationPackage", d.applicationPackage)
+    add("features", JsonArray().apply { d.features.forEach { add(it) } })
+    addProperty("status", d.status)
+    add("extras", JsonParser.parseString(d.extrasJson))
+}
+
+fun descriptorFromJson(o: JsonObject) = ActivationDescriptor(
+    iss = o.str("iss"), sub = o.str("sub"), iat = o.long("iat"), nbf = o.long("nbf"), exp = o.long("exp"),
+    ver = o.long("ver").toUInt(), activationId = o.str("activationId"),
+    cashRegisterName = o.str("cashRegisterName"), deviceId = o.str("deviceId"),
+    corporateId = o.str("corporateId"), country = o.str("country"),
+    applicationPackage = o.str("applicationPackage"),
+    features = o.getAsJsonArray("features")?.map { it.asString } ?: emptyList(),
+    status = o.str("status"), extrasJson = (o.get("extras") ?: JsonObject()).toString(),
+)
+
+fun descriptorCases(): List<Case> {
+    val v = load("descriptor.json")
+    val keys = TrustedKeys.fromJwksJson(v.obj("jwks").toString())
+    return v.cases("cases").map { c ->
+        Case("descriptor: ${c.str("name")}") {
+            val o = c.obj("options")
+            val options = VerifyOptions(
+                trustedTimeFloor = o.longOrNull("trustedTimeFloor"),
+                clockToleranceSecs = o.longOrNull("clockToleranceSecs"),
+                expectedDeviceId = o.strOrNull("expectedDeviceId"),
+                expectedApplicationPackage = o.strOrNull("expectedApplicationPackage"),
+            )
+            if (c.bool("valid")) {
+                val d = verifyDescriptor(c.str("jws"), keys, c.long("now"), options)
+                assertEquals(c.obj("expected"), descriptorJson(d.claims))
+            } else {
+                expectErr(c.str("name"), c.str("error")) { verifyDescriptor(c.str("jws"), keys, c.long("now"), options) }
+            }
+        }
+    } + v.cases("signing").map { c ->
+        Case("descriptor signing: ${c.str("name")}") {
+            val key = SigningKey.fromSeed(unhex(c.str("seed")))
+            assertEquals(c.str("kid"), key.kid())
+            assertEquals(c.str("jws"), signDescriptor(descriptorFromJson(c.obj("claims")), key))
+        }
+    }
+}
+
+fun receiptCases(): List<Case> {
+    val v = load("receipt.json")
+    val keys = TrustedKeys.fromJwksJson(v.obj("jwks").toString())
+    return v.cases("cases").map { c ->
+        Case("receipt: ${c.str("name")}") {
+            val receipts = c.getAsJsonArray("receipts").map { it.asString }
+            val previous = c.strOrNull("previous")
+            if (c.bool("valid")) {
+                assertEquals(c.long("count"), verifyReceiptChain(receipts, keys, previous).size.toLong())
+            } else {
+                val e = expectErr(c.str("name"), c.str("error")) { verifyReceiptChain(receipts, keys, previous) }
+                assertEquals(c.long("index"), e.index?.toLong())
+            }
+        }
+    } + v.cases("links").mapIndexed { i, l ->
+        Case("receipt link $i") { assertEquals(l.str("link"), receiptLink(l.str("receipt"))) }
+    }
+}
+
+fun dynamicKeyCases(): List<Case> {
+    val v = load("dynamic_key.json")
+    return v.cases("derive").mapIndexed { i, c ->
+        Case("dynamic_key derive $i: ${c.str("login")}") {
+            val p = c.obj("params")
+            val pair = deriveDynamicKeyPair(
+                c.str("system"), c.str("login"), c.str("password"),
+                DynamicKeyParams(p.long("memoryKib").toUInt(), p.long("iterations").toUInt(), p.long("parallelism").toUInt()),
+            )
+            assertArrayEquals(unhex(c.str("seed")), pair.seed())
+            assertArrayEquals(unhex(c.str("publicKey")), pair.publicKey())
+        }
+    } + v.cases("create").mapIndexed { i, c ->
+        Case("dynamic_key create $i") {
+            val pair = DynamicKeyPair.fromSeed(c.str("system"), c.str("login"), unhex(c.str("seed")))
+            assertEquals(c.str("key"), createDynamicApiKeyWithNonce(pair, c.long("now"), unhex(c.str("nonce"))))
+        }
+    } + v.cases("verify").map { c ->
+        Case("dynamic_key verify: ${c.str("name")}") {
+            val call = {
+                verifyDynamicApiKey(c.str("key"), unhex(c.str("publicKey")), c.str("system"), c.long("now"), c.long("windowSecs"))
+            }
+            if (c.bool("valid")) {
+                val claims = call()
+                val e = c.obj("expected")
+                assertEquals(e.str("login"), claims.login)
+                assertEquals(e.long("issuedAt"), claims.issuedAt)
+                assertArrayEquals(unhex(e.str("nonce")), claims.nonce)
+            } else {
+                expectErr(c.str("name"), c.str("error")) { call() }
+            }
+        }
+    }
+}
+
+/** Exports without their own vector file, checked for shape and error mapping. */
+fun smokeCases(): List<Case> = listOf(
+    Case("smoke: generated signing key signs a descriptor the app verifies") {
+        val key = generateSigningKey()
+        val keys = TrustedKeys()
+        assertEquals(key.kid(), keys.addRawWithThumbprint(key.publicKey()))
+        assertTrue(keys.contains(key.kid()))
+        val d = descriptorFromJson(load("descriptor.json").cases("signing")[0].obj("claims"))
+        val jws = signDescriptor(d, key)
+        val ok = verifyDescriptor(jws, keys, d.nbf, VerifyOptions())
+        assertEquals(key.kid(), ok.kid)
+        assertEquals(d, ok.claims)
+    },
+    Case("smoke: verifyServerTime maps core errors") {
+        val keys = TrustedKeys.fromJwksJson(load("descriptor.json").obj("jwks").toString())
+        expectErr("server time", "malformed_jws") { verifyServerTime("not.a.jws", keys, "n") }
+        // A descriptor is not a server time.
+        val jws = load("descriptor.json").cases("cases")[0].str("jws")
+        expectErr("server time typ", "wrong_token_type") { verifyServerTime(jws, keys) }
+    },
+    Case("smoke: createDynamicApiKey round trip") {
+        val pair = deriveDynamicKeyPair("1,2,3,4", "anna", "pw", DynamicKeyParams(64u, 1u, 1u))
+        val key = createDynamicApiKey(pair, 1_700_000_000)
+        assertEquals("anna", verifyDynamicApiKey(key, pair.publicKey(), "1,2,3,4", 1_700_000_010, 300).login)
+        expectErr("nonce length", "invalid_argument") { createDynamicApiKeyWithNonce(pair, 1, ByteArray(3)) }
+    },
+)
+
+@RunWith(Parameterized::class)
+class VectorsTest(private val case: Case) {
+    companion object {
+        @JvmStatic
+        @Parameterized.Parameters(name = "{0}")
+        fun data(): List<Array<Any>> =
+            (ed25519Cases() + apiKeyCases() + urlTokenCases() + activationCases() + transactionCases() +
+                descriptorCases() + receiptCases() + dynamicKeyCases() + smokeCases()).map { arrayOf<Any>(it) }
+    }
+
+    @Test
+    fun vector() = case.run()
+}
