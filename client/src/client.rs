@@ -1,0 +1,509 @@
+//! The HTTP client for the Tillgate server API.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use reqwest::header::{self, HeaderMap, HeaderValue};
+use reqwest::{Method, RequestBuilder};
+use tillgate_core::{
+    ActivationRequest, ApiKey, ReceiptClaims, TrustedKeys, VerifiedDescriptor, VerifyOptions,
+    transaction_hash, validate_activation_request, validate_transaction, verify_descriptor,
+    verify_receipt_chain_from, verify_server_time,
+};
+
+use crate::api::{
+    Activation, ActivationBody, ActivationCode, Handshake, HandshakeBody, Product,
+    ProductCatalogue, ProductSync, RenewRequest, StoredTransaction, parse_list,
+};
+use crate::{ClientError, IdempotencyKey, Result};
+
+/// Default time a whole request may take.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default time to establish a connection (native targets).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How a [`Client`] talks to the server and what it trusts.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The server's base URL, e.g. `https://pos.example` (a path prefix is allowed).
+    pub base_url: String,
+    /// The public keys built into the app: descriptors, server-signed times and receipts
+    /// are verified against these and nothing else.
+    pub trusted_keys: TrustedKeys,
+    /// Time a whole request may take. Default [`DEFAULT_TIMEOUT`].
+    pub timeout: Duration,
+    /// Time to establish a connection (native only). Default [`DEFAULT_CONNECT_TIMEOUT`].
+    pub connect_timeout: Duration,
+    /// If set, a descriptor must be bound to this device.
+    pub device_id: Option<String>,
+    /// If set, a descriptor must name this application package.
+    pub application_package: Option<String>,
+    /// Tolerance for clock checks (seconds); `None` uses core's defaults.
+    pub clock_tolerance_secs: Option<i64>,
+    /// `User-Agent` sent with every request (native only; browsers set their own).
+    pub user_agent: String,
+}
+
+impl ClientConfig {
+    /// A configuration with the default timeouts and no device or package binding.
+    pub fn new(base_url: impl Into<String>, trusted_keys: TrustedKeys) -> Self {
+        ClientConfig {
+            base_url: base_url.into(),
+            trusted_keys,
+            timeout: DEFAULT_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            device_id: None,
+            application_package: None,
+            clock_tolerance_secs: None,
+            user_agent: concat!("tillgate-client/", env!("CARGO_PKG_VERSION")).to_owned(),
+        }
+    }
+}
+
+/// An async client for one register. Cheap to clone (clones share the key, the trusted
+/// time floor and the connection pool). Every call is async and bounded by the
+/// configured timeouts, so the till never waits on the network for long.
+///
+/// `Debug` never shows the API key.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    base: String,
+    config: ClientConfig,
+    api_key: RwLock<Option<ApiKey>>,
+    time_floor: Mutex<Option<i64>>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("base_url", &self.inner.base)
+            .field("api_key", &self.api_key())
+            .field("trusted_time_floor", &self.trusted_time_floor())
+            .field("trusted_keys", &self.inner.config.trusted_keys)
+            .finish()
+    }
+}
+
+/// Draws `n` random bytes as lower-case hex.
+pub(crate) fn random_hex(n: usize) -> Result<String> {
+    let mut b = vec![0u8; n];
+    getrandom::fill(&mut b).map_err(|e| {
+        ClientError::Core(tillgate_core::Error::Random {
+            reason: e.to_string(),
+        })
+    })?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+impl Client {
+    /// Builds a client. Fails only on an unusable configuration.
+    pub fn new(config: ClientConfig) -> Result<Self> {
+        let base = config.base_url.trim_end_matches('/').to_owned();
+        let url = reqwest::Url::parse(&base)
+            .map_err(|e| ClientError::InvalidConfig(format!("base_url: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(ClientError::InvalidConfig(
+                "base_url must be http or https".into(),
+            ));
+        }
+        let builder = reqwest::Client::builder();
+        #[cfg(not(target_arch = "wasm32"))]
+        let builder = builder
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.timeout)
+            .user_agent(config.user_agent.clone());
+        let http = builder
+            .build()
+            .map_err(|e| ClientError::InvalidConfig(e.without_url().to_string()))?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                http,
+                base,
+                config,
+                api_key: RwLock::new(None),
+                time_floor: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// The configuration this client was built with.
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.config
+    }
+
+    /// Sets the API key (e.g. read back from secure storage at start).
+    pub fn set_api_key(&self, key: ApiKey) {
+        if let Ok(mut k) = self.inner.api_key.write() {
+            *k = Some(key);
+        }
+    }
+
+    /// The API key in use, if any.
+    pub fn api_key(&self) -> Option<ApiKey> {
+        self.inner.api_key.read().ok().and_then(|k| k.clone())
+    }
+
+    /// The latest trusted time seen (Unix seconds): the highest verified server-signed
+    /// timestamp. Persist it and give it back with
+    /// [`restore_trusted_time_floor`](Self::restore_trusted_time_floor) at the next start,
+    /// so that turning the device clock back is noticed even offline.
+    pub fn trusted_time_floor(&self) -> Option<i64> {
+        self.inner.time_floor.lock().ok().and_then(|f| *f)
+    }
+
+    /// Raises the trusted time floor to `floor` (it never goes down).
+    pub fn restore_trusted_time_floor(&self, floor: i64) {
+        if let Ok(mut f) = self.inner.time_floor.lock() {
+            *f = Some(f.map_or(floor, |cur| cur.max(floor)));
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.inner.base, path)
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.inner
+            .http
+            .request(method, self.url(path))
+            .timeout(self.inner.config.timeout)
+            .header(header::ACCEPT, "application/json, application/problem+json")
+    }
+
+    fn authed(&self, method: Method, path: &str) -> Result<RequestBuilder> {
+        let key = self.api_key().ok_or(ClientError::NotActivated)?;
+        let mut value = HeaderValue::from_str(&format!("Bearer {}", key.expose()))
+            .map_err(|_| ClientError::InvalidConfig("API key is not a valid header".into()))?;
+        value.set_sensitive(true);
+        Ok(self
+            .request(method, path)
+            .header(header::AUTHORIZATION, value))
+    }
+
+    /// Sends a request; returns the body of a 2xx answer, or the typed error.
+    async fn send(&self, req: RequestBuilder) -> Result<(u16, HeaderMap, Vec<u8>)> {
+        let resp = req.send().await.map_err(ClientError::from_reqwest)?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp
+            .bytes()
+            .await
+            .map_err(ClientError::from_reqwest)?
+            .to_vec();
+        if (200..300).contains(&status) {
+            return Ok((status, headers, body));
+        }
+        let retry_after = headers
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        Err(ClientError::from_response(status, retry_after, &body))
+    }
+
+    async fn send_json<T: serde::de::DeserializeOwned>(&self, req: RequestBuilder) -> Result<T> {
+        let (_, _, body) = self.send(req).await?;
+        serde_json::from_slice(&body).map_err(|e| ClientError::InvalidResponse(e.to_string()))
+    }
+
+    /// `POST /activations-advanced`: registers this cash register. The request is checked
+    /// by core first (every bad field listed, nothing sent). On success the returned API
+    /// key is set on this client; the activation stays `pending` until approved.
+    pub async fn activate(&self, request: &ActivationRequest) -> Result<Activation> {
+        validate_activation_request(request)?;
+        let body: ActivationBody = self
+            .send_json(
+                self.request(Method::POST, "/activations-advanced")
+                    .json(request),
+            )
+            .await?;
+        let activation = body.into_activation()?;
+        self.set_api_key(activation.api_key.clone());
+        Ok(activation)
+    }
+
+    /// `GET /auth/handshake`: checks the key and the registration's status. Sends a fresh
+    /// nonce; the server-signed time in the answer must echo it and verify against the
+    /// trusted keys, and then becomes the trusted time floor.
+    ///
+    /// Errors the app acts on: [`ClientError::PendingApproval`],
+    /// [`ClientError::KeyExpired`] (renew), [`ClientError::KeyNotYetValid`],
+    /// [`ClientError::Rejected`], [`ClientError::Revoked`], [`ClientError::Unauthorized`].
+    pub async fn handshake(&self) -> Result<Handshake> {
+        let nonce = random_hex(16)?;
+        let body: HandshakeBody = self
+            .send_json(
+                self.authed(Method::GET, "/auth/handshake")?
+                    .query(&[("nonce", nonce.as_str())]),
+            )
+            .await?;
+        let token = body.server_time_token.ok_or_else(|| {
+            ClientError::InvalidResponse("handshake carries no signed server time".into())
+        })?;
+        let claims = verify_server_time(&token, &self.inner.config.trusted_keys, Some(&nonce))?;
+        self.restore_trusted_time_floor(claims.iat);
+        Ok(Handshake {
+            status: body.status,
+            production_number: body.production_number,
+            valid_from: body.valid_from,
+            valid_to: body.valid_to,
+            server_time: claims,
+            server_time_jws: token,
+            extra: body.extra,
+        })
+    }
+
+    /// Renews an expired (or expiring) key: authenticated by the current key, asks for
+    /// a new period. On success the new key replaces the old one on this client.
+    pub async fn renew(&self, request: &RenewRequest) -> Result<Activation> {
+        tillgate_core::Period::from_unix(
+            parse_rfc3339(&request.valid_from, "validFrom")?,
+            parse_rfc3339(&request.valid_to, "validTo")?,
+        )?;
+        let body: ActivationBody = self
+            .send_json(
+                self.authed(Method::POST, "/activations/renew")?
+                    .json(request),
+            )
+            .await?;
+        let activation = body.into_activation()?;
+        self.set_api_key(activation.api_key.clone());
+        Ok(activation)
+    }
+
+    fn verify_options(&self) -> VerifyOptions {
+        VerifyOptions {
+            trusted_time_floor: self.trusted_time_floor(),
+            clock_tolerance_secs: self.inner.config.clock_tolerance_secs,
+            expected_device_id: self.inner.config.device_id.clone(),
+            expected_application_package: self.inner.config.application_package.clone(),
+            ..VerifyOptions::default()
+        }
+    }
+
+    /// `GET /activations/activation-code`: fetches the signed ActivationDescriptor and
+    /// verifies it locally (core's `verify_descriptor`) against the app's built-in keys,
+    /// the trusted time floor, and the configured device and package. `now` is the
+    /// device's time, Unix seconds. Store [`ActivationCode::jws`] for offline starts.
+    pub async fn activation_code(&self, now: i64) -> Result<ActivationCode> {
+        let (_, _, body) = self
+            .send(self.authed(Method::GET, "/activations/activation-code")?)
+            .await?;
+        let jws = extract_jws(&body)?;
+        let descriptor = self.verify_stored_descriptor(&jws, now)?;
+        Ok(ActivationCode { jws, descriptor })
+    }
+
+    /// Verifies a stored descriptor offline, the same way as
+    /// [`activation_code`](Self::activation_code): what an app does at a start without
+    /// network. Restore the trusted time floor first.
+    pub fn verify_stored_descriptor(&self, jws: &str, now: i64) -> Result<VerifiedDescriptor> {
+        Ok(verify_descriptor(
+            jws,
+            &self.inner.config.trusted_keys,
+            now,
+            &self.verify_options(),
+        )?)
+    }
+
+    /// `POST /transactions` with the `Idempotency-Key` header. The transaction is
+    /// validated by core first. Sending the same key again returns the same stored
+    /// transaction and never creates a second one. Most apps go through the
+    /// [`Outbox`](crate::Outbox) instead, which persists first and retries.
+    pub async fn submit_transaction(
+        &self,
+        transaction: &tillgate_core::Transaction,
+        key: &IdempotencyKey,
+    ) -> Result<StoredTransaction> {
+        validate_transaction(transaction)?;
+        self.send_json(
+            self.authed(Method::POST, "/transactions")?
+                .header("Idempotency-Key", key.as_str())
+                .json(transaction),
+        )
+        .await
+    }
+
+    /// `GET /transactions`: the register's transactions, in sequence order.
+    pub async fn list_transactions(&self) -> Result<Vec<StoredTransaction>> {
+        let (_, _, body) = self
+            .send(self.authed(Method::GET, "/transactions")?)
+            .await?;
+        let (mut list, _, _) = parse_list::<StoredTransaction>(&body, &["transactions", "items"])?;
+        list.sort_by_key(|t| t.sequence);
+        Ok(list)
+    }
+
+    /// `GET /transactions/{id}`.
+    pub async fn get_transaction(&self, id: &str) -> Result<StoredTransaction> {
+        let path = format!("/transactions/{}", encode_path_segment(id));
+        self.send_json(self.authed(Method::GET, &path)?).await
+    }
+
+    /// Verifies a run of stored transactions offline: the receipt chain (signatures
+    /// against the trusted keys, gapless sequence, `prev` links; continuing `previous`
+    /// when given, else from sequence 1), and that each receipt names its transaction's
+    /// id and hash and its sequence.
+    pub fn verify_receipts(
+        &self,
+        previous_receipt: Option<&str>,
+        transactions: &[StoredTransaction],
+    ) -> Result<Vec<ReceiptClaims>> {
+        let receipts: Vec<&str> = transactions.iter().map(|t| t.receipt.as_str()).collect();
+        let claims = verify_receipt_chain_from(
+            previous_receipt,
+            &receipts,
+            &self.inner.config.trusted_keys,
+        )?;
+        for (i, (c, t)) in claims.iter().zip(transactions).enumerate() {
+            let broken = |reason: &str| {
+                ClientError::Core(tillgate_core::Error::ReceiptChainBroken {
+                    index: i,
+                    reason: reason.to_owned(),
+                })
+            };
+            if c.txid != t.id {
+                return Err(broken("receipt names another transaction id"));
+            }
+            if c.seq != t.sequence {
+                return Err(broken("receipt sequence differs from the transaction's"));
+            }
+            if c.txh != transaction_hash(&t.transaction) {
+                return Err(broken("receipt hash does not match the transaction"));
+            }
+        }
+        Ok(claims)
+    }
+
+    /// `GET /products` with the catalogue's RVE: only products changed after it come
+    /// back, and are merged into `catalogue` (deleted ones removed); the catalogue's RVE
+    /// moves to the server's. The first sync (no RVE) fetches everything.
+    pub async fn sync_products(&self, catalogue: &mut ProductCatalogue) -> Result<ProductSync> {
+        let mut req = self.authed(Method::GET, "/products")?;
+        if let Some(rve) = &catalogue.rve {
+            req = req.query(&[("rve", rve.as_str())]);
+        }
+        let (_, headers, body) = self.send(req).await?;
+        let (delta, rve, _) = parse_list::<Product>(&body, &["products", "items"])?;
+        let rve = rve.or_else(|| {
+            headers
+                .get("x-rve")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        });
+        let (upserted, removed) = catalogue.merge(delta, rve);
+        Ok(ProductSync { upserted, removed })
+    }
+
+    /// `PUT /products/{id}`: creates or replaces a product of the register's company.
+    pub async fn put_product(&self, product: &Product) -> Result<Product> {
+        let path = format!("/products/{}", encode_path_segment(&product.id));
+        self.send_json(self.authed(Method::PUT, &path)?.json(product))
+            .await
+    }
+}
+
+/// The activation code body: a JSON object holding the JWS, a JSON string, or the JWS as
+/// plain text.
+fn extract_jws(body: &[u8]) -> Result<String> {
+    let invalid = || ClientError::InvalidResponse("no activation code in the response".into());
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::String(s)) => Ok(s),
+        Ok(serde_json::Value::Object(o)) => [
+            "activationCode",
+            "descriptor",
+            "jws",
+            "signedDescriptor",
+            "token",
+        ]
+        .iter()
+        .find_map(|k| o.get(*k).and_then(|v| v.as_str()).map(str::to_owned))
+        .ok_or_else(invalid),
+        Ok(_) => Err(invalid()),
+        Err(_) => {
+            let s = std::str::from_utf8(body).map_err(|_| invalid())?.trim();
+            if s.split('.').count() == 3 {
+                Ok(s.to_owned())
+            } else {
+                Err(invalid())
+            }
+        }
+    }
+}
+
+fn encode_path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn parse_rfc3339(s: &str, field: &str) -> Result<i64> {
+    use time::format_description::well_known::Rfc3339;
+    time::OffsetDateTime::parse(s, &Rfc3339)
+        .map(|t| t.unix_timestamp())
+        .map_err(|_| {
+            ClientError::Core(tillgate_core::Error::InvalidActivationRequest {
+                fields: vec![tillgate_core::FieldError {
+                    field: field.to_owned(),
+                    code: "invalid_format".to_owned(),
+                    message: "must be an RFC 3339 time like 2024-01-01T00:00:00Z".to_owned(),
+                }],
+            })
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn activation_code_bodies() {
+        assert_eq!(extract_jws(br#""a.b.c""#).unwrap(), "a.b.c");
+        assert_eq!(
+            extract_jws(br#"{"activationCode":"a.b.c","x":1}"#).unwrap(),
+            "a.b.c"
+        );
+        assert_eq!(extract_jws(b"a.b.c\n").unwrap(), "a.b.c");
+        assert!(extract_jws(b"{}").is_err());
+        assert!(extract_jws(b"hello").is_err());
+    }
+
+    #[test]
+    fn path_segments_are_escaped() {
+        assert_eq!(encode_path_segment("a b/c"), "a%20b%2Fc");
+    }
+
+    #[test]
+    fn rfc3339_midnights() {
+        assert_eq!(
+            parse_rfc3339("2025-02-28T00:00:00Z", "validTo").unwrap(),
+            1_740_700_800
+        );
+        let e = parse_rfc3339("2025-02-28", "validTo").unwrap_err();
+        assert_eq!(e.code(), "invalid_activation_request");
+    }
+
+    #[test]
+    fn debug_never_shows_the_key() {
+        let c = Client::new(ClientConfig::new("http://127.0.0.1:1", TrustedKeys::new())).unwrap();
+        let key = tillgate_core::generate_api_key(40).unwrap();
+        c.set_api_key(key.clone());
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains(key.expose()), "{dbg}");
+        assert!(dbg.contains("redacted"));
+        assert!(Client::new(ClientConfig::new("ftp://x", TrustedKeys::new())).is_err());
+        assert!(Client::new(ClientConfig::new("not a url", TrustedKeys::new())).is_err());
+    }
+}

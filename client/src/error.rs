@@ -1,0 +1,392 @@
+//! The one error type of `tillgate-client`.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use tillgate_core::FieldError;
+
+/// Everything a client call can fail with.
+///
+/// [`ClientError::code`] is a stable snake_case string: for errors the server reported
+/// it is the server's problem+json `code` (`pending_approval`, `key_expired`, ...), for
+/// local verification failures it is core's code (`bad_signature`, `expired`, ...), and
+/// for the client's own failures it is one of the codes listed on each variant.
+///
+/// The variants an app reacts to differently have their own names:
+///
+/// | variant | what the app does |
+/// |---|---|
+/// | [`PendingApproval`](Self::PendingApproval) | keep selling offline, ask again later |
+/// | [`KeyExpired`](Self::KeyExpired) | [`Client::renew`](crate::Client::renew) |
+/// | [`Rejected`](Self::Rejected), [`Revoked`](Self::Revoked) | stop; the register must be activated again |
+/// | [`Unauthorized`](Self::Unauthorized) | the key is unknown: activate again |
+/// | [`is_transient`](Self::is_transient) errors | retry later; queued transactions stay queued |
+///
+/// Messages never contain API keys or tokens.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    // ---- from the server, typed -------------------------------------------------------
+    /// 403 `pending_approval`: the Tax Authority has not been notified yet.
+    #[error("activation is pending approval: {detail}")]
+    PendingApproval {
+        /// The server's explanation.
+        detail: String,
+    },
+    /// 403 `rejected`: the registration was rejected by an administrator.
+    #[error("activation was rejected: {detail}")]
+    Rejected {
+        /// The server's explanation.
+        detail: String,
+    },
+    /// 403 `revoked`: the registration was revoked.
+    #[error("activation was revoked: {detail}")]
+    Revoked {
+        /// The server's explanation.
+        detail: String,
+    },
+    /// 403 `key_expired`: the API key's period has ended; renew it.
+    #[error("API key expired: {detail}")]
+    KeyExpired {
+        /// The server's explanation.
+        detail: String,
+    },
+    /// 403 `key_not_yet_valid`: the API key's period has not started.
+    #[error("API key is not valid yet: {detail}")]
+    KeyNotYetValid {
+        /// The server's explanation.
+        detail: String,
+    },
+    /// 401: missing or unknown credentials. `code` is the server's code
+    /// (`unauthorized` unless the server named something more precise).
+    #[error("unauthorized ({code}): {detail}")]
+    Unauthorized {
+        /// The server's code.
+        code: String,
+        /// The server's explanation.
+        detail: String,
+    },
+    /// 429: too many requests. Transient.
+    #[error("rate limited by the server")]
+    RateLimited {
+        /// The server's `Retry-After`, when it sent one.
+        retry_after: Option<Duration>,
+    },
+    /// 5xx: the server could not answer now. Transient. Code: the server's code, or
+    /// `server_unavailable`.
+    #[error("server unavailable (HTTP {status}, {code})")]
+    ServerUnavailable {
+        /// HTTP status.
+        status: u16,
+        /// The server's code, or `server_unavailable`.
+        code: String,
+    },
+    /// Any other problem the server reported (bad input, a mismatch, a conflict, not
+    /// found...). `code` is the server's problem+json `code`; `fields` lists failing
+    /// fields when the problem is about fields.
+    #[error("server refused the request (HTTP {status}, {code}): {detail}")]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// The server's stable code (`http_<status>` if the body was not problem+json).
+        code: String,
+        /// The server's explanation.
+        detail: String,
+        /// Failing fields, if any.
+        fields: Vec<FieldError>,
+    },
+
+    // ---- transport -----------------------------------------------------------------------
+    /// The request did not complete within the configured timeout. Transient.
+    /// Code `timeout`.
+    #[error("request timed out")]
+    Timeout,
+    /// The server could not be reached (DNS, refused connection, TLS, reset).
+    /// Transient. Code `network`.
+    #[error("network error: {0}")]
+    Network(String),
+    /// The server answered with something this client does not understand.
+    /// Code `invalid_response`.
+    #[error("invalid response from the server: {0}")]
+    InvalidResponse(String),
+
+    // ---- local ---------------------------------------------------------------------------
+    /// A rule of `tillgate-core` refused something locally: an invalid transaction or
+    /// activation request, or a descriptor, timestamp or receipt that does not verify.
+    /// Code: core's code.
+    #[error(transparent)]
+    Core(#[from] tillgate_core::Error),
+    /// No API key is set: activate first or call
+    /// [`Client::set_api_key`](crate::Client::set_api_key). Code `not_activated`.
+    #[error("no API key: the register is not activated")]
+    NotActivated,
+    /// An idempotency key is not 1–128 visible ASCII characters.
+    /// Code `invalid_idempotency_key`.
+    #[error("invalid idempotency key: {0}")]
+    InvalidIdempotencyKey(String),
+    /// The same idempotency key is already queued for a different transaction.
+    /// Code `idempotency_key_reused`.
+    #[error("idempotency key is already queued with a different transaction")]
+    IdempotencyKeyReused,
+    /// The queue's storage failed (disk full, permissions, quota). Code `storage_error`.
+    #[error("queue storage error: {0}")]
+    Storage(String),
+    /// A stored queue record could not be read. It is kept (renamed `*.corrupt` on
+    /// disk), listed by [`Outbox::corrupt_records`](crate::Outbox::corrupt_records) and
+    /// never silently dropped. Code `queue_record_corrupt`.
+    #[error("queue record {name} is corrupt: {reason}")]
+    CorruptRecord {
+        /// The record's name in the store (file name or storage key).
+        name: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A configuration value is unusable (bad base URL, empty trusted keys).
+    /// Code `invalid_config`.
+    #[error("invalid client configuration: {0}")]
+    InvalidConfig(String),
+}
+
+impl ClientError {
+    /// The stable, machine-readable code (snake_case). See the type's docs.
+    ///
+    /// ```
+    /// use tillgate_client::ClientError;
+    /// assert_eq!(ClientError::Timeout.code(), "timeout");
+    /// let e = ClientError::KeyExpired { detail: "renew".into() };
+    /// assert_eq!(e.code(), "key_expired");
+    /// ```
+    pub fn code(&self) -> &str {
+        match self {
+            Self::PendingApproval { .. } => "pending_approval",
+            Self::Rejected { .. } => "rejected",
+            Self::Revoked { .. } => "revoked",
+            Self::KeyExpired { .. } => "key_expired",
+            Self::KeyNotYetValid { .. } => "key_not_yet_valid",
+            Self::Unauthorized { code, .. } => code,
+            Self::RateLimited { .. } => "rate_limited",
+            Self::ServerUnavailable { code, .. } => code,
+            Self::Api { code, .. } => code,
+            Self::Timeout => "timeout",
+            Self::Network(_) => "network",
+            Self::InvalidResponse(_) => "invalid_response",
+            Self::Core(e) => e.code(),
+            Self::NotActivated => "not_activated",
+            Self::InvalidIdempotencyKey(_) => "invalid_idempotency_key",
+            Self::IdempotencyKeyReused => "idempotency_key_reused",
+            Self::Storage(_) => "storage_error",
+            Self::CorruptRecord { .. } => "queue_record_corrupt",
+            Self::InvalidConfig(_) => "invalid_config",
+        }
+    }
+
+    /// Whether retrying the same request later may succeed without anything changing on
+    /// the register's side: timeouts, network errors, 429 and 5xx.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::Timeout
+                | Self::Network(_)
+                | Self::RateLimited { .. }
+                | Self::ServerUnavailable { .. }
+        )
+    }
+
+    /// Whether the server refused the register's credentials or status (401 or 403):
+    /// nothing it sends will be accepted until the app acts (approval, renewal,
+    /// reactivation). Queued transactions are kept.
+    pub fn is_auth(&self) -> bool {
+        matches!(
+            self,
+            Self::PendingApproval { .. }
+                | Self::Rejected { .. }
+                | Self::Revoked { .. }
+                | Self::KeyExpired { .. }
+                | Self::KeyNotYetValid { .. }
+                | Self::Unauthorized { .. }
+        ) || matches!(self, Self::Api { status: 403, .. })
+    }
+
+    /// The HTTP status, when the error is the server's answer.
+    pub fn http_status(&self) -> Option<u16> {
+        match self {
+            Self::PendingApproval { .. }
+            | Self::Rejected { .. }
+            | Self::Revoked { .. }
+            | Self::KeyExpired { .. }
+            | Self::KeyNotYetValid { .. } => Some(403),
+            Self::Unauthorized { .. } => Some(401),
+            Self::RateLimited { .. } => Some(429),
+            Self::ServerUnavailable { status, .. } | Self::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// Maps a transport error. Never includes the URL, which may carry a URL-path token.
+    pub(crate) fn from_reqwest(e: reqwest::Error) -> Self {
+        if e.is_timeout() {
+            return Self::Timeout;
+        }
+        if e.is_decode() {
+            return Self::InvalidResponse(e.without_url().to_string());
+        }
+        let msg = e.without_url().to_string();
+        // wasm's fetch reports an aborted (timed-out) request as a generic error.
+        if msg.contains("AbortError") || msg.contains("aborted") {
+            return Self::Timeout;
+        }
+        Self::Network(msg)
+    }
+
+    /// Maps an HTTP error response (status and body) to the typed error.
+    pub(crate) fn from_response(status: u16, retry_after: Option<Duration>, body: &[u8]) -> Self {
+        let problem: Option<ProblemBody> = serde_json::from_slice(body).ok();
+        let (code, detail, fields) = match problem {
+            Some(p) if p.code.as_deref().is_some_and(|c| !c.is_empty()) => (
+                p.code.unwrap_or_default(),
+                p.detail.or(p.title).unwrap_or_default(),
+                p.fields,
+            ),
+            Some(p) => (
+                default_code(status),
+                p.detail.or(p.title).unwrap_or_default(),
+                p.fields,
+            ),
+            None => (default_code(status), String::new(), Vec::new()),
+        };
+        match (status, code.as_str()) {
+            (_, "pending_approval") => Self::PendingApproval { detail },
+            (_, "rejected") => Self::Rejected { detail },
+            (_, "revoked") => Self::Revoked { detail },
+            (_, "key_expired") => Self::KeyExpired { detail },
+            (_, "key_not_yet_valid") => Self::KeyNotYetValid { detail },
+            (401, _) => Self::Unauthorized { code, detail },
+            (429, _) => Self::RateLimited { retry_after },
+            (500..=599, _) => Self::ServerUnavailable { status, code },
+            _ => Self::Api {
+                status,
+                code,
+                detail,
+                fields,
+            },
+        }
+    }
+}
+
+fn default_code(status: u16) -> String {
+    match status {
+        401 => "unauthorized".into(),
+        403 => "forbidden".into(),
+        404 => "not_found".into(),
+        429 => "rate_limited".into(),
+        500..=599 => "server_unavailable".into(),
+        s => format!("http_{s}"),
+    }
+}
+
+/// An RFC 9457 problem+json body, as far as the client reads it.
+#[derive(Deserialize)]
+struct ProblemBody {
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    detail: Option<String>,
+    #[serde(default)]
+    fields: Vec<FieldError>,
+}
+
+/// Result type of `tillgate-client`.
+pub type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problem(status: u16, code: &str) -> ClientError {
+        let body = serde_json::json!({
+            "type": format!("urn:tillgate:problem:{code}"), "title": "t", "status": status,
+            "detail": "d", "code": code,
+        });
+        ClientError::from_response(status, None, body.to_string().as_bytes())
+    }
+
+    #[test]
+    fn every_auth_code_has_its_variant() {
+        assert!(matches!(
+            problem(403, "pending_approval"),
+            ClientError::PendingApproval { .. }
+        ));
+        assert!(matches!(
+            problem(403, "rejected"),
+            ClientError::Rejected { .. }
+        ));
+        assert!(matches!(
+            problem(403, "revoked"),
+            ClientError::Revoked { .. }
+        ));
+        assert!(matches!(
+            problem(403, "key_expired"),
+            ClientError::KeyExpired { .. }
+        ));
+        assert!(matches!(
+            problem(403, "key_not_yet_valid"),
+            ClientError::KeyNotYetValid { .. }
+        ));
+        for code in [
+            "pending_approval",
+            "rejected",
+            "revoked",
+            "key_expired",
+            "key_not_yet_valid",
+        ] {
+            let e = problem(403, code);
+            assert_eq!(e.code(), code);
+            assert!(e.is_auth() && !e.is_transient());
+            assert_eq!(e.http_status(), Some(403));
+        }
+    }
+
+    #[test]
+    fn unauthorized_keeps_the_server_code() {
+        let e = problem(401, "unauthorized");
+        assert!(matches!(e, ClientError::Unauthorized { .. }));
+        assert_eq!(e.code(), "unauthorized");
+        let e = problem(401, "unknown_api_key");
+        assert_eq!(e.code(), "unknown_api_key");
+        assert!(e.is_auth());
+        // Not problem+json at all.
+        let e = ClientError::from_response(401, None, b"nope");
+        assert_eq!(e.code(), "unauthorized");
+    }
+
+    #[test]
+    fn other_codes_and_statuses() {
+        let e = problem(403, "device_mismatch");
+        assert_eq!(e.code(), "device_mismatch");
+        assert!(e.is_auth());
+        let body = serde_json::json!({"code": "invalid_transaction", "detail": "x",
+            "fields": [{"field": "total", "code": "total_mismatch", "message": "m"}]});
+        let e = ClientError::from_response(400, None, body.to_string().as_bytes());
+        let ClientError::Api { fields, .. } = &e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(fields[0].code, "total_mismatch");
+        assert_eq!(e.code(), "invalid_transaction");
+        assert!(!e.is_transient() && !e.is_auth());
+
+        let e = ClientError::from_response(429, Some(Duration::from_secs(3)), b"");
+        assert!(matches!(e, ClientError::RateLimited { retry_after: Some(d) } if d.as_secs() == 3));
+        assert!(e.is_transient());
+        let e = problem(503, "storage_unavailable");
+        assert_eq!(e.code(), "storage_unavailable");
+        assert!(e.is_transient());
+        let e = ClientError::from_response(502, None, b"<html>bad gateway</html>");
+        assert_eq!(e.code(), "server_unavailable");
+        assert_eq!(
+            ClientError::from_response(418, None, b"").code(),
+            "http_418"
+        );
+    }
+}

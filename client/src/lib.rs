@@ -1,0 +1,42 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+mod api;
+mod backoff;
+mod client;
+mod error;
+mod queue;
+
+pub use api::{
+    Activation, ActivationCode, Handshake, Product, ProductCatalogue, ProductSync, RenewRequest,
+    StoredTransaction,
+};
+pub use backoff::Backoff;
+pub use client::{Client, ClientConfig, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT};
+pub use error::{ClientError, Result};
+#[cfg(not(target_arch = "wasm32"))]
+pub use queue::FileStore;
+#[cfg(all(target_arch = "wasm32", feature = "web-storage"))]
+pub use queue::LocalStorageStore;
+pub use queue::{
+    CorruptRecord, EntryState, IdempotencyKey, LastError, MaybeSendSync, MemoryStore, Outbox,
+    QueueStore, QueuedTransaction, StoreContents, Submitted, SyncReport, decode_record,
+    encode_record,
+};
+/// The core crate, re-exported so apps use the same types the client takes.
+pub use tillgate_core as core;
+
+/// The device's clock as Unix milliseconds, for the `now_ms` arguments. The client's
+/// logic never reads a clock itself; this is the one place that does.
+pub fn unix_time_ms() -> i64 {
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    {
+        js_sys::Date::now() as i64
+    }
+    #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+    {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    }
+}

@@ -1,0 +1,71 @@
+//! An in-memory queue store, for tests and for apps that keep nothing across restarts.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard};
+
+use super::{CorruptRecord, QueueStore, QueuedTransaction, StoreContents, decode_record};
+use crate::Result;
+
+/// Records in memory, encoded exactly as a persistent store encodes them. Lost when the
+/// process ends: use [`FileStore`](crate::FileStore) (native) or a browser store for a
+/// real till.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    records: Mutex<BTreeMap<u64, Vec<u8>>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<u64, Vec<u8>>> {
+        self.records.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stores raw bytes as record `id` (to test how corrupt records are handled).
+    pub fn insert_raw(&self, id: u64, bytes: Vec<u8>) {
+        self.lock().insert(id, bytes);
+    }
+
+    /// The raw bytes of record `id`.
+    pub fn raw(&self, id: u64) -> Option<Vec<u8>> {
+        self.lock().get(&id).cloned()
+    }
+}
+
+impl QueueStore for MemoryStore {
+    fn load(&self) -> Result<StoreContents> {
+        let mut out = StoreContents::default();
+        for (id, bytes) in self.lock().iter() {
+            match decode_record(bytes, *id) {
+                Ok(e) => out.entries.push(e),
+                Err(reason) => out.corrupt.push(CorruptRecord {
+                    name: id.to_string(),
+                    id: Some(*id),
+                    reason,
+                }),
+            }
+        }
+        Ok(out)
+    }
+
+    fn save(&self, entry: &QueuedTransaction) -> Result<()> {
+        let bytes = super::encode_record(entry)?;
+        self.lock().insert(entry.id, bytes);
+        Ok(())
+    }
+
+    fn remove(&self, id: u64) -> Result<()> {
+        self.lock().remove(&id);
+        Ok(())
+    }
+
+    fn remove_corrupt(&self, name: &str) -> Result<()> {
+        if let Ok(id) = name.parse::<u64>() {
+            self.lock().remove(&id);
+        }
+        Ok(())
+    }
+}

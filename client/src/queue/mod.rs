@@ -1,0 +1,656 @@
+//! The offline queue ("outbox") for transactions: persisted before the first send,
+//! retried with backoff, never duplicated, never lost across restarts.
+
+mod file;
+mod memory;
+#[cfg(all(target_arch = "wasm32", feature = "web-storage"))]
+mod web;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::{Deserialize, Serialize};
+use tillgate_core::{Transaction, validate_transaction};
+
+#[cfg(not(target_arch = "wasm32"))]
+pub use file::FileStore;
+pub use memory::MemoryStore;
+#[cfg(all(target_arch = "wasm32", feature = "web-storage"))]
+pub use web::LocalStorageStore;
+
+use crate::{Backoff, Client, ClientError, Result, StoredTransaction};
+
+/// The idempotency key of one transaction: 1 to 128 visible ASCII characters. The
+/// server stores each transaction once per key, so resending with the same key is
+/// always safe.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    /// Validates a key the app chose (e.g. its own receipt number).
+    ///
+    /// ```
+    /// use tillgate_client::IdempotencyKey;
+    /// assert!(IdempotencyKey::new("till-1:receipt-000042").is_ok());
+    /// assert_eq!(IdempotencyKey::new("has space").unwrap_err().code(), "invalid_idempotency_key");
+    /// ```
+    pub fn new(key: &str) -> Result<Self> {
+        if key.is_empty() || key.len() > 128 {
+            return Err(ClientError::InvalidIdempotencyKey(
+                "must be 1 to 128 characters".into(),
+            ));
+        }
+        if let Some(pos) = key.bytes().position(|b| !b.is_ascii_graphic()) {
+            return Err(ClientError::InvalidIdempotencyKey(format!(
+                "character at position {pos} is not visible ASCII"
+            )));
+        }
+        Ok(IdempotencyKey(key.to_owned()))
+    }
+
+    /// A new random key (128 bits, 32 hex digits).
+    pub fn generate() -> Result<Self> {
+        Ok(IdempotencyKey(crate::client::random_hex(16)?))
+    }
+
+    /// The key.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for IdempotencyKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for IdempotencyKey {
+    type Error = ClientError;
+    fn try_from(s: String) -> Result<Self> {
+        Self::new(&s)
+    }
+}
+
+impl From<IdempotencyKey> for String {
+    fn from(k: IdempotencyKey) -> String {
+        k.0
+    }
+}
+
+/// Where a queued transaction stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryState {
+    /// Waiting to be sent (again).
+    Pending,
+    /// Permanently refused by the server (e.g. a 4xx other than authentication). Kept,
+    /// not retried; the app decides with [`Outbox::retry_failed`] or [`Outbox::discard`].
+    Failed,
+}
+
+/// An error as remembered by the queue: its code and message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastError {
+    /// [`ClientError::code`].
+    pub code: String,
+    /// The error's message.
+    pub message: String,
+    /// When it happened, Unix milliseconds.
+    pub at_ms: i64,
+}
+
+impl LastError {
+    fn of(e: &ClientError, at_ms: i64) -> Self {
+        LastError {
+            code: e.code().to_owned(),
+            message: e.to_string(),
+            at_ms,
+        }
+    }
+}
+
+/// One queued transaction, exactly as persisted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueuedTransaction {
+    /// Record format version (1).
+    pub v: u32,
+    /// Local, increasing id: the order of sale.
+    pub id: u64,
+    /// The key the server deduplicates by.
+    pub idempotency_key: IdempotencyKey,
+    /// The transaction.
+    pub transaction: Transaction,
+    /// When it was queued, Unix milliseconds.
+    pub enqueued_at_ms: i64,
+    /// Failed send attempts so far.
+    pub attempts: u32,
+    /// Not sent before this time (Unix milliseconds) unless a sync is forced.
+    pub next_attempt_at_ms: i64,
+    /// The last error sending it.
+    pub last_error: Option<LastError>,
+    /// Pending or failed.
+    pub state: EntryState,
+}
+
+/// A stored record that could not be read. It stays in the store and is reported at
+/// every load until the app removes it ([`Outbox::remove_corrupt`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorruptRecord {
+    /// The record's name in the store (file name or storage key).
+    pub name: String,
+    /// The local id, if the name still tells it.
+    pub id: Option<u64>,
+    /// What was wrong.
+    pub reason: String,
+}
+
+/// What a store holds.
+#[derive(Debug, Clone, Default)]
+pub struct StoreContents {
+    /// Every readable record.
+    pub entries: Vec<QueuedTransaction>,
+    /// Every unreadable record.
+    pub corrupt: Vec<CorruptRecord>,
+}
+
+/// `Send + Sync` on native targets, nothing on wasm32 (where browser handles are not
+/// `Send`).
+#[cfg(not(target_arch = "wasm32"))]
+pub trait MaybeSendSync: Send + Sync {}
+#[cfg(not(target_arch = "wasm32"))]
+impl<T: Send + Sync + ?Sized> MaybeSendSync for T {}
+/// `Send + Sync` on native targets, nothing on wasm32 (where browser handles are not
+/// `Send`).
+#[cfg(target_arch = "wasm32")]
+pub trait MaybeSendSync {}
+#[cfg(target_arch = "wasm32")]
+impl<T: ?Sized> MaybeSendSync for T {}
+
+/// Durable storage for queued transactions, one record per local id.
+///
+/// Implementations must make [`save`](Self::save) atomic and durable: after it
+/// returns, the record survives a crash or power loss, and a crash during it leaves
+/// the previous version (or nothing, for a new record), never a torn one. Records that
+/// cannot be read are reported in [`StoreContents::corrupt`], never skipped silently.
+///
+/// The calls are synchronous and small; on native targets the [`Outbox`] runs them on
+/// tokio's blocking pool so the caller's executor never stalls on `fsync`.
+pub trait QueueStore: MaybeSendSync {
+    /// Reads every record.
+    fn load(&self) -> Result<StoreContents>;
+    /// Inserts or replaces the record with `entry.id`, atomically and durably.
+    fn save(&self, entry: &QueuedTransaction) -> Result<()>;
+    /// Removes the record with this id (no error if it is absent).
+    fn remove(&self, id: u64) -> Result<()>;
+    /// Removes an unreadable record by its name.
+    fn remove_corrupt(&self, name: &str) -> Result<()>;
+}
+
+/// Encodes a record as stored (JSON).
+pub fn encode_record(entry: &QueuedTransaction) -> Result<Vec<u8>> {
+    serde_json::to_vec(entry).map_err(|e| ClientError::Storage(e.to_string()))
+}
+
+/// Decodes a stored record; `id` is the id its name says, which must match.
+pub fn decode_record(bytes: &[u8], id: u64) -> std::result::Result<QueuedTransaction, String> {
+    let entry: QueuedTransaction = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    if entry.v != 1 {
+        return Err(format!("unsupported record version {}", entry.v));
+    }
+    if entry.id != id {
+        return Err(format!("record says id {} but is stored as {id}", entry.id));
+    }
+    Ok(entry)
+}
+
+/// Runs a store operation; on native inside tokio's blocking pool when a runtime is
+/// running, so `fsync` never stalls the caller's executor.
+#[cfg(not(target_arch = "wasm32"))]
+async fn run_store<T, F>(store: &Arc<dyn QueueStore>, f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&dyn QueueStore) -> Result<T> + Send + 'static,
+{
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => {
+            let store = Arc::clone(store);
+            handle
+                .spawn_blocking(move || f(store.as_ref()))
+                .await
+                .map_err(|e| ClientError::Storage(format!("store task failed: {e}")))?
+        }
+        Err(_) => f(store.as_ref()),
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+async fn run_store<T, F>(store: &Arc<dyn QueueStore>, f: F) -> Result<T>
+where
+    F: FnOnce(&dyn QueueStore) -> Result<T>,
+{
+    f(store.as_ref())
+}
+
+/// The result of [`Outbox::submit`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Submitted {
+    /// The server stored it; here is the stored transaction with its receipt.
+    Sent(StoredTransaction),
+    /// It is safely queued (persisted) and will be sent by a later sync.
+    Queued(IdempotencyKey),
+}
+
+/// What one sync did.
+#[derive(Debug, Default)]
+pub struct SyncReport {
+    /// Transactions the server stored in this run, in order, with their keys.
+    pub sent: Vec<(IdempotencyKey, StoredTransaction)>,
+    /// Transactions the server refused for good in this run (now [`EntryState::Failed`]).
+    pub failed: Vec<(IdempotencyKey, LastError)>,
+    /// The error that stopped the run (network down, key expired...), if any.
+    pub stopped_by: Option<ClientError>,
+    /// Pending transactions left.
+    pub remaining: usize,
+    /// Another sync was already running; this one did nothing.
+    pub already_running: bool,
+}
+
+struct State {
+    entries: BTreeMap<u64, QueuedTransaction>,
+    corrupt: Vec<CorruptRecord>,
+    next_id: u64,
+    last_error: Option<LastError>,
+}
+
+/// The offline queue. Every transaction goes in here first ([`enqueue`](Self::enqueue)
+/// or [`submit`](Self::submit)) and is persisted before anything is sent; a sync sends
+/// them in order of sale, each with its own idempotency key, once the oldest is due.
+///
+/// Time is always passed in (`now_ms`, Unix milliseconds): the queue reads no clock.
+/// Use [`crate::unix_time_ms`] for the device's time.
+///
+/// - A transient failure (no network, timeout, 429, 5xx) or a refused credential stops
+///   the run; the transaction stays pending with its next attempt scheduled by
+///   [`Backoff`] and the error kept as [`last_error`](Self::last_error).
+/// - A permanent refusal of one transaction (400, 409...) marks it
+///   [`EntryState::Failed`]; it is kept, reported, and the run goes on.
+/// - Only a success removes a record. If the app dies between the server's answer and
+///   the removal, the next sync resends with the same key and the server answers with
+///   the stored transaction: no duplicate.
+pub struct Outbox {
+    store: Arc<dyn QueueStore>,
+    state: Mutex<State>,
+    syncing: AtomicBool,
+    backoff: Backoff,
+}
+
+impl fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Outbox")
+            .field("len", &self.len())
+            .field("last_error", &self.last_error())
+            .finish()
+    }
+}
+
+struct SyncGuard<'a>(&'a AtomicBool);
+
+impl Drop for SyncGuard<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+fn random_u32() -> u32 {
+    let mut b = [0u8; 4];
+    // Without randomness the schedule is still correct, only not spread.
+    let _ = getrandom::fill(&mut b);
+    u32::from_le_bytes(b)
+}
+
+impl Outbox {
+    /// Opens the queue over `store`, loading what it holds. Unreadable records are kept
+    /// in the store and reported by [`corrupt_records`](Self::corrupt_records) and as
+    /// the [`last_error`](Self::last_error).
+    pub async fn open(store: Arc<dyn QueueStore>) -> Result<Self> {
+        let contents = run_store(&store, |s| s.load()).await?;
+        let mut entries = BTreeMap::new();
+        for e in contents.entries {
+            entries.insert(e.id, e);
+        }
+        let next_id = entries
+            .keys()
+            .copied()
+            .chain(contents.corrupt.iter().filter_map(|c| c.id))
+            .max()
+            .map_or(1, |m| m + 1);
+        let last_error = contents.corrupt.first().map(|c| LastError {
+            code: "queue_record_corrupt".into(),
+            message: format!(
+                "{} queue record(s) unreadable, first {}: {}",
+                contents.corrupt.len(),
+                c.name,
+                c.reason
+            ),
+            at_ms: 0,
+        });
+        Ok(Outbox {
+            store,
+            state: Mutex::new(State {
+                entries,
+                corrupt: contents.corrupt,
+                next_id,
+                last_error,
+            }),
+            syncing: AtomicBool::new(false),
+            backoff: Backoff::default(),
+        })
+    }
+
+    /// Uses another retry schedule.
+    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves consistent data (every change is a
+        // single insert or remove), so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues a transaction: validates it (core), persists it durably, and only then
+    /// returns its idempotency key (the one given, or a new random one). Nothing is sent.
+    ///
+    /// Queuing the same key again with the same transaction returns the existing entry's
+    /// key (so an app retrying after a crash does not queue twice); with a different
+    /// transaction it fails with [`ClientError::IdempotencyKeyReused`].
+    pub async fn enqueue(
+        &self,
+        transaction: Transaction,
+        key: Option<IdempotencyKey>,
+        now_ms: i64,
+    ) -> Result<IdempotencyKey> {
+        validate_transaction(&transaction)?;
+        let key = match key {
+            Some(k) => k,
+            None => IdempotencyKey::generate()?,
+        };
+        let entry = {
+            let mut st = self.lock();
+            if let Some(existing) = st.entries.values().find(|e| e.idempotency_key == key) {
+                return if existing.transaction == transaction {
+                    Ok(key)
+                } else {
+                    Err(ClientError::IdempotencyKeyReused)
+                };
+            }
+            let id = st.next_id;
+            st.next_id += 1;
+            QueuedTransaction {
+                v: 1,
+                id,
+                idempotency_key: key.clone(),
+                transaction,
+                enqueued_at_ms: now_ms,
+                attempts: 0,
+                next_attempt_at_ms: now_ms,
+                last_error: None,
+                state: EntryState::Pending,
+            }
+        };
+        let to_save = entry.clone();
+        run_store(&self.store, move |s| s.save(&to_save)).await?;
+        self.lock().entries.insert(entry.id, entry);
+        Ok(key)
+    }
+
+    /// Queues a transaction (persisted first, like [`enqueue`](Self::enqueue)), then
+    /// syncs the queue so it is sent at once when the server is reachable (after any
+    /// earlier queued ones that are due). Never fails because of the network: then it
+    /// answers [`Submitted::Queued`].
+    pub async fn submit(
+        &self,
+        client: &Client,
+        transaction: Transaction,
+        key: Option<IdempotencyKey>,
+        now_ms: i64,
+    ) -> Result<Submitted> {
+        let key = self.enqueue(transaction, key, now_ms).await?;
+        let report = self.sync(client, now_ms).await;
+        if let Some((_, stored)) = report.sent.into_iter().find(|(k, _)| *k == key) {
+            return Ok(Submitted::Sent(stored));
+        }
+        if let Some((_, err)) = report.failed.into_iter().find(|(k, _)| *k == key) {
+            return Err(ClientError::Api {
+                status: 400,
+                code: err.code,
+                detail: err.message,
+                fields: Vec::new(),
+            });
+        }
+        Ok(Submitted::Queued(key))
+    }
+
+    /// Pending transactions (the queue length the till shows).
+    pub fn len(&self) -> usize {
+        self.lock()
+            .entries
+            .values()
+            .filter(|e| e.state == EntryState::Pending)
+            .count()
+    }
+
+    /// Whether nothing is pending.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every queued record (pending and failed), in order of sale.
+    pub fn entries(&self) -> Vec<QueuedTransaction> {
+        self.lock().entries.values().cloned().collect()
+    }
+
+    /// The records the server refused for good.
+    pub fn failed(&self) -> Vec<QueuedTransaction> {
+        self.lock()
+            .entries
+            .values()
+            .filter(|e| e.state == EntryState::Failed)
+            .cloned()
+            .collect()
+    }
+
+    /// Unreadable records found when the queue was opened.
+    pub fn corrupt_records(&self) -> Vec<CorruptRecord> {
+        self.lock().corrupt.clone()
+    }
+
+    /// The last error the queue met (sending, storing, or a corrupt record at open);
+    /// cleared by a sync that empties the queue without error.
+    pub fn last_error(&self) -> Option<LastError> {
+        self.lock().last_error.clone()
+    }
+
+    /// When the queue is next due (Unix ms): the oldest pending transaction's next
+    /// attempt. For the app's timer; `None` when nothing is pending.
+    pub fn next_attempt_at(&self) -> Option<i64> {
+        self.lock()
+            .entries
+            .values()
+            .find(|e| e.state == EntryState::Pending)
+            .map(|e| e.next_attempt_at_ms)
+    }
+
+    /// Sends the pending transactions in order of sale if the oldest one is due at
+    /// `now_ms` (see [`next_attempt_at`](Self::next_attempt_at)).
+    pub async fn sync(&self, client: &Client, now_ms: i64) -> SyncReport {
+        self.run(client, now_ms, false).await
+    }
+
+    /// Sends every pending transaction now, ignoring the backoff schedule (the till's
+    /// "sync now" button, or when the app learns the network is back).
+    pub async fn sync_now(&self, client: &Client, now_ms: i64) -> SyncReport {
+        self.run(client, now_ms, true).await
+    }
+
+    async fn run(&self, client: &Client, now_ms: i64, force: bool) -> SyncReport {
+        let mut report = SyncReport::default();
+        if self.syncing.swap(true, Ordering::AcqRel) {
+            report.already_running = true;
+            report.remaining = self.len();
+            return report;
+        }
+        let _guard = SyncGuard(&self.syncing);
+        let mut after = 0u64;
+        loop {
+            let next = {
+                let st = self.lock();
+                st.entries
+                    .range(after..)
+                    .map(|(_, e)| e)
+                    .find(|e| e.state == EntryState::Pending)
+                    .cloned()
+            };
+            let Some(entry) = next else { break };
+            // The oldest pending transaction sets the schedule for the queue, so the
+            // order of sale is kept; once it went through, the rest follow at once.
+            if !force && after == 0 && entry.next_attempt_at_ms > now_ms {
+                break;
+            }
+            after = entry.id + 1;
+            match client
+                .submit_transaction(&entry.transaction, &entry.idempotency_key)
+                .await
+            {
+                Ok(stored) => {
+                    let id = entry.id;
+                    if let Err(e) = run_store(&self.store, move |s| s.remove(id)).await {
+                        // The server has it; a later resend with the same key is harmless.
+                        self.lock().last_error = Some(LastError::of(&e, now_ms));
+                        report.stopped_by = Some(e);
+                        break;
+                    }
+                    self.lock().entries.remove(&id);
+                    report.sent.push((entry.idempotency_key, stored));
+                }
+                Err(err) => {
+                    let permanent = !err.is_transient()
+                        && !err.is_auth()
+                        && !matches!(err, ClientError::NotActivated)
+                        && err.http_status().is_some();
+                    let mut updated = entry.clone();
+                    updated.attempts = updated.attempts.saturating_add(1);
+                    updated.last_error = Some(LastError::of(&err, now_ms));
+                    if permanent {
+                        updated.state = EntryState::Failed;
+                    } else {
+                        let mut at =
+                            self.backoff
+                                .next_attempt_at(now_ms, updated.attempts, random_u32());
+                        if let ClientError::RateLimited {
+                            retry_after: Some(d),
+                        } = &err
+                        {
+                            let ra = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+                            at = at.max(now_ms.saturating_add(ra));
+                        }
+                        updated.next_attempt_at_ms = at;
+                    }
+                    let to_save = updated.clone();
+                    let saved = run_store(&self.store, move |s| s.save(&to_save)).await;
+                    {
+                        let mut st = self.lock();
+                        st.last_error = Some(LastError::of(&err, now_ms));
+                        if st.entries.contains_key(&updated.id) {
+                            st.entries.insert(updated.id, updated.clone());
+                        }
+                    }
+                    if let Err(e) = saved {
+                        self.lock().last_error = Some(LastError::of(&e, now_ms));
+                        report.stopped_by = Some(e);
+                        break;
+                    }
+                    if permanent {
+                        if let Some(le) = updated.last_error {
+                            report.failed.push((updated.idempotency_key, le));
+                        }
+                        continue;
+                    }
+                    // The server is unreachable or refuses this register: the rest would
+                    // fail the same way, and stay behind this one in order of sale.
+                    report.stopped_by = Some(err);
+                    break;
+                }
+            }
+        }
+        let mut st = self.lock();
+        report.remaining = st
+            .entries
+            .values()
+            .filter(|e| e.state == EntryState::Pending)
+            .count();
+        if report.stopped_by.is_none() && report.failed.is_empty() && st.corrupt.is_empty() {
+            st.last_error = None;
+        }
+        report
+    }
+
+    /// Puts a failed transaction back in the queue (e.g. after the app fixed the cause).
+    pub async fn retry_failed(&self, key: &IdempotencyKey, now_ms: i64) -> Result<()> {
+        let Some(mut entry) = self.find(key, EntryState::Failed) else {
+            return Ok(());
+        };
+        entry.state = EntryState::Pending;
+        entry.next_attempt_at_ms = now_ms;
+        let to_save = entry.clone();
+        run_store(&self.store, move |s| s.save(&to_save)).await?;
+        self.lock().entries.insert(entry.id, entry);
+        Ok(())
+    }
+
+    /// Removes a failed transaction for good (the app has dealt with it). Pending ones
+    /// cannot be discarded: they may already be on the server.
+    pub async fn discard(&self, key: &IdempotencyKey) -> Result<()> {
+        let Some(entry) = self.find(key, EntryState::Failed) else {
+            return Ok(());
+        };
+        let id = entry.id;
+        run_store(&self.store, move |s| s.remove(id)).await?;
+        self.lock().entries.remove(&id);
+        Ok(())
+    }
+
+    /// Deletes an unreadable record from the store, after the app has looked at it.
+    pub async fn remove_corrupt(&self, name: &str) -> Result<()> {
+        let n = name.to_owned();
+        run_store(&self.store, move |s| s.remove_corrupt(&n)).await?;
+        let mut st = self.lock();
+        st.corrupt.retain(|c| c.name != name);
+        if st.corrupt.is_empty()
+            && st
+                .last_error
+                .as_ref()
+                .is_some_and(|e| e.code == "queue_record_corrupt")
+        {
+            st.last_error = None;
+        }
+        Ok(())
+    }
+
+    fn find(&self, key: &IdempotencyKey, state: EntryState) -> Option<QueuedTransaction> {
+        self.lock()
+            .entries
+            .values()
+            .find(|e| e.idempotency_key == *key && e.state == state)
+            .cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests;

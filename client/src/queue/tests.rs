@@ -1,0 +1,268 @@
+use std::sync::Arc;
+
+use tillgate_core::{Transaction, TrustedKeys};
+
+use super::*;
+use crate::ClientConfig;
+
+fn sale(total: i64) -> Transaction {
+    serde_json::from_value(serde_json::json!({
+        "type": "sale", "currency": "SEK", "total": total,
+        "vat": [{"rate": 2500, "amount": total / 5}],
+        "items": [{"name": "Kaffe", "quantity": 1, "amount": total}],
+    }))
+    .unwrap()
+}
+
+/// A client whose server is never reachable (nothing listens on port 9).
+fn offline_client() -> Client {
+    let c = Client::new(ClientConfig::new("http://127.0.0.1:9", TrustedKeys::new())).unwrap();
+    c.set_api_key(tillgate_core::generate_api_key(40).unwrap());
+    c
+}
+
+fn file_store(dir: &std::path::Path) -> Arc<dyn QueueStore> {
+    Arc::new(FileStore::open(dir).unwrap())
+}
+
+#[tokio::test]
+async fn survives_a_restart_with_keys_and_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let mine = IdempotencyKey::new("till-1:000001").unwrap();
+    let generated;
+    {
+        let q = Outbox::open(file_store(dir.path())).await.unwrap();
+        assert_eq!(
+            q.enqueue(sale(100), Some(mine.clone()), 1_000)
+                .await
+                .unwrap(),
+            mine
+        );
+        generated = q.enqueue(sale(200), None, 1_001).await.unwrap();
+        assert_eq!(generated.as_str().len(), 32);
+        assert_eq!(q.len(), 2);
+    } // the app stops
+    let q = Outbox::open(file_store(dir.path())).await.unwrap();
+    let e = q.entries();
+    assert_eq!(e.len(), 2);
+    assert_eq!(
+        (e[0].idempotency_key.clone(), e[0].transaction.total),
+        (mine, 100)
+    );
+    assert_eq!(
+        (e[1].idempotency_key.clone(), e[1].transaction.total),
+        (generated, 200)
+    );
+    assert!(q.last_error().is_none() && q.corrupt_records().is_empty());
+    // New ids continue after the old ones.
+    q.enqueue(sale(300), None, 1_002).await.unwrap();
+    assert_eq!(q.entries()[2].id, 3);
+}
+
+#[tokio::test]
+async fn a_half_written_temp_file_leaves_the_old_record() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let q = Outbox::open(file_store(dir.path())).await.unwrap();
+        q.enqueue(sale(100), None, 1).await.unwrap();
+    }
+    let record = dir.path().join(format!("tx-{:020}.json", 1));
+    let before = std::fs::read(&record).unwrap();
+    // A crash while rewriting record 1 (after a failed send), and while writing a new
+    // record 2 that was never acknowledged: only torn temp files remain.
+    std::fs::write(
+        dir.path().join(format!("tx-{:020}.json.tmp", 1)),
+        &before[..before.len() / 2],
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join(format!("tx-{:020}.json.tmp", 2)),
+        br#"{"v":1,"id":2,"idem"#,
+    )
+    .unwrap();
+    let q = Outbox::open(file_store(dir.path())).await.unwrap();
+    assert_eq!(q.len(), 1);
+    assert_eq!(q.entries()[0].transaction.total, 100);
+    assert!(q.corrupt_records().is_empty());
+    assert_eq!(std::fs::read(&record).unwrap(), before);
+    // The temp files are gone.
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, [format!("tx-{:020}.json", 1)]);
+}
+
+#[tokio::test]
+async fn a_corrupt_record_is_reported_kept_and_its_id_never_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let q = Outbox::open(file_store(dir.path())).await.unwrap();
+        q.enqueue(sale(100), None, 1).await.unwrap();
+        q.enqueue(sale(200), None, 2).await.unwrap();
+    }
+    let bad = dir.path().join(format!("tx-{:020}.json", 2));
+    std::fs::write(&bad, b"{\"v\":1,\"id\":2,\"idempotencyKey\":\"x\",\"trans").unwrap();
+    std::fs::write(dir.path().join("tx-junk.json"), b"{}").unwrap();
+
+    let q = Outbox::open(file_store(dir.path())).await.unwrap();
+    assert_eq!(q.len(), 1);
+    let corrupt = q.corrupt_records();
+    assert_eq!(corrupt.len(), 2, "{corrupt:?}");
+    assert_eq!(corrupt[0].id, Some(2));
+    assert_eq!(corrupt[1].id, None);
+    assert_eq!(q.last_error().unwrap().code, "queue_record_corrupt");
+    assert!(
+        bad.exists(),
+        "a corrupt record must never be dropped silently"
+    );
+    // A new transaction does not take the corrupt record's id.
+    q.enqueue(sale(300), None, 3).await.unwrap();
+    assert_eq!(q.entries().last().unwrap().id, 3);
+    // Reported again at the next start, until the app removes it.
+    drop(q);
+    let q = Outbox::open(file_store(dir.path())).await.unwrap();
+    assert_eq!(q.corrupt_records().len(), 2);
+    q.remove_corrupt(&corrupt[0].name).await.unwrap();
+    q.remove_corrupt(&corrupt[1].name).await.unwrap();
+    assert!(!bad.exists());
+    assert!(q.last_error().is_none());
+    assert!(q.remove_corrupt("../etc/passwd").await.is_err());
+}
+
+#[tokio::test]
+async fn record_with_a_mismatched_id_or_version_is_corrupt() {
+    let store = Arc::new(MemoryStore::new());
+    {
+        let q = Outbox::open(store.clone()).await.unwrap();
+        q.enqueue(sale(100), None, 1).await.unwrap();
+    }
+    let raw = store.raw(1).unwrap();
+    store.insert_raw(5, raw.clone());
+    let mut v: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    v["v"] = 9.into();
+    v["id"] = 6.into();
+    store.insert_raw(6, serde_json::to_vec(&v).unwrap());
+    let q = Outbox::open(store).await.unwrap();
+    let reasons: Vec<String> = q.corrupt_records().into_iter().map(|c| c.reason).collect();
+    assert!(reasons[0].contains("stored as 5"), "{reasons:?}");
+    assert!(reasons[1].contains("version 9"), "{reasons:?}");
+    assert_eq!(q.len(), 1);
+}
+
+#[tokio::test]
+async fn enqueue_is_idempotent_per_key_and_validates() {
+    let q = Outbox::open(Arc::new(MemoryStore::new())).await.unwrap();
+    let k = IdempotencyKey::new("k-1").unwrap();
+    q.enqueue(sale(100), Some(k.clone()), 1).await.unwrap();
+    q.enqueue(sale(100), Some(k.clone()), 2).await.unwrap();
+    assert_eq!(q.len(), 1);
+    let e = q.enqueue(sale(999), Some(k), 3).await.unwrap_err();
+    assert_eq!(e.code(), "idempotency_key_reused");
+    let mut bad = sale(100);
+    bad.total = 5;
+    let e = q.enqueue(bad, None, 4).await.unwrap_err();
+    assert_eq!(e.code(), "invalid_transaction");
+    assert_eq!(q.len(), 1);
+}
+
+#[tokio::test]
+async fn offline_sync_keeps_everything_and_schedules_backoff() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = offline_client();
+    let backoff = Backoff {
+        initial: std::time::Duration::from_secs(2),
+        max: std::time::Duration::from_secs(60),
+    };
+    let q = Outbox::open(file_store(dir.path()))
+        .await
+        .unwrap()
+        .with_backoff(backoff);
+    let r = q.submit(&client, sale(100), None, 10_000).await.unwrap();
+    assert!(matches!(r, Submitted::Queued(_)));
+    q.enqueue(sale(200), None, 10_001).await.unwrap();
+
+    let head = &q.entries()[0];
+    assert_eq!(head.attempts, 1);
+    assert_eq!(head.last_error.as_ref().unwrap().code, "network");
+    // Equal jitter: between 1 s and 2 s after the failure.
+    let due = q.next_attempt_at().unwrap();
+    assert!((11_000..12_000).contains(&due), "{due}");
+
+    // Not due yet: nothing is tried.
+    let r = q.sync(&client, 10_500).await;
+    assert!(r.stopped_by.is_none() && r.sent.is_empty());
+    assert_eq!(r.remaining, 2);
+    assert_eq!(q.entries()[0].attempts, 1);
+
+    // Due: tried again, the run stops at the first (order of sale kept), the second
+    // was never tried.
+    let r = q.sync(&client, due).await;
+    assert_eq!(r.stopped_by.unwrap().code(), "network");
+    let e = q.entries();
+    assert_eq!((e[0].attempts, e[1].attempts), (2, 0));
+    let due2 = q.next_attempt_at().unwrap();
+    assert!((due + 2_000..due + 4_000).contains(&due2), "{due} {due2}");
+
+    // Forced: tried at once regardless of the schedule.
+    let r = q.sync_now(&client, due + 1).await;
+    assert!(r.stopped_by.is_some());
+    assert_eq!(q.entries()[0].attempts, 3);
+    assert_eq!(q.last_error().unwrap().code, "network");
+
+    // All of it is on disk.
+    drop(q);
+    let q = Outbox::open(file_store(dir.path())).await.unwrap();
+    assert_eq!(q.len(), 2);
+    assert_eq!(q.entries()[0].attempts, 3);
+}
+
+#[tokio::test]
+async fn without_a_key_nothing_is_sent_or_lost() {
+    let client = Client::new(ClientConfig::new("http://127.0.0.1:9", TrustedKeys::new())).unwrap();
+    let q = Outbox::open(Arc::new(MemoryStore::new())).await.unwrap();
+    let r = q.submit(&client, sale(100), None, 0).await.unwrap();
+    assert!(matches!(r, Submitted::Queued(_)));
+    assert_eq!(q.len(), 1);
+    assert_eq!(q.last_error().unwrap().code, "not_activated");
+}
+
+#[test]
+fn works_without_a_tokio_runtime() {
+    // Store calls run inline when no runtime is around (e.g. a plain executor).
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    // Open inside the runtime, enqueue through a bare poll loop outside of it.
+    let q = rt.block_on(Outbox::open(file_store(dir.path()))).unwrap();
+    let fut = q.enqueue(sale(100), None, 0);
+    let key = futures_lite_block_on(fut).unwrap();
+    assert_eq!(q.entries()[0].idempotency_key, key);
+}
+
+/// Polls a future that never needs waking (store calls complete inline).
+fn futures_lite_block_on<F: std::future::Future>(f: F) -> F::Output {
+    use std::task::{Context, Poll, Waker};
+    let mut f = std::pin::pin!(f);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+    }
+}
+
+#[test]
+fn idempotency_keys() {
+    assert!(IdempotencyKey::new("").is_err());
+    assert!(IdempotencyKey::new(&"a".repeat(129)).is_err());
+    assert!(IdempotencyKey::new(&"a".repeat(128)).is_ok());
+    assert!(IdempotencyKey::new("é").is_err());
+    let a = IdempotencyKey::generate().unwrap();
+    let b = IdempotencyKey::generate().unwrap();
+    assert_ne!(a, b);
+    let json = serde_json::to_string(&a).unwrap();
+    assert_eq!(serde_json::from_str::<IdempotencyKey>(&json).unwrap(), a);
+    assert!(serde_json::from_str::<IdempotencyKey>("\"a b\"").is_err());
+}

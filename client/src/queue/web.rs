@@ -1,0 +1,104 @@
+//! A `localStorage` queue store for browsers.
+
+use web_sys::Storage;
+
+use super::{CorruptRecord, QueueStore, QueuedTransaction, StoreContents, decode_record};
+use crate::{ClientError, Result};
+
+/// Queue records in the browser's `localStorage`, one key per record:
+/// `<namespace>tx-<id>`. Each `setItem` replaces a value atomically, so a record is
+/// either the old one or the new one. Unreadable values are reported, never dropped.
+///
+/// `localStorage` is per origin and synchronous; records are small (a few hundred
+/// bytes), so a till's queue stays far below the usual 5 MiB quota. A full quota is
+/// reported as a storage error by [`Outbox::enqueue`](crate::Outbox::enqueue).
+#[derive(Debug, Clone)]
+pub struct LocalStorageStore {
+    prefix: String,
+}
+
+fn js_err(what: &str, e: web_sys::wasm_bindgen::JsValue) -> ClientError {
+    ClientError::Storage(format!("{what}: {e:?}"))
+}
+
+impl LocalStorageStore {
+    /// Uses keys starting with `namespace` (e.g. `"tillgate.register-1."`).
+    pub fn new(namespace: impl Into<String>) -> Self {
+        LocalStorageStore {
+            prefix: format!("{}tx-", namespace.into()),
+        }
+    }
+
+    fn storage(&self) -> Result<Storage> {
+        web_sys::window()
+            .ok_or_else(|| ClientError::Storage("no window (not in a browser page)".into()))?
+            .local_storage()
+            .map_err(|e| js_err("localStorage", e))?
+            .ok_or_else(|| ClientError::Storage("localStorage is not available".into()))
+    }
+
+    fn key(&self, id: u64) -> String {
+        format!("{}{id:020}", self.prefix)
+    }
+}
+
+impl QueueStore for LocalStorageStore {
+    fn load(&self) -> Result<StoreContents> {
+        let s = self.storage()?;
+        let n = s.length().map_err(|e| js_err("localStorage.length", e))?;
+        let mut out = StoreContents::default();
+        for i in 0..n {
+            let Some(key) = s.key(i).map_err(|e| js_err("localStorage.key", e))? else {
+                continue;
+            };
+            let Some(rest) = key.strip_prefix(&self.prefix) else {
+                continue;
+            };
+            let id = rest.parse::<u64>().ok();
+            let value = s
+                .get_item(&key)
+                .map_err(|e| js_err("localStorage.getItem", e))?
+                .unwrap_or_default();
+            match id {
+                Some(id) => match decode_record(value.as_bytes(), id) {
+                    Ok(e) => out.entries.push(e),
+                    Err(reason) => out.corrupt.push(CorruptRecord {
+                        name: key,
+                        id: Some(id),
+                        reason,
+                    }),
+                },
+                None => out.corrupt.push(CorruptRecord {
+                    name: key,
+                    id: None,
+                    reason: "key does not end in a record id".into(),
+                }),
+            }
+        }
+        out.entries.sort_by_key(|e| e.id);
+        Ok(out)
+    }
+
+    fn save(&self, entry: &QueuedTransaction) -> Result<()> {
+        let bytes = super::encode_record(entry)?;
+        let text = String::from_utf8(bytes).map_err(|e| ClientError::Storage(e.to_string()))?;
+        self.storage()?
+            .set_item(&self.key(entry.id), &text)
+            .map_err(|e| js_err("localStorage.setItem", e))
+    }
+
+    fn remove(&self, id: u64) -> Result<()> {
+        self.storage()?
+            .remove_item(&self.key(id))
+            .map_err(|e| js_err("localStorage.removeItem", e))
+    }
+
+    fn remove_corrupt(&self, name: &str) -> Result<()> {
+        if !name.starts_with(&self.prefix) {
+            return Err(ClientError::Storage(format!("not a queue record: {name}")));
+        }
+        self.storage()?
+            .remove_item(name)
+            .map_err(|e| js_err("localStorage.removeItem", e))
+    }
+}
