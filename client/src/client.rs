@@ -14,7 +14,7 @@ use tillgate_core::{
 
 use crate::api::{
     Activation, ActivationBody, ActivationCode, Handshake, HandshakeBody, Product,
-    ProductCatalogue, ProductSync, RenewRequest, StoredTransaction, parse_list,
+    ProductCatalogue, ProductInput, ProductSync, RenewRequest, StoredTransaction, parse_list,
 };
 use crate::{ClientError, IdempotencyKey, Result};
 
@@ -229,21 +229,26 @@ impl Client {
     }
 
     /// `GET /auth/handshake`: checks the key and the registration's status. Sends a fresh
-    /// nonce; the server-signed time in the answer must echo it and verify against the
-    /// trusted keys, and then becomes the trusted time floor.
+    /// nonce (and the configured device id and application package, which the server
+    /// checks too); the server-signed time in the answer must echo the nonce and verify
+    /// against the trusted keys, and then becomes the trusted time floor.
     ///
     /// Errors the app acts on: [`ClientError::PendingApproval`],
     /// [`ClientError::KeyExpired`] (renew), [`ClientError::KeyNotYetValid`],
     /// [`ClientError::Rejected`], [`ClientError::Revoked`], [`ClientError::Unauthorized`].
     pub async fn handshake(&self) -> Result<Handshake> {
         let nonce = random_hex(16)?;
+        let mut query = vec![("nonce", nonce.as_str())];
+        if let Some(d) = &self.inner.config.device_id {
+            query.push(("deviceId", d));
+        }
+        if let Some(p) = &self.inner.config.application_package {
+            query.push(("applicationPackage", p));
+        }
         let body: HandshakeBody = self
-            .send_json(
-                self.authed(Method::GET, "/auth/handshake")?
-                    .query(&[("nonce", nonce.as_str())]),
-            )
+            .send_json(self.authed(Method::GET, "/auth/handshake")?.query(&query))
             .await?;
-        let token = body.server_time_token.ok_or_else(|| {
+        let token = body.signed_time.ok_or_else(|| {
             ClientError::InvalidResponse("handshake carries no signed server time".into())
         })?;
         let claims = verify_server_time(&token, &self.inner.config.trusted_keys, Some(&nonce))?;
@@ -259,19 +264,35 @@ impl Client {
         })
     }
 
-    /// Renews an expired (or expiring) key: authenticated by the current key, asks for
-    /// a new period. On success the new key replaces the old one on this client.
+    /// `POST /activations/renew`: renews an expiring or expired key (within the server's
+    /// grace period), authenticated by the current key, for a new period (checked by
+    /// core first). On success the new key replaces the old one on this client; the old
+    /// key stops working. Typical answer to [`ClientError::KeyExpired`].
     pub async fn renew(&self, request: &RenewRequest) -> Result<Activation> {
-        tillgate_core::Period::from_unix(
-            parse_rfc3339(&request.valid_from, "validFrom")?,
-            parse_rfc3339(&request.valid_to, "validTo")?,
-        )?;
-        let body: ActivationBody = self
-            .send_json(
-                self.authed(Method::POST, "/activations/renew")?
-                    .json(request),
-            )
-            .await?;
+        check_period(request)?;
+        let mut body = request.clone();
+        body.descriptor = None;
+        self.renew_with(self.authed(Method::POST, "/activations/renew")?, &body)
+            .await
+    }
+
+    /// `POST /activations/renew` without the old key (lost with the device's storage),
+    /// authenticated by the stored signed descriptor instead. The registration then waits
+    /// for an administrator's approval again (status `pending`).
+    pub async fn renew_with_descriptor(
+        &self,
+        request: &RenewRequest,
+        descriptor_jws: &str,
+    ) -> Result<Activation> {
+        check_period(request)?;
+        let mut body = request.clone();
+        body.descriptor = Some(descriptor_jws.to_owned());
+        self.renew_with(self.request(Method::POST, "/activations/renew"), &body)
+            .await
+    }
+
+    async fn renew_with(&self, req: RequestBuilder, body: &RenewRequest) -> Result<Activation> {
+        let body: ActivationBody = self.send_json(req.json(body)).await?;
         let activation = body.into_activation()?;
         self.set_api_key(activation.api_key.clone());
         Ok(activation)
@@ -330,14 +351,27 @@ impl Client {
         .await
     }
 
-    /// `GET /transactions`: the register's transactions, in sequence order.
+    /// `GET /transactions`: all of the register's transactions, in sequence order
+    /// (following the server's pages).
     pub async fn list_transactions(&self) -> Result<Vec<StoredTransaction>> {
-        let (_, _, body) = self
-            .send(self.authed(Method::GET, "/transactions")?)
-            .await?;
-        let (mut list, _, _) = parse_list::<StoredTransaction>(&body, &["transactions", "items"])?;
-        list.sort_by_key(|t| t.sequence);
-        Ok(list)
+        let mut all: Vec<StoredTransaction> = Vec::new();
+        let mut after: Option<u64> = None;
+        loop {
+            let mut req = self.authed(Method::GET, "/transactions")?;
+            if let Some(a) = after {
+                req = req.query(&[("afterSequence", a)]);
+            }
+            let (_, _, body) = self.send(req).await?;
+            let (list, _, raw) = parse_list::<StoredTransaction>(&body, &["items", "transactions"])?;
+            all.extend(list);
+            match raw.get("nextAfterSequence").and_then(|v| v.as_u64()) {
+                Some(next) if Some(next) != after => after = Some(next),
+                _ => break,
+            }
+        }
+        all.sort_by_key(|t| t.sequence);
+        all.dedup_by_key(|t| t.sequence);
+        Ok(all)
     }
 
     /// `GET /transactions/{id}`.
@@ -390,22 +424,26 @@ impl Client {
             req = req.query(&[("rve", rve.as_str())]);
         }
         let (_, headers, body) = self.send(req).await?;
-        let (delta, rve, _) = parse_list::<Product>(&body, &["products", "items"])?;
+        let (delta, rve, _) = parse_list::<Product>(&body, &["items", "products"])?;
         let rve = rve.or_else(|| {
             headers
                 .get("x-rve")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned)
         });
-        let (upserted, removed) = catalogue.merge(delta, rve);
-        Ok(ProductSync { upserted, removed })
+        let changed = catalogue.merge(delta, rve);
+        Ok(ProductSync { changed })
     }
 
-    /// `PUT /products/{id}`: creates or replaces a product of the register's company.
+    /// `PUT /products/{id}`: creates or replaces a product of the register's company
+    /// (`updated_at` is set by the server). Withdraw one with `active: false`.
     pub async fn put_product(&self, product: &Product) -> Result<Product> {
         let path = format!("/products/{}", encode_path_segment(&product.id));
-        self.send_json(self.authed(Method::PUT, &path)?.json(product))
-            .await
+        self.send_json(
+            self.authed(Method::PUT, &path)?
+                .json(&ProductInput::from(product)),
+        )
+        .await
     }
 }
 
@@ -447,6 +485,14 @@ fn encode_path_segment(s: &str) -> String {
         }
     }
     out
+}
+
+fn check_period(r: &RenewRequest) -> Result<()> {
+    tillgate_core::Period::from_unix(
+        parse_rfc3339(&r.valid_from, "validFrom")?,
+        parse_rfc3339(&r.valid_to, "validTo")?,
+    )?;
+    Ok(())
 }
 
 fn parse_rfc3339(s: &str, field: &str) -> Result<i64> {

@@ -470,6 +470,15 @@ fn parse_time(field: &str, s: &str, errors: &mut Vec<FieldError>) -> Option<Offs
         ));
         return None;
     }
+    // The `time` parser is lenient about the date/time separator; RFC 3339 says T or t.
+    if !matches!(s.as_bytes().get(10), Some(b'T' | b't')) {
+        errors.push(FieldError::new(
+            field,
+            "invalid_format",
+            "must be an RFC 3339 time, e.g. 2024-01-01T00:00:00Z",
+        ));
+        return None;
+    }
     match OffsetDateTime::parse(s, &Rfc3339) {
         Ok(t) => Some(t.to_offset(UtcOffset::UTC)),
         Err(_) => {

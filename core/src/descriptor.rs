@@ -90,9 +90,11 @@ pub struct VerifyOptions {
     /// handshake), Unix seconds. A `now` earlier than this by more than
     /// `clock_tolerance_secs` is refused with `clock_rolled_back`.
     pub trusted_time_floor: Option<i64>,
-    /// Tolerance for roll-back and for `nbf`/`exp`, seconds. `None` means
-    /// [`DEFAULT_CLOCK_TOLERANCE_SECS`] for roll-back and 0 for `nbf`/`exp`.
+    /// How far `now` may lag behind `trusted_time_floor`, seconds; `None` means
+    /// [`DEFAULT_CLOCK_TOLERANCE_SECS`].
     pub clock_tolerance_secs: Option<i64>,
+    /// Leeway for `nbf` and `exp`, seconds (default 0).
+    pub leeway_secs: Option<i64>,
     /// If set, `deviceId` must equal it.
     pub expected_device_id: Option<String>,
     /// If set, `applicationPackage` must equal it.
@@ -126,9 +128,11 @@ pub fn sign_descriptor(descriptor: &ActivationDescriptor, key: &SigningKey) -> R
 /// Verifies a signed descriptor offline.
 ///
 /// Checks, in order: JWS form and header (`malformed_jws`, `unsupported_algorithm`,
-/// `wrong_token_type`), key id (`unknown_kid`), signature (`bad_signature`), clock
-/// roll-back against `options.trusted_time_floor` (`clock_rolled_back`), `nbf`
-/// (`not_yet_valid`), `exp` (`expired`), then the optional device and package checks.
+/// `wrong_token_type`), key id (`unknown_kid`), signature (`bad_signature`), format
+/// version (`unsupported_version`), clock roll-back against
+/// `options.trusted_time_floor` (`clock_rolled_back`), `nbf` (`not_yet_valid`), `exp`
+/// judged at the later of `now` and the trusted floor (`expired`), then the optional
+/// device and package checks.
 /// `now` is Unix seconds, supplied by the caller.
 pub fn verify_descriptor(
     jws: &str,
@@ -139,7 +143,10 @@ pub fn verify_descriptor(
     let parsed = jws::parse::<ActivationDescriptor>(jws, DESCRIPTOR_TYP)?;
     parsed.verify(trusted_keys)?;
     let d = parsed.claims;
-    let leeway = options.clock_tolerance_secs.unwrap_or(0).max(0);
+    if d.ver != DESCRIPTOR_VERSION {
+        return Err(Error::UnsupportedVersion { ver: d.ver });
+    }
+    let leeway = options.leeway_secs.unwrap_or(0).max(0);
     if let Some(trusted) = options.trusted_time_floor {
         let tolerance = options
             .clock_tolerance_secs
@@ -159,10 +166,13 @@ pub fn verify_descriptor(
             now,
         });
     }
-    if now >= d.exp.saturating_add(leeway) {
+    // A clock running behind the trusted floor (within tolerance) must not buy time:
+    // expiry is judged at the later of the two.
+    let effective_now = now.max(options.trusted_time_floor.unwrap_or(i64::MIN));
+    if effective_now >= d.exp.saturating_add(leeway) {
         return Err(Error::DescriptorExpired {
             expires_at: d.exp,
-            now,
+            now: effective_now,
         });
     }
     if let Some(device) = &options.expected_device_id {

@@ -22,6 +22,8 @@ use crate::{Error, Result};
 pub const DYNAMIC_KEY_PREFIX: &str = "DK1";
 /// Default freshness window: a dynamic key is accepted 5 minutes either side of `now`.
 pub const DEFAULT_DYNAMIC_KEY_WINDOW_SECS: i64 = 300;
+/// Timestamps are at most 12 decimal digits.
+const MAX_TIMESTAMP: i64 = 1_000_000_000_000;
 /// Longest login name, in bytes.
 pub const LOGIN_MAX_BYTES: usize = 64;
 
@@ -185,9 +187,9 @@ pub fn create_dynamic_api_key_with_nonce(
     now: i64,
     nonce: &[u8; 16],
 ) -> Result<ApiKey> {
-    if now < 0 {
+    if !(0..MAX_TIMESTAMP).contains(&now) {
         return Err(Error::MalformedDynamicKey {
-            reason: "timestamp must not be negative".into(),
+            reason: "timestamp must be 0 to 999999999999".into(),
         });
     }
     let unsigned = format!(

@@ -58,6 +58,12 @@ pub enum Error {
         /// The `kid` found in the header.
         kid: String,
     },
+    /// The descriptor's format version (`ver`) is not one this library understands.
+    #[error("unsupported descriptor version {ver}")]
+    UnsupportedVersion {
+        /// The `ver` found.
+        ver: u32,
+    },
     /// The descriptor's `nbf` lies in the future.
     #[error("descriptor is not valid before {not_before} (now {now})")]
     DescriptorNotYetValid {
@@ -237,6 +243,7 @@ impl Error {
             Error::UnsupportedAlgorithm { .. } => "unsupported_algorithm",
             Error::WrongTokenType { .. } => "wrong_token_type",
             Error::UnknownKeyId { .. } => "unknown_kid",
+            Error::UnsupportedVersion { .. } => "unsupported_version",
             Error::DescriptorNotYetValid { .. } => "not_yet_valid",
             Error::DescriptorExpired { .. } => "expired",
             Error::ClockRolledBack { .. } => "clock_rolled_back",
@@ -284,8 +291,8 @@ pub enum UrlTokenProblem {
     DuplicateParam,
     /// The `$R` value is not a real `YYYYMMDDHHmmSS` UTC time.
     InvalidRve,
-    /// A parameter follows the `$$` access token.
-    TokenNotLast,
+    /// An unknown `$X` parameter's value is longer than 256 characters.
+    ParamTooLong,
     /// The `$$` access token is empty.
     EmptyToken,
     /// The access token is longer than 256 characters.
@@ -306,7 +313,7 @@ impl UrlTokenProblem {
             Self::InvalidParamIdentifier => "url_invalid_param",
             Self::DuplicateParam => "url_duplicate_param",
             Self::InvalidRve => "url_invalid_rve",
-            Self::TokenNotLast => "url_token_not_last",
+            Self::ParamTooLong => "url_param_too_long",
             Self::EmptyToken => "url_empty_token",
             Self::TokenTooLong => "url_token_too_long",
             Self::InvalidCharacter => "url_invalid_character",
@@ -324,7 +331,7 @@ impl fmt::Display for UrlTokenProblem {
             Self::InvalidParamIdentifier => "'$' must be followed by one ASCII letter",
             Self::DuplicateParam => "a parameter identifier appears twice",
             Self::InvalidRve => "$R must be a real UTC time as YYYYMMDDHHmmSS",
-            Self::TokenNotLast => "the $$ access token must be the last parameter",
+            Self::ParamTooLong => "a parameter value is longer than 256 characters",
             Self::EmptyToken => "the $$ access token is empty",
             Self::TokenTooLong => "the access token is longer than 256 characters",
             Self::InvalidCharacter => "character outside the API-key charset",

@@ -17,7 +17,15 @@ pub const ALG_EDDSA: &str = "EdDSA";
 /// Largest compact JWS accepted, in bytes; larger input is refused before decoding.
 pub const MAX_JWS_LEN: usize = 16 * 1024;
 
-#[derive(Serialize, Deserialize)]
+/// The header as written: members in a fixed order, whatever serde_json features are on.
+#[derive(Serialize)]
+struct OutHeader<'a> {
+    alg: &'a str,
+    kid: &'a str,
+    typ: &'a str,
+}
+
+#[derive(Deserialize)]
 struct Header {
     alg: String,
     #[serde(default)]
@@ -38,15 +46,11 @@ pub(crate) struct ParsedJws<'a, C> {
 
 /// Signs `claims` as a compact JWS: header `{"alg":"Ed25519","typ":typ,"kid":kid}`.
 pub(crate) fn sign<C: Serialize>(key: &SigningKey, typ: &str, claims: &C) -> Result<String> {
-    let header = Header {
-        alg: ALG_ED25519.into(),
-        typ: Some(typ.into()),
-        kid: Some(key.kid().into()),
-        crit: None,
-    };
-    let header = serde_json::to_vec(&serde_json::json!({
-        "alg": header.alg, "typ": header.typ, "kid": header.kid
-    }))
+    let header = serde_json::to_vec(&OutHeader {
+        alg: ALG_ED25519,
+        kid: key.kid(),
+        typ,
+    })
     .map_err(|e| Error::malformed_jws(e.to_string()))?;
     let claims = serde_json::to_vec(claims).map_err(|e| Error::malformed_jws(e.to_string()))?;
     let mut out = String::with_capacity((header.len() + claims.len()) * 4 / 3 + 100);
@@ -73,6 +77,10 @@ pub(crate) fn parse<'a, C: DeserializeOwned>(jws: &'a str, typ: &str) -> Result<
     let header_bytes = B64
         .decode(h)
         .map_err(|_| Error::malformed_jws("header is not base64url"))?;
+    // serde would also read a struct from a JSON array; only objects are JWS headers.
+    if !is_json_object(&header_bytes) {
+        return Err(Error::malformed_jws("header is not a JSON object"));
+    }
     let header: Header = serde_json::from_slice(&header_bytes)
         .map_err(|_| Error::malformed_jws("header is not a JSON object with alg"))?;
     if header.alg != ALG_ED25519 && header.alg != ALG_EDDSA {
@@ -100,6 +108,9 @@ pub(crate) fn parse<'a, C: DeserializeOwned>(jws: &'a str, typ: &str) -> Result<
     let payload = B64
         .decode(p)
         .map_err(|_| Error::malformed_jws("payload is not base64url"))?;
+    if !is_json_object(&payload) {
+        return Err(Error::malformed_jws("claims are not a JSON object"));
+    }
     let claims: C = serde_json::from_slice(&payload)
         .map_err(|e| Error::malformed_jws(format!("claims: {e}")))?;
     let signing_input = &jws.as_bytes()[..h.len() + 1 + p.len()];
@@ -109,6 +120,10 @@ pub(crate) fn parse<'a, C: DeserializeOwned>(jws: &'a str, typ: &str) -> Result<
         signature,
         claims,
     })
+}
+
+fn is_json_object(bytes: &[u8]) -> bool {
+    bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
 }
 
 impl<C> ParsedJws<'_, C> {

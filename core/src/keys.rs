@@ -208,6 +208,11 @@ impl TrustedKeys {
         let key = parse_public_key(&bytes).map_err(|e| Error::InvalidJwk {
             reason: format!("x: {e}"),
         })?;
+        if self.keys.get(&kid).is_some_and(|k| k != &key) {
+            return Err(Error::InvalidJwk {
+                reason: format!("two different keys share kid {kid:?}"),
+            });
+        }
         self.keys.insert(kid, key);
         Ok(())
     }

@@ -107,7 +107,15 @@ pub fn verify_receipt_chain_from<S: AsRef<str>>(
     let (mut expect_seq, mut expect_prev, mut sub) = match previous {
         Some(prev) => {
             let p = jws::parse::<ReceiptClaims>(prev, RECEIPT_TYP)?;
-            (p.claims.seq + 1, receipt_link(prev), Some(p.claims.sub))
+            let next = p
+                .claims
+                .seq
+                .checked_add(1)
+                .ok_or(Error::ReceiptChainBroken {
+                    index: 0,
+                    reason: "previous receipt has the largest sequence number".into(),
+                })?;
+            (next, receipt_link(prev), Some(p.claims.sub))
         }
         None => (1, String::new(), None),
     };
@@ -130,7 +138,7 @@ pub fn verify_receipt_chain_from<S: AsRef<str>>(
             }
             _ => sub = Some(c.sub.clone()),
         }
-        expect_seq = c.seq + 1;
+        expect_seq = c.seq.checked_add(1).unwrap_or(0);
         expect_prev = receipt_link(raw.as_ref());
         out.push(c);
     }

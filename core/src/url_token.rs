@@ -202,13 +202,14 @@ impl UrlParam {
         }
         let id = id.to_ascii_uppercase();
         if id == 'R' {
-            return Err(err(0, P::DuplicateParam));
+            // `$R` is the RVE, carried in `UrlToken::rve`.
+            return Err(err(0, P::InvalidParamIdentifier));
         }
         if value.contains('$') {
             return Err(err(0, P::InvalidCharacter));
         }
         if check_charset(value, 0)? > URL_PARAM_MAX_LEN {
-            return Err(err(0, P::InvalidCharacter));
+            return Err(err(0, P::ParamTooLong));
         }
         Ok(UrlParam {
             id,
@@ -400,7 +401,7 @@ pub fn parse_url_token(path: &str) -> Result<UrlToken> {
                         return Err(err(after_off + value_start, P::InvalidCharacter));
                     }
                     if value.len() > URL_PARAM_MAX_LEN {
-                        return Err(err(after_off + value_start, P::InvalidCharacter));
+                        return Err(err(after_off + value_start, P::ParamTooLong));
                     }
                     params.push(UrlParam {
                         id: id as char,

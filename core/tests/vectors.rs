@@ -196,6 +196,7 @@ fn options(o: &Value) -> VerifyOptions {
     VerifyOptions {
         trusted_time_floor: o["trustedTimeFloor"].as_i64(),
         clock_tolerance_secs: o["clockToleranceSecs"].as_i64(),
+        leeway_secs: o["leewaySecs"].as_i64(),
         expected_device_id: o["expectedDeviceId"].as_str().map(Into::into),
         expected_application_package: o["expectedApplicationPackage"].as_str().map(Into::into),
     }
@@ -322,5 +323,63 @@ fn dynamic_keys() {
         } else {
             expect_err(name, got, c["error"].as_str().unwrap());
         }
+    }
+}
+
+#[test]
+fn jwks_loading() {
+    let v = load("descriptor.json");
+    for c in cases(&v, "jwksCases") {
+        let name = c["name"].as_str().unwrap();
+        let got = TrustedKeys::from_jwks_json(&c["jwks"].to_string());
+        if c["valid"].as_bool().unwrap() {
+            got.unwrap_or_else(|e| panic!("{name}: {e}"));
+        } else {
+            expect_err(name, got, c["error"].as_str().unwrap());
+        }
+    }
+}
+
+#[test]
+fn server_time() {
+    let v = load("server_time.json");
+    let keys = TrustedKeys::from_jwks_json(&v["jwks"].to_string()).unwrap();
+    for c in cases(&v, "cases") {
+        let name = c["name"].as_str().unwrap();
+        let got = verify_server_time(
+            c["jws"].as_str().unwrap(),
+            &keys,
+            c["expectedNonce"].as_str(),
+        );
+        if c["valid"].as_bool().unwrap() {
+            let claims = got.unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(claims.iat, c["iat"].as_i64().unwrap(), "{name}");
+        } else {
+            expect_err(name, got, c["error"].as_str().unwrap());
+        }
+    }
+}
+
+#[test]
+fn dynamic_key_derivation_refusals() {
+    let v = load("dynamic_key.json");
+    for c in cases(&v, "deriveRefused") {
+        let p = &c["params"];
+        let params = DynamicKeyParams {
+            memory_kib: p["memoryKib"].as_u64().unwrap() as u32,
+            iterations: p["iterations"].as_u64().unwrap() as u32,
+            parallelism: p["parallelism"].as_u64().unwrap() as u32,
+        };
+        let got = derive_dynamic_key_pair(
+            c["system"].as_str().unwrap(),
+            c["login"].as_str().unwrap(),
+            c["password"].as_str().unwrap(),
+            params,
+        );
+        expect_err(
+            c["name"].as_str().unwrap(),
+            got,
+            c["error"].as_str().unwrap(),
+        );
     }
 }

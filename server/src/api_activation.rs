@@ -390,7 +390,7 @@ pub async fn renew(
     } else if let Some(jws) = &body.descriptor {
         let ring = state.keys().await?;
         let options = VerifyOptions {
-            clock_tolerance_secs: Some(grace),
+            leeway_secs: Some(grace),
             expected_device_id: Some(body.device_id.clone()),
             ..Default::default()
         };

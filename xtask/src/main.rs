@@ -145,11 +145,56 @@ fn descriptor_vectors() -> Result<Value> {
         Err("expired"),
     );
     case(
-        "expired but inside the given tolerance",
+        "expired but inside the given leeway",
+        &good,
+        JAN_2026 + 100,
+        json!({"leewaySecs": 300}),
+        Ok(()),
+    );
+    case(
+        "roll-back tolerance is not expiry leeway",
         &good,
         JAN_2026 + 100,
         json!({"clockToleranceSecs": 300}),
-        Ok(()),
+        Err("expired"),
+    );
+    case(
+        "clock behind the floor cannot outlive exp",
+        &good,
+        JAN_2026 - 100,
+        json!({"trustedTimeFloor": JAN_2026 + 100}),
+        Err("expired"),
+    );
+    let mut v2 = claims.clone();
+    v2["ver"] = json!(2);
+    case(
+        "unknown format version",
+        &raw_jws(&a, &hdr("Ed25519", a.kid()), &v2),
+        MID_2025,
+        none.clone(),
+        Err("unsupported_version"),
+    );
+    case(
+        "claims as a JSON array",
+        &raw_jws(
+            &a,
+            &hdr("Ed25519", a.kid()),
+            &json!(["https://tillgate.example", "TG-7Q2M-K4PX"]),
+        ),
+        MID_2025,
+        none.clone(),
+        Err("malformed_jws"),
+    );
+    case(
+        "larger than 16 KiB",
+        &raw_jws(
+            &a,
+            &hdr("Ed25519", a.kid()),
+            &json!({"pad": "x".repeat(17 * 1024)}),
+        ),
+        MID_2025,
+        none.clone(),
+        Err("malformed_jws"),
     );
     case(
         "clock turned back beyond tolerance",
@@ -343,8 +388,9 @@ fn descriptor_vectors() -> Result<Value> {
     case("empty string", "", MID_2025, none, Err("malformed_jws"));
 
     Ok(json!({
-        "description": "verify_descriptor(jws, trustedKeys from `jwks`, now, options). Times are Unix seconds. options: trustedTimeFloor, clockToleranceSecs (default 300 for roll-back, 0 for nbf/exp), expectedDeviceId, expectedApplicationPackage. `signing` cases: sign_descriptor(claims, key from seed) must give exactly `jws`.",
+        "description": "verify_descriptor(jws, trustedKeys from `jwks`, now, options). Times are Unix seconds. options: trustedTimeFloor, clockToleranceSecs (how far now may lag behind the floor, default 300), leewaySecs (for nbf/exp, default 0), expectedDeviceId, expectedApplicationPackage. `signing` cases: sign_descriptor(claims, key from seed) must give exactly `jws`. `jwksCases`: loading trusted keys from a JWKS document.",
         "jwks": jwks,
+        "jwksCases": jwks_cases(&a, &b),
         "cases": cases,
         "signing": [{
             "name": "deterministic signature",
@@ -353,6 +399,142 @@ fn descriptor_vectors() -> Result<Value> {
             "claims": claims,
             "jws": good,
         }],
+    }))
+}
+
+fn jwks_cases(a: &SigningKey, b: &SigningKey) -> Value {
+    let good = a.public_jwk();
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut j = serde_json::to_value(&good).unwrap_or_default();
+        f(&mut j);
+        json!({"keys": [j]})
+    };
+    let mut same_kid = b.public_jwk();
+    same_kid.kid = good.kid.clone();
+    let mut weak = serde_json::to_value(&good).unwrap_or_default();
+    weak["x"] = json!(B64.encode([0u8; 32]));
+    let cases = [
+        (
+            "two keys",
+            json!({"keys": [good.clone(), b.public_jwk()]}),
+            None,
+        ),
+        ("alg EdDSA", with(&|j| j["alg"] = json!("EdDSA")), None),
+        (
+            "no alg or use",
+            with(&|j| {
+                j.as_object_mut().map(|o| {
+                    o.remove("alg");
+                    o.remove("use")
+                });
+            }),
+            None,
+        ),
+        ("empty set", json!({"keys": []}), None),
+        (
+            "private part present",
+            with(&|j| j["d"] = json!(B64.encode([7u8; 32]))),
+            Some("invalid_jwk"),
+        ),
+        (
+            "RSA key",
+            json!({"keys": [{"kty": "RSA", "kid": "r", "n": "AQAB", "e": "AQAB"}]}),
+            Some("invalid_jwk"),
+        ),
+        (
+            "X25519 curve",
+            with(&|j| j["crv"] = json!("X25519")),
+            Some("invalid_jwk"),
+        ),
+        (
+            "no kid",
+            with(&|j| {
+                j.as_object_mut().map(|o| o.remove("kid"));
+            }),
+            Some("invalid_jwk"),
+        ),
+        (
+            "x of 31 bytes",
+            with(&|j| j["x"] = json!(B64.encode([9u8; 31]))),
+            Some("invalid_jwk"),
+        ),
+        (
+            "x with padding",
+            with(&|j| j["x"] = json!(format!("{}=", B64.encode(a.public_key_bytes())))),
+            Some("invalid_jwk"),
+        ),
+        (
+            "small-order x",
+            json!({"keys": [weak]}),
+            Some("invalid_jwk"),
+        ),
+        (
+            "alg RS256",
+            with(&|j| j["alg"] = json!("RS256")),
+            Some("invalid_jwk"),
+        ),
+        (
+            "two keys, one kid",
+            json!({"keys": [good.clone(), same_kid]}),
+            Some("invalid_jwk"),
+        ),
+        ("not a JWKS", json!([good.clone()]), Some("invalid_jwk")),
+    ];
+    Value::from(
+        cases
+            .into_iter()
+            .map(|(name, jwks, err)| match err {
+                None => json!({"name": name, "jwks": jwks, "valid": true}),
+                Some(code) => json!({"name": name, "jwks": jwks, "valid": false, "error": code}),
+            })
+            .collect::<Vec<_>>(),
+    )
+}
+
+fn server_time_vectors() -> Result<Value> {
+    let a = SigningKey::from_seed(&[0xA1; 32]);
+    let claims = ServerTimeClaims {
+        iss: "https://tillgate.example".into(),
+        sub: "TG-7Q2M-K4PX".into(),
+        iat: MID_2025,
+        nonce: Some("n-4f9c2a".into()),
+    };
+    let good = sign_server_time(&claims, &a)?;
+    let no_nonce = sign_server_time(
+        &ServerTimeClaims {
+            nonce: None,
+            ..claims.clone()
+        },
+        &a,
+    )?;
+    let descriptor_jws = sign_descriptor(&descriptor(), &a)?;
+    let foreign = sign_server_time(&claims, &SigningKey::from_seed(&[0xC3; 32]))?;
+    let case = |name: &str, jws: &str, nonce: Option<&str>, outcome: Result<i64, &str>| {
+        let mut c = json!({"name": name, "jws": jws, "expectedNonce": nonce});
+        match outcome {
+            Ok(iat) => {
+                c["valid"] = json!(true);
+                c["iat"] = json!(iat);
+            }
+            Err(code) => {
+                c["valid"] = json!(false);
+                c["error"] = json!(code);
+            }
+        }
+        c
+    };
+    Ok(json!({
+        "description": "verify_server_time(jws, trustedKeys from `jwks`, expectedNonce): a valid timestamp gives its `iat`, the app's new trusted time floor.",
+        "jwks": Jwks { keys: vec![a.public_jwk()] },
+        "cases": [
+            case("valid, nonce echoed", &good, Some("n-4f9c2a"), Ok(MID_2025)),
+            case("valid, nonce not checked", &good, None, Ok(MID_2025)),
+            case("valid, no nonce sent", &no_nonce, None, Ok(MID_2025)),
+            case("another nonce", &good, Some("n-other"), Err("nonce_mismatch")),
+            case("nonce expected but none echoed", &no_nonce, Some("n-4f9c2a"), Err("nonce_mismatch")),
+            case("a descriptor is not a timestamp", &descriptor_jws, None, Err("wrong_token_type")),
+            case("untrusted key", &foreign, None, Err("unknown_kid")),
+        ],
     }))
 }
 
@@ -507,6 +689,14 @@ fn dynamic_key_vectors() -> Result<Value> {
     };
     let system = "1,2,3,4";
     let params_json = |p: DynamicKeyParams| json!({"memoryKib": p.memory_kib, "iterations": p.iterations, "parallelism": p.parallelism});
+    let refused = vec![
+        json!({"name": "empty login", "system": system, "login": "", "password": "pw", "params": params_json(cheap), "error": "invalid_login"}),
+        json!({"name": "login of 65 bytes", "system": system, "login": "x".repeat(65), "password": "pw", "params": params_json(cheap), "error": "invalid_login"}),
+        json!({"name": "control character in login", "system": system, "login": "an\nna", "password": "pw", "params": params_json(cheap), "error": "invalid_login"}),
+        json!({"name": "empty password", "system": system, "login": "anna", "password": "", "params": params_json(cheap), "error": "invalid_login"}),
+        json!({"name": "memory below 8 KiB per lane", "system": system, "login": "anna", "password": "pw", "params": {"memoryKib": 4, "iterations": 1, "parallelism": 1}, "error": "invalid_login"}),
+        json!({"name": "zero iterations", "system": system, "login": "anna", "password": "pw", "params": {"memoryKib": 64, "iterations": 0, "parallelism": 1}, "error": "invalid_login"}),
+    ];
     let mut derive = Vec::new();
     for (login, password, params) in [
         ("anna", "correct horse battery staple", cheap),
@@ -660,8 +850,9 @@ fn dynamic_key_vectors() -> Result<Value> {
         json!({"login": "bert.berg@example.com", "issuedAt": now, "nonce": hex(&[0x11; 16])});
     verify.push(c);
     Ok(json!({
-        "description": "Dynamic API keys. derive: derive_dynamic_key_pair(system, login, password, params) gives seed and publicKey (hex). create: create_dynamic_api_key_with_nonce(pair from seed, now, nonce) gives key. verify: verify_dynamic_api_key(key, publicKey, system, now, windowSecs).",
+        "description": "Dynamic API keys. derive: derive_dynamic_key_pair(system, login, password, params) gives seed and publicKey (hex); deriveRefused: the error code it gives. create: create_dynamic_api_key_with_nonce(pair from seed, now, nonce) gives key. verify: verify_dynamic_api_key(key, publicKey, system, now, windowSecs).",
         "derive": derive,
+        "deriveRefused": refused,
         "create": create,
         "verify": verify,
     }))
@@ -675,7 +866,8 @@ fn main() -> ExitCode {
     }
     let check = args.iter().any(|a| a == "--check");
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors");
-    let files: [(&str, fn() -> Result<Value>); 3] = [
+    let files: [(&str, fn() -> Result<Value>); 4] = [
+        ("server_time.json", server_time_vectors),
         ("descriptor.json", descriptor_vectors),
         ("receipt.json", receipt_vectors),
         ("dynamic_key.json", dynamic_key_vectors),

@@ -32,10 +32,12 @@ pub struct VerifyOptions {
     /// The latest trusted time seen (e.g. the last signed server time), Unix seconds.
     #[uniffi(default = None)]
     pub trusted_time_floor: Option<i64>,
-    /// Tolerance for roll-back and for `nbf`/`exp`, seconds; `None` means 300 s for
-    /// roll-back and 0 for `nbf`/`exp`.
+    /// How far `now` may lag behind `trusted_time_floor`, seconds; `None` means 300 s.
     #[uniffi(default = None)]
     pub clock_tolerance_secs: Option<i64>,
+    /// Leeway for `nbf` and `exp`, seconds; `None` means 0.
+    #[uniffi(default = None)]
+    pub leeway_secs: Option<i64>,
     /// If set, the descriptor's `deviceId` must equal it.
     #[uniffi(default = None)]
     pub expected_device_id: Option<String>,
@@ -49,6 +51,7 @@ impl From<VerifyOptions> for core::VerifyOptions {
         core::VerifyOptions {
             trusted_time_floor: o.trusted_time_floor,
             clock_tolerance_secs: o.clock_tolerance_secs,
+            leeway_secs: o.leeway_secs,
             expected_device_id: o.expected_device_id,
             expected_application_package: o.expected_application_package,
         }
