@@ -22,6 +22,10 @@ pub struct Activation {
     pub api_key: ApiKey,
     /// `pending` until an administrator approves the registration.
     pub status: String,
+    /// Start of the key's validity (RFC 3339).
+    pub valid_from: Option<String>,
+    /// End of the key's validity (RFC 3339).
+    pub valid_to: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -34,6 +38,10 @@ pub(crate) struct ActivationBody {
     pub api_key: String,
     #[serde(default)]
     pub status: String,
+    #[serde(default)]
+    pub valid_from: Option<String>,
+    #[serde(default)]
+    pub valid_to: Option<String>,
 }
 
 impl ActivationBody {
@@ -46,6 +54,8 @@ impl ActivationBody {
             production_number: self.production_number,
             api_key,
             status: self.status,
+            valid_from: self.valid_from,
+            valid_to: self.valid_to,
         })
     }
 }
@@ -64,6 +74,10 @@ pub struct RenewRequest {
     pub valid_from: String,
     /// End of the new period.
     pub valid_to: String,
+    /// The signed descriptor, when renewing without the old key
+    /// ([`Client::renew_with_descriptor`](crate::Client::renew_with_descriptor)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub descriptor: Option<String>,
 }
 
 /// A successful handshake, with the server-signed time already verified.
@@ -97,14 +111,8 @@ pub(crate) struct HandshakeBody {
     pub valid_from: Option<String>,
     #[serde(default)]
     pub valid_to: Option<String>,
-    #[serde(
-        default,
-        alias = "signedServerTime",
-        alias = "serverTimeSigned",
-        alias = "signedTime",
-        alias = "serverTimeJws"
-    )]
-    pub server_time_token: Option<String>,
+    #[serde(default)]
+    pub signed_time: Option<String>,
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
@@ -211,40 +219,59 @@ pub(crate) fn parse_list<T: serde::de::DeserializeOwned>(
     Ok((items, rve, v))
 }
 
-/// A catalogue product. Only `id` is interpreted by the client; the rest is kept as the
-/// server sent it (read typed values with [`Product::get`]).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A catalogue product, as the server stores it for the register's company. Prices are
+/// integer minor units, VAT rates basis points.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Product {
-    /// The product's id.
-    #[serde(deserialize_with = "string_or_number")]
+    /// The product's id (1–64 characters of `A-Z a-z 0-9 - _ .`).
     pub id: String,
-    /// `true` when a delta reports the product as deleted.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub deleted: bool,
-    /// Every other member (`name`, `price`, `currency`, `vatRate`, ...).
-    #[serde(flatten)]
-    pub fields: serde_json::Map<String, serde_json::Value>,
+    /// Name on the till and the receipt.
+    pub name: String,
+    /// Unit price, minor units.
+    pub price: i64,
+    /// ISO 4217 currency.
+    pub currency: String,
+    /// VAT rate, basis points (2500 = 25 %).
+    pub vat_rate: u32,
+    /// Barcode, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub barcode: Option<String>,
+    /// `false` when the product is withdrawn (kept so a delta can report it).
+    #[serde(default = "yes")]
+    pub active: bool,
+    /// When the server last changed it (RFC 3339); set by the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<String>,
 }
 
-impl Product {
-    /// A product with the given id and fields.
-    pub fn new(id: impl Into<String>, fields: serde_json::Value) -> Self {
-        let fields = match fields {
-            serde_json::Value::Object(m) => m,
-            _ => serde_json::Map::new(),
-        };
-        Product {
-            id: id.into(),
-            deleted: false,
-            fields,
-        }
-    }
+fn yes() -> bool {
+    true
+}
 
-    /// A field read as `T`, if present and of that type.
-    pub fn get<T: serde::de::DeserializeOwned>(&self, name: &str) -> Option<T> {
-        self.fields
-            .get(name)
-            .and_then(|v| serde_json::from_value(v.clone()).ok())
+/// The body of `PUT /products/{id}`: the product without its id and server fields.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ProductInput<'a> {
+    pub name: &'a str,
+    pub price: i64,
+    pub currency: &'a str,
+    pub vat_rate: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub barcode: Option<&'a str>,
+    pub active: bool,
+}
+
+impl<'a> From<&'a Product> for ProductInput<'a> {
+    fn from(p: &'a Product) -> Self {
+        ProductInput {
+            name: &p.name,
+            price: p.price,
+            currency: &p.currency,
+            vat_rate: p.vat_rate,
+            barcode: p.barcode.as_deref(),
+            active: p.active,
+        }
     }
 }
 
@@ -252,46 +279,42 @@ impl Product {
 /// it (it is `Serialize`) and pass it to
 /// [`Client::sync_products`](crate::Client::sync_products): only what changed after its
 /// RVE travels.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ProductCatalogue {
     /// The server's RVE after the last sync (`None` before the first).
     #[serde(default)]
     pub rve: Option<String>,
-    /// Products by id.
+    /// Products by id, withdrawn ones included (see [`ProductCatalogue::active`]).
     #[serde(default)]
     pub products: BTreeMap<String, Product>,
 }
 
 impl ProductCatalogue {
-    /// Merges a delta: deleted products are removed, the others inserted or replaced;
-    /// the RVE moves to `rve` when given. Returns (upserted, removed).
-    pub fn merge(&mut self, delta: Vec<Product>, rve: Option<String>) -> (usize, usize) {
-        let (mut up, mut removed) = (0, 0);
+    /// Merges a delta: each product is inserted or replaces the one with its id; the
+    /// RVE moves to `rve` when given. Returns how many products changed.
+    pub fn merge(&mut self, delta: Vec<Product>, rve: Option<String>) -> usize {
+        let n = delta.len();
         for p in delta {
-            if p.deleted {
-                if self.products.remove(&p.id).is_some() {
-                    removed += 1;
-                }
-            } else {
-                self.products.insert(p.id.clone(), p);
-                up += 1;
-            }
+            self.products.insert(p.id.clone(), p);
         }
         if rve.is_some() {
             self.rve = rve;
         }
-        (up, removed)
+        n
+    }
+
+    /// The products on sale (`active`).
+    pub fn active(&self) -> impl Iterator<Item = &Product> {
+        self.products.values().filter(|p| p.active)
     }
 }
 
 /// What one [`Client::sync_products`](crate::Client::sync_products) changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ProductSync {
-    /// Products inserted or replaced.
-    pub upserted: usize,
-    /// Products removed.
-    pub removed: usize,
+    /// Products inserted or replaced (withdrawn ones included).
+    pub changed: usize,
 }
 
 fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<String, D::Error> {
@@ -310,6 +333,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn handshake_body_reads_the_signed_time() {
+        let h: HandshakeBody = serde_json::from_str(
+            r#"{"status":"approved","activationId":"a","productionNumber":"P",
+                "validFrom":"x","validTo":"y","serverTime":"z","signedTime":"a.b.c"}"#,
+        )
+        .unwrap();
+        assert_eq!(h.signed_time.as_deref(), Some("a.b.c"));
+        assert!(h.extra.contains_key("activationId"));
+    }
+
+    #[test]
     fn stored_transaction_splits_known_and_extra_members() {
         let s: StoredTransaction = serde_json::from_str(
             r#"{"id":7,"sequence":3,"receipt":"a.b.c","type":"sale","currency":"SEK",
@@ -323,37 +357,55 @@ mod tests {
         assert!(serde_json::from_str::<StoredTransaction>(r#"{"id":"1"}"#).is_err());
     }
 
+    fn product(id: &str, price: i64) -> Product {
+        serde_json::from_value(
+            serde_json::json!({"id": id, "name": "Kaffe", "price": price,
+            "currency": "SEK", "vatRate": 1200, "updatedAt": "2024-01-01T00:00:00Z"}),
+        )
+        .unwrap()
+    }
+
     #[test]
     fn catalogue_merges_deltas() {
         let mut c = ProductCatalogue::default();
-        let p = |id: &str, price: i64| Product::new(id, serde_json::json!({"price": price}));
         assert_eq!(
-            c.merge(vec![p("1", 10), p("2", 20)], Some("20240101000000".into())),
-            (2, 0)
+            c.merge(
+                vec![product("1", 10), product("2", 20)],
+                Some("20240101000000".into())
+            ),
+            2
         );
-        let mut gone = p("1", 0);
-        gone.deleted = true;
-        assert_eq!(
-            c.merge(vec![gone, p("2", 25)], Some("20240102000000".into())),
-            (1, 1)
-        );
-        assert_eq!(c.products.len(), 1);
-        assert_eq!(c.products["2"].get::<i64>("price"), Some(25));
+        let mut gone = product("1", 10);
+        gone.active = false;
+        c.merge(vec![gone, product("2", 25)], Some("20240102000000".into()));
+        assert_eq!(c.products.len(), 2);
+        assert_eq!(c.active().map(|p| p.id.as_str()).collect::<Vec<_>>(), ["2"]);
+        assert_eq!(c.products["2"].price, 25);
         assert_eq!(c.rve.as_deref(), Some("20240102000000"));
         c.merge(vec![], None);
         assert_eq!(c.rve.as_deref(), Some("20240102000000"));
+        // The PUT body carries no id and no server fields.
+        let body = serde_json::to_value(ProductInput::from(&c.products["2"])).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"name": "Kaffe", "price": 25, "currency": "SEK",
+                "vatRate": 1200, "active": true})
+        );
     }
 
     #[test]
     fn lists_come_bare_or_wrapped() {
-        let (v, rve, _) = parse_list::<Product>(br#"[{"id":"1"}]"#, &["products"]).unwrap();
+        let item = r#"{"id":"1","name":"Kaffe","price":1,"currency":"SEK","vatRate":0}"#;
+        let (v, rve, _) =
+            parse_list::<Product>(format!("[{item}]").as_bytes(), &["items"]).unwrap();
         assert_eq!((v.len(), rve), (1, None));
         let (v, rve, _) = parse_list::<Product>(
-            br#"{"items":[{"id":1,"name":"Kaffe"}],"rve":"20240101000000"}"#,
+            format!(r#"{{"items":[{item}],"rve":"20240101000000"}}"#).as_bytes(),
             &["products", "items"],
         )
         .unwrap();
-        assert_eq!(v[0].get::<String>("name").as_deref(), Some("Kaffe"));
+        assert_eq!(v[0].name, "Kaffe");
+        assert!(v[0].active);
         assert_eq!(rve.as_deref(), Some("20240101000000"));
         assert!(parse_list::<Product>(br#"{"x":[]}"#, &["products"]).is_err());
     }

@@ -362,7 +362,8 @@ impl Client {
                 req = req.query(&[("afterSequence", a)]);
             }
             let (_, _, body) = self.send(req).await?;
-            let (list, _, raw) = parse_list::<StoredTransaction>(&body, &["items", "transactions"])?;
+            let (list, _, raw) =
+                parse_list::<StoredTransaction>(&body, &["items", "transactions"])?;
             all.extend(list);
             match raw.get("nextAfterSequence").and_then(|v| v.as_u64()) {
                 Some(next) if Some(next) != after => after = Some(next),

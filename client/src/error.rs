@@ -120,7 +120,7 @@ pub enum ClientError {
     /// [`Client::set_api_key`](crate::Client::set_api_key). Code `not_activated`.
     #[error("no API key: the register is not activated")]
     NotActivated,
-    /// An idempotency key is not 1–128 visible ASCII characters.
+    /// An idempotency key is not 1–64 visible ASCII characters.
     /// Code `invalid_idempotency_key`.
     #[error("invalid idempotency key: {0}")]
     InvalidIdempotencyKey(String),

@@ -22,7 +22,10 @@ pub use web::LocalStorageStore;
 
 use crate::{Backoff, Client, ClientError, Result, StoredTransaction};
 
-/// The idempotency key of one transaction: 1 to 128 visible ASCII characters. The
+/// Longest idempotency key the server accepts.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 64;
+
+/// The idempotency key of one transaction: 1 to 64 visible ASCII characters. The
 /// server stores each transaction once per key, so resending with the same key is
 /// always safe.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -38,10 +41,10 @@ impl IdempotencyKey {
     /// assert_eq!(IdempotencyKey::new("has space").unwrap_err().code(), "invalid_idempotency_key");
     /// ```
     pub fn new(key: &str) -> Result<Self> {
-        if key.is_empty() || key.len() > 128 {
-            return Err(ClientError::InvalidIdempotencyKey(
-                "must be 1 to 128 characters".into(),
-            ));
+        if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_LEN {
+            return Err(ClientError::InvalidIdempotencyKey(format!(
+                "must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} characters"
+            )));
         }
         if let Some(pos) = key.bytes().position(|b| !b.is_ascii_graphic()) {
             return Err(ClientError::InvalidIdempotencyKey(format!(
