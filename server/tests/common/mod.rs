@@ -1,0 +1,271 @@
+//! Test harness: a real server on an ephemeral port, on SQLite or on an isolated
+//! PostgreSQL schema.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use reqwest::{Client, Response};
+use serde_json::{Value, json};
+use tillgate_server::{AppState, Config, ManualClock, app};
+
+pub const ADMIN_KEY: &str = "Admin-Key-For-Tests-0123456789";
+/// 2030-01-01T00:00:00Z
+pub const T2030: i64 = 1_893_456_000;
+pub const DAY: i64 = 86_400;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn unique(prefix: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}_{}_{}_{}", std::process::id(), t % 1_000_000_000, n)
+}
+
+/// A database for one test: a fresh SQLite file, or a fresh schema on the local
+/// PostgreSQL (dropped on drop). `None` (with a SKIP line) when PostgreSQL is unreachable.
+pub struct TestDb {
+    pub url: String,
+    pub dir: Option<std::path::PathBuf>,
+    schema: Option<(String, String)>,
+}
+
+pub const PG_BASES: [&str; 2] = [
+    "postgres://postgres@127.0.0.1:5432/test",
+    "postgres://root@127.0.0.1:5432/test",
+];
+
+async fn pg_admin_url() -> Option<String> {
+    sqlx::any::install_default_drivers();
+    if std::net::TcpStream::connect_timeout(
+        &SocketAddr::from(([127, 0, 0, 1], 5432)),
+        std::time::Duration::from_millis(500),
+    )
+    .is_err()
+    {
+        return None;
+    }
+    for base in PG_BASES {
+        if let Ok(pool) = sqlx::AnyPool::connect(base).await {
+            pool.close().await;
+            return Some(base.to_owned());
+        }
+    }
+    None
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend, test: &str) -> Option<TestDb> {
+        match backend {
+            Backend::Sqlite => {
+                let dir = std::env::temp_dir().join(unique("tillgate_test"));
+                std::fs::create_dir_all(&dir).unwrap();
+                Some(TestDb {
+                    url: format!("sqlite://{}?mode=rwc", dir.join("t.db").display()),
+                    dir: Some(dir),
+                    schema: None,
+                })
+            }
+            Backend::Postgres => {
+                let Some(base) = pg_admin_url().await else {
+                    println!("SKIP {test} [postgres]: no PostgreSQL reachable at 127.0.0.1:5432");
+                    return None;
+                };
+                let schema = unique("tg").to_lowercase();
+                let pool = sqlx::AnyPool::connect(&base).await.unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+                pool.close().await;
+                Some(TestDb {
+                    url: format!("{base}?options=-c%20search_path%3D{schema}"),
+                    dir: None,
+                    schema: Some((base, schema)),
+                })
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        if let Some((base, schema)) = self.schema.take() {
+            // Drop the schema on a separate runtime: Drop cannot await.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    if let Ok(pool) = sqlx::AnyPool::connect(&base).await {
+                        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                            "DROP SCHEMA {schema} CASCADE"
+                        )))
+                        .execute(&pool)
+                        .await;
+                        pool.close().await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+pub fn test_config(url: &str) -> Config {
+    let mut c = Config::with_defaults(std::env::temp_dir());
+    c.database_url = Some(url.to_owned());
+    c.admin_key = Some(ADMIN_KEY.into());
+    c.activation_rate_per_minute = 0;
+    c.auth_failure_rate_per_minute = 0;
+    c.db_pool_size = 4;
+    c
+}
+
+/// A running server.
+pub struct Srv {
+    pub base: String,
+    pub clock: ManualClock,
+    pub state: AppState,
+    pub http: Client,
+    pub backend: Backend,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl Srv {
+    pub async fn start_with(db: &TestDb, backend: Backend, clock: ManualClock, config: Config) -> Srv {
+        let (state, _started) = AppState::start(config, Arc::new(clock.clone()))
+            .await
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = app(state.clone());
+        let task = tokio::spawn(async move {
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+            .unwrap();
+        });
+        let _ = db;
+        Srv {
+            base: format!("http://{addr}"),
+            clock,
+            state,
+            http: Client::new(),
+            backend,
+            _task: task,
+        }
+    }
+
+    pub async fn start(db: &TestDb, backend: Backend) -> Srv {
+        Self::start_with(db, backend, ManualClock::new(T2030 + 3600), test_config(&db.url)).await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn activate(&self, body: Value) -> Response {
+        self.http
+            .post(self.url("/activations-advanced"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Activates with defaults (period 2030-01-01 .. 2030-07-01) and returns the answer.
+    pub async fn activate_ok(&self, corporate_id: &str, device: &str) -> Value {
+        let r = self
+            .activate(activation_body(corporate_id, device, "2030-01-01T00:00:00Z", "2030-07-01T00:00:00Z"))
+            .await;
+        assert_eq!(r.status(), 201);
+        r.json().await.unwrap()
+    }
+
+    pub async fn admin(&self, action: &str, id: &str) -> Response {
+        self.http
+            .post(self.url(&format!("/admin/activations/{id}/{action}")))
+            .bearer_auth(ADMIN_KEY)
+            .json(&json!({"decidedBy": "tester", "note": "ok"}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Activates and approves; returns (activation json, api key).
+    pub async fn register(&self, corporate_id: &str, device: &str) -> (Value, String) {
+        let a = self.activate_ok(corporate_id, device).await;
+        let id = a["activationId"].as_str().unwrap().to_owned();
+        assert_eq!(self.admin("approve", &id).await.status(), 200);
+        let key = a["apiKey"].as_str().unwrap().to_owned();
+        (a, key)
+    }
+
+    pub async fn get(&self, path: &str, key: &str) -> Response {
+        self.http.get(self.url(path)).bearer_auth(key).send().await.unwrap()
+    }
+
+    pub async fn post_tx(&self, key: &str, idem: &str, body: &Value) -> Response {
+        self.http
+            .post(self.url("/transactions"))
+            .bearer_auth(key)
+            .header("Idempotency-Key", idem)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+pub fn activation_body(corp: &str, device: &str, from: &str, to: &str) -> Value {
+    json!({
+        "cashRegisterName": "Kassa 1",
+        "deviceId": device,
+        "validFrom": from,
+        "validTo": to,
+        "corporateId": corp,
+        "applicationPackage": "com.example.pos",
+        "extras": {"shop": 7}
+    })
+}
+
+pub fn sale(total: i64) -> Value {
+    json!({"type": "sale", "currency": "SEK", "total": total,
+           "vat": [{"rate": 2500, "amount": total / 5}],
+           "items": [{"name": "Kaffe", "quantity": 1, "amount": total}]})
+}
+
+/// Asserts a problem+json answer with this status and code; returns the body.
+pub async fn problem(r: Response, status: u16, code: &str) -> Value {
+    let got = r.status().as_u16();
+    let ct = r
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let body: Value = r.json().await.unwrap_or(Value::Null);
+    assert_eq!((got, body["code"].as_str().unwrap_or("")), (status, code), "body: {body}");
+    assert_eq!(ct, "application/problem+json");
+    body
+}
+
+/// Two Swedish organisation numbers with valid check digits.
+pub const CORP_A: &str = "556036-0793";
+pub const CORP_B: &str = "5560360785";

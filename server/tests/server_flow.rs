@@ -1,0 +1,665 @@
+//! End-to-end tests over HTTP against a real server on an ephemeral port, each run on
+//! SQLite and on PostgreSQL (skipped, with a SKIP line, when PostgreSQL is unreachable).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use base64::Engine as _;
+use common::*;
+use serde_json::{Value, json};
+use tillgate_core::{
+    DynamicKeyParams, TrustedKeys, VerifyOptions, create_dynamic_api_key,
+    create_dynamic_api_key_with_nonce, derive_dynamic_key_pair, transaction_hash,
+    verify_descriptor, verify_receipt_chain, verify_server_time,
+};
+
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let db = super::TestDb::new(super::Backend::Sqlite, stringify!($name)).await.unwrap();
+                super::$name(&db, super::Backend::Sqlite).await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let Some(db) = super::TestDb::new(super::Backend::Postgres, stringify!($name)).await else { return };
+                super::$name(&db, super::Backend::Postgres).await;
+            })*
+        }
+    };
+}
+
+on_both!(
+    activation_approval_handshake,
+    url_path_tokens_and_dynamic_keys,
+    expiry_and_renewal,
+    idempotent_transactions_and_receipt_chain,
+    tenancy_refusals,
+    products_delta_sync,
+    bad_input_is_4xx,
+    key_rotation,
+    rate_limits,
+    ops_endpoints,
+);
+
+async fn trusted(s: &Srv) -> TrustedKeys {
+    let jwks = s.http.get(s.url("/.well-known/jwks.json")).send().await.unwrap();
+    assert_eq!(jwks.status(), 200);
+    TrustedKeys::from_jwks_json(&jwks.text().await.unwrap()).unwrap()
+}
+
+async fn activation_approval_handshake(db: &TestDb, b: Backend) {
+    let s = Srv::start(db, b).await;
+    // Every bad field is listed.
+    let r = s
+        .activate(json!({"cashRegisterName": "", "deviceId": "has space", "validFrom": "2030-01-01T01:00:00Z",
+                         "validTo": "x", "corporateId": "5560360794", "applicationPackage": "pos"}))
+        .await;
+    let p = problem(r, 400, "invalid_activation_request").await;
+    let fields: Vec<&str> = p["fields"].as_array().unwrap().iter().map(|f| f["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["cashRegisterName", "deviceId", "validFrom", "validTo", "corporateId", "applicationPackage"]);
+    // A period already over is refused.
+    let r = s.activate(activation_body(CORP_A, "d1", "2029-01-01T00:00:00Z", "2029-06-01T00:00:00Z")).await;
+    let p = problem(r, 400, "invalid_activation_request").await;
+    assert_eq!(p["fields"][0]["code"], "in_the_past");
+
+    let a = s.activate_ok(CORP_A, "dev-1").await;
+    assert_eq!(a["status"], "pending");
+    assert_eq!(a["corporateId"], "556036-0793");
+    let pn = a["productionNumber"].as_str().unwrap();
+    assert!(pn.starts_with("TG-") && pn.len() == 12);
+    let key = a["apiKey"].as_str().unwrap();
+    let id = a["activationId"].as_str().unwrap();
+
+    problem(s.http.get(s.url("/auth/handshake")).send().await.unwrap(), 401, "missing_credentials").await;
+    problem(s.get("/auth/handshake", "Unknown-Key-0123456789abc").await, 401, "invalid_credentials").await;
+    problem(s.get("/auth/handshake", key).await, 403, "pending_approval").await;
+
+    // Admin list: admin key required, register keys refused.
+    problem(s.get("/admin/activations?status=pending", key).await, 401, "invalid_credentials").await;
+    let list: Value = s.get("/admin/activations?status=pending", ADMIN_KEY).await.json().await.unwrap();
+    assert!(list["items"].as_array().unwrap().iter().any(|i| i["activationId"] == id));
+    problem(
+        s.http.post(s.url(&format!("/admin/activations/{id}/approve"))).bearer_auth(key).send().await.unwrap(),
+        401,
+        "invalid_credentials",
+    )
+    .await;
+
+    // Approve, recording who and when the authority was notified.
+    let r = s
+        .http
+        .post(s.url(&format!("/admin/activations/{id}/approve")))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({"decidedBy": "Eva", "authorityNotifiedAt": "2030-01-01T09:00:00Z"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let approved: Value = r.json().await.unwrap();
+    assert_eq!(approved["status"], "approved");
+    assert_eq!(approved["decidedBy"], "Eva");
+    assert_eq!(approved["authorityNotifiedAt"], "2030-01-01T09:00:00Z");
+    // Approving again is harmless; rejecting now is a conflict.
+    assert_eq!(s.admin("approve", id).await.status(), 200);
+    problem(s.admin("reject", id).await, 409, "invalid_status_transition").await;
+    problem(s.admin("approve", "act_nope").await, 404, "activation_not_found").await;
+
+    // Handshake: signed time verified against the JWKS, with the nonce echoed.
+    let r = s.get("/auth/handshake?nonce=n-42&deviceId=dev-1", key).await;
+    assert_eq!(r.status(), 200);
+    let h: Value = r.json().await.unwrap();
+    assert_eq!(h["status"], "approved");
+    assert_eq!(h["productionNumber"], pn);
+    assert_eq!(h["serverTime"], "2030-01-01T01:00:00Z");
+    let keys = trusted(&s).await;
+    let t = verify_server_time(h["signedTime"].as_str().unwrap(), &keys, Some("n-42")).unwrap();
+    assert_eq!(t.iat, T2030 + 3600);
+    assert_eq!(t.sub, pn);
+    problem(s.get("/auth/handshake?deviceId=other", key).await, 403, "device_mismatch").await;
+    problem(s.get("/auth/handshake?productionNumber=TG-XXXX-XXXX", key).await, 403, "production_number_mismatch").await;
+    problem(s.get("/auth/handshake?applicationPackage=com.other.app", key).await, 403, "application_package_mismatch").await;
+    // X-Api-Key works too.
+    let r = s.http.get(s.url("/auth/handshake")).header("X-Api-Key", key).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    // Activation code: the signed descriptor verifies offline against the JWKS.
+    let r = s.get("/activations/activation-code", key).await;
+    assert_eq!(r.status(), 200);
+    let code: Value = r.json().await.unwrap();
+    let opts = VerifyOptions {
+        expected_device_id: Some("dev-1".into()),
+        trusted_time_floor: Some(t.iat),
+        ..Default::default()
+    };
+    let d = verify_descriptor(code["descriptor"].as_str().unwrap(), &keys, T2030 + 7200, &opts).unwrap();
+    assert_eq!(d.claims().sub, pn);
+    assert_eq!(d.claims().activation_id, id);
+    assert_eq!(d.claims().status, "approved");
+    assert_eq!(d.claims().extras, json!({"shop": 7}));
+    assert_eq!(d.kid(), code["kid"].as_str().unwrap());
+
+    // Reject and revoke.
+    let other = s.activate_ok(CORP_A, "dev-2").await;
+    let oid = other["activationId"].as_str().unwrap();
+    assert_eq!(s.admin("reject", oid).await.status(), 200);
+    problem(s.get("/auth/handshake", other["apiKey"].as_str().unwrap()).await, 403, "rejected").await;
+    problem(s.admin("approve", oid).await, 409, "invalid_status_transition").await;
+    assert_eq!(s.admin("revoke", id).await.status(), 200);
+    problem(s.get("/auth/handshake", key).await, 403, "revoked").await;
+    problem(s.get("/activations/activation-code", key).await, 403, "revoked").await;
+}
+
+async fn url_path_tokens_and_dynamic_keys(db: &TestDb, b: Backend) {
+    let s = Srv::start(db, b).await;
+    let (a, key) = s.register(CORP_A, "dev-1").await;
+    let id = a["activationId"].as_str().unwrap();
+    let put = s
+        .http
+        .put(s.url("/products/coffee"))
+        .bearer_auth(&key)
+        .json(&json!({"name": "Kaffe", "price": 2500, "currency": "SEK", "vatRate": 1200}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 201);
+
+    // The seed's exact path form, and case-insensitive resource names.
+    for path in [
+        format!("/OpenApi_1,2,3,4$R20201201134216$${key}/Products"),
+        format!("/openapi_1,2,3,4$${key}/products"),
+        format!("/OpenApi_1,2,3,4$${key}/PRODUCTS/coffee"),
+        format!("/OpenApi_1,2,3,4$${key}/Auth/Handshake"),
+    ] {
+        let r = s.http.get(s.url(&path)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
+    let list: Value = s
+        .http
+        .get(s.url(&format!("/OpenApi_1,2,3,4$R20201201134216$${key}/Products")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["items"][0]["id"], "coffee");
+    // POST a transaction through the prefix.
+    let r = s
+        .http
+        .post(s.url(&format!("/OpenApi_1,2,3,4$${key}/Transactions")))
+        .header("Idempotency-Key", "via-path-1")
+        .json(&sale(1000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+
+    problem(s.http.get(s.url(&format!("/OpenApi_9$${key}/Products"))).send().await.unwrap(), 403, "rm_system_mismatch").await;
+    problem(s.http.get(s.url(&format!("/OpenApi_1,2,3,4$R2020$${key}/Products"))).send().await.unwrap(), 400, "url_invalid_rve").await;
+    problem(s.http.get(s.url(&format!("/OpenApi_1,2,3,4$${key}/Admin"))).send().await.unwrap(), 404, "not_found").await;
+    problem(s.http.get(s.url("/OpenApi_1,2,3,4$$Wrong-Token-0123456789/Products")).send().await.unwrap(), 401, "invalid_credentials").await;
+    problem(s.http.get(s.url("/OpenApi_1,2,3,4/Products")).send().await.unwrap(), 401, "missing_credentials").await;
+
+    // Dynamic keys for a staff login: only the public key reaches the server.
+    let cheap = DynamicKeyParams { memory_kib: 64, iterations: 1, parallelism: 1 };
+    let pair = derive_dynamic_key_pair("1,2,3,4", "anna", "correct horse", cheap).unwrap();
+    let pk = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(pair.public_key());
+    let r = s
+        .http
+        .post(s.url("/admin/staff"))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({"login": "anna", "activationId": id, "publicKey": pk, "memoryKib": 64, "iterations": 1, "parallelism": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let params: Value = s.http.get(s.url("/auth/dynamic-key-params?login=anna")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(params["memoryKib"], 64);
+    assert_eq!(params["system"], "1,2,3,4");
+
+    let now = s.clock.now_secs();
+    let dk = create_dynamic_api_key(&pair, now).unwrap();
+    let r = s.get("/auth/handshake", dk.expose()).await;
+    assert_eq!(r.status(), 200);
+    let h: Value = r.json().await.unwrap();
+    assert_eq!(h["staffLogin"], "anna");
+    // A dynamic key is single-use.
+    problem(s.get("/auth/handshake", dk.expose()).await, 401, "dynamic_key_replayed").await;
+    // Stale and wrong-password keys fail.
+    let stale = create_dynamic_api_key_with_nonce(&pair, now - 1000, &[7; 16]).unwrap();
+    problem(s.get("/auth/handshake", stale.expose()).await, 401, "dynamic_key_stale").await;
+    let wrong = derive_dynamic_key_pair("1,2,3,4", "anna", "wrong", cheap).unwrap();
+    let wk = create_dynamic_api_key(&wrong, now).unwrap();
+    problem(s.get("/auth/handshake", wk.expose()).await, 401, "bad_signature").await;
+    // Dynamic keys also work as URL-path tokens.
+    let dk2 = create_dynamic_api_key(&pair, now).unwrap();
+    let r = s.http.get(s.url(&format!("/OpenApi_1,2,3,4$${}/Products", dk2.expose()))).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    // Bad staff input.
+    let r = s
+        .http
+        .post(s.url("/admin/staff"))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({"login": "bert", "activationId": id, "publicKey": "AAAA"}))
+        .send()
+        .await
+        .unwrap();
+    problem(r, 400, "invalid_staff").await;
+}
+
+async fn expiry_and_renewal(db: &TestDb, b: Backend) {
+    let s = Srv::start(db, b).await;
+    let r = s.activate(activation_body(CORP_A, "dev-1", "2030-01-01T00:00:00Z", "2030-02-01T00:00:00Z")).await;
+    let a: Value = r.json().await.unwrap();
+    let id = a["activationId"].as_str().unwrap();
+    let pn = a["productionNumber"].as_str().unwrap();
+    let old = a["apiKey"].as_str().unwrap();
+    assert_eq!(s.admin("approve", id).await.status(), 200);
+    let code: Value = s.get("/activations/activation-code", old).await.json().await.unwrap();
+    let renew_body = |from: &str, to: &str| json!({"productionNumber": pn, "deviceId": "dev-1", "validFrom": from, "validTo": to});
+
+    // Too early to renew (more than 30 days before validTo).
+    let r = s.http.post(s.url("/activations/renew")).bearer_auth(old)
+        .json(&renew_body("2030-02-01T00:00:00Z", "2031-02-01T00:00:00Z")).send().await.unwrap();
+    problem(r, 409, "renewal_too_early").await;
+
+    // The key expires at validTo.
+    s.clock.set(T2030 + 31 * DAY);
+    problem(s.get("/auth/handshake", old).await, 403, "key_expired").await;
+    problem(s.post_tx(old, "k1", &sale(100)).await, 403, "key_expired").await;
+
+    // Wrong device / production number / a period that is not later.
+    let mut wrong = renew_body("2030-02-01T00:00:00Z", "2031-02-01T00:00:00Z");
+    wrong["deviceId"] = json!("dev-2");
+    problem(s.http.post(s.url("/activations/renew")).bearer_auth(old).json(&wrong).send().await.unwrap(), 403, "device_mismatch").await;
+    let mut wrong = renew_body("2030-02-01T00:00:00Z", "2031-02-01T00:00:00Z");
+    wrong["productionNumber"] = json!("TG-2222-2222");
+    problem(s.http.post(s.url("/activations/renew")).bearer_auth(old).json(&wrong).send().await.unwrap(), 403, "production_number_mismatch").await;
+    let p = problem(
+        s.http.post(s.url("/activations/renew")).bearer_auth(old).json(&renew_body("2030-01-01T00:00:00Z", "2030-01-15T00:00:00Z")).send().await.unwrap(),
+        400,
+        "invalid_renewal_request",
+    )
+    .await;
+    assert_eq!(p["fields"][0]["code"], "period_inconsistent");
+    let p = problem(
+        s.http.post(s.url("/activations/renew")).bearer_auth(old).json(&renew_body("2030-02-01T00:00:00Z", "2031-06-01T00:00:00Z")).send().await.unwrap(),
+        400,
+        "invalid_renewal_request",
+    )
+    .await;
+    assert_eq!(p["fields"][0]["code"], "period_too_long");
+
+    // Renew with the old key: a new key, the old one stops working.
+    let r = s.http.post(s.url("/activations/renew")).bearer_auth(old)
+        .json(&renew_body("2030-02-01T00:00:00Z", "2031-02-01T00:00:00Z")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let n: Value = r.json().await.unwrap();
+    assert_eq!(n["status"], "approved");
+    assert_eq!(n["validTo"], "2031-02-01T00:00:00Z");
+    let new = n["apiKey"].as_str().unwrap();
+    assert_ne!(new, old);
+    problem(s.get("/auth/handshake", old).await, 401, "key_replaced").await;
+    assert_eq!(s.get("/auth/handshake", new).await.status(), 200);
+    // The old descriptor no longer renews anything.
+    let r = s.http.post(s.url("/activations/renew"))
+        .json(&json!({"productionNumber": pn, "deviceId": "dev-1", "validFrom": "2031-02-01T00:00:00Z",
+                      "validTo": "2032-02-01T00:00:00Z", "descriptor": code["descriptor"]})).send().await.unwrap();
+    problem(r, 401, "descriptor_superseded").await;
+
+    // Renewal by the signed descriptor, within the grace period: back to pending.
+    let code: Value = s.get("/activations/activation-code", new).await.json().await.unwrap();
+    s.clock.set(T2030 + 396 * DAY + 10 * DAY); // 2031-02-11
+    let r = s.http.post(s.url("/activations/renew"))
+        .json(&json!({"productionNumber": pn, "deviceId": "dev-1", "validFrom": "2031-02-01T00:00:00Z",
+                      "validTo": "2032-02-01T00:00:00Z", "descriptor": code["descriptor"]})).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    let d: Value = s.get("/auth/handshake", new).await.json().await.unwrap();
+    assert_eq!(d["code"], "key_replaced");
+    let r = s.http.post(s.url("/activations/renew"))
+        .json(&json!({"productionNumber": pn, "deviceId": "dev-1", "validFrom": "2031-02-01T00:00:00Z",
+                      "validTo": "2032-02-01T00:00:00Z", "descriptor": "not.a.jws"})).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+
+    // Beyond the grace period.
+    let (b2, k2) = {
+        s.clock.set(T2030 + 3600);
+        let r = s.activate(activation_body(CORP_A, "dev-9", "2030-01-01T00:00:00Z", "2030-02-01T00:00:00Z")).await;
+        let a: Value = r.json().await.unwrap();
+        assert_eq!(s.admin("approve", a["activationId"].as_str().unwrap()).await.status(), 200);
+        let k = a["apiKey"].as_str().unwrap().to_owned();
+        (a, k)
+    };
+    s.clock.set(T2030 + 31 * DAY + 31 * DAY);
+    let r = s.http.post(s.url("/activations/renew")).bearer_auth(&k2)
+        .json(&json!({"productionNumber": b2["productionNumber"], "deviceId": "dev-9",
+                      "validFrom": "2030-03-01T00:00:00Z", "validTo": "2031-03-01T00:00:00Z"})).send().await.unwrap();
+    problem(r, 403, "renewal_grace_expired").await;
+
+    // Not yet valid.
+    s.clock.set(T2030 + 3600);
+    let r = s.activate(activation_body(CORP_A, "dev-3", "2030-03-01T00:00:00Z", "2030-06-01T00:00:00Z")).await;
+    let a: Value = r.json().await.unwrap();
+    assert_eq!(s.admin("approve", a["activationId"].as_str().unwrap()).await.status(), 200);
+    problem(s.get("/auth/handshake", a["apiKey"].as_str().unwrap()).await, 403, "key_not_yet_valid").await;
+}
+
+async fn idempotent_transactions_and_receipt_chain(db: &TestDb, b: Backend) {
+    let s = Srv::start(db, b).await;
+    let (a, key) = s.register(CORP_A, "dev-1").await;
+    let pn = a["productionNumber"].as_str().unwrap().to_owned();
+
+    let r = s.post_tx(&key, "idem-1", &sale(12500)).await;
+    assert_eq!(r.status(), 201);
+    assert!(r.headers().get("idempotent-replayed").is_none());
+    let first: Value = r.json().await.unwrap();
+    assert_eq!(first["sequence"], 1);
+    assert_eq!(first["total"], 12500);
+    assert_eq!(first["productionNumber"], pn.as_str());
+    // A retry returns the same result and stores nothing new.
+    let r = s.post_tx(&key, "idem-1", &sale(12500)).await;
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.headers().get("idempotent-replayed").unwrap(), "true");
+    let again: Value = r.json().await.unwrap();
+    assert_eq!(again, first);
+    // The same key with another body is refused.
+    problem(s.post_tx(&key, "idem-1", &sale(999)).await, 422, "idempotency_key_reused").await;
+
+    // Concurrent retries of one key: one transaction.
+    let mut handles = Vec::new();
+    for _ in 0..16 {
+        let (http, url, key) = (s.http.clone(), s.url("/transactions"), key.clone());
+        handles.push(tokio::spawn(async move {
+            let r = http.post(url).bearer_auth(key).header("Idempotency-Key", "idem-conc").json(&sale(700)).send().await.unwrap();
+            assert_eq!(r.status(), 201);
+            r.json::<Value>().await.unwrap()
+        }));
+    }
+    let mut ids = std::collections::HashSet::new();
+    for h in handles {
+        ids.insert(h.await.unwrap()["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(ids.len(), 1);
+
+    // Many concurrent different transactions: gapless sequence.
+    let mut handles = Vec::new();
+    for i in 0..40 {
+        let (http, url, key) = (s.http.clone(), s.url("/transactions"), key.clone());
+        handles.push(tokio::spawn(async move {
+            let r = http.post(url).bearer_auth(key).header("Idempotency-Key", format!("many-{i}")).json(&sale(100 + i)).send().await.unwrap();
+            assert_eq!(r.status(), 201);
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    // Refund referencing the first sale; copy without a reference is refused.
+    let mut refund = sale(12500);
+    refund["type"] = json!("refund");
+    refund["reference"] = first["id"].clone();
+    assert_eq!(s.post_tx(&key, "refund-1", &refund).await.status(), 201);
+    let mut copy = sale(12500);
+    copy["type"] = json!("copy");
+    let p = problem(s.post_tx(&key, "copy-1", &copy).await, 400, "invalid_transaction").await;
+    assert_eq!(p["fields"][0]["field"], "reference");
+    copy["reference"] = json!("tx_unknown");
+    let p = problem(s.post_tx(&key, "copy-2", &copy).await, 400, "invalid_transaction").await;
+    assert_eq!(p["fields"][0]["code"], "unknown_reference");
+
+    // List, paged by sequence; verify the whole chain offline.
+    let mut receipts = Vec::new();
+    let mut after = 0;
+    loop {
+        let page: Value = s.get(&format!("/transactions?afterSequence={after}&limit=10"), &key).await.json().await.unwrap();
+        for item in page["items"].as_array().unwrap() {
+            let tx: tillgate_core::Transaction = serde_json::from_value(json!({
+                "type": item["type"], "currency": item["currency"], "total": item["total"],
+                "vat": item["vat"], "items": item["items"], "reference": item["reference"]
+            }).as_object().unwrap().iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), v.clone())).collect::<serde_json::Map<_, _>>().into()).unwrap();
+            assert_eq!(item["txh"].as_str().unwrap(), transaction_hash(&tx));
+            receipts.push(item["receipt"].as_str().unwrap().to_owned());
+        }
+        match page["nextAfterSequence"].as_i64() {
+            Some(n) => after = n,
+            None => break,
+        }
+    }
+    assert_eq!(receipts.len(), 1 + 1 + 40 + 1);
+    let keys = trusted(&s).await;
+    let claims = verify_receipt_chain(&receipts, &keys).unwrap();
+    assert_eq!(claims.last().unwrap().seq, 43);
+    assert!(claims.iter().all(|c| c.sub == pn));
+    // Fetch one by id.
+    let one: Value = s.get(&format!("/transactions/{}", first["id"].as_str().unwrap()), &key).await.json().await.unwrap();
+    assert_eq!(one, first);
+    // Admin export has them too.
+    let export: Value = s.get(&format!("/admin/transactions?activationId={}", a["activationId"].as_str().unwrap()), ADMIN_KEY).await.json().await.unwrap();
+    assert_eq!(export["items"].as_array().unwrap().len(), 43);
+}
+
+async fn tenancy_refusals(db: &TestDb, b: Backend) {
+    let s = Srv::start(db, b).await;
+    let (_, k1) = s.register(CORP_A, "dev-1").await;
+    let (_, k2) = s.register(CORP_A, "dev-2").await;
+    let (_, k3) = s.register(CORP_B, "dev-3").await;
+    let pending = s.activate_ok(CORP_A, "dev-4").await;
+    let kp = pending["apiKey"].as_str().unwrap();
+
+    let tx: Value = s.post_tx(&k1, "t1", &sale(500)).await.json().await.unwrap();
+    let tid = tx["id"].as_str().unwrap();
+    // Another register (same company or not) cannot read it.
+    problem(s.get(&format!("/transactions/{tid}"), &k2).await, 404, "transaction_not_found").await;
+    problem(s.get(&format!("/transactions/{tid}"), &k3).await, 404, "transaction_not_found").await;
+    let l2: Value = s.get("/transactions", &k2).await.json().await.unwrap();
+    assert!(l2["items"].as_array().unwrap().is_empty());
+    // Nor reference it.
+    let mut refund = sale(500);
+    refund["type"] = json!("refund");
+    refund["reference"] = json!(tid);
+    problem(s.post_tx(&k2, "r1", &refund).await, 400, "invalid_transaction").await;
+    // Idempotency keys are per register: the same key elsewhere is a new transaction.
+    let other: Value = s.post_tx(&k2, "t1", &sale(500)).await.json().await.unwrap();
+    assert_ne!(other["id"], tx["id"]);
+    assert_eq!(other["sequence"], 1);
+
+    // Products: shared within the company, invisible to other companies.
+    let put = |key: String, id: &'static str| {
+        let http = s.http.clone();
+        let url = s.url(&format!("/products/{id}"));
+        async move {
+            http.put(url).bearer_auth(key).json(&json!({"name": "Bulle", "price": 1500, "currency": "SEK", "vatRate": 1200})).send().await.unwrap()
+        }
+    };
+    assert_eq!(put(k1.clone(), "bun").await.status(), 201);
+    assert_eq!(s.get("/products/bun", &k2).await.status(), 200);
+    problem(s.get("/products/bun", &k3).await, 404, "product_not_found").await;
+    let l3: Value = s.get("/products", &k3).await.json().await.unwrap();
+    assert!(l3["items"].as_array().unwrap().is_empty());
+    // Company B's product of the same id is its own.
+    assert_eq!(put(k3.clone(), "bun").await.status(), 201);
+    assert_eq!(put(k1.clone(), "bun").await.status(), 200);
+
+    // Pending registrations reach nothing; register keys are not admin keys and back.
+    problem(s.get("/products", kp).await, 403, "pending_approval").await;
+    problem(s.post_tx(kp, "p1", &sale(1)).await, 403, "pending_approval").await;
+    problem(s.get("/admin/activations", &k1).await, 401, "invalid_credentials").await;
+    problem(s.get("/products", ADMIN_KEY).await, 401, "invalid_credentials").await;
+    problem(s.get("/admin/transactions", &k1).await, 401, "invalid_credentials").await;
+}
+
+async fn products_delta_sync(db: &TestDb, b: Backend) {
+    let s = Srv::start(db, b).await;
+    let (_, key) = s.register(CORP_A, "dev-1").await;
+    let put = |id: &str, price: i64| {
+        let req = s.http.put(s.url(&format!("/products/{id}"))).bearer_auth(&key)
+            .json(&json!({"name": id, "price": price, "currency": "SEK", "vatRate": 2500}));
+        async move { req.send().await.unwrap() }
+    };
+    assert_eq!(put("a", 100).await.status(), 201);
+    assert_eq!(put("b", 200).await.status(), 201);
+    s.clock.advance(10); // past the RVE safety lag
+    let all: Value = s.get("/products", &key).await.json().await.unwrap();
+    assert_eq!(all["items"].as_array().unwrap().len(), 2);
+    let rve = all["rve"].as_str().unwrap().to_owned();
+    assert_eq!(rve.len(), 14);
+    // Time passes; only "b" changes.
+    s.clock.advance(60);
+    assert_eq!(put("b", 250).await.status(), 200);
+    s.clock.advance(10);
+    let delta: Value = s.get(&format!("/products?rve={rve}"), &key).await.json().await.unwrap();
+    let items = delta["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["id"], "b");
+    assert_eq!(items[0]["price"], 250);
+    // The same through the URL-path prefix's $R.
+    let delta: Value = s.http.get(s.url(&format!("/OpenApi_1,2,3,4$R{rve}$${key}/Products"))).send().await.unwrap().json().await.unwrap();
+    assert_eq!(delta["items"].as_array().unwrap().len(), 1);
+    // Nothing changed since the newest RVE.
+    let newest = delta["rve"].as_str().unwrap();
+    s.clock.advance(60);
+    let none: Value = s.get(&format!("/products?rve={newest}"), &key).await.json().await.unwrap();
+    assert!(none["items"].as_array().unwrap().is_empty());
+    // Product validation comes from core's rules, fields renamed.
+    let r = s.http.put(s.url("/products/x")).bearer_auth(&key)
+        .json(&json!({"name": "", "price": -1, "currency": "sek", "vatRate": 20000})).send().await.unwrap();
+    let p = problem(r, 400, "invalid_product").await;
+    let fields: Vec<&str> = p["fields"].as_array().unwrap().iter().map(|f| f["field"].as_str().unwrap()).collect();
+    for f in ["name", "price", "currency", "vatRate"] {
+        assert!(fields.contains(&f), "{fields:?}");
+    }
+}
+
+async fn bad_input_is_4xx(db: &TestDb, b: Backend) {
+    let s = Srv::start(db, b).await;
+    let (a, key) = s.register(CORP_A, "dev-1").await;
+    let id = a["activationId"].as_str().unwrap();
+    let h = &s.http;
+    let big = "x".repeat(300 * 1024);
+    let cases: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![
+        (h.post(s.url("/activations-advanced")).header("content-type", "application/json").body("{not json"), 400, "invalid_json"),
+        (h.post(s.url("/activations-advanced")).body("{}"), 415, "unsupported_media_type"),
+        (h.post(s.url("/activations-advanced")).json(&json!({"deviceId": 5})), 400, "invalid_body"),
+        (h.post(s.url("/activations-advanced")).json(&json!([])), 400, "invalid_activation_request"),
+        (h.post(s.url("/activations-advanced")).header("content-type", "application/json").body(format!("{{\"x\":\"{big}\"}}")), 413, "payload_too_large"),
+        (h.post(s.url("/activations-advanced")).json(&json!({})), 400, "invalid_activation_request"),
+        (h.get(s.url("/activations-advanced")), 405, "method_not_allowed"),
+        (h.get(s.url("/nope")), 404, "not_found"),
+        (h.get(s.url("/auth/handshake?nonce=")).bearer_auth(&key), 400, "invalid_nonce"),
+        (h.get(s.url("/auth/handshake?bogus=1")).bearer_auth(&key), 400, "invalid_query"),
+        (h.get(s.url("/auth/handshake")).header("authorization", "Basic abc"), 401, "invalid_credentials"),
+        (h.get(s.url("/auth/handshake")).bearer_auth("short"), 401, "api_key_too_short"),
+        (h.get(s.url("/auth/handshake")).bearer_auth("DK1.garbage"), 401, "malformed_dynamic_key"),
+        (h.get(s.url("/auth/handshake")).bearer_auth("has space in the key 0123456789"), 401, "api_key_invalid_char"),
+        (h.post(s.url("/activations/renew")).json(&json!({})), 401, "missing_credentials"),
+        (h.post(s.url("/activations/renew")).bearer_auth(&key).json(&json!({"unknown": 1})), 400, "invalid_body"),
+        (h.get(s.url("/admin/activations?status=weird")).bearer_auth(ADMIN_KEY), 400, "invalid_status"),
+        (h.get(s.url("/admin/activations?limit=0")).bearer_auth(ADMIN_KEY), 400, "invalid_limit"),
+        (h.get(s.url("/admin/activations")), 401, "missing_credentials"),
+        (h.post(s.url(&format!("/admin/activations/{id}/approve"))).bearer_auth(ADMIN_KEY).body("{bad"), 400, "invalid_body"),
+        (h.post(s.url(&format!("/admin/activations/{id}/revoke"))).bearer_auth(ADMIN_KEY).json(&json!({"authorityNotifiedAt": "2030-01-01T00:00:00Z"})), 400, "invalid_decision"),
+        (h.post(s.url("/admin/staff")).bearer_auth(ADMIN_KEY).json(&json!({"login": ""})), 400, "invalid_body"),
+        (h.post(s.url("/transactions")).bearer_auth(&key).json(&sale(100)), 400, "missing_idempotency_key"),
+        (h.post(s.url("/transactions")).bearer_auth(&key).header("Idempotency-Key", "x".repeat(65)).json(&sale(100)), 400, "invalid_idempotency_key"),
+        (h.post(s.url("/transactions")).bearer_auth(&key).header("Idempotency-Key", "f").json(&json!({"type": "sale", "currency": "SEK", "total": 1.5, "items": []})), 400, "invalid_body"),
+        (h.post(s.url("/transactions")).bearer_auth(&key).header("Idempotency-Key", "f").json(&json!({"type": "sale", "currency": "SEK", "total": 10, "items": [{"name": "a", "quantity": 1, "amount": 5}]})), 400, "invalid_transaction"),
+        (h.post(s.url("/transactions")).bearer_auth(&key).header("Idempotency-Key", "f").json(&json!({"type": "gift", "currency": "SEK", "total": 1, "items": []})), 400, "invalid_body"),
+        (h.get(s.url("/transactions?rve=2020")).bearer_auth(&key), 400, "url_invalid_rve"),
+        (h.get(s.url("/transactions?limit=5000")).bearer_auth(&key), 400, "invalid_limit"),
+        (h.get(s.url("/transactions?afterSequence=abc")).bearer_auth(&key), 400, "invalid_query"),
+        (h.get(s.url("/transactions/tx_missing")).bearer_auth(&key), 404, "transaction_not_found"),
+        (h.get(s.url("/products?rve=99999999999999")).bearer_auth(&key), 400, "url_invalid_rve"),
+        (h.put(s.url("/products/bad%20id")).bearer_auth(&key).json(&json!({"name": "a", "price": 1, "currency": "SEK", "vatRate": 0})), 400, "invalid_product"),
+        (h.put(s.url("/products/ok")).bearer_auth(&key).json(&json!({"name": "a"})), 400, "invalid_body"),
+        (h.delete(s.url("/products/ok")).bearer_auth(&key), 405, "method_not_allowed"),
+        (h.get(s.url("/OpenApi_1,2,3,4$$a|b/Products")), 400, "url_invalid_character"),
+        (h.get(s.url("/Gnap_x$$abc/Products")), 400, "url_invalid_rm_system"),
+        (h.get(s.url("/auth/dynamic-key-params")), 400, "invalid_query"),
+    ];
+    for (req, status, code) in cases {
+        let r = req.send().await.unwrap();
+        assert!(r.status().as_u16() < 500);
+        problem(r, status, code).await;
+    }
+}
+
+async fn key_rotation(db: &TestDb, b: Backend) {
+    let s = Srv::start(db, b).await;
+    let (_, key) = s.register(CORP_A, "dev-1").await;
+    assert_eq!(s.post_tx(&key, "r1", &sale(100)).await.status(), 201);
+    let before = trusted(&s).await;
+    assert_eq!(before.len(), 1);
+    // Rotate (what `tillgate-server admin rotate-key` does) and pick it up.
+    let new_key = tillgate_core::generate_signing_key().unwrap();
+    s.state.store.add_signing_key(&new_key, s.clock.now_secs() + 1).await.unwrap();
+    s.state.refresh_keys().await.unwrap();
+    assert_eq!(s.post_tx(&key, "r2", &sale(200)).await.status(), 201);
+    let after = trusted(&s).await;
+    assert_eq!(after.len(), 2);
+    let list: Value = s.get("/transactions", &key).await.json().await.unwrap();
+    let receipts: Vec<String> = list["items"].as_array().unwrap().iter().map(|i| i["receipt"].as_str().unwrap().to_owned()).collect();
+    // Old receipt signed by the old key, new one by the new key, one chain.
+    verify_receipt_chain(&receipts, &after).unwrap();
+    assert!(verify_receipt_chain(&receipts, &before).is_err());
+    let code: Value = s.get("/activations/activation-code", &key).await.json().await.unwrap();
+    assert_eq!(code["kid"], new_key.kid());
+    // Retire the old key: no longer published.
+    let old_kid = s.state.store.signing_keys().await.unwrap().into_iter().find(|k| k.kid != new_key.kid()).unwrap().kid;
+    assert!(s.state.store.retire_signing_key(&old_kid, s.clock.now_secs()).await.unwrap());
+    assert!(!s.state.store.retire_signing_key(new_key.kid(), s.clock.now_secs()).await.unwrap());
+    s.state.refresh_keys().await.unwrap();
+    let last = trusted(&s).await;
+    assert_eq!(last.len(), 1);
+    assert!(last.contains(new_key.kid()));
+}
+
+async fn rate_limits(db: &TestDb, b: Backend) {
+    let mut config = test_config(&db.url);
+    config.activation_rate_per_minute = 2;
+    config.auth_failure_rate_per_minute = 3;
+    let s = Srv::start_with(db, b, tillgate_server::ManualClock::new(T2030 + 3600), config).await;
+    assert_eq!(s.activate(activation_body(CORP_A, "d1", "2030-01-01T00:00:00Z", "2030-06-01T00:00:00Z")).await.status(), 201);
+    assert_eq!(s.activate(json!({})).await.status(), 400);
+    let r = s.activate(activation_body(CORP_A, "d3", "2030-01-01T00:00:00Z", "2030-06-01T00:00:00Z")).await;
+    assert!(r.headers().get("retry-after").is_some());
+    problem(r, 429, "rate_limited").await;
+    for _ in 0..3 {
+        problem(s.get("/auth/handshake", "Wrong-Key-000000000000000").await, 401, "invalid_credentials").await;
+    }
+    // Even a correct key is now refused from this address until the budget refills.
+    problem(s.get("/auth/handshake", "Wrong-Key-000000000000000").await, 429, "rate_limited").await;
+    problem(s.get("/admin/activations", ADMIN_KEY).await, 429, "rate_limited").await;
+}
+
+async fn ops_endpoints(db: &TestDb, b: Backend) {
+    let s = Srv::start(db, b).await;
+    let (_, key) = s.register(CORP_A, "dev-1").await;
+    assert_eq!(s.post_tx(&key, "m1", &sale(100)).await.status(), 201);
+    let h = &s.http;
+    assert_eq!(h.get(s.url("/healthz")).send().await.unwrap().status(), 200);
+    assert_eq!(h.get(s.url("/readyz")).send().await.unwrap().status(), 200);
+    let r = h.get(s.url("/metrics")).header("x-request-id", "abc-123").send().await.unwrap();
+    assert_eq!(r.headers().get("x-request-id").unwrap(), "abc-123");
+    let m = r.text().await.unwrap();
+    assert!(m.contains("tillgate_transactions_committed_total 1"), "{m}");
+    assert!(m.contains("tillgate_http_requests_total{method=\"POST\",route=\"/transactions\",status=\"201\"} 1"), "{m}");
+    assert!(m.contains("tillgate_problems_total"));
+    let doc: Value = h.get(s.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    for p in ["/activations-advanced", "/auth/handshake", "/transactions", "/products/{id}", "/admin/activations/{activationId}/approve", "/.well-known/jwks.json"] {
+        assert!(doc["paths"].get(p).is_some(), "{p} missing from openapi");
+    }
+    let docs = h.get(s.url("/docs")).send().await.unwrap().text().await.unwrap();
+    assert!(docs.contains("/openapi.json"));
+}
+
+trait NowSecs {
+    fn now_secs(&self) -> i64;
+}
+impl NowSecs for tillgate_server::ManualClock {
+    fn now_secs(&self) -> i64 {
+        tillgate_server::Clock::now(self)
+    }
+}
