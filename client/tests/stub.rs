@@ -1,0 +1,410 @@
+//! The client against a tiny local HTTP stub: error mapping, timeouts, verification of
+//! what the server signs, and the outbox's retry behaviour. The real server is driven
+//! by the `tillgate-e2e` crate.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tillgate_client::core::{
+    ActivationDescriptor, ServerTimeClaims, SigningKey, Transaction, TrustedKeys, sign_descriptor,
+    sign_server_time, validate_api_key,
+};
+use tillgate_client::{
+    Client, ClientConfig, ClientError, EntryState, IdempotencyKey, MemoryStore, Outbox, Submitted,
+};
+
+const NOW: i64 = 1_710_000_000;
+
+fn server_key() -> SigningKey {
+    SigningKey::from_seed(&[3; 32])
+}
+
+fn trusted() -> TrustedKeys {
+    let mut t = TrustedKeys::new();
+    t.add_jwk(&server_key().public_jwk()).unwrap();
+    t
+}
+
+#[derive(Default)]
+struct Stub {
+    /// Answers to give POST /transactions before accepting (status, code).
+    tx_failures: Mutex<Vec<(u16, &'static str)>>,
+    /// Stored transactions by idempotency key.
+    stored: Mutex<HashMap<String, serde_json::Value>>,
+    posts: AtomicUsize,
+}
+
+fn problem(status: u16, code: &str) -> Response {
+    let body = serde_json::json!({"type": format!("urn:tillgate:problem:{code}"),
+        "title": "x", "status": status, "detail": format!("stub says {code}"), "code": code});
+    let mut r = (StatusCode::from_u16(status).unwrap(), body.to_string()).into_response();
+    r.headers_mut()
+        .insert("content-type", "application/problem+json".parse().unwrap());
+    r
+}
+
+fn bearer(h: &HeaderMap) -> String {
+    h.get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("")
+        .to_owned()
+}
+
+async fn handshake(h: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
+    // The key names the refusal to give: "<code>-000000000000000000".
+    let key = bearer(&h);
+    let code = key.split('-').next().unwrap_or("");
+    match code {
+        "" => return problem(401, "missing_credentials"),
+        "ok" | "badnonce" | "unsigned" | "otherkey" => {}
+        "slow" => {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
+        "html" => return (StatusCode::BAD_GATEWAY, "<html>proxy</html>").into_response(),
+        c if c.starts_with("s") => return problem(c[1..].parse().unwrap(), "whatever"),
+        c => {
+            let status = if c == "invalid_credentials" { 401 } else { 403 };
+            return problem(status, c);
+        }
+    }
+    let nonce = if code == "badnonce" {
+        Some("replayed".to_owned())
+    } else {
+        q.get("nonce").cloned()
+    };
+    let signer = if code == "otherkey" {
+        SigningKey::from_seed(&[9; 32])
+    } else {
+        server_key()
+    };
+    let signed = sign_server_time(
+        &ServerTimeClaims {
+            iss: "stub".into(),
+            sub: "TG-1".into(),
+            iat: NOW,
+            nonce,
+        },
+        &signer,
+    )
+    .unwrap();
+    let mut body = serde_json::json!({"status": "approved", "activationId": "a1",
+        "productionNumber": "TG-1", "validFrom": "2024-01-01T00:00:00Z",
+        "validTo": "2025-01-01T00:00:00Z", "serverTime": "2024-03-09T16:00:00Z",
+        "signedTime": signed, "deviceIdSeen": q.get("deviceId")});
+    if code == "unsigned" {
+        body.as_object_mut().unwrap().remove("signedTime");
+    }
+    Json(body).into_response()
+}
+
+fn descriptor(device: &str, exp: i64) -> ActivationDescriptor {
+    ActivationDescriptor {
+        iss: "stub".into(),
+        sub: "TG-1".into(),
+        iat: NOW - 100,
+        nbf: NOW - 1000,
+        exp,
+        ver: 1,
+        activation_id: "a1".into(),
+        cash_register_name: "Kassa 1".into(),
+        device_id: device.into(),
+        corporate_id: "556036-0793".into(),
+        country: "SE".into(),
+        application_package: "com.example.pos".into(),
+        features: vec![],
+        status: "approved".into(),
+        extras: serde_json::json!({}),
+    }
+}
+
+async fn activation_code() -> Response {
+    let jws = sign_descriptor(&descriptor("dev-1", NOW + 86_400), &server_key()).unwrap();
+    Json(serde_json::json!({"descriptor": jws, "kid": server_key().kid()})).into_response()
+}
+
+async fn post_tx(
+    State(stub): State<Arc<Stub>>,
+    h: HeaderMap,
+    Json(tx): Json<Transaction>,
+) -> Response {
+    stub.posts.fetch_add(1, Ordering::SeqCst);
+    if let Some((status, code)) = {
+        let mut f = stub.tx_failures.lock().unwrap();
+        if f.is_empty() {
+            None
+        } else {
+            Some(f.remove(0))
+        }
+    } {
+        return problem(status, code);
+    }
+    let key = h
+        .get("idempotency-key")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let mut stored = stub.stored.lock().unwrap();
+    let n = stored.len() as u64 + 1;
+    let v = stored.entry(key).or_insert_with(|| {
+        let mut v = serde_json::to_value(&tx).unwrap();
+        v["id"] = format!("tx{n}").into();
+        v["sequence"] = n.into();
+        v["receipt"] = "r.r.r".into();
+        v
+    });
+    (StatusCode::CREATED, Json(v.clone())).into_response()
+}
+
+async fn spawn(stub: Arc<Stub>) -> String {
+    let app = axum::Router::new()
+        .route("/auth/handshake", get(handshake))
+        .route("/activations/activation-code", get(activation_code))
+        .route("/transactions", post(post_tx))
+        .with_state(stub);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+fn client(base: &str, key_prefix: &str) -> Client {
+    let mut config = ClientConfig::new(base, trusted());
+    config.timeout = Duration::from_millis(500);
+    config.device_id = Some("dev-1".into());
+    let c = Client::new(config).unwrap();
+    c.set_api_key(validate_api_key(&format!("{key_prefix}-000000000000000000000")).unwrap());
+    c
+}
+
+fn sale(total: i64) -> Transaction {
+    serde_json::from_value(serde_json::json!({"type": "sale", "currency": "SEK",
+        "total": total, "items": [{"name": "Kaffe", "quantity": 1, "amount": total}]}))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn handshake_refusals_become_typed_errors() {
+    let base = spawn(Arc::default()).await;
+    let cases: [(&str, fn(&ClientError) -> bool); 6] = [
+        ("pending_approval", |e| {
+            matches!(e, ClientError::PendingApproval { .. })
+        }),
+        ("rejected", |e| matches!(e, ClientError::Rejected { .. })),
+        ("revoked", |e| matches!(e, ClientError::Revoked { .. })),
+        ("key_expired", |e| {
+            matches!(e, ClientError::KeyExpired { .. })
+        }),
+        ("key_not_yet_valid", |e| {
+            matches!(e, ClientError::KeyNotYetValid { .. })
+        }),
+        ("invalid_credentials", |e| {
+            matches!(e, ClientError::Unauthorized { .. })
+        }),
+    ];
+    for (code, is) in cases {
+        let e = client(&base, code).handshake().await.unwrap_err();
+        assert!(is(&e), "{code}: {e:?}");
+        assert_eq!(e.code(), code);
+        assert!(e.is_auth() && !e.is_transient(), "{code}");
+        assert!(e.to_string().contains("stub says"), "{e}");
+    }
+    let e = client(&base, "device_mismatch")
+        .handshake()
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ClientError::Api { status: 403, .. }));
+    assert_eq!(e.code(), "device_mismatch");
+
+    let e = client(&base, "s503").handshake().await.unwrap_err();
+    assert_eq!((e.code(), e.is_transient()), ("whatever", true));
+    let e = client(&base, "s429").handshake().await.unwrap_err();
+    assert!(matches!(e, ClientError::RateLimited { .. }));
+    let e = client(&base, "html").handshake().await.unwrap_err();
+    assert_eq!(e.code(), "server_unavailable");
+
+    // No key at all: nothing is sent.
+    let c = Client::new(ClientConfig::new(base.as_str(), trusted())).unwrap();
+    assert_eq!(c.handshake().await.unwrap_err().code(), "not_activated");
+}
+
+#[tokio::test]
+async fn handshake_verifies_the_signed_time_and_keeps_the_floor() {
+    let base = spawn(Arc::default()).await;
+    let c = client(&base, "ok");
+    assert_eq!(c.trusted_time_floor(), None);
+    let h = c.handshake().await.unwrap();
+    assert_eq!(h.server_time.iat, NOW);
+    assert_eq!(h.status, "approved");
+    assert_eq!(h.extra["deviceIdSeen"], "dev-1");
+    assert_eq!(c.trusted_time_floor(), Some(NOW));
+    // The floor never goes down.
+    c.restore_trusted_time_floor(NOW - 10);
+    assert_eq!(c.trusted_time_floor(), Some(NOW));
+
+    for (prefix, code) in [
+        ("badnonce", "nonce_mismatch"),
+        ("otherkey", "unknown_kid"),
+        ("unsigned", "invalid_response"),
+    ] {
+        let c = client(&base, prefix);
+        let e = c.handshake().await.unwrap_err();
+        assert_eq!(e.code(), code, "{prefix}");
+        assert_eq!(c.trusted_time_floor(), None, "{prefix}");
+    }
+}
+
+#[tokio::test]
+async fn activation_code_is_verified_locally_and_offline() {
+    let base = spawn(Arc::default()).await;
+    let c = client(&base, "ok");
+    let code = c.activation_code(NOW).await.unwrap();
+    assert_eq!(code.descriptor.claims().cash_register_name, "Kassa 1");
+    // The stored JWS verifies offline, with the clock-rollback check against the floor.
+    c.handshake().await.unwrap();
+    assert!(c.verify_stored_descriptor(&code.jws, NOW + 5).is_ok());
+    let e = c
+        .verify_stored_descriptor(&code.jws, NOW - 3600)
+        .unwrap_err();
+    assert_eq!(e.code(), "clock_rolled_back");
+    let e = c
+        .verify_stored_descriptor(&code.jws, NOW + 2 * 86_400)
+        .unwrap_err();
+    assert_eq!(e.code(), "expired");
+
+    // Another device's descriptor, or keys the app does not trust, are refused.
+    let mut config = ClientConfig::new(base.as_str(), trusted());
+    config.device_id = Some("dev-2".into());
+    let other = Client::new(config).unwrap();
+    other.set_api_key(validate_api_key("ok-000000000000000000000").unwrap());
+    assert_eq!(
+        other.activation_code(NOW).await.unwrap_err().code(),
+        "device_mismatch"
+    );
+    let untrusting = Client::new(ClientConfig::new(base.as_str(), TrustedKeys::new())).unwrap();
+    untrusting.set_api_key(validate_api_key("ok-000000000000000000000").unwrap());
+    assert_eq!(
+        untrusting.activation_code(NOW).await.unwrap_err().code(),
+        "unknown_kid"
+    );
+}
+
+#[tokio::test]
+async fn a_slow_server_times_out_quickly() {
+    let base = spawn(Arc::default()).await;
+    let c = client(&base, "slow");
+    let start = Instant::now();
+    let e = c.handshake().await.unwrap_err();
+    assert!(matches!(e, ClientError::Timeout), "{e:?}");
+    assert!(e.is_transient());
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn unreachable_server_is_a_network_error() {
+    // Bind and drop a listener to get a port nobody listens on.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let c = client(&format!("http://127.0.0.1:{port}"), "ok");
+    let e = c.handshake().await.unwrap_err();
+    assert_eq!(e.code(), "network");
+    assert!(e.is_transient());
+    // The message never carries the key.
+    assert!(!e.to_string().contains("ok-0000"));
+}
+
+#[tokio::test]
+async fn outbox_retries_transient_failures_without_duplicates() {
+    let stub = Arc::new(Stub::default());
+    *stub.tx_failures.lock().unwrap() = vec![(503, "storage_unavailable"), (429, "rate_limited")];
+    let base = spawn(stub.clone()).await;
+    let c = client(&base, "ok");
+    let q = Outbox::open(Arc::new(MemoryStore::new())).await.unwrap();
+    let mine = IdempotencyKey::new("receipt-1").unwrap();
+
+    let r = q
+        .submit(&c, sale(100), Some(mine.clone()), 1_000)
+        .await
+        .unwrap();
+    assert!(matches!(r, Submitted::Queued(ref k) if *k == mine));
+    q.enqueue(sale(200), None, 1_001).await.unwrap();
+    assert_eq!(q.last_error().unwrap().code, "storage_unavailable");
+    let r = q.sync_now(&c, 1_002).await;
+    assert_eq!(r.stopped_by.unwrap().code(), "rate_limited");
+    let r = q.sync_now(&c, 1_003).await;
+    assert!(r.stopped_by.is_none(), "{:?}", r.stopped_by);
+    assert_eq!(r.sent.len(), 2);
+    assert_eq!(r.sent[0].0, mine);
+    assert_eq!(r.sent[0].1.sequence, 1);
+    assert_eq!(r.remaining, 0);
+    assert!(q.is_empty() && q.last_error().is_none());
+    assert_eq!(stub.posts.load(Ordering::SeqCst), 4);
+
+    // The app crashed after the server stored it but before the queue forgot it: the
+    // resend with the same key gets the stored transaction back, not a new one.
+    let q2 = Outbox::open(Arc::new(MemoryStore::new())).await.unwrap();
+    q2.enqueue(sale(100), Some(mine.clone()), 2_000)
+        .await
+        .unwrap();
+    let r = q2.sync(&c, 2_000).await;
+    assert_eq!(r.sent[0].1.sequence, 1);
+    assert_eq!(stub.stored.lock().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn outbox_keeps_refused_and_unauthorised_transactions() {
+    let stub = Arc::new(Stub::default());
+    *stub.tx_failures.lock().unwrap() = vec![(422, "idempotency_key_reused"), (403, "key_expired")];
+    let base = spawn(stub.clone()).await;
+    let c = client(&base, "ok");
+    let q = Outbox::open(Arc::new(MemoryStore::new())).await.unwrap();
+    let a = q.enqueue(sale(100), None, 0).await.unwrap();
+    let b = q.enqueue(sale(200), None, 0).await.unwrap();
+    let r = q.sync(&c, 0).await;
+    // The first is refused for good and kept aside; the second meets an expired key,
+    // which stops the run and keeps it pending.
+    assert_eq!(r.failed.len(), 1);
+    assert_eq!(r.failed[0].0, a);
+    assert_eq!(r.stopped_by.as_ref().unwrap().code(), "key_expired");
+    assert_eq!(q.len(), 1);
+    assert_eq!(q.failed()[0].state, EntryState::Failed);
+    assert_eq!(q.entries()[1].idempotency_key, b);
+    assert_eq!(q.last_error().unwrap().code, "key_expired");
+    // After a renewal the app syncs again; then it retries or discards the refused one.
+    let r = q.sync_now(&c, 1).await;
+    assert_eq!(r.sent.len(), 1);
+    q.retry_failed(&a, 2).await.unwrap();
+    let r = q.sync(&c, 2).await;
+    assert_eq!(r.sent.len(), 1);
+    assert!(q.entries().is_empty());
+}
+
+#[tokio::test]
+async fn concurrent_syncs_do_not_double_send() {
+    let stub = Arc::new(Stub::default());
+    let base = spawn(stub.clone()).await;
+    let c = client(&base, "ok");
+    let q = Arc::new(Outbox::open(Arc::new(MemoryStore::new())).await.unwrap());
+    for i in 0..20 {
+        q.enqueue(sale(100 + i), None, 0).await.unwrap();
+    }
+    let (r1, r2) = tokio::join!(q.sync_now(&c, 0), q.sync_now(&c, 0));
+    assert_eq!(r1.sent.len() + r2.sent.len(), 20);
+    assert!(r1.already_running || r2.already_running);
+    assert_eq!(stub.posts.load(Ordering::SeqCst), 20);
+}
