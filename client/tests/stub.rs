@@ -195,7 +195,8 @@ fn sale(total: i64) -> Transaction {
 #[tokio::test]
 async fn handshake_refusals_become_typed_errors() {
     let base = spawn(Arc::default()).await;
-    let cases: [(&str, fn(&ClientError) -> bool); 6] = [
+    type Check = fn(&ClientError) -> bool;
+    let cases: [(&str, Check); 6] = [
         ("pending_approval", |e| {
             matches!(e, ClientError::PendingApproval { .. })
         }),
