@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Runs the main job: tillgate-server on SQLite (data in ./data), serving the web demo
+# when it has been built. Ctrl-C stops it gracefully.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export TILLGATE_DATA_DIR="${TILLGATE_DATA_DIR:-$PWD/data}"
+export TILLGATE_BIND="${TILLGATE_BIND:-127.0.0.1:8080}"
+if [ -x scripts/build-web-demo.sh ]; then
+  scripts/build-web-demo.sh
+fi
+cargo build --release -p tillgate-server
+echo "Tillgate server on http://$TILLGATE_BIND  (data: $TILLGATE_DATA_DIR)"
+[ -d web-demo/dist ] && echo "Web demo:        http://$TILLGATE_BIND/demo/"
+echo "API docs:        http://$TILLGATE_BIND/docs"
+exec target/release/tillgate-server "$@"
