@@ -52,3 +52,8 @@ pub use url_token::{
     AccessToken, Prefix, RmSystem, Rve, URL_PARAM_MAX_LEN, URL_TOKEN_MAX_LEN, UrlParam, UrlToken,
     encode_url_token, parse_url_token,
 };
+
+/// The examples in the project README, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
