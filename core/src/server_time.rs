@@ -58,10 +58,10 @@ pub fn verify_server_time(
     let parsed = jws::parse::<ServerTimeClaims>(jws, SERVER_TIME_TYP)?;
     parsed.verify(trusted_keys)?;
     let claims = parsed.claims;
-    if let Some(expected) = expected_nonce {
-        if claims.nonce.as_deref() != Some(expected) {
-            return Err(Error::NonceMismatch);
-        }
+    if let Some(expected) = expected_nonce
+        && claims.nonce.as_deref() != Some(expected)
+    {
+        return Err(Error::NonceMismatch);
     }
     Ok(claims)
 }

@@ -37,10 +37,13 @@ impl FromRequestParts<AppState> for ActivationBudget {
     type Rejection = AppError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         let ip = client_ip(parts, state.config.trust_forwarded_for);
-        state.activation_limiter.hit(ip).map_err(|retry_after_secs| {
-            state.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
-            AppError::RateLimited { retry_after_secs }
-        })?;
+        state
+            .activation_limiter
+            .hit(ip)
+            .map_err(|retry_after_secs| {
+                state.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
+                AppError::RateLimited { retry_after_secs }
+            })?;
         Ok(ActivationBudget)
     }
 }
@@ -123,9 +126,14 @@ pub async fn activate(
         }
     }
     if !stored {
-        return Err(AppError::internal("could not draw a unique production number"));
+        return Err(AppError::internal(
+            "could not draw a unique production number",
+        ));
     }
-    state.metrics.activations_created.fetch_add(1, Ordering::Relaxed);
+    state
+        .metrics
+        .activations_created
+        .fetch_add(1, Ordering::Relaxed);
     tracing::info!(activation_id = %row.id, production_number = %row.production_number, "activation requested");
     Ok((
         StatusCode::CREATED,
@@ -196,23 +204,23 @@ pub async fn handshake(
     let now = state.now();
     let a = &auth.activation;
     require_usable(a, now)?;
-    if let Some(n) = &q.nonce {
-        if n.is_empty() || n.len() > 128 || !n.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(AppError::bad_request(
-                "invalid_nonce",
-                "nonce must be 1 to 128 visible ASCII characters",
-            ));
-        }
+    if let Some(n) = &q.nonce
+        && (n.is_empty() || n.len() > 128 || !n.bytes().all(|b| b.is_ascii_graphic()))
+    {
+        return Err(AppError::bad_request(
+            "invalid_nonce",
+            "nonce must be 1 to 128 visible ASCII characters",
+        ));
     }
     check_identity(a, q.device_id.as_deref(), q.production_number.as_deref())?;
-    if let Some(p) = &q.application_package {
-        if p != &a.application_package {
-            let e = tillgate_core::Error::ApplicationPackageMismatch {
-                expected: p.clone(),
-                found: a.application_package.clone(),
-            };
-            return Err(AppError::forbidden(e.code(), e.to_string()));
-        }
+    if let Some(p) = &q.application_package
+        && p != &a.application_package
+    {
+        let e = tillgate_core::Error::ApplicationPackageMismatch {
+            expected: p.clone(),
+            found: a.application_package.clone(),
+        };
+        return Err(AppError::forbidden(e.code(), e.to_string()));
     }
     let ring = state.keys().await?;
     let signed_time = sign_server_time(
@@ -241,21 +249,21 @@ fn check_identity(
     device_id: Option<&str>,
     production_number: Option<&str>,
 ) -> AppResult<()> {
-    if let Some(d) = device_id {
-        if d != a.device_id {
-            return Err(AppError::forbidden(
-                tillgate_core::Error::DeviceMismatch.code(),
-                "the registration is bound to another device",
-            ));
-        }
+    if let Some(d) = device_id
+        && d != a.device_id
+    {
+        return Err(AppError::forbidden(
+            tillgate_core::Error::DeviceMismatch.code(),
+            "the registration is bound to another device",
+        ));
     }
-    if let Some(p) = production_number {
-        if p != a.production_number {
-            return Err(AppError::forbidden(
-                "production_number_mismatch",
-                "the key belongs to another ProductionNumber",
-            ));
-        }
+    if let Some(p) = production_number
+        && p != a.production_number
+    {
+        return Err(AppError::forbidden(
+            "production_number_mismatch",
+            "the key belongs to another ProductionNumber",
+        ));
     }
     Ok(())
 }
@@ -431,8 +439,18 @@ pub async fn renew(
                 "the registration waits for admin approval",
             ));
         }
-        "rejected" => return Err(AppError::forbidden("rejected", "the registration was rejected")),
-        _ => return Err(AppError::forbidden("revoked", "the registration was revoked")),
+        "rejected" => {
+            return Err(AppError::forbidden(
+                "rejected",
+                "the registration was rejected",
+            ));
+        }
+        _ => {
+            return Err(AppError::forbidden(
+                "revoked",
+                "the registration was revoked",
+            ));
+        }
     }
     let early = state.config.renewal_early_days.saturating_mul(86_400);
     if now < a.valid_to.saturating_sub(early) {

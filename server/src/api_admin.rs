@@ -113,13 +113,13 @@ pub async fn list(
     _admin: Admin,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> AppResult<Json<ActivationList>> {
-    if let Some(s) = &q.status {
-        if !STATUSES.contains(&s.as_str()) {
-            return Err(AppError::bad_request(
-                "invalid_status",
-                "status must be pending, approved, rejected or revoked",
-            ));
-        }
+    if let Some(s) = &q.status
+        && !STATUSES.contains(&s.as_str())
+    {
+        return Err(AppError::bad_request(
+            "invalid_status",
+            "status must be pending, approved, rejected or revoked",
+        ));
     }
     let limit = limit(q.limit, 100, 1000)?;
     let rows = state
@@ -160,21 +160,24 @@ fn parse_decision(body: &Bytes) -> AppResult<Decision> {
         return Ok(Decision::default());
     }
     let d: Decision = serde_json::from_slice(body).map_err(|e| {
-        AppError::bad_request("invalid_body", format!("the body is not a decision object: {e}"))
+        AppError::bad_request(
+            "invalid_body",
+            format!("the body is not a decision object: {e}"),
+        )
     })?;
     for (field, v, max) in [("decidedBy", &d.decided_by, 128), ("note", &d.note, 1000)] {
-        if let Some(v) = v {
-            if v.is_empty() || v.chars().count() > max || v.chars().any(char::is_control) {
-                return Err(AppError::fields(
-                    "invalid_decision",
-                    "invalid decision fields",
-                    vec![tillgate_core::FieldError {
-                        field: field.into(),
-                        code: "invalid_length".into(),
-                        message: format!("must be 1 to {max} characters without control characters"),
-                    }],
-                ));
-            }
+        if let Some(v) = v
+            && (v.is_empty() || v.chars().count() > max || v.chars().any(char::is_control))
+        {
+            return Err(AppError::fields(
+                "invalid_decision",
+                "invalid decision fields",
+                vec![tillgate_core::FieldError {
+                    field: field.into(),
+                    code: "invalid_length".into(),
+                    message: format!("must be 1 to {max} characters without control characters"),
+                }],
+            ));
         }
     }
     Ok(d)
@@ -220,7 +223,10 @@ async fn decide(
         .decide(id, from, to, by, notified, d.note.as_deref(), now)
         .await?
     {
-        None => Err(AppError::not_found("activation_not_found", "no such activation")),
+        None => Err(AppError::not_found(
+            "activation_not_found",
+            "no such activation",
+        )),
         Some(Ok(row)) => {
             tracing::info!(activation_id = %row.id, status = %row.status, "admin decision");
             Ok(Json(row.into()))
@@ -310,19 +316,40 @@ pub struct StaffOut {
 }
 
 /// Validates and stores a staff login; shared by the HTTP endpoint and the CLI.
-pub async fn add_staff_checked(state_store: &crate::db::Store, s: &NewStaff, system: &str, now: i64) -> AppResult<()> {
+pub async fn add_staff_checked(
+    state_store: &crate::db::Store,
+    s: &NewStaff,
+    system: &str,
+    now: i64,
+) -> AppResult<()> {
     // Core checks the login rules (same as the app's derivation).
-    tillgate_core::DynamicKeyPair::from_seed(system, &s.login, &[0; 32])
-        .map_err(|e| AppError::fields("invalid_staff", "invalid staff login", vec![tillgate_core::FieldError {
-            field: "login".into(), code: e.code().into(), message: e.to_string() }]))?;
+    tillgate_core::DynamicKeyPair::from_seed(system, &s.login, &[0; 32]).map_err(|e| {
+        AppError::fields(
+            "invalid_staff",
+            "invalid staff login",
+            vec![tillgate_core::FieldError {
+                field: "login".into(),
+                code: e.code().into(),
+                message: e.to_string(),
+            }],
+        )
+    })?;
     let pk = B64.decode(&s.public_key).ok();
     let valid_key = pk.as_deref().is_some_and(|b| {
-        tillgate_core::TrustedKeys::new().add_raw("staff", b).is_ok()
+        tillgate_core::TrustedKeys::new()
+            .add_raw("staff", b)
+            .is_ok()
     });
     if !valid_key {
-        return Err(AppError::fields("invalid_staff", "invalid staff login", vec![tillgate_core::FieldError {
-            field: "publicKey".into(), code: "invalid_public_key".into(),
-            message: "must be a base64url Ed25519 public key of 32 bytes".into() }]));
+        return Err(AppError::fields(
+            "invalid_staff",
+            "invalid staff login",
+            vec![tillgate_core::FieldError {
+                field: "publicKey".into(),
+                code: "invalid_public_key".into(),
+                message: "must be a base64url Ed25519 public key of 32 bytes".into(),
+            }],
+        ));
     }
     let d = tillgate_core::DynamicKeyParams::default();
     let (m, i, p) = (
@@ -337,7 +364,10 @@ pub async fn add_staff_checked(state_store: &crate::db::Store, s: &NewStaff, sys
         ));
     }
     if state_store.activation(&s.activation_id).await?.is_none() {
-        return Err(AppError::not_found("activation_not_found", "no such activation"));
+        return Err(AppError::not_found(
+            "activation_not_found",
+            "no such activation",
+        ));
     }
     state_store
         .upsert_staff(
@@ -365,7 +395,13 @@ pub async fn add_staff(
     _admin: Admin,
     ApiJson(s): ApiJson<NewStaff>,
 ) -> AppResult<(axum::http::StatusCode, Json<StaffOut>)> {
-    add_staff_checked(&state.store, &s, &state.config.rm_system.to_string(), state.now()).await?;
+    add_staff_checked(
+        &state.store,
+        &s,
+        &state.config.rm_system.to_string(),
+        state.now(),
+    )
+    .await?;
     Ok((
         axum::http::StatusCode::CREATED,
         Json(StaffOut {
@@ -408,7 +444,11 @@ pub async fn export(
     let limit = limit(q.limit, 1000, 10_000)?;
     let rows = state
         .store
-        .export_txs(q.activation_id.as_deref(), q.after_sequence.unwrap_or(0), limit)
+        .export_txs(
+            q.activation_id.as_deref(),
+            q.after_sequence.unwrap_or(0),
+            limit,
+        )
         .await?;
     let mut production_numbers = std::collections::HashMap::new();
     let mut items = Vec::with_capacity(rows.len());
@@ -422,7 +462,10 @@ pub async fn export(
                 .unwrap_or_default();
             production_numbers.insert(r.activation_id.clone(), pn);
         }
-        let pn = production_numbers.get(&r.activation_id).cloned().unwrap_or_default();
+        let pn = production_numbers
+            .get(&r.activation_id)
+            .cloned()
+            .unwrap_or_default();
         items.push(tx_out(r, &pn)?);
     }
     Ok(Json(Export { items }))

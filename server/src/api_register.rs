@@ -218,10 +218,19 @@ pub async fn list_transactions(
     let rve = rve_now(&state, since)?;
     let rows = state
         .store
-        .list_txs(&auth.activation.id, q.after_sequence.unwrap_or(0), since, limit)
+        .list_txs(
+            &auth.activation.id,
+            q.after_sequence.unwrap_or(0),
+            since,
+            limit,
+        )
         .await?;
     let full = rows.len() as i64 == limit;
-    let next = if full { rows.last().map(|r| r.seq) } else { None };
+    let next = if full {
+        rows.last().map(|r| r.seq)
+    } else {
+        None
+    };
     let items = rows
         .into_iter()
         .map(|r| tx_out(r, &auth.activation.production_number))
@@ -350,19 +359,23 @@ fn validate_product(id: &str, p: &ProductInput) -> AppResult<()> {
             fields.push(e);
         }
     }
-    if let Some(b) = &p.barcode {
-        if b.is_empty() || b.len() > 64 || !b.bytes().all(|c| c.is_ascii_graphic()) {
-            fields.push(FieldError {
-                field: "barcode".into(),
-                code: "invalid_format".into(),
-                message: "must be 1 to 64 visible ASCII characters".into(),
-            });
-        }
+    if let Some(b) = &p.barcode
+        && (b.is_empty() || b.len() > 64 || !b.bytes().all(|c| c.is_ascii_graphic()))
+    {
+        fields.push(FieldError {
+            field: "barcode".into(),
+            code: "invalid_format".into(),
+            message: "must be 1 to 64 visible ASCII characters".into(),
+        });
     }
     if fields.is_empty() {
         Ok(())
     } else {
-        Err(AppError::fields("invalid_product", "invalid product", fields))
+        Err(AppError::fields(
+            "invalid_product",
+            "invalid product",
+            fields,
+        ))
     }
 }
 
@@ -394,7 +407,10 @@ pub async fn put_product(
         body: serde_json::to_string(&p).map_err(|e| AppError::internal(e.to_string()))?,
         updated_at: state.now(),
     };
-    let created = state.store.upsert_product(&row, &auth.activation.id).await?;
+    let created = state
+        .store
+        .upsert_product(&row, &auth.activation.id)
+        .await?;
     let status = if created {
         StatusCode::CREATED
     } else {

@@ -51,16 +51,15 @@ pub struct Admin;
 
 /// The client's address: the peer, or the first `X-Forwarded-For` hop when configured.
 pub fn client_ip(parts: &Parts, trust_forwarded_for: bool) -> IpAddr {
-    if trust_forwarded_for {
-        if let Some(ip) = parts
+    if trust_forwarded_for
+        && let Some(ip) = parts
             .headers
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(',').next())
             .and_then(|v| v.trim().parse().ok())
-        {
-            return ip;
-        }
+    {
+        return ip;
     }
     parts
         .extensions
@@ -72,10 +71,10 @@ pub fn client_ip(parts: &Parts, trust_forwarded_for: bool) -> IpAddr {
 /// The credential presented, in order of precedence: URL-path token, `Authorization:
 /// Bearer`, `X-Api-Key`.
 fn credential(parts: &Parts) -> Result<Option<(String, Via)>, AppError> {
-    if let Some(ctx) = parts.extensions.get::<UrlTokenContext>() {
-        if let Some(token) = &ctx.token {
-            return Ok(Some((token.expose().to_owned(), Via::UrlToken)));
-        }
+    if let Some(ctx) = parts.extensions.get::<UrlTokenContext>()
+        && let Some(token) = &ctx.token
+    {
+        return Ok(Some((token.expose().to_owned(), Via::UrlToken)));
     }
     if let Some(v) = bearer(&parts.headers)? {
         return Ok(Some((v, Via::Bearer)));
@@ -146,22 +145,31 @@ pub async fn authenticate(state: &AppState, parts: &Parts) -> Result<Authenticat
     })
 }
 
-async fn authenticate_key(state: &AppState, cred: &str, via: Via) -> Result<Authenticated, AppError> {
-    let key = ApiKey::parse(cred).map_err(|e| {
-        AppError::unauthorized(e.code(), "the credential is not a valid API key")
-    })?;
+async fn authenticate_key(
+    state: &AppState,
+    cred: &str,
+    via: Via,
+) -> Result<Authenticated, AppError> {
+    let key = ApiKey::parse(cred)
+        .map_err(|e| AppError::unauthorized(e.code(), "the credential is not a valid API key"))?;
     let hash = key.hash();
     let hex = hash.to_hex();
     let Some((activation, stored_hex, replaced_at)) =
         state.store.activation_by_key_hash(&hex).await?
     else {
-        return Err(AppError::unauthorized("invalid_credentials", "unknown API key"));
+        return Err(AppError::unauthorized(
+            "invalid_credentials",
+            "unknown API key",
+        ));
     };
     // The lookup was by hash; compare again in constant time before trusting it.
     let stored = hex_to_bytes(&stored_hex)
         .ok_or_else(|| AppError::internal("stored key hash is not hex"))?;
     if !bool::from(subtle::ConstantTimeEq::ct_eq(&stored[..], &hash.0[..])) {
-        return Err(AppError::unauthorized("invalid_credentials", "unknown API key"));
+        return Err(AppError::unauthorized(
+            "invalid_credentials",
+            "unknown API key",
+        ));
     }
     if replaced_at.is_some() {
         return Err(AppError::unauthorized(
@@ -184,7 +192,8 @@ async fn authenticate_dynamic(
 ) -> Result<Authenticated, AppError> {
     let unverified =
         parse_dynamic_api_key(cred).map_err(|e| AppError::unauthorized(e.code(), e.to_string()))?;
-    let unknown = || AppError::unauthorized("invalid_credentials", "unknown or disabled staff login");
+    let unknown =
+        || AppError::unauthorized("invalid_credentials", "unknown or disabled staff login");
     let staff = state
         .store
         .staff(&unverified.login)
@@ -199,7 +208,13 @@ async fn authenticate_dynamic(
     let now = state.now();
     let window = state.config.dynamic_key_window_secs;
     let claims = unverified
-        .verify(cred, &public_key, &state.config.rm_system.to_string(), now, window)
+        .verify(
+            cred,
+            &public_key,
+            &state.config.rm_system.to_string(),
+            now,
+            window,
+        )
         .map_err(|e| AppError::unauthorized(e.code(), e.to_string()))?;
     // One use per key: remember the nonce for as long as the key could be accepted.
     let fresh = state
@@ -248,10 +263,16 @@ pub fn require_usable(a: &ActivationRow, now: i64) -> Result<(), AppError> {
             ));
         }
         "rejected" => {
-            return Err(AppError::forbidden("rejected", "the registration was rejected"));
+            return Err(AppError::forbidden(
+                "rejected",
+                "the registration was rejected",
+            ));
         }
         "revoked" => {
-            return Err(AppError::forbidden("revoked", "the registration was revoked"));
+            return Err(AppError::forbidden(
+                "revoked",
+                "the registration was revoked",
+            ));
         }
         _ => return Err(AppError::internal("unknown activation status")),
     }

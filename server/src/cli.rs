@@ -105,8 +105,18 @@ pub async fn run(config: &Config, cmd: AdminCommand) -> Result<(), String> {
     result
 }
 
-async fn run_with(store: &Store, config: &Config, cmd: AdminCommand, now: i64) -> Result<(), String> {
-    let decide = |id: String, from: &'static [&'static str], to: &'static str, by: String, at: Option<i64>, note: Option<String>| async move {
+async fn run_with(
+    store: &Store,
+    config: &Config,
+    cmd: AdminCommand,
+    now: i64,
+) -> Result<(), String> {
+    let decide = |id: String,
+                  from: &'static [&'static str],
+                  to: &'static str,
+                  by: String,
+                  at: Option<i64>,
+                  note: Option<String>| async move {
         match store
             .decide(&id, from, to, &by, at, note.as_deref(), now)
             .await
@@ -115,7 +125,10 @@ async fn run_with(store: &Store, config: &Config, cmd: AdminCommand, now: i64) -
             None => Err(format!("no activation {id}")),
             Some(Ok(row)) => print_json(&AdminActivation::from(row)),
             Some(Err(row)) if row.status == to => print_json(&AdminActivation::from(row)),
-            Some(Err(row)) => Err(format!("activation is {}; it cannot become {to}", row.status)),
+            Some(Err(row)) => Err(format!(
+                "activation is {}; it cannot become {to}",
+                row.status
+            )),
         }
     };
     match cmd {
@@ -152,10 +165,23 @@ async fn run_with(store: &Store, config: &Config, cmd: AdminCommand, now: i64) -
             activation_id,
             by,
             note,
-        } => decide(activation_id, &["pending", "approved"], "revoked", by, None, note).await,
+        } => {
+            decide(
+                activation_id,
+                &["pending", "approved"],
+                "revoked",
+                by,
+                None,
+                note,
+            )
+            .await
+        }
         AdminCommand::Keys => {
             let keys = store.signing_keys().await.map_err(|e| e.to_string())?;
-            let signing = keys.iter().find(|k| k.retired_at.is_none()).map(|k| k.kid.clone());
+            let signing = keys
+                .iter()
+                .find(|k| k.retired_at.is_none())
+                .map(|k| k.kid.clone());
             for k in keys {
                 print_json(&serde_json::json!({
                     "kid": k.kid,
@@ -234,7 +260,9 @@ async fn run_with(store: &Store, config: &Config, cmd: AdminCommand, now: i64) -
             add_staff_checked(store, &staff, &system, now)
                 .await
                 .map_err(|e| e.to_string())?;
-            print_json(&serde_json::json!({"login": staff.login, "activationId": staff.activation_id}))
+            print_json(
+                &serde_json::json!({"login": staff.login, "activationId": staff.activation_id}),
+            )
         }
     }
 }

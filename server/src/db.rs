@@ -20,7 +20,8 @@ pub enum Backend {
 }
 
 /// The versioned migrations, in order. Never edit one that has shipped; add a new one.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "init", include_str!("../migrations/0001_init.sql"))];
 
 /// Advisory lock id taken by PostgreSQL processes while migrating.
 const PG_MIGRATION_LOCK: i64 = 0x7469_6c6c_6761_7465;
@@ -479,12 +480,14 @@ impl Store {
         if r.rows_affected() != 1 {
             return Ok(false);
         }
-        sqlx::query("INSERT INTO api_keys (key_hash, activation_id, created_at) VALUES ($1, $2, $3)")
-            .bind(key_hash_hex)
-            .bind(&a.id)
-            .bind(a.created_at)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO api_keys (key_hash, activation_id, created_at) VALUES ($1, $2, $3)",
+        )
+        .bind(key_hash_hex)
+        .bind(&a.id)
+        .bind(a.created_at)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -648,12 +651,14 @@ impl Store {
         if old_key_hash.is_some() && r.rows_affected() != 1 {
             return Ok(false);
         }
-        sqlx::query("INSERT INTO api_keys (key_hash, activation_id, created_at) VALUES ($1, $2, $3)")
-            .bind(new_key_hash)
-            .bind(id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO api_keys (key_hash, activation_id, created_at) VALUES ($1, $2, $3)",
+        )
+        .bind(new_key_hash)
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(
             "UPDATE activations SET valid_from = $1, valid_to = $2, status = $3, updated_at = $4 \
              WHERE id = $5",
@@ -1058,7 +1063,9 @@ fn unix_now() -> i64 {
 
 /// Parses a `sqlite:` URL's file path, to restrict the file's permissions.
 pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
-    let rest = url.strip_prefix("sqlite://").or(url.strip_prefix("sqlite:"))?;
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or(url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next()?;
     if path.is_empty() || path == ":memory:" {
         return None;

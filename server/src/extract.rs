@@ -30,15 +30,23 @@ fn json_rejection(r: JsonRejection) -> AppError {
             "unsupported_media_type",
             "send the body as application/json",
         ),
-        JsonRejection::JsonSyntaxError(e) => {
-            AppError::bad_request("invalid_json", format!("the body is not valid JSON: {}", e.body_text()))
-        }
+        JsonRejection::JsonSyntaxError(e) => AppError::bad_request(
+            "invalid_json",
+            format!("the body is not valid JSON: {}", e.body_text()),
+        ),
         JsonRejection::JsonDataError(e) => AppError::bad_request(
             "invalid_body",
-            format!("the body does not have the expected shape: {}", e.body_text()),
+            format!(
+                "the body does not have the expected shape: {}",
+                e.body_text()
+            ),
         ),
         JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            AppError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the body is too large")
+            AppError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the body is too large",
+            )
         }
         other => AppError::bad_request("invalid_body", other.body_text()),
     }

@@ -147,7 +147,8 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
         })
         .map(str::to_owned)
         .unwrap_or_else(ids::request_id);
-    let span = tracing::info_span!("request", request_id = %request_id, method = %method, path = %path);
+    let span =
+        tracing::info_span!("request", request_id = %request_id, method = %method, path = %path);
     let mut resp = next.run(req).instrument(span.clone()).await;
     let status = resp.status().as_u16();
     let elapsed = start.elapsed();

@@ -59,7 +59,10 @@ impl Metrics {
     /// Renders the Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
-        let _ = writeln!(out, "# HELP tillgate_http_requests_total HTTP requests by method, route and status.");
+        let _ = writeln!(
+            out,
+            "# HELP tillgate_http_requests_total HTTP requests by method, route and status."
+        );
         let _ = writeln!(out, "# TYPE tillgate_http_requests_total counter");
         if let Ok(m) = self.requests.lock() {
             for ((method, route, status), n) in m.iter() {
@@ -70,8 +73,14 @@ impl Metrics {
                 );
             }
         }
-        let _ = writeln!(out, "# HELP tillgate_http_request_duration_seconds HTTP request latency.");
-        let _ = writeln!(out, "# TYPE tillgate_http_request_duration_seconds histogram");
+        let _ = writeln!(
+            out,
+            "# HELP tillgate_http_request_duration_seconds HTTP request latency."
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE tillgate_http_request_duration_seconds histogram"
+        );
         for (i, le) in BUCKETS.iter().enumerate() {
             let _ = writeln!(
                 out,
@@ -80,14 +89,20 @@ impl Metrics {
             );
         }
         let count = self.duration_count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "tillgate_http_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "tillgate_http_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
         let _ = writeln!(
             out,
             "tillgate_http_request_duration_seconds_sum {}",
             self.duration_sum_micros.load(Ordering::Relaxed) as f64 / 1e6
         );
         let _ = writeln!(out, "tillgate_http_request_duration_seconds_count {count}");
-        let _ = writeln!(out, "# HELP tillgate_problems_total Problem responses by code.");
+        let _ = writeln!(
+            out,
+            "# HELP tillgate_problems_total Problem responses by code."
+        );
         let _ = writeln!(out, "# TYPE tillgate_problems_total counter");
         if let Ok(m) = self.problems.lock() {
             for (code, n) in m.iter() {
@@ -95,13 +110,41 @@ impl Metrics {
             }
         }
         for (name, help, v) in [
-            ("tillgate_transactions_committed_total", "Transactions committed.", &self.transactions_committed),
-            ("tillgate_transactions_replayed_total", "Idempotent transaction replays.", &self.transactions_replayed),
-            ("tillgate_batches_committed_total", "Group-commit batches committed.", &self.batches_committed),
-            ("tillgate_batches_failed_total", "Group-commit batches that failed.", &self.batches_failed),
-            ("tillgate_activations_created_total", "Activations created.", &self.activations_created),
-            ("tillgate_auth_failures_total", "Failed authentications.", &self.auth_failures),
-            ("tillgate_rate_limited_total", "Requests refused by a rate limit.", &self.rate_limited),
+            (
+                "tillgate_transactions_committed_total",
+                "Transactions committed.",
+                &self.transactions_committed,
+            ),
+            (
+                "tillgate_transactions_replayed_total",
+                "Idempotent transaction replays.",
+                &self.transactions_replayed,
+            ),
+            (
+                "tillgate_batches_committed_total",
+                "Group-commit batches committed.",
+                &self.batches_committed,
+            ),
+            (
+                "tillgate_batches_failed_total",
+                "Group-commit batches that failed.",
+                &self.batches_failed,
+            ),
+            (
+                "tillgate_activations_created_total",
+                "Activations created.",
+                &self.activations_created,
+            ),
+            (
+                "tillgate_auth_failures_total",
+                "Failed authentications.",
+                &self.auth_failures,
+            ),
+            (
+                "tillgate_rate_limited_total",
+                "Requests refused by a rate limit.",
+                &self.rate_limited,
+            ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} counter");

@@ -101,7 +101,8 @@ pub async fn rewrite(State(state): State<AppState>, mut req: Request, next: Next
         None => target,
     };
     let Ok(uri) = pq.parse::<Uri>() else {
-        return AppError::bad_request("invalid_path", "the path cannot be rewritten").into_response();
+        return AppError::bad_request("invalid_path", "the path cannot be rewritten")
+            .into_response();
     };
     req.extensions_mut().insert(UrlTokenContext {
         token: parsed.token,
@@ -112,6 +113,7 @@ pub async fn rewrite(State(state): State<AppState>, mut req: Request, next: Next
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -130,8 +132,14 @@ mod tests {
     #[test]
     fn resources_are_case_insensitive() {
         assert_eq!(map_resource("/Products").as_deref(), Some("/products"));
-        assert_eq!(map_resource("/TRANSACTIONS/tx_1").as_deref(), Some("/transactions/tx_1"));
-        assert_eq!(map_resource("/Auth/Handshake").as_deref(), Some("/auth/handshake"));
+        assert_eq!(
+            map_resource("/TRANSACTIONS/tx_1").as_deref(),
+            Some("/transactions/tx_1")
+        );
+        assert_eq!(
+            map_resource("/Auth/Handshake").as_deref(),
+            Some("/auth/handshake")
+        );
         assert_eq!(map_resource("/admin/activations"), None);
         assert_eq!(map_resource("/../admin"), None);
     }

@@ -86,11 +86,15 @@ enum WriterMsg {
 impl AppState {
     /// Connects to the database, applies migrations, makes sure a signing key and an
     /// admin key exist, and starts the group-commit writer.
-    pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<(AppState, Started), String> {
+    pub async fn start(
+        config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(AppState, Started), String> {
         let url = config.effective_database_url();
         if config.database_url.is_none() {
-            std::fs::create_dir_all(&config.data_dir)
-                .map_err(|e| format!("cannot create data dir {}: {e}", config.data_dir.display()))?;
+            std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+                format!("cannot create data dir {}: {e}", config.data_dir.display())
+            })?;
         }
         let store = Store::connect(&url, config.db_pool_size)
             .await
@@ -187,12 +191,11 @@ impl AppState {
 
     /// The signing keys, re-read from the database at most every few seconds.
     pub async fn keys(&self) -> Result<Arc<KeyRing>, AppError> {
-        if let Ok(guard) = self.keys.lock() {
-            if let Some((at, ring)) = guard.as_ref() {
-                if at.elapsed() < KEY_CACHE_TTL {
-                    return Ok(ring.clone());
-                }
-            }
+        if let Ok(guard) = self.keys.lock()
+            && let Some((at, ring)) = guard.as_ref()
+            && at.elapsed() < KEY_CACHE_TTL
+        {
+            return Ok(ring.clone());
         }
         self.refresh_keys().await
     }
@@ -210,7 +213,9 @@ impl AppState {
             let key = SigningKey::from_seed_slice(&seed)
                 .map_err(|e| AppError::internal(format!("stored signing key: {e}")))?;
             if key.kid() != row.kid {
-                return Err(AppError::internal("stored signing key does not match its kid"));
+                return Err(AppError::internal(
+                    "stored signing key does not match its kid",
+                ));
             }
             jwks.keys.push(key.public_jwk());
             trusted
@@ -247,7 +252,9 @@ impl AppState {
             .send(WriterMsg::Job(item, tx))
             .await
             .map_err(|_| unavailable())?;
-        rx.await.map_err(|_| unavailable())?.map_err(|_| unavailable())
+        rx.await
+            .map_err(|_| unavailable())?
+            .map_err(|_| unavailable())
     }
 
     /// Stops the writer after it has committed everything queued so far.

@@ -46,7 +46,12 @@ on_both!(
 );
 
 async fn trusted(s: &Srv) -> TrustedKeys {
-    let jwks = s.http.get(s.url("/.well-known/jwks.json")).send().await.unwrap();
+    let jwks = s
+        .http
+        .get(s.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(jwks.status(), 200);
     TrustedKeys::from_jwks_json(&jwks.text().await.unwrap()).unwrap()
 }
@@ -59,10 +64,32 @@ async fn activation_approval_handshake(db: &TestDb, b: Backend) {
                          "validTo": "x", "corporateId": "5560360794", "applicationPackage": "pos"}))
         .await;
     let p = problem(r, 400, "invalid_activation_request").await;
-    let fields: Vec<&str> = p["fields"].as_array().unwrap().iter().map(|f| f["field"].as_str().unwrap()).collect();
-    assert_eq!(fields, ["cashRegisterName", "deviceId", "validFrom", "validTo", "corporateId", "applicationPackage"]);
+    let fields: Vec<&str> = p["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "cashRegisterName",
+            "deviceId",
+            "validFrom",
+            "validTo",
+            "corporateId",
+            "applicationPackage"
+        ]
+    );
     // A period already over is refused.
-    let r = s.activate(activation_body(CORP_A, "d1", "2029-01-01T00:00:00Z", "2029-06-01T00:00:00Z")).await;
+    let r = s
+        .activate(activation_body(
+            CORP_A,
+            "d1",
+            "2029-01-01T00:00:00Z",
+            "2029-06-01T00:00:00Z",
+        ))
+        .await;
     let p = problem(r, 400, "invalid_activation_request").await;
     assert_eq!(p["fields"][0]["code"], "in_the_past");
 
@@ -74,16 +101,47 @@ async fn activation_approval_handshake(db: &TestDb, b: Backend) {
     let key = a["apiKey"].as_str().unwrap();
     let id = a["activationId"].as_str().unwrap();
 
-    problem(s.http.get(s.url("/auth/handshake")).send().await.unwrap(), 401, "missing_credentials").await;
-    problem(s.get("/auth/handshake", "Unknown-Key-0123456789abc").await, 401, "invalid_credentials").await;
+    problem(
+        s.http.get(s.url("/auth/handshake")).send().await.unwrap(),
+        401,
+        "missing_credentials",
+    )
+    .await;
+    problem(
+        s.get("/auth/handshake", "Unknown-Key-0123456789abc").await,
+        401,
+        "invalid_credentials",
+    )
+    .await;
     problem(s.get("/auth/handshake", key).await, 403, "pending_approval").await;
 
     // Admin list: admin key required, register keys refused.
-    problem(s.get("/admin/activations?status=pending", key).await, 401, "invalid_credentials").await;
-    let list: Value = s.get("/admin/activations?status=pending", ADMIN_KEY).await.json().await.unwrap();
-    assert!(list["items"].as_array().unwrap().iter().any(|i| i["activationId"] == id));
     problem(
-        s.http.post(s.url(&format!("/admin/activations/{id}/approve"))).bearer_auth(key).send().await.unwrap(),
+        s.get("/admin/activations?status=pending", key).await,
+        401,
+        "invalid_credentials",
+    )
+    .await;
+    let list: Value = s
+        .get("/admin/activations?status=pending", ADMIN_KEY)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["activationId"] == id)
+    );
+    problem(
+        s.http
+            .post(s.url(&format!("/admin/activations/{id}/approve")))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap(),
         401,
         "invalid_credentials",
     )
@@ -105,11 +163,23 @@ async fn activation_approval_handshake(db: &TestDb, b: Backend) {
     assert_eq!(approved["authorityNotifiedAt"], "2030-01-01T09:00:00Z");
     // Approving again is harmless; rejecting now is a conflict.
     assert_eq!(s.admin("approve", id).await.status(), 200);
-    problem(s.admin("reject", id).await, 409, "invalid_status_transition").await;
-    problem(s.admin("approve", "act_nope").await, 404, "activation_not_found").await;
+    problem(
+        s.admin("reject", id).await,
+        409,
+        "invalid_status_transition",
+    )
+    .await;
+    problem(
+        s.admin("approve", "act_nope").await,
+        404,
+        "activation_not_found",
+    )
+    .await;
 
     // Handshake: signed time verified against the JWKS, with the nonce echoed.
-    let r = s.get("/auth/handshake?nonce=n-42&deviceId=dev-1", key).await;
+    let r = s
+        .get("/auth/handshake?nonce=n-42&deviceId=dev-1", key)
+        .await;
     assert_eq!(r.status(), 200);
     let h: Value = r.json().await.unwrap();
     assert_eq!(h["status"], "approved");
@@ -119,11 +189,34 @@ async fn activation_approval_handshake(db: &TestDb, b: Backend) {
     let t = verify_server_time(h["signedTime"].as_str().unwrap(), &keys, Some("n-42")).unwrap();
     assert_eq!(t.iat, T2030 + 3600);
     assert_eq!(t.sub, pn);
-    problem(s.get("/auth/handshake?deviceId=other", key).await, 403, "device_mismatch").await;
-    problem(s.get("/auth/handshake?productionNumber=TG-XXXX-XXXX", key).await, 403, "production_number_mismatch").await;
-    problem(s.get("/auth/handshake?applicationPackage=com.other.app", key).await, 403, "application_package_mismatch").await;
+    problem(
+        s.get("/auth/handshake?deviceId=other", key).await,
+        403,
+        "device_mismatch",
+    )
+    .await;
+    problem(
+        s.get("/auth/handshake?productionNumber=TG-XXXX-XXXX", key)
+            .await,
+        403,
+        "production_number_mismatch",
+    )
+    .await;
+    problem(
+        s.get("/auth/handshake?applicationPackage=com.other.app", key)
+            .await,
+        403,
+        "application_package_mismatch",
+    )
+    .await;
     // X-Api-Key works too.
-    let r = s.http.get(s.url("/auth/handshake")).header("X-Api-Key", key).send().await.unwrap();
+    let r = s
+        .http
+        .get(s.url("/auth/handshake"))
+        .header("X-Api-Key", key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
 
     // Activation code: the signed descriptor verifies offline against the JWKS.
@@ -135,7 +228,13 @@ async fn activation_approval_handshake(db: &TestDb, b: Backend) {
         trusted_time_floor: Some(t.iat),
         ..Default::default()
     };
-    let d = verify_descriptor(code["descriptor"].as_str().unwrap(), &keys, T2030 + 7200, &opts).unwrap();
+    let d = verify_descriptor(
+        code["descriptor"].as_str().unwrap(),
+        &keys,
+        T2030 + 7200,
+        &opts,
+    )
+    .unwrap();
     assert_eq!(d.claims().sub, pn);
     assert_eq!(d.claims().activation_id, id);
     assert_eq!(d.claims().status, "approved");
@@ -146,11 +245,27 @@ async fn activation_approval_handshake(db: &TestDb, b: Backend) {
     let other = s.activate_ok(CORP_A, "dev-2").await;
     let oid = other["activationId"].as_str().unwrap();
     assert_eq!(s.admin("reject", oid).await.status(), 200);
-    problem(s.get("/auth/handshake", other["apiKey"].as_str().unwrap()).await, 403, "rejected").await;
-    problem(s.admin("approve", oid).await, 409, "invalid_status_transition").await;
+    problem(
+        s.get("/auth/handshake", other["apiKey"].as_str().unwrap())
+            .await,
+        403,
+        "rejected",
+    )
+    .await;
+    problem(
+        s.admin("approve", oid).await,
+        409,
+        "invalid_status_transition",
+    )
+    .await;
     assert_eq!(s.admin("revoke", id).await.status(), 200);
     problem(s.get("/auth/handshake", key).await, 403, "revoked").await;
-    problem(s.get("/activations/activation-code", key).await, 403, "revoked").await;
+    problem(
+        s.get("/activations/activation-code", key).await,
+        403,
+        "revoked",
+    )
+    .await;
 }
 
 async fn url_path_tokens_and_dynamic_keys(db: &TestDb, b: Backend) {
@@ -198,14 +313,63 @@ async fn url_path_tokens_and_dynamic_keys(db: &TestDb, b: Backend) {
         .unwrap();
     assert_eq!(r.status(), 201);
 
-    problem(s.http.get(s.url(&format!("/OpenApi_9$${key}/Products"))).send().await.unwrap(), 403, "rm_system_mismatch").await;
-    problem(s.http.get(s.url(&format!("/OpenApi_1,2,3,4$R2020$${key}/Products"))).send().await.unwrap(), 400, "url_invalid_rve").await;
-    problem(s.http.get(s.url(&format!("/OpenApi_1,2,3,4$${key}/Admin"))).send().await.unwrap(), 404, "not_found").await;
-    problem(s.http.get(s.url("/OpenApi_1,2,3,4$$Wrong-Token-0123456789/Products")).send().await.unwrap(), 401, "invalid_credentials").await;
-    problem(s.http.get(s.url("/OpenApi_1,2,3,4/Products")).send().await.unwrap(), 401, "missing_credentials").await;
+    problem(
+        s.http
+            .get(s.url(&format!("/OpenApi_9$${key}/Products")))
+            .send()
+            .await
+            .unwrap(),
+        403,
+        "rm_system_mismatch",
+    )
+    .await;
+    problem(
+        s.http
+            .get(s.url(&format!("/OpenApi_1,2,3,4$R2020$${key}/Products")))
+            .send()
+            .await
+            .unwrap(),
+        400,
+        "url_invalid_rve",
+    )
+    .await;
+    problem(
+        s.http
+            .get(s.url(&format!("/OpenApi_1,2,3,4$${key}/Admin")))
+            .send()
+            .await
+            .unwrap(),
+        404,
+        "not_found",
+    )
+    .await;
+    problem(
+        s.http
+            .get(s.url("/OpenApi_1,2,3,4$$Wrong-Token-0123456789/Products"))
+            .send()
+            .await
+            .unwrap(),
+        401,
+        "invalid_credentials",
+    )
+    .await;
+    problem(
+        s.http
+            .get(s.url("/OpenApi_1,2,3,4/Products"))
+            .send()
+            .await
+            .unwrap(),
+        401,
+        "missing_credentials",
+    )
+    .await;
 
     // Dynamic keys for a staff login: only the public key reaches the server.
-    let cheap = DynamicKeyParams { memory_kib: 64, iterations: 1, parallelism: 1 };
+    let cheap = DynamicKeyParams {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+    };
     let pair = derive_dynamic_key_pair("1,2,3,4", "anna", "correct horse", cheap).unwrap();
     let pk = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(pair.public_key());
     let r = s
@@ -217,7 +381,15 @@ async fn url_path_tokens_and_dynamic_keys(db: &TestDb, b: Backend) {
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
-    let params: Value = s.http.get(s.url("/auth/dynamic-key-params?login=anna")).send().await.unwrap().json().await.unwrap();
+    let params: Value = s
+        .http
+        .get(s.url("/auth/dynamic-key-params?login=anna"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(params["memoryKib"], 64);
     assert_eq!(params["system"], "1,2,3,4");
 
@@ -228,16 +400,36 @@ async fn url_path_tokens_and_dynamic_keys(db: &TestDb, b: Backend) {
     let h: Value = r.json().await.unwrap();
     assert_eq!(h["staffLogin"], "anna");
     // A dynamic key is single-use.
-    problem(s.get("/auth/handshake", dk.expose()).await, 401, "dynamic_key_replayed").await;
+    problem(
+        s.get("/auth/handshake", dk.expose()).await,
+        401,
+        "dynamic_key_replayed",
+    )
+    .await;
     // Stale and wrong-password keys fail.
     let stale = create_dynamic_api_key_with_nonce(&pair, now - 1000, &[7; 16]).unwrap();
-    problem(s.get("/auth/handshake", stale.expose()).await, 401, "dynamic_key_stale").await;
+    problem(
+        s.get("/auth/handshake", stale.expose()).await,
+        401,
+        "dynamic_key_stale",
+    )
+    .await;
     let wrong = derive_dynamic_key_pair("1,2,3,4", "anna", "wrong", cheap).unwrap();
     let wk = create_dynamic_api_key(&wrong, now).unwrap();
-    problem(s.get("/auth/handshake", wk.expose()).await, 401, "bad_signature").await;
+    problem(
+        s.get("/auth/handshake", wk.expose()).await,
+        401,
+        "bad_signature",
+    )
+    .await;
     // Dynamic keys also work as URL-path tokens.
     let dk2 = create_dynamic_api_key(&pair, now).unwrap();
-    let r = s.http.get(s.url(&format!("/OpenApi_1,2,3,4$${}/Products", dk2.expose()))).send().await.unwrap();
+    let r = s
+        .http
+        .get(s.url(&format!("/OpenApi_1,2,3,4$${}/Products", dk2.expose())))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     // Bad staff input.
     let r = s
@@ -253,18 +445,36 @@ async fn url_path_tokens_and_dynamic_keys(db: &TestDb, b: Backend) {
 
 async fn expiry_and_renewal(db: &TestDb, b: Backend) {
     let s = Srv::start(db, b).await;
-    let r = s.activate(activation_body(CORP_A, "dev-1", "2030-01-01T00:00:00Z", "2030-02-01T00:00:00Z")).await;
+    let r = s
+        .activate(activation_body(
+            CORP_A,
+            "dev-1",
+            "2030-01-01T00:00:00Z",
+            "2030-02-01T00:00:00Z",
+        ))
+        .await;
     let a: Value = r.json().await.unwrap();
     let id = a["activationId"].as_str().unwrap();
     let pn = a["productionNumber"].as_str().unwrap();
     let old = a["apiKey"].as_str().unwrap();
     assert_eq!(s.admin("approve", id).await.status(), 200);
-    let code: Value = s.get("/activations/activation-code", old).await.json().await.unwrap();
+    let code: Value = s
+        .get("/activations/activation-code", old)
+        .await
+        .json()
+        .await
+        .unwrap();
     let renew_body = |from: &str, to: &str| json!({"productionNumber": pn, "deviceId": "dev-1", "validFrom": from, "validTo": to});
 
     // Too early to renew (more than 30 days before validTo).
-    let r = s.http.post(s.url("/activations/renew")).bearer_auth(old)
-        .json(&renew_body("2030-02-01T00:00:00Z", "2031-02-01T00:00:00Z")).send().await.unwrap();
+    let r = s
+        .http
+        .post(s.url("/activations/renew"))
+        .bearer_auth(old)
+        .json(&renew_body("2030-02-01T00:00:00Z", "2031-02-01T00:00:00Z"))
+        .send()
+        .await
+        .unwrap();
     problem(r, 409, "renewal_too_early").await;
 
     // The key expires at validTo.
@@ -275,19 +485,53 @@ async fn expiry_and_renewal(db: &TestDb, b: Backend) {
     // Wrong device / production number / a period that is not later.
     let mut wrong = renew_body("2030-02-01T00:00:00Z", "2031-02-01T00:00:00Z");
     wrong["deviceId"] = json!("dev-2");
-    problem(s.http.post(s.url("/activations/renew")).bearer_auth(old).json(&wrong).send().await.unwrap(), 403, "device_mismatch").await;
+    problem(
+        s.http
+            .post(s.url("/activations/renew"))
+            .bearer_auth(old)
+            .json(&wrong)
+            .send()
+            .await
+            .unwrap(),
+        403,
+        "device_mismatch",
+    )
+    .await;
     let mut wrong = renew_body("2030-02-01T00:00:00Z", "2031-02-01T00:00:00Z");
     wrong["productionNumber"] = json!("TG-2222-2222");
-    problem(s.http.post(s.url("/activations/renew")).bearer_auth(old).json(&wrong).send().await.unwrap(), 403, "production_number_mismatch").await;
+    problem(
+        s.http
+            .post(s.url("/activations/renew"))
+            .bearer_auth(old)
+            .json(&wrong)
+            .send()
+            .await
+            .unwrap(),
+        403,
+        "production_number_mismatch",
+    )
+    .await;
     let p = problem(
-        s.http.post(s.url("/activations/renew")).bearer_auth(old).json(&renew_body("2030-01-01T00:00:00Z", "2030-01-15T00:00:00Z")).send().await.unwrap(),
+        s.http
+            .post(s.url("/activations/renew"))
+            .bearer_auth(old)
+            .json(&renew_body("2030-01-01T00:00:00Z", "2030-01-15T00:00:00Z"))
+            .send()
+            .await
+            .unwrap(),
         400,
         "invalid_renewal_request",
     )
     .await;
     assert_eq!(p["fields"][0]["code"], "period_inconsistent");
     let p = problem(
-        s.http.post(s.url("/activations/renew")).bearer_auth(old).json(&renew_body("2030-02-01T00:00:00Z", "2031-06-01T00:00:00Z")).send().await.unwrap(),
+        s.http
+            .post(s.url("/activations/renew"))
+            .bearer_auth(old)
+            .json(&renew_body("2030-02-01T00:00:00Z", "2031-06-01T00:00:00Z"))
+            .send()
+            .await
+            .unwrap(),
         400,
         "invalid_renewal_request",
     )
@@ -295,8 +539,14 @@ async fn expiry_and_renewal(db: &TestDb, b: Backend) {
     assert_eq!(p["fields"][0]["code"], "period_too_long");
 
     // Renew with the old key: a new key, the old one stops working.
-    let r = s.http.post(s.url("/activations/renew")).bearer_auth(old)
-        .json(&renew_body("2030-02-01T00:00:00Z", "2031-02-01T00:00:00Z")).send().await.unwrap();
+    let r = s
+        .http
+        .post(s.url("/activations/renew"))
+        .bearer_auth(old)
+        .json(&renew_body("2030-02-01T00:00:00Z", "2031-02-01T00:00:00Z"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let n: Value = r.json().await.unwrap();
     assert_eq!(n["status"], "approved");
@@ -312,7 +562,12 @@ async fn expiry_and_renewal(db: &TestDb, b: Backend) {
     problem(r, 401, "descriptor_superseded").await;
 
     // Renewal by the signed descriptor, within the grace period: back to pending.
-    let code: Value = s.get("/activations/activation-code", new).await.json().await.unwrap();
+    let code: Value = s
+        .get("/activations/activation-code", new)
+        .await
+        .json()
+        .await
+        .unwrap();
     s.clock.set(T2030 + 396 * DAY + 10 * DAY); // 2031-02-11
     let r = s.http.post(s.url("/activations/renew"))
         .json(&json!({"productionNumber": pn, "deviceId": "dev-1", "validFrom": "2031-02-01T00:00:00Z",
@@ -328,24 +583,62 @@ async fn expiry_and_renewal(db: &TestDb, b: Backend) {
     // Beyond the grace period.
     let (b2, k2) = {
         s.clock.set(T2030 + 3600);
-        let r = s.activate(activation_body(CORP_A, "dev-9", "2030-01-01T00:00:00Z", "2030-02-01T00:00:00Z")).await;
+        let r = s
+            .activate(activation_body(
+                CORP_A,
+                "dev-9",
+                "2030-01-01T00:00:00Z",
+                "2030-02-01T00:00:00Z",
+            ))
+            .await;
         let a: Value = r.json().await.unwrap();
-        assert_eq!(s.admin("approve", a["activationId"].as_str().unwrap()).await.status(), 200);
+        assert_eq!(
+            s.admin("approve", a["activationId"].as_str().unwrap())
+                .await
+                .status(),
+            200
+        );
         let k = a["apiKey"].as_str().unwrap().to_owned();
         (a, k)
     };
     s.clock.set(T2030 + 31 * DAY + 31 * DAY);
-    let r = s.http.post(s.url("/activations/renew")).bearer_auth(&k2)
-        .json(&json!({"productionNumber": b2["productionNumber"], "deviceId": "dev-9",
-                      "validFrom": "2030-03-01T00:00:00Z", "validTo": "2031-03-01T00:00:00Z"})).send().await.unwrap();
+    let r = s
+        .http
+        .post(s.url("/activations/renew"))
+        .bearer_auth(&k2)
+        .json(
+            &json!({"productionNumber": b2["productionNumber"], "deviceId": "dev-9",
+                      "validFrom": "2030-03-01T00:00:00Z", "validTo": "2031-03-01T00:00:00Z"}),
+        )
+        .send()
+        .await
+        .unwrap();
     problem(r, 403, "renewal_grace_expired").await;
 
     // Not yet valid.
     s.clock.set(T2030 + 3600);
-    let r = s.activate(activation_body(CORP_A, "dev-3", "2030-03-01T00:00:00Z", "2030-06-01T00:00:00Z")).await;
+    let r = s
+        .activate(activation_body(
+            CORP_A,
+            "dev-3",
+            "2030-03-01T00:00:00Z",
+            "2030-06-01T00:00:00Z",
+        ))
+        .await;
     let a: Value = r.json().await.unwrap();
-    assert_eq!(s.admin("approve", a["activationId"].as_str().unwrap()).await.status(), 200);
-    problem(s.get("/auth/handshake", a["apiKey"].as_str().unwrap()).await, 403, "key_not_yet_valid").await;
+    assert_eq!(
+        s.admin("approve", a["activationId"].as_str().unwrap())
+            .await
+            .status(),
+        200
+    );
+    problem(
+        s.get("/auth/handshake", a["apiKey"].as_str().unwrap())
+            .await,
+        403,
+        "key_not_yet_valid",
+    )
+    .await;
 }
 
 async fn idempotent_transactions_and_receipt_chain(db: &TestDb, b: Backend) {
@@ -367,14 +660,26 @@ async fn idempotent_transactions_and_receipt_chain(db: &TestDb, b: Backend) {
     let again: Value = r.json().await.unwrap();
     assert_eq!(again, first);
     // The same key with another body is refused.
-    problem(s.post_tx(&key, "idem-1", &sale(999)).await, 422, "idempotency_key_reused").await;
+    problem(
+        s.post_tx(&key, "idem-1", &sale(999)).await,
+        422,
+        "idempotency_key_reused",
+    )
+    .await;
 
     // Concurrent retries of one key: one transaction.
     let mut handles = Vec::new();
     for _ in 0..16 {
         let (http, url, key) = (s.http.clone(), s.url("/transactions"), key.clone());
         handles.push(tokio::spawn(async move {
-            let r = http.post(url).bearer_auth(key).header("Idempotency-Key", "idem-conc").json(&sale(700)).send().await.unwrap();
+            let r = http
+                .post(url)
+                .bearer_auth(key)
+                .header("Idempotency-Key", "idem-conc")
+                .json(&sale(700))
+                .send()
+                .await
+                .unwrap();
             assert_eq!(r.status(), 201);
             r.json::<Value>().await.unwrap()
         }));
@@ -390,7 +695,14 @@ async fn idempotent_transactions_and_receipt_chain(db: &TestDb, b: Backend) {
     for i in 0..40 {
         let (http, url, key) = (s.http.clone(), s.url("/transactions"), key.clone());
         handles.push(tokio::spawn(async move {
-            let r = http.post(url).bearer_auth(key).header("Idempotency-Key", format!("many-{i}")).json(&sale(100 + i)).send().await.unwrap();
+            let r = http
+                .post(url)
+                .bearer_auth(key)
+                .header("Idempotency-Key", format!("many-{i}"))
+                .json(&sale(100 + i))
+                .send()
+                .await
+                .unwrap();
             assert_eq!(r.status(), 201);
         }));
     }
@@ -404,22 +716,50 @@ async fn idempotent_transactions_and_receipt_chain(db: &TestDb, b: Backend) {
     assert_eq!(s.post_tx(&key, "refund-1", &refund).await.status(), 201);
     let mut copy = sale(12500);
     copy["type"] = json!("copy");
-    let p = problem(s.post_tx(&key, "copy-1", &copy).await, 400, "invalid_transaction").await;
+    let p = problem(
+        s.post_tx(&key, "copy-1", &copy).await,
+        400,
+        "invalid_transaction",
+    )
+    .await;
     assert_eq!(p["fields"][0]["field"], "reference");
     copy["reference"] = json!("tx_unknown");
-    let p = problem(s.post_tx(&key, "copy-2", &copy).await, 400, "invalid_transaction").await;
+    let p = problem(
+        s.post_tx(&key, "copy-2", &copy).await,
+        400,
+        "invalid_transaction",
+    )
+    .await;
     assert_eq!(p["fields"][0]["code"], "unknown_reference");
 
     // List, paged by sequence; verify the whole chain offline.
     let mut receipts = Vec::new();
     let mut after = 0;
     loop {
-        let page: Value = s.get(&format!("/transactions?afterSequence={after}&limit=10"), &key).await.json().await.unwrap();
+        let page: Value = s
+            .get(
+                &format!("/transactions?afterSequence={after}&limit=10"),
+                &key,
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
         for item in page["items"].as_array().unwrap() {
-            let tx: tillgate_core::Transaction = serde_json::from_value(json!({
-                "type": item["type"], "currency": item["currency"], "total": item["total"],
-                "vat": item["vat"], "items": item["items"], "reference": item["reference"]
-            }).as_object().unwrap().iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), v.clone())).collect::<serde_json::Map<_, _>>().into()).unwrap();
+            let tx: tillgate_core::Transaction = serde_json::from_value(
+                json!({
+                    "type": item["type"], "currency": item["currency"], "total": item["total"],
+                    "vat": item["vat"], "items": item["items"], "reference": item["reference"]
+                })
+                .as_object()
+                .unwrap()
+                .iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<serde_json::Map<_, _>>()
+                .into(),
+            )
+            .unwrap();
             assert_eq!(item["txh"].as_str().unwrap(), transaction_hash(&tx));
             receipts.push(item["receipt"].as_str().unwrap().to_owned());
         }
@@ -434,10 +774,29 @@ async fn idempotent_transactions_and_receipt_chain(db: &TestDb, b: Backend) {
     assert_eq!(claims.last().unwrap().seq, 43);
     assert!(claims.iter().all(|c| c.sub == pn));
     // Fetch one by id.
-    let one: Value = s.get(&format!("/transactions/{}", first["id"].as_str().unwrap()), &key).await.json().await.unwrap();
+    let one: Value = s
+        .get(
+            &format!("/transactions/{}", first["id"].as_str().unwrap()),
+            &key,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(one, first);
     // Admin export has them too.
-    let export: Value = s.get(&format!("/admin/transactions?activationId={}", a["activationId"].as_str().unwrap()), ADMIN_KEY).await.json().await.unwrap();
+    let export: Value = s
+        .get(
+            &format!(
+                "/admin/transactions?activationId={}",
+                a["activationId"].as_str().unwrap()
+            ),
+            ADMIN_KEY,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(export["items"].as_array().unwrap().len(), 43);
 }
 
@@ -452,15 +811,30 @@ async fn tenancy_refusals(db: &TestDb, b: Backend) {
     let tx: Value = s.post_tx(&k1, "t1", &sale(500)).await.json().await.unwrap();
     let tid = tx["id"].as_str().unwrap();
     // Another register (same company or not) cannot read it.
-    problem(s.get(&format!("/transactions/{tid}"), &k2).await, 404, "transaction_not_found").await;
-    problem(s.get(&format!("/transactions/{tid}"), &k3).await, 404, "transaction_not_found").await;
+    problem(
+        s.get(&format!("/transactions/{tid}"), &k2).await,
+        404,
+        "transaction_not_found",
+    )
+    .await;
+    problem(
+        s.get(&format!("/transactions/{tid}"), &k3).await,
+        404,
+        "transaction_not_found",
+    )
+    .await;
     let l2: Value = s.get("/transactions", &k2).await.json().await.unwrap();
     assert!(l2["items"].as_array().unwrap().is_empty());
     // Nor reference it.
     let mut refund = sale(500);
     refund["type"] = json!("refund");
     refund["reference"] = json!(tid);
-    problem(s.post_tx(&k2, "r1", &refund).await, 400, "invalid_transaction").await;
+    problem(
+        s.post_tx(&k2, "r1", &refund).await,
+        400,
+        "invalid_transaction",
+    )
+    .await;
     // Idempotency keys are per register: the same key elsewhere is a new transaction.
     let other: Value = s.post_tx(&k2, "t1", &sale(500)).await.json().await.unwrap();
     assert_ne!(other["id"], tx["id"]);
@@ -471,7 +845,12 @@ async fn tenancy_refusals(db: &TestDb, b: Backend) {
         let http = s.http.clone();
         let url = s.url(&format!("/products/{id}"));
         async move {
-            http.put(url).bearer_auth(key).json(&json!({"name": "Bulle", "price": 1500, "currency": "SEK", "vatRate": 1200})).send().await.unwrap()
+            http.put(url)
+                .bearer_auth(key)
+                .json(&json!({"name": "Bulle", "price": 1500, "currency": "SEK", "vatRate": 1200}))
+                .send()
+                .await
+                .unwrap()
         }
     };
     assert_eq!(put(k1.clone(), "bun").await.status(), 201);
@@ -486,16 +865,34 @@ async fn tenancy_refusals(db: &TestDb, b: Backend) {
     // Pending registrations reach nothing; register keys are not admin keys and back.
     problem(s.get("/products", kp).await, 403, "pending_approval").await;
     problem(s.post_tx(kp, "p1", &sale(1)).await, 403, "pending_approval").await;
-    problem(s.get("/admin/activations", &k1).await, 401, "invalid_credentials").await;
-    problem(s.get("/products", ADMIN_KEY).await, 401, "invalid_credentials").await;
-    problem(s.get("/admin/transactions", &k1).await, 401, "invalid_credentials").await;
+    problem(
+        s.get("/admin/activations", &k1).await,
+        401,
+        "invalid_credentials",
+    )
+    .await;
+    problem(
+        s.get("/products", ADMIN_KEY).await,
+        401,
+        "invalid_credentials",
+    )
+    .await;
+    problem(
+        s.get("/admin/transactions", &k1).await,
+        401,
+        "invalid_credentials",
+    )
+    .await;
 }
 
 async fn products_delta_sync(db: &TestDb, b: Backend) {
     let s = Srv::start(db, b).await;
     let (_, key) = s.register(CORP_A, "dev-1").await;
     let put = |id: &str, price: i64| {
-        let req = s.http.put(s.url(&format!("/products/{id}"))).bearer_auth(&key)
+        let req = s
+            .http
+            .put(s.url(&format!("/products/{id}")))
+            .bearer_auth(&key)
             .json(&json!({"name": id, "price": price, "currency": "SEK", "vatRate": 2500}));
         async move { req.send().await.unwrap() }
     };
@@ -510,24 +907,53 @@ async fn products_delta_sync(db: &TestDb, b: Backend) {
     s.clock.advance(60);
     assert_eq!(put("b", 250).await.status(), 200);
     s.clock.advance(10);
-    let delta: Value = s.get(&format!("/products?rve={rve}"), &key).await.json().await.unwrap();
+    let delta: Value = s
+        .get(&format!("/products?rve={rve}"), &key)
+        .await
+        .json()
+        .await
+        .unwrap();
     let items = delta["items"].as_array().unwrap();
     assert_eq!(items.len(), 1);
     assert_eq!(items[0]["id"], "b");
     assert_eq!(items[0]["price"], 250);
     // The same through the URL-path prefix's $R.
-    let delta: Value = s.http.get(s.url(&format!("/OpenApi_1,2,3,4$R{rve}$${key}/Products"))).send().await.unwrap().json().await.unwrap();
+    let delta: Value = s
+        .http
+        .get(s.url(&format!("/OpenApi_1,2,3,4$R{rve}$${key}/Products")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(delta["items"].as_array().unwrap().len(), 1);
     // Nothing changed since the newest RVE.
     let newest = delta["rve"].as_str().unwrap();
     s.clock.advance(60);
-    let none: Value = s.get(&format!("/products?rve={newest}"), &key).await.json().await.unwrap();
+    let none: Value = s
+        .get(&format!("/products?rve={newest}"), &key)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert!(none["items"].as_array().unwrap().is_empty());
     // Product validation comes from core's rules, fields renamed.
-    let r = s.http.put(s.url("/products/x")).bearer_auth(&key)
-        .json(&json!({"name": "", "price": -1, "currency": "sek", "vatRate": 20000})).send().await.unwrap();
+    let r = s
+        .http
+        .put(s.url("/products/x"))
+        .bearer_auth(&key)
+        .json(&json!({"name": "", "price": -1, "currency": "sek", "vatRate": 20000}))
+        .send()
+        .await
+        .unwrap();
     let p = problem(r, 400, "invalid_product").await;
-    let fields: Vec<&str> = p["fields"].as_array().unwrap().iter().map(|f| f["field"].as_str().unwrap()).collect();
+    let fields: Vec<&str> = p["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["field"].as_str().unwrap())
+        .collect();
     for f in ["name", "price", "currency", "vatRate"] {
         assert!(fields.contains(&f), "{fields:?}");
     }
@@ -594,22 +1020,57 @@ async fn key_rotation(db: &TestDb, b: Backend) {
     assert_eq!(before.len(), 1);
     // Rotate (what `tillgate-server admin rotate-key` does) and pick it up.
     let new_key = tillgate_core::generate_signing_key().unwrap();
-    s.state.store.add_signing_key(&new_key, s.clock.now_secs() + 1).await.unwrap();
+    s.state
+        .store
+        .add_signing_key(&new_key, s.clock.now_secs() + 1)
+        .await
+        .unwrap();
     s.state.refresh_keys().await.unwrap();
     assert_eq!(s.post_tx(&key, "r2", &sale(200)).await.status(), 201);
     let after = trusted(&s).await;
     assert_eq!(after.len(), 2);
     let list: Value = s.get("/transactions", &key).await.json().await.unwrap();
-    let receipts: Vec<String> = list["items"].as_array().unwrap().iter().map(|i| i["receipt"].as_str().unwrap().to_owned()).collect();
+    let receipts: Vec<String> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["receipt"].as_str().unwrap().to_owned())
+        .collect();
     // Old receipt signed by the old key, new one by the new key, one chain.
     verify_receipt_chain(&receipts, &after).unwrap();
     assert!(verify_receipt_chain(&receipts, &before).is_err());
-    let code: Value = s.get("/activations/activation-code", &key).await.json().await.unwrap();
+    let code: Value = s
+        .get("/activations/activation-code", &key)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(code["kid"], new_key.kid());
     // Retire the old key: no longer published.
-    let old_kid = s.state.store.signing_keys().await.unwrap().into_iter().find(|k| k.kid != new_key.kid()).unwrap().kid;
-    assert!(s.state.store.retire_signing_key(&old_kid, s.clock.now_secs()).await.unwrap());
-    assert!(!s.state.store.retire_signing_key(new_key.kid(), s.clock.now_secs()).await.unwrap());
+    let old_kid = s
+        .state
+        .store
+        .signing_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|k| k.kid != new_key.kid())
+        .unwrap()
+        .kid;
+    assert!(
+        s.state
+            .store
+            .retire_signing_key(&old_kid, s.clock.now_secs())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.state
+            .store
+            .retire_signing_key(new_key.kid(), s.clock.now_secs())
+            .await
+            .unwrap()
+    );
     s.state.refresh_keys().await.unwrap();
     let last = trusted(&s).await;
     assert_eq!(last.len(), 1);
@@ -620,18 +1081,56 @@ async fn rate_limits(db: &TestDb, b: Backend) {
     let mut config = test_config(&db.url);
     config.activation_rate_per_minute = 2;
     config.auth_failure_rate_per_minute = 3;
-    let s = Srv::start_with(db, b, tillgate_server::ManualClock::new(T2030 + 3600), config).await;
-    assert_eq!(s.activate(activation_body(CORP_A, "d1", "2030-01-01T00:00:00Z", "2030-06-01T00:00:00Z")).await.status(), 201);
+    let s = Srv::start_with(
+        db,
+        b,
+        tillgate_server::ManualClock::new(T2030 + 3600),
+        config,
+    )
+    .await;
+    assert_eq!(
+        s.activate(activation_body(
+            CORP_A,
+            "d1",
+            "2030-01-01T00:00:00Z",
+            "2030-06-01T00:00:00Z"
+        ))
+        .await
+        .status(),
+        201
+    );
     assert_eq!(s.activate(json!({})).await.status(), 400);
-    let r = s.activate(activation_body(CORP_A, "d3", "2030-01-01T00:00:00Z", "2030-06-01T00:00:00Z")).await;
+    let r = s
+        .activate(activation_body(
+            CORP_A,
+            "d3",
+            "2030-01-01T00:00:00Z",
+            "2030-06-01T00:00:00Z",
+        ))
+        .await;
     assert!(r.headers().get("retry-after").is_some());
     problem(r, 429, "rate_limited").await;
     for _ in 0..3 {
-        problem(s.get("/auth/handshake", "Wrong-Key-000000000000000").await, 401, "invalid_credentials").await;
+        problem(
+            s.get("/auth/handshake", "Wrong-Key-000000000000000").await,
+            401,
+            "invalid_credentials",
+        )
+        .await;
     }
     // Even a correct key is now refused from this address until the budget refills.
-    problem(s.get("/auth/handshake", "Wrong-Key-000000000000000").await, 429, "rate_limited").await;
-    problem(s.get("/admin/activations", ADMIN_KEY).await, 429, "rate_limited").await;
+    problem(
+        s.get("/auth/handshake", "Wrong-Key-000000000000000").await,
+        429,
+        "rate_limited",
+    )
+    .await;
+    problem(
+        s.get("/admin/activations", ADMIN_KEY).await,
+        429,
+        "rate_limited",
+    )
+    .await;
 }
 
 async fn ops_endpoints(db: &TestDb, b: Backend) {
@@ -641,17 +1140,48 @@ async fn ops_endpoints(db: &TestDb, b: Backend) {
     let h = &s.http;
     assert_eq!(h.get(s.url("/healthz")).send().await.unwrap().status(), 200);
     assert_eq!(h.get(s.url("/readyz")).send().await.unwrap().status(), 200);
-    let r = h.get(s.url("/metrics")).header("x-request-id", "abc-123").send().await.unwrap();
+    let r = h
+        .get(s.url("/metrics"))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.headers().get("x-request-id").unwrap(), "abc-123");
     let m = r.text().await.unwrap();
     assert!(m.contains("tillgate_transactions_committed_total 1"), "{m}");
-    assert!(m.contains("tillgate_http_requests_total{method=\"POST\",route=\"/transactions\",status=\"201\"} 1"), "{m}");
+    assert!(
+        m.contains(
+            "tillgate_http_requests_total{method=\"POST\",route=\"/transactions\",status=\"201\"} 1"
+        ),
+        "{m}"
+    );
     assert!(m.contains("tillgate_problems_total"));
-    let doc: Value = h.get(s.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
-    for p in ["/activations-advanced", "/auth/handshake", "/transactions", "/products/{id}", "/admin/activations/{activationId}/approve", "/.well-known/jwks.json"] {
+    let doc: Value = h
+        .get(s.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for p in [
+        "/activations-advanced",
+        "/auth/handshake",
+        "/transactions",
+        "/products/{id}",
+        "/admin/activations/{activationId}/approve",
+        "/.well-known/jwks.json",
+    ] {
         assert!(doc["paths"].get(p).is_some(), "{p} missing from openapi");
     }
-    let docs = h.get(s.url("/docs")).send().await.unwrap().text().await.unwrap();
+    let docs = h
+        .get(s.url("/docs"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(docs.contains("/openapi.json"));
 }
 

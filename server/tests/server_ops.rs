@@ -23,8 +23,18 @@ async fn two_instances_share_one_postgres() {
     let b = Srv::start(&db, Backend::Postgres).await;
     let act = a.activate_ok(CORP_A, "dev-1").await;
     let key = act["apiKey"].as_str().unwrap().to_owned();
-    problem(b.get("/auth/handshake", &key).await, 403, "pending_approval").await;
-    assert_eq!(b.admin("approve", act["activationId"].as_str().unwrap()).await.status(), 200);
+    problem(
+        b.get("/auth/handshake", &key).await,
+        403,
+        "pending_approval",
+    )
+    .await;
+    assert_eq!(
+        b.admin("approve", act["activationId"].as_str().unwrap())
+            .await
+            .status(),
+        200
+    );
     assert_eq!(a.get("/auth/handshake", &key).await.status(), 200);
 
     // Interleaved writes through both instances (two writers, one chain).
@@ -33,23 +43,51 @@ async fn two_instances_share_one_postgres() {
         let srv = if i % 2 == 0 { &a } else { &b };
         let (http, url, key) = (srv.http.clone(), srv.url("/transactions"), key.clone());
         handles.push(tokio::spawn(async move {
-            let r = http.post(url).bearer_auth(key).header("Idempotency-Key", format!("k{}", i % 20))
-                .json(&sale(100 + (i % 20))).send().await.unwrap();
+            let r = http
+                .post(url)
+                .bearer_auth(key)
+                .header("Idempotency-Key", format!("k{}", i % 20))
+                .json(&sale(100 + (i % 20)))
+                .send()
+                .await
+                .unwrap();
             assert_eq!(r.status(), 201);
         }));
     }
     for h in handles {
         h.await.unwrap();
     }
-    let list: Value = a.get("/transactions?limit=1000", &key).await.json().await.unwrap();
-    let receipts: Vec<String> = list["items"].as_array().unwrap().iter().map(|i| i["receipt"].as_str().unwrap().to_owned()).collect();
+    let list: Value = a
+        .get("/transactions?limit=1000", &key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let receipts: Vec<String> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["receipt"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(receipts.len(), 20);
-    let jwks = b.http.get(b.url("/.well-known/jwks.json")).send().await.unwrap().text().await.unwrap();
+    let jwks = b
+        .http
+        .get(b.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     verify_receipt_chain(&receipts, &TrustedKeys::from_jwks_json(&jwks).unwrap()).unwrap();
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// The real binary with JSON logs: the whole flow, then SIGTERM. No API key, admin key,
@@ -84,26 +122,76 @@ async fn binary_never_logs_secrets_and_shuts_down_gracefully() {
     assert!(up, "server did not start");
 
     // Real dates: a period from today's midnight for 30 days.
-    let today = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64) / DAY * DAY;
+    let today = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64)
+        / DAY
+        * DAY;
     let from = tillgate_core::format_rfc3339(today).unwrap();
     let to = tillgate_core::format_rfc3339(today + 30 * DAY).unwrap();
-    let r = http.post(format!("{base}/activations-advanced")).json(&activation_body(CORP_A, "dev-1", &from, &to)).send().await.unwrap();
+    let r = http
+        .post(format!("{base}/activations-advanced"))
+        .json(&activation_body(CORP_A, "dev-1", &from, &to))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
     let a: Value = r.json().await.unwrap();
     let key = a["apiKey"].as_str().unwrap().to_owned();
     let id = a["activationId"].as_str().unwrap();
-    let r = http.post(format!("{base}/admin/activations/{id}/approve")).bearer_auth(admin).send().await.unwrap();
+    let r = http
+        .post(format!("{base}/admin/activations/{id}/approve"))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(http.get(format!("{base}/auth/handshake")).bearer_auth(&key).send().await.unwrap().status(), 200);
-    assert_eq!(http.get(format!("{base}/OpenApi_1,2,3,4$$Products")).send().await.unwrap().status(), 404);
-    let r = http.get(format!("{base}/OpenApi_1,2,3,4$R20201201134216$${key}/Products")).send().await.unwrap();
+    assert_eq!(
+        http.get(format!("{base}/auth/handshake"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        http.get(format!("{base}/OpenApi_1,2,3,4$$Products"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    let r = http
+        .get(format!(
+            "{base}/OpenApi_1,2,3,4$R20201201134216$${key}/Products"
+        ))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    let r = http.post(format!("{base}/transactions")).header("X-Api-Key", &key).header("Idempotency-Key", "log-1")
-        .json(&sale(100)).send().await.unwrap();
+    let r = http
+        .post(format!("{base}/transactions"))
+        .header("X-Api-Key", &key)
+        .header("Idempotency-Key", "log-1")
+        .json(&sale(100))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
     // Failures log too, and still without the secret.
     let wrong = format!("{}X", &key[..30]);
-    assert_eq!(http.get(format!("{base}/auth/handshake")).bearer_auth(&wrong).send().await.unwrap().status(), 401);
+    assert_eq!(
+        http.get(format!("{base}/auth/handshake"))
+            .bearer_auth(&wrong)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
     let r = http.post(format!("{base}/activations/renew")).bearer_auth(&key)
         .json(&json!({"productionNumber": a["productionNumber"], "deviceId": "dev-1", "validFrom": from, "validTo": to}))
         .send().await.unwrap();
@@ -111,7 +199,13 @@ async fn binary_never_logs_secrets_and_shuts_down_gracefully() {
 
     // SIGTERM: graceful shutdown, exit 0.
     let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let mut status = None;
     for _ in 0..100 {
         if let Some(s) = child.try_wait().unwrap() {
@@ -122,13 +216,29 @@ async fn binary_never_logs_secrets_and_shuts_down_gracefully() {
     }
     let status = status.expect("server did not stop after SIGTERM");
     let mut logs = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut logs).unwrap();
-    child.stdout.take().unwrap().read_to_string(&mut logs).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
     assert!(status.success(), "exit {status:?}; logs:\n{logs}");
     assert!(logs.contains("request done"), "no request logs:\n{logs}");
-    assert!(logs.contains("$$<redacted>"), "URL-path token not shown redacted:\n{logs}");
+    assert!(
+        logs.contains("$$<redacted>"),
+        "URL-path token not shown redacted:\n{logs}"
+    );
     for secret in [key.as_str(), admin, wrong.as_str(), &key[..20]] {
-        assert!(!logs.contains(secret), "a secret appears in the logs:\n{logs}");
+        assert!(
+            !logs.contains(secret),
+            "a secret appears in the logs:\n{logs}"
+        );
     }
     // Every line is JSON with a request id on request lines.
     for line in logs.lines().filter(|l| !l.trim().is_empty()) {
@@ -145,7 +255,11 @@ async fn binary_never_logs_secrets_and_shuts_down_gracefully() {
         .args(["admin", "rotate-key"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_tillgate-server"))
         .env("TILLGATE_DATA_DIR", &dir)
         .env_remove("DATABASE_URL")

@@ -29,7 +29,12 @@ fn unique(prefix: &str) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
-    format!("{prefix}_{}_{}_{}", std::process::id(), t % 1_000_000_000, n)
+    format!(
+        "{prefix}_{}_{}_{}",
+        std::process::id(),
+        t % 1_000_000_000,
+        n
+    )
 }
 
 /// A database for one test: a fresh SQLite file, or a fresh schema on the local
@@ -147,7 +152,12 @@ pub struct Srv {
 }
 
 impl Srv {
-    pub async fn start_with(db: &TestDb, backend: Backend, clock: ManualClock, config: Config) -> Srv {
+    pub async fn start_with(
+        db: &TestDb,
+        backend: Backend,
+        clock: ManualClock,
+        config: Config,
+    ) -> Srv {
         let (state, _started) = AppState::start(config, Arc::new(clock.clone()))
             .await
             .unwrap();
@@ -174,7 +184,13 @@ impl Srv {
     }
 
     pub async fn start(db: &TestDb, backend: Backend) -> Srv {
-        Self::start_with(db, backend, ManualClock::new(T2030 + 3600), test_config(&db.url)).await
+        Self::start_with(
+            db,
+            backend,
+            ManualClock::new(T2030 + 3600),
+            test_config(&db.url),
+        )
+        .await
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -193,7 +209,12 @@ impl Srv {
     /// Activates with defaults (period 2030-01-01 .. 2030-07-01) and returns the answer.
     pub async fn activate_ok(&self, corporate_id: &str, device: &str) -> Value {
         let r = self
-            .activate(activation_body(corporate_id, device, "2030-01-01T00:00:00Z", "2030-07-01T00:00:00Z"))
+            .activate(activation_body(
+                corporate_id,
+                device,
+                "2030-01-01T00:00:00Z",
+                "2030-07-01T00:00:00Z",
+            ))
             .await;
         assert_eq!(r.status(), 201);
         r.json().await.unwrap()
@@ -219,7 +240,12 @@ impl Srv {
     }
 
     pub async fn get(&self, path: &str, key: &str) -> Response {
-        self.http.get(self.url(path)).bearer_auth(key).send().await.unwrap()
+        self.http
+            .get(self.url(path))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn post_tx(&self, key: &str, idem: &str, body: &Value) -> Response {
@@ -261,7 +287,11 @@ pub async fn problem(r: Response, status: u16, code: &str) -> Value {
         .map(|v| v.to_str().unwrap().to_owned())
         .unwrap_or_default();
     let body: Value = r.json().await.unwrap_or(Value::Null);
-    assert_eq!((got, body["code"].as_str().unwrap_or("")), (status, code), "body: {body}");
+    assert_eq!(
+        (got, body["code"].as_str().unwrap_or("")),
+        (status, code),
+        "body: {body}"
+    );
     assert_eq!(ct, "application/problem+json");
     body
 }
