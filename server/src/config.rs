@@ -86,6 +86,17 @@ pub struct Config {
     /// Database connection pool size.
     #[arg(long, env = "TILLGATE_DB_POOL", default_value_t = 8)]
     pub db_pool_size: u32,
+
+    /// Directory of the built web demo (`web-demo/dist`), served under `/demo/`; not
+    /// served when unset.
+    #[arg(long, env = "TILLGATE_DEMO_DIR")]
+    pub demo_dir: Option<PathBuf>,
+
+    /// Demo mode, for the web demo only: `GET /demo/admin-key.json` hands the admin key
+    /// to any browser (a random one for this run unless TILLGATE_ADMIN_KEY is set).
+    /// Never enable it on a server holding real registrations.
+    #[arg(long, env = "TILLGATE_DEMO_MODE", default_value_t = false)]
+    pub demo_mode: bool,
 }
 
 impl Config {
@@ -108,6 +119,8 @@ impl Config {
             batch_max: 1024,
             dynamic_key_window_secs: 300,
             db_pool_size: 8,
+            demo_dir: None,
+            demo_mode: false,
         }
     }
 

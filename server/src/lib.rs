@@ -1,24 +1,4 @@
-//! # tillgate-server
-//!
-//! The service POS apps talk to: cash-register activation with admin approval, API-key,
-//! URL-path-token and dynamic-key authentication, signed ActivationDescriptors, key
-//! renewal, durable group-committed cash transactions with chained signed receipts, and
-//! a small product catalogue with RVE delta sync. Every rule shared with the apps comes
-//! from `tillgate-core`.
-//!
-//! ```no_run
-//! use std::sync::Arc;
-//! use tillgate_server::{AppState, Config, SystemClock, app};
-//!
-//! # async fn run() -> Result<(), String> {
-//! let config = Config::with_defaults("./tillgate-data".into());
-//! let (state, started) = AppState::start(config, Arc::new(SystemClock)).await?;
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await.map_err(|e| e.to_string())?;
-//! axum::serve(listener, app(state.clone())).await.map_err(|e| e.to_string())?;
-//! state.shutdown().await;
-//! let _ = started.writer.await;
-//! # Ok(()) }
-//! ```
+#![doc = include_str!("../README.md")]
 
 pub mod api_activation;
 pub mod api_admin;
@@ -28,6 +8,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod db;
+pub mod demo;
 pub mod error;
 pub mod extract;
 pub mod ids;
@@ -98,6 +79,10 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
         .route("/docs", get(ops::docs))
+        .route("/demo", get(demo::redirect))
+        .route("/demo/admin-key.json", get(demo::admin_key))
+        .route("/demo/", get(demo::file))
+        .route("/demo/{*path}", get(demo::file))
         .route_layer(middleware::from_fn(route_label))
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)

@@ -61,8 +61,20 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn serve(config: Config) -> Result<(), String> {
+async fn serve(mut config: Config) -> Result<(), String> {
     let bind = config.bind;
+    if config.demo_mode {
+        // The web demo's admin panel needs the admin key in clear, so demo mode uses a
+        // key known to this process: TILLGATE_ADMIN_KEY, or a fresh one for this run.
+        if config.admin_key.is_none() {
+            let key = tillgate_core::generate_api_key_with(40, tillgate_core::ApiKeyAlphabet::UrlSafe)
+                .map_err(|e| e.to_string())?;
+            config.admin_key = Some(key.expose().to_owned());
+        }
+        tracing::warn!(
+            "DEMO MODE: GET /demo/admin-key.json hands the admin key to any browser; never use this server for real registrations"
+        );
+    }
     let (state, started) = AppState::start(config, Arc::new(SystemClock)).await?;
     if let Some(key) = &started.generated_admin_key {
         // Shown once, on the terminal, never through the logger.
