@@ -274,7 +274,7 @@ fn luhn_ok(digits: &[u8]) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// An application package id (reverse DNS under Android's rules): at least two

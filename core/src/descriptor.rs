@@ -175,18 +175,18 @@ pub fn verify_descriptor(
             now: effective_now,
         });
     }
-    if let Some(device) = &options.expected_device_id {
-        if !constant_time_str_eq(device, &d.device_id) {
-            return Err(Error::DeviceMismatch);
-        }
+    if let Some(device) = &options.expected_device_id
+        && !constant_time_str_eq(device, &d.device_id)
+    {
+        return Err(Error::DeviceMismatch);
     }
-    if let Some(pkg) = &options.expected_application_package {
-        if pkg != &d.application_package {
-            return Err(Error::ApplicationPackageMismatch {
-                expected: pkg.clone(),
-                found: d.application_package,
-            });
-        }
+    if let Some(pkg) = &options.expected_application_package
+        && pkg != &d.application_package
+    {
+        return Err(Error::ApplicationPackageMismatch {
+            expected: pkg.clone(),
+            found: d.application_package,
+        });
     }
     Ok(VerifiedDescriptor {
         descriptor: d,

@@ -197,10 +197,11 @@ impl TrustedKeys {
         if jwk.d.is_some() {
             return Err(bad("a trusted key must not contain a private part (d)"));
         }
-        if let Some(alg) = &jwk.alg {
-            if alg != "Ed25519" && alg != "EdDSA" {
-                return Err(bad("alg must be Ed25519 or EdDSA"));
-            }
+        if let Some(alg) = &jwk.alg
+            && alg != "Ed25519"
+            && alg != "EdDSA"
+        {
+            return Err(bad("alg must be Ed25519 or EdDSA"));
         }
         let kid = jwk.kid.clone().ok_or_else(|| bad("kid is required"))?;
         let x = jwk.x.as_deref().ok_or_else(|| bad("x is required"))?;

@@ -1,5 +1,6 @@
 //! Runs every shared vector in `tests/vectors/*.json` against tillgate-core.
 //! The Kotlin, Swift, Python and JS tests read the same files.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions unwrap freely.
 
 use serde_json::{Value, json};
 use tillgate_core::*;

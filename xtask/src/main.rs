@@ -823,7 +823,7 @@ fn dynamic_key_vectors() -> Result<Value> {
     );
     case(
         "missing part",
-        &k.rsplitn(2, '.').nth(1).unwrap_or_default().to_string(),
+        k.rsplit_once('.').map(|x| x.0).unwrap_or_default(),
         &anna.public_key(),
         system,
         now,
@@ -866,7 +866,8 @@ fn main() -> ExitCode {
     }
     let check = args.iter().any(|a| a == "--check");
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors");
-    let files: [(&str, fn() -> Result<Value>); 4] = [
+    type Generator = fn() -> Result<Value>;
+    let files: [(&str, Generator); 4] = [
         ("server_time.json", server_time_vectors),
         ("descriptor.json", descriptor_vectors),
         ("receipt.json", receipt_vectors),
