@@ -52,6 +52,27 @@ pub fn receipt_link(receipt_jws: &str) -> String {
 
 /// Verifies a complete chain starting at `seq` 1 (with an empty `prev`).
 /// See [`verify_receipt_chain_from`].
+///
+/// ```
+/// use tillgate_core::*;
+/// let key = SigningKey::from_seed(&[3; 32]);
+/// let mut chain: Vec<String> = Vec::new();
+/// for seq in 1..=3 {
+///     let claims = ReceiptClaims {
+///         iss: "https://pos.example".into(), sub: "TG-7Q2M-K4PX".into(),
+///         iat: 1_751_328_000 + seq as i64, seq, txid: format!("tx_{seq}"),
+///         txh: "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU".into(),
+///         prev: chain.last().map(|r| receipt_link(r)).unwrap_or_default(),
+///         tx_type: "sale".into(), total: 12500, currency: "SEK".into(),
+///     };
+///     chain.push(sign_receipt(&claims, &key).unwrap());
+/// }
+/// let mut trusted = TrustedKeys::new();
+/// trusted.add_jwk(&key.public_jwk()).unwrap();
+/// assert_eq!(verify_receipt_chain(&chain, &trusted).unwrap().len(), 3);
+/// chain.remove(1);
+/// assert_eq!(verify_receipt_chain(&chain, &trusted).unwrap_err().code(), "receipt_chain_broken");
+/// ```
 pub fn verify_receipt_chain<S: AsRef<str>>(
     receipts: &[S],
     trusted_keys: &TrustedKeys,
