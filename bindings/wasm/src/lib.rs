@@ -1,1 +1,733 @@
-//! stub
+//! # tillgate-wasm
+//!
+//! The wasm-bindgen face of `tillgate-core` for browsers and node (npm package
+//! `tillgate`). Every export is a thin wrapper with a camelCase `js_name`: it converts
+//! its arguments, calls core, and maps the result. There is no logic here.
+//!
+//! Structured values cross as plain JS objects in the wire shape of `docs/PROTOCOL.md`
+//! and `tests/vectors/*.json` (camelCase members), converted through JSON text with
+//! the `serde_json` core already carries, so no extra serialisation crate is shipped.
+//! Byte strings are `Uint8Array`; times are Unix seconds as `number`.
+//!
+//! Every failure is thrown as a JS `Error` with a `code` property (core's stable
+//! `Error::code()`), plus `fields`, `position`, `character` or `index` where core has
+//! them. The bindings add one code of their own: `invalid_argument` for an argument
+//! that cannot be converted (wrong byte length, not an integer, wrong shape).
+
+use js_sys::{JSON, Object, Reflect};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use tillgate_core as core;
+use wasm_bindgen::prelude::*;
+
+/// The code of an error raised by the bindings themselves for an argument that cannot
+/// be converted.
+pub const INVALID_ARGUMENT: &str = "invalid_argument";
+
+#[wasm_bindgen(typescript_custom_section)]
+const TS_TYPES: &str = r#"
+/** Thrown by every function: a JS Error with core's stable `code`. */
+export interface TillgateError extends Error {
+  /** Stable snake_case code, e.g. `bad_signature`, `invalid_activation_request`. */
+  code: string;
+  /** Every failing field, for `invalid_activation_request` and `invalid_transaction`. */
+  fields?: FieldError[];
+  /** 0-based character position (API keys) or byte offset (URL tokens). */
+  position?: number;
+  /** The offending character of an API-key character error. */
+  character?: string;
+  /** 0-based index of the failing receipt. */
+  index?: number;
+}
+export interface FieldError { field: string; code: string; message: string; }
+export interface Jwk { kty: string; crv?: string; x?: string; kid?: string; alg?: string; use?: string; }
+export interface Jwks { keys: Jwk[]; }
+export interface VerifyOptions {
+  trustedTimeFloor?: number | null;
+  clockToleranceSecs?: number | null;
+  leewaySecs?: number | null;
+  expectedDeviceId?: string | null;
+  expectedApplicationPackage?: string | null;
+}
+export interface ActivationDescriptor {
+  iss: string; sub: string; iat: number; nbf: number; exp: number; ver: number;
+  activationId: string; cashRegisterName: string; deviceId: string; corporateId: string;
+  country: string; applicationPackage: string; features: string[]; status: string;
+  extras: Record<string, unknown>;
+}
+export interface VerifiedDescriptor { kid: string; claims: ActivationDescriptor; }
+export interface UrlParam { id: string; value: string; }
+export interface UrlToken {
+  prefix: "OpenApi" | "Anywhere" | "Gnap"; version: number | null; rmSystem: number[];
+  rve: string | null; params: UrlParam[]; token: string | null; rest: string;
+}
+export interface ActivationRequest {
+  cashRegisterName?: string; deviceId?: string; validFrom?: string; validTo?: string;
+  corporateId?: string; applicationPackage?: string; country?: string; extras?: unknown;
+}
+export interface ValidActivationRequest {
+  cashRegisterName: string; deviceId: string; validFrom: string; validTo: string;
+  validFromUnix: number; validToUnix: number; corporateId: string;
+  applicationPackage: string; country: string; extras: Record<string, unknown>;
+}
+export interface DynamicKeyParams { memoryKib: number; iterations: number; parallelism: number; }
+export interface DynamicKeyClaims { login: string; issuedAt: number; nonce: Uint8Array; }
+export interface VatLine { rate: number; amount: number; }
+export interface Item { name: string; quantity: number; amount: number; }
+export interface Transaction {
+  type: "sale" | "refund" | "copy" | "training"; currency: string; total: number;
+  items: Item[]; vat?: VatLine[]; reference?: string;
+}
+export interface ReceiptClaims {
+  iss: string; sub: string; iat: number; seq: number; txid: string; txh: string;
+  prev: string; txType: string; total: number; currency: string;
+}
+export interface ServerTimeClaims { iss: string; sub: string; iat: number; nonce?: string; }
+"#;
+
+/// String enums; wasm-bindgen generates undocumented helpers for them.
+mod enums {
+    #![allow(missing_docs)]
+    use wasm_bindgen::prelude::*;
+
+    /// Which characters a generated API key may use.
+    #[wasm_bindgen]
+    #[derive(Clone, Copy)]
+    pub enum ApiKeyAlphabet {
+        /// All 78 allowed characters.
+        Full = "full",
+        /// The 75 characters that never need escaping in a URL path (no `# % ^`).
+        UrlSafe = "urlSafe",
+    }
+
+    /// How an activation request's `corporateId` is checked.
+    #[wasm_bindgen]
+    #[derive(Clone, Copy)]
+    pub enum CorporateIdRule {
+        /// Swedish organisation number with Luhn check digit, normalised to `NNNNNN-NNNN`.
+        SwedishOrgNumber = "swedishOrgNumber",
+        /// Any id of 1–64 characters from `A-Z a-z 0-9 - . /`.
+        Generic = "generic",
+    }
+}
+
+pub use enums::{ApiKeyAlphabet, CorporateIdRule};
+
+// ---- conversions ------------------------------------------------------------------
+
+fn set(target: &JsValue, key: &str, value: impl Into<JsValue>) {
+    // Setting a property on a fresh Error or Object cannot fail.
+    let _ = Reflect::set(target, &JsValue::from_str(key), &value.into());
+}
+
+fn js_error(code: &str, message: &str) -> js_sys::Error {
+    let err = js_sys::Error::new(message);
+    set(&err, "code", code);
+    err
+}
+
+fn invalid_argument(message: impl AsRef<str>) -> JsValue {
+    js_error(INVALID_ARGUMENT, message.as_ref()).into()
+}
+
+/// Converts a core error once, into a JS `Error` with `code` (and details).
+fn to_js_error(e: core::Error) -> JsValue {
+    let err: JsValue = js_error(e.code(), &e.to_string()).into();
+    match &e {
+        core::Error::InvalidActivationRequest { fields }
+        | core::Error::InvalidTransaction { fields } => {
+            if let Ok(v) = to_js(fields) {
+                set(&err, "fields", v);
+            }
+        }
+        core::Error::ApiKeyReservedChar { ch, position }
+        | core::Error::ApiKeyInvalidChar { ch, position } => {
+            set(&err, "position", *position as f64);
+            set(&err, "character", ch.to_string());
+        }
+        core::Error::InvalidUrlToken { position, .. } => set(&err, "position", *position as f64),
+        core::Error::InvalidReceipt { index, .. }
+        | core::Error::ReceiptChainBroken { index, .. } => set(&err, "index", *index as f64),
+        _ => {}
+    }
+    err
+}
+
+type JsResult<T> = Result<T, JsValue>;
+
+trait OrThrow<T> {
+    fn or_throw(self) -> JsResult<T>;
+}
+
+impl<T> OrThrow<T> for core::Result<T> {
+    fn or_throw(self) -> JsResult<T> {
+        self.map_err(to_js_error)
+    }
+}
+
+/// A JS value to a serde type, through JSON text.
+fn from_js<T: DeserializeOwned>(what: &str, value: &JsValue) -> JsResult<T> {
+    let text = JSON::stringify(value)
+        .ok()
+        .and_then(|s| s.as_string())
+        .ok_or_else(|| invalid_argument(format!("{what} is not JSON-serialisable")))?;
+    serde_json::from_str(&text).map_err(|e| invalid_argument(format!("{what}: {e}")))
+}
+
+/// A serde value to a JS value, through JSON text.
+fn to_js<T: Serialize>(value: &T) -> JsResult<JsValue> {
+    let text = serde_json::to_string(value).map_err(|e| invalid_argument(e.to_string()))?;
+    JSON::parse(&text)
+}
+
+/// Unix seconds given as a JS number: must be a safe integer.
+fn secs(what: &str, n: f64) -> JsResult<i64> {
+    const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
+    if n.is_finite() && n.fract() == 0.0 && n.abs() <= MAX_SAFE {
+        Ok(n as i64)
+    } else {
+        Err(invalid_argument(format!(
+            "{what} must be an integer number of seconds"
+        )))
+    }
+}
+
+fn bytes<const N: usize>(what: &str, v: &[u8]) -> JsResult<[u8; N]> {
+    v.try_into()
+        .map_err(|_| invalid_argument(format!("{what} must be {N} bytes, got {}", v.len())))
+}
+
+fn absent(v: &JsValue) -> bool {
+    v.is_undefined() || v.is_null()
+}
+
+// ---- Ed25519 ----------------------------------------------------------------------
+
+/// Verifies an Ed25519 signature strictly (RFC 8032 with `verify_strict` rules).
+/// Throws `invalid_public_key_length`, `invalid_signature_length`, `weak_public_key`
+/// or `bad_signature`.
+#[wasm_bindgen(js_name = verifyEd25519)]
+pub fn verify_ed25519(public_key: &[u8], message: &[u8], signature: &[u8]) -> JsResult<()> {
+    core::verify_ed25519(public_key, message, signature).or_throw()
+}
+
+// ---- keys -------------------------------------------------------------------------
+
+/// An Ed25519 signing key with its `kid` (RFC 7638 thumbprint). Server side and tests.
+#[wasm_bindgen]
+pub struct SigningKey(core::SigningKey);
+
+#[wasm_bindgen]
+impl SigningKey {
+    /// Builds a key from its 32-byte seed.
+    #[wasm_bindgen(js_name = fromSeed)]
+    pub fn from_seed(seed: &[u8]) -> JsResult<SigningKey> {
+        core::SigningKey::from_seed_slice(seed)
+            .map(SigningKey)
+            .or_throw()
+    }
+
+    /// The key id (base64url thumbprint).
+    #[wasm_bindgen(getter)]
+    pub fn kid(&self) -> String {
+        self.0.kid().to_owned()
+    }
+
+    /// The 32-byte public key.
+    #[wasm_bindgen(js_name = publicKey)]
+    pub fn public_key(&self) -> Vec<u8> {
+        self.0.public_key_bytes().to_vec()
+    }
+
+    /// The 32-byte seed. Keep it secret.
+    pub fn seed(&self) -> Vec<u8> {
+        self.0.seed().to_vec()
+    }
+
+    /// The public key as a JWK object.
+    #[wasm_bindgen(js_name = publicJwk, unchecked_return_type = "Jwk")]
+    pub fn public_jwk(&self) -> JsResult<JsValue> {
+        to_js(&self.0.public_jwk())
+    }
+
+    /// Signs raw bytes: a plain 64-byte Ed25519 signature.
+    #[wasm_bindgen(js_name = signRaw)]
+    pub fn sign_raw(&self, message: &[u8]) -> Vec<u8> {
+        self.0.sign_raw(message).to_vec()
+    }
+}
+
+/// Generates a new random signing key (`crypto.getRandomValues`).
+#[wasm_bindgen(js_name = generateSigningKey)]
+pub fn generate_signing_key() -> JsResult<SigningKey> {
+    core::generate_signing_key().map(SigningKey).or_throw()
+}
+
+/// The public keys an app trusts, by `kid`: built into the app, used offline.
+#[wasm_bindgen]
+#[derive(Default)]
+pub struct TrustedKeys(core::TrustedKeys);
+
+#[wasm_bindgen]
+impl TrustedKeys {
+    /// An empty set.
+    #[wasm_bindgen(constructor)]
+    pub fn new() -> TrustedKeys {
+        TrustedKeys::default()
+    }
+
+    /// Loads a JWKS object (`{keys: [...]}`); every key must be an Ed25519 public key
+    /// with a `kid` (`invalid_jwk` otherwise).
+    #[wasm_bindgen(js_name = fromJwks)]
+    pub fn from_jwks(
+        #[wasm_bindgen(unchecked_param_type = "Jwks")] jwks: JsValue,
+    ) -> JsResult<TrustedKeys> {
+        let text = JSON::stringify(&jwks)
+            .ok()
+            .and_then(|s| s.as_string())
+            .ok_or_else(|| invalid_argument("jwks is not JSON-serialisable"))?;
+        Self::from_jwks_json(&text)
+    }
+
+    /// Loads a JWKS document given as JSON text.
+    #[wasm_bindgen(js_name = fromJwksJson)]
+    pub fn from_jwks_json(json: &str) -> JsResult<TrustedKeys> {
+        core::TrustedKeys::from_jwks_json(json)
+            .map(TrustedKeys)
+            .or_throw()
+    }
+
+    /// Adds a raw 32-byte public key under `kid`.
+    #[wasm_bindgen(js_name = addRaw)]
+    pub fn add_raw(&mut self, kid: &str, public_key: &[u8]) -> JsResult<()> {
+        self.0.add_raw(kid, public_key).or_throw()
+    }
+
+    /// Adds a raw 32-byte public key under its RFC 7638 thumbprint and returns that `kid`.
+    #[wasm_bindgen(js_name = addRawWithThumbprint)]
+    pub fn add_raw_with_thumbprint(&mut self, public_key: &[u8]) -> JsResult<String> {
+        self.0.add_raw_with_thumbprint(public_key).or_throw()
+    }
+
+    /// Whether a key with this `kid` is trusted.
+    pub fn contains(&self, kid: &str) -> bool {
+        self.0.contains(kid)
+    }
+
+    /// Number of keys.
+    #[wasm_bindgen(getter)]
+    pub fn size(&self) -> usize {
+        self.0.len()
+    }
+}
+
+// ---- descriptors ------------------------------------------------------------------
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct JsVerifyOptions {
+    trusted_time_floor: Option<i64>,
+    clock_tolerance_secs: Option<i64>,
+    leeway_secs: Option<i64>,
+    expected_device_id: Option<String>,
+    expected_application_package: Option<String>,
+}
+
+#[derive(Serialize)]
+struct JsVerifiedDescriptor<'a> {
+    kid: &'a str,
+    claims: &'a core::ActivationDescriptor,
+}
+
+/// Verifies a signed ActivationDescriptor offline; `now` is Unix seconds. Throws
+/// `malformed_jws`, `unsupported_algorithm`, `wrong_token_type`, `unknown_kid`,
+/// `bad_signature`, `clock_rolled_back`, `not_yet_valid`, `expired`, `device_mismatch`
+/// or `application_package_mismatch`.
+#[wasm_bindgen(js_name = verifyDescriptor, unchecked_return_type = "VerifiedDescriptor")]
+pub fn verify_descriptor(
+    jws: &str,
+    trusted_keys: &TrustedKeys,
+    now: f64,
+    #[wasm_bindgen(unchecked_param_type = "VerifyOptions | undefined")] options: JsValue,
+) -> JsResult<JsValue> {
+    let o: JsVerifyOptions = if absent(&options) {
+        JsVerifyOptions::default()
+    } else {
+        from_js("options", &options)?
+    };
+    let options = core::VerifyOptions {
+        trusted_time_floor: o.trusted_time_floor,
+        clock_tolerance_secs: o.clock_tolerance_secs,
+        leeway_secs: o.leeway_secs,
+        expected_device_id: o.expected_device_id,
+        expected_application_package: o.expected_application_package,
+    };
+    let v =
+        core::verify_descriptor(jws, &trusted_keys.0, secs("now", now)?, &options).or_throw()?;
+    to_js(&JsVerifiedDescriptor {
+        kid: v.kid(),
+        claims: v.claims(),
+    })
+}
+
+/// Signs descriptor claims as a compact JWS (server side and tests).
+#[wasm_bindgen(js_name = signDescriptor)]
+pub fn sign_descriptor(
+    #[wasm_bindgen(unchecked_param_type = "ActivationDescriptor")] claims: JsValue,
+    key: &SigningKey,
+) -> JsResult<String> {
+    let claims: core::ActivationDescriptor = from_js("claims", &claims)?;
+    core::sign_descriptor(&claims, &key.0).or_throw()
+}
+
+// ---- API keys ---------------------------------------------------------------------
+
+/// Validates an API key (Fieldpine charset, 20–256 characters) and returns it.
+/// Character errors carry `position` and `character`.
+#[wasm_bindgen(js_name = validateApiKey)]
+pub fn validate_api_key(key: &str) -> JsResult<String> {
+    core::validate_api_key(key)
+        .map(|k| k.expose().to_owned())
+        .or_throw()
+}
+
+/// Generates a random API key of `length` characters (20–256; default 40) from
+/// `alphabet` (default `"full"`).
+#[wasm_bindgen(js_name = generateApiKey)]
+pub fn generate_api_key(length: Option<u32>, alphabet: Option<ApiKeyAlphabet>) -> JsResult<String> {
+    let alphabet = match alphabet {
+        Some(ApiKeyAlphabet::UrlSafe) => core::ApiKeyAlphabet::UrlSafe,
+        _ => core::ApiKeyAlphabet::Full,
+    };
+    let length = length.map_or(core::API_KEY_DEFAULT_LEN, |n| n as usize);
+    core::generate_api_key_with(length, alphabet)
+        .map(|k| k.expose().to_owned())
+        .or_throw()
+}
+
+// ---- URL tokens -------------------------------------------------------------------
+
+#[derive(Serialize, Deserialize)]
+struct JsUrlParam {
+    id: String,
+    value: String,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct JsUrlToken {
+    prefix: String,
+    #[serde(default)]
+    version: Option<u32>,
+    rm_system: Vec<u32>,
+    #[serde(default)]
+    rve: Option<String>,
+    #[serde(default)]
+    params: Vec<JsUrlParam>,
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    rest: String,
+}
+
+/// Parses a URL path whose first segment is a Fieldpine access-token segment. Errors
+/// carry the byte `position`.
+#[wasm_bindgen(js_name = parseUrlToken, unchecked_return_type = "UrlToken")]
+pub fn parse_url_token(path: &str) -> JsResult<JsValue> {
+    let t = core::parse_url_token(path).or_throw()?;
+    to_js(&JsUrlToken {
+        prefix: t.prefix.as_str().to_owned(),
+        version: t.version,
+        rm_system: t.rm_system.ids().to_vec(),
+        rve: t.rve.map(|r| r.to_string()),
+        params: t
+            .params
+            .iter()
+            .map(|p| JsUrlParam {
+                id: p.id().to_string(),
+                value: p.value().to_owned(),
+            })
+            .collect(),
+        token: t.token.map(|a| a.expose().to_owned()),
+        rest: t.rest,
+    })
+}
+
+/// Builds the path for a token; `#`, `%` and `^` are percent-encoded.
+#[wasm_bindgen(js_name = encodeUrlToken)]
+pub fn encode_url_token(
+    #[wasm_bindgen(unchecked_param_type = "UrlToken")] token: JsValue,
+) -> JsResult<String> {
+    let t: JsUrlToken = from_js("token", &token)?;
+    let prefix = match t.prefix.as_str() {
+        "OpenApi" => core::Prefix::OpenApi,
+        "Anywhere" => core::Prefix::Anywhere,
+        "Gnap" => core::Prefix::Gnap,
+        _ => return Err(invalid_argument("prefix must be OpenApi, Anywhere or Gnap")),
+    };
+    let mut params = Vec::with_capacity(t.params.len());
+    for p in &t.params {
+        let mut chars = p.id.chars();
+        let (Some(id), None) = (chars.next(), chars.next()) else {
+            return Err(invalid_argument("a URL parameter id must be one letter"));
+        };
+        params.push(core::UrlParam::new(id, &p.value).or_throw()?);
+    }
+    let token = core::UrlToken {
+        prefix,
+        version: t.version,
+        rm_system: core::RmSystem::new(t.rm_system).or_throw()?,
+        rve: t
+            .rve
+            .as_deref()
+            .map(core::Rve::parse)
+            .transpose()
+            .or_throw()?,
+        params,
+        token: t
+            .token
+            .as_deref()
+            .map(core::AccessToken::new)
+            .transpose()
+            .or_throw()?,
+        rest: t.rest,
+    };
+    core::encode_url_token(&token).or_throw()
+}
+
+// ---- activation requests ----------------------------------------------------------
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JsValidActivationRequest<'a> {
+    cash_register_name: &'a str,
+    device_id: &'a str,
+    valid_from: String,
+    valid_to: String,
+    valid_from_unix: i64,
+    valid_to_unix: i64,
+    corporate_id: &'a str,
+    application_package: &'a str,
+    country: &'a str,
+    extras: &'a serde_json::Value,
+}
+
+/// Validates an activation request (default rule `"swedishOrgNumber"`); every failing
+/// field is listed in the error's `fields` (`invalid_activation_request`).
+#[wasm_bindgen(
+    js_name = validateActivationRequest,
+    unchecked_return_type = "ValidActivationRequest"
+)]
+pub fn validate_activation_request(
+    #[wasm_bindgen(unchecked_param_type = "ActivationRequest")] request: JsValue,
+    corporate_id_rule: Option<CorporateIdRule>,
+) -> JsResult<JsValue> {
+    let req: core::ActivationRequest = from_js("request", &request)?;
+    let rules = core::ActivationRules {
+        corporate_id: match corporate_id_rule {
+            Some(CorporateIdRule::Generic) => core::CorporateIdRule::Generic,
+            _ => core::CorporateIdRule::SwedishOrgNumber,
+        },
+    };
+    let v = core::validate_activation_request_with(&req, &rules).or_throw()?;
+    to_js(&JsValidActivationRequest {
+        cash_register_name: &v.cash_register_name,
+        device_id: &v.device_id,
+        valid_from: v.period.from_rfc3339(),
+        valid_to: v.period.to_rfc3339(),
+        valid_from_unix: v.period.from_unix_seconds(),
+        valid_to_unix: v.period.to_unix_seconds(),
+        corporate_id: v.corporate_id.as_str(),
+        application_package: v.application_package.as_str(),
+        country: &v.country,
+        extras: &v.extras,
+    })
+}
+
+// ---- dynamic keys -----------------------------------------------------------------
+
+/// A staff member's derived Ed25519 key pair for dynamic API keys.
+#[wasm_bindgen]
+pub struct DynamicKeyPair(core::DynamicKeyPair);
+
+#[wasm_bindgen]
+impl DynamicKeyPair {
+    /// Rebuilds a pair from a stored 32-byte seed.
+    #[wasm_bindgen(js_name = fromSeed)]
+    pub fn from_seed(system: &str, login: &str, seed: &[u8]) -> JsResult<DynamicKeyPair> {
+        let seed = bytes::<32>("seed", seed)?;
+        core::DynamicKeyPair::from_seed(system, login, &seed)
+            .map(DynamicKeyPair)
+            .or_throw()
+    }
+
+    /// The 32-byte public key the server stores for this login.
+    #[wasm_bindgen(js_name = publicKey)]
+    pub fn public_key(&self) -> Vec<u8> {
+        self.0.public_key().to_vec()
+    }
+
+    /// The 32-byte secret seed; store it like a password.
+    pub fn seed(&self) -> Vec<u8> {
+        self.0.seed().to_vec()
+    }
+
+    /// The login name.
+    #[wasm_bindgen(getter)]
+    pub fn login(&self) -> String {
+        self.0.login().to_owned()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct JsDynamicKeyParams {
+    memory_kib: u32,
+    iterations: u32,
+    parallelism: u32,
+}
+
+/// Derives the key pair for `login` on `system` from the password with Argon2id
+/// (deterministic). `params` defaults to OWASP's (19 MiB, 2 passes, 1 lane).
+#[wasm_bindgen(js_name = deriveDynamicKeyPair)]
+pub fn derive_dynamic_key_pair(
+    system: &str,
+    login: &str,
+    password: &str,
+    #[wasm_bindgen(unchecked_param_type = "DynamicKeyParams | undefined")] params: JsValue,
+) -> JsResult<DynamicKeyPair> {
+    let params = if absent(&params) {
+        core::DynamicKeyParams::default()
+    } else {
+        let p: JsDynamicKeyParams = from_js("params", &params)?;
+        core::DynamicKeyParams {
+            memory_kib: p.memory_kib,
+            iterations: p.iterations,
+            parallelism: p.parallelism,
+        }
+    };
+    core::derive_dynamic_key_pair(system, login, password, params)
+        .map(DynamicKeyPair)
+        .or_throw()
+}
+
+/// Creates a dynamic API key for `now` (Unix seconds) with a random nonce.
+#[wasm_bindgen(js_name = createDynamicApiKey)]
+pub fn create_dynamic_api_key(pair: &DynamicKeyPair, now: f64) -> JsResult<String> {
+    core::create_dynamic_api_key(&pair.0, secs("now", now)?)
+        .map(|k| k.expose().to_owned())
+        .or_throw()
+}
+
+/// Creates a dynamic API key with a given 16-byte nonce. For tests and vectors only: a
+/// nonce must never be reused.
+#[wasm_bindgen(js_name = createDynamicApiKeyWithNonce)]
+pub fn create_dynamic_api_key_with_nonce(
+    pair: &DynamicKeyPair,
+    now: f64,
+    nonce: &[u8],
+) -> JsResult<String> {
+    let nonce = bytes::<16>("nonce", nonce)?;
+    core::create_dynamic_api_key_with_nonce(&pair.0, secs("now", now)?, &nonce)
+        .map(|k| k.expose().to_owned())
+        .or_throw()
+}
+
+/// Parses and verifies a dynamic API key against the login's public key, accepting it
+/// `windowSecs` (default 300) either side of `now`.
+#[wasm_bindgen(js_name = verifyDynamicApiKey, unchecked_return_type = "DynamicKeyClaims")]
+pub fn verify_dynamic_api_key(
+    key: &str,
+    public_key: &[u8],
+    system: &str,
+    now: f64,
+    window_secs: Option<f64>,
+) -> JsResult<JsValue> {
+    let window = match window_secs {
+        Some(w) => secs("windowSecs", w)?,
+        None => core::DEFAULT_DYNAMIC_KEY_WINDOW_SECS,
+    };
+    let c = core::verify_dynamic_api_key(key, public_key, system, secs("now", now)?, window)
+        .or_throw()?;
+    let out: JsValue = Object::new().into();
+    set(&out, "login", c.login);
+    set(&out, "issuedAt", c.issued_at as f64);
+    set(&out, "nonce", js_sys::Uint8Array::from(&c.nonce[..]));
+    Ok(out)
+}
+
+// ---- transactions and receipts ----------------------------------------------------
+
+/// Checks a transaction (wire shape); every problem is listed in the error's `fields`
+/// (`invalid_transaction`). A value that does not fit the shape throws
+/// `invalid_argument`.
+#[wasm_bindgen(js_name = validateTransaction)]
+pub fn validate_transaction(
+    #[wasm_bindgen(unchecked_param_type = "Transaction")] transaction: JsValue,
+) -> JsResult<()> {
+    let tx: core::Transaction = from_js("transaction", &transaction)?;
+    core::validate_transaction(&tx).or_throw()
+}
+
+/// The `txh` receipt claim: base64url SHA-256 of the canonical JSON.
+#[wasm_bindgen(js_name = transactionHash)]
+pub fn transaction_hash(
+    #[wasm_bindgen(unchecked_param_type = "Transaction")] transaction: JsValue,
+) -> JsResult<String> {
+    let tx: core::Transaction = from_js("transaction", &transaction)?;
+    Ok(core::transaction_hash(&tx))
+}
+
+/// The canonical (RFC 8785 JCS) JSON text of a transaction.
+#[wasm_bindgen(js_name = transactionCanonicalJson)]
+pub fn transaction_canonical_json(
+    #[wasm_bindgen(unchecked_param_type = "Transaction")] transaction: JsValue,
+) -> JsResult<String> {
+    let tx: core::Transaction = from_js("transaction", &transaction)?;
+    String::from_utf8(core::canonical_bytes(&tx)).map_err(|e| invalid_argument(e.to_string()))
+}
+
+/// Reads a transaction from its wire JSON text (`invalid_argument` if it does not fit:
+/// unknown members, floats, unknown `type`).
+#[wasm_bindgen(js_name = transactionFromJson, unchecked_return_type = "Transaction")]
+pub fn transaction_from_json(json: &str) -> JsResult<JsValue> {
+    let tx: core::Transaction = serde_json::from_str(json)
+        .map_err(|e| invalid_argument(format!("not a transaction: {e}")))?;
+    to_js(&tx)
+}
+
+/// Verifies a run of signed receipts of one register: signatures, `prev` links,
+/// gapless `seq`, one register. Without `previous` the run must start at `seq` 1; with
+/// it (a receipt already trusted) the run must continue it. Errors carry `index`.
+#[wasm_bindgen(js_name = verifyReceiptChain, unchecked_return_type = "ReceiptClaims[]")]
+pub fn verify_receipt_chain(
+    receipts: Vec<String>,
+    trusted_keys: &TrustedKeys,
+    previous: Option<String>,
+) -> JsResult<JsValue> {
+    let claims = match previous {
+        Some(p) => core::verify_receipt_chain_from(Some(&p), &receipts, &trusted_keys.0),
+        None => core::verify_receipt_chain(&receipts, &trusted_keys.0),
+    }
+    .or_throw()?;
+    to_js(&claims)
+}
+
+/// The `prev` value that links to a receipt: base64url SHA-256 of the compact JWS.
+#[wasm_bindgen(js_name = receiptLink)]
+pub fn receipt_link(receipt: &str) -> String {
+    core::receipt_link(receipt)
+}
+
+// ---- server time ------------------------------------------------------------------
+
+/// Verifies a server-signed timestamp; with `expectedNonce`, it must echo it
+/// (`nonce_mismatch`). Its `iat` is then a trusted time floor.
+#[wasm_bindgen(js_name = verifyServerTime, unchecked_return_type = "ServerTimeClaims")]
+pub fn verify_server_time(
+    jws: &str,
+    trusted_keys: &TrustedKeys,
+    expected_nonce: Option<String>,
+) -> JsResult<JsValue> {
+    let c = core::verify_server_time(jws, &trusted_keys.0, expected_nonce.as_deref()).or_throw()?;
+    to_js(&c)
+}

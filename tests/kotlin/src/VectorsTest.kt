@@ -218,6 +218,7 @@ fun descriptorCases(): List<Case> {
             val options = VerifyOptions(
                 trustedTimeFloor = o.longOrNull("trustedTimeFloor"),
                 clockToleranceSecs = o.longOrNull("clockToleranceSecs"),
+                leewaySecs = o.longOrNull("leewaySecs"),
                 expectedDeviceId = o.strOrNull("expectedDeviceId"),
                 expectedApplicationPackage = o.strOrNull("expectedApplicationPackage"),
             )
@@ -226,6 +227,15 @@ fun descriptorCases(): List<Case> {
                 assertEquals(c.obj("expected"), descriptorJson(d.claims))
             } else {
                 expectErr(c.str("name"), c.str("error")) { verifyDescriptor(c.str("jws"), keys, c.long("now"), options) }
+            }
+        }
+    } + v.cases("jwksCases").map { c ->
+        Case("jwks: ${c.str("name")}") {
+            val json = c.get("jwks").toString()
+            if (c.bool("valid")) {
+                TrustedKeys.fromJwksJson(json)
+            } else {
+                expectErr(c.str("name"), c.str("error")) { TrustedKeys.fromJwksJson(json) }
             }
         }
     } + v.cases("signing").map { c ->
@@ -273,6 +283,16 @@ fun dynamicKeyCases(): List<Case> {
             val pair = DynamicKeyPair.fromSeed(c.str("system"), c.str("login"), unhex(c.str("seed")))
             assertEquals(c.str("key"), createDynamicApiKeyWithNonce(pair, c.long("now"), unhex(c.str("nonce"))))
         }
+    } + v.cases("deriveRefused").map { c ->
+        Case("dynamic_key derive refused: ${c.str("name")}") {
+            val p = c.obj("params")
+            expectErr(c.str("name"), c.str("error")) {
+                deriveDynamicKeyPair(
+                    c.str("system"), c.str("login"), c.str("password"),
+                    DynamicKeyParams(p.long("memoryKib").toUInt(), p.long("iterations").toUInt(), p.long("parallelism").toUInt()),
+                )
+            }
+        }
     } + v.cases("verify").map { c ->
         Case("dynamic_key verify: ${c.str("name")}") {
             val call = {
@@ -284,6 +304,21 @@ fun dynamicKeyCases(): List<Case> {
                 assertEquals(e.str("login"), claims.login)
                 assertEquals(e.long("issuedAt"), claims.issuedAt)
                 assertArrayEquals(unhex(e.str("nonce")), claims.nonce)
+            } else {
+                expectErr(c.str("name"), c.str("error")) { call() }
+            }
+        }
+    }
+}
+
+fun serverTimeCases(): List<Case> {
+    val v = load("server_time.json")
+    val keys = TrustedKeys.fromJwksJson(v.obj("jwks").toString())
+    return v.cases("cases").map { c ->
+        Case("server_time: ${c.str("name")}") {
+            val call = { verifyServerTime(c.str("jws"), keys, c.strOrNull("expectedNonce")) }
+            if (c.bool("valid")) {
+                assertEquals(c.long("iat"), call().iat)
             } else {
                 expectErr(c.str("name"), c.str("error")) { call() }
             }
@@ -326,7 +361,7 @@ class VectorsTest(private val case: Case) {
         @Parameterized.Parameters(name = "{0}")
         fun data(): List<Array<Any>> =
             (ed25519Cases() + apiKeyCases() + urlTokenCases() + activationCases() + transactionCases() +
-                descriptorCases() + receiptCases() + dynamicKeyCases() + smokeCases()).map { arrayOf<Any>(it) }
+                descriptorCases() + receiptCases() + dynamicKeyCases() + serverTimeCases() + smokeCases()).map { arrayOf<Any>(it) }
     }
 
     @Test
