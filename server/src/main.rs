@@ -67,8 +67,9 @@ async fn serve(mut config: Config) -> Result<(), String> {
         // The web demo's admin panel needs the admin key in clear, so demo mode uses a
         // key known to this process: TILLGATE_ADMIN_KEY, or a fresh one for this run.
         if config.admin_key.is_none() {
-            let key = tillgate_core::generate_api_key_with(40, tillgate_core::ApiKeyAlphabet::UrlSafe)
-                .map_err(|e| e.to_string())?;
+            let key =
+                tillgate_core::generate_api_key_with(40, tillgate_core::ApiKeyAlphabet::UrlSafe)
+                    .map_err(|e| e.to_string())?;
             config.admin_key = Some(key.expose().to_owned());
         }
         tracing::warn!(
