@@ -475,7 +475,7 @@ impl Outbox {
     }
 
     /// The last error the queue met (sending, storing, or a corrupt record at open);
-    /// cleared by a sync that empties the queue without error.
+    /// cleared once a sync leaves nothing pending without meeting an error.
     pub fn last_error(&self) -> Option<LastError> {
         self.lock().last_error.clone()
     }
@@ -598,7 +598,13 @@ impl Outbox {
             .values()
             .filter(|e| e.state == EntryState::Pending)
             .count();
-        if report.stopped_by.is_none() && report.failed.is_empty() && st.corrupt.is_empty() {
+        // Only a queue drained without any error forgets the last error; a run that found
+        // nothing due yet changes nothing.
+        if report.remaining == 0
+            && report.stopped_by.is_none()
+            && report.failed.is_empty()
+            && st.corrupt.is_empty()
+        {
             st.last_error = None;
         }
         report

@@ -189,11 +189,12 @@ async fn offline_sync_keeps_everything_and_schedules_backoff() {
     let due = q.next_attempt_at().unwrap();
     assert!((11_000..12_000).contains(&due), "{due}");
 
-    // Not due yet: nothing is tried.
+    // Not due yet: nothing is tried, and the last error stays.
     let r = q.sync(&client, 10_500).await;
     assert!(r.stopped_by.is_none() && r.sent.is_empty());
     assert_eq!(r.remaining, 2);
     assert_eq!(q.entries()[0].attempts, 1);
+    assert_eq!(q.last_error().unwrap().code, "network");
 
     // Due: tried again, the run stops at the first (order of sale kept), the second
     // was never tried.
