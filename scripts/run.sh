@@ -10,6 +10,9 @@ if [ -x scripts/build-web-demo.sh ]; then
 fi
 cargo build --release -p tillgate-server
 echo "Tillgate server on http://$TILLGATE_BIND  (data: $TILLGATE_DATA_DIR)"
-[ -d web-demo/dist ] && echo "Web demo:        http://$TILLGATE_BIND/demo/"
+if [ -d web-demo/dist ]; then
+  export TILLGATE_DEMO_DIR="${TILLGATE_DEMO_DIR:-$PWD/web-demo/dist}"
+  echo "Web demo:        http://$TILLGATE_BIND/demo/   (admin panel: TILLGATE_DEMO_MODE=true $0)"
+fi
 echo "API docs:        http://$TILLGATE_BIND/docs"
 exec target/release/tillgate-server "$@"
