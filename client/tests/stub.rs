@@ -1,6 +1,7 @@
 //! The client against a tiny local HTTP stub: error mapping, timeouts, verification of
 //! what the server signs, and the outbox's retry behaviour. The real server is driven
 //! by the `tillgate-e2e` crate.
+#![cfg(not(target_arch = "wasm32"))]
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashMap;

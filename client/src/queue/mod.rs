@@ -104,6 +104,9 @@ pub struct LastError {
     pub message: String,
     /// When it happened, Unix milliseconds.
     pub at_ms: i64,
+    /// The HTTP status, when the server answered.
+    #[serde(default)]
+    pub http_status: Option<u16>,
 }
 
 impl LastError {
@@ -112,6 +115,7 @@ impl LastError {
             code: e.code().to_owned(),
             message: e.to_string(),
             at_ms,
+            http_status: e.http_status(),
         }
     }
 }
@@ -341,6 +345,7 @@ impl Outbox {
                 c.reason
             ),
             at_ms: 0,
+            http_status: None,
         });
         Ok(Outbox {
             store,
@@ -414,9 +419,11 @@ impl Outbox {
     }
 
     /// Queues a transaction (persisted first, like [`enqueue`](Self::enqueue)), then
-    /// syncs the queue so it is sent at once when the server is reachable (after any
-    /// earlier queued ones that are due). Never fails because of the network: then it
-    /// answers [`Submitted::Queued`].
+    /// syncs the queue so it is sent at once when the server is reachable (after the
+    /// earlier queued ones, once the oldest is due). Never fails because of the network:
+    /// then it answers [`Submitted::Queued`]. If the server refuses this transaction for
+    /// good, the error is returned and the transaction stays in the queue as
+    /// [`EntryState::Failed`].
     pub async fn submit(
         &self,
         client: &Client,
@@ -430,8 +437,9 @@ impl Outbox {
             return Ok(Submitted::Sent(stored));
         }
         if let Some((_, err)) = report.failed.into_iter().find(|(k, _)| *k == key) {
+            // Kept as a failed entry; the app decides (retry_failed or discard).
             return Err(ClientError::Api {
-                status: 400,
+                status: err.http_status.unwrap_or(400),
                 code: err.code,
                 detail: err.message,
                 fields: Vec::new(),
@@ -661,5 +669,5 @@ impl Outbox {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests;

@@ -1,0 +1,102 @@
+//! The client in a real browser (wasm32, headless Chromium): the `localStorage` queue
+//! store, the outbox with an unreachable server, and typed errors. Run with
+//! `client/test-wasm.sh`.
+#![cfg(all(target_arch = "wasm32", feature = "web-storage"))]
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tillgate_client::core::{Transaction, TrustedKeys, generate_api_key};
+use tillgate_client::{
+    Client, ClientConfig, IdempotencyKey, LocalStorageStore, Outbox, QueueStore, Submitted,
+    unix_time_ms,
+};
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+fn sale(total: i64) -> Transaction {
+    serde_json::from_value(serde_json::json!({"type": "sale", "currency": "SEK",
+        "total": total, "items": [{"name": "Kaffe", "quantity": 1, "amount": total}]}))
+    .unwrap()
+}
+
+fn namespace(test: &str) -> String {
+    format!("tillgate.test.{test}.{}.", unix_time_ms())
+}
+
+#[wasm_bindgen_test]
+async fn local_storage_queue_survives_a_reopen() {
+    let ns = namespace("reopen");
+    let mine = IdempotencyKey::new("web-receipt-1").unwrap();
+    {
+        let q = Outbox::open(Arc::new(LocalStorageStore::new(&ns)))
+            .await
+            .unwrap();
+        q.enqueue(sale(100), Some(mine.clone()), 1).await.unwrap();
+        q.enqueue(sale(200), None, 2).await.unwrap();
+    }
+    let q = Outbox::open(Arc::new(LocalStorageStore::new(&ns)))
+        .await
+        .unwrap();
+    let e = q.entries();
+    assert_eq!(e.len(), 2);
+    assert_eq!(e[0].idempotency_key, mine);
+    assert_eq!(e[1].transaction.total, 200);
+    // Another namespace sees nothing.
+    let other = Outbox::open(Arc::new(LocalStorageStore::new(namespace("other"))))
+        .await
+        .unwrap();
+    assert!(other.is_empty());
+}
+
+#[wasm_bindgen_test]
+async fn a_corrupt_value_is_reported_and_kept() {
+    let ns = namespace("corrupt");
+    let storage = web_sys::window().unwrap().local_storage().unwrap().unwrap();
+    let key = format!("{ns}tx-{:020}", 4);
+    storage.set_item(&key, "{not json").unwrap();
+    let q = Outbox::open(Arc::new(LocalStorageStore::new(&ns)))
+        .await
+        .unwrap();
+    let c = q.corrupt_records();
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].id, Some(4));
+    assert_eq!(q.last_error().unwrap().code, "queue_record_corrupt");
+    assert_eq!(
+        storage.get_item(&key).unwrap().as_deref(),
+        Some("{not json")
+    );
+    q.enqueue(sale(100), None, 0).await.unwrap();
+    assert_eq!(q.entries()[0].id, 5);
+    q.remove_corrupt(&key).await.unwrap();
+    assert!(storage.get_item(&key).unwrap().is_none());
+    assert!(
+        LocalStorageStore::new(&ns)
+            .load()
+            .unwrap()
+            .corrupt
+            .is_empty()
+    );
+}
+
+#[wasm_bindgen_test]
+async fn offline_sale_is_queued_with_a_typed_error() {
+    let mut config = ClientConfig::new("http://127.0.0.1:9", TrustedKeys::new());
+    config.timeout = Duration::from_secs(2);
+    let client = Client::new(config).unwrap();
+    client.set_api_key(generate_api_key(40).unwrap());
+    let q = Outbox::open(Arc::new(LocalStorageStore::new(namespace("offline"))))
+        .await
+        .unwrap();
+    let r = q
+        .submit(&client, sale(100), None, unix_time_ms())
+        .await
+        .unwrap();
+    assert!(matches!(r, Submitted::Queued(_)));
+    let err = q.last_error().unwrap();
+    assert!(err.code == "network" || err.code == "timeout", "{err:?}");
+    assert_eq!(q.len(), 1);
+    assert!(q.next_attempt_at().unwrap() > unix_time_ms());
+}
