@@ -1,0 +1,290 @@
+//! Crash safety: many concurrent clients ingest transactions while the real server is
+//! killed with SIGKILL at random moments and restarted on the same data. Afterwards every
+//! acknowledged transaction (HTTP 201 received) is stored exactly once under its
+//! idempotency key, each register's sequence is gapless from 1, and each register's
+//! receipt chain verifies with core's `verify_receipt_chain` against the server's JWKS.
+//! Clients retry whatever was not acknowledged with the same idempotency key.
+//!
+//! Run by `scripts/test-reliability.sh`; by hand:
+//! `cargo build --release -p tillgate-server && cargo test -p tillgate-reliability --test crash -- --ignored --nocapture`
+//! (`TILLGATE_RELIABILITY_SEED=<n>` repeats a run's kill timings).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tillgate_core::verify_receipt_chain;
+use tillgate_reliability::{Api, CORP_A, CORP_B, Reg, Rng, ServerProcess, Storage, sale};
+
+const REGISTERS: usize = 4;
+const CLIENTS_PER_REGISTER: usize = 4;
+/// Each client sends at least this many, and keeps sending until the last kill is over.
+const MIN_TX_PER_CLIENT: usize = 25;
+/// Hard bound per client.
+const MAX_TX_PER_CLIENT: usize = 400;
+const KILLS: usize = 5;
+const DEADLINE: Duration = Duration::from_secs(150);
+
+#[derive(Debug, Clone)]
+struct Ack {
+    id: String,
+    seq: i64,
+    receipt: String,
+    /// The 201 carried `Idempotent-Replayed: true`: the server had committed it before a
+    /// crash cut the first answer off.
+    replayed: bool,
+}
+
+#[derive(Default)]
+struct Stats {
+    attempts: AtomicU64,
+    transport_errors: AtomicU64,
+    server_errors: AtomicU64,
+}
+
+async fn client(
+    api: Api,
+    key: String,
+    tag: String,
+    killer_done: Arc<AtomicBool>,
+    stats: Arc<Stats>,
+    deadline: Instant,
+) -> Result<Vec<(String, Ack)>, String> {
+    let mut acks = Vec::new();
+    for i in 0..MAX_TX_PER_CLIENT {
+        if i >= MIN_TX_PER_CLIENT && killer_done.load(Ordering::SeqCst) {
+            break;
+        }
+        let idem = format!("{tag}-{i}");
+        let body = sale(100 + i as i64, &idem);
+        loop {
+            if Instant::now() > deadline {
+                return Err(format!("{idem}: not acknowledged before the deadline"));
+            }
+            stats.attempts.fetch_add(1, Ordering::Relaxed);
+            match api.post_tx(&key, &idem, &body).await {
+                Ok(r) if r.status() == 201 => {
+                    let replayed = r
+                        .headers()
+                        .get("idempotent-replayed")
+                        .is_some_and(|v| v == "true");
+                    // The body can still be cut off by a kill: then retry.
+                    let Ok(v) = r.json::<Value>().await else {
+                        stats.transport_errors.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    };
+                    acks.push((
+                        idem.clone(),
+                        Ack {
+                            id: v["id"].as_str().unwrap_or_default().to_owned(),
+                            seq: v["sequence"].as_i64().unwrap_or(-1),
+                            receipt: v["receipt"].as_str().unwrap_or_default().to_owned(),
+                            replayed,
+                        },
+                    ));
+                    break;
+                }
+                Ok(r) if r.status().is_server_error() => {
+                    stats.server_errors.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(r) => {
+                    let status = r.status();
+                    return Err(format!(
+                        "{idem}: unexpected {status}: {}",
+                        r.text().await.unwrap_or_default()
+                    ));
+                }
+                Err(_) => {
+                    stats.transport_errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    Ok(acks)
+}
+
+async fn crash_safety(storage: Storage) {
+    let mut rng = Rng::from_env();
+    println!(
+        "crash safety [{}]: seed {} (TILLGATE_RELIABILITY_SEED repeats it)",
+        storage.name(),
+        rng.seed()
+    );
+    let mut server = ServerProcess::start(&storage, &[]).await;
+    let api = server.api();
+    let mut regs: Vec<Reg> = Vec::new();
+    for r in 0..REGISTERS {
+        let corp = if r % 2 == 0 { CORP_A } else { CORP_B };
+        regs.push(api.register(corp, &format!("crash-dev-{r}")).await);
+    }
+    let trusted = api.trusted_keys().await;
+
+    let killer_done = Arc::new(AtomicBool::new(false));
+    let stats = Arc::new(Stats::default());
+    let deadline = Instant::now() + DEADLINE;
+    let mut tasks = Vec::new();
+    for (r, reg) in regs.iter().enumerate() {
+        for c in 0..CLIENTS_PER_REGISTER {
+            // One connection pool per client, like separate tills.
+            tasks.push((
+                r,
+                tokio::spawn(client(
+                    Api::new(&server.base),
+                    reg.key.clone(),
+                    format!("r{r}c{c}"),
+                    killer_done.clone(),
+                    stats.clone(),
+                    deadline,
+                )),
+            ));
+        }
+    }
+
+    // The killer: SIGKILL at random moments under load, restart on the same data.
+    let mut down_total = Duration::ZERO;
+    for k in 0..KILLS {
+        let wait = rng.range(150, 700);
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        server.kill();
+        let t = Instant::now();
+        tokio::time::sleep(Duration::from_millis(rng.range(0, 200))).await;
+        server.restart().await;
+        down_total += t.elapsed();
+        println!(
+            "  kill {}/{KILLS} after {wait} ms of load; back up in {} ms",
+            k + 1,
+            t.elapsed().as_millis()
+        );
+    }
+    // Some load on the last incarnation too, then let the clients finish.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    killer_done.store(true, Ordering::SeqCst);
+
+    let mut acks: Vec<HashMap<String, Ack>> = vec![HashMap::new(); REGISTERS];
+    let mut failures = Vec::new();
+    for (r, t) in tasks {
+        match t.await.expect("client task") {
+            Ok(list) => {
+                for (idem, ack) in list {
+                    assert!(
+                        acks[r].insert(idem.clone(), ack).is_none(),
+                        "{idem} acknowledged twice by one client"
+                    );
+                }
+            }
+            Err(e) => failures.push(e),
+        }
+    }
+    assert!(failures.is_empty(), "clients failed: {failures:?}");
+
+    // Verify on a fresh client, after one more restart for good measure.
+    server.restart().await;
+    let api = server.api();
+    let mut total = 0usize;
+    let mut replayed_acks = 0usize;
+    for (r, reg) in regs.iter().enumerate() {
+        let items = api.all_transactions(&reg.key).await;
+        let acked = &acks[r];
+        // Exactly once: one stored transaction per idempotency key (the item name carries
+        // the key), none missing, none extra.
+        let names: Vec<&str> = items
+            .iter()
+            .map(|t| t["items"][0]["name"].as_str().unwrap_or(""))
+            .collect();
+        let unique: HashSet<&str> = names.iter().copied().collect();
+        assert_eq!(
+            unique.len(),
+            names.len(),
+            "register {r}: an idempotency key is stored more than once"
+        );
+        assert_eq!(
+            items.len(),
+            acked.len(),
+            "register {r}: {} stored, {} acknowledged",
+            items.len(),
+            acked.len()
+        );
+        for (t, name) in items.iter().zip(&names) {
+            let ack = acked
+                .get(*name)
+                .unwrap_or_else(|| panic!("register {r}: stored {name} was never acknowledged"));
+            assert_eq!(t["id"].as_str(), Some(ack.id.as_str()), "{name}: id changed");
+            assert_eq!(t["sequence"].as_i64(), Some(ack.seq), "{name}: sequence changed");
+            assert_eq!(
+                t["receipt"].as_str(),
+                Some(ack.receipt.as_str()),
+                "{name}: receipt changed"
+            );
+        }
+        // Gapless from 1.
+        for (i, t) in items.iter().enumerate() {
+            assert_eq!(t["sequence"].as_i64(), Some(i as i64 + 1), "register {r}: gap at {i}");
+        }
+        // The chain verifies, and each receipt is the stored transaction's.
+        let receipts: Vec<&str> = items
+            .iter()
+            .map(|t| t["receipt"].as_str().unwrap_or(""))
+            .collect();
+        let claims = verify_receipt_chain(&receipts, &trusted)
+            .unwrap_or_else(|e| panic!("register {r}: receipt chain does not verify: {e}"));
+        for (c, t) in claims.iter().zip(&items) {
+            assert_eq!(Some(c.txid.as_str()), t["id"].as_str());
+            assert_eq!(Some(c.txh.as_str()), t["txh"].as_str());
+            assert_eq!(c.sub, reg.production_number);
+        }
+        replayed_acks += acked.values().filter(|a| a.replayed).count();
+        total += items.len();
+    }
+
+    // Every key once more: all are replays of the stored transaction, nothing new.
+    for (r, reg) in regs.iter().enumerate() {
+        let mut keys: Vec<&String> = acks[r].keys().collect();
+        keys.sort();
+        for idem in keys {
+            let ack = &acks[r][idem];
+            let n: i64 = idem.rsplit('-').next().unwrap().parse().unwrap();
+            let resp = api.post_tx(&reg.key, idem, &sale(100 + n, idem)).await.unwrap();
+            assert_eq!(resp.status(), 201);
+            assert_eq!(
+                resp.headers().get("idempotent-replayed").map(|v| v.to_str().unwrap()),
+                Some("true")
+            );
+            let v: Value = resp.json().await.unwrap();
+            assert_eq!(v["id"].as_str(), Some(ack.id.as_str()));
+        }
+        assert_eq!(api.all_transactions(&reg.key).await.len(), acks[r].len());
+    }
+    println!(
+        "  {total} transactions acknowledged and stored exactly once over {} server starts; \
+         {replayed_acks} were committed before a kill cut the answer off (acknowledged on retry); \
+         {} attempts, {} transport errors, {} 5xx; receipt chains verify; down {} ms in all",
+        server.starts,
+        stats.attempts.load(Ordering::Relaxed),
+        stats.transport_errors.load(Ordering::Relaxed),
+        stats.server_errors.load(Ordering::Relaxed),
+        down_total.as_millis()
+    );
+    assert!(total >= REGISTERS * CLIENTS_PER_REGISTER * MIN_TX_PER_CLIENT);
+    let logs = server.logs();
+    assert!(!logs.contains("panicked"), "the server panicked:\n{logs}");
+    server.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a release build of tillgate-server; run by scripts/test-reliability.sh"]
+async fn crash_safety_sqlite() {
+    crash_safety(Storage::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a release build of tillgate-server and PostgreSQL; run by scripts/test-reliability.sh"]
+async fn crash_safety_postgres() {
+    match Storage::postgres() {
+        Ok(storage) => crash_safety(storage).await,
+        Err(reason) => println!("SKIP crash_safety_postgres: {reason}"),
+    }
+}
