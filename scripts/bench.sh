@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Tillgate benchmarks against their baselines, measured in the same run (issue 8).
+#
+#   scripts/bench.sh           full run (release build; ≤ 10 minutes on 2 cores once built),
+#                              prints the table and writes BENCHMARKS.md
+#   scripts/bench.sh --quick   CI mode: debug build, every benchmark runs for about a
+#                              second to prove it still works; writes
+#                              target/bench/BENCHMARKS.quick.md, never BENCHMARKS.md
+#
+# Extra arguments go to `tillgate-bench run` (e.g. `--only micro,handshake`).
+# Env: TILLGATE_TEST_PG_URL (default postgres://postgres@127.0.0.1:5432/test; the run
+# creates and drops its own database there, and skips the row when it is unreachable),
+# BENCH_WASM_PKG (default bindings/wasm/pkg), BENCH_WASM_CLIENT_PKG (a core+client build).
+# Only loopback traffic; every load loop is bounded in time and count.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+quick=0
+for a in "$@"; do [ "$a" = "--quick" ] && quick=1; done
+if [ "$quick" = 1 ]; then profile=dev; dir=debug; else profile=release; dir=release; fi
+work="$root/target/bench"
+mkdir -p "$work"
+log() { echo "bench.sh: $*" >&2; }
+
+log "building ($profile): tillgate-bench, tillgate-server, tillgate-ffi, uniffi-bindgen"
+cargo build --profile "$profile" -p tillgate-bench -p tillgate-server -p tillgate-ffi -p uniffi-bindgen
+bin="$root/target/$dir"
+
+args=(run --work "$work" --command "scripts/bench.sh${*:+ $*}" --node-dir "$root/bench/wasm")
+
+# ---- wasm in node: needs the npm package built by bindings/wasm/build.sh -------------
+pkg="${BENCH_WASM_PKG:-$root/bindings/wasm/pkg}"
+if ! command -v node >/dev/null; then
+  args+=(--wasm-skip "node is not installed")
+elif [ ! -f "$pkg/node/tillgate.js" ] && [ ! -f "$pkg/tillgate.js" ]; then
+  args+=(--wasm-skip "the npm package is not built ($pkg; run bindings/wasm/build.sh)")
+else
+  if [ ! -d bench/wasm/node_modules/@noble/ed25519 ] || [ ! -d bench/wasm/node_modules/tweetnacl ]; then
+    log "npm install (bench/wasm: @noble/ed25519, @noble/hashes, tweetnacl)"
+    (cd bench/wasm && npm install --no-audit --no-fund >&2) || true
+  fi
+  if [ -d bench/wasm/node_modules/@noble/ed25519 ]; then
+    args+=(--wasm-pkg "$pkg")
+  else
+    args+=(--wasm-skip "npm install of the JS baselines failed")
+  fi
+fi
+
+# ---- FFI: uniffi Kotlin bindings on the JVM -------------------------------------------
+kotlin_skip=""
+kotlinc=""
+for k in tests/kotlin/node_modules/kotlin-compiler bench/kotlin/node_modules/kotlin-compiler; do
+  [ -x "$k/bin/kotlinc-jvm" ] && { kotlinc="$root/$k/bin/kotlinc-jvm"; kl="$root/$k/lib"; break; }
+done
+if [ -z "$kotlinc" ] && command -v npm >/dev/null; then
+  log "npm install (bench/kotlin: kotlin-compiler)"
+  (cd bench/kotlin && npm install --no-audit --no-fund >&2) || true
+  k=bench/kotlin/node_modules/kotlin-compiler
+  [ -x "$k/bin/kotlinc-jvm" ] && { kotlinc="$root/$k/bin/kotlinc-jvm"; kl="$root/$k/lib"; }
+fi
+jna=/usr/share/java/jna.jar
+so="$bin/libtillgate_ffi.so"
+if ! command -v java >/dev/null; then kotlin_skip="java is not installed"
+elif [ -z "$kotlinc" ]; then kotlin_skip="no kotlinc (npm kotlin-compiler)"
+elif [ ! -f "$jna" ]; then kotlin_skip="JNA is not installed (apt-get install libjna-java)"
+elif [ ! -f "$so" ]; then kotlin_skip="$so was not built"
+else
+  kdir="$work/kotlin-$dir"
+  jar="$kdir/ffibench.jar"
+  mkdir -p "$kdir"
+  # Bindings must come from the exact library under test (uniffi checksums).
+  if [ ! -f "$jar" ] || [ "$so" -nt "$jar" ] || [ bench/kotlin/src/FfiBench.kt -nt "$jar" ]; then
+    log "generating Kotlin bindings from $so and compiling the FFI benchmark"
+    rm -rf "$kdir/gen"
+    if "$bin/uniffi-bindgen" generate --library "$so" --language kotlin --out-dir "$kdir/gen" --no-format >&2 &&
+       "$kotlinc" -cp "$jna:$kl/kotlinx-coroutines-core-jvm.jar" $(find "$kdir/gen" -name '*.kt') \
+         bench/kotlin/src/FfiBench.kt -d "$jar" >&2; then
+      :
+    else
+      rm -f "$jar"
+      kotlin_skip="generating or compiling the Kotlin bindings failed (see the output above)"
+    fi
+  fi
+  if [ -z "$kotlin_skip" ]; then
+    args+=(--kotlin-cmd "java -Djna.library.path=$bin -cp $jar:$kl/kotlin-stdlib.jar:$kl/kotlinx-coroutines-core-jvm.jar:$jna dev.tillgate.bench.FfiBenchKt")
+  fi
+fi
+[ -n "$kotlin_skip" ] && args+=(--kotlin-skip "$kotlin_skip")
+
+# Pass the remaining arguments (including --quick) through.
+exec "$bin/tillgate-bench" "${args[@]}" "$@"
