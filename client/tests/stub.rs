@@ -19,7 +19,8 @@ use tillgate_client::core::{
     sign_server_time, validate_api_key,
 };
 use tillgate_client::{
-    Client, ClientConfig, ClientError, EntryState, IdempotencyKey, MemoryStore, Outbox, Submitted,
+    Client, ClientConfig, ClientError, EntryState, IdempotencyKey, MemoryStore, Outbox, QueueStore,
+    Submitted,
 };
 
 const NOW: i64 = 1_710_000_000;
@@ -41,6 +42,10 @@ struct Stub {
     /// Stored transactions by idempotency key.
     stored: Mutex<HashMap<String, serde_json::Value>>,
     posts: AtomicUsize,
+    /// A queue store to look into when a transaction arrives.
+    watch: Mutex<Option<Arc<MemoryStore>>>,
+    /// For each POST: was its idempotency key already persisted in `watch`?
+    persisted_before_send: Mutex<Vec<bool>>,
 }
 
 fn problem(status: u16, code: &str) -> Response {
@@ -138,6 +143,16 @@ async fn post_tx(
     Json(tx): Json<Transaction>,
 ) -> Response {
     stub.posts.fetch_add(1, Ordering::SeqCst);
+    if let Some(store) = stub.watch.lock().unwrap().clone() {
+        let key = h.get("idempotency-key").unwrap().to_str().unwrap();
+        let persisted = store
+            .load()
+            .unwrap()
+            .entries
+            .iter()
+            .any(|e| e.idempotency_key.as_str() == key);
+        stub.persisted_before_send.lock().unwrap().push(persisted);
+    }
     if let Some((status, code)) = {
         let mut f = stub.tx_failures.lock().unwrap();
         if f.is_empty() {
@@ -409,4 +424,28 @@ async fn concurrent_syncs_do_not_double_send() {
     assert_eq!(r1.sent.len() + r2.sent.len(), 20);
     assert!(r1.already_running || r2.already_running);
     assert_eq!(stub.posts.load(Ordering::SeqCst), 20);
+}
+
+#[tokio::test]
+async fn every_transaction_is_persisted_before_it_is_sent() {
+    let stub = Arc::new(Stub::default());
+    let store = Arc::new(MemoryStore::new());
+    *stub.watch.lock().unwrap() = Some(store.clone());
+    *stub.tx_failures.lock().unwrap() = vec![(503, "storage_unavailable")];
+    let base = spawn(stub.clone()).await;
+    let c = client(&base, "ok");
+    let q = Outbox::open(store.clone()).await.unwrap();
+    let r = q.submit(&c, sale(100), None, 0).await.unwrap();
+    assert!(matches!(r, Submitted::Queued(_)));
+    for i in 0..3 {
+        q.submit(&c, sale(200 + i), None, 0).await.unwrap();
+    }
+    let r = q.sync_now(&c, 1).await;
+    assert!(r.stopped_by.is_none());
+    assert_eq!(q.len(), 0);
+    // Once acknowledged, the record is gone from the store.
+    assert!(store.load().unwrap().entries.is_empty());
+    let seen = stub.persisted_before_send.lock().unwrap().clone();
+    assert_eq!(seen.len(), 5, "{seen:?}");
+    assert!(seen.iter().all(|p| *p), "{seen:?}");
 }
