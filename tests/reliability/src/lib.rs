@@ -215,7 +215,10 @@ impl Drop for Storage {
                 let _ = std::fs::remove_dir_all(dir);
             }
             Storage::Postgres { admin_url, db } => {
-                let _ = psql(admin_url, &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
+                let _ = psql(
+                    admin_url,
+                    &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+                );
             }
         }
     }

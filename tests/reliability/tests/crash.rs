@@ -212,8 +212,16 @@ async fn crash_safety(storage: Storage) {
             let ack = acked
                 .get(*name)
                 .unwrap_or_else(|| panic!("register {r}: stored {name} was never acknowledged"));
-            assert_eq!(t["id"].as_str(), Some(ack.id.as_str()), "{name}: id changed");
-            assert_eq!(t["sequence"].as_i64(), Some(ack.seq), "{name}: sequence changed");
+            assert_eq!(
+                t["id"].as_str(),
+                Some(ack.id.as_str()),
+                "{name}: id changed"
+            );
+            assert_eq!(
+                t["sequence"].as_i64(),
+                Some(ack.seq),
+                "{name}: sequence changed"
+            );
             assert_eq!(
                 t["receipt"].as_str(),
                 Some(ack.receipt.as_str()),
@@ -222,7 +230,11 @@ async fn crash_safety(storage: Storage) {
         }
         // Gapless from 1.
         for (i, t) in items.iter().enumerate() {
-            assert_eq!(t["sequence"].as_i64(), Some(i as i64 + 1), "register {r}: gap at {i}");
+            assert_eq!(
+                t["sequence"].as_i64(),
+                Some(i as i64 + 1),
+                "register {r}: gap at {i}"
+            );
         }
         // The chain verifies, and each receipt is the stored transaction's.
         let receipts: Vec<&str> = items
@@ -247,10 +259,15 @@ async fn crash_safety(storage: Storage) {
         for idem in keys {
             let ack = &acks[r][idem];
             let n: i64 = idem.rsplit('-').next().unwrap().parse().unwrap();
-            let resp = api.post_tx(&reg.key, idem, &sale(100 + n, idem)).await.unwrap();
+            let resp = api
+                .post_tx(&reg.key, idem, &sale(100 + n, idem))
+                .await
+                .unwrap();
             assert_eq!(resp.status(), 201);
             assert_eq!(
-                resp.headers().get("idempotent-replayed").map(|v| v.to_str().unwrap()),
+                resp.headers()
+                    .get("idempotent-replayed")
+                    .map(|v| v.to_str().unwrap()),
                 Some("true")
             );
             let v: Value = resp.json().await.unwrap();
