@@ -7,7 +7,7 @@ use super::{CorruptRecord, QueueStore, QueuedTransaction, StoreContents, decode_
 use crate::Result;
 
 /// Records in memory, encoded exactly as a persistent store encodes them. Lost when the
-/// process ends: use [`FileStore`](crate::FileStore) (native) or a browser store for a
+/// process ends: use `FileStore` (native) or `LocalStorageStore` (browsers) for a
 /// real till.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
