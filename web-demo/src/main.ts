@@ -1,0 +1,697 @@
+// Tillgate web POS demo: the page's logic. Every rule runs in tillgate-core (the
+// `tillgate` npm package, WebAssembly); this file only wires the page to it and to the
+// server.
+
+import init, {
+  TrustedKeys, encodeUrlToken, generateApiKey, parseUrlToken, validateActivationRequest,
+  validateApiKey, validateTransaction, verifyDescriptor, verifyReceiptChain, verifyServerTime,
+} from "tillgate/web";
+import type {
+  ActivationRequest, ApiKeyAlphabet, ReceiptClaims, TillgateError, Transaction, UrlToken,
+} from "tillgate/web";
+import {
+  ActivationCodeOk, ActivationCreated, AdminActivation, ApiError, HandshakeOk, NetworkError,
+  TransactionPage, isOffline, request, setOffline,
+} from "./api.js";
+import { Outbox } from "./outbox.js";
+
+// ---- small DOM helpers --------------------------------------------------------------
+
+function $<T extends HTMLElement = HTMLElement>(id: string): T {
+  const el = document.getElementById(id);
+  if (!el) throw new Error(`missing #${id}`);
+  return el as T;
+}
+function el<K extends keyof HTMLElementTagNameMap>(tag: K, props: Partial<HTMLElementTagNameMap[K]> = {}, ...kids: (Node | string)[]): HTMLElementTagNameMap[K] {
+  const e = Object.assign(document.createElement(tag), props);
+  e.append(...kids);
+  return e;
+}
+function setState(e: HTMLElement, state: string, text?: string): void {
+  e.dataset.state = state;
+  if (text !== undefined) e.textContent = text;
+}
+function fillKv(dl: HTMLElement, rows: [string, string][]): void {
+  dl.replaceChildren(...rows.flatMap(([k, v]) => [el("dt", { textContent: k }), el("dd", { textContent: v })]));
+}
+const asTg = (e: unknown) => e as TillgateError;
+const money = (minor: number) => `${(minor / 100).toFixed(2).replace(".", ",")} kr`;
+const nowSecs = () => Math.floor(Date.now() / 1000);
+const short = (s: string, n = 10) => (s.length > n ? `${s.slice(0, n)}…` : s);
+function errText(e: unknown): string {
+  if (e instanceof ApiError) return `${e.code}: ${e.message}`;
+  if (e instanceof NetworkError) return "offline: the server cannot be reached";
+  const t = asTg(e);
+  return t && t.code ? `${t.code}: ${t.message}` : String(e);
+}
+
+// ---- state kept by the "app" --------------------------------------------------------
+
+interface Registration {
+  activationId: string; productionNumber: string; apiKey: string; status: string;
+  cashRegisterName: string; deviceId: string; applicationPackage: string;
+  validFrom: string; validTo: string; corporateId: string;
+}
+const K = {
+  registration: "tillgate-demo:registration",
+  descriptor: "tillgate-demo:descriptor",
+  timeFloor: "tillgate-demo:trusted-time-floor",
+  outbox: "tillgate-demo:outbox",
+};
+let reg: Registration | null = JSON.parse(localStorage.getItem(K.registration) ?? "null") as Registration | null;
+let trusted: TrustedKeys | null = null;
+let adminKey: string | null = null;
+let pollTimer: number | undefined;
+let originalDescriptor: string | null = null;
+const outbox = new Outbox(K.outbox);
+
+function saveReg(): void {
+  if (reg) localStorage.setItem(K.registration, JSON.stringify(reg));
+  else localStorage.removeItem(K.registration);
+}
+
+// ---- 1. activation form -------------------------------------------------------------
+
+const FIELDS = ["cashRegisterName", "deviceId", "validFrom", "validTo", "corporateId", "applicationPackage", "country"] as const;
+type Field = (typeof FIELDS)[number];
+const input = (f: Field) => $<HTMLInputElement>(`f-${f}`);
+
+function midnightUtc(d: Date): string {
+  return `${d.toISOString().slice(0, 10)}T00:00:00Z`;
+}
+function defaults(): Record<Field, string> {
+  const today = new Date();
+  const rnd = new Uint8Array(4);
+  crypto.getRandomValues(rnd);
+  return {
+    cashRegisterName: "Kassa 1",
+    deviceId: `web-${Array.from(rnd, (b) => b.toString(16).padStart(2, "0")).join("")}`,
+    validFrom: midnightUtc(today),
+    validTo: midnightUtc(new Date(today.getTime() + 365 * 86400_000)),
+    corporateId: "556036-0793",
+    applicationPackage: "com.example.pos",
+    country: "SE",
+  };
+}
+function formValues(): ActivationRequest {
+  const v: Record<string, string> = {};
+  for (const f of FIELDS) v[f] = input(f).value;
+  return v as ActivationRequest;
+}
+function showFieldErrors(errors: { field: string; message: string; code: string }[]): void {
+  for (const f of FIELDS) {
+    const mine = errors.filter((e) => e.field === f);
+    $(`e-${f}`).textContent = mine.map((e) => e.message).join("; ");
+    input(f).setAttribute("aria-invalid", mine.length ? "true" : "false");
+  }
+}
+/** Live check with core; returns whether the form is valid. */
+function validateForm(): boolean {
+  const summary = $("form-summary");
+  try {
+    validateActivationRequest(formValues(), "swedishOrgNumber");
+    showFieldErrors([]);
+    setState(summary, "ok", "✓ Valid: checked in the browser by tillgate-core");
+    return true;
+  } catch (e) {
+    const fields = asTg(e).fields ?? [];
+    showFieldErrors(fields);
+    const n = fields.length;
+    setState(summary, "bad", n ? `${n} problem${n === 1 ? "" : "s"} to fix` : errText(e));
+    return false;
+  }
+}
+
+async function register(ev: SubmitEvent): Promise<void> {
+  ev.preventDefault();
+  if (!validateForm()) {
+    const first = FIELDS.find((f) => input(f).getAttribute("aria-invalid") === "true");
+    if (first) input(first).focus();
+    return;
+  }
+  const btn = $<HTMLButtonElement>("register-btn");
+  btn.disabled = true;
+  try {
+    const req = formValues();
+    const created = await request<ActivationCreated>("/activations-advanced", { method: "POST", body: req });
+    reg = {
+      activationId: created.activationId, productionNumber: created.productionNumber,
+      apiKey: created.apiKey, status: created.status, cashRegisterName: req.cashRegisterName ?? "",
+      deviceId: req.deviceId ?? "", applicationPackage: req.applicationPackage ?? "",
+      validFrom: created.validFrom, validTo: created.validTo, corporateId: created.corporateId,
+    };
+    saveReg();
+    localStorage.removeItem(K.descriptor);
+    setState($("form-summary"), "ok", `Registered as ${created.productionNumber}: waiting for approval`);
+    renderRegistration();
+    void refreshAdmin();
+    void handshake();
+  } catch (e) {
+    if (e instanceof ApiError && e.fields.length) showFieldErrors(e.fields);
+    setState($("form-summary"), "bad", `The server refused: ${errText(e)}`);
+  } finally {
+    btn.disabled = reg !== null;
+  }
+}
+
+function renderRegistration(): void {
+  const box = $("registration");
+  const pill = $("register-pill");
+  const form = $<HTMLFormElement>("activation-form");
+  const has = reg !== null;
+  box.hidden = !has;
+  for (const f of FIELDS) input(f).disabled = has;
+  $<HTMLButtonElement>("register-btn").disabled = has;
+  for (const id of ["handshake-btn", "descriptor-fetch-btn", "receipts-btn"]) $<HTMLButtonElement>(id).disabled = !has;
+  if (!reg) {
+    setState(pill, "none", "No register yet");
+    form.reset();
+    return;
+  }
+  fillKv($("registration-kv"), [
+    ["ProductionNumber", reg.productionNumber],
+    ["Activation id", reg.activationId],
+    ["Status", reg.status],
+    ["API key", `${reg.apiKey.slice(0, 6)}… (shown once by the server; kept by the app)`],
+    ["Valid", `${reg.validFrom} → ${reg.validTo}`],
+    ["Company", reg.corporateId],
+  ]);
+  const state = reg.status === "approved" ? "approved" : reg.status === "pending" ? "pending" : "refused";
+  setState(pill, state, `${reg.cashRegisterName} · ${reg.productionNumber} · ${reg.status}`);
+  $<HTMLButtonElement>("pay-btn").disabled = basket.length === 0;
+}
+
+function forget(): void {
+  reg = null;
+  saveReg();
+  localStorage.removeItem(K.descriptor);
+  localStorage.removeItem(K.timeFloor);
+  outbox.clear();
+  window.clearInterval(pollTimer);
+  location.reload();
+}
+
+// ---- 2. handshake -------------------------------------------------------------------
+
+function setLight(state: "none" | "pending" | "green" | "red", text: string, detail = ""): void {
+  setState($("handshake-light"), state);
+  $("handshake-text").textContent = text;
+  $("handshake-detail").textContent = detail;
+}
+
+async function handshake(): Promise<void> {
+  if (!reg || !trusted) return;
+  const nonce = Math.random().toString(36).slice(2, 14);
+  const q = new URLSearchParams({ nonce, deviceId: reg.deviceId, productionNumber: reg.productionNumber });
+  try {
+    const h = await request<HandshakeOk>(`/auth/handshake?${q}`, { apiKey: reg.apiKey });
+    // The server's time is signed; only a verified timestamp becomes the trusted floor.
+    const t = verifyServerTime(h.signedTime, trusted, nonce);
+    localStorage.setItem(K.timeFloor, String(t.iat));
+    reg.status = h.status;
+    saveReg();
+    setLight("green", "Approved: handshake OK",
+      `Server time ${h.serverTime}, signature and nonce verified in the browser; kept as the trusted time floor (iat ${t.iat}).`);
+    stopPolling();
+  } catch (e) {
+    if (e instanceof ApiError && e.code === "pending_approval") {
+      reg.status = "pending";
+      setLight("pending", "Pending approval", "The server answered 403 pending_approval. Approve the register in the admin panel below.");
+      startPolling();
+    } else if (e instanceof ApiError && ["rejected", "revoked"].includes(e.code)) {
+      reg.status = e.code;
+      setLight("red", `Refused: ${e.code}`, e.message);
+      stopPolling();
+    } else if (e instanceof NetworkError) {
+      setLight("red", "Cannot reach the server", "Offline: the handshake needs the server. Sales still work through the queue.");
+    } else {
+      setLight("red", "Handshake failed", errText(e));
+    }
+    saveReg();
+  }
+  renderRegistration();
+}
+function startPolling(): void {
+  if (pollTimer === undefined) pollTimer = window.setInterval(() => void handshake(), 2000);
+}
+function stopPolling(): void {
+  window.clearInterval(pollTimer);
+  pollTimer = undefined;
+}
+
+// ---- 3. demo admin ------------------------------------------------------------------
+
+async function loadAdminKey(): Promise<void> {
+  try {
+    const r = await request<{ adminKey: string }>("/demo/admin-key.json");
+    adminKey = r.adminKey;
+    $("admin-status").textContent = "Demo mode: the server handed this page its admin key.";
+    $<HTMLButtonElement>("admin-refresh-btn").disabled = false;
+    void refreshAdmin();
+  } catch {
+    $("admin-status").textContent =
+      "The server is not in demo mode (TILLGATE_DEMO_MODE=true), so it keeps its admin key to itself. Paste the admin key to use this panel.";
+    $("admin-key-form").hidden = false;
+  }
+}
+
+async function refreshAdmin(): Promise<void> {
+  if (!adminKey) return;
+  const table = $<HTMLTableElement>("admin-table");
+  try {
+    const list = await request<{ items: AdminActivation[] }>("/admin/activations?status=pending", { adminKey, backOffice: true });
+    const rows = list.items.map((a) => {
+      const approve = el("button", { type: "button", className: "primary", textContent: "Approve" });
+      approve.setAttribute("aria-label", `Approve ${a.productionNumber}`);
+      approve.addEventListener("click", () => void decide(a.activationId, "approve"));
+      const reject = el("button", { type: "button", className: "quiet", textContent: "Reject" });
+      reject.setAttribute("aria-label", `Reject ${a.productionNumber}`);
+      reject.addEventListener("click", () => void decide(a.activationId, "reject"));
+      return el("tr", {},
+        el("td", {}, el("span", { className: "mono", textContent: a.productionNumber })),
+        el("td", { textContent: a.cashRegisterName }),
+        el("td", {}, el("span", { className: "mono", textContent: a.deviceId })),
+        el("td", { textContent: a.corporateId }),
+        el("td", { textContent: a.status }),
+        el("td", {}, approve, " ", reject));
+    });
+    table.tBodies[0].replaceChildren(...rows);
+    table.hidden = rows.length === 0;
+    $("admin-empty").hidden = rows.length !== 0;
+  } catch (e) {
+    $("admin-status").textContent = `Admin request failed: ${errText(e)}`;
+  }
+}
+
+async function decide(id: string, what: "approve" | "reject"): Promise<void> {
+  if (!adminKey) return;
+  try {
+    await request(`/admin/activations/${encodeURIComponent(id)}/${what}`, {
+      method: "POST", adminKey, backOffice: true,
+      body: { decidedBy: "web demo admin", note: `${what}d in the web demo (demo mode)` },
+    });
+    $("admin-status").textContent = `${what === "approve" ? "Approved" : "Rejected"} ${id}.`;
+  } catch (e) {
+    $("admin-status").textContent = `Admin request failed: ${errText(e)}`;
+  }
+  await refreshAdmin();
+  await handshake();
+}
+
+// ---- 4. descriptor ------------------------------------------------------------------
+
+function b64urlDecode(s: string): Uint8Array {
+  const bin = atob(s.replace(/-/g, "+").replace(/_/g, "/") + "===".slice((s.length + 3) % 4));
+  return Uint8Array.from(bin, (c) => c.charCodeAt(0));
+}
+function b64urlEncode(b: Uint8Array): string {
+  return btoa(String.fromCharCode(...b)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+/** Checks the stored descriptor the way the app does at every start. */
+function checkDescriptor(): boolean {
+  const jws = localStorage.getItem(K.descriptor);
+  const badge = $("descriptor-badge");
+  $("descriptor-jws").textContent = jws ?? "";
+  $<HTMLButtonElement>("descriptor-tamper-btn").disabled = !jws;
+  if (!jws || !trusted || !reg) {
+    setState(badge, "none", "No descriptor");
+    return false;
+  }
+  const floor = Number(localStorage.getItem(K.timeFloor) ?? "0") || undefined;
+  try {
+    const v = verifyDescriptor(jws, trusted, nowSecs(), {
+      trustedTimeFloor: floor ?? null,
+      expectedDeviceId: reg.deviceId,
+      expectedApplicationPackage: reg.applicationPackage,
+    });
+    const c = v.claims;
+    setState(badge, "valid", "✓ VALID");
+    $("descriptor-detail").textContent = `Signed by key ${v.kid}; this device and package match; valid now.`;
+    const day = (s: number) => new Date(s * 1000).toISOString().replace(".000", "");
+    fillKv($("descriptor-claims"), [
+      ["Issuer (iss)", c.iss], ["ProductionNumber (sub)", c.sub], ["Status", c.status],
+      ["Register", c.cashRegisterName], ["Device id", c.deviceId], ["Company", `${c.corporateId} (${c.country})`],
+      ["Application", c.applicationPackage], ["Valid", `${day(c.nbf)} → ${day(c.exp)}`],
+      ["Issued at", day(c.iat)], ["Activation id", c.activationId],
+    ]);
+    return true;
+  } catch (e) {
+    const t = asTg(e);
+    setState(badge, "invalid", `✗ INVALID: ${t.code ?? "error"}`);
+    $("descriptor-detail").textContent = `${t.message}. The app refuses to run with this descriptor.`;
+    $("descriptor-claims").replaceChildren();
+    return false;
+  }
+}
+
+async function fetchDescriptor(): Promise<void> {
+  if (!reg) return;
+  const badge = $("descriptor-badge");
+  setState(badge, "busy", "Fetching…");
+  try {
+    const r = await request<ActivationCodeOk>("/activations/activation-code", { apiKey: reg.apiKey });
+    localStorage.setItem(K.descriptor, r.descriptor);
+    originalDescriptor = r.descriptor;
+    $<HTMLButtonElement>("descriptor-restore-btn").disabled = true;
+    checkDescriptor();
+  } catch (e) {
+    setState(badge, "invalid", `Not fetched: ${e instanceof ApiError ? e.code : "offline"}`);
+    $("descriptor-detail").textContent = errText(e);
+  }
+}
+
+/** Flips one bit of one byte of the signed payload (inside the register name), as an
+ * edited local database would. */
+function tamper(): void {
+  const jws = localStorage.getItem(K.descriptor);
+  if (!jws) return;
+  originalDescriptor ??= jws;
+  const [h, p, s] = jws.split(".");
+  const bytes = b64urlDecode(p);
+  const text = new TextDecoder().decode(bytes);
+  const marker = text.indexOf('"cashRegisterName":"');
+  const i = marker >= 0 ? marker + '"cashRegisterName":"'.length : Math.floor(bytes.length / 2);
+  const before = String.fromCharCode(bytes[i]);
+  bytes[i] ^= 0x01;
+  localStorage.setItem(K.descriptor, `${h}.${b64urlEncode(bytes)}.${s}`);
+  $<HTMLButtonElement>("descriptor-restore-btn").disabled = false;
+  checkDescriptor();
+  $("descriptor-detail").textContent =
+    `Flipped byte ${i} of the payload ('${before}' → '${String.fromCharCode(bytes[i])}'): ` + $("descriptor-detail").textContent;
+}
+
+function restoreDescriptor(): void {
+  if (originalDescriptor) localStorage.setItem(K.descriptor, originalDescriptor);
+  $<HTMLButtonElement>("descriptor-restore-btn").disabled = true;
+  checkDescriptor();
+}
+
+// ---- 5. sales and the offline queue --------------------------------------------------
+
+const PRODUCTS = [
+  { name: "Kaffe", amount: 3200, vat: 1200 },
+  { name: "Kanelbulle", amount: 2800, vat: 1200 },
+  { name: "Smörgås", amount: 6500, vat: 1200 },
+  { name: "Tygkasse", amount: 4900, vat: 2500 },
+];
+const basket: { name: string; amount: number; vat: number; quantity: number }[] = [];
+
+function renderBasket(): void {
+  const ul = $("basket-lines");
+  if (basket.length === 0) ul.replaceChildren(el("li", { className: "muted", textContent: "Empty" }));
+  else ul.replaceChildren(...basket.map((l) => el("li", {}, el("span", { textContent: `${l.quantity} × ${l.name}` }), el("span", { textContent: money(l.amount * l.quantity) }))));
+  $("basket-total").textContent = money(basket.reduce((s, l) => s + l.amount * l.quantity, 0));
+  $<HTMLButtonElement>("pay-btn").disabled = basket.length === 0 || !reg;
+}
+
+function basketTransaction(): Transaction {
+  const items = basket.map((l) => ({ name: l.name, quantity: l.quantity, amount: l.amount * l.quantity }));
+  const total = items.reduce((s, i) => s + i.amount, 0);
+  const byRate = new Map<number, number>();
+  for (const l of basket) {
+    const gross = l.amount * l.quantity;
+    byRate.set(l.vat, (byRate.get(l.vat) ?? 0) + Math.round((gross * l.vat) / (10000 + l.vat)));
+  }
+  const vat = [...byRate].sort((a, b) => a[0] - b[0]).map(([rate, amount]) => ({ rate, amount }));
+  return { type: "sale", currency: "SEK", total, items, vat };
+}
+
+async function pay(): Promise<void> {
+  if (!reg) return;
+  const tx = basketTransaction();
+  const status = $("sale-status");
+  try {
+    validateTransaction(tx);
+  } catch (e) {
+    setState(status, "bad", `Not a valid sale: ${errText(e)}`);
+    return;
+  }
+  const entry = outbox.enqueue(tx);
+  basket.length = 0;
+  renderBasket();
+  setState(status, "queued", `Sale of ${money(tx.total)} saved in the queue (key ${short(entry.key, 8)}).`);
+  renderQueue();
+  await syncQueue();
+}
+
+async function syncQueue(): Promise<void> {
+  if (!reg || outbox.length === 0) { renderQueue(); return; }
+  const r = await outbox.sync(reg.apiKey);
+  const status = $("sale-status");
+  if (r.sent.length) {
+    const last = r.sent[r.sent.length - 1];
+    setState(status, "ok", `Sent ${r.sent.length} sale${r.sent.length === 1 ? "" : "s"}; the server stored them (last: seq ${last.sequence}).`);
+    void verifyReceipts();
+  } else if (r.stoppedBy) {
+    setState(status, "queued", `Kept in the queue: ${r.stoppedBy}. Retrying when back online.`);
+  }
+  renderQueue();
+}
+
+function renderQueue(): void {
+  const entries = outbox.list();
+  const count = $("queue-count");
+  setState(count, entries.length ? "waiting" : "empty", String(entries.length));
+  count.setAttribute("aria-label", `${entries.length} queued`);
+  $("queue-status").textContent = entries.length === 0
+    ? "Empty: every sale has been stored by the server."
+    : `${entries.length} sale${entries.length === 1 ? "" : "s"} waiting${isOffline() ? " (offline)" : ""}.`;
+  const table = $<HTMLTableElement>("queue-table");
+  table.tBodies[0].replaceChildren(...entries.map((e) => el("tr", {},
+    el("td", {}, el("span", { className: "mono", textContent: short(e.key, 12) })),
+    el("td", { className: "num", textContent: money(e.tx.total) }),
+    el("td", { className: "num", textContent: String(e.attempts) }),
+    el("td", { textContent: e.failed ? `failed: ${e.lastError ?? ""}` : e.lastError ?? "" }))));
+  table.hidden = entries.length === 0;
+}
+
+// ---- 6. receipts --------------------------------------------------------------------
+
+async function verifyReceipts(): Promise<void> {
+  if (!reg || !trusted) return;
+  const badge = $("chain-badge");
+  try {
+    const receipts: string[] = [];
+    let after = 0;
+    for (;;) {
+      const page = await request<TransactionPage>(`/transactions?limit=1000&afterSequence=${after}`, { apiKey: reg.apiKey });
+      receipts.push(...page.items.map((i) => i.receipt));
+      if (page.nextAfterSequence === undefined) break;
+      after = page.nextAfterSequence;
+    }
+    if (receipts.length === 0) { setState(badge, "none", "No receipts yet"); return; }
+    const claims: ReceiptClaims[] = verifyReceiptChain(receipts, trusted, null);
+    setState(badge, "valid", `✓ Chain verified: ${claims.length} receipt${claims.length === 1 ? "" : "s"}, seq 1–${claims[claims.length - 1].seq}`);
+    const table = $<HTMLTableElement>("receipt-table");
+    table.tBodies[0].replaceChildren(...claims.map((c) => el("tr", {},
+      el("td", { className: "num", textContent: String(c.seq) }),
+      el("td", { textContent: c.txType }),
+      el("td", { className: "num", textContent: money(c.total) }),
+      el("td", {}, el("span", { className: "mono", textContent: c.txid })),
+      el("td", {}, el("span", { className: "mono", textContent: short(c.prev, 12) })))));
+    table.hidden = false;
+  } catch (e) {
+    if (e instanceof NetworkError) { setState(badge, "busy", "Offline: receipts are checked when back online"); return; }
+    const t = asTg(e);
+    setState(badge, "invalid", `✗ Chain INVALID${t.index !== undefined ? ` at receipt ${t.index}` : ""}: ${errText(e)}`);
+  }
+}
+
+// ---- 7. URL-path tokens -------------------------------------------------------------
+
+function buildToken(): void {
+  const out = $("ut-built");
+  const rm = $<HTMLInputElement>("ut-rm").value;
+  const rve = $<HTMLInputElement>("ut-rve").value.trim();
+  const tok = $<HTMLInputElement>("ut-token").value;
+  const ids = rm.split(",").map((s) => Number(s.trim()));
+  const t: UrlToken = {
+    prefix: $<HTMLSelectElement>("ut-prefix").value as UrlToken["prefix"], version: null,
+    rmSystem: ids, rve: rve || null, params: [], token: tok === "" ? null : tok,
+    rest: $<HTMLInputElement>("ut-rest").value,
+  };
+  try {
+    if (rm.trim() === "" || ids.some((n) => !Number.isInteger(n) || n < 0)) throw Object.assign(new Error("RmSystem must be comma-separated decimal ids"), { code: "url_invalid_rm_system" });
+    setState(out, "ok", encodeUrlToken(t));
+  } catch (e) {
+    setState(out, "bad", `✗ ${errText(e)}`);
+  }
+}
+
+function parseToken(): void {
+  const path = $<HTMLInputElement>("ut-path");
+  const err = $("ut-parse-error");
+  try {
+    const t = parseUrlToken(path.value);
+    err.replaceChildren();
+    path.setAttribute("aria-invalid", "false");
+    fillKv($("ut-parsed"), [
+      ["Prefix", t.prefix + (t.version !== null ? ` (version ${t.version})` : "")],
+      ["RmSystem", t.rmSystem.join(", ")],
+      ["RVE", t.rve ?? "—"],
+      ["Parameters", t.params.length ? t.params.map((p) => `$${p.id}=${p.value}`).join(" ") : "—"],
+      ["Access token", t.token ?? "—"],
+      ["Resource", t.rest || "/"],
+    ]);
+  } catch (e) {
+    const t = asTg(e);
+    path.setAttribute("aria-invalid", "true");
+    $("ut-parsed").replaceChildren();
+    const kids: (Node | string)[] = [`✗ ${t.code}: ${t.message}`];
+    if (t.position !== undefined) {
+      kids.push(el("br"), el("span", { className: "mono", textContent: path.value }), el("br"),
+        el("span", { className: "mono caret", textContent: `${" ".repeat(t.position)}^ byte ${t.position}` }));
+    }
+    err.replaceChildren(...kids);
+  }
+}
+
+// ---- 8. API keys --------------------------------------------------------------------
+
+function checkApiKey(): void {
+  const value = $<HTMLInputElement>("ak-input").value;
+  const view = $("ak-view");
+  const result = $("ak-result");
+  // Find every bad character with core itself: validate, note the reported position,
+  // put a harmless character there, validate again.
+  const chars = Array.from(value);
+  const probe = [...chars];
+  const marks = new Map<number, "reserved" | "invalid">();
+  let first: TillgateError | null = null;
+  for (let i = 0; i <= chars.length; i++) {
+    try {
+      validateApiKey(probe.join(""));
+      break;
+    } catch (e) {
+      const t = asTg(e);
+      first ??= t;
+      if ((t.code === "api_key_reserved_char" || t.code === "api_key_invalid_char") && t.position !== undefined && !marks.has(t.position)) {
+        marks.set(t.position, t.code === "api_key_reserved_char" ? "reserved" : "invalid");
+        probe[t.position] = "A";
+      } else {
+        break;
+      }
+    }
+  }
+  view.replaceChildren(...chars.map((c, i) => {
+    const m = marks.get(i);
+    if (!m) return c;
+    const mark = el("mark", { className: m, textContent: c, title: m === "reserved" ? "reserved by Fieldpine" : "not in the API-key charset" });
+    return mark;
+  }));
+  const input = $<HTMLInputElement>("ak-input");
+  if (value === "") { setState(result, "none", ""); input.removeAttribute("aria-invalid"); return; }
+  if (!first) {
+    setState(result, "ok", `✓ Valid API key (${chars.length} characters)`);
+    input.setAttribute("aria-invalid", "false");
+  } else {
+    const reserved = [...marks.values()].filter((m) => m === "reserved").length;
+    const invalid = marks.size - reserved;
+    const extra = marks.size ? ` (${reserved} reserved, ${invalid} not allowed, highlighted)` : "";
+    setState(result, "bad", `✗ ${first.code}: ${first.message}${extra}`);
+    input.setAttribute("aria-invalid", "true");
+  }
+}
+
+function generateKey(): void {
+  const len = Number($<HTMLInputElement>("ak-length").value);
+  const alphabet = $<HTMLSelectElement>("ak-alphabet").value as ApiKeyAlphabet;
+  try {
+    $<HTMLInputElement>("ak-input").value = generateApiKey(len, alphabet);
+  } catch (e) {
+    $<HTMLInputElement>("ak-input").value = "";
+    setState($("ak-result"), "bad", `✗ ${errText(e)}`);
+    return;
+  }
+  checkApiKey();
+}
+
+// ---- start --------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  await init();
+  $("core-status").textContent = "tillgate-core loaded (WebAssembly, in this browser)";
+  $("queue-impl-note").textContent =
+    "Note: the wasm package does not export tillgate-client yet, so this page uses a small stand-in (web-demo/src/outbox.ts, plain fetch) that follows the client's queue rules.";
+
+  // The keys an app would build in; the demo pins the server's at page load.
+  try {
+    trusted = TrustedKeys.fromJwks(await request("/.well-known/jwks.json"));
+  } catch (e) {
+    $("core-status").textContent = `Cannot load the server's keys: ${errText(e)}`;
+  }
+
+  // 1. form
+  const d = defaults();
+  for (const f of FIELDS) {
+    input(f).value = reg ? String((reg as unknown as Record<string, string>)[f] ?? d[f]) : d[f];
+    input(f).addEventListener("input", validateForm);
+  }
+  $("activation-form").addEventListener("submit", (ev) => void register(ev as SubmitEvent));
+  $("forget-btn").addEventListener("click", forget);
+  if (!reg) validateForm();
+  renderRegistration();
+
+  // 2. handshake, 3. admin, 4. descriptor
+  $("handshake-btn").addEventListener("click", () => void handshake());
+  $("admin-refresh-btn").addEventListener("click", () => void refreshAdmin());
+  $("admin-key-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    adminKey = $<HTMLInputElement>("admin-key-input").value.trim() || null;
+    $<HTMLButtonElement>("admin-refresh-btn").disabled = !adminKey;
+    void refreshAdmin();
+  });
+  $("descriptor-fetch-btn").addEventListener("click", () => void fetchDescriptor());
+  $("descriptor-tamper-btn").addEventListener("click", tamper);
+  $("descriptor-restore-btn").addEventListener("click", restoreDescriptor);
+  void loadAdminKey();
+
+  // 5. sales
+  $("products").replaceChildren(...PRODUCTS.map((p) => {
+    const b = el("button", { type: "button" }, el("strong", { textContent: p.name }), money(p.amount));
+    b.addEventListener("click", () => {
+      const line = basket.find((l) => l.name === p.name);
+      if (line) line.quantity += 1; else basket.push({ ...p, quantity: 1 });
+      renderBasket();
+    });
+    return b;
+  }));
+  $("pay-btn").addEventListener("click", () => void pay());
+  $("clear-btn").addEventListener("click", () => { basket.length = 0; renderBasket(); });
+  const toggle = $<HTMLInputElement>("offline-toggle");
+  toggle.addEventListener("change", () => {
+    setOffline(toggle.checked);
+    renderQueue();
+    if (!toggle.checked) void syncQueue();
+  });
+  window.setInterval(() => {
+    if (outbox.length && !isOffline() && Date.now() >= outbox.nextAttemptAt) void syncQueue();
+  }, 1000);
+  renderBasket();
+  renderQueue();
+  $("receipts-btn").addEventListener("click", () => void verifyReceipts());
+  $<HTMLButtonElement>("receipts-btn").disabled = !reg;
+
+  // 7. URL tokens, 8. API keys: live as you type.
+  for (const id of ["ut-prefix", "ut-rm", "ut-rve", "ut-token", "ut-rest"]) $(id).addEventListener("input", buildToken);
+  $("ut-path").addEventListener("input", parseToken);
+  buildToken();
+  parseToken();
+  $("ak-input").addEventListener("input", checkApiKey);
+  $("ak-generate-btn").addEventListener("click", generateKey);
+
+  // At every start the app checks the descriptor it keeps (protection against a
+  // modified local database), then talks to the server.
+  if (reg) {
+    checkDescriptor();
+    await handshake();
+    void syncQueue();
+    void verifyReceipts();
+  }
+  document.body.dataset.ready = "true";
+}
+
+main().catch((e) => {
+  $("core-status").textContent = `The demo failed to start: ${errText(e)}`;
+});
