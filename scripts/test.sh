@@ -49,6 +49,19 @@ setup_rust() {
   rustup target add wasm32-unknown-unknown
 }
 
+setup_system() {
+  # Debian packages several suites share: Chromium + chromedriver (browser tests),
+  # JNA + JUnit 4 (Kotlin on the JVM). Installed only when missing.
+  local need=()
+  [ -x /usr/bin/chromium ] || need+=(chromium)
+  [ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
+  [ -f /usr/share/java/jna.jar ] || need+=(libjna-java)
+  [ -f /usr/share/java/junit4.jar ] || need+=(junit4)
+  if [ ${#need[@]} -gt 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+  fi
+}
+
 core_is_pure() {
   # The core knows nothing of async runtimes, HTTP, databases or FFI (host target).
   local bad
@@ -58,12 +71,15 @@ core_is_pure() {
 }
 
 run setup-rust setup_rust
+run setup-system setup_system
 run fmt cargo fmt --all -- --check
 run clippy cargo clippy --workspace --all-targets -- -D warnings
 run core-purity core_is_pure
 run vectors-drift cargo run -q -p xtask -- vectors --check
 run cargo-test cargo test --workspace
 run benches-compile cargo bench --workspace --no-run
+run client-wasm-build cargo build -p tillgate-client --target wasm32-unknown-unknown --features web-storage
+[ -x client/test-wasm.sh ] && run client-browser client/test-wasm.sh
 for s in scripts/test-bindings.sh scripts/test-web-demo.sh scripts/test-reliability.sh; do
   [ -x "$s" ] && run "$(basename "$s" .sh)" "$s"
 done
