@@ -1,0 +1,281 @@
+"""Every shared vector in tests/vectors/*.json against the generated Python bindings,
+one pytest case per vector. Mirrors core/tests/vectors.rs."""
+import json
+import os
+
+import pytest
+
+import tillgate_ffi as t
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+VECTORS = os.environ.get("TILLGATE_VECTORS", os.path.join(ROOT, "tests", "vectors"))
+
+
+def load(name):
+    with open(os.path.join(VECTORS, name + ".json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def cases(v, key):
+    items = v[key]
+    assert items, f"no cases under {key}"
+    return items
+
+
+def expect_err(code, fn, *args, **kwargs):
+    with pytest.raises(t.TillgateError.Failed) as info:
+        fn(*args, **kwargs)
+    assert info.value.code == code, info.value.reason
+    return info.value
+
+
+def fields_of(e):
+    return [{"field": f.field, "code": f.code} for f in e.fields]
+
+
+def ids(items, key="name"):
+    return [str(c.get(key, i)) for i, c in enumerate(items)]
+
+
+ED = load("ed25519")
+
+
+@pytest.mark.parametrize("c", cases(ED, "cases"), ids=ids(ED["cases"]))
+def test_ed25519(c):
+    pk, msg, sig = (bytes.fromhex(c[k]) for k in ("publicKey", "message", "signature"))
+    if c["valid"]:
+        t.verify_ed25519(pk, msg, sig)
+        key = t.SigningKey.from_seed(bytes.fromhex(c["secretKey"]))
+        assert key.public_key() == pk
+        assert key.sign_raw(msg) == sig
+    else:
+        expect_err(c["error"], t.verify_ed25519, pk, msg, sig)
+
+
+AK = load("api_key")
+
+
+@pytest.mark.parametrize("c", cases(AK, "cases"), ids=ids(AK["cases"]))
+def test_api_key(c):
+    if c["valid"]:
+        assert t.validate_api_key(c["key"]) == c["key"]
+    else:
+        e = expect_err(c["error"], t.validate_api_key, c["key"])
+        if "position" in c:
+            assert e.position == c["position"]
+            assert e.character == c["char"]
+
+
+def test_generated_api_keys_use_their_alphabet():
+    a = t.generate_api_key(40, t.ApiKeyAlphabet.FULL)
+    assert len(a) == 40 and set(a) <= set(AK["alphabet"])
+    b = t.generate_api_key(256, t.ApiKeyAlphabet.URL_SAFE)
+    assert set(b) <= set(AK["urlSafeAlphabet"]) and t.validate_api_key(b) == b
+    expect_err("api_key_too_short", t.generate_api_key, 19, t.ApiKeyAlphabet.FULL)
+
+
+UT = load("url_token")
+PREFIX = {t.UrlTokenPrefix.OPEN_API: "OpenApi", t.UrlTokenPrefix.ANYWHERE: "Anywhere", t.UrlTokenPrefix.GNAP: "Gnap"}
+
+
+def token_json(tok):
+    return {
+        "prefix": PREFIX[tok.prefix], "version": tok.version, "rmSystem": list(tok.rm_system),
+        "rve": tok.rve, "params": [{"id": p.id, "value": p.value} for p in tok.params],
+        "token": tok.token, "rest": tok.rest,
+    }
+
+
+@pytest.mark.parametrize("c", cases(UT, "cases"), ids=ids(UT["cases"]))
+def test_url_token(c):
+    if c["valid"]:
+        tok = t.parse_url_token(c["path"])
+        assert token_json(tok) == c["expected"]
+        encoded = t.encode_url_token(tok)
+        assert encoded == c["encoded"]
+        assert t.parse_url_token(encoded) == tok
+    else:
+        e = expect_err(c["error"], t.parse_url_token, c["path"])
+        assert e.position == c["position"]
+
+
+AC = load("activation")
+
+
+@pytest.mark.parametrize("c", cases(AC, "cases"), ids=ids(AC["cases"]))
+def test_activation(c):
+    r = c["request"]
+    req = t.ActivationRequest(
+        cash_register_name=r.get("cashRegisterName", ""), device_id=r.get("deviceId", ""),
+        valid_from=r.get("validFrom", ""), valid_to=r.get("validTo", ""),
+        corporate_id=r.get("corporateId", ""), application_package=r.get("applicationPackage", ""),
+        country=r.get("country"),
+        extras_json=None if r.get("extras") is None else json.dumps(r["extras"]),
+    )
+    rule = t.CorporateIdRule.GENERIC if c["corporateIdRule"] == "generic" else t.CorporateIdRule.SWEDISH_ORG_NUMBER
+    if c["valid"]:
+        ok = t.validate_activation_request(req, rule)
+        e = c["expected"]
+        assert (ok.corporate_id, ok.country, ok.valid_from, ok.valid_to) == (
+            e["corporateId"], e["country"], e["validFrom"], e["validTo"])
+    else:
+        err = expect_err(c["error"], t.validate_activation_request, req, rule)
+        assert fields_of(err) == c["fields"]
+
+
+TX = load("transaction")
+
+
+@pytest.mark.parametrize("c", cases(TX, "cases"), ids=ids(TX["cases"]))
+def test_transaction(c):
+    tx = t.transaction_from_json(json.dumps(c["transaction"]))
+    if c["valid"]:
+        t.validate_transaction(tx)
+        assert t.transaction_canonical_json(tx) == c["canonical"]
+        assert t.transaction_hash(tx) == c["hash"]
+    else:
+        err = expect_err(c["error"], t.validate_transaction, tx)
+        assert fields_of(err) == c["fields"]
+
+
+@pytest.mark.parametrize("c", cases(TX, "unparsable"), ids=ids(TX["unparsable"]))
+def test_transaction_unparsable(c):
+    expect_err("invalid_argument", t.transaction_from_json, c["json"])
+
+
+DE = load("descriptor")
+DKEYS = t.TrustedKeys.from_jwks_json(json.dumps(DE["jwks"]))
+
+
+def descriptor_json(d):
+    return {
+        "iss": d.iss, "sub": d.sub, "iat": d.iat, "nbf": d.nbf, "exp": d.exp, "ver": d.ver,
+        "activationId": d.activation_id, "cashRegisterName": d.cash_register_name,
+        "deviceId": d.device_id, "corporateId": d.corporate_id, "country": d.country,
+        "applicationPackage": d.application_package, "features": list(d.features),
+        "status": d.status, "extras": json.loads(d.extras_json),
+    }
+
+
+def descriptor_from_json(o):
+    return t.ActivationDescriptor(
+        iss=o["iss"], sub=o["sub"], iat=o["iat"], nbf=o["nbf"], exp=o["exp"], ver=o["ver"],
+        activation_id=o["activationId"], cash_register_name=o["cashRegisterName"],
+        device_id=o["deviceId"], corporate_id=o["corporateId"], country=o["country"],
+        application_package=o["applicationPackage"], features=o.get("features", []),
+        status=o["status"], extras_json=json.dumps(o.get("extras", {})),
+    )
+
+
+@pytest.mark.parametrize("c", cases(DE, "cases"), ids=ids(DE["cases"]))
+def test_descriptor(c):
+    o = c["options"]
+    options = t.VerifyOptions(
+        trusted_time_floor=o.get("trustedTimeFloor"), clock_tolerance_secs=o.get("clockToleranceSecs"),
+        leeway_secs=o.get("leewaySecs"), expected_device_id=o.get("expectedDeviceId"),
+        expected_application_package=o.get("expectedApplicationPackage"),
+    )
+    if c["valid"]:
+        d = t.verify_descriptor(c["jws"], DKEYS, c["now"], options)
+        assert descriptor_json(d.claims) == c["expected"]
+    else:
+        expect_err(c["error"], t.verify_descriptor, c["jws"], DKEYS, c["now"], options)
+
+
+@pytest.mark.parametrize("c", cases(DE, "jwksCases"), ids=ids(DE["jwksCases"]))
+def test_jwks(c):
+    text = json.dumps(c["jwks"])
+    if c["valid"]:
+        t.TrustedKeys.from_jwks_json(text)
+    else:
+        expect_err(c["error"], t.TrustedKeys.from_jwks_json, text)
+
+
+@pytest.mark.parametrize("c", cases(DE, "signing"), ids=ids(DE["signing"]))
+def test_descriptor_signing(c):
+    key = t.SigningKey.from_seed(bytes.fromhex(c["seed"]))
+    assert key.kid() == c["kid"]
+    assert t.sign_descriptor(descriptor_from_json(c["claims"]), key) == c["jws"]
+
+
+RE = load("receipt")
+RKEYS = t.TrustedKeys.from_jwks_json(json.dumps(RE["jwks"]))
+
+
+@pytest.mark.parametrize("c", cases(RE, "cases"), ids=ids(RE["cases"]))
+def test_receipt_chain(c):
+    if c["valid"]:
+        assert len(t.verify_receipt_chain(c["receipts"], RKEYS, c.get("previous"))) == c["count"]
+    else:
+        e = expect_err(c["error"], t.verify_receipt_chain, c["receipts"], RKEYS, c.get("previous"))
+        assert e.index == c["index"]
+
+
+@pytest.mark.parametrize("c", cases(RE, "links"))
+def test_receipt_link(c):
+    assert t.receipt_link(c["receipt"]) == c["link"]
+
+
+DK = load("dynamic_key")
+
+
+def params(p):
+    return t.DynamicKeyParams(memory_kib=p["memoryKib"], iterations=p["iterations"], parallelism=p["parallelism"])
+
+
+@pytest.mark.parametrize("c", cases(DK, "derive"), ids=ids(DK["derive"], "login"))
+def test_dynamic_key_derive(c):
+    pair = t.derive_dynamic_key_pair(c["system"], c["login"], c["password"], params(c["params"]))
+    assert pair.seed().hex() == c["seed"]
+    assert pair.public_key().hex() == c["publicKey"]
+
+
+@pytest.mark.parametrize("c", cases(DK, "create"))
+def test_dynamic_key_create(c):
+    pair = t.DynamicKeyPair.from_seed(c["system"], c["login"], bytes.fromhex(c["seed"]))
+    assert t.create_dynamic_api_key_with_nonce(pair, c["now"], bytes.fromhex(c["nonce"])) == c["key"]
+
+
+@pytest.mark.parametrize("c", cases(DK, "deriveRefused"), ids=ids(DK["deriveRefused"]))
+def test_dynamic_key_derive_refused(c):
+    expect_err(c["error"], t.derive_dynamic_key_pair, c["system"], c["login"], c["password"], params(c["params"]))
+
+
+@pytest.mark.parametrize("c", cases(DK, "verify"), ids=ids(DK["verify"]))
+def test_dynamic_key_verify(c):
+    args = (c["key"], bytes.fromhex(c["publicKey"]), c["system"], c["now"], c["windowSecs"])
+    if c["valid"]:
+        claims = t.verify_dynamic_api_key(*args)
+        e = c["expected"]
+        assert (claims.login, claims.issued_at, claims.nonce.hex()) == (e["login"], e["issuedAt"], e["nonce"])
+    else:
+        expect_err(c["error"], t.verify_dynamic_api_key, *args)
+
+
+ST = load("server_time")
+SKEYS = t.TrustedKeys.from_jwks_json(json.dumps(ST["jwks"]))
+
+
+@pytest.mark.parametrize("c", cases(ST, "cases"), ids=ids(ST["cases"]))
+def test_server_time(c):
+    if c["valid"]:
+        assert t.verify_server_time(c["jws"], SKEYS, c.get("expectedNonce")).iat == c["iat"]
+    else:
+        expect_err(c["error"], t.verify_server_time, c["jws"], SKEYS, c.get("expectedNonce"))
+
+
+def test_generated_signing_key_signs_a_descriptor_the_app_verifies():
+    key = t.generate_signing_key()
+    keys = t.TrustedKeys()
+    assert keys.add_raw_with_thumbprint(key.public_key()) == key.kid()
+    d = descriptor_from_json(DE["signing"][0]["claims"])
+    ok = t.verify_descriptor(t.sign_descriptor(d, key), keys, d.nbf, t.VerifyOptions())
+    assert ok.kid == key.kid()
+    assert descriptor_json(ok.claims) == DE["signing"][0]["claims"] | {"features": list(d.features)}
+
+
+def test_dynamic_key_round_trip_and_argument_errors():
+    pair = t.derive_dynamic_key_pair("1,2,3,4", "anna", "pw", t.DynamicKeyParams(memory_kib=64, iterations=1, parallelism=1))
+    key = t.create_dynamic_api_key(pair, 1_700_000_000)
+    assert t.verify_dynamic_api_key(key, pair.public_key(), "1,2,3,4", 1_700_000_010, 300).login == "anna"
+    expect_err("invalid_argument", t.create_dynamic_api_key_with_nonce, pair, 1, b"abc")

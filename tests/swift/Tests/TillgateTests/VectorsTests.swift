@@ -1,0 +1,356 @@
+// Every shared vector in tests/vectors/*.json against the generated Swift bindings.
+// One XCTest per vector file; each failing vector is reported by name, and each test
+// prints how many vectors it checked. Mirrors core/tests/vectors.rs.
+import Foundation
+import XCTest
+@testable import Tillgate
+
+typealias JSON = [String: Any]
+
+let vectorsDir = ProcessInfo.processInfo.environment["TILLGATE_VECTORS"] ?? "tests/vectors"
+
+func load(_ name: String) throws -> JSON {
+    let data = try Data(contentsOf: URL(fileURLWithPath: "\(vectorsDir)/\(name).json"))
+    return try JSONSerialization.jsonObject(with: data) as! JSON
+}
+
+func unhex(_ s: String) -> Data {
+    var out = Data()
+    var i = s.startIndex
+    while i < s.endIndex {
+        let j = s.index(i, offsetBy: 2)
+        out.append(UInt8(s[i..<j], radix: 16)!)
+        i = j
+    }
+    return out
+}
+
+func jsonText(_ v: Any) -> String {
+    String(data: try! JSONSerialization.data(withJSONObject: v, options: [.fragmentsAllowed]), encoding: .utf8)!
+}
+
+/// Equal as JSON: both sides serialised with sorted keys.
+func same(_ a: Any, _ b: Any) -> Bool {
+    func canon(_ v: Any) -> Data? { try? JSONSerialization.data(withJSONObject: v, options: [.sortedKeys, .fragmentsAllowed]) }
+    guard let x = canon(a), let y = canon(b) else { return false }
+    return x == y
+}
+
+extension Dictionary where Key == String, Value == Any {
+    func str(_ k: String) -> String { self[k] as! String }
+    func strOrNil(_ k: String) -> String? { self[k] as? String }
+    func int(_ k: String) -> Int64 { (self[k] as! NSNumber).int64Value }
+    func intOrNil(_ k: String) -> Int64? { (self[k] as? NSNumber)?.int64Value }
+    func bool(_ k: String) -> Bool { self[k] as! Bool }
+    func obj(_ k: String) -> JSON { self[k] as! JSON }
+    func list(_ k: String) -> [JSON] {
+        let l = self[k] as! [JSON]
+        precondition(!l.isEmpty, "no cases under \(k)")
+        return l
+    }
+}
+
+struct Details {
+    let code: String
+    let reason: String
+    let fields: [FieldError]
+    let position: UInt32?
+    let character: String?
+    let index: UInt32?
+}
+
+final class VectorsTests: XCTestCase {
+    /// Runs `body`, which must throw `code`; returns the error's details.
+    @discardableResult
+    func expectErr(_ name: String, _ code: String, _ body: () throws -> Void) -> Details? {
+        do {
+            try body()
+            XCTFail("\(name): expected \(code), got success")
+        } catch let TillgateError.Failed(c, reason, fields, position, character, index) {
+            XCTAssertEqual(c, code, "\(name): \(reason)")
+            return Details(code: c, reason: reason, fields: fields, position: position, character: character, index: index)
+        } catch {
+            XCTFail("\(name): unexpected \(error)")
+        }
+        return nil
+    }
+
+    func check(_ name: String, _ body: () throws -> Void) {
+        do { try body() } catch { XCTFail("\(name): \(error)") }
+    }
+
+    func fieldsJSON(_ f: [FieldError]) -> [[String: String]] { f.map { ["field": $0.field, "code": $0.code] } }
+
+    func testEd25519() throws {
+        let cases = try load("ed25519").list("cases")
+        for c in cases {
+            let name = c.str("name")
+            let (pk, msg, sig) = (unhex(c.str("publicKey")), unhex(c.str("message")), unhex(c.str("signature")))
+            if c.bool("valid") {
+                check(name) {
+                    try verifyEd25519(publicKey: pk, message: msg, signature: sig)
+                    let key = try SigningKey.fromSeed(seed: unhex(c.str("secretKey")))
+                    XCTAssertEqual(key.publicKey(), pk, name)
+                    XCTAssertEqual(key.signRaw(message: msg), sig, name)
+                }
+            } else {
+                expectErr(name, c.str("error")) { try verifyEd25519(publicKey: pk, message: msg, signature: sig) }
+            }
+        }
+        print("ed25519: \(cases.count) vectors checked")
+    }
+
+    func testApiKey() throws {
+        let v = try load("api_key")
+        let cases = v.list("cases")
+        for c in cases {
+            let name = c.str("name"), key = c.str("key")
+            if c.bool("valid") {
+                check(name) { XCTAssertEqual(try validateApiKey(key: key), key, name) }
+            } else if let e = expectErr(name, c.str("error"), { _ = try validateApiKey(key: key) }), c["position"] != nil {
+                XCTAssertEqual(e.position.map(Int64.init), c.int("position"), name)
+                XCTAssertEqual(e.character, c.str("char"), name)
+            }
+        }
+        let full = Set(v.str("alphabet")), urlSafe = Set(v.str("urlSafeAlphabet"))
+        let a = try generateApiKey(length: 40, alphabet: .full)
+        XCTAssertEqual(a.count, 40)
+        XCTAssertTrue(Set(a).isSubset(of: full))
+        let b = try generateApiKey(length: 256, alphabet: .urlSafe)
+        XCTAssertTrue(Set(b).isSubset(of: urlSafe))
+        print("api_key: \(cases.count) vectors checked")
+    }
+
+    func tokenJSON(_ t: UrlToken) -> JSON {
+        let prefix: String
+        switch t.prefix {
+        case .openApi: prefix = "OpenApi"
+        case .anywhere: prefix = "Anywhere"
+        case .gnap: prefix = "Gnap"
+        }
+        return [
+            "prefix": prefix, "version": t.version.map { NSNumber(value: $0) } ?? NSNull(),
+            "rmSystem": t.rmSystem.map { NSNumber(value: $0) }, "rve": t.rve ?? NSNull(),
+            "params": t.params.map { ["id": $0.id, "value": $0.value] }, "token": t.token ?? NSNull(),
+            "rest": t.rest,
+        ]
+    }
+
+    func testUrlToken() throws {
+        let cases = try load("url_token").list("cases")
+        for c in cases {
+            let name = c.str("name"), path = c.str("path")
+            if c.bool("valid") {
+                check(name) {
+                    let t = try parseUrlToken(path: path)
+                    XCTAssertTrue(same(tokenJSON(t), c.obj("expected")), "\(name): \(tokenJSON(t))")
+                    let encoded = try encodeUrlToken(token: t)
+                    XCTAssertEqual(encoded, c.str("encoded"), name)
+                    XCTAssertEqual(try parseUrlToken(path: encoded), t, name)
+                }
+            } else if let e = expectErr(name, c.str("error"), { _ = try parseUrlToken(path: path) }) {
+                XCTAssertEqual(e.position.map(Int64.init), c.int("position"), name)
+            }
+        }
+        print("url_token: \(cases.count) vectors checked")
+    }
+
+    func testActivation() throws {
+        let cases = try load("activation").list("cases")
+        for c in cases {
+            let name = c.str("name"), r = c.obj("request")
+            let extras = r["extras"].flatMap { $0 is NSNull ? nil : jsonText($0) }
+            let req = ActivationRequest(
+                cashRegisterName: r.strOrNil("cashRegisterName") ?? "", deviceId: r.strOrNil("deviceId") ?? "",
+                validFrom: r.strOrNil("validFrom") ?? "", validTo: r.strOrNil("validTo") ?? "",
+                corporateId: r.strOrNil("corporateId") ?? "", applicationPackage: r.strOrNil("applicationPackage") ?? "",
+                country: r.strOrNil("country"), extrasJson: extras)
+            let rule: CorporateIdRule = c.str("corporateIdRule") == "generic" ? .generic : .swedishOrgNumber
+            if c.bool("valid") {
+                check(name) {
+                    let ok = try validateActivationRequest(request: req, corporateIdRule: rule)
+                    let e = c.obj("expected")
+                    XCTAssertEqual([ok.corporateId, ok.country, ok.validFrom, ok.validTo],
+                                   [e.str("corporateId"), e.str("country"), e.str("validFrom"), e.str("validTo")], name)
+                }
+            } else if let e = expectErr(name, c.str("error"), { _ = try validateActivationRequest(request: req, corporateIdRule: rule) }) {
+                XCTAssertTrue(same(fieldsJSON(e.fields), c["fields"]!), "\(name): \(fieldsJSON(e.fields))")
+            }
+        }
+        print("activation: \(cases.count) vectors checked")
+    }
+
+    func testTransaction() throws {
+        let v = try load("transaction")
+        let cases = v.list("cases"), unparsable = v.list("unparsable")
+        for c in cases {
+            let name = c.str("name")
+            check(name) {
+                let tx = try transactionFromJson(json: jsonText(c["transaction"]!))
+                if c.bool("valid") {
+                    try validateTransaction(transaction: tx)
+                    XCTAssertEqual(transactionCanonicalJson(transaction: tx), c.str("canonical"), name)
+                    XCTAssertEqual(transactionHash(transaction: tx), c.str("hash"), name)
+                } else if let e = expectErr(name, c.str("error"), { try validateTransaction(transaction: tx) }) {
+                    XCTAssertTrue(same(fieldsJSON(e.fields), c["fields"]!), "\(name): \(fieldsJSON(e.fields))")
+                }
+            }
+        }
+        for c in unparsable {
+            expectErr(c.str("name"), "invalid_argument") { _ = try transactionFromJson(json: c.str("json")) }
+        }
+        print("transaction: \(cases.count + unparsable.count) vectors checked")
+    }
+
+    func descriptorJSON(_ d: ActivationDescriptor) -> JSON {
+        [
+            "iss": d.iss, "sub": d.sub, "iat": NSNumber(value: d.iat), "nbf": NSNumber(value: d.nbf),
+            "exp": NSNumber(value: d.exp), "ver": NSNumber(value: d.ver), "activationId": d.activationId,
+            "cashRegisterName": d.cashRegisterName, "deviceId": d.deviceId, "corporateId": d.corporateId,
+            "country": d.country, "applicationPackage": d.applicationPackage, "features": d.features,
+            "status": d.status,
+            "extras": try! JSONSerialization.jsonObject(with: d.extrasJson.data(using: .utf8)!),
+        ]
+    }
+
+    func descriptorFrom(_ o: JSON) -> ActivationDescriptor {
+        ActivationDescriptor(
+            iss: o.str("iss"), sub: o.str("sub"), iat: o.int("iat"), nbf: o.int("nbf"), exp: o.int("exp"),
+            ver: UInt32(o.int("ver")), activationId: o.str("activationId"), cashRegisterName: o.str("cashRegisterName"),
+            deviceId: o.str("deviceId"), corporateId: o.str("corporateId"), country: o.str("country"),
+            applicationPackage: o.str("applicationPackage"), features: (o["features"] as? [String]) ?? [],
+            status: o.str("status"), extrasJson: jsonText(o["extras"] ?? [String: Any]()))
+    }
+
+    func testDescriptor() throws {
+        let v = try load("descriptor")
+        let keys = try TrustedKeys.fromJwksJson(json: jsonText(v["jwks"]!))
+        let cases = v.list("cases"), jwks = v.list("jwksCases"), signing = v.list("signing")
+        for c in cases {
+            let name = c.str("name"), o = c.obj("options")
+            let options = VerifyOptions(
+                trustedTimeFloor: o.intOrNil("trustedTimeFloor"), clockToleranceSecs: o.intOrNil("clockToleranceSecs"),
+                leewaySecs: o.intOrNil("leewaySecs"), expectedDeviceId: o.strOrNil("expectedDeviceId"),
+                expectedApplicationPackage: o.strOrNil("expectedApplicationPackage"))
+            let call = { try verifyDescriptor(jws: c.str("jws"), trustedKeys: keys, now: c.int("now"), options: options) }
+            if c.bool("valid") {
+                check(name) {
+                    let d = try call()
+                    XCTAssertTrue(same(self.descriptorJSON(d.claims), c.obj("expected")), name)
+                }
+            } else {
+                expectErr(name, c.str("error")) { _ = try call() }
+            }
+        }
+        for c in jwks {
+            let name = c.str("name"), text = jsonText(c["jwks"]!)
+            if c.bool("valid") {
+                check(name) { _ = try TrustedKeys.fromJwksJson(json: text) }
+            } else {
+                expectErr(name, c.str("error")) { _ = try TrustedKeys.fromJwksJson(json: text) }
+            }
+        }
+        for c in signing {
+            let name = c.str("name")
+            check(name) {
+                let key = try SigningKey.fromSeed(seed: unhex(c.str("seed")))
+                XCTAssertEqual(key.kid(), c.str("kid"), name)
+                XCTAssertEqual(try signDescriptor(descriptor: descriptorFrom(c.obj("claims")), key: key), c.str("jws"), name)
+            }
+        }
+        print("descriptor: \(cases.count + jwks.count + signing.count) vectors checked")
+    }
+
+    func testReceipts() throws {
+        let v = try load("receipt")
+        let keys = try TrustedKeys.fromJwksJson(json: jsonText(v["jwks"]!))
+        let cases = v.list("cases"), links = v.list("links")
+        for c in cases {
+            let name = c.str("name"), receipts = c["receipts"] as! [String], previous = c.strOrNil("previous")
+            let call = { try verifyReceiptChain(receipts: receipts, trustedKeys: keys, previous: previous) }
+            if c.bool("valid") {
+                check(name) { XCTAssertEqual(Int64(try call().count), c.int("count"), name) }
+            } else if let e = expectErr(name, c.str("error"), { _ = try call() }) {
+                XCTAssertEqual(e.index.map(Int64.init), c.int("index"), name)
+            }
+        }
+        for l in links {
+            XCTAssertEqual(receiptLink(receipt: l.str("receipt")), l.str("link"))
+        }
+        print("receipt: \(cases.count + links.count) vectors checked")
+    }
+
+    func params(_ p: JSON) -> DynamicKeyParams {
+        DynamicKeyParams(memoryKib: UInt32(p.int("memoryKib")), iterations: UInt32(p.int("iterations")),
+                         parallelism: UInt32(p.int("parallelism")))
+    }
+
+    func testDynamicKeys() throws {
+        let v = try load("dynamic_key")
+        let derive = v.list("derive"), create = v.list("create"), refused = v.list("deriveRefused"), verify = v.list("verify")
+        for c in derive {
+            check(c.str("login")) {
+                let pair = try deriveDynamicKeyPair(system: c.str("system"), login: c.str("login"),
+                                                    password: c.str("password"), params: params(c.obj("params")))
+                XCTAssertEqual(pair.seed(), unhex(c.str("seed")))
+                XCTAssertEqual(pair.publicKey(), unhex(c.str("publicKey")))
+            }
+        }
+        for c in create {
+            check("create") {
+                let pair = try DynamicKeyPair.fromSeed(system: c.str("system"), login: c.str("login"), seed: unhex(c.str("seed")))
+                XCTAssertEqual(try createDynamicApiKeyWithNonce(pair: pair, now: c.int("now"), nonce: unhex(c.str("nonce"))), c.str("key"))
+            }
+        }
+        for c in refused {
+            expectErr(c.str("name"), c.str("error")) {
+                _ = try deriveDynamicKeyPair(system: c.str("system"), login: c.str("login"),
+                                             password: c.str("password"), params: params(c.obj("params")))
+            }
+        }
+        for c in verify {
+            let name = c.str("name")
+            let call = {
+                try verifyDynamicApiKey(key: c.str("key"), publicKey: unhex(c.str("publicKey")), system: c.str("system"),
+                                        now: c.int("now"), windowSecs: c.int("windowSecs"))
+            }
+            if c.bool("valid") {
+                check(name) {
+                    let claims = try call(), e = c.obj("expected")
+                    XCTAssertEqual(claims.login, e.str("login"), name)
+                    XCTAssertEqual(claims.issuedAt, e.int("issuedAt"), name)
+                    XCTAssertEqual(claims.nonce, unhex(e.str("nonce")), name)
+                }
+            } else {
+                expectErr(name, c.str("error")) { _ = try call() }
+            }
+        }
+        print("dynamic_key: \(derive.count + create.count + refused.count + verify.count) vectors checked")
+    }
+
+    func testServerTime() throws {
+        let v = try load("server_time")
+        let keys = try TrustedKeys.fromJwksJson(json: jsonText(v["jwks"]!))
+        let cases = v.list("cases")
+        for c in cases {
+            let name = c.str("name")
+            let call = { try verifyServerTime(jws: c.str("jws"), trustedKeys: keys, expectedNonce: c.strOrNil("expectedNonce")) }
+            if c.bool("valid") {
+                check(name) { XCTAssertEqual(try call().iat, c.int("iat"), name) }
+            } else {
+                expectErr(name, c.str("error")) { _ = try call() }
+            }
+        }
+        print("server_time: \(cases.count) vectors checked")
+    }
+
+    func testGeneratedSigningKeySignsADescriptorTheAppVerifies() throws {
+        let key = try generateSigningKey()
+        let keys = TrustedKeys()
+        XCTAssertEqual(try keys.addRawWithThumbprint(publicKey: key.publicKey()), key.kid())
+        let d = descriptorFrom(try load("descriptor").list("signing")[0].obj("claims"))
+        let ok = try verifyDescriptor(jws: try signDescriptor(descriptor: d, key: key), trustedKeys: keys, now: d.nbf, options: VerifyOptions())
+        XCTAssertEqual(ok.kid, key.kid())
+        XCTAssertEqual(ok.claims.sub, d.sub)
+    }
+}
