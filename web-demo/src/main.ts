@@ -57,6 +57,8 @@ const K = {
   descriptor: "tillgate-demo:descriptor",
   timeFloor: "tillgate-demo:trusted-time-floor",
   outbox: "tillgate-demo:outbox",
+  jwks: "tillgate-demo:pinned-jwks",
+  offline: "tillgate-demo:offline",
 };
 let reg: Registration | null = JSON.parse(localStorage.getItem(K.registration) ?? "null") as Registration | null;
 let trusted: TrustedKeys | null = null;
@@ -157,7 +159,6 @@ async function register(ev: SubmitEvent): Promise<void> {
 function renderRegistration(): void {
   const box = $("registration");
   const pill = $("register-pill");
-  const form = $<HTMLFormElement>("activation-form");
   const has = reg !== null;
   box.hidden = !has;
   for (const f of FIELDS) input(f).disabled = has;
@@ -165,7 +166,6 @@ function renderRegistration(): void {
   for (const id of ["handshake-btn", "descriptor-fetch-btn", "receipts-btn"]) $<HTMLButtonElement>(id).disabled = !has;
   if (!reg) {
     setState(pill, "none", "No register yet");
-    form.reset();
     return;
   }
   fillKv($("registration-kv"), [
@@ -186,6 +186,7 @@ function forget(): void {
   saveReg();
   localStorage.removeItem(K.descriptor);
   localStorage.removeItem(K.timeFloor);
+  localStorage.removeItem(K.jwks);
   outbox.clear();
   window.clearInterval(pollTimer);
   location.reload();
@@ -243,7 +244,7 @@ function stopPolling(): void {
 
 async function loadAdminKey(): Promise<void> {
   try {
-    const r = await request<{ adminKey: string }>("/demo/admin-key.json");
+    const r = await request<{ adminKey: string }>("/demo/admin-key.json", { backOffice: true });
     adminKey = r.adminKey;
     $("admin-status").textContent = "Demo mode: the server handed this page its admin key.";
     $<HTMLButtonElement>("admin-refresh-btn").disabled = false;
@@ -615,9 +616,17 @@ async function main(): Promise<void> {
   $("queue-impl-note").textContent =
     "Note: the wasm package does not export tillgate-client yet, so this page uses a small stand-in (web-demo/src/outbox.ts, plain fetch) that follows the client's queue rules.";
 
-  // The keys an app would build in; the demo pins the server's at page load.
+  // The demo's offline switch survives a reload (sessionStorage), like a real outage.
+  const toggle = $<HTMLInputElement>("offline-toggle");
+  toggle.checked = sessionStorage.getItem(K.offline) === "1";
+  setOffline(toggle.checked);
+
+  // The keys an app would build in; the demo pins the server's on first load.
   try {
-    trusted = TrustedKeys.fromJwks(await request("/.well-known/jwks.json"));
+    const pinned = localStorage.getItem(K.jwks);
+    const jwks = pinned ?? JSON.stringify(await request("/.well-known/jwks.json"));
+    trusted = TrustedKeys.fromJwksJson(jwks);
+    localStorage.setItem(K.jwks, jwks);
   } catch (e) {
     $("core-status").textContent = `Cannot load the server's keys: ${errText(e)}`;
   }
@@ -659,9 +668,9 @@ async function main(): Promise<void> {
   }));
   $("pay-btn").addEventListener("click", () => void pay());
   $("clear-btn").addEventListener("click", () => { basket.length = 0; renderBasket(); });
-  const toggle = $<HTMLInputElement>("offline-toggle");
   toggle.addEventListener("change", () => {
     setOffline(toggle.checked);
+    sessionStorage.setItem(K.offline, toggle.checked ? "1" : "0");
     renderQueue();
     if (!toggle.checked) void syncQueue();
   });

@@ -1,0 +1,305 @@
+// End-to-end test of the web demo in headless Chromium (Debian's, driven by
+// playwright-core; no browser download) against a real tillgate-server in demo mode.
+//
+//   node web-demo/tests/e2e.mjs <demo URL> <screenshot dir>
+//
+// Walks the whole flow a POS developer sees, asserting what the page shows, saves a
+// screenshot of each step and prints `web-demo: N passed, N failed`.
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { chromium } from "playwright-core";
+
+const [url, shots] = process.argv.slice(2);
+if (!url || !shots) {
+  console.error("usage: node e2e.mjs <demo URL> <screenshot dir>");
+  process.exit(2);
+}
+fs.mkdirSync(shots, { recursive: true });
+const TIMEOUT = 15000;
+
+let passed = 0;
+let failed = 0;
+let broken = null;
+let n = 0;
+let page;
+
+class AssertionError extends Error {}
+function assert(cond, msg) { if (!cond) throw new AssertionError(msg); }
+
+/** Polls `fn` until it returns truthy (or throws the last assertion after the timeout). */
+async function eventually(fn, msg, timeout = TIMEOUT) {
+  const end = Date.now() + timeout;
+  let last;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+      last = null;
+    } catch (e) { last = e; }
+    if (Date.now() > end) throw new AssertionError(`${msg}${last ? ` (${last.message})` : ""}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+const text = (sel) => page.locator(sel).innerText();
+const attr = (sel, a) => page.locator(sel).getAttribute(a);
+async function textHas(sel, want) {
+  return eventually(async () => (await text(sel)).includes(want), `${sel} should show "${want}", shows "${await text(sel).catch(() => "?")}"`);
+}
+
+async function shot(name, sectionSel) {
+  if (sectionSel) {
+    await page.locator(sectionSel).evaluate((e) => e.scrollIntoView({ block: "start" }));
+  }
+  await page.waitForTimeout(150);
+  await page.screenshot({ path: path.join(shots, `${String(n).padStart(2, "0")}-${name}.png`) });
+}
+
+async function step(name, fn) {
+  n += 1;
+  if (broken) {
+    failed += 1;
+    console.log(`FAIL  ${n}. ${name}: not run, step "${broken}" failed`);
+    return;
+  }
+  try {
+    await fn();
+    passed += 1;
+    console.log(`ok    ${n}. ${name}`);
+  } catch (e) {
+    failed += 1;
+    broken = name;
+    console.log(`FAIL  ${n}. ${name}: ${e.message}`);
+    await page.screenshot({ path: path.join(shots, `${String(n).padStart(2, "0")}-FAILED.png`), fullPage: true }).catch(() => {});
+  }
+}
+
+const ctx = await chromium.launchPersistentContext(fs.mkdtempSync(path.join(os.tmpdir(), "chromium-")), {
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  headless: true,
+  viewport: { width: 1280, height: 900 },
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+page = ctx.pages()[0] ?? (await ctx.newPage());
+const consoleErrors = [];
+page.on("pageerror", (e) => consoleErrors.push(e.message));
+page.on("console", (m) => { if (m.type() === "error") consoleErrors.push(m.text()); });
+
+const good = {};
+let productionNumber = "";
+
+try {
+  await step("page loads; tillgate-core runs as WebAssembly in the browser", async () => {
+    await page.goto(url);
+    await eventually(async () => (await attr("body", "data-ready")) === "true", "page should finish starting");
+    await textHas("#core-status", "tillgate-core loaded");
+    await textHas("#admin-status", "Demo mode");
+    assert((await text("#form-summary")).includes("Valid"), "the prefilled form should be valid");
+    await shot("loaded");
+  });
+
+  await step("activation form: every validation error is shown next to its field", async () => {
+    for (const f of ["cashRegisterName", "deviceId", "validFrom", "validTo", "corporateId", "applicationPackage", "country"]) {
+      good[f] = await page.locator(`#f-${f}`).inputValue();
+    }
+    await page.fill("#f-cashRegisterName", "");
+    await page.fill("#f-deviceId", "has space");
+    await page.fill("#f-validTo", "2099-01-01T00:00:00Z");
+    await page.fill("#f-corporateId", "556036-0794");
+    await page.fill("#f-applicationPackage", "not a package");
+    await page.fill("#f-country", "Sweden");
+    await page.fill("#f-validFrom", good.validFrom.replace("T00:", "T12:"));
+    const expected = {
+      cashRegisterName: "must be 1 to 64 characters",
+      deviceId: "visible ASCII",
+      validFrom: "midnight UTC",
+      corporateId: "check digit",
+      applicationPackage: "reverse-DNS",
+      country: "ISO 3166-1",
+    };
+    for (const [f, msg] of Object.entries(expected)) {
+      await textHas(`#e-${f}`, msg);
+      assert((await attr(`#f-${f}`, "aria-invalid")) === "true", `#f-${f} should be aria-invalid`);
+    }
+    await textHas("#form-summary", "6 problems");
+    await shot("form-errors", "#register");
+    // validTo is judged once validFrom is valid: more than a year later.
+    await page.fill("#f-validFrom", good.validFrom);
+    await eventually(async () => (await text("#e-validTo")).length > 0, "validTo should show its error");
+    await textHas("#form-summary", "6 problems");
+    await shot("form-errors-validTo", "#register");
+    // Submitting an invalid form sends nothing.
+    await page.click("#register-btn");
+    assert(await page.locator("#registration").isHidden(), "an invalid form must not register");
+  });
+
+  await step("register the cash register; it is pending", async () => {
+    for (const [f, v] of Object.entries(good)) await page.fill(`#f-${f}`, v);
+    await textHas("#form-summary", "Valid");
+    for (const f of Object.keys(good)) assert((await text(`#e-${f}`)) === "", `#e-${f} should be empty`);
+    await page.click("#register-btn");
+    await textHas("#register-pill", "pending");
+    productionNumber = await eventually(async () => {
+      const m = (await text("#registration-kv")).match(/ProductionNumber\s+(\S+)/);
+      return m && m[1];
+    }, "the ProductionNumber should be shown");
+    await eventually(async () => (await attr("#handshake-light", "data-state")) === "pending", "handshake should be pending");
+    await textHas("#handshake-text", "Pending approval");
+    await textHas("#handshake-detail", "pending_approval");
+    await shot("pending", "#register");
+    await shot("handshake-pending", "#handshake");
+  });
+
+  await step("demo admin panel (clearly marked) lists and approves the register", async () => {
+    await textHas("#admin .demo-banner", "Demo only");
+    const row = page.locator("#admin-table tbody tr", { hasText: productionNumber });
+    await eventually(async () => (await row.count()) === 1, `admin table should list ${productionNumber}`);
+    await shot("admin-pending", "#admin");
+    await row.getByRole("button", { name: `Approve ${productionNumber}` }).click();
+    await textHas("#admin-status", "Approved");
+    await eventually(async () => (await row.count()) === 0, "the approved register should leave the pending list");
+    await shot("admin-approved", "#admin");
+  });
+
+  await step("handshake turns green (server time signature verified in the browser)", async () => {
+    await eventually(async () => (await attr("#handshake-light", "data-state")) === "green", "handshake light should turn green");
+    await textHas("#handshake-text", "Approved: handshake OK");
+    await textHas("#handshake-detail", "verified in the browser");
+    await textHas("#register-pill", "approved");
+    await shot("handshake-green", "#handshake");
+  });
+
+  await step("fetch the signed activation descriptor: claims and a VALID badge", async () => {
+    await page.click("#descriptor-fetch-btn");
+    await textHas("#descriptor-badge", "VALID");
+    assert((await attr("#descriptor-badge", "data-state")) === "valid", "badge should be valid");
+    const claims = await text("#descriptor-claims");
+    assert(claims.includes(productionNumber), "claims should show the ProductionNumber");
+    assert(claims.includes(good.deviceId), "claims should show the device id");
+    assert(claims.includes("approved"), "claims should show status approved");
+    assert(claims.includes("556036-0793"), "claims should show the company");
+    await shot("descriptor-valid", "#descriptor");
+  });
+
+  await step("tamper flips a byte: verification fails with bad_signature", async () => {
+    await page.click("#descriptor-tamper-btn");
+    await textHas("#descriptor-badge", "INVALID: bad_signature");
+    assert((await attr("#descriptor-badge", "data-state")) === "invalid", "badge should be invalid");
+    await textHas("#descriptor-detail", "Flipped byte");
+    await textHas("#descriptor-detail", "refuses to run");
+    assert((await text("#descriptor-claims")) === "", "no claims should be shown for an invalid descriptor");
+    await shot("descriptor-tampered", "#descriptor");
+  });
+
+  await step("at start the app re-checks the stored descriptor (tampered stays refused, restored is valid)", async () => {
+    await page.reload();
+    await eventually(async () => (await attr("body", "data-ready")) === "true", "page should restart");
+    await textHas("#descriptor-badge", "INVALID: bad_signature");
+    await page.click("#descriptor-fetch-btn");
+    await textHas("#descriptor-badge", "VALID");
+    await page.click("#descriptor-tamper-btn");
+    await textHas("#descriptor-badge", "INVALID");
+    await page.click("#descriptor-restore-btn");
+    await textHas("#descriptor-badge", "✓ VALID");
+    await eventually(async () => (await attr("#handshake-light", "data-state")) === "green", "handshake should be green after restart");
+  });
+
+  await step("URL-path token: built and parsed live as you type", async () => {
+    await page.fill("#ut-token", "abc#def");
+    await textHas("#ut-built", "/OpenApi_1,2,3,4$R20201201134216$$abc%23def/Products");
+    await page.fill("#ut-rve", "20201301000000");
+    await textHas("#ut-built", "url_invalid_rve");
+    await page.fill("#ut-rve", "20201201134216");
+    await page.fill("#ut-path", "/Gnap_7$R20240101000000$$TokenXYZ1234567890/Transactions");
+    await textHas("#ut-parsed", "TokenXYZ1234567890");
+    await textHas("#ut-parsed", "/Transactions");
+    await page.fill("#ut-path", "/OpenApi_1,x$$tok/Products");
+    await textHas("#ut-parse-error", "url_invalid_rm_system");
+    await textHas("#ut-parse-error", "^ byte 11");
+    assert((await attr("#ut-path", "aria-invalid")) === "true", "the path input should be aria-invalid");
+    await shot("url-token", "#urltoken");
+  });
+
+  await step("API keys: generate, validate, reserved characters highlighted", async () => {
+    await page.click("#ak-generate-btn");
+    await textHas("#ak-result", "Valid API key (40 characters)");
+    await page.selectOption("#ak-alphabet", "urlSafe");
+    await page.fill("#ak-length", "64");
+    await page.click("#ak-generate-btn");
+    await textHas("#ak-result", "Valid API key (64 characters)");
+    const key = await page.locator("#ak-input").inputValue();
+    assert(!/[#%^]/.test(key), "a URL-safe key has no # % ^");
+    await page.fill("#ak-input", "Abcdefghij|klmnop{qrstuv}wxyz é");
+    await textHas("#ak-result", "api_key_reserved_char");
+    await textHas("#ak-result", "3 reserved, 2 not allowed");
+    assert((await page.locator("#ak-view mark.reserved").count()) === 3, "3 reserved characters highlighted");
+    assert((await page.locator("#ak-view mark.invalid").count()) === 2, "2 not-allowed characters highlighted");
+    await shot("api-keys", "#apikeys");
+  });
+
+  await step("ring up a sale online: stored by the server, receipt chain verified", async () => {
+    await page.getByRole("button", { name: /Kaffe/ }).click();
+    await page.getByRole("button", { name: /Kaffe/ }).click();
+    await page.getByRole("button", { name: /Kanelbulle/ }).click();
+    await textHas("#basket-total", "92,00 kr");
+    await page.click("#pay-btn");
+    await textHas("#sale-status", "Sent 1 sale");
+    await textHas("#queue-count", "0");
+    await textHas("#chain-badge", "Chain verified: 1 receipt");
+    await textHas("#receipt-table", "92,00 kr");
+    await shot("sale-online", "#sales");
+  });
+
+  await step("offline: sales fill the queue", async () => {
+    await page.locator("label.switch").click();
+    assert(await page.locator("#offline-toggle").isChecked(), "offline switch should be on");
+    for (const p of [/Smörgås/, /Tygkasse/]) {
+      await page.getByRole("button", { name: p }).click();
+      await page.click("#pay-btn");
+    }
+    await page.getByRole("button", { name: /Kaffe/ }).click();
+    await page.click("#pay-btn");
+    await textHas("#queue-count", "3");
+    await textHas("#queue-status", "3 sales waiting (offline)");
+    await textHas("#queue-table", "offline");
+    await textHas("#sale-status", "Kept in the queue");
+    await page.waitForTimeout(1500);
+    await textHas("#queue-count", "3");
+    await textHas("#chain-badge", "1 receipt");
+    await shot("offline-queue", "#sales");
+  });
+
+  await step("the queue survives a restart while offline; the descriptor still verifies offline", async () => {
+    await page.reload();
+    await eventually(async () => (await attr("body", "data-ready")) === "true", "page should restart");
+    assert(await page.locator("#offline-toggle").isChecked(), "offline switch should stay on");
+    await textHas("#queue-count", "3");
+    await textHas("#handshake-text", "Cannot reach the server");
+    await textHas("#descriptor-badge", "✓ VALID");
+    await shot("offline-restart", "#sales");
+  });
+
+  await step("back online: the queue drains, the chain of 4 receipts verifies", async () => {
+    if (await page.locator("#offline-toggle").isChecked()) await page.locator("label.switch").click();
+    await textHas("#queue-count", "0");
+    await textHas("#queue-status", "Empty");
+    await textHas("#chain-badge", "Chain verified: 4 receipts, seq 1–4");
+    const rows = await page.locator("#receipt-table tbody tr").count();
+    assert(rows === 4, `4 receipts listed, got ${rows}`);
+    await shot("online-drained", "#sales");
+    await shot("receipt-chain", "#receipts");
+  });
+
+  await step("no errors in the browser console", async () => {
+    const real = consoleErrors.filter((m) => !/status of (403|404)/.test(m));
+    assert(real.length === 0, `console errors: ${real.join(" | ")}`);
+    await page.screenshot({ path: path.join(shots, `${String(n).padStart(2, "0")}-full-page.png`), fullPage: true });
+  });
+} finally {
+  await ctx.close();
+}
+
+console.log(`screenshots: ${shots}`);
+console.log(`web-demo: ${passed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);
