@@ -228,3 +228,38 @@ pub async fn run(load: Load, warmup: Duration) -> Outcome {
     total.secs = total.secs.max(load.duration.as_secs_f64());
     total
 }
+
+/// `GET path` once (no credentials); the body as text.
+pub async fn get_text(addr: SocketAddr, path: &str) -> Result<String, String> {
+    let mut sender = connect(addr).await?;
+    let req = Request::get(path)
+        .header("host", addr.to_string())
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| e.to_string())?;
+    let resp = tokio::time::timeout(Duration::from_secs(10), sender.send_request(req))
+        .await
+        .map_err(|_| format!("GET {path} timed out"))?
+        .map_err(|e| e.to_string())?;
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+/// (transactions committed, batches committed) from the server's `/metrics`.
+pub async fn commit_counters(addr: SocketAddr) -> Option<(f64, f64)> {
+    let text = get_text(addr, "/metrics").await.ok()?;
+    let value = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    Some((
+        value("tillgate_transactions_committed_total")?,
+        value("tillgate_batches_committed_total")?,
+    ))
+}

@@ -15,6 +15,7 @@ mod load;
 mod micro;
 mod procs;
 mod report;
+mod writer;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -132,6 +133,7 @@ struct Results {
     rows: Vec<Row>,
     sweep: Vec<Row>,
     rss: Vec<Row>,
+    writer: Vec<Row>,
     notes: Vec<String>,
     /// Sections that failed to run (a broken benchmark, not a missed goal).
     broken: Vec<String>,
@@ -566,9 +568,10 @@ async fn ingest_pair(
     keys: Arc<Vec<String>>,
     raw_url: &str,
     row: &db::SampleRow,
-) -> Result<(f64, f64, f64, load::Outcome), String> {
+) -> Result<Ingest, String> {
     let (mut ours, mut raw1, mut raw64) = (Vec::new(), Vec::new(), Vec::new());
     let mut last = load::Outcome::default();
+    let mut batch = f64::NAN;
     for round in 0..plan.db_rounds {
         let r1 = db::raw_ingest(
             raw_url,
@@ -588,6 +591,7 @@ async fn ingest_pair(
             &format!("r64x{round}"),
         )
         .await?;
+        let before = load::commit_counters(server.addr).await;
         let out = load::run(
             tx_load(
                 server.addr,
@@ -600,6 +604,12 @@ async fn ingest_pair(
             plan.warmup,
         )
         .await;
+        let after = load::commit_counters(server.addr).await;
+        if let (Some((t0, b0)), Some((t1, b1))) = (before, after)
+            && b1 > b0
+        {
+            batch = (t1 - t0) / (b1 - b0);
+        }
         if out.errors > 0 {
             return Err(format!(
                 "{} errors from tillgate-server ({backend}): {}",
@@ -608,7 +618,7 @@ async fn ingest_pair(
             ));
         }
         eprintln!(
-            "bench:   round {round} {backend}: server {:.0} tx/s (p99 {:.1} ms), raw 1 client {r1:.0}/s, raw 64 clients {r64:.0}/s",
+            "bench:   round {round} {backend}: server {:.0} tx/s (p99 {:.1} ms, {batch:.1} tx per commit), raw 1 client {r1:.0}/s, raw 64 clients {r64:.0}/s",
             out.rps(),
             out.pct_ms(0.99)
         );
@@ -621,7 +631,68 @@ async fn ingest_pair(
         v.sort_by(|a, b| a.total_cmp(b));
         v[v.len() / 2]
     };
-    Ok((med(ours), med(raw1), med(raw64), last))
+    Ok(Ingest {
+        ours: med(ours),
+        raw1: med(raw1),
+        raw64: med(raw64),
+        last,
+        batch,
+    })
+}
+
+/// Figures of one ingest comparison.
+struct Ingest {
+    ours: f64,
+    raw1: f64,
+    raw64: f64,
+    last: load::Outcome,
+    /// Transactions per group commit in the last round.
+    batch: f64,
+}
+
+/// The write path alone, in-process: the server's `Store::commit_batch` vs the same
+/// work done set-based (see `writer.rs`), batches of 64 over 64 registers.
+async fn run_writer(plan: &Plan, backend: &str, url: &str, row: &db::SampleRow, r: &mut Results) {
+    let d = plan.db_round;
+    let store = writer::store_commit_batch(url, 64, 64, d, row).await;
+    let set = match db::open(url, 1).await {
+        Ok(pool) => {
+            let v = writer::set_based_commit(&pool, url, 64, 64, d, row).await;
+            pool.close().await;
+            v
+        }
+        Err(e) => Err(e),
+    };
+    match (store, set) {
+        (Ok(a), Ok(b)) => {
+            eprintln!(
+                "bench:   write path alone ({backend}): commit_batch {a:.0} tx/s, set-based {b:.0} tx/s"
+            );
+            r.writer.push(Row {
+                what: format!(
+                    "{backend}: `Store::commit_batch`, 64 tx per commit, in-process (no HTTP)"
+                ),
+                ours: rate(a, "tx/s"),
+                baseline: "—".into(),
+                ratio: "—".into(),
+                goal: "—".into(),
+                verdict: "info".into(),
+            });
+            r.writer.push(Row {
+                what: format!("{backend}: same work set-based (1 SELECT, 1 multi-row INSERT, 1 UPDATE per commit), see bench/proposals/"),
+                ours: rate(b, "tx/s"),
+                baseline: format!("{} (`commit_batch`)", rate(a, "tx/s")),
+                ratio: format!("{:.2}×", b / a),
+                goal: "—".into(),
+                verdict: "info".into(),
+            });
+        }
+        (a, b) => {
+            let e = a.err().or(b.err()).unwrap_or_default();
+            r.broken.push(format!("write path alone ({backend}): {e}"));
+            eprintln!("bench: write path alone ({backend}): {e}");
+        }
+    }
 }
 
 async fn run_ingest_sqlite(
@@ -648,8 +719,13 @@ async fn run_ingest_sqlite(
         &work.join("ingest-sqlite-server.log"),
     )?;
     let k64 = Arc::new(keys[..64].to_vec());
-    let (ours, raw1, raw64, last) =
-        ingest_pair(plan, "sqlite", &server, k64, &raw_url, row).await?;
+    let Ingest {
+        ours,
+        raw1,
+        raw64,
+        last,
+        batch,
+    } = ingest_pair(plan, "sqlite", &server, k64, &raw_url, row).await?;
     let base = raw1.max(raw64);
     let x = ours / base;
     r.rows.push(Row {
@@ -665,7 +741,7 @@ async fn run_ingest_sqlite(
         ours: rate(ours, "tx/s"),
         baseline: "—".into(),
         ratio: format!(
-            "p50 {:.1} ms, p99 {:.1} ms",
+            "p50 {:.1} ms, p99 {:.1} ms, {batch:.1} tx per group commit",
             last.pct_ms(0.5),
             last.pct_ms(0.99)
         ),
@@ -717,6 +793,7 @@ async fn run_ingest_sqlite(
         });
     }
     server.stop();
+    run_writer(plan, "SQLite", &url, row, r).await;
     let _ = std::fs::remove_dir_all(&dir);
     r.notes.push(format!(
         "Ingest: `POST /transactions` with a fresh `Idempotency-Key` per request, one register \
@@ -768,18 +845,31 @@ async fn run_ingest_pg(
         )?;
         let res = ingest_pair(plan, "postgres", &server, keys, &pg.url, row).await;
         server.stop();
+        if res.is_ok() {
+            run_writer(plan, "PostgreSQL", &pg.url, row, r).await;
+        }
         res
     }
     .await;
     if let Err(e) = pg.drop_db().await {
         eprintln!("bench: could not drop the benchmark database: {e}");
     }
-    let (ours, raw1, raw64, last) = result?;
+    let Ingest {
+        ours,
+        raw1,
+        raw64,
+        last,
+        batch,
+    } = result?;
     let base = raw1.max(raw64);
     let x = ours / base;
     r.rows.push(Row {
         what: what.into(),
-        ours: format!("{} (p99 {:.1} ms)", rate(ours, "tx/s"), last.pct_ms(0.99)),
+        ours: format!(
+            "{} (p99 {:.1} ms, {batch:.1} tx per group commit)",
+            rate(ours, "tx/s"),
+            last.pct_ms(0.99)
+        ),
         baseline: format!(
             "{} (raw: 1 conn {}, 64 conns {})",
             rate(base, "commits/s"),
@@ -959,6 +1049,9 @@ async fn run(o: Opts) -> Result<bool, String> {
             report::table(&r.sweep)
         );
     }
+    if !r.writer.is_empty() {
+        println!("Write path alone:\n\n{}", report::table(&r.writer));
+    }
     if !r.rss.is_empty() {
         println!("Memory:\n\n{}", report::table(&r.rss));
     }
@@ -968,6 +1061,7 @@ async fn run(o: Opts) -> Result<bool, String> {
         &[
             ("Ingest throughput by concurrency (server vs the raw one-row-per-commit baseline of the same run; goal column shows latency)".into(), r.sweep.clone()),
             ("Memory (peak RSS of the server process)".into(), r.rss.clone()),
+            ("The write path alone (in-process, no HTTP): where the ingest ceiling is".into(), r.writer.clone()),
         ],
         &r.notes,
         &machine,

@@ -141,6 +141,7 @@ pub fn start_server(
     };
     wait_listening(&mut p, Duration::from_secs(60))
         .map_err(|e| format!("{e} (log: {})", log.display()))?;
+    eprintln!("bench:   tillgate-server pid {} on {}", p.pid(), p.addr);
     Ok(p)
 }
 
