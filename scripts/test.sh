@@ -80,7 +80,7 @@ run cargo-test cargo test --workspace
 run benches-compile cargo bench --workspace --no-run
 run client-wasm-build cargo build -p tillgate-client --target wasm32-unknown-unknown --features web-storage
 [ -x client/test-wasm.sh ] && run client-browser client/test-wasm.sh
-for s in scripts/test-bindings.sh scripts/test-web-demo.sh scripts/test-reliability.sh; do
+for s in scripts/test-bindings.sh scripts/test-web-demo.sh scripts/test-android-sample.sh scripts/test-reliability.sh; do
   [ -x "$s" ] && run "$(basename "$s" .sh)" "$s"
 done
 run fuzz scripts/fuzz.sh "${TILLGATE_FUZZ_SECS:-10}"
