@@ -490,7 +490,7 @@ async function verifyReceipts(): Promise<void> {
       el("td", { textContent: c.txType }),
       el("td", { className: "num", textContent: money(c.total) }),
       el("td", {}, el("span", { className: "mono", textContent: c.txid })),
-      el("td", {}, el("span", { className: "mono", textContent: short(c.prev, 12) })))));
+      el("td", {}, el("span", { className: "mono", textContent: c.prev ? short(c.prev, 12) : "— (first)" })))));
     table.hidden = false;
   } catch (e) {
     if (e instanceof NetworkError) { setState(badge, "busy", "Offline: receipts are checked when back online"); return; }
