@@ -26,6 +26,9 @@ pub struct Effort {
     pub rounds: usize,
     /// Minimum time of one round.
     pub round_time: Duration,
+    /// Receipts in the chain (1,000 in a real run; fewer in quick mode, where debug
+    /// builds would spend most of the run on it).
+    pub chain_len: u64,
 }
 
 /// Median nanoseconds per operation of ours and of the baseline.
@@ -149,9 +152,11 @@ pub fn compare(
     ours: &mut dyn FnMut() -> bool,
     base: &mut dyn FnMut() -> bool,
 ) -> Pair {
-    // Warm both up (caches, branch predictors, lazy statics).
-    ns_per_op(ours, effort.round_time / 4);
-    ns_per_op(base, effort.round_time / 4);
+    // Warm both up (caches, branch predictors, lazy statics); not in quick mode.
+    if effort.rounds > 1 {
+        ns_per_op(ours, effort.round_time / 4);
+        ns_per_op(base, effort.round_time / 4);
+    }
     let (mut o, mut b) = (Vec::new(), Vec::new());
     for r in 0..effort.rounds {
         if r % 2 == 0 {
@@ -197,8 +202,9 @@ pub fn receipt_chain(effort: Effort, fx: &Fixture) -> Result<Pair, String> {
     trusted
         .add_jwk(&key.public_jwk())
         .map_err(|e| e.to_string())?;
-    let mut chain: Vec<String> = Vec::with_capacity(1000);
-    for seq in 1..=1000u64 {
+    let n = effort.chain_len;
+    let mut chain: Vec<String> = Vec::with_capacity(n as usize);
+    for seq in 1..=n {
         let prev = chain.last().map(|r| receipt_link(r)).unwrap_or_default();
         let claims = ReceiptClaims {
             iss: "https://tillgate.example".into(),
@@ -215,7 +221,7 @@ pub fn receipt_chain(effort: Effort, fx: &Fixture) -> Result<Pair, String> {
         chain.push(sign_receipt(&claims, key).map_err(|e| e.to_string())?);
     }
     match verify_receipt_chain(&chain, &trusted) {
-        Ok(v) if v.len() == 1000 => {}
+        Ok(v) if v.len() as u64 == n => {}
         _ => return Err("receipt chain fixture does not verify".into()),
     }
     let vk = VerifyingKey::from_bytes(&key.public_key_bytes()).map_err(|e| e.to_string())?;
