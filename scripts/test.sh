@@ -83,6 +83,7 @@ run client-wasm-build cargo build -p tillgate-client --target wasm32-unknown-unk
 for s in scripts/test-bindings.sh scripts/test-web-demo.sh scripts/test-android-sample.sh scripts/test-reliability.sh; do
   [ -x "$s" ] && run "$(basename "$s" .sh)" "$s"
 done
+run bench-quick scripts/bench.sh --quick
 run fuzz scripts/fuzz.sh "${TILLGATE_FUZZ_SECS:-10}"
 
 echo
