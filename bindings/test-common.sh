@@ -47,3 +47,36 @@ generate() {
   rm -rf "$2"
   "$BINDGEN" generate --library "$FFI_LIB" --language "$1" --out-dir "$2" --no-format >/dev/null
 }
+
+# start_server: builds and starts tillgate-server on a free loopback port with a fresh
+# data directory, waits until it is ready, and exports TILLGATE_URL,
+# TILLGATE_ADMIN_KEY and TILLGATE_JWKS (the server's public keys, which a real app has
+# built in) for the end-to-end tests. The server is stopped when the script exits.
+# Set TILLGATE_E2E=0 to skip.
+SERVER_PID=""
+stop_server() {
+  if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
+  [ -z "${SERVER_DATA:-}" ] || rm -rf "$SERVER_DATA"
+}
+start_server() {
+  [ "${TILLGATE_E2E:-1}" = 1 ] || return 0
+  log "cargo build -p tillgate-server"
+  cargo build -q -p tillgate-server
+  local port
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  SERVER_DATA=$(mktemp -d /tmp/tillgate-e2e.XXXXXX)
+  export TILLGATE_URL="http://127.0.0.1:$port"
+  export TILLGATE_ADMIN_KEY="Admin-Key-For-Bindings-0123456789"
+  TILLGATE_BIND="127.0.0.1:$port" TILLGATE_DATA_DIR="$SERVER_DATA" RUST_LOG=warn \
+    "$ROOT/target/debug/tillgate-server" >"$SERVER_DATA.log" 2>&1 &
+  SERVER_PID=$!
+  trap 'stop_server' EXIT
+  for _ in $(seq 100); do
+    TILLGATE_JWKS=$(python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1] + "/.well-known/jwks.json", timeout=1).read().decode())' "$TILLGATE_URL" 2>/dev/null) && break
+    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$SERVER_DATA.log" >&2; echo "tillgate-server did not start" >&2; exit 1; }
+    sleep 0.2
+  done
+  [ -n "${TILLGATE_JWKS:-}" ] || { echo "tillgate-server not ready" >&2; exit 1; }
+  export TILLGATE_JWKS
+  log "tillgate-server on $TILLGATE_URL (pid $SERVER_PID)"
+}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Kotlin on the JVM: kotlinc (npm kotlin-compiler) + JNA + JUnit 4 + Gson (Debian), no
-# Gradle. Runs every shared vector against bindings generated from the .so under test.
+# Gradle. Runs every shared vector against bindings generated from the .so under test,
+# and an end-to-end activation against a running tillgate-server (suspend functions).
 source "$(dirname "$0")/../bindings/test-common.sh"
 
 command -v java >/dev/null || apt_install default-jdk-headless
@@ -8,6 +9,7 @@ apt_install libjna-java junit4 libgoogle-gson-java
 need_node
 npm_install "$ROOT/tests/kotlin"
 build_ffi
+start_server
 
 gen="$OUT/kotlin/generated"
 generate kotlin "$gen"

@@ -24,8 +24,10 @@ use std::sync::{Arc, Mutex};
 
 use tillgate_core as core;
 
+mod client;
 mod records;
 
+pub use client::*;
 pub use records::*;
 
 uniffi::setup_scaffolding!();

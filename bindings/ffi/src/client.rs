@@ -1,0 +1,393 @@
+//! The `tillgate-client` API: async calls become Kotlin `suspend`, Swift `async` and
+//! Python `async` functions (run on uniffi's tokio integration, which reqwest needs).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tillgate_client as client;
+use tillgate_core as core;
+
+use crate::records::{ActivationRequest, Transaction, VerifiedDescriptor};
+use crate::{Result, TillgateError, TrustedKeys, lock};
+
+impl From<client::ClientError> for TillgateError {
+    fn from(e: client::ClientError) -> Self {
+        match e {
+            client::ClientError::Core(e) => e.into(),
+            e => TillgateError::plain(e.code(), e.to_string()),
+        }
+    }
+}
+
+/// How a [`Client`] talks to the server. `None` fields use the client's defaults
+/// (5 s per request, 3 s to connect).
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct ClientConfig {
+    /// The server's base URL, e.g. `https://pos.example`.
+    pub base_url: String,
+    /// Time a whole request may take, milliseconds.
+    #[uniffi(default = None)]
+    pub timeout_ms: Option<u64>,
+    /// Time to establish a connection, milliseconds.
+    #[uniffi(default = None)]
+    pub connect_timeout_ms: Option<u64>,
+    /// If set, a descriptor must be bound to this device.
+    #[uniffi(default = None)]
+    pub device_id: Option<String>,
+    /// If set, a descriptor must name this application package.
+    #[uniffi(default = None)]
+    pub application_package: Option<String>,
+    /// Tolerance for clock checks, seconds.
+    #[uniffi(default = None)]
+    pub clock_tolerance_secs: Option<i64>,
+}
+
+/// The result of an activation (`POST /activations-advanced`).
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct Activation {
+    /// The activation's id.
+    pub activation_id: String,
+    /// The register's ProductionNumber.
+    pub production_number: String,
+    /// The API key, now set on the client. A secret: store it in the platform keystore.
+    pub api_key: String,
+    /// `pending` until an administrator approves it.
+    pub status: String,
+    /// Start of validity (RFC 3339), if the server named it.
+    pub valid_from: Option<String>,
+    /// End of validity (RFC 3339), if the server named it.
+    pub valid_to: Option<String>,
+}
+
+impl From<client::Activation> for Activation {
+    fn from(a: client::Activation) -> Self {
+        Activation {
+            activation_id: a.activation_id,
+            production_number: a.production_number,
+            api_key: a.api_key.expose().to_owned(),
+            status: a.status,
+            valid_from: a.valid_from,
+            valid_to: a.valid_to,
+        }
+    }
+}
+
+/// A successful handshake; the server-signed time is verified and is now the client's
+/// trusted time floor.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct Handshake {
+    /// The activation's status (`approved`).
+    pub status: String,
+    /// The register's ProductionNumber, if the server named it.
+    pub production_number: Option<String>,
+    /// Start of the key's validity (RFC 3339).
+    pub valid_from: Option<String>,
+    /// End of the key's validity (RFC 3339).
+    pub valid_to: Option<String>,
+    /// The server's verified time, Unix seconds.
+    pub server_time: i64,
+    /// The signed timestamp (compact JWS), for the app to store.
+    pub server_time_jws: String,
+}
+
+/// A signed activation code, verified locally against the app's built-in keys.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct ActivationCode {
+    /// The compact JWS, to store for offline starts.
+    pub jws: String,
+    /// The verified descriptor.
+    pub descriptor: VerifiedDescriptor,
+}
+
+/// A transaction as the server stored it, with its signed receipt.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct StoredTransaction {
+    /// The server's id.
+    pub id: String,
+    /// Gapless per-register sequence number, from 1.
+    pub sequence: u64,
+    /// The signed receipt (compact JWS).
+    pub receipt: String,
+    /// The transaction as sent.
+    pub transaction: Transaction,
+}
+
+impl From<client::StoredTransaction> for StoredTransaction {
+    fn from(s: client::StoredTransaction) -> Self {
+        StoredTransaction {
+            id: s.id,
+            sequence: s.sequence,
+            receipt: s.receipt,
+            transaction: s.transaction.into(),
+        }
+    }
+}
+
+/// An async client for one register.
+#[derive(Debug, uniffi::Object)]
+pub struct Client(client::Client);
+
+#[uniffi::export(async_runtime = "tokio")]
+impl Client {
+    /// A client for `config.base_url` trusting `trusted_keys` (the app's built-in keys).
+    #[uniffi::constructor]
+    pub fn new(config: ClientConfig, trusted_keys: Arc<TrustedKeys>) -> Result<Arc<Self>> {
+        let mut c = client::ClientConfig::new(config.base_url, lock(&trusted_keys.0)?.clone());
+        if let Some(ms) = config.timeout_ms {
+            c.timeout = Duration::from_millis(ms);
+        }
+        if let Some(ms) = config.connect_timeout_ms {
+            c.connect_timeout = Duration::from_millis(ms);
+        }
+        c.device_id = config.device_id;
+        c.application_package = config.application_package;
+        c.clock_tolerance_secs = config.clock_tolerance_secs;
+        Ok(Arc::new(Client(client::Client::new(c)?)))
+    }
+
+    /// Sets the API key (validated) used to authenticate.
+    pub fn set_api_key(&self, key: String) -> Result<()> {
+        self.0.set_api_key(core::validate_api_key(&key)?);
+        Ok(())
+    }
+
+    /// The API key in use, if any. A secret.
+    pub fn api_key(&self) -> Option<String> {
+        self.0.api_key().map(|k| k.expose().to_owned())
+    }
+
+    /// The latest verified server time, Unix seconds.
+    pub fn trusted_time_floor(&self) -> Option<i64> {
+        self.0.trusted_time_floor()
+    }
+
+    /// Restores a trusted time floor the app stored (it only ever moves forward).
+    pub fn restore_trusted_time_floor(&self, floor: i64) {
+        self.0.restore_trusted_time_floor(floor)
+    }
+
+    /// Activates the register (`POST /activations-advanced`); the request is checked by
+    /// core first, and the returned API key is set on the client.
+    pub async fn activate(&self, request: ActivationRequest) -> Result<Activation> {
+        let req = core::ActivationRequest::try_from(request)?;
+        Ok(self.0.activate(&req).await?.into())
+    }
+
+    /// Handshake (`GET /auth/handshake`). Refusals have codes the app can act on:
+    /// `pending_approval`, `key_expired` (renew), `key_not_yet_valid`, `rejected`,
+    /// `revoked`, `unauthorized`.
+    pub async fn handshake(&self) -> Result<Handshake> {
+        let h = self.0.handshake().await?;
+        Ok(Handshake {
+            status: h.status,
+            production_number: h.production_number,
+            valid_from: h.valid_from,
+            valid_to: h.valid_to,
+            server_time: h.server_time.iat,
+            server_time_jws: h.server_time_jws,
+        })
+    }
+
+    /// Fetches the signed activation code and verifies it locally at `now` (Unix seconds).
+    pub async fn activation_code(&self, now: i64) -> Result<ActivationCode> {
+        let code = self.0.activation_code(now).await?;
+        Ok(ActivationCode {
+            jws: code.jws,
+            descriptor: VerifiedDescriptor::try_from(code.descriptor)?,
+        })
+    }
+
+    /// Verifies a stored activation code offline (no network), e.g. at start-up.
+    pub fn verify_stored_descriptor(&self, jws: String, now: i64) -> Result<VerifiedDescriptor> {
+        VerifiedDescriptor::try_from(self.0.verify_stored_descriptor(&jws, now)?)
+    }
+
+    /// Sends one transaction with an idempotency key (`POST /transactions`). Most apps
+    /// use [`Outbox`] instead, which persists first and retries.
+    pub async fn submit_transaction(
+        &self,
+        transaction: Transaction,
+        idempotency_key: String,
+    ) -> Result<StoredTransaction> {
+        let key = client::IdempotencyKey::new(&idempotency_key)?;
+        Ok(self
+            .0
+            .submit_transaction(&transaction.into(), &key)
+            .await?
+            .into())
+    }
+
+    /// All of the register's transactions, in sequence order.
+    pub async fn list_transactions(&self) -> Result<Vec<StoredTransaction>> {
+        Ok(self
+            .0
+            .list_transactions()
+            .await?
+            .into_iter()
+            .map(StoredTransaction::from)
+            .collect())
+    }
+}
+
+/// An error as remembered by the queue.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct QueueError {
+    /// The error's code.
+    pub code: String,
+    /// The error's message.
+    pub message: String,
+    /// When it happened, Unix milliseconds.
+    pub at_ms: i64,
+    /// The HTTP status, when the server answered.
+    pub http_status: Option<u16>,
+}
+
+impl From<client::LastError> for QueueError {
+    fn from(e: client::LastError) -> Self {
+        QueueError {
+            code: e.code,
+            message: e.message,
+            at_ms: e.at_ms,
+            http_status: e.http_status,
+        }
+    }
+}
+
+/// The result of [`Outbox::submit`]: sent now, or safely queued.
+#[derive(Debug, Clone, uniffi::Enum)]
+pub enum Submitted {
+    /// The server stored it.
+    Sent {
+        /// The stored transaction with its receipt.
+        stored: StoredTransaction,
+    },
+    /// Persisted; a later sync sends it.
+    Queued {
+        /// Its idempotency key.
+        idempotency_key: String,
+    },
+}
+
+/// What one sync did.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct SyncReport {
+    /// Idempotency keys of the transactions the server stored in this run, in order.
+    pub sent: Vec<String>,
+    /// Idempotency keys of the transactions refused for good in this run.
+    pub failed: Vec<String>,
+    /// The code of the error that stopped the run (network down, key expired...).
+    pub stopped_by: Option<String>,
+    /// Pending transactions left.
+    pub remaining: u64,
+    /// Another sync was already running; this one did nothing.
+    pub already_running: bool,
+}
+
+/// The durable offline queue: every transaction is persisted before it is sent, sent
+/// in order of sale with its idempotency key, and retried with backoff.
+#[derive(Debug, uniffi::Object)]
+pub struct Outbox(client::Outbox);
+
+#[uniffi::export(async_runtime = "tokio")]
+impl Outbox {
+    /// Opens (or creates) a file-backed queue in `directory` (one the app owns).
+    #[uniffi::constructor]
+    pub async fn open_directory(directory: String) -> Result<Arc<Self>> {
+        let store = client::FileStore::open(directory)?;
+        Ok(Arc::new(Outbox(
+            client::Outbox::open(Arc::new(store)).await?,
+        )))
+    }
+
+    /// Opens an in-memory queue (tests; lost when the app stops).
+    #[uniffi::constructor]
+    pub async fn open_in_memory() -> Result<Arc<Self>> {
+        let store = client::MemoryStore::new();
+        Ok(Arc::new(Outbox(
+            client::Outbox::open(Arc::new(store)).await?,
+        )))
+    }
+
+    /// Queues a transaction and tries to send the queue now (`now_ms`: Unix ms). Never
+    /// fails because of the network: then it answers `Queued`.
+    pub async fn submit(
+        &self,
+        client: Arc<Client>,
+        transaction: Transaction,
+        idempotency_key: Option<String>,
+        now_ms: i64,
+    ) -> Result<Submitted> {
+        let key = idempotency_key
+            .as_deref()
+            .map(client::IdempotencyKey::new)
+            .transpose()?;
+        Ok(
+            match self
+                .0
+                .submit(&client.0, transaction.into(), key, now_ms)
+                .await?
+            {
+                client::Submitted::Sent(s) => Submitted::Sent { stored: s.into() },
+                client::Submitted::Queued(k) => Submitted::Queued {
+                    idempotency_key: k.as_str().to_owned(),
+                },
+            },
+        )
+    }
+
+    /// Queues a transaction without sending; returns its idempotency key.
+    pub async fn enqueue(
+        &self,
+        transaction: Transaction,
+        idempotency_key: Option<String>,
+        now_ms: i64,
+    ) -> Result<String> {
+        let key = idempotency_key
+            .as_deref()
+            .map(client::IdempotencyKey::new)
+            .transpose()?;
+        Ok(self
+            .0
+            .enqueue(transaction.into(), key, now_ms)
+            .await?
+            .as_str()
+            .to_owned())
+    }
+
+    /// Sends everything pending now, ignoring the backoff schedule.
+    pub async fn sync_now(&self, client: Arc<Client>, now_ms: i64) -> SyncReport {
+        let r = self.0.sync_now(&client.0, now_ms).await;
+        SyncReport {
+            sent: r.sent.iter().map(|(k, _)| k.as_str().to_owned()).collect(),
+            failed: r
+                .failed
+                .iter()
+                .map(|(k, _)| k.as_str().to_owned())
+                .collect(),
+            stopped_by: r.stopped_by.map(|e| e.code().to_owned()),
+            remaining: r.remaining as u64,
+            already_running: r.already_running,
+        }
+    }
+
+    /// Transactions in the queue (pending and failed).
+    pub fn len(&self) -> u64 {
+        self.0.len() as u64
+    }
+
+    /// Whether the queue is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The last error a send met, if the queue is not healthy.
+    pub fn last_error(&self) -> Option<QueueError> {
+        self.0.last_error().map(QueueError::from)
+    }
+}
+
+/// The device's clock as Unix milliseconds (for the `now_ms` arguments).
+#[uniffi::export]
+pub fn unix_time_ms() -> i64 {
+    client::unix_time_ms()
+}
