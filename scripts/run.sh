@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs the main job: tillgate-server on SQLite (data in ./data), serving the web demo
-# when it has been built. Ctrl-C stops it gracefully.
+# Runs the main job: tillgate-server on SQLite (data in ./data) serving the web demo, in
+# demo mode (the demo page's admin panel gets the admin key — never do this in
+# production: there, run target/release/tillgate-server without TILLGATE_DEMO_MODE).
+# Ctrl-C stops it gracefully.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export TILLGATE_DATA_DIR="${TILLGATE_DATA_DIR:-$PWD/data}"
@@ -12,7 +14,8 @@ cargo build --release -p tillgate-server
 echo "Tillgate server on http://$TILLGATE_BIND  (data: $TILLGATE_DATA_DIR)"
 if [ -d web-demo/dist ]; then
   export TILLGATE_DEMO_DIR="${TILLGATE_DEMO_DIR:-$PWD/web-demo/dist}"
-  echo "Web demo:        http://$TILLGATE_BIND/demo/   (admin panel: TILLGATE_DEMO_MODE=true $0)"
+  export TILLGATE_DEMO_MODE="${TILLGATE_DEMO_MODE:-true}"
+  echo "Web demo:        http://$TILLGATE_BIND/demo/   (demo mode: $TILLGATE_DEMO_MODE)"
 fi
 echo "API docs:        http://$TILLGATE_BIND/docs"
 exec target/release/tillgate-server "$@"
