@@ -1376,3 +1376,38 @@ async fn replayed_requests_and_rve() {
     let (s, _) = list(format!("/OpenApi_{RM}$R20991231235959/Products")).await;
     assert_eq!(s, 401);
 }
+
+/// Threat: slow clients holding connections open (slowloris). Known gap: the server sets
+/// no header-read or body timeout, so this probe fails today (connections stay open for
+/// at least 70 s). Kept ignored with its own reason, out of scripts/test-reliability.sh,
+/// until the server has timeouts; then run it with `--ignored slow_clients`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "known gap: tillgate-server has no read timeouts yet (docs/SECURITY.md section 7)"]
+async fn slow_clients_are_cut_off() {
+    let storage = Storage::sqlite();
+    let server = ServerProcess::start(&storage, &[]).await;
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let probes: [&[u8]; 3] = [
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n",
+        b"POST /activations-advanced HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
+        b"",
+    ];
+    let mut handles = Vec::new();
+    for probe in probes {
+        let addr = addr.clone();
+        handles.push(std::thread::spawn(move || {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(45))).unwrap();
+            s.write_all(probe).unwrap();
+            let mut buf = [0u8; 256];
+            // Closed (0 bytes) or answered (408/400) within 45 s; a timeout is the gap.
+            s.read(&mut buf).is_ok()
+        }));
+    }
+    for h in handles {
+        assert!(
+            h.join().unwrap(),
+            "a slow connection was still open after 45 s"
+        );
+    }
+}
