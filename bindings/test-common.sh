@@ -6,6 +6,11 @@ cd "$ROOT"
 OUT="$ROOT/target/bindings-test"
 mkdir -p "$OUT"
 
+# Cleanups run at exit, last added first.
+EXIT_HOOKS=()
+run_exit_hooks() { for ((i=${#EXIT_HOOKS[@]}-1; i>=0; i--)); do ${EXIT_HOOKS[$i]} || true; done; }
+trap run_exit_hooks EXIT
+
 log() { printf '\n==> %s\n' "$*" >&2; }
 
 # apt_install PKG...: installs the Debian packages that are missing.
@@ -70,7 +75,7 @@ start_server() {
   TILLGATE_BIND="127.0.0.1:$port" TILLGATE_DATA_DIR="$SERVER_DATA" RUST_LOG=warn \
     "$ROOT/target/debug/tillgate-server" >"$SERVER_DATA.log" 2>&1 &
   SERVER_PID=$!
-  trap 'stop_server' EXIT
+  EXIT_HOOKS+=(stop_server)
   for _ in $(seq 100); do
     TILLGATE_JWKS=$(python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1] + "/.well-known/jwks.json", timeout=1).read().decode())' "$TILLGATE_URL" 2>/dev/null) && break
     kill -0 "$SERVER_PID" 2>/dev/null || { cat "$SERVER_DATA.log" >&2; echo "tillgate-server did not start" >&2; exit 1; }

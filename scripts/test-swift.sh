@@ -2,13 +2,14 @@
 # Swift: Debian trixie's swiftlang in a debootstrap chroot (bookworm has no Swift). The
 # chroot is cached outside the repo (TILLGATE_SWIFT_CHROOT) and reused when present.
 # Builds the SwiftPM package in tests/swift over bindings generated from the .so under
-# test and runs its XCTest suite.
+# test and runs its XCTest suite: every shared vector, and an end-to-end activation
+# against a running tillgate-server (async functions).
 source "$(dirname "$0")/../bindings/test-common.sh"
 CHROOT=${TILLGATE_SWIFT_CHROOT:-/var/cache/tillgate/swift-chroot}
 
 mounted=()
 cleanup() { for ((i=${#mounted[@]}-1; i>=0; i--)); do umount "${mounted[$i]}" 2>/dev/null || true; done; }
-trap cleanup EXIT
+EXIT_HOOKS+=(cleanup)
 mount_in() { mountpoint -q "$CHROOT/$2" || { mount "${@:3}" "$1" "$CHROOT/$2"; mounted+=("$CHROOT/$2"); }; }
 
 if ! { [ -d "$CHROOT/usr" ] && chroot "$CHROOT" test -x /usr/bin/swift; }; then
@@ -24,6 +25,7 @@ if ! { [ -d "$CHROOT/usr" ] && chroot "$CHROOT" test -x /usr/bin/swift; }; then
   chroot "$CHROOT" apt-get clean
 fi
 build_ffi
+start_server
 
 # A fresh copy of the package (never a stale .build), the generated sources and the library.
 work="$CHROOT/work"
