@@ -1,12 +1,15 @@
-//! Request and response bodies of the server API, as the client reads them.
+//! What the client hands the app, built from the server's bodies. The bodies themselves
+//! (and the ones the client re-exports unchanged, `RenewRequest` and
+//! `StoredTransaction`) are defined once in [`tillgate_core::wire`].
 //!
 //! Responses are read leniently: unknown members are ignored (kept in `extra` where a
 //! type has one) so a newer server does not break an older app.
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Deserializer, Serialize};
-use tillgate_core::{ApiKey, ServerTimeClaims, Transaction, VerifiedDescriptor};
+use serde::{Deserialize, Serialize};
+use tillgate_core::wire::{ActivationCreated, ProductOut, Renewed};
+use tillgate_core::{ApiKey, ServerTimeClaims, VerifiedDescriptor};
 
 use crate::{ClientError, Result};
 
@@ -28,56 +31,57 @@ pub struct Activation {
     pub valid_to: Option<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct ActivationBody {
-    #[serde(default, deserialize_with = "string_or_number")]
-    pub activation_id: String,
-    #[serde(default)]
-    pub production_number: String,
-    pub api_key: String,
-    #[serde(default)]
-    pub status: String,
-    #[serde(default)]
-    pub valid_from: Option<String>,
-    #[serde(default)]
-    pub valid_to: Option<String>,
-}
-
-impl ActivationBody {
-    pub(crate) fn into_activation(self) -> Result<Activation> {
-        let api_key = ApiKey::parse(&self.api_key).map_err(|e| {
+impl Activation {
+    fn new(
+        activation_id: String,
+        production_number: String,
+        api_key: &str,
+        status: String,
+        valid_from: String,
+        valid_to: String,
+    ) -> Result<Self> {
+        let api_key = ApiKey::parse(api_key).map_err(|e| {
             ClientError::InvalidResponse(format!("the server sent an invalid API key ({e})"))
         })?;
         Ok(Activation {
-            activation_id: self.activation_id,
-            production_number: self.production_number,
+            activation_id,
+            production_number,
             api_key,
-            status: self.status,
-            valid_from: self.valid_from,
-            valid_to: self.valid_to,
+            status,
+            valid_from: Some(valid_from),
+            valid_to: Some(valid_to),
         })
     }
 }
 
-/// What a renewal asks for: the register's identity and the new validity period
-/// (RFC 3339 midnights UTC, at most one year). The old key (set on the client)
-/// authenticates it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RenewRequest {
-    /// The register's ProductionNumber.
-    pub production_number: String,
-    /// The device id the activation is bound to.
-    pub device_id: String,
-    /// Start of the new period.
-    pub valid_from: String,
-    /// End of the new period.
-    pub valid_to: String,
-    /// The signed descriptor, when renewing without the old key
-    /// ([`Client::renew_with_descriptor`](crate::Client::renew_with_descriptor)).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub descriptor: Option<String>,
+impl TryFrom<ActivationCreated> for Activation {
+    type Error = ClientError;
+    /// Parses the API key of a `POST /activations-advanced` answer.
+    fn try_from(b: ActivationCreated) -> Result<Self> {
+        Activation::new(
+            b.activation_id,
+            b.production_number,
+            &b.api_key,
+            b.status,
+            b.valid_from,
+            b.valid_to,
+        )
+    }
+}
+
+impl TryFrom<Renewed> for Activation {
+    type Error = ClientError;
+    /// Parses the API key of a `POST /activations/renew` answer.
+    fn try_from(b: Renewed) -> Result<Self> {
+        Activation::new(
+            b.activation_id,
+            b.production_number,
+            &b.api_key,
+            b.status,
+            b.valid_from,
+            b.valid_to,
+        )
+    }
 }
 
 /// A successful handshake, with the server-signed time already verified.
@@ -100,21 +104,32 @@ pub struct Handshake {
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct HandshakeBody {
-    #[serde(default)]
-    pub status: String,
-    #[serde(default)]
-    pub production_number: Option<String>,
-    #[serde(default)]
-    pub valid_from: Option<String>,
-    #[serde(default)]
-    pub valid_to: Option<String>,
-    #[serde(default)]
-    pub signed_time: Option<String>,
-    #[serde(flatten)]
-    pub extra: serde_json::Map<String, serde_json::Value>,
+/// Members of the handshake answer that [`Handshake`] has fields for; every other one
+/// stays in [`Handshake::extra`].
+const HANDSHAKE_TYPED: [&str; 5] = [
+    "status",
+    "productionNumber",
+    "validFrom",
+    "validTo",
+    "signedTime",
+];
+
+/// Reads a handshake answer as core's [`tillgate_core::wire::Handshake`], and returns it
+/// with the members [`Handshake`] keeps in `extra` (all but its own fields).
+pub(crate) fn parse_handshake(
+    body: &[u8],
+) -> Result<(
+    tillgate_core::wire::Handshake,
+    serde_json::Map<String, serde_json::Value>,
+)> {
+    let mut raw: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body)
+        .map_err(|e| ClientError::InvalidResponse(format!("handshake: {e}")))?;
+    let h = serde_json::from_value(serde_json::Value::Object(raw.clone()))
+        .map_err(|e| ClientError::InvalidResponse(format!("handshake: {e}")))?;
+    for k in HANDSHAKE_TYPED {
+        raw.remove(k);
+    }
+    Ok((h, raw))
 }
 
 /// A signed activation code fetched from the server and verified locally against the
@@ -126,61 +141,6 @@ pub struct ActivationCode {
     pub jws: String,
     /// The verified descriptor.
     pub descriptor: VerifiedDescriptor,
-}
-
-/// A transaction as the server stored it: the transaction, its id, its gapless
-/// per-register sequence number and its signed receipt.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StoredTransaction {
-    /// The server's id.
-    pub id: String,
-    /// Gapless per-register sequence number, from 1.
-    pub sequence: u64,
-    /// The signed receipt (compact JWS chained by `prev`).
-    pub receipt: String,
-    /// The transaction as sent.
-    #[serde(flatten)]
-    pub transaction: Transaction,
-    /// Every other member the server sent (`createdAt`, `idempotencyKey`, ...).
-    #[serde(flatten)]
-    pub extra: serde_json::Map<String, serde_json::Value>,
-}
-
-impl<'de> Deserialize<'de> for StoredTransaction {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        use serde::de::Error as _;
-        let mut map = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
-        let id = match map.remove("id") {
-            Some(serde_json::Value::String(s)) => s,
-            Some(serde_json::Value::Number(n)) => n.to_string(),
-            _ => return Err(D::Error::missing_field("id")),
-        };
-        let sequence = map
-            .remove("sequence")
-            .and_then(|v| v.as_u64())
-            .ok_or_else(|| D::Error::missing_field("sequence"))?;
-        let receipt = match map.remove("receipt") {
-            Some(serde_json::Value::String(s)) => s,
-            _ => return Err(D::Error::missing_field("receipt")),
-        };
-        // The transaction's own members; everything else is extra.
-        let mut tx = serde_json::Map::new();
-        for k in ["type", "currency", "total", "vat", "items", "reference"] {
-            if let Some(v) = map.remove(k).filter(|v| !v.is_null()) {
-                tx.insert(k.to_owned(), v);
-            }
-        }
-        let transaction =
-            serde_json::from_value(serde_json::Value::Object(tx)).map_err(D::Error::custom)?;
-        Ok(StoredTransaction {
-            id,
-            sequence,
-            receipt,
-            transaction,
-            extra: map,
-        })
-    }
 }
 
 /// A list response: either a bare JSON array or an object holding the array under one of
@@ -249,27 +209,36 @@ fn yes() -> bool {
     true
 }
 
-/// The body of `PUT /products/{id}`: the product without its id and server fields.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct ProductInput<'a> {
-    pub name: &'a str,
-    pub price: i64,
-    pub currency: &'a str,
-    pub vat_rate: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub barcode: Option<&'a str>,
-    pub active: bool,
+impl From<ProductOut> for Product {
+    /// The server's answer as a catalogue entry.
+    fn from(p: ProductOut) -> Self {
+        let ProductOut {
+            id,
+            product,
+            updated_at,
+        } = p;
+        Product {
+            id,
+            name: product.name,
+            price: product.price,
+            currency: product.currency,
+            vat_rate: product.vat_rate,
+            barcode: product.barcode,
+            active: product.active,
+            updated_at: Some(updated_at),
+        }
+    }
 }
 
-impl<'a> From<&'a Product> for ProductInput<'a> {
-    fn from(p: &'a Product) -> Self {
-        ProductInput {
-            name: &p.name,
+impl From<&Product> for tillgate_core::Product {
+    /// The body of `PUT /products/{id}`: the product without its id and server fields.
+    fn from(p: &Product) -> Self {
+        tillgate_core::Product {
+            name: p.name.clone(),
             price: p.price,
-            currency: &p.currency,
+            currency: p.currency.clone(),
             vat_rate: p.vat_rate,
-            barcode: p.barcode.as_deref(),
+            barcode: p.barcode.clone(),
             active: p.active,
         }
     }
@@ -317,44 +286,59 @@ pub struct ProductSync {
     pub changed: usize,
 }
 
-fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<String, D::Error> {
-    use serde::de::Error as _;
-    match serde_json::Value::deserialize(d)? {
-        serde_json::Value::String(s) => Ok(s),
-        serde_json::Value::Number(n) => Ok(n.to_string()),
-        other => Err(D::Error::custom(format!(
-            "expected a string or number, got {other}"
-        ))),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn handshake_body_reads_the_signed_time() {
-        let h: HandshakeBody = serde_json::from_str(
-            r#"{"status":"approved","activationId":"a","productionNumber":"P",
-                "validFrom":"x","validTo":"y","serverTime":"z","signedTime":"a.b.c"}"#,
+    fn handshake_keeps_untyped_members_in_extra() {
+        let (h, extra) = parse_handshake(
+            br#"{"status":"approved","activationId":"a","productionNumber":"P",
+                "validFrom":"x","validTo":"y","serverTime":"z","signedTime":"a.b.c","new":1}"#,
         )
         .unwrap();
-        assert_eq!(h.signed_time.as_deref(), Some("a.b.c"));
-        assert!(h.extra.contains_key("activationId"));
+        assert_eq!(h.signed_time, "a.b.c");
+        let mut keys: Vec<&str> = extra.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["activationId", "new", "serverTime"]);
+        let e = parse_handshake(br#"{"status":"approved"}"#).unwrap_err();
+        assert_eq!(e.code(), "invalid_response");
     }
 
     #[test]
-    fn stored_transaction_splits_known_and_extra_members() {
-        let s: StoredTransaction = serde_json::from_str(
+    fn stored_transaction_is_cores_transaction_out() {
+        let s: crate::StoredTransaction = serde_json::from_str(
             r#"{"id":7,"sequence":3,"receipt":"a.b.c","type":"sale","currency":"SEK",
                 "total":100,"items":[{"name":"x","quantity":1,"amount":100}],
-                "createdAt":"2024-01-01T00:00:00Z","reference":null}"#,
+                "createdAt":"2024-01-01T00:00:00Z","idempotencyKey":"k","reference":null}"#,
         )
         .unwrap();
         assert_eq!((s.id.as_str(), s.sequence), ("7", 3));
         assert_eq!(s.transaction.total, 100);
-        assert!(s.extra.contains_key("createdAt"));
-        assert!(serde_json::from_str::<StoredTransaction>(r#"{"id":"1"}"#).is_err());
+        assert_eq!(s.created_at, "2024-01-01T00:00:00Z");
+        assert!(s.extra.contains_key("idempotencyKey"));
+        assert!(serde_json::from_str::<crate::StoredTransaction>(r#"{"id":"1"}"#).is_err());
+    }
+
+    #[test]
+    fn activation_answers_parse_the_key() {
+        let created: ActivationCreated = serde_json::from_value(serde_json::json!({
+            "activationId": "act_1", "productionNumber": "TG-1",
+            "apiKey": "Abcdefghij0123456789!@$", "status": "pending",
+            "validFrom": "2024-01-01T00:00:00Z", "validTo": "2025-01-01T00:00:00Z",
+            "corporateId": "556036-0793"}))
+        .unwrap();
+        let a = Activation::try_from(created.clone()).unwrap();
+        assert_eq!(a.api_key.expose(), "Abcdefghij0123456789!@$");
+        assert_eq!(a.valid_to.as_deref(), Some("2025-01-01T00:00:00Z"));
+        let bad = ActivationCreated {
+            api_key: "short".into(),
+            ..created
+        };
+        assert_eq!(
+            Activation::try_from(bad).unwrap_err().code(),
+            "invalid_response"
+        );
     }
 
     fn product(id: &str, price: i64) -> Product {
@@ -385,12 +369,21 @@ mod tests {
         c.merge(vec![], None);
         assert_eq!(c.rve.as_deref(), Some("20240102000000"));
         // The PUT body carries no id and no server fields.
-        let body = serde_json::to_value(ProductInput::from(&c.products["2"])).unwrap();
+        let body = serde_json::to_value(tillgate_core::Product::from(&c.products["2"])).unwrap();
         assert_eq!(
             body,
             serde_json::json!({"name": "Kaffe", "price": 25, "currency": "SEK",
                 "vatRate": 1200, "active": true})
         );
+    }
+
+    #[test]
+    fn server_products_become_catalogue_entries() {
+        let out: ProductOut = serde_json::from_value(serde_json::json!({"id": "1",
+            "name": "Kaffe", "price": 10, "currency": "SEK", "vatRate": 1200,
+            "active": true, "updatedAt": "2024-01-01T00:00:00Z"}))
+        .unwrap();
+        assert_eq!(Product::from(out), product("1", 10));
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, RequestBuilder};
+use tillgate_core::wire::{ActivationCreated, ProductOut, Renewed};
 use tillgate_core::{
     ActivationRequest, ApiKey, ReceiptClaims, TrustedKeys, VerifiedDescriptor, VerifyOptions,
     transaction_hash, validate_activation_request, validate_transaction, verify_descriptor,
@@ -13,10 +14,10 @@ use tillgate_core::{
 };
 
 use crate::api::{
-    Activation, ActivationBody, ActivationCode, Handshake, HandshakeBody, Product,
-    ProductCatalogue, ProductInput, ProductSync, RenewRequest, StoredTransaction, parse_list,
+    Activation, ActivationCode, Handshake, Product, ProductCatalogue, ProductSync, parse_handshake,
+    parse_list,
 };
-use crate::{ClientError, IdempotencyKey, Result};
+use crate::{ClientError, IdempotencyKey, RenewRequest, Result, StoredTransaction};
 
 /// Default time a whole request may take.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -217,13 +218,13 @@ impl Client {
     /// key is set on this client; the activation stays `pending` until approved.
     pub async fn activate(&self, request: &ActivationRequest) -> Result<Activation> {
         validate_activation_request(request)?;
-        let body: ActivationBody = self
+        let body: ActivationCreated = self
             .send_json(
                 self.request(Method::POST, "/activations-advanced")
                     .json(request),
             )
             .await?;
-        let activation = body.into_activation()?;
+        let activation = Activation::try_from(body)?;
         self.set_api_key(activation.api_key.clone());
         Ok(activation)
     }
@@ -245,22 +246,21 @@ impl Client {
         if let Some(p) = &self.inner.config.application_package {
             query.push(("applicationPackage", p));
         }
-        let body: HandshakeBody = self
-            .send_json(self.authed(Method::GET, "/auth/handshake")?.query(&query))
+        let (_, _, body) = self
+            .send(self.authed(Method::GET, "/auth/handshake")?.query(&query))
             .await?;
-        let token = body.signed_time.ok_or_else(|| {
-            ClientError::InvalidResponse("handshake carries no signed server time".into())
-        })?;
+        let (body, extra) = parse_handshake(&body)?;
+        let token = body.signed_time;
         let claims = verify_server_time(&token, &self.inner.config.trusted_keys, Some(&nonce))?;
         self.restore_trusted_time_floor(claims.iat);
         Ok(Handshake {
             status: body.status,
-            production_number: body.production_number,
-            valid_from: body.valid_from,
-            valid_to: body.valid_to,
+            production_number: Some(body.production_number),
+            valid_from: Some(body.valid_from),
+            valid_to: Some(body.valid_to),
             server_time: claims,
             server_time_jws: token,
-            extra: body.extra,
+            extra,
         })
     }
 
@@ -292,8 +292,8 @@ impl Client {
     }
 
     async fn renew_with(&self, req: RequestBuilder, body: &RenewRequest) -> Result<Activation> {
-        let body: ActivationBody = self.send_json(req.json(body)).await?;
-        let activation = body.into_activation()?;
+        let body: Renewed = self.send_json(req.json(body)).await?;
+        let activation = Activation::try_from(body)?;
         self.set_api_key(activation.api_key.clone());
         Ok(activation)
     }
@@ -425,7 +425,8 @@ impl Client {
             req = req.query(&[("rve", rve.as_str())]);
         }
         let (_, headers, body) = self.send(req).await?;
-        let (delta, rve, _) = parse_list::<Product>(&body, &["items", "products"])?;
+        let (delta, rve, _) = parse_list::<ProductOut>(&body, &["items", "products"])?;
+        let delta = delta.into_iter().map(Product::from).collect();
         let rve = rve.or_else(|| {
             headers
                 .get("x-rve")
@@ -440,11 +441,13 @@ impl Client {
     /// (`updated_at` is set by the server). Withdraw one with `active: false`.
     pub async fn put_product(&self, product: &Product) -> Result<Product> {
         let path = format!("/products/{}", encode_path_segment(&product.id));
-        self.send_json(
-            self.authed(Method::PUT, &path)?
-                .json(&ProductInput::from(product)),
-        )
-        .await
+        let out: ProductOut = self
+            .send_json(
+                self.authed(Method::PUT, &path)?
+                    .json(&tillgate_core::Product::from(product)),
+            )
+            .await?;
+        Ok(out.into())
     }
 }
 

@@ -7,10 +7,7 @@ mod client;
 mod error;
 mod queue;
 
-pub use api::{
-    Activation, ActivationCode, Handshake, Product, ProductCatalogue, ProductSync, RenewRequest,
-    StoredTransaction,
-};
+pub use api::{Activation, ActivationCode, Handshake, Product, ProductCatalogue, ProductSync};
 pub use backoff::Backoff;
 pub use client::{Client, ClientConfig, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT};
 pub use error::{ClientError, Result};
@@ -25,6 +22,11 @@ pub use queue::{
 };
 /// The core crate, re-exported so apps use the same types the client takes.
 pub use tillgate_core as core;
+/// The renewal body, core's [`tillgate_core::wire::RenewRequest`].
+pub use tillgate_core::wire::RenewRequest;
+/// A transaction as the server stored it (id, gapless sequence number, signed receipt):
+/// core's [`tillgate_core::wire::TransactionOut`].
+pub use tillgate_core::wire::TransactionOut as StoredTransaction;
 
 /// The device's clock as Unix milliseconds, for the `now_ms` arguments. The client's
 /// logic never reads a clock itself; this is the one place that does.

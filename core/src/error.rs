@@ -198,6 +198,14 @@ pub enum Error {
         reason: String,
     },
 
+    // ---- products ------------------------------------------------------------------
+    /// A product or its id is invalid; every failing field is listed.
+    #[error("invalid product: {}", FieldList(.fields))]
+    InvalidProduct {
+        /// Every failing field, in the order id, currency, name, price, vatRate, barcode.
+        fields: Vec<FieldError>,
+    },
+
     // ---- transactions and receipts -------------------------------------------------
     /// One or more fields of a cash transaction are invalid; all of them are listed.
     #[error("invalid transaction: {}", FieldList(.fields))]
@@ -261,6 +269,7 @@ impl Error {
             Error::MalformedDynamicKey { .. } => "malformed_dynamic_key",
             Error::DynamicKeyStale { .. } => "dynamic_key_stale",
             Error::InvalidLogin { .. } => "invalid_login",
+            Error::InvalidProduct { .. } => "invalid_product",
             Error::InvalidTransaction { .. } => "invalid_transaction",
             Error::ReceiptChainBroken { .. } => "receipt_chain_broken",
             Error::InvalidReceipt { .. } => "invalid_receipt",

@@ -9,10 +9,12 @@ mod ed25519;
 mod error;
 mod jws;
 mod keys;
+mod product;
 mod receipt;
 mod server_time;
 mod transaction;
 mod url_token;
+pub mod wire;
 
 pub use activation::{
     ActivationRequest, ActivationRules, ApplicationPackage, CorporateId, CorporateIdRule,
@@ -39,6 +41,7 @@ pub use ed25519::verify_ed25519;
 pub use error::{Error, FieldError, Result, UrlTokenProblem};
 pub use jws::{ALG_ED25519, ALG_EDDSA, MAX_JWS_LEN};
 pub use keys::{Jwk, Jwks, SigningKey, TrustedKeys, generate_signing_key, jwk_thumbprint};
+pub use product::{PRODUCT_ID_MAX_LEN, Product, validate_product};
 pub use receipt::{
     RECEIPT_TYP, ReceiptClaims, decode_receipt_unverified, receipt_link, sign_receipt,
     verify_receipt_chain, verify_receipt_chain_from,

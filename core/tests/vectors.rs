@@ -193,6 +193,42 @@ fn transactions() {
     }
 }
 
+#[test]
+fn products() {
+    let v = load("product.json");
+    for c in cases(&v, "cases") {
+        let name = c["name"].as_str().unwrap();
+        let product: Product =
+            serde_json::from_value(c["product"].clone()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let got = validate_product(c["id"].as_str().unwrap(), &product);
+        if c["valid"].as_bool().unwrap() {
+            got.unwrap_or_else(|e| panic!("{name}: {e}"));
+            if let Some(canonical) = c.get("canonical") {
+                assert_eq!(
+                    serde_json::to_string(&product).unwrap(),
+                    canonical.as_str().unwrap(),
+                    "{name}"
+                );
+            }
+        } else {
+            let Error::InvalidProduct { fields } =
+                expect_err(name, got, c["error"].as_str().unwrap())
+            else {
+                unreachable!()
+            };
+            let got: Vec<Value> = fields
+                .iter()
+                .map(|f| json!({"field": f.field, "code": f.code}))
+                .collect();
+            assert_eq!(Value::from(got), c["fields"], "{name}");
+        }
+    }
+    for c in cases(&v, "unparsable") {
+        let parsed = serde_json::from_str::<Product>(c["json"].as_str().unwrap());
+        assert!(parsed.is_err(), "{}", c["name"]);
+    }
+}
+
 fn options(o: &Value) -> VerifyOptions {
     VerifyOptions {
         trusted_time_floor: o["trustedTimeFloor"].as_i64(),

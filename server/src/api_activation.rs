@@ -7,11 +7,16 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tillgate_core::{
     ActivationDescriptor, ActivationRequest, DESCRIPTOR_VERSION, FieldError, ServerTimeClaims,
     VerifyOptions, format_rfc3339, generate_api_key_with, sign_descriptor, sign_server_time,
     validate_activation_request, verify_descriptor,
+};
+
+/// The bodies of these endpoints, defined in core (see `tillgate_core::wire`).
+pub use tillgate_core::wire::{
+    ActivationCode, ActivationCreated, DynamicKeyParamsOut, Handshake, RenewRequest, Renewed,
 };
 
 use crate::auth::{self, Authenticated, client_ip, require_usable};
@@ -46,26 +51,6 @@ impl FromRequestParts<AppState> for ActivationBudget {
             })?;
         Ok(ActivationBudget)
     }
-}
-
-/// `201` answer to `POST /activations-advanced`. The API key is shown only here.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ActivationCreated {
-    /// The activation's id.
-    pub activation_id: String,
-    /// The generated, unique ProductionNumber.
-    pub production_number: String,
-    /// The API key; stored by the server only as a hash, never shown again.
-    pub api_key: String,
-    /// `pending` until an admin approves.
-    pub status: String,
-    /// Key validity start (RFC 3339).
-    pub valid_from: String,
-    /// Key validity end (RFC 3339).
-    pub valid_to: String,
-    /// The normalised company id.
-    pub corporate_id: String,
 }
 
 /// `POST /activations-advanced`: registers a cash register.
@@ -164,30 +149,6 @@ pub struct HandshakeQuery {
     pub application_package: Option<String>,
 }
 
-/// `200` answer to the handshake.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Handshake {
-    /// `approved`.
-    pub status: String,
-    /// The activation's id.
-    pub activation_id: String,
-    /// The register's ProductionNumber.
-    pub production_number: String,
-    /// Key validity start (RFC 3339).
-    pub valid_from: String,
-    /// Key validity end (RFC 3339).
-    pub valid_to: String,
-    /// The server's time (RFC 3339).
-    pub server_time: String,
-    /// Compact JWS (`typ` `tillgate-time+jwt`) over `{iss, sub, iat, nonce?}`: keep `iat`
-    /// as the trusted time floor after verifying it against the JWKS.
-    pub signed_time: String,
-    /// The staff login, when authenticated with a dynamic key.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub staff_login: Option<String>,
-}
-
 /// `GET /auth/handshake`: checks the credential and the registration.
 #[utoipa::path(get, path = "/auth/handshake", tag = "activation", params(HandshakeQuery),
     security(("apiKey" = []), ("bearer" = [])),
@@ -268,17 +229,6 @@ fn check_identity(
     Ok(())
 }
 
-/// The signed ActivationDescriptor.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ActivationCode {
-    /// Compact JWS (`typ` `tillgate-descriptor+jwt`), verifiable offline with core's
-    /// `verify_descriptor` and the keys of `/.well-known/jwks.json`.
-    pub descriptor: String,
-    /// The signing key's id.
-    pub kid: String,
-}
-
 fn descriptor_for(state: &AppState, a: &ActivationRow, now: i64) -> ActivationDescriptor {
     ActivationDescriptor {
         iss: state.config.issuer.clone(),
@@ -319,46 +269,6 @@ pub async fn activation_code(
         descriptor,
         kid: ring.signing.kid().to_owned(),
     }))
-}
-
-/// Renewal request: little data, authenticated by the old key or the signed descriptor.
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RenewRequest {
-    /// The register's ProductionNumber.
-    #[serde(default)]
-    pub production_number: String,
-    /// The register's device id.
-    #[serde(default)]
-    pub device_id: String,
-    /// New validity start, RFC 3339 midnight UTC.
-    #[serde(default)]
-    pub valid_from: String,
-    /// New validity end, RFC 3339 midnight UTC, at most a year after `validFrom`.
-    #[serde(default)]
-    pub valid_to: String,
-    /// The signed descriptor, when renewing without the old key. The registration then
-    /// waits for admin approval again.
-    #[serde(default)]
-    pub descriptor: Option<String>,
-}
-
-/// `200` answer to a renewal; the new key is shown only here.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Renewed {
-    /// The activation's id.
-    pub activation_id: String,
-    /// The ProductionNumber (unchanged).
-    pub production_number: String,
-    /// The new API key; the old one stops working now.
-    pub api_key: String,
-    /// `approved` (renewed by key) or `pending` (renewed by descriptor).
-    pub status: String,
-    /// New validity start.
-    pub valid_from: String,
-    /// New validity end.
-    pub valid_to: String,
 }
 
 /// `POST /activations/renew`: a new key and period for an expiring or expired key.
@@ -560,20 +470,6 @@ pub async fn jwks(State(state): State<AppState>) -> AppResult<impl IntoResponse>
         HeaderValue::from_static("public, max-age=300"),
     );
     Ok((headers, Json(ring.jwks.clone())))
-}
-
-/// Argon2id parameters for deriving a staff login's dynamic key pair.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct DynamicKeyParamsOut {
-    /// The system string to derive with (the server's RmSystem).
-    pub system: String,
-    /// Memory, KiB.
-    pub memory_kib: u32,
-    /// Passes.
-    pub iterations: u32,
-    /// Lanes.
-    pub parallelism: u32,
 }
 
 /// Query of `GET /auth/dynamic-key-params`.

@@ -5,10 +5,15 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+/// The bodies of these endpoints, defined in core (see `tillgate_core::wire`); the
+/// product as `PUT /products/{id}` takes it is core's `Product`, re-exported here under
+/// its schema name.
+pub use tillgate_core::Product as ProductInput;
+pub use tillgate_core::wire::{ProductList, ProductOut, TransactionList, TransactionOut};
 use tillgate_core::{
-    FieldError, Item, Rve, Transaction, TransactionType, VatLine, canonical_bytes,
-    transaction_hash, validate_transaction,
+    FieldError, Rve, Transaction, canonical_bytes, transaction_hash, validate_product,
+    validate_transaction,
 };
 
 use crate::api_activation::rfc3339;
@@ -25,40 +30,20 @@ use crate::state::AppState;
 /// behind) is not skipped by the next delta sync; items may be sent twice, never missed.
 pub const RVE_SAFETY_SECS: i64 = 5;
 
-/// A stored transaction as returned by the API.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct TransactionOut {
-    /// Server-assigned id.
-    pub id: String,
-    /// Gapless per-register sequence number, from 1.
-    pub sequence: i64,
-    /// When the server accepted it (RFC 3339).
-    pub created_at: String,
-    /// The register's ProductionNumber.
-    pub production_number: String,
-    /// The transaction as sent (canonical form).
-    #[serde(flatten)]
-    #[schema(value_type = crate::openapi::TransactionDoc)]
-    pub transaction: Transaction,
-    /// `transaction_hash` of the transaction.
-    pub txh: String,
-    /// The signed receipt (compact JWS, `typ` `tillgate-receipt+jwt`), chained by `prev`.
-    pub receipt: String,
-}
-
 /// Builds the API form of a stored transaction.
 pub fn tx_out(r: TxRow, production_number: &str) -> AppResult<TransactionOut> {
     let transaction: Transaction = serde_json::from_str(&r.body)
         .map_err(|e| AppError::internal(format!("stored transaction is not valid: {e}")))?;
     Ok(TransactionOut {
         id: r.id,
-        sequence: r.seq,
+        sequence: u64::try_from(r.seq)
+            .map_err(|_| AppError::internal(format!("negative sequence {}", r.seq)))?,
         created_at: rfc3339(r.created_at),
         production_number: production_number.to_owned(),
         transaction,
         txh: r.txh,
         receipt: r.receipt,
+        extra: serde_json::Map::new(),
     })
 }
 
@@ -177,19 +162,6 @@ pub struct TxListQuery {
     pub limit: Option<i64>,
 }
 
-/// A page of transactions.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct TransactionList {
-    /// Pass back as `rve` to get only newer transactions.
-    pub rve: String,
-    /// Transactions in sequence order.
-    pub items: Vec<TransactionOut>,
-    /// Pass back as `afterSequence` for the next page; absent when this page is the last.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_after_sequence: Option<i64>,
-}
-
 fn since(query: Option<&str>, ctx: Option<&UrlTokenContext>) -> AppResult<i64> {
     let rve = match query {
         Some(s) => Some(Rve::parse(s)?),
@@ -264,120 +236,6 @@ pub async fn get_transaction(
 }
 
 // ---- products -----------------------------------------------------------------------
-
-/// A product as sent by `PUT /products/{id}`.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ProductInput {
-    /// Name, 1–128 characters.
-    pub name: String,
-    /// Price in minor units.
-    pub price: i64,
-    /// ISO 4217 currency.
-    pub currency: String,
-    /// VAT rate, basis points (2500 = 25 %).
-    pub vat_rate: u32,
-    /// Optional barcode (EAN etc.), 1–64 visible ASCII characters.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub barcode: Option<String>,
-    /// Whether the product is sold (default true); products are deactivated, not deleted,
-    /// so delta sync carries the change.
-    #[serde(default = "yes")]
-    pub active: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
-/// A product as returned.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ProductOut {
-    /// Product id within the company.
-    pub id: String,
-    /// The product.
-    #[serde(flatten)]
-    pub product: ProductInput,
-    /// Last change (RFC 3339).
-    pub updated_at: String,
-}
-
-/// A delta of the catalogue.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ProductList {
-    /// Pass back as `rve` (or `$R` in the URL-path prefix) to get only later changes.
-    pub rve: String,
-    /// Changed products, oldest change first.
-    pub items: Vec<ProductOut>,
-}
-
-/// The product checks, made by core's transaction rules: a product must be sellable as
-/// one line of a sale, so name, price, currency and VAT rate follow the same rules.
-fn validate_product(id: &str, p: &ProductInput) -> AppResult<()> {
-    let mut fields = Vec::new();
-    if id.is_empty()
-        || id.len() > 64
-        || !id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-    {
-        fields.push(FieldError {
-            field: "id".into(),
-            code: "invalid_format".into(),
-            message: "must be 1 to 64 characters of A-Z a-z 0-9 - _ .".into(),
-        });
-    }
-    let as_sale = Transaction {
-        currency: p.currency.clone(),
-        items: vec![Item {
-            amount: p.price,
-            name: p.name.clone(),
-            quantity: 1,
-        }],
-        reference: None,
-        total: p.price,
-        kind: TransactionType::Sale,
-        vat: vec![VatLine {
-            amount: 0,
-            rate: p.vat_rate,
-        }],
-    };
-    if let Err(tillgate_core::Error::InvalidTransaction { fields: errs }) =
-        validate_transaction(&as_sale)
-    {
-        for mut e in errs {
-            let name = match e.field.as_str() {
-                "currency" => "currency",
-                "items[0].name" => "name",
-                "items[0].amount" => "price",
-                "vat[0].rate" => "vatRate",
-                _ => continue, // `total` repeats `price`
-            };
-            e.field = name.into();
-            fields.push(e);
-        }
-    }
-    if let Some(b) = &p.barcode
-        && (b.is_empty() || b.len() > 64 || !b.bytes().all(|c| c.is_ascii_graphic()))
-    {
-        fields.push(FieldError {
-            field: "barcode".into(),
-            code: "invalid_format".into(),
-            message: "must be 1 to 64 visible ASCII characters".into(),
-        });
-    }
-    if fields.is_empty() {
-        Ok(())
-    } else {
-        Err(AppError::fields(
-            "invalid_product",
-            "invalid product",
-            fields,
-        ))
-    }
-}
 
 fn product_out(r: ProductRow) -> AppResult<ProductOut> {
     Ok(ProductOut {

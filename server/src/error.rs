@@ -138,7 +138,8 @@ impl IntoResponse for AppError {
             AppError::Core(e) => {
                 let fields = match e {
                     tillgate_core::Error::InvalidActivationRequest { fields }
-                    | tillgate_core::Error::InvalidTransaction { fields } => fields.clone(),
+                    | tillgate_core::Error::InvalidTransaction { fields }
+                    | tillgate_core::Error::InvalidProduct { fields } => fields.clone(),
                     _ => Vec::new(),
                 };
                 (e.to_string(), fields)

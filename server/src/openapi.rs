@@ -34,49 +34,9 @@ pub struct ActivationRequestDoc {
     extras: Option<serde_json::Value>,
 }
 
-/// One VAT line (documentation of core's `VatLine`).
-#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
-#[allow(dead_code)]
-pub struct VatLineDoc {
-    /// Rate in basis points (2500 = 25 %).
-    rate: u32,
-    /// VAT amount, minor units.
-    amount: i64,
-}
-
-/// One item line (documentation of core's `Item`).
-#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
-#[allow(dead_code)]
-pub struct ItemDoc {
-    /// Article name.
-    name: String,
-    /// Units, 1–1,000,000.
-    quantity: i64,
-    /// Line amount, minor units.
-    amount: i64,
-}
-
-/// A cash transaction (documentation of core's `Transaction`).
-#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
-#[allow(dead_code)]
-pub struct TransactionDoc {
-    /// `sale`, `refund`, `copy` or `training`.
-    #[serde(rename = "type")]
-    #[schema(example = "sale")]
-    kind: String,
-    /// ISO 4217.
-    #[schema(example = "SEK")]
-    currency: String,
-    /// Sum of the item amounts, minor units.
-    #[schema(example = 12500)]
-    total: i64,
-    /// VAT lines, one per rate.
-    vat: Vec<VatLineDoc>,
-    /// Item lines.
-    items: Vec<ItemDoc>,
-    /// For `copy` / `refund`: id of the original transaction.
-    reference: Option<String>,
-}
+/// Documentation shapes of core's `Transaction`, `VatLine` and `Item`, kept beside the
+/// wire types in core (the server deserialises core's own types).
+pub use tillgate_core::wire::{ItemDoc, TransactionDoc, VatLineDoc};
 
 struct Security;
 

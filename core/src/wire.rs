@@ -1,0 +1,388 @@
+//! The JSON bodies of the server API, defined once for the server (which writes them and
+//! generates its OpenAPI document from them) and the client (which reads them).
+//!
+//! Members are camelCase. Request bodies defined elsewhere in core:
+//! [`ActivationRequest`](crate::ActivationRequest) (`POST /activations-advanced`),
+//! [`Transaction`] (`POST /transactions`) and
+//! [`Product`] (`PUT /products/{id}`). With the cargo feature `openapi`
+//! every type here also implements `utoipa::ToSchema`.
+//!
+//! The doc comments are the OpenAPI descriptions, so they stay short. Responses are read
+//! leniently where it matters for older apps: members a type does not know are ignored
+//! ([`TransactionOut`] keeps them in `extra`). [`RenewRequest`] reads missing members as
+//! empty (the server then reports them as invalid fields) and refuses unknown ones.
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::{Product, Transaction};
+
+// ---- activation ---------------------------------------------------------------------
+
+/// `201` answer to `POST /activations-advanced`. The API key is shown only here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ActivationCreated {
+    /// The activation's id.
+    pub activation_id: String,
+    /// The generated, unique ProductionNumber.
+    pub production_number: String,
+    /// The API key; stored by the server only as a hash, never shown again.
+    pub api_key: String,
+    /// `pending` until an admin approves.
+    pub status: String,
+    /// Key validity start (RFC 3339).
+    pub valid_from: String,
+    /// Key validity end (RFC 3339).
+    pub valid_to: String,
+    /// The normalised company id.
+    pub corporate_id: String,
+}
+
+/// `200` answer to the handshake.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Handshake {
+    /// `approved`.
+    pub status: String,
+    /// The activation's id.
+    pub activation_id: String,
+    /// The register's ProductionNumber.
+    pub production_number: String,
+    /// Key validity start (RFC 3339).
+    pub valid_from: String,
+    /// Key validity end (RFC 3339).
+    pub valid_to: String,
+    /// The server's time (RFC 3339).
+    pub server_time: String,
+    /// Compact JWS (`typ` `tillgate-time+jwt`) over `{iss, sub, iat, nonce?}`: keep `iat`
+    /// as the trusted time floor after verifying it against the JWKS.
+    pub signed_time: String,
+    /// The staff login, when authenticated with a dynamic key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub staff_login: Option<String>,
+}
+
+/// The signed ActivationDescriptor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ActivationCode {
+    /// Compact JWS (`typ` `tillgate-descriptor+jwt`), verifiable offline with core's
+    /// `verify_descriptor` and the keys of `/.well-known/jwks.json`.
+    pub descriptor: String,
+    /// The signing key's id.
+    pub kid: String,
+}
+
+/// Renewal request: little data, authenticated by the old key or the signed descriptor.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RenewRequest {
+    /// The register's ProductionNumber.
+    #[serde(default)]
+    pub production_number: String,
+    /// The register's device id.
+    #[serde(default)]
+    pub device_id: String,
+    /// New validity start, RFC 3339 midnight UTC.
+    #[serde(default)]
+    pub valid_from: String,
+    /// New validity end, RFC 3339 midnight UTC, at most a year after `validFrom`.
+    #[serde(default)]
+    pub valid_to: String,
+    /// The signed descriptor, when renewing without the old key. The registration then
+    /// waits for admin approval again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable))]
+    pub descriptor: Option<String>,
+}
+
+/// `200` answer to a renewal; the new key is shown only here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Renewed {
+    /// The activation's id.
+    pub activation_id: String,
+    /// The ProductionNumber (unchanged).
+    pub production_number: String,
+    /// The new API key; the old one stops working now.
+    pub api_key: String,
+    /// `approved` (renewed by key) or `pending` (renewed by descriptor).
+    pub status: String,
+    /// New validity start.
+    pub valid_from: String,
+    /// New validity end.
+    pub valid_to: String,
+}
+
+/// Argon2id parameters for deriving a staff login's dynamic key pair.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DynamicKeyParamsOut {
+    /// The system string to derive with (the server's RmSystem).
+    pub system: String,
+    /// Memory, KiB.
+    pub memory_kib: u32,
+    /// Passes.
+    pub iterations: u32,
+    /// Lanes.
+    pub parallelism: u32,
+}
+
+// ---- transactions -------------------------------------------------------------------
+
+/// A stored transaction as returned by the API.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TransactionOut {
+    /// Server-assigned id.
+    pub id: String,
+    /// Gapless per-register sequence number, from 1.
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
+    pub sequence: u64,
+    /// When the server accepted it (RFC 3339).
+    pub created_at: String,
+    /// The register's ProductionNumber.
+    pub production_number: String,
+    /// The transaction as sent (canonical form).
+    #[serde(flatten)]
+    #[cfg_attr(feature = "openapi", schema(value_type = TransactionDoc))]
+    pub transaction: Transaction,
+    /// `transaction_hash` of the transaction.
+    pub txh: String,
+    /// The signed receipt (compact JWS, `typ` `tillgate-receipt+jwt`), chained by `prev`.
+    pub receipt: String,
+    /// Every other member the server sent (the server itself never fills this). Reading
+    /// is lenient: `id` may be a JSON number, and `createdAt`, `productionNumber` and
+    /// `txh` read as empty when absent.
+    #[serde(flatten)]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl<'de> Deserialize<'de> for TransactionOut {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        use serde_json::Value;
+        let mut map = serde_json::Map::<String, Value>::deserialize(d)?;
+        let id = match map.remove("id") {
+            Some(Value::String(s)) => s,
+            Some(Value::Number(n)) => n.to_string(),
+            _ => return Err(D::Error::missing_field("id")),
+        };
+        let sequence = map
+            .remove("sequence")
+            .and_then(|v| v.as_u64())
+            .ok_or_else(|| D::Error::missing_field("sequence"))?;
+        let receipt = match map.remove("receipt") {
+            Some(Value::String(s)) => s,
+            _ => return Err(D::Error::missing_field("receipt")),
+        };
+        let mut text = |name: &str| match map.remove(name) {
+            Some(Value::String(s)) => Ok(s),
+            None | Some(Value::Null) => Ok(String::new()),
+            Some(other) => Err(D::Error::custom(format!(
+                "{name} must be a string, got {other}"
+            ))),
+        };
+        let created_at = text("createdAt")?;
+        let production_number = text("productionNumber")?;
+        let txh = text("txh")?;
+        // The transaction's own members; everything else is extra.
+        let mut tx = serde_json::Map::new();
+        for k in ["type", "currency", "total", "vat", "items", "reference"] {
+            if let Some(v) = map.remove(k).filter(|v| !v.is_null()) {
+                tx.insert(k.to_owned(), v);
+            }
+        }
+        let transaction = serde_json::from_value(Value::Object(tx)).map_err(D::Error::custom)?;
+        Ok(TransactionOut {
+            id,
+            sequence,
+            created_at,
+            production_number,
+            transaction,
+            txh,
+            receipt,
+            extra: map,
+        })
+    }
+}
+
+/// A page of transactions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TransactionList {
+    /// Pass back as `rve` to get only newer transactions.
+    pub rve: String,
+    /// Transactions in sequence order.
+    pub items: Vec<TransactionOut>,
+    /// Pass back as `afterSequence` for the next page; absent when this page is the last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_after_sequence: Option<i64>,
+}
+
+// ---- products -----------------------------------------------------------------------
+
+/// A product as returned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ProductOut {
+    /// Product id within the company.
+    pub id: String,
+    /// The product.
+    #[serde(flatten)]
+    pub product: Product,
+    /// Last change (RFC 3339).
+    pub updated_at: String,
+}
+
+/// A delta of the catalogue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ProductList {
+    /// Pass back as `rve` (or `$R` in the URL-path prefix) to get only later changes.
+    pub rve: String,
+    /// Changed products, oldest change first.
+    pub items: Vec<ProductOut>,
+}
+
+// ---- documentation-only shapes ------------------------------------------------------
+
+/// A cash transaction (documentation of core's `Transaction`).
+#[cfg(feature = "openapi")]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct TransactionDoc {
+    /// `sale`, `refund`, `copy` or `training`.
+    #[serde(rename = "type")]
+    #[schema(example = "sale")]
+    kind: String,
+    /// ISO 4217.
+    #[schema(example = "SEK")]
+    currency: String,
+    /// Sum of the item amounts, minor units.
+    #[schema(example = 12500)]
+    total: i64,
+    /// VAT lines, one per rate.
+    vat: Vec<VatLineDoc>,
+    /// Item lines.
+    items: Vec<ItemDoc>,
+    /// For `copy` / `refund`: id of the original transaction.
+    reference: Option<String>,
+}
+
+/// One VAT line (documentation of core's `VatLine`).
+#[cfg(feature = "openapi")]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct VatLineDoc {
+    /// Rate in basis points (2500 = 25 %).
+    rate: u32,
+    /// VAT amount, minor units.
+    amount: i64,
+}
+
+/// One item line (documentation of core's `Item`).
+#[cfg(feature = "openapi")]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ItemDoc {
+    /// Article name.
+    name: String,
+    /// Units, 1–1,000,000.
+    quantity: i64,
+    /// Line amount, minor units.
+    amount: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transaction_out_round_trips_in_server_order() {
+        let json = r#"{"id":"tx_1","sequence":3,"createdAt":"2024-01-01T00:00:00Z","productionNumber":"TG-1","currency":"SEK","items":[{"amount":100,"name":"x","quantity":1}],"total":100,"type":"sale","txh":"h","receipt":"a.b.c"}"#;
+        let t: TransactionOut = serde_json::from_str(json).unwrap();
+        assert!(t.extra.is_empty());
+        assert_eq!(serde_json::to_string(&t).unwrap(), json);
+    }
+
+    #[test]
+    fn transaction_out_is_read_leniently() {
+        let s: TransactionOut = serde_json::from_str(
+            r#"{"id":7,"sequence":3,"receipt":"a.b.c","type":"sale","currency":"SEK",
+                "total":100,"items":[{"name":"x","quantity":1,"amount":100}],
+                "idempotencyKey":"k","reference":null}"#,
+        )
+        .unwrap();
+        assert_eq!((s.id.as_str(), s.sequence), ("7", 3));
+        assert_eq!(s.transaction.total, 100);
+        assert_eq!((s.created_at.as_str(), s.txh.as_str()), ("", ""));
+        assert!(s.extra.contains_key("idempotencyKey"));
+        assert!(serde_json::from_str::<TransactionOut>(r#"{"id":"1"}"#).is_err());
+        assert!(
+            serde_json::from_str::<TransactionOut>(
+                r#"{"id":"1","sequence":1,"receipt":"r","createdAt":5}"#
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn renew_request_omits_an_absent_descriptor_and_defaults_members() {
+        let r = RenewRequest {
+            production_number: "TG-1".into(),
+            device_id: "d".into(),
+            valid_from: "a".into(),
+            valid_to: "b".into(),
+            descriptor: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"productionNumber":"TG-1","deviceId":"d","validFrom":"a","validTo":"b"}"#
+        );
+        let empty: RenewRequest = serde_json::from_str("{}").unwrap();
+        assert_eq!(empty, RenewRequest::default());
+        assert!(serde_json::from_str::<RenewRequest>(r#"{"x":1}"#).is_err());
+    }
+
+    #[test]
+    fn product_out_is_flat_and_optional_members_are_omitted() {
+        let p = ProductOut {
+            id: "k1".into(),
+            product: Product {
+                name: "Kaffe".into(),
+                price: 2500,
+                currency: "SEK".into(),
+                vat_rate: 1200,
+                barcode: None,
+                active: true,
+            },
+            updated_at: "2024-01-01T00:00:00Z".into(),
+        };
+        let json = r#"{"id":"k1","name":"Kaffe","price":2500,"currency":"SEK","vatRate":1200,"active":true,"updatedAt":"2024-01-01T00:00:00Z"}"#;
+        assert_eq!(serde_json::to_string(&p).unwrap(), json);
+        assert_eq!(serde_json::from_str::<ProductOut>(json).unwrap(), p);
+        let h = Handshake {
+            status: "approved".into(),
+            activation_id: "a".into(),
+            production_number: "P".into(),
+            valid_from: "f".into(),
+            valid_to: "t".into(),
+            server_time: "s".into(),
+            signed_time: "j".into(),
+            staff_login: None,
+        };
+        assert!(!serde_json::to_string(&h).unwrap().contains("staffLogin"));
+    }
+}
