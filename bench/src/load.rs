@@ -51,6 +51,8 @@ pub struct Load {
 pub struct Outcome {
     /// 2xx answers.
     pub ok: u64,
+    /// 2xx answers including the warm-up.
+    pub all_ok: u64,
     /// Other answers and I/O errors.
     pub errors: u64,
     /// The first error seen, for the report.
@@ -85,6 +87,7 @@ impl Outcome {
     /// Adds another outcome measured over the same wall time (clients of one load).
     fn absorb(&mut self, o: Outcome) {
         self.ok += o.ok;
+        self.all_ok += o.all_ok;
         self.errors += o.errors;
         if self.first_error.is_none() {
             self.first_error = o.first_error;
@@ -165,6 +168,7 @@ async fn client(load: Arc<Load>, i: usize, start: Instant, deadline: Instant) ->
         .await;
         match result {
             Ok((status, _)) if status.is_success() => {
+                out.all_ok += 1;
                 if t >= start {
                     out.ok += 1;
                     out.lat_us

@@ -470,12 +470,25 @@ async fn run_handshake(plan: &Plan, work: &std::path::Path, r: &mut Results) -> 
         ("server /readyz", server.addr, "/readyz"),
     ];
     let mut results: Vec<Vec<load::Outcome>> = vec![Vec::new(); targets.len()];
+    // (server CPU µs per request, load generator CPU µs per request) per round.
+    let mut cpu: Vec<Vec<(f64, f64)>> = vec![Vec::new(); targets.len()];
     for round in 0..plan.http_rounds {
         // Rotate the order, so no target always follows the same one.
         for k in 0..targets.len() {
             let which = (k + round) % targets.len();
             let (label, addr, path) = targets[which];
+            let target_cpu = |w: usize| {
+                if w == 1 {
+                    bare.cpu_secs()
+                } else {
+                    server.cpu_secs()
+                }
+            };
+            let (c0, g0) = (target_cpu(which), procs::cpu_secs("self"));
             let out = load::run(load(addr, path), plan.warmup).await;
+            let (c1, g1) = (target_cpu(which), procs::cpu_secs("self"));
+            let n = out.all_ok.max(1) as f64;
+            cpu[which].push(((c1 - c0) / n * 1e6, (g1 - g0) / n * 1e6));
             if out.errors > 0 {
                 return Err(format!(
                     "{} errors against {label}: {}",
@@ -502,9 +515,19 @@ async fn run_handshake(plan: &Plan, work: &std::path::Path, r: &mut Results) -> 
     let p99 = |i: usize| med(&results[i], &|o| o.pct_ms(0.99));
     let (o_rps, b_rps) = (rps(0), rps(1));
     let (o_p99, b_p99) = (p99(0), p99(1));
-    for i in [2, 3, 0] {
+    let cpu_med = |i: usize, pick: fn(&(f64, f64)) -> f64| {
+        let mut v: Vec<f64> = cpu[i].iter().map(pick).collect();
+        v.sort_by(|a, b| a.total_cmp(b));
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    for i in [1, 2, 3, 0] {
         r.breakdown.push(Row {
-            what: targets[i].0.into(),
+            what: format!(
+                "{}: CPU per request {:.0} µs in the server process, {:.0} µs in the load generator",
+                targets[i].0,
+                cpu_med(i, |c| c.0),
+                cpu_med(i, |c| c.1)
+            ),
             ours: rate(rps(i), "req/s"),
             baseline: format!("{} (bare axum)", rate(b_rps, "req/s")),
             ratio: format!(
@@ -586,6 +609,7 @@ async fn ingest_pair(
     let (mut ours, mut raw1, mut raw64) = (Vec::new(), Vec::new(), Vec::new());
     let mut last = load::Outcome::default();
     let mut batch = f64::NAN;
+    let mut cpu_us = f64::NAN;
     for round in 0..plan.db_rounds {
         let r1 = db::raw_ingest(
             raw_url,
@@ -605,6 +629,7 @@ async fn ingest_pair(
             &format!("r64x{round}"),
         )
         .await?;
+        let c0 = server.cpu_secs();
         let before = load::commit_counters(server.addr).await;
         let out = load::run(
             tx_load(
@@ -619,6 +644,7 @@ async fn ingest_pair(
         )
         .await;
         let after = load::commit_counters(server.addr).await;
+        cpu_us = (server.cpu_secs() - c0) / out.all_ok.max(1) as f64 * 1e6;
         if let (Some((t0, b0)), Some((t1, b1))) = (before, after)
             && b1 > b0
         {
@@ -651,6 +677,7 @@ async fn ingest_pair(
         raw64: med(raw64),
         last,
         batch,
+        cpu_us,
     })
 }
 
@@ -662,6 +689,8 @@ struct Ingest {
     last: load::Outcome,
     /// Transactions per group commit in the last round.
     batch: f64,
+    /// Server CPU per transaction in the last round, µs.
+    cpu_us: f64,
 }
 
 /// The write path alone, in-process: the server's `Store::commit_batch` vs the same
@@ -739,6 +768,7 @@ async fn run_ingest_sqlite(
         raw64,
         last,
         batch,
+        cpu_us,
     } = ingest_pair(plan, "sqlite", &server, k64, &raw_url, row).await?;
     let base = raw1.max(raw64);
     let x = ours / base;
@@ -759,7 +789,7 @@ async fn run_ingest_sqlite(
         ours: rate(ours, "tx/s"),
         baseline: "—".into(),
         ratio: format!(
-            "p50 {:.1} ms, p99 {:.1} ms, {batch:.1} tx per group commit",
+            "p50 {:.1} ms, p99 {:.1} ms, {batch:.1} tx per group commit, server CPU {cpu_us:.0} µs/tx",
             last.pct_ms(0.5),
             last.pct_ms(0.99)
         ),
@@ -878,13 +908,14 @@ async fn run_ingest_pg(
         raw64,
         last,
         batch,
+        cpu_us,
     } = result?;
     let base = raw1.max(raw64);
     let x = ours / base;
     r.rows.push(Row {
         what: what.into(),
         ours: format!(
-            "{} (p99 {:.1} ms, {batch:.1} tx per group commit)",
+            "{} (p99 {:.1} ms, {batch:.1} tx per group commit, server CPU {cpu_us:.0} µs/tx)",
             rate(ours, "tx/s"),
             last.pct_ms(0.99)
         ),

@@ -20,6 +20,11 @@ impl Proc {
         self.child.id()
     }
 
+    /// CPU seconds (user + system) the child has used so far.
+    pub fn cpu_secs(&self) -> f64 {
+        cpu_secs(&self.pid().to_string())
+    }
+
     /// A field of `/proc/<pid>/status` in KiB (`VmHWM`, `VmRSS`).
     pub fn status_kib(&self, field: &str) -> Option<u64> {
         let s = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
@@ -61,6 +66,25 @@ impl Drop for Proc {
     fn drop(&mut self) {
         self.terminate();
     }
+}
+
+/// CPU seconds (user + system) of `/proc/<pid>` (`self` for this process), assuming
+/// the usual 100 clock ticks per second.
+pub fn cpu_secs(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return f64::NAN;
+    };
+    // Fields after the command name (which may contain spaces) start at field 3.
+    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+        return f64::NAN;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| {
+        f.get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    (tick(11) + tick(12)) / 100.0
 }
 
 /// A free loopback port (bound then released).

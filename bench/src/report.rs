@@ -91,6 +91,8 @@ pub struct Machine {
     pub date: String,
     /// Load average at the start of the run.
     pub loadavg: String,
+    /// The commit measured, and whether the working tree differed from it.
+    pub commit: String,
 }
 
 fn cmd(program: &str, args: &[&str]) -> String {
@@ -144,6 +146,29 @@ impl Machine {
             node: cmd("node", &["--version"]),
             java: cmd("java", &["-version"]),
             date: cmd("date", &["-u", "+%Y-%m-%d %H:%M:%S UTC"]),
+            commit: {
+                let head = cmd("git", &["rev-parse", "--short", "HEAD"]);
+                let dirty = Command::new("git")
+                    .args([
+                        "status",
+                        "--porcelain",
+                        "--",
+                        "core",
+                        "server",
+                        "bindings",
+                        "client",
+                    ])
+                    .output()
+                    .map(|o| !o.stdout.is_empty())
+                    .unwrap_or(false);
+                if dirty {
+                    format!(
+                        "{head} plus uncommitted changes in core/server/bindings/client (work in progress of other engineers)"
+                    )
+                } else {
+                    head
+                }
+            },
             loadavg: std::fs::read_to_string("/proc/loadavg")
                 .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
                 .unwrap_or_else(|_| "unknown".into()),
@@ -205,6 +230,7 @@ pub fn markdown(
     let _ = writeln!(s, "- {}", machine.rustc);
     let _ = writeln!(s, "- node {}, {}", machine.node, machine.java);
     let _ = writeln!(s, "- load average at start: {}", machine.loadavg);
+    let _ = writeln!(s, "- code measured: {}", machine.commit);
     s.push_str(
         "- the machine was **shared with other builds** during the run (noisy): absolute \
          figures vary from run to run; the ratios against baselines measured in the same \
