@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # wasm: builds the npm package (bindings/wasm/build.sh: web, bundler, nodejs; binaryen
 # wasm-opt), reports its sizes, then runs every shared vector in node (node:test) and in
-# headless Debian Chromium (playwright-core driving /usr/bin/chromium).
+# headless Debian Chromium (playwright-core driving /usr/bin/chromium), plus an
+# end-to-end activation in node against a running tillgate-server.
+# TILLGATE_WASM_CORE_SIZE=1 also builds and measures core alone (no client).
 source "$(dirname "$0")/../bindings/test-common.sh"
 
 apt_install chromium
@@ -18,16 +20,25 @@ fi
 npm_install "$ROOT/bindings/wasm"
 npm_install "$ROOT/tests/js"
 
-log "build the npm package"
+sizes() {
+  for f in "$1"/web/tillgate_bg.wasm "$1"/*/tillgate*.js; do
+    printf '%-14s %-28s %8d %8d\n' "$2" "${f#$1/}" "$(stat -c%s "$f")" "$(gzip -9c "$f" | wc -c)"
+  done
+}
+if [ "${TILLGATE_WASM_CORE_SIZE:-0}" = 1 ]; then
+  log "build core alone (no client), for its size"
+  WASM_FEATURES=core PKG_DIR="$OUT/wasm-core-pkg" "$ROOT/bindings/wasm/build.sh"
+fi
+log "build the npm package (core + client)"
 "$ROOT/bindings/wasm/build.sh"
-log "sizes (raw / gzip -9)"
-for f in "$ROOT"/bindings/wasm/pkg/web/tillgate_bg.wasm "$ROOT"/bindings/wasm/pkg/*/tillgate*.js; do
-  printf '%-40s %8d %8d\n' "${f#$ROOT/bindings/wasm/}" "$(stat -c%s "$f")" "$(gzip -9c "$f" | wc -c)"
-done
+log "sizes: raw / gzip -9 bytes"
+[ ! -d "$OUT/wasm-core-pkg" ] || [ "${TILLGATE_WASM_CORE_SIZE:-0}" != 1 ] || sizes "$OUT/wasm-core-pkg" "core alone"
+sizes "$ROOT/bindings/wasm/pkg" "core + client"
+start_server
 
 status=0
 log "node:test"
-node --test --test-reporter=spec "$ROOT/tests/js/node.test.mjs" || status=1
+node --test --test-reporter=spec "$ROOT/tests/js/node.test.mjs" "$ROOT/tests/js/e2e.test.mjs" || status=1
 log "headless Chromium"
 node "$ROOT/tests/js/browser.mjs" || status=1
 exit $status

@@ -15,12 +15,15 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 profile=${CARGO_PROFILE:-wasm-release}
 opt=${WASM_OPT_LEVEL:--O3}
-pkg="$here/pkg"
+pkg=${PKG_DIR:-$here/pkg}
+# WASM_FEATURES=core builds core alone (no tillgate-client), e.g. to measure it.
+features=()
+[ "${WASM_FEATURES:-}" != core ] || features=(--no-default-features)
 
 cd "$root"
 hot=${HOT_OPT_LEVEL:-3}
 [ "$hot" = z ] || [ "$hot" = s ] && hot="\"$hot\""
-cargo build -p tillgate-wasm --target wasm32-unknown-unknown --profile "$profile" \
+cargo build -p tillgate-wasm --target wasm32-unknown-unknown --profile "$profile" ${features[@]+"${features[@]}"} \
   --config "profile.$profile.package.curve25519-dalek.opt-level=$hot" \
   --config "profile.$profile.package.ed25519-dalek.opt-level=$hot" \
   --config "profile.$profile.package.sha2.opt-level=$hot"

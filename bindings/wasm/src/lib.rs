@@ -14,6 +14,11 @@
 //! them. The bindings add one code of their own: `invalid_argument` for an argument
 //! that cannot be converted (wrong byte length, not an integer, wrong shape).
 
+#[cfg(feature = "client")]
+mod client;
+#[cfg(feature = "client")]
+pub use client::{Client, Outbox, unix_time_ms};
+
 use js_sys::{JSON, Object, Reflect};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use tillgate_core as core;

@@ -1,0 +1,376 @@
+//! The `tillgate-client` API for JS: every network call returns a `Promise`. Built with
+//! the `client` feature (on by default); `--no-default-features` gives core alone.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use js_sys::Promise;
+use serde::{Deserialize, Serialize};
+use tillgate_client as client;
+use tillgate_core as core;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+
+use crate::{JsResult, OrThrow, TrustedKeys, from_js, js_error, secs, to_js};
+
+#[wasm_bindgen(typescript_custom_section)]
+const TS_CLIENT_TYPES: &str = r#"
+export interface ClientConfig {
+  baseUrl: string; timeoutMs?: number; deviceId?: string; applicationPackage?: string;
+  clockToleranceSecs?: number;
+}
+export interface Activation {
+  activationId: string; productionNumber: string; apiKey: string; status: string;
+  validFrom?: string | null; validTo?: string | null;
+}
+export interface Handshake {
+  status: string; productionNumber?: string | null; validFrom?: string | null;
+  validTo?: string | null; serverTime: number; serverTimeJws: string;
+}
+export interface ActivationCode { jws: string; descriptor: VerifiedDescriptor; }
+export interface StoredTransaction extends Transaction { id: string; sequence: number; receipt: string; }
+export type Submitted =
+  | { kind: "sent"; stored: StoredTransaction }
+  | { kind: "queued"; idempotencyKey: string };
+export interface QueueError { code: string; message: string; atMs: number; httpStatus?: number | null; }
+export interface SyncReport {
+  sent: string[]; failed: string[]; stoppedBy?: string | null; remaining: number; alreadyRunning: boolean;
+}
+"#;
+
+/// Converts a client error once, into a JS `Error` with `code`.
+fn client_error(e: client::ClientError) -> JsValue {
+    match e {
+        client::ClientError::Core(e) => crate::to_js_error(e),
+        e => js_error(e.code(), &e.to_string()).into(),
+    }
+}
+
+trait OrThrowClient<T> {
+    fn or_throw(self) -> JsResult<T>;
+}
+
+impl<T> OrThrowClient<T> for client::Result<T> {
+    fn or_throw(self) -> JsResult<T> {
+        self.map_err(client_error)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct JsClientConfig {
+    base_url: String,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+    #[serde(default)]
+    device_id: Option<String>,
+    #[serde(default)]
+    application_package: Option<String>,
+    #[serde(default)]
+    clock_tolerance_secs: Option<i64>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JsActivation {
+    activation_id: String,
+    production_number: String,
+    api_key: String,
+    status: String,
+    valid_from: Option<String>,
+    valid_to: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JsHandshake {
+    status: String,
+    production_number: Option<String>,
+    valid_from: Option<String>,
+    valid_to: Option<String>,
+    server_time: i64,
+    server_time_jws: String,
+}
+
+#[derive(Serialize)]
+struct JsVerified<'a> {
+    kid: &'a str,
+    claims: &'a core::ActivationDescriptor,
+}
+
+#[derive(Serialize)]
+struct JsActivationCode<'a> {
+    jws: &'a str,
+    descriptor: JsVerified<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+enum JsSubmitted<'a> {
+    Sent {
+        stored: &'a client::StoredTransaction,
+    },
+    #[serde(rename_all = "camelCase")]
+    Queued { idempotency_key: &'a str },
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JsQueueError<'a> {
+    code: &'a str,
+    message: &'a str,
+    at_ms: i64,
+    http_status: Option<u16>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JsSyncReport {
+    sent: Vec<String>,
+    failed: Vec<String>,
+    stopped_by: Option<String>,
+    remaining: usize,
+    already_running: bool,
+}
+
+fn key_of(idempotency_key: Option<String>) -> JsResult<Option<client::IdempotencyKey>> {
+    idempotency_key
+        .as_deref()
+        .map(client::IdempotencyKey::new)
+        .transpose()
+        .or_throw()
+}
+
+/// An async client for one register; every network call returns a `Promise`.
+#[wasm_bindgen]
+pub struct Client(client::Client);
+
+#[wasm_bindgen]
+impl Client {
+    /// A client for `config.baseUrl` trusting `trustedKeys` (the app's built-in keys).
+    #[wasm_bindgen(constructor)]
+    pub fn new(
+        #[wasm_bindgen(unchecked_param_type = "ClientConfig")] config: JsValue,
+        trusted_keys: &TrustedKeys,
+    ) -> JsResult<Client> {
+        let c: JsClientConfig = from_js("config", &config)?;
+        let mut cfg = client::ClientConfig::new(c.base_url, trusted_keys.0.clone());
+        if let Some(ms) = c.timeout_ms {
+            cfg.timeout = std::time::Duration::from_millis(ms);
+        }
+        cfg.device_id = c.device_id;
+        cfg.application_package = c.application_package;
+        cfg.clock_tolerance_secs = c.clock_tolerance_secs;
+        client::Client::new(cfg).map(Client).or_throw()
+    }
+
+    /// Sets the API key (validated) used to authenticate.
+    #[wasm_bindgen(js_name = setApiKey)]
+    pub fn set_api_key(&self, key: &str) -> JsResult<()> {
+        self.0.set_api_key(core::validate_api_key(key).or_throw()?);
+        Ok(())
+    }
+
+    /// The API key in use, if any. A secret.
+    #[wasm_bindgen(js_name = apiKey)]
+    pub fn api_key(&self) -> Option<String> {
+        self.0.api_key().map(|k| k.expose().to_owned())
+    }
+
+    /// The latest verified server time, Unix seconds.
+    #[wasm_bindgen(js_name = trustedTimeFloor)]
+    pub fn trusted_time_floor(&self) -> Option<f64> {
+        self.0.trusted_time_floor().map(|t| t as f64)
+    }
+
+    /// Restores a trusted time floor the app stored (it only ever moves forward).
+    #[wasm_bindgen(js_name = restoreTrustedTimeFloor)]
+    pub fn restore_trusted_time_floor(&self, floor: f64) -> JsResult<()> {
+        self.0.restore_trusted_time_floor(secs("floor", floor)?);
+        Ok(())
+    }
+
+    /// Activates the register (`POST /activations-advanced`); sets the returned API key.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Activation>")]
+    pub fn activate(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "ActivationRequest")] request: JsValue,
+    ) -> JsResult<Promise> {
+        let req: core::ActivationRequest = from_js("request", &request)?;
+        let c = self.0.clone();
+        Ok(future_to_promise(async move {
+            let a = c.activate(&req).await.or_throw()?;
+            to_js(&JsActivation {
+                activation_id: a.activation_id,
+                production_number: a.production_number,
+                api_key: a.api_key.expose().to_owned(),
+                status: a.status,
+                valid_from: a.valid_from,
+                valid_to: a.valid_to,
+            })
+        }))
+    }
+
+    /// Handshake (`GET /auth/handshake`). Refusals reject with `pending_approval`,
+    /// `key_expired` (renew), `key_not_yet_valid`, `rejected`, `revoked`, `unauthorized`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Handshake>")]
+    pub fn handshake(&self) -> Promise {
+        let c = self.0.clone();
+        future_to_promise(async move {
+            let h = c.handshake().await.or_throw()?;
+            to_js(&JsHandshake {
+                status: h.status,
+                production_number: h.production_number,
+                valid_from: h.valid_from,
+                valid_to: h.valid_to,
+                server_time: h.server_time.iat,
+                server_time_jws: h.server_time_jws,
+            })
+        })
+    }
+
+    /// Fetches the signed activation code and verifies it locally at `now` (Unix seconds).
+    #[wasm_bindgen(
+        js_name = activationCode,
+        unchecked_return_type = "Promise<ActivationCode>"
+    )]
+    pub fn activation_code(&self, now: f64) -> JsResult<Promise> {
+        let now = secs("now", now)?;
+        let c = self.0.clone();
+        Ok(future_to_promise(async move {
+            let code = c.activation_code(now).await.or_throw()?;
+            to_js(&JsActivationCode {
+                jws: &code.jws,
+                descriptor: JsVerified {
+                    kid: code.descriptor.kid(),
+                    claims: code.descriptor.claims(),
+                },
+            })
+        }))
+    }
+
+    /// Verifies a stored activation code offline (no network), e.g. at start-up.
+    #[wasm_bindgen(
+        js_name = verifyStoredDescriptor,
+        unchecked_return_type = "VerifiedDescriptor"
+    )]
+    pub fn verify_stored_descriptor(&self, jws: &str, now: f64) -> JsResult<JsValue> {
+        let v = self
+            .0
+            .verify_stored_descriptor(jws, secs("now", now)?)
+            .or_throw()?;
+        to_js(&JsVerified {
+            kid: v.kid(),
+            claims: v.claims(),
+        })
+    }
+
+    /// All of the register's transactions, in sequence order.
+    #[wasm_bindgen(
+        js_name = listTransactions,
+        unchecked_return_type = "Promise<StoredTransaction[]>"
+    )]
+    pub fn list_transactions(&self) -> Promise {
+        let c = self.0.clone();
+        future_to_promise(async move { to_js(&c.list_transactions().await.or_throw()?) })
+    }
+}
+
+/// The offline queue: every transaction is persisted before it is sent, sent in order
+/// of sale with its idempotency key, and retried with backoff. In browsers
+/// `Outbox.openLocalStorage()` survives a reload; `openInMemory()` does not.
+#[wasm_bindgen]
+pub struct Outbox(Rc<client::Outbox>);
+
+fn open_outbox(store: Arc<dyn client::QueueStore>) -> Promise {
+    future_to_promise(async move {
+        let outbox = client::Outbox::open(store).await.or_throw()?;
+        Ok(Outbox(Rc::new(outbox)).into())
+    })
+}
+
+#[wasm_bindgen]
+impl Outbox {
+    /// Opens an in-memory queue (node, tests; lost when the page or process ends).
+    #[wasm_bindgen(js_name = openInMemory, unchecked_return_type = "Promise<Outbox>")]
+    pub fn open_in_memory() -> Promise {
+        open_outbox(Arc::new(client::MemoryStore::new()))
+    }
+
+    /// Opens the browser's `localStorage` queue under `prefix`.
+    #[wasm_bindgen(js_name = openLocalStorage, unchecked_return_type = "Promise<Outbox>")]
+    pub fn open_local_storage(prefix: &str) -> Promise {
+        open_outbox(Arc::new(client::LocalStorageStore::new(prefix)))
+    }
+
+    /// Queues a transaction and tries to send the queue now (`nowMs`: Unix ms). Never
+    /// rejects because of the network: then it resolves `{kind: "queued"}`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Submitted>")]
+    pub fn submit(
+        &self,
+        client: &Client,
+        #[wasm_bindgen(unchecked_param_type = "Transaction")] transaction: JsValue,
+        idempotency_key: Option<String>,
+        now_ms: f64,
+    ) -> JsResult<Promise> {
+        let tx: core::Transaction = from_js("transaction", &transaction)?;
+        let key = key_of(idempotency_key)?;
+        let now_ms = secs("nowMs", now_ms)?;
+        let (outbox, c) = (self.0.clone(), client.0.clone());
+        Ok(future_to_promise(async move {
+            match outbox.submit(&c, tx, key, now_ms).await.or_throw()? {
+                client::Submitted::Sent(s) => to_js(&JsSubmitted::Sent { stored: &s }),
+                client::Submitted::Queued(k) => to_js(&JsSubmitted::Queued {
+                    idempotency_key: k.as_str(),
+                }),
+            }
+        }))
+    }
+
+    /// Sends everything pending now, ignoring the backoff schedule.
+    #[wasm_bindgen(js_name = syncNow, unchecked_return_type = "Promise<SyncReport>")]
+    pub fn sync_now(&self, client: &Client, now_ms: f64) -> JsResult<Promise> {
+        let now_ms = secs("nowMs", now_ms)?;
+        let (outbox, c) = (self.0.clone(), client.0.clone());
+        Ok(future_to_promise(async move {
+            let r = outbox.sync_now(&c, now_ms).await;
+            to_js(&JsSyncReport {
+                sent: r.sent.iter().map(|(k, _)| k.as_str().to_owned()).collect(),
+                failed: r
+                    .failed
+                    .iter()
+                    .map(|(k, _)| k.as_str().to_owned())
+                    .collect(),
+                stopped_by: r.stopped_by.map(|e| e.code().to_owned()),
+                remaining: r.remaining,
+                already_running: r.already_running,
+            })
+        }))
+    }
+
+    /// Transactions in the queue (pending and failed).
+    #[wasm_bindgen(getter)]
+    pub fn length(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The last error a send met, if the queue is not healthy.
+    #[wasm_bindgen(js_name = lastError, unchecked_return_type = "QueueError | undefined")]
+    pub fn last_error(&self) -> JsResult<JsValue> {
+        match self.0.last_error() {
+            Some(e) => to_js(&JsQueueError {
+                code: &e.code,
+                message: &e.message,
+                at_ms: e.at_ms,
+                http_status: e.http_status,
+            }),
+            None => Ok(JsValue::UNDEFINED),
+        }
+    }
+}
+
+/// The device's clock as Unix milliseconds (for the `nowMs` arguments).
+#[wasm_bindgen(js_name = unixTimeMs)]
+pub fn unix_time_ms() -> f64 {
+    client::unix_time_ms() as f64
+}
