@@ -19,5 +19,5 @@ log "kotlinc (generated bindings + tests)"
 "$ROOT/tests/kotlin/node_modules/kotlin-compiler/bin/kotlinc-jvm" -nowarn -cp "$CP" \
   "$gen"/dev/tillgate/*.kt "$ROOT"/tests/kotlin/src/*.kt -d "$OUT/kotlin/tests.jar"
 log "JUnit"
-java -Djna.library.path="$(dirname "$FFI_LIB")" -Dtillgate.vectors="$ROOT/tests/vectors" \
+java -Djna.library.path="$(dirname "$FFI_LIB")" -Dtillgate.vectors="${TILLGATE_VECTORS:-$ROOT/tests/vectors}" \
   -cp "$OUT/kotlin/tests.jar:$KL/kotlin-stdlib.jar:$CP" dev.tillgate.tests.RunnerKt "$@"

@@ -15,5 +15,5 @@ gen="$OUT/python"
 generate python "$gen"
 cp "$FFI_LIB" "$gen/"
 log "pytest"
-TILLGATE_PY_DIR="$gen" TILLGATE_VECTORS="$ROOT/tests/vectors" \
+TILLGATE_PY_DIR="$gen" TILLGATE_VECTORS="${TILLGATE_VECTORS:-$ROOT/tests/vectors}" \
   python3 -m pytest -q -p no:cacheprovider "$ROOT/tests/python" "$@"

@@ -56,8 +56,9 @@ setup() {
     "$venv/bin/pip" install -q -r "$req" || return 1
     cp "$req" "$stamp"
   fi
-  if [ ! -f tests/reliability/js/node_modules/jose/package.json ] \
-     || ! cmp -s tests/reliability/js/package-lock.json tests/reliability/js/node_modules/.package-lock.json; then
+  local js=tests/reliability/js
+  if [ "$(node -p "try{require('./$js/node_modules/jose/package.json').version}catch(e){''}")" \
+       != "$(node -p "require('./$js/package.json').dependencies.jose")" ]; then
     (cd tests/reliability/js && npm ci --no-audit --no-fund --loglevel=error) || return 1
   fi
   cargo build --release -q -p tillgate-server -p tillgate-reliability --bins || return 1

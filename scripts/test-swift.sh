@@ -35,7 +35,7 @@ generate swift "$OUT/swift"
 cp "$OUT/swift/Tillgate.swift" "$work/swift/Sources/Tillgate/"
 cp "$OUT/swift/TillgateFFI.h" "$work/swift/Sources/TillgateFFI/"
 cp "$FFI_LIB" "$work/lib/"
-cp -r "$ROOT/tests/vectors" "$work/vectors"
+cp -r "${TILLGATE_VECTORS:-$ROOT/tests/vectors}" "$work/vectors"
 
 mount_in proc proc -t proc; mount_in /dev dev --bind; mount_in /dev/pts dev/pts --bind
 log "swift build && swift test (in $CHROOT)"

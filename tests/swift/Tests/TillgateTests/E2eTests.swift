@@ -29,7 +29,8 @@ final class E2eTests: XCTestCase {
     }
 
     func testActivationHandshakeCodeAndTransaction() async throws {
-        let url = try XCTUnwrap(env["TILLGATE_URL"] as String?, "no TILLGATE_URL")
+        try XCTSkipUnless(env["TILLGATE_URL"] != nil, "no TILLGATE_URL: no server to test against")
+        let url = env["TILLGATE_URL"]!
         let keys = try TrustedKeys.fromJwksJson(json: env["TILLGATE_JWKS"]!)
         let device = "swift-\(UInt64.random(in: 0..<UInt64.max))"
         let client = try Client(config: ClientConfig(baseUrl: url, deviceId: device), trustedKeys: keys)
