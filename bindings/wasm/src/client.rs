@@ -297,7 +297,8 @@ impl Outbox {
         open_outbox(Arc::new(client::MemoryStore::new()))
     }
 
-    /// Opens the browser's `localStorage` queue under `prefix`.
+    /// Opens the browser's `localStorage` queue under `prefix` (wasm32 only).
+    #[cfg(target_arch = "wasm32")]
     #[wasm_bindgen(js_name = openLocalStorage, unchecked_return_type = "Promise<Outbox>")]
     pub fn open_local_storage(prefix: &str) -> Promise {
         open_outbox(Arc::new(client::LocalStorageStore::new(prefix)))
