@@ -5,7 +5,7 @@
 #   crash       SIGKILL under concurrent ingest, restart, exactly-once + gapless + chain
 #               (SQLite and PostgreSQL; PostgreSQL is skipped with a SKIP line when absent)
 #   security    tenancy matrix, revocation, hashed storage, replays, rate limits, log scan,
-#               size limits, forged / out-of-window JWS, tampered local data, RVE
+#               size limits, slow clients, forged / out-of-window JWS, tampered local data, RVE
 #   schema      schemathesis against /openapi.json: no 5xx, responses match the schema,
 #               without credentials, with a register key, with the admin key
 #   load        64 connections on handshake and transaction submit: zero errors, p50/p99
@@ -128,8 +128,7 @@ cargo_part() { # part test-target [libtest args...]
 }
 
 want crash && cargo_part crash crash
-# slow_clients_are_cut_off probes a known server gap (no read timeouts); see docs/SECURITY.md.
-want security && cargo_part security security --skip slow_clients_are_cut_off
+want security && cargo_part security security
 
 # ---- schema fuzzing -----------------------------------------------------------------
 schema_part() {
@@ -163,8 +162,21 @@ PY
                 --report junit --report-dir "$logs/schemathesis")
   run_st() { # label args...
     local label=$1; shift
-    if timeout 300 "$st" run "$BASE/openapi.json" "${common[@]}" "$@" >"$logs/schema-$label.log" 2>&1; then
-      p=$((p+1)); note "schemathesis $label: $(grep -Eo '[0-9]+ generated, [0-9]+ passed|[0-9]+ generated, .*' "$logs/schema-$label.log" | tail -1)"
+    local log="$logs/schema-$label.log" rc=0
+    timeout 300 "$st" run "$BASE/openapi.json" "${common[@]}" "$@" >"$log" 2>&1 || rc=$?
+    local summary; summary=$(grep -Eo '[0-9]+ generated, .*' "$log" | tail -1)
+    # schemathesis also exits non-zero for its own internal errors. One is known and is
+    # not about the server: CPython's "AST constructor recursion depth mismatch" raised
+    # while hypothesis describes a lambda. Such a run passes when no check failed and
+    # every error is that one; any other error (a network error may be a crashed
+    # server) fails.
+    local runtime ast
+    runtime=$(grep -c '^Runtime Error$' "$log"); ast=$(grep -c '^AST constructor recursion depth mismatch' "$log")
+    if [ $rc != 0 ] && ! grep -q '^Failures:' "$log" && ! grep -q 'Network Error' "$log" \
+       && [ "$runtime" -gt 0 ] && [ "$runtime" = "$ast" ]; then
+      p=$((p+1)); note "schemathesis $label: $summary; $runtime operation(s) cut short by a known schemathesis/CPython internal error (not a server response)"
+    elif [ $rc = 0 ]; then
+      p=$((p+1)); note "schemathesis $label: $summary"
     else
       f=$((f+1)); note "schemathesis $label FAILED: see $logs/schema-$label.log"
       grep -E '^(_{5,}|- ST|    Received|\[5[0-9][0-9]\])' "$logs/schema-$label.log" | head -30 | sed 's/^/    /'
