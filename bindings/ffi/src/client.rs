@@ -253,6 +253,42 @@ impl From<client::LastError> for QueueError {
     }
 }
 
+/// One queued transaction, as the queue keeps it.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct QueuedTransaction {
+    /// Local, increasing id: the order of sale.
+    pub id: u64,
+    /// The key the server deduplicates by.
+    pub idempotency_key: String,
+    /// The transaction.
+    pub transaction: Transaction,
+    /// When it was queued, Unix milliseconds.
+    pub enqueued_at_ms: i64,
+    /// Failed send attempts so far.
+    pub attempts: u32,
+    /// Not sent before this time (Unix milliseconds) unless a sync is forced.
+    pub next_attempt_at_ms: i64,
+    /// The last error sending it.
+    pub last_error: Option<QueueError>,
+    /// Refused for good by the server (kept, not retried); otherwise pending.
+    pub failed: bool,
+}
+
+impl From<client::QueuedTransaction> for QueuedTransaction {
+    fn from(e: client::QueuedTransaction) -> Self {
+        QueuedTransaction {
+            id: e.id,
+            idempotency_key: e.idempotency_key.as_str().to_owned(),
+            transaction: e.transaction.into(),
+            enqueued_at_ms: e.enqueued_at_ms,
+            attempts: e.attempts,
+            next_attempt_at_ms: e.next_attempt_at_ms,
+            last_error: e.last_error.map(QueueError::from),
+            failed: e.state == client::EntryState::Failed,
+        }
+    }
+}
+
 /// The result of [`Outbox::submit`]: sent now, or safely queued.
 #[derive(Debug, Clone, uniffi::Enum)]
 pub enum Submitted {
@@ -281,6 +317,22 @@ pub struct SyncReport {
     pub remaining: u64,
     /// Another sync was already running; this one did nothing.
     pub already_running: bool,
+}
+
+impl From<client::SyncReport> for SyncReport {
+    fn from(r: client::SyncReport) -> Self {
+        SyncReport {
+            sent: r.sent.iter().map(|(k, _)| k.as_str().to_owned()).collect(),
+            failed: r
+                .failed
+                .iter()
+                .map(|(k, _)| k.as_str().to_owned())
+                .collect(),
+            stopped_by: r.stopped_by.map(|e| e.code().to_owned()),
+            remaining: r.remaining as u64,
+            already_running: r.already_running,
+        }
+    }
 }
 
 /// The durable offline queue: every transaction is persisted before it is sent, sent
@@ -356,21 +408,32 @@ impl Outbox {
 
     /// Sends everything pending now, ignoring the backoff schedule.
     pub async fn sync_now(&self, client: Arc<Client>, now_ms: i64) -> SyncReport {
-        let r = self.0.sync_now(&client.0, now_ms).await;
-        SyncReport {
-            sent: r.sent.iter().map(|(k, _)| k.as_str().to_owned()).collect(),
-            failed: r
-                .failed
-                .iter()
-                .map(|(k, _)| k.as_str().to_owned())
-                .collect(),
-            stopped_by: r.stopped_by.map(|e| e.code().to_owned()),
-            remaining: r.remaining as u64,
-            already_running: r.already_running,
-        }
+        self.0.sync_now(&client.0, now_ms).await.into()
     }
 
-    /// Transactions in the queue (pending and failed).
+    /// Sends the pending transactions if the oldest one is due at `now_ms` (the backoff
+    /// schedule is kept): what an app's timer calls.
+    pub async fn sync(&self, client: Arc<Client>, now_ms: i64) -> SyncReport {
+        self.0.sync(&client.0, now_ms).await.into()
+    }
+
+    /// Every queued record (pending and failed), in order of sale.
+    pub fn entries(&self) -> Vec<QueuedTransaction> {
+        self.0
+            .entries()
+            .into_iter()
+            .map(QueuedTransaction::from)
+            .collect()
+    }
+
+    /// When the queue is next due (Unix ms), for the app's timer; `None` when nothing
+    /// is pending.
+    pub fn next_attempt_at(&self) -> Option<i64> {
+        self.0.next_attempt_at()
+    }
+
+    /// Pending transactions (the queue length a till shows; refused ones stay in
+    /// [`entries`](Self::entries) with `failed`).
     pub fn len(&self) -> u64 {
         self.0.len() as u64
     }

@@ -33,6 +33,10 @@ export type Submitted =
   | { kind: "sent"; stored: StoredTransaction }
   | { kind: "queued"; idempotencyKey: string };
 export interface QueueError { code: string; message: string; atMs: number; httpStatus?: number | null; }
+export interface QueuedTransaction {
+  id: number; idempotencyKey: string; transaction: Transaction; enqueuedAtMs: number;
+  attempts: number; nextAttemptAtMs: number; lastError?: QueueError | null; state: "pending" | "failed";
+}
 export interface SyncReport {
   sent: string[]; failed: string[]; stoppedBy?: string | null; remaining: number; alreadyRunning: boolean;
 }
@@ -121,6 +125,48 @@ struct JsQueueError<'a> {
     message: &'a str,
     at_ms: i64,
     http_status: Option<u16>,
+}
+
+impl<'a> From<&'a client::LastError> for JsQueueError<'a> {
+    fn from(e: &'a client::LastError) -> Self {
+        JsQueueError {
+            code: &e.code,
+            message: &e.message,
+            at_ms: e.at_ms,
+            http_status: e.http_status,
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JsQueuedTransaction<'a> {
+    id: u64,
+    idempotency_key: &'a str,
+    transaction: &'a core::Transaction,
+    enqueued_at_ms: i64,
+    attempts: u32,
+    next_attempt_at_ms: i64,
+    last_error: Option<JsQueueError<'a>>,
+    state: &'static str,
+}
+
+impl<'a> From<&'a client::QueuedTransaction> for JsQueuedTransaction<'a> {
+    fn from(e: &'a client::QueuedTransaction) -> Self {
+        JsQueuedTransaction {
+            id: e.id,
+            idempotency_key: e.idempotency_key.as_str(),
+            transaction: &e.transaction,
+            enqueued_at_ms: e.enqueued_at_ms,
+            attempts: e.attempts,
+            next_attempt_at_ms: e.next_attempt_at_ms,
+            last_error: e.last_error.as_ref().map(JsQueueError::from),
+            state: match e.state {
+                client::EntryState::Pending => "pending",
+                client::EntryState::Failed => "failed",
+            },
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -334,22 +380,42 @@ impl Outbox {
         let now_ms = secs("nowMs", now_ms)?;
         let (outbox, c) = (self.0.clone(), client.0.clone());
         Ok(future_to_promise(async move {
-            let r = outbox.sync_now(&c, now_ms).await;
-            to_js(&JsSyncReport {
-                sent: r.sent.iter().map(|(k, _)| k.as_str().to_owned()).collect(),
-                failed: r
-                    .failed
-                    .iter()
-                    .map(|(k, _)| k.as_str().to_owned())
-                    .collect(),
-                stopped_by: r.stopped_by.map(|e| e.code().to_owned()),
-                remaining: r.remaining,
-                already_running: r.already_running,
-            })
+            sync_report(outbox.sync_now(&c, now_ms).await)
         }))
     }
 
-    /// Transactions in the queue (pending and failed).
+    /// Sends the pending transactions if the oldest one is due at `nowMs` (the backoff
+    /// schedule is kept): what an app's timer calls.
+    #[wasm_bindgen(unchecked_return_type = "Promise<SyncReport>")]
+    pub fn sync(&self, client: &Client, now_ms: f64) -> JsResult<Promise> {
+        let now_ms = secs("nowMs", now_ms)?;
+        let (outbox, c) = (self.0.clone(), client.0.clone());
+        Ok(future_to_promise(async move {
+            sync_report(outbox.sync(&c, now_ms).await)
+        }))
+    }
+
+    /// Every queued record (pending and failed), in order of sale.
+    #[wasm_bindgen(unchecked_return_type = "QueuedTransaction[]")]
+    pub fn entries(&self) -> JsResult<JsValue> {
+        let entries = self.0.entries();
+        to_js(
+            &entries
+                .iter()
+                .map(JsQueuedTransaction::from)
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    /// When the queue is next due (Unix ms), for the app's timer; `undefined` when
+    /// nothing is pending.
+    #[wasm_bindgen(js_name = nextAttemptAt)]
+    pub fn next_attempt_at(&self) -> Option<f64> {
+        self.0.next_attempt_at().map(|t| t as f64)
+    }
+
+    /// Pending transactions (the queue length a till shows; refused ones stay in
+    /// `entries()` as `failed`).
     #[wasm_bindgen(getter)]
     pub fn length(&self) -> usize {
         self.0.len()
@@ -359,15 +425,24 @@ impl Outbox {
     #[wasm_bindgen(js_name = lastError, unchecked_return_type = "QueueError | undefined")]
     pub fn last_error(&self) -> JsResult<JsValue> {
         match self.0.last_error() {
-            Some(e) => to_js(&JsQueueError {
-                code: &e.code,
-                message: &e.message,
-                at_ms: e.at_ms,
-                http_status: e.http_status,
-            }),
+            Some(e) => to_js(&JsQueueError::from(&e)),
             None => Ok(JsValue::UNDEFINED),
         }
     }
+}
+
+fn sync_report(r: client::SyncReport) -> JsResult<JsValue> {
+    to_js(&JsSyncReport {
+        sent: r.sent.iter().map(|(k, _)| k.as_str().to_owned()).collect(),
+        failed: r
+            .failed
+            .iter()
+            .map(|(k, _)| k.as_str().to_owned())
+            .collect(),
+        stopped_by: r.stopped_by.map(|e| e.code().to_owned()),
+        remaining: r.remaining,
+        already_running: r.already_running,
+    })
 }
 
 /// The device's clock as Unix milliseconds (for the `nowMs` arguments).
