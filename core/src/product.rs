@@ -20,13 +20,11 @@ pub const PRODUCT_ID_MAX_LEN: usize = 64;
 /// assert!(p.active);
 /// tillgate_core::validate_product("kaffe-1", &p).unwrap();
 /// ```
+///
+/// With the `openapi` feature its schema is `ProductInput`: the members and constraints
+/// of `ProductDoc` with `additionalProperties: false`, as unknown members are refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[cfg_attr(
-    feature = "openapi",
-    derive(utoipa::ToSchema),
-    schema(as = ProductInput, description = "A product as sent by `PUT /products/{id}`.")
-)]
 pub struct Product {
     /// Name, 1–128 characters.
     pub name: String,
@@ -47,6 +45,67 @@ pub struct Product {
 
 fn yes() -> bool {
     true
+}
+
+/// The members of a product with the constraints of [`validate_product`], for the OpenAPI
+/// document only (the server reads and writes [`Product`]). Without
+/// `additionalProperties: false`, so that `ProductOut` can add `id` and `updatedAt` to it.
+#[cfg(feature = "openapi")]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct ProductDoc {
+    /// Name, 1–128 characters without control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$",
+        example = "Kaffe"
+    )]
+    name: String,
+    /// Price in minor units, 0 to 2^53−1.
+    #[schema(minimum = 0, maximum = 9007199254740991_i64, example = 2500)]
+    price: i64,
+    /// ISO 4217 currency: three upper-case letters.
+    #[schema(
+        pattern = "^[A-Z]{3}$",
+        min_length = 3,
+        max_length = 3,
+        example = "SEK"
+    )]
+    currency: String,
+    /// VAT rate, basis points (2500 = 25 %), 0–10000.
+    #[schema(minimum = 0, maximum = 10_000, example = 1200)]
+    vat_rate: u32,
+    /// Optional barcode (EAN etc.), 1–64 visible ASCII characters.
+    #[schema(min_length = 1, max_length = 64, pattern = "^[!-~]+$")]
+    barcode: Option<String>,
+    /// Whether the product is sold (default true); products are deactivated, not deleted,
+    /// so delta sync carries the change.
+    #[serde(default)]
+    #[schema(default = true)]
+    active: bool,
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Product {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::schema::{AdditionalProperties, Schema};
+        let mut schema = <ProductDoc as utoipa::PartialSchema>::schema();
+        if let RefOr::T(Schema::Object(o)) = &mut schema {
+            o.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
+            o.description = Some("A product as sent by `PUT /products/{id}`.".into());
+        }
+        schema
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Product {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "ProductInput".into()
+    }
 }
 
 /// Checks a product and its id; every failing field is listed (`invalid_product`).

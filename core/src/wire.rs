@@ -86,17 +86,35 @@ pub struct RenewRequest {
     pub production_number: String,
     /// The register's device id.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = "^[!-~]{1,128}$", min_length = 1, max_length = 128)
+    )]
     pub device_id: String,
     /// New validity start, RFC 3339 midnight UTC.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}T00:00:00Z$",
+            example = "2025-01-01T00:00:00Z"
+        )
+    )]
     pub valid_from: String,
     /// New validity end, RFC 3339 midnight UTC, at most a year after `validFrom`.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}T00:00:00Z$",
+            example = "2026-01-01T00:00:00Z"
+        )
+    )]
     pub valid_to: String,
     /// The signed descriptor, when renewing without the old key. The registration then
     /// waits for admin approval again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(nullable))]
+    #[cfg_attr(feature = "openapi", schema(nullable, max_length = 16384))]
     pub descriptor: Option<String>,
 }
 
@@ -239,7 +257,10 @@ pub struct ProductOut {
     /// Product id within the company.
     pub id: String,
     /// The product.
+    // Documented by its members (`ProductDoc`), not as `ProductInput`, whose
+    // `additionalProperties: false` would refuse `id` and `updatedAt` next to them.
     #[serde(flatten)]
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::product::ProductDoc))]
     pub product: Product,
     /// Last change (RFC 3339).
     pub updated_at: String,
@@ -258,27 +279,51 @@ pub struct ProductList {
 
 // ---- documentation-only shapes ------------------------------------------------------
 
-/// A cash transaction (documentation of core's `Transaction`).
+/// A cash transaction (documentation of core's `Transaction`, with the constraints of
+/// `validate_transaction`; `total` must also equal the sum of the item amounts).
 #[cfg(feature = "openapi")]
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[allow(dead_code)]
 pub struct TransactionDoc {
-    /// `sale`, `refund`, `copy` or `training`.
+    /// Kind of transaction.
     #[serde(rename = "type")]
-    #[schema(example = "sale")]
-    kind: String,
-    /// ISO 4217.
-    #[schema(example = "SEK")]
+    kind: TransactionTypeDoc,
+    /// ISO 4217: three upper-case letters.
+    #[schema(
+        pattern = "^[A-Z]{3}$",
+        min_length = 3,
+        max_length = 3,
+        example = "SEK"
+    )]
     currency: String,
-    /// Sum of the item amounts, minor units.
-    #[schema(example = 12500)]
+    /// Sum of the item amounts, minor units (0 to 2^53−1).
+    #[schema(minimum = 0, maximum = 9007199254740991_i64, example = 12500)]
     total: i64,
-    /// VAT lines, one per rate.
+    /// VAT lines, one per rate (no rate twice).
+    #[serde(default)]
     vat: Vec<VatLineDoc>,
-    /// Item lines.
+    /// Item lines, 1–1000.
+    #[schema(min_items = 1, max_items = 1000)]
     items: Vec<ItemDoc>,
-    /// For `copy` / `refund`: id of the original transaction.
+    /// For `copy` / `refund`: id of an earlier transaction of the same register.
+    #[schema(min_length = 1)]
     reference: Option<String>,
+}
+
+/// Kind of a cash transaction (documentation of core's `TransactionType`).
+#[cfg(feature = "openapi")]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum TransactionTypeDoc {
+    /// A sale.
+    Sale,
+    /// A refund.
+    Refund,
+    /// A copy of an earlier receipt.
+    Copy,
+    /// A training transaction.
+    Training,
 }
 
 /// One VAT line (documentation of core's `VatLine`).
@@ -286,9 +331,11 @@ pub struct TransactionDoc {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[allow(dead_code)]
 pub struct VatLineDoc {
-    /// Rate in basis points (2500 = 25 %).
+    /// Rate in basis points (2500 = 25 %), 0–10000.
+    #[schema(minimum = 0, maximum = 10_000, example = 2500)]
     rate: u32,
-    /// VAT amount, minor units.
+    /// VAT amount, minor units (0 to 2^53−1).
+    #[schema(minimum = 0, maximum = 9007199254740991_i64)]
     amount: i64,
 }
 
@@ -297,11 +344,19 @@ pub struct VatLineDoc {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[allow(dead_code)]
 pub struct ItemDoc {
-    /// Article name.
+    /// Article name, 1–128 characters without control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$",
+        example = "Kaffe"
+    )]
     name: String,
     /// Units, 1–1,000,000.
+    #[schema(minimum = 1, maximum = 1_000_000, example = 1)]
     quantity: i64,
-    /// Line amount, minor units.
+    /// Line amount, minor units (0 to 2^53−1).
+    #[schema(minimum = 0, maximum = 9007199254740991_i64, example = 12500)]
     amount: i64,
 }
 

@@ -58,8 +58,6 @@ impl FromRequestParts<AppState> for ActivationBudget {
     request_body(content = crate::openapi::ActivationRequestDoc, content_type = "application/json"),
     responses(
         (status = 201, body = ActivationCreated),
-        (status = 400, description = "invalid fields (all listed)", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "too many activation requests", body = crate::error::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn activate(
     State(state): State<AppState>,
@@ -140,6 +138,7 @@ pub async fn activate(
 #[into_params(parameter_in = Query)]
 pub struct HandshakeQuery {
     /// Echoed in the signed timestamp (1–128 visible ASCII characters).
+    #[param(min_length = 1, max_length = 128, pattern = "^[!-~]+$")]
     pub nonce: Option<String>,
     /// If given, must be the registration's device id (`device_mismatch`).
     pub device_id: Option<String>,
@@ -154,8 +153,6 @@ pub struct HandshakeQuery {
     security(("apiKey" = []), ("bearer" = [])),
     responses(
         (status = 200, body = Handshake),
-        (status = 401, description = "missing or unknown credentials", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "pending_approval, rejected, revoked, key_expired, key_not_yet_valid, device_mismatch, production_number_mismatch, application_package_mismatch", body = crate::error::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn handshake(
     State(state): State<AppState>,
@@ -255,8 +252,6 @@ fn descriptor_for(state: &AppState, a: &ActivationRow, now: i64) -> ActivationDe
     security(("apiKey" = []), ("bearer" = [])),
     responses(
         (status = 200, body = ActivationCode),
-        (status = 401, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, body = crate::error::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn activation_code(
     State(state): State<AppState>,
@@ -277,10 +272,6 @@ pub async fn activation_code(
     security(("apiKey" = []), ("bearer" = []), ()),
     responses(
         (status = 200, body = Renewed),
-        (status = 400, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 401, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "revoked, rejected, device_mismatch, production_number_mismatch, renewal_grace_expired", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "renewal_too_early", body = crate::error::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn renew(
     State(state): State<AppState>,

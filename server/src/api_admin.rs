@@ -14,7 +14,7 @@ use crate::api_register::{TransactionOut, tx_out};
 use crate::auth::Admin;
 use crate::db::{ActivationRow, StaffRow};
 use crate::error::{AppError, AppResult};
-use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::extract::{ApiBytes, ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
 
 /// A registration as the admin sees it (never with its key).
@@ -96,8 +96,10 @@ pub struct ActivationList {
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// `pending`, `approved`, `rejected` or `revoked`; all when absent.
+    #[param(pattern = "^(pending|approved|rejected|revoked)$")]
     pub status: Option<String>,
     /// At most this many (1–1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 
@@ -106,8 +108,7 @@ const STATUSES: [&str; 4] = ["pending", "approved", "rejected", "revoked"];
 /// `GET /admin/activations?status=pending`.
 #[utoipa::path(get, path = "/admin/activations", tag = "admin", params(ListQuery),
     security(("admin" = [])),
-    responses((status = 200, body = ActivationList),
-        (status = 401, body = crate::error::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = ActivationList)))]
 pub async fn list(
     State(state): State<AppState>,
     _admin: Admin,
@@ -244,14 +245,12 @@ async fn decide(
 #[utoipa::path(post, path = "/admin/activations/{activationId}/approve", tag = "admin",
     params(("activationId" = String, Path)), request_body(content = Decision, content_type = "application/json"),
     security(("admin" = [])),
-    responses((status = 200, body = AdminActivation),
-        (status = 404, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, body = crate::error::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = AdminActivation)))]
 pub async fn approve(
     State(state): State<AppState>,
     _admin: Admin,
     ApiPath(id): ApiPath<String>,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> AppResult<Json<AdminActivation>> {
     decide(&state, &id, &["pending"], "approved", &body).await
 }
@@ -265,7 +264,7 @@ pub async fn reject(
     State(state): State<AppState>,
     _admin: Admin,
     ApiPath(id): ApiPath<String>,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> AppResult<Json<AdminActivation>> {
     decide(&state, &id, &["pending"], "rejected", &body).await
 }
@@ -279,7 +278,7 @@ pub async fn revoke(
     State(state): State<AppState>,
     _admin: Admin,
     ApiPath(id): ApiPath<String>,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> AppResult<Json<AdminActivation>> {
     decide(&state, &id, &["pending", "approved"], "revoked", &body).await
 }
@@ -420,8 +419,10 @@ pub struct ExportQuery {
     /// Only this register.
     pub activation_id: Option<String>,
     /// With `activationId`: only sequence numbers above this.
+    #[param(minimum = 0)]
     pub after_sequence: Option<i64>,
     /// At most this many (1–10000, default 1000).
+    #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<i64>,
 }
 

@@ -89,13 +89,10 @@ fn same_or_conflict(existing: TxRow, txh: &str, pn: &str) -> AppResult<Response>
 /// (header `Idempotent-Replayed: true`). Acknowledged only after the commit.
 #[utoipa::path(post, path = "/transactions", tag = "register",
     request_body(content = crate::openapi::TransactionDoc, content_type = "application/json"),
-    params(("Idempotency-Key" = String, Header, description = "client-chosen key, the same on every retry")),
+    params(("Idempotency-Key" = String, Header, description = "client-chosen key (1–64 visible ASCII characters), the same on every retry", min_length = 1, max_length = 64, pattern = "^[!-~]+$")),
     security(("apiKey" = []), ("bearer" = [])),
     responses(
         (status = 201, body = TransactionOut),
-        (status = 400, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "idempotency_key_reused", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "not stored; retry with the same key", body = crate::error::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create_transaction(
     State(state): State<AppState>,
@@ -155,10 +152,13 @@ pub async fn create_transaction(
 pub struct TxListQuery {
     /// Only what changed after this RVE (`YYYYMMDDHHmmSS`, UTC); overrides the `$R` of a
     /// URL-path prefix.
+    #[param(pattern = "^[0-9]{14}$", example = "20240101000000")]
     pub rve: Option<String>,
     /// Only sequence numbers above this.
+    #[param(minimum = 0)]
     pub after_sequence: Option<i64>,
     /// At most this many (1–1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 
@@ -218,8 +218,7 @@ pub async fn list_transactions(
 #[utoipa::path(get, path = "/transactions/{id}", tag = "register",
     params(("id" = String, Path)),
     security(("apiKey" = []), ("bearer" = [])),
-    responses((status = 200, body = TransactionOut),
-        (status = 404, body = crate::error::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = TransactionOut)))]
 pub async fn get_transaction(
     State(state): State<AppState>,
     Register(auth): Register,
@@ -247,11 +246,10 @@ fn product_out(r: ProductRow) -> AppResult<ProductOut> {
 }
 
 /// `PUT /products/{id}`: creates (201) or replaces (200) a product of the register's company.
-#[utoipa::path(put, path = "/products/{id}", tag = "register", params(("id" = String, Path)),
+#[utoipa::path(put, path = "/products/{id}", tag = "register", params(("id" = String, Path, description = "1–64 characters of A-Z a-z 0-9 - _ .", min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._-]+$")),
     request_body = ProductInput,
     security(("apiKey" = []), ("bearer" = [])),
-    responses((status = 200, body = ProductOut), (status = 201, body = ProductOut),
-        (status = 400, body = crate::error::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = ProductOut), (status = 201, body = ProductOut)))]
 pub async fn put_product(
     State(state): State<AppState>,
     Register(auth): Register,
@@ -278,9 +276,9 @@ pub async fn put_product(
 }
 
 /// `GET /products/{id}`.
-#[utoipa::path(get, path = "/products/{id}", tag = "register", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/products/{id}", tag = "register", params(("id" = String, Path, description = "1–64 characters of A-Z a-z 0-9 - _ .", min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._-]+$")),
     security(("apiKey" = []), ("bearer" = [])),
-    responses((status = 200, body = ProductOut), (status = 404, body = crate::error::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = ProductOut)))]
 pub async fn get_product(
     State(state): State<AppState>,
     Register(auth): Register,
@@ -301,6 +299,7 @@ pub async fn get_product(
 pub struct ProductListQuery {
     /// Only what changed after this RVE (`YYYYMMDDHHmmSS`, UTC); overrides the `$R` of a
     /// URL-path prefix.
+    #[param(pattern = "^[0-9]{14}$", example = "20240101000000")]
     pub rve: Option<String>,
 }
 

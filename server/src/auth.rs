@@ -163,9 +163,9 @@ async fn authenticate_key(
         ));
     };
     // The lookup was by hash; compare again in constant time before trusting it.
-    let stored = hex_to_bytes(&stored_hex)
+    let stored = crate::state::parse_hex_hash(&stored_hex)
         .ok_or_else(|| AppError::internal("stored key hash is not hex"))?;
-    if !bool::from(subtle::ConstantTimeEq::ct_eq(&stored[..], &hash.0[..])) {
+    if !stored.ct_eq(&hash) {
         return Err(AppError::unauthorized(
             "invalid_credentials",
             "unknown API key",
@@ -243,13 +243,6 @@ async fn authenticate_dynamic(
         staff_login: Some(claims.login),
         via,
     })
-}
-
-fn hex_to_bytes(hex: &str) -> Option<Vec<u8>> {
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 /// Refuses a registration that is not approved or whose key is not valid at `now`.

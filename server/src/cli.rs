@@ -95,9 +95,11 @@ pub enum AdminCommand {
 
 /// Runs one admin command, printing its result to standard output.
 pub async fn run(config: &Config, cmd: AdminCommand) -> Result<(), String> {
+    let cipher = crate::seal::from_config(config)?;
     let store = Store::connect(&config.effective_database_url(), 2)
         .await
-        .map_err(|e| format!("cannot open the database: {e}"))?;
+        .map_err(|e| format!("cannot open the database: {e}"))?
+        .with_seed_cipher(cipher);
     let now = SystemClock.now();
     store.init(now).await.map_err(|e| e.to_string())?;
     let result = run_with(&store, config, cmd, now).await;

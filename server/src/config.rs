@@ -87,6 +87,22 @@ pub struct Config {
     #[arg(long, env = "TILLGATE_DB_POOL", default_value_t = 8)]
     pub db_pool_size: u32,
 
+    /// Key-encryption key (32 bytes, base64url) sealing the signing-key seeds in the
+    /// database. When unset, the file `key-encryption.key` in the data directory (created
+    /// with mode 0600 at first start). Set it for PostgreSQL with several processes.
+    #[arg(long, env = "TILLGATE_KEY_ENCRYPTION_KEY", hide_env_values = true)]
+    pub key_encryption_key: Option<String>,
+
+    /// Seconds a connection may take to send a complete request head (request line and
+    /// headers); applies to new and to idle keep-alive connections, which are then closed.
+    #[arg(long, env = "TILLGATE_HEADER_READ_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_read_timeout_secs: u64,
+
+    /// Seconds a request may take from its head to the response, body upload included:
+    /// 408 `request_timeout` if the body had not arrived, else 503 `handler_timeout`.
+    #[arg(long, env = "TILLGATE_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub request_timeout_secs: u64,
+
     /// Directory of the built web demo (`web-demo/dist`), served under `/demo/`; not
     /// served when unset.
     #[arg(long, env = "TILLGATE_DEMO_DIR")]
@@ -119,6 +135,9 @@ impl Config {
             batch_max: 1024,
             dynamic_key_window_secs: 300,
             db_pool_size: 8,
+            key_encryption_key: None,
+            header_read_timeout_secs: 10,
+            request_timeout_secs: 30,
             demo_dir: None,
             demo_mode: false,
         }

@@ -10,6 +10,8 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row as _};
 use tillgate_core::{ReceiptClaims, SigningKey, receipt_link, sign_receipt};
 
+use crate::seal::SeedCipher;
+
 /// Which database the store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -31,6 +33,7 @@ const PG_MIGRATION_LOCK: i64 = 0x7469_6c6c_6761_7465;
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    seeds: Option<SeedCipher>,
 }
 
 /// An activation (a cash register's registration) as stored.
@@ -106,7 +109,8 @@ fn activation_from_row(r: &AnyRow) -> Result<ActivationRow, sqlx::Error> {
 pub struct SigningKeyRow {
     /// RFC 7638 thumbprint.
     pub kid: String,
-    /// base64url seed (secret).
+    /// base64url seed (secret), opened: sealed in the database when the store has a
+    /// [`SeedCipher`] (see [`Store::with_seed_cipher`]).
     pub seed: String,
     /// base64url public key.
     pub public_key: String,
@@ -219,6 +223,8 @@ pub enum Committed {
 pub struct InitOutcome {
     /// The kid of a signing key created because none existed.
     pub created_signing_key: Option<String>,
+    /// How many signing-key seeds stored in plain text were sealed now.
+    pub sealed_signing_keys: usize,
 }
 
 impl Store {
@@ -251,9 +257,22 @@ impl Store {
             });
         }
         let pool = options.connect(url).await?;
-        let store = Store { pool, backend };
+        let store = Store {
+            pool,
+            backend,
+            seeds: None,
+        };
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// Seals signing-key seeds with this key-encryption key from now on: new keys are
+    /// stored sealed, [`Store::init`] seals rows stored in plain text, and
+    /// [`Store::signing_keys`] opens them. Without one, seeds are stored in plain text and
+    /// sealed rows cannot be read.
+    pub fn with_seed_cipher(mut self, cipher: SeedCipher) -> Store {
+        self.seeds = Some(cipher);
+        self
     }
 
     /// The backend in use.
@@ -334,8 +353,9 @@ impl Store {
         result
     }
 
-    /// Creates a signing key if none is active. Safe to call from several processes at
-    /// once (PostgreSQL: under the migration lock).
+    /// Creates a signing key if none is active, and with a [`SeedCipher`] seals the seeds
+    /// still stored in plain text (and checks that every sealed seed opens). Safe to call
+    /// from several processes at once (PostgreSQL: under the migration lock).
     pub async fn init(&self, now: i64) -> Result<InitOutcome, sqlx::Error> {
         let mut conn = self.pool.acquire().await?;
         if self.backend == Backend::Postgres {
@@ -353,8 +373,11 @@ impl Store {
             if n == 0 {
                 let key = tillgate_core::generate_signing_key()
                     .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
-                insert_signing_key(&mut conn, &key, now).await?;
+                insert_signing_key(&mut conn, self.seeds.as_ref(), &key, now).await?;
                 out.created_signing_key = Some(key.kid().to_owned());
+            }
+            if let Some(cipher) = &self.seeds {
+                out.sealed_signing_keys = seal_plain_seeds(&mut conn, cipher).await?;
             }
             Ok::<_, sqlx::Error>(out)
         }
@@ -404,9 +427,11 @@ impl Store {
         .await?
         .iter()
         .map(|r| {
+            let kid: String = r.try_get("kid")?;
+            let stored: String = r.try_get("seed")?;
             Ok(SigningKeyRow {
-                kid: r.try_get("kid")?,
-                seed: r.try_get("seed")?,
+                seed: self.open_seed(&kid, &stored)?,
+                kid,
                 public_key: r.try_get("public_key")?,
                 created_at: r.try_get("created_at")?,
                 retired_at: r.try_get("retired_at")?,
@@ -415,10 +440,25 @@ impl Store {
         .collect()
     }
 
+    /// The base64url seed of a stored one (sealed or, from before, plain).
+    fn open_seed(&self, kid: &str, stored: &str) -> Result<String, sqlx::Error> {
+        use base64::Engine as _;
+        match &self.seeds {
+            Some(cipher) => cipher
+                .open(kid, stored)
+                .map(|seed| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(seed))
+                .map_err(sqlx::Error::Protocol),
+            None if crate::seal::is_sealed(stored) => Err(sqlx::Error::Protocol(format!(
+                "the seed of signing key {kid} is sealed and no key-encryption key is configured"
+            ))),
+            None => Ok(stored.to_owned()),
+        }
+    }
+
     /// Adds a signing key; being the newest, it signs from now on.
     pub async fn add_signing_key(&self, key: &SigningKey, now: i64) -> Result<(), sqlx::Error> {
         let mut conn = self.pool.acquire().await?;
-        insert_signing_key(&mut conn, key, now).await
+        insert_signing_key(&mut conn, self.seeds.as_ref(), key, now).await
     }
 
     /// Retires a key: no longer published nor used. Refuses to retire the last active
@@ -1037,21 +1077,60 @@ impl Store {
 
 async fn insert_signing_key(
     conn: &mut sqlx::AnyConnection,
+    seeds: Option<&SeedCipher>,
     key: &SigningKey,
     now: i64,
 ) -> Result<(), sqlx::Error> {
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let seed = match seeds {
+        Some(cipher) => cipher
+            .seal(key.kid(), &key.seed())
+            .map_err(sqlx::Error::Protocol)?,
+        None => b64.encode(key.seed()),
+    };
     sqlx::query(
         "INSERT INTO signing_keys (kid, seed, public_key, created_at) VALUES ($1, $2, $3, $4)",
     )
     .bind(key.kid())
-    .bind(b64.encode(key.seed()))
+    .bind(seed)
     .bind(b64.encode(key.public_key_bytes()))
     .bind(now)
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Seals every seed still stored in plain text and checks that every sealed one opens
+/// with this key (a wrong KEK stops the start instead of failing later). Returns how
+/// many were sealed.
+async fn seal_plain_seeds(
+    conn: &mut sqlx::AnyConnection,
+    cipher: &SeedCipher,
+) -> Result<usize, sqlx::Error> {
+    let rows: Vec<(String, String)> = sqlx::query("SELECT kid, seed FROM signing_keys")
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get("kid")?, r.try_get("seed")?)))
+        .collect::<Result<_, sqlx::Error>>()?;
+    let mut sealed = 0;
+    for (kid, stored) in rows {
+        let seed = cipher.open(&kid, &stored).map_err(sqlx::Error::Protocol)?;
+        if crate::seal::is_sealed(&stored) {
+            continue;
+        }
+        let new = cipher.seal(&kid, &seed).map_err(sqlx::Error::Protocol)?;
+        // Only if still the same plain value (another process may have sealed it).
+        sqlx::query("UPDATE signing_keys SET seed = $1 WHERE kid = $2 AND seed = $3")
+            .bind(new)
+            .bind(&kid)
+            .bind(&stored)
+            .execute(&mut *conn)
+            .await?;
+        sealed += 1;
+    }
+    Ok(sealed)
 }
 
 fn unix_now() -> i64 {

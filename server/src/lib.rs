@@ -17,6 +17,8 @@ pub mod openapi;
 pub mod ops;
 pub mod prefix;
 pub mod ratelimit;
+pub mod seal;
+pub mod serve;
 pub mod state;
 
 use std::time::Instant;
@@ -32,6 +34,7 @@ use tracing::Instrument as _;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Config, LogFormat};
 pub use error::AppError;
+pub use serve::serve;
 pub use state::AppState;
 
 /// Builds the HTTP application.
@@ -94,6 +97,10 @@ pub fn app(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(
             state.clone(),
             prefix::rewrite,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            serve::request_timeout,
         ))
         .layer(middleware::from_fn_with_state(state, observe))
 }

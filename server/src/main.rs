@@ -1,8 +1,8 @@
 //! `tillgate-server`: serve the API (default), or run an admin command.
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser;
 use tillgate_server::cli::AdminCommand;
@@ -89,11 +89,12 @@ async fn serve(mut config: Config) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {bind}: {e}"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(addr = %local, backend = ?state.store.backend(), "listening");
-    axum::serve(
+    tillgate_server::serve(
         listener,
-        app(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+        app(state.clone()),
+        Duration::from_secs(state.config.header_read_timeout_secs.max(1)),
+        shutdown_signal(),
     )
-    .with_graceful_shutdown(shutdown_signal())
     .await
     .map_err(|e| e.to_string())?;
     // In-flight requests have finished; commit what the writer still holds, then close.

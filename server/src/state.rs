@@ -96,9 +96,11 @@ impl AppState {
                 format!("cannot create data dir {}: {e}", config.data_dir.display())
             })?;
         }
+        let cipher = crate::seal::from_config(&config)?;
         let store = Store::connect(&url, config.db_pool_size)
             .await
-            .map_err(|e| format!("cannot open the database: {e}"))?;
+            .map_err(|e| format!("cannot open the database: {e}"))?
+            .with_seed_cipher(cipher);
         if let Some(path) = crate::db::sqlite_path(&url) {
             restrict_permissions(&path);
         }
@@ -109,6 +111,12 @@ impl AppState {
             .map_err(|e| format!("cannot initialise the database: {e}"))?;
         if let Some(kid) = init.created_signing_key {
             tracing::info!(kid, "created the first signing key");
+        }
+        if init.sealed_signing_keys > 0 {
+            tracing::info!(
+                count = init.sealed_signing_keys,
+                "sealed signing-key seeds stored in plain text"
+            );
         }
 
         let mut generated_admin_key = None;
@@ -376,7 +384,8 @@ async fn commit_items(state: &AppState, items: &[NewTx]) -> Result<Vec<Committed
         .map_err(|e| e.to_string())
 }
 
-fn parse_hex_hash(hex: &str) -> Option<ApiKeyHash> {
+/// Parses a stored lower-case hex SHA-256 key hash.
+pub(crate) fn parse_hex_hash(hex: &str) -> Option<ApiKeyHash> {
     if hex.len() != 64 {
         return None;
     }

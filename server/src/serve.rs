@@ -1,0 +1,167 @@
+//! The HTTP server loop and request timeouts: what keeps a slow client from holding a
+//! connection or a request forever.
+//!
+//! * [`serve`] accepts connections itself (instead of `axum::serve`) so that hyper's
+//!   header read timeout can be set: a connection that has not sent a complete request
+//!   head within it — a new connection, or an idle keep-alive one — is closed.
+//! * [`request_timeout`] bounds a whole request (reading the body and handling it): 408
+//!   `request_timeout` when the client had not finished sending the body, else 503
+//!   `handler_timeout` (the server was too slow; a retry may succeed — for
+//!   `POST /transactions` with the same `Idempotency-Key`).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use hyper::body::{Body as _, Frame, SizeHint};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tower::ServiceExt as _;
+
+use crate::error::AppError;
+use crate::state::AppState;
+
+/// Serves `app` on `listener` until `shutdown` completes, then stops accepting, lets
+/// in-flight requests finish (idle connections are closed at once) and returns.
+///
+/// Each connection gets `ConnectInfo<SocketAddr>` (the client address for rate limits) and
+/// hyper's header read timeout `header_read_timeout`.
+pub async fn serve<F>(
+    listener: TcpListener,
+    app: Router,
+    header_read_timeout: Duration,
+    shutdown: F,
+) -> std::io::Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    if !is_connection_error(&e) {
+                        // Out of file descriptors and the like: back off, as axum::serve does.
+                        tracing::error!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let router = app.clone();
+        let service = tower::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(remote));
+            router.clone().oneshot(req.map(Body::new))
+        });
+        let conn =
+            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, client = %remote, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+fn is_connection_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    matches!(
+        e.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    )
+}
+
+/// Middleware: answers 408 `request_timeout` or 503 `handler_timeout` (problem+json)
+/// when a request takes longer than `--request-timeout-secs`.
+pub async fn request_timeout(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let limit = Duration::from_secs(state.config.request_timeout_secs.max(1));
+    // A request without a body (GET, Content-Length: 0) has been received in full.
+    let received = Arc::new(AtomicBool::new(req.body().is_end_stream()));
+    let req = req.map(|body| {
+        Body::new(TrackedBody {
+            inner: body,
+            done: received.clone(),
+        })
+    });
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) if !received.load(Ordering::Acquire) => {
+            let mut resp = AppError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!("the request was not received within {} s", limit.as_secs()),
+            )
+            .into_response();
+            // The rest of the body may never come: do not keep the connection.
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            resp
+        }
+        Err(_) => AppError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "handler_timeout",
+            format!(
+                "the request was not handled within {} s; retry later",
+                limit.as_secs()
+            ),
+        )
+        .into_response(),
+    }
+}
+
+/// A request body that records when it has been read to the end (or had none).
+struct TrackedBody {
+    inner: Body,
+    done: Arc<AtomicBool>,
+}
+
+impl hyper::body::Body for TrackedBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(None) = polled {
+            self.done.store(true, Ordering::Release);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        let end = self.inner.is_end_stream();
+        if end {
+            self.done.store(true, Ordering::Release);
+        }
+        end
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
