@@ -1,19 +1,18 @@
-// Tillgate web POS demo: the page's logic. Every rule runs in tillgate-core (the
-// `tillgate` npm package, WebAssembly); this file only wires the page to it and to the
-// server.
+// Tillgate web POS demo: the page's logic. Every rule runs in tillgate-core and every
+// call the register makes to the server goes through tillgate-client, both from the
+// `tillgate` npm package (WebAssembly): `Client` (activation, handshake, activation code,
+// transactions) and `Outbox` (the offline queue in localStorage). This file only wires
+// the page to them. The demo admin panel uses plain fetch (backoffice.ts): the admin
+// API is not the register's.
 
 import init, {
-  TrustedKeys, encodeUrlToken, generateApiKey, parseUrlToken, validateActivationRequest,
-  validateApiKey, validateTransaction, verifyDescriptor, verifyReceiptChain, verifyServerTime,
+  Client, Outbox, TrustedKeys, encodeUrlToken, generateApiKey, parseUrlToken, unixTimeMs,
+  validateActivationRequest, validateApiKey, validateTransaction, verifyReceiptChain,
 } from "tillgate/web";
 import type {
   ActivationRequest, ApiKeyAlphabet, ReceiptClaims, TillgateError, Transaction, UrlToken,
 } from "tillgate/web";
-import {
-  ActivationCodeOk, ActivationCreated, AdminActivation, ApiError, HandshakeOk, NetworkError,
-  TransactionPage, isOffline, request, setOffline,
-} from "./api.js";
-import { Outbox } from "./outbox.js";
+import { AdminActivation, HttpError, request } from "./backoffice.js";
 
 // ---- small DOM helpers --------------------------------------------------------------
 
@@ -36,11 +35,13 @@ function fillKv(dl: HTMLElement, rows: [string, string][]): void {
 }
 const asTg = (e: unknown) => e as TillgateError;
 const money = (minor: number) => `${(minor / 100).toFixed(2).replace(".", ",")} kr`;
-const nowSecs = () => Math.floor(Date.now() / 1000);
+const nowSecs = () => Math.floor(unixTimeMs() / 1000);
 const short = (s: string, n = 10) => (s.length > n ? `${s.slice(0, n)}…` : s);
+/** The client's codes for "the server could not be reached" (transient). */
+const isUnreachable = (e: unknown) => ["network", "timeout"].includes(asTg(e)?.code ?? "");
 function errText(e: unknown): string {
-  if (e instanceof ApiError) return `${e.code}: ${e.message}`;
-  if (e instanceof NetworkError) return "offline: the server cannot be reached";
+  if (e instanceof HttpError) return `${e.code}: ${e.message}`;
+  if (isUnreachable(e)) return `offline: the server cannot be reached (${asTg(e).code})`;
   const t = asTg(e);
   return t && t.code ? `${t.code}: ${t.message}` : String(e);
 }
@@ -56,21 +57,53 @@ const K = {
   registration: "tillgate-demo:registration",
   descriptor: "tillgate-demo:descriptor",
   timeFloor: "tillgate-demo:trusted-time-floor",
-  outbox: "tillgate-demo:outbox",
+  /** The client's localStorage queue: one key per sale, `<prefix>tx-<id>`. */
+  queue: "tillgate-demo:queue:",
   jwks: "tillgate-demo:pinned-jwks",
   offline: "tillgate-demo:offline",
 };
+/** Where the Offline switch points the client: port 9 (discard), where nothing answers
+ * (browsers refuse it at once), so every call fails as a lost network would. */
+const OFFLINE_URL = "http://127.0.0.1:9";
 let reg: Registration | null = JSON.parse(localStorage.getItem(K.registration) ?? "null") as Registration | null;
 let trusted: TrustedKeys | null = null;
 let adminKey: string | null = null;
 let pollTimer: number | undefined;
 let originalDescriptor: string | null = null;
-const outbox = new Outbox(K.outbox);
+let offlineMode = false;
+let paying = false;
+/** The register's clients: the same register (key, device, package, trusted time floor)
+ * pointed at the server, and at OFFLINE_URL while the Offline switch is on. */
+let online: Client | null = null;
+let offline: Client | null = null;
+let outbox: Outbox;
 
 function saveReg(): void {
   if (reg) localStorage.setItem(K.registration, JSON.stringify(reg));
   else localStorage.removeItem(K.registration);
 }
+
+function isOffline(): boolean { return offlineMode; }
+function newClient(baseUrl: string, deviceId: string, applicationPackage: string): Client {
+  if (!trusted) throw Object.assign(new Error("the server's keys are not loaded"), { code: "no_trusted_keys" });
+  return new Client({ baseUrl, deviceId, applicationPackage, timeoutMs: 5000 }, trusted);
+}
+/** Builds the register's clients from what the app kept: API key and trusted time floor. */
+function connect(): void {
+  online?.free();
+  offline?.free();
+  online = offline = null;
+  if (!reg || !trusted) return;
+  online = newClient(location.origin, reg.deviceId, reg.applicationPackage);
+  offline = newClient(OFFLINE_URL, reg.deviceId, reg.applicationPackage);
+  const floor = Number(localStorage.getItem(K.timeFloor) ?? "0");
+  for (const c of [online, offline]) {
+    c.setApiKey(reg.apiKey);
+    if (floor > 0) c.restoreTrustedTimeFloor(floor);
+  }
+}
+/** The client for the register's network calls (honours the Offline switch). */
+function api(): Client | null { return offlineMode ? offline : online; }
 
 // ---- 1. activation form -------------------------------------------------------------
 
@@ -135,22 +168,28 @@ async function register(ev: SubmitEvent): Promise<void> {
   btn.disabled = true;
   try {
     const req = formValues();
-    const created = await request<ActivationCreated>("/activations-advanced", { method: "POST", body: req });
+    // The client checks the request with core, sends it, and keeps the returned key.
+    const client = newClient(isOffline() ? OFFLINE_URL : location.origin, req.deviceId ?? "", req.applicationPackage ?? "");
+    const created = await client.activate(req).finally(() => client.free());
     reg = {
       activationId: created.activationId, productionNumber: created.productionNumber,
       apiKey: created.apiKey, status: created.status, cashRegisterName: req.cashRegisterName ?? "",
       deviceId: req.deviceId ?? "", applicationPackage: req.applicationPackage ?? "",
-      validFrom: created.validFrom, validTo: created.validTo, corporateId: created.corporateId,
+      validFrom: created.validFrom ?? req.validFrom ?? "", validTo: created.validTo ?? req.validTo ?? "",
+      corporateId: req.corporateId ?? "",
     };
     saveReg();
+    localStorage.removeItem(K.timeFloor);
+    connect();
     localStorage.removeItem(K.descriptor);
     setState($("form-summary"), "ok", `Registered as ${created.productionNumber}: waiting for approval`);
     renderRegistration();
     void refreshAdmin();
     void handshake();
   } catch (e) {
-    if (e instanceof ApiError && e.fields.length) showFieldErrors(e.fields);
-    setState($("form-summary"), "bad", `The server refused: ${errText(e)}`);
+    const fields = asTg(e).fields ?? [];
+    if (fields.length) showFieldErrors(fields);
+    setState($("form-summary"), "bad", `${fields.length ? "Refused" : "The server refused"}: ${errText(e)}`);
   } finally {
     btn.disabled = reg !== null;
   }
@@ -187,7 +226,8 @@ function forget(): void {
   localStorage.removeItem(K.descriptor);
   localStorage.removeItem(K.timeFloor);
   localStorage.removeItem(K.jwks);
-  outbox.clear();
+  // Starting over drops the register's queued sales too (the page reloads right after).
+  for (const k of Object.keys(localStorage)) if (k.startsWith(K.queue)) localStorage.removeItem(k);
   window.clearInterval(pollTimer);
   location.reload();
 }
@@ -201,29 +241,32 @@ function setLight(state: "none" | "pending" | "green" | "red", text: string, det
 }
 
 async function handshake(): Promise<void> {
-  if (!reg || !trusted) return;
-  const nonce = Math.random().toString(36).slice(2, 14);
-  const q = new URLSearchParams({ nonce, deviceId: reg.deviceId, productionNumber: reg.productionNumber });
+  const client = api();
+  if (!reg || !client) return;
   try {
-    const h = await request<HandshakeOk>(`/auth/handshake?${q}`, { apiKey: reg.apiKey });
-    // The server's time is signed; only a verified timestamp becomes the trusted floor.
-    const t = verifyServerTime(h.signedTime, trusted, nonce);
-    localStorage.setItem(K.timeFloor, String(t.iat));
+    // The client sends a fresh nonce; the server's signed time must echo it and verify
+    // against the pinned keys, and then becomes the client's trusted time floor.
+    const h = await client.handshake();
+    const floor = client.trustedTimeFloor() ?? h.serverTime;
+    localStorage.setItem(K.timeFloor, String(floor));
+    for (const c of [online, offline]) c?.restoreTrustedTimeFloor(floor);
     reg.status = h.status;
     saveReg();
+    const at = new Date(h.serverTime * 1000).toISOString().replace(".000", "");
     setLight("green", "Approved: handshake OK",
-      `Server time ${h.serverTime}, signature and nonce verified in the browser; kept as the trusted time floor (iat ${t.iat}).`);
+      `Server time ${at}, signature and nonce verified in the browser; kept as the trusted time floor (iat ${floor}).`);
     stopPolling();
   } catch (e) {
-    if (e instanceof ApiError && e.code === "pending_approval") {
+    const code = asTg(e).code;
+    if (code === "pending_approval") {
       reg.status = "pending";
       setLight("pending", "Pending approval", "The server answered 403 pending_approval. Approve the register in the admin panel below.");
       startPolling();
-    } else if (e instanceof ApiError && ["rejected", "revoked"].includes(e.code)) {
-      reg.status = e.code;
-      setLight("red", `Refused: ${e.code}`, e.message);
+    } else if (code === "rejected" || code === "revoked") {
+      reg.status = code;
+      setLight("red", `Refused: ${code}`, asTg(e).message);
       stopPolling();
-    } else if (e instanceof NetworkError) {
+    } else if (isUnreachable(e)) {
       setLight("red", "Cannot reach the server", "Offline: the handshake needs the server. Sales still work through the queue.");
     } else {
       setLight("red", "Handshake failed", errText(e));
@@ -244,7 +287,7 @@ function stopPolling(): void {
 
 async function loadAdminKey(): Promise<void> {
   try {
-    const r = await request<{ adminKey: string }>("/demo/admin-key.json", { backOffice: true });
+    const r = await request<{ adminKey: string }>("/demo/admin-key.json");
     adminKey = r.adminKey;
     $("admin-status").textContent = "Demo mode: the server handed this page its admin key.";
     $<HTMLButtonElement>("admin-refresh-btn").disabled = false;
@@ -260,7 +303,7 @@ async function refreshAdmin(): Promise<void> {
   if (!adminKey) return;
   const table = $<HTMLTableElement>("admin-table");
   try {
-    const list = await request<{ items: AdminActivation[] }>("/admin/activations?status=pending", { adminKey, backOffice: true });
+    const list = await request<{ items: AdminActivation[] }>("/admin/activations?status=pending", { adminKey });
     const rows = list.items.map((a) => {
       const approve = el("button", { type: "button", className: "primary", textContent: "Approve" });
       approve.setAttribute("aria-label", `Approve ${a.productionNumber}`);
@@ -288,7 +331,7 @@ async function decide(id: string, what: "approve" | "reject"): Promise<void> {
   if (!adminKey) return;
   try {
     await request(`/admin/activations/${encodeURIComponent(id)}/${what}`, {
-      method: "POST", adminKey, backOffice: true,
+      method: "POST", adminKey,
       body: { decidedBy: "web demo admin", note: `${what}d in the web demo (demo mode)` },
     });
     $("admin-status").textContent = `${what === "approve" ? "Approved" : "Rejected"} ${id}.`;
@@ -315,17 +358,14 @@ function checkDescriptor(): boolean {
   const badge = $("descriptor-badge");
   $("descriptor-jws").textContent = jws ?? "";
   $<HTMLButtonElement>("descriptor-tamper-btn").disabled = !jws;
-  if (!jws || !trusted || !reg) {
+  if (!jws || !online) {
     setState(badge, "none", "No descriptor");
     return false;
   }
-  const floor = Number(localStorage.getItem(K.timeFloor) ?? "0") || undefined;
   try {
-    const v = verifyDescriptor(jws, trusted, nowSecs(), {
-      trustedTimeFloor: floor ?? null,
-      expectedDeviceId: reg.deviceId,
-      expectedApplicationPackage: reg.applicationPackage,
-    });
+    // Offline, by the client: the pinned keys, this device and package, valid now, and
+    // the clock not behind the trusted time floor.
+    const v = online.verifyStoredDescriptor(jws, nowSecs());
     const c = v.claims;
     setState(badge, "valid", "✓ VALID");
     $("descriptor-detail").textContent = `Signed by key ${v.kid}; this device and package match; valid now.`;
@@ -347,17 +387,19 @@ function checkDescriptor(): boolean {
 }
 
 async function fetchDescriptor(): Promise<void> {
-  if (!reg) return;
+  const client = api();
+  if (!client) return;
   const badge = $("descriptor-badge");
   setState(badge, "busy", "Fetching…");
   try {
-    const r = await request<ActivationCodeOk>("/activations/activation-code", { apiKey: reg.apiKey });
-    localStorage.setItem(K.descriptor, r.descriptor);
-    originalDescriptor = r.descriptor;
+    // Fetched and verified by the client; kept for offline starts.
+    const code = await client.activationCode(nowSecs());
+    localStorage.setItem(K.descriptor, code.jws);
+    originalDescriptor = code.jws;
     $<HTMLButtonElement>("descriptor-restore-btn").disabled = true;
     checkDescriptor();
   } catch (e) {
-    setState(badge, "invalid", `Not fetched: ${e instanceof ApiError ? e.code : "offline"}`);
+    setState(badge, "invalid", `Not fetched: ${isUnreachable(e) ? "offline" : asTg(e).code}`);
     $("descriptor-detail").textContent = errText(e);
   }
 }
@@ -419,7 +461,8 @@ function basketTransaction(): Transaction {
 }
 
 async function pay(): Promise<void> {
-  if (!reg) return;
+  const client = api();
+  if (!client) return;
   const tx = basketTransaction();
   const status = $("sale-status");
   try {
@@ -428,61 +471,92 @@ async function pay(): Promise<void> {
     setState(status, "bad", `Not a valid sale: ${errText(e)}`);
     return;
   }
-  const entry = outbox.enqueue(tx);
   basket.length = 0;
   renderBasket();
-  setState(status, "queued", `Sale of ${money(tx.total)} saved in the queue (key ${short(entry.key, 8)}).`);
+  setState(status, "queued", `Sale of ${money(tx.total)}: saving it in the queue…`);
+  try {
+    // The outbox writes the sale to localStorage with a fresh Idempotency-Key, then
+    // sends the queue; without the server the sale stays queued.
+    paying = true;
+    const r = await outbox.submit(client, tx, undefined, unixTimeMs());
+    if (r.kind === "sent") {
+      setState(status, "ok", `Sent 1 sale of ${money(tx.total)}; the server stored it (seq ${r.stored.sequence}).`);
+      void verifyReceipts();
+    } else if (!outbox.entries().some((e) => e.idempotencyKey === r.idempotencyKey)) {
+      // A sync that was already running sent it along with the earlier sales.
+      setState(status, "ok", `Sent 1 sale of ${money(tx.total)}; the server stored it.`);
+      void verifyReceipts();
+    } else {
+      setState(status, "queued", `Kept in the queue (key ${short(r.idempotencyKey, 8)}): ${queueErrorText()}. Retrying when back online.`);
+    }
+  } catch (e) {
+    setState(status, "bad", `The sale was refused: ${errText(e)}`);
+  } finally {
+    paying = false;
+  }
   renderQueue();
-  await syncQueue();
 }
 
-async function syncQueue(): Promise<void> {
-  if (!reg || outbox.length === 0) { renderQueue(); return; }
-  const r = await outbox.sync(reg.apiKey);
+function queueErrorText(): string {
+  const e = outbox.lastError();
+  return e ? `${e.code}: ${e.message}` : "waiting for its turn";
+}
+
+/** Sends what the queue holds: when due (timer), or at once (`force`, back online). */
+async function syncQueue(force = false): Promise<void> {
+  const client = api();
+  if (!client || outbox.entries().length === 0) { renderQueue(); return; }
+  const r = force ? await outbox.syncNow(client, unixTimeMs()) : await outbox.sync(client, unixTimeMs());
+  if (r.alreadyRunning) return;
   const status = $("sale-status");
   if (r.sent.length) {
-    const last = r.sent[r.sent.length - 1];
-    setState(status, "ok", `Sent ${r.sent.length} sale${r.sent.length === 1 ? "" : "s"}; the server stored them (last: seq ${last.sequence}).`);
+    setState(status, "ok", `Sent ${r.sent.length} sale${r.sent.length === 1 ? "" : "s"} from the queue; the server stored ${r.sent.length === 1 ? "it" : "them"}.`);
     void verifyReceipts();
   } else if (r.stoppedBy) {
-    setState(status, "queued", `Kept in the queue: ${r.stoppedBy}. Retrying when back online.`);
+    setState(status, "queued", `Kept in the queue: ${queueErrorText()}. Retrying when back online.`);
+  }
+  if (r.failed.length) {
+    setState(status, "bad", `${r.failed.length} sale${r.failed.length === 1 ? " was" : "s were"} refused by the server (kept in the queue, marked failed).`);
   }
   renderQueue();
 }
 
 function renderQueue(): void {
-  const entries = outbox.list();
+  const entries = outbox.entries();
+  const pending = outbox.length;
+  const failed = entries.length - pending;
   const count = $("queue-count");
   setState(count, entries.length ? "waiting" : "empty", String(entries.length));
   count.setAttribute("aria-label", `${entries.length} queued`);
   $("queue-status").textContent = entries.length === 0
     ? "Empty: every sale has been stored by the server."
-    : `${entries.length} sale${entries.length === 1 ? "" : "s"} waiting${isOffline() ? " (offline)" : ""}.`;
+    : `${pending} sale${pending === 1 ? "" : "s"} waiting${isOffline() ? " (offline)" : ""}` +
+      `${failed ? `, ${failed} refused by the server` : ""}.`;
   const table = $<HTMLTableElement>("queue-table");
-  table.tBodies[0].replaceChildren(...entries.map((e) => el("tr", {},
-    el("td", {}, el("span", { className: "mono", textContent: short(e.key, 12) })),
-    el("td", { className: "num", textContent: money(e.tx.total) }),
-    el("td", { className: "num", textContent: String(e.attempts) }),
-    el("td", { textContent: e.failed ? `failed: ${e.lastError ?? ""}` : e.lastError ?? "" }))));
+  table.tBodies[0].replaceChildren(...entries.map((e) => {
+    const err = e.lastError ? `${e.lastError.code}: ${e.lastError.message}` : "";
+    return el("tr", {},
+      el("td", {}, el("span", { className: "mono", textContent: short(e.idempotencyKey, 12) })),
+      el("td", { className: "num", textContent: money(e.transaction.total) }),
+      el("td", { className: "num", textContent: String(e.attempts) }),
+      el("td", { textContent: e.state === "failed" ? `failed: ${err}` : err }));
+  }));
   table.hidden = entries.length === 0;
 }
 
 // ---- 6. receipts --------------------------------------------------------------------
 
 async function verifyReceipts(): Promise<void> {
-  if (!reg || !trusted) return;
+  const client = api();
+  if (!client || !trusted) return;
   const badge = $("chain-badge");
   try {
-    const receipts: string[] = [];
-    let after = 0;
-    for (;;) {
-      const page = await request<TransactionPage>(`/transactions?limit=1000&afterSequence=${after}`, { apiKey: reg.apiKey });
-      receipts.push(...page.items.map((i) => i.receipt));
-      if (page.nextAfterSequence === undefined) break;
-      after = page.nextAfterSequence;
-    }
-    if (receipts.length === 0) { setState(badge, "none", "No receipts yet"); return; }
-    const claims: ReceiptClaims[] = verifyReceiptChain(receipts, trusted, null);
+    // Every stored transaction of this register (the client follows the pages).
+    const stored = await client.listTransactions();
+    if (stored.length === 0) { setState(badge, "none", "No receipts yet"); return; }
+    const claims: ReceiptClaims[] = verifyReceiptChain(stored.map((t) => t.receipt), trusted, null);
+    const ids = claims.findIndex((c, i) => c.txid !== stored[i].id);
+    if (ids >= 0) throw Object.assign(new Error("the receipt names another transaction"), { code: "receipt_chain_broken", index: ids });
     setState(badge, "valid", `✓ Chain verified: ${claims.length} receipt${claims.length === 1 ? "" : "s"}, seq 1–${claims[claims.length - 1].seq}`);
     const table = $<HTMLTableElement>("receipt-table");
     table.tBodies[0].replaceChildren(...claims.map((c) => el("tr", {},
@@ -493,7 +567,7 @@ async function verifyReceipts(): Promise<void> {
       el("td", {}, el("span", { className: "mono", textContent: c.prev ? short(c.prev, 12) : "— (first)" })))));
     table.hidden = false;
   } catch (e) {
-    if (e instanceof NetworkError) { setState(badge, "busy", "Offline: receipts are checked when back online"); return; }
+    if (isUnreachable(e)) { setState(badge, "busy", "Offline: receipts are checked when back online"); return; }
     const t = asTg(e);
     setState(badge, "invalid", `✗ Chain INVALID${t.index !== undefined ? ` at receipt ${t.index}` : ""}: ${errText(e)}`);
   }
@@ -612,14 +686,12 @@ function generateKey(): void {
 
 async function main(): Promise<void> {
   await init();
-  $("core-status").textContent = "tillgate-core loaded (WebAssembly, in this browser)";
-  $("queue-impl-note").textContent =
-    "Note: the wasm package does not export tillgate-client yet, so this page uses a small stand-in (web-demo/src/outbox.ts, plain fetch) that follows the client's queue rules.";
+  $("core-status").textContent = "tillgate-core loaded, with tillgate-client (WebAssembly, in this browser)";
 
   // The demo's offline switch survives a reload (sessionStorage), like a real outage.
   const toggle = $<HTMLInputElement>("offline-toggle");
   toggle.checked = sessionStorage.getItem(K.offline) === "1";
-  setOffline(toggle.checked);
+  offlineMode = toggle.checked;
 
   // The keys an app would build in; the demo pins the server's on first load.
   try {
@@ -630,6 +702,9 @@ async function main(): Promise<void> {
   } catch (e) {
     $("core-status").textContent = `Cannot load the server's keys: ${errText(e)}`;
   }
+  connect();
+  // The client's offline queue, persisted in localStorage (survives a reload).
+  outbox = await Outbox.openLocalStorage(K.queue);
 
   // 1. form
   const d = defaults();
@@ -669,14 +744,14 @@ async function main(): Promise<void> {
   $("pay-btn").addEventListener("click", () => void pay());
   $("clear-btn").addEventListener("click", () => { basket.length = 0; renderBasket(); });
   toggle.addEventListener("change", () => {
-    setOffline(toggle.checked);
+    offlineMode = toggle.checked;
     sessionStorage.setItem(K.offline, toggle.checked ? "1" : "0");
     renderQueue();
-    if (!toggle.checked) void syncQueue();
+    // Back online: send the queue now instead of waiting for its backoff.
+    if (!toggle.checked) void syncQueue(true);
   });
-  window.setInterval(() => {
-    if (outbox.length && !isOffline() && Date.now() >= outbox.nextAttemptAt) void syncQueue();
-  }, 1000);
+  // The app's timer: the outbox sends when the oldest sale is due (backoff after failures).
+  window.setInterval(() => { if (outbox.length && !paying) void syncQueue(); }, 1000);
   renderBasket();
   renderQueue();
   $("receipts-btn").addEventListener("click", () => void verifyReceipts());
