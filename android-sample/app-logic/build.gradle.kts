@@ -31,9 +31,10 @@ tasks.named("compileKotlin") { dependsOn(generateBindings) }
 dependencies {
     // JNA: the plain jar here; the Android app adds the @aar variant with its native parts.
     compileOnly("net.java.dev.jna:jna:5.15.0")
-    implementation("com.google.code.gson:gson:2.11.0")
+    // The uniffi bindings' suspend functions (tillgate-client) need coroutines.
     implementation("org.jetbrains.kotlinx:kotlinx-coroutines-core:1.9.0")
     testImplementation("net.java.dev.jna:jna:5.15.0")
+    testImplementation("com.google.code.gson:gson:2.11.0") // the fake server's JSON
     testImplementation("junit:junit:4.13.2")
 }
 

@@ -29,4 +29,6 @@ android {
 dependencies {
     implementation(project(":app-logic"))
     implementation("net.java.dev.jna:jna:5.15.0@aar")
+    // Dispatchers.Main for the Activity's coroutines (the client's calls are suspend functions).
+    implementation("org.jetbrains.kotlinx:kotlinx-coroutines-android:1.9.0")
 }

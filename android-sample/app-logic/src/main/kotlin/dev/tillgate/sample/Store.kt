@@ -4,7 +4,8 @@ import java.io.File
 
 /**
  * Where the app keeps its small state (registration, API key, descriptor, trusted time
- * floor, queued sales). Plain files work on Android (`context.filesDir`) and on the JVM.
+ * floor; the queued sales are in the client's own file queue, see [TillApp]). Plain
+ * files work on Android (`context.filesDir`) and on the JVM.
  * A production app keeps the API key in the Android Keystore (EncryptedSharedPreferences
  * or similar); the sample keeps it simple.
  */
@@ -49,5 +50,4 @@ object Keys {
     const val STATUS = "status"
     const val DESCRIPTOR = "descriptor"
     const val TRUSTED_TIME_FLOOR = "trusted_time_floor"
-    const val QUEUE = "queue"
 }

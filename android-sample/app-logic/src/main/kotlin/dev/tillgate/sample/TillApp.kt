@@ -1,22 +1,29 @@
 package dev.tillgate.sample
 
+import dev.tillgate.Activation
+import dev.tillgate.Client
+import dev.tillgate.ClientConfig
 import dev.tillgate.Item
+import dev.tillgate.Outbox
 import dev.tillgate.ReceiptClaims
+import dev.tillgate.Submitted
+import dev.tillgate.SyncReport
 import dev.tillgate.TillgateException
 import dev.tillgate.Transaction
 import dev.tillgate.TransactionType
 import dev.tillgate.TrustedKeys
 import dev.tillgate.VatLine
+import dev.tillgate.unixTimeMs
+import dev.tillgate.validateTransaction
 import dev.tillgate.verifyReceiptChain
-import dev.tillgate.verifyServerTime
-import java.io.IOException
-import java.security.SecureRandom
+import java.io.File
 
 /** The handshake light on the main screen. */
 sealed class HandshakeStatus {
     object NotRegistered : HandshakeStatus() { override fun toString() = "NotRegistered" }
     object Pending : HandshakeStatus() { override fun toString() = "Pending" }
-    data class Approved(val serverTime: String, val trustedTimeFloor: Long) : HandshakeStatus()
+    /** [serverTime]: the server's signed time (Unix seconds), verified by the client. */
+    data class Approved(val serverTime: Long, val trustedTimeFloor: Long) : HandshakeStatus()
     data class Refused(val code: String, val message: String) : HandshakeStatus()
     data class Unreachable(val message: String) : HandshakeStatus()
 }
@@ -27,19 +34,56 @@ class InvalidForm(val errors: Map<String, List<String>>) : Exception("invalid ac
 /** A product on the sale buttons; prices include VAT, in minor units. */
 data class Product(val name: String, val price: Long, val vatRateBasisPoints: Int)
 
+/** The client's codes for "the server could not be reached" (transient). */
+private val UNREACHABLE = setOf("network", "timeout")
+
 /**
  * The app's logic, with no Android in it: the Activity only shows what this returns.
- * Every rule comes from tillgate-core through the uniffi bindings.
+ * Every call to the server goes through tillgate-client ([Client]) and every sale
+ * through its durable offline queue ([Outbox], one file per sale in [queueDir]); every
+ * rule comes from tillgate-core. Both through the uniffi bindings (`dev.tillgate`).
+ *
+ * Network calls are `suspend` functions (the Activity runs them in a coroutine).
  */
-class TillApp(
+class TillApp private constructor(
     private val store: KeyValueStore,
-    private val server: PosServer,
+    serverUrl: String,
     private val trustedKeys: TrustedKeys,
     val deviceId: String,
     val applicationPackage: String,
-    private val clock: () -> Long = { System.currentTimeMillis() / 1000 },
+    /** The offline queue: persisted before anything is sent, one Idempotency-Key per sale. */
+    val queue: Outbox,
+    private val clock: () -> Long,
 ) {
-    val queue = SaleQueue(store)
+    companion object {
+        /** Opens the app over its stored state and its queue directory (`filesDir` on Android). */
+        suspend fun open(
+            store: KeyValueStore,
+            serverUrl: String,
+            trustedKeys: TrustedKeys,
+            deviceId: String,
+            applicationPackage: String,
+            queueDir: File,
+            clock: () -> Long = { unixTimeMs() / 1000 },
+        ): TillApp {
+            queueDir.mkdirs()
+            return TillApp(store, serverUrl, trustedKeys, deviceId, applicationPackage, Outbox.openDirectory(queueDir.path), clock)
+        }
+    }
+
+    private var client: Client = newClient(serverUrl)
+
+    /**
+     * The server the register talks to (a settings screen can change it). Setting it
+     * builds a new [Client] with the same API key and trusted time floor.
+     */
+    var serverUrl: String = serverUrl
+        set(value) {
+            field = value
+            client.close()
+            client = newClient(value)
+        }
+
     private val guard = StartupGuard(store, trustedKeys, deviceId, applicationPackage)
     var handshake: HandshakeStatus = if (store.get(Keys.API_KEY) == null) HandshakeStatus.NotRegistered else HandshakeStatus.Pending
         private set
@@ -47,75 +91,82 @@ class TillApp(
     val productionNumber: String? get() = store.get(Keys.PRODUCTION_NUMBER)
     val isRegistered: Boolean get() = store.get(Keys.API_KEY) != null
 
+    /** A client for [url] that knows what the app kept: API key and trusted time floor. */
+    private fun newClient(url: String): Client {
+        val c = Client(ClientConfig(baseUrl = url, deviceId = deviceId, applicationPackage = applicationPackage), trustedKeys)
+        store.get(Keys.API_KEY)?.let { c.setApiKey(it) }
+        store.get(Keys.TRUSTED_TIME_FLOOR)?.toLongOrNull()?.let { c.restoreTrustedTimeFloor(it) }
+        return c
+    }
+
     /** The start-up check: run, show the activation screen, or refuse to run. */
     fun start(): StartupDecision = guard.check(clock())
 
     fun newActivationScreen() = ActivationScreen(deviceId, applicationPackage)
 
-    /** Registers this register; it is pending until an admin approves it. */
-    fun register(screen: ActivationScreen): Registration {
+    /** Registers this register (the client checks the request with core first); it is pending until an admin approves it. */
+    suspend fun register(screen: ActivationScreen): Activation {
         val errors = screen.errors()
         if (errors.isNotEmpty()) throw InvalidForm(errors)
-        val r = server.activate(screen.request())
-        store.put(Keys.ACTIVATION_ID, r.activationId)
-        store.put(Keys.PRODUCTION_NUMBER, r.productionNumber)
-        store.put(Keys.API_KEY, r.apiKey)
-        store.put(Keys.STATUS, r.status)
+        val a = client.activate(screen.request())
+        store.put(Keys.ACTIVATION_ID, a.activationId)
+        store.put(Keys.PRODUCTION_NUMBER, a.productionNumber)
+        store.put(Keys.API_KEY, a.apiKey)
+        store.put(Keys.STATUS, a.status)
         store.remove(Keys.DESCRIPTOR)
         handshake = HandshakeStatus.Pending
-        return r
+        return a
     }
 
-    /** Asks the server; a signed, nonce-bound server time becomes the trusted time floor. */
-    fun refreshHandshake(): HandshakeStatus {
-        val key = store.get(Keys.API_KEY) ?: return HandshakeStatus.NotRegistered.also { handshake = it }
-        val nonce = ByteArray(12).also(SecureRandom()::nextBytes).joinToString("") { "%02x".format(it) }
+    /** Asks the server; the client verifies the signed, nonce-bound server time, which becomes the trusted time floor (kept). */
+    suspend fun refreshHandshake(): HandshakeStatus {
+        if (!isRegistered) return HandshakeStatus.NotRegistered.also { handshake = it }
         handshake = try {
-            val h = server.handshake(key, deviceId, nonce)
-            val t = verifyServerTime(h.signedTime, trustedKeys, nonce)
-            val floor = maxOf(t.iat, store.get(Keys.TRUSTED_TIME_FLOOR)?.toLongOrNull() ?: 0)
+            val h = client.handshake()
+            val floor = maxOf(client.trustedTimeFloor() ?: h.serverTime, store.get(Keys.TRUSTED_TIME_FLOOR)?.toLongOrNull() ?: 0)
             store.put(Keys.TRUSTED_TIME_FLOOR, floor.toString())
             store.put(Keys.STATUS, h.status)
             HandshakeStatus.Approved(h.serverTime, floor)
-        } catch (e: ServerRefused) {
-            if (e.code == "pending_approval") HandshakeStatus.Pending else HandshakeStatus.Refused(e.code, e.message ?: "")
         } catch (e: TillgateException.Failed) {
-            HandshakeStatus.Refused(e.code, "the server's signed time does not verify: ${e.reason}")
-        } catch (e: IOException) {
-            HandshakeStatus.Unreachable(e.message ?: "network error")
+            when (e.code) {
+                "pending_approval" -> HandshakeStatus.Pending
+                in UNREACHABLE -> HandshakeStatus.Unreachable(e.reason)
+                else -> HandshakeStatus.Refused(e.code, e.reason)
+            }
         }
         return handshake
     }
 
-    /** Fetches the signed descriptor, keeps it, and checks it as at start. */
-    fun fetchDescriptor(): StartupDecision {
-        val key = store.get(Keys.API_KEY) ?: return StartupDecision.NotActivated
-        store.put(Keys.DESCRIPTOR, server.activationCode(key))
+    /** Fetches the signed descriptor (verified by the client), keeps it, and checks it as at start. */
+    suspend fun fetchDescriptor(): StartupDecision {
+        if (!isRegistered) return StartupDecision.NotActivated
+        store.put(Keys.DESCRIPTOR, client.activationCode(clock()).jws)
         return start()
     }
 
-    /** Rings up a sale: checked by core, queued, then sent if the server is reachable. */
-    fun sell(lines: List<Pair<Product, Long>>): Pair<QueuedSale, DrainReport> {
+    /** Rings up a sale: checked by core, persisted in the queue, then sent if the server is reachable. */
+    suspend fun sell(lines: List<Pair<Product, Long>>): Submitted {
         val items = lines.map { (p, qty) -> Item(name = p.name, quantity = qty, amount = p.price * qty) }
         val vat = lines.groupBy { it.first.vatRateBasisPoints }.toSortedMap().map { (rate, ls) ->
             val gross = ls.sumOf { (p, q) -> p.price * q }
             VatLine(rate = rate.toUInt(), amount = Math.round(gross * rate / (10_000.0 + rate)))
         }
         val tx = Transaction(kind = TransactionType.SALE, currency = "SEK", total = items.sumOf { it.amount }, items = items, vat = vat)
-        val queued = queue.enqueue(tx)
-        return queued to sync()
+        validateTransaction(tx)
+        return queue.submit(client, tx, null, unixTimeMs())
     }
 
-    /** Drains the queue (the sale button, a timer, or "back online" call this). */
-    fun sync(): DrainReport {
-        val key = store.get(Keys.API_KEY) ?: return DrainReport(emptyList(), "not registered", queue.size)
-        return queue.drain(server, key)
-    }
+    /**
+     * Sends the queue: at once ([force], the sync button or "back online"), or when the
+     * oldest sale is due after a failure (a timer).
+     */
+    suspend fun sync(force: Boolean = true): SyncReport =
+        if (force) queue.syncNow(client, unixTimeMs()) else queue.sync(client, unixTimeMs())
 
-    /** Fetches every receipt of this register and verifies the chain with core. */
-    fun verifyReceipts(): List<ReceiptClaims> {
-        val key = store.get(Keys.API_KEY) ?: return emptyList()
-        val receipts = server.receipts(key)
-        return if (receipts.isEmpty()) emptyList() else verifyReceiptChain(receipts, trustedKeys, null)
+    /** Fetches every stored transaction of this register and verifies the receipt chain with core. */
+    suspend fun verifyReceipts(): List<ReceiptClaims> {
+        if (!isRegistered) return emptyList()
+        val stored = client.listTransactions()
+        return if (stored.isEmpty()) emptyList() else verifyReceiptChain(stored.map { it.receipt }, trustedKeys, null)
     }
 }

@@ -1,5 +1,6 @@
 package dev.tillgate.sample
 
+import kotlinx.coroutines.runBlocking
 import org.junit.Assert.assertEquals
 import org.junit.Assert.assertTrue
 import org.junit.Assert.fail
@@ -36,15 +37,16 @@ class ActivationScreenTest {
         assertEquals(setOf("validTo"), e.keys)
     }
 
-    @Test fun anInvalidFormIsNotSent() {
-        val server = FakePosServer()
-        val app = TillApp(MemoryStore(), server, TestKeys.trusted(), "device-1", "com.example.pos") { TestKeys.NOW }
-        try {
-            app.register(app.newActivationScreen())
-            fail("an empty form must not register")
-        } catch (e: InvalidForm) {
-            assertTrue(e.errors.containsKey("cashRegisterName"))
+    @Test fun anInvalidFormIsNotSent() = runBlocking {
+        FakeTillgateServer().use { server ->
+            val app = TillApp.open(MemoryStore(), server.url, TestKeys.trusted(), "device-1", "com.example.pos", tempDir("queue")) { TestKeys.NOW }
+            try {
+                app.register(app.newActivationScreen())
+                fail("an empty form must not register")
+            } catch (e: InvalidForm) {
+                assertTrue(e.errors.containsKey("cashRegisterName"))
+            }
+            assertEquals(false, app.isRegistered)
         }
-        assertEquals(false, app.isRegistered)
     }
 }

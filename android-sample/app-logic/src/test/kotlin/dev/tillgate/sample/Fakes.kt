@@ -1,11 +1,17 @@
 package dev.tillgate.sample
 
+import com.google.gson.JsonObject
+import com.google.gson.JsonParser
+import com.sun.net.httpserver.HttpExchange
+import com.sun.net.httpserver.HttpServer
 import dev.tillgate.ActivationDescriptor
-import dev.tillgate.ActivationRequest
+import dev.tillgate.ApiKeyAlphabet
 import dev.tillgate.SigningKey
 import dev.tillgate.TrustedKeys
+import dev.tillgate.generateApiKey
 import dev.tillgate.signDescriptor
-import java.io.IOException
+import java.net.InetSocketAddress
+import java.nio.file.Files
 import java.util.Base64
 
 /** The server's signing key in these tests, and the app's built-in trust in it. */
@@ -45,57 +51,107 @@ object TestKeys {
     const val NOW = 1_767_225_600L // 2026-01-01T00:00:00Z
 }
 
-/** An in-memory server: registrations, approval, signed time and descriptors, idempotent sales. */
-class FakePosServer(private val now: () -> Long = { TestKeys.NOW }) : PosServer {
-    var online = true
-    /** Stores the next sale, then fails as if the answer was lost on the way back. */
-    var loseNextAnswer = false
-    val stored = LinkedHashMap<String, StoredSale>()
-    var posts = 0
-    private val regs = HashMap<String, Pair<ActivationRequest, String>>() // apiKey -> (request, status)
+/** Where tests point the client to be offline: port 9 (discard), where nothing answers. */
+const val OFFLINE_URL = "http://127.0.0.1:9"
 
-    private fun net() { if (!online) throw IOException("connection refused (offline in the test)") }
+fun tempDir(name: String) = Files.createTempDirectory(name).toFile()
 
-    fun approveAll() { regs.replaceAll { _, v -> v.first to "approved" } }
+/**
+ * A small Tillgate server over HTTP (the JDK's built-in server) for the app's tests: the
+ * register's endpoints as tillgate-client calls them (activation, approval, handshake
+ * with a signed, nonce-bound time, the signed descriptor, idempotent transactions).
+ * Receipts are placeholders: the chain is checked against the real server
+ * (RealServerTest).
+ */
+class FakeTillgateServer(private val now: () -> Long = { TestKeys.NOW }) : AutoCloseable {
+    /** Stores the next sale, then drops the connection as if the answer was lost on the way back. */
+    @Volatile var loseNextAnswer = false
+    /** Idempotency-Key to the stored transaction (JSON, as answered). */
+    val stored = LinkedHashMap<String, JsonObject>()
+    @Volatile var posts = 0
+    private class Reg(val request: JsonObject, var status: String, val number: String, val id: String)
+    private val regs = HashMap<String, Reg>() // apiKey -> registration
 
-    override fun activate(request: ActivationRequest): Registration {
-        net()
-        val key = "test-api-key-${regs.size + 1}-abcdefghijklmnop"
-        regs[key] = request to "pending"
-        return Registration("act_${regs.size}", "TG-TEST-000${regs.size}", key, "pending")
+    private val http: HttpServer = HttpServer.create(InetSocketAddress("127.0.0.1", 0), 0).apply {
+        createContext("/") { ex -> try { handle(ex) } finally { ex.close() } }
+        start()
+    }
+    val url: String get() = "http://127.0.0.1:${http.address.port}"
+
+    @Synchronized fun approveAll() { regs.values.forEach { it.status = "approved" } }
+
+    override fun close() = http.stop(0)
+
+    private fun send(ex: HttpExchange, status: Int, body: JsonObject) {
+        val bytes = body.toString().toByteArray()
+        ex.responseHeaders.add("Content-Type", if (status >= 400) "application/problem+json" else "application/json")
+        ex.sendResponseHeaders(status, bytes.size.toLong())
+        ex.responseBody.use { it.write(bytes) }
     }
 
-    private fun reg(apiKey: String) = regs[apiKey] ?: throw ServerRefused(401, "invalid_credentials", "unknown key")
+    private fun problem(ex: HttpExchange, status: Int, code: String, detail: String) =
+        send(ex, status, JsonObject().apply { addProperty("code", code); addProperty("detail", detail); addProperty("status", status) })
 
-    override fun handshake(apiKey: String, deviceId: String, nonce: String): HandshakeAnswer {
-        net()
-        val (req, status) = reg(apiKey)
-        if (status != "approved") throw ServerRefused(403, "pending_approval", "waits for approval")
-        if (req.deviceId != deviceId) throw ServerRefused(403, "device_mismatch", "other device")
-        val t = TestKeys.jws(TestKeys.server, "tillgate-time+jwt", """{"iss":"test","sub":"TG-TEST-0001","iat":${now()},"nonce":"$nonce"}""")
-        return HandshakeAnswer(status, "2026-01-01T00:00:00Z", t)
-    }
-
-    override fun activationCode(apiKey: String): String {
-        net()
-        val (req, status) = reg(apiKey)
-        if (status != "approved") throw ServerRefused(403, "pending_approval", "waits for approval")
-        return TestKeys.descriptor(deviceId = req.deviceId, app = req.applicationPackage)
-    }
-
-    override fun jwksJson(): String = """{"keys":[${TestKeys.server.publicJwkJson()}]}"""
-
-    override fun submitTransaction(apiKey: String, idempotencyKey: String, transactionJson: String): StoredSale {
-        net()
-        reg(apiKey)
-        posts += 1
-        val sale = stored.getOrPut(idempotencyKey) { StoredSale("tx_${stored.size + 1}", stored.size + 1L, "receipt-${stored.size + 1}") }
-        if (loseNextAnswer) {
-            loseNextAnswer = false
-            throw IOException("connection reset after the server stored the sale")
+    private fun query(ex: HttpExchange): Map<String, String> =
+        (ex.requestURI.rawQuery ?: "").split("&").filter { it.isNotEmpty() }.associate {
+            val (k, v) = (it.split("=", limit = 2) + "").take(2)
+            java.net.URLDecoder.decode(k, "UTF-8") to java.net.URLDecoder.decode(v, "UTF-8")
         }
-        return sale
-    }
 
-    override fun receipts(apiKey: String): List<String> = emptyList()
+    @Synchronized private fun handle(ex: HttpExchange) {
+        val path = ex.requestURI.path
+        val body = ex.requestBody.readBytes().toString(Charsets.UTF_8)
+        if (ex.requestMethod == "POST" && path == "/activations-advanced") {
+            val req = JsonParser.parseString(body).asJsonObject
+            val key = generateApiKey(40u, ApiKeyAlphabet.URL_SAFE)
+            val n = regs.size + 1
+            val reg = Reg(req, "pending", "TG-TEST-000$n", "act_$n")
+            regs[key] = reg
+            return send(ex, 201, JsonObject().apply {
+                addProperty("activationId", reg.id); addProperty("productionNumber", reg.number)
+                addProperty("apiKey", key); addProperty("status", "pending")
+                addProperty("validFrom", req.get("validFrom").asString); addProperty("validTo", req.get("validTo").asString)
+                addProperty("corporateId", req.get("corporateId").asString)
+            })
+        }
+        val reg = regs[ex.requestHeaders.getFirst("Authorization")?.removePrefix("Bearer ")]
+            ?: return problem(ex, 401, "invalid_credentials", "unknown key")
+        val device = reg.request.get("deviceId").asString
+        when {
+            ex.requestMethod == "GET" && path == "/auth/handshake" -> {
+                if (reg.status != "approved") return problem(ex, 403, "pending_approval", "waits for approval")
+                val q = query(ex)
+                if (q["deviceId"] != null && q["deviceId"] != device) return problem(ex, 403, "device_mismatch", "other device")
+                val t = TestKeys.jws(TestKeys.server, "tillgate-time+jwt", """{"iss":"test","sub":"${reg.number}","iat":${now()},"nonce":"${q["nonce"]}"}""")
+                send(ex, 200, JsonObject().apply {
+                    addProperty("status", reg.status); addProperty("activationId", reg.id); addProperty("productionNumber", reg.number)
+                    addProperty("validFrom", reg.request.get("validFrom").asString); addProperty("validTo", reg.request.get("validTo").asString)
+                    addProperty("serverTime", "2026-01-01T00:00:00Z"); addProperty("signedTime", t)
+                })
+            }
+            ex.requestMethod == "GET" && path == "/activations/activation-code" -> {
+                if (reg.status != "approved") return problem(ex, 403, "pending_approval", "waits for approval")
+                val jws = TestKeys.descriptor(deviceId = device, app = reg.request.get("applicationPackage").asString, sub = reg.number)
+                send(ex, 200, JsonObject().apply { addProperty("descriptor", jws); addProperty("kid", TestKeys.server.kid()) })
+            }
+            ex.requestMethod == "POST" && path == "/transactions" -> {
+                posts += 1
+                val key = ex.requestHeaders.getFirst("Idempotency-Key") ?: return problem(ex, 400, "missing_idempotency_key", "no key")
+                val out = stored.getOrPut(key) {
+                    val n = stored.size + 1
+                    JsonParser.parseString(body).asJsonObject.apply {
+                        addProperty("id", "tx_$n"); addProperty("sequence", n); addProperty("createdAt", "2026-01-01T00:00:00Z")
+                        addProperty("productionNumber", reg.number); addProperty("txh", "test"); addProperty("receipt", "receipt-$n")
+                    }
+                }
+                if (loseNextAnswer) {
+                    loseNextAnswer = false
+                    // No answer: the JDK server drops the connection when a handler throws.
+                    throw IllegalStateException("answer lost on the way back (test)")
+                }
+                send(ex, 201, out)
+            }
+            else -> problem(ex, 404, "not_found", path)
+        }
+    }
 }

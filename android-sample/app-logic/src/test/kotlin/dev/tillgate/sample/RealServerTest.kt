@@ -1,31 +1,20 @@
 package dev.tillgate.sample
 
-import dev.tillgate.ActivationRequest
+import dev.tillgate.Submitted
 import dev.tillgate.TrustedKeys
+import kotlinx.coroutines.runBlocking
 import org.junit.Assert.assertEquals
 import org.junit.Assert.assertTrue
 import org.junit.Assume.assumeTrue
 import org.junit.Test
-import java.io.IOException
 import java.net.HttpURLConnection
 import java.net.URL
 
-/** Switches a real server "off" for the app, like a lost network. */
-class Switchable(private val real: PosServer) : PosServer {
-    var online = true
-    private fun net() { if (!online) throw IOException("offline (switched off in the test)") }
-    override fun activate(request: ActivationRequest) = net().let { real.activate(request) }
-    override fun handshake(apiKey: String, deviceId: String, nonce: String) = net().let { real.handshake(apiKey, deviceId, nonce) }
-    override fun activationCode(apiKey: String) = net().let { real.activationCode(apiKey) }
-    override fun jwksJson() = net().let { real.jwksJson() }
-    override fun submitTransaction(apiKey: String, idempotencyKey: String, transactionJson: String) =
-        net().let { real.submitTransaction(apiKey, idempotencyKey, transactionJson) }
-    override fun receipts(apiKey: String) = net().let { real.receipts(apiKey) }
-}
-
 /**
  * The whole flow against a real tillgate-server (HTTP), when scripts/test-android-sample.sh
- * started one: TILLGATE_TEST_URL and TILLGATE_TEST_ADMIN_KEY. Skipped otherwise.
+ * started one: TILLGATE_TEST_URL and TILLGATE_TEST_ADMIN_KEY. Skipped otherwise. The
+ * app talks through tillgate-client; only the test's admin approval and fetching the
+ * server's public keys use plain HTTP.
  */
 class RealServerTest {
     private val url = System.getenv("TILLGATE_TEST_URL")
@@ -35,27 +24,29 @@ class RealServerTest {
         val c = URL("$url/admin/activations/$activationId/approve").openConnection() as HttpURLConnection
         c.requestMethod = "POST"
         c.setRequestProperty("Authorization", "Bearer $adminKey")
+        c.setRequestProperty("Content-Type", "application/json")
         c.doOutput = true
         c.outputStream.use { it.write("""{"decidedBy":"android-sample test"}""".toByteArray()) }
         assertEquals(200, c.responseCode)
         c.disconnect()
     }
 
-    @Test fun theWholeFlowAgainstTheRealServer() {
+    private fun jwks(): String = URL("$url/.well-known/jwks.json").openStream().use { it.readBytes().toString(Charsets.UTF_8) }
+
+    @Test fun theWholeFlowAgainstTheRealServer() = runBlocking {
         assumeTrue("TILLGATE_TEST_URL not set: no server to talk to", url != null && adminKey != null)
-        val http = HttpPosServer(url!!)
         // Built into a real app; fetched once here.
-        val trusted = TrustedKeys.fromJwksJson(http.jwksJson())
-        val server = Switchable(http)
+        val trusted = TrustedKeys.fromJwksJson(jwks())
         val store = MemoryStore()
         val deviceId = "jvm-${System.nanoTime()}"
-        val app = TillApp(store, server, trusted, deviceId, "com.example.pos")
+        val app = TillApp.open(store, url!!, trusted, deviceId, "com.example.pos", tempDir("till-queue"))
 
         val reg = app.register(app.newActivationScreen().apply { cashRegisterName = "Android sample"; corporateId = "556036-0793" })
         assertEquals("pending", reg.status)
         assertEquals(HandshakeStatus.Pending, app.refreshHandshake())
         approve(reg.activationId)
-        assertTrue(app.refreshHandshake() is HandshakeStatus.Approved)
+        val h = app.refreshHandshake()
+        assertTrue("$h", h is HandshakeStatus.Approved)
 
         val d = app.fetchDescriptor()
         assertTrue("$d", d is StartupDecision.Run)
@@ -66,15 +57,22 @@ class RealServerTest {
         assertEquals("device_mismatch", (elsewhere as StartupDecision.Refuse).code)
 
         val coffee = Product("Kaffe", 3200, 1200)
-        assertEquals(1, app.sell(listOf(coffee to 1L)).second.sent.size)
-        server.online = false
-        app.sell(listOf(coffee to 2L))
-        app.sell(listOf(Product("Tygkasse", 4900, 2500) to 1L))
-        assertEquals(2, app.queue.size)
-        server.online = true
+        val first = app.sell(listOf(coffee to 1L))
+        assertTrue("$first", first is Submitted.Sent)
+        assertEquals(1uL, (first as Submitted.Sent).stored.sequence)
+
+        // Offline: the client cannot reach the server; sales wait in the file queue.
+        app.serverUrl = OFFLINE_URL
+        val queued = listOf(app.sell(listOf(coffee to 2L)), app.sell(listOf(Product("Tygkasse", 4900, 2500) to 1L)))
+        assertTrue("$queued", queued.all { it is Submitted.Queued })
+        assertEquals(2uL, app.queue.len())
+        assertTrue(app.refreshHandshake() is HandshakeStatus.Unreachable)
+
+        // Back online: the queue drains in order of sale.
+        app.serverUrl = url
         val r = app.sync()
-        assertEquals(0, r.left)
-        assertEquals(listOf(2L, 3L), r.sent.map { it.sequence })
+        assertEquals(0uL, r.remaining)
+        assertEquals(queued.map { (it as Submitted.Queued).idempotencyKey }, r.sent)
 
         val claims = app.verifyReceipts()
         assertEquals(listOf(1uL, 2uL, 3uL), claims.map { it.seq })

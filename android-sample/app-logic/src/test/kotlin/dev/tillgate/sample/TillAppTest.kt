@@ -1,101 +1,113 @@
 package dev.tillgate.sample
 
+import dev.tillgate.Submitted
+import kotlinx.coroutines.runBlocking
+import org.junit.After
 import org.junit.Assert.assertEquals
-import org.junit.Assert.assertNotNull
 import org.junit.Assert.assertNull
 import org.junit.Assert.assertTrue
 import org.junit.Test
-import java.nio.file.Files
+import java.io.File
 
-/** The app's flow against an in-memory server: activation, handshake, descriptor, sales. */
+/**
+ * The app's flow through the real client and its file queue, against a small HTTP
+ * server ([FakeTillgateServer]): activation, handshake, descriptor, sales, offline.
+ */
 class TillAppTest {
     private val coffee = Product("Kaffe", 3200, 1200)
     private val bag = Product("Tygkasse", 4900, 2500)
+    private val server = FakeTillgateServer()
+    private val queueDir = tempDir("till-queue")
 
-    private fun app(store: KeyValueStore, server: FakePosServer) =
-        TillApp(store, server, TestKeys.trusted(), "device-1", "com.example.pos") { TestKeys.NOW }
+    @After fun stop() = server.close()
 
-    private fun registered(store: KeyValueStore, server: FakePosServer): TillApp {
-        val app = app(store, server)
+    private suspend fun app(store: KeyValueStore, url: String = server.url, dir: File = queueDir) =
+        TillApp.open(store, url, TestKeys.trusted(), "device-1", "com.example.pos", dir) { TestKeys.NOW }
+
+    private suspend fun registered(store: KeyValueStore): TillApp {
+        val app = app(store)
         app.register(app.newActivationScreen().apply { cashRegisterName = "Kassa 1"; corporateId = "5560360793" })
         return app
     }
 
-    @Test fun registerThenPendingThenApprovedThenTheDescriptorRuns() {
+    @Test fun registerThenPendingThenApprovedThenTheDescriptorRuns() = runBlocking {
         val store = MemoryStore()
-        val server = FakePosServer()
-        val app = app(store, server)
+        val app = app(store)
         assertEquals(HandshakeStatus.NotRegistered, app.handshake)
         assertEquals(StartupDecision.NotActivated, app.start())
-        app.register(app.newActivationScreen().apply { cashRegisterName = "Kassa 1"; corporateId = "5560360793" })
+        val a = app.register(app.newActivationScreen().apply { cashRegisterName = "Kassa 1"; corporateId = "5560360793" })
+        assertEquals("pending", a.status)
         assertEquals("TG-TEST-0001", app.productionNumber)
         assertEquals(HandshakeStatus.Pending, app.refreshHandshake())
         server.approveAll()
         val h = app.refreshHandshake()
-        assertTrue("$h", h is HandshakeStatus.Approved)
+        assertEquals(HandshakeStatus.Approved(TestKeys.NOW, TestKeys.NOW), h)
         assertEquals(TestKeys.NOW.toString(), store.get(Keys.TRUSTED_TIME_FLOOR))
         val d = app.fetchDescriptor()
         assertTrue("$d", d is StartupDecision.Run)
         // The next start (a new process) runs offline from the stored descriptor.
-        server.online = false
-        assertTrue(app(store, server).start() is StartupDecision.Run)
+        assertTrue(app(store, OFFLINE_URL).start() is StartupDecision.Run)
     }
 
-    @Test fun aHandshakeWithoutTheServerSaysUnreachable() {
-        val server = FakePosServer()
-        val app = registered(MemoryStore(), server)
-        server.online = false
-        assertTrue(app.refreshHandshake() is HandshakeStatus.Unreachable)
+    @Test fun aHandshakeWithoutTheServerSaysUnreachable() = runBlocking {
+        val app = registered(MemoryStore())
+        app.serverUrl = OFFLINE_URL
+        val h = app.refreshHandshake()
+        assertTrue("$h", h is HandshakeStatus.Unreachable)
     }
 
-    @Test fun salesWaitInTheQueueWhileOfflineAndDrainWhenBackOnline() {
-        val dir = Files.createTempDirectory("till-store").toFile()
-        val server = FakePosServer()
-        registered(FileStore(dir), server).also { server.approveAll() }
-        server.online = false
-        val app = app(FileStore(dir), server)
-        val (_, r1) = app.sell(listOf(coffee to 2L))
-        val (_, r2) = app.sell(listOf(bag to 1L, coffee to 1L))
-        assertNotNull(r1.stoppedBy)
-        assertEquals(2, r2.left)
-        assertEquals(2, app.queue.size)
+    @Test fun salesWaitInTheQueueWhileOfflineAndDrainWhenBackOnline() = runBlocking {
+        val dir = tempDir("till-store")
+        registered(FileStore(dir)).also { server.approveAll() }
+        val app = app(FileStore(dir), OFFLINE_URL)
+        val r1 = app.sell(listOf(coffee to 2L))
+        val r2 = app.sell(listOf(bag to 1L, coffee to 1L))
+        assertTrue("$r1", r1 is Submitted.Queued)
+        assertTrue("$r2", r2 is Submitted.Queued)
+        assertEquals(2uL, app.queue.len())
+        assertEquals("network", app.queue.lastError()?.code)
         assertEquals(0, server.stored.size)
         // The app is restarted while still offline: the queue is on disk.
-        val restarted = app(FileStore(dir), server)
-        assertEquals(2, restarted.queue.size)
-        assertEquals(listOf(6400L, 8100L), restarted.queue.entries().map { it.total })
-        server.online = true
+        val restarted = app(FileStore(dir), OFFLINE_URL)
+        assertEquals(2uL, restarted.queue.len())
+        assertEquals(listOf(6400L, 8100L), restarted.queue.entries().map { it.transaction.total })
+        restarted.serverUrl = server.url
         val r = restarted.sync()
         assertNull(r.stoppedBy)
-        assertEquals(0, r.left)
-        assertEquals(listOf(1L, 2L), r.sent.map { it.sequence })
-        assertEquals(2, server.stored.size)
+        assertEquals(0uL, r.remaining)
+        val keys = listOf((r1 as Submitted.Queued).idempotencyKey, (r2 as Submitted.Queued).idempotencyKey)
+        assertEquals(keys, r.sent)
+        assertEquals(keys, server.stored.keys.toList())
+        assertEquals(listOf(1, 2), server.stored.values.map { it.get("sequence").asInt })
+        assertNull(restarted.queue.lastError())
     }
 
-    @Test fun aLostAnswerIsRetriedWithTheSameKeyAndStoredOnce() {
-        val server = FakePosServer()
-        val app = registered(MemoryStore(), server).also { server.approveAll() }
+    @Test fun aLostAnswerIsRetriedWithTheSameKeyAndStoredOnce() = runBlocking {
+        val app = registered(MemoryStore()).also { server.approveAll() }
         server.loseNextAnswer = true
-        val (queued, first) = app.sell(listOf(coffee to 1L))
-        assertNotNull(first.stoppedBy)
-        assertEquals(1, app.queue.size)
-        assertEquals(queued.key, app.queue.entries().single().key)
+        val first = app.sell(listOf(coffee to 1L))
+        assertTrue("$first", first is Submitted.Queued)
+        val key = (first as Submitted.Queued).idempotencyKey
+        assertEquals(1uL, app.queue.len())
+        assertEquals(key, app.queue.entries().single().idempotencyKey)
+        assertEquals(1u, app.queue.entries().single().attempts)
         val second = app.sync()
-        assertEquals(0, second.left)
+        assertEquals(0uL, second.remaining)
+        assertEquals(listOf(key), second.sent)
         assertEquals(2, server.posts)
         assertEquals(1, server.stored.size)
-        assertEquals(setOf(queued.key), server.stored.keys)
+        assertEquals(setOf(key), server.stored.keys)
     }
 
-    @Test fun anInvalidSaleNeverEntersTheQueue() {
-        val server = FakePosServer()
-        val app = registered(MemoryStore(), server)
+    @Test fun anInvalidSaleNeverEntersTheQueue() = runBlocking {
+        val app = registered(MemoryStore())
         try {
             app.sell(emptyList())
             throw AssertionError("an empty sale must be refused by core")
         } catch (e: dev.tillgate.TillgateException.Failed) {
             assertEquals("invalid_transaction", e.code)
         }
-        assertEquals(0, app.queue.size)
+        assertEquals(0uL, app.queue.len())
+        assertTrue(app.queue.entries().isEmpty())
     }
 }

@@ -9,23 +9,27 @@ import android.view.View
 import android.widget.Button
 import android.widget.EditText
 import android.widget.TextView
+import dev.tillgate.Submitted
 import dev.tillgate.TrustedKeys
 import dev.tillgate.sample.ActivationScreen
 import dev.tillgate.sample.FileStore
 import dev.tillgate.sample.HandshakeStatus
-import dev.tillgate.sample.HttpPosServer
 import dev.tillgate.sample.InvalidForm
 import dev.tillgate.sample.Product
 import dev.tillgate.sample.StartupDecision
 import dev.tillgate.sample.TillApp
-import java.util.concurrent.Executors
+import kotlinx.coroutines.MainScope
+import kotlinx.coroutines.cancel
+import kotlinx.coroutines.launch
+import java.time.Instant
 
 /**
- * The thin Android layer: it builds a [TillApp] (all logic lives in :app-logic), shows
- * what it returns and runs network calls off the main thread. Nothing here decides.
+ * The thin Android layer: it opens a [TillApp] (all logic lives in :app-logic), shows
+ * what it returns and runs the client's suspend calls in a coroutine (the client does
+ * its network work on its own threads). Nothing here decides.
  */
 class MainActivity : Activity() {
-    private val io = Executors.newSingleThreadExecutor()
+    private val scope = MainScope()
     private lateinit var app: TillApp
     private lateinit var screen: ActivationScreen
     private val coffee = Product("Kaffe", 3200, 1200)
@@ -40,9 +44,15 @@ class MainActivity : Activity() {
         // The server's public keys are built into the app (assets/trusted-keys.json).
         val trusted = TrustedKeys.fromJwksJson(assets.open("trusted-keys.json").reader().readText())
         val deviceId = Settings.Secure.getString(contentResolver, Settings.Secure.ANDROID_ID) ?: "unknown-device"
-        app = TillApp(FileStore(filesDir.resolve("tillgate")), HttpPosServer(BuildConfig.SERVER_URL), trusted, deviceId, packageName)
-        screen = app.newActivationScreen()
+        scope.launch {
+            app = TillApp.open(FileStore(filesDir.resolve("tillgate")), BuildConfig.SERVER_URL, trusted, deviceId,
+                packageName, filesDir.resolve("tillgate-queue"))
+            screen = app.newActivationScreen()
+            startUp()
+        }
+    }
 
+    private fun startUp() {
         // Protection against malware usage: a stored descriptor that fails stops the app here.
         when (val d = app.start()) {
             is StartupDecision.Refuse -> return refuse(d)
@@ -50,26 +60,27 @@ class MainActivity : Activity() {
             StartupDecision.NotActivated -> Unit
         }
         bindForm()
-        v<Button>(R.id.handshakeButton).setOnClickListener { background({ app.refreshHandshake() }, ::showHandshake) }
+        v<Button>(R.id.handshakeButton).setOnClickListener { scope.launch { showHandshake(app.refreshHandshake()) } }
         v<Button>(R.id.descriptorButton).setOnClickListener {
-            background({ runCatching { app.fetchDescriptor() } }) { r ->
-                r.onSuccess { d -> if (d is StartupDecision.Refuse) refuse(d) else showDescriptor(d) }
-                r.onFailure { e -> v<TextView>(R.id.descriptorStatus).text = "Descriptor not fetched: ${e.message}" }
+            scope.launch {
+                runCatching { app.fetchDescriptor() }
+                    .onSuccess { d -> if (d is StartupDecision.Refuse) refuse(d) else showDescriptor(d) }
+                    .onFailure { e -> v<TextView>(R.id.descriptorStatus).text = "Descriptor not fetched: ${e.message}" }
             }
         }
         v<Button>(R.id.sellCoffee).setOnClickListener { sell(coffee) }
         v<Button>(R.id.sellBag).setOnClickListener { sell(bag) }
-        v<Button>(R.id.syncButton).setOnClickListener { background({ app.sync() }) { showQueue() } }
+        v<Button>(R.id.syncButton).setOnClickListener { scope.launch { runCatching { app.sync() }; showQueue() } }
         v<Button>(R.id.receiptsButton).setOnClickListener {
-            background({ runCatching { app.verifyReceipts() } }) { r ->
-                v<TextView>(R.id.receiptsStatus).text = r.fold(
+            scope.launch {
+                v<TextView>(R.id.receiptsStatus).text = runCatching { app.verifyReceipts() }.fold(
                     { "Receipt chain verified: ${it.size} receipts" },
                     { "Receipt chain NOT verified: ${it.message}" })
             }
         }
         v<View>(R.id.activation).visibility = if (app.isRegistered) View.GONE else View.VISIBLE
         showQueue()
-        if (app.isRegistered) background({ app.refreshHandshake() }, ::showHandshake)
+        if (app.isRegistered) scope.launch { showHandshake(app.refreshHandshake()) }
     }
 
     private fun bindForm() {
@@ -90,28 +101,34 @@ class MainActivity : Activity() {
             val errors = screen.errors()
             fields.forEach { (name, field) -> field.error = errors[name]?.joinToString("; ") }
             if (errors.isEmpty()) {
-                background({ runCatching { app.register(screen) } }) { r ->
-                    r.onSuccess { v<View>(R.id.activation).visibility = View.GONE; showHandshake(app.handshake) }
-                    r.onFailure { e ->
-                        if (e is InvalidForm) fields.forEach { (n, f) -> f.error = e.errors[n]?.joinToString("; ") }
-                        else v<TextView>(R.id.handshakeStatus).text = "Not registered: ${e.message}"
-                    }
+                scope.launch {
+                    runCatching { app.register(screen) }
+                        .onSuccess { v<View>(R.id.activation).visibility = View.GONE; showHandshake(app.handshake) }
+                        .onFailure { e ->
+                            if (e is InvalidForm) fields.forEach { (n, f) -> f.error = e.errors[n]?.joinToString("; ") }
+                            else v<TextView>(R.id.handshakeStatus).text = "Not registered: ${e.message}"
+                        }
                 }
             }
         }
     }
 
-    private fun sell(p: Product) = background({ runCatching { app.sell(listOf(p to 1L)) } }) { showQueue() }
+    private fun sell(p: Product) = scope.launch {
+        val r = runCatching { app.sell(listOf(p to 1L)) }
+        showQueue()
+        r.onSuccess { if (it is Submitted.Sent) v<TextView>(R.id.receiptsStatus).text = "Sale stored by the server (seq ${it.stored.sequence})" }
+        r.onFailure { e -> v<TextView>(R.id.queueStatus).text = "Sale refused: ${e.message}" }
+    }
 
     private fun showQueue() {
-        val n = app.queue.size
-        v<TextView>(R.id.queueStatus).text = if (n == 0) "Queue empty: every sale is stored by the server" else "$n sale(s) waiting in the offline queue"
+        val n = app.queue.len()
+        v<TextView>(R.id.queueStatus).text = if (n == 0uL) "Queue empty: every sale is stored by the server" else "$n sale(s) waiting in the offline queue"
     }
 
     private fun showHandshake(h: HandshakeStatus) {
         val t = v<TextView>(R.id.handshakeStatus)
         val (text, color) = when (h) {
-            is HandshakeStatus.Approved -> "● Approved (server time ${h.serverTime}, signature verified)" to Color.rgb(24, 121, 78)
+            is HandshakeStatus.Approved -> "● Approved (server time ${Instant.ofEpochSecond(h.serverTime)}, signature verified)" to Color.rgb(24, 121, 78)
             HandshakeStatus.Pending -> "● Pending approval" to Color.rgb(138, 90, 0)
             HandshakeStatus.NotRegistered -> "● Not registered" to Color.GRAY
             is HandshakeStatus.Refused -> "● Refused: ${h.code}" to Color.rgb(180, 35, 24)
@@ -137,12 +154,8 @@ class MainActivity : Activity() {
             R.id.syncButton, R.id.receiptsButton).forEach { v<View>(it).isEnabled = false; v<View>(it).visibility = View.GONE }
     }
 
-    private fun <T> background(work: () -> T, then: (T) -> Unit) {
-        io.execute { val r = work(); runOnUiThread { then(r) } }
-    }
-
     override fun onDestroy() {
-        io.shutdown()
+        scope.cancel()
         super.onDestroy()
     }
 }
