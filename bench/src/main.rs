@@ -397,11 +397,16 @@ fn run_ffi(
         .arg("-c")
         .arg(format!("{cmd} {} {rounds} {ms}", fixture_dir.display()))
         .output();
-    let kotlin = match out {
-        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .find_map(|l| l.strip_prefix("ns_per_call="))
-            .and_then(|v| v.trim().parse::<f64>().ok()),
+    let (kotlin, trivial) = match out {
+        Ok(out) if out.status.success() => {
+            let text = String::from_utf8_lossy(&out.stdout);
+            let field = |name: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+            };
+            (field("ns_per_call="), field("ns_per_call_trivial="))
+        }
         Ok(out) => {
             let e = format!(
                 "Kotlin bench failed: {}",
@@ -425,6 +430,17 @@ fn run_ffi(
                 goal: goal.into(),
                 verdict: verdict(overhead < 5_000.0),
             });
+            if let Some(kt) = trivial {
+                let rt = micro::ffi_trivial_in_rust(plan.micro);
+                r.rows.push(Row {
+                    what: "FFI call, trivial: Kotlin `validateApiKey` (40 chars) vs the same call in Rust".into(),
+                    ours: ns(kt),
+                    baseline: format!("{} (Rust)", ns(rt)),
+                    ratio: format!("+{} per call", ns((kt - rt).max(0.0))),
+                    goal: "— (info: the cost of crossing alone)".into(),
+                    verdict: "info".into(),
+                });
+            }
         }
         None => r.fail(what, goal, "Kotlin bench printed no ns_per_call"),
     }

@@ -273,3 +273,15 @@ pub fn ffi_verify_in_rust(effort: Effort, fx: &Fixture) -> Result<f64, String> {
         .collect();
     Ok(median(rounds))
 }
+
+/// The FFI crate's `validate_api_key` called from Rust (a trivial call). Median ns/call.
+pub fn ffi_trivial_in_rust(effort: Effort) -> f64 {
+    let key = "K7x!Qp2@Lm9#Vb4$Nc6%Zt8^Wr1&Ys3*Hd5(Fg0)";
+    let mut f = || tillgate_ffi::validate_api_key(black_box(key.to_owned())).is_ok();
+    ns_per_op(&mut f, effort.round_time / 4);
+    median(
+        (0..effort.rounds)
+            .map(|_| ns_per_op(&mut f, effort.round_time))
+            .collect(),
+    )
+}

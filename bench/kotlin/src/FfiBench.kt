@@ -6,6 +6,7 @@ package dev.tillgate.bench
 
 import dev.tillgate.TrustedKeys
 import dev.tillgate.VerifyOptions
+import dev.tillgate.validateApiKey
 import dev.tillgate.verifyDescriptor
 import java.io.File
 
@@ -38,5 +39,11 @@ fun main(args: Array<String>) {
     nsPerOp(call, maxOf(ms * 3, 300L)) // JIT warm-up
     val samples = (0 until rounds).map { nsPerOp(call, ms) }.sorted()
     println("ns_per_call=${samples[samples.size / 2]}")
+    // A trivial call, to separate the cost of crossing the FFI from the work done.
+    val key = "K7x!Qp2@Lm9#Vb4\$Nc6%Zt8^Wr1&Ys3*Hd5(Fg0)"
+    val trivial = { validateApiKey(key).isNotEmpty() }
+    nsPerOp(trivial, maxOf(ms, 100L))
+    val t = (0 until rounds).map { nsPerOp(trivial, ms) }.sorted()
+    println("ns_per_call_trivial=${t[t.size / 2]}")
     if (sink == -1L) println()
 }
