@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# wasm: builds the npm package (bindings/wasm/build.sh: web, bundler, nodejs; binaryen
-# wasm-opt), reports its sizes, then runs every shared vector in node (node:test) and in
-# headless Debian Chromium (playwright-core driving /usr/bin/chromium), plus an
-# end-to-end activation in node against a running tillgate-server.
-# TILLGATE_WASM_CORE_SIZE=1 also builds and measures core alone (no client).
+# wasm: builds the npm packages (bindings/wasm/build.sh: web, bundler, nodejs; binaryen
+# wasm-opt) -- the full package (core + client, bindings/wasm/pkg) and the verify-only
+# "lite" package (bindings/wasm/pkg-lite) -- reports their sizes against the issue's
+# goals, then runs every shared vector against each in node (node:test) and in headless
+# Debian Chromium (playwright-core driving /usr/bin/chromium), plus an end-to-end
+# activation in node against a running tillgate-server (full package). The lite runs
+# skip, and count, the vectors of the functions lite leaves out (signing, Argon2).
+# TILLGATE_WASM_CORE_SIZE=1 also builds and measures core alone (no client) and
+# lite + client, which are not shipped.
 source "$(dirname "$0")/../bindings/test-common.sh"
 
 apt_install chromium
@@ -20,20 +24,37 @@ fi
 npm_install "$ROOT/bindings/wasm"
 npm_install "$ROOT/tests/js"
 
+# sizes DIR LABEL GOAL_KIB: raw and gzip -9 bytes of each shipped file, then the web
+# variant's .wasm + JS glue (what a browser downloads) against the issue's goal.
 sizes() {
+  local f raw gz total=0
   for f in "$1"/web/tillgate_bg.wasm "$1"/*/tillgate*.js; do
-    printf '%-14s %-28s %8d %8d\n' "$2" "${f#$1/}" "$(stat -c%s "$f")" "$(gzip -9c "$f" | wc -c)"
+    raw=$(stat -c%s "$f"); gz=$(gzip -9c "$f" | wc -c)
+    printf '%-14s %-28s %8d %8d\n' "$2" "${f#$1/}" "$raw" "$gz"
   done
+  for f in "$1"/web/tillgate_bg.wasm "$1"/web/tillgate.js; do
+    total=$((total + $(gzip -9c "$f" | wc -c)))
+  done
+  printf '%-14s web .wasm + glue, gzipped: %d B = %.1f KiB; goal <= %d KiB: %s\n' "$2" \
+    "$total" "$(awk "BEGIN{print $total/1024}")" "$3" \
+    "$([ "$total" -le $(($3 * 1024)) ] && echo met || echo NOT met)"
 }
 if [ "${TILLGATE_WASM_CORE_SIZE:-0}" = 1 ]; then
-  log "build core alone (no client), for its size"
-  WASM_FEATURES=core PKG_DIR="$OUT/wasm-core-pkg" "$ROOT/bindings/wasm/build.sh"
+  log "build core alone and lite + client (not shipped), for their sizes"
+  WASM_VARIANT=core PKG_DIR="$OUT/wasm-core-pkg" "$ROOT/bindings/wasm/build.sh"
+  WASM_VARIANT=lite-client PKG_DIR="$OUT/wasm-lite-client-pkg" "$ROOT/bindings/wasm/build.sh"
 fi
 log "build the npm package (core + client)"
 "$ROOT/bindings/wasm/build.sh"
+log "build the lite npm package (verify-only core, bindings/wasm/pkg-lite)"
+WASM_VARIANT=lite "$ROOT/bindings/wasm/build.sh"
 log "sizes: raw / gzip -9 bytes"
-[ ! -d "$OUT/wasm-core-pkg" ] || [ "${TILLGATE_WASM_CORE_SIZE:-0}" != 1 ] || sizes "$OUT/wasm-core-pkg" "core alone"
-sizes "$ROOT/bindings/wasm/pkg" "core + client"
+if [ "${TILLGATE_WASM_CORE_SIZE:-0}" = 1 ]; then
+  sizes "$OUT/wasm-core-pkg" "core alone" 45
+  sizes "$OUT/wasm-lite-client-pkg" "lite + client" 120
+fi
+sizes "$ROOT/bindings/wasm/pkg-lite" "lite" 45
+sizes "$ROOT/bindings/wasm/pkg" "core + client" 120
 start_server
 
 status=0
@@ -41,4 +62,8 @@ log "node:test"
 node --test --test-reporter=spec "$ROOT/tests/js/node.test.mjs" "$ROOT/tests/js/e2e.test.mjs" || status=1
 log "headless Chromium"
 node "$ROOT/tests/js/browser.mjs" || status=1
+log "node:test, lite package"
+TILLGATE_PKG="$ROOT/bindings/wasm/pkg-lite" node --test --test-reporter=spec "$ROOT/tests/js/node.test.mjs" || status=1
+log "headless Chromium, lite package"
+TILLGATE_PKG="$ROOT/bindings/wasm/pkg-lite" node "$ROOT/tests/js/browser.mjs" || status=1
 exit $status

@@ -10,20 +10,47 @@
 # opt-level 3's speed for a fraction of its size. wasm-opt then runs at -O3 (-Oz saves
 # under 1 % here). Env: WASM_OPT_LEVEL, CARGO_PROFILE (default wasm-release),
 # HOT_OPT_LEVEL (default 3; "z" gives the all-size build).
+#
+# WASM_VARIANT chooses what goes in (cargo features of tillgate-wasm):
+#   full  (default) core + client, everything: the package in bindings/wasm/pkg
+#   core  core alone (no client)
+#   lite  verify-only core, for browsers: no signing, no Argon2 (no SigningKey,
+#         generateSigningKey, signDescriptor, DynamicKeyPair, deriveDynamicKeyPair,
+#         createDynamicApiKey*); everything an app verifies or validates stays
+#   lite-client  lite + the client API
+# A variant other than full builds under its own cargo profile (<profile>-<variant>,
+# inheriting <profile>), so it never overwrites the full build's .wasm in target/.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 profile=${CARGO_PROFILE:-wasm-release}
 opt=${WASM_OPT_LEVEL:--O3}
-pkg=${PKG_DIR:-$here/pkg}
-# WASM_FEATURES=core builds core alone (no tillgate-client), e.g. to measure it.
+# WASM_FEATURES=core is the older spelling of WASM_VARIANT=core.
+variant=${WASM_VARIANT:-${WASM_FEATURES:-full}}
 features=()
-[ "${WASM_FEATURES:-}" != core ] || features=(--no-default-features)
+case "$variant" in
+  full) ;;
+  core) features=(--no-default-features --features sign,dynamic-key-derive,fast) ;;
+  lite) features=(--no-default-features --features fast) ;;
+  lite-client) features=(--no-default-features --features fast,client) ;;
+  *) echo "unknown WASM_VARIANT $variant (full, core, lite, lite-client)" >&2; exit 2 ;;
+esac
+# The full package is bindings/wasm/pkg (what the demos use); others pkg-<variant>.
+pkg=${PKG_DIR:-$here/pkg}
+name=tillgate
+config=()
+if [ "$variant" != full ]; then
+  pkg=${PKG_DIR:-$here/pkg-$variant}
+  name=tillgate-$variant
+  config=(--config "profile.$profile-$variant.inherits=\"$profile\"")
+  profile=$profile-$variant
+fi
 
 cd "$root"
 hot=${HOT_OPT_LEVEL:-3}
 [ "$hot" = z ] || [ "$hot" = s ] && hot="\"$hot\""
 cargo build -p tillgate-wasm --target wasm32-unknown-unknown --profile "$profile" ${features[@]+"${features[@]}"} \
+  ${config[@]+"${config[@]}"} \
   --config "profile.$profile.package.curve25519-dalek.opt-level=$hot" \
   --config "profile.$profile.package.ed25519-dalek.opt-level=$hot" \
   --config "profile.$profile.package.sha2.opt-level=$hot"
@@ -43,7 +70,7 @@ version=$(cargo metadata --no-deps --format-version 1 |
   node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const p=JSON.parse(s).packages.find(p=>p.name==="tillgate-wasm");console.log(p.version)})')
 cat > "$pkg/package.json" <<JSON
 {
-  "name": "tillgate",
+  "name": "$name",
   "version": "$version",
   "description": "Tillgate for browsers and node: verify descriptors, API keys, URL tokens, receipts (Rust core compiled to WebAssembly).",
   "license": "MIT OR Apache-2.0",
@@ -65,4 +92,4 @@ cat > "$pkg/package.json" <<JSON
   "sideEffects": ["./bundler/tillgate.js", "./bundler/tillgate_bg.js"]
 }
 JSON
-echo "built $pkg (wasm-opt $opt)"
+echo "built $pkg ($variant, wasm-opt $opt)"

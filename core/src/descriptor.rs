@@ -4,7 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::jws;
-use crate::keys::{SigningKey, TrustedKeys};
+#[cfg(feature = "sign")]
+use crate::keys::SigningKey;
+use crate::keys::TrustedKeys;
 use crate::{Error, Result};
 
 /// The JWS `typ` of an ActivationDescriptor.
@@ -121,6 +123,7 @@ pub struct VerifyOptions {
 /// let ok = verify_descriptor(&jws, &keys, 1_710_000_000, &VerifyOptions::default()).unwrap();
 /// assert_eq!(ok.claims().sub, "TG-0001-ABCD");
 /// ```
+#[cfg(feature = "sign")]
 pub fn sign_descriptor(descriptor: &ActivationDescriptor, key: &SigningKey) -> Result<String> {
     jws::sign(key, DESCRIPTOR_TYP, descriptor)
 }

@@ -6,15 +6,20 @@
 //! `DK1.<base64url(login)>.<unix seconds>.<base64url(16-byte nonce)>.<base64url(signature)>`,
 //! which stays inside the API-key charset, so it also works as a URL-path token.
 
+#[cfg(feature = "sign")]
 use std::fmt;
 
+#[cfg(feature = "dynamic-key-derive")]
 use argon2::{Algorithm, Argon2, Params, Version};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+#[cfg(feature = "dynamic-key-derive")]
 use sha2::{Digest, Sha256};
 
+#[cfg(feature = "sign")]
 use crate::api_key::ApiKey;
 use crate::ed25519::{parse_public_key, parse_signature, verify_with};
+#[cfg(feature = "sign")]
 use crate::keys::SigningKey;
 use crate::{Error, Result};
 
@@ -23,6 +28,7 @@ pub const DYNAMIC_KEY_PREFIX: &str = "DK1";
 /// Default freshness window: a dynamic key is accepted 5 minutes either side of `now`.
 pub const DEFAULT_DYNAMIC_KEY_WINDOW_SECS: i64 = 300;
 /// Timestamps are at most 12 decimal digits.
+#[cfg(feature = "sign")]
 const MAX_TIMESTAMP: i64 = 1_000_000_000_000;
 /// Longest login name, in bytes.
 pub const LOGIN_MAX_BYTES: usize = 64;
@@ -52,6 +58,7 @@ impl Default for DynamicKeyParams {
 
 /// A staff member's derived key pair. `Debug` shows the login only. The app may keep
 /// the seed instead of the password; both are secrets.
+#[cfg(feature = "sign")]
 #[derive(Clone)]
 pub struct DynamicKeyPair {
     system: String,
@@ -59,6 +66,7 @@ pub struct DynamicKeyPair {
     key: SigningKey,
 }
 
+#[cfg(feature = "sign")]
 impl fmt::Debug for DynamicKeyPair {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DynamicKeyPair")
@@ -80,6 +88,7 @@ fn check_login(login: &str) -> Result<()> {
 }
 
 /// The Argon2id salt: SHA-256 of `"tillgate/dk1/salt" 0x00 system 0x00 login`.
+#[cfg(feature = "dynamic-key-derive")]
 fn salt(system: &str, login: &str) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(b"tillgate/dk1/salt\0");
@@ -100,6 +109,7 @@ fn salt(system: &str, login: &str) -> [u8; 32] {
 /// let ok = verify_dynamic_api_key(key.expose(), &pair.public_key(), "1,2,3,4", 1_700_000_030, 300).unwrap();
 /// assert_eq!(ok.login, "anna");
 /// ```
+#[cfg(feature = "dynamic-key-derive")]
 pub fn derive_dynamic_key_pair(
     system: &str,
     login: &str,
@@ -138,6 +148,7 @@ pub fn derive_dynamic_key_pair(
     })
 }
 
+#[cfg(feature = "sign")]
 impl DynamicKeyPair {
     /// Rebuilds a pair from a stored seed (see [`DynamicKeyPair::seed`]).
     pub fn from_seed(system: &str, login: &str, seed: &[u8; 32]) -> Result<Self> {
@@ -172,6 +183,7 @@ fn signing_input(system: &str, unsigned: &str) -> Vec<u8> {
 }
 
 /// Creates a dynamic API key for `now` (Unix seconds) with a random nonce.
+#[cfg(feature = "sign")]
 pub fn create_dynamic_api_key(pair: &DynamicKeyPair, now: i64) -> Result<ApiKey> {
     let mut nonce = [0u8; 16];
     getrandom::fill(&mut nonce).map_err(|e| Error::Random {
@@ -182,6 +194,7 @@ pub fn create_dynamic_api_key(pair: &DynamicKeyPair, now: i64) -> Result<ApiKey>
 
 /// Creates a dynamic API key with a given nonce (for tests and vectors; a nonce must
 /// never be reused).
+#[cfg(feature = "sign")]
 pub fn create_dynamic_api_key_with_nonce(
     pair: &DynamicKeyPair,
     now: i64,
@@ -321,7 +334,7 @@ pub fn verify_dynamic_api_key(
     parse_dynamic_api_key(key)?.verify(key, public_key, system, now, window_secs)
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "dynamic-key-derive"))]
 mod tests {
     use super::*;
 

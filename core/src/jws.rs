@@ -3,11 +3,15 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use ed25519_dalek::Signature;
+use serde::Deserialize;
+#[cfg(feature = "sign")]
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 
 use crate::ed25519::{parse_signature, verify_with};
-use crate::keys::{SigningKey, TrustedKeys};
+#[cfg(feature = "sign")]
+use crate::keys::SigningKey;
+use crate::keys::TrustedKeys;
 use crate::{Error, Result};
 
 /// The algorithm name written by Tillgate (RFC 9864).
@@ -18,6 +22,7 @@ pub const ALG_EDDSA: &str = "EdDSA";
 pub const MAX_JWS_LEN: usize = 16 * 1024;
 
 /// The header as written: members in a fixed order, whatever serde_json features are on.
+#[cfg(feature = "sign")]
 #[derive(Serialize)]
 struct OutHeader<'a> {
     alg: &'a str,
@@ -45,6 +50,7 @@ pub(crate) struct ParsedJws<'a, C> {
 }
 
 /// Signs `claims` as a compact JWS: header `{"alg":"Ed25519","typ":typ,"kid":kid}`.
+#[cfg(feature = "sign")]
 pub(crate) fn sign<C: Serialize>(key: &SigningKey, typ: &str, claims: &C) -> Result<String> {
     let header = serde_json::to_vec(&OutHeader {
         alg: ALG_ED25519,

@@ -5,7 +5,9 @@ use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use ed25519_dalek::{Signer as _, VerifyingKey};
+#[cfg(feature = "sign")]
+use ed25519_dalek::Signer as _;
+use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -23,6 +25,7 @@ use crate::{Error, Result};
 /// assert_eq!(key.kid().len(), 43);
 /// assert!(!format!("{key:?}").contains(&format!("{:?}", key.seed())));
 /// ```
+#[cfg(feature = "sign")]
 #[derive(Clone)]
 pub struct SigningKey {
     inner: ed25519_dalek::SigningKey,
@@ -30,6 +33,7 @@ pub struct SigningKey {
 }
 
 /// Generates a new random signing key (32 bytes from the platform's secure RNG).
+#[cfg(feature = "sign")]
 pub fn generate_signing_key() -> Result<SigningKey> {
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).map_err(|e| Error::Random {
@@ -38,6 +42,7 @@ pub fn generate_signing_key() -> Result<SigningKey> {
     Ok(SigningKey::from_seed(&seed))
 }
 
+#[cfg(feature = "sign")]
 impl SigningKey {
     /// Builds a signing key from its 32-byte seed (the RFC 8032 private key).
     pub fn from_seed(seed: &[u8; 32]) -> Self {
@@ -80,6 +85,7 @@ impl SigningKey {
     }
 }
 
+#[cfg(feature = "sign")]
 impl fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SigningKey")

@@ -26,27 +26,37 @@ pub use api_key::{
     ApiKey, ApiKeyAlphabet, ApiKeyHash, CharClass, URL_ESCAPED_CHARS, classify_api_key_char,
     generate_api_key, generate_api_key_with, validate_api_key,
 };
+#[cfg(feature = "sign")]
+pub use descriptor::sign_descriptor;
 pub use descriptor::{
     ActivationDescriptor, DEFAULT_CLOCK_TOLERANCE_SECS, DESCRIPTOR_TYP, DESCRIPTOR_VERSION,
-    VerifiedDescriptor, VerifyOptions, decode_descriptor_unverified, sign_descriptor,
-    verify_descriptor,
+    VerifiedDescriptor, VerifyOptions, decode_descriptor_unverified, verify_descriptor,
 };
+#[cfg(feature = "dynamic-key-derive")]
+pub use dynamic_key::derive_dynamic_key_pair;
 pub use dynamic_key::{
-    DEFAULT_DYNAMIC_KEY_WINDOW_SECS, DYNAMIC_KEY_PREFIX, DynamicKeyClaims, DynamicKeyPair,
-    DynamicKeyParams, LOGIN_MAX_BYTES, UnverifiedDynamicKey, create_dynamic_api_key,
-    create_dynamic_api_key_with_nonce, derive_dynamic_key_pair, is_dynamic_api_key,
-    parse_dynamic_api_key, verify_dynamic_api_key,
+    DEFAULT_DYNAMIC_KEY_WINDOW_SECS, DYNAMIC_KEY_PREFIX, DynamicKeyClaims, DynamicKeyParams,
+    LOGIN_MAX_BYTES, UnverifiedDynamicKey, is_dynamic_api_key, parse_dynamic_api_key,
+    verify_dynamic_api_key,
 };
+#[cfg(feature = "sign")]
+pub use dynamic_key::{DynamicKeyPair, create_dynamic_api_key, create_dynamic_api_key_with_nonce};
 pub use ed25519::verify_ed25519;
 pub use error::{Error, FieldError, Result, UrlTokenProblem};
 pub use jws::{ALG_ED25519, ALG_EDDSA, MAX_JWS_LEN};
-pub use keys::{Jwk, Jwks, SigningKey, TrustedKeys, generate_signing_key, jwk_thumbprint};
+pub use keys::{Jwk, Jwks, TrustedKeys, jwk_thumbprint};
+#[cfg(feature = "sign")]
+pub use keys::{SigningKey, generate_signing_key};
 pub use product::{PRODUCT_ID_MAX_LEN, Product, validate_product};
+#[cfg(feature = "sign")]
+pub use receipt::sign_receipt;
 pub use receipt::{
-    RECEIPT_TYP, ReceiptClaims, decode_receipt_unverified, receipt_link, sign_receipt,
-    verify_receipt_chain, verify_receipt_chain_from,
+    RECEIPT_TYP, ReceiptClaims, decode_receipt_unverified, receipt_link, verify_receipt_chain,
+    verify_receipt_chain_from,
 };
-pub use server_time::{SERVER_TIME_TYP, ServerTimeClaims, sign_server_time, verify_server_time};
+#[cfg(feature = "sign")]
+pub use server_time::sign_server_time;
+pub use server_time::{SERVER_TIME_TYP, ServerTimeClaims, verify_server_time};
 pub use transaction::{
     Item, MAX_AMOUNT, MAX_ITEMS, Transaction, TransactionType, VatLine, canonical_bytes,
     transaction_hash, validate_transaction,

@@ -5,7 +5,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::jws;
-use crate::keys::{SigningKey, TrustedKeys};
+#[cfg(feature = "sign")]
+use crate::keys::SigningKey;
+use crate::keys::TrustedKeys;
 use crate::{Error, Result};
 
 /// The JWS `typ` of a server-signed timestamp.
@@ -43,6 +45,7 @@ pub struct ServerTimeClaims {
 /// assert_eq!(ok.iat, 1_710_000_000);
 /// assert_eq!(verify_server_time(&jws, &trusted, Some("other")).unwrap_err().code(), "nonce_mismatch");
 /// ```
+#[cfg(feature = "sign")]
 pub fn sign_server_time(claims: &ServerTimeClaims, key: &SigningKey) -> Result<String> {
     jws::sign(key, SERVER_TIME_TYP, claims)
 }

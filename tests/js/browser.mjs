@@ -39,11 +39,11 @@ try {
   page.on("pageerror", (e) => console.error("page error:", e.message));
   await page.goto(base);
   await page.waitForFunction(() => window.__result !== undefined, null, { timeout: 120_000 });
-  const { passed, failures } = await page.evaluate(() => window.__result);
+  const { passed, skipped = 0, failures } = await page.evaluate(() => window.__result);
   const ua = await page.evaluate(() => navigator.userAgent);
   for (const f of failures) console.log(`FAIL ${f}`);
   console.log(`(${ua})`);
-  console.log(`chromium: ${passed} passed, ${failures.length} failed`);
+  console.log(`chromium: ${passed} passed, ${failures.length} failed, ${skipped} skipped (${mounts["/pkg/"]})`);
   code = failures.length === 0 && passed > 0 ? 0 : 1;
 } finally {
   await ctx.close();

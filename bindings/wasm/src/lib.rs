@@ -196,6 +196,7 @@ fn secs(what: &str, n: f64) -> JsResult<i64> {
     }
 }
 
+#[cfg(feature = "sign")]
 fn bytes<const N: usize>(what: &str, v: &[u8]) -> JsResult<[u8; N]> {
     v.try_into()
         .map_err(|_| invalid_argument(format!("{what} must be {N} bytes, got {}", v.len())))
@@ -218,9 +219,11 @@ pub fn verify_ed25519(public_key: &[u8], message: &[u8], signature: &[u8]) -> Js
 // ---- keys -------------------------------------------------------------------------
 
 /// An Ed25519 signing key with its `kid` (RFC 7638 thumbprint). Server side and tests.
+#[cfg(feature = "sign")]
 #[wasm_bindgen]
 pub struct SigningKey(core::SigningKey);
 
+#[cfg(feature = "sign")]
 #[wasm_bindgen]
 impl SigningKey {
     /// Builds a key from its 32-byte seed.
@@ -262,6 +265,7 @@ impl SigningKey {
 }
 
 /// Generates a new random signing key (`crypto.getRandomValues`).
+#[cfg(feature = "sign")]
 #[wasm_bindgen(js_name = generateSigningKey)]
 pub fn generate_signing_key() -> JsResult<SigningKey> {
     core::generate_signing_key().map(SigningKey).or_throw()
@@ -375,6 +379,7 @@ pub fn verify_descriptor(
 }
 
 /// Signs descriptor claims as a compact JWS (server side and tests).
+#[cfg(feature = "sign")]
 #[wasm_bindgen(js_name = signDescriptor)]
 pub fn sign_descriptor(
     #[wasm_bindgen(unchecked_param_type = "ActivationDescriptor")] claims: JsValue,
@@ -551,9 +556,11 @@ pub fn validate_activation_request(
 // ---- dynamic keys -----------------------------------------------------------------
 
 /// A staff member's derived Ed25519 key pair for dynamic API keys.
+#[cfg(feature = "sign")]
 #[wasm_bindgen]
 pub struct DynamicKeyPair(core::DynamicKeyPair);
 
+#[cfg(feature = "sign")]
 #[wasm_bindgen]
 impl DynamicKeyPair {
     /// Rebuilds a pair from a stored 32-byte seed.
@@ -583,6 +590,7 @@ impl DynamicKeyPair {
     }
 }
 
+#[cfg(feature = "dynamic-key-derive")]
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct JsDynamicKeyParams {
@@ -593,6 +601,7 @@ struct JsDynamicKeyParams {
 
 /// Derives the key pair for `login` on `system` from the password with Argon2id
 /// (deterministic). `params` defaults to OWASP's (19 MiB, 2 passes, 1 lane).
+#[cfg(feature = "dynamic-key-derive")]
 #[wasm_bindgen(js_name = deriveDynamicKeyPair)]
 pub fn derive_dynamic_key_pair(
     system: &str,
@@ -616,6 +625,7 @@ pub fn derive_dynamic_key_pair(
 }
 
 /// Creates a dynamic API key for `now` (Unix seconds) with a random nonce.
+#[cfg(feature = "sign")]
 #[wasm_bindgen(js_name = createDynamicApiKey)]
 pub fn create_dynamic_api_key(pair: &DynamicKeyPair, now: f64) -> JsResult<String> {
     core::create_dynamic_api_key(&pair.0, secs("now", now)?)
@@ -625,6 +635,7 @@ pub fn create_dynamic_api_key(pair: &DynamicKeyPair, now: f64) -> JsResult<Strin
 
 /// Creates a dynamic API key with a given 16-byte nonce. For tests and vectors only: a
 /// nonce must never be reused.
+#[cfg(feature = "sign")]
 #[wasm_bindgen(js_name = createDynamicApiKeyWithNonce)]
 pub fn create_dynamic_api_key_with_nonce(
     pair: &DynamicKeyPair,
