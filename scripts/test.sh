@@ -16,13 +16,17 @@ mkdir -p "$log_dir"
 passed=0; failed=0; results=()
 tests_passed=0; tests_failed=0
 
-# count LOG: adds the test counts a suite printed (cargo's "test result:" lines and the
-# "N passed, N failed" lines of the other runners) to the totals.
+# count LOG: adds the test counts a suite printed (cargo's "test result:" lines, pytest's
+# and node's summaries, and the "N passed, N failed" lines of the other runners) to the
+# totals. A suite's exit code decides pass/fail; the counts are for the summary.
 count() {
   local p f
   read -r p f < <(awk '
     /^test result: / { for (i=1;i<=NF;i++) { if ($(i)=="passed;") p+=$(i-1); if ($(i)=="failed;") f+=$(i-1) } next }
-    /^([A-Za-z0-9_-]+: )?[0-9]+ passed, [0-9]+ failed/ { sub(/^[A-Za-z0-9_-]+: /, ""); p+=$1; f+=$3 }
+    /^([A-Za-z0-9_-]+: )?[0-9]+ passed, [0-9]+ failed/ { sub(/^[A-Za-z0-9_-]+: /, ""); p+=$1; f+=$3; next }
+    /^[0-9]+ passed in [0-9.]+s$/ { p+=$1; next }
+    /^ℹ pass [0-9]+$/ { p+=$3; next }
+    /^ℹ fail [0-9]+$/ { f+=$3; next }
     END { print p+0, f+0 }' "$1")
   tests_passed=$((tests_passed+p)); tests_failed=$((tests_failed+f))
 }
