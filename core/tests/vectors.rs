@@ -24,6 +24,15 @@ fn cases<'a>(v: &'a Value, key: &str) -> &'a Vec<Value> {
     list
 }
 
+/// Compares the `{field, code}` pairs of a field-error list with a vector's `fields`.
+fn assert_fields(name: &str, fields: &[FieldError], expected: &Value) {
+    let got: Vec<Value> = fields
+        .iter()
+        .map(|f| json!({"field": f.field, "code": f.code}))
+        .collect();
+    assert_eq!(Value::from(got), *expected, "{name}");
+}
+
 fn expect_err<T: std::fmt::Debug>(name: &str, got: Result<T>, code: &str) -> Error {
     match got {
         Ok(v) => panic!("{name}: expected {code}, got Ok({v:?})"),
@@ -149,11 +158,7 @@ fn activation_requests() {
             else {
                 unreachable!()
             };
-            let got: Vec<Value> = fields
-                .iter()
-                .map(|f| json!({"field": f.field, "code": f.code}))
-                .collect();
-            assert_eq!(Value::from(got), c["fields"], "{name}");
+            assert_fields(name, &fields, &c["fields"]);
         }
     }
 }
@@ -180,11 +185,7 @@ fn transactions() {
             else {
                 unreachable!()
             };
-            let got: Vec<Value> = fields
-                .iter()
-                .map(|f| json!({"field": f.field, "code": f.code}))
-                .collect();
-            assert_eq!(Value::from(got), c["fields"], "{name}");
+            assert_fields(name, &fields, &c["fields"]);
         }
     }
     for c in cases(&v, "unparsable") {
@@ -216,11 +217,7 @@ fn products() {
             else {
                 unreachable!()
             };
-            let got: Vec<Value> = fields
-                .iter()
-                .map(|f| json!({"field": f.field, "code": f.code}))
-                .collect();
-            assert_eq!(Value::from(got), c["fields"], "{name}");
+            assert_fields(name, &fields, &c["fields"]);
         }
     }
     for c in cases(&v, "unparsable") {
