@@ -2,6 +2,7 @@
 //! SQLite and on PostgreSQL (skipped, with a SKIP line, when PostgreSQL is unreachable).
 #![allow(clippy::unwrap_used)]
 
+#[macro_use]
 mod common;
 
 use base64::Engine as _;
@@ -12,25 +13,6 @@ use tillgate_core::{
     create_dynamic_api_key_with_nonce, derive_dynamic_key_pair, transaction_hash,
     verify_descriptor, verify_receipt_chain, verify_server_time,
 };
-
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let db = super::TestDb::new(super::Backend::Sqlite, stringify!($name)).await.unwrap();
-                super::$name(&db, super::Backend::Sqlite).await;
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let Some(db) = super::TestDb::new(super::Backend::Postgres, stringify!($name)).await else { return };
-                super::$name(&db, super::Backend::Postgres).await;
-            })*
-        }
-    };
-}
 
 on_both!(
     activation_approval_handshake,

@@ -2,6 +2,7 @@
 //! clients are cut off, and signing-key seeds are sealed at rest.
 #![allow(clippy::unwrap_used)]
 
+#[macro_use]
 mod common;
 
 use std::io::{Read as _, Write as _};
@@ -15,25 +16,6 @@ use serde_json::{Value, json};
 use sqlx::Row as _;
 use tillgate_server::db::Store;
 use tillgate_server::{AppState, ManualClock, app};
-
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let db = super::TestDb::new(super::Backend::Sqlite, stringify!($name)).await.unwrap();
-                super::$name(&db, super::Backend::Sqlite).await;
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let Some(db) = super::TestDb::new(super::Backend::Postgres, stringify!($name)).await else { return };
-                super::$name(&db, super::Backend::Postgres).await;
-            })*
-        }
-    };
-}
 
 on_both!(signing_key_seeds_are_sealed_at_rest);
 

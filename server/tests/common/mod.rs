@@ -299,3 +299,25 @@ pub async fn problem(r: Response, status: u16, code: &str) -> Value {
 /// Two Swedish organisation numbers with valid check digits.
 pub const CORP_A: &str = "556036-0793";
 pub const CORP_B: &str = "5560360785";
+
+/// Defines each listed test twice: `sqlite::<name>` and `postgres::<name>` (skipped when
+/// PostgreSQL is unreachable), calling `<name>(&TestDb, Backend)`.
+#[allow(unused_macros)] // server_ops.rs shares this module without using the macro.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let db = super::TestDb::new(super::Backend::Sqlite, stringify!($name)).await.unwrap();
+                super::$name(&db, super::Backend::Sqlite).await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let Some(db) = super::TestDb::new(super::Backend::Postgres, stringify!($name)).await else { return };
+                super::$name(&db, super::Backend::Postgres).await;
+            })*
+        }
+    };
+}
