@@ -7,14 +7,24 @@ use std::time::Duration;
 use tillgate_client as client;
 use tillgate_core as core;
 
-use crate::records::{ActivationRequest, Transaction, VerifiedDescriptor};
+use crate::records::{ActivationRequest, FieldError, Transaction, VerifiedDescriptor};
 use crate::{Result, TillgateError, TrustedKeys, lock};
 
 impl From<client::ClientError> for TillgateError {
     fn from(e: client::ClientError) -> Self {
         match e {
             client::ClientError::Core(e) => e.into(),
-            e => TillgateError::plain(e.code(), e.to_string()),
+            e => {
+                let mut err = TillgateError::plain(e.code(), e.to_string());
+                if let (
+                    client::ClientError::Api { fields, .. },
+                    TillgateError::Failed { fields: f, .. },
+                ) = (e, &mut err)
+                {
+                    *f = fields.into_iter().map(FieldError::from).collect();
+                }
+                err
+            }
         }
     }
 }
@@ -123,6 +133,99 @@ impl From<client::StoredTransaction> for StoredTransaction {
     }
 }
 
+/// The body of a renewal (`POST /activations/renew`): the register's identity and the
+/// new period (RFC 3339 midnight UTC, at most a year, ending after the current one).
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct RenewRequest {
+    /// The register's ProductionNumber.
+    pub production_number: String,
+    /// The register's device id.
+    pub device_id: String,
+    /// New validity start, e.g. `2025-01-01T00:00:00Z`.
+    pub valid_from: String,
+    /// New validity end.
+    pub valid_to: String,
+}
+
+impl From<RenewRequest> for client::RenewRequest {
+    fn from(r: RenewRequest) -> Self {
+        client::RenewRequest {
+            production_number: r.production_number,
+            device_id: r.device_id,
+            valid_from: r.valid_from,
+            valid_to: r.valid_to,
+            descriptor: None,
+        }
+    }
+}
+
+/// A catalogue product of the register's company. Prices are integer minor units, VAT
+/// rates basis points (2500 = 25 %).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct Product {
+    /// The product's id (1–64 characters of `A-Z a-z 0-9 - _ .`).
+    pub id: String,
+    /// Name on the till and the receipt.
+    pub name: String,
+    /// Unit price, minor units.
+    pub price: i64,
+    /// ISO 4217 currency.
+    pub currency: String,
+    /// VAT rate, basis points.
+    pub vat_rate: u32,
+    /// Barcode, if any.
+    #[uniffi(default = None)]
+    pub barcode: Option<String>,
+    /// `false` when the product is withdrawn (a delta still reports it).
+    #[uniffi(default = true)]
+    pub active: bool,
+    /// When the server last changed it (RFC 3339); set by the server, ignored on a put.
+    #[uniffi(default = None)]
+    pub updated_at: Option<String>,
+}
+
+impl From<client::Product> for Product {
+    fn from(p: client::Product) -> Self {
+        Product {
+            id: p.id,
+            name: p.name,
+            price: p.price,
+            currency: p.currency,
+            vat_rate: p.vat_rate,
+            barcode: p.barcode,
+            active: p.active,
+            updated_at: p.updated_at,
+        }
+    }
+}
+
+impl From<Product> for client::Product {
+    fn from(p: Product) -> Self {
+        client::Product {
+            id: p.id,
+            name: p.name,
+            price: p.price,
+            currency: p.currency,
+            vat_rate: p.vat_rate,
+            barcode: p.barcode,
+            active: p.active,
+            updated_at: p.updated_at,
+        }
+    }
+}
+
+/// What a product sync brought: the products changed after the RVE sent (withdrawn
+/// ones included, `active == false`), and the RVE to send next time. The app merges
+/// the products into its own store by `id` and keeps `rve` with them.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct ProductDelta {
+    /// Changed products, by id.
+    pub products: Vec<Product>,
+    /// The RVE the app's copy is now current to (`None` only if the server named none
+    /// and none was sent).
+    pub rve: Option<String>,
+}
+
 /// An async client for one register.
 #[derive(Debug, uniffi::Object)]
 pub struct Client(client::Client);
@@ -215,6 +318,59 @@ impl Client {
             .submit_transaction(&transaction.into(), &key)
             .await?
             .into())
+    }
+
+    /// Renews an expiring or expired key (`POST /activations/renew`, within the server's
+    /// grace period), authenticated by the current key, for a new period. The new key
+    /// replaces the old one on this client (store it); the old one stops working. The
+    /// answer to `key_expired`.
+    pub async fn renew(&self, request: RenewRequest) -> Result<Activation> {
+        Ok(self.0.renew(&request.into()).await?.into())
+    }
+
+    /// Renews without the old key (lost with the device's storage), authenticated by
+    /// the stored signed activation code `descriptor_jws`. The registration then waits
+    /// for an administrator's approval again (status `pending`).
+    pub async fn renew_with_descriptor(
+        &self,
+        request: RenewRequest,
+        descriptor_jws: String,
+    ) -> Result<Activation> {
+        Ok(self
+            .0
+            .renew_with_descriptor(&request.into(), &descriptor_jws)
+            .await?
+            .into())
+    }
+
+    /// Product delta sync (`GET /products`): the products changed after `rve` (all of
+    /// them when `None`, the first sync) and the RVE to send next time.
+    pub async fn sync_products(&self, rve: Option<String>) -> Result<ProductDelta> {
+        let mut catalogue = client::ProductCatalogue {
+            rve,
+            ..Default::default()
+        };
+        self.0.sync_products(&mut catalogue).await?;
+        Ok(ProductDelta {
+            products: catalogue
+                .products
+                .into_values()
+                .map(Product::from)
+                .collect(),
+            rve: catalogue.rve,
+        })
+    }
+
+    /// Creates or replaces a product of the register's company (`PUT /products/{id}`);
+    /// returns it as the server stored it (with `updated_at`). Withdraw one with
+    /// `active = false`.
+    pub async fn put_product(&self, product: Product) -> Result<Product> {
+        Ok(self.0.put_product(&product.into()).await?.into())
+    }
+
+    /// One of the register's transactions, by the server's id (`GET /transactions/{id}`).
+    pub async fn get_transaction(&self, id: String) -> Result<StoredTransaction> {
+        Ok(self.0.get_transaction(&id).await?.into())
     }
 
     /// All of the register's transactions, in sequence order.

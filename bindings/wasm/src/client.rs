@@ -37,16 +37,32 @@ export interface QueuedTransaction {
   id: number; idempotencyKey: string; transaction: Transaction; enqueuedAtMs: number;
   attempts: number; nextAttemptAtMs: number; lastError?: QueueError | null; state: "pending" | "failed";
 }
+export interface RenewRequest { productionNumber: string; deviceId: string; validFrom: string; validTo: string; }
+export interface Product {
+  id: string; name: string; price: number; currency: string; vatRate: number;
+  barcode?: string | null; active?: boolean; updatedAt?: string | null;
+}
+export interface ProductDelta { products: Product[]; rve: string | null; }
 export interface SyncReport {
   sent: string[]; failed: string[]; stoppedBy?: string | null; remaining: number; alreadyRunning: boolean;
 }
 "#;
 
-/// Converts a client error once, into a JS `Error` with `code`.
+/// Converts a client error once, into a JS `Error` with `code` (and `fields` when the
+/// server listed failing fields).
 fn client_error(e: client::ClientError) -> JsValue {
     match e {
         client::ClientError::Core(e) => crate::to_js_error(e),
-        e => js_error(e.code(), &e.to_string()).into(),
+        e => {
+            let err: JsValue = js_error(e.code(), &e.to_string()).into();
+            if let client::ClientError::Api { fields, .. } = &e
+                && !fields.is_empty()
+                && let Ok(v) = to_js(fields)
+            {
+                crate::set(&err, "fields", v);
+            }
+            err
+        }
     }
 }
 
@@ -83,6 +99,25 @@ struct JsActivation {
     status: String,
     valid_from: Option<String>,
     valid_to: Option<String>,
+}
+
+impl From<client::Activation> for JsActivation {
+    fn from(a: client::Activation) -> Self {
+        JsActivation {
+            activation_id: a.activation_id,
+            production_number: a.production_number,
+            api_key: a.api_key.expose().to_owned(),
+            status: a.status,
+            valid_from: a.valid_from,
+            valid_to: a.valid_to,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct JsProductDelta {
+    products: Vec<client::Product>,
+    rve: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -245,15 +280,7 @@ impl Client {
         let req: core::ActivationRequest = from_js("request", &request)?;
         let c = self.0.clone();
         Ok(future_to_promise(async move {
-            let a = c.activate(&req).await.or_throw()?;
-            to_js(&JsActivation {
-                activation_id: a.activation_id,
-                production_number: a.production_number,
-                api_key: a.api_key.expose().to_owned(),
-                status: a.status,
-                valid_from: a.valid_from,
-                valid_to: a.valid_to,
-            })
+            to_js(&JsActivation::from(c.activate(&req).await.or_throw()?))
         }))
     }
 
@@ -309,6 +336,89 @@ impl Client {
             kid: v.kid(),
             claims: v.claims(),
         })
+    }
+
+    /// Renews an expiring or expired key (`POST /activations/renew`, within the server's
+    /// grace period), authenticated by the current key, for a new period. The new key
+    /// replaces the old one on this client (store it); the old one stops working. The
+    /// answer to `key_expired`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Activation>")]
+    pub fn renew(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "RenewRequest")] request: JsValue,
+    ) -> JsResult<Promise> {
+        let req: client::RenewRequest = from_js("request", &request)?;
+        let c = self.0.clone();
+        Ok(future_to_promise(async move {
+            to_js(&JsActivation::from(c.renew(&req).await.or_throw()?))
+        }))
+    }
+
+    /// Renews without the old key (lost with the device's storage), authenticated by
+    /// the stored signed activation code. The registration then waits for an
+    /// administrator's approval again (status `pending`).
+    #[wasm_bindgen(
+        js_name = renewWithDescriptor,
+        unchecked_return_type = "Promise<Activation>"
+    )]
+    pub fn renew_with_descriptor(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "RenewRequest")] request: JsValue,
+        descriptor_jws: String,
+    ) -> JsResult<Promise> {
+        let req: client::RenewRequest = from_js("request", &request)?;
+        let c = self.0.clone();
+        Ok(future_to_promise(async move {
+            let a = c
+                .renew_with_descriptor(&req, &descriptor_jws)
+                .await
+                .or_throw()?;
+            to_js(&JsActivation::from(a))
+        }))
+    }
+
+    /// Product delta sync (`GET /products`): the products changed after `rve` (all of
+    /// them without one, the first sync), by id, withdrawn ones included
+    /// (`active: false`), and the RVE to send next time.
+    #[wasm_bindgen(js_name = syncProducts, unchecked_return_type = "Promise<ProductDelta>")]
+    pub fn sync_products(&self, rve: Option<String>) -> Promise {
+        let c = self.0.clone();
+        future_to_promise(async move {
+            let mut catalogue = client::ProductCatalogue {
+                rve,
+                ..Default::default()
+            };
+            c.sync_products(&mut catalogue).await.or_throw()?;
+            to_js(&JsProductDelta {
+                products: catalogue.products.into_values().collect(),
+                rve: catalogue.rve,
+            })
+        })
+    }
+
+    /// Creates or replaces a product of the register's company (`PUT /products/{id}`);
+    /// resolves to it as the server stored it (with `updatedAt`). Withdraw one with
+    /// `active: false`.
+    #[wasm_bindgen(js_name = putProduct, unchecked_return_type = "Promise<Product>")]
+    pub fn put_product(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Product")] product: JsValue,
+    ) -> JsResult<Promise> {
+        let p: client::Product = from_js("product", &product)?;
+        let c = self.0.clone();
+        Ok(future_to_promise(async move {
+            to_js(&c.put_product(&p).await.or_throw()?)
+        }))
+    }
+
+    /// One of the register's transactions, by the server's id (`GET /transactions/{id}`).
+    #[wasm_bindgen(
+        js_name = getTransaction,
+        unchecked_return_type = "Promise<StoredTransaction>"
+    )]
+    pub fn get_transaction(&self, id: String) -> Promise {
+        let c = self.0.clone();
+        future_to_promise(async move { to_js(&c.get_transaction(&id).await.or_throw()?) })
     }
 
     /// All of the register's transactions, in sequence order.
