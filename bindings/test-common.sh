@@ -58,10 +58,18 @@ generate() {
 # TILLGATE_ADMIN_KEY and TILLGATE_JWKS (the server's public keys, which a real app has
 # built in) for the end-to-end tests. The server is stopped when the script exits.
 # Set TILLGATE_E2E=0 to skip.
+#
+# The server runs under libfaketime (Debian `faketime`) reading its clock offset from
+# the file TILLGATE_SERVER_CLOCK (alone in its directory, SERVER_CLOCK_DIR, so a chroot
+# can bind it), "+0" at start: a test that needs a key to expire
+# writes e.g. "+2d" there (the server's wall clock moves two days on, read at every
+# call; its monotonic clock, and so its timeouts, are untouched) and writes "+0" back
+# when done. Without libfaketime TILLGATE_SERVER_CLOCK is not set and those tests skip.
 SERVER_PID=""
 stop_server() {
   if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
   [ -z "${SERVER_DATA:-}" ] || rm -rf "$SERVER_DATA"
+  [ -z "${SERVER_CLOCK_DIR:-}" ] || rm -rf "$SERVER_CLOCK_DIR"
 }
 start_server() {
   [ "${TILLGATE_E2E:-1}" = 1 ] || return 0
@@ -72,7 +80,20 @@ start_server() {
   SERVER_DATA=$(mktemp -d /tmp/tillgate-e2e.XXXXXX)
   export TILLGATE_URL="http://127.0.0.1:$port"
   export TILLGATE_ADMIN_KEY="Admin-Key-For-Bindings-0123456789"
-  TILLGATE_BIND="127.0.0.1:$port" TILLGATE_DATA_DIR="$SERVER_DATA" RUST_LOG=warn \
+  apt_install faketime || true
+  local faketime_lib
+  faketime_lib=$(ls /usr/lib/*/faketime/libfaketimeMT.so.1 2>/dev/null | head -n1 || true)
+  local clock_env=()
+  if [ -n "$faketime_lib" ]; then
+    SERVER_CLOCK_DIR=$(mktemp -d /tmp/tillgate-clock.XXXXXX)
+    export TILLGATE_SERVER_CLOCK="$SERVER_CLOCK_DIR/offset"
+    echo "+0" >"$TILLGATE_SERVER_CLOCK"
+    clock_env=(LD_PRELOAD="$faketime_lib" FAKETIME_TIMESTAMP_FILE="$TILLGATE_SERVER_CLOCK"
+      FAKETIME_NO_CACHE=1 FAKETIME_DONT_FAKE_MONOTONIC=1)
+  else
+    log "no libfaketime: the key-expiry tests will skip"
+  fi
+  env "${clock_env[@]}" TILLGATE_BIND="127.0.0.1:$port" TILLGATE_DATA_DIR="$SERVER_DATA" RUST_LOG=warn \
     "$ROOT/target/debug/tillgate-server" >"$SERVER_DATA.log" 2>&1 &
   SERVER_PID=$!
   EXIT_HOOKS+=(stop_server)

@@ -38,6 +38,12 @@ cp "$FFI_LIB" "$work/lib/"
 cp -r "${TILLGATE_VECTORS:-$ROOT/tests/vectors}" "$work/vectors"
 
 mount_in proc proc -t proc; mount_in /dev dev --bind; mount_in /dev/pts dev/pts --bind
+# The server's clock offset file (see start_server), seen as /server-clock/offset inside.
+if [ -n "${TILLGATE_SERVER_CLOCK:-}" ]; then
+  mkdir -p "$CHROOT/server-clock"
+  mount_in "$SERVER_CLOCK_DIR" server-clock --bind
+  export TILLGATE_SERVER_CLOCK=/server-clock/offset
+fi
 log "swift build && swift test (in $CHROOT)"
 chroot "$CHROOT" /bin/bash -c 'set -eo pipefail; cd /work/swift
   swift build --build-tests -Xlinker -L/work/lib -Xlinker -rpath -Xlinker /work/lib 2>&1 | { grep -vE "^\[[0-9]+/[0-9]+\]" || true; }

@@ -5,6 +5,7 @@ import datetime
 import json
 import os
 import tempfile
+import time
 import urllib.request
 
 import pytest
@@ -65,6 +66,8 @@ def test_activation_handshake_code_and_transaction():
             assert outbox.len() == 0
             claims = t.verify_receipt_chain([sent.stored.receipt], keys)
             assert claims[0].seq == 1 and claims[0].total == 12500
+            stored = await client.get_transaction(sent.stored.id)
+            assert stored.receipt == sent.stored.receipt and stored.transaction.total == 12500
 
     asyncio.run(run())
 
@@ -81,5 +84,121 @@ def test_offline_sale_is_queued_not_lost():
             assert outbox.len() == 1 and outbox.last_error().code == "network"
             reopened = await t.Outbox.open_directory(queue_dir)
             assert reopened.len() == 1
+
+    asyncio.run(run())
+
+
+TODAY = datetime.datetime.now(datetime.timezone.utc).date()
+
+
+def day(d):
+    return f"{TODAY + datetime.timedelta(days=d)}T00:00:00Z"
+
+
+def new_client(device):
+    return t.Client(t.ClientConfig(base_url=URL, device_id=device), t.TrustedKeys.from_jwks_json(os.environ["TILLGATE_JWKS"]))
+
+
+async def approved_register(device, valid_to):
+    """A new register valid until valid_to, approved; its client has the key."""
+    client = new_client(device)
+    activation = await client.activate(t.ActivationRequest(
+        cash_register_name="Kassa Python", device_id=device, valid_from=day(0), valid_to=valid_to,
+        corporate_id="556036-0793", application_package="com.example.pos", extras_json=None))
+    approve(activation.activation_id)
+    assert (await client.handshake()).status == "approved"
+    return client, activation
+
+
+def renewal(activation, device, valid_from, valid_to):
+    return t.RenewRequest(production_number=activation.production_number, device_id=device,
+                          valid_from=valid_from, valid_to=valid_to)
+
+
+async def refusal(call):
+    with pytest.raises(t.TillgateError.Failed) as e:
+        await call
+    return e.value
+
+
+def server_clock(offset):
+    """Moves the server's wall clock (libfaketime offset, see bindings/test-common.sh)."""
+    with open(os.environ["TILLGATE_SERVER_CLOCK"], "w") as f:
+        f.write(offset + "\n")
+
+
+@pytest.mark.skipif(not os.environ.get("TILLGATE_SERVER_CLOCK"), reason="no TILLGATE_SERVER_CLOCK: the server's clock cannot move")
+def test_expired_key_is_renewed_and_the_old_key_stops_working():
+    async def run():
+        device = "py-renew-" + os.urandom(6).hex()
+        client, activation = await approved_register(device, day(1))
+        old_key = client.api_key()
+        try:
+            server_clock("+2d")  # the key's period (until tomorrow midnight) is over
+            assert (await refusal(client.handshake())).code == "key_expired"
+            # A period that does not end after the current one: the server's fields come through.
+            e = await refusal(client.renew(renewal(activation, device, day(0), day(1))))
+            assert e.code == "invalid_renewal_request" and [f.field for f in e.fields] == ["validTo"]
+            assert client.api_key() == old_key
+            renewed = await client.renew(renewal(activation, device, day(0), day(181)))
+            assert renewed.status == "approved" and renewed.activation_id == activation.activation_id
+            assert renewed.api_key != old_key and client.api_key() == renewed.api_key
+            assert (await client.handshake()).valid_to == day(181)
+            old = new_client(device)
+            old.set_api_key(old_key)
+            assert (await refusal(old.handshake())).code == "key_replaced"
+        finally:
+            server_clock("+0")
+        # Back at today (a fresh client: this one trusts the server time two days on), the
+        # renewed key works and the signed activation code carries the new period.
+        after = new_client(device)
+        after.set_api_key(renewed.api_key)
+        now = t.unix_time_ms() // 1000
+        assert abs((await after.handshake()).server_time - now) < 600
+        code = await after.activation_code(now)
+        assert code.descriptor.claims.exp == int(datetime.datetime.fromisoformat(day(181).replace("Z", "+00:00")).timestamp())
+
+    asyncio.run(run())
+
+
+def test_renewal_with_the_stored_descriptor_waits_for_approval_again():
+    async def run():
+        device = "py-lost-" + os.urandom(6).hex()
+        client, activation = await approved_register(device, day(10))  # within the renewal window
+        jws = (await client.activation_code(t.unix_time_ms() // 1000)).jws
+        # The device lost its key: a fresh client proves itself with the stored descriptor.
+        fresh = new_client(device)
+        renewed = await fresh.renew_with_descriptor(
+            renewal(activation, device, day(0), day(190)), jws)
+        assert renewed.status == "pending" and fresh.api_key() == renewed.api_key
+        assert (await refusal(fresh.handshake())).code == "pending_approval"
+        assert (await refusal(client.handshake())).code == "key_replaced"
+        approve(activation.activation_id)
+        assert (await fresh.handshake()).valid_to == day(190)
+
+    asyncio.run(run())
+
+
+def test_products_put_and_delta_sync():
+    async def run():
+        client, _ = await approved_register("py-products-" + os.urandom(6).hex(), day(180))
+        kaffe = await client.put_product(t.Product(id="py-kaffe", name="Kaffe", price=2500, currency="SEK", vat_rate=1200))
+        assert kaffe.updated_at and kaffe.active
+        await client.put_product(t.Product(id="py-bulle", name="Bulle", price=3000, currency="SEK", vat_rate=1200,
+                                           barcode="7310000000017"))
+        time.sleep(6)  # the server's RVE lags its clock by 5 s
+        first = await client.sync_products(None)
+        assert [p.id for p in first.products] == ["py-bulle", "py-kaffe"]
+        assert first.products[0].barcode == "7310000000017"
+        rve = first.rve
+        assert rve
+        await client.put_product(t.Product(id="py-te", name="Te", price=2000, currency="SEK", vat_rate=1200))
+        bulle = first.products[0]
+        bulle.active = False  # withdrawn
+        await client.put_product(bulle)
+        delta = await client.sync_products(rve)
+        assert [p.id for p in delta.products] == ["py-bulle", "py-te"]  # not Kaffe
+        assert delta.products[0].active is False
+        assert delta.rve >= rve
 
     asyncio.run(run())

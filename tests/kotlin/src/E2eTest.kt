@@ -8,10 +8,14 @@ import java.net.http.HttpClient
 import java.net.http.HttpRequest
 import java.net.http.HttpResponse
 import java.nio.file.Files
+import java.nio.file.Paths
 import java.time.LocalDate
 import java.time.ZoneOffset
 import kotlinx.coroutines.runBlocking
 import org.junit.Assert.assertEquals
+import org.junit.Assert.assertFalse
+import org.junit.Assert.assertNotEquals
+import org.junit.Assert.assertNotNull
 import org.junit.Assert.assertTrue
 import org.junit.Assume.assumeTrue
 import org.junit.Before
@@ -70,6 +74,109 @@ class E2eTest {
         val receipt = (sent as Submitted.Sent).stored.receipt
         assertEquals(1uL, verifyReceiptChain(listOf(receipt), keys)[0].seq)
         assertEquals(0uL, outbox.len())
+        val stored = client.getTransaction(sent.stored.id)
+        assertEquals(receipt, stored.receipt)
+        assertEquals(12500L, stored.transaction.total)
+    }
+
+    private val today = LocalDate.now(ZoneOffset.UTC)
+    private fun day(d: Long) = "${today.plusDays(d)}T00:00:00Z"
+
+    /** A new register valid until `validTo`, approved; its client has the key. */
+    private suspend fun approvedRegister(device: String, validTo: String): Pair<Client, Activation> {
+        val client = Client(ClientConfig(baseUrl = url!!, deviceId = device), keys())
+        val activation = client.activate(
+            ActivationRequest(
+                cashRegisterName = "Kassa Kotlin", deviceId = device, validFrom = day(0), validTo = validTo,
+                corporateId = "556036-0793", applicationPackage = "com.example.pos",
+            ),
+        )
+        approve(activation.activationId)
+        assertEquals("approved", client.handshake().status)
+        return client to activation
+    }
+
+    private suspend fun refusal(block: suspend () -> Unit): String? =
+        try { block(); null } catch (e: TillgateException.Failed) { e.code }
+
+    /** Moves the server's wall clock (libfaketime offset, see bindings/test-common.sh). */
+    private fun serverClock(offset: String) =
+        Files.writeString(Paths.get(System.getenv("TILLGATE_SERVER_CLOCK")), offset + "\n")
+
+    @Test
+    fun expiredKeyIsRenewedAndTheOldKeyStopsWorking() = runBlocking {
+        assumeTrue("no TILLGATE_SERVER_CLOCK: the server's clock cannot move", System.getenv("TILLGATE_SERVER_CLOCK") != null)
+        val device = "kt-renew-" + System.nanoTime()
+        val (client, activation) = approvedRegister(device, day(1))
+        val oldKey = client.apiKey()!!
+        var newKey = ""
+        try {
+            serverClock("+2d") // the key's period (until tomorrow midnight) is over
+            assertEquals("key_expired", refusal { client.handshake() })
+            // A new period that does not end after the current one: the server's failing
+            // fields come through.
+            val e = try {
+                client.renew(RenewRequest(activation.productionNumber, device, day(0), day(1))); null
+            } catch (e: TillgateException.Failed) { e }
+            assertEquals("invalid_renewal_request", e?.code)
+            assertEquals(listOf("validTo"), e?.fields?.map { it.field })
+            assertEquals(oldKey, client.apiKey())
+            val renewed = client.renew(RenewRequest(activation.productionNumber, device, day(0), day(181)))
+            assertEquals("approved", renewed.status)
+            assertEquals(activation.activationId, renewed.activationId)
+            assertNotEquals(oldKey, renewed.apiKey)
+            assertEquals(renewed.apiKey, client.apiKey())
+            assertEquals(day(181), client.handshake().validTo)
+            newKey = renewed.apiKey
+            val old = Client(ClientConfig(baseUrl = url!!, deviceId = device), keys())
+            old.setApiKey(oldKey)
+            assertEquals("key_replaced", refusal { old.handshake() })
+        } finally {
+            serverClock("+0")
+        }
+        // Back at today (a fresh client: this one trusts the server time two days on), the
+        // renewed key works and the signed activation code carries the new period.
+        val after = Client(ClientConfig(baseUrl = url!!, deviceId = device), keys())
+        after.setApiKey(newKey)
+        val now = unixTimeMs() / 1000
+        assertTrue(Math.abs(after.handshake().serverTime - now) < 600)
+        assertEquals(today.plusDays(181).atStartOfDay(ZoneOffset.UTC).toEpochSecond(), after.activationCode(now).descriptor.claims.exp)
+    }
+
+    @Test
+    fun renewalWithTheStoredDescriptorWaitsForApprovalAgain() = runBlocking {
+        val device = "kt-lost-" + System.nanoTime()
+        val (client, activation) = approvedRegister(device, day(10)) // within the renewal window
+        val jws = client.activationCode(unixTimeMs() / 1000).jws
+        // The device lost its key: a fresh client proves itself with the stored descriptor.
+        val fresh = Client(ClientConfig(baseUrl = url!!, deviceId = device), keys())
+        val request = RenewRequest(activation.productionNumber, device, day(0), day(190))
+        val renewed = fresh.renewWithDescriptor(request, jws)
+        assertEquals("pending", renewed.status)
+        assertEquals(renewed.apiKey, fresh.apiKey())
+        assertEquals("pending_approval", refusal { fresh.handshake() })
+        assertEquals("key_replaced", refusal { client.handshake() })
+        approve(activation.activationId)
+        assertEquals(day(190), fresh.handshake().validTo)
+    }
+
+    @Test
+    fun productsPutAndDeltaSync() = runBlocking {
+        val (client, _) = approvedRegister("kt-products-" + System.nanoTime(), day(180))
+        val kaffe = client.putProduct(Product(id = "kt-kaffe", name = "Kaffe", price = 2500, currency = "SEK", vatRate = 1200u))
+        assertNotNull(kaffe.updatedAt)
+        client.putProduct(Product(id = "kt-bulle", name = "Bulle", price = 3000, currency = "SEK", vatRate = 1200u, barcode = "7310000000017"))
+        Thread.sleep(6_000) // the server's RVE lags its clock by 5 s
+        val first = client.syncProducts(null)
+        assertEquals(listOf("kt-bulle", "kt-kaffe"), first.products.map { it.id })
+        assertEquals("7310000000017", first.products[0].barcode)
+        val rve = first.rve!!
+        client.putProduct(Product(id = "kt-te", name = "Te", price = 2000, currency = "SEK", vatRate = 1200u))
+        client.putProduct(first.products[0].copy(active = false)) // Bulle withdrawn
+        val delta = client.syncProducts(rve)
+        assertEquals(listOf("kt-bulle", "kt-te"), delta.products.map { it.id }) // not Kaffe
+        assertFalse(delta.products[0].active)
+        assertTrue(delta.rve!! >= rve)
     }
 
     @Test
