@@ -6,6 +6,10 @@
 //
 // PKG_DIR is the npm package (with node/ and web/ builds) or one build directory.
 // BENCH_WASM_CLIENT_PKG may name a core+client build for the second size figure.
+// BENCH_WASM_EXTRA="label=DIR,label=DIR" adds other builds as contenders in the same
+// alternating rounds (ns["wasm:label"], size["wasm:label"]), to compare build choices
+// against the same baselines; `verifyEd25519` of the main package is timed as
+// ns.wasmEd25519 (the signature check alone, no JWS or JSON).
 import { createRequire } from "node:module";
 import fs from "node:fs";
 import path from "node:path";
@@ -35,6 +39,14 @@ if (!nodeEntry) throw new Error(`no node build in ${pkgDir}`);
 const tg = require(path.resolve(nodeEntry));
 const trusted = tg.TrustedKeys.fromJwksJson(fx.jwksJson);
 contenders.wasm = () => tg.verifyDescriptor(fx.jws, trusted, fx.now) !== undefined;
+contenders.wasmEd25519 = () => (tg.verifyEd25519(pub, msg, sig), true);
+const extra = (process.env.BENCH_WASM_EXTRA ?? "").split(",").filter(Boolean).map((e) => e.split("="));
+for (const [label, dir] of extra) {
+  const entry = firstExisting(path.join(dir, "node", "tillgate.js"), path.join(dir, "tillgate.js"));
+  const m = require(path.resolve(entry));
+  const keys = m.TrustedKeys.fromJwksJson(fx.jwksJson);
+  contenders[`wasm:${label}`] = () => m.verifyDescriptor(fx.jws, keys, fx.now) !== undefined;
+}
 
 try {
   const ed = await import("@noble/ed25519");
@@ -83,16 +95,27 @@ for (const [name, f] of Object.entries(contenders)) {
   }
 }
 
+// BENCH_WASM_CLOCK=cpu times with the process's CPU time instead of the wall clock: on
+// a machine shared with other work, time spent waiting for a core is then not counted.
+const cpuClock = process.env.BENCH_WASM_CLOCK === "cpu";
+const clockNs = cpuClock
+  ? () => {
+      const u = process.cpuUsage();
+      return BigInt(u.user + u.system) * 1000n;
+    }
+  : () => process.hrtime.bigint();
+result.clock = cpuClock ? "cpu" : "wall";
+
 async function nsPerOp(f, budgetMs) {
   let ops = 0;
   let batch = 1;
-  const start = process.hrtime.bigint();
+  const start = clockNs();
   const limit = BigInt(Math.round(budgetMs * 1e6));
   for (;;) {
     if (f.async) for (let i = 0; i < batch; i++) await f();
     else for (let i = 0; i < batch; i++) f();
     ops += batch;
-    const el = process.hrtime.bigint() - start;
+    const el = clockNs() - start;
     if (el >= limit) return Number(el) / ops;
     batch = Math.min(batch * 2, 4096);
   }
@@ -107,6 +130,9 @@ for (let r = 0; r < rounds; r++) {
 }
 const median = (v) => v.slice().sort((a, b) => a - b)[Math.floor(v.length / 2)];
 for (const [n, v] of Object.entries(samples)) result.ns[n] = median(v);
+// Best round of each: on a shared machine the least disturbed round is the steadier
+// figure for comparing builds.
+result.best = Object.fromEntries(Object.entries(samples).map(([n, v]) => [n, Math.min(...v)]));
 
 // ---- sizes -------------------------------------------------------------------------
 function sizeOf(dir) {
@@ -123,6 +149,7 @@ function sizeOf(dir) {
   return { raw, gzip, files: files.map((f) => `${path.relative(process.cwd(), f)}`).join(" + ") };
 }
 result.size.core = sizeOf(pkgDir);
+for (const [label, dir] of extra) result.size[`wasm:${label}`] = sizeOf(dir);
 const clientPkg = process.env.BENCH_WASM_CLIENT_PKG;
 result.size.client = clientPkg
   ? sizeOf(clientPkg)
