@@ -2,7 +2,9 @@
 // package's client (Promises). Skipped unless TILLGATE_URL is set.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
+import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
@@ -47,6 +49,9 @@ test("activation, handshake, activation code and a sale against the server", { s
   assert.equal(sent.kind, "sent");
   assert.equal(t.verifyReceiptChain([sent.stored.receipt], keys)[0].seq, 1);
   assert.equal(outbox.length, 0);
+  const stored = await client.getTransaction(sent.stored.id);
+  assert.equal(stored.receipt, sent.stored.receipt);
+  assert.equal(stored.total, 12500);
 });
 
 test("an offline sale is queued, not lost", { skip }, async () => {
@@ -58,4 +63,107 @@ test("an offline sale is queued, not lost", { skip }, async () => {
   assert.deepEqual(r, { kind: "queued", idempotencyKey: "sale-0001" });
   assert.equal(outbox.length, 1);
   assert.equal(outbox.lastError().code, "network");
+});
+
+const newClient = (device) =>
+  new t.Client({ baseUrl: url, deviceId: device }, t.TrustedKeys.fromJwksJson(process.env.TILLGATE_JWKS));
+
+async function approve(activationId) {
+  const r = await fetch(`${url}/admin/activations/${activationId}/approve`, {
+    method: "POST", body: "{}",
+    headers: { authorization: `Bearer ${process.env.TILLGATE_ADMIN_KEY}`, "content-type": "application/json" },
+  });
+  assert.equal(r.status, 200);
+}
+
+/** A new register valid until `validTo`, approved; its client has the key. */
+async function approvedRegister(device, validTo) {
+  const client = newClient(device);
+  const activation = await client.activate({
+    cashRegisterName: "Kassa JS", deviceId: device, validFrom: day(0), validTo,
+    corporateId: "556036-0793", applicationPackage: "com.example.pos",
+  });
+  await approve(activation.activationId);
+  assert.equal((await client.handshake()).status, "approved");
+  return { client, activation };
+}
+
+const refusal = async (promise) => {
+  try { await promise; } catch (e) { return e; }
+  assert.fail("expected a refusal");
+};
+
+/** Moves the server's wall clock (libfaketime offset, see bindings/test-common.sh). */
+const serverClock = (offset) => writeFileSync(process.env.TILLGATE_SERVER_CLOCK, `${offset}\n`);
+const clockSkip = skip || (process.env.TILLGATE_SERVER_CLOCK ? false : "no TILLGATE_SERVER_CLOCK: the server's clock cannot move");
+
+test("an expired key is renewed and the old key stops working", { skip: clockSkip }, async () => {
+  const device = `js-renew-${Date.now()}`;
+  const { client, activation } = await approvedRegister(device, day(1));
+  const oldKey = client.apiKey();
+  const renewal = (validFrom, validTo) =>
+    ({ productionNumber: activation.productionNumber, deviceId: device, validFrom, validTo });
+  let renewed;
+  try {
+    serverClock("+2d"); // the key's period (until tomorrow midnight) is over
+    assert.equal((await refusal(client.handshake())).code, "key_expired");
+    // A period that does not end after the current one: the server's fields come through.
+    const e = await refusal(client.renew(renewal(day(0), day(1))));
+    assert.equal(e.code, "invalid_renewal_request");
+    assert.deepEqual(e.fields.map((f) => f.field), ["validTo"]);
+    assert.equal(client.apiKey(), oldKey);
+    renewed = await client.renew(renewal(day(0), day(181)));
+    assert.equal(renewed.status, "approved");
+    assert.equal(renewed.activationId, activation.activationId);
+    assert.notEqual(renewed.apiKey, oldKey);
+    assert.equal(client.apiKey(), renewed.apiKey);
+    assert.equal((await client.handshake()).validTo, day(181));
+    const old = newClient(device);
+    old.setApiKey(oldKey);
+    assert.equal((await refusal(old.handshake())).code, "key_replaced");
+  } finally {
+    serverClock("+0");
+  }
+  // Back at today (a fresh client: this one trusts the server time two days on), the
+  // renewed key works and the signed activation code carries the new period.
+  const after = newClient(device);
+  after.setApiKey(renewed.apiKey);
+  const now = Math.floor(t.unixTimeMs() / 1000);
+  assert.ok(Math.abs((await after.handshake()).serverTime - now) < 600);
+  assert.equal((await after.activationCode(now)).descriptor.claims.exp, Date.parse(day(181)) / 1000);
+});
+
+test("a renewal with the stored descriptor waits for approval again", { skip }, async () => {
+  const device = `js-lost-${Date.now()}`;
+  const { client, activation } = await approvedRegister(device, day(10)); // within the renewal window
+  const { jws } = await client.activationCode(Math.floor(t.unixTimeMs() / 1000));
+  // The device lost its key: a fresh client proves itself with the stored descriptor.
+  const fresh = newClient(device);
+  const renewed = await fresh.renewWithDescriptor(
+    { productionNumber: activation.productionNumber, deviceId: device, validFrom: day(0), validTo: day(190) }, jws);
+  assert.equal(renewed.status, "pending");
+  assert.equal(fresh.apiKey(), renewed.apiKey);
+  assert.equal((await refusal(fresh.handshake())).code, "pending_approval");
+  assert.equal((await refusal(client.handshake())).code, "key_replaced");
+  await approve(activation.activationId);
+  assert.equal((await fresh.handshake()).validTo, day(190));
+});
+
+test("products: put, then a delta sync brings only what changed after the RVE", { skip }, async () => {
+  const { client } = await approvedRegister(`js-products-${Date.now()}`, day(180));
+  const kaffe = await client.putProduct({ id: "js-kaffe", name: "Kaffe", price: 2500, currency: "SEK", vatRate: 1200 });
+  assert.ok(kaffe.updatedAt);
+  assert.equal(kaffe.active, true);
+  await client.putProduct({ id: "js-bulle", name: "Bulle", price: 3000, currency: "SEK", vatRate: 1200, barcode: "7310000000017" });
+  await sleep(6000); // the server's RVE lags its clock by 5 s
+  const first = await client.syncProducts();
+  assert.deepEqual(first.products.map((p) => p.id), ["js-bulle", "js-kaffe"]);
+  assert.equal(first.products[0].barcode, "7310000000017");
+  assert.ok(first.rve);
+  await client.putProduct({ id: "js-te", name: "Te", price: 2000, currency: "SEK", vatRate: 1200 });
+  await client.putProduct({ ...first.products[0], active: false }); // Bulle withdrawn
+  const delta = await client.syncProducts(first.rve);
+  assert.deepEqual(delta.products.map((p) => p.id), ["js-bulle", "js-te"]); // not Kaffe
+  assert.equal(delta.products[0].active, false);
+  assert.ok(delta.rve >= first.rve);
 });
