@@ -69,6 +69,140 @@ final class E2eTests: XCTestCase {
         guard case let .sent(stored) = result else { return XCTFail("not sent: \(result)") }
         XCTAssertEqual(try verifyReceiptChain(receipts: [stored.receipt], trustedKeys: keys)[0].seq, 1)
         XCTAssertEqual(outbox.len(), 0)
+        let got = try await client.getTransaction(id: stored.id)
+        XCTAssertEqual(got.receipt, stored.receipt)
+        XCTAssertEqual(got.transaction.total, 12500)
         print("e2e: activated \(activation.productionNumber), approved, verified, sold")
+    }
+
+    /// Midnight UTC `d` days from today, RFC 3339.
+    func day(_ d: Int) -> String {
+        let f = DateFormatter()
+        f.timeZone = TimeZone(identifier: "UTC")
+        f.dateFormat = "yyyy-MM-dd"
+        return "\(f.string(from: Date().addingTimeInterval(Double(d) * 86400)))T00:00:00Z"
+    }
+
+    func newClient(_ device: String) throws -> Client {
+        let keys = try TrustedKeys.fromJwksJson(json: env["TILLGATE_JWKS"]!)
+        return try Client(config: ClientConfig(baseUrl: env["TILLGATE_URL"]!, deviceId: device), trustedKeys: keys)
+    }
+
+    /// A new register valid until `validTo`, approved; its client has the key.
+    func approvedRegister(_ device: String, validTo: String) async throws -> (Client, Activation) {
+        let client = try newClient(device)
+        let activation = try await client.activate(request: ActivationRequest(
+            cashRegisterName: "Kassa Swift", deviceId: device, validFrom: day(0), validTo: validTo,
+            corporateId: "556036-0793", applicationPackage: "com.example.pos"))
+        try approve(env["TILLGATE_URL"]!, activation.activationId)
+        let hs = try await client.handshake()
+        XCTAssertEqual(hs.status, "approved")
+        return (client, activation)
+    }
+
+    /// The code and failing fields of the error `call` throws (nil if it does not).
+    func failure<T>(_ call: () async throws -> T) async -> (code: String, fields: [String])? {
+        do {
+            _ = try await call()
+            return nil
+        } catch let TillgateError.Failed(code, _, fields, _, _, _) {
+            return (code, fields.map { $0.field })
+        } catch {
+            return ("unexpected \(error)", [])
+        }
+    }
+
+    /// Moves the server's wall clock (libfaketime offset, see bindings/test-common.sh).
+    func serverClock(_ offset: String) throws {
+        try "\(offset)\n".write(toFile: env["TILLGATE_SERVER_CLOCK"]!, atomically: false, encoding: .utf8)
+    }
+
+    func testExpiredKeyIsRenewedAndTheOldKeyStopsWorking() async throws {
+        try XCTSkipUnless(env["TILLGATE_URL"] != nil, "no TILLGATE_URL: no server to test against")
+        try XCTSkipUnless(env["TILLGATE_SERVER_CLOCK"] != nil, "no TILLGATE_SERVER_CLOCK: the server's clock cannot move")
+        let device = "swift-renew-\(UInt64.random(in: 0..<UInt64.max))"
+        let (client, activation) = try await approvedRegister(device, validTo: day(1))
+        let oldKey = client.apiKey()!
+        let renewal = { (from: String, to: String) in
+            RenewRequest(productionNumber: activation.productionNumber, deviceId: device, validFrom: from, validTo: to)
+        }
+        var newKey = ""
+        do {
+            defer { try? serverClock("+0") }
+            try serverClock("+2d") // the key's period (until tomorrow midnight) is over
+            let expired = await failure { try await client.handshake() }
+            XCTAssertEqual(expired?.code, "key_expired")
+            // A period that does not end after the current one: the server's fields come through.
+            let refused = await failure { try await client.renew(request: renewal(day(0), day(1))) }
+            XCTAssertEqual(refused?.code, "invalid_renewal_request")
+            XCTAssertEqual(refused?.fields, ["validTo"])
+            XCTAssertEqual(client.apiKey(), oldKey)
+            let renewed = try await client.renew(request: renewal(day(0), day(181)))
+            XCTAssertEqual(renewed.status, "approved")
+            XCTAssertEqual(renewed.activationId, activation.activationId)
+            XCTAssertNotEqual(renewed.apiKey, oldKey)
+            XCTAssertEqual(client.apiKey(), renewed.apiKey)
+            let hs = try await client.handshake()
+            XCTAssertEqual(hs.validTo, day(181))
+            let old = try newClient(device)
+            try old.setApiKey(key: oldKey)
+            let replaced = await failure { try await old.handshake() }
+            XCTAssertEqual(replaced?.code, "key_replaced")
+            newKey = renewed.apiKey
+        }
+        // Back at today (a fresh client: this one trusts the server time two days on), the
+        // renewed key works and the signed activation code carries the new period.
+        let after = try newClient(device)
+        try after.setApiKey(key: newKey)
+        let now = unixTimeMs() / 1000
+        let hs = try await after.handshake()
+        XCTAssertLessThan(abs(hs.serverTime - now), 600)
+        let code = try await after.activationCode(now: now)
+        XCTAssertEqual(code.descriptor.claims.exp, now / 86400 * 86400 + 181 * 86400)
+    }
+
+    func testRenewalWithTheStoredDescriptorWaitsForApprovalAgain() async throws {
+        try XCTSkipUnless(env["TILLGATE_URL"] != nil, "no TILLGATE_URL: no server to test against")
+        let device = "swift-lost-\(UInt64.random(in: 0..<UInt64.max))"
+        let (client, activation) = try await approvedRegister(device, validTo: day(10)) // within the renewal window
+        let jws = try await client.activationCode(now: unixTimeMs() / 1000).jws
+        // The device lost its key: a fresh client proves itself with the stored descriptor.
+        let fresh = try newClient(device)
+        let renewed = try await fresh.renewWithDescriptor(
+            request: RenewRequest(productionNumber: activation.productionNumber, deviceId: device,
+                                  validFrom: day(0), validTo: day(190)),
+            descriptorJws: jws)
+        XCTAssertEqual(renewed.status, "pending")
+        XCTAssertEqual(fresh.apiKey(), renewed.apiKey)
+        let pending = await failure { try await fresh.handshake() }
+        XCTAssertEqual(pending?.code, "pending_approval")
+        let replaced = await failure { try await client.handshake() }
+        XCTAssertEqual(replaced?.code, "key_replaced")
+        try approve(env["TILLGATE_URL"]!, activation.activationId)
+        let hs = try await fresh.handshake()
+        XCTAssertEqual(hs.validTo, day(190))
+    }
+
+    func testProductsPutAndDeltaSync() async throws {
+        try XCTSkipUnless(env["TILLGATE_URL"] != nil, "no TILLGATE_URL: no server to test against")
+        let (client, _) = try await approvedRegister("swift-products-\(UInt64.random(in: 0..<UInt64.max))", validTo: day(180))
+        let kaffe = try await client.putProduct(product: Product(id: "sw-kaffe", name: "Kaffe", price: 2500, currency: "SEK", vatRate: 1200))
+        XCTAssertNotNil(kaffe.updatedAt)
+        XCTAssertTrue(kaffe.active)
+        _ = try await client.putProduct(product: Product(id: "sw-bulle", name: "Bulle", price: 3000, currency: "SEK",
+                                                         vatRate: 1200, barcode: "7310000000017"))
+        try await Task.sleep(nanoseconds: 6_000_000_000) // the server's RVE lags its clock by 5 s
+        let first = try await client.syncProducts(rve: nil)
+        XCTAssertEqual(first.products.map { $0.id }, ["sw-bulle", "sw-kaffe"])
+        XCTAssertEqual(first.products[0].barcode, "7310000000017")
+        let rve = try XCTUnwrap(first.rve)
+        _ = try await client.putProduct(product: Product(id: "sw-te", name: "Te", price: 2000, currency: "SEK", vatRate: 1200))
+        var bulle = first.products[0]
+        bulle.active = false // withdrawn
+        _ = try await client.putProduct(product: bulle)
+        let delta = try await client.syncProducts(rve: rve)
+        XCTAssertEqual(delta.products.map { $0.id }, ["sw-bulle", "sw-te"]) // not Kaffe
+        XCTAssertFalse(delta.products[0].active)
+        XCTAssertGreaterThanOrEqual(try XCTUnwrap(delta.rve), rve)
     }
 }
