@@ -4,19 +4,28 @@
 # wasm-bindgen-cli at exactly the wasm-bindgen crate version, and `npm install` here
 # (binaryen's wasm-opt). scripts/test-wasm.sh installs all of them.
 #
-# Speed vs size (measured, see bindings/README.md): the root [profile.wasm-release] is
-# opt-level "z"; the crates on the verification hot path (curve25519-dalek,
-# ed25519-dalek, sha2) are built at opt-level 3 on top of it. That keeps most of
-# opt-level 3's speed for a fraction of its size. wasm-opt then runs at -O3 (-Oz saves
-# under 1 % here). Env: WASM_OPT_LEVEL, CARGO_PROFILE (default wasm-release),
-# HOT_OPT_LEVEL (default 3; "z" gives the all-size build).
+# Two builds, chosen deliberately (measured, see bindings/README.md "Speed vs size"):
+# - the fast one, `full` (npm `tillgate`, bindings/wasm/pkg; and `core`): the root
+#   [profile.wasm-release] is opt-level "z", and the crates where verification spends
+#   its time (curve25519-dalek field arithmetic, ed25519-dalek, sha2) are built at
+#   opt-level 3 on top of it, with ed25519-dalek's precomputed tables (`fast`). All of
+#   the module at opt-level 3 is not measurably faster; all at "z" is ~1.4x slower.
+# - the small one, `lite` (npm `tillgate-lite`, bindings/wasm/pkg-lite): the same, less
+#   the `fast` tables: 8 KiB gzipped smaller for ~1.1x slower verification, still well
+#   over 10x @noble/ed25519. (All at "z" would save 9 KiB more for 1.4x.)
+# wasm-opt runs at -O3 (-Oz and -O4 are within 1 % in size and speed here). No
+# `+simd128`: not measurably faster (field arithmetic is scalar 32x32->64 products)
+# and it would refuse to load on browsers without wasm SIMD.
+# Env: WASM_OPT_LEVEL, CARGO_PROFILE (default wasm-release), HOT_OPT_LEVEL (default 3;
+# "z" gives the all-size build).
 #
 # WASM_VARIANT chooses what goes in (cargo features of tillgate-wasm):
 #   full  (default) core + client, everything: the package in bindings/wasm/pkg
 #   core  core alone (no client)
-#   lite  verify-only core, for browsers: no signing, no Argon2 (no SigningKey,
-#         generateSigningKey, signDescriptor, DynamicKeyPair, deriveDynamicKeyPair,
-#         createDynamicApiKey*); everything an app verifies or validates stays
+#   lite  verify-only core, for browsers, built small: no signing, no Argon2 (no
+#         SigningKey, generateSigningKey, signDescriptor, DynamicKeyPair,
+#         deriveDynamicKeyPair, createDynamicApiKey*), no `fast` tables; everything an
+#         app verifies or validates stays, with the same results
 #   lite-client  lite + the client API
 # A variant other than full builds under its own cargo profile (<profile>-<variant>,
 # inheriting <profile>), so it never overwrites the full build's .wasm in target/.
@@ -31,8 +40,8 @@ features=()
 case "$variant" in
   full) ;;
   core) features=(--no-default-features --features sign,dynamic-key-derive,fast) ;;
-  lite) features=(--no-default-features --features fast) ;;
-  lite-client) features=(--no-default-features --features fast,client) ;;
+  lite) features=(--no-default-features) ;;
+  lite-client) features=(--no-default-features --features client) ;;
   *) echo "unknown WASM_VARIANT $variant (full, core, lite, lite-client)" >&2; exit 2 ;;
 esac
 # The full package is bindings/wasm/pkg (what the demos use); others pkg-<variant>.
