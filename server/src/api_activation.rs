@@ -1,5 +1,6 @@
 //! Activation, handshake, activation code (signed descriptor), renewal and JWKS.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::Json;
@@ -180,16 +181,7 @@ pub async fn handshake(
         };
         return Err(AppError::forbidden(e.code(), e.to_string()));
     }
-    let ring = state.keys().await?;
-    let signed_time = sign_server_time(
-        &ServerTimeClaims {
-            iss: state.config.issuer.clone(),
-            sub: a.production_number.clone(),
-            iat: now,
-            nonce: q.nonce,
-        },
-        &ring.signing,
-    )?;
+    let signed_time = signed_time(&state, &a.production_number, now, q.nonce).await?;
     Ok(Json(Handshake {
         status: a.status.clone(),
         activation_id: a.id.clone(),
@@ -200,6 +192,43 @@ pub async fn handshake(
         signed_time,
         staff_login: auth.staff_login,
     }))
+}
+
+/// The signed server time of a register at `now`. Without a nonce, the timestamp of
+/// the current second is reused: Ed25519 signatures are deterministic, so this is what
+/// signing again would give, byte for byte.
+async fn signed_time(
+    state: &AppState,
+    production_number: &str,
+    now: i64,
+    nonce: Option<String>,
+) -> AppResult<String> {
+    let ring = state.keys().await?;
+    let kid = ring.signing.kid();
+    if nonce.is_none()
+        && let Some((iat, signed_by, jws)) = state.signed_times.get(production_number)
+        && iat == now
+        && &*signed_by == kid
+    {
+        return Ok(jws.to_string());
+    }
+    let cacheable = nonce.is_none();
+    let jws = sign_server_time(
+        &ServerTimeClaims {
+            iss: state.config.issuer.clone(),
+            sub: production_number.to_owned(),
+            iat: now,
+            nonce,
+        },
+        &ring.signing,
+    )?;
+    if cacheable {
+        state.signed_times.insert(
+            production_number.to_owned(),
+            (now, Arc::from(kid), Arc::from(jws.as_str())),
+        );
+    }
+    Ok(jws)
 }
 
 fn check_identity(
@@ -295,7 +324,7 @@ pub async fn renew(
                 "a dynamic staff key cannot renew the register's API key",
             ));
         };
-        (auth.activation, Some(hash), false)
+        ((*auth.activation).clone(), Some(hash.to_hex()), false)
     } else if let Some(jws) = &body.descriptor {
         let ring = state.keys().await?;
         let options = VerifyOptions {
@@ -428,6 +457,8 @@ pub async fn renew(
             "this API key was replaced by a concurrent renewal",
         ));
     }
+    // The old key must stop working now, not when its cache entry expires.
+    state.key_cache.clear();
     tracing::info!(activation_id = %a.id, by_descriptor, "key renewed");
     Ok(Json(Renewed {
         activation_id: a.id,

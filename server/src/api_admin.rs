@@ -229,6 +229,8 @@ async fn decide(
             "no such activation",
         )),
         Some(Ok(row)) => {
+            // A revoked key must stop working now, not when its cache entry expires.
+            state.key_cache.clear();
             tracing::info!(activation_id = %row.id, status = %row.status, "admin decision");
             Ok(Json(row.into()))
         }

@@ -34,6 +34,15 @@ pub const RVE_SAFETY_SECS: i64 = 5;
 pub fn tx_out(r: TxRow, production_number: &str) -> AppResult<TransactionOut> {
     let transaction: Transaction = serde_json::from_str(&r.body)
         .map_err(|e| AppError::internal(format!("stored transaction is not valid: {e}")))?;
+    tx_out_parsed(r, production_number, transaction)
+}
+
+/// [`tx_out`] when the transaction is at hand already (it is what `r.body` holds).
+fn tx_out_parsed(
+    r: TxRow,
+    production_number: &str,
+    transaction: Transaction,
+) -> AppResult<TransactionOut> {
     Ok(TransactionOut {
         id: r.id,
         sequence: u64::try_from(r.seq)
@@ -104,9 +113,7 @@ pub async fn create_transaction(
     validate_transaction(&tx)?;
     let a = &auth.activation;
     let txh = transaction_hash(&tx);
-    if let Some(existing) = state.store.tx_by_idempotency_key(&a.id, &key).await? {
-        return same_or_conflict(existing, &txh, &a.production_number);
-    }
+    // A retry is recognised by the writer (one query per batch, not per request).
     if let Some(reference) = &tx.reference {
         let known = state
             .store
@@ -140,7 +147,10 @@ pub async fn create_transaction(
         })
         .await?;
     match committed {
-        Committed::New(row) => Ok(created(tx_out(row, &a.production_number)?, false)),
+        Committed::New(row) => Ok(created(
+            tx_out_parsed(row, &a.production_number, tx)?,
+            false,
+        )),
         Committed::Existing(row) => same_or_conflict(row, &txh, &a.production_number),
     }
 }

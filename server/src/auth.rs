@@ -2,6 +2,7 @@
 //! the admin, as axum extractors.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
@@ -9,7 +10,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use tillgate_core::{ApiKey, is_dynamic_api_key, parse_dynamic_api_key};
+use tillgate_core::{ApiKey, ApiKeyHash, is_dynamic_api_key, parse_dynamic_api_key};
 
 use crate::db::ActivationRow;
 use crate::error::AppError;
@@ -32,9 +33,9 @@ pub enum Via {
 #[derive(Debug, Clone)]
 pub struct Authenticated {
     /// The registration.
-    pub activation: ActivationRow,
-    /// Hex SHA-256 of the API key used (`None` for dynamic keys).
-    pub key_hash: Option<String>,
+    pub activation: Arc<ActivationRow>,
+    /// SHA-256 of the API key used (`None` for dynamic keys).
+    pub key_hash: Option<ApiKeyHash>,
     /// The staff login, when a dynamic key was used.
     pub staff_login: Option<String>,
     /// Where the credential came from.
@@ -153,9 +154,18 @@ async fn authenticate_key(
     let key = ApiKey::parse(cred)
         .map_err(|e| AppError::unauthorized(e.code(), "the credential is not a valid API key"))?;
     let hash = key.hash();
-    let hex = hash.to_hex();
+    // Approved registrations are cached briefly by key hash (see `cache`): the lookup
+    // is by the hash itself, as in the database.
+    if let Some(activation) = state.key_cache.get(&hash.0) {
+        return Ok(Authenticated {
+            activation,
+            key_hash: Some(hash),
+            staff_login: None,
+            via,
+        });
+    }
     let Some((activation, stored_hex, replaced_at)) =
-        state.store.activation_by_key_hash(&hex).await?
+        state.store.activation_by_key_hash(&hash.to_hex()).await?
     else {
         return Err(AppError::unauthorized(
             "invalid_credentials",
@@ -177,9 +187,13 @@ async fn authenticate_key(
             "this API key was replaced by a renewal; use the new key",
         ));
     }
+    let activation = Arc::new(activation);
+    if activation.status == "approved" {
+        state.key_cache.insert(hash.0, activation.clone());
+    }
     Ok(Authenticated {
         activation,
-        key_hash: Some(hex),
+        key_hash: Some(hash),
         staff_login: None,
         via,
     })
@@ -238,7 +252,7 @@ async fn authenticate_dynamic(
         .await?
         .ok_or_else(unknown)?;
     Ok(Authenticated {
-        activation,
+        activation: Arc::new(activation),
         key_hash: None,
         staff_login: Some(claims.login),
         via,

@@ -83,6 +83,13 @@ pub struct Config {
     #[arg(long, env = "TILLGATE_DYNAMIC_KEY_WINDOW_SECS", default_value_t = 300)]
     pub dynamic_key_window_secs: i64,
 
+    /// Seconds an approved registration found by its API key is reused without reading
+    /// the database again (0 turns the cache off). Decisions made through this process
+    /// apply at once; a revocation made through another process sharing the database
+    /// (or the admin CLI) applies within this time.
+    #[arg(long, env = "TILLGATE_KEY_CACHE_SECS", default_value_t = 2)]
+    pub key_cache_secs: u64,
+
     /// Database connection pool size.
     #[arg(long, env = "TILLGATE_DB_POOL", default_value_t = 8)]
     pub db_pool_size: u32,
@@ -134,6 +141,7 @@ impl Config {
             max_body_bytes: 256 * 1024,
             batch_max: 1024,
             dynamic_key_window_secs: 300,
+            key_cache_secs: 2,
             db_pool_size: 8,
             key_encryption_key: None,
             header_read_timeout_secs: 10,

@@ -3,7 +3,7 @@
 //! processes may share one database). Migrations are versioned, embedded, and applied
 //! at start under a lock.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr as _;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -858,8 +858,209 @@ impl Store {
     /// For each register the chain head is read (and locked on PostgreSQL, in a fixed
     /// order so that concurrent writers cannot deadlock); each transaction gets the next
     /// sequence number and a receipt chained to the previous one. A transaction whose
-    /// idempotency key is already used is not stored again: the stored one is returned.
+    /// idempotency key is already used is not stored again: the stored one is returned
+    /// (also for a key used twice in one batch).
+    ///
+    /// A constant number of statements whatever the batch size: one SELECT of the chain
+    /// heads, one of the keys already used, one multi-row INSERT, one UPDATE of the heads.
+    /// If the INSERT still meets a used key (another process stored it in between), the
+    /// database transaction is rolled back and the batch is committed row by row, so
+    /// sequence numbers stay gapless either way.
     pub async fn commit_batch(
+        &self,
+        items: &[NewTx],
+        now: i64,
+        key: &SigningKey,
+        issuer: &str,
+        mut new_id: impl FnMut() -> String,
+    ) -> Result<Vec<Committed>, sqlx::Error> {
+        if let Some(out) = self
+            .commit_batch_set_based(items, now, key, issuer, &mut new_id)
+            .await?
+        {
+            return Ok(out);
+        }
+        self.commit_batch_row_by_row(items, now, key, issuer, new_id)
+            .await
+    }
+
+    /// The fast path of [`Store::commit_batch`]; `Ok(None)` (nothing written) when the
+    /// INSERT met an idempotency key stored after the batch had looked.
+    async fn commit_batch_set_based(
+        &self,
+        items: &[NewTx],
+        now: i64,
+        key: &SigningKey,
+        issuer: &str,
+        new_id: &mut impl FnMut() -> String,
+    ) -> Result<Option<Vec<Committed>>, sqlx::Error> {
+        /// Rows per statement (at most 8 parameters a row; SQLite allows 32,766).
+        const CHUNK: usize = 512;
+        if items.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
+        let mut tx = self.begin_write().await?;
+        // 1. Every chain head of the batch, in id order (the lock order on PostgreSQL).
+        let mut regs: Vec<&str> = items.iter().map(|i| i.activation_id.as_str()).collect();
+        regs.sort_unstable();
+        regs.dedup();
+        let mut heads: BTreeMap<&str, (i64, String, bool)> = BTreeMap::new();
+        for chunk in regs.chunks(CHUNK) {
+            let sql = format!(
+                "SELECT id, chain_seq, chain_head FROM activations WHERE id IN ({}) ORDER BY id{}",
+                placeholders(1, chunk.len()),
+                self.for_update()
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for row in q.fetch_all(&mut *tx).await? {
+                let id: String = row.try_get("id")?;
+                if let Some(r) = chunk.iter().find(|r| **r == id) {
+                    heads.insert(
+                        r,
+                        (row.try_get("chain_seq")?, row.try_get("chain_head")?, false),
+                    );
+                }
+            }
+        }
+        // 2. The keys of the batch that are already used.
+        let mut known: HashMap<(&str, &str), TxRow> = HashMap::new();
+        for chunk in items.chunks(CHUNK) {
+            let sql = format!(
+                "SELECT {TX_COLS} FROM transactions WHERE (activation_id, idempotency_key) IN (VALUES {})",
+                (0..chunk.len())
+                    .map(|i| format!("(${}, ${})", i * 2 + 1, i * 2 + 2))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for item in chunk {
+                q = q.bind(&item.activation_id).bind(&item.idempotency_key);
+            }
+            for row in q.fetch_all(&mut *tx).await? {
+                let row = tx_from_row(&row)?;
+                if let Some(item) = chunk.iter().find(|i| {
+                    i.activation_id == row.activation_id && i.idempotency_key == row.idempotency_key
+                }) {
+                    known.insert(
+                        (item.activation_id.as_str(), item.idempotency_key.as_str()),
+                        row,
+                    );
+                }
+            }
+        }
+        // 3. Sequence numbers and receipts, in batch order.
+        let mut out = Vec::with_capacity(items.len());
+        let mut rows: Vec<TxRow> = Vec::with_capacity(items.len());
+        for item in items {
+            let k = (item.activation_id.as_str(), item.idempotency_key.as_str());
+            if let Some(row) = known.get(&k) {
+                out.push(Committed::Existing(row.clone()));
+                continue;
+            }
+            let (seq, prev, dirty) = heads
+                .get_mut(item.activation_id.as_str())
+                .ok_or_else(|| sqlx::Error::Protocol("chain head missing".into()))?;
+            let id = new_id();
+            let next = *seq + 1;
+            let receipt = sign_receipt(
+                &ReceiptClaims {
+                    iss: issuer.to_owned(),
+                    sub: item.production_number.clone(),
+                    iat: now,
+                    seq: next as u64,
+                    txid: id.clone(),
+                    txh: item.txh.clone(),
+                    prev: std::mem::take(prev),
+                    tx_type: item.tx_type.clone(),
+                    total: item.total,
+                    currency: item.currency.clone(),
+                },
+                key,
+            )
+            .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+            *seq = next;
+            *prev = receipt_link(&receipt);
+            *dirty = true;
+            let row = TxRow {
+                id,
+                activation_id: item.activation_id.clone(),
+                idempotency_key: item.idempotency_key.clone(),
+                seq: next,
+                created_at: now,
+                body: item.body.clone(),
+                txh: item.txh.clone(),
+                receipt,
+            };
+            // The same key again later in this batch gets this row back.
+            known.insert(k, row.clone());
+            out.push(Committed::New(row.clone()));
+            rows.push(row);
+        }
+        // 4. Multi-row INSERTs; a key used meanwhile inserts nothing: start again slowly.
+        let mut inserted = 0usize;
+        for chunk in rows.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO transactions (id, activation_id, idempotency_key, seq, created_at, \
+                 body, txh, receipt) VALUES {} \
+                 ON CONFLICT (activation_id, idempotency_key) DO NOTHING",
+                (0..chunk.len())
+                    .map(|i| format!("({})", placeholders(i * 8 + 1, 8)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for r in chunk {
+                q = q
+                    .bind(&r.id)
+                    .bind(&r.activation_id)
+                    .bind(&r.idempotency_key)
+                    .bind(r.seq)
+                    .bind(r.created_at)
+                    .bind(&r.body)
+                    .bind(&r.txh)
+                    .bind(&r.receipt);
+            }
+            inserted += q.execute(&mut *tx).await?.rows_affected() as usize;
+        }
+        if inserted != rows.len() {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        // 5. Every head that moved, in one statement.
+        let moved: Vec<(&str, i64, &str)> = heads
+            .iter()
+            .filter(|(_, (_, _, dirty))| *dirty)
+            .map(|(id, (seq, head, _))| (*id, *seq, head.as_str()))
+            .collect();
+        for chunk in moved.chunks(CHUNK) {
+            let sql = format!(
+                "WITH v (id, seq, head) AS (VALUES {}) UPDATE activations \
+                 SET chain_seq = v.seq, chain_head = v.head FROM v WHERE activations.id = v.id",
+                (0..chunk.len())
+                    .map(|i| format!(
+                        "(${}, CAST(${} AS BIGINT), ${})",
+                        i * 3 + 1,
+                        i * 3 + 2,
+                        i * 3 + 3
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (id, seq, head) in chunk {
+                q = q.bind(*id).bind(*seq).bind(*head);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(Some(out))
+    }
+
+    /// [`Store::commit_batch`] one statement per row: the fallback when keys race.
+    async fn commit_batch_row_by_row(
         &self,
         items: &[NewTx],
         now: i64,
@@ -1131,6 +1332,14 @@ async fn seal_plain_seeds(
         sealed += 1;
     }
     Ok(sealed)
+}
+
+/// `$first, $first+1, ...` (`n` placeholders).
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn unix_now() -> i64 {

@@ -1,5 +1,10 @@
 //! Identifiers the server draws: activation and transaction ids, ProductionNumbers.
 
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::http::HeaderValue;
+
 /// Readable alphabet without look-alikes (no 0/O, 1/I/L, U).
 const READABLE: &[u8] = b"23456789ABCDEFGHJKMNPQRSTVWXYZ";
 /// Lower-case alphanumerics for opaque ids.
@@ -35,14 +40,37 @@ pub fn activation_id() -> String {
     format!("act_{}", draw(OPAQUE, 20))
 }
 
-/// A new transaction id, `tx_` and 20 characters.
+/// A new transaction id, `tx_` and 20 characters: the time in milliseconds (9
+/// characters, base 36) then 11 random ones. Ids in time order are appended at the end
+/// of the primary-key index instead of landing on a random page of it, which keeps the
+/// write-ahead log small under ingest (a random id dirtied one more page per row).
 pub fn transaction_id() -> String {
-    format!("tx_{}", draw(OPAQUE, 20))
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let mut id = String::with_capacity(23);
+    id.push_str("tx_");
+    let mut digits = [b'0'; 9];
+    let mut t = ms;
+    for d in digits.iter_mut().rev() {
+        *d = OPAQUE[(t % 36) as usize];
+        t /= 36;
+    }
+    id.extend(digits.iter().map(|&b| b as char));
+    id.push_str(&draw(OPAQUE, 11));
+    id
 }
 
-/// A request id for logs, 16 characters.
-pub fn request_id() -> String {
-    draw(OPAQUE, 16)
+/// A request id for logs: a random prefix drawn once per process and a counter, so
+/// ids are unique across processes without a system call per request.
+pub fn request_id() -> HeaderValue {
+    static PREFIX: OnceLock<String> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| draw(OPAQUE, 10));
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let id = format!("{prefix}-{n:x}");
+    // Only [0-9a-z-]: always a valid header value.
+    HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
 #[cfg(test)]
@@ -57,5 +85,11 @@ mod tests {
         assert!(p.starts_with("TG-") && p.as_bytes()[7] == b'-');
         assert!(activation_id().starts_with("act_"));
         assert_ne!(transaction_id(), transaction_id());
+        let (a, b) = (transaction_id(), transaction_id());
+        assert_eq!(a.len(), 23);
+        assert!(a[..12] <= b[..12], "time-ordered: {a} then {b}");
+        let (a, b) = (request_id(), request_id());
+        assert_ne!(a, b);
+        assert!(a.to_str().unwrap().len() <= 64);
     }
 }

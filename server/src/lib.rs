@@ -4,6 +4,7 @@ pub mod api_activation;
 pub mod api_admin;
 pub mod api_register;
 pub mod auth;
+pub mod cache;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -25,7 +26,6 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post, put};
@@ -91,29 +91,19 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .with_state(state.clone());
-    // The URL-path prefix is rewritten before routing, so it wraps the router.
+    // The URL-path prefix is rewritten before routing, so the front middleware wraps
+    // the router (one middleware for observation, timeout and prefix: each layer costs).
     Router::new()
         .fallback_service(api)
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            prefix::rewrite,
-        ))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            serve::request_timeout,
-        ))
-        .layer(middleware::from_fn_with_state(state, observe))
+        .layer(middleware::from_fn_with_state(state, front))
 }
 
 /// The matched route, carried on the response for metrics.
 #[derive(Debug, Clone)]
-struct RouteLabel(String);
+struct RouteLabel(MatchedPath);
 
 async fn route_label(req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_owned());
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let mut resp = next.run(req).await;
     if let Some(r) = route {
         resp.extensions_mut().insert(RouteLabel(r));
@@ -121,52 +111,76 @@ async fn route_label(req: Request, next: Next) -> Response {
     resp
 }
 
-/// Request id, a span for the request, one log line per request, metrics. Logs the
-/// path with any URL-path token redacted, never headers, query strings or bodies.
-async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// Request id (echoed in `X-Request-Id`), metrics, and one log line per request: at
+/// INFO for client errors, WARN for server errors, DEBUG for successes (so
+/// `RUST_LOG=info,tillgate_server=debug` gives a full access log). Logs the path with
+/// any URL-path token redacted, never headers, query strings or bodies. Handlers run in
+/// a DEBUG span carrying the same fields.
+/// Then the request timeout ([`serve::request_timeout`]) and the URL-path prefix
+/// ([`prefix::rewrite`]).
+async fn front(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().clone();
-    let path = prefix::redact_path(req.uri().path());
-    let request_id = req
+    let request_id = match req
         .headers()
         .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            !v.is_empty()
-                && v.len() <= 64
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
-        .map(str::to_owned)
-        .unwrap_or_else(ids::request_id);
-    let span =
-        tracing::info_span!("request", request_id = %request_id, method = %method, path = %path);
-    let mut resp = next.run(req).instrument(span.clone()).await;
+        .filter(|v| is_request_id(v.as_bytes()))
+    {
+        Some(v) => v.clone(),
+        None => ids::request_id(),
+    };
+    // Kept only when something will be logged.
+    let path = tracing::enabled!(tracing::Level::INFO)
+        .then(|| prefix::redact_path(req.uri().path()).into_owned());
+    let span = tracing::debug_span!(
+        "request",
+        request_id = request_id.to_str().unwrap_or(""),
+        method = %method,
+        path = path.as_deref().unwrap_or(""),
+    );
+    let mut resp = serve::request_timeout(&state, req, |req| prefix::rewrite(&state, req, next))
+        .instrument(span)
+        .await;
     let status = resp.status().as_u16();
     let elapsed = start.elapsed();
     let route = resp
         .extensions()
         .get::<RouteLabel>()
-        .map_or("unmatched", |r| r.0.as_str())
-        .to_owned();
+        .map_or("unmatched", |r| r.0.as_str());
     let code = resp.extensions().get::<error::ProblemCode>().map(|c| c.0);
     state
         .metrics
-        .observe_request(method.as_str(), &route, status, elapsed.as_secs_f64());
+        .observe_request(&method, route, status, elapsed.as_secs_f64());
     if let Some(code) = code {
         state.metrics.observe_problem(code);
     }
-    span.in_scope(|| {
-        tracing::info!(
-            status,
-            route = %route,
-            code = code.unwrap_or(""),
-            micros = elapsed.as_micros() as u64,
-            "request done"
-        );
-    });
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
-        resp.headers_mut().insert("x-request-id", v);
+    macro_rules! done {
+        ($level:ident) => {
+            tracing::$level!(
+                request_id = request_id.to_str().unwrap_or(""),
+                method = %method,
+                path = path.as_deref().unwrap_or(""),
+                status,
+                route,
+                code = code.unwrap_or(""),
+                micros = elapsed.as_micros() as u64,
+                "request done"
+            )
+        };
     }
+    match status {
+        500.. => done!(warn),
+        400..500 => done!(info),
+        _ => done!(debug),
+    }
+    resp.headers_mut().insert("x-request-id", request_id);
     resp
+}
+
+/// Whether a client-sent `X-Request-Id` is reused: 1–64 of `[A-Za-z0-9_-]`.
+fn is_request_id(v: &[u8]) -> bool {
+    !v.is_empty()
+        && v.len() <= 64
+        && v.iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
 }

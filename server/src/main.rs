@@ -1,5 +1,6 @@
 //! `tillgate-server`: serve the API (default), or run an admin command.
 
+use std::io::IsTerminal as _;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,6 +8,11 @@ use std::time::Duration;
 use clap::Parser;
 use tillgate_server::cli::AdminCommand;
 use tillgate_server::{AppState, Config, LogFormat, SystemClock, app};
+
+/// mimalloc: measurably cheaper than glibc malloc for the many short-lived allocations
+/// of request handling (BENCHMARKS.md).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Tillgate: activation, authentication and cash-transaction service for POS apps.
 #[derive(Debug, Parser)]
@@ -32,7 +38,8 @@ fn init_tracing(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Json => builder
             .json()

@@ -5,13 +5,33 @@ use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use axum::http::Method;
+
+/// The metrics label of a method (methods outside the standard set count as `OTHER`).
+fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => "OTHER",
+    }
+}
+
 /// Upper bounds of the request-duration histogram, seconds.
 const BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
+
+/// Request counts of one route by (method, status).
+type ByMethodStatus = BTreeMap<(&'static str, u16), u64>;
 
 /// The server's counters.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
+    /// Route -> (method, status) -> count; looked up without allocating.
+    requests: Mutex<BTreeMap<String, ByMethodStatus>>,
     duration_buckets: [AtomicU64; BUCKETS.len()],
     duration_count: AtomicU64,
     duration_sum_micros: AtomicU64,
@@ -34,10 +54,15 @@ pub struct Metrics {
 
 impl Metrics {
     /// Counts one request.
-    pub fn observe_request(&self, method: &str, route: &str, status: u16, seconds: f64) {
+    pub fn observe_request(&self, method: &Method, route: &str, status: u16, seconds: f64) {
         if let Ok(mut m) = self.requests.lock() {
-            *m.entry((method.to_owned(), route.to_owned(), status))
-                .or_default() += 1;
+            let key = (method_label(method), status);
+            match m.get_mut(route) {
+                Some(by) => *by.entry(key).or_default() += 1,
+                None => {
+                    m.entry(route.to_owned()).or_default().insert(key, 1);
+                }
+            }
         }
         for (i, le) in BUCKETS.iter().enumerate() {
             if seconds <= *le {
@@ -65,12 +90,14 @@ impl Metrics {
         );
         let _ = writeln!(out, "# TYPE tillgate_http_requests_total counter");
         if let Ok(m) = self.requests.lock() {
-            for ((method, route, status), n) in m.iter() {
-                let _ = writeln!(
-                    out,
-                    "tillgate_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {n}",
-                    route.replace('\\', "\\\\").replace('"', "\\\"")
-                );
+            for (route, by) in m.iter() {
+                let route = route.replace('\\', "\\\\").replace('"', "\\\"");
+                for ((method, status), n) in by {
+                    let _ = writeln!(
+                        out,
+                        "tillgate_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}"
+                    );
+                }
             }
         }
         let _ = writeln!(

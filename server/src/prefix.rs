@@ -3,7 +3,9 @@
 //! and RVE for the handlers, and rewrites the path to the plain route
 //! (`/products`), matching resource names without regard to case.
 
-use axum::extract::{Request, State};
+use std::borrow::Cow;
+
+use axum::extract::Request;
 use axum::http::{StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -34,15 +36,18 @@ pub fn is_prefixed(path: &str) -> bool {
 }
 
 /// For logs: the path with any URL-path token replaced by `<redacted>`.
-pub fn redact_path(path: &str) -> String {
+pub fn redact_path(path: &str) -> Cow<'_, str> {
     if !is_prefixed(path) {
-        return path.to_owned();
+        return Cow::Borrowed(path);
     }
-    let seg_end = path[1..].find('/').map_or(path.len(), |i| i + 1);
+    let seg_end = path
+        .get(1..)
+        .and_then(|p| p.find('/'))
+        .map_or(path.len(), |i| i + 1);
     let (seg, rest) = path.split_at(seg_end);
     match seg.find("$$") {
-        Some(i) => format!("{}$$<redacted>{rest}", &seg[..i]),
-        None => path.to_owned(),
+        Some(i) => Cow::Owned(format!("{}$$<redacted>{rest}", &seg[..i])),
+        None => Cow::Borrowed(path),
     }
 }
 
@@ -68,12 +73,12 @@ fn map_resource(rest: &str) -> Option<String> {
     }
 }
 
-/// The middleware; see the module doc.
-pub async fn rewrite(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let path = req.uri().path().to_owned();
-    if !is_prefixed(&path) {
+/// Rewrites a prefixed path and runs the rest of the stack; see the module doc.
+pub async fn rewrite(state: &AppState, mut req: Request, next: Next) -> Response {
+    if !is_prefixed(req.uri().path()) {
         return next.run(req).await;
     }
+    let path = req.uri().path().to_owned();
     let parsed = match parse_url_token(&path) {
         Ok(p) => p,
         Err(e) => return AppError::Core(e).into_response(),

@@ -18,9 +18,8 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use hyper::body::{Body as _, Frame, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -94,19 +93,28 @@ fn is_connection_error(e: &std::io::Error) -> bool {
     )
 }
 
-/// Middleware: answers 408 `request_timeout` or 503 `handler_timeout` (problem+json)
-/// when a request takes longer than `--request-timeout-secs`.
-pub async fn request_timeout(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// Runs `handle` on `req` within `--request-timeout-secs`: answers 408
+/// `request_timeout` or 503 `handler_timeout` (problem+json) when it takes longer.
+pub async fn request_timeout<F, Fut>(state: &AppState, req: Request, handle: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let limit = Duration::from_secs(state.config.request_timeout_secs.max(1));
     // A request without a body (GET, Content-Length: 0) has been received in full.
     let received = Arc::new(AtomicBool::new(req.body().is_end_stream()));
-    let req = req.map(|body| {
-        Body::new(TrackedBody {
-            inner: body,
-            done: received.clone(),
+    // Only a body still to come needs watching.
+    let req = if received.load(Ordering::Relaxed) {
+        req
+    } else {
+        req.map(|body| {
+            Body::new(TrackedBody {
+                inner: body,
+                done: received.clone(),
+            })
         })
-    });
-    match tokio::time::timeout(limit, next.run(req)).await {
+    };
+    match tokio::time::timeout(limit, handle(req)).await {
         Ok(resp) => resp,
         Err(_) if !received.load(Ordering::Acquire) => {
             let mut resp = AppError::new(

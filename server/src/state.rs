@@ -10,6 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use tillgate_core::{ApiKey, ApiKeyHash, Jwks, SigningKey, TrustedKeys};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::cache::{KeyCache, SignedTimeCache};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::{Committed, NewTx, Store};
@@ -21,6 +22,9 @@ use crate::ratelimit::RateLimiter;
 /// How long the signing keys read from the database are reused before re-reading (so a
 /// rotation made by the CLI or another process is picked up).
 const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// Most entries each cache holds (a few hundred bytes each).
+const CACHE_MAX_ENTRIES: usize = 50_000;
 
 /// The setting holding the generated admin key's hash.
 const ADMIN_KEY_SETTING: &str = "admin_key_sha256";
@@ -56,6 +60,10 @@ pub struct Inner {
     pub activation_limiter: RateLimiter,
     /// Limits failed authentications per client address.
     pub auth_limiter: RateLimiter,
+    /// Approved registrations by API-key hash, kept for `key_cache_secs`.
+    pub key_cache: KeyCache,
+    /// Signed server times by ProductionNumber, for the second they state.
+    pub signed_times: SignedTimeCache,
     admin_key_hash: ApiKeyHash,
     keys: Mutex<Option<(Instant, Arc<KeyRing>)>>,
     writer: mpsc::Sender<WriterMsg>,
@@ -164,6 +172,11 @@ impl AppState {
             inner: Arc::new(Inner {
                 activation_limiter: RateLimiter::new(config.activation_rate_per_minute),
                 auth_limiter: RateLimiter::new(config.auth_failure_rate_per_minute),
+                key_cache: KeyCache::new(
+                    Duration::from_secs(config.key_cache_secs),
+                    CACHE_MAX_ENTRIES,
+                ),
+                signed_times: SignedTimeCache::new(Duration::from_secs(2), CACHE_MAX_ENTRIES),
                 config,
                 store,
                 clock,
