@@ -714,6 +714,24 @@ impl Store {
         Ok(true)
     }
 
+    /// The `i`th (from 1) bind parameter of a statement whose parameters are bound in
+    /// order: `$i` on PostgreSQL, an anonymous `?` on SQLite (SQLite looks numbered
+    /// names up one by one, which costs O(n²) in statements with hundreds of them).
+    fn placeholder(&self, i: usize) -> String {
+        match self.backend {
+            Backend::Sqlite => "?".to_owned(),
+            Backend::Postgres => format!("${i}"),
+        }
+    }
+
+    /// `n` placeholders from the `first`, comma-separated (see [`Store::placeholder`]).
+    fn placeholders(&self, first: usize, n: usize) -> String {
+        (first..first + n)
+            .map(|i| self.placeholder(i))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     fn for_update(&self) -> &'static str {
         match self.backend {
             Backend::Postgres => " FOR UPDATE",
@@ -908,7 +926,7 @@ impl Store {
         for chunk in regs.chunks(CHUNK) {
             let sql = format!(
                 "SELECT id, chain_seq, chain_head FROM activations WHERE id IN ({}) ORDER BY id{}",
-                placeholders(1, chunk.len()),
+                self.placeholders(1, chunk.len()),
                 self.for_update()
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -928,12 +946,18 @@ impl Store {
         // 2. The keys of the batch that are already used.
         let mut known: HashMap<(&str, &str), TxRow> = HashMap::new();
         for chunk in items.chunks(CHUNK) {
+            // OR of pairs, not `(a, b) IN (VALUES ...)`: SQLite scans the whole table
+            // for the latter, and uses the unique index for each pair of the former.
             let sql = format!(
-                "SELECT {TX_COLS} FROM transactions WHERE (activation_id, idempotency_key) IN (VALUES {})",
+                "SELECT {TX_COLS} FROM transactions WHERE {}",
                 (0..chunk.len())
-                    .map(|i| format!("(${}, ${})", i * 2 + 1, i * 2 + 2))
+                    .map(|i| format!(
+                        "(activation_id = {} AND idempotency_key = {})",
+                        self.placeholder(i * 2 + 1),
+                        self.placeholder(i * 2 + 2)
+                    ))
                     .collect::<Vec<_>>()
-                    .join(", ")
+                    .join(" OR ")
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for item in chunk {
@@ -1007,7 +1031,7 @@ impl Store {
                  body, txh, receipt) VALUES {} \
                  ON CONFLICT (activation_id, idempotency_key) DO NOTHING",
                 (0..chunk.len())
-                    .map(|i| format!("({})", placeholders(i * 8 + 1, 8)))
+                    .map(|i| format!("({})", self.placeholders(i * 8 + 1, 8)))
                     .collect::<Vec<_>>()
                     .join(", ")
             );
@@ -1040,12 +1064,10 @@ impl Store {
                 "WITH v (id, seq, head) AS (VALUES {}) UPDATE activations \
                  SET chain_seq = v.seq, chain_head = v.head FROM v WHERE activations.id = v.id",
                 (0..chunk.len())
-                    .map(|i| format!(
-                        "(${}, CAST(${} AS BIGINT), ${})",
-                        i * 3 + 1,
-                        i * 3 + 2,
-                        i * 3 + 3
-                    ))
+                    .map(|i| {
+                        let p = |k| self.placeholder(i * 3 + k);
+                        format!("({}, CAST({} AS BIGINT), {})", p(1), p(2), p(3))
+                    })
                     .collect::<Vec<_>>()
                     .join(", ")
             );
@@ -1332,14 +1354,6 @@ async fn seal_plain_seeds(
         sealed += 1;
     }
     Ok(sealed)
-}
-
-/// `$first, $first+1, ...` (`n` placeholders).
-fn placeholders(first: usize, n: usize) -> String {
-    (first..first + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 fn unix_now() -> i64 {
