@@ -80,6 +80,42 @@ async fn two_instances_share_one_postgres() {
         .await
         .unwrap();
     verify_receipt_chain(&receipts, &TrustedKeys::from_jwks_json(&jwks).unwrap()).unwrap();
+
+    // A revocation applies at once through the instance that made it, and through the
+    // other once its key cache entry (`key_cache_secs`) has expired.
+    assert_eq!(b.get("/auth/handshake", &key).await.status(), 200);
+    let ttl = b.state.config.key_cache_secs;
+    assert!(ttl > 0, "the test needs the key cache on");
+    assert_eq!(
+        a.admin("revoke", act["activationId"].as_str().unwrap())
+            .await
+            .status(),
+        200
+    );
+    problem(a.get("/auth/handshake", &key).await, 403, "revoked").await;
+    tokio::time::sleep(Duration::from_millis(ttl * 1000 + 200)).await;
+    problem(b.get("/auth/handshake", &key).await, 403, "revoked").await;
+}
+
+/// With the key cache off, another instance sees a revocation at the next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_cache_off_sees_revocations_at_once() {
+    let Some(db) = TestDb::new(Backend::Postgres, "key_cache_off_sees_revocations").await else {
+        return;
+    };
+    let a = Srv::start(&db, Backend::Postgres).await;
+    let mut config = test_config(&db.url);
+    config.key_cache_secs = 0;
+    let b = Srv::start_with(&db, Backend::Postgres, a.clock.clone(), config).await;
+    let (act, key) = a.register(CORP_A, "dev-1").await;
+    assert_eq!(b.get("/auth/handshake", &key).await.status(), 200);
+    assert_eq!(
+        a.admin("revoke", act["activationId"].as_str().unwrap())
+            .await
+            .status(),
+        200
+    );
+    problem(b.get("/auth/handshake", &key).await, 403, "revoked").await;
 }
 
 fn free_port() -> u16 {
