@@ -10,7 +10,8 @@
 # Extra arguments go to `tillgate-bench run` (e.g. `--only micro,handshake`).
 # Env: TILLGATE_TEST_PG_URL (default postgres://postgres@127.0.0.1:5432/test; the run
 # creates and drops its own database there, and skips the row when it is unreachable),
-# BENCH_WASM_PKG (default bindings/wasm/pkg), BENCH_WASM_CLIENT_PKG (a core+client build).
+# BENCH_WASM_PKG (default bindings/wasm/pkg), BENCH_WASM_CORE_PKG (default bindings/wasm/pkg-lite),
+# BENCH_WASM_CLIENT_PKG (default: BENCH_WASM_PKG, which holds the client).
 # Only loopback traffic; every load loop is bounded in time and count.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +32,13 @@ args=(run --work "$work" --command "scripts/bench.sh${*:+ $*}" --node-dir "$root
 
 # ---- wasm in node: needs the npm package built by bindings/wasm/build.sh -------------
 pkg="${BENCH_WASM_PKG:-$root/bindings/wasm/pkg}"
+# Sizes: core alone is the verify-only package (bindings/wasm/pkg-lite, built by
+# scripts/test-wasm.sh or `WASM_VARIANT=lite bindings/wasm/build.sh`); core + client is
+# the full package, which also runs the speed rows.
+if [ -z "${BENCH_WASM_CORE_PKG:-}" ] && [ -f "$root/bindings/wasm/pkg-lite/web/tillgate_bg.wasm" ]; then
+  export BENCH_WASM_CORE_PKG="$root/bindings/wasm/pkg-lite"
+fi
+export BENCH_WASM_CLIENT_PKG="${BENCH_WASM_CLIENT_PKG:-$pkg}"
 if ! command -v node >/dev/null; then
   args+=(--wasm-skip "node is not installed")
 elif [ ! -f "$pkg/node/tillgate.js" ] && [ ! -f "$pkg/tillgate.js" ]; then

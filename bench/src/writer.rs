@@ -1,8 +1,8 @@
 //! The server's write path without HTTP: `Store::commit_batch` called in-process with
 //! full batches, and the same work (read chain heads, sign a receipt per transaction,
-//! insert, move heads) done with one statement per step instead of one per row. Shows
-//! where the durable-ingest ceiling is and what the proposal in `bench/proposals/`
-//! would buy. Informational rows; no goal.
+//! insert, move heads) written directly with one statement per step, as `commit_batch`
+//! now does too: shows where the durable-ingest ceiling is and what `Store` adds on top.
+//! Informational rows; no goal.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;

@@ -148,7 +148,9 @@ function sizeOf(dir) {
   }
   return { raw, gzip, files: files.map((f) => `${path.relative(process.cwd(), f)}`).join(" + ") };
 }
-result.size.core = sizeOf(pkgDir);
+// Core alone: BENCH_WASM_CORE_PKG (scripts/bench.sh: the verify-only lite package),
+// else the package under test.
+result.size.core = sizeOf(process.env.BENCH_WASM_CORE_PKG || pkgDir);
 for (const [label, dir] of extra) result.size[`wasm:${label}`] = sizeOf(dir);
 const clientPkg = process.env.BENCH_WASM_CLIENT_PKG;
 result.size.client = clientPkg

@@ -9,8 +9,8 @@ use clap::Parser;
 use tillgate_server::cli::AdminCommand;
 use tillgate_server::{AppState, Config, LogFormat, SystemClock, app};
 
-/// mimalloc: measurably cheaper than glibc malloc for the many short-lived allocations
-/// of request handling (BENCHMARKS.md).
+/// mimalloc: cheaper than glibc malloc for the many short-lived allocations of request
+/// handling (≈ 20 % more handshakes/s under mixed load; BENCHMARKS.md, Peak RSS).
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
