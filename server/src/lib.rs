@@ -116,8 +116,8 @@ async fn route_label(req: Request, next: Next) -> Response {
 /// `RUST_LOG=info,tillgate_server=debug` gives a full access log). Logs the path with
 /// any URL-path token redacted, never headers, query strings or bodies. Handlers run in
 /// a DEBUG span carrying the same fields.
-/// Then the request timeout ([`serve::request_timeout`]) and the URL-path prefix
-/// ([`prefix::rewrite`]).
+/// Then the request timeout ([`serve::request_timeout`]), the body-size check
+/// ([`serve::refuse_oversized`]) and the URL-path prefix ([`prefix::rewrite`]).
 async fn front(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().clone();
@@ -138,7 +138,14 @@ async fn front(State(state): State<AppState>, req: Request, next: Next) -> Respo
         method = %method,
         path = path.as_deref().unwrap_or(""),
     );
-    let mut resp = serve::request_timeout(&state, req, |req| prefix::rewrite(&state, req, next))
+    let st = &state;
+    let handle = move |req| async move {
+        match serve::refuse_oversized(st, req).await {
+            Ok(req) => prefix::rewrite(st, req, next).await,
+            Err(resp) => resp,
+        }
+    };
+    let mut resp = serve::request_timeout(&state, req, handle)
         .instrument(span)
         .await;
     let status = resp.status().as_u16();
