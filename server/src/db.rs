@@ -25,6 +25,10 @@ pub enum Backend {
 const MIGRATIONS: &[(i64, &str, &str)] =
     &[(1, "init", include_str!("../migrations/0001_init.sql"))];
 
+/// Most rows (or registers, or key pairs) in one statement of the group commit: at most
+/// 8 parameters a row, well under SQLite's limit of 32,766.
+const ROWS_PER_STATEMENT: usize = 512;
+
 /// Advisory lock id taken by PostgreSQL processes while migrating.
 const PG_MIGRATION_LOCK: i64 = 0x7469_6c6c_6761_7465;
 
@@ -815,25 +819,6 @@ impl Store {
 
     // ---- transactions -----------------------------------------------------------
 
-    /// A register's transaction by idempotency key.
-    pub async fn tx_by_idempotency_key(
-        &self,
-        activation_id: &str,
-        key: &str,
-    ) -> Result<Option<TxRow>, sqlx::Error> {
-        let sql = format!(
-            "SELECT {TX_COLS} FROM transactions WHERE activation_id = $1 AND idempotency_key = $2"
-        );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(activation_id)
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(tx_from_row)
-            .transpose()
-    }
-
     /// A transaction by id.
     pub async fn tx(&self, id: &str) -> Result<Option<TxRow>, sqlx::Error> {
         let sql = format!("SELECT {TX_COLS} FROM transactions WHERE id = $1");
@@ -912,40 +897,14 @@ impl Store {
         issuer: &str,
         new_id: &mut impl FnMut() -> String,
     ) -> Result<Option<Vec<Committed>>, sqlx::Error> {
-        /// Rows per statement (at most 8 parameters a row; SQLite allows 32,766).
-        const CHUNK: usize = 512;
         if items.is_empty() {
             return Ok(Some(Vec::new()));
         }
         let mut tx = self.begin_write().await?;
-        // 1. Every chain head of the batch, in id order (the lock order on PostgreSQL).
-        let mut regs: Vec<&str> = items.iter().map(|i| i.activation_id.as_str()).collect();
-        regs.sort_unstable();
-        regs.dedup();
-        let mut heads: BTreeMap<&str, (i64, String, bool)> = BTreeMap::new();
-        for chunk in regs.chunks(CHUNK) {
-            let sql = format!(
-                "SELECT id, chain_seq, chain_head FROM activations WHERE id IN ({}) ORDER BY id{}",
-                self.placeholders(1, chunk.len()),
-                self.for_update()
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for id in chunk {
-                q = q.bind(*id);
-            }
-            for row in q.fetch_all(&mut *tx).await? {
-                let id: String = row.try_get("id")?;
-                if let Some(r) = chunk.iter().find(|r| **r == id) {
-                    heads.insert(
-                        r,
-                        (row.try_get("chain_seq")?, row.try_get("chain_head")?, false),
-                    );
-                }
-            }
-        }
-        // 2. The keys of the batch that are already used.
+        let mut heads = self.chain_heads(&mut tx, items).await?;
+        // The keys of the batch that are already used.
         let mut known: HashMap<(&str, &str), TxRow> = HashMap::new();
-        for chunk in items.chunks(CHUNK) {
+        for chunk in items.chunks(ROWS_PER_STATEMENT) {
             // OR of pairs, not `(a, b) IN (VALUES ...)`: SQLite scans the whole table
             // for the latter, and uses the unique index for each pair of the former.
             let sql = format!(
@@ -975,7 +934,7 @@ impl Store {
                 }
             }
         }
-        // 3. Sequence numbers and receipts, in batch order.
+        // Sequence numbers and receipts, in batch order.
         let mut out = Vec::with_capacity(items.len());
         let mut rows: Vec<TxRow> = Vec::with_capacity(items.len());
         for item in items {
@@ -993,9 +952,103 @@ impl Store {
             out.push(Committed::New(row.clone()));
             rows.push(row);
         }
-        // 4. Multi-row INSERTs; a key used meanwhile inserts nothing: start again slowly.
-        let mut inserted = 0usize;
-        for chunk in rows.chunks(CHUNK) {
+        // A key used meanwhile inserts nothing: start again slowly.
+        if self.insert_rows(&mut tx, &rows).await? != rows.len() {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        self.move_heads(&mut tx, &heads).await?;
+        tx.commit().await?;
+        Ok(Some(out))
+    }
+
+    /// [`Store::commit_batch`] one INSERT per row: the fallback when keys race.
+    async fn commit_batch_row_by_row(
+        &self,
+        items: &[NewTx],
+        now: i64,
+        key: &SigningKey,
+        issuer: &str,
+        mut new_id: impl FnMut() -> String,
+    ) -> Result<Vec<Committed>, sqlx::Error> {
+        let mut tx = self.begin_write().await?;
+        let mut heads = self.chain_heads(&mut tx, items).await?;
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            let head = heads
+                .get_mut(item.activation_id.as_str())
+                .ok_or_else(|| sqlx::Error::Protocol("chain head missing".into()))?;
+            // Signed against a copy of the head: moved only if the row is inserted.
+            let mut next_head = head.clone();
+            let row = chain_next(&mut next_head, item, new_id(), now, key, issuer)?;
+            if self
+                .insert_rows(&mut tx, std::slice::from_ref(&row))
+                .await?
+                == 1
+            {
+                *head = next_head;
+                out.push(Committed::New(row));
+            } else {
+                let sql = format!(
+                    "SELECT {TX_COLS} FROM transactions WHERE activation_id = $1 \
+                     AND idempotency_key = $2"
+                );
+                let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(&item.activation_id)
+                    .bind(&item.idempotency_key)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                out.push(Committed::Existing(tx_from_row(&row)?));
+            }
+        }
+        self.move_heads(&mut tx, &heads).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// The chain head (sequence, link, changed = false) of every register of `items`,
+    /// read in id order (and locked, on PostgreSQL: a fixed lock order cannot deadlock).
+    async fn chain_heads<'a>(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        items: &'a [NewTx],
+    ) -> Result<BTreeMap<&'a str, (i64, String, bool)>, sqlx::Error> {
+        let mut regs: Vec<&str> = items.iter().map(|i| i.activation_id.as_str()).collect();
+        regs.sort_unstable();
+        regs.dedup();
+        let mut heads = BTreeMap::new();
+        for chunk in regs.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT id, chain_seq, chain_head FROM activations WHERE id IN ({}) ORDER BY id{}",
+                self.placeholders(1, chunk.len()),
+                self.for_update()
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for row in q.fetch_all(&mut **tx).await? {
+                let id: String = row.try_get("id")?;
+                if let Some(r) = chunk.iter().find(|r| **r == id) {
+                    heads.insert(
+                        *r,
+                        (row.try_get("chain_seq")?, row.try_get("chain_head")?, false),
+                    );
+                }
+            }
+        }
+        Ok(heads)
+    }
+
+    /// Inserts `rows` with multi-row INSERTs, skipping those whose idempotency key is
+    /// used; returns how many were inserted.
+    async fn insert_rows(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        rows: &[TxRow],
+    ) -> Result<usize, sqlx::Error> {
+        let mut inserted = 0;
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "INSERT INTO transactions (id, activation_id, idempotency_key, seq, created_at, \
                  body, txh, receipt) VALUES {} \
@@ -1017,19 +1070,23 @@ impl Store {
                     .bind(&r.txh)
                     .bind(&r.receipt);
             }
-            inserted += q.execute(&mut *tx).await?.rows_affected() as usize;
+            inserted += q.execute(&mut **tx).await?.rows_affected() as usize;
         }
-        if inserted != rows.len() {
-            tx.rollback().await?;
-            return Ok(None);
-        }
-        // 5. Every head that moved, in one statement.
+        Ok(inserted)
+    }
+
+    /// Stores every chain head marked changed, in one statement per chunk.
+    async fn move_heads(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        heads: &BTreeMap<&str, (i64, String, bool)>,
+    ) -> Result<(), sqlx::Error> {
         let moved: Vec<(&str, i64, &str)> = heads
             .iter()
-            .filter(|(_, (_, _, dirty))| *dirty)
+            .filter(|(_, (_, _, changed))| *changed)
             .map(|(id, (seq, head, _))| (*id, *seq, head.as_str()))
             .collect();
-        for chunk in moved.chunks(CHUNK) {
+        for chunk in moved.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "WITH v (id, seq, head) AS (VALUES {}) UPDATE activations \
                  SET chain_seq = v.seq, chain_head = v.head FROM v WHERE activations.id = v.id",
@@ -1045,88 +1102,9 @@ impl Store {
             for (id, seq, head) in chunk {
                 q = q.bind(*id).bind(*seq).bind(*head);
             }
-            q.execute(&mut *tx).await?;
+            q.execute(&mut **tx).await?;
         }
-        tx.commit().await?;
-        Ok(Some(out))
-    }
-
-    /// [`Store::commit_batch`] one statement per row: the fallback when keys race.
-    async fn commit_batch_row_by_row(
-        &self,
-        items: &[NewTx],
-        now: i64,
-        key: &SigningKey,
-        issuer: &str,
-        mut new_id: impl FnMut() -> String,
-    ) -> Result<Vec<Committed>, sqlx::Error> {
-        let mut tx = self.begin_write().await?;
-        let mut heads: BTreeMap<&str, (i64, String, bool)> = BTreeMap::new();
-        for item in items {
-            heads.entry(item.activation_id.as_str()).or_default();
-        }
-        let head_sql = format!(
-            "SELECT chain_seq, chain_head FROM activations WHERE id = $1{}",
-            self.for_update()
-        );
-        for (id, head) in heads.iter_mut() {
-            let row = sqlx::query(sqlx::AssertSqlSafe(head_sql.clone()))
-                .bind(*id)
-                .fetch_one(&mut *tx)
-                .await?;
-            *head = (row.try_get("chain_seq")?, row.try_get("chain_head")?, false);
-        }
-        let mut out = Vec::with_capacity(items.len());
-        for item in items {
-            let head = heads
-                .get_mut(item.activation_id.as_str())
-                .ok_or_else(|| sqlx::Error::Protocol("chain head missing".into()))?;
-            // Signed against a copy of the head: moved only if the row is inserted.
-            let mut next_head = head.clone();
-            let row = chain_next(&mut next_head, item, new_id(), now, key, issuer)?;
-            let r = sqlx::query(
-                "INSERT INTO transactions (id, activation_id, idempotency_key, seq, created_at, \
-                 body, txh, receipt) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                 ON CONFLICT (activation_id, idempotency_key) DO NOTHING",
-            )
-            .bind(&row.id)
-            .bind(&row.activation_id)
-            .bind(&row.idempotency_key)
-            .bind(row.seq)
-            .bind(row.created_at)
-            .bind(&row.body)
-            .bind(&row.txh)
-            .bind(&row.receipt)
-            .execute(&mut *tx)
-            .await?;
-            if r.rows_affected() == 1 {
-                *head = next_head;
-                out.push(Committed::New(row));
-            } else {
-                let sql = format!(
-                    "SELECT {TX_COLS} FROM transactions WHERE activation_id = $1 \
-                     AND idempotency_key = $2"
-                );
-                let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(&item.activation_id)
-                    .bind(&item.idempotency_key)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                out.push(Committed::Existing(tx_from_row(&row)?));
-            }
-        }
-        for (id, (seq, head, dirty)) in &heads {
-            if *dirty {
-                sqlx::query("UPDATE activations SET chain_seq = $1, chain_head = $2 WHERE id = $3")
-                    .bind(*seq)
-                    .bind(head)
-                    .bind(*id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-        }
-        tx.commit().await?;
-        Ok(out)
+        Ok(())
     }
 
     /// Every transaction (admin export), by register and sequence.

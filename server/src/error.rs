@@ -82,6 +82,14 @@ impl AppError {
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, code, message)
     }
+    /// 413 `payload_too_large`: the body is over `--max-body-bytes`.
+    pub fn payload_too_large() -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the body is too large",
+        )
+    }
     /// 500, for invariants that should never break.
     pub fn internal(message: impl Into<String>) -> Self {
         AppError::Internal(message.into())

@@ -42,11 +42,7 @@ fn json_rejection(r: JsonRejection) -> AppError {
             ),
         ),
         JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            AppError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "the body is too large",
-            )
+            AppError::payload_too_large()
         }
         other => AppError::bad_request("invalid_body", other.body_text()),
     }
@@ -98,11 +94,9 @@ impl<S: Send + Sync> FromRequest<S> for ApiBytes {
     async fn from_request(req: Request, state: &S) -> Result<Self, AppError> {
         match axum::body::Bytes::from_request(req, state).await {
             Ok(b) => Ok(ApiBytes(b)),
-            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(AppError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "the body is too large",
-            )),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(AppError::payload_too_large())
+            }
             Err(e) => Err(AppError::bad_request("invalid_body", e.body_text())),
         }
     }

@@ -121,12 +121,7 @@ pub async fn refuse_oversized(state: &AppState, req: Request) -> Result<Request,
         };
         let _ = tokio::time::timeout(DRAIN_MAX_TIME, drain).await;
     }
-    let mut resp = AppError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
-        "the body is too large",
-    )
-    .into_response();
+    let mut resp = AppError::payload_too_large().into_response();
     resp.headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     Err(resp)

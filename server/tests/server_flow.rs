@@ -275,14 +275,8 @@ async fn url_path_tokens_and_dynamic_keys(db: &TestDb, b: Backend) {
         assert_eq!(r.status(), 200, "{path}");
     }
     let list: Value = s
-        .http
-        .get(s.url(&format!("/OpenApi_1,2,3,4$R20201201134216$${key}/Products")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/OpenApi_1,2,3,4$R20201201134216$${key}/Products"))
+        .await;
     assert_eq!(list["items"][0]["id"], "coffee");
     // POST a transaction through the prefix.
     let r = s
@@ -363,15 +357,7 @@ async fn url_path_tokens_and_dynamic_keys(db: &TestDb, b: Backend) {
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
-    let params: Value = s
-        .http
-        .get(s.url("/auth/dynamic-key-params?login=anna"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let params: Value = s.get_json("/auth/dynamic-key-params?login=anna").await;
     assert_eq!(params["memoryKib"], 64);
     assert_eq!(params["system"], "1,2,3,4");
 
@@ -901,14 +887,8 @@ async fn products_delta_sync(db: &TestDb, b: Backend) {
     assert_eq!(items[0]["price"], 250);
     // The same through the URL-path prefix's $R.
     let delta: Value = s
-        .http
-        .get(s.url(&format!("/OpenApi_1,2,3,4$R{rve}$${key}/Products")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/OpenApi_1,2,3,4$R{rve}$${key}/Products"))
+        .await;
     assert_eq!(delta["items"].as_array().unwrap().len(), 1);
     // Nothing changed since the newest RVE.
     let newest = delta["rve"].as_str().unwrap();

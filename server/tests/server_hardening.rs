@@ -25,15 +25,7 @@ on_both!(signing_key_seeds_are_sealed_at_rest);
 async fn openapi_matches_product_answers_and_lists_problems() {
     let db = TestDb::new(Backend::Sqlite, "openapi").await.unwrap();
     let s = Srv::start(&db, Backend::Sqlite).await;
-    let doc: Value = s
-        .http
-        .get(s.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = s.get_json("/openapi.json").await;
     let schemas = &doc["components"]["schemas"];
 
     // Products: the input refuses unknown members, the answer is not `additionalProperties: false`.
@@ -243,15 +235,7 @@ async fn signing_key_seeds_are_sealed_at_rest(db: &TestDb, backend: Backend) {
     assert!(!stored[0].contains(&old[0].seed));
     let now = s.state.store.signing_keys().await.unwrap();
     assert_eq!((&now[0].kid, &now[0].seed), (&old[0].kid, &old[0].seed));
-    let jwks: Value = s
-        .http
-        .get(s.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: Value = s.get_json("/.well-known/jwks.json").await;
     assert_eq!(jwks["keys"][0]["kid"], json!(old[0].kid));
 
     // A key rotated in now is stored sealed too.

@@ -239,6 +239,18 @@ impl Srv {
         (a, key)
     }
 
+    /// `GET path` without credentials (or with the URL-path token in it), as JSON.
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.http
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     pub async fn get(&self, path: &str, key: &str) -> Response {
         self.http
             .get(self.url(path))
