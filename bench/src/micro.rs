@@ -12,8 +12,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use ed25519_dalek::{Signature, VerifyingKey};
 use tillgate_core::{
-    ActivationDescriptor, ReceiptClaims, SigningKey, TrustedKeys, VerifyOptions, parse_url_token,
-    receipt_link, sign_descriptor, sign_receipt, verify_descriptor, verify_receipt_chain,
+    ActivationDescriptor, ReceiptClaims, SigningKey, TrustedKeys, UrlTokenRef, VerifyOptions,
+    parse_url_token, receipt_link, sign_descriptor, sign_receipt, verify_descriptor,
+    verify_receipt_chain,
 };
 
 /// The moment every descriptor check is judged at (inside the descriptor's validity).
@@ -236,21 +237,24 @@ pub fn receipt_chain(effort: Effort, fx: &Fixture) -> Result<Pair, String> {
     ))
 }
 
-/// `parse_url_token` on the seed path vs a plain `str::split` of it.
-pub fn url_token(effort: Effort) -> Result<Pair, String> {
+/// Parsing the seed path vs a plain `str::split` of it: `UrlTokenRef::parse` (the
+/// borrowing parse the server runs per request) or, with `owned`, `parse_url_token`
+/// (which also copies the token, the RmSystem ids and the rest of the path out).
+pub fn url_token(effort: Effort, owned: bool) -> Result<Pair, String> {
     let path = "/OpenApi_1,2,3,4$R20201201134216$$Mysecrettoken/Products";
     if parse_url_token(path).is_err() {
         return Err("seed path does not parse".into());
     }
-    Ok(compare(
-        effort,
-        &mut || parse_url_token(black_box(path)).is_ok(),
-        &mut || {
-            let p = black_box(path);
-            let seg = p[1..].split('/').next().unwrap_or("");
-            seg.split('$').count() > 0
-        },
-    ))
+    let mut ours: Box<dyn FnMut() -> bool> = if owned {
+        Box::new(|| parse_url_token(black_box(path)).is_ok())
+    } else {
+        Box::new(|| UrlTokenRef::parse(black_box(path)).is_ok())
+    };
+    Ok(compare(effort, &mut *ours, &mut || {
+        let p = black_box(path);
+        let seg = p[1..].split('/').next().unwrap_or("");
+        seg.split('$').count() > 0
+    }))
 }
 
 /// The FFI crate's `verify_descriptor`, called from Rust exactly as the Kotlin binding

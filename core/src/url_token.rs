@@ -1,6 +1,7 @@
 //! Fieldpine URL-path access tokens:
 //! `/OpenApi_1,2,3,4$R20201201134216$$Mysecrettoken/Products`.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
@@ -58,17 +59,31 @@ impl RmSystem {
         &self.0
     }
     fn parse_at(s: &str, offset: usize) -> Result<Self> {
-        let mut ids = Vec::new();
-        let mut pos = offset;
-        for part in s.split(',') {
-            if part.is_empty() || part.len() > 10 || !part.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(err(pos, P::InvalidRmSystem));
-            }
-            ids.push(part.parse().map_err(|_| err(pos, P::InvalidRmSystem))?);
-            pos += part.len() + 1;
-        }
-        Ok(RmSystem(ids))
+        Ok(RmSystem(
+            rm_system_ids(check_rm_system(s, offset)?).collect(),
+        ))
     }
+}
+
+/// Checks `1,2,3,4` (each id 1 to 10 digits, fitting a u32) without allocating.
+fn check_rm_system(s: &str, offset: usize) -> Result<&str> {
+    let mut pos = offset;
+    for part in s.split(',') {
+        if part.is_empty()
+            || part.len() > 10
+            || !part.bytes().all(|b| b.is_ascii_digit())
+            || part.parse::<u32>().is_err()
+        {
+            return Err(err(pos, P::InvalidRmSystem));
+        }
+        pos += part.len() + 1;
+    }
+    Ok(s)
+}
+
+/// The ids of a list that passed `check_rm_system`.
+fn rm_system_ids(checked: &str) -> impl Iterator<Item = u32> + '_ {
+    checked.split(',').filter_map(|p| p.parse().ok())
 }
 
 impl FromStr for RmSystem {
@@ -257,44 +272,48 @@ fn check_charset(s: &str, offset: usize) -> Result<usize> {
     Ok(n)
 }
 
+/// Whether `b` may appear in a decoded value (the API-key charset, escaped ones included).
+fn is_value_byte(b: u8) -> bool {
+    matches!(
+        classify_api_key_char(b as char),
+        CharClass::Allowed | CharClass::AllowedEscaped
+    )
+}
+
 /// Percent-decodes a path-segment value; every character, raw or decoded, must be in
-/// the API-key charset. `offset` is the byte offset of `s` in the whole path.
-fn decode_value(s: &str, offset: usize) -> Result<String> {
+/// the API-key charset. `offset` is the byte offset of `s` in the whole path. Borrows
+/// `s` when it holds no escape. The result is ASCII, so its `len()` counts characters.
+fn decode_value(s: &str, offset: usize) -> Result<Cow<'_, str>> {
     let b = s.as_bytes();
+    // Raw non-ASCII bytes are refused, so slicing stays on char boundaries.
+    let Some(first_escape) = b.iter().position(|&c| c == b'%' || !is_value_byte(c)) else {
+        return Ok(Cow::Borrowed(s));
+    };
     let mut out = String::with_capacity(s.len());
-    let mut i = 0;
+    out.push_str(&s[..first_escape]);
+    let mut i = first_escape;
     while i < b.len() {
         let c = if b[i] == b'%' {
             let hex = |j: usize| b.get(j).and_then(|&h| (h as char).to_digit(16));
             let (Some(hi), Some(lo)) = (hex(i + 1), hex(i + 2)) else {
                 return Err(err(offset + i, P::InvalidPercentEncoding));
             };
-            let c = char::from((hi * 16 + lo) as u8);
-            if !matches!(
-                classify_api_key_char(c),
-                CharClass::Allowed | CharClass::AllowedEscaped
-            ) {
+            let c = (hi * 16 + lo) as u8;
+            if !is_value_byte(c) {
                 return Err(err(offset + i, P::InvalidCharacter));
             }
             i += 3;
             c
         } else {
-            // Raw non-ASCII bytes are refused here, so slicing stays on char boundaries.
-            let c = b[i] as char;
-            if !b[i].is_ascii()
-                || !matches!(
-                    classify_api_key_char(c),
-                    CharClass::Allowed | CharClass::AllowedEscaped
-                )
-            {
+            if !is_value_byte(b[i]) {
                 return Err(err(offset + i, P::InvalidCharacter));
             }
             i += 1;
-            c
+            b[i - 1]
         };
-        out.push(c);
+        out.push(char::from(c));
     }
-    Ok(out)
+    Ok(Cow::Owned(out))
 }
 
 fn encode_value(s: &str, out: &mut String) {
@@ -334,6 +353,7 @@ fn parse_prefix(head: &str) -> Option<(Prefix, Option<u32>)> {
 ///
 /// The prefix is matched without regard to case; parameter identifiers are ASCII
 /// letters, also case-insensitive, reported upper-case. Errors carry the byte offset.
+/// [`UrlTokenRef::parse`] is the same parse without copying out of `path`.
 ///
 /// ```
 /// use tillgate_core::{parse_url_token, Prefix};
@@ -345,84 +365,174 @@ fn parse_prefix(head: &str) -> Option<(Prefix, Option<u32>)> {
 /// assert_eq!(t.rest, "/Products");
 /// ```
 pub fn parse_url_token(path: &str) -> Result<UrlToken> {
-    if !path.starts_with('/') {
-        return Err(err(0, P::MissingLeadingSlash));
+    UrlTokenRef::parse(path).map(UrlTokenRef::into_owned)
+}
+
+/// A parsed URL-path token that borrows from the path: what a server reads on every
+/// request. It allocates only for a percent-encoded token and for `$X` parameters other
+/// than `$R`. Same rules and errors as [`parse_url_token`]; `Debug` redacts the token.
+///
+/// ```
+/// use tillgate_core::{RmSystem, UrlTokenRef};
+/// let t = UrlTokenRef::parse("/OpenApi_1,2,3,4$$Mysecrettoken/Products?x=1").unwrap();
+/// assert!(t.rm_system_is(&"1,2,3,4".parse::<RmSystem>().unwrap()));
+/// assert_eq!(t.token(), Some("Mysecrettoken"));
+/// assert_eq!(t.rest(), "/Products?x=1");
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct UrlTokenRef<'a> {
+    /// API family.
+    pub prefix: Prefix,
+    /// Optional version written after the prefix (`OpenApi2_`).
+    pub version: Option<u32>,
+    /// The `$R` data version, if given.
+    pub rve: Option<Rve>,
+    /// Other `$X` parameters, in order.
+    pub params: Vec<UrlParam>,
+    rm_system: &'a str,
+    token: Option<Cow<'a, str>>,
+    rest: &'a str,
+}
+
+impl<'a> UrlTokenRef<'a> {
+    /// Parses `path`; see [`parse_url_token`] for the rules.
+    pub fn parse(path: &'a str) -> Result<Self> {
+        if !path.starts_with('/') {
+            return Err(err(0, P::MissingLeadingSlash));
+        }
+        let seg_end = path[1..].find(['/', '?']).map_or(path.len(), |i| i + 1);
+        let segment = &path[1..seg_end];
+        let rest = &path[seg_end..];
+
+        let underscore = segment.find('_').ok_or(err(1, P::UnknownPrefix))?;
+        let (prefix, version) =
+            parse_prefix(&segment[..underscore]).ok_or(err(1, P::UnknownPrefix))?;
+
+        let after = &segment[underscore + 1..];
+        let after_off = 1 + underscore + 1;
+        let rm_end = after.find('$').unwrap_or(after.len());
+        let rm_system = check_rm_system(&after[..rm_end], after_off)?;
+
+        let mut rve = None;
+        let mut params: Vec<UrlParam> = Vec::new();
+        let mut token = None;
+        let mut seen = [false; 26];
+        let mut pos = rm_end; // index into `after`, at a '$' or the end
+        while pos < after.len() {
+            let abs = after_off + pos;
+            let id_byte = after.as_bytes().get(pos + 1).copied();
+            match id_byte {
+                Some(b'$') => {
+                    let decoded = decode_value(&after[pos + 2..], abs + 2)?;
+                    if decoded.is_empty() {
+                        return Err(err(abs, P::EmptyToken));
+                    }
+                    if decoded.len() > URL_TOKEN_MAX_LEN {
+                        return Err(err(abs + 2, P::TokenTooLong));
+                    }
+                    token = Some(decoded);
+                    break;
+                }
+                Some(b) if b.is_ascii_alphabetic() => {
+                    let id = b.to_ascii_uppercase();
+                    let slot = &mut seen[(id - b'A') as usize];
+                    if *slot {
+                        return Err(err(abs, P::DuplicateParam));
+                    }
+                    *slot = true;
+                    let value_start = pos + 2;
+                    let value_end = after[value_start..]
+                        .find('$')
+                        .map_or(after.len(), |i| value_start + i);
+                    let raw = &after[value_start..value_end];
+                    if id == b'R' {
+                        rve = Some(Rve::parse_at(raw, after_off + value_start)?);
+                    } else {
+                        let value = decode_value(raw, after_off + value_start)?;
+                        if value.contains('$') {
+                            return Err(err(after_off + value_start, P::InvalidCharacter));
+                        }
+                        if value.len() > URL_PARAM_MAX_LEN {
+                            return Err(err(after_off + value_start, P::ParamTooLong));
+                        }
+                        params.push(UrlParam {
+                            id: id as char,
+                            value: value.into_owned(),
+                        });
+                    }
+                    pos = value_end;
+                }
+                _ => return Err(err(abs, P::InvalidParamIdentifier)),
+            }
+        }
+
+        Ok(UrlTokenRef {
+            prefix,
+            version,
+            rve,
+            params,
+            rm_system,
+            token,
+            rest,
+        })
     }
-    let seg_end = path[1..].find(['/', '?']).map_or(path.len(), |i| i + 1);
-    let segment = &path[1..seg_end];
-    let rest = path[seg_end..].to_owned();
 
-    let underscore = segment.find('_').ok_or(err(1, P::UnknownPrefix))?;
-    let (prefix, version) = parse_prefix(&segment[..underscore]).ok_or(err(1, P::UnknownPrefix))?;
+    /// The systems addressed, as written (`1,2,3,4`).
+    pub fn rm_system_str(&self) -> &'a str {
+        self.rm_system
+    }
 
-    let after = &segment[underscore + 1..];
-    let after_off = 1 + underscore + 1;
-    let rm_end = after.find('$').unwrap_or(after.len());
-    let rm_system = RmSystem::parse_at(&after[..rm_end], after_off)?;
+    /// The systems addressed, in order.
+    pub fn rm_system_ids(&self) -> impl Iterator<Item = u32> + 'a {
+        rm_system_ids(self.rm_system)
+    }
 
-    let mut rve = None;
-    let mut params: Vec<UrlParam> = Vec::new();
-    let mut token = None;
-    let mut seen = [false; 26];
-    let mut pos = rm_end; // index into `after`, at a '$' or the end
-    while pos < after.len() {
-        let abs = after_off + pos;
-        let id_byte = after.as_bytes().get(pos + 1).copied();
-        match id_byte {
-            Some(b'$') => {
-                let raw = &after[pos + 2..];
-                let decoded = decode_value(raw, abs + 2)?;
-                if decoded.is_empty() {
-                    return Err(err(abs, P::EmptyToken));
-                }
-                if decoded.chars().count() > URL_TOKEN_MAX_LEN {
-                    return Err(err(abs + 2, P::TokenTooLong));
-                }
-                token = Some(AccessToken(decoded));
-                break;
-            }
-            Some(b) if b.is_ascii_alphabetic() => {
-                let id = b.to_ascii_uppercase();
-                let slot = &mut seen[(id - b'A') as usize];
-                if *slot {
-                    return Err(err(abs, P::DuplicateParam));
-                }
-                *slot = true;
-                let value_start = pos + 2;
-                let value_end = after[value_start..]
-                    .find('$')
-                    .map_or(after.len(), |i| value_start + i);
-                let raw = &after[value_start..value_end];
-                if id == b'R' {
-                    rve = Some(Rve::parse_at(raw, after_off + value_start)?);
-                } else {
-                    let value = decode_value(raw, after_off + value_start)?;
-                    if value.contains('$') {
-                        return Err(err(after_off + value_start, P::InvalidCharacter));
-                    }
-                    if value.len() > URL_PARAM_MAX_LEN {
-                        return Err(err(after_off + value_start, P::ParamTooLong));
-                    }
-                    params.push(UrlParam {
-                        id: id as char,
-                        value,
-                    });
-                }
-                pos = value_end;
-            }
-            _ => return Err(err(abs, P::InvalidParamIdentifier)),
+    /// Whether the path names exactly `system` (same ids, same order).
+    pub fn rm_system_is(&self, system: &RmSystem) -> bool {
+        self.rm_system_ids().eq(system.ids().iter().copied())
+    }
+
+    /// The decoded `$$` access token, if given. Never log it.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    /// Everything after the first segment, untouched (`/Products?x=1`), or empty.
+    pub fn rest(&self) -> &'a str {
+        self.rest
+    }
+
+    /// The `$$` access token as an owned [`AccessToken`], if given.
+    pub fn access_token(&self) -> Option<AccessToken> {
+        self.token.as_deref().map(|t| AccessToken(t.to_owned()))
+    }
+
+    /// The owned form.
+    pub fn into_owned(self) -> UrlToken {
+        UrlToken {
+            prefix: self.prefix,
+            version: self.version,
+            rm_system: RmSystem(rm_system_ids(self.rm_system).collect()),
+            rve: self.rve,
+            params: self.params,
+            token: self.token.map(|t| AccessToken(t.into_owned())),
+            rest: self.rest.to_owned(),
         }
     }
+}
 
-    Ok(UrlToken {
-        prefix,
-        version,
-        rm_system,
-        rve,
-        params,
-        token,
-        rest,
-    })
+impl fmt::Debug for UrlTokenRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UrlTokenRef")
+            .field("prefix", &self.prefix)
+            .field("version", &self.version)
+            .field("rm_system", &self.rm_system)
+            .field("rve", &self.rve)
+            .field("params", &self.params)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("rest", &self.rest)
+            .finish()
+    }
 }
 
 /// Builds the path for a token; `#`, `%` and `^` are percent-encoded (upper-case hex).
@@ -579,6 +689,47 @@ mod tests {
                     rest,
                 },
             )
+    }
+
+    #[test]
+    fn borrowing_parse() {
+        let path = "/OpenApi_1,2,3,4$R20201201134216$$Mysecrettoken/Products?x=1";
+        let t = UrlTokenRef::parse(path).unwrap();
+        assert!(matches!(t.token, Some(Cow::Borrowed("Mysecrettoken"))));
+        assert_eq!(t.rest(), "/Products?x=1");
+        assert_eq!(t.rm_system_str(), "1,2,3,4");
+        assert!(t.rm_system_is(&"1,2,3,4".parse().unwrap()));
+        assert!(!t.rm_system_is(&"1,2,3".parse().unwrap()));
+        assert!(!t.rm_system_is(&"4,3,2,1".parse().unwrap()));
+        let debug = format!("{t:?}");
+        assert!(
+            debug.contains("<redacted>") && !debug.contains("Mysecret"),
+            "{debug}"
+        );
+        assert_eq!(t.access_token().unwrap().expose(), "Mysecrettoken");
+        assert_eq!(t.into_owned(), parse_url_token(path).unwrap());
+
+        // Escapes are decoded into an owned copy; the first escape may come anywhere.
+        let t = UrlTokenRef::parse("/gnap_7$$ab%23c%5e/x").unwrap();
+        assert!(matches!(t.token, Some(Cow::Owned(_))));
+        assert_eq!(t.token(), Some("ab#c^"));
+        assert_eq!(
+            UrlTokenRef::parse("/gnap_7$$ab%2").unwrap_err().code(),
+            "url_invalid_percent_encoding"
+        );
+        assert_eq!(
+            UrlTokenRef::parse("/gnap_7$$ab%2Fc").unwrap_err().code(),
+            "url_invalid_character"
+        );
+        // Ids that do not fit a u32 are refused, as before.
+        assert_eq!(code("/OpenApi_4294967296$$tok"), "url_invalid_rm_system");
+        assert_eq!(
+            UrlTokenRef::parse("/OpenApi_4294967295$$tok")
+                .unwrap()
+                .rm_system_ids()
+                .collect::<Vec<_>>(),
+            [u32::MAX]
+        );
     }
 
     proptest! {

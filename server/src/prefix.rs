@@ -1,5 +1,5 @@
 //! The Fieldpine URL-path token form: `/OpenApi_1,2,3,4$R20201201134216$$<token>/Products`.
-//! A middleware parses the first segment with core's `parse_url_token`, keeps the token
+//! A middleware parses the first segment with core's `UrlTokenRef::parse`, keeps the token
 //! and RVE for the handlers, and rewrites the path to the plain route
 //! (`/products`), matching resource names without regard to case.
 
@@ -9,7 +9,7 @@ use axum::extract::Request;
 use axum::http::{StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use tillgate_core::{AccessToken, Rve, parse_url_token};
+use tillgate_core::{AccessToken, Rve, UrlTokenRef};
 
 use crate::error::AppError;
 use crate::state::AppState;
@@ -78,28 +78,32 @@ pub async fn rewrite(state: &AppState, mut req: Request, next: Next) -> Response
     if !is_prefixed(req.uri().path()) {
         return next.run(req).await;
     }
-    let path = req.uri().path().to_owned();
-    let parsed = match parse_url_token(&path) {
+    let parsed = match UrlTokenRef::parse(req.uri().path()) {
         Ok(p) => p,
         Err(e) => return AppError::Core(e).into_response(),
     };
-    if parsed.rm_system != state.config.rm_system {
+    if !parsed.rm_system_is(&state.config.rm_system) {
         return AppError::new(
             StatusCode::FORBIDDEN,
             "rm_system_mismatch",
             format!(
                 "this server answers to RmSystem {}, not {}",
-                state.config.rm_system, parsed.rm_system
+                state.config.rm_system,
+                parsed.rm_system_str()
             ),
         )
         .into_response();
     }
-    let Some(target) = map_resource(&parsed.rest) else {
+    let Some(target) = map_resource(parsed.rest()) else {
         return AppError::not_found(
             "not_found",
             "no such resource behind the URL-path prefix (Products, Transactions, auth/handshake, activations/activation-code, activations/renew)",
         )
         .into_response();
+    };
+    let context = UrlTokenContext {
+        token: parsed.access_token(),
+        rve: parsed.rve,
     };
     let pq = match req.uri().query() {
         Some(q) => format!("{target}?{q}"),
@@ -109,10 +113,7 @@ pub async fn rewrite(state: &AppState, mut req: Request, next: Next) -> Response
         return AppError::bad_request("invalid_path", "the path cannot be rewritten")
             .into_response();
     };
-    req.extensions_mut().insert(UrlTokenContext {
-        token: parsed.token,
-        rve: parsed.rve,
-    });
+    req.extensions_mut().insert(context);
     *req.uri_mut() = uri;
     next.run(req).await
 }
