@@ -4,8 +4,6 @@ use std::fmt;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use reqwest::header::{self, HeaderMap, HeaderValue};
-use reqwest::{Method, RequestBuilder};
 use tillgate_core::wire::{ActivationCreated, ProductOut, Renewed};
 use tillgate_core::{
     ActivationRequest, ApiKey, ReceiptClaims, TrustedKeys, VerifiedDescriptor, VerifyOptions,
@@ -17,6 +15,7 @@ use crate::api::{
     Activation, ActivationCode, Handshake, Product, ProductCatalogue, ProductSync, parse_handshake,
     parse_list,
 };
+use crate::http::{Http, Method, Request, Response};
 use crate::{ClientError, IdempotencyKey, RenewRequest, Result, StoredTransaction};
 
 /// Default time a whole request may take.
@@ -73,7 +72,7 @@ pub struct Client {
 }
 
 struct Inner {
-    http: reqwest::Client,
+    http: Http,
     base: String,
     config: ClientConfig,
     api_key: RwLock<Option<ApiKey>>,
@@ -106,22 +105,12 @@ impl Client {
     /// Builds a client. Fails only on an unusable configuration.
     pub fn new(config: ClientConfig) -> Result<Self> {
         let base = config.base_url.trim_end_matches('/').to_owned();
-        let url = reqwest::Url::parse(&base)
-            .map_err(|e| ClientError::InvalidConfig(format!("base_url: {e}")))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(ClientError::InvalidConfig(
-                "base_url must be http or https".into(),
-            ));
-        }
-        let builder = reqwest::Client::builder();
-        #[cfg(not(target_arch = "wasm32"))]
-        let builder = builder
-            .connect_timeout(config.connect_timeout)
-            .timeout(config.timeout)
-            .user_agent(config.user_agent.clone());
-        let http = builder
-            .build()
-            .map_err(|e| ClientError::InvalidConfig(e.without_url().to_string()))?;
+        let http = Http::new(
+            &base,
+            config.timeout,
+            config.connect_timeout,
+            &config.user_agent,
+        )?;
         Ok(Client {
             inner: Arc::new(Inner {
                 http,
@@ -169,47 +158,36 @@ impl Client {
         format!("{}{}", self.inner.base, path)
     }
 
-    fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        self.inner
-            .http
-            .request(method, self.url(path))
-            .timeout(self.inner.config.timeout)
-            .header(header::ACCEPT, "application/json, application/problem+json")
+    fn request(&self, method: Method, path: &str) -> Request {
+        Request::new(method, self.url(path))
     }
 
-    fn authed(&self, method: Method, path: &str) -> Result<RequestBuilder> {
+    fn authed(&self, method: Method, path: &str) -> Result<Request> {
         let key = self.api_key().ok_or(ClientError::NotActivated)?;
-        let mut value = HeaderValue::from_str(&format!("Bearer {}", key.expose()))
-            .map_err(|_| ClientError::InvalidConfig("API key is not a valid header".into()))?;
-        value.set_sensitive(true);
         Ok(self
             .request(method, path)
-            .header(header::AUTHORIZATION, value))
+            .authorization(format!("Bearer {}", key.expose())))
     }
 
-    /// Sends a request; returns the body of a 2xx answer, or the typed error.
-    async fn send(&self, req: RequestBuilder) -> Result<(u16, HeaderMap, Vec<u8>)> {
-        let resp = req.send().await.map_err(ClientError::from_reqwest)?;
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let body = resp
-            .bytes()
-            .await
-            .map_err(ClientError::from_reqwest)?
-            .to_vec();
-        if (200..300).contains(&status) {
-            return Ok((status, headers, body));
+    /// Sends a request; returns a 2xx answer, or the typed error.
+    async fn send(&self, req: Request) -> Result<Response> {
+        let resp = self.inner.http.send(req).await?;
+        if (200..300).contains(&resp.status) {
+            return Ok(resp);
         }
-        let retry_after = headers
-            .get(header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
+        let retry_after = resp
+            .header("retry-after")
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        Err(ClientError::from_response(status, retry_after, &body))
+        Err(ClientError::from_response(
+            resp.status,
+            retry_after,
+            &resp.body,
+        ))
     }
 
-    async fn send_json<T: serde::de::DeserializeOwned>(&self, req: RequestBuilder) -> Result<T> {
-        let (_, _, body) = self.send(req).await?;
+    async fn send_json<T: serde::de::DeserializeOwned>(&self, req: Request) -> Result<T> {
+        let body = self.send(req).await?.body;
         serde_json::from_slice(&body).map_err(|e| ClientError::InvalidResponse(e.to_string()))
     }
 
@@ -220,8 +198,8 @@ impl Client {
         validate_activation_request(request)?;
         let body: ActivationCreated = self
             .send_json(
-                self.request(Method::POST, "/activations-advanced")
-                    .json(request),
+                self.request(Method::Post, "/activations-advanced")
+                    .json(request)?,
             )
             .await?;
         let activation = Activation::try_from(body)?;
@@ -246,9 +224,10 @@ impl Client {
         if let Some(p) = &self.inner.config.application_package {
             query.push(("applicationPackage", p));
         }
-        let (_, _, body) = self
-            .send(self.authed(Method::GET, "/auth/handshake")?.query(&query))
-            .await?;
+        let body = self
+            .send(self.authed(Method::Get, "/auth/handshake")?.query(&query))
+            .await?
+            .body;
         let (body, extra) = parse_handshake(&body)?;
         let token = body.signed_time;
         let claims = verify_server_time(&token, &self.inner.config.trusted_keys, Some(&nonce))?;
@@ -272,7 +251,7 @@ impl Client {
         check_period(request)?;
         let mut body = request.clone();
         body.descriptor = None;
-        self.renew_with(self.authed(Method::POST, "/activations/renew")?, &body)
+        self.renew_with(self.authed(Method::Post, "/activations/renew")?, &body)
             .await
     }
 
@@ -287,12 +266,12 @@ impl Client {
         check_period(request)?;
         let mut body = request.clone();
         body.descriptor = Some(descriptor_jws.to_owned());
-        self.renew_with(self.request(Method::POST, "/activations/renew"), &body)
+        self.renew_with(self.request(Method::Post, "/activations/renew"), &body)
             .await
     }
 
-    async fn renew_with(&self, req: RequestBuilder, body: &RenewRequest) -> Result<Activation> {
-        let body: Renewed = self.send_json(req.json(body)).await?;
+    async fn renew_with(&self, req: Request, body: &RenewRequest) -> Result<Activation> {
+        let body: Renewed = self.send_json(req.json(body)?).await?;
         let activation = Activation::try_from(body)?;
         self.set_api_key(activation.api_key.clone());
         Ok(activation)
@@ -313,9 +292,10 @@ impl Client {
     /// the trusted time floor, and the configured device and package. `now` is the
     /// device's time, Unix seconds. Store [`ActivationCode::jws`] for offline starts.
     pub async fn activation_code(&self, now: i64) -> Result<ActivationCode> {
-        let (_, _, body) = self
-            .send(self.authed(Method::GET, "/activations/activation-code")?)
-            .await?;
+        let body = self
+            .send(self.authed(Method::Get, "/activations/activation-code")?)
+            .await?
+            .body;
         let jws = extract_jws(&body)?;
         let descriptor = self.verify_stored_descriptor(&jws, now)?;
         Ok(ActivationCode { jws, descriptor })
@@ -344,9 +324,9 @@ impl Client {
     ) -> Result<StoredTransaction> {
         validate_transaction(transaction)?;
         self.send_json(
-            self.authed(Method::POST, "/transactions")?
-                .header("Idempotency-Key", key.as_str())
-                .json(transaction),
+            self.authed(Method::Post, "/transactions")?
+                .header("idempotency-key", key.as_str())
+                .json(transaction)?,
         )
         .await
     }
@@ -357,11 +337,11 @@ impl Client {
         let mut all: Vec<StoredTransaction> = Vec::new();
         let mut after: Option<u64> = None;
         loop {
-            let mut req = self.authed(Method::GET, "/transactions")?;
+            let mut req = self.authed(Method::Get, "/transactions")?;
             if let Some(a) = after {
-                req = req.query(&[("afterSequence", a)]);
+                req = req.query(&[("afterSequence", &a.to_string())]);
             }
-            let (_, _, body) = self.send(req).await?;
+            let body = self.send(req).await?.body;
             let (list, _, raw) =
                 parse_list::<StoredTransaction>(&body, &["items", "transactions"])?;
             all.extend(list);
@@ -378,7 +358,7 @@ impl Client {
     /// `GET /transactions/{id}`.
     pub async fn get_transaction(&self, id: &str) -> Result<StoredTransaction> {
         let path = format!("/transactions/{}", encode_path_segment(id));
-        self.send_json(self.authed(Method::GET, &path)?).await
+        self.send_json(self.authed(Method::Get, &path)?).await
     }
 
     /// Verifies a run of stored transactions offline: the receipt chain (signatures
@@ -420,19 +400,14 @@ impl Client {
     /// back, and are merged into `catalogue` (deleted ones removed); the catalogue's RVE
     /// moves to the server's. The first sync (no RVE) fetches everything.
     pub async fn sync_products(&self, catalogue: &mut ProductCatalogue) -> Result<ProductSync> {
-        let mut req = self.authed(Method::GET, "/products")?;
+        let mut req = self.authed(Method::Get, "/products")?;
         if let Some(rve) = &catalogue.rve {
             req = req.query(&[("rve", rve.as_str())]);
         }
-        let (_, headers, body) = self.send(req).await?;
-        let (delta, rve, _) = parse_list::<ProductOut>(&body, &["items", "products"])?;
+        let resp = self.send(req).await?;
+        let (delta, rve, _) = parse_list::<ProductOut>(&resp.body, &["items", "products"])?;
         let delta = delta.into_iter().map(Product::from).collect();
-        let rve = rve.or_else(|| {
-            headers
-                .get("x-rve")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        });
+        let rve = rve.or_else(|| resp.header("x-rve"));
         let changed = catalogue.merge(delta, rve);
         Ok(ProductSync { changed })
     }
@@ -443,8 +418,8 @@ impl Client {
         let path = format!("/products/{}", encode_path_segment(&product.id));
         let out: ProductOut = self
             .send_json(
-                self.authed(Method::PUT, &path)?
-                    .json(&tillgate_core::Product::from(product)),
+                self.authed(Method::Put, &path)?
+                    .json(&tillgate_core::Product::from(product))?,
             )
             .await?;
         Ok(out.into())

@@ -223,6 +223,7 @@ impl ClientError {
     }
 
     /// Maps a transport error. Never includes the URL, which may carry a URL-path token.
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn from_reqwest(e: reqwest::Error) -> Self {
         if e.is_timeout() {
             return Self::Timeout;
@@ -230,12 +231,7 @@ impl ClientError {
         if e.is_decode() {
             return Self::InvalidResponse(e.without_url().to_string());
         }
-        let msg = e.without_url().to_string();
-        // wasm's fetch reports an aborted (timed-out) request as a generic error.
-        if msg.contains("AbortError") || msg.contains("aborted") {
-            return Self::Timeout;
-        }
-        Self::Network(msg)
+        Self::Network(e.without_url().to_string())
     }
 
     /// Maps an HTTP error response (status and body) to the typed error.

@@ -5,6 +5,7 @@ mod api;
 mod backoff;
 mod client;
 mod error;
+mod http;
 mod queue;
 
 pub use api::{Activation, ActivationCode, Handshake, Product, ProductCatalogue, ProductSync};

@@ -1,0 +1,367 @@
+//! The HTTP requests the client sends, and the two ways they travel: reqwest on native
+//! targets, the JS `fetch` (browsers, node ≥ 18) on wasm32. A browser build thus
+//! carries no HTTP stack of its own (no reqwest, `http`, `url` or IDNA tables): the
+//! browser already has one, with its TLS.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::{ClientError, Result};
+
+/// The methods the server API uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Method {
+    Get,
+    Post,
+    Put,
+}
+
+impl Method {
+    #[cfg(target_arch = "wasm32")]
+    fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+        }
+    }
+}
+
+/// One request: everything the server API needs, nothing more.
+#[derive(Debug)]
+pub(crate) struct Request {
+    method: Method,
+    url: String,
+    has_query: bool,
+    headers: Vec<(&'static str, String)>,
+    /// The `Authorization` value; kept apart so that native builds mark it sensitive.
+    authorization: Option<String>,
+    /// A JSON body (sent with `Content-Type: application/json`).
+    body: Option<Vec<u8>>,
+}
+
+impl Request {
+    pub(crate) fn new(method: Method, url: String) -> Self {
+        let has_query = url.contains('?');
+        Request {
+            method,
+            url,
+            has_query,
+            headers: Vec::new(),
+            authorization: None,
+            body: None,
+        }
+    }
+
+    pub(crate) fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    pub(crate) fn authorization(mut self, value: String) -> Self {
+        self.authorization = Some(value);
+        self
+    }
+
+    /// Appends `application/x-www-form-urlencoded` pairs to the URL's query, as
+    /// reqwest's `RequestBuilder::query` does.
+    pub(crate) fn query(mut self, pairs: &[(&str, &str)]) -> Self {
+        for (k, v) in pairs {
+            self.url.push(if self.has_query { '&' } else { '?' });
+            self.has_query = true;
+            form_encode(k, &mut self.url);
+            self.url.push('=');
+            form_encode(v, &mut self.url);
+        }
+        self
+    }
+
+    /// Sets a JSON body.
+    pub(crate) fn json<T: Serialize + ?Sized>(mut self, value: &T) -> Result<Self> {
+        let body = serde_json::to_vec(value).map_err(|e| ClientError::Network(e.to_string()))?;
+        self.body = Some(body);
+        Ok(self)
+    }
+}
+
+/// Form-urlencoding (WHATWG): alphanumerics and `*-._` stay, space is `+`, every other
+/// byte is `%XX`.
+fn form_encode(s: &str, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for b in s.bytes() {
+        match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
+                out.push(char::from(b))
+            }
+            b' ' => out.push('+'),
+            _ => {
+                out.push('%');
+                out.push(char::from(HEX[usize::from(b >> 4)]));
+                out.push(char::from(HEX[usize::from(b & 15)]));
+            }
+        }
+    }
+}
+
+/// A server's answer, whatever its status.
+pub(crate) struct Response {
+    pub(crate) status: u16,
+    pub(crate) body: Vec<u8>,
+    headers: Headers,
+}
+
+impl Response {
+    /// A response header by its (case-insensitive) name.
+    pub(crate) fn header(&self, name: &str) -> Option<String> {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            self.headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        }
+        #[cfg(target_arch = "wasm32")]
+        {
+            self.headers.get(name).ok().flatten()
+        }
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+type Headers = reqwest::header::HeaderMap;
+#[cfg(target_arch = "wasm32")]
+type Headers = web_sys::Headers;
+
+/// Checks a base URL: it must parse and be `http` or `https`.
+fn check_base_url(base: &str) -> Result<()> {
+    #[cfg(not(target_arch = "wasm32"))]
+    let scheme = reqwest::Url::parse(base)
+        .map_err(|e| ClientError::InvalidConfig(format!("base_url: {e}")))?
+        .scheme()
+        .to_owned();
+    // The same WHATWG URL parser, the platform's own.
+    #[cfg(target_arch = "wasm32")]
+    let scheme = web_sys::Url::new(base)
+        .map_err(|e| ClientError::InvalidConfig(format!("base_url: {}", wasm::message(&e))))?
+        .protocol()
+        .trim_end_matches(':')
+        .to_owned();
+    if !matches!(scheme.as_str(), "http" | "https") {
+        return Err(ClientError::InvalidConfig(
+            "base_url must be http or https".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Sends requests with the configured timeouts.
+pub(crate) struct Http {
+    #[cfg(not(target_arch = "wasm32"))]
+    client: reqwest::Client,
+    timeout: Duration,
+}
+
+impl Http {
+    /// `base_url` is checked here; `connect_timeout` and `user_agent` apply on native
+    /// targets only (browsers connect and name themselves).
+    pub(crate) fn new(
+        base_url: &str,
+        timeout: Duration,
+        connect_timeout: Duration,
+        user_agent: &str,
+    ) -> Result<Self> {
+        check_base_url(base_url)?;
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let client = reqwest::Client::builder()
+                .connect_timeout(connect_timeout)
+                .timeout(timeout)
+                .user_agent(user_agent)
+                .build()
+                .map_err(|e| ClientError::InvalidConfig(e.without_url().to_string()))?;
+            Ok(Http { client, timeout })
+        }
+        #[cfg(target_arch = "wasm32")]
+        {
+            let _ = (connect_timeout, user_agent);
+            Ok(Http { timeout })
+        }
+    }
+
+    /// Sends `req` and reads the whole answer, within the timeout.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) async fn send(&self, req: Request) -> Result<Response> {
+        use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+        let method = match req.method {
+            Method::Get => reqwest::Method::GET,
+            Method::Post => reqwest::Method::POST,
+            Method::Put => reqwest::Method::PUT,
+        };
+        let mut b = self
+            .client
+            .request(method, &req.url)
+            .timeout(self.timeout)
+            .header(ACCEPT, ACCEPT_VALUE);
+        for (name, value) in &req.headers {
+            b = b.header(*name, value);
+        }
+        if let Some(auth) = &req.authorization {
+            let mut value = HeaderValue::from_str(auth)
+                .map_err(|_| ClientError::InvalidConfig("API key is not a valid header".into()))?;
+            value.set_sensitive(true);
+            b = b.header(AUTHORIZATION, value);
+        }
+        if let Some(body) = req.body {
+            b = b.header(CONTENT_TYPE, "application/json").body(body);
+        }
+        let resp = b.send().await.map_err(ClientError::from_reqwest)?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp
+            .bytes()
+            .await
+            .map_err(ClientError::from_reqwest)?
+            .to_vec();
+        Ok(Response {
+            status,
+            body,
+            headers,
+        })
+    }
+
+    /// Sends `req` with the global `fetch` and reads the whole answer, within the timeout
+    /// (`AbortSignal.timeout`, which bounds reading the body too).
+    #[cfg(target_arch = "wasm32")]
+    pub(crate) async fn send(&self, req: Request) -> Result<Response> {
+        use wasm_bindgen::JsCast;
+        use wasm_bindgen_futures::JsFuture;
+
+        let init = web_sys::RequestInit::new();
+        init.set_method(req.method.as_str());
+        let headers = web_sys::Headers::new().map_err(wasm::network)?;
+        let invalid_header = |_| ClientError::InvalidConfig("invalid request header".into());
+        headers
+            .set("accept", ACCEPT_VALUE)
+            .map_err(invalid_header)?;
+        for (name, value) in &req.headers {
+            headers.set(name, value).map_err(invalid_header)?;
+        }
+        if let Some(auth) = &req.authorization {
+            headers
+                .set("authorization", auth)
+                .map_err(|_| ClientError::InvalidConfig("API key is not a valid header".into()))?;
+        }
+        if let Some(body) = &req.body {
+            headers
+                .set("content-type", "application/json")
+                .map_err(invalid_header)?;
+            init.set_body(&js_sys::Uint8Array::from(body.as_slice()));
+        }
+        init.set_headers(&headers);
+        let ms = u32::try_from(self.timeout.as_millis()).unwrap_or(u32::MAX);
+        init.set_signal(Some(&web_sys::AbortSignal::timeout_with_u32(ms)));
+
+        let resp: web_sys::Response = JsFuture::from(wasm::fetch(&req.url, &init))
+            .await
+            .map_err(wasm::network)?
+            .unchecked_into();
+        let buffer = JsFuture::from(resp.array_buffer().map_err(wasm::network)?)
+            .await
+            .map_err(wasm::network)?;
+        Ok(Response {
+            status: resp.status(),
+            body: js_sys::Uint8Array::new(&buffer).to_vec(),
+            headers: resp.headers(),
+        })
+    }
+}
+
+const ACCEPT_VALUE: &str = "application/json, application/problem+json";
+
+#[cfg(target_arch = "wasm32")]
+mod wasm {
+    use js_sys::{Promise, Reflect};
+    use wasm_bindgen::prelude::*;
+
+    use crate::ClientError;
+
+    #[wasm_bindgen]
+    extern "C" {
+        /// The global `fetch` (window, worker or node ≥ 18).
+        #[wasm_bindgen(js_name = fetch)]
+        pub(super) fn fetch(url: &str, init: &web_sys::RequestInit) -> Promise;
+    }
+
+    fn prop(v: &JsValue, name: &str) -> Option<String> {
+        Reflect::get(v, &JsValue::from_str(name))
+            .ok()
+            .and_then(|s| s.as_string())
+    }
+
+    /// `name: message` of a thrown JS value (an `Error` or `DOMException`), or its text.
+    pub(super) fn message(e: &JsValue) -> String {
+        match (prop(e, "name"), prop(e, "message"), e.as_string()) {
+            (Some(n), Some(m), _) => format!("{n}: {m}"),
+            (_, Some(m), _) | (_, _, Some(m)) => m,
+            _ => "unknown error".to_owned(),
+        }
+    }
+
+    /// Maps a rejected `fetch` or body read: the timeout signal's `TimeoutError` (or an
+    /// `AbortError`) is [`ClientError::Timeout`]; anything else is a network error. The
+    /// URL, which may carry a URL-path token, is never part of the message.
+    pub(super) fn network(e: JsValue) -> ClientError {
+        match prop(&e, "name").as_deref() {
+            Some("TimeoutError" | "AbortError") => ClientError::Timeout,
+            _ => {
+                // node's fetch says only "fetch failed"; its cause names the reason.
+                let cause = Reflect::get(&e, &JsValue::from_str("cause"))
+                    .ok()
+                    .filter(|c| !c.is_undefined() && !c.is_null());
+                match cause {
+                    Some(c) => ClientError::Network(format!("{} ({})", message(&e), message(&c))),
+                    None => ClientError::Network(message(&e)),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_is_form_encoded_like_reqwest() {
+        let r = Request::new(Method::Get, "http://x/a".into())
+            .query(&[("nonce", "ab 1"), ("deviceId", "å/&=+~")]);
+        assert_eq!(
+            r.url,
+            "http://x/a?nonce=ab+1&deviceId=%C3%A5%2F%26%3D%2B%7E"
+        );
+        let r = Request::new(Method::Get, "http://x/a?b=1".into()).query(&[("rve", "R1")]);
+        assert_eq!(r.url, "http://x/a?b=1&rve=R1");
+    }
+
+    /// The same encoding as reqwest's (the url crate's form serializer).
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn query_matches_the_url_crate() {
+        let r = Request::new(Method::Get, "http://x/a".into())
+            .query(&[("nonce", "ab 1"), ("deviceId", "å/&=+~")]);
+        let mut u = reqwest::Url::parse("http://x/a").unwrap();
+        u.query_pairs_mut()
+            .append_pair("nonce", "ab 1")
+            .append_pair("deviceId", "å/&=+~");
+        assert_eq!(u.as_str(), r.url);
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn base_urls() {
+        assert!(check_base_url("https://pos.example/prefix").is_ok());
+        assert!(check_base_url("ftp://x").is_err());
+        assert!(check_base_url("not a url").is_err());
+    }
+}
