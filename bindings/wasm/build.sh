@@ -8,24 +8,27 @@
 # - the fast one, `full` (npm `tillgate`, bindings/wasm/pkg; and `core`): the root
 #   [profile.wasm-release] is opt-level "z", and the crates where verification spends
 #   its time (curve25519-dalek field arithmetic, ed25519-dalek, sha2) are built at
-#   opt-level 3 on top of it, with ed25519-dalek's precomputed tables (`fast`). All of
-#   the module at opt-level 3 is not measurably faster; all at "z" is ~1.4x slower.
-# - the small one, `lite` (npm `tillgate-lite`, bindings/wasm/pkg-lite): the same, less
-#   the `fast` tables: 8 KiB gzipped smaller for ~1.1x slower verification, still well
-#   over 10x @noble/ed25519. (All at "z" would save 9 KiB more for 1.4x.)
-# wasm-opt runs at -O3 (-Oz and -O4 are within 1 % in size and speed here). No
-# `+simd128`: not measurably faster (field arithmetic is scalar 32x32->64 products)
-# and it would refuse to load on browsers without wasm SIMD.
-# Env: WASM_OPT_LEVEL, CARGO_PROFILE (default wasm-release), HOT_OPT_LEVEL (default 3;
-# "z" gives the all-size build).
+#   opt-level 3 on top of it. All of the module at opt-level 3 is not measurably
+#   faster; all at "z" is ~1.4x slower. Without ed25519-dalek's precomputed tables
+#   (tillgate-wasm feature `fast`, off): they cost 36 KiB gzipped for ~5 % faster
+#   verification (and 2.7x faster signing, which browsers rarely do).
+# - the small one, `lite` (npm `tillgate-lite`, bindings/wasm/pkg-lite): everything at
+#   "z", 9.7 KiB gzipped smaller than with the hot crates at 3, for ~1.37x the
+#   verification time (~8.7x @noble/ed25519 instead of ~11.9x; the speed goal is the
+#   full package's). HOT_OPT_LEVEL=3 WASM_VARIANT=lite gives the faster lite.
+# wasm-opt runs at -O3 (-Oz, -Os, --converge and -O4 are within 1 % in size and speed
+# here). No `+simd128`: not measurably faster (field arithmetic is scalar 32x32->64
+# products) and it would refuse to load on browsers without wasm SIMD.
+# Env: WASM_OPT_LEVEL, CARGO_PROFILE (default wasm-release), HOT_OPT_LEVEL (default 3,
+# "z" for lite; "z" gives the all-size build).
 #
 # WASM_VARIANT chooses what goes in (cargo features of tillgate-wasm):
-#   full  (default) core + client, everything: the package in bindings/wasm/pkg
+#   full  (default) core + client, every export: the package in bindings/wasm/pkg
 #   core  core alone (no client)
 #   lite  verify-only core, for browsers, built small: no signing, no Argon2 (no
 #         SigningKey, generateSigningKey, signDescriptor, DynamicKeyPair,
-#         deriveDynamicKeyPair, createDynamicApiKey*), no `fast` tables; everything an
-#         app verifies or validates stays, with the same results
+#         deriveDynamicKeyPair, createDynamicApiKey*); everything an app verifies or
+#         validates stays, with the same results
 #   lite-client  lite + the client API
 # A variant other than full builds under its own cargo profile (<profile>-<variant>,
 # inheriting <profile>), so it never overwrites the full build's .wasm in target/.
@@ -39,7 +42,7 @@ variant=${WASM_VARIANT:-${WASM_FEATURES:-full}}
 features=()
 case "$variant" in
   full) ;;
-  core) features=(--no-default-features --features sign,dynamic-key-derive,fast) ;;
+  core) features=(--no-default-features --features sign,dynamic-key-derive) ;;
   lite) features=(--no-default-features) ;;
   lite-client) features=(--no-default-features --features client) ;;
   *) echo "unknown WASM_VARIANT $variant (full, core, lite, lite-client)" >&2; exit 2 ;;
@@ -56,13 +59,17 @@ if [ "$variant" != full ]; then
 fi
 
 cd "$root"
-hot=${HOT_OPT_LEVEL:-3}
-[ "$hot" = z ] || [ "$hot" = s ] && hot="\"$hot\""
+# The small build (lite) leaves the hot crates at the profile's "z" too.
+case "$variant" in lite) hot=${HOT_OPT_LEVEL:-z} ;; *) hot=${HOT_OPT_LEVEL:-3} ;; esac
+hot_config=()
+if [ "$hot" != z ]; then
+  [ "$hot" = s ] && hot='"s"'
+  for c in curve25519-dalek ed25519-dalek sha2; do
+    hot_config+=(--config "profile.$profile.package.$c.opt-level=$hot")
+  done
+fi
 cargo build -p tillgate-wasm --target wasm32-unknown-unknown --profile "$profile" ${features[@]+"${features[@]}"} \
-  ${config[@]+"${config[@]}"} \
-  --config "profile.$profile.package.curve25519-dalek.opt-level=$hot" \
-  --config "profile.$profile.package.ed25519-dalek.opt-level=$hot" \
-  --config "profile.$profile.package.sha2.opt-level=$hot"
+  ${config[@]+"${config[@]}"} ${hot_config[@]+"${hot_config[@]}"}
 wasm="$root/target/wasm32-unknown-unknown/$profile/tillgate_wasm.wasm"
 
 rm -rf "$pkg"
