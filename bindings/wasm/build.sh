@@ -9,9 +9,10 @@
 #   [profile.wasm-release] is opt-level "z", and the crates where verification spends
 #   its time (curve25519-dalek field arithmetic, ed25519-dalek, sha2) are built at
 #   opt-level 3 on top of it. All of the module at opt-level 3 is not measurably
-#   faster; all at "z" is ~1.4x slower. Without ed25519-dalek's precomputed tables
-#   (tillgate-wasm feature `fast`, off): they cost 36 KiB gzipped for ~5 % faster
-#   verification (and 2.7x faster signing, which browsers rarely do).
+#   faster; all at "z" is ~1.4x slower. With ed25519-dalek's precomputed tables
+#   (tillgate-wasm feature `fast`): 36 KiB gzipped for 7-12 % faster verification
+#   (and 2.7x faster signing); without them the >= 10x @noble/ed25519 goal is at its
+#   edge on a loaded machine.
 # - the small one, `lite` (npm `tillgate-lite`, bindings/wasm/pkg-lite): everything at
 #   "z", 9.7 KiB gzipped smaller than with the hot crates at 3, for ~1.37x the
 #   verification time (~8.7x @noble/ed25519 instead of ~11.9x; the speed goal is the
@@ -42,7 +43,7 @@ variant=${WASM_VARIANT:-${WASM_FEATURES:-full}}
 features=()
 case "$variant" in
   full) ;;
-  core) features=(--no-default-features --features sign,dynamic-key-derive) ;;
+  core) features=(--no-default-features --features sign,dynamic-key-derive,fast) ;;
   lite) features=(--no-default-features) ;;
   lite-client) features=(--no-default-features --features client) ;;
   *) echo "unknown WASM_VARIANT $variant (full, core, lite, lite-client)" >&2; exit 2 ;;
