@@ -1,11 +1,20 @@
 // FFI call overhead: the uniffi Kotlin binding's verifyDescriptor on a warmed-up JVM.
-// Run by scripts/bench.sh; prints `ns_per_call=<median of rounds>` and
-// `ns_per_call_trivial=<median>` (wall time, what tillgate-bench reads), then the same
-// medians in CPU time of the whole JVM (`cpu_...`: the calling thread plus the GC, JNA's
-// cleaner and JIT threads) and the share of the rounds spent in GC pauses, for reading a
-// run on a loaded machine.
+// Run by scripts/bench.sh; prints `ns_per_call=<median of rounds>`,
+// `ns_per_call_trivial=<median>` and `ns_per_call_empty=<median>` (wall time, what
+// tillgate-bench reads), then for each the same median in CPU time of the whole JVM
+// (`cpu_...`: the calling thread plus the GC, JNA's cleaner and JIT threads), in CPU time
+// of the calling thread alone (`thread_cpu_...`) and the share of the rounds spent in GC
+// pauses (`gc_share_...`), for reading a run on a loaded machine.
 //
 //   java ... dev.tillgate.bench.FfiBenchKt FIXTURE_DIR [ROUNDS] [MS_PER_ROUND]
+//
+// The three calls, as an app makes them:
+//   ns_per_call          verifyDescriptor(jws, keys, now, options): 5 JNA calls (a buffer for
+//                        the JWS, a handle clone for the keys, a buffer for the options record,
+//                        the function, freeing the returned record's buffer)
+//   ns_per_call_trivial  validateApiKey(40 chars): 3 JNA calls (argument buffer, the
+//                        function, freeing the returned string's buffer)
+//   ns_per_call_empty    unixTimeMs(): 1 JNA call, no buffer (a Long back)
 //
 // Warm-up: every call runs at least WARM_CALLS times and WARM_MS before it is measured, so
 // that the JIT has compiled the generated bindings and JNA's marshalling (C2 compiles a
@@ -15,6 +24,7 @@ package dev.tillgate.bench
 
 import dev.tillgate.TrustedKeys
 import dev.tillgate.VerifyOptions
+import dev.tillgate.unixTimeMs
 import dev.tillgate.validateApiKey
 import dev.tillgate.verifyDescriptor
 import java.io.File
@@ -23,16 +33,18 @@ import java.lang.management.ManagementFactory
 var sink = 0L
 
 val os = ManagementFactory.getOperatingSystemMXBean() as com.sun.management.OperatingSystemMXBean
+val threads = ManagementFactory.getThreadMXBean()
 val gcs = ManagementFactory.getGarbageCollectorMXBeans()
 
-class Round(val wallNs: Double, val cpuNs: Double, val gcShare: Double)
+class Round(val wallNs: Double, val cpuNs: Double, val threadCpuNs: Double, val gcShare: Double)
 
-/** Runs `f` for `ms` milliseconds; per-call wall and JVM CPU time, and the GC share. */
+/** Runs `f` for `ms` milliseconds; per-call wall, JVM CPU and thread CPU time, GC share. */
 fun round(f: () -> Boolean, ms: Long): Round {
     var ops = 0L
     var batch = 1L
     val gc0 = gcs.sumOf { it.collectionTime }
     val cpu0 = os.processCpuTime
+    val thread0 = threads.currentThreadCpuTime
     val start = System.nanoTime()
     val limit = ms * 1_000_000
     while (true) {
@@ -40,9 +52,10 @@ fun round(f: () -> Boolean, ms: Long): Round {
         ops += batch
         val el = System.nanoTime() - start
         if (el >= limit) {
+            val thread = threads.currentThreadCpuTime - thread0
             val cpu = os.processCpuTime - cpu0
             val gc = (gcs.sumOf { it.collectionTime } - gc0) * 1e6
-            return Round(el.toDouble() / ops, cpu.toDouble() / ops, gc / el)
+            return Round(el.toDouble() / ops, cpu.toDouble() / ops, thread.toDouble() / ops, gc / el)
         }
         batch = minOf(batch * 2, 4096)
     }
@@ -64,6 +77,7 @@ fun measure(name: String, f: () -> Boolean, rounds: Int, ms: Long, warmCalls: Lo
     val r = (0 until rounds).map { round(f, ms) }
     println("$name=${median(r.map { it.wallNs })}")
     println("cpu_$name=${median(r.map { it.cpuNs })}")
+    println("thread_cpu_$name=${median(r.map { it.threadCpuNs })}")
     println("gc_share_$name=${median(r.map { it.gcShare })}")
 }
 
@@ -84,5 +98,8 @@ fun main(args: Array<String>) {
     val key = "K7x!Qp2@Lm9#Vb4\$Nc6%Zt8^Wr1&Ys3*Hd5(Fg0)"
     val trivial = { validateApiKey(key).isNotEmpty() }
     measure("ns_per_call_trivial", trivial, rounds, ms, if (quick) 100 else 50_000, if (quick) 50 else 3 * ms)
+    // One crossing and nothing else: the floor of any call through these bindings.
+    val empty = { unixTimeMs() > 0 }
+    measure("ns_per_call_empty", empty, rounds, ms, if (quick) 100 else 50_000, if (quick) 50 else 3 * ms)
     if (sink == -1L) println()
 }
