@@ -15,6 +15,7 @@ mod load;
 mod micro;
 mod procs;
 mod report;
+mod stack;
 mod writer;
 
 use std::path::PathBuf;
@@ -228,6 +229,33 @@ fn run_micro(plan: &Plan, fx: &micro::Fixture, r: &mut Results) {
          baseline alternate in rounds (9 × 300 ms each), each side reports its median ns/op."
             .into(),
     );
+}
+
+// ---- the request stack in-process ---------------------------------------------------------
+
+async fn run_stack(plan: &Plan, work: &std::path::Path, r: &mut Results) {
+    section("request stack in-process (no sockets)");
+    let what = "in-process, no sockets";
+    match stack::measure(work, plan.micro.rounds, plan.micro.round_time).await {
+        Ok(c) => {
+            for (route, ours) in [
+                ("/auth/handshake", c.handshake_ns),
+                ("/healthz", c.healthz_ns),
+            ] {
+                r.breakdown.push(Row {
+                    what: format!(
+                        "{what}: `app` called as a tower service, server {route} vs a bare axum `Router` (one constant route)"
+                    ),
+                    ours: ns(ours),
+                    baseline: ns(c.bare_ns),
+                    ratio: format!("+{} per request ({:.2}×)", ns(ours - c.bare_ns), ours / c.bare_ns),
+                    goal: "—".into(),
+                    verdict: "info".into(),
+                });
+            }
+        }
+        Err(e) => r.fail(what, "—", &e),
+    }
 }
 
 // ---- wasm in node ----------------------------------------------------------------------
@@ -1102,6 +1130,9 @@ async fn run(o: Opts) -> Result<bool, String> {
             "≥ 85%, p99 ≤ 1.3×",
             &e,
         );
+    }
+    if wants(&o, "stack") {
+        run_stack(&plan, &work, &mut r).await;
     }
     if wants(&o, "sqlite")
         && let Err(e) = run_ingest_sqlite(&plan, &work, &row, &mut r).await

@@ -189,17 +189,23 @@ pub fn server_bin() -> Result<PathBuf, String> {
     }
 }
 
-/// The bare axum baseline: a handler returning a constant body of the size of a real
-/// handshake answer. Serves until killed.
-pub async fn serve_bare_axum(addr: &str) -> Result<(), String> {
+/// The bare axum baseline's router: one route answering a constant body of the size of
+/// a real handshake answer.
+pub fn bare_router() -> axum::Router {
     use axum::routing::get;
     const BODY: &str = r#"{"status":"approved","activationId":"act_0000000000000000000000","productionNumber":"TG-0000-0000","validFrom":"2026-01-01T00:00:00Z","validTo":"2026-12-31T00:00:00Z","serverTime":"2026-06-01T00:00:00Z","signedTime":"eyJhbGciOiJFZERTQSIsImtpZCI6IjAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMCIsInR5cCI6InRpbGxnYXRlLXRpbWUrand0In0.eyJpc3MiOiJ0aWxsZ2F0ZSIsInN1YiI6IlRHLTAwMDAtMDAwMCIsImlhdCI6MTc4MDAwMDAwMH0.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}"#;
-    let app = axum::Router::new().route(
+    axum::Router::new().route(
         "/auth/handshake",
         get(|| async { ([("content-type", "application/json")], BODY) }),
-    );
+    )
+}
+
+/// The bare axum baseline: [`bare_router`] served by `axum::serve`. Serves until killed.
+pub async fn serve_bare_axum(addr: &str) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("bind {addr}: {e}"))?;
-    axum::serve(listener, app).await.map_err(|e| e.to_string())
+    axum::serve(listener, bare_router())
+        .await
+        .map_err(|e| e.to_string())
 }

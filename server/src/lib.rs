@@ -22,13 +22,16 @@ pub mod seal;
 pub mod serve;
 pub mod state;
 
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::response::{IntoResponse as _, Response};
 use axum::routing::{get, post, put};
+use tower::ServiceExt as _;
 use tracing::Instrument as _;
 
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -37,9 +40,9 @@ pub use error::AppError;
 pub use serve::serve;
 pub use state::AppState;
 
-/// Builds the HTTP application.
-pub fn app(state: AppState) -> Router {
-    let api = Router::new()
+/// Builds the HTTP application: [`App`], the front around the routes.
+pub fn app(state: AppState) -> App {
+    let router = Router::new()
         .route("/activations-advanced", post(api_activation::activate))
         .route("/auth/handshake", get(api_activation::handshake))
         .route(
@@ -86,29 +89,49 @@ pub fn app(state: AppState) -> Router {
         .route("/demo/admin-key.json", get(demo::admin_key))
         .route("/demo/", get(demo::file))
         .route("/demo/{*path}", get(demo::file))
-        .route_layer(middleware::from_fn(route_label))
+        .route_layer(metrics::RouteLabelLayer)
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .with_state(state.clone());
-    // The URL-path prefix is rewritten before routing, so the front middleware wraps
-    // the router (one middleware for observation, timeout and prefix: each layer costs).
-    Router::new()
-        .fallback_service(api)
-        .layer(middleware::from_fn_with_state(state, front))
+    App { state, router }
 }
 
-/// The matched route, carried on the response for metrics.
-#[derive(Debug, Clone)]
-struct RouteLabel(MatchedPath);
+/// The HTTP application, a tower `Service`: the front (request id, logs, metrics,
+/// request timeout, body-size check, URL-path prefix) around the routes.
+/// The front wraps the router because the URL-path prefix is rewritten before routing;
+/// it is one hand-written service rather than a stack of layers, as each layer costs per
+/// request. Serve it with [`serve`], or with axum:
+///
+/// ```no_run
+/// # async fn run(state: tillgate_server::AppState) {
+/// use axum::ServiceExt as _;
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await.unwrap();
+/// let app = tillgate_server::app(state);
+/// axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+///     .await
+///     .unwrap();
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct App {
+    state: AppState,
+    router: Router,
+}
 
-async fn route_label(req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().cloned();
-    let mut resp = next.run(req).await;
-    if let Some(r) = route {
-        resp.extensions_mut().insert(RouteLabel(r));
+impl tower::Service<Request> for App {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
     }
-    resp
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let app = self.clone();
+        Box::pin(async move { Ok(front(app, req).await) })
+    }
 }
 
 /// Request id (echoed in `X-Request-Id`), metrics, and one log line per request: at
@@ -118,7 +141,8 @@ async fn route_label(req: Request, next: Next) -> Response {
 /// a DEBUG span carrying the same fields.
 /// Then the request timeout ([`serve::request_timeout`]), the body-size check
 /// ([`serve::refuse_oversized`]) and the URL-path prefix ([`prefix::rewrite`]).
-async fn front(State(state): State<AppState>, req: Request, next: Next) -> Response {
+async fn front(app: App, req: Request) -> Response {
+    let App { state, router } = app;
     let start = Instant::now();
     let method = req.method().clone();
     let request_id = match req
@@ -129,20 +153,27 @@ async fn front(State(state): State<AppState>, req: Request, next: Next) -> Respo
         Some(v) => v.clone(),
         None => ids::request_id(),
     };
-    // Kept only when something will be logged.
-    let path = tracing::enabled!(tracing::Level::INFO)
-        .then(|| prefix::redact_path(req.uri().path()).into_owned());
+    // For the log lines: redacted only when one is written (field values are evaluated
+    // only for enabled events and spans).
+    let uri = req.uri().clone();
     let span = tracing::debug_span!(
         "request",
         request_id = request_id.to_str().unwrap_or(""),
         method = %method,
-        path = path.as_deref().unwrap_or(""),
+        path = %prefix::redact_path(uri.path()),
     );
     let st = &state;
     let handle = move |req| async move {
-        match serve::refuse_oversized(st, req).await {
-            Ok(req) => prefix::rewrite(st, req, next).await,
-            Err(resp) => resp,
+        let req = match serve::refuse_oversized(st, req).await {
+            Ok(req) => req,
+            Err(resp) => return resp,
+        };
+        match prefix::rewrite(st, req) {
+            Ok(req) => {
+                let Ok(resp) = router.oneshot(req).await;
+                resp
+            }
+            Err(e) => e.into_response(),
         }
     };
     let mut resp = serve::request_timeout(&state, req, handle)
@@ -152,8 +183,8 @@ async fn front(State(state): State<AppState>, req: Request, next: Next) -> Respo
     let elapsed = start.elapsed();
     let route = resp
         .extensions()
-        .get::<RouteLabel>()
-        .map_or("unmatched", |r| r.0.as_str());
+        .get::<metrics::RouteLabel>()
+        .map_or("unmatched", metrics::RouteLabel::as_str);
     let code = resp.extensions().get::<error::ProblemCode>().map(|c| c.0);
     state
         .metrics
@@ -166,7 +197,7 @@ async fn front(State(state): State<AppState>, req: Request, next: Next) -> Respo
             tracing::$level!(
                 request_id = request_id.to_str().unwrap_or(""),
                 method = %method,
-                path = path.as_deref().unwrap_or(""),
+                path = %prefix::redact_path(uri.path()),
                 status,
                 route,
                 code = code.unwrap_or(""),

@@ -5,7 +5,12 @@ use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use axum::extract::{MatchedPath, Request};
 use axum::http::Method;
+use axum::response::Response;
 
 /// The metrics label of a method (methods outside the standard set count as `OTHER`).
 fn method_label(m: &Method) -> &'static str {
@@ -32,6 +37,7 @@ type ByMethodStatus = BTreeMap<(&'static str, u16), u64>;
 pub struct Metrics {
     /// Route -> (method, status) -> count; looked up without allocating.
     requests: Mutex<BTreeMap<String, ByMethodStatus>>,
+    /// Requests by the first bucket they fall in (not cumulative; rendered cumulative).
     duration_buckets: [AtomicU64; BUCKETS.len()],
     duration_count: AtomicU64,
     duration_sum_micros: AtomicU64,
@@ -64,10 +70,9 @@ impl Metrics {
                 }
             }
         }
-        for (i, le) in BUCKETS.iter().enumerate() {
-            if seconds <= *le {
-                self.duration_buckets[i].fetch_add(1, Ordering::Relaxed);
-            }
+        // One counter per request (the first bucket that holds it); `render` sums them.
+        if let Some(i) = BUCKETS.iter().position(|le| seconds <= *le) {
+            self.duration_buckets[i].fetch_add(1, Ordering::Relaxed);
         }
         self.duration_count.fetch_add(1, Ordering::Relaxed);
         self.duration_sum_micros
@@ -112,7 +117,10 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "tillgate_http_request_duration_seconds_bucket{{le=\"{le}\"}} {}",
-                self.duration_buckets[i].load(Ordering::Relaxed)
+                self.duration_buckets[..=i]
+                    .iter()
+                    .map(|b| b.load(Ordering::Relaxed))
+                    .sum::<u64>()
             );
         }
         let count = self.duration_count.load(Ordering::Relaxed);
@@ -178,5 +186,106 @@ impl Metrics {
             let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));
         }
         out
+    }
+}
+
+/// The matched route of a request, carried on its response for [`Metrics`].
+#[derive(Debug, Clone)]
+pub struct RouteLabel(MatchedPath);
+
+impl RouteLabel {
+    /// The route as written in the router (`/transactions/{id}`).
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+/// A route layer that puts the [`RouteLabel`] of the matched route on the response.
+/// Hand-written rather than `from_fn`, which clones and boxes per request.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteLabelLayer;
+
+impl<S> tower::Layer<S> for RouteLabelLayer {
+    type Service = RouteLabelService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        RouteLabelService(inner)
+    }
+}
+
+/// The service of [`RouteLabelLayer`].
+#[derive(Debug, Clone)]
+pub struct RouteLabelService<S>(S);
+
+impl<S, B> tower::Service<Request<B>> for RouteLabelService<S>
+where
+    S: tower::Service<Request<B>, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = RouteLabelFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let route = req.extensions().get::<MatchedPath>().cloned();
+        RouteLabelFuture {
+            inner: self.0.call(req),
+            route,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`RouteLabelService`].
+    pub struct RouteLabelFuture<F> {
+        #[pin]
+        inner: F,
+        route: Option<MatchedPath>,
+    }
+}
+
+impl<F, E> Future for RouteLabelFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut resp = ready!(this.inner.poll(cx))?;
+        if let Some(route) = this.route.take() {
+            resp.extensions_mut().insert(RouteLabel(route));
+        }
+        Poll::Ready(Ok(resp))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_is_rendered_cumulative() {
+        let m = Metrics::default();
+        for s in [0.0005, 0.001, 0.003, 2.0, 9.0] {
+            m.observe_request(&Method::GET, "/healthz", 200, s);
+        }
+        let out = m.render();
+        let bucket = |le: &str| {
+            let prefix = format!("tillgate_http_request_duration_seconds_bucket{{le=\"{le}\"}} ");
+            out.lines()
+                .find_map(|l| l.strip_prefix(prefix.as_str()))
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(bucket("0.001"), "2");
+        assert_eq!(bucket("0.0025"), "2");
+        assert_eq!(bucket("0.005"), "3");
+        assert_eq!(bucket("1"), "3");
+        assert_eq!(bucket("5"), "4");
+        assert_eq!(bucket("+Inf"), "5");
     }
 }

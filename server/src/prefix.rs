@@ -7,8 +7,7 @@ use std::borrow::Cow;
 
 use axum::extract::Request;
 use axum::http::{StatusCode, Uri};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+
 use tillgate_core::{AccessToken, Rve, UrlTokenRef};
 
 use crate::error::AppError;
@@ -73,17 +72,18 @@ fn map_resource(rest: &str) -> Option<String> {
     }
 }
 
-/// Rewrites a prefixed path and runs the rest of the stack; see the module doc.
-pub async fn rewrite(state: &AppState, mut req: Request, next: Next) -> Response {
+/// Rewrites a prefixed path to its plain route (see the module doc); other requests pass
+/// unchanged. A bad prefix is answered at once (400, 403 or 404).
+pub fn rewrite(state: &AppState, mut req: Request) -> Result<Request, AppError> {
     if !is_prefixed(req.uri().path()) {
-        return next.run(req).await;
+        return Ok(req);
     }
     let parsed = match UrlTokenRef::parse(req.uri().path()) {
         Ok(p) => p,
-        Err(e) => return AppError::Core(e).into_response(),
+        Err(e) => return Err(AppError::Core(e)),
     };
     if !parsed.rm_system_is(&state.config.rm_system) {
-        return AppError::new(
+        return Err(AppError::new(
             StatusCode::FORBIDDEN,
             "rm_system_mismatch",
             format!(
@@ -91,15 +91,13 @@ pub async fn rewrite(state: &AppState, mut req: Request, next: Next) -> Response
                 state.config.rm_system,
                 parsed.rm_system_str()
             ),
-        )
-        .into_response();
+        ));
     }
     let Some(target) = map_resource(parsed.rest()) else {
-        return AppError::not_found(
+        return Err(AppError::not_found(
             "not_found",
             "no such resource behind the URL-path prefix (Products, Transactions, auth/handshake, activations/activation-code, activations/renew)",
-        )
-        .into_response();
+        ));
     };
     let context = UrlTokenContext {
         token: parsed.access_token(),
@@ -110,12 +108,14 @@ pub async fn rewrite(state: &AppState, mut req: Request, next: Next) -> Response
         None => target,
     };
     let Ok(uri) = pq.parse::<Uri>() else {
-        return AppError::bad_request("invalid_path", "the path cannot be rewritten")
-            .into_response();
+        return Err(AppError::bad_request(
+            "invalid_path",
+            "the path cannot be rewritten",
+        ));
     };
     req.extensions_mut().insert(context);
     *req.uri_mut() = uri;
-    next.run(req).await
+    Ok(req)
 }
 
 #[cfg(test)]

@@ -16,7 +16,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -38,7 +37,7 @@ use crate::state::AppState;
 /// hyper's header read timeout `header_read_timeout`.
 pub async fn serve<F>(
     listener: TcpListener,
-    app: Router,
+    app: crate::App,
     header_read_timeout: Duration,
     shutdown: F,
 ) -> std::io::Result<()>
@@ -135,22 +134,21 @@ where
     Fut: Future<Output = Response>,
 {
     let limit = Duration::from_secs(state.config.request_timeout_secs.max(1));
-    // A request without a body (GET, Content-Length: 0) has been received in full.
-    let received = Arc::new(AtomicBool::new(req.body().is_end_stream()));
-    // Only a body still to come needs watching.
-    let req = if received.load(Ordering::Relaxed) {
-        req
-    } else {
-        req.map(|body| {
+    // A request without a body (GET, Content-Length: 0) has been received in full; only
+    // a body still to come needs watching.
+    let receiving = (!req.body().is_end_stream()).then(|| Arc::new(AtomicBool::new(false)));
+    let req = match &receiving {
+        None => req,
+        Some(done) => req.map(|body| {
             Body::new(TrackedBody {
                 inner: body,
-                done: received.clone(),
+                done: done.clone(),
             })
-        })
+        }),
     };
     match tokio::time::timeout(limit, handle(req)).await {
         Ok(resp) => resp,
-        Err(_) if !received.load(Ordering::Acquire) => {
+        Err(_) if receiving.is_some_and(|done| !done.load(Ordering::Acquire)) => {
             let mut resp = AppError::new(
                 StatusCode::REQUEST_TIMEOUT,
                 "request_timeout",

@@ -167,7 +167,7 @@ impl Srv {
         let task = tokio::spawn(async move {
             axum::serve(
                 listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
+                axum::ServiceExt::into_make_service_with_connect_info::<SocketAddr>(router),
             )
             .await
             .unwrap();

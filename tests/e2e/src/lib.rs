@@ -59,7 +59,10 @@ impl Server {
         let addr = listener.local_addr().unwrap();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            axum::serve(listener, app(state.clone()))
+            axum::serve(
+                listener,
+                axum::ServiceExt::into_make_service(app(state.clone())),
+            )
                 .with_graceful_shutdown(async {
                     let _ = stop_rx.await;
                 })
