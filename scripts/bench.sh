@@ -11,7 +11,9 @@
 # Env: TILLGATE_TEST_PG_URL (default postgres://postgres@127.0.0.1:5432/test; the run
 # creates and drops its own database there, and skips the row when it is unreachable),
 # BENCH_WASM_PKG (default bindings/wasm/pkg), BENCH_WASM_CORE_PKG (default bindings/wasm/pkg-lite),
-# BENCH_WASM_CLIENT_PKG (default: BENCH_WASM_PKG, which holds the client).
+# BENCH_WASM_CLIENT_PKG (default: BENCH_WASM_PKG, which holds the client),
+# BENCH_KOTLIN_JAVA_OPTS (JVM options for the Kotlin FFI row; default none: the JVM's own
+# defaults, as an app gets them; bench/kotlin/experiment/run.sh compares settings).
 # Only loopback traffic; every load loop is bounded in time and count.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -91,7 +93,9 @@ else
     fi
   fi
   if [ -z "$kotlin_skip" ]; then
-    args+=(--kotlin-cmd "java -Djna.library.path=$bin -cp $jar:$kl/kotlin-stdlib.jar:$kl/kotlinx-coroutines-core-jvm.jar:$jna dev.tillgate.bench.FfiBenchKt")
+    # FfiBench prints ns_per_call* (read by tillgate-bench) and, per call, the JVM's and the
+    # calling thread's CPU and the GC share (cpu_*, thread_cpu_*, gc_share_*; see the file).
+    args+=(--kotlin-cmd "java ${BENCH_KOTLIN_JAVA_OPTS:-}${BENCH_KOTLIN_JAVA_OPTS:+ }-Djna.library.path=$bin -cp $jar:$kl/kotlin-stdlib.jar:$kl/kotlinx-coroutines-core-jvm.jar:$jna dev.tillgate.bench.FfiBenchKt")
   fi
 fi
 [ -n "$kotlin_skip" ] && args+=(--kotlin-skip "$kotlin_skip")
