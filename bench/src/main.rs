@@ -509,7 +509,8 @@ async fn run_handshake(plan: &Plan, work: &std::path::Path, r: &mut Results) -> 
     let keys = Arc::new(db::seed_registers(&pool, clients).await?);
     pool.close().await;
     let server = procs::start_server(&server_bin, &dir, None, &work.join("handshake-server.log"))?;
-    let bare = procs::start_bare_axum()?;
+    let bare = procs::start_bare_axum(false)?;
+    let bare_loop = procs::start_bare_axum(true)?;
     let load = |addr, path: &str| load::Load {
         addr,
         clients,
@@ -519,12 +520,18 @@ async fn run_handshake(plan: &Plan, work: &std::path::Path, r: &mut Results) -> 
         keys: keys.clone(),
     };
     // 0: the handshake, 1: bare axum, 2 and 3: the server's /healthz (middleware, logs,
-    // metrics; no auth, no database, no signature) and /readyz (one database read).
+    // metrics; no auth, no database, no signature) and /readyz (one database read), 4: the
+    // bare router behind the server's connection loop instead of axum::serve.
     let targets = [
         ("server /auth/handshake", server.addr, "/auth/handshake"),
         ("bare axum", bare.addr, "/auth/handshake"),
         ("server /healthz", server.addr, "/healthz"),
         ("server /readyz", server.addr, "/readyz"),
+        (
+            "bare axum router behind the server's connection loop (`tillgate_server::serve`)",
+            bare_loop.addr,
+            "/auth/handshake",
+        ),
     ];
     let mut results: Vec<Vec<load::Outcome>> = vec![Vec::new(); targets.len()];
     // (server CPU µs per request, load generator CPU µs per request) per round.
@@ -534,12 +541,10 @@ async fn run_handshake(plan: &Plan, work: &std::path::Path, r: &mut Results) -> 
         for k in 0..targets.len() {
             let which = (k + round) % targets.len();
             let (label, addr, path) = targets[which];
-            let target_cpu = |w: usize| {
-                if w == 1 {
-                    bare.cpu_secs()
-                } else {
-                    server.cpu_secs()
-                }
+            let target_cpu = |w: usize| match w {
+                1 => bare.cpu_secs(),
+                4 => bare_loop.cpu_secs(),
+                _ => server.cpu_secs(),
             };
             let (c0, g0) = (target_cpu(which), procs::cpu_secs("self"));
             let out = load::run(load(addr, path), plan.warmup).await;
@@ -563,6 +568,7 @@ async fn run_handshake(plan: &Plan, work: &std::path::Path, r: &mut Results) -> 
     }
     server.stop();
     bare.stop();
+    bare_loop.stop();
     let med = |v: &[load::Outcome], f: &dyn Fn(&load::Outcome) -> f64| {
         let mut x: Vec<f64> = v.iter().map(f).collect();
         x.sort_by(|a, b| a.total_cmp(b));
@@ -577,7 +583,7 @@ async fn run_handshake(plan: &Plan, work: &std::path::Path, r: &mut Results) -> 
         v.sort_by(|a, b| a.total_cmp(b));
         v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
     };
-    for i in [1, 2, 3, 0] {
+    for i in [1, 4, 2, 3, 0] {
         r.breakdown.push(Row {
             what: format!(
                 "{}: CPU per request {:.0} µs in the server process, {:.0} µs in the load generator",
@@ -1222,7 +1228,12 @@ fn main() -> ExitCode {
     };
     let result = match args.first().map(String::as_str) {
         Some("bare-axum") => match args.get(1) {
-            Some(addr) => rt.block_on(procs::serve_bare_axum(addr)).map(|()| true),
+            Some(addr) => rt
+                .block_on(procs::serve_bare_axum(
+                    addr,
+                    args.get(2).is_some_and(|a| a == "--server-loop"),
+                ))
+                .map(|()| true),
             None => Err("bare-axum needs an address".into()),
         },
         Some("run") => match parse(&args[1..]) {

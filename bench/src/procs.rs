@@ -110,13 +110,17 @@ fn wait_listening(p: &mut Proc, timeout: Duration) -> Result<(), String> {
     ))
 }
 
-/// Starts the bare axum baseline (this executable, `bare-axum <addr>`).
-pub fn start_bare_axum() -> Result<Proc, String> {
+/// Starts the bare axum baseline (this executable, `bare-axum <addr>`); with
+/// `server_loop`, the same router behind `tillgate_server::serve` instead of `axum::serve`.
+pub fn start_bare_axum(server_loop: bool) -> Result<Proc, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let addr = free_addr()?;
-    let child = Command::new(exe)
-        .arg("bare-axum")
-        .arg(addr.to_string())
+    let mut cmd = Command::new(exe);
+    cmd.arg("bare-axum").arg(addr.to_string());
+    if server_loop {
+        cmd.arg("--server-loop");
+    }
+    let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -200,12 +204,23 @@ pub fn bare_router() -> axum::Router {
     )
 }
 
-/// The bare axum baseline: [`bare_router`] served by `axum::serve`. Serves until killed.
-pub async fn serve_bare_axum(addr: &str) -> Result<(), String> {
+/// The bare axum baseline: [`bare_router`] served by `axum::serve`, or with
+/// `server_loop` by the server's own connection loop (`tillgate_server::serve`: header
+/// read timeout, client address, graceful shutdown). Serves until killed.
+pub async fn serve_bare_axum(addr: &str, server_loop: bool) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("bind {addr}: {e}"))?;
-    axum::serve(listener, bare_router())
+    let served = if server_loop {
+        tillgate_server::serve(
+            listener,
+            bare_router(),
+            Duration::from_secs(10),
+            std::future::pending(),
+        )
         .await
-        .map_err(|e| e.to_string())
+    } else {
+        axum::serve(listener, bare_router()).await
+    };
+    served.map_err(|e| e.to_string())
 }

@@ -9,6 +9,7 @@
 //!   `handler_timeout` (the server was too slow; a retry may succeed — for
 //!   `POST /transactions` with the same `Idempotency-Key`).
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -34,14 +35,17 @@ use crate::state::AppState;
 /// in-flight requests finish (idle connections are closed at once) and returns.
 ///
 /// Each connection gets `ConnectInfo<SocketAddr>` (the client address for rate limits) and
-/// hyper's header read timeout `header_read_timeout`.
-pub async fn serve<F>(
+/// hyper's header read timeout `header_read_timeout`. `app` is normally [`crate::app`];
+/// any service answering axum requests works (the benchmarks serve a bare router with it).
+pub async fn serve<S, F>(
     listener: TcpListener,
-    app: crate::App,
+    app: S,
     header_read_timeout: Duration,
     shutdown: F,
 ) -> std::io::Result<()>
 where
+    S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
     F: Future<Output = ()> + Send + 'static,
 {
     let mut builder = hyper::server::conn::http1::Builder::new();
