@@ -65,7 +65,8 @@ fn is_sqlite(url: &str) -> bool {
     url.starts_with("sqlite:")
 }
 
-/// A pool on `url`; SQLite connections get the server's settings (WAL, FULL sync).
+/// A pool on `url`; SQLite connections get the server's settings (WAL, FULL sync,
+/// statement journals in memory).
 pub async fn open(url: &str, max: u32) -> Result<AnyPool, String> {
     sqlx::any::install_default_drivers();
     let mut o = AnyPoolOptions::new()
@@ -76,7 +77,8 @@ pub async fn open(url: &str, max: u32) -> Result<AnyPool, String> {
             Box::pin(async move {
                 sqlx::raw_sql(
                     "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
+                     PRAGMA temp_store = MEMORY;",
                 )
                 .execute(conn)
                 .await?;

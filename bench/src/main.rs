@@ -438,7 +438,7 @@ fn run_ffi(
         .arg("-c")
         .arg(format!("{cmd} {} {rounds} {ms}", fixture_dir.display()))
         .output();
-    let (kotlin, trivial) = match out {
+    let (kotlin, trivial, empty) = match out {
         Ok(out) if out.status.success() => {
             let text = String::from_utf8_lossy(&out.stdout);
             let field = |name: &str| {
@@ -446,7 +446,11 @@ fn run_ffi(
                     .find_map(|l| l.strip_prefix(name))
                     .and_then(|v| v.trim().parse::<f64>().ok())
             };
-            (field("ns_per_call="), field("ns_per_call_trivial="))
+            (
+                field("ns_per_call="),
+                field("ns_per_call_trivial="),
+                field("ns_per_call_empty="),
+            )
         }
         Ok(out) => {
             let e = format!(
@@ -478,7 +482,18 @@ fn run_ffi(
                     ours: ns(kt),
                     baseline: format!("{} (Rust)", ns(rt)),
                     ratio: format!("+{} per call", ns((kt - rt).max(0.0))),
-                    goal: "— (info: the cost of crossing alone)".into(),
+                    goal: "— (info: 3 JNA calls: argument buffer, the call, freeing the result)"
+                        .into(),
+                    verdict: "info".into(),
+                });
+            }
+            if let Some(ke) = empty {
+                r.rows.push(Row {
+                    what: "FFI call, empty: Kotlin `unixTimeMs` (one JNA call, no buffer)".into(),
+                    ours: ns(ke),
+                    baseline: "—".into(),
+                    ratio: "—".into(),
+                    goal: "— (info: the floor of any call through the Kotlin binding)".into(),
                     verdict: "info".into(),
                 });
             }
@@ -489,7 +504,9 @@ fn run_ffi(
         "FFI row: the uniffi Kotlin binding (generated from the release `libtillgate_ffi.so`, \
          JNA) calls `verifyDescriptor(jws, trustedKeys, now, VerifyOptions())` in a loop on a \
          warmed-up JVM (median of rounds); the Rust figure calls `tillgate_ffi::verify_descriptor` \
-         with the same owned arguments. Overhead = difference."
+         with the same owned arguments. Overhead = difference. JNA calls per Kotlin call: \
+         5 for `verifyDescriptor`, 3 for `validateApiKey`, 1 for `unixTimeMs`; where their \
+         cost goes: bindings/README.md, \"Kotlin call cost\"."
             .into(),
     );
 }
@@ -1139,6 +1156,32 @@ async fn run(o: Opts) -> Result<bool, String> {
     }
     if wants(&o, "stack") {
         run_stack(&plan, &work, &mut r).await;
+    }
+    // The SQLite write path alone also runs inside `sqlite`; `--only writer` runs just it.
+    if !o.only.is_empty() && wants(&o, "writer") && !wants(&o, "sqlite") {
+        let dir = work.join("writer-sqlite");
+        let _ = std::fs::remove_dir_all(&dir);
+        let url = format!("sqlite://{}?mode=rwc", dir.join("tillgate.db").display());
+        let ready = std::fs::create_dir_all(&dir).map_err(|e| e.to_string());
+        let ready = match ready {
+            Ok(()) => match db::prepare_server_db(&url).await {
+                Ok(()) => match db::open(&url, 1).await {
+                    Ok(pool) => {
+                        let seeded = db::seed_registers(&pool, 64).await.map(|_| ());
+                        pool.close().await;
+                        seeded
+                    }
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        match ready {
+            Ok(()) => run_writer(&plan, "SQLite", &url, &row, &mut r).await,
+            Err(e) => r.fail("the write path alone, SQLite", "—", &e),
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
     if wants(&o, "sqlite")
         && let Err(e) = run_ingest_sqlite(&plan, &work, &row, &mut r).await

@@ -96,8 +96,7 @@ pub async fn measure(work: &Path, rounds: usize, round: Duration) -> Result<Stac
     let mut config = tillgate_server::Config::with_defaults(dir.clone());
     config.admin_key = Some(crate::procs::ADMIN_KEY.into());
     let (state, _) =
-        tillgate_server::AppState::start(config, Arc::new(tillgate_server::SystemClock))
-            .await?;
+        tillgate_server::AppState::start(config, Arc::new(tillgate_server::SystemClock)).await?;
     let app = tillgate_server::app(state);
     let bare = crate::procs::bare_router();
 

@@ -250,9 +250,13 @@ impl Store {
         if backend == Backend::Sqlite {
             options = options.after_connect(|conn, _meta| {
                 Box::pin(async move {
+                    // temp_store = MEMORY: statement journals (the undo log of one
+                    // statement inside a transaction, not needed for durability) stay in
+                    // memory instead of a temporary file written on every batch INSERT.
                     sqlx::raw_sql(
                         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                         PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                         PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
+                         PRAGMA temp_store = MEMORY;",
                     )
                     .execute(conn)
                     .await?;
