@@ -159,6 +159,12 @@ pub fn start_server(
     if let Some(url) = database_url {
         cmd.env("DATABASE_URL", url);
     }
+    // Tuning settings given to the bench are passed on, for comparisons in one session.
+    for var in ["TILLGATE_WRITERS", "TILLGATE_BATCH_MAX", "TILLGATE_DB_POOL"] {
+        if let Some(v) = std::env::var_os(var) {
+            cmd.env(var, v);
+        }
+    }
     let child = cmd
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;

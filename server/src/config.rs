@@ -79,6 +79,12 @@ pub struct Config {
     #[arg(long, env = "TILLGATE_BATCH_MAX", default_value_t = 1024)]
     pub batch_max: usize,
 
+    /// Group-commit writers (0: one on SQLite, which has a single write lock; four on
+    /// PostgreSQL, which commits several transactions at once). Each register's
+    /// transactions always go to the same writer, so its chain stays in order.
+    #[arg(long, env = "TILLGATE_WRITERS", default_value_t = 0)]
+    pub writers: usize,
+
     /// Freshness window of dynamic API keys, seconds either side of the server's time.
     #[arg(long, env = "TILLGATE_DYNAMIC_KEY_WINDOW_SECS", default_value_t = 300)]
     pub dynamic_key_window_secs: i64,
@@ -140,6 +146,7 @@ impl Config {
             trust_forwarded_for: false,
             max_body_bytes: 256 * 1024,
             batch_max: 1024,
+            writers: 0,
             dynamic_key_window_secs: 300,
             key_cache_secs: 2,
             db_pool_size: 8,

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::cache::{KeyCache, SignedTimeCache};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::db::{Committed, NewTx, Store};
+use crate::db::{Backend, Committed, NewTx, Store};
 use crate::error::AppError;
 use crate::ids;
 use crate::metrics::Metrics;
@@ -66,7 +66,8 @@ pub struct Inner {
     pub signed_times: SignedTimeCache,
     admin_key_hash: ApiKeyHash,
     keys: Mutex<Option<(Instant, Arc<KeyRing>)>>,
-    writer: mpsc::Sender<WriterMsg>,
+    /// The group-commit writers; a register's transactions go to `writers[hash % n]`.
+    writers: Vec<mpsc::Sender<WriterMsg>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -82,7 +83,7 @@ pub struct Started {
     /// The admin key generated at first start, to print once; `None` when the key comes
     /// from the configuration or was generated earlier.
     pub generated_admin_key: Option<ApiKey>,
-    /// The writer task; await it after [`AppState::shutdown`].
+    /// Ends when every writer task has; await it after [`AppState::shutdown`].
     pub writer: tokio::task::JoinHandle<()>,
 }
 
@@ -167,7 +168,14 @@ impl AppState {
             }
         };
 
-        let (tx, rx) = mpsc::channel(config.batch_max.max(1) * 8);
+        let writer_count = match (config.writers, store.backend()) {
+            (0, Backend::Sqlite) => 1,
+            (0, Backend::Postgres) => 4,
+            (n, _) => n,
+        };
+        let (senders, receivers): (Vec<_>, Vec<_>) = (0..writer_count)
+            .map(|_| mpsc::channel(config.batch_max.max(1) * 8))
+            .unzip();
         let state = AppState {
             inner: Arc::new(Inner {
                 activation_limiter: RateLimiter::new(config.activation_rate_per_minute),
@@ -183,11 +191,19 @@ impl AppState {
                 metrics: Metrics::default(),
                 admin_key_hash,
                 keys: Mutex::new(None),
-                writer: tx,
+                writers: senders,
             }),
         };
         state.refresh_keys().await.map_err(|e| e.to_string())?;
-        let writer = tokio::spawn(writer_loop(state.clone(), rx));
+        let tasks: Vec<_> = receivers
+            .into_iter()
+            .map(|rx| tokio::spawn(writer_loop(state.clone(), rx)))
+            .collect();
+        let writer = tokio::spawn(async move {
+            for t in tasks {
+                let _ = t.await;
+            }
+        });
         Ok((
             state,
             Started {
@@ -269,7 +285,7 @@ impl AppState {
                 "the transaction could not be stored; retry with the same Idempotency-Key",
             )
         };
-        self.writer
+        self.writer_of(&item.activation_id)
             .send(WriterMsg::Job(item, tx))
             .await
             .map_err(|_| unavailable())?;
@@ -278,11 +294,24 @@ impl AppState {
             .map_err(|_| unavailable())
     }
 
-    /// Stops the writer after it has committed everything queued so far.
+    /// The writer of a register: always the same one, so its chain is built in order.
+    fn writer_of(&self, activation_id: &str) -> &mpsc::Sender<WriterMsg> {
+        // FNV-1a: stable and cheap; the ids are server-made, not attacker-chosen keys.
+        let h = activation_id
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            });
+        &self.writers[(h % self.writers.len() as u64) as usize]
+    }
+
+    /// Stops the writers after each has committed everything queued so far.
     pub async fn shutdown(&self) {
-        let (tx, rx) = oneshot::channel();
-        if self.writer.send(WriterMsg::Shutdown(tx)).await.is_ok() {
-            let _ = rx.await;
+        for writer in &self.writers {
+            let (tx, rx) = oneshot::channel();
+            if writer.send(WriterMsg::Shutdown(tx)).await.is_ok() {
+                let _ = rx.await;
+            }
         }
     }
 }
