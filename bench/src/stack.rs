@@ -28,15 +28,28 @@ pub struct StackCost {
     pub bare_ns: f64,
 }
 
-async fn call<S>(svc: &S, path: &str, key: Option<&str>) -> Result<usize, String>
-where
+/// A service answering axum requests, as `tillgate_server::App` and a bare `Router` are.
+trait AxumService:
+    tower::Service<
+        Request<Body>,
+        Response = axum::response::Response,
+        Error = std::convert::Infallible,
+        Future: Send,
+    > + Clone
+{
+}
+
+impl<S> AxumService for S where
     S: tower::Service<
             Request<Body>,
             Response = axum::response::Response,
             Error = std::convert::Infallible,
-        > + Clone,
-    S::Future: Send,
+            Future: Send,
+        > + Clone
 {
+}
+
+async fn call<S: AxumService>(svc: &S, path: &str, key: Option<&str>) -> Result<usize, String> {
     let mut req = Request::get(path);
     if let Some(k) = key {
         req = req.header(header::AUTHORIZATION, format!("Bearer {k}"));
@@ -56,20 +69,12 @@ where
     Ok(body.to_bytes().len())
 }
 
-async fn per_request<S>(
+async fn per_request<S: AxumService>(
     svc: &S,
     path: &str,
     key: Option<&str>,
     round: Duration,
-) -> Result<f64, String>
-where
-    S: tower::Service<
-            Request<Body>,
-            Response = axum::response::Response,
-            Error = std::convert::Infallible,
-        > + Clone,
-    S::Future: Send,
-{
+) -> Result<f64, String> {
     let start = Instant::now();
     let mut n = 0u64;
     while start.elapsed() < round {
