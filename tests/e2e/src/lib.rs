@@ -63,11 +63,11 @@ impl Server {
                 listener,
                 axum::ServiceExt::into_make_service(app(state.clone())),
             )
-                .with_graceful_shutdown(async {
-                    let _ = stop_rx.await;
-                })
-                .await
-                .unwrap();
+            .with_graceful_shutdown(async {
+                let _ = stop_rx.await;
+            })
+            .await
+            .unwrap();
             state.shutdown().await;
             let _ = started.writer.await;
         });
