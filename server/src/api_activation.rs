@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tillgate_core::{
     ActivationDescriptor, ActivationRequest, DESCRIPTOR_VERSION, FieldError, ServerTimeClaims,
@@ -21,6 +21,7 @@ pub use tillgate_core::wire::{
 };
 
 use crate::auth::{self, Authenticated, client_ip, require_usable};
+use crate::cache::SignedTime;
 use crate::db::ActivationRow;
 use crate::error::{AppError, AppResult};
 use crate::extract::{ApiJson, ApiQuery};
@@ -159,7 +160,7 @@ pub async fn handshake(
     State(state): State<AppState>,
     auth: Authenticated,
     ApiQuery(q): ApiQuery<HandshakeQuery>,
-) -> AppResult<Json<Handshake>> {
+) -> AppResult<Response> {
     let now = state.now();
     let a = &auth.activation;
     require_usable(a, now)?;
@@ -181,54 +182,72 @@ pub async fn handshake(
         };
         return Err(AppError::forbidden(e.code(), e.to_string()));
     }
-    let signed_time = signed_time(&state, &a.production_number, now, q.nonce).await?;
-    Ok(Json(Handshake {
-        status: a.status.clone(),
-        activation_id: a.id.clone(),
-        production_number: a.production_number.clone(),
-        valid_from: rfc3339(a.valid_from),
-        valid_to: rfc3339(a.valid_to),
-        server_time: rfc3339(now),
-        signed_time,
-        staff_login: auth.staff_login,
-    }))
-}
-
-/// The signed server time of a register at `now`. Without a nonce, the timestamp of
-/// the current second is reused: Ed25519 signatures are deterministic, so this is what
-/// signing again would give, byte for byte.
-async fn signed_time(
-    state: &AppState,
-    production_number: &str,
-    now: i64,
-    nonce: Option<String>,
-) -> AppResult<String> {
     let ring = state.keys().await?;
     let kid = ring.signing.kid();
-    if nonce.is_none()
-        && let Some((iat, signed_by, jws)) = state.signed_times.get(production_number)
-        && iat == now
-        && &*signed_by == kid
+    // The answer and its signed time are the same for every handshake of this register
+    // in this second (without a nonce): reuse them (see `SignedTime`).
+    let cached = state
+        .signed_times
+        .get(a.production_number.as_str())
+        .filter(|c| c.iat == now && &*c.kid == kid && q.nonce.is_none());
+    let reusable = auth.staff_login.is_none();
+    if reusable
+        && let Some((row, body)) = cached.as_ref().and_then(|c| c.answer.as_ref())
+        && Arc::ptr_eq(row, &auth.activation)
     {
-        return Ok(jws.to_string());
+        return Ok(json_answer(body.clone()));
     }
-    let cacheable = nonce.is_none();
-    let jws = sign_server_time(
-        &ServerTimeClaims {
-            iss: state.config.issuer.clone(),
-            sub: production_number.to_owned(),
-            iat: now,
-            nonce,
-        },
-        &ring.signing,
-    )?;
-    if cacheable {
+    let cacheable = q.nonce.is_none();
+    let signed_time = match &cached {
+        Some(c) => c.jws.to_string(),
+        None => sign_server_time(
+            &ServerTimeClaims {
+                iss: state.config.issuer.clone(),
+                sub: a.production_number.clone(),
+                iat: now,
+                nonce: q.nonce,
+            },
+            &ring.signing,
+        )?,
+    };
+    let body = axum::body::Bytes::from(
+        serde_json::to_vec(&Handshake {
+            status: a.status.clone(),
+            activation_id: a.id.clone(),
+            production_number: a.production_number.clone(),
+            valid_from: rfc3339(a.valid_from),
+            valid_to: rfc3339(a.valid_to),
+            server_time: rfc3339(now),
+            signed_time: signed_time.clone(),
+            staff_login: auth.staff_login,
+        })
+        .map_err(|e| AppError::internal(e.to_string()))?,
+    );
+    // (A staff login's answer is not kept: it would displace the register's own.)
+    if cacheable && (reusable || cached.is_none()) {
         state.signed_times.insert(
-            production_number.to_owned(),
-            (now, Arc::from(kid), Arc::from(jws.as_str())),
+            a.production_number.clone(),
+            SignedTime {
+                iat: now,
+                kid: Arc::from(kid),
+                jws: Arc::from(signed_time.as_str()),
+                answer: reusable.then(|| (auth.activation.clone(), body.clone())),
+            },
         );
     }
-    Ok(jws)
+    Ok(json_answer(body))
+}
+
+/// A JSON answer from bytes already serialised.
+fn json_answer(body: axum::body::Bytes) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
 }
 
 fn check_identity(

@@ -93,10 +93,25 @@ impl<K: Eq + Hash, V: Clone> TtlMap<K, V> {
 /// key belongs to.
 pub type KeyCache = TtlMap<[u8; 32], Arc<ActivationRow>>;
 
-/// A signed server time (`signedTime` of the handshake) per ProductionNumber: the
-/// second it states, the key id that signed it, and the JWS. Ed25519 signatures are
-/// deterministic, so a hit is byte for byte what signing again would give.
-pub type SignedTimeCache = TtlMap<String, (i64, Arc<str>, Arc<str>)>;
+/// The signed server time (`signedTime` of the handshake) of a register for one second,
+/// and the whole handshake answer built with it. Ed25519 signatures are deterministic,
+/// so a hit is byte for byte what signing again would give.
+#[derive(Debug, Clone)]
+pub struct SignedTime {
+    /// The second the timestamp states.
+    pub iat: i64,
+    /// The key id that signed it.
+    pub kid: Arc<str>,
+    /// The JWS.
+    pub jws: Arc<str>,
+    /// The JSON answer of a handshake without nonce or staff login in that second, and
+    /// the registration it was built from: reused only for that same registration
+    /// (the same entry of the key cache), so any change to it builds a new answer.
+    pub answer: Option<(Arc<ActivationRow>, axum::body::Bytes)>,
+}
+
+/// [`SignedTime`] by ProductionNumber.
+pub type SignedTimeCache = TtlMap<String, SignedTime>;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

@@ -25,7 +25,56 @@ on_both!(
     key_rotation,
     rate_limits,
     ops_endpoints,
+    handshake_answers_within_a_second,
 );
+
+/// Handshakes of one register in one second share one answer (and one signed time),
+/// except with a nonce; a decision about the registration applies at once anyway.
+async fn handshake_answers_within_a_second(db: &TestDb, b: Backend) {
+    let s = Srv::start(db, b).await;
+    let (a, key) = s.register(CORP_A, "dev-1").await;
+    let (_, other_key) = s.register(CORP_A, "dev-2").await;
+    let get = |k: &str, path: &str| {
+        let (http, url, k) = (s.http.clone(), s.url(path), k.to_owned());
+        async move {
+            let r = http.get(url).bearer_auth(k).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            assert_eq!(r.headers()["content-type"], "application/json");
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let first = get(&key, "/auth/handshake").await;
+    assert_eq!(get(&key, "/auth/handshake").await, first);
+    let keys = trusted(&s).await;
+    let t = verify_server_time(first["signedTime"].as_str().unwrap(), &keys, None).unwrap();
+    assert_eq!(t.sub, first["productionNumber"].as_str().unwrap());
+    // Another register gets its own answer in the same second.
+    let other = get(&other_key, "/auth/handshake").await;
+    assert_ne!(other["productionNumber"], first["productionNumber"]);
+    assert_ne!(other["signedTime"], first["signedTime"]);
+    // A nonce gets a fresh signature carrying it; the plain answer is unchanged after.
+    let with_nonce = get(&key, "/auth/handshake?nonce=n-1").await;
+    verify_server_time(
+        with_nonce["signedTime"].as_str().unwrap(),
+        &keys,
+        Some("n-1"),
+    )
+    .unwrap();
+    assert_ne!(with_nonce["signedTime"], first["signedTime"]);
+    assert_eq!(get(&key, "/auth/handshake").await, first);
+    // The next second: a new answer.
+    s.clock.advance(1);
+    let next = get(&key, "/auth/handshake").await;
+    assert_ne!(next["serverTime"], first["serverTime"]);
+    // Revoked within the same second: refused at once, not answered from the cache.
+    assert_eq!(
+        s.admin("revoke", a["activationId"].as_str().unwrap())
+            .await
+            .status(),
+        200
+    );
+    problem(s.get("/auth/handshake", &key).await, 403, "revoked").await;
+}
 
 async fn trusted(s: &Srv) -> TrustedKeys {
     let jwks = s
