@@ -264,20 +264,25 @@ pub struct UrlToken {
 fn check_charset(s: &str, offset: usize) -> Result<usize> {
     let mut n = 0;
     for (i, c) in s.char_indices() {
-        match classify_api_key_char(c) {
-            CharClass::Allowed | CharClass::AllowedEscaped => n += 1,
-            _ => return Err(err(offset + i, P::InvalidCharacter)),
+        if !is_value_char(c) {
+            return Err(err(offset + i, P::InvalidCharacter));
         }
+        n += 1;
     }
     Ok(n)
 }
 
-/// Whether `b` may appear in a decoded value (the API-key charset, escaped ones included).
-fn is_value_byte(b: u8) -> bool {
+/// Whether `c` may appear in a decoded value (the API-key charset, escaped ones included).
+fn is_value_char(c: char) -> bool {
     matches!(
-        classify_api_key_char(b as char),
+        classify_api_key_char(c),
         CharClass::Allowed | CharClass::AllowedEscaped
     )
+}
+
+/// [`is_value_char`] of a raw byte (bytes from 0x80 up are never allowed).
+fn is_value_byte(b: u8) -> bool {
+    b.is_ascii() && is_value_char(char::from(b))
 }
 
 /// Percent-decodes a path-segment value; every character, raw or decoded, must be in

@@ -186,10 +186,11 @@ pub async fn handshake(
     let kid = ring.signing.kid();
     // The answer and its signed time are the same for every handshake of this register
     // in this second (without a nonce): reuse them (see `SignedTime`).
+    let cacheable = q.nonce.is_none();
     let cached = state
         .signed_times
         .get(a.production_number.as_str())
-        .filter(|c| c.iat == now && &*c.kid == kid && q.nonce.is_none());
+        .filter(|c| cacheable && c.iat == now && &*c.kid == kid);
     let reusable = auth.staff_login.is_none();
     if reusable
         && let Some((row, body)) = cached.as_ref().and_then(|c| c.answer.as_ref())
@@ -197,7 +198,6 @@ pub async fn handshake(
     {
         return Ok(json_answer(body.clone()));
     }
-    let cacheable = q.nonce.is_none();
     let signed_time = match &cached {
         Some(c) => c.jws.to_string(),
         None => sign_server_time(

@@ -947,9 +947,7 @@ impl Store {
                 out.push(Committed::Existing(row.clone()));
                 continue;
             }
-            let head = heads
-                .get_mut(item.activation_id.as_str())
-                .ok_or_else(|| sqlx::Error::Protocol("chain head missing".into()))?;
+            let head = head_of(&mut heads, item)?;
             let row = chain_next(head, item, new_id(), now, key, issuer)?;
             // The same key again later in this batch gets this row back.
             known.insert(k, row.clone());
@@ -979,9 +977,7 @@ impl Store {
         let mut heads = self.chain_heads(&mut tx, items).await?;
         let mut out = Vec::with_capacity(items.len());
         for item in items {
-            let head = heads
-                .get_mut(item.activation_id.as_str())
-                .ok_or_else(|| sqlx::Error::Protocol("chain head missing".into()))?;
+            let head = head_of(&mut heads, item)?;
             // Signed against a copy of the head: moved only if the row is inserted.
             let mut next_head = head.clone();
             let row = chain_next(&mut next_head, item, new_id(), now, key, issuer)?;
@@ -1282,6 +1278,16 @@ async fn seal_plain_seeds(
         sealed += 1;
     }
     Ok(sealed)
+}
+
+/// The chain head of `item`'s register, as read by `Store::chain_heads`.
+fn head_of<'h>(
+    heads: &'h mut BTreeMap<&str, (i64, String, bool)>,
+    item: &NewTx,
+) -> Result<&'h mut (i64, String, bool), sqlx::Error> {
+    heads
+        .get_mut(item.activation_id.as_str())
+        .ok_or_else(|| sqlx::Error::Protocol("chain head missing".into()))
 }
 
 /// The next row of a register's chain: sequence number `head.0 + 1`, a receipt signed

@@ -296,12 +296,11 @@ impl AppState {
 
     /// The writer of a register: always the same one, so its chain is built in order.
     fn writer_of(&self, activation_id: &str) -> &mpsc::Sender<WriterMsg> {
-        // FNV-1a: stable and cheap; the ids are server-made, not attacker-chosen keys.
-        let h = activation_id
-            .bytes()
-            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-            });
+        // std's hasher with fixed keys: the same writer for an id for the process's life.
+        let h = std::hash::BuildHasher::hash_one(
+            &std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default(),
+            activation_id,
+        );
         &self.writers[(h % self.writers.len() as u64) as usize]
     }
 
