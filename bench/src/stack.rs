@@ -108,6 +108,16 @@ pub async fn measure(work: &Path, rounds: usize, round: Duration) -> Result<Stac
     // Warm-up, and a check that each answers 200.
     let warm = round / 4;
     per_request(&app, "/auth/handshake", Some(&key), warm).await?;
+    // For instruction counts of the handshake alone (valgrind --tool=callgrind
+    // --toggle-collect='<tillgate_server::App*'): BENCH_STACK_ONLY_HANDSHAKE=1.
+    if std::env::var_os("BENCH_STACK_ONLY_HANDSHAKE").is_some() {
+        let ns = per_request(&app, "/auth/handshake", Some(&key), round).await?;
+        return Ok(StackCost {
+            handshake_ns: ns,
+            healthz_ns: f64::NAN,
+            bare_ns: f64::NAN,
+        });
+    }
     per_request(&app, "/healthz", None, warm).await?;
     per_request(&bare, "/auth/handshake", None, warm).await?;
     let (mut h, mut z, mut b) = (Vec::new(), Vec::new(), Vec::new());

@@ -55,28 +55,47 @@ pub const fn classify_api_key_char(c: char) -> CharClass {
     }
 }
 
-/// Checks the characters of `s` (positions counted from `offset`), first problem wins.
+/// [`classify_api_key_char`] of every ASCII character, for checking keys byte by byte.
+const ASCII_CLASS: [CharClass; 128] = {
+    let mut table = [CharClass::Invalid; 128];
+    let mut i = 0;
+    while i < 128 {
+        table[i] = classify_api_key_char(i as u8 as char);
+        i += 1;
+    }
+    table
+};
+
+/// Checks the characters of `s` (positions counted from `offset`), first problem wins;
+/// returns how many there are.
 pub(crate) fn check_chars(s: &str, offset: usize) -> Result<usize> {
-    let mut n = 0;
-    for (i, ch) in s.chars().enumerate() {
-        match classify_api_key_char(ch) {
+    for (i, &b) in s.as_bytes().iter().enumerate() {
+        // Every byte before `i` was an ASCII character, so `i` is a character position
+        // and a character boundary.
+        let class = if b.is_ascii() {
+            ASCII_CLASS[b as usize]
+        } else {
+            CharClass::Invalid
+        };
+        match class {
             CharClass::Allowed | CharClass::AllowedEscaped => {}
             CharClass::Reserved => {
                 return Err(Error::ApiKeyReservedChar {
-                    ch,
+                    ch: char::from(b),
                     position: offset + i,
                 });
             }
             CharClass::Invalid => {
+                let ch = s.get(i..).and_then(|r| r.chars().next());
                 return Err(Error::ApiKeyInvalidChar {
-                    ch,
+                    ch: ch.unwrap_or(char::REPLACEMENT_CHARACTER),
                     position: offset + i,
                 });
             }
         }
-        n += 1;
     }
-    Ok(n)
+    // All ASCII: as many characters as bytes.
+    Ok(s.len())
 }
 
 /// A validated API key. `Debug` and `Display` redact it; use
@@ -101,6 +120,12 @@ pub fn validate_api_key(key: &str) -> Result<ApiKey> {
 impl ApiKey {
     /// Validates and wraps; same as [`validate_api_key`].
     pub fn parse(key: &str) -> Result<Self> {
+        Self::check(key)?;
+        Ok(ApiKey(key.to_owned()))
+    }
+
+    /// Validates `key` without keeping it: the rules and errors of [`ApiKey::parse`].
+    fn check(key: &str) -> Result<()> {
         let len = check_chars(key, 0)?;
         if len < API_KEY_MIN_LEN {
             return Err(Error::ApiKeyTooShort {
@@ -114,7 +139,7 @@ impl ApiKey {
                 max: API_KEY_MAX_LEN,
             });
         }
-        Ok(ApiKey(key.to_owned()))
+        Ok(())
     }
 
     /// The key itself. Never log it.
@@ -146,6 +171,20 @@ impl fmt::Display for ApiKey {
 pub struct ApiKeyHash(pub [u8; 32]);
 
 impl ApiKeyHash {
+    /// Validates `key` as [`ApiKey::parse`] does and returns its hash, without copying
+    /// the key: what a server needs to look up a presented credential.
+    ///
+    /// ```
+    /// use tillgate_core::{ApiKey, ApiKeyHash};
+    /// let key = "Abcdefghij0123456789!@$";
+    /// assert!(ApiKeyHash::of_key(key).unwrap().ct_eq(&ApiKey::parse(key).unwrap().hash()));
+    /// assert_eq!(ApiKeyHash::of_key("short").unwrap_err().code(), "api_key_too_short");
+    /// ```
+    pub fn of_key(key: &str) -> Result<Self> {
+        ApiKey::check(key)?;
+        Ok(ApiKeyHash(Sha256::digest(key.as_bytes()).into()))
+    }
+
     /// Constant-time comparison.
     pub fn ct_eq(&self, other: &ApiKeyHash) -> bool {
         bool::from(self.0.ct_eq(&other.0))

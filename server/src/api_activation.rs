@@ -329,7 +329,10 @@ pub async fn renew(
     let now = state.now();
     let grace = state.config.renewal_grace_days.saturating_mul(86_400);
     let has_credential = parts.0.headers.contains_key(header::AUTHORIZATION)
-        || parts.0.headers.contains_key("x-api-key")
+        || parts
+            .0
+            .headers
+            .contains_key(&crate::header_names::X_API_KEY)
         || parts
             .0
             .extensions

@@ -57,7 +57,7 @@ fn tx_out_parsed(
 }
 
 fn idempotency_key(headers: &HeaderMap) -> AppResult<String> {
-    let v = headers.get("idempotency-key").ok_or_else(|| {
+    let v = headers.get(&crate::header_names::IDEMPOTENCY_KEY).ok_or_else(|| {
         AppError::bad_request(
             "missing_idempotency_key",
             "send an Idempotency-Key header (1–64 visible ASCII characters), the same on every retry",

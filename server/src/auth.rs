@@ -10,7 +10,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use tillgate_core::{ApiKey, ApiKeyHash, is_dynamic_api_key, parse_dynamic_api_key};
+use tillgate_core::{ApiKeyHash, is_dynamic_api_key, parse_dynamic_api_key};
 
 use crate::db::ActivationRow;
 use crate::error::AppError;
@@ -55,7 +55,7 @@ pub fn client_ip(parts: &Parts, trust_forwarded_for: bool) -> IpAddr {
     if trust_forwarded_for
         && let Some(ip) = parts
             .headers
-            .get("x-forwarded-for")
+            .get(&crate::header_names::X_FORWARDED_FOR)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(',').next())
             .and_then(|v| v.trim().parse().ok())
@@ -71,25 +71,25 @@ pub fn client_ip(parts: &Parts, trust_forwarded_for: bool) -> IpAddr {
 
 /// The credential presented, in order of precedence: URL-path token, `Authorization:
 /// Bearer`, `X-Api-Key`.
-fn credential(parts: &Parts) -> Result<Option<(String, Via)>, AppError> {
+fn credential(parts: &Parts) -> Result<Option<(&str, Via)>, AppError> {
     if let Some(ctx) = parts.extensions.get::<UrlTokenContext>()
         && let Some(token) = &ctx.token
     {
-        return Ok(Some((token.expose().to_owned(), Via::UrlToken)));
+        return Ok(Some((token.expose(), Via::UrlToken)));
     }
     if let Some(v) = bearer(&parts.headers)? {
         return Ok(Some((v, Via::Bearer)));
     }
-    if let Some(v) = parts.headers.get("x-api-key") {
+    if let Some(v) = parts.headers.get(&crate::header_names::X_API_KEY) {
         let v = v
             .to_str()
             .map_err(|_| AppError::unauthorized("invalid_credentials", "X-Api-Key is not ASCII"))?;
-        return Ok(Some((v.trim().to_owned(), Via::Header)));
+        return Ok(Some((v.trim(), Via::Header)));
     }
     Ok(None)
 }
 
-fn bearer(headers: &HeaderMap) -> Result<Option<String>, AppError> {
+fn bearer(headers: &HeaderMap) -> Result<Option<&str>, AppError> {
     let Some(v) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
@@ -108,7 +108,7 @@ fn bearer(headers: &HeaderMap) -> Result<Option<String>, AppError> {
             "Authorization must use the Bearer scheme",
         ));
     }
-    Ok(Some(value.trim().to_owned()))
+    Ok(Some(value.trim()))
 }
 
 /// Counts a failed authentication against the client's budget.
@@ -135,10 +135,10 @@ pub async fn authenticate(state: &AppState, parts: &Parts) -> Result<Authenticat
         }
         Err(e) => return Err(failed(state, ip, e)),
     };
-    let result = if is_dynamic_api_key(&cred) {
-        authenticate_dynamic(state, &cred, via).await
+    let result = if is_dynamic_api_key(cred) {
+        authenticate_dynamic(state, cred, via).await
     } else {
-        authenticate_key(state, &cred, via).await
+        authenticate_key(state, cred, via).await
     };
     result.map_err(|e| match e {
         e @ (AppError::Problem { .. } | AppError::Core(_)) => failed(state, ip, e),
@@ -151,9 +151,8 @@ async fn authenticate_key(
     cred: &str,
     via: Via,
 ) -> Result<Authenticated, AppError> {
-    let key = ApiKey::parse(cred)
+    let hash = ApiKeyHash::of_key(cred)
         .map_err(|e| AppError::unauthorized(e.code(), "the credential is not a valid API key"))?;
-    let hash = key.hash();
     // Approved registrations are cached briefly by key hash (see `cache`): the lookup
     // is by the hash itself, as in the database.
     if let Some(activation) = state.key_cache.get(&hash.0) {
@@ -323,7 +322,7 @@ impl FromRequestParts<AppState> for Admin {
             return Err(AppError::RateLimited { retry_after_secs });
         }
         match bearer(&parts.headers) {
-            Ok(Some(key)) if state.is_admin_key(&key) => Ok(Admin),
+            Ok(Some(key)) if state.is_admin_key(key) => Ok(Admin),
             Ok(None) => Err(AppError::unauthorized(
                 "missing_credentials",
                 "send the admin key as `Authorization: Bearer <admin key>`",

@@ -71,8 +71,13 @@ pub struct Config {
     #[arg(long, env = "TILLGATE_TRUST_FORWARDED_FOR", default_value_t = false)]
     pub trust_forwarded_for: bool,
 
-    /// Largest request body, in bytes.
-    #[arg(long, env = "TILLGATE_MAX_BODY_BYTES", default_value_t = 256 * 1024)]
+    /// Largest request body, in bytes (at most 2 MiB, the body extractors' own cap).
+    #[arg(
+        long,
+        env = "TILLGATE_MAX_BODY_BYTES",
+        default_value_t = 256 * 1024,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=2 * 1024 * 1024)
+    )]
     pub max_body_bytes: usize,
 
     /// Most transactions committed in one database transaction (group commit).

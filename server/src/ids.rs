@@ -68,9 +68,19 @@ pub fn request_id() -> HeaderValue {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let prefix = PREFIX.get_or_init(|| draw(OPAQUE, 10));
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let id = format!("{prefix}-{n:x}");
+    // `{prefix}-{n:x}`, written into a stack buffer (one allocation: the header value).
+    let mut buf = [0u8; 10 + 1 + 16];
+    let p = prefix.len().min(10);
+    buf[..p].copy_from_slice(&prefix.as_bytes()[..p]);
+    buf[p] = b'-';
+    let digits = (64 - (n | 1).leading_zeros()).div_ceil(4) as usize;
+    for (i, d) in buf[p + 1..p + 1 + digits].iter_mut().enumerate() {
+        let shift = 4 * (digits - 1 - i);
+        *d = b"0123456789abcdef"[((n >> shift) & 0xf) as usize];
+    }
     // Only [0-9a-z-]: always a valid header value.
-    HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+    HeaderValue::from_bytes(&buf[..p + 1 + digits])
+        .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
 #[cfg(test)]
@@ -90,6 +100,16 @@ mod tests {
         assert!(a[..12] <= b[..12], "time-ordered: {a} then {b}");
         let (a, b) = (request_id(), request_id());
         assert_ne!(a, b);
+        // The counter in lower-case hex after the per-process prefix.
+        let (pa, na) = a.to_str().unwrap().rsplit_once('-').unwrap();
+        let (pb, nb) = b.to_str().unwrap().rsplit_once('-').unwrap();
+        assert_eq!((pa.len(), pa), (10, pb));
+        let (na, nb) = (
+            u64::from_str_radix(na, 16).unwrap(),
+            u64::from_str_radix(nb, 16).unwrap(),
+        );
+        assert!(nb > na, "{na:x} then {nb:x}");
+        assert_eq!(format!("{na:x}"), a.to_str().unwrap()[11..]);
         assert!(a.to_str().unwrap().len() <= 64);
     }
 }

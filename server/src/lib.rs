@@ -28,13 +28,27 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::Request;
 use axum::response::{IntoResponse as _, Response};
 use axum::routing::{get, post, put};
 use tower::ServiceExt as _;
 use tracing::Instrument as _;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+
+/// Header names the server reads or writes, parsed once rather than on every lookup.
+pub(crate) mod header_names {
+    use axum::http::HeaderName;
+    /// `X-Request-Id`.
+    pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+    /// `X-Api-Key`.
+    pub static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+    /// `X-Forwarded-For`.
+    pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+    /// `Idempotency-Key`.
+    pub static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+}
+
 pub use config::{Config, LogFormat};
 pub use error::AppError;
 pub use serve::serve;
@@ -92,7 +106,6 @@ pub fn app(state: AppState) -> App {
         .route_layer(metrics::RouteLabelLayer)
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
-        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .with_state(state.clone());
     App { state, router }
 }
@@ -129,8 +142,7 @@ impl tower::Service<Request> for App {
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        let app = self.clone();
-        Box::pin(async move { Ok(front(app, req).await) })
+        Box::pin(front(self.clone(), req))
     }
 }
 
@@ -141,13 +153,13 @@ impl tower::Service<Request> for App {
 /// a DEBUG span carrying the same fields.
 /// Then the request timeout ([`serve::request_timeout`]), the body-size check
 /// ([`serve::refuse_oversized`]) and the URL-path prefix ([`prefix::rewrite`]).
-async fn front(app: App, req: Request) -> Response {
+async fn front(app: App, req: Request) -> Result<Response, Infallible> {
     let App { state, router } = app;
     let start = Instant::now();
     let method = req.method().clone();
     let request_id = match req
         .headers()
-        .get("x-request-id")
+        .get(&header_names::X_REQUEST_ID)
         .filter(|v| is_request_id(v.as_bytes()))
     {
         Some(v) => v.clone(),
@@ -168,7 +180,7 @@ async fn front(app: App, req: Request) -> Response {
             Ok(req) => req,
             Err(resp) => return resp,
         };
-        match prefix::rewrite(st, req) {
+        match prefix::rewrite(st, serve::limit_body(st, req)) {
             Ok(req) => {
                 let Ok(resp) = router.oneshot(req).await;
                 resp
@@ -176,15 +188,14 @@ async fn front(app: App, req: Request) -> Response {
             Err(e) => e.into_response(),
         }
     };
-    let mut resp = serve::request_timeout(&state, req, handle)
+    let (mut resp, route) = metrics::with_route_label(serve::request_timeout(&state, req, handle))
         .instrument(span)
         .await;
     let status = resp.status().as_u16();
     let elapsed = start.elapsed();
-    let route = resp
-        .extensions()
-        .get::<metrics::RouteLabel>()
-        .map_or("unmatched", metrics::RouteLabel::as_str);
+    let route = route
+        .as_ref()
+        .map_or("unmatched", axum::extract::MatchedPath::as_str);
     let code = resp.extensions().get::<error::ProblemCode>().map(|c| c.0);
     state
         .metrics
@@ -211,8 +222,9 @@ async fn front(app: App, req: Request) -> Response {
         400..500 => done!(info),
         _ => done!(debug),
     }
-    resp.headers_mut().insert("x-request-id", request_id);
-    resp
+    resp.headers_mut()
+        .insert(header_names::X_REQUEST_ID.clone(), request_id);
+    Ok(resp)
 }
 
 /// Whether a client-sent `X-Request-Id` is reused: 1–64 of `[A-Za-z0-9_-]`.

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use std::cell::Cell;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
@@ -189,18 +190,41 @@ impl Metrics {
     }
 }
 
-/// The matched route of a request, carried on its response for [`Metrics`].
-#[derive(Debug, Clone)]
-pub struct RouteLabel(MatchedPath);
+tokio::task_local! {
+    /// The matched route of the request being handled: set by [`RouteLabelService`],
+    /// read back by [`with_route_label`].
+    static ROUTE: Cell<Option<MatchedPath>>;
+}
 
-impl RouteLabel {
-    /// The route as written in the router (`/transactions/{id}`).
-    pub fn as_str(&self) -> &str {
-        self.0.as_str()
+/// Runs `handling` (one request's) with a slot for its matched route, and returns its
+/// output with the route as written in the router (`/transactions/{id}`), `None` when
+/// no route matched. A task-local slot rather than a response extension, which would
+/// allocate a map for every response; a hand-written future rather than an `async` block,
+/// which would hold `handling` twice (it is large: the whole request's handling).
+pub fn with_route_label<F: Future>(
+    handling: F,
+) -> impl Future<Output = (F::Output, Option<MatchedPath>)> {
+    ROUTE.scope(Cell::new(None), WithRouteLabel { handling })
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`with_route_label`], run inside the task-local scope.
+    struct WithRouteLabel<F> {
+        #[pin]
+        handling: F,
     }
 }
 
-/// A route layer that puts the [`RouteLabel`] of the matched route on the response.
+impl<F: Future> Future for WithRouteLabel<F> {
+    type Output = (F::Output, Option<MatchedPath>);
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let out = ready!(self.project().handling.poll(cx));
+        Poll::Ready((out, ROUTE.with(Cell::take)))
+    }
+}
+
+/// A route layer that records the matched route for [`with_route_label`].
 /// Hand-written rather than `from_fn`, which clones and boxes per request.
 #[derive(Debug, Clone, Copy)]
 pub struct RouteLabelLayer;
@@ -222,43 +246,16 @@ where
 {
     type Response = Response;
     type Error = S::Error;
-    type Future = RouteLabelFuture<S::Future>;
+    type Future = S::Future;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.0.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let route = req.extensions().get::<MatchedPath>().cloned();
-        RouteLabelFuture {
-            inner: self.0.call(req),
-            route,
-        }
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// The future of [`RouteLabelService`].
-    pub struct RouteLabelFuture<F> {
-        #[pin]
-        inner: F,
-        route: Option<MatchedPath>,
-    }
-}
-
-impl<F, E> Future for RouteLabelFuture<F>
-where
-    F: Future<Output = Result<Response, E>>,
-{
-    type Output = Result<Response, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let mut resp = ready!(this.inner.poll(cx))?;
-        if let Some(route) = this.route.take() {
-            resp.extensions_mut().insert(RouteLabel(route));
-        }
-        Poll::Ready(Ok(resp))
+        // Outside `with_route_label` (the router served on its own) there is no slot.
+        let _ = ROUTE.try_with(|r| r.set(req.extensions().get::<MatchedPath>().cloned()));
+        self.0.call(req)
     }
 }
 

@@ -25,13 +25,18 @@ pub struct UrlTokenContext {
 /// Whether a path's first segment looks like a URL-token prefix (`OpenApi…_`,
 /// `Anywhere…_`, `Gnap…_`, any case).
 pub fn is_prefixed(path: &str) -> bool {
-    let seg = path.trim_start_matches('/');
-    let head = seg.split(['/', '_']).next().unwrap_or("");
-    let word = head.trim_end_matches(|c: char| c.is_ascii_digit());
-    seg.contains('_')
-        && ["openapi", "anywhere", "gnap"]
-            .iter()
-            .any(|w| word.eq_ignore_ascii_case(w))
+    let seg = path.trim_start_matches('/').as_bytes();
+    let head_len = seg
+        .iter()
+        .position(|&b| b == b'/' || b == b'_')
+        .unwrap_or(seg.len());
+    let head = &seg[..head_len];
+    let word_len = head.len() - head.iter().rev().take_while(|b| b.is_ascii_digit()).count();
+    let word = &head[..word_len];
+    [&b"openapi"[..], b"anywhere", b"gnap"]
+        .iter()
+        .any(|w| word.eq_ignore_ascii_case(w))
+        && seg.contains(&b'_')
 }
 
 /// For logs: the path with any URL-path token replaced by `<redacted>`.

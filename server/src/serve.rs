@@ -130,6 +130,18 @@ pub async fn refuse_oversized(state: &AppState, req: Request) -> Result<Request,
     Err(resp)
 }
 
+/// Caps a body still to come at `--max-body-bytes` (a chunked body has no
+/// `Content-Length` for [`refuse_oversized`] to check): reading past the cap fails, which
+/// the body extractors answer with 413 `payload_too_large`. A bodiless request passes
+/// untouched, so the router needs no body-limit layer costing every request.
+pub fn limit_body(state: &AppState, req: Request) -> Request {
+    if req.body().is_end_stream() {
+        return req;
+    }
+    let max = state.config.max_body_bytes;
+    req.map(|body| Body::new(http_body_util::Limited::new(body, max)))
+}
+
 /// Runs `handle` on `req` within `--request-timeout-secs`: answers 408
 /// `request_timeout` or 503 `handler_timeout` (problem+json) when it takes longer.
 pub async fn request_timeout<F, Fut>(state: &AppState, req: Request, handle: F) -> Response
