@@ -57,7 +57,7 @@ else
   fi
 fi
 
-# ---- FFI: uniffi Kotlin bindings on the JVM -------------------------------------------
+# ---- FFI: the Kotlin binding on the JVM (JNI for the pure functions, uniffi/JNA) ------
 kotlin_skip=""
 kotlinc=""
 for k in tests/kotlin/node_modules/kotlin-compiler bench/kotlin/node_modules/kotlin-compiler; do
@@ -79,13 +79,16 @@ else
   kdir="$work/kotlin-$dir"
   jar="$kdir/ffibench.jar"
   mkdir -p "$kdir"
-  # Bindings must come from the exact library under test (uniffi checksums).
-  if [ ! -f "$jar" ] || [ "$so" -nt "$jar" ] || [ bench/kotlin/src/FfiBench.kt -nt "$jar" ]; then
+  # Bindings must come from the exact library under test (uniffi checksums), with the
+  # hand-written JNI part (bindings/ffi/kotlin) that the public pure functions go through.
+  jni_kt=bindings/ffi/kotlin/dev/tillgate/Jni.kt
+  if [ ! -f "$jar" ] || [ "$so" -nt "$jar" ] || [ bench/kotlin/src/FfiBench.kt -nt "$jar" ] ||
+     [ "$jni_kt" -nt "$jar" ] || [ bindings/ffi/uniffi.toml -nt "$jar" ]; then
     log "generating Kotlin bindings from $so and compiling the FFI benchmark"
     rm -rf "$kdir/gen"
     if "$bin/uniffi-bindgen" generate --library "$so" --language kotlin --out-dir "$kdir/gen" --no-format >&2 &&
        "$kotlinc" -cp "$jna:$kl/kotlinx-coroutines-core-jvm.jar" $(find "$kdir/gen" -name '*.kt') \
-         bench/kotlin/src/FfiBench.kt -d "$jar" >&2; then
+         bindings/ffi/kotlin/dev/tillgate/*.kt bench/kotlin/src/FfiBench.kt -d "$jar" >&2; then
       :
     else
       rm -f "$jar"
@@ -93,8 +96,9 @@ else
     fi
   fi
   if [ -z "$kotlin_skip" ]; then
-    # FfiBench prints ns_per_call* (read by tillgate-bench) and, per call, the JVM's and the
-    # calling thread's CPU and the GC share (cpu_*, thread_cpu_*, gc_share_*; see the file).
+    # FfiBench prints ns_per_call* (read by tillgate-bench; the public functions, through
+    # JNI, and the same calls through uniffi's JNA code, *_jna) and, per call, the JVM's and
+    # the calling thread's CPU and the GC share (cpu_*, thread_cpu_*, gc_share_*; see the file).
     args+=(--kotlin-cmd "java ${BENCH_KOTLIN_JAVA_OPTS:-}${BENCH_KOTLIN_JAVA_OPTS:+ }-Djna.library.path=$bin -cp $jar:$kl/kotlin-stdlib.jar:$kl/kotlinx-coroutines-core-jvm.jar:$jna dev.tillgate.bench.FfiBenchKt")
   fi
 fi

@@ -2,7 +2,7 @@
 # JVM tests of android-sample's app logic (the plain Kotlin module, no Android SDK):
 # compiled with kotlinc (npm kotlin-compiler, shared with the bindings' Kotlin tests)
 # together with uniffi Kotlin bindings generated from the exact tillgate-ffi .so under
-# test, run with JNA + JUnit 4 + Gson from Debian. Starts a real tillgate-server
+# test and their hand-written JNI part (bindings/ffi/kotlin), run with JNA + JUnit 4 + Gson from Debian. Starts a real tillgate-server
 # (release build, temp SQLite, free port) for the end-to-end test over HTTP.
 # Prints `android-sample: N passed, N failed, N skipped`.
 #
@@ -21,9 +21,10 @@ generate kotlin "$out/generated"
 KL="$ROOT/tests/kotlin/node_modules/kotlin-compiler/lib"
 CP="/usr/share/java/jna.jar:/usr/share/java/gson.jar:/usr/share/java/junit4.jar:$KL/kotlinx-coroutines-core-jvm.jar"
 logic="$ROOT/android-sample/app-logic/src"
-log "kotlinc (generated bindings + app-logic + its tests)"
+log "kotlinc (generated bindings + their JNI part + app-logic + its tests)"
 "$ROOT/tests/kotlin/node_modules/kotlin-compiler/bin/kotlinc-jvm" -nowarn -cp "$CP" \
-  "$out"/generated/dev/tillgate/*.kt "$logic"/main/kotlin/dev/tillgate/sample/*.kt \
+  "$out"/generated/dev/tillgate/*.kt "$ROOT"/bindings/ffi/kotlin/dev/tillgate/*.kt \
+  "$logic"/main/kotlin/dev/tillgate/sample/*.kt \
   "$logic"/test/kotlin/dev/tillgate/sample/*.kt -d "$out/tests.jar"
 
 log "cargo build --release -p tillgate-server"

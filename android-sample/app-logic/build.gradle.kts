@@ -1,5 +1,6 @@
 // The app's logic: plain Kotlin on the JVM, no Android imports. Compiled together with the
-// uniffi Kotlin bindings generated from tillgate-ffi (package dev.tillgate).
+// Kotlin binding of tillgate-ffi (package dev.tillgate): the uniffi-generated code plus its
+// hand-written JNI part (bindings/ffi/kotlin: the pure functions, called through JNI).
 import org.gradle.api.tasks.Exec
 
 plugins {
@@ -26,6 +27,7 @@ val generateBindings by tasks.registering(Exec::class) {
 }
 
 sourceSets["main"].kotlin.srcDir(generatedBindings)
+sourceSets["main"].kotlin.srcDir(File(repoRoot, "bindings/ffi/kotlin"))
 tasks.named("compileKotlin") { dependsOn(generateBindings) }
 
 dependencies {
@@ -38,7 +40,8 @@ dependencies {
     testImplementation("junit:junit:4.13.2")
 }
 
-// The JVM tests load the host library (target/debug/libtillgate_ffi.so).
+// The JVM tests load the host library (target/debug/libtillgate_ffi.so), through JNA and,
+// for the JNI part, the file JNA found.
 tasks.test {
     systemProperty("jna.library.path", File(repoRoot, "target/debug").absolutePath)
     exclude("**/Runner*")

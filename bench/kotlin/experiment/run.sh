@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Where the Kotlin call cost goes (bindings/README.md, "Kotlin call cost"): runs FfiBench,
-# the same three calls scripts/bench.sh measures, against
+# the same three calls scripts/bench.sh measures, through uniffi's generated JNA code
+# (the `...Jna` functions) against
 #   stock          the bindings as uniffi-bindgen generates them, JVM defaults
 #   stock-xmn16m   the same with a 16 MB young generation (-Xmn16m)
 #   status-reuse   bindings with one uniffi template change (status-reuse.py: the call
 #                  status structure reused per thread), JVM defaults; NOT what users get
-# each REPEAT times in turn, so that a shared machine's load falls on all alike, and
-# prints every run's wall-clock medians and the calling thread's CPU per call.
+# and, on a line of their own (`+ jni`), the same calls through the public functions (JNI,
+# bindings/ffi/kotlin) in the same JVM, each REPEAT times in turn, so that a shared
+# machine's load falls on all alike, and prints every run's wall-clock medians and the
+# calling thread's CPU per call.
 #
 #   bench/kotlin/experiment/run.sh [REPEAT=2] [ROUNDS=9] [MS_PER_ROUND=300]
 #
@@ -41,7 +44,7 @@ python3 bench/kotlin/experiment/status-reuse.py "$work/status-reuse/dev/tillgate
 for v in stock status-reuse; do
   echo "run.sh: compiling FfiBench against the $v bindings" >&2
   "$kotlinc" -nowarn -cp "$jna:$kl/kotlinx-coroutines-core-jvm.jar" "$work/$v"/dev/tillgate/*.kt \
-    bench/kotlin/src/FfiBench.kt -d "$work/$v.jar" >&2
+    bindings/ffi/kotlin/dev/tillgate/*.kt bench/kotlin/src/FfiBench.kt -d "$work/$v.jar" >&2
 done
 
 run() { # variant jar jvm-flags...
@@ -51,15 +54,16 @@ run() { # variant jar jvm-flags...
     dev.tillgate.bench.FfiBenchKt "$fixture" "$rounds" "$ms" |
     awk -v n="$name" -F= '
       { v[$1] = $2 }
-      END {
-        printf "%-13s", n
+      function line(label, suffix,   k, i) {
+        printf "%-19s", label
         split("ns_per_call ns_per_call_trivial ns_per_call_empty", k, " ")
         for (i = 1; i <= 3; i++)
-          printf " | %9.1f µs (thread %7.1f, gc %4.1f%%)", v[k[i]] / 1e3, v["thread_cpu_" k[i]] / 1e3, v["gc_share_" k[i]] * 100
+          printf " | %9.1f µs (thread %7.1f, gc %4.1f%%)", v[k[i] suffix] / 1e3, v["thread_cpu_" k[i] suffix] / 1e3, v["gc_share_" k[i] suffix] * 100
         printf "\n"
-      }'
+      }
+      END { line(n, "_jna"); line(n " + jni", "") }'
 }
-echo "variant       | verifyDescriptor: wall (thread CPU, GC share)    | validateApiKey (trivial)                     | unixTimeMs (empty)"
+echo "variant             | verifyDescriptor: wall (thread CPU, GC share)    | validateApiKey (trivial)                     | unixTimeMs (empty)"
 for i in $(seq "$repeat"); do
   run stock "$work/stock.jar"
   run stock-xmn16m "$work/stock.jar" -Xmn16m

@@ -25,6 +25,8 @@ use std::sync::{Arc, Mutex};
 use tillgate_core as core;
 
 mod client;
+#[cfg(feature = "jni")]
+pub mod jni;
 mod records;
 
 pub use client::*;

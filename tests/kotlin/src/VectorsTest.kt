@@ -1,5 +1,12 @@
-// Runs every shared vector in tests/vectors/*.json against the generated Kotlin
-// bindings (dev.tillgate), one JUnit test per vector. Mirrors core/tests/vectors.rs.
+// Runs every shared vector in tests/vectors/*.json against the Kotlin binding
+// (dev.tillgate), one JUnit test per vector. Mirrors core/tests/vectors.rs.
+//
+// The pure functions go through JNI (bindings/ffi/kotlin/dev/tillgate/Jni.kt, the public
+// names apps call); each such call here goes through `Both`, which also makes the same
+// call through the generated JNA function (renamed `...Jna`, Kotlin only) and requires
+// the same result, byte for byte in uniffi's serialised form, or the same error (every
+// field of TillgateException.Failed; class and message of anything else), so that the
+// two paths cannot drift.
 package dev.tillgate.tests
 
 import com.google.gson.JsonArray
@@ -10,6 +17,7 @@ import com.google.gson.JsonParser
 import com.google.gson.JsonPrimitive
 import dev.tillgate.*
 import java.io.File
+import java.nio.ByteBuffer
 import org.junit.Assert.assertArrayEquals
 import org.junit.Assert.assertEquals
 import org.junit.Assert.assertTrue
@@ -42,6 +50,106 @@ fun JsonObject.cases(k: String): List<JsonObject> {
     return list
 }
 
+/** A value in uniffi's serialised form, written by its generated converter. */
+fun <T> encoder(conv: FfiConverter<T, *>): (T) -> ByteArray = { v ->
+    val buf = ByteBuffer.allocate(conv.allocationSize(v).toInt())
+    conv.write(v, buf)
+    buf.array().copyOf(buf.position())
+}
+
+val noValue: (Unit) -> ByteArray = { ByteArray(0) }
+
+fun outcome(r: Result<*>): String = r.exceptionOrNull()?.let { "threw $it" } ?: "returned"
+
+/**
+ * Makes one call through JNI ([jni], the public function) and through the generated JNA
+ * function ([jna]); both must return the same value ([encode]: its serialised form) or
+ * throw the same error. Returns what the JNI call returned, or throws what it threw.
+ */
+fun <T> agree(what: String, encode: (T) -> ByteArray, jni: () -> T, jna: () -> T): T {
+    val viaJni = runCatching(jni)
+    val viaJna = runCatching(jna)
+    val e = viaJni.exceptionOrNull()
+    val f = viaJna.exceptionOrNull()
+    when {
+        e == null && f == null ->
+            assertArrayEquals("$what: JNI and JNA results differ", encode(viaJna.getOrThrow()), encode(viaJni.getOrThrow()))
+        e is TillgateException && f is TillgateException ->
+            assertArrayEquals(
+                "$what: JNI and JNA errors differ ($e / $f)",
+                encoder(FfiConverterTypeTillgateError)(f),
+                encoder(FfiConverterTypeTillgateError)(e),
+            )
+        e != null && f != null -> {
+            assertEquals("$what: JNI and JNA throw different classes", f.javaClass, e.javaClass)
+            assertEquals("$what: JNI and JNA throw different messages", f.message, e.message)
+        }
+        else -> fail("$what: JNI ${outcome(viaJni)}, JNA ${outcome(viaJna)}")
+    }
+    return viaJni.getOrThrow()
+}
+
+/** The pure functions, each through JNI and JNA at once ([agree]). */
+object Both {
+    fun verifyEd25519(publicKey: ByteArray, message: ByteArray, signature: ByteArray) =
+        agree("verifyEd25519", noValue, { dev.tillgate.verifyEd25519(publicKey, message, signature) }, {
+            verifyEd25519Jna(publicKey, message, signature)
+        })
+
+    fun verifyDescriptor(jws: String, keys: TrustedKeys, now: Long, options: VerifyOptions) =
+        agree("verifyDescriptor", encoder(FfiConverterTypeVerifiedDescriptor), {
+            dev.tillgate.verifyDescriptor(jws, keys, now, options)
+        }, { verifyDescriptorJna(jws, keys, now, options) })
+
+    fun validateApiKey(key: String) =
+        agree("validateApiKey", encoder(FfiConverterString), { dev.tillgate.validateApiKey(key) }, { validateApiKeyJna(key) })
+
+    fun parseUrlToken(path: String) =
+        agree("parseUrlToken", encoder(FfiConverterTypeUrlToken), { dev.tillgate.parseUrlToken(path) }, { parseUrlTokenJna(path) })
+
+    fun encodeUrlToken(token: UrlToken) =
+        agree("encodeUrlToken", encoder(FfiConverterString), { dev.tillgate.encodeUrlToken(token) }, { encodeUrlTokenJna(token) })
+
+    fun validateActivationRequest(request: ActivationRequest, rule: CorporateIdRule) =
+        agree("validateActivationRequest", encoder(FfiConverterTypeValidActivationRequest), {
+            dev.tillgate.validateActivationRequest(request, rule)
+        }, { validateActivationRequestJna(request, rule) })
+
+    fun verifyDynamicApiKey(key: String, publicKey: ByteArray, system: String, now: Long, windowSecs: Long) =
+        agree("verifyDynamicApiKey", encoder(FfiConverterTypeDynamicKeyClaims), {
+            dev.tillgate.verifyDynamicApiKey(key, publicKey, system, now, windowSecs)
+        }, { verifyDynamicApiKeyJna(key, publicKey, system, now, windowSecs) })
+
+    fun validateTransaction(tx: Transaction) =
+        agree("validateTransaction", noValue, { dev.tillgate.validateTransaction(tx) }, { validateTransactionJna(tx) })
+
+    fun transactionHash(tx: Transaction) =
+        agree("transactionHash", encoder(FfiConverterString), { dev.tillgate.transactionHash(tx) }, { transactionHashJna(tx) })
+
+    fun transactionCanonicalJson(tx: Transaction) =
+        agree("transactionCanonicalJson", encoder(FfiConverterString), { dev.tillgate.transactionCanonicalJson(tx) }, {
+            transactionCanonicalJsonJna(tx)
+        })
+
+    fun transactionFromJson(json: String) =
+        agree("transactionFromJson", encoder(FfiConverterTypeTransaction), { dev.tillgate.transactionFromJson(json) }, {
+            transactionFromJsonJna(json)
+        })
+
+    fun verifyReceiptChain(receipts: List<String>, keys: TrustedKeys, previous: String? = null) =
+        agree("verifyReceiptChain", encoder(FfiConverterSequenceTypeReceiptClaims), {
+            dev.tillgate.verifyReceiptChain(receipts, keys, previous)
+        }, { verifyReceiptChainJna(receipts, keys, previous) })
+
+    fun receiptLink(receipt: String) =
+        agree("receiptLink", encoder(FfiConverterString), { dev.tillgate.receiptLink(receipt) }, { receiptLinkJna(receipt) })
+
+    fun verifyServerTime(jws: String, keys: TrustedKeys, expectedNonce: String? = null) =
+        agree("verifyServerTime", encoder(FfiConverterTypeServerTimeClaims), {
+            dev.tillgate.verifyServerTime(jws, keys, expectedNonce)
+        }, { verifyServerTimeJna(jws, keys, expectedNonce) })
+}
+
 /** Runs [block], which must fail with [code]; returns the error. */
 fun expectErr(name: String, code: String, block: () -> Unit): TillgateException.Failed {
     try {
@@ -64,12 +172,12 @@ fun ed25519Cases(): List<Case> = load("ed25519.json").cases("cases").map { c ->
         val msg = unhex(c.str("message"))
         val sig = unhex(c.str("signature"))
         if (c.bool("valid")) {
-            verifyEd25519(pk, msg, sig)
+            Both.verifyEd25519(pk, msg, sig)
             val key = SigningKey.fromSeed(unhex(c.str("secretKey")))
             assertArrayEquals(pk, key.publicKey())
             assertArrayEquals(sig, key.signRaw(msg))
         } else {
-            expectErr(c.str("name"), c.str("error")) { verifyEd25519(pk, msg, sig) }
+            expectErr(c.str("name"), c.str("error")) { Both.verifyEd25519(pk, msg, sig) }
         }
     }
 }
@@ -80,9 +188,9 @@ fun apiKeyCases(): List<Case> {
         Case("api_key: ${c.str("name")}") {
             val key = c.str("key")
             if (c.bool("valid")) {
-                assertEquals(key, validateApiKey(key))
+                assertEquals(key, Both.validateApiKey(key))
             } else {
-                val e = expectErr(c.str("name"), c.str("error")) { validateApiKey(key) }
+                val e = expectErr(c.str("name"), c.str("error")) { Both.validateApiKey(key) }
                 if (c.has("position")) {
                     assertEquals(c.long("position"), e.position?.toLong())
                     assertEquals(c.str("char"), e.character)
@@ -97,7 +205,7 @@ fun apiKeyCases(): List<Case> {
         assertTrue(a.all { it in full })
         val b = generateApiKey(256u, ApiKeyAlphabet.URL_SAFE)
         assertTrue(b.all { it in urlSafe })
-        assertEquals(b, validateApiKey(b))
+        assertEquals(b, Both.validateApiKey(b))
         expectErr("generate 19", "api_key_too_short") { generateApiKey(19u, ApiKeyAlphabet.FULL) }
     }
 }
@@ -124,13 +232,13 @@ fun urlTokenCases(): List<Case> = load("url_token.json").cases("cases").map { c 
     Case("url_token: ${c.str("name")}") {
         val path = c.str("path")
         if (c.bool("valid")) {
-            val t = parseUrlToken(path)
+            val t = Both.parseUrlToken(path)
             assertEquals(c.obj("expected"), tokenJson(t))
-            val encoded = encodeUrlToken(t)
+            val encoded = Both.encodeUrlToken(t)
             assertEquals(c.str("encoded"), encoded)
-            assertEquals(t, parseUrlToken(encoded))
+            assertEquals(t, Both.parseUrlToken(encoded))
         } else {
-            val e = expectErr(c.str("name"), c.str("error")) { parseUrlToken(path) }
+            val e = expectErr(c.str("name"), c.str("error")) { Both.parseUrlToken(path) }
             assertEquals(c.long("position"), e.position?.toLong())
         }
     }
@@ -151,20 +259,20 @@ fun activationCases(): List<Case> = load("activation.json").cases("cases").map {
         )
         val rule = if (c.str("corporateIdRule") == "generic") CorporateIdRule.GENERIC else CorporateIdRule.SWEDISH_ORG_NUMBER
         if (c.bool("valid")) {
-            val ok = validateActivationRequest(req, rule)
+            val ok = Both.validateActivationRequest(req, rule)
             val e = c.obj("expected")
             assertEquals(e.str("corporateId"), ok.corporateId)
             assertEquals(e.str("country"), ok.country)
             assertEquals(e.str("validFrom"), ok.validFrom)
             assertEquals(e.str("validTo"), ok.validTo)
         } else {
-            val e = expectErr(c.str("name"), c.str("error")) { validateActivationRequest(req, rule) }
+            val e = expectErr(c.str("name"), c.str("error")) { Both.validateActivationRequest(req, rule) }
             assertEquals(c.getAsJsonArray("fields"), fieldsJson(e.fields))
         }
     }
 }
 
-fun txFromJson(o: JsonObject): Transaction = transactionFromJson(o.toString())
+fun txFromJson(o: JsonObject): Transaction = Both.transactionFromJson(o.toString())
 
 fun transactionCases(): List<Case> {
     val v = load("transaction.json")
@@ -172,17 +280,17 @@ fun transactionCases(): List<Case> {
         Case("transaction: ${c.str("name")}") {
             val tx = txFromJson(c.obj("transaction"))
             if (c.bool("valid")) {
-                validateTransaction(tx)
-                assertEquals(c.str("canonical"), transactionCanonicalJson(tx))
-                assertEquals(c.str("hash"), transactionHash(tx))
+                Both.validateTransaction(tx)
+                assertEquals(c.str("canonical"), Both.transactionCanonicalJson(tx))
+                assertEquals(c.str("hash"), Both.transactionHash(tx))
             } else {
-                val e = expectErr(c.str("name"), c.str("error")) { validateTransaction(tx) }
+                val e = expectErr(c.str("name"), c.str("error")) { Both.validateTransaction(tx) }
                 assertEquals(c.getAsJsonArray("fields"), fieldsJson(e.fields))
             }
         }
     } + v.cases("unparsable").map { c ->
         Case("transaction unparsable: ${c.str("name")}") {
-            expectErr(c.str("name"), "invalid_argument") { transactionFromJson(c.str("json")) }
+            expectErr(c.str("name"), "invalid_argument") { Both.transactionFromJson(c.str("json")) }
         }
     }
 }
@@ -223,10 +331,10 @@ fun descriptorCases(): List<Case> {
                 expectedApplicationPackage = o.strOrNull("expectedApplicationPackage"),
             )
             if (c.bool("valid")) {
-                val d = verifyDescriptor(c.str("jws"), keys, c.long("now"), options)
+                val d = Both.verifyDescriptor(c.str("jws"), keys, c.long("now"), options)
                 assertEquals(c.obj("expected"), descriptorJson(d.claims))
             } else {
-                expectErr(c.str("name"), c.str("error")) { verifyDescriptor(c.str("jws"), keys, c.long("now"), options) }
+                expectErr(c.str("name"), c.str("error")) { Both.verifyDescriptor(c.str("jws"), keys, c.long("now"), options) }
             }
         }
     } + v.cases("jwksCases").map { c ->
@@ -255,14 +363,14 @@ fun receiptCases(): List<Case> {
             val receipts = c.getAsJsonArray("receipts").map { it.asString }
             val previous = c.strOrNull("previous")
             if (c.bool("valid")) {
-                assertEquals(c.long("count"), verifyReceiptChain(receipts, keys, previous).size.toLong())
+                assertEquals(c.long("count"), Both.verifyReceiptChain(receipts, keys, previous).size.toLong())
             } else {
-                val e = expectErr(c.str("name"), c.str("error")) { verifyReceiptChain(receipts, keys, previous) }
+                val e = expectErr(c.str("name"), c.str("error")) { Both.verifyReceiptChain(receipts, keys, previous) }
                 assertEquals(c.long("index"), e.index?.toLong())
             }
         }
     } + v.cases("links").mapIndexed { i, l ->
-        Case("receipt link $i") { assertEquals(l.str("link"), receiptLink(l.str("receipt"))) }
+        Case("receipt link $i") { assertEquals(l.str("link"), Both.receiptLink(l.str("receipt"))) }
     }
 }
 
@@ -296,7 +404,7 @@ fun dynamicKeyCases(): List<Case> {
     } + v.cases("verify").map { c ->
         Case("dynamic_key verify: ${c.str("name")}") {
             val call = {
-                verifyDynamicApiKey(c.str("key"), unhex(c.str("publicKey")), c.str("system"), c.long("now"), c.long("windowSecs"))
+                Both.verifyDynamicApiKey(c.str("key"), unhex(c.str("publicKey")), c.str("system"), c.long("now"), c.long("windowSecs"))
             }
             if (c.bool("valid")) {
                 val claims = call()
@@ -316,7 +424,7 @@ fun serverTimeCases(): List<Case> {
     val keys = TrustedKeys.fromJwksJson(v.obj("jwks").toString())
     return v.cases("cases").map { c ->
         Case("server_time: ${c.str("name")}") {
-            val call = { verifyServerTime(c.str("jws"), keys, c.strOrNull("expectedNonce")) }
+            val call = { Both.verifyServerTime(c.str("jws"), keys, c.strOrNull("expectedNonce")) }
             if (c.bool("valid")) {
                 assertEquals(c.long("iat"), call().iat)
             } else {
@@ -335,22 +443,82 @@ fun smokeCases(): List<Case> = listOf(
         assertTrue(keys.contains(key.kid()))
         val d = descriptorFromJson(load("descriptor.json").cases("signing")[0].obj("claims"))
         val jws = signDescriptor(d, key)
-        val ok = verifyDescriptor(jws, keys, d.nbf, VerifyOptions())
+        val ok = Both.verifyDescriptor(jws, keys, d.nbf, VerifyOptions())
         assertEquals(key.kid(), ok.kid)
         assertEquals(d, ok.claims)
     },
     Case("smoke: verifyServerTime maps core errors") {
         val keys = TrustedKeys.fromJwksJson(load("descriptor.json").obj("jwks").toString())
-        expectErr("server time", "malformed_jws") { verifyServerTime("not.a.jws", keys, "n") }
+        expectErr("server time", "malformed_jws") { Both.verifyServerTime("not.a.jws", keys, "n") }
         // A descriptor is not a server time.
         val jws = load("descriptor.json").cases("cases")[0].str("jws")
-        expectErr("server time typ", "wrong_token_type") { verifyServerTime(jws, keys) }
+        expectErr("server time typ", "wrong_token_type") { Both.verifyServerTime(jws, keys) }
     },
     Case("smoke: createDynamicApiKey round trip") {
         val pair = deriveDynamicKeyPair("1,2,3,4", "anna", "pw", DynamicKeyParams(64u, 1u, 1u))
         val key = createDynamicApiKey(pair, 1_700_000_000)
-        assertEquals("anna", verifyDynamicApiKey(key, pair.publicKey(), "1,2,3,4", 1_700_000_010, 300).login)
+        assertEquals("anna", Both.verifyDynamicApiKey(key, pair.publicKey(), "1,2,3,4", 1_700_000_010, 300).login)
         expectErr("nonce length", "invalid_argument") { createDynamicApiKeyWithNonce(pair, 1, ByteArray(3)) }
+    },
+    Case("jni: unixTimeMs agrees with the JNA call") {
+        val before = unixTimeMsJna()
+        val t = unixTimeMs()
+        val after = unixTimeMsJna()
+        assertTrue("$before <= $t <= $after", t in before..after)
+    },
+    Case("jni: a TrustedKeys is the same Rust object on both paths") {
+        val key = generateSigningKey()
+        val keys = TrustedKeys()
+        val d = descriptorFromJson(load("descriptor.json").cases("signing")[0].obj("claims"))
+        val jws = signDescriptor(d, key)
+        expectErr("no key yet", "unknown_kid") { Both.verifyDescriptor(jws, keys, d.nbf, VerifyOptions()) }
+        // Added after its first JNI call: both paths see it (a handle, not a copy).
+        keys.addRaw(key.kid(), key.publicKey())
+        assertEquals(key.kid(), Both.verifyDescriptor(jws, keys, d.nbf, VerifyOptions()).kid)
+        assertEquals(1u, keys.len())
+        keys.destroy()
+        try {
+            verifyDescriptor(jws, keys, d.nbf, VerifyOptions())
+            fail("a destroyed TrustedKeys was accepted")
+        } catch (e: IllegalStateException) {
+            assertEquals("TrustedKeys object has already been destroyed", e.message)
+        }
+        // An object without a Rust side fails as the JNA path fails.
+        val e = runCatching { Both.verifyDescriptor(jws, TrustedKeys(NoHandle), d.nbf, VerifyOptions()) }.exceptionOrNull()
+        assertTrue("$e", e is InternalException)
+    },
+    Case("jni: TrustedKeys handles across threads and collections") {
+        val v = load("descriptor.json")
+        val jwks = v.obj("jwks").toString()
+        val c = v.cases("cases").first { it.bool("valid") }
+        val o = c.obj("options")
+        val options = VerifyOptions(
+            trustedTimeFloor = o.longOrNull("trustedTimeFloor"), clockToleranceSecs = o.longOrNull("clockToleranceSecs"),
+            leewaySecs = o.longOrNull("leewaySecs"), expectedDeviceId = o.strOrNull("expectedDeviceId"),
+            expectedApplicationPackage = o.strOrNull("expectedApplicationPackage"),
+        )
+        val shared = TrustedKeys.fromJwksJson(jwks)
+        val kid = verifyDescriptor(c.str("jws"), shared, c.long("now"), options).kid
+        val failures = java.util.concurrent.atomic.AtomicInteger()
+        val threads = (0 until 4).map {
+            Thread {
+                repeat(300) { i ->
+                    // A shared set, and sets used once and left to the collector.
+                    val keys = if (i % 3 == 0) TrustedKeys.fromJwksJson(jwks) else shared
+                    if (verifyDescriptor(c.str("jws"), keys, c.long("now"), options).kid != kid) failures.incrementAndGet()
+                    if (i % 100 == 0) System.gc()
+                }
+            }.apply { start() }
+        }
+        threads.forEach { it.join() }
+        System.gc()
+        Thread.sleep(100)
+        assertEquals(0, failures.get())
+        assertEquals(kid, Both.verifyDescriptor(c.str("jws"), shared, c.long("now"), options).kid)
+    },
+    Case("jni: a string that is not UTF-16 fails as on the JNA path") {
+        val e = runCatching { Both.validateApiKey("K7x!Qp2@Lm9#Vb4\uD800Nc6%Zt8^Wr1&Ys3") }.exceptionOrNull()
+        assertTrue("$e", e is java.nio.charset.CharacterCodingException)
     },
 )
 
