@@ -72,24 +72,24 @@ internal object TillgateJni {
     // uniffi scaffolding lifts an object argument. A destroyed object is refused as
     // callWithHandle refuses it; its Rust side lives on until the object is collected.
 
-    private class Owned(val handle: Long, val cleanable: UniffiCleaner.Cleanable)
-
     private class Free(private val handle: Long) : Runnable {
         override fun run() {
             UniffiLib.uniffi_tillgate_ffi_fn_free_trustedkeys(handle, UniffiRustCallStatus())
         }
     }
 
-    private val owned = java.util.WeakHashMap<TrustedKeys, Owned>()
+    // The handle the JNI path owns, per object; an entry goes when its object is collected.
+    private val owned = java.util.WeakHashMap<TrustedKeys, Long>()
 
     fun handle(keys: TrustedKeys): Long {
         if (keys.uniffiIsDestroyed) {
             throw IllegalStateException("${keys.javaClass.simpleName} object has already been destroyed")
         }
         synchronized(owned) {
-            owned[keys]?.let { return it.handle }
+            owned[keys]?.let { return it }
             val handle = keys.callWithHandle { it }
-            owned[keys] = Owned(handle, UniffiLib.CLEANER.register(keys, Free(handle)))
+            UniffiLib.CLEANER.register(keys, Free(handle))
+            owned[keys] = handle
             return handle
         }
     }
