@@ -160,7 +160,12 @@ pub fn start_server(
         cmd.env("DATABASE_URL", url);
     }
     // Tuning settings given to the bench are passed on, for comparisons in one session.
-    for var in ["TILLGATE_WRITERS", "TILLGATE_BATCH_MAX", "TILLGATE_DB_POOL"] {
+    for var in [
+        "TILLGATE_WRITERS",
+        "TILLGATE_BATCH_MAX",
+        "TILLGATE_DB_POOL",
+        "TILLGATE_KEY_CACHE_SECS",
+    ] {
         if let Some(v) = std::env::var_os(var) {
             cmd.env(var, v);
         }
