@@ -19,6 +19,13 @@ android {
         ndk { abiFilters += listOf("armeabi-v7a", "arm64-v8a", "x86", "x86_64") }
     }
     buildFeatures { buildConfig = true }
+    buildTypes {
+        release {
+            // Not shrunk here; an app that sets isMinifyEnabled = true needs these keep rules
+            // (the JNI entry points and the JNA-based bindings are found by name at run time).
+            proguardFiles(getDefaultProguardFile("proguard-android-optimize.txt"), "proguard-rules.pro")
+        }
+    }
     compileOptions {
         sourceCompatibility = JavaVersion.VERSION_17
         targetCompatibility = JavaVersion.VERSION_17
