@@ -174,9 +174,12 @@ impl TrustedKeys {
     /// public key with a `kid`; private keys (`d`) and other key types are refused, so a
     /// misconfigured set is noticed rather than silently ignored.
     pub fn from_jwks_json(json: &str) -> Result<Self> {
-        let jwks: Jwks = serde_json::from_str(json).map_err(|e| Error::InvalidJwk {
-            reason: format!("not a JWKS document: {e}"),
-        })?;
+        // Read as bytes like every other JSON core reads (JWS headers and claims): the same
+        // result for the same text, and one copy of serde_json's parser in a wasm build.
+        let jwks: Jwks =
+            serde_json::from_slice(json.as_bytes()).map_err(|e| Error::InvalidJwk {
+                reason: format!("not a JWKS document: {e}"),
+            })?;
         Self::from_jwks(&jwks)
     }
 

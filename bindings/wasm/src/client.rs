@@ -57,9 +57,8 @@ fn client_error(e: client::ClientError) -> JsValue {
             let err: JsValue = js_error(e.code(), &e.to_string()).into();
             if let client::ClientError::Api { fields, .. } = &e
                 && !fields.is_empty()
-                && let Ok(v) = to_js(fields)
             {
-                crate::set(&err, "fields", v);
+                crate::set(&err, "fields", crate::js_field_errors(fields));
             }
             err
         }
@@ -332,10 +331,7 @@ impl Client {
             .0
             .verify_stored_descriptor(jws, secs("now", now)?)
             .or_throw()?;
-        to_js(&JsVerified {
-            kid: v.kid(),
-            claims: v.claims(),
-        })
+        crate::js_verified_descriptor(&v)
     }
 
     /// Renews an expiring or expired key (`POST /activations/renew`, within the server's

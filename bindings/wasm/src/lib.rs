@@ -140,9 +140,7 @@ fn to_js_error(e: core::Error) -> JsValue {
     match &e {
         core::Error::InvalidActivationRequest { fields }
         | core::Error::InvalidTransaction { fields } => {
-            if let Ok(v) = to_js(fields) {
-                set(&err, "fields", v);
-            }
+            set(&err, "fields", js_field_errors(fields));
         }
         core::Error::ApiKeyReservedChar { ch, position }
         | core::Error::ApiKeyInvalidChar { ch, position } => {
@@ -175,13 +173,69 @@ fn from_js<T: DeserializeOwned>(what: &str, value: &JsValue) -> JsResult<T> {
         .ok()
         .and_then(|s| s.as_string())
         .ok_or_else(|| invalid_argument(format!("{what} is not JSON-serialisable")))?;
-    serde_json::from_str(&text).map_err(|e| invalid_argument(format!("{what}: {e}")))
+    from_json(&text).map_err(|e| invalid_argument(format!("{what}: {e}")))
 }
 
-/// A serde value to a JS value, through JSON text.
+/// JSON text to a serde type. Read as bytes, like core reads JWS claims, so that the
+/// `.wasm` holds one copy of serde_json's parser (`from_str` would add a second one,
+/// specialised for `&str`, with the same results for the same text).
+fn from_json<T: DeserializeOwned>(text: &str) -> serde_json::Result<T> {
+    serde_json::from_slice(text.as_bytes())
+}
+
+/// A serde value to a JS value, through JSON text. Results with fixed members are built
+/// directly instead (see [`Obj`]): each serde `Serialize` impl costs code in the `.wasm`.
 fn to_js<T: Serialize>(value: &T) -> JsResult<JsValue> {
     let text = serde_json::to_string(value).map_err(|e| invalid_argument(e.to_string()))?;
     JSON::parse(&text)
+}
+
+/// A plain JS object built member by member, in the order serde would write them: the
+/// same object `JSON.parse` would give for the serialised struct, without the struct's
+/// serialiser in the `.wasm`.
+struct Obj(Object);
+
+impl Obj {
+    fn new() -> Self {
+        Obj(Object::new())
+    }
+
+    fn set(self, key: &str, value: impl Into<JsValue>) -> Self {
+        set(&self.0, key, value);
+        self
+    }
+
+    /// A Unix time or count: a JS number (what `JSON.parse` makes of the integer).
+    fn num(self, key: &str, n: i64) -> Self {
+        self.set(key, n as f64)
+    }
+
+    /// `null` when absent, as serde writes a `None` that is not skipped.
+    fn opt(self, key: &str, value: Option<&str>) -> Self {
+        self.set(key, value.map_or(JsValue::NULL, JsValue::from_str))
+    }
+
+    fn done(self) -> JsValue {
+        self.0.into()
+    }
+}
+
+fn js_array<T>(items: impl IntoIterator<Item = T>, f: impl Fn(T) -> JsValue) -> JsValue {
+    let out = js_sys::Array::new();
+    for item in items {
+        out.push(&f(item));
+    }
+    out.into()
+}
+
+pub(crate) fn js_field_errors(fields: &[core::FieldError]) -> JsValue {
+    js_array(fields, |e| {
+        Obj::new()
+            .set("field", e.field.as_str())
+            .set("code", e.code.as_str())
+            .set("message", e.message.as_str())
+            .done()
+    })
 }
 
 /// Unix seconds given as a JS number: must be a safe integer.
@@ -341,12 +395,6 @@ struct JsVerifyOptions {
     expected_application_package: Option<String>,
 }
 
-#[derive(Serialize)]
-struct JsVerifiedDescriptor<'a> {
-    kid: &'a str,
-    claims: &'a core::ActivationDescriptor,
-}
-
 /// Verifies a signed ActivationDescriptor offline; `now` is Unix seconds. Throws
 /// `malformed_jws`, `unsupported_algorithm`, `wrong_token_type`, `unknown_kid`,
 /// `bad_signature`, `clock_rolled_back`, `not_yet_valid`, `expired`, `device_mismatch`
@@ -372,10 +420,30 @@ pub fn verify_descriptor(
     };
     let v =
         core::verify_descriptor(jws, &trusted_keys.0, secs("now", now)?, &options).or_throw()?;
-    to_js(&JsVerifiedDescriptor {
-        kid: v.kid(),
-        claims: v.claims(),
-    })
+    js_verified_descriptor(&v)
+}
+
+/// A verified descriptor as `{kid, claims}` (the `VerifiedDescriptor` type).
+pub(crate) fn js_verified_descriptor(v: &core::VerifiedDescriptor) -> JsResult<JsValue> {
+    let c = v.claims();
+    let claims = Obj::new()
+        .set("iss", c.iss.as_str())
+        .set("sub", c.sub.as_str())
+        .num("iat", c.iat)
+        .num("nbf", c.nbf)
+        .num("exp", c.exp)
+        .set("ver", c.ver)
+        .set("activationId", c.activation_id.as_str())
+        .set("cashRegisterName", c.cash_register_name.as_str())
+        .set("deviceId", c.device_id.as_str())
+        .set("corporateId", c.corporate_id.as_str())
+        .set("country", c.country.as_str())
+        .set("applicationPackage", c.application_package.as_str())
+        .set("features", js_array(&c.features, |f| f.as_str().into()))
+        .set("status", c.status.as_str())
+        .set("extras", to_js(&c.extras)?)
+        .done();
+    Ok(Obj::new().set("kid", v.kid()).set("claims", claims).done())
 }
 
 /// Signs descriptor claims as a compact JWS (server side and tests).
@@ -416,13 +484,13 @@ pub fn generate_api_key(length: Option<u32>, alphabet: Option<ApiKeyAlphabet>) -
 
 // ---- URL tokens -------------------------------------------------------------------
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct JsUrlParam {
     id: String,
     value: String,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct JsUrlToken {
     prefix: String,
@@ -444,22 +512,21 @@ struct JsUrlToken {
 #[wasm_bindgen(js_name = parseUrlToken, unchecked_return_type = "UrlToken")]
 pub fn parse_url_token(path: &str) -> JsResult<JsValue> {
     let t = core::parse_url_token(path).or_throw()?;
-    to_js(&JsUrlToken {
-        prefix: t.prefix.as_str().to_owned(),
-        version: t.version,
-        rm_system: t.rm_system.ids().to_vec(),
-        rve: t.rve.map(|r| r.to_string()),
-        params: t
-            .params
-            .iter()
-            .map(|p| JsUrlParam {
-                id: p.id().to_string(),
-                value: p.value().to_owned(),
-            })
-            .collect(),
-        token: t.token.map(|a| a.expose().to_owned()),
-        rest: t.rest,
-    })
+    let params = js_array(&t.params, |p| {
+        Obj::new()
+            .set("id", p.id().to_string())
+            .set("value", p.value())
+            .done()
+    });
+    Ok(Obj::new()
+        .set("prefix", t.prefix.as_str())
+        .set("version", t.version.map_or(JsValue::NULL, JsValue::from))
+        .set("rmSystem", js_array(t.rm_system.ids(), |&id| id.into()))
+        .opt("rve", t.rve.map(|r| r.to_string()).as_deref())
+        .set("params", params)
+        .opt("token", t.token.as_ref().map(|a| a.expose()))
+        .set("rest", t.rest)
+        .done())
 }
 
 /// Builds the path for a token; `#`, `%` and `^` are percent-encoded.
@@ -506,21 +573,6 @@ pub fn encode_url_token(
 
 // ---- activation requests ----------------------------------------------------------
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct JsValidActivationRequest<'a> {
-    cash_register_name: &'a str,
-    device_id: &'a str,
-    valid_from: String,
-    valid_to: String,
-    valid_from_unix: i64,
-    valid_to_unix: i64,
-    corporate_id: &'a str,
-    application_package: &'a str,
-    country: &'a str,
-    extras: &'a serde_json::Value,
-}
-
 /// Validates an activation request (default rule `"swedishOrgNumber"`); every failing
 /// field is listed in the error's `fields` (`invalid_activation_request`).
 #[wasm_bindgen(
@@ -539,18 +591,18 @@ pub fn validate_activation_request(
         },
     };
     let v = core::validate_activation_request_with(&req, &rules).or_throw()?;
-    to_js(&JsValidActivationRequest {
-        cash_register_name: &v.cash_register_name,
-        device_id: &v.device_id,
-        valid_from: v.period.from_rfc3339(),
-        valid_to: v.period.to_rfc3339(),
-        valid_from_unix: v.period.from_unix_seconds(),
-        valid_to_unix: v.period.to_unix_seconds(),
-        corporate_id: v.corporate_id.as_str(),
-        application_package: v.application_package.as_str(),
-        country: &v.country,
-        extras: &v.extras,
-    })
+    Ok(Obj::new()
+        .set("cashRegisterName", v.cash_register_name.as_str())
+        .set("deviceId", v.device_id.as_str())
+        .set("validFrom", v.period.from_rfc3339())
+        .set("validTo", v.period.to_rfc3339())
+        .num("validFromUnix", v.period.from_unix_seconds())
+        .num("validToUnix", v.period.to_unix_seconds())
+        .set("corporateId", v.corporate_id.as_str())
+        .set("applicationPackage", v.application_package.as_str())
+        .set("country", v.country.as_str())
+        .set("extras", to_js(&v.extras)?)
+        .done())
 }
 
 // ---- dynamic keys -----------------------------------------------------------------
@@ -706,8 +758,8 @@ pub fn transaction_canonical_json(
 /// unknown members, floats, unknown `type`).
 #[wasm_bindgen(js_name = transactionFromJson, unchecked_return_type = "Transaction")]
 pub fn transaction_from_json(json: &str) -> JsResult<JsValue> {
-    let tx: core::Transaction = serde_json::from_str(json)
-        .map_err(|e| invalid_argument(format!("not a transaction: {e}")))?;
+    let tx: core::Transaction =
+        from_json(json).map_err(|e| invalid_argument(format!("not a transaction: {e}")))?;
     to_js(&tx)
 }
 
@@ -725,7 +777,20 @@ pub fn verify_receipt_chain(
         None => core::verify_receipt_chain(&receipts, &trusted_keys.0),
     }
     .or_throw()?;
-    to_js(&claims)
+    Ok(js_array(&claims, |c| {
+        Obj::new()
+            .set("iss", c.iss.as_str())
+            .set("sub", c.sub.as_str())
+            .num("iat", c.iat)
+            .num("seq", c.seq as i64)
+            .set("txid", c.txid.as_str())
+            .set("txh", c.txh.as_str())
+            .set("prev", c.prev.as_str())
+            .set("txType", c.tx_type.as_str())
+            .num("total", c.total)
+            .set("currency", c.currency.as_str())
+            .done()
+    }))
 }
 
 /// The `prev` value that links to a receipt: base64url SHA-256 of the compact JWS.
@@ -745,5 +810,14 @@ pub fn verify_server_time(
     expected_nonce: Option<String>,
 ) -> JsResult<JsValue> {
     let c = core::verify_server_time(jws, &trusted_keys.0, expected_nonce.as_deref()).or_throw()?;
-    to_js(&c)
+    let out = Obj::new()
+        .set("iss", c.iss)
+        .set("sub", c.sub)
+        .num("iat", c.iat);
+    // Absent, not null, when the server sent none (serde skips it).
+    Ok(match c.nonce {
+        Some(n) => out.set("nonce", n),
+        None => out,
+    }
+    .done())
 }
