@@ -65,8 +65,9 @@ fn is_sqlite(url: &str) -> bool {
     url.starts_with("sqlite:")
 }
 
-/// A pool on `url`; SQLite connections get the server's settings (WAL, FULL sync,
-/// statement journals in memory).
+/// A pool on `url`; SQLite connections get the server's settings
+/// ([`tillgate_server::db::SQLITE_PRAGMAS`]: WAL, FULL sync, statement journals in memory,
+/// checkpoint interval).
 pub async fn open(url: &str, max: u32) -> Result<AnyPool, String> {
     sqlx::any::install_default_drivers();
     let mut o = AnyPoolOptions::new()
@@ -75,13 +76,9 @@ pub async fn open(url: &str, max: u32) -> Result<AnyPool, String> {
     if is_sqlite(url) {
         o = o.after_connect(|conn, _| {
             Box::pin(async move {
-                sqlx::raw_sql(
-                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
-                     PRAGMA temp_store = MEMORY;",
-                )
-                .execute(conn)
-                .await?;
+                sqlx::raw_sql(tillgate_server::db::SQLITE_PRAGMAS)
+                    .execute(conn)
+                    .await?;
                 Ok(())
             })
         });
