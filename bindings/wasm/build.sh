@@ -84,7 +84,7 @@ toolchain=()
 std_config=()
 if [ "$build_std" = 1 ]; then
   toolchain=("+${WASM_NIGHTLY:-nightly}")
-  std_config=(-Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size)
+  std_config=(-Zbuild-std=std,panic_abort "-Zbuild-std-features=${WASM_STD_FEATURES-optimize_for_size}")
   export RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-Zunstable-options -Cpanic=immediate-abort"
 fi
 cargo ${toolchain[@]+"${toolchain[@]}"} build -p tillgate-wasm --target wasm32-unknown-unknown --profile "$profile" \

@@ -57,8 +57,9 @@ fn client_error(e: client::ClientError) -> JsValue {
             let err: JsValue = js_error(e.code(), &e.to_string()).into();
             if let client::ClientError::Api { fields, .. } = &e
                 && !fields.is_empty()
+                && let Ok(v) = crate::js_field_errors(fields)
             {
-                crate::set(&err, "fields", crate::js_field_errors(fields));
+                crate::set(&err, "fields", v);
             }
             err
         }

@@ -140,7 +140,9 @@ fn to_js_error(e: core::Error) -> JsValue {
     match &e {
         core::Error::InvalidActivationRequest { fields }
         | core::Error::InvalidTransaction { fields } => {
-            set(&err, "fields", js_field_errors(fields));
+            if let Ok(v) = js_field_errors(fields) {
+                set(&err, "fields", v);
+            }
         }
         core::Error::ApiKeyReservedChar { ch, position }
         | core::Error::ApiKeyInvalidChar { ch, position } => {
@@ -183,59 +185,103 @@ fn from_json<T: DeserializeOwned>(text: &str) -> serde_json::Result<T> {
     serde_json::from_slice(text.as_bytes())
 }
 
-/// A serde value to a JS value, through JSON text. Results with fixed members are built
-/// directly instead (see [`Obj`]): each serde `Serialize` impl costs code in the `.wasm`.
+/// A serde value to a JS value, through JSON text. Results with fixed members are
+/// written member by member instead (see [`Json`]): each serde `Serialize` impl costs
+/// code in the `.wasm`.
 fn to_js<T: Serialize>(value: &T) -> JsResult<JsValue> {
     let text = serde_json::to_string(value).map_err(|e| invalid_argument(e.to_string()))?;
     JSON::parse(&text)
 }
 
-/// A plain JS object built member by member, in the order serde would write them: the
-/// same object `JSON.parse` would give for the serialised struct, without the struct's
-/// serialiser in the `.wasm`.
-struct Obj(Object);
+/// JSON text of a result written member by member, in the order serde would write the
+/// struct, then handed to `JSON.parse` once: the very text, and so the very JS object,
+/// the struct's serialiser gave, without that serialiser in the `.wasm`. (One
+/// `JSON.parse` is also faster than setting each member from wasm.) Values are written
+/// by serde_json (strings escaped as before, integers exactly, `None` as `null`).
+struct Json {
+    text: Vec<u8>,
+    close: u8,
+}
 
-impl Obj {
-    fn new() -> Self {
-        Obj(Object::new())
+impl Json {
+    fn obj() -> Self {
+        Json {
+            text: vec![b'{'],
+            close: b'}',
+        }
     }
 
-    fn set(self, key: &str, value: impl Into<JsValue>) -> Self {
-        set(&self.0, key, value);
+    fn arr() -> Self {
+        Json {
+            text: vec![b'['],
+            close: b']',
+        }
+    }
+
+    fn sep(&mut self) {
+        if !matches!(self.text.last(), Some(b'{' | b'[')) {
+            self.text.push(b',');
+        }
+    }
+
+    /// A member name: the fixed camelCase names below, which need no escaping.
+    fn key(&mut self, key: &str) {
+        self.sep();
+        self.text.push(b'"');
+        self.text.extend_from_slice(key.as_bytes());
+        self.text.extend_from_slice(b"\":");
+    }
+
+    fn value<T: Serialize + ?Sized>(&mut self, value: &T) {
+        // Writing to a Vec cannot fail, nor can these values (strings, integers,
+        // options, JSON values with string keys).
+        let _ = serde_json::to_writer(&mut self.text, value);
+    }
+
+    fn set<T: Serialize + ?Sized>(mut self, key: &str, value: &T) -> Self {
+        self.key(key);
+        self.value(value);
         self
     }
 
-    /// A Unix time or count: a JS number (what `JSON.parse` makes of the integer).
-    fn num(self, key: &str, n: i64) -> Self {
-        self.set(key, n as f64)
+    /// A nested object or array.
+    fn nest(mut self, key: &str, inner: Json) -> Self {
+        self.key(key);
+        self.text.extend_from_slice(&inner.done());
+        self
     }
 
-    /// `null` when absent, as serde writes a `None` that is not skipped.
-    fn opt(self, key: &str, value: Option<&str>) -> Self {
-        self.set(key, value.map_or(JsValue::NULL, JsValue::from_str))
+    fn item_nest(mut self, inner: Json) -> Self {
+        self.sep();
+        self.text.extend_from_slice(&inner.done());
+        self
     }
 
-    fn done(self) -> JsValue {
-        self.0.into()
+    fn done(mut self) -> Vec<u8> {
+        self.text.push(self.close);
+        self.text
+    }
+
+    fn into_js(self) -> JsResult<JsValue> {
+        let text = String::from_utf8(self.done()).map_err(|e| invalid_argument(e.to_string()))?;
+        JSON::parse(&text)
     }
 }
 
-fn js_array<T>(items: impl IntoIterator<Item = T>, f: impl Fn(T) -> JsValue) -> JsValue {
-    let out = js_sys::Array::new();
-    for item in items {
-        out.push(&f(item));
-    }
-    out.into()
-}
-
-pub(crate) fn js_field_errors(fields: &[core::FieldError]) -> JsValue {
-    js_array(fields, |e| {
-        Obj::new()
-            .set("field", e.field.as_str())
-            .set("code", e.code.as_str())
-            .set("message", e.message.as_str())
-            .done()
+fn json_field_errors(fields: &[core::FieldError]) -> Json {
+    fields.iter().fold(Json::arr(), |a, e| {
+        a.item_nest(
+            Json::obj()
+                .set("field", &e.field)
+                .set("code", &e.code)
+                .set("message", &e.message),
+        )
     })
+}
+
+/// The `fields` of an error, as the JS array of `FieldError`s.
+pub(crate) fn js_field_errors(fields: &[core::FieldError]) -> JsResult<JsValue> {
+    json_field_errors(fields).into_js()
 }
 
 /// Unix seconds given as a JS number: must be a safe integer.
@@ -426,24 +472,26 @@ pub fn verify_descriptor(
 /// A verified descriptor as `{kid, claims}` (the `VerifiedDescriptor` type).
 pub(crate) fn js_verified_descriptor(v: &core::VerifiedDescriptor) -> JsResult<JsValue> {
     let c = v.claims();
-    let claims = Obj::new()
-        .set("iss", c.iss.as_str())
-        .set("sub", c.sub.as_str())
-        .num("iat", c.iat)
-        .num("nbf", c.nbf)
-        .num("exp", c.exp)
-        .set("ver", c.ver)
-        .set("activationId", c.activation_id.as_str())
-        .set("cashRegisterName", c.cash_register_name.as_str())
-        .set("deviceId", c.device_id.as_str())
-        .set("corporateId", c.corporate_id.as_str())
-        .set("country", c.country.as_str())
-        .set("applicationPackage", c.application_package.as_str())
-        .set("features", js_array(&c.features, |f| f.as_str().into()))
-        .set("status", c.status.as_str())
-        .set("extras", to_js(&c.extras)?)
-        .done();
-    Ok(Obj::new().set("kid", v.kid()).set("claims", claims).done())
+    let claims = Json::obj()
+        .set("iss", &c.iss)
+        .set("sub", &c.sub)
+        .set("iat", &c.iat)
+        .set("nbf", &c.nbf)
+        .set("exp", &c.exp)
+        .set("ver", &c.ver)
+        .set("activationId", &c.activation_id)
+        .set("cashRegisterName", &c.cash_register_name)
+        .set("deviceId", &c.device_id)
+        .set("corporateId", &c.corporate_id)
+        .set("country", &c.country)
+        .set("applicationPackage", &c.application_package)
+        .set("features", &c.features)
+        .set("status", &c.status)
+        .set("extras", &c.extras);
+    Json::obj()
+        .set("kid", v.kid())
+        .nest("claims", claims)
+        .into_js()
 }
 
 /// Signs descriptor claims as a compact JWS (server side and tests).
@@ -512,21 +560,22 @@ struct JsUrlToken {
 #[wasm_bindgen(js_name = parseUrlToken, unchecked_return_type = "UrlToken")]
 pub fn parse_url_token(path: &str) -> JsResult<JsValue> {
     let t = core::parse_url_token(path).or_throw()?;
-    let params = js_array(&t.params, |p| {
-        Obj::new()
-            .set("id", p.id().to_string())
-            .set("value", p.value())
-            .done()
+    let params = t.params.iter().fold(Json::arr(), |a, p| {
+        a.item_nest(
+            Json::obj()
+                .set("id", &p.id().to_string())
+                .set("value", p.value()),
+        )
     });
-    Ok(Obj::new()
+    Json::obj()
         .set("prefix", t.prefix.as_str())
-        .set("version", t.version.map_or(JsValue::NULL, JsValue::from))
-        .set("rmSystem", js_array(t.rm_system.ids(), |&id| id.into()))
-        .opt("rve", t.rve.map(|r| r.to_string()).as_deref())
-        .set("params", params)
-        .opt("token", t.token.as_ref().map(|a| a.expose()))
-        .set("rest", t.rest)
-        .done())
+        .set("version", &t.version)
+        .set("rmSystem", t.rm_system.ids())
+        .set("rve", &t.rve.map(|r| r.to_string()))
+        .nest("params", params)
+        .set("token", &t.token.as_ref().map(|a| a.expose()))
+        .set("rest", &t.rest)
+        .into_js()
 }
 
 /// Builds the path for a token; `#`, `%` and `^` are percent-encoded.
@@ -591,18 +640,18 @@ pub fn validate_activation_request(
         },
     };
     let v = core::validate_activation_request_with(&req, &rules).or_throw()?;
-    Ok(Obj::new()
-        .set("cashRegisterName", v.cash_register_name.as_str())
-        .set("deviceId", v.device_id.as_str())
-        .set("validFrom", v.period.from_rfc3339())
-        .set("validTo", v.period.to_rfc3339())
-        .num("validFromUnix", v.period.from_unix_seconds())
-        .num("validToUnix", v.period.to_unix_seconds())
+    Json::obj()
+        .set("cashRegisterName", &v.cash_register_name)
+        .set("deviceId", &v.device_id)
+        .set("validFrom", &v.period.from_rfc3339())
+        .set("validTo", &v.period.to_rfc3339())
+        .set("validFromUnix", &v.period.from_unix_seconds())
+        .set("validToUnix", &v.period.to_unix_seconds())
         .set("corporateId", v.corporate_id.as_str())
         .set("applicationPackage", v.application_package.as_str())
-        .set("country", v.country.as_str())
-        .set("extras", to_js(&v.extras)?)
-        .done())
+        .set("country", &v.country)
+        .set("extras", &v.extras)
+        .into_js()
 }
 
 // ---- dynamic keys -----------------------------------------------------------------
@@ -777,20 +826,24 @@ pub fn verify_receipt_chain(
         None => core::verify_receipt_chain(&receipts, &trusted_keys.0),
     }
     .or_throw()?;
-    Ok(js_array(&claims, |c| {
-        Obj::new()
-            .set("iss", c.iss.as_str())
-            .set("sub", c.sub.as_str())
-            .num("iat", c.iat)
-            .num("seq", c.seq as i64)
-            .set("txid", c.txid.as_str())
-            .set("txh", c.txh.as_str())
-            .set("prev", c.prev.as_str())
-            .set("txType", c.tx_type.as_str())
-            .num("total", c.total)
-            .set("currency", c.currency.as_str())
-            .done()
-    }))
+    claims
+        .iter()
+        .fold(Json::arr(), |a, c| {
+            a.item_nest(
+                Json::obj()
+                    .set("iss", &c.iss)
+                    .set("sub", &c.sub)
+                    .set("iat", &c.iat)
+                    .set("seq", &c.seq)
+                    .set("txid", &c.txid)
+                    .set("txh", &c.txh)
+                    .set("prev", &c.prev)
+                    .set("txType", &c.tx_type)
+                    .set("total", &c.total)
+                    .set("currency", &c.currency),
+            )
+        })
+        .into_js()
 }
 
 /// The `prev` value that links to a receipt: base64url SHA-256 of the compact JWS.
@@ -810,14 +863,14 @@ pub fn verify_server_time(
     expected_nonce: Option<String>,
 ) -> JsResult<JsValue> {
     let c = core::verify_server_time(jws, &trusted_keys.0, expected_nonce.as_deref()).or_throw()?;
-    let out = Obj::new()
-        .set("iss", c.iss)
-        .set("sub", c.sub)
-        .num("iat", c.iat);
+    let out = Json::obj()
+        .set("iss", &c.iss)
+        .set("sub", &c.sub)
+        .set("iat", &c.iat);
     // Absent, not null, when the server sent none (serde skips it).
-    Ok(match c.nonce {
+    match &c.nonce {
         Some(n) => out.set("nonce", n),
         None => out,
     }
-    .done())
+    .into_js()
 }
