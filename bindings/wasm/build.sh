@@ -69,17 +69,17 @@ if [ "$hot" != z ]; then
     hot_config+=(--config "profile.$profile.package.$c.opt-level=$hot")
   done
 fi
-# The small build (lite) also rebuilds the standard library for size, with nightly
-# cargo's build-std (WASM_BUILD_STD=1, the default for lite; needs the toolchain named by
-# WASM_NIGHTLY, default "nightly", with its rust-src component): std's formatting,
-# allocator and collections at the profile's opt-level "z" with std's
-# `optimize_for_size` feature, instead of the prebuilt std compiled for speed, and
-# panics as an immediate trap (`-Cpanic=immediate-abort`) instead of the panic machinery
-# (location strings, message formatting, hook). On wasm32-unknown-unknown a panic
-# already ended in the same trap (a JS `RuntimeError: unreachable`) with the message
-# going nowhere, so nothing observable changes. -10.2 KiB gzipped for lite (see
-# bindings/README.md). WASM_BUILD_STD=0 builds with the stable toolchain as before.
-case "$variant" in lite) build_std=${WASM_BUILD_STD:-1} ;; *) build_std=${WASM_BUILD_STD:-0} ;; esac
+# Every variant rebuilds the standard library for size, with nightly cargo's build-std
+# (WASM_BUILD_STD=1, the default; needs the toolchain named by WASM_NIGHTLY, default
+# "nightly", with its rust-src component): std's formatting, allocator and collections
+# at the profile's opt-level "z" with std's `optimize_for_size` feature
+# (WASM_STD_FEATURES), instead of the prebuilt std compiled for speed, and panics as an
+# immediate trap (`-Cpanic=immediate-abort`) instead of the panic machinery (location
+# strings, message formatting, hook). On wasm32-unknown-unknown a panic already ended
+# in the same trap (a JS `RuntimeError: unreachable`) with its message going nowhere,
+# so nothing observable changes. lite -10 KiB gzipped, full -17 KiB, verification as
+# fast (see bindings/README.md). WASM_BUILD_STD=0 builds with the stable toolchain.
+build_std=${WASM_BUILD_STD:-1}
 toolchain=()
 std_config=()
 if [ "$build_std" = 1 ]; then
