@@ -887,10 +887,30 @@ impl Store {
         now: i64,
         key: &SigningKey,
         issuer: &str,
-        mut new_id: impl FnMut() -> String,
+        new_id: impl FnMut() -> String,
     ) -> Result<Vec<Committed>, sqlx::Error> {
+        self.commit_batch_presigned(items, &[], now, key, issuer, new_id)
+            .await
+            .map(|(out, _)| out)
+    }
+
+    /// [`Store::commit_batch`] with rows signed ahead ([`presign`]; `presigned[i]` is
+    /// for `items[i]`, missing or `None` entries are signed here). A presigned row is
+    /// used only if, inside the database transaction (the write lock held), its
+    /// register's chain head is still the one it was signed against and `key` signed
+    /// it; otherwise the transaction is signed afresh, so the result is the same as
+    /// without it. Also returns the chain heads of the batch's registers after it.
+    pub async fn commit_batch_presigned(
+        &self,
+        items: &[NewTx],
+        presigned: &[Option<Presigned>],
+        now: i64,
+        key: &SigningKey,
+        issuer: &str,
+        mut new_id: impl FnMut() -> String,
+    ) -> Result<(Vec<Committed>, Heads), sqlx::Error> {
         if let Some(out) = self
-            .commit_batch_set_based(items, now, key, issuer, &mut new_id)
+            .commit_batch_set_based(items, presigned, now, key, issuer, &mut new_id)
             .await?
         {
             return Ok(out);
@@ -904,13 +924,14 @@ impl Store {
     async fn commit_batch_set_based(
         &self,
         items: &[NewTx],
+        presigned: &[Option<Presigned>],
         now: i64,
         key: &SigningKey,
         issuer: &str,
         new_id: &mut impl FnMut() -> String,
-    ) -> Result<Option<Vec<Committed>>, sqlx::Error> {
+    ) -> Result<Option<(Vec<Committed>, Heads)>, sqlx::Error> {
         if items.is_empty() {
-            return Ok(Some(Vec::new()));
+            return Ok(Some((Vec::new(), Heads::new())));
         }
         let mut tx = self.begin_write().await?;
         let mut heads = self.chain_heads(&mut tx, items).await?;
@@ -949,14 +970,20 @@ impl Store {
         // Sequence numbers and receipts, in batch order.
         let mut out = Vec::with_capacity(items.len());
         let mut rows: Vec<TxRow> = Vec::with_capacity(items.len());
-        for item in items {
+        for (i, item) in items.iter().enumerate() {
             let k = (item.activation_id.as_str(), item.idempotency_key.as_str());
             if let Some(row) = known.get(&k) {
                 out.push(Committed::Existing(row.clone()));
                 continue;
             }
             let head = head_of(&mut heads, item)?;
-            let row = chain_next(head, item, new_id(), now, key, issuer)?;
+            let row = match presigned.get(i).and_then(Option::as_ref) {
+                Some(p) if p.continues(head, key) => {
+                    *head = (p.row.seq, p.link.clone(), true);
+                    p.row.clone()
+                }
+                _ => chain_next(head, item, new_id(), now, key, issuer)?,
+            };
             // The same key again later in this batch gets this row back.
             known.insert(k, row.clone());
             out.push(Committed::New(row.clone()));
@@ -969,7 +996,7 @@ impl Store {
         }
         self.move_heads(&mut tx, &heads).await?;
         tx.commit().await?;
-        Ok(Some(out))
+        Ok(Some((out, heads_after(&heads))))
     }
 
     /// [`Store::commit_batch`] one INSERT per row: the fallback when keys race.
@@ -980,7 +1007,7 @@ impl Store {
         key: &SigningKey,
         issuer: &str,
         mut new_id: impl FnMut() -> String,
-    ) -> Result<Vec<Committed>, sqlx::Error> {
+    ) -> Result<(Vec<Committed>, Heads), sqlx::Error> {
         let mut tx = self.begin_write().await?;
         let mut heads = self.chain_heads(&mut tx, items).await?;
         let mut out = Vec::with_capacity(items.len());
@@ -1011,7 +1038,7 @@ impl Store {
         }
         self.move_heads(&mut tx, &heads).await?;
         tx.commit().await?;
-        Ok(out)
+        Ok((out, heads_after(&heads)))
     }
 
     /// The chain head (sequence, link, changed = false) of every register of `items`,
@@ -1288,6 +1315,71 @@ async fn seal_plain_seeds(
     Ok(sealed)
 }
 
+/// Chain heads by register (activation id): the last sequence number and the link
+/// (`receipt_link`) of its receipt; `(0, "")` before the first transaction.
+pub type Heads = HashMap<String, (i64, String)>;
+
+fn heads_after(heads: &BTreeMap<&str, (i64, String, bool)>) -> Heads {
+    heads
+        .iter()
+        .map(|(id, (seq, link, _))| ((*id).to_owned(), (*seq, link.clone())))
+        .collect()
+}
+
+/// A transaction's row signed before its batch is committed, against the chain head
+/// its writer expects (see [`presign`] and [`Store::commit_batch_presigned`]).
+#[derive(Debug, Clone)]
+pub struct Presigned {
+    /// The head it was signed to continue.
+    after: (i64, String),
+    /// The id of the key that signed it.
+    kid: String,
+    row: TxRow,
+    /// `receipt_link` of its receipt: the head after it.
+    link: String,
+}
+
+impl Presigned {
+    /// Whether it continues `head` (as read under the write lock) and `key` signed it.
+    fn continues(&self, head: &(i64, String, bool), key: &SigningKey) -> bool {
+        self.after.0 == head.0 && self.after.1 == head.1 && self.kid == key.kid()
+    }
+}
+
+/// Signs `items` ahead of their commit (CPU only, no database), continuing the chain
+/// heads in `expected`, which move on past them. Items of a register with no expected
+/// head get `None` and are signed by the commit; so does anything the commit finds
+/// changed meanwhile (an idempotent replay, another writer). A writer that keeps
+/// `expected` from batch to batch can sign the next batch while the previous one is
+/// being committed.
+pub fn presign<'a>(
+    items: impl IntoIterator<Item = &'a NewTx>,
+    expected: &mut Heads,
+    now: i64,
+    key: &SigningKey,
+    issuer: &str,
+    mut new_id: impl FnMut() -> String,
+) -> Result<Vec<Option<Presigned>>, sqlx::Error> {
+    let mut out = Vec::new();
+    for item in items {
+        let Some((seq, link)) = expected.get_mut(&item.activation_id) else {
+            out.push(None);
+            continue;
+        };
+        let after = (*seq, link.clone());
+        let mut head = (*seq, std::mem::take(link), false);
+        let row = chain_next(&mut head, item, new_id(), now, key, issuer)?;
+        (*seq, *link) = (head.0, head.1.clone());
+        out.push(Some(Presigned {
+            after,
+            kid: key.kid().to_owned(),
+            row,
+            link: head.1,
+        }));
+    }
+    Ok(out)
+}
+
 /// The chain head of `item`'s register, as read by `Store::chain_heads`.
 fn head_of<'h>(
     heads: &'h mut BTreeMap<&str, (i64, String, bool)>,
@@ -1445,15 +1537,17 @@ mod tests {
             let mut commit = async |items: Vec<NewTx>| {
                 if set_based {
                     store
-                        .commit_batch_set_based(&items, 1_000, &key, "tillgate", &mut ids)
+                        .commit_batch_set_based(&items, &[], 1_000, &key, "tillgate", &mut ids)
                         .await
                         .unwrap()
                         .unwrap()
+                        .0
                 } else {
                     store
                         .commit_batch_row_by_row(&items, 1_000, &key, "tillgate", &mut ids)
                         .await
                         .unwrap()
+                        .0
                 }
             };
             let first = commit(vec![item("a", "k1"), item("b", "k1"), item("a", "k2")]).await;
@@ -1487,5 +1581,148 @@ mod tests {
             let _ = std::fs::remove_dir_all(&dir);
         }
         assert_eq!(results[0], results[1]);
+    }
+
+    /// Rows signed ahead are used when they continue the heads read under the write
+    /// lock, and signed afresh otherwise (stale heads, a replay in the batch, another
+    /// key): the chains stay gapless and verify either way.
+    #[tokio::test]
+    async fn presigned_rows_are_used_only_when_they_fit() {
+        let key = SigningKey::from_seed(&[7; 32]);
+        let other = SigningKey::from_seed(&[8; 32]);
+        let mut trusted = TrustedKeys::new();
+        trusted.add_jwk(&key.public_jwk()).unwrap();
+        let dir = std::env::temp_dir().join(format!("tillgate-db-presign-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
+        let store = Store::connect(&url, 2).await.unwrap();
+        for (id, h) in [("a", "00"), ("b", "11")] {
+            assert!(
+                store
+                    .insert_activation(&registration(id), &h.repeat(32))
+                    .await
+                    .unwrap()
+            );
+        }
+        let mut n = 0;
+        let mut ids = move || {
+            n += 1;
+            format!("tx_{n:04}")
+        };
+        let ids_of = |p: &[Option<Presigned>]| -> Vec<Option<String>> {
+            p.iter()
+                .map(|p| p.as_ref().map(|p| p.row.id.clone()))
+                .collect()
+        };
+        let new_ids = |out: &[Committed]| -> Vec<Option<String>> {
+            out.iter()
+                .map(|c| match c {
+                    Committed::New(r) => Some(r.id.clone()),
+                    Committed::Existing(_) => None,
+                })
+                .collect()
+        };
+
+        // No expected heads: nothing is presigned; the commit reports the heads.
+        let mut expected = Heads::new();
+        let batch = vec![item("a", "k1"), item("b", "k1")];
+        let pre = presign(&batch, &mut expected, 1_000, &key, "tillgate", &mut ids).unwrap();
+        assert_eq!(ids_of(&pre), [None, None]);
+        let (_, heads) = store
+            .commit_batch_presigned(&batch, &pre, 1_000, &key, "tillgate", &mut ids)
+            .await
+            .unwrap();
+        assert_eq!(heads.len(), 2);
+        assert_eq!(heads["a"].0, 1);
+
+        // Presigned against the current heads: used as they are.
+        let mut expected = heads.clone();
+        let batch = vec![item("a", "k2"), item("a", "k3"), item("b", "k2")];
+        let pre = presign(&batch, &mut expected, 1_001, &key, "tillgate", &mut ids).unwrap();
+        assert!(pre.iter().all(Option::is_some));
+        let (out, after) = store
+            .commit_batch_presigned(&batch, &pre, 1_001, &key, "tillgate", &mut ids)
+            .await
+            .unwrap();
+        assert_eq!(new_ids(&out), ids_of(&pre));
+        assert_eq!(after, expected, "the heads the presigning expected");
+
+        // Stale heads (from before the last batch): signed afresh.
+        let mut stale = heads.clone();
+        let batch = vec![item("a", "k4"), item("b", "k3")];
+        let pre = presign(&batch, &mut stale, 1_002, &key, "tillgate", &mut ids).unwrap();
+        let (out, _) = store
+            .commit_batch_presigned(&batch, &pre, 1_002, &key, "tillgate", &mut ids)
+            .await
+            .unwrap();
+        let used = new_ids(&out);
+        assert!(
+            used.iter()
+                .zip(ids_of(&pre))
+                .all(|(u, p)| u.is_some() && *u != p)
+        );
+
+        // A replay inside a presigned batch: the stored row comes back, and the rows
+        // after it in that register (signed on top of the replay) are signed afresh.
+        let (_, now_heads) = store
+            .commit_batch_presigned(&[], &[], 1_003, &key, "tillgate", &mut ids)
+            .await
+            .unwrap();
+        assert!(now_heads.is_empty());
+        let mut expected = Heads::new();
+        for reg in ["a", "b"] {
+            let rows = store.list_txs(reg, 0, i64::MIN, 100).await.unwrap();
+            let last = rows.last().unwrap();
+            expected.insert(
+                reg.into(),
+                (last.seq, tillgate_core::receipt_link(&last.receipt)),
+            );
+        }
+        let batch = vec![item("a", "k4"), item("a", "k5"), item("b", "k4")];
+        let pre = presign(&batch, &mut expected, 1_003, &key, "tillgate", &mut ids).unwrap();
+        let (out, _) = store
+            .commit_batch_presigned(&batch, &pre, 1_003, &key, "tillgate", &mut ids)
+            .await
+            .unwrap();
+        assert!(matches!(out[0], Committed::Existing(_)), "k4 replayed");
+        assert_ne!(
+            new_ids(&out)[1],
+            ids_of(&pre)[1],
+            "k5 re-signed after the replay"
+        );
+        assert_eq!(new_ids(&out)[2], ids_of(&pre)[2], "b's row still fits");
+
+        // Signed by another key than the commit's: signed afresh.
+        let mut expected = Heads::new();
+        for reg in ["a"] {
+            let rows = store.list_txs(reg, 0, i64::MIN, 100).await.unwrap();
+            let last = rows.last().unwrap();
+            expected.insert(
+                reg.into(),
+                (last.seq, tillgate_core::receipt_link(&last.receipt)),
+            );
+        }
+        let batch = vec![item("a", "k6")];
+        let pre = presign(&batch, &mut expected, 1_004, &other, "tillgate", &mut ids).unwrap();
+        let (out, _) = store
+            .commit_batch_presigned(&batch, &pre, 1_004, &key, "tillgate", &mut ids)
+            .await
+            .unwrap();
+        assert_ne!(new_ids(&out), ids_of(&pre));
+
+        for reg in ["a", "b"] {
+            let rows = store.list_txs(reg, 0, i64::MIN, 100).await.unwrap();
+            let receipts: Vec<&str> = rows.iter().map(|r| r.receipt.as_str()).collect();
+            let claims = verify_receipt_chain(&receipts, &trusted).unwrap();
+            let seqs: Vec<u64> = claims.iter().map(|c| c.seq).collect();
+            assert_eq!(seqs, (1..=rows.len() as u64).collect::<Vec<_>>());
+        }
+        assert_eq!(
+            store.list_txs("a", 0, i64::MIN, 100).await.unwrap().len(),
+            6
+        );
+        store.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::cache::{KeyCache, SignedTimeCache};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::db::{Backend, Committed, NewTx, Store};
+use crate::db::{Backend, Committed, Heads, NewTx, Presigned, Store, presign};
 use crate::error::AppError;
 use crate::ids;
 use crate::metrics::Metrics;
@@ -312,54 +312,161 @@ impl AppState {
     }
 }
 
+/// A job of the writer: the transaction and where its outcome goes.
+type Job = (NewTx, oneshot::Sender<Result<Committed, ()>>);
+
+/// At most this many registers' expected chain heads are kept by a writer (a hint for
+/// presigning; forgetting them only means signing inside the commit).
+const EXPECTED_HEADS_MAX: usize = 100_000;
+
+/// A batch handed to its commit, which runs while the writer signs the next one.
+struct InFlight {
+    /// Ends with the registers' chain heads after the batch (`None` if it failed).
+    commit: tokio::task::JoinHandle<Option<Heads>>,
+    /// The heads presigning expected after the batch, for the registers it knew.
+    predicted: Heads,
+}
+
+/// The group-commit writer. While a batch is being committed, the transactions that
+/// arrive are signed one by one against the chain heads the writer expects
+/// (`db::presign`); when the commit ends, everything gathered (up to `batch_max`) is
+/// handed to the next commit at once. So signing overlaps the previous commit instead
+/// of lengthening the next, and a batch holds whatever arrived during one commit. One
+/// batch is in flight at a time, so commits stay in order; the commit checks every
+/// presigned row against the heads it reads under the write lock and signs afresh what
+/// does not fit (a replay, a failed batch, another process), so the hint never changes
+/// a result.
 async fn writer_loop(state: AppState, mut rx: mpsc::Receiver<WriterMsg>) {
     let max = state.config.batch_max.max(1);
-    let mut jobs: Vec<(NewTx, oneshot::Sender<Result<Committed, ()>>)> = Vec::with_capacity(max);
+    let mut expected = Heads::new();
+    let mut inflight: Option<InFlight> = None;
+    let mut jobs: Vec<Job> = Vec::with_capacity(max);
+    let mut presigned: Vec<Option<Presigned>> = Vec::with_capacity(max);
+    let mut stop = None;
+    let mut closed = false;
     loop {
-        let mut stop = None;
-        match rx.recv().await {
-            None => break,
-            Some(WriterMsg::Shutdown(done)) => stop = Some(done),
-            Some(WriterMsg::Job(item, reply)) => jobs.push((item, reply)),
-        }
-        while stop.is_none() && jobs.len() < max {
-            match rx.try_recv() {
-                Ok(WriterMsg::Job(item, reply)) => jobs.push((item, reply)),
-                Ok(WriterMsg::Shutdown(done)) => stop = Some(done),
-                Err(_) => break,
+        if inflight.is_none() && !jobs.is_empty() {
+            // Nothing being committed: commit what is gathered.
+            let predicted: Heads = jobs
+                .iter()
+                .filter_map(|(item, _)| {
+                    let id = &item.activation_id;
+                    expected.get(id).map(|h| (id.clone(), h.clone()))
+                })
+                .collect();
+            let batch = std::mem::replace(&mut jobs, Vec::with_capacity(max));
+            let signed = std::mem::replace(&mut presigned, Vec::with_capacity(max));
+            inflight = Some(InFlight {
+                commit: tokio::spawn(write_batch(state.clone(), batch, signed)),
+                predicted,
+            });
+            if expected.len() > EXPECTED_HEADS_MAX {
+                expected.clear();
             }
         }
-        if !jobs.is_empty() {
-            write_batch(&state, std::mem::take(&mut jobs)).await;
+        if stop.is_some() || closed {
+            break;
         }
-        if let Some(done) = stop {
-            // Commit whatever is still queued, then stop.
-            while let Ok(msg) = rx.try_recv() {
-                if let WriterMsg::Job(item, reply) = msg {
-                    jobs.push((item, reply));
+        let room = jobs.len() < max;
+        tokio::select! {
+            biased;
+            outcome = async {
+                match inflight.as_mut() {
+                    Some(f) => (&mut f.commit).await,
+                    None => std::future::pending().await,
+                }
+            }, if inflight.is_some() =>
+            {
+                if let Some(done) = inflight.take() {
+                    learn(&mut expected, &done.predicted, outcome.ok().flatten(), &jobs);
                 }
             }
-            if !jobs.is_empty() {
-                write_batch(&state, std::mem::take(&mut jobs)).await;
+            msg = rx.recv(), if room || inflight.is_none() => match msg {
+                None => closed = true,
+                Some(WriterMsg::Shutdown(done)) => stop = Some(done),
+                Some(WriterMsg::Job(item, reply)) => {
+                    let signed = match state.keys().await {
+                        Ok(ring) => presign(
+                            std::iter::once(&item),
+                            &mut expected,
+                            state.now(),
+                            &ring.signing,
+                            &state.config.issuer,
+                            ids::transaction_id,
+                        )
+                        .ok()
+                        .and_then(|mut one| one.pop().flatten()),
+                        Err(_) => None,
+                    };
+                    jobs.push((item, reply));
+                    presigned.push(signed);
+                }
+            },
+        }
+    }
+    // Stopping: let the commit in flight end, then commit whatever is still queued.
+    if let Some(f) = inflight.take() {
+        let _ = f.commit.await;
+    }
+    while let Ok(msg) = rx.try_recv() {
+        if let WriterMsg::Job(item, reply) = msg {
+            jobs.push((item, reply));
+        }
+    }
+    if !jobs.is_empty() {
+        write_batch(state.clone(), jobs, Vec::new()).await;
+    }
+    if let Some(done) = stop {
+        let _ = done.send(());
+    }
+}
+
+/// Updates the expected heads once a batch's commit has ended: `outcome` holds its
+/// registers' heads (`None`: it failed), `predicted` what presigning had assumed. A
+/// register also in the batch just presigned (`next`) keeps that batch's expectation
+/// if the assumption held, and is forgotten if not (that batch will be signed afresh
+/// where it does not fit, and the register learnt again from its outcome).
+fn learn(expected: &mut Heads, predicted: &Heads, outcome: Option<Heads>, next: &[Job]) {
+    let in_next = |id: &str| next.iter().any(|(item, _)| item.activation_id == id);
+    match outcome {
+        Some(heads) => {
+            for (id, head) in heads {
+                if in_next(&id) {
+                    if predicted.get(&id) != Some(&head) {
+                        expected.remove(&id);
+                    }
+                } else {
+                    expected.insert(id, head);
+                }
             }
-            let _ = done.send(());
-            break;
+        }
+        None => {
+            for id in predicted.keys() {
+                expected.remove(id);
+            }
         }
     }
 }
 
-async fn write_batch(state: &AppState, jobs: Vec<(NewTx, oneshot::Sender<Result<Committed, ()>>)>) {
+/// Commits a batch and answers each job; returns the batch's chain heads after it
+/// (`None` if the batch as a whole failed).
+async fn write_batch(
+    state: AppState,
+    jobs: Vec<Job>,
+    presigned: Vec<Option<Presigned>>,
+) -> Option<Heads> {
     let (items, replies): (Vec<NewTx>, Vec<_>) = jobs.into_iter().unzip();
-    match commit_items(state, &items).await {
-        Ok(results) => {
+    match commit_items(&state, &items, &presigned).await {
+        Ok((results, heads)) => {
             state
                 .metrics
                 .batches_committed
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             for (result, reply) in results.into_iter().zip(replies) {
-                count(state, &result);
+                count(&state, &result);
                 let _ = reply.send(Ok(result));
             }
+            Some(heads)
         }
         Err(e) if items.len() > 1 => {
             // One bad item must not fail its neighbours: retry them one by one.
@@ -369,10 +476,10 @@ async fn write_batch(state: &AppState, jobs: Vec<(NewTx, oneshot::Sender<Result<
                 .batches_failed
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             for (item, reply) in items.into_iter().zip(replies) {
-                match commit_items(state, std::slice::from_ref(&item)).await {
-                    Ok(mut r) => match r.pop() {
+                match commit_items(&state, std::slice::from_ref(&item), &[]).await {
+                    Ok((mut r, _)) => match r.pop() {
                         Some(result) => {
-                            count(state, &result);
+                            count(&state, &result);
                             let _ = reply.send(Ok(result));
                         }
                         None => {
@@ -385,6 +492,7 @@ async fn write_batch(state: &AppState, jobs: Vec<(NewTx, oneshot::Sender<Result<
                     }
                 }
             }
+            None
         }
         Err(e) => {
             tracing::error!(error = %e, "transaction could not be committed");
@@ -395,6 +503,7 @@ async fn write_batch(state: &AppState, jobs: Vec<(NewTx, oneshot::Sender<Result<
             for reply in replies {
                 let _ = reply.send(Err(()));
             }
+            None
         }
     }
 }
@@ -407,12 +516,17 @@ fn count(state: &AppState, result: &Committed) {
     counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }
 
-async fn commit_items(state: &AppState, items: &[NewTx]) -> Result<Vec<Committed>, String> {
+async fn commit_items(
+    state: &AppState,
+    items: &[NewTx],
+    presigned: &[Option<Presigned>],
+) -> Result<(Vec<Committed>, Heads), String> {
     let ring = state.keys().await.map_err(|e| e.to_string())?;
     state
         .store
-        .commit_batch(
+        .commit_batch_presigned(
             items,
+            presigned,
             state.now(),
             &ring.signing,
             &state.config.issuer,
