@@ -14,13 +14,6 @@ apt_install chromium
 need_node
 command -v rustup >/dev/null && { rustup target list --installed | grep -qx wasm32-unknown-unknown ||
   rustup target add wasm32-unknown-unknown; }
-# The lite package rebuilds std with nightly cargo's build-std (bindings/wasm/build.sh):
-# nightly with its rust-src component.
-command -v rustup >/dev/null && {
-  rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
-  rustup component list --toolchain nightly --installed | grep -q '^rust-src' ||
-    rustup component add rust-src --toolchain nightly
-}
 # The CLI must equal the wasm-bindgen crate version exactly (never --locked: its lockfile
 # asks for a webpki-roots release this registry does not serve).
 want=$(sed -n 's/^wasm-bindgen = "=\(.*\)"/\1/p' "$ROOT/Cargo.toml")

@@ -70,8 +70,9 @@ if [ "$hot" != z ]; then
   done
 fi
 # Every variant rebuilds the standard library for size, with nightly cargo's build-std
-# (WASM_BUILD_STD=1, the default; needs the toolchain named by WASM_NIGHTLY, default
-# "nightly", with its rust-src component): std's formatting, allocator and collections
+# (WASM_BUILD_STD=1, the default; needs the toolchain named by WASM_NIGHTLY, default the
+# dated nightly below, pinned because build-std and the panic flag are unstable, with
+# its rust-src component): std's formatting, allocator and collections
 # at the profile's opt-level "z" with std's `optimize_for_size` feature
 # (WASM_STD_FEATURES), instead of the prebuilt std compiled for speed, and panics as an
 # immediate trap (`-Cpanic=immediate-abort`) instead of the panic machinery (location
@@ -79,11 +80,21 @@ fi
 # in the same trap (a JS `RuntimeError: unreachable`) with its message going nowhere,
 # so nothing observable changes. lite -10 KiB gzipped, full -17 KiB, verification as
 # fast (see bindings/README.md). WASM_BUILD_STD=0 builds with the stable toolchain.
+wasm_nightly_default=nightly-2026-05-20
 build_std=${WASM_BUILD_STD:-1}
 toolchain=()
 std_config=()
 if [ "$build_std" = 1 ]; then
-  toolchain=("+${WASM_NIGHTLY:-nightly}")
+  nightly=${WASM_NIGHTLY:-$wasm_nightly_default}
+  if command -v rustup >/dev/null; then
+    rustup toolchain list | grep -q "^$nightly" || {
+      echo "build.sh: rustup toolchain install $nightly (once)" >&2
+      rustup toolchain install "$nightly" --profile minimal >&2
+    }
+    rustup component list --toolchain "$nightly" --installed | grep -q '^rust-src' ||
+      rustup component add rust-src --toolchain "$nightly" >&2
+  fi
+  toolchain=("+$nightly")
   std_config=(-Zbuild-std=std,panic_abort "-Zbuild-std-features=${WASM_STD_FEATURES-optimize_for_size}")
   export RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-Zunstable-options -Cpanic=immediate-abort"
 fi
