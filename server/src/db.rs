@@ -1493,6 +1493,50 @@ mod tests {
         }
     }
 
+    /// A fresh SQLite store (in a temporary directory named after `name`) holding the
+    /// registers "a" and "b".
+    async fn store_with_registers_a_b(name: &str) -> (Store, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("tillgate-db-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
+        let store = Store::connect(&url, 2).await.unwrap();
+        for (id, h) in [("a", "00"), ("b", "11")] {
+            assert!(
+                store
+                    .insert_activation(&registration(id), &h.repeat(32))
+                    .await
+                    .unwrap()
+            );
+        }
+        (store, dir)
+    }
+
+    /// The registers' heads as stored: last sequence and the link of its receipt.
+    async fn stored_heads(store: &Store, registers: &[&str]) -> Heads {
+        let mut heads = Heads::new();
+        for reg in registers {
+            let rows = store.list_txs(reg, 0, i64::MIN, 100).await.unwrap();
+            let last = rows.last().unwrap();
+            heads.insert(
+                (*reg).into(),
+                (last.seq, tillgate_core::receipt_link(&last.receipt)),
+            );
+        }
+        heads
+    }
+
+    /// Registers "a" and "b" hold gapless chains from 1 that verify.
+    async fn assert_chains_verify(store: &Store, trusted: &TrustedKeys) {
+        for reg in ["a", "b"] {
+            let rows = store.list_txs(reg, 0, i64::MIN, 100).await.unwrap();
+            let receipts: Vec<&str> = rows.iter().map(|r| r.receipt.as_str()).collect();
+            let claims = verify_receipt_chain(&receipts, trusted).unwrap();
+            let seqs: Vec<u64> = claims.iter().map(|c| c.seq).collect();
+            assert_eq!(seqs, (1..=rows.len() as u64).collect::<Vec<_>>());
+        }
+    }
+
     /// (id, seq, new?) of each result.
     fn shape(out: &[Committed]) -> Vec<(String, i64, bool)> {
         out.iter()
@@ -1513,22 +1557,7 @@ mod tests {
         trusted.add_jwk(&key.public_jwk()).unwrap();
         let mut results = Vec::new();
         for set_based in [true, false] {
-            let dir = std::env::temp_dir().join(format!(
-                "tillgate-db-paths-{}-{set_based}",
-                std::process::id()
-            ));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            let url = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
-            let store = Store::connect(&url, 2).await.unwrap();
-            for (id, h) in [("a", "00"), ("b", "11")] {
-                assert!(
-                    store
-                        .insert_activation(&registration(id), &h.repeat(32))
-                        .await
-                        .unwrap()
-                );
-            }
+            let (store, dir) = store_with_registers_a_b(&format!("paths-{set_based}")).await;
             let mut n = 0;
             let mut ids = || {
                 n += 1;
@@ -1567,13 +1596,7 @@ mod tests {
             assert_eq!((second[1].1, second[1].2), (3, true));
             assert_eq!(second[2], (second[1].0.clone(), 3, false), "k3 twice");
             assert_eq!((second[3].1, second[3].2), (2, true));
-            for reg in ["a", "b"] {
-                let rows = store.list_txs(reg, 0, i64::MIN, 100).await.unwrap();
-                let receipts: Vec<&str> = rows.iter().map(|r| r.receipt.as_str()).collect();
-                let claims = verify_receipt_chain(&receipts, &trusted).unwrap();
-                let seqs: Vec<u64> = claims.iter().map(|c| c.seq).collect();
-                assert_eq!(seqs, (1..=rows.len() as u64).collect::<Vec<_>>());
-            }
+            assert_chains_verify(&store, &trusted).await;
             // Ids differ (the fallback draws one for a row it then finds stored).
             let seqs = |v: &[(String, i64, bool)]| v.iter().map(|r| (r.1, r.2)).collect::<Vec<_>>();
             results.push((seqs(&first), seqs(&second)));
@@ -1592,19 +1615,7 @@ mod tests {
         let other = SigningKey::from_seed(&[8; 32]);
         let mut trusted = TrustedKeys::new();
         trusted.add_jwk(&key.public_jwk()).unwrap();
-        let dir = std::env::temp_dir().join(format!("tillgate-db-presign-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
-        let store = Store::connect(&url, 2).await.unwrap();
-        for (id, h) in [("a", "00"), ("b", "11")] {
-            assert!(
-                store
-                    .insert_activation(&registration(id), &h.repeat(32))
-                    .await
-                    .unwrap()
-            );
-        }
+        let (store, dir) = store_with_registers_a_b("presign").await;
         let mut n = 0;
         let mut ids = move || {
             n += 1;
@@ -1670,15 +1681,7 @@ mod tests {
             .await
             .unwrap();
         assert!(now_heads.is_empty());
-        let mut expected = Heads::new();
-        for reg in ["a", "b"] {
-            let rows = store.list_txs(reg, 0, i64::MIN, 100).await.unwrap();
-            let last = rows.last().unwrap();
-            expected.insert(
-                reg.into(),
-                (last.seq, tillgate_core::receipt_link(&last.receipt)),
-            );
-        }
+        let mut expected = stored_heads(&store, &["a", "b"]).await;
         let batch = vec![item("a", "k4"), item("a", "k5"), item("b", "k4")];
         let pre = presign(&batch, &mut expected, 1_003, &key, "tillgate", &mut ids).unwrap();
         let (out, _) = store
@@ -1694,15 +1697,7 @@ mod tests {
         assert_eq!(new_ids(&out)[2], ids_of(&pre)[2], "b's row still fits");
 
         // Signed by another key than the commit's: signed afresh.
-        let mut expected = Heads::new();
-        for reg in ["a"] {
-            let rows = store.list_txs(reg, 0, i64::MIN, 100).await.unwrap();
-            let last = rows.last().unwrap();
-            expected.insert(
-                reg.into(),
-                (last.seq, tillgate_core::receipt_link(&last.receipt)),
-            );
-        }
+        let mut expected = stored_heads(&store, &["a"]).await;
         let batch = vec![item("a", "k6")];
         let pre = presign(&batch, &mut expected, 1_004, &other, "tillgate", &mut ids).unwrap();
         let (out, _) = store
@@ -1711,13 +1706,7 @@ mod tests {
             .unwrap();
         assert_ne!(new_ids(&out), ids_of(&pre));
 
-        for reg in ["a", "b"] {
-            let rows = store.list_txs(reg, 0, i64::MIN, 100).await.unwrap();
-            let receipts: Vec<&str> = rows.iter().map(|r| r.receipt.as_str()).collect();
-            let claims = verify_receipt_chain(&receipts, &trusted).unwrap();
-            let seqs: Vec<u64> = claims.iter().map(|c| c.seq).collect();
-            assert_eq!(seqs, (1..=rows.len() as u64).collect::<Vec<_>>());
-        }
+        assert_chains_verify(&store, &trusted).await;
         assert_eq!(
             store.list_txs("a", 0, i64::MIN, 100).await.unwrap().len(),
             6
