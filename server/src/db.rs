@@ -53,6 +53,10 @@ const PG_MIGRATION_LOCK: i64 = 0x7469_6c6c_6761_7465;
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// Where write transactions run: on SQLite one connection of its own (its page
+    /// cache stays warm from batch to batch, and writers queue here instead of on
+    /// SQLite's lock); on PostgreSQL the same pool.
+    writer: AnyPool,
     backend: Backend,
     seeds: Option<SeedCipher>,
 }
@@ -261,20 +265,28 @@ impl Store {
                 "DATABASE_URL must start with postgres://, postgresql:// or sqlite:".into(),
             ));
         };
-        let mut options = AnyPoolOptions::new()
-            .max_connections(pool_size.max(2))
-            .acquire_timeout(std::time::Duration::from_secs(10));
-        if backend == Backend::Sqlite {
-            options = options.after_connect(|conn, _meta| {
+        let options = |size: u32| {
+            let options = AnyPoolOptions::new()
+                .max_connections(size)
+                .acquire_timeout(std::time::Duration::from_secs(10));
+            if backend != Backend::Sqlite {
+                return options;
+            }
+            options.after_connect(|conn, _meta| {
                 Box::pin(async move {
                     sqlx::raw_sql(SQLITE_PRAGMAS).execute(conn).await?;
                     Ok(())
                 })
-            });
-        }
-        let pool = options.connect(url).await?;
+            })
+        };
+        let pool = options(pool_size.max(2)).connect(url).await?;
+        let writer = match backend {
+            Backend::Sqlite => options(1).connect(url).await?,
+            Backend::Postgres => pool.clone(),
+        };
         let store = Store {
             pool,
+            writer,
             backend,
             seeds: None,
         };
@@ -298,6 +310,7 @@ impl Store {
 
     /// Closes the pool (waits for connections to be returned).
     pub async fn close(&self) {
+        self.writer.close().await;
         self.pool.close().await;
     }
 
@@ -314,8 +327,8 @@ impl Store {
         match self.backend {
             // Take the write lock up front: a deferred transaction that reads and then
             // writes can fail with SQLITE_BUSY instead of waiting.
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool.begin().await,
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.writer.begin().await,
         }
     }
 
@@ -909,22 +922,38 @@ impl Store {
         issuer: &str,
         mut new_id: impl FnMut() -> String,
     ) -> Result<(Vec<Committed>, Heads), sqlx::Error> {
-        if let Some(out) = self
-            .commit_batch_set_based(items, presigned, now, key, issuer, &mut new_id)
-            .await?
-        {
-            return Ok(out);
+        // First as if no key of the batch were used yet (the usual case: one statement
+        // fewer); a used key makes the INSERT fall short, and the batch is committed
+        // again looking the keys up first, then row by row if keys still race.
+        for look_up_keys in [false, true] {
+            if let Some(out) = self
+                .commit_batch_set_based(
+                    items,
+                    presigned,
+                    look_up_keys,
+                    now,
+                    key,
+                    issuer,
+                    &mut new_id,
+                )
+                .await?
+            {
+                return Ok(out);
+            }
         }
         self.commit_batch_row_by_row(items, now, key, issuer, new_id)
             .await
     }
 
     /// The fast path of [`Store::commit_batch`]; `Ok(None)` (nothing written) when the
-    /// INSERT met an idempotency key stored after the batch had looked.
+    /// INSERT met a used idempotency key: one stored before the batch and not looked up
+    /// (`look_up_keys` false), or one stored after the batch had looked.
+    #[allow(clippy::too_many_arguments)]
     async fn commit_batch_set_based(
         &self,
         items: &[NewTx],
         presigned: &[Option<Presigned>],
+        look_up_keys: bool,
         now: i64,
         key: &SigningKey,
         issuer: &str,
@@ -937,33 +966,36 @@ impl Store {
         let mut heads = self.chain_heads(&mut tx, items).await?;
         // The keys of the batch that are already used.
         let mut known: HashMap<(&str, &str), TxRow> = HashMap::new();
-        for chunk in items.chunks(ROWS_PER_STATEMENT) {
-            // OR of pairs, not `(a, b) IN (VALUES ...)`: SQLite scans the whole table
-            // for the latter, and uses the unique index for each pair of the former.
-            let sql = format!(
-                "SELECT {TX_COLS} FROM transactions WHERE {}",
-                (0..chunk.len())
-                    .map(|i| format!(
-                        "(activation_id = {} AND idempotency_key = {})",
-                        self.placeholder(i * 2 + 1),
-                        self.placeholder(i * 2 + 2)
-                    ))
-                    .collect::<Vec<_>>()
-                    .join(" OR ")
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for item in chunk {
-                q = q.bind(&item.activation_id).bind(&item.idempotency_key);
-            }
-            for row in q.fetch_all(&mut *tx).await? {
-                let row = tx_from_row(&row)?;
-                if let Some(item) = chunk.iter().find(|i| {
-                    i.activation_id == row.activation_id && i.idempotency_key == row.idempotency_key
-                }) {
-                    known.insert(
-                        (item.activation_id.as_str(), item.idempotency_key.as_str()),
-                        row,
-                    );
+        if look_up_keys {
+            for chunk in items.chunks(ROWS_PER_STATEMENT) {
+                // OR of pairs, not `(a, b) IN (VALUES ...)`: SQLite scans the whole table
+                // for the latter, and uses the unique index for each pair of the former.
+                let sql = format!(
+                    "SELECT {TX_COLS} FROM transactions WHERE {}",
+                    (0..chunk.len())
+                        .map(|i| format!(
+                            "(activation_id = {} AND idempotency_key = {})",
+                            self.placeholder(i * 2 + 1),
+                            self.placeholder(i * 2 + 2)
+                        ))
+                        .collect::<Vec<_>>()
+                        .join(" OR ")
+                );
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for item in chunk {
+                    q = q.bind(&item.activation_id).bind(&item.idempotency_key);
+                }
+                for row in q.fetch_all(&mut *tx).await? {
+                    let row = tx_from_row(&row)?;
+                    if let Some(item) = chunk.iter().find(|i| {
+                        i.activation_id == row.activation_id
+                            && i.idempotency_key == row.idempotency_key
+                    }) {
+                        known.insert(
+                            (item.activation_id.as_str(), item.idempotency_key.as_str()),
+                            row,
+                        );
+                    }
                 }
             }
         }
@@ -1547,31 +1579,70 @@ mod tests {
             .collect()
     }
 
-    /// The set-based path and the row-by-row fallback of `commit_batch` store the same
-    /// thing: gapless sequences per register, a key used twice stored once, a key used
-    /// in an earlier batch answered with the stored row, receipt chains that verify.
+    /// The paths of `commit_batch` store the same thing: gapless sequences per
+    /// register, a key used twice stored once, a key used in an earlier batch answered
+    /// with the stored row, receipt chains that verify. The first attempt, which does
+    /// not look keys up, writes nothing when it meets a used key.
     #[tokio::test]
-    async fn both_commit_paths_agree() {
+    async fn every_commit_path_agrees() {
         let key = SigningKey::from_seed(&[7; 32]);
         let mut trusted = TrustedKeys::new();
         trusted.add_jwk(&key.public_jwk()).unwrap();
         let mut results = Vec::new();
-        for set_based in [true, false] {
-            let (store, dir) = store_with_registers_a_b(&format!("paths-{set_based}")).await;
+        for path in ["commit_batch", "keys looked up", "row by row"] {
+            let (store, dir) = store_with_registers_a_b(&format!("paths-{}", results.len())).await;
             let mut n = 0;
             let mut ids = || {
                 n += 1;
                 format!("tx_{n:04}")
             };
-            let mut commit = async |items: Vec<NewTx>| {
-                if set_based {
+            let mut commit = async |items: Vec<NewTx>| match path {
+                "commit_batch" => {
+                    let stored = async || {
+                        let a = store.list_txs("a", 0, i64::MIN, 100).await.unwrap();
+                        let b = store.list_txs("b", 0, i64::MIN, 100).await.unwrap();
+                        a.len() + b.len()
+                    };
+                    let before = stored().await;
+                    let unlooked = store
+                        .commit_batch_set_based(
+                            &items,
+                            &[],
+                            false,
+                            1_000,
+                            &key,
+                            "tillgate",
+                            &mut ids,
+                        )
+                        .await
+                        .unwrap();
+                    let Some((out, _)) = unlooked else {
+                        // A used key: nothing written, then the whole of commit_batch.
+                        assert_eq!(stored().await, before);
+                        return store
+                            .commit_batch(&items, 1_000, &key, "tillgate", &mut ids)
+                            .await
+                            .unwrap();
+                    };
+                    out
+                }
+                "keys looked up" => {
                     store
-                        .commit_batch_set_based(&items, &[], 1_000, &key, "tillgate", &mut ids)
+                        .commit_batch_set_based(
+                            &items,
+                            &[],
+                            true,
+                            1_000,
+                            &key,
+                            "tillgate",
+                            &mut ids,
+                        )
                         .await
                         .unwrap()
                         .unwrap()
                         .0
-                } else {
+                }
+                _ => {
                     store
                         .commit_batch_row_by_row(&items, 1_000, &key, "tillgate", &mut ids)
                         .await
@@ -1579,7 +1650,14 @@ mod tests {
                         .0
                 }
             };
-            let first = commit(vec![item("a", "k1"), item("b", "k1"), item("a", "k2")]).await;
+            // k1 twice in one batch of a fresh key: no lookup needed to store it once.
+            let first = commit(vec![
+                item("a", "k1"),
+                item("b", "k1"),
+                item("a", "k2"),
+                item("b", "k1"),
+            ])
+            .await;
             let second = commit(vec![
                 item("a", "k2"),
                 item("a", "k3"),
@@ -1590,8 +1668,9 @@ mod tests {
             let (first, second) = (shape(&first), shape(&second));
             assert_eq!(
                 first.iter().map(|r| (r.1, r.2)).collect::<Vec<_>>(),
-                [(1, true), (1, true), (2, true)]
+                [(1, true), (1, true), (2, true), (1, false)]
             );
+            assert_eq!(first[3], (first[1].0.clone(), 1, false), "k1 twice");
             assert_eq!(second[0], (first[2].0.clone(), 2, false), "k2 again");
             assert_eq!((second[1].1, second[1].2), (3, true));
             assert_eq!(second[2], (second[1].0.clone(), 3, false), "k3 twice");
@@ -1604,6 +1683,7 @@ mod tests {
             let _ = std::fs::remove_dir_all(&dir);
         }
         assert_eq!(results[0], results[1]);
+        assert_eq!(results[1], results[2]);
     }
 
     /// Rows signed ahead are used when they continue the heads read under the write
