@@ -927,7 +927,7 @@ impl Store {
         issuer: &str,
         mut new_id: impl FnMut() -> String,
     ) -> Result<(Vec<Committed>, Heads), sqlx::Error> {
-        if let Some(out) = self.commit_presigned_sqlite(presigned, key).await? {
+        if let Some(out) = self.commit_presigned_sqlite(items, presigned, key).await? {
             return Ok(out);
         }
         // First as if no key of the batch were used yet (the usual case: one statement
@@ -961,12 +961,15 @@ impl Store {
     /// to the connection's thread instead of five; each costs a turn on the runtime.
     async fn commit_presigned_sqlite(
         &self,
+        items: &[NewTx],
         presigned: &[Option<Presigned>],
         key: &SigningKey,
     ) -> Result<Option<(Vec<Committed>, Heads)>, sqlx::Error> {
+        // Every item must have its row (`presigned` may be shorter than `items`).
         if self.backend != Backend::Sqlite
-            || presigned.is_empty()
-            || presigned.len() > ROWS_PER_STATEMENT
+            || items.is_empty()
+            || presigned.len() != items.len()
+            || items.len() > ROWS_PER_STATEMENT
         {
             return Ok(None);
         }
@@ -1787,8 +1790,8 @@ mod tests {
     }
 
     /// On SQLite a batch presigned against the current heads is committed by the
-    /// two-statement path; a stale head, a used key or a break in a register's rows
-    /// inside the batch makes it write nothing.
+    /// two-statement path; a stale head, a used key, a break in a register's rows
+    /// inside the batch or an item without its row makes it write nothing.
     #[tokio::test]
     async fn presigned_sqlite_path_commits_only_what_fits() {
         let key = SigningKey::from_seed(&[7; 32]);
@@ -1808,80 +1811,40 @@ mod tests {
         let heads = stored_heads(&store, &["a", "b"]).await;
 
         let count = async || store.export_txs(None, 0, 1_000).await.unwrap().len();
+        let mut sign = |items: &[NewTx], heads: &mut Heads| {
+            presign(items, heads, 1_001, &key, "tillgate", &mut ids).unwrap()
+        };
+        let refused = async |items: &[NewTx], pre: &[Option<Presigned>]| {
+            store
+                .commit_presigned_sqlite(items, pre, &key)
+                .await
+                .unwrap()
+                .is_none()
+        };
         // Stale: signed against the heads before `first`.
+        let a2 = [item("a", "k2")];
         let mut stale = Heads::from([("a".into(), (0, String::new()))]);
-        let pre = presign(
-            &[item("a", "k2")],
-            &mut stale,
-            1_001,
-            &key,
-            "tillgate",
-            &mut ids,
-        )
-        .unwrap();
-        assert!(
-            store
-                .commit_presigned_sqlite(&pre, &key)
-                .await
-                .unwrap()
-                .is_none()
-        );
+        assert!(refused(&a2, &sign(&a2, &mut stale)).await);
         // A used key (k1 of "a") at the current head.
-        let mut expected = heads.clone();
-        let pre = presign(
-            &[item("a", "k1")],
-            &mut expected,
-            1_001,
-            &key,
-            "tillgate",
-            &mut ids,
-        )
-        .unwrap();
-        assert!(
-            store
-                .commit_presigned_sqlite(&pre, &key)
-                .await
-                .unwrap()
-                .is_none()
-        );
+        let a1 = [item("a", "k1")];
+        assert!(refused(&a1, &sign(&a1, &mut heads.clone())).await);
         // Two rows of "a" that do not follow each other.
-        let (mut h1, mut h2) = (heads.clone(), heads.clone());
-        let mut pre = presign(
-            &[item("a", "k2")],
-            &mut h1,
-            1_001,
-            &key,
-            "tillgate",
-            &mut ids,
-        )
-        .unwrap();
-        pre.extend(
-            presign(
-                &[item("a", "k3")],
-                &mut h2,
-                1_001,
-                &key,
-                "tillgate",
-                &mut ids,
-            )
-            .unwrap(),
-        );
-        assert!(
-            store
-                .commit_presigned_sqlite(&pre, &key)
-                .await
-                .unwrap()
-                .is_none()
-        );
+        let a2_a3 = [item("a", "k2"), item("a", "k3")];
+        let mut pre = sign(&a2_a3[..1], &mut heads.clone());
+        pre.extend(sign(&a2_a3[1..], &mut heads.clone()));
+        assert!(refused(&a2_a3, &pre).await);
+        // Fewer presigned rows than items.
+        let a2_b2 = [item("a", "k2"), item("b", "k2")];
+        assert!(refused(&a2_b2, &sign(&a2_b2[..1], &mut heads.clone())).await);
         assert_eq!(count().await, 2, "nothing written by the refused batches");
         assert_eq!(stored_heads(&store, &["a", "b"]).await, heads);
 
         // Fits: committed as signed, heads moved to the last row of each register.
         let mut expected = heads.clone();
         let batch = vec![item("a", "k2"), item("b", "k2"), item("a", "k3")];
-        let pre = presign(&batch, &mut expected, 1_002, &key, "tillgate", &mut ids).unwrap();
+        let pre = sign(&batch, &mut expected);
         let (out, after) = store
-            .commit_presigned_sqlite(&pre, &key)
+            .commit_presigned_sqlite(&batch, &pre, &key)
             .await
             .unwrap()
             .unwrap();
