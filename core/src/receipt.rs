@@ -108,11 +108,10 @@ pub fn verify_receipt_chain_from<S: AsRef<str>>(
     }
     let mut keys: Vec<VerifyingKey> = Vec::with_capacity(parsed.len());
     let mut sigs: Vec<Signature> = Vec::with_capacity(parsed.len());
-    let small_order_y = small_order_ys();
     let mut msgs: Vec<&[u8]> = Vec::with_capacity(parsed.len());
     for (i, p) in parsed.iter().enumerate() {
         keys.push(*trusted_keys.get(&p.kid).map_err(wrap(i))?);
-        check_strict_parts(&p.signature, &small_order_y).map_err(wrap(i))?;
+        check_strict_parts(&p.signature).map_err(wrap(i))?;
         sigs.push(p.signature);
         msgs.push(p.signing_input);
     }
@@ -170,33 +169,13 @@ pub fn verify_receipt_chain_from<S: AsRef<str>>(
 }
 
 /// The per-signature checks `verify_strict` makes and batch verification does not:
-/// `R` must be canonically encoded and not of small order, `S` must be reduced.
-/// Byte comparisons only (no point decompression): `y` must be below p, and must not be
-/// the `y` of any of the eight small-order points (whatever the sign bit).
-fn check_strict_parts(sig: &Signature, small_order_y: &[[u8; 32]; 8]) -> Result<()> {
-    let mut y = *sig.r_bytes();
-    y[31] &= 0x7f;
-    if !is_canonical_field_element(&y) || small_order_y.contains(&y) {
-        return Err(Error::BadSignature);
-    }
+/// `R` must be canonically encoded and not of small order (byte comparisons, see
+/// `ed25519::check_r`), `S` must be reduced.
+fn check_strict_parts(sig: &Signature) -> Result<()> {
+    crate::ed25519::check_r(sig)?;
     let s: Option<curve25519_dalek::Scalar> =
         curve25519_dalek::Scalar::from_canonical_bytes(*sig.s_bytes()).into();
     s.map(|_| ()).ok_or(Error::BadSignature)
-}
-
-/// The `y` coordinates (sign bit cleared) of the small-order points.
-fn small_order_ys() -> [[u8; 32]; 8] {
-    curve25519_dalek::constants::EIGHT_TORSION.map(|p| {
-        let mut y = p.compress().to_bytes();
-        y[31] &= 0x7f;
-        y
-    })
-}
-
-/// Whether 255-bit little-endian `y` (sign bit already cleared) is below p = 2^255 - 19.
-fn is_canonical_field_element(y: &[u8; 32]) -> bool {
-    // y >= p only if every byte is at its maximum except the lowest, which is >= 0xed.
-    !(y[31] == 0x7f && y[1..31].iter().all(|&b| b == 0xff) && y[0] >= 0xed)
 }
 
 /// Reads a receipt's claims WITHOUT verifying it.
@@ -207,55 +186,21 @@ pub fn decode_receipt_unverified(receipt_jws: &str) -> Result<ReceiptClaims> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use curve25519_dalek::edwards::CompressedEdwardsY;
-
-    fn sig_with_r(r: [u8; 32]) -> Signature {
-        let mut b = [0u8; 64];
-        b[..32].copy_from_slice(&r);
-        Signature::from_bytes(&b)
-    }
 
     #[test]
-    fn small_order_and_non_canonical_r_are_refused_without_decompressing() {
-        let ys = small_order_ys();
-        for p in curve25519_dalek::constants::EIGHT_TORSION {
-            let enc = p.compress().to_bytes();
-            assert!(check_strict_parts(&sig_with_r(enc), &ys).is_err());
-            let mut flipped = enc;
-            flipped[31] ^= 0x80;
-            assert!(check_strict_parts(&sig_with_r(flipped), &ys).is_err());
-        }
-        // y = p + 1 encodes the identity non-canonically.
-        let mut y = [0xff; 32];
-        y[0] = 0xee;
-        y[31] = 0x7f;
-        assert!(check_strict_parts(&sig_with_r(y), &ys).is_err());
-    }
-
-    #[test]
-    fn canonical_check_matches_decompression_round_trip() {
-        // For every y in [p - 3, 2^255 - 1] and a few small values, the byte test agrees
-        // with "decompress then compress gives the same bytes" where a point exists.
-        for low in 0xe9..=0xffu8 {
-            let mut y = [0xff; 32];
-            y[0] = low;
-            y[31] = 0x7f;
-            if let Some(p) = CompressedEdwardsY(y).decompress() {
-                assert_eq!(
-                    is_canonical_field_element(&y),
-                    p.compress().to_bytes() == y,
-                    "{low:x}"
-                );
-            } else {
-                assert_eq!(is_canonical_field_element(&y), low < 0xed);
-            }
-        }
-    }
-
-    #[test]
-    fn a_valid_signature_passes_the_pre_check() {
+    fn the_pre_check_refuses_small_order_r_and_unreduced_s() {
         let key = SigningKey::from_seed(&[4; 32]);
-        let sig = Signature::from_bytes(&key.sign_raw(b"x"));
-        assert!(check_strict_parts(&sig, &small_order_ys()).is_ok());
+        let good = key.sign_raw(b"x");
+        assert!(check_strict_parts(&Signature::from_bytes(&good)).is_ok());
+        let mut small_r = good;
+        small_r[..32].copy_from_slice(
+            &curve25519_dalek::constants::EIGHT_TORSION[1]
+                .compress()
+                .to_bytes(),
+        );
+        assert!(check_strict_parts(&Signature::from_bytes(&small_r)).is_err());
+        let mut big_s = good;
+        big_s[63] |= 0xf0;
+        assert!(check_strict_parts(&Signature::from_bytes(&big_s)).is_err());
     }
 }
