@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr as _;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Row as _};
+use sqlx::{AnyConnection, AnyPool, Connection as _, Row as _};
 use tillgate_core::{ReceiptClaims, SigningKey, receipt_link, sign_receipt};
 
 use crate::seal::SeedCipher;
@@ -47,6 +47,71 @@ pub const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous 
      PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; \
      PRAGMA wal_autocheckpoint = 10000; PRAGMA journal_size_limit = 67108864;";
 
+/// SQLite's writer connection.
+#[derive(Debug)]
+struct Writer {
+    /// `None` once the store is closed.
+    conn: Option<AnyConnection>,
+    /// Set while a transaction begun by hand (not through sqlx's `Transaction`, which
+    /// rolls back on drop) may be open on `conn`.
+    open: bool,
+}
+
+/// A one-row table on SQLite's writer connection (temporary: in memory, on that
+/// connection only) whose CHECK fails a statement that writes `ok = 0`. A batch sent in
+/// one round trip writes `changes() = n` into it after each of its statements, so that a
+/// statement that changed fewer rows than it named stops the batch before its COMMIT.
+const SQLITE_BATCH_GUARD: &str = "CREATE TEMP TABLE IF NOT EXISTS batch_guard (\
+     id INTEGER PRIMARY KEY CHECK (id = 1), ok INTEGER NOT NULL, \
+     CONSTRAINT batch_guard_short CHECK (ok))";
+
+/// Whether `e` is [`SQLITE_BATCH_GUARD`]'s CHECK failing.
+fn is_batch_guard(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| d.message().contains("batch_guard_short"))
+}
+
+/// Rolls back the transaction open on `conn`, if any (SQLite refuses ROLLBACK
+/// outside a transaction: that error is the "none was open" answer).
+async fn rollback_if_open(conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
+    match sqlx::raw_sql("ROLLBACK").execute(conn).await {
+        Ok(_) => Ok(()),
+        Err(e)
+            if e.as_database_error()
+                .is_some_and(|d| d.message().contains("no transaction is active")) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A connection for one write transaction, from [`Store::write_conn`].
+enum WriteConn<'a> {
+    /// SQLite's writer connection, locked.
+    Held(tokio::sync::MutexGuard<'a, Writer>),
+    /// A pooled PostgreSQL connection.
+    Pooled(sqlx::pool::PoolConnection<sqlx::Any>),
+}
+
+impl WriteConn<'_> {
+    /// Begins the transaction. On SQLite with `BEGIN IMMEDIATE`: the write lock is taken
+    /// up front, as a deferred transaction that reads and then writes can fail with
+    /// SQLITE_BUSY instead of waiting.
+    async fn begin(&mut self) -> Result<sqlx::Transaction<'_, sqlx::Any>, sqlx::Error> {
+        match self {
+            WriteConn::Held(w) => {
+                w.conn
+                    .as_mut()
+                    .ok_or(sqlx::Error::PoolClosed)?
+                    .begin_with("BEGIN IMMEDIATE")
+                    .await
+            }
+            WriteConn::Pooled(conn) => conn.begin().await,
+        }
+    }
+}
+
 /// Advisory lock id taken by PostgreSQL processes while migrating.
 const PG_MIGRATION_LOCK: i64 = 0x7469_6c6c_6761_7465;
 
@@ -54,10 +119,12 @@ const PG_MIGRATION_LOCK: i64 = 0x7469_6c6c_6761_7465;
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
-    /// Where write transactions run: on SQLite one connection of its own (its page
-    /// cache stays warm from batch to batch, and writers queue here instead of on
-    /// SQLite's lock); on PostgreSQL the same pool.
-    writer: AnyPool,
+    /// Where write transactions run on SQLite: one connection of their own, held here
+    /// rather than in a pool. Its page cache stays warm from batch to batch, writers
+    /// queue on this lock instead of on SQLite's (which retries by sleeping), and a pool's
+    /// round trip to the connection's thread on every release (its "ping") is not paid
+    /// per batch. `None` on PostgreSQL, where write transactions run on `pool`.
+    writer: Option<std::sync::Arc<tokio::sync::Mutex<Writer>>>,
     backend: Backend,
     seeds: Option<SeedCipher>,
 }
@@ -286,8 +353,16 @@ impl Store {
         };
         let pool = options(pool_size.max(2)).connect(url).await?;
         let writer = match backend {
-            Backend::Sqlite => options(1).connect(url).await?,
-            Backend::Postgres => pool.clone(),
+            Backend::Sqlite => {
+                let mut conn = AnyConnection::connect(url).await?;
+                sqlx::raw_sql(SQLITE_PRAGMAS).execute(&mut conn).await?;
+                sqlx::raw_sql(SQLITE_BATCH_GUARD).execute(&mut conn).await?;
+                Some(std::sync::Arc::new(tokio::sync::Mutex::new(Writer {
+                    conn: Some(conn),
+                    open: false,
+                })))
+            }
+            Backend::Postgres => None,
         };
         let store = Store {
             pool,
@@ -315,7 +390,11 @@ impl Store {
 
     /// Closes the pool (waits for connections to be returned).
     pub async fn close(&self) {
-        self.writer.close().await;
+        if let Some(writer) = &self.writer
+            && let Some(conn) = writer.lock().await.conn.take()
+        {
+            let _ = conn.close().await;
+        }
         self.pool.close().await;
     }
 
@@ -328,12 +407,22 @@ impl Store {
             .is_ok()
     }
 
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
-        match self.backend {
-            // Take the write lock up front: a deferred transaction that reads and then
-            // writes can fail with SQLITE_BUSY instead of waiting.
-            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.writer.begin().await,
+    /// The connection for a write transaction: SQLite's writer connection (waiting for
+    /// it), or one from the pool on PostgreSQL. Begin with [`WriteConn::begin`].
+    async fn write_conn(&self) -> Result<WriteConn<'_>, sqlx::Error> {
+        match &self.writer {
+            Some(writer) => {
+                let mut w = writer.lock().await;
+                if w.open {
+                    // A transaction begun by hand was left open (its future was dropped
+                    // before it ended): end it, or every later BEGIN would fail.
+                    let conn = w.conn.as_mut().ok_or(sqlx::Error::PoolClosed)?;
+                    rollback_if_open(conn).await?;
+                    w.open = false;
+                }
+                Ok(WriteConn::Held(w))
+            }
+            None => Ok(WriteConn::Pooled(self.pool.acquire().await?)),
         }
     }
 
@@ -498,7 +587,8 @@ impl Store {
     /// Retires a key: no longer published nor used. Refuses to retire the last active
     /// key. Returns false if no such active key exists.
     pub async fn retire_signing_key(&self, kid: &str, now: i64) -> Result<bool, sqlx::Error> {
-        let mut tx = self.begin_write().await?;
+        let mut conn = self.write_conn().await?;
+        let mut tx = conn.begin().await?;
         let active: Vec<String> =
             sqlx::query("SELECT kid FROM signing_keys WHERE retired_at IS NULL")
                 .fetch_all(&mut *tx)
@@ -527,7 +617,8 @@ impl Store {
         a: &ActivationRow,
         key_hash_hex: &str,
     ) -> Result<bool, sqlx::Error> {
-        let mut tx = self.begin_write().await?;
+        let mut conn = self.write_conn().await?;
+        let mut tx = conn.begin().await?;
         let r = sqlx::query(
             "INSERT INTO activations (id, production_number, cash_register_name, device_id, \
              corporate_id, country, application_package, extras, features, valid_from, valid_to, \
@@ -650,7 +741,8 @@ impl Store {
         note: Option<&str>,
         now: i64,
     ) -> Result<Option<Result<ActivationRow, ActivationRow>>, sqlx::Error> {
-        let mut tx = self.begin_write().await?;
+        let mut conn = self.write_conn().await?;
+        let mut tx = conn.begin().await?;
         let sql = format!(
             "SELECT {ACTIVATION_COLS} FROM activations WHERE id = $1{}",
             self.for_update()
@@ -698,7 +790,8 @@ impl Store {
         status: &str,
         now: i64,
     ) -> Result<bool, sqlx::Error> {
-        let mut tx = self.begin_write().await?;
+        let mut conn = self.write_conn().await?;
+        let mut tx = conn.begin().await?;
         let r = match old_key_hash {
             Some(old) => {
                 sqlx::query(
@@ -953,12 +1046,13 @@ impl Store {
             .await
     }
 
-    /// On SQLite, a batch whose every row is presigned by `key` is committed with two
-    /// statements sent at once after `BEGIN`: an UPDATE that moves each register's head
-    /// from the one the rows were signed against (a compare-and-set), and the INSERT of
-    /// the rows. Both must change every row they name, or nothing is kept: `Ok(None)`,
-    /// and the batch goes the usual way (a moved head, a used key). Three round trips
-    /// to the connection's thread instead of five; each costs a turn on the runtime.
+    /// On SQLite, a batch whose every row is presigned by `key` is committed in one round
+    /// trip to the connection's thread (each costs a turn on the runtime): `BEGIN`, an
+    /// UPDATE that moves each register's head from the one the rows were signed against
+    /// (a compare-and-set), the INSERT of the rows, `COMMIT`, sent at once. Both
+    /// statements must change every row they name, or a guard ([`SQLITE_BATCH_GUARD`])
+    /// stops the batch before its COMMIT and nothing is kept: `Ok(None)`, and the batch
+    /// goes the usual way (a moved head, a used key).
     async fn commit_presigned_sqlite(
         &self,
         items: &[NewTx],
@@ -994,13 +1088,26 @@ impl Store {
             }
             rows.push(&p.row);
         }
+        // One round trip: BEGIN, the compare-and-set UPDATE, the INSERT and COMMIT, with
+        // a guard after each statement that stops the batch (before COMMIT) if the
+        // statement changed fewer rows than it named.
+        let guard = |n: usize| {
+            format!(
+                "INSERT OR REPLACE INTO temp.batch_guard (id, ok) VALUES (1, changes() = {n}); "
+            )
+        };
         let mut sql = format!(
-            "WITH v (id, old_seq, old_head, seq, head) AS (VALUES {}) UPDATE activations \
-             SET chain_seq = v.seq, chain_head = v.head FROM v WHERE activations.id = v.id \
-             AND activations.chain_seq = v.old_seq AND activations.chain_head = v.old_head; ",
-            vec!["(?, CAST(? AS BIGINT), ?, CAST(? AS BIGINT), ?)"; moves.len()].join(", ")
+            "BEGIN IMMEDIATE; WITH v (id, old_seq, old_head, seq, head) AS (VALUES {}) \
+             UPDATE activations SET chain_seq = v.seq, chain_head = v.head FROM v \
+             WHERE activations.id = v.id AND activations.chain_seq = v.old_seq \
+             AND activations.chain_head = v.old_head; {}",
+            vec!["(?, CAST(? AS BIGINT), ?, CAST(? AS BIGINT), ?)"; moves.len()].join(", "),
+            guard(moves.len()),
         );
         sql.push_str(&insert_sql(self, rows.len(), true));
+        sql.push_str("; ");
+        sql.push_str(&guard(rows.len()));
+        sql.push_str("COMMIT");
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (id, ((old_seq, old_head), (seq, head))) in &moves {
             q = q
@@ -1013,14 +1120,20 @@ impl Store {
         for r in &rows {
             q = bind_row(q, r);
         }
-        let mut tx = self.begin_write().await?;
-        // Rows changed by both statements together: each is at most its own count.
-        let changed = q.execute(&mut *tx).await?.rows_affected() as usize;
-        if changed != moves.len() + rows.len() {
-            tx.rollback().await?;
+        let mut conn = self.write_conn().await?;
+        let WriteConn::Held(w) = &mut conn else {
             return Ok(None);
+        };
+        w.open = true;
+        let c = w.conn.as_mut().ok_or(sqlx::Error::PoolClosed)?;
+        let done = q.execute(&mut *c).await;
+        if let Err(e) = done {
+            // Whatever stopped it (a guard, or the database), nothing is kept.
+            rollback_if_open(c).await?;
+            w.open = false;
+            return if is_batch_guard(&e) { Ok(None) } else { Err(e) };
         }
-        tx.commit().await?;
+        w.open = false;
         let heads = moves
             .iter()
             .map(|(id, (_, (seq, head)))| ((*id).to_owned(), (*seq, (*head).to_owned())))
@@ -1049,8 +1162,9 @@ impl Store {
         if items.is_empty() {
             return Ok(Some((Vec::new(), Heads::new())));
         }
-        let mut tx = self.begin_write().await?;
-        let mut heads = self.chain_heads(&mut tx, items).await?;
+        let mut conn = self.write_conn().await?;
+        let mut tx = conn.begin().await?;
+        let mut heads = self.chain_heads(&mut *tx, items).await?;
         // The keys of the batch that are already used.
         let mut known: HashMap<(&str, &str), TxRow> = HashMap::new();
         if look_up_keys {
@@ -1109,11 +1223,11 @@ impl Store {
             rows.push(row);
         }
         // A key used meanwhile inserts nothing: start again slowly.
-        if self.insert_rows(&mut tx, &rows).await? != rows.len() {
+        if self.insert_rows(&mut *tx, &rows).await? != rows.len() {
             tx.rollback().await?;
             return Ok(None);
         }
-        self.move_heads(&mut tx, &heads).await?;
+        self.move_heads(&mut *tx, &heads).await?;
         tx.commit().await?;
         Ok(Some((out, heads_after(&heads))))
     }
@@ -1127,8 +1241,9 @@ impl Store {
         issuer: &str,
         mut new_id: impl FnMut() -> String,
     ) -> Result<(Vec<Committed>, Heads), sqlx::Error> {
-        let mut tx = self.begin_write().await?;
-        let mut heads = self.chain_heads(&mut tx, items).await?;
+        let mut conn = self.write_conn().await?;
+        let mut tx = conn.begin().await?;
+        let mut heads = self.chain_heads(&mut *tx, items).await?;
         let mut out = Vec::with_capacity(items.len());
         for item in items {
             let head = head_of(&mut heads, item)?;
@@ -1136,7 +1251,7 @@ impl Store {
             let mut next_head = head.clone();
             let row = chain_next(&mut next_head, item, new_id(), now, key, issuer)?;
             if self
-                .insert_rows(&mut tx, std::slice::from_ref(&row))
+                .insert_rows(&mut *tx, std::slice::from_ref(&row))
                 .await?
                 == 1
             {
@@ -1155,7 +1270,7 @@ impl Store {
                 out.push(Committed::Existing(tx_from_row(&row)?));
             }
         }
-        self.move_heads(&mut tx, &heads).await?;
+        self.move_heads(&mut *tx, &heads).await?;
         tx.commit().await?;
         Ok((out, heads_after(&heads)))
     }
@@ -1164,7 +1279,7 @@ impl Store {
     /// read in id order (and locked, on PostgreSQL: a fixed lock order cannot deadlock).
     async fn chain_heads<'a>(
         &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        conn: &mut AnyConnection,
         items: &'a [NewTx],
     ) -> Result<BTreeMap<&'a str, (i64, String, bool)>, sqlx::Error> {
         let mut regs: Vec<&str> = items.iter().map(|i| i.activation_id.as_str()).collect();
@@ -1181,7 +1296,7 @@ impl Store {
             for id in chunk {
                 q = q.bind(*id);
             }
-            for row in q.fetch_all(&mut **tx).await? {
+            for row in q.fetch_all(&mut *conn).await? {
                 let id: String = row.try_get("id")?;
                 if let Some(r) = chunk.iter().find(|r| **r == id) {
                     heads.insert(
@@ -1198,7 +1313,7 @@ impl Store {
     /// used; returns how many were inserted.
     async fn insert_rows(
         &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        conn: &mut AnyConnection,
         rows: &[TxRow],
     ) -> Result<usize, sqlx::Error> {
         let mut inserted = 0;
@@ -1207,7 +1322,7 @@ impl Store {
             for r in chunk {
                 q = bind_row(q, r);
             }
-            inserted += q.execute(&mut **tx).await?.rows_affected() as usize;
+            inserted += q.execute(&mut *conn).await?.rows_affected() as usize;
         }
         Ok(inserted)
     }
@@ -1215,7 +1330,7 @@ impl Store {
     /// Stores every chain head marked changed, in one statement per chunk.
     async fn move_heads(
         &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        conn: &mut AnyConnection,
         heads: &BTreeMap<&str, (i64, String, bool)>,
     ) -> Result<(), sqlx::Error> {
         let moved: Vec<(&str, i64, &str)> = heads
@@ -1239,7 +1354,7 @@ impl Store {
             for (id, seq, head) in chunk {
                 q = q.bind(*id).bind(*seq).bind(*head);
             }
-            q.execute(&mut **tx).await?;
+            q.execute(&mut *conn).await?;
         }
         Ok(())
     }
@@ -1853,6 +1968,79 @@ mod tests {
         assert!(out.iter().zip(&pre).all(|(c, p)| matches!(c,
             Committed::New(r) if Some(&r.id) == p.as_ref().map(|p| &p.row.id))));
         assert_eq!(count().await, 5);
+        assert_chains_verify(&store, &trusted).await;
+        store.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A batch sent in one round trip whose future is dropped part-way (a cancelled
+    /// writer) may leave its transaction open on the writer connection; the next write
+    /// ends it first, so nothing half-done is kept and writing goes on.
+    #[tokio::test]
+    async fn a_batch_dropped_part_way_leaves_nothing_open() {
+        let key = SigningKey::from_seed(&[7; 32]);
+        let mut trusted = TrustedKeys::new();
+        trusted.add_jwk(&key.public_jwk()).unwrap();
+        let (store, dir) = store_with_registers_a_b("dropped").await;
+        let mut n = 0;
+        let mut ids = move || {
+            n += 1;
+            format!("tx_{n:04}")
+        };
+        store
+            .commit_batch(&[item("a", "k1")], 1_000, &key, "tillgate", &mut ids)
+            .await
+            .unwrap();
+
+        // By hand: a transaction begun and left open, as a dropped batch leaves it.
+        {
+            let mut conn = store.write_conn().await.unwrap();
+            let WriteConn::Held(w) = &mut conn else {
+                panic!("SQLite writes on the held connection")
+            };
+            w.open = true;
+            let c = w.conn.as_mut().unwrap();
+            sqlx::raw_sql("BEGIN IMMEDIATE; UPDATE activations SET chain_seq = 99 WHERE id = 'a'")
+                .execute(c)
+                .await
+                .unwrap();
+        }
+        store
+            .commit_batch(&[item("a", "k2")], 1_001, &key, "tillgate", &mut ids)
+            .await
+            .unwrap();
+        assert_eq!(
+            stored_heads(&store, &["a"]).await["a"].0,
+            2,
+            "the 99 was rolled back"
+        );
+
+        // A real batch dropped at its first await: whatever part of it ran, the store
+        // stays consistent and the next batch commits.
+        let mut expected = stored_heads(&store, &["a"]).await;
+        let batch = [item("a", "k3")];
+        let pre = presign(&batch, &mut expected, 1_002, &key, "tillgate", &mut ids).unwrap();
+        let dropped = tokio::time::timeout(
+            std::time::Duration::ZERO,
+            store.commit_presigned_sqlite(&batch, &pre, &key),
+        )
+        .await;
+        assert!(
+            dropped.is_err(),
+            "the batch was still waiting for the database"
+        );
+        store
+            .commit_batch(
+                &[item("a", "k3"), item("a", "k4")],
+                1_003,
+                &key,
+                "tillgate",
+                &mut ids,
+            )
+            .await
+            .unwrap();
+        let rows = store.list_txs("a", 0, i64::MIN, 100).await.unwrap();
+        assert_eq!(rows.len(), 4, "k1..k4, each once");
         assert_chains_verify(&store, &trusted).await;
         store.close().await;
         let _ = std::fs::remove_dir_all(&dir);
