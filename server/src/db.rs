@@ -1164,7 +1164,7 @@ impl Store {
         }
         let mut conn = self.write_conn().await?;
         let mut tx = conn.begin().await?;
-        let mut heads = self.chain_heads(&mut *tx, items).await?;
+        let mut heads = self.chain_heads(&mut tx, items).await?;
         // The keys of the batch that are already used.
         let mut known: HashMap<(&str, &str), TxRow> = HashMap::new();
         if look_up_keys {
@@ -1223,11 +1223,11 @@ impl Store {
             rows.push(row);
         }
         // A key used meanwhile inserts nothing: start again slowly.
-        if self.insert_rows(&mut *tx, &rows).await? != rows.len() {
+        if self.insert_rows(&mut tx, &rows).await? != rows.len() {
             tx.rollback().await?;
             return Ok(None);
         }
-        self.move_heads(&mut *tx, &heads).await?;
+        self.move_heads(&mut tx, &heads).await?;
         tx.commit().await?;
         Ok(Some((out, heads_after(&heads))))
     }
@@ -1243,7 +1243,7 @@ impl Store {
     ) -> Result<(Vec<Committed>, Heads), sqlx::Error> {
         let mut conn = self.write_conn().await?;
         let mut tx = conn.begin().await?;
-        let mut heads = self.chain_heads(&mut *tx, items).await?;
+        let mut heads = self.chain_heads(&mut tx, items).await?;
         let mut out = Vec::with_capacity(items.len());
         for item in items {
             let head = head_of(&mut heads, item)?;
@@ -1251,7 +1251,7 @@ impl Store {
             let mut next_head = head.clone();
             let row = chain_next(&mut next_head, item, new_id(), now, key, issuer)?;
             if self
-                .insert_rows(&mut *tx, std::slice::from_ref(&row))
+                .insert_rows(&mut tx, std::slice::from_ref(&row))
                 .await?
                 == 1
             {
@@ -1270,7 +1270,7 @@ impl Store {
                 out.push(Committed::Existing(tx_from_row(&row)?));
             }
         }
-        self.move_heads(&mut *tx, &heads).await?;
+        self.move_heads(&mut tx, &heads).await?;
         tx.commit().await?;
         Ok((out, heads_after(&heads)))
     }
