@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::ed25519::{parse_signature, verify_with};
+use crate::ed25519::parse_signature;
 #[cfg(feature = "sign")]
 use crate::keys::SigningKey;
 use crate::keys::TrustedKeys;
@@ -135,7 +135,7 @@ fn is_json_object(bytes: &[u8]) -> bool {
 impl<C> ParsedJws<'_, C> {
     /// Checks the signature with the trusted key named by `kid`.
     pub(crate) fn verify(&self, keys: &TrustedKeys) -> Result<()> {
-        let key = keys.get(&self.kid)?;
-        verify_with(key, self.signing_input, &self.signature)
+        keys.get(&self.kid)?
+            .verify(self.signing_input, &self.signature)
     }
 }

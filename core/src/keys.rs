@@ -7,11 +7,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 #[cfg(feature = "sign")]
 use ed25519_dalek::Signer as _;
-use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::ed25519::parse_public_key;
+use crate::ed25519::{TrustedKey, parse_public_key};
 use crate::{Error, Result};
 
 /// An Ed25519 signing key with its key id (`kid`).
@@ -161,7 +160,7 @@ pub struct Jwks {
 /// ```
 #[derive(Clone, Default)]
 pub struct TrustedKeys {
-    keys: BTreeMap<String, VerifyingKey>,
+    keys: BTreeMap<String, TrustedKey>,
 }
 
 impl TrustedKeys {
@@ -218,19 +217,19 @@ impl TrustedKeys {
         let key = parse_public_key(&bytes).map_err(|e| Error::InvalidJwk {
             reason: format!("x: {e}"),
         })?;
-        if self.keys.get(&kid).is_some_and(|k| k != &key) {
+        if self.keys.get(&kid).is_some_and(|k| k.key != key) {
             return Err(Error::InvalidJwk {
                 reason: format!("two different keys share kid {kid:?}"),
             });
         }
-        self.keys.insert(kid, key);
+        self.keys.insert(kid, TrustedKey::new(key));
         Ok(())
     }
 
     /// Adds a raw 32-byte public key under `kid`.
     pub fn add_raw(&mut self, kid: &str, public_key: &[u8]) -> Result<()> {
         let key = parse_public_key(public_key)?;
-        self.keys.insert(kid.to_owned(), key);
+        self.keys.insert(kid.to_owned(), TrustedKey::new(key));
         Ok(())
     }
 
@@ -239,7 +238,7 @@ impl TrustedKeys {
     pub fn add_raw_with_thumbprint(&mut self, public_key: &[u8]) -> Result<String> {
         let key = parse_public_key(public_key)?;
         let kid = jwk_thumbprint(key.as_bytes());
-        self.keys.insert(kid.clone(), key);
+        self.keys.insert(kid.clone(), TrustedKey::new(key));
         Ok(kid)
     }
 
@@ -258,7 +257,7 @@ impl TrustedKeys {
         self.keys.is_empty()
     }
 
-    pub(crate) fn get(&self, kid: &str) -> Result<&VerifyingKey> {
+    pub(crate) fn get(&self, kid: &str) -> Result<&TrustedKey> {
         self.keys.get(kid).ok_or_else(|| Error::UnknownKeyId {
             kid: kid.to_owned(),
         })

@@ -110,7 +110,7 @@ pub fn verify_receipt_chain_from<S: AsRef<str>>(
     let mut sigs: Vec<Signature> = Vec::with_capacity(parsed.len());
     let mut msgs: Vec<&[u8]> = Vec::with_capacity(parsed.len());
     for (i, p) in parsed.iter().enumerate() {
-        keys.push(*trusted_keys.get(&p.kid).map_err(wrap(i))?);
+        keys.push(trusted_keys.get(&p.kid).map_err(wrap(i))?.key);
         check_strict_parts(&p.signature).map_err(wrap(i))?;
         sigs.push(p.signature);
         msgs.push(p.signing_input);
