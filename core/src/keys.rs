@@ -151,6 +151,10 @@ pub struct Jwks {
 
 /// The public keys an app trusts, by `kid`. Built into the app; used offline.
 ///
+/// Keep one set for as long as the app runs: with the `fast` feature (on by default), a
+/// key that has verified 16 signatures builds a 30 KB table of its multiples, after
+/// which it verifies in about 0.7x the time (a clone keeps the table).
+///
 /// ```
 /// use tillgate_core::{SigningKey, TrustedKeys, Jwks};
 /// let key = SigningKey::from_seed(&[1; 32]);
