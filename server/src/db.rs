@@ -2015,7 +2015,7 @@ mod tests {
             "the 99 was rolled back"
         );
 
-        // A real batch dropped at its first await: whatever part of it ran, the store
+        // A real batch dropped after its first poll: whatever part of it ran, the store
         // stays consistent and the next batch commits.
         let mut expected = stored_heads(&store, &["a"]).await;
         let batch = [item("a", "k3")];
@@ -2025,10 +2025,10 @@ mod tests {
             store.commit_presigned_sqlite(&batch, &pre, &key),
         )
         .await;
-        assert!(
-            dropped.is_err(),
-            "the batch was still waiting for the database"
-        );
+        // Usually dropped while waiting for the database; on a fast answer it finished.
+        if let Ok(done) = dropped {
+            done.unwrap();
+        }
         store
             .commit_batch(
                 &[item("a", "k3"), item("a", "k4")],
