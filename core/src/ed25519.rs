@@ -157,8 +157,7 @@ fn verify_with_table(
     use curve25519_dalek::{EdwardsPoint, Scalar};
     use sha2::{Digest as _, Sha512};
     check_r(sig)?;
-    let s: Option<Scalar> = Scalar::from_canonical_bytes(*sig.s_bytes()).into();
-    let s = s.ok_or(Error::BadSignature)?;
+    let s = canonical_s(sig)?;
     let k = Scalar::from_bytes_mod_order_wide(
         &Sha512::new()
             .chain_update(sig.r_bytes())
@@ -186,6 +185,15 @@ pub(crate) fn check_r(sig: &Signature) -> Result<()> {
         return Err(Error::BadSignature);
     }
     Ok(())
+}
+
+/// `S` as a scalar, refused unless reduced (below the group order `l`): an unreduced `S`
+/// would give one signature several byte forms.
+pub(crate) fn canonical_s(sig: &Signature) -> Result<curve25519_dalek::Scalar> {
+    Option::from(curve25519_dalek::Scalar::from_canonical_bytes(
+        *sig.s_bytes(),
+    ))
+    .ok_or(Error::BadSignature)
 }
 
 /// The distinct `y` coordinates (little-endian, sign bit cleared) of the eight points of

@@ -173,9 +173,7 @@ pub fn verify_receipt_chain_from<S: AsRef<str>>(
 /// `ed25519::check_r`), `S` must be reduced.
 fn check_strict_parts(sig: &Signature) -> Result<()> {
     crate::ed25519::check_r(sig)?;
-    let s: Option<curve25519_dalek::Scalar> =
-        curve25519_dalek::Scalar::from_canonical_bytes(*sig.s_bytes()).into();
-    s.map(|_| ()).ok_or(Error::BadSignature)
+    crate::ed25519::canonical_s(sig).map(|_| ())
 }
 
 /// Reads a receipt's claims WITHOUT verifying it.

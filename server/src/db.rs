@@ -1745,6 +1745,23 @@ mod tests {
 
     /// A fresh SQLite store (in a temporary directory named after `name`) holding the
     /// registers "a" and "b".
+    /// The signing key of these tests and the set that trusts it.
+    fn signer() -> (SigningKey, TrustedKeys) {
+        let key = SigningKey::from_seed(&[7; 32]);
+        let mut trusted = TrustedKeys::new();
+        trusted.add_jwk(&key.public_jwk()).unwrap();
+        (key, trusted)
+    }
+
+    /// Transaction ids `tx_0001`, `tx_0002`, ...
+    fn tx_ids() -> impl FnMut() -> String {
+        let mut n = 0;
+        move || {
+            n += 1;
+            format!("tx_{n:04}")
+        }
+    }
+
     async fn store_with_registers_a_b(name: &str) -> (Store, std::path::PathBuf) {
         let dir = std::env::temp_dir().join(format!("tillgate-db-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -1803,17 +1820,11 @@ mod tests {
     /// not look keys up, writes nothing when it meets a used key.
     #[tokio::test]
     async fn every_commit_path_agrees() {
-        let key = SigningKey::from_seed(&[7; 32]);
-        let mut trusted = TrustedKeys::new();
-        trusted.add_jwk(&key.public_jwk()).unwrap();
+        let (key, trusted) = signer();
         let mut results = Vec::new();
         for path in ["commit_batch", "keys looked up", "row by row"] {
             let (store, dir) = store_with_registers_a_b(&format!("paths-{}", results.len())).await;
-            let mut n = 0;
-            let mut ids = || {
-                n += 1;
-                format!("tx_{n:04}")
-            };
+            let mut ids = tx_ids();
             let mut commit = async |items: Vec<NewTx>| match path {
                 "commit_batch" => {
                     let stored = async || {
@@ -1909,15 +1920,9 @@ mod tests {
     /// inside the batch or an item without its row makes it write nothing.
     #[tokio::test]
     async fn presigned_sqlite_path_commits_only_what_fits() {
-        let key = SigningKey::from_seed(&[7; 32]);
-        let mut trusted = TrustedKeys::new();
-        trusted.add_jwk(&key.public_jwk()).unwrap();
+        let (key, trusted) = signer();
         let (store, dir) = store_with_registers_a_b("presigned-sqlite").await;
-        let mut n = 0;
-        let mut ids = move || {
-            n += 1;
-            format!("tx_{n:04}")
-        };
+        let mut ids = tx_ids();
         let first = vec![item("a", "k1"), item("b", "k1")];
         store
             .commit_batch(&first, 1_000, &key, "tillgate", &mut ids)
@@ -1978,15 +1983,9 @@ mod tests {
     /// ends it first, so nothing half-done is kept and writing goes on.
     #[tokio::test]
     async fn a_batch_dropped_part_way_leaves_nothing_open() {
-        let key = SigningKey::from_seed(&[7; 32]);
-        let mut trusted = TrustedKeys::new();
-        trusted.add_jwk(&key.public_jwk()).unwrap();
+        let (key, trusted) = signer();
         let (store, dir) = store_with_registers_a_b("dropped").await;
-        let mut n = 0;
-        let mut ids = move || {
-            n += 1;
-            format!("tx_{n:04}")
-        };
+        let mut ids = tx_ids();
         store
             .commit_batch(&[item("a", "k1")], 1_000, &key, "tillgate", &mut ids)
             .await
@@ -2051,16 +2050,10 @@ mod tests {
     /// key): the chains stay gapless and verify either way.
     #[tokio::test]
     async fn presigned_rows_are_used_only_when_they_fit() {
-        let key = SigningKey::from_seed(&[7; 32]);
+        let (key, trusted) = signer();
         let other = SigningKey::from_seed(&[8; 32]);
-        let mut trusted = TrustedKeys::new();
-        trusted.add_jwk(&key.public_jwk()).unwrap();
         let (store, dir) = store_with_registers_a_b("presign").await;
-        let mut n = 0;
-        let mut ids = move || {
-            n += 1;
-            format!("tx_{n:04}")
-        };
+        let mut ids = tx_ids();
         let ids_of = |p: &[Option<Presigned>]| -> Vec<Option<String>> {
             p.iter()
                 .map(|p| p.as_ref().map(|p| p.row.id.clone()))
