@@ -15,7 +15,7 @@ pub const EXTRAS_MAX_BYTES: usize = 4096;
 /// An activation request as sent by a POS app (JSON, camelCase). Every field is taken
 /// as given so that [`validate_activation_request`] can report every problem at once.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(remote = "Self", rename_all = "camelCase")]
 pub struct ActivationRequest {
     /// Name of the cash register, chosen by the user (1–64 characters).
     #[serde(default)]
@@ -491,6 +491,9 @@ fn parse_time(field: &str, s: &str, errors: &mut Vec<FieldError>) -> Option<Offs
         }
     }
 }
+
+// Read from JSON objects only (see `crate::object`).
+crate::object::objects_only!(ActivationRequest);
 
 #[cfg(test)]
 mod tests {

@@ -104,6 +104,7 @@ pub fn jwk_thumbprint(public_key: &[u8; 32]) -> String {
 
 /// One JSON Web Key (RFC 7517 / RFC 8037), as published in a JWKS.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Jwk {
     /// Key type; `OKP` for Ed25519.
     pub kty: String,
@@ -144,6 +145,7 @@ impl Jwk {
 
 /// A JWK Set (`{"keys": [...]}`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(remote = "Self")]
 pub struct Jwks {
     /// The keys.
     pub keys: Vec<Jwk>,
@@ -273,6 +275,9 @@ impl fmt::Debug for TrustedKeys {
         f.debug_set().entries(self.keys.keys()).finish()
     }
 }
+
+// Read from JSON objects only (see `crate::object`).
+crate::object::objects_only!(Jwk, Jwks);
 
 #[cfg(test)]
 mod tests {

@@ -9,6 +9,7 @@ mod ed25519;
 mod error;
 mod jws;
 mod keys;
+mod object;
 mod product;
 mod receipt;
 mod server_time;

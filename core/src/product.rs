@@ -24,7 +24,7 @@ pub const PRODUCT_ID_MAX_LEN: usize = 64;
 /// With the `openapi` feature its schema is `ProductInput`: the members and constraints
 /// of `ProductDoc` with `additionalProperties: false`, as unknown members are refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(remote = "Self", rename_all = "camelCase", deny_unknown_fields)]
 pub struct Product {
     /// Name, 1–128 characters.
     pub name: String,
@@ -178,6 +178,9 @@ pub fn validate_product(id: &str, product: &Product) -> Result<()> {
         Err(Error::InvalidProduct { fields: e })
     }
 }
+
+// Read from JSON objects only (see `crate::object`).
+crate::object::objects_only!(Product);
 
 #[cfg(test)]
 mod tests {

@@ -39,7 +39,7 @@ impl TransactionType {
 
 /// One VAT line: rate in basis points (2500 = 25 %) and the VAT amount in minor units.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct VatLine {
     /// VAT amount, minor units. (Fields are declared in sorted order: see [`canonical_bytes`].)
     pub amount: i64,
@@ -49,7 +49,7 @@ pub struct VatLine {
 
 /// One item line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct Item {
     /// Line amount (all units together), minor units.
     pub amount: i64,
@@ -69,7 +69,7 @@ pub struct Item {
 /// tillgate_core::validate_transaction(&tx).unwrap();
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct Transaction {
     /// ISO 4217 code, three upper-case letters.
     pub currency: String,
@@ -215,6 +215,9 @@ pub fn transaction_hash(tx: &Transaction) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(canonical_bytes(tx)))
 }
+
+// Read from JSON objects only (see `crate::object`).
+crate::object::objects_only!(VatLine, Item, Transaction);
 
 #[cfg(test)]
 mod tests {

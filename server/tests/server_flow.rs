@@ -980,7 +980,9 @@ async fn bad_input_is_4xx(db: &TestDb, b: Backend) {
         (h.post(s.url("/activations-advanced")).header("content-type", "application/json").body("{not json"), 400, "invalid_json"),
         (h.post(s.url("/activations-advanced")).body("{}"), 415, "unsupported_media_type"),
         (h.post(s.url("/activations-advanced")).json(&json!({"deviceId": 5})), 400, "invalid_body"),
-        (h.post(s.url("/activations-advanced")).json(&json!([])), 400, "invalid_activation_request"),
+        // An array in place of the object is a body of the wrong shape, like a wrong type.
+        (h.post(s.url("/activations-advanced")).json(&json!([])), 400, "invalid_body"),
+        (h.post(s.url("/activations-advanced")).json(&json!(["Kassa 1", "dev-9"])), 400, "invalid_body"),
         (h.post(s.url("/activations-advanced")).header("content-type", "application/json").body(format!("{{\"x\":\"{big}\"}}")), 413, "payload_too_large"),
         (h.post(s.url("/activations-advanced")).json(&json!({})), 400, "invalid_activation_request"),
         (h.get(s.url("/activations-advanced")), 405, "method_not_allowed"),
@@ -1004,6 +1006,7 @@ async fn bad_input_is_4xx(db: &TestDb, b: Backend) {
         (h.post(s.url("/transactions")).bearer_auth(&key).header("Idempotency-Key", "f").json(&json!({"type": "sale", "currency": "SEK", "total": 1.5, "items": []})), 400, "invalid_body"),
         (h.post(s.url("/transactions")).bearer_auth(&key).header("Idempotency-Key", "f").json(&json!({"type": "sale", "currency": "SEK", "total": 10, "items": [{"name": "a", "quantity": 1, "amount": 5}]})), 400, "invalid_transaction"),
         (h.post(s.url("/transactions")).bearer_auth(&key).header("Idempotency-Key", "f").json(&json!({"type": "gift", "currency": "SEK", "total": 1, "items": []})), 400, "invalid_body"),
+        (h.post(s.url("/transactions")).bearer_auth(&key).header("Idempotency-Key", "f").json(&json!({"type": "sale", "currency": "SEK", "total": 1, "items": [[1, "a", 1]]})), 400, "invalid_body"),
         (h.get(s.url("/transactions?rve=2020")).bearer_auth(&key), 400, "url_invalid_rve"),
         (h.get(s.url("/transactions?limit=5000")).bearer_auth(&key), 400, "invalid_limit"),
         (h.get(s.url("/transactions?afterSequence=abc")).bearer_auth(&key), 400, "invalid_query"),
