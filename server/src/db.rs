@@ -1743,8 +1743,6 @@ mod tests {
         }
     }
 
-    /// A fresh SQLite store (in a temporary directory named after `name`) holding the
-    /// registers "a" and "b".
     /// The signing key of these tests and the set that trusts it.
     fn signer() -> (SigningKey, TrustedKeys) {
         let key = SigningKey::from_seed(&[7; 32]);
@@ -1762,6 +1760,8 @@ mod tests {
         }
     }
 
+    /// A fresh SQLite store (in a temporary directory named after `name`) holding the
+    /// registers "a" and "b".
     async fn store_with_registers_a_b(name: &str) -> (Store, std::path::PathBuf) {
         let dir = std::env::temp_dir().join(format!("tillgate-db-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
