@@ -91,10 +91,21 @@ pub enum AdminCommand {
         #[arg(long)]
         parallelism: Option<u32>,
     },
+    /// Write a consistent, checked copy of the SQLite database to a new file, while the
+    /// server keeps running (PostgreSQL: use pg_dump).
+    Backup {
+        /// The backup file to create; it must not exist yet.
+        to: std::path::PathBuf,
+    },
 }
 
 /// Runs one admin command, printing its result to standard output.
 pub async fn run(config: &Config, cmd: AdminCommand) -> Result<(), String> {
+    if let AdminCommand::Backup { to } = &cmd {
+        // Reads the database only: no migration, no key sealing, no KEK needed.
+        let summary = crate::backup::backup(&config.effective_database_url(), to).await?;
+        return print_json(&summary);
+    }
     let cipher = crate::seal::from_config(config)?;
     let store = Store::connect(&config.effective_database_url(), 2)
         .await
@@ -134,6 +145,9 @@ async fn run_with(
         }
     };
     match cmd {
+        AdminCommand::Backup { to } => {
+            print_json(&crate::backup::backup(&config.effective_database_url(), &to).await?)
+        }
         AdminCommand::List { status } => {
             for row in store
                 .list_activations(status.as_deref(), 10_000)

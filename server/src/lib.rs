@@ -4,6 +4,7 @@ pub mod api_activation;
 pub mod api_admin;
 pub mod api_register;
 pub mod auth;
+pub mod backup;
 pub mod cache;
 pub mod cli;
 pub mod clock;
