@@ -4,6 +4,8 @@
 #
 #   crash       SIGKILL under concurrent ingest, restart, exactly-once + gapless + chain
 #               (SQLite and PostgreSQL; PostgreSQL is skipped with a SKIP line when absent)
+#   disk        SQLite on a small tmpfs that fills up under ingest: 503 while full, then
+#               exactly-once + gapless + chain once space is back (SKIP without root)
 #   security    tenancy matrix, revocation, hashed storage, replays, rate limits, log scan,
 #               size limits, slow clients, forged / out-of-window JWS, tampered local data, RVE
 #   schema      schemathesis against /openapi.json: no 5xx, responses match the schema,
@@ -25,7 +27,7 @@ root=$PWD
 export CARGO_TERM_COLOR=never
 logs="$root/target/test-logs/reliability"
 mkdir -p "$logs"
-parts="${TILLGATE_RELIABILITY_PARTS:-crash security schema load crosscheck}"
+parts="${TILLGATE_RELIABILITY_PARTS:-crash disk security schema load crosscheck}"
 admin_key="Reliability-Admin-Key-0123456789"   # = tillgate_reliability::ADMIN_KEY
 failed_parts=()
 passed_parts=()
@@ -128,6 +130,7 @@ cargo_part() { # part test-target [libtest args...]
 }
 
 want crash && cargo_part crash crash
+want disk && cargo_part disk disk_full
 want security && cargo_part security security
 
 # ---- schema fuzzing -----------------------------------------------------------------

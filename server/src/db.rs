@@ -55,6 +55,16 @@ struct Writer {
     /// Set while a transaction begun by hand (not through sqlx's `Transaction`, which
     /// rolls back on drop) may be open on `conn`.
     open: bool,
+    /// The database URL, to open a replacement connection (see [`Store::write_conn`]).
+    url: String,
+}
+
+/// Opens SQLite's writer connection: the store's settings and the batch guard.
+async fn open_writer(url: &str) -> Result<AnyConnection, sqlx::Error> {
+    let mut conn = AnyConnection::connect(url).await?;
+    sqlx::raw_sql(SQLITE_PRAGMAS).execute(&mut conn).await?;
+    sqlx::raw_sql(SQLITE_BATCH_GUARD).execute(&mut conn).await?;
+    Ok(conn)
 }
 
 /// A one-row table on SQLite's writer connection (temporary: in memory, on that
@@ -353,15 +363,11 @@ impl Store {
         };
         let pool = options(pool_size.max(2)).connect(url).await?;
         let writer = match backend {
-            Backend::Sqlite => {
-                let mut conn = AnyConnection::connect(url).await?;
-                sqlx::raw_sql(SQLITE_PRAGMAS).execute(&mut conn).await?;
-                sqlx::raw_sql(SQLITE_BATCH_GUARD).execute(&mut conn).await?;
-                Some(std::sync::Arc::new(tokio::sync::Mutex::new(Writer {
-                    conn: Some(conn),
-                    open: false,
-                })))
-            }
+            Backend::Sqlite => Some(std::sync::Arc::new(tokio::sync::Mutex::new(Writer {
+                conn: Some(open_writer(url).await?),
+                open: false,
+                url: url.to_owned(),
+            }))),
             Backend::Postgres => None,
         };
         let store = Store {
@@ -419,6 +425,26 @@ impl Store {
                     let conn = w.conn.as_mut().ok_or(sqlx::Error::PoolClosed)?;
                     rollback_if_open(conn).await?;
                     w.open = false;
+                }
+                let conn = w.conn.as_mut().ok_or(sqlx::Error::PoolClosed)?;
+                if conn.is_in_transaction() {
+                    // sqlx counts the transactions it began on this connection; nothing
+                    // of ours is open now. A dropped `Transaction` queues its ROLLBACK:
+                    // one round trip lets it run. If the count is still above zero,
+                    // SQLite had already ended that transaction itself (it rolls back
+                    // when a COMMIT fails for a full disk or an I/O error), sqlx's
+                    // ROLLBACK failed and its count stays up for good: every later BEGIN
+                    // would be refused. Such a connection is replaced.
+                    conn.ping().await?;
+                    if conn.is_in_transaction() {
+                        tracing::warn!(
+                            "replacing the SQLite writer connection after a failed transaction"
+                        );
+                        let fresh = open_writer(&w.url).await?;
+                        if let Some(old) = w.conn.replace(fresh) {
+                            let _ = old.close().await;
+                        }
+                    }
                 }
                 Ok(WriteConn::Held(w))
             }
@@ -1973,6 +1999,46 @@ mod tests {
         assert!(out.iter().zip(&pre).all(|(c, p)| matches!(c,
             Committed::New(r) if Some(&r.id) == p.as_ref().map(|p| &p.row.id))));
         assert_eq!(count().await, 5);
+        assert_chains_verify(&store, &trusted).await;
+        store.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// When SQLite ends a transaction by itself (it rolls back when a COMMIT fails for a
+    /// full disk or an I/O error), sqlx's own ROLLBACK fails and it keeps counting the
+    /// transaction as open, so it refuses every later BEGIN on that connection. The next
+    /// write replaces the writer connection and goes on. (The same through the server,
+    /// on a disk that really fills: tests/reliability, `disk_full`.)
+    #[tokio::test]
+    async fn writer_goes_on_after_sqlite_ended_a_transaction_itself() {
+        let (key, trusted) = signer();
+        let (store, dir) = store_with_registers_a_b("writer-depth").await;
+        let mut ids = tx_ids();
+        store
+            .commit_batch(&[item("a", "k1")], 1_000, &key, "tillgate", &mut ids)
+            .await
+            .unwrap();
+        {
+            let mut conn = store.write_conn().await.unwrap();
+            let mut tx = conn.begin().await.unwrap();
+            // What SQLite does on its own when a COMMIT fails.
+            sqlx::raw_sql("ROLLBACK").execute(&mut *tx).await.unwrap();
+            // sqlx's ROLLBACK on drop now fails: its count stays at one.
+        }
+        for (n, k) in ["k2", "k3"].into_iter().enumerate() {
+            let out = store
+                .commit_batch(
+                    &[item("a", k), item("b", k)],
+                    1_001,
+                    &key,
+                    "tillgate",
+                    &mut ids,
+                )
+                .await
+                .unwrap();
+            assert_eq!(out.len(), 2, "batch {n}");
+        }
+        assert_eq!(store.export_txs(None, 0, 1_000).await.unwrap().len(), 5);
         assert_chains_verify(&store, &trusted).await;
         store.close().await;
         let _ = std::fs::remove_dir_all(&dir);
