@@ -119,7 +119,7 @@ cargo_part() { # part test-target [libtest args...]
   local rc=$?
   local p f
   read -r p f < <(awk '/^test result: /{for(i=1;i<=NF;i++){if($i=="passed;")p+=$(i-1);if($i=="failed;")f+=$(i-1)}} END{print p+0, f+0}' "$log")
-  grep -oE '(SKIP .*|crash safety \[.*|[0-9]+ transactions acknowledged.*|tenancy: .*|descriptors: .*|logs \(.*)' "$log" | sed 's/^/  /'
+  grep -oE '(SKIP .*|crash safety \[.*|disk full after .*|[0-9]+ transactions acknowledged.*|tenancy: .*|descriptors: .*|logs \(.*)' "$log" | sed 's/^/  /'
   if [ $rc != 0 ]; then
     [ "$f" = 0 ] && f=1
     grep -E -A12 'panicked|^error' "$log" | head -40 | sed 's/^/    /'
