@@ -130,11 +130,14 @@ impl QueueStore for FileStore {
             .truncate(true)
             .open(&tmp)
             .map_err(|e| storage("creating", &tmp, e))?;
-        f.write_all(&bytes)
-            .and_then(|()| f.sync_all())
-            .map_err(|e| storage("writing", &tmp, e))?;
+        let written = f.write_all(&bytes).and_then(|()| f.sync_all());
         drop(f);
-        fs::rename(&tmp, &path).map_err(|e| storage("renaming", &tmp, e))?;
+        if let Err(e) = written.and_then(|()| fs::rename(&tmp, &path)) {
+            // A full disk, typically: the half-written temp file would only hold on to
+            // space the next sale needs. The record, if there was one, is untouched.
+            let _ = fs::remove_file(&tmp);
+            return Err(storage("writing", &tmp, e));
+        }
         self.sync_dir()
     }
 

@@ -267,3 +267,102 @@ fn idempotency_keys() {
     assert_eq!(serde_json::from_str::<IdempotencyKey>(&json).unwrap(), a);
     assert!(serde_json::from_str::<IdempotencyKey>("\"a b\"").is_err());
 }
+
+/// A tmpfs of `size` mounted for one test (needs root); unmounted on drop.
+struct SmallDisk(tempfile::TempDir);
+
+impl SmallDisk {
+    fn mount(size: &str) -> std::result::Result<SmallDisk, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .map_err(|e| format!("mount: {e}"))?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
+        }
+        Ok(SmallDisk(dir))
+    }
+
+    fn grow(&self, size: &str) {
+        let ok = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(self.0.path())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "cannot grow the tmpfs");
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.0.path())
+            .status();
+    }
+}
+
+/// A till whose disk fills up: queuing a sale fails with `storage_error` (the app must
+/// not take that sale as kept), every sale queued before is still there after a
+/// restart, in order, no half-written file is left, and queuing works again once
+/// there is space.
+#[tokio::test]
+async fn a_full_disk_refuses_new_sales_and_keeps_the_queued_ones() {
+    let disk = match SmallDisk::mount("48k") {
+        Ok(d) => d,
+        Err(reason) => {
+            println!(
+                "SKIP a_full_disk_refuses_new_sales_and_keeps_the_queued_ones: cannot mount a small tmpfs (needs root): {reason}"
+            );
+            return;
+        }
+    };
+    let dir = disk.0.path();
+    let mut keys = Vec::new();
+    let refused = {
+        let q = Outbox::open(file_store(dir)).await.unwrap();
+        let mut refused = None;
+        for i in 0..10_000 {
+            match q.enqueue(sale(100 + i), None, 1_000 + i).await {
+                Ok(k) => keys.push(k),
+                Err(e) => {
+                    refused = Some(e);
+                    break;
+                }
+            }
+        }
+        let refused = refused.expect("the disk never filled");
+        assert_eq!(q.len(), keys.len(), "a refused sale is not in the queue");
+        // Still full: refused again, nothing changes.
+        assert_eq!(
+            q.enqueue(sale(1), None, 5_000).await.unwrap_err().code(),
+            "storage_error"
+        );
+        assert_eq!(q.len(), keys.len());
+        refused
+    }; // the app stops
+    assert_eq!(refused.code(), "storage_error");
+    assert!(keys.len() >= 3, "only {} sales fitted", keys.len());
+    let names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().all(|n| n.ends_with(".json")),
+        "half-written files left: {names:?}"
+    );
+    assert_eq!(names.len(), keys.len());
+
+    let q = Outbox::open(file_store(dir)).await.unwrap();
+    let stored: Vec<IdempotencyKey> = q.entries().into_iter().map(|e| e.idempotency_key).collect();
+    assert_eq!(stored, keys);
+    assert!(q.corrupt_records().is_empty());
+
+    disk.grow("1m");
+    let more = q.enqueue(sale(7), None, 9_000).await.unwrap();
+    assert_eq!(q.len(), keys.len() + 1);
+    assert_eq!(q.entries().last().unwrap().idempotency_key, more);
+}
