@@ -199,6 +199,24 @@ impl Storage {
         }
     }
 
+    /// PostgreSQL: ends every connection to this run's database (`pg_terminate_backend`,
+    /// as a failover or an operator would); returns how many there were. SQLite: `Err`.
+    pub fn drop_connections(&self) -> Result<usize, String> {
+        match self {
+            Storage::Postgres { admin_url, db } => psql(
+                admin_url,
+                &format!(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                     WHERE datname = '{db}' AND pid <> pg_backend_pid()"
+                ),
+            )?
+            .trim()
+            .parse()
+            .map_err(|e| format!("pg_terminate_backend: {e}")),
+            Storage::Sqlite(_) => Err("SQLite has no connections to drop".into()),
+        }
+    }
+
     /// A short name for messages.
     pub fn name(&self) -> &'static str {
         match self {

@@ -23,8 +23,10 @@ const REGISTERS: usize = 4;
 const CLIENTS_PER_REGISTER: usize = 4;
 /// Each client sends at least this many, and keeps sending until the last kill is over.
 const MIN_TX_PER_CLIENT: usize = 25;
-/// Hard bound per client.
+/// Hard bound per client (the load must outlast the faults: a server that is not
+/// restarted gets through many more).
 const MAX_TX_PER_CLIENT: usize = 400;
+const MAX_TX_PER_CLIENT_NO_RESTART: usize = 5_000;
 const KILLS: usize = 5;
 const DEADLINE: Duration = Duration::from_secs(150);
 
@@ -52,9 +54,10 @@ async fn client(
     killer_done: Arc<AtomicBool>,
     stats: Arc<Stats>,
     deadline: Instant,
+    max_tx: usize,
 ) -> Result<Vec<(String, Ack)>, String> {
     let mut acks = Vec::new();
-    for i in 0..MAX_TX_PER_CLIENT {
+    for i in 0..max_tx {
         if i >= MIN_TX_PER_CLIENT && killer_done.load(Ordering::SeqCst) {
             break;
         }
@@ -107,11 +110,25 @@ async fn client(
     Ok(acks)
 }
 
-async fn crash_safety(storage: Storage) {
+/// What goes wrong, five times, under load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// The server is killed with SIGKILL and started again on the same data.
+    KillServer,
+    /// PostgreSQL ends every connection of the server (`pg_terminate_backend`); the
+    /// same server process goes on.
+    DropDbConnections,
+}
+
+async fn crash_safety(storage: Storage, fault: Fault) {
     let mut rng = Rng::from_env();
     println!(
-        "crash safety [{}]: seed {} (TILLGATE_RELIABILITY_SEED repeats it)",
+        "crash safety [{}{}]: seed {} (TILLGATE_RELIABILITY_SEED repeats it)",
         storage.name(),
+        match fault {
+            Fault::KillServer => "",
+            Fault::DropDbConnections => ", connections dropped",
+        },
         rng.seed()
     );
     let mut server = ServerProcess::start(&storage, &[]).await;
@@ -139,6 +156,10 @@ async fn crash_safety(storage: Storage) {
                     killer_done.clone(),
                     stats.clone(),
                     deadline,
+                    match fault {
+                        Fault::KillServer => MAX_TX_PER_CLIENT,
+                        Fault::DropDbConnections => MAX_TX_PER_CLIENT_NO_RESTART,
+                    },
                 )),
             ));
         }
@@ -149,16 +170,27 @@ async fn crash_safety(storage: Storage) {
     for k in 0..KILLS {
         let wait = rng.range(150, 700);
         tokio::time::sleep(Duration::from_millis(wait)).await;
-        server.kill();
-        let t = Instant::now();
-        tokio::time::sleep(Duration::from_millis(rng.range(0, 200))).await;
-        server.restart().await;
-        down_total += t.elapsed();
-        println!(
-            "  kill {}/{KILLS} after {wait} ms of load; back up in {} ms",
-            k + 1,
-            t.elapsed().as_millis()
-        );
+        match fault {
+            Fault::KillServer => {
+                server.kill();
+                let t = Instant::now();
+                tokio::time::sleep(Duration::from_millis(rng.range(0, 200))).await;
+                server.restart().await;
+                down_total += t.elapsed();
+                println!(
+                    "  kill {}/{KILLS} after {wait} ms of load; back up in {} ms",
+                    k + 1,
+                    t.elapsed().as_millis()
+                );
+            }
+            Fault::DropDbConnections => {
+                let n = storage.drop_connections().expect("drop connections");
+                println!(
+                    "  {}/{KILLS}: {n} database connections ended after {wait} ms of load",
+                    k + 1
+                );
+            }
+        }
     }
     // Some load on the last incarnation too, then let the clients finish.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -181,6 +213,10 @@ async fn crash_safety(storage: Storage) {
     }
     assert!(failures.is_empty(), "clients failed: {failures:?}");
 
+    if fault == Fault::DropDbConnections {
+        // The same process served throughout.
+        assert_eq!(server.starts, 1);
+    }
     // Verify on a fresh client, after one more restart for good measure.
     server.restart().await;
     let api = server.api();
@@ -294,14 +330,27 @@ async fn crash_safety(storage: Storage) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a release build of tillgate-server; run by scripts/test-reliability.sh"]
 async fn crash_safety_sqlite() {
-    crash_safety(Storage::sqlite()).await;
+    crash_safety(Storage::sqlite(), Fault::KillServer).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a release build of tillgate-server and PostgreSQL; run by scripts/test-reliability.sh"]
 async fn crash_safety_postgres() {
     match Storage::postgres() {
-        Ok(storage) => crash_safety(storage).await,
+        Ok(storage) => crash_safety(storage, Fault::KillServer).await,
         Err(reason) => println!("SKIP crash_safety_postgres: {reason}"),
+    }
+}
+
+/// PostgreSQL ends the server's connections under load (a failover, a restart of the
+/// database, an operator's `pg_terminate_backend`): requests in flight may fail with 503
+/// and are retried; nothing acknowledged is lost or doubled, and the server recovers on
+/// its own, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a release build of tillgate-server and PostgreSQL; run by scripts/test-reliability.sh"]
+async fn postgres_connections_dropped() {
+    match Storage::postgres() {
+        Ok(storage) => crash_safety(storage, Fault::DropDbConnections).await,
+        Err(reason) => println!("SKIP postgres_connections_dropped: {reason}"),
     }
 }
