@@ -22,6 +22,9 @@ use crate::{ClientError, IdempotencyKey, RenewRequest, Result, StoredTransaction
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default time to establish a connection (native targets).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Default cap on the size of one answer from the server: 8 MiB. The largest the server
+/// sends is a list page (at most 1,000 transactions or products), well under it.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 8 << 20;
 
 /// How a [`Client`] talks to the server and what it trusts.
 #[derive(Debug, Clone)]
@@ -43,6 +46,10 @@ pub struct ClientConfig {
     pub clock_tolerance_secs: Option<i64>,
     /// `User-Agent` sent with every request (native only; browsers set their own).
     pub user_agent: String,
+    /// An answer larger than this is refused with [`ClientError::InvalidResponse`]
+    /// instead of being read into memory (a misconfigured proxy or a hostile server must
+    /// not exhaust a till's memory). Default [`DEFAULT_MAX_RESPONSE_BYTES`].
+    pub max_response_bytes: usize,
 }
 
 impl ClientConfig {
@@ -57,6 +64,7 @@ impl ClientConfig {
             application_package: None,
             clock_tolerance_secs: None,
             user_agent: concat!("tillgate-client/", env!("CARGO_PKG_VERSION")).to_owned(),
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 }
@@ -110,6 +118,7 @@ impl Client {
             config.timeout,
             config.connect_timeout,
             &config.user_agent,
+            config.max_response_bytes,
         )?;
         Ok(Client {
             inner: Arc::new(Inner {

@@ -160,6 +160,7 @@ pub(crate) struct Http {
     #[cfg(not(target_arch = "wasm32"))]
     client: reqwest::Client,
     timeout: Duration,
+    max_response_bytes: usize,
 }
 
 impl Http {
@@ -170,6 +171,7 @@ impl Http {
         timeout: Duration,
         connect_timeout: Duration,
         user_agent: &str,
+        max_response_bytes: usize,
     ) -> Result<Self> {
         check_base_url(base_url)?;
         #[cfg(not(target_arch = "wasm32"))]
@@ -180,12 +182,19 @@ impl Http {
                 .user_agent(user_agent)
                 .build()
                 .map_err(|e| ClientError::InvalidConfig(e.without_url().to_string()))?;
-            Ok(Http { client, timeout })
+            Ok(Http {
+                client,
+                timeout,
+                max_response_bytes,
+            })
         }
         #[cfg(target_arch = "wasm32")]
         {
             let _ = (connect_timeout, user_agent);
-            Ok(Http { timeout })
+            Ok(Http {
+                timeout,
+                max_response_bytes,
+            })
         }
     }
 
@@ -215,14 +224,22 @@ impl Http {
         if let Some(body) = req.body {
             b = b.header(CONTENT_TYPE, "application/json").body(body);
         }
-        let resp = b.send().await.map_err(ClientError::from_reqwest)?;
+        let mut resp = b.send().await.map_err(ClientError::from_reqwest)?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let body = resp
-            .bytes()
-            .await
-            .map_err(ClientError::from_reqwest)?
-            .to_vec();
+        let max = self.max_response_bytes;
+        if resp.content_length().is_some_and(|n| n > max as u64) {
+            return Err(too_large(max));
+        }
+        // Read chunk by chunk, so that an answer without a length (chunked) cannot grow
+        // past the cap either.
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(ClientError::from_reqwest)? {
+            if body.len() + chunk.len() > max {
+                return Err(too_large(max));
+            }
+            body.extend_from_slice(&chunk);
+        }
         Ok(Response {
             status,
             body,
@@ -266,18 +283,40 @@ impl Http {
             .await
             .map_err(wasm::network)?
             .unchecked_into();
+        let max = self.max_response_bytes;
+        let declared = resp
+            .headers()
+            .get("content-length")
+            .ok()
+            .flatten()
+            .and_then(|n| n.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > max as u64) {
+            return Err(too_large(max));
+        }
+        // `fetch` reads the whole body in the browser's memory; a body without a length
+        // is checked before it is copied into the module's memory.
         let buffer = JsFuture::from(resp.array_buffer().map_err(wasm::network)?)
             .await
             .map_err(wasm::network)?;
+        let bytes = js_sys::Uint8Array::new(&buffer);
+        if bytes.length() as usize > max {
+            return Err(too_large(max));
+        }
         Ok(Response {
             status: resp.status(),
-            body: js_sys::Uint8Array::new(&buffer).to_vec(),
+            body: bytes.to_vec(),
             headers: resp.headers(),
         })
     }
 }
 
 const ACCEPT_VALUE: &str = "application/json, application/problem+json";
+
+fn too_large(max: usize) -> ClientError {
+    ClientError::InvalidResponse(format!(
+        "the answer is larger than {max} bytes (ClientConfig::max_response_bytes)"
+    ))
+}
 
 #[cfg(target_arch = "wasm32")]
 mod wasm {

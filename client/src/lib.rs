@@ -10,7 +10,9 @@ mod queue;
 
 pub use api::{Activation, ActivationCode, Handshake, Product, ProductCatalogue, ProductSync};
 pub use backoff::Backoff;
-pub use client::{Client, ClientConfig, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT};
+pub use client::{
+    Client, ClientConfig, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT,
+};
 pub use error::{ClientError, Result};
 #[cfg(not(target_arch = "wasm32"))]
 pub use queue::FileStore;

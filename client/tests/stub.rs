@@ -76,6 +76,11 @@ async fn handshake(h: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Re
             tokio::time::sleep(Duration::from_secs(3)).await;
         }
         "html" => return (StatusCode::BAD_GATEWAY, "<html>proxy</html>").into_response(),
+        // 2 MiB of JSON, with its length declared.
+        "huge" => {
+            let body = format!("[{}0]", "0,".repeat(1 << 20));
+            return (StatusCode::OK, body).into_response();
+        }
         c if c.starts_with("s") => return problem(c[1..].parse().unwrap(), "whatever"),
         c => {
             let status = if c == "invalid_credentials" { 401 } else { 403 };
@@ -448,4 +453,72 @@ async fn every_transaction_is_persisted_before_it_is_sent() {
     let seen = stub.persisted_before_send.lock().unwrap().clone();
     assert_eq!(seen.len(), 5, "{seen:?}");
     assert!(seen.iter().all(|p| *p), "{seen:?}");
+}
+
+/// A server that answers every connection with an endless chunked body; returns its base
+/// URL and the number of body bytes it managed to send in all.
+async fn spawn_endless() -> (String, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let sent = Arc::new(AtomicUsize::new(0));
+    let total = sent.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let sent = sent.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = sock.read(&mut buf).await;
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                            transfer-encoding: chunked\r\n\r\n1\r\n[\r\n";
+                if sock.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = format!("4000\r\n{}\r\n", "0,".repeat(0x2000));
+                while sock.write_all(chunk.as_bytes()).await.is_ok() {
+                    sent.fetch_add(0x4000, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), total)
+}
+
+/// An answer over `max_response_bytes` is refused with `invalid_response`: at once when
+/// its length is declared, and as soon as the cap is passed when it is not (an endless
+/// chunked answer, which would otherwise be read until the timeout and fill memory).
+/// An answer under the cap is read as usual.
+#[tokio::test]
+async fn an_oversized_answer_is_refused_not_read_into_memory() {
+    let cap = 1 << 20;
+    let base = spawn(Arc::default()).await;
+    let mut config = ClientConfig::new(&base, trusted());
+    config.max_response_bytes = cap;
+    let c = Client::new(config).unwrap();
+    c.set_api_key(validate_api_key("huge-000000000000000000000").unwrap());
+    let e = c.handshake().await.unwrap_err();
+    assert!(
+        matches!(&e, ClientError::InvalidResponse(m) if m.contains("larger than 1048576 bytes")),
+        "{e:?}"
+    );
+    assert_eq!(e.code(), "invalid_response");
+    c.set_api_key(validate_api_key("ok-000000000000000000000").unwrap());
+    c.handshake().await.unwrap();
+
+    let (endless, sent) = spawn_endless().await;
+    let mut config = ClientConfig::new(&endless, trusted());
+    config.max_response_bytes = cap;
+    config.timeout = Duration::from_secs(60);
+    let c = Client::new(config).unwrap();
+    c.set_api_key(validate_api_key("ok-000000000000000000000").unwrap());
+    let e = c.handshake().await.unwrap_err();
+    assert!(
+        matches!(&e, ClientError::InvalidResponse(m) if m.contains("larger than")),
+        "{e:?}"
+    );
+    // It stopped reading near the cap: what the server got out is the cap plus what the
+    // socket buffers held when the client hung up, not an unbounded stream.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let n = sent.load(Ordering::Relaxed);
+    assert!(n >= cap && n < 32 * cap, "{n} bytes sent");
 }

@@ -30,7 +30,7 @@ impl From<client::ClientError> for TillgateError {
 }
 
 /// How a [`Client`] talks to the server. `None` fields use the client's defaults
-/// (5 s per request, 3 s to connect).
+/// (5 s per request, 3 s to connect, answers of at most 8 MiB).
 #[derive(Debug, Clone, uniffi::Record)]
 pub struct ClientConfig {
     /// The server's base URL, e.g. `https://pos.example`.
@@ -50,6 +50,10 @@ pub struct ClientConfig {
     /// Tolerance for clock checks, seconds.
     #[uniffi(default = None)]
     pub clock_tolerance_secs: Option<i64>,
+    /// Largest answer read from the server, bytes; a larger one fails with
+    /// `invalid_response`.
+    #[uniffi(default = None)]
+    pub max_response_bytes: Option<u64>,
 }
 
 /// The result of an activation (`POST /activations-advanced`).
@@ -245,6 +249,9 @@ impl Client {
         c.device_id = config.device_id;
         c.application_package = config.application_package;
         c.clock_tolerance_secs = config.clock_tolerance_secs;
+        if let Some(n) = config.max_response_bytes {
+            c.max_response_bytes = usize::try_from(n).unwrap_or(usize::MAX);
+        }
         Ok(Arc::new(Client(client::Client::new(c)?)))
     }
 

@@ -17,7 +17,7 @@ use crate::{JsResult, OrThrow, TrustedKeys, from_js, js_error, secs, to_js};
 const TS_CLIENT_TYPES: &str = r#"
 export interface ClientConfig {
   baseUrl: string; timeoutMs?: number; deviceId?: string; applicationPackage?: string;
-  clockToleranceSecs?: number;
+  clockToleranceSecs?: number; maxResponseBytes?: number;
 }
 export interface Activation {
   activationId: string; productionNumber: string; apiKey: string; status: string;
@@ -88,6 +88,8 @@ struct JsClientConfig {
     application_package: Option<String>,
     #[serde(default)]
     clock_tolerance_secs: Option<i64>,
+    #[serde(default)]
+    max_response_bytes: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -242,6 +244,9 @@ impl Client {
         cfg.device_id = c.device_id;
         cfg.application_package = c.application_package;
         cfg.clock_tolerance_secs = c.clock_tolerance_secs;
+        if let Some(n) = c.max_response_bytes {
+            cfg.max_response_bytes = usize::try_from(n).unwrap_or(usize::MAX);
+        }
         client::Client::new(cfg).map(Client).or_throw()
     }
 
