@@ -473,6 +473,18 @@ impl Store {
                 .iter()
                 .map(|r| r.try_get::<i64, _>("version"))
                 .collect::<Result<_, _>>()?;
+            let known = MIGRATIONS.iter().map(|(v, _, _)| *v).max().unwrap_or(0);
+            if let Some(newer) = applied.iter().copied().filter(|v| *v > known).max() {
+                // A newer server migrated this database (a rolled-back deployment):
+                // running against a schema it does not know could lose data.
+                return Err(sqlx::Error::Configuration(
+                    format!(
+                        "the database has schema version {newer}, newer than this \
+                         tillgate-server knows ({known}): run the newer server"
+                    )
+                    .into(),
+                ));
+            }
             for (version, name, sql) in MIGRATIONS {
                 if applied.contains(version) {
                     continue;
@@ -2001,6 +2013,30 @@ mod tests {
         assert_eq!(count().await, 5);
         assert_chains_verify(&store, &trusted).await;
         store.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A database migrated by a newer server (a rolled-back deployment) is refused with
+    /// a clear message instead of being served with a schema this server does not know;
+    /// nothing in it changes.
+    #[tokio::test]
+    async fn a_newer_schema_is_refused() {
+        let (store, dir) = store_with_registers_a_b("newer-schema").await;
+        sqlx::query(
+            "INSERT INTO tillgate_migrations (version, name, applied_at) VALUES (99, 'later', 0)",
+        )
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        store.close().await;
+        let url = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
+        let err = Store::connect(&url, 2).await.err().unwrap().to_string();
+        assert!(
+            err.contains("schema version 99, newer than this tillgate-server knows (1)"),
+            "{err}"
+        );
+        let again = Store::connect(&url, 2).await.err().unwrap().to_string();
+        assert_eq!(again, err);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
