@@ -55,12 +55,15 @@ setup_rust() {
 
 setup_system() {
   # Debian packages several suites share: Chromium + chromedriver (browser tests),
-  # JNA + JUnit 4 (Kotlin on the JVM). Installed only when missing.
+  # JNA + JUnit 4 (Kotlin on the JVM), curl and openssl (deploy/check.sh). Installed only
+  # when missing.
   local need=()
   [ -x /usr/bin/chromium ] || need+=(chromium)
   [ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
   [ -f /usr/share/java/jna.jar ] || need+=(libjna-java)
   [ -f /usr/share/java/junit4.jar ] || need+=(junit4)
+  command -v curl >/dev/null || need+=(curl)
+  command -v openssl >/dev/null || need+=(openssl)
   if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
   fi
@@ -87,6 +90,7 @@ run client-wasm-build cargo build -p tillgate-client --target wasm32-unknown-unk
 for s in scripts/test-bindings.sh scripts/test-web-demo.sh scripts/test-android-sample.sh scripts/test-reliability.sh; do
   [ -x "$s" ] && run "$(basename "$s" .sh)" "$s"
 done
+[ -x deploy/check.sh ] && run deploy deploy/check.sh
 run bench-quick scripts/bench.sh --quick
 run fuzz scripts/fuzz.sh "${TILLGATE_FUZZ_SECS:-10}"
 
