@@ -1,4 +1,5 @@
-//! Online backup of the embedded SQLite database (`tillgate-server admin backup`).
+//! Online backup of the embedded SQLite database (`tillgate-server admin backup`), its
+//! restore (`admin restore`, with the server stopped), and the lock that tells them apart.
 //!
 //! The copy is taken with SQLite's `VACUUM INTO`: a consistent snapshot of the database
 //! as of one read transaction, taken while the server keeps serving (in WAL mode a reader
@@ -8,7 +9,12 @@
 //! linked under the name asked for, which must not exist yet: an interrupted backup never
 //! leaves a plausible-looking file behind, and no file is ever overwritten.
 //!
-//! PostgreSQL has its own tools (`pg_dump`, base backups); this command refuses it.
+//! A restore replaces the database only while no server uses it: a serving process holds
+//! an exclusive lock on `<database>.lock` ([`lock_database`]), which the restore must
+//! take too. The database it replaces is moved aside with its `-wal` and `-shm` files,
+//! never deleted; a `-wal` left next to the restored file would be replayed onto it.
+//!
+//! PostgreSQL has its own tools (`pg_dump`, base backups); these commands refuse it.
 
 use std::path::{Path, PathBuf};
 
@@ -205,4 +211,176 @@ fn sync_dir(dir: &Path) -> Result<(), String> {
 #[cfg(not(unix))]
 fn sync_dir(_dir: &Path) -> Result<(), String> {
     Ok(())
+}
+
+/// Holds the database's lock file for as long as it lives.
+#[derive(Debug)]
+pub struct DatabaseLock(#[allow(dead_code)] std::fs::File);
+
+/// Takes the exclusive lock of the SQLite database at `url` (`<database>.lock`, created
+/// beside it), or says who holds it. `Ok(None)` on PostgreSQL, where several servers share
+/// one database by design. The operating system releases it when the process ends, even
+/// when it is killed.
+pub fn lock_database(url: &str) -> Result<Option<DatabaseLock>, String> {
+    let Some(db) = sqlite_path(url) else {
+        return Ok(None);
+    };
+    let mut name = db.file_name().unwrap_or_default().to_os_string();
+    name.push(".lock");
+    let path = db.with_file_name(name);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(DatabaseLock(file))),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+            "another tillgate-server process uses {} (it holds {})",
+            db.display(),
+            path.display()
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", path.display())),
+    }
+}
+
+/// What a restore did, printed by the CLI as one JSON line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreSummary {
+    /// The database file now in place.
+    pub restored: PathBuf,
+    /// The backup it was copied from.
+    pub from: PathBuf,
+    /// Where the replaced database and its `-wal` / `-shm` files were moved, if there
+    /// was one.
+    pub previous: Option<PathBuf>,
+    /// The newest schema migration in the restored database.
+    pub schema_version: i64,
+    /// Registrations in it.
+    pub activations: i64,
+    /// Cash transactions in it.
+    pub transactions: i64,
+}
+
+/// Replaces the SQLite database at `url` with a copy of the backup `from`, which must
+/// pass SQLite's integrity check and hold no schema newer than `known_schema`. Refused
+/// while a server uses the database. The replaced database is moved, with its `-wal` and
+/// `-shm` files, into a new directory `before-restore-<now>` beside it.
+pub async fn restore(
+    url: &str,
+    from: &Path,
+    known_schema: i64,
+    now: i64,
+) -> Result<RestoreSummary, String> {
+    let Some(db) = sqlite_path(url) else {
+        return Err(
+            "restore replaces SQLite databases only; restore PostgreSQL with its own tools \
+             (pg_restore or psql, see server/README.md)"
+                .into(),
+        );
+    };
+    if !from.is_file() {
+        return Err(format!("no backup at {}", from.display()));
+    }
+    let _lock = lock_database(url)
+        .map_err(|e| format!("{e}; stop the server first"))?
+        .ok_or("restore needs a SQLite database file")?;
+    // Check the backup before anything moves.
+    let mut copy = open(from, true).await?;
+    let checked = check(&mut copy, &db).await;
+    let _ = copy.close().await;
+    let checked = checked.map_err(|e| format!("{}: {e}", from.display()))?;
+    if checked.schema_version > known_schema {
+        return Err(format!(
+            "{} has schema version {}, newer than this tillgate-server knows ({known_schema})",
+            from.display(),
+            checked.schema_version
+        ));
+    }
+
+    let dir = match db.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let file_name = db
+        .file_name()
+        .ok_or_else(|| format!("{} is not a file name", db.display()))?
+        .to_os_string();
+    let companion = |suffix: &str| {
+        let mut n = file_name.clone();
+        n.push(suffix);
+        dir.join(n)
+    };
+    // The copy first, beside the database: a failure here changes nothing.
+    let partial = companion(".restore-partial");
+    let _ = std::fs::remove_file(&partial);
+    let copied = std::fs::copy(from, &partial)
+        .and_then(|_| std::fs::File::open(&partial)?.sync_all())
+        .map_err(|e| {
+            format!(
+                "cannot copy {} to {}: {e}",
+                from.display(),
+                partial.display()
+            )
+        });
+    if let Err(e) = copied.and_then(|()| restrict_permissions(&partial)) {
+        let _ = std::fs::remove_file(&partial);
+        return Err(e);
+    }
+
+    // Move the current database and its companions aside, together.
+    let present: Vec<PathBuf> = [db.clone(), companion("-wal"), companion("-shm")]
+        .into_iter()
+        .filter(|p| p.exists())
+        .collect();
+    let previous = if present.is_empty() {
+        None
+    } else {
+        let stamp = time::OffsetDateTime::from_unix_timestamp(now)
+            .map(|t| {
+                format!(
+                    "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+                    t.year(),
+                    u8::from(t.month()),
+                    t.day(),
+                    t.hour(),
+                    t.minute(),
+                    t.second()
+                )
+            })
+            .unwrap_or_else(|_| now.to_string());
+        let aside = dir.join(format!("before-restore-{stamp}"));
+        std::fs::create_dir(&aside)
+            .map_err(|e| format!("cannot create {}: {e}", aside.display()))?;
+        for p in &present {
+            let to = aside.join(p.file_name().unwrap_or_default());
+            std::fs::rename(p, &to).map_err(|e| {
+                format!(
+                    "cannot move {} to {}: {e} (files already moved are in {})",
+                    p.display(),
+                    to.display(),
+                    aside.display()
+                )
+            })?;
+        }
+        Some(aside)
+    };
+    std::fs::rename(&partial, &db).map_err(|e| {
+        format!(
+            "cannot rename {} to {}: {e}",
+            partial.display(),
+            db.display()
+        )
+    })?;
+    sync_dir(&dir)?;
+    Ok(RestoreSummary {
+        restored: db,
+        from: from.to_path_buf(),
+        previous,
+        schema_version: checked.schema_version,
+        activations: checked.activations,
+        transactions: checked.transactions,
+    })
 }

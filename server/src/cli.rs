@@ -97,14 +97,33 @@ pub enum AdminCommand {
         /// The backup file to create; it must not exist yet.
         to: std::path::PathBuf,
     },
+    /// Replace the SQLite database with a backup, the server stopped (refused while it
+    /// runs). The replaced files are moved to `before-restore-<time>` beside them.
+    Restore {
+        /// The backup file to restore.
+        from: std::path::PathBuf,
+    },
 }
 
 /// Runs one admin command, printing its result to standard output.
 pub async fn run(config: &Config, cmd: AdminCommand) -> Result<(), String> {
-    if let AdminCommand::Backup { to } = &cmd {
+    match &cmd {
         // Reads the database only: no migration, no key sealing, no KEK needed.
-        let summary = crate::backup::backup(&config.effective_database_url(), to).await?;
-        return print_json(&summary);
+        AdminCommand::Backup { to } => {
+            return print_json(&crate::backup::backup(&config.effective_database_url(), to).await?);
+        }
+        // Replaces the database file: nothing may have it open.
+        AdminCommand::Restore { from } => {
+            let summary = crate::backup::restore(
+                &config.effective_database_url(),
+                from,
+                crate::db::schema_version(),
+                SystemClock.now(),
+            )
+            .await?;
+            return print_json(&summary);
+        }
+        _ => {}
     }
     let cipher = crate::seal::from_config(config)?;
     let store = Store::connect(&config.effective_database_url(), 2)
@@ -145,8 +164,8 @@ async fn run_with(
         }
     };
     match cmd {
-        AdminCommand::Backup { to } => {
-            print_json(&crate::backup::backup(&config.effective_database_url(), &to).await?)
+        AdminCommand::Backup { .. } | AdminCommand::Restore { .. } => {
+            Err("backup and restore run without opening the store".into())
         }
         AdminCommand::List { status } => {
             for row in store

@@ -26,6 +26,11 @@ pub enum Backend {
 const MIGRATIONS: &[(i64, &str, &str)] =
     &[(1, "init", include_str!("../migrations/0001_init.sql"))];
 
+/// The newest schema version this server knows (its last migration).
+pub fn schema_version() -> i64 {
+    MIGRATIONS.iter().map(|(v, _, _)| *v).max().unwrap_or(0)
+}
+
 /// Most rows (or registers, or key pairs) in one statement of the group commit: at most
 /// 8 parameters a row, well under SQLite's limit of 32,766.
 const ROWS_PER_STATEMENT: usize = 512;
@@ -473,7 +478,7 @@ impl Store {
                 .iter()
                 .map(|r| r.try_get::<i64, _>("version"))
                 .collect::<Result<_, _>>()?;
-            let known = MIGRATIONS.iter().map(|(v, _, _)| *v).max().unwrap_or(0);
+            let known = schema_version();
             if let Some(newer) = applied.iter().copied().filter(|v| *v > known).max() {
                 // A newer server migrated this database (a rolled-back deployment):
                 // running against a schema it does not know could lose data.

@@ -83,6 +83,12 @@ async fn serve(mut config: Config) -> Result<(), String> {
             "DEMO MODE: GET /demo/admin-key.json hands the admin key to any browser; never use this server for real registrations"
         );
     }
+    // One serving process per SQLite database; `admin restore` takes the same lock.
+    if config.database_url.is_none() {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| format!("cannot create data dir {}: {e}", config.data_dir.display()))?;
+    }
+    let _lock = tillgate_server::backup::lock_database(&config.effective_database_url())?;
     let (state, started) = AppState::start(config, Arc::new(SystemClock)).await?;
     if let Some(key) = &started.generated_admin_key {
         // Shown once, on the terminal, never through the logger.

@@ -575,3 +575,266 @@ async fn backup_while_serving() {
     assert_eq!(total, in_backup);
     assert!(total >= 40);
 }
+
+/// The real binary on a data directory, with the admin key and logs off; waits for
+/// `/healthz` (or for the process to end, returned as `Err` with its stderr).
+async fn spawn_binary(
+    dir: &std::path::Path,
+    port: u16,
+    admin: &str,
+) -> Result<std::process::Child, String> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tillgate-server"))
+        .env("TILLGATE_BIND", format!("127.0.0.1:{port}"))
+        .env("TILLGATE_DATA_DIR", dir)
+        .env("TILLGATE_ADMIN_KEY", admin)
+        .env("RUST_LOG", "warn")
+        .env_remove("DATABASE_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    for _ in 0..100 {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            return Err(format!("{status}: {err}"));
+        }
+        if http
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+            .is_ok()
+        {
+            return Ok(child);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = child.kill();
+    Err("did not start".into())
+}
+
+fn stop_binary(mut child: std::process::Child) {
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(child.wait().unwrap().success());
+}
+
+fn admin_cli_dir(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tillgate-server"))
+        .env("TILLGATE_DATA_DIR", dir)
+        .env_remove("DATABASE_URL")
+        .arg("admin")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// `admin restore`: refused while a server uses the database (and a second server on
+/// the same database is refused too); a file that is not a sound database is refused
+/// with nothing moved; with the server stopped it puts the backup in place, moves the
+/// replaced files aside with their `-wal` (they still hold the later transactions, which
+/// a crash left in it), and the server started again serves the backup's state with its
+/// chains going on from there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_only_with_the_server_stopped() {
+    let dir = std::env::temp_dir().join(format!("tillgate_restore_{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let admin = "Restore-Admin-Key-0123456789-xyz";
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let server = spawn_binary(&dir, port, admin).await.unwrap();
+
+    let today = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64)
+        / DAY
+        * DAY;
+    let from = tillgate_core::format_rfc3339(today).unwrap();
+    let to = tillgate_core::format_rfc3339(today + 30 * DAY).unwrap();
+    let a: Value = http
+        .post(format!("{base}/activations-advanced"))
+        .json(&activation_body(CORP_A, "dev-r", &from, &to))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = a["apiKey"].as_str().unwrap().to_owned();
+    let id = a["activationId"].as_str().unwrap();
+    let r = http
+        .post(format!("{base}/admin/activations/{id}/approve"))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let sell = async |keys: std::ops::Range<usize>| {
+        for i in keys {
+            let r = http
+                .post(format!("{base}/transactions"))
+                .bearer_auth(&key)
+                .header("Idempotency-Key", format!("r-{}", uuid_like(i)))
+                .json(&sale(100))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 201);
+        }
+    };
+    sell(0..3).await;
+    let backup = dir.join("b1.db");
+    let out = admin_cli_dir(&dir, &["backup", backup.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    sell(3..5).await;
+    let count = async |base: &str| {
+        let page: Value = http
+            .get(format!("{base}/transactions?limit=100"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        page["items"].as_array().unwrap().len()
+    };
+    assert_eq!(count(&base).await, 5);
+
+    // While it serves: no restore, no second server.
+    let out = admin_cli_dir(&dir, &["restore", backup.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("another tillgate-server process uses"),
+        "{err}"
+    );
+    assert!(err.contains("stop the server first"), "{err}");
+    let second = spawn_binary(&dir, free_port(), admin).await;
+    assert!(
+        second
+            .as_ref()
+            .is_err_and(|e| e.contains("another tillgate-server process uses")),
+        "{:?}",
+        second.map(|_| ())
+    );
+    assert_eq!(count(&base).await, 5);
+    // Killed, as a crash would: the later transactions are still only in `-wal`.
+    let mut server = server;
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert!(dir.join("tillgate.db-wal").exists());
+
+    // Not a database: refused, nothing moved.
+    let junk = dir.join("junk.db");
+    std::fs::write(&junk, vec![7u8; 8192]).unwrap();
+    let out = admin_cli_dir(&dir, &["restore", junk.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let before: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("before-restore-"))
+        .collect();
+    assert!(before.is_empty(), "{before:?}");
+
+    // Stopped: restored, the replaced database moved aside.
+    let out = admin_cli_dir(&dir, &["restore", backup.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["transactions"], 3);
+    assert_eq!(summary["activations"], 1);
+    let aside = std::path::PathBuf::from(summary["previous"].as_str().unwrap());
+    assert!(aside.starts_with(&dir));
+    assert!(aside.join("tillgate.db-wal").exists());
+    assert!(!dir.join("tillgate.db-wal").exists());
+    let old = aside.join("tillgate.db");
+    let out = Command::new(env!("CARGO_BIN_EXE_tillgate-server"))
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}?mode=rw", old.display()),
+        )
+        .args([
+            "admin",
+            "backup",
+            dir.join("old-check.db").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let old_summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        old_summary["transactions"], 5,
+        "the replaced database is kept whole"
+    );
+
+    let server = spawn_binary(&dir, port, admin).await.unwrap();
+    assert_eq!(count(&base).await, 3);
+    let r = http
+        .post(format!("{base}/transactions"))
+        .bearer_auth(&key)
+        .header("Idempotency-Key", "after-restore")
+        .json(&sale(100))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let next: Value = r.json().await.unwrap();
+    assert_eq!(next["sequence"], 4);
+    let page: Value = http
+        .get(format!("{base}/transactions?limit=100"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let receipts: Vec<String> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["receipt"].as_str().unwrap().to_owned())
+        .collect();
+    let jwks = http
+        .get(format!("{base}/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    verify_receipt_chain(&receipts, &TrustedKeys::from_jwks_json(&jwks).unwrap()).unwrap();
+    stop_binary(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn uuid_like(i: usize) -> String {
+    format!("{i:08}-restore")
+}
