@@ -7,7 +7,8 @@
 #      server starts with the unit's ExecStart and Environment=, the admin key works, a
 #      register is activated and sells, the backup unit's ExecStart writes a checked
 #      backup, its ExecStartPost deletes only backups older than the retention, and
-#      SIGTERM stops the server with exit 0 within the unit's TimeoutStopSec.
+#      SIGTERM stops the server with exit 0 within the unit's TimeoutStopSec, and the
+#      restore command of deploy/README.md puts that backup back.
 # Prints `deploy: N passed, N failed`. Needs the release build of tillgate-server (built
 # here if missing), python3 (a free port, JSON), curl, openssl and basenc.
 set -uo pipefail
@@ -139,6 +140,15 @@ server_pid=""
 check "SIGTERM stops the server with exit 0 within ${stop_secs}s" test "$status" = 0
 check "it finished what it held and said so" grep -q '"message":"stopped"' "$tmp/server.log"
 check "no secret in the server's output" bash -c "! grep -qF -e '$admin_key' -e '$kek' -e '$key' '$tmp/server.log'"
+
+# The restore in deploy/README.md, with the server stopped.
+latest=$(ls "$tmp/backups" | grep -E '^tillgate-2[0-9]{7}T' | sort | tail -1)
+env -i PATH="$PATH" TILLGATE_DATA_DIR="$tmp/lib" "$bin" admin restore "$tmp/backups/$latest" \
+  >"$tmp/restore.out" 2>&1
+check "admin restore, the server stopped, as deploy/README.md says" python3 -c '
+import json,sys
+s=json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+assert s["transactions"]==1 and s["previous"], s' "$tmp/restore.out"
 
 echo "deploy: $passed passed, $failed failed"
 [ "$failed" = 0 ]
