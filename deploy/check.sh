@@ -38,8 +38,9 @@ done
 # ---- 1. systemd-analyze verify ---------------------------------------------------------
 if command -v systemd-analyze >/dev/null; then
   (cd "$tmp/units" && systemd-analyze verify "${units[@]/#/./}") >"$tmp/verify.log" 2>&1
-  # Only problems with our own files count (the host's other units may warn too).
-  if grep -E "^(\./)?tillgate|$tmp/units" "$tmp/verify.log" >/dev/null; then
+  verify_rc=$?
+  # It must succeed, and say nothing about our files (the host's other units may warn).
+  if [ "$verify_rc" != 0 ] || grep -E "^(\./)?tillgate|$tmp/units" "$tmp/verify.log" >/dev/null; then
     cat "$tmp/verify.log"; bad "systemd-analyze verify"
   else
     ok "systemd-analyze verify: ${units[*]}"
@@ -65,15 +66,16 @@ sed -e "s|^TILLGATE_ADMIN_KEY=.*|TILLGATE_ADMIN_KEY=$admin_key|" \
     "$here/tillgate.env.example" > "$tmp/tillgate.env"
 check "the admin key recipe gives 40 characters" test "${#admin_key}" = 40
 
-# Runs a unit's command the way systemd would: EnvironmentFile=, then Environment=, then
-# the command line itself as the process (so that signals reach it, not a shell). It
+# Runs a unit's command the way systemd would: Environment=, then EnvironmentFile= (whose
+# settings win), then the command line itself as the process (so that signals reach
+# it, not a shell). It
 # replaces the calling shell: call it in a subshell, `(run_unit ...)` or `run_unit ... &`.
 run_unit() { # unit key
   local unit=$1 key=$2
   exec env -i PATH="$PATH" bash -c '
-    set -a; . "$1"; shift
     while IFS= read -r kv; do [ -n "$kv" ] && export "$kv"; done <<<"$1"; shift
-    set +a; eval "exec $1"' _ "$tmp/tillgate.env" "$(unit_env "$unit")" "$(unit_cmd "$unit" "$key")"
+    set -a; . "$1"; shift
+    set +a; eval "exec $1"' _ "$(unit_env "$unit")" "$tmp/tillgate.env" "$(unit_cmd "$unit" "$key")"
 }
 
 run_unit tillgate-server.service ExecStart >"$tmp/server.log" 2>&1 &
@@ -115,7 +117,9 @@ check "the register sells" curl -fsS -o /dev/null -H "authorization: Bearer $key
 
 # The backup unit, while the server runs; an old backup to be deleted, a recent one kept.
 touch -d '30 days ago' "$tmp/backups/tillgate-20200101T000000Z.db"
-touch -d '2 days ago' "$tmp/backups/tillgate-20200102T000000Z.db"
+touch -d '13 days ago' "$tmp/backups/tillgate-20200102T000000Z.db"
+touch -d '2 days ago' "$tmp/backups/tillgate-20200103T000000Z.db.partial-123"
+touch -d '1 hour ago' "$tmp/backups/tillgate-20200104T000000Z.db.partial-124"
 (run_unit tillgate-backup.service ExecStart) >"$tmp/backup.out" 2>&1
 check "the backup unit's ExecStart writes a checked backup" python3 -c '
 import json,sys
@@ -123,9 +127,11 @@ s=json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
 assert s["transactions"]==1 and s["activations"]==1, s' "$tmp/backup.out"
 (run_unit tillgate-backup.service ExecStartPost) >>"$tmp/backup.out" 2>&1
 names=$(cd "$tmp/backups" && ls | sort | tr '\n' ' ')
-check "ExecStartPost deletes only backups past the retention ($names)" bash -c "
+check "ExecStartPost deletes only backups past the retention and old partial copies ($names)" bash -c "
   [ ! -e '$tmp/backups/tillgate-20200101T000000Z.db' ] &&
   [ -e '$tmp/backups/tillgate-20200102T000000Z.db' ] &&
+  [ ! -e '$tmp/backups/tillgate-20200103T000000Z.db.partial-123' ] &&
+  [ -e '$tmp/backups/tillgate-20200104T000000Z.db.partial-124' ] &&
   [ \$(ls '$tmp/backups' | grep -cE '^tillgate-[0-9]{8}T[0-9]{6}Z\.db$') = 2 ]"
 
 # SIGTERM, as systemd stops it: exit 0 within TimeoutStopSec.
@@ -133,16 +139,15 @@ stop_secs=$(sed -n 's/^TimeoutStopSec=//p' "$tmp/units/tillgate-server.service")
 kill -TERM "$server_pid"
 status=timeout
 for _ in $(seq 1 $((stop_secs * 10))); do
-  if ! kill -0 "$server_pid" 2>/dev/null; then wait "$server_pid"; status=$?; break; fi
+  if ! kill -0 "$server_pid" 2>/dev/null; then wait "$server_pid"; status=$?; server_pid=""; break; fi
   sleep 0.1
 done
-server_pid=""
 check "SIGTERM stops the server with exit 0 within ${stop_secs}s" test "$status" = 0
 check "it finished what it held and said so" grep -q '"message":"stopped"' "$tmp/server.log"
 check "no secret in the server's output" bash -c "! grep -qF -e '$admin_key' -e '$kek' -e '$key' '$tmp/server.log'"
 
 # The restore in deploy/README.md, with the server stopped.
-latest=$(ls "$tmp/backups" | grep -E '^tillgate-2[0-9]{7}T' | sort | tail -1)
+latest=$(ls "$tmp/backups" | grep -E '^tillgate-2[0-9]{7}T[0-9]{6}Z\.db$' | sort | tail -1)
 env -i PATH="$PATH" TILLGATE_DATA_DIR="$tmp/lib" "$bin" admin restore "$tmp/backups/$latest" \
   >"$tmp/restore.out" 2>&1
 check "admin restore, the server stopped, as deploy/README.md says" python3 -c '

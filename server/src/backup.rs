@@ -90,45 +90,65 @@ pub async fn backup(url: &str, to: &Path) -> Result<BackupSummary, String> {
 }
 
 async fn write_checked(db: &Path, partial: &Path, to: &Path) -> Result<BackupSummary, String> {
+    let mut summary = snapshot(db, partial, to).await?;
+    summary.bytes = std::fs::metadata(partial)
+        .map_err(|e| format!("cannot read {}: {e}", partial.display()))?
+        .len();
+    // A second link under the final name: fails if that name appeared meanwhile, where a
+    // rename would replace it.
+    match std::fs::hard_link(partial, to) {
+        Ok(()) => Ok(summary),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(format!(
+            "{} exists; a backup never overwrites a file, choose a new name",
+            to.display()
+        )),
+        Err(link) => {
+            // File systems without hard links (FAT, some network shares): a rename,
+            // once the name is seen to be still free.
+            if to.exists() {
+                return Err(format!("{} exists; choose a new name", to.display()));
+            }
+            std::fs::rename(partial, to)
+                .map_err(|e| format!("cannot create {}: {e} (as a link: {link})", to.display()))?;
+            Ok(summary)
+        }
+    }
+}
+
+/// Writes a consistent copy of the SQLite database `source` (its `-wal` included) into
+/// the new file `partial`, readable by its owner only from the start, syncs it and checks
+/// it. `named` is the path the summary reports.
+async fn snapshot(source: &Path, partial: &Path, named: &Path) -> Result<BackupSummary, String> {
     let partial_str = partial
         .to_str()
         .ok_or_else(|| format!("{} is not valid UTF-8", partial.display()))?;
-    // Read-only: the backup never writes to the live database (no migration, no
-    // checkpoint), and a server holding the write lock does not delay it.
-    let mut source = open(db, true).await?;
-    let snapshot = sqlx::query("VACUUM INTO $1")
+    // Created empty, mode 0600, before SQLite writes into it (VACUUM INTO takes an empty
+    // file): what it holds is never readable by others, even for a moment.
+    create_private(partial)?;
+    // Read-only: the copy never writes to its source (no migration, no checkpoint), and
+    // a server holding the write lock does not delay it.
+    let mut from = open(source, true).await?;
+    let copied = sqlx::query("VACUUM INTO $1")
         .bind(partial_str)
-        .execute(&mut source)
+        .execute(&mut from)
         .await
-        .map_err(|e| format!("cannot write {}: {e}", partial.display()));
-    let _ = source.close().await;
-    snapshot?;
-
+        .map_err(|e| {
+            format!(
+                "cannot copy {} to {}: {e}",
+                source.display(),
+                partial.display()
+            )
+        });
+    let _ = from.close().await;
+    copied?;
     // SQLite does not sync what VACUUM INTO wrote.
-    let file = std::fs::File::open(partial)
-        .map_err(|e| format!("cannot open {}: {e}", partial.display()))?;
-    file.sync_all()
+    std::fs::File::open(partial)
+        .and_then(|f| f.sync_all())
         .map_err(|e| format!("cannot sync {}: {e}", partial.display()))?;
-    restrict_permissions(partial)?;
-
     let mut copy = open(partial, true).await?;
-    let summary = check(&mut copy, to).await;
+    let summary = check(&mut copy, named).await;
     let _ = copy.close().await;
-    let mut summary = summary?;
-    summary.bytes = file
-        .metadata()
-        .map_err(|e| format!("cannot read {}: {e}", partial.display()))?
-        .len();
-
-    // A second link under the final name: fails if that name appeared meanwhile, where a
-    // rename would replace it.
-    std::fs::hard_link(partial, to).map_err(|e| {
-        format!(
-            "cannot create {} (it must not exist yet): {e}",
-            to.display()
-        )
-    })?;
-    Ok(summary)
+    summary
 }
 
 async fn open(path: &Path, read_only: bool) -> Result<AnyConnection, String> {
@@ -187,17 +207,20 @@ async fn check(copy: &mut AnyConnection, to: &Path) -> Result<BackupSummary, Str
     })
 }
 
-#[cfg(unix)]
-fn restrict_permissions(path: &Path) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt as _;
-    // The database holds the signing keys: readable by its owner only, like the live one.
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| format!("cannot restrict {}: {e}", path.display()))
-}
-
-#[cfg(not(unix))]
-fn restrict_permissions(_path: &Path) -> Result<(), String> {
-    Ok(())
+/// Creates `path`, which must not exist, empty and readable by its owner only.
+fn create_private(path: &Path) -> Result<(), String> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        // The database holds the signing keys: like the live one, owner only.
+        options.mode(0o600);
+    }
+    options
+        .open(path)
+        .map(drop)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))
 }
 
 #[cfg(unix)]
@@ -287,19 +310,6 @@ pub async fn restore(
     let _lock = lock_database(url)
         .map_err(|e| format!("{e}; stop the server first"))?
         .ok_or("restore needs a SQLite database file")?;
-    // Check the backup before anything moves.
-    let mut copy = open(from, true).await?;
-    let checked = check(&mut copy, &db).await;
-    let _ = copy.close().await;
-    let checked = checked.map_err(|e| format!("{}: {e}", from.display()))?;
-    if checked.schema_version > known_schema {
-        return Err(format!(
-            "{} has schema version {}, newer than this tillgate-server knows ({known_schema})",
-            from.display(),
-            checked.schema_version
-        ));
-    }
-
     let dir = match db.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -313,67 +323,71 @@ pub async fn restore(
         n.push(suffix);
         dir.join(n)
     };
-    // The copy first, beside the database: a failure here changes nothing.
-    let partial = companion(".restore-partial");
-    let _ = std::fs::remove_file(&partial);
-    let copied = std::fs::copy(from, &partial)
-        .and_then(|_| std::fs::File::open(&partial)?.sync_all())
-        .map_err(|e| {
-            format!(
-                "cannot copy {} to {}: {e}",
-                from.display(),
-                partial.display()
-            )
-        });
-    if let Err(e) = copied.and_then(|()| restrict_permissions(&partial)) {
-        let _ = std::fs::remove_file(&partial);
-        return Err(e);
-    }
 
-    // Move the current database and its companions aside, together.
+    // The copy first, beside the database, through SQLite (so that a backup with its own
+    // `-wal`, such as a database moved aside by an earlier restore, comes whole), then
+    // checked: until it is in place nothing else changes.
+    let partial = companion(".restore-partial");
+    let _ = std::fs::remove_file(&partial); // left by an interrupted restore
+    let checked = match snapshot(from, &partial, &db).await {
+        Ok(c) if c.schema_version > known_schema => Err(format!(
+            "{} has schema version {}, newer than this tillgate-server knows ({known_schema})",
+            from.display(),
+            c.schema_version
+        )),
+        Ok(c) => Ok(c),
+        Err(e) => Err(format!("{}: {e}", from.display())),
+    };
+    let checked = match checked {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            return Err(e);
+        }
+    };
+
+    // Move the current database and its companions aside, together, then put the copy
+    // in place. On any failure the moved files go back where they were.
     let present: Vec<PathBuf> = [db.clone(), companion("-wal"), companion("-shm")]
         .into_iter()
         .filter(|p| p.exists())
         .collect();
+    let mut moved: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let undo = |moved: &[(PathBuf, PathBuf)], why: String| {
+        for (from, to) in moved.iter().rev() {
+            let _ = std::fs::rename(to, from);
+        }
+        let _ = std::fs::remove_file(&partial);
+        why
+    };
     let previous = if present.is_empty() {
         None
     } else {
-        let stamp = time::OffsetDateTime::from_unix_timestamp(now)
-            .map(|t| {
-                format!(
-                    "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-                    t.year(),
-                    u8::from(t.month()),
-                    t.day(),
-                    t.hour(),
-                    t.minute(),
-                    t.second()
-                )
-            })
-            .unwrap_or_else(|_| now.to_string());
-        let aside = dir.join(format!("before-restore-{stamp}"));
-        std::fs::create_dir(&aside)
-            .map_err(|e| format!("cannot create {}: {e}", aside.display()))?;
+        let aside = create_aside_dir(&dir, now).map_err(|e| undo(&[], e))?;
         for p in &present {
             let to = aside.join(p.file_name().unwrap_or_default());
-            std::fs::rename(p, &to).map_err(|e| {
-                format!(
-                    "cannot move {} to {}: {e} (files already moved are in {})",
-                    p.display(),
-                    to.display(),
-                    aside.display()
-                )
-            })?;
+            if let Err(e) = std::fs::rename(p, &to) {
+                let why = format!("cannot move {} to {}: {e}", p.display(), to.display());
+                let why = undo(&moved, why);
+                let _ = std::fs::remove_dir(&aside);
+                return Err(why);
+            }
+            moved.push((p.clone(), to));
         }
         Some(aside)
     };
-    std::fs::rename(&partial, &db).map_err(|e| {
-        format!(
+    if let Err(e) = std::fs::rename(&partial, &db) {
+        let why = format!(
             "cannot rename {} to {}: {e}",
             partial.display(),
             db.display()
-        )
-    })?;
+        );
+        let why = undo(&moved, why);
+        if let Some(aside) = &previous {
+            let _ = std::fs::remove_dir(aside);
+        }
+        return Err(why);
+    }
     sync_dir(&dir)?;
     Ok(RestoreSummary {
         restored: db,
@@ -383,4 +397,39 @@ pub async fn restore(
         activations: checked.activations,
         transactions: checked.transactions,
     })
+}
+
+/// A new directory `before-restore-<UTC time>` in `dir` (`-2`, `-3`, ... if taken).
+fn create_aside_dir(dir: &Path, now: i64) -> Result<PathBuf, String> {
+    let stamp = time::OffsetDateTime::from_unix_timestamp(now)
+        .map(|t| {
+            format!(
+                "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+                t.year(),
+                u8::from(t.month()),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second()
+            )
+        })
+        .unwrap_or_else(|_| now.to_string());
+    let mut last = String::new();
+    for n in 1..100 {
+        let name = if n == 1 {
+            format!("before-restore-{stamp}")
+        } else {
+            format!("before-restore-{stamp}-{n}")
+        };
+        let aside = dir.join(name);
+        match std::fs::create_dir(&aside) {
+            Ok(()) => return Ok(aside),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = e.to_string(),
+            Err(e) => return Err(format!("cannot create {}: {e}", aside.display())),
+        }
+    }
+    Err(format!(
+        "cannot create a before-restore directory in {}: {last}",
+        dir.display()
+    ))
 }

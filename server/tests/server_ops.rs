@@ -832,6 +832,30 @@ async fn restore_only_with_the_server_stopped() {
         .unwrap();
     verify_receipt_chain(&receipts, &TrustedKeys::from_jwks_json(&jwks).unwrap()).unwrap();
     stop_binary(server);
+
+    // Undone: the database moved aside comes back whole, its `-wal` included.
+    let out = admin_cli_dir(&dir, &["restore", old.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["transactions"], 5);
+    let server = spawn_binary(&dir, port, admin).await.unwrap();
+    assert_eq!(count(&base).await, 5);
+    stop_binary(server);
+    let asides = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("before-restore-")
+        })
+        .count();
+    assert_eq!(asides, 2, "each restore keeps what it replaced");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
