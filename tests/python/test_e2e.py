@@ -88,6 +88,22 @@ def test_offline_sale_is_queued_not_lost():
     asyncio.run(run())
 
 
+def test_an_answer_over_max_response_bytes_is_refused():
+    async def run():
+        keys = t.TrustedKeys.from_jwks_json(os.environ["TILLGATE_JWKS"])
+        device = "py-" + os.urandom(6).hex()
+        # The activation answer is a few hundred bytes: over a 64-byte cap, under the default.
+        small = t.Client(t.ClientConfig(base_url=URL, device_id=device, max_response_bytes=64), keys)
+        with pytest.raises(t.TillgateError.Failed) as refused:
+            await small.activate(request(device))
+        assert refused.value.code == "invalid_response"
+        assert "larger than 64 bytes" in refused.value.reason
+        roomy = t.Client(t.ClientConfig(base_url=URL, device_id=device + "b"), keys)
+        assert (await roomy.activate(request(device + "b"))).status == "pending"
+
+    asyncio.run(run())
+
+
 TODAY = datetime.datetime.now(datetime.timezone.utc).date()
 
 
