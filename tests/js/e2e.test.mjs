@@ -54,6 +54,21 @@ test("activation, handshake, activation code and a sale against the server", { s
   assert.equal(stored.total, 12500);
 });
 
+test("an answer over maxResponseBytes is refused with invalid_response", { skip }, async () => {
+  const keys = t.TrustedKeys.fromJwksJson(process.env.TILLGATE_JWKS);
+  const device = `js-cap-${Date.now()}`;
+  const request = (d) => ({
+    cashRegisterName: "Kassa JS", deviceId: d, validFrom: day(0), validTo: day(180),
+    corporateId: "556036-0793", applicationPackage: "com.example.pos", extras: {},
+  });
+  // The activation answer is a few hundred bytes: over a 64-byte cap, under the default.
+  const small = new t.Client({ baseUrl: url, deviceId: device, maxResponseBytes: 64 }, keys);
+  await assert.rejects(small.activate(request(device)),
+    (e) => e instanceof Error && e.code === "invalid_response" && /larger than 64 bytes/.test(e.message));
+  const roomy = new t.Client({ baseUrl: url, deviceId: `${device}b` }, keys);
+  assert.equal((await roomy.activate(request(`${device}b`))).status, "pending");
+});
+
 test("an offline sale is queued, not lost", { skip }, async () => {
   const offline = new t.Client({ baseUrl: "http://127.0.0.1:9", timeoutMs: 1000 },
     t.TrustedKeys.fromJwksJson(process.env.TILLGATE_JWKS));
