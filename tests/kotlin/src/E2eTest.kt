@@ -180,6 +180,24 @@ class E2eTest {
     }
 
     @Test
+    fun anAnswerOverMaxResponseBytesIsRefused() = runBlocking {
+        val device = "kt-cap-" + System.nanoTime()
+        val today = LocalDate.now(ZoneOffset.UTC)
+        fun request(d: String) = ActivationRequest(
+            cashRegisterName = "Kassa Kotlin", deviceId = d,
+            validFrom = "${today}T00:00:00Z", validTo = "${today.plusDays(180)}T00:00:00Z",
+            corporateId = "556036-0793", applicationPackage = "com.example.pos",
+        )
+        // The activation answer is a few hundred bytes: over a 64-byte cap, under the default.
+        val small = Client(ClientConfig(baseUrl = url!!, deviceId = device, maxResponseBytes = 64uL), keys())
+        val refused = try { small.activate(request(device)); null } catch (e: TillgateException.Failed) { e }
+        assertEquals("invalid_response", refused?.code)
+        assertTrue(refused!!.reason.contains("larger than 64 bytes"))
+        val roomy = Client(ClientConfig(baseUrl = url, deviceId = device + "b"), keys())
+        assertEquals("pending", roomy.activate(request(device + "b")).status)
+    }
+
+    @Test
     fun offlineSaleIsQueuedNotLost() = runBlocking {
         val offline = Client(ClientConfig(baseUrl = "http://127.0.0.1:9", timeoutMs = 1000uL), keys())
         offline.setApiKey("Abcdefghij0123456789!@$")
