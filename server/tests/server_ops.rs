@@ -224,32 +224,10 @@ async fn binary_never_logs_secrets_and_shuts_down_gracefully() {
     }
     assert!(up, "server did not start");
 
-    // Real dates: a period from today's midnight for 30 days.
-    let today = (std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64)
-        / DAY
-        * DAY;
-    let from = tillgate_core::format_rfc3339(today).unwrap();
-    let to = tillgate_core::format_rfc3339(today + 30 * DAY).unwrap();
-    let r = http
-        .post(format!("{base}/activations-advanced"))
-        .json(&activation_body(CORP_A, "dev-1", &from, &to))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let a: Value = r.json().await.unwrap();
+    let (from, to) = period_from_today();
+    let a = register_over_http(&http, &base, admin, "dev-1").await;
     let key = a["apiKey"].as_str().unwrap().to_owned();
     let id = a["activationId"].as_str().unwrap();
-    let r = http
-        .post(format!("{base}/admin/activations/{id}/approve"))
-        .bearer_auth(admin)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
     assert_eq!(
         http.get(format!("{base}/auth/handshake"))
             .bearer_auth(&key)
@@ -352,30 +330,15 @@ async fn binary_never_logs_secrets_and_shuts_down_gracefully() {
     }
 
     // The admin CLI works on the same data directory.
-    let out = Command::new(env!("CARGO_BIN_EXE_tillgate-server"))
-        .env("TILLGATE_DATA_DIR", &dir)
-        .env_remove("DATABASE_URL")
-        .args(["admin", "rotate-key"])
-        .output()
-        .unwrap();
+    let out = admin_cli_dir(&dir, &["rotate-key"]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_tillgate-server"))
-        .env("TILLGATE_DATA_DIR", &dir)
-        .env_remove("DATABASE_URL")
-        .args(["admin", "keys"])
-        .output()
-        .unwrap();
+    let out = admin_cli_dir(&dir, &["keys"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
-    let out = Command::new(env!("CARGO_BIN_EXE_tillgate-server"))
-        .env("TILLGATE_DATA_DIR", &dir)
-        .env_remove("DATABASE_URL")
-        .args(["admin", "revoke", id])
-        .output()
-        .unwrap();
+    let out = admin_cli_dir(&dir, &["revoke", id]);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("\"revoked\""));
     let _ = std::fs::remove_dir_all(&dir);
@@ -403,13 +366,70 @@ async fn all_transactions(s: &Srv, key: &str) -> Vec<Value> {
     }
 }
 
+/// The real binary's `admin` subcommand, on the database `DATABASE_URL=url`.
 fn admin_cli(url: &str, args: &[&str]) -> std::process::Output {
+    admin_cli_with("DATABASE_URL", url, args)
+}
+
+/// The real binary's `admin` subcommand, on the SQLite database of a data directory.
+fn admin_cli_dir(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    admin_cli_with("TILLGATE_DATA_DIR", dir, args)
+}
+
+fn admin_cli_with(
+    var: &str,
+    value: impl AsRef<std::ffi::OsStr>,
+    args: &[&str],
+) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_tillgate-server"))
-        .env("DATABASE_URL", url)
+        .env_remove("DATABASE_URL")
+        .env(var, value)
         .arg("admin")
         .args(args)
         .output()
         .unwrap()
+}
+
+/// Real dates: a period from today's midnight for 30 days (RFC 3339).
+fn period_from_today() -> (String, String) {
+    let today = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64)
+        / DAY
+        * DAY;
+    (
+        tillgate_core::format_rfc3339(today).unwrap(),
+        tillgate_core::format_rfc3339(today + 30 * DAY).unwrap(),
+    )
+}
+
+/// Activates a register on a server at `base` (for [`period_from_today`]) and approves
+/// it with `admin`; returns the activation answer.
+async fn register_over_http(
+    http: &reqwest::Client,
+    base: &str,
+    admin: &str,
+    device: &str,
+) -> Value {
+    let (from, to) = period_from_today();
+    let r = http
+        .post(format!("{base}/activations-advanced"))
+        .json(&activation_body(CORP_A, device, &from, &to))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let a: Value = r.json().await.unwrap();
+    let id = a["activationId"].as_str().unwrap();
+    let r = http
+        .post(format!("{base}/admin/activations/{id}/approve"))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    a
 }
 
 /// `admin backup` while the server takes transactions: the copy holds every transaction
@@ -631,16 +651,6 @@ fn stop_binary(mut child: std::process::Child) {
     assert!(child.wait().unwrap().success());
 }
 
-fn admin_cli_dir(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_tillgate-server"))
-        .env("TILLGATE_DATA_DIR", dir)
-        .env_remove("DATABASE_URL")
-        .arg("admin")
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 /// `admin restore`: refused while a server uses the database (and a second server on
 /// the same database is refused too); a file that is not a sound database is refused
 /// with nothing moved; with the server stopped it puts the backup in place, moves the
@@ -658,38 +668,14 @@ async fn restore_only_with_the_server_stopped() {
     let http = reqwest::Client::new();
     let server = spawn_binary(&dir, port, admin).await.unwrap();
 
-    let today = (std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64)
-        / DAY
-        * DAY;
-    let from = tillgate_core::format_rfc3339(today).unwrap();
-    let to = tillgate_core::format_rfc3339(today + 30 * DAY).unwrap();
-    let a: Value = http
-        .post(format!("{base}/activations-advanced"))
-        .json(&activation_body(CORP_A, "dev-r", &from, &to))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let a = register_over_http(&http, &base, admin, "dev-r").await;
     let key = a["apiKey"].as_str().unwrap().to_owned();
-    let id = a["activationId"].as_str().unwrap();
-    let r = http
-        .post(format!("{base}/admin/activations/{id}/approve"))
-        .bearer_auth(admin)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
     let sell = async |keys: std::ops::Range<usize>| {
         for i in keys {
             let r = http
                 .post(format!("{base}/transactions"))
                 .bearer_auth(&key)
-                .header("Idempotency-Key", format!("r-{}", uuid_like(i)))
+                .header("Idempotency-Key", format!("r-{i:08}-restore"))
                 .json(&sale(100))
                 .send()
                 .await
@@ -771,18 +757,10 @@ async fn restore_only_with_the_server_stopped() {
     assert!(aside.join("tillgate.db-wal").exists());
     assert!(!dir.join("tillgate.db-wal").exists());
     let old = aside.join("tillgate.db");
-    let out = Command::new(env!("CARGO_BIN_EXE_tillgate-server"))
-        .env(
-            "DATABASE_URL",
-            format!("sqlite://{}?mode=rw", old.display()),
-        )
-        .args([
-            "admin",
-            "backup",
-            dir.join("old-check.db").to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let out = admin_cli(
+        &format!("sqlite://{}?mode=rw", old.display()),
+        &["backup", dir.join("old-check.db").to_str().unwrap()],
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -857,8 +835,4 @@ async fn restore_only_with_the_server_stopped() {
         .count();
     assert_eq!(asides, 2, "each restore keeps what it replaced");
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn uuid_like(i: usize) -> String {
-    format!("{i:08}-restore")
 }
