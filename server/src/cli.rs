@@ -103,6 +103,15 @@ pub enum AdminCommand {
         /// The backup file to restore.
         from: std::path::PathBuf,
     },
+    /// Copy the SQLite database into a new, empty PostgreSQL database, the server
+    /// stopped: every table, read back and compared before it commits. Then start the
+    /// server with that DATABASE_URL (and the same TILLGATE_KEK).
+    CopyToPostgres {
+        /// The PostgreSQL URL (`postgres://...`) to copy into; read from the environment
+        /// so that a password does not show in the process list.
+        #[arg(env = "TILLGATE_COPY_TO_DATABASE_URL", hide_env_values = true)]
+        to: String,
+    },
 }
 
 /// Runs one admin command, printing its result to standard output.
@@ -119,6 +128,15 @@ pub async fn run(config: &Config, cmd: AdminCommand) -> Result<(), String> {
                 from,
                 crate::db::schema_version(),
                 SystemClock.now(),
+            )
+            .await?;
+            return print_json(&summary);
+        }
+        AdminCommand::CopyToPostgres { to } => {
+            let summary = crate::transfer::copy_to_postgres(
+                &config.effective_database_url(),
+                to,
+                crate::transfer::KekHint::of(config),
             )
             .await?;
             return print_json(&summary);
@@ -164,8 +182,10 @@ async fn run_with(
         }
     };
     match cmd {
-        AdminCommand::Backup { .. } | AdminCommand::Restore { .. } => {
-            Err("backup and restore run without opening the store".into())
+        AdminCommand::Backup { .. }
+        | AdminCommand::Restore { .. }
+        | AdminCommand::CopyToPostgres { .. } => {
+            Err("backup, restore and copy-to-postgres run without opening the store".into())
         }
         AdminCommand::List { status } => {
             for row in store

@@ -399,6 +399,11 @@ impl Store {
         self.backend
     }
 
+    /// The pool, for whole-database work such as [`crate::transfer`].
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
     /// Closes the pool (waits for connections to be returned).
     pub async fn close(&self) {
         if let Some(writer) = &self.writer

@@ -22,6 +22,7 @@ pub mod ratelimit;
 pub mod seal;
 pub mod serve;
 pub mod state;
+pub mod transfer;
 
 use std::convert::Infallible;
 use std::pin::Pin;

@@ -603,12 +603,22 @@ async fn spawn_binary(
     port: u16,
     admin: &str,
 ) -> Result<std::process::Child, String> {
+    spawn_binary_with(&[("TILLGATE_DATA_DIR", dir.as_os_str())], port, admin).await
+}
+
+/// [`spawn_binary`] with these settings (the database: `TILLGATE_DATA_DIR` or
+/// `DATABASE_URL`).
+async fn spawn_binary_with(
+    vars: &[(&str, &std::ffi::OsStr)],
+    port: u16,
+    admin: &str,
+) -> Result<std::process::Child, String> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tillgate-server"))
         .env("TILLGATE_BIND", format!("127.0.0.1:{port}"))
-        .env("TILLGATE_DATA_DIR", dir)
+        .env_remove("DATABASE_URL")
+        .envs(vars.iter().copied())
         .env("TILLGATE_ADMIN_KEY", admin)
         .env("RUST_LOG", "warn")
-        .env_remove("DATABASE_URL")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -834,5 +844,204 @@ async fn restore_only_with_the_server_stopped() {
         })
         .count();
     assert_eq!(asides, 2, "each restore keeps what it replaced");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `admin copy-to-postgres`: a SQLite deployment moves to PostgreSQL. Refused while the
+/// server runs (PostgreSQL stays empty); with it stopped every table is copied; a second
+/// copy into the now non-empty database is refused; a server started on PostgreSQL
+/// publishes the same keys, accepts the registers' API keys and the admin's decisions,
+/// serves their transactions and products, and goes on with each receipt chain, which
+/// verifies whole. The SQLite database is left as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_to_postgres_moves_a_deployment() {
+    let Some(pg) = TestDb::new(Backend::Postgres, "copy_to_postgres_moves_a_deployment").await
+    else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("tillgate_copy_pg_{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let admin = "Copy-Admin-Key-0123456789-abcdef";
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let server = spawn_binary(&dir, port, admin).await.unwrap();
+
+    let a = register_over_http(&http, &base, admin, "dev-c1").await;
+    let b = register_over_http(&http, &base, admin, "dev-c2").await;
+    let (key_a, key_b) = (
+        a["apiKey"].as_str().unwrap().to_owned(),
+        b["apiKey"].as_str().unwrap().to_owned(),
+    );
+    let sell = async |base: &str, key: &str, idem: String| {
+        let r = http
+            .post(format!("{base}/transactions"))
+            .bearer_auth(key)
+            .header("Idempotency-Key", idem)
+            .json(&sale(250))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        r.json::<Value>().await.unwrap()
+    };
+    // More rows than one page of the copy (256), in a table keyed by one column and in
+    // one keyed by two.
+    for i in 0..300 {
+        sell(&base, &key_a, format!("copy-a-{i:04}-key")).await;
+    }
+    for i in 0..2 {
+        sell(&base, &key_b, format!("copy-b-{i:04}-key")).await;
+    }
+    for i in 0..260 {
+        let put = http
+            .put(format!("{base}/products/p{i:03}"))
+            .bearer_auth(&key_a)
+            .json(&json!({"name": format!("Vara {i}"), "price": 2500, "currency": "SEK", "vatRate": 1200}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(put.status(), 201);
+    }
+    let jwks_before = http
+        .get(format!("{base}/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let copy = || {
+        Command::new(env!("CARGO_BIN_EXE_tillgate-server"))
+            .env_remove("DATABASE_URL")
+            .env("TILLGATE_DATA_DIR", &dir)
+            .env("TILLGATE_COPY_TO_DATABASE_URL", &pg.url)
+            .args(["admin", "copy-to-postgres"])
+            .output()
+            .unwrap()
+    };
+
+    // While the server runs: refused, nothing written.
+    let out = copy();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("stop the server first"), "{err}");
+    stop_binary(server);
+
+    let out = copy();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = |table: &str| {
+        summary["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["table"] == table)
+            .unwrap()["rows"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(rows("activations"), 2);
+    assert_eq!(rows("api_keys"), 2);
+    assert_eq!(rows("transactions"), 302);
+    assert_eq!(rows("products"), 260);
+    assert_eq!(rows("signing_keys"), 1);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("postgres://"));
+    // Into a database that is no longer empty: refused.
+    let out = copy();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not empty"), "{err}");
+    assert!(!err.contains(&pg.url), "the URL is never printed: {err}");
+
+    // The same key-encryption key (here the SQLite deployment's key file) opens the
+    // signing keys' seeds; the data directory is only for this process's own files.
+    assert!(
+        summary["keyEncryptionKey"]
+            .as_str()
+            .unwrap()
+            .contains("key-encryption.key"),
+        "{summary}"
+    );
+    let kek = std::fs::read_to_string(dir.join("key-encryption.key")).unwrap();
+    let elsewhere = dir.join("pg-node");
+    let server = spawn_binary_with(
+        &[
+            ("DATABASE_URL", pg.url.as_ref()),
+            ("TILLGATE_KEY_ENCRYPTION_KEY", kek.trim().as_ref()),
+            ("TILLGATE_DATA_DIR", elsewhere.as_os_str()),
+        ],
+        port,
+        admin,
+    )
+    .await
+    .unwrap();
+    let jwks = http
+        .get(format!("{base}/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(jwks, jwks_before, "the same signing keys");
+    let r = http
+        .get(format!("{base}/auth/handshake"))
+        .bearer_auth(&key_b)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = http
+        .get(format!("{base}/products/p259"))
+        .bearer_auth(&key_a)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = http
+        .get(format!("{base}/admin/activations?status=approved"))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let next = sell(&base, &key_a, "copy-a-after-move".into()).await;
+    assert_eq!(next["sequence"], 301);
+    // A retry of a transaction sent before the move answers the stored one.
+    let again = sell(&base, &key_b, "copy-b-0001-key".into()).await;
+    assert_eq!(again["sequence"], 2);
+    let trusted = TrustedKeys::from_jwks_json(&jwks).unwrap();
+    for (key, n) in [(&key_a, 301), (&key_b, 2)] {
+        let page: Value = http
+            .get(format!("{base}/transactions?limit=1000"))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let receipts: Vec<String> = page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["receipt"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(receipts.len(), n);
+        verify_receipt_chain(&receipts, &trusted).unwrap();
+    }
+    stop_binary(server);
+
+    // The SQLite database is as it was.
+    let out = admin_cli_dir(&dir, &["backup", dir.join("check.db").to_str().unwrap()]);
+    assert!(out.status.success());
+    let check: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(check["transactions"], 302);
     let _ = std::fs::remove_dir_all(&dir);
 }
