@@ -293,18 +293,16 @@ impl Http {
         if declared.is_some_and(|n| n > max as u64) {
             return Err(too_large(max));
         }
-        // `fetch` reads the whole body in the browser's memory; a body without a length
-        // is checked before it is copied into the module's memory.
-        let buffer = JsFuture::from(resp.array_buffer().map_err(wasm::network)?)
-            .await
-            .map_err(wasm::network)?;
-        let bytes = js_sys::Uint8Array::new(&buffer);
-        if bytes.length() as usize > max {
-            return Err(too_large(max));
-        }
+        // Read chunk by chunk from the body's stream, so that an answer without a length
+        // (chunked) cannot grow past the cap either: reading stops, and the stream is
+        // cancelled (the connection closed), at the first chunk that would pass it.
+        let body = match resp.body() {
+            Some(stream) => wasm::read_capped(stream, max).await?,
+            None => Vec::new(),
+        };
         Ok(Response {
             status: resp.status(),
-            body: bytes.to_vec(),
+            body,
             headers: resp.headers(),
         })
     }
@@ -323,7 +321,7 @@ mod wasm {
     use js_sys::{Promise, Reflect};
     use wasm_bindgen::prelude::*;
 
-    use crate::ClientError;
+    use crate::{ClientError, Result};
 
     #[wasm_bindgen]
     extern "C" {
@@ -363,6 +361,35 @@ mod wasm {
                     None => ClientError::Network(message(&e)),
                 }
             }
+        }
+    }
+
+    /// Reads a response body's stream to the end, or until it would pass `max` bytes: then
+    /// the stream is cancelled and the answer refused (see [`super::too_large`]).
+    pub(super) async fn read_capped(stream: web_sys::ReadableStream, max: usize) -> Result<Vec<u8>> {
+        use wasm_bindgen::JsCast as _;
+        use wasm_bindgen_futures::JsFuture;
+
+        let reader: web_sys::ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
+        let mut body = Vec::new();
+        loop {
+            let step = JsFuture::from(reader.read()).await.map_err(network)?;
+            let done = Reflect::get(&step, &JsValue::from_str("done")).map_err(network)?;
+            if done.is_truthy() {
+                return Ok(body);
+            }
+            let chunk: js_sys::Uint8Array = Reflect::get(&step, &JsValue::from_str("value"))
+                .map_err(network)?
+                .unchecked_into();
+            let n = chunk.length() as usize;
+            if body.len() + n > max {
+                // Closes the connection; nothing waits for it.
+                let _ = reader.cancel();
+                return Err(super::too_large(max));
+            }
+            let start = body.len();
+            body.resize(start + n, 0);
+            chunk.copy_to(&mut body[start..]);
         }
     }
 }

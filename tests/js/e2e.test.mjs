@@ -69,6 +69,35 @@ test("an answer over maxResponseBytes is refused with invalid_response", { skip 
   assert.equal((await roomy.activate(request(`${device}b`))).status, "pending");
 });
 
+test("an endless answer without a length stops at maxResponseBytes, its stream cancelled", { timeout: 30_000 }, async () => {
+  // A server that answers 200 and then sends 64 KiB chunks until the client goes away.
+  const { createServer } = await import("node:http");
+  let closed;
+  const gone = new Promise((resolve) => { closed = resolve; });
+  let sent = 0;
+  const server = createServer((req, res) => {
+    res.writeHead(200, { "content-type": "application/json" });
+    const chunk = Buffer.alloc(64 * 1024, 0x20);
+    const timer = setInterval(() => { sent += chunk.length; res.write(chunk); }, 2);
+    res.on("close", () => { clearInterval(timer); closed(); });
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const base = `http://127.0.0.1:${server.address().port}`;
+  try {
+    const client = new t.Client({ baseUrl: base, timeoutMs: 60_000, maxResponseBytes: 1024 * 1024 },
+      new t.TrustedKeys());
+    client.setApiKey("Abcdefghij0123456789!@$");
+    // A timeout would be code "timeout"; the cap gives invalid_response.
+    await assert.rejects(client.handshake(),
+      (e) => e instanceof Error && e.code === "invalid_response" && /larger than 1048576 bytes/.test(e.message));
+    await gone; // the client closed the connection: nothing more is read
+    assert.ok(sent < 64 * 1024 * 1024, `the server wrote ${sent} bytes`);
+  } finally {
+    server.closeAllConnections();
+    server.close();
+  }
+});
+
 test("an offline sale is queued, not lost", { skip }, async () => {
   const offline = new t.Client({ baseUrl: "http://127.0.0.1:9", timeoutMs: 1000 },
     t.TrustedKeys.fromJwksJson(process.env.TILLGATE_JWKS));
