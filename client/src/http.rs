@@ -366,7 +366,10 @@ mod wasm {
 
     /// Reads a response body's stream to the end, or until it would pass `max` bytes: then
     /// the stream is cancelled and the answer refused (see [`super::too_large`]).
-    pub(super) async fn read_capped(stream: web_sys::ReadableStream, max: usize) -> Result<Vec<u8>> {
+    pub(super) async fn read_capped(
+        stream: web_sys::ReadableStream,
+        max: usize,
+    ) -> Result<Vec<u8>> {
         use wasm_bindgen::JsCast as _;
         use wasm_bindgen_futures::JsFuture;
 

@@ -232,7 +232,7 @@ pub async fn copy_to_postgres(
         .await
         .map_err(|e| format!("cannot open the SQLite database: {e}"))?;
     // Opening the target migrates it; the error never shows its URL (it may hold a password).
-    let target = match Store::connect(target_url, 2).await {
+    let target = match Store::connect(&with_application_name(target_url), 2).await {
         Ok(t) if t.backend() == Backend::Postgres => t,
         Ok(t) => {
             t.close().await;
@@ -301,6 +301,18 @@ impl KekHint {
                 .into(),
         }
     }
+}
+
+/// The name the copy's PostgreSQL sessions show in `pg_stat_activity`.
+pub const APPLICATION_NAME: &str = "tillgate-copy-to-postgres";
+
+/// `url` with [`APPLICATION_NAME`] as its `application_name`, unless it names one.
+fn with_application_name(url: &str) -> String {
+    if url.contains("application_name=") {
+        return url.to_owned();
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}application_name={APPLICATION_NAME}")
 }
 
 async fn copy_between(source: &Store, target: &Store) -> Result<Vec<TableCount>, String> {
@@ -585,6 +597,22 @@ mod tests {
         drop(conn);
         store.close().await;
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_copy_names_its_sessions() {
+        assert_eq!(
+            with_application_name("postgres://h/db"),
+            "postgres://h/db?application_name=tillgate-copy-to-postgres"
+        );
+        assert_eq!(
+            with_application_name("postgres://h/db?sslmode=require"),
+            "postgres://h/db?sslmode=require&application_name=tillgate-copy-to-postgres"
+        );
+        assert_eq!(
+            with_application_name("postgres://h/db?application_name=ops"),
+            "postgres://h/db?application_name=ops"
+        );
     }
 
     #[test]

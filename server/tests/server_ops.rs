@@ -1045,3 +1045,105 @@ async fn copy_to_postgres_moves_a_deployment() {
     assert_eq!(check["transactions"], 302);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `admin copy-to-postgres` killed (SIGKILL) while it writes the transactions: PostgreSQL
+/// keeps none of what it had written, and the copy run again moves everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_to_postgres_killed_midway_keeps_nothing() {
+    let Some(pg) = TestDb::new(
+        Backend::Postgres,
+        "copy_to_postgres_killed_midway_keeps_nothing",
+    )
+    .await
+    else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("tillgate_copy_kill_{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let sqlite = format!("sqlite://{}?mode=rwc", dir.join("tillgate.db").display());
+    let store = tillgate_server::db::Store::connect(&sqlite, 2)
+        .await
+        .unwrap();
+    store.init(1_780_000_000).await.unwrap();
+    store.close().await;
+    // 10 registers with 3,000 transactions each, written straight into the schema.
+    let pool = sqlx::AnyPool::connect(&sqlite).await.unwrap();
+    sqlx::raw_sql(
+        "WITH RECURSIVE r(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM r WHERE x < 9) \
+         INSERT INTO activations (id, production_number, cash_register_name, device_id, \
+         corporate_id, country, application_package, extras, features, valid_from, valid_to, \
+         status, created_at, updated_at, chain_seq, chain_head) \
+         SELECT printf('act_seed_%d', x), printf('TG-SEED-%04d', x), 'Kassa', printf('dev-%d', x), \
+         '556036-0793', 'SE', 'com.example.pos', '{}', '[]', 1780000000, 1790000000, 'approved', \
+         1780000000, 1780000000, 3000, 'head' FROM r; \
+         WITH RECURSIVE c(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM c WHERE x < 29999) \
+         INSERT INTO transactions (id, activation_id, idempotency_key, seq, created_at, body, txh, receipt) \
+         SELECT printf('tx_seed_%08d', x), printf('act_seed_%d', x % 10), printf('idem-%08d', x), \
+         x / 10 + 1, 1780000000, printf('{\"total\":%d}', x), 'txh', hex(randomblob(300)) FROM c;",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+
+    let copy = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_tillgate-server"));
+        c.env_remove("DATABASE_URL")
+            .env("TILLGATE_DATA_DIR", &dir)
+            .env("TILLGATE_COPY_TO_DATABASE_URL", &pg.url)
+            .args(["admin", "copy-to-postgres"]);
+        c
+    };
+    let mut child = copy()
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let watch = sqlx::AnyPool::connect(&pg.url).await.unwrap();
+    let mut writing = false;
+    for _ in 0..3000 {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = $1 \
+             AND query LIKE 'INSERT INTO transactions%'",
+        )
+        .bind(tillgate_server::transfer::APPLICATION_NAME)
+        .fetch_one(&watch)
+        .await
+        .unwrap();
+        if n > 0 {
+            writing = true;
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the copy ended before it was caught"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(writing, "the copy never started writing transactions");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    for table in ["signing_keys", "activations", "transactions"] {
+        let n: i64 =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+                .fetch_one(&watch)
+                .await
+                .unwrap();
+        assert_eq!(n, 0, "{table} keeps nothing of the killed copy");
+    }
+
+    let out = copy().output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM transactions")
+        .fetch_one(&watch)
+        .await
+        .unwrap();
+    assert_eq!(n, 30_000);
+    watch.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
