@@ -137,12 +137,16 @@ pub async fn run(config: &Config, cmd: AdminCommand) -> Result<(), String> {
                 &config.effective_database_url(),
                 to,
                 crate::transfer::KekHint::of(config),
+                SystemClock.now(),
             )
             .await?;
             return print_json(&summary);
         }
         _ => {}
     }
+    // The store's commands write (migrations, decisions, keys): never to a database
+    // that was moved to PostgreSQL.
+    crate::transfer::refuse_if_moved(&config.effective_database_url())?;
     let cipher = crate::seal::from_config(config)?;
     let store = Store::connect(&config.effective_database_url(), 2)
         .await

@@ -193,6 +193,43 @@ pub struct CopySummary {
     pub tables: Vec<TableCount>,
     /// Which key-encryption key the PostgreSQL servers need to open the signing keys.
     pub key_encryption_key: String,
+    /// The marker written beside the SQLite database (see [`moved_marker`]), if it could
+    /// be written.
+    pub marker: Option<std::path::PathBuf>,
+}
+
+/// The file beside a SQLite database that says it was copied to PostgreSQL:
+/// `<database>.moved-to-postgres`. While it exists, no server and no admin command that
+/// writes uses that database, so that tills cannot be split between the two databases
+/// (their receipt chains would fork). Remove it to serve the SQLite database again.
+pub fn moved_marker(db: &std::path::Path) -> std::path::PathBuf {
+    let mut name = db.file_name().unwrap_or_default().to_os_string();
+    name.push(".moved-to-postgres");
+    db.with_file_name(name)
+}
+
+/// Refuses a SQLite database that [`copy_to_postgres`] has moved (see [`moved_marker`]).
+pub fn refuse_if_moved(url: &str) -> Result<(), String> {
+    let Some(db) = sqlite_path(url) else {
+        return Ok(());
+    };
+    let marker = moved_marker(&db);
+    if marker.exists() {
+        return Err(format!(
+            "{} was copied to PostgreSQL ({} says so): serve the PostgreSQL database \
+             (DATABASE_URL), or remove that file to use this one again",
+            db.display(),
+            marker.display()
+        ));
+    }
+    Ok(())
+}
+
+fn write_marker(marker: &std::path::Path, text: &str) -> Result<(), String> {
+    use std::io::Write as _;
+    let mut f = std::fs::File::create(marker).map_err(|e| e.to_string())?;
+    f.write_all(text.as_bytes()).map_err(|e| e.to_string())?;
+    f.sync_all().map_err(|e| e.to_string())
 }
 
 /// Rows copied into one table.
@@ -213,6 +250,7 @@ pub async fn copy_to_postgres(
     source_url: &str,
     target_url: &str,
     kek: KekHint,
+    now: i64,
 ) -> Result<CopySummary, String> {
     let Some(path) = sqlite_path(source_url) else {
         return Err(
@@ -248,11 +286,28 @@ pub async fn copy_to_postgres(
     target.close().await;
     source.close().await;
     let tables = result?;
+    let marker = moved_marker(&path);
+    let text = format!(
+        "copied to PostgreSQL by `tillgate-server admin copy-to-postgres` at Unix time {now}: \
+         {} transactions. Remove this file to serve this SQLite database again.\n",
+        tables
+            .iter()
+            .find(|t| t.table == "transactions")
+            .map_or(0, |t| t.rows)
+    );
+    let marker = match write_marker(&marker, &text) {
+        Ok(()) => Some(marker),
+        Err(e) => {
+            tracing::warn!(path = %marker.display(), error = %e, "the copy is committed, but the marker beside the SQLite database could not be written: do not start a server on it");
+            None
+        }
+    };
     Ok(CopySummary {
         from: path,
         schema_version: schema_version(),
         tables,
         key_encryption_key: kek.advice(),
+        marker,
     })
 }
 
@@ -654,18 +709,19 @@ mod tests {
             "postgres://x@127.0.0.1/db",
             "postgres://y@127.0.0.1/db",
             KekHint::None,
+            0,
         )
         .await
         .unwrap_err();
         assert!(e.contains("must be SQLite"), "{e}");
         let dir = scratch("only");
         let url = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
-        let e = copy_to_postgres(&url, "sqlite://other.db", KekHint::None)
+        let e = copy_to_postgres(&url, "sqlite://other.db", KekHint::None, 0)
             .await
             .unwrap_err();
         assert!(e.contains("postgres://"), "{e}");
         // A missing database is not created.
-        let e = copy_to_postgres(&url, "postgres://y@127.0.0.1/db", KekHint::None)
+        let e = copy_to_postgres(&url, "postgres://y@127.0.0.1/db", KekHint::None, 0)
             .await
             .unwrap_err();
         assert!(e.contains("no SQLite database"), "{e}");

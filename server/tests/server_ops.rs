@@ -952,6 +952,21 @@ async fn copy_to_postgres_moves_a_deployment() {
     assert_eq!(rows("products"), 260);
     assert_eq!(rows("signing_keys"), 1);
     assert!(!String::from_utf8_lossy(&out.stdout).contains("postgres://"));
+    // The SQLite database is marked as moved: no server and no writing admin command
+    // uses it (the tills would be split between two databases).
+    let marker = dir.join("tillgate.db.moved-to-postgres");
+    assert_eq!(summary["marker"].as_str(), marker.to_str());
+    let refused = spawn_binary(&dir, free_port(), admin).await;
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.contains("was copied to PostgreSQL")),
+        "{:?}",
+        refused.map(|_| ())
+    );
+    let out_list = admin_cli_dir(&dir, &["list"]);
+    assert!(!out_list.status.success());
+    assert!(String::from_utf8_lossy(&out_list.stderr).contains("was copied to PostgreSQL"));
     // Into a database that is no longer empty: refused.
     let out = copy();
     assert!(!out.status.success());
@@ -1038,11 +1053,14 @@ async fn copy_to_postgres_moves_a_deployment() {
     }
     stop_binary(server);
 
-    // The SQLite database is as it was.
+    // The SQLite database is as it was, and serves again once the marker is removed.
     let out = admin_cli_dir(&dir, &["backup", dir.join("check.db").to_str().unwrap()]);
     assert!(out.status.success());
     let check: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(check["transactions"], 302);
+    std::fs::remove_file(&marker).unwrap();
+    let server = spawn_binary(&dir, port, admin).await.unwrap();
+    stop_binary(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
