@@ -373,7 +373,7 @@ mod wasm {
         use wasm_bindgen::JsCast as _;
         use wasm_bindgen_futures::JsFuture;
 
-        let reader: web_sys::ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
+        let reader = web_sys::ReadableStreamDefaultReader::new(&stream).map_err(network)?;
         let mut body = Vec::new();
         loop {
             let step = JsFuture::from(reader.read()).await.map_err(network)?;
@@ -386,8 +386,12 @@ mod wasm {
                 .unchecked_into();
             let n = chunk.length() as usize;
             if body.len() + n > max {
-                // Closes the connection; nothing waits for it.
-                let _ = reader.cancel();
+                // Closes the connection. Nothing waits for it, but its promise is awaited
+                // in the background so that a rejection is handled.
+                let cancelled = JsFuture::from(reader.cancel());
+                wasm_bindgen_futures::spawn_local(async move {
+                    let _ = cancelled.await;
+                });
                 return Err(super::too_large(max));
             }
             let start = body.len();

@@ -268,6 +268,47 @@ pub fn lock_database(url: &str) -> Result<Option<DatabaseLock>, String> {
     }
 }
 
+/// Takes the admin lock of the SQLite database at `url` (`<database>.admin.lock`): shared
+/// by the admin commands that open the store, exclusive for `admin copy-to-postgres`, so
+/// that no admin command writes while a copy runs or after it marked the database as
+/// moved. `Ok(None)` on PostgreSQL.
+pub fn lock_admin(url: &str, exclusive: bool) -> Result<Option<DatabaseLock>, String> {
+    let Some(db) = sqlite_path(url) else {
+        return Ok(None);
+    };
+    let mut name = db.file_name().unwrap_or_default().to_os_string();
+    name.push(".admin.lock");
+    let path = db.with_file_name(name);
+    let file = match std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+    {
+        Ok(f) => f,
+        // No directory, so no database yet: nothing to copy, nothing marked.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot open {}: {e}", path.display())),
+    };
+    let taken = if exclusive {
+        file.try_lock()
+    } else {
+        file.try_lock_shared()
+    };
+    match taken {
+        Ok(()) => Ok(Some(DatabaseLock(file))),
+        Err(std::fs::TryLockError::WouldBlock) if exclusive => Err(format!(
+            "an admin command is using {}; wait for it to end",
+            db.display()
+        )),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+            "{} is being copied to PostgreSQL (admin copy-to-postgres)",
+            db.display()
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", path.display())),
+    }
+}
+
 /// What a restore did, printed by the CLI as one JSON line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -432,4 +473,35 @@ fn create_aside_dir(dir: &Path, now: i64) -> Result<PathBuf, String> {
         "cannot create a before-restore directory in {}: {last}",
         dir.display()
     ))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// Admin commands share the admin lock; a copy to PostgreSQL takes it alone.
+    #[test]
+    fn the_admin_lock_is_shared_by_commands_and_exclusive_for_a_copy() {
+        let dir = std::env::temp_dir().join(format!("tillgate-admin-lock-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
+        let a = lock_admin(&url, false).unwrap();
+        let b = lock_admin(&url, false).unwrap();
+        assert!(a.is_some() && b.is_some());
+        let e = lock_admin(&url, true).unwrap_err();
+        assert!(e.contains("an admin command is using"), "{e}");
+        drop((a, b));
+        let copy = lock_admin(&url, true).unwrap();
+        let e = lock_admin(&url, false).unwrap_err();
+        assert!(e.contains("is being copied to PostgreSQL"), "{e}");
+        drop(copy);
+        assert!(lock_admin(&url, false).unwrap().is_some());
+        // PostgreSQL, and a data directory that does not exist yet: no lock.
+        assert!(lock_admin("postgres://h/db", true).unwrap().is_none());
+        let missing = format!("sqlite://{}?mode=rwc", dir.join("no/t.db").display());
+        assert!(lock_admin(&missing, true).unwrap().is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -105,13 +105,30 @@ pub enum AdminCommand {
     },
     /// Copy the SQLite database into a new, empty PostgreSQL database, the server
     /// stopped: every table, read back and compared before it commits. Then start the
-    /// server with that DATABASE_URL (and the same TILLGATE_KEK).
+    /// server with that DATABASE_URL (and the same TILLGATE_KEY_ENCRYPTION_KEY).
     CopyToPostgres {
-        /// The PostgreSQL URL (`postgres://...`) to copy into; read from the environment
-        /// so that a password does not show in the process list.
+        /// The PostgreSQL URL (`postgres://...`) to copy into; best read from the
+        /// environment, so that a password does not show in the process list.
         #[arg(env = "TILLGATE_COPY_TO_DATABASE_URL", hide_env_values = true)]
-        to: String,
+        to: SecretUrl,
     },
+}
+
+/// A database URL that may hold a password: its `Debug` shows nothing of it.
+#[derive(Clone)]
+pub struct SecretUrl(pub String);
+
+impl std::fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretUrl(..)")
+    }
+}
+
+impl std::str::FromStr for SecretUrl {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(SecretUrl(s.to_owned()))
+    }
 }
 
 /// Runs one admin command, printing its result to standard output.
@@ -135,7 +152,7 @@ pub async fn run(config: &Config, cmd: AdminCommand) -> Result<(), String> {
         AdminCommand::CopyToPostgres { to } => {
             let summary = crate::transfer::copy_to_postgres(
                 &config.effective_database_url(),
-                to,
+                &to.0,
                 crate::transfer::KekHint::of(config),
                 SystemClock.now(),
             )
@@ -145,7 +162,9 @@ pub async fn run(config: &Config, cmd: AdminCommand) -> Result<(), String> {
         _ => {}
     }
     // The store's commands write (migrations, decisions, keys): never to a database
-    // that was moved to PostgreSQL.
+    // that is being or was moved to PostgreSQL (the shared admin lock is held until the
+    // command ends, so a copy cannot begin meanwhile).
+    let _admin = crate::backup::lock_admin(&config.effective_database_url(), false)?;
     crate::transfer::refuse_if_moved(&config.effective_database_url())?;
     let cipher = crate::seal::from_config(config)?;
     let store = Store::connect(&config.effective_database_url(), 2)

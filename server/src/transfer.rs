@@ -2,11 +2,12 @@
 //! who outgrow one machine: every row of every table is copied into an empty PostgreSQL
 //! database in one PostgreSQL transaction, and the copy is read back and compared with
 //! the source before that transaction commits. Nothing is changed in the SQLite database
-//! (it stays the fallback), and a copy that fails or differs leaves PostgreSQL empty.
+//! (it stays the fallback; a marker beside it, [`moved_marker`], keeps servers off it),
+//! and a copy that fails or differs leaves no row in PostgreSQL.
 //!
 //! Rows are copied as stored: API-key hashes, the chain heads and every receipt, and
 //! the signing keys' seeds as they are (sealed with the KEK when one is configured, so
-//! the PostgreSQL deployment needs the same `TILLGATE_KEK`). Registers keep their keys,
+//! the PostgreSQL deployment needs the same `TILLGATE_KEY_ENCRYPTION_KEY`). Registers keep their keys,
 //! and their receipt chains go on from the same heads.
 
 use serde::Serialize;
@@ -14,7 +15,7 @@ use sha2::{Digest as _, Sha256};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row as _};
 
-use crate::backup::lock_database;
+use crate::backup::{lock_admin, lock_database};
 use crate::db::{Backend, Store, schema_version, sqlite_path};
 
 /// How a column is stored (the schema uses only these two types).
@@ -193,9 +194,8 @@ pub struct CopySummary {
     pub tables: Vec<TableCount>,
     /// Which key-encryption key the PostgreSQL servers need to open the signing keys.
     pub key_encryption_key: String,
-    /// The marker written beside the SQLite database (see [`moved_marker`]), if it could
-    /// be written.
-    pub marker: Option<std::path::PathBuf>,
+    /// The marker written beside the SQLite database (see [`moved_marker`]).
+    pub marker: std::path::PathBuf,
 }
 
 /// The file beside a SQLite database that says it was copied to PostgreSQL:
@@ -245,7 +245,9 @@ pub struct TableCount {
 /// `target_url`, with the server stopped (refused while a server holds the SQLite
 /// database). Both are migrated to this server's schema first. Every table is read back
 /// from PostgreSQL and compared with the source (row count and a digest of every value)
-/// before the copy commits; on any error or difference PostgreSQL is left as it was.
+/// before the copy commits; on any error or difference PostgreSQL keeps none of the rows
+/// (its schema, created by the migrations, stays). The SQLite database is marked as moved
+/// ([`moved_marker`]) before the copy commits.
 pub async fn copy_to_postgres(
     source_url: &str,
     target_url: &str,
@@ -266,6 +268,10 @@ pub async fn copy_to_postgres(
         return Err(format!("no SQLite database at {}", path.display()));
     }
     let _lock = lock_database(source_url).map_err(|e| format!("{e}; stop the server first"))?;
+    // No admin command may write to it while it is copied, nor after it is marked.
+    let _admin = lock_admin(source_url, true)?;
+    refuse_if_moved(source_url)?;
+    let marker = moved_marker(&path);
     let source = Store::connect(source_url, 2)
         .await
         .map_err(|e| format!("cannot open the SQLite database: {e}"))?;
@@ -282,31 +288,15 @@ pub async fn copy_to_postgres(
             return Err(format!("cannot open the PostgreSQL database: {e}"));
         }
     };
-    let result = copy_between(&source, &target).await;
+    let result = copy_between(&source, &target, &marker, now).await;
     target.close().await;
     source.close().await;
-    let tables = result?;
-    let marker = moved_marker(&path);
-    let text = format!(
-        "copied to PostgreSQL by `tillgate-server admin copy-to-postgres` at Unix time {now}: \
-         {} transactions. Remove this file to serve this SQLite database again.\n",
-        tables
-            .iter()
-            .find(|t| t.table == "transactions")
-            .map_or(0, |t| t.rows)
-    );
-    let marker = match write_marker(&marker, &text) {
-        Ok(()) => Some(marker),
-        Err(e) => {
-            tracing::warn!(path = %marker.display(), error = %e, "the copy is committed, but the marker beside the SQLite database could not be written: do not start a server on it");
-            None
-        }
-    };
+    let (tables, sealed) = result?;
     Ok(CopySummary {
         from: path,
         schema_version: schema_version(),
         tables,
-        key_encryption_key: kek.advice(),
+        key_encryption_key: kek.advice(sealed),
         marker,
     })
 }
@@ -319,7 +309,8 @@ pub enum KekHint {
     Configured,
     /// The key file in the data directory.
     File(std::path::PathBuf),
-    /// Neither: the seeds are stored in plain text.
+    /// Neither (the seeds are stored in plain text, or sealed with a key this
+    /// configuration does not name).
     None,
 }
 
@@ -340,7 +331,13 @@ impl KekHint {
         }
     }
 
-    fn advice(&self) -> String {
+    fn advice(&self, sealed: bool) -> String {
+        if !sealed {
+            return "the signing keys were stored unsealed; the first PostgreSQL server to \
+                    start seals them with its key-encryption key: give every server the same \
+                    TILLGATE_KEY_ENCRYPTION_KEY"
+                .into();
+        }
         match self {
             KekHint::Configured => "start the PostgreSQL servers with the same \
                                     TILLGATE_KEY_ENCRYPTION_KEY as this deployment"
@@ -350,9 +347,10 @@ impl KekHint {
                  contents of {}, which sealed the signing keys",
                 path.display()
             ),
-            KekHint::None => "the signing keys were stored unsealed; the first PostgreSQL \
-                              server to start seals them with its key-encryption key: give \
-                              every server the same TILLGATE_KEY_ENCRYPTION_KEY"
+            KekHint::None => "the signing keys are sealed with a key-encryption key that this \
+                              command was not given (run it with the server's settings, such \
+                              as its env file, to see which): start the PostgreSQL servers \
+                              with that key as TILLGATE_KEY_ENCRYPTION_KEY"
                 .into(),
         }
     }
@@ -370,34 +368,71 @@ fn with_application_name(url: &str) -> String {
     format!("{url}{sep}application_name={APPLICATION_NAME}")
 }
 
-async fn copy_between(source: &Store, target: &Store) -> Result<Vec<TableCount>, String> {
+/// Copies in one transaction on each side: the source's holds SQLite's write lock (one
+/// snapshot, and nothing else writes meanwhile), the target's commits only after the
+/// read-back matched and the SQLite database was marked as moved. Returns the counts and
+/// whether any signing-key seed is sealed.
+async fn copy_between(
+    source: &Store,
+    target: &Store,
+    marker: &std::path::Path,
+    now: i64,
+) -> Result<(Vec<TableCount>, bool), String> {
     let db = |what: &'static str| move |e: sqlx::Error| format!("{what}: {e}");
     let mut src = source.pool().acquire().await.map_err(db("SQLite"))?;
     let mut dst = target.pool().acquire().await.map_err(db("PostgreSQL"))?;
-    // One snapshot of the source, one transaction on the target.
-    sqlx::raw_sql("BEGIN")
+    sqlx::raw_sql("BEGIN IMMEDIATE")
         .execute(&mut *src)
         .await
         .map_err(db("SQLite"))?;
-    sqlx::raw_sql("BEGIN")
-        .execute(&mut *dst)
-        .await
-        .map_err(db("PostgreSQL"))?;
-    let result = copy_in_transactions(&mut src, &mut dst).await;
-    let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *src).await;
-    match result {
-        Ok(counts) => {
-            sqlx::raw_sql("COMMIT")
-                .execute(&mut *dst)
-                .await
-                .map_err(db("PostgreSQL: the copy could not be committed"))?;
-            Ok(counts)
-        }
-        Err(e) => {
+    let result = async {
+        let seeds: Vec<String> = sqlx::query_scalar("SELECT seed FROM signing_keys")
+            .fetch_all(&mut *src)
+            .await
+            .map_err(db("SQLite"))?;
+        let sealed = seeds.iter().any(|s| crate::seal::is_sealed(s));
+        sqlx::raw_sql("BEGIN")
+            .execute(&mut *dst)
+            .await
+            .map_err(db("PostgreSQL"))?;
+        let copied = match copy_in_transactions(&mut src, &mut dst).await {
+            Ok(counts) => counts,
+            Err(e) => {
+                let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *dst).await;
+                return Err(e);
+            }
+        };
+        let transactions = copied
+            .iter()
+            .find(|t| t.table == "transactions")
+            .map_or(0, |t| t.rows);
+        let text = format!(
+            "copied to PostgreSQL by `tillgate-server admin copy-to-postgres` at Unix time \
+             {now}: {transactions} transactions. Remove this file to use this SQLite database \
+             again.\n"
+        );
+        if let Err(e) = write_marker(marker, &text) {
             let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *dst).await;
-            Err(e)
+            let _ = std::fs::remove_file(marker);
+            return Err(format!(
+                "cannot write {}: {e}; nothing was copied",
+                marker.display()
+            ));
         }
+        if let Err(e) = sqlx::raw_sql("COMMIT").execute(&mut *dst).await {
+            // The connection may have been lost after PostgreSQL committed: the marker stays.
+            return Err(format!(
+                "PostgreSQL: the COMMIT failed ({e}) and its outcome is unknown: if the \
+                 PostgreSQL database holds the rows, serve it; if it holds none, remove {} \
+                 and copy again",
+                marker.display()
+            ));
+        }
+        Ok((copied, sealed))
     }
+    .await;
+    let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *src).await;
+    result
 }
 
 async fn copy_in_transactions(
@@ -434,11 +469,16 @@ async fn copy_in_transactions(
     for t in TABLES {
         let copied = copy_table(t, src, dst).await?;
         let read_back = digest_postgres(t, dst).await?;
+        if copied.rows != read_back.rows {
+            return Err(format!(
+                "{}: PostgreSQL holds {} rows after {} were copied; nothing was kept",
+                t.name, read_back.rows, copied.rows
+            ));
+        }
         if copied != read_back {
             return Err(format!(
-                "{}: what PostgreSQL holds ({} rows) differs from what was copied ({} rows); \
-                 nothing was kept",
-                t.name, read_back.rows, copied.rows
+                "{}: the {} rows PostgreSQL holds differ from those copied; nothing was kept",
+                t.name, copied.rows
             ));
         }
         counts.push(TableCount {

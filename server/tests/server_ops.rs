@@ -967,12 +967,20 @@ async fn copy_to_postgres_moves_a_deployment() {
     let out_list = admin_cli_dir(&dir, &["list"]);
     assert!(!out_list.status.success());
     assert!(String::from_utf8_lossy(&out_list.stderr).contains("was copied to PostgreSQL"));
-    // Into a database that is no longer empty: refused.
+    // Copied once: not again, unless the marker is removed; and never into a database
+    // that is no longer empty.
+    let out = copy();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("was copied to PostgreSQL"));
+    let aside = dir.join("marker-aside");
+    std::fs::rename(&marker, &aside).unwrap();
     let out = copy();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not empty"), "{err}");
     assert!(!err.contains(&pg.url), "the URL is never printed: {err}");
+    assert!(!marker.exists(), "a refused copy marks nothing");
+    std::fs::rename(&aside, &marker).unwrap();
 
     // The same key-encryption key (here the SQLite deployment's key file) opens the
     // signing keys' seeds; the data directory is only for this process's own files.
@@ -1105,11 +1113,14 @@ async fn copy_to_postgres_killed_midway_keeps_nothing() {
     .unwrap();
     pool.close().await;
 
+    // A session name of this test's own: other tests copy at the same time.
+    let name = format!("tg-copy-kill-{}", std::process::id());
+    let target = format!("{}&application_name={name}", pg.url);
     let copy = || {
         let mut c = Command::new(env!("CARGO_BIN_EXE_tillgate-server"));
         c.env_remove("DATABASE_URL")
             .env("TILLGATE_DATA_DIR", &dir)
-            .env("TILLGATE_COPY_TO_DATABASE_URL", &pg.url)
+            .env("TILLGATE_COPY_TO_DATABASE_URL", &target)
             .args(["admin", "copy-to-postgres"]);
         c
     };
@@ -1125,7 +1136,7 @@ async fn copy_to_postgres_killed_midway_keeps_nothing() {
             "SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = $1 \
              AND query LIKE 'INSERT INTO transactions%'",
         )
-        .bind(tillgate_server::transfer::APPLICATION_NAME)
+        .bind(&name)
         .fetch_one(&watch)
         .await
         .unwrap();
@@ -1163,5 +1174,72 @@ async fn copy_to_postgres_killed_midway_keeps_nothing() {
         .unwrap();
     assert_eq!(n, 30_000);
     watch.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A copy whose read-back differs from the source (here a PostgreSQL trigger changes a
+/// value as it is written) is refused: PostgreSQL keeps none of the rows and the SQLite
+/// database is not marked. A password in the target URL never shows in the output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_to_postgres_refuses_a_copy_that_reads_back_different() {
+    let Some(pg) = TestDb::new(
+        Backend::Postgres,
+        "copy_to_postgres_refuses_a_copy_that_reads_back_different",
+    )
+    .await
+    else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("tillgate_copy_diff_{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let sqlite = format!("sqlite://{}?mode=rwc", dir.join("tillgate.db").display());
+    let store = tillgate_server::db::Store::connect(&sqlite, 2)
+        .await
+        .unwrap();
+    store.init(1_780_000_000).await.unwrap();
+    store.close().await;
+    // The schema first, then a trigger that alters every signing key written.
+    let target = tillgate_server::db::Store::connect(&pg.url, 2)
+        .await
+        .unwrap();
+    target.close().await;
+    let watch = sqlx::AnyPool::connect(&pg.url).await.unwrap();
+    sqlx::raw_sql(
+        "CREATE FUNCTION tamper() RETURNS trigger AS $$ BEGIN \
+         NEW.public_key := NEW.public_key || 'x'; RETURN NEW; END $$ LANGUAGE plpgsql; \
+         CREATE TRIGGER tamper BEFORE INSERT ON signing_keys FOR EACH ROW EXECUTE FUNCTION tamper();",
+    )
+    .execute(&watch)
+    .await
+    .unwrap();
+    // Trust authentication ignores the password; the output must not show it.
+    let password = "Sekrit-Passw0rd-9";
+    let with_password = pg.url.replacen("@", &format!(":{password}@"), 1);
+    assert!(with_password.contains(password));
+    let out = Command::new(env!("CARGO_BIN_EXE_tillgate-server"))
+        .env_remove("DATABASE_URL")
+        .env("TILLGATE_DATA_DIR", &dir)
+        .env("TILLGATE_COPY_TO_DATABASE_URL", &with_password)
+        .args(["admin", "copy-to-postgres"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("signing_keys: the 1 rows PostgreSQL holds differ from those copied"),
+        "{err}"
+    );
+    assert!(!err.contains(password) && !String::from_utf8_lossy(&out.stdout).contains(password));
+    for table in ["signing_keys", "activations", "transactions"] {
+        let n: i64 =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+                .fetch_one(&watch)
+                .await
+                .unwrap();
+        assert_eq!(n, 0, "{table}");
+    }
+    watch.close().await;
+    assert!(!dir.join("tillgate.db.moved-to-postgres").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
