@@ -912,15 +912,7 @@ async fn copy_to_postgres_moves_a_deployment() {
         .text()
         .await
         .unwrap();
-    let copy = || {
-        Command::new(env!("CARGO_BIN_EXE_tillgate-server"))
-            .env_remove("DATABASE_URL")
-            .env("TILLGATE_DATA_DIR", &dir)
-            .env("TILLGATE_COPY_TO_DATABASE_URL", &pg.url)
-            .args(["admin", "copy-to-postgres"])
-            .output()
-            .unwrap()
-    };
+    let copy = || copy_to_postgres_cmd(&dir, &pg.url).output().unwrap();
 
     // While the server runs: refused, nothing written.
     let out = copy();
@@ -1072,6 +1064,43 @@ async fn copy_to_postgres_moves_a_deployment() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `admin copy-to-postgres` of the SQLite database in the data directory `dir` into `url`.
+fn copy_to_postgres_cmd(dir: &std::path::Path, url: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tillgate-server"));
+    c.env_remove("DATABASE_URL")
+        .env("TILLGATE_DATA_DIR", dir)
+        .env("TILLGATE_COPY_TO_DATABASE_URL", url)
+        .args(["admin", "copy-to-postgres"]);
+    c
+}
+
+/// A new data directory, named after `name`, holding an initialised SQLite database
+/// (schema and signing key); returns it and the database URL.
+async fn initialised_data_dir(name: &str) -> (std::path::PathBuf, String) {
+    let dir = std::env::temp_dir().join(format!("tillgate_{name}_{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let sqlite = format!("sqlite://{}?mode=rwc", dir.join("tillgate.db").display());
+    let store = tillgate_server::db::Store::connect(&sqlite, 2)
+        .await
+        .unwrap();
+    store.init(1_780_000_000).await.unwrap();
+    store.close().await;
+    (dir, sqlite)
+}
+
+/// Asserts that the copy's main tables hold no row in the PostgreSQL database of `pool`.
+async fn assert_no_rows(pool: &sqlx::AnyPool, why: &str) {
+    for table in ["signing_keys", "activations", "transactions"] {
+        let n: i64 =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+                .fetch_one(pool)
+                .await
+                .unwrap();
+        assert_eq!(n, 0, "{table}: {why}");
+    }
+}
+
 /// `admin copy-to-postgres` killed (SIGKILL) while it writes the transactions: PostgreSQL
 /// keeps none of what it had written, and the copy run again moves everything.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1084,15 +1113,7 @@ async fn copy_to_postgres_killed_midway_keeps_nothing() {
     else {
         return;
     };
-    let dir = std::env::temp_dir().join(format!("tillgate_copy_kill_{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let sqlite = format!("sqlite://{}?mode=rwc", dir.join("tillgate.db").display());
-    let store = tillgate_server::db::Store::connect(&sqlite, 2)
-        .await
-        .unwrap();
-    store.init(1_780_000_000).await.unwrap();
-    store.close().await;
+    let (dir, sqlite) = initialised_data_dir("copy_kill").await;
     // 10 registers with 3,000 transactions each, written straight into the schema.
     let pool = sqlx::AnyPool::connect(&sqlite).await.unwrap();
     sqlx::raw_sql(
@@ -1116,14 +1137,7 @@ async fn copy_to_postgres_killed_midway_keeps_nothing() {
     // A session name of this test's own: other tests copy at the same time.
     let name = format!("tg-copy-kill-{}", std::process::id());
     let target = format!("{}&application_name={name}", pg.url);
-    let copy = || {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_tillgate-server"));
-        c.env_remove("DATABASE_URL")
-            .env("TILLGATE_DATA_DIR", &dir)
-            .env("TILLGATE_COPY_TO_DATABASE_URL", &target)
-            .args(["admin", "copy-to-postgres"]);
-        c
-    };
+    let copy = || copy_to_postgres_cmd(&dir, &target);
     let mut child = copy()
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -1153,14 +1167,7 @@ async fn copy_to_postgres_killed_midway_keeps_nothing() {
     assert!(writing, "the copy never started writing transactions");
     child.kill().unwrap();
     child.wait().unwrap();
-    for table in ["signing_keys", "activations", "transactions"] {
-        let n: i64 =
-            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
-                .fetch_one(&watch)
-                .await
-                .unwrap();
-        assert_eq!(n, 0, "{table} keeps nothing of the killed copy");
-    }
+    assert_no_rows(&watch, "nothing of the killed copy is kept").await;
 
     let out = copy().output().unwrap();
     assert!(
@@ -1190,15 +1197,7 @@ async fn copy_to_postgres_refuses_a_copy_that_reads_back_different() {
     else {
         return;
     };
-    let dir = std::env::temp_dir().join(format!("tillgate_copy_diff_{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let sqlite = format!("sqlite://{}?mode=rwc", dir.join("tillgate.db").display());
-    let store = tillgate_server::db::Store::connect(&sqlite, 2)
-        .await
-        .unwrap();
-    store.init(1_780_000_000).await.unwrap();
-    store.close().await;
+    let (dir, _) = initialised_data_dir("copy_diff").await;
     // The schema first, then a trigger that alters every signing key written.
     let target = tillgate_server::db::Store::connect(&pg.url, 2)
         .await
@@ -1217,13 +1216,7 @@ async fn copy_to_postgres_refuses_a_copy_that_reads_back_different() {
     let password = "Sekrit-Passw0rd-9";
     let with_password = pg.url.replacen("@", &format!(":{password}@"), 1);
     assert!(with_password.contains(password));
-    let out = Command::new(env!("CARGO_BIN_EXE_tillgate-server"))
-        .env_remove("DATABASE_URL")
-        .env("TILLGATE_DATA_DIR", &dir)
-        .env("TILLGATE_COPY_TO_DATABASE_URL", &with_password)
-        .args(["admin", "copy-to-postgres"])
-        .output()
-        .unwrap();
+    let out = copy_to_postgres_cmd(&dir, &with_password).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -1231,14 +1224,7 @@ async fn copy_to_postgres_refuses_a_copy_that_reads_back_different() {
         "{err}"
     );
     assert!(!err.contains(password) && !String::from_utf8_lossy(&out.stdout).contains(password));
-    for table in ["signing_keys", "activations", "transactions"] {
-        let n: i64 =
-            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
-                .fetch_one(&watch)
-                .await
-                .unwrap();
-        assert_eq!(n, 0, "{table}");
-    }
+    assert_no_rows(&watch, "nothing of the refused copy is kept").await;
     watch.close().await;
     assert!(!dir.join("tillgate.db.moved-to-postgres").exists());
     let _ = std::fs::remove_dir_all(&dir);
