@@ -390,6 +390,26 @@ fn admin_cli_with(
         .unwrap()
 }
 
+/// The receipts of a register's first 1,000 transactions, through `GET /transactions` on
+/// a server at `base`.
+async fn receipts_over_http(http: &reqwest::Client, base: &str, key: &str) -> Vec<String> {
+    let page: Value = http
+        .get(format!("{base}/transactions?limit=1000"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["receipt"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 /// Real dates: a period from today's midnight for 30 days (RFC 3339).
 fn period_from_today() -> (String, String) {
     let today = (std::time::SystemTime::now()
@@ -795,21 +815,7 @@ async fn restore_only_with_the_server_stopped() {
     assert_eq!(r.status(), 201);
     let next: Value = r.json().await.unwrap();
     assert_eq!(next["sequence"], 4);
-    let page: Value = http
-        .get(format!("{base}/transactions?limit=100"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let receipts: Vec<String> = page["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["receipt"].as_str().unwrap().to_owned())
-        .collect();
+    let receipts = receipts_over_http(&http, &base, &key).await;
     let jwks = http
         .get(format!("{base}/.well-known/jwks.json"))
         .send()
@@ -1033,21 +1039,7 @@ async fn copy_to_postgres_moves_a_deployment() {
     assert_eq!(again["sequence"], 2);
     let trusted = TrustedKeys::from_jwks_json(&jwks).unwrap();
     for (key, n) in [(&key_a, 301), (&key_b, 2)] {
-        let page: Value = http
-            .get(format!("{base}/transactions?limit=1000"))
-            .bearer_auth(key)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let receipts: Vec<String> = page["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|i| i["receipt"].as_str().unwrap().to_owned())
-            .collect();
+        let receipts = receipts_over_http(&http, &base, key).await;
         assert_eq!(receipts.len(), n);
         verify_receipt_chain(&receipts, &trusted).unwrap();
     }
