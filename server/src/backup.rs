@@ -248,23 +248,13 @@ pub fn lock_database(url: &str) -> Result<Option<DatabaseLock>, String> {
     let Some(db) = sqlite_path(url) else {
         return Ok(None);
     };
-    let mut name = db.file_name().unwrap_or_default().to_os_string();
-    name.push(".lock");
-    let path = db.with_file_name(name);
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => Ok(Some(DatabaseLock(file))),
-        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+    match lock_beside(&db, ".lock", true)? {
+        Taken::Yes(lock) => Ok(Some(lock)),
+        Taken::Held(path) => Err(format!(
             "another tillgate-server process uses {} (it holds {})",
             db.display(),
             path.display()
         )),
-        Err(std::fs::TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", path.display())),
     }
 }
 
@@ -276,35 +266,59 @@ pub fn lock_admin(url: &str, exclusive: bool) -> Result<Option<DatabaseLock>, St
     let Some(db) = sqlite_path(url) else {
         return Ok(None);
     };
+    if db
+        .parent()
+        .is_some_and(|d| !d.as_os_str().is_empty() && !d.is_dir())
+    {
+        // No directory, so no database yet: nothing to copy, nothing marked.
+        return Ok(None);
+    }
+    match lock_beside(&db, ".admin.lock", exclusive)? {
+        Taken::Yes(lock) => Ok(Some(lock)),
+        Taken::Held(_) if exclusive => Err(format!(
+            "an admin command is using {}; wait for it to end",
+            db.display()
+        )),
+        Taken::Held(_) => Err(format!(
+            "{} is being copied to PostgreSQL (admin copy-to-postgres)",
+            db.display()
+        )),
+    }
+}
+
+/// `<database><suffix>`: the name of a file kept beside a SQLite database.
+pub fn beside(db: &Path, suffix: &str) -> PathBuf {
     let mut name = db.file_name().unwrap_or_default().to_os_string();
-    name.push(".admin.lock");
-    let path = db.with_file_name(name);
-    let file = match std::fs::OpenOptions::new()
+    name.push(suffix);
+    db.with_file_name(name)
+}
+
+/// Whether [`lock_beside`] took its lock.
+enum Taken {
+    /// Taken; held until dropped.
+    Yes(DatabaseLock),
+    /// Another process holds it (the lock file's path).
+    Held(PathBuf),
+}
+
+/// Locks the file `<database><suffix>` (created if needed), exclusively or shared,
+/// without waiting.
+fn lock_beside(db: &Path, suffix: &str, exclusive: bool) -> Result<Taken, String> {
+    let path = beside(db, suffix);
+    let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&path)
-    {
-        Ok(f) => f,
-        // No directory, so no database yet: nothing to copy, nothing marked.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("cannot open {}: {e}", path.display())),
-    };
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     let taken = if exclusive {
         file.try_lock()
     } else {
         file.try_lock_shared()
     };
     match taken {
-        Ok(()) => Ok(Some(DatabaseLock(file))),
-        Err(std::fs::TryLockError::WouldBlock) if exclusive => Err(format!(
-            "an admin command is using {}; wait for it to end",
-            db.display()
-        )),
-        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
-            "{} is being copied to PostgreSQL (admin copy-to-postgres)",
-            db.display()
-        )),
+        Ok(()) => Ok(Taken::Yes(DatabaseLock(file))),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(Taken::Held(path)),
         Err(std::fs::TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", path.display())),
     }
 }
@@ -355,15 +369,10 @@ pub async fn restore(
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let file_name = db
-        .file_name()
-        .ok_or_else(|| format!("{} is not a file name", db.display()))?
-        .to_os_string();
-    let companion = |suffix: &str| {
-        let mut n = file_name.clone();
-        n.push(suffix);
-        dir.join(n)
-    };
+    if db.file_name().is_none() {
+        return Err(format!("{} is not a file name", db.display()));
+    }
+    let companion = |suffix: &str| beside(&db, suffix);
 
     // The copy first, beside the database, through SQLite (so that a backup with its own
     // `-wal`, such as a database moved aside by an earlier restore, comes whole), then

@@ -203,9 +203,7 @@ pub struct CopySummary {
 /// writes uses that database, so that tills cannot be split between the two databases
 /// (their receipt chains would fork). Remove it to serve the SQLite database again.
 pub fn moved_marker(db: &std::path::Path) -> std::path::PathBuf {
-    let mut name = db.file_name().unwrap_or_default().to_os_string();
-    name.push(".moved-to-postgres");
-    db.with_file_name(name)
+    crate::backup::beside(db, ".moved-to-postgres")
 }
 
 /// Refuses a SQLite database that [`copy_to_postgres`] has moved (see [`moved_marker`]).
