@@ -36,6 +36,17 @@ pub enum KekSource {
     CreatedFile(std::path::PathBuf),
 }
 
+/// Where the KEK is to be taken from: the configured text (`Ok`; blank counts as unset),
+/// or else the key file's path in `data_dir` (`Err`), which may not exist yet.
+pub fn kek_setting<'a>(
+    configured: Option<&'a str>,
+    data_dir: &Path,
+) -> Result<&'a str, std::path::PathBuf> {
+    configured
+        .filter(|t| !t.trim().is_empty())
+        .ok_or_else(|| data_dir.join(KEK_FILE))
+}
+
 /// Seals and opens signing-key seeds with the KEK.
 #[derive(Clone)]
 pub struct SeedCipher {
@@ -74,13 +85,16 @@ impl SeedCipher {
     /// The configured KEK, or the one in `data_dir/key-encryption.key` (created 0600 with
     /// 32 random bytes if absent; several processes starting together agree on one).
     pub fn load(configured: Option<&str>, data_dir: &Path) -> Result<(Self, KekSource), String> {
-        if let Some(text) = configured.filter(|t| !t.trim().is_empty()) {
-            return Ok((
-                Self::from_base64(text).map_err(|e| format!("TILLGATE_KEY_ENCRYPTION_KEY: {e}"))?,
-                KekSource::Config,
-            ));
-        }
-        let path = data_dir.join(KEK_FILE);
+        let path = match kek_setting(configured, data_dir) {
+            Ok(text) => {
+                return Ok((
+                    Self::from_base64(text)
+                        .map_err(|e| format!("TILLGATE_KEY_ENCRYPTION_KEY: {e}"))?,
+                    KekSource::Config,
+                ));
+            }
+            Err(path) => path,
+        };
         let created = if path.exists() {
             false
         } else {

@@ -315,17 +315,10 @@ pub enum KekHint {
 impl KekHint {
     /// The hint for a configuration, without creating a key file.
     pub fn of(config: &crate::Config) -> KekHint {
-        let file = config.data_dir.join(crate::seal::KEK_FILE);
-        if config
-            .key_encryption_key
-            .as_deref()
-            .is_some_and(|k| !k.trim().is_empty())
-        {
-            KekHint::Configured
-        } else if file.exists() {
-            KekHint::File(file)
-        } else {
-            KekHint::None
+        match crate::seal::kek_setting(config.key_encryption_key.as_deref(), &config.data_dir) {
+            Ok(_) => KekHint::Configured,
+            Err(file) if file.exists() => KekHint::File(file),
+            Err(_) => KekHint::None,
         }
     }
 
