@@ -84,7 +84,10 @@ run clippy cargo clippy --workspace --all-targets -- -D warnings
 run core-purity core_is_pure
 run vectors-drift cargo run -q -p xtask -- vectors --check
 run cargo-test cargo test --workspace
-run benches-compile cargo bench --workspace --no-run
+# The criterion benchmarks ([[bench]] targets), each run once as a test (criterion's test
+# mode, dev profile): proves they build and run without a release build of the whole
+# workspace. Their measurements: `cargo bench`, scripts/bench.sh.
+run benches cargo test --workspace --bench '*'
 run client-wasm-build cargo build -p tillgate-client --target wasm32-unknown-unknown --features web-storage
 [ -x client/test-wasm.sh ] && run client-browser client/test-wasm.sh
 for s in scripts/test-bindings.sh scripts/test-web-demo.sh scripts/test-android-sample.sh scripts/test-reliability.sh; do

@@ -89,7 +89,6 @@ async fn serve(mut config: Config) -> Result<(), String> {
             .map_err(|e| format!("cannot create data dir {}: {e}", config.data_dir.display()))?;
     }
     let _lock = tillgate_server::backup::lock_database(&config.effective_database_url())?;
-    tillgate_server::transfer::refuse_if_moved(&config.effective_database_url())?;
     let (state, started) = AppState::start(config, Arc::new(SystemClock)).await?;
     if let Some(key) = &started.generated_admin_key {
         // Shown once, on the terminal, never through the logger.

@@ -94,12 +94,15 @@ enum WriterMsg {
 
 impl AppState {
     /// Connects to the database, applies migrations, makes sure a signing key and an
-    /// admin key exist, and starts the group-commit writer.
+    /// admin key exist, and starts the group-commit writer. Refuses a SQLite database
+    /// marked as moved to PostgreSQL ([`crate::transfer::moved_marker`]).
     pub async fn start(
         config: Config,
         clock: Arc<dyn Clock>,
     ) -> Result<(AppState, Started), String> {
         let url = config.effective_database_url();
+        // Never a SQLite database whose deployment was moved to PostgreSQL.
+        crate::transfer::refuse_if_moved(&url)?;
         if config.database_url.is_none() {
             std::fs::create_dir_all(&config.data_dir).map_err(|e| {
                 format!("cannot create data dir {}: {e}", config.data_dir.display())

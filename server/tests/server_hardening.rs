@@ -261,3 +261,33 @@ async fn signing_key_seeds_are_sealed_at_rest(db: &TestDb, backend: Backend) {
     assert!(bare.signing_keys().await.is_err());
     bare.close().await;
 }
+
+/// A server embedded as a library (`AppState::start`) refuses a SQLite database that
+/// `admin copy-to-postgres` marked as moved, as the binary does, and serves it again
+/// once the marker is removed: no till can write to the old database by mistake.
+#[tokio::test]
+async fn start_refuses_a_sqlite_database_moved_to_postgres() {
+    let db = TestDb::new(Backend::Sqlite, "moved_marker").await.unwrap();
+    let (state, started) = AppState::start(test_config(&db.url), Arc::new(ManualClock::new(T2030)))
+        .await
+        .unwrap();
+    state.shutdown().await;
+    started.writer.await.unwrap();
+    state.store.close().await;
+
+    let path = tillgate_server::db::sqlite_path(&db.url).unwrap();
+    let marker = tillgate_server::transfer::moved_marker(&path);
+    std::fs::write(&marker, "moved\n").unwrap();
+    let err = AppState::start(test_config(&db.url), Arc::new(ManualClock::new(T2030)))
+        .await
+        .err()
+        .unwrap();
+    assert!(err.contains("copied to PostgreSQL"), "{err}");
+
+    std::fs::remove_file(&marker).unwrap();
+    let (state, started) = AppState::start(test_config(&db.url), Arc::new(ManualClock::new(T2030)))
+        .await
+        .unwrap();
+    state.shutdown().await;
+    started.writer.await.unwrap();
+}
