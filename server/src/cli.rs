@@ -91,6 +91,14 @@ pub enum AdminCommand {
         #[arg(long)]
         parallelism: Option<u32>,
     },
+    /// Check every register's receipt chain against the stored transactions (read only;
+    /// the server may keep running): one JSON line per register, then the counts. Exits
+    /// non-zero if any chain is broken.
+    VerifyReceipts {
+        /// Only this register.
+        #[arg(long)]
+        activation_id: Option<String>,
+    },
     /// Write a consistent, checked copy of the SQLite database to a new file, while the
     /// server keeps running (PostgreSQL: use pg_dump).
     Backup {
@@ -159,6 +167,12 @@ pub async fn run(config: &Config, cmd: AdminCommand) -> Result<(), String> {
             .await?;
             return print_json(&summary);
         }
+        // Reads only: needs no key-encryption key, and checks a backup file or a
+        // database moved to PostgreSQL as well as the one in service.
+        AdminCommand::VerifyReceipts { activation_id } => {
+            return verify_receipts(&config.effective_database_url(), activation_id.as_deref())
+                .await;
+        }
         _ => {}
     }
     // The store's commands write (migrations, decisions, keys): never to a database
@@ -207,9 +221,12 @@ async fn run_with(
     match cmd {
         AdminCommand::Backup { .. }
         | AdminCommand::Restore { .. }
-        | AdminCommand::CopyToPostgres { .. } => {
-            Err("backup, restore and copy-to-postgres run without opening the store".into())
-        }
+        | AdminCommand::CopyToPostgres { .. }
+        | AdminCommand::VerifyReceipts { .. } => Err(
+            "backup, restore, copy-to-postgres and verify-receipts run without the store's \
+             start-up (no key sealing, no admin lock)"
+                .into(),
+        ),
         AdminCommand::List { status } => {
             for row in store
                 .list_activations(status.as_deref(), 10_000)
@@ -342,6 +359,30 @@ async fn run_with(
                 &serde_json::json!({"login": staff.login, "activationId": staff.activation_id}),
             )
         }
+    }
+}
+
+/// `admin verify-receipts`: one JSON line per register, then `{"summary": ...}`; an
+/// error (non-zero exit) when a chain is broken.
+async fn verify_receipts(url: &str, only: Option<&str>) -> Result<(), String> {
+    if let Some(db) = crate::db::sqlite_path(url)
+        && !db.is_file()
+    {
+        return Err(format!("no database at {}", db.display()));
+    }
+    let store = Store::connect_read_only(url)
+        .await
+        .map_err(|e| format!("cannot open the database: {e}"))?;
+    let result = crate::audit::audit(&store, only, print_json).await;
+    store.close().await;
+    let summary = result?;
+    print_json(&serde_json::json!({ "summary": summary }))?;
+    match summary.broken {
+        0 => Ok(()),
+        n => Err(format!(
+            "{n} of {} registers' receipt chains are broken",
+            summary.registers
+        )),
     }
 }
 

@@ -212,6 +212,28 @@ fn activation_from_row(r: &AnyRow) -> Result<ActivationRow, sqlx::Error> {
     })
 }
 
+/// A register's receipt-chain head, as the last committed batch left it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainHead {
+    /// The register.
+    pub activation_id: String,
+    /// Its ProductionNumber (the receipts' `sub`).
+    pub production_number: String,
+    /// The last sequence number given (0: no transaction yet).
+    pub seq: i64,
+    /// `receipt_link` of the last receipt (empty: no transaction yet).
+    pub head: String,
+}
+
+fn chain_head_from_row(r: &AnyRow) -> Result<ChainHead, sqlx::Error> {
+    Ok(ChainHead {
+        activation_id: r.try_get("id")?,
+        production_number: r.try_get("production_number")?,
+        seq: r.try_get("chain_seq")?,
+        head: r.try_get("chain_head")?,
+    })
+}
+
 /// A signing key row.
 #[derive(Debug, Clone)]
 pub struct SigningKeyRow {
@@ -335,19 +357,24 @@ pub struct InitOutcome {
     pub sealed_signing_keys: usize,
 }
 
+/// The backend a database URL names.
+fn backend_of(url: &str) -> Result<Backend, sqlx::Error> {
+    sqlx::any::install_default_drivers();
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Backend::Postgres)
+    } else if url.starts_with("sqlite:") {
+        Ok(Backend::Sqlite)
+    } else {
+        Err(sqlx::Error::Configuration(
+            "DATABASE_URL must start with postgres://, postgresql:// or sqlite:".into(),
+        ))
+    }
+}
+
 impl Store {
     /// Connects (creating a SQLite file if needed) and applies pending migrations.
     pub async fn connect(url: &str, pool_size: u32) -> Result<Store, sqlx::Error> {
-        sqlx::any::install_default_drivers();
-        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Backend::Postgres
-        } else if url.starts_with("sqlite:") {
-            Backend::Sqlite
-        } else {
-            return Err(sqlx::Error::Configuration(
-                "DATABASE_URL must start with postgres://, postgresql:// or sqlite:".into(),
-            ));
-        };
+        let backend = backend_of(url)?;
         let options = |size: u32| {
             let options = AnyPoolOptions::new()
                 .max_connections(size)
@@ -383,6 +410,35 @@ impl Store {
         };
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// Opens the database for reading only, as audits do: no migration, no SQLite writer
+    /// connection, and every connection refuses writes (SQLite's `query_only`,
+    /// PostgreSQL's read-only transactions), so neither a database in service nor a
+    /// backup file is changed. The schema must be current; reads of an older one fail.
+    pub async fn connect_read_only(url: &str) -> Result<Store, sqlx::Error> {
+        let backend = backend_of(url)?;
+        let refuse_writes = match backend {
+            Backend::Sqlite => "PRAGMA busy_timeout = 10000; PRAGMA query_only = ON;",
+            Backend::Postgres => "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    sqlx::raw_sql(refuse_writes).execute(conn).await?;
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await?;
+        Ok(Store {
+            pool,
+            writer: None,
+            backend,
+            seeds: None,
+        })
     }
 
     /// Seals signing-key seeds with this key-encryption key from now on: new keys are
@@ -986,6 +1042,53 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(r.rows_affected() == 1)
+    }
+
+    /// Every signing key's id and public key (base64url), retired ones included: what
+    /// verifies every receipt ever signed here. Reads no seed, so it needs no
+    /// key-encryption key.
+    pub async fn public_signing_keys(&self) -> Result<Vec<(String, String)>, sqlx::Error> {
+        sqlx::query("SELECT kid, public_key FROM signing_keys ORDER BY created_at, kid")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get("kid")?, r.try_get("public_key")?)))
+            .collect()
+    }
+
+    /// The chain heads of the registers whose id sorts after `after`, by id.
+    pub async fn register_chain_heads(
+        &self,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<ChainHead>, sqlx::Error> {
+        sqlx::query(
+            "SELECT id, production_number, chain_seq, chain_head FROM activations \
+             WHERE id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(chain_head_from_row)
+        .collect()
+    }
+
+    /// One register's chain head.
+    pub async fn register_chain_head(
+        &self,
+        activation_id: &str,
+    ) -> Result<Option<ChainHead>, sqlx::Error> {
+        sqlx::query(
+            "SELECT id, production_number, chain_seq, chain_head FROM activations WHERE id = $1",
+        )
+        .bind(activation_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(chain_head_from_row)
+        .transpose()
     }
 
     // ---- transactions -----------------------------------------------------------

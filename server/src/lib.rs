@@ -3,6 +3,7 @@
 pub mod api_activation;
 pub mod api_admin;
 pub mod api_register;
+pub mod audit;
 pub mod auth;
 pub mod backup;
 pub mod cache;

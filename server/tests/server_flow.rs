@@ -26,6 +26,7 @@ on_both!(
     rate_limits,
     ops_endpoints,
     handshake_answers_within_a_second,
+    receipt_audit_finds_each_tampering,
 );
 
 /// Handshakes of one register in one second share one answer (and one signed time),
@@ -1206,4 +1207,232 @@ impl NowSecs for tillgate_server::ManualClock {
     fn now_secs(&self) -> i64 {
         tillgate_server::Clock::now(self)
     }
+}
+
+/// `audit` (`admin verify-receipts`) finds stored chains intact, then each kind of
+/// tampering with the stored transactions at the right sequence number with its code;
+/// once the rows are put back, the chains are intact again.
+async fn receipt_audit_finds_each_tampering(db: &TestDb, b: Backend) {
+    use tillgate_server::audit::{audit, audit_register};
+    let s = Srv::start(db, b).await;
+    let (a, key_a) = s.register(CORP_A, "dev-1").await;
+    let (_, key_b) = s.register(CORP_A, "dev-2").await;
+    let a_id = a["activationId"].as_str().unwrap().to_owned();
+    for i in 1..=7 {
+        assert_eq!(
+            s.post_tx(&key_a, &format!("a-{i}"), &sale(100 * i))
+                .await
+                .status(),
+            201
+        );
+    }
+    for i in 1..=3 {
+        assert_eq!(
+            s.post_tx(&key_b, &format!("b-{i}"), &sale(100 * i))
+                .await
+                .status(),
+            201
+        );
+    }
+    let store = &s.state.store;
+    let run = || async {
+        let mut seen = Vec::new();
+        let summary = audit(store, None, |r| {
+            seen.push(r.clone());
+            Ok(())
+        })
+        .await
+        .unwrap();
+        (summary, seen)
+    };
+    let (summary, seen) = run().await;
+    assert_eq!(
+        (summary.registers, summary.transactions, summary.broken),
+        (2, 10, 0)
+    );
+    assert!(
+        seen.iter()
+            .all(|r| r.status == "intact" && r.broken.is_none()),
+        "{seen:?}"
+    );
+    let keys = {
+        let mut k = TrustedKeys::new();
+        let jwks: Value = s.get_json("/.well-known/jwks.json").await;
+        for jwk in jwks["keys"].as_array().unwrap() {
+            k.add_jwk(&serde_json::from_value(jwk.clone()).unwrap())
+                .unwrap();
+        }
+        k
+    };
+    let head = store.register_chain_head(&a_id).await.unwrap().unwrap();
+    assert_eq!(head.seq, 7);
+    // Pages of three receipts: the chain is followed across pages.
+    let paged = audit_register(store, &keys, &head, 3).await.unwrap();
+    assert_eq!((paged.status, paged.transactions), ("intact", 7));
+    // Rows committed after the head was read are left for the next audit.
+    let rows = store.export_txs(Some(&a_id), 0, 100).await.unwrap();
+    let mut earlier = head.clone();
+    earlier.seq = 5;
+    earlier.head = tillgate_core::receipt_link(&rows[4].receipt);
+    let early = audit_register(store, &keys, &earlier, 2).await.unwrap();
+    assert_eq!((early.status, early.transactions), ("intact", 5));
+
+    let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
+    let set = |column: &'static str, seq: i64, value: String| {
+        let (pool, a_id) = (pool.clone(), a_id.clone());
+        async move {
+            let sql = format!(
+                "UPDATE transactions SET {column} = $1 WHERE activation_id = $2 AND seq = $3"
+            );
+            let r = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(value)
+                .bind(a_id)
+                .bind(seq)
+                .execute(&pool)
+                .await
+                .unwrap();
+            assert_eq!(r.rows_affected(), 1);
+        }
+    };
+    let delete = |seq: i64| {
+        let (pool, a_id) = (pool.clone(), a_id.clone());
+        async move {
+            sqlx::query("DELETE FROM transactions WHERE activation_id = $1 AND seq = $2")
+                .bind(a_id)
+                .bind(seq)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+    };
+    let put_back = |row: tillgate_server::db::TxRow| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query(
+                "INSERT INTO transactions (id, activation_id, idempotency_key, seq, created_at, \
+                 body, txh, receipt) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(row.id)
+            .bind(row.activation_id)
+            .bind(row.idempotency_key)
+            .bind(row.seq)
+            .bind(row.created_at)
+            .bind(row.body)
+            .bind(row.txh)
+            .bind(row.receipt)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+    };
+    // The finding for register A, and B still intact.
+    let finding = || async {
+        let (summary, seen) = run().await;
+        assert_eq!((summary.registers, summary.broken), (2, 1), "{seen:?}");
+        let a = seen.iter().find(|r| r.activation_id == a_id).unwrap();
+        assert_eq!(a.status, "broken");
+        let f = a.broken.clone().unwrap();
+        (f.seq, f.code, a.transactions)
+    };
+    let row = |seq: i64| rows[seq as usize - 1].clone();
+
+    // A stored transaction changed: an amount, or only an item's name.
+    set("body", 4, row(4).body.replace("400", "40")).await;
+    assert_eq!(finding().await, (4, "transaction_mismatch", 0));
+    set("body", 4, row(4).body.replace("Kaffe", "Te")).await;
+    assert_eq!(finding().await, (4, "transaction_mismatch", 0));
+    set("body", 4, row(4).body).await;
+    // A receipt signed with the server's own key whose total is not its transaction's
+    // (what a server fault could store).
+    let server_key = {
+        let k = store.signing_keys().await.unwrap().remove(0);
+        let seed = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(&k.seed)
+            .unwrap();
+        tillgate_core::SigningKey::from_seed_slice(&seed).unwrap()
+    };
+    let mut claims = tillgate_core::decode_receipt_unverified(&row(7).receipt).unwrap();
+    claims.total += 1;
+    set(
+        "receipt",
+        7,
+        tillgate_core::sign_receipt(&claims, &server_key).unwrap(),
+    )
+    .await;
+    assert_eq!(finding().await, (7, "transaction_mismatch", 0));
+    set("receipt", 7, row(7).receipt).await;
+    // A receipt taken from another register.
+    let b_rows = store
+        .export_txs(
+            Some(
+                &seen[1 - seen.iter().position(|r| r.activation_id == a_id).unwrap()].activation_id,
+            ),
+            0,
+            10,
+        )
+        .await
+        .unwrap();
+    set("receipt", 5, b_rows[1].receipt.clone()).await;
+    assert_eq!(finding().await.0, 5);
+    set("receipt", 5, row(5).receipt).await;
+    // A receipt's signature altered.
+    let r2 = row(2).receipt;
+    let (head_payload, sig) = r2.rsplit_once('.').unwrap();
+    let flipped = if sig.starts_with('A') { "B" } else { "A" };
+    set(
+        "receipt",
+        2,
+        format!("{head_payload}.{flipped}{}", &sig[1..]),
+    )
+    .await;
+    assert_eq!(finding().await.1, "bad_signature");
+    set("receipt", 2, row(2).receipt).await;
+    // A transaction removed from the middle, then from the end.
+    delete(3).await;
+    assert_eq!(finding().await, (4, "receipt_chain_broken", 0));
+    put_back(row(3)).await;
+    delete(7).await;
+    assert_eq!(finding().await, (7, "chain_head_mismatch", 6));
+    put_back(row(7)).await;
+    // A changed transaction with a receipt signed again, by a key this server never had.
+    let mut claims = tillgate_core::decode_receipt_unverified(&row(6).receipt).unwrap();
+    let mut tx: tillgate_core::Transaction = serde_json::from_str(&row(6).body).unwrap();
+    tx.total = 1;
+    tx.items[0].amount = 1;
+    claims.txh = tillgate_core::transaction_hash(&tx);
+    claims.total = 1;
+    let forger = tillgate_core::SigningKey::from_seed(&[66; 32]);
+    set("body", 6, serde_json::to_string(&tx).unwrap()).await;
+    set("txh", 6, claims.txh.clone()).await;
+    set(
+        "receipt",
+        6,
+        tillgate_core::sign_receipt(&claims, &forger).unwrap(),
+    )
+    .await;
+    assert_eq!(finding().await, (6, "unknown_kid", 0));
+    set("body", 6, row(6).body).await;
+    set("txh", 6, row(6).txh).await;
+    set("receipt", 6, row(6).receipt).await;
+
+    let (summary, _) = run().await;
+    assert_eq!(
+        (summary.registers, summary.transactions, summary.broken),
+        (2, 10, 0)
+    );
+    pool.close().await;
+
+    // The CLI's read-only store: the same audit, and a write through it is refused.
+    let ro = tillgate_server::db::Store::connect_read_only(&db.url)
+        .await
+        .unwrap();
+    let summary = audit(&ro, None, |_| Ok(())).await.unwrap();
+    assert_eq!(
+        (summary.registers, summary.transactions, summary.broken),
+        (2, 10, 0)
+    );
+    let key = tillgate_core::SigningKey::from_seed(&[9; 32]);
+    assert!(ro.add_signing_key(&key, T2030).await.is_err());
+    ro.close().await;
+    assert_eq!(store.public_signing_keys().await.unwrap().len(), 1);
 }

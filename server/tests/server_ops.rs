@@ -1221,3 +1221,132 @@ async fn copy_to_postgres_refuses_a_copy_that_reads_back_different() {
     assert!(!dir.join("tillgate.db.moved-to-postgres").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `admin verify-receipts` on the real binary, while the server serves: a line per
+/// register and the counts, exit 0 when every chain is intact; exit 1 naming the broken
+/// register's first bad sequence number after a stored amount is changed; the same on a
+/// backup file; a missing database or register is an error, and nothing is created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_receipts_cli() {
+    let db = TestDb::new(Backend::Sqlite, "verify_receipts_cli")
+        .await
+        .unwrap();
+    let s = Srv::start(&db, Backend::Sqlite).await;
+    let (a, key_a) = s.register(CORP_A, "dev-1").await;
+    let (_, key_b) = s.register(CORP_A, "dev-2").await;
+    let a_id = a["activationId"].as_str().unwrap().to_owned();
+    for i in 1..=3 {
+        assert_eq!(
+            s.post_tx(&key_a, &format!("a-{i}"), &sale(100 * i))
+                .await
+                .status(),
+            201
+        );
+        assert_eq!(
+            s.post_tx(&key_b, &format!("b-{i}"), &sale(200 * i))
+                .await
+                .status(),
+            201
+        );
+    }
+    let lines = |out: &std::process::Output| -> Vec<Value> {
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let verify = |args: &[&str]| {
+        let (url, args) = (
+            db.url.clone(),
+            args.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        );
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let mut all = vec!["verify-receipts".to_owned()];
+                all.extend(args);
+                let all: Vec<&str> = all.iter().map(String::as_str).collect();
+                admin_cli(&url, &all)
+            })
+            .await
+            .unwrap()
+        }
+    };
+
+    let out = verify(&[]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = lines(&out);
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert!(
+        got[..2]
+            .iter()
+            .all(|r| r["status"] == "intact" && r["transactions"] == 3)
+    );
+    assert_eq!(
+        got[2]["summary"],
+        json!({"registers": 2, "transactions": 6, "broken": 0})
+    );
+    let out = verify(&["--activation-id", &a_id]).await;
+    assert!(out.status.success());
+    assert_eq!(lines(&out)[0]["activationId"], a_id.as_str());
+    assert_eq!(lines(&out)[1]["summary"]["registers"], 1);
+
+    // A backup taken now verifies too.
+    let backup = db.dir.as_ref().unwrap().join("backup.db");
+    assert!(
+        admin_cli(&db.url, &["backup", backup.to_str().unwrap()])
+            .status
+            .success()
+    );
+
+    let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
+    sqlx::query(
+        "UPDATE transactions SET body = REPLACE(body, '200', '20') WHERE activation_id = $1 AND seq = 2",
+    )
+    .bind(&a_id)
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    let out = verify(&[]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("1 of 2 registers' receipt chains are broken"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = lines(&out);
+    let broken = got
+        .iter()
+        .find(|r| r["activationId"] == a_id.as_str())
+        .unwrap();
+    assert_eq!(broken["status"], "broken");
+    assert_eq!(broken["broken"]["seq"], 2);
+    assert_eq!(broken["broken"]["code"], "transaction_mismatch");
+    assert_eq!(got[2]["summary"]["broken"], 1);
+
+    let backup_url = format!("sqlite://{}?mode=ro", backup.display());
+    let out = admin_cli(&backup_url, &["verify-receipts"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(lines(&out)[2]["summary"]["transactions"], 6);
+
+    let missing = db.dir.as_ref().unwrap().join("none.db");
+    let out = admin_cli(
+        &format!("sqlite://{}?mode=rwc", missing.display()),
+        &["verify-receipts"],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no database"));
+    assert!(!missing.exists());
+    let out = verify(&["--activation-id", "act_none"]).await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no activation act_none"));
+}

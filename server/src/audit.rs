@@ -1,0 +1,261 @@
+//! Audit of the stored receipt chains: every register's transactions read back in
+//! sequence order and checked as an auditor with the public keys would check them.
+//!
+//! For each register, up to the chain head read when its turn comes (transactions
+//! committed later are left for the next audit):
+//! - every receipt verifies with a signing key of this server (retired ones included),
+//!   and the receipts form one gapless chain from sequence 1 (core's
+//!   [`verify_receipt_chain_from`], a page at a time, so memory stays flat);
+//! - each receipt names its row: the same sequence number, transaction id, transaction
+//!   hash and register;
+//! - each stored transaction hashes to that transaction hash, and its type, total and
+//!   currency are the receipt's;
+//! - the last receipt is the register's chain head, so no transaction was removed from
+//!   the end.
+//!
+//! It only reads, so it can run while the server serves (`tillgate-server admin
+//! verify-receipts`). A changed amount, a removed or reordered transaction, a receipt
+//! moved between registers or signed with another key: each shows as the register's
+//! first broken sequence number, with a machine-readable code.
+
+use serde::Serialize;
+use tillgate_core::{
+    Error as CoreError, Transaction, TrustedKeys, receipt_link, transaction_hash,
+    verify_receipt_chain_from,
+};
+
+use crate::db::{ChainHead, Store, TxRow};
+
+/// Receipts read and verified per database round trip.
+pub const PAGE: i64 = 500;
+
+/// The first problem found in one register's chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Finding {
+    /// The sequence number of the first transaction found wrong (for a chain cut short:
+    /// the first one missing).
+    pub seq: i64,
+    /// What is wrong, machine-readable: core's code for a receipt that does not verify
+    /// or does not chain (`bad_signature`, `unknown_kid`, `malformed_jws`,
+    /// `receipt_chain_broken`, ...), `receipt_mismatch` (the receipt names another
+    /// row), `transaction_mismatch` (the stored transaction is not the one the receipt
+    /// signed), `chain_head_mismatch` (the chain ends before its head, or elsewhere).
+    pub code: &'static str,
+    /// The same for people.
+    pub reason: String,
+}
+
+/// What the audit found for one register.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegisterAudit {
+    /// The register.
+    pub activation_id: String,
+    /// Its ProductionNumber.
+    pub production_number: String,
+    /// Transactions whose receipts were checked and found in order.
+    pub transactions: u64,
+    /// `intact` or `broken`.
+    pub status: &'static str,
+    /// For a broken chain, the first problem.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broken: Option<Finding>,
+}
+
+/// The whole audit's counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditSummary {
+    /// Registers audited.
+    pub registers: u64,
+    /// Transactions found in order, over all registers.
+    pub transactions: u64,
+    /// Registers whose chain is broken.
+    pub broken: u64,
+}
+
+/// Audits the receipt chains of every register (or only `only`), calling `report` with
+/// each register's result as it is known. Database errors end the audit; what it finds
+/// in the data is reported, never an error.
+pub async fn audit(
+    store: &Store,
+    only: Option<&str>,
+    mut report: impl FnMut(&RegisterAudit) -> Result<(), String>,
+) -> Result<AuditSummary, String> {
+    let keys = trusted_keys(store).await?;
+    let mut summary = AuditSummary::default();
+    let mut tally = |r: &RegisterAudit| {
+        summary.registers += 1;
+        summary.transactions += r.transactions;
+        summary.broken += u64::from(r.broken.is_some());
+        report(r)
+    };
+    if let Some(id) = only {
+        let head = store
+            .register_chain_head(id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("no activation {id}"))?;
+        tally(&audit_register(store, &keys, &head, PAGE).await?)?;
+        return Ok(summary);
+    }
+    let mut after = String::new();
+    loop {
+        let heads = store
+            .register_chain_heads(&after, 200)
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some(last) = heads.last() else { break };
+        after = last.activation_id.clone();
+        for head in &heads {
+            tally(&audit_register(store, &keys, head, PAGE).await?)?;
+        }
+    }
+    Ok(summary)
+}
+
+/// Every signing key this server ever had, as trusted keys.
+async fn trusted_keys(store: &Store) -> Result<TrustedKeys, String> {
+    use base64::Engine as _;
+    let mut keys = TrustedKeys::new();
+    for (kid, public_key) in store
+        .public_signing_keys()
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(&public_key)
+            .map_err(|_| format!("signing key {kid}: the stored public key is not base64url"))?;
+        keys.add_raw(&kid, &bytes)
+            .map_err(|e| format!("signing key {kid}: {e}"))?;
+    }
+    Ok(keys)
+}
+
+/// Audits one register's chain up to `head`, reading `page` receipts at a time.
+pub async fn audit_register(
+    store: &Store,
+    keys: &TrustedKeys,
+    head: &ChainHead,
+    page: i64,
+) -> Result<RegisterAudit, String> {
+    let mut result = RegisterAudit {
+        activation_id: head.activation_id.clone(),
+        production_number: head.production_number.clone(),
+        transactions: 0,
+        status: "intact",
+        broken: None,
+    };
+    let mut previous: Option<String> = None;
+    let mut last_seq = 0;
+    while last_seq < head.seq {
+        let mut rows = store
+            .export_txs(Some(&head.activation_id), last_seq, page)
+            .await
+            .map_err(|e| e.to_string())?;
+        let fetched = rows.len();
+        // Committed after the head was read: the next audit's.
+        rows.retain(|r| r.seq <= head.seq);
+        if rows.is_empty() {
+            break;
+        }
+        if let Err(finding) = check_page(previous.as_deref(), &rows, keys, head) {
+            result.status = "broken";
+            result.broken = Some(finding);
+            return Ok(result);
+        }
+        result.transactions += rows.len() as u64;
+        if let Some(last) = rows.pop() {
+            last_seq = last.seq;
+            previous = Some(last.receipt);
+        }
+        if fetched < page as usize {
+            break;
+        }
+    }
+    let ends_at_head = match &previous {
+        Some(last) => last_seq == head.seq && receipt_link(last) == head.head,
+        None => head.seq == 0 && head.head.is_empty(),
+    };
+    if !ends_at_head {
+        result.status = "broken";
+        result.broken = Some(Finding {
+            seq: last_seq + 1,
+            code: "chain_head_mismatch",
+            reason: if last_seq < head.seq {
+                format!(
+                    "the transactions end at sequence {last_seq}; the register's chain head \
+                     is at {}",
+                    head.seq
+                )
+            } else {
+                "the last receipt is not the register's chain head".into()
+            },
+        });
+    }
+    Ok(result)
+}
+
+/// Checks one page of a register's rows, continuing `previous` (the receipt before the
+/// page; none for the page that starts at sequence 1).
+fn check_page(
+    previous: Option<&str>,
+    rows: &[TxRow],
+    keys: &TrustedKeys,
+    head: &ChainHead,
+) -> Result<(), Finding> {
+    let receipts: Vec<&str> = rows.iter().map(|r| r.receipt.as_str()).collect();
+    let claims = verify_receipt_chain_from(previous, &receipts, keys).map_err(|e| {
+        let (index, code, reason) = match &e {
+            CoreError::InvalidReceipt { index, source } => {
+                (*index, source.code(), source.to_string())
+            }
+            CoreError::ReceiptChainBroken { index, reason } => (*index, e.code(), reason.clone()),
+            other => (0, other.code(), other.to_string()),
+        };
+        Finding {
+            seq: rows.get(index).map_or(0, |r| r.seq),
+            code,
+            reason,
+        }
+    })?;
+    for (row, c) in rows.iter().zip(&claims) {
+        let receipt_mismatch = |what: &str| Finding {
+            seq: row.seq,
+            code: "receipt_mismatch",
+            reason: format!("the receipt's {what} is not the stored transaction's"),
+        };
+        if i64::try_from(c.seq).ok() != Some(row.seq) {
+            return Err(receipt_mismatch("sequence number"));
+        }
+        if c.txid != row.id {
+            return Err(receipt_mismatch("transaction id"));
+        }
+        if c.txh != row.txh {
+            return Err(receipt_mismatch("transaction hash"));
+        }
+        if c.sub != head.production_number {
+            return Err(receipt_mismatch("ProductionNumber"));
+        }
+        let tx_mismatch = |reason: String| Finding {
+            seq: row.seq,
+            code: "transaction_mismatch",
+            reason,
+        };
+        let tx: Transaction = serde_json::from_str(&row.body)
+            .map_err(|e| tx_mismatch(format!("the stored transaction does not parse: {e}")))?;
+        if transaction_hash(&tx) != row.txh {
+            return Err(tx_mismatch(
+                "the stored transaction is not the one its receipt signed (its hash differs)"
+                    .into(),
+            ));
+        }
+        if tx.kind.as_str() != c.tx_type || tx.total != c.total || tx.currency != c.currency {
+            return Err(tx_mismatch(
+                "the stored transaction's type, total or currency differ from its receipt's".into(),
+            ));
+        }
+    }
+    Ok(())
+}
