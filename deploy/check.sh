@@ -6,7 +6,7 @@
 #      from tillgate.env.example with the secrets its comments say how to generate, the
 #      server starts with the unit's ExecStart and Environment=, the admin key works, a
 #      register is activated and sells, the backup unit's ExecStart writes a checked
-#      backup, its ExecStartPost deletes only backups older than the retention, and
+#      backup and audits its receipt chains, its ExecStartPost deletes only backups older than the retention, and
 #      SIGTERM stops the server with exit 0 within the unit's TimeoutStopSec, and the
 #      restore command of deploy/README.md puts that backup back.
 # Prints `deploy: N passed, N failed`. Needs the release build of tillgate-server (built
@@ -123,8 +123,12 @@ touch -d '1 hour ago' "$tmp/backups/tillgate-20200104T000000Z.db.partial-124"
 (run_unit tillgate-backup.service ExecStart) >"$tmp/backup.out" 2>&1
 check "the backup unit's ExecStart writes a checked backup" python3 -c '
 import json,sys
-s=json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+s=[json.loads(l) for l in open(sys.argv[1]).read().strip().splitlines()][-2]
 assert s["transactions"]==1 and s["activations"]==1, s' "$tmp/backup.out"
+check "and audits its receipt chains: intact" python3 -c '
+import json,sys
+s=json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+assert s=={"summary":{"registers":1,"transactions":1,"broken":0}}, s' "$tmp/backup.out"
 (run_unit tillgate-backup.service ExecStartPost) >>"$tmp/backup.out" 2>&1
 names=$(cd "$tmp/backups" && ls | sort | tr '\n' ' ')
 check "ExecStartPost deletes only backups past the retention and old partial copies ($names)" bash -c "

@@ -98,6 +98,9 @@ pub enum AdminCommand {
         /// Only this register.
         #[arg(long)]
         activation_id: Option<String>,
+        /// Print only the broken registers' lines (and the counts).
+        #[arg(long)]
+        broken_only: bool,
     },
     /// Write a consistent, checked copy of the SQLite database to a new file, while the
     /// server keeps running (PostgreSQL: use pg_dump).
@@ -169,9 +172,16 @@ pub async fn run(config: &Config, cmd: AdminCommand) -> Result<(), String> {
         }
         // Reads only: needs no key-encryption key, and checks a backup file or a
         // database moved to PostgreSQL as well as the one in service.
-        AdminCommand::VerifyReceipts { activation_id } => {
-            return verify_receipts(&config.effective_database_url(), activation_id.as_deref())
-                .await;
+        AdminCommand::VerifyReceipts {
+            activation_id,
+            broken_only,
+        } => {
+            return verify_receipts(
+                &config.effective_database_url(),
+                activation_id.as_deref(),
+                *broken_only,
+            )
+            .await;
         }
         _ => {}
     }
@@ -362,9 +372,10 @@ async fn run_with(
     }
 }
 
-/// `admin verify-receipts`: one JSON line per register, then `{"summary": ...}`; an
-/// error (non-zero exit) when a chain is broken.
-async fn verify_receipts(url: &str, only: Option<&str>) -> Result<(), String> {
+/// `admin verify-receipts`: one JSON line per register (per broken one with
+/// `broken_only`), then `{"summary": ...}`; an error (non-zero exit) when a chain is
+/// broken.
+async fn verify_receipts(url: &str, only: Option<&str>, broken_only: bool) -> Result<(), String> {
     if let Some(db) = crate::db::sqlite_path(url)
         && !db.is_file()
     {
@@ -373,7 +384,11 @@ async fn verify_receipts(url: &str, only: Option<&str>) -> Result<(), String> {
     let store = Store::connect_read_only(url)
         .await
         .map_err(|e| format!("cannot open the database: {e}"))?;
-    let result = crate::audit::audit(&store, only, print_json).await;
+    let result = crate::audit::audit(&store, only, |r| match r.broken {
+        None if broken_only => Ok(()),
+        _ => print_json(r),
+    })
+    .await;
     store.close().await;
     let summary = result?;
     print_json(&serde_json::json!({ "summary": summary }))?;

@@ -1328,15 +1328,24 @@ async fn verify_receipts_cli() {
     assert_eq!(broken["broken"]["seq"], 2);
     assert_eq!(broken["broken"]["code"], "transaction_mismatch");
     assert_eq!(got[2]["summary"]["broken"], 1);
+    let out = verify(&["--broken-only"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let got = lines(&out);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0]["activationId"], a_id.as_str());
+    assert_eq!(got[1]["summary"]["registers"], 2);
 
     let backup_url = format!("sqlite://{}?mode=ro", backup.display());
-    let out = admin_cli(&backup_url, &["verify-receipts"]);
+    let out = admin_cli(&backup_url, &["verify-receipts", "--broken-only"]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(lines(&out)[2]["summary"]["transactions"], 6);
+    assert_eq!(
+        lines(&out),
+        [json!({"summary": {"registers": 2, "transactions": 6, "broken": 0}})]
+    );
 
     let missing = db.dir.as_ref().unwrap().join("none.db");
     let out = admin_cli(
