@@ -391,7 +391,11 @@ async fn verify_receipts(url: &str, only: Option<&str>, broken_only: bool) -> Re
     .await;
     store.close().await;
     let summary = result?;
-    print_json(&serde_json::json!({ "summary": summary }))?;
+    #[derive(serde::Serialize)]
+    struct Last<'a> {
+        summary: &'a crate::audit::AuditSummary,
+    }
+    print_json(&Last { summary: &summary })?;
     match summary.broken {
         0 => Ok(()),
         n => Err(format!(
