@@ -11,7 +11,7 @@
 //! - each stored transaction hashes to that transaction hash, and its type, total and
 //!   currency are the receipt's;
 //! - the last receipt is the register's chain head, so no transaction was removed from
-//!   the end.
+//!   the end, and no stored transaction lies past the head (a head set back).
 //!
 //! It only reads, so it can run while the server serves (`tillgate-server admin
 //! verify-receipts`). A changed amount, a removed or reordered transaction, a receipt
@@ -178,6 +178,32 @@ pub async fn audit_register(
         Some(last) => last_seq == head.seq && receipt_link(last) == head.head,
         None => head.seq == 0 && head.head.is_empty(),
     };
+    // Rows past the head read at the start are either committed since (the head has
+    // moved on past them: read the rows first, then the head) or hidden behind a head
+    // set back.
+    let stored = store
+        .max_tx_seq(&head.activation_id)
+        .await
+        .map_err(|e| e.to_string())?;
+    if ends_at_head && stored > head.seq {
+        let now = store
+            .register_chain_head(&head.activation_id)
+            .await
+            .map_err(|e| e.to_string())?
+            .map_or(0, |h| h.seq);
+        if stored > now {
+            result.status = "broken";
+            result.broken = Some(Finding {
+                seq: head.seq + 1,
+                code: "chain_head_mismatch",
+                reason: format!(
+                    "transactions are stored up to sequence {stored}; the register's chain \
+                     head is at {now}"
+                ),
+            });
+            return Ok(result);
+        }
+    }
     if !ends_at_head {
         result.status = "broken";
         result.broken = Some(Finding {

@@ -1075,6 +1075,15 @@ impl Store {
         .collect()
     }
 
+    /// The largest sequence number stored for a register (0: none).
+    pub async fn max_tx_seq(&self, activation_id: &str) -> Result<i64, sqlx::Error> {
+        sqlx::query("SELECT COALESCE(MAX(seq), 0) AS m FROM transactions WHERE activation_id = $1")
+            .bind(activation_id)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("m")
+    }
+
     /// One register's chain head.
     pub async fn register_chain_head(
         &self,

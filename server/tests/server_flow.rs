@@ -1394,6 +1394,22 @@ async fn receipt_audit_finds_each_tampering(db: &TestDb, b: Backend) {
     delete(7).await;
     assert_eq!(finding().await, (7, "chain_head_mismatch", 6));
     put_back(row(7)).await;
+    // The chain head set back two transactions: they would be hidden from audits.
+    let set_head = |seq: i64, link: String| {
+        let (pool, a_id) = (pool.clone(), a_id.clone());
+        async move {
+            sqlx::query("UPDATE activations SET chain_seq = $1, chain_head = $2 WHERE id = $3")
+                .bind(seq)
+                .bind(link)
+                .bind(a_id)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+    };
+    set_head(5, tillgate_core::receipt_link(&row(5).receipt)).await;
+    assert_eq!(finding().await, (6, "chain_head_mismatch", 5));
+    set_head(7, tillgate_core::receipt_link(&row(7).receipt)).await;
     // A changed transaction with a receipt signed again, by a key this server never had.
     let mut claims = tillgate_core::decode_receipt_unverified(&row(6).receipt).unwrap();
     let mut tx: tillgate_core::Transaction = serde_json::from_str(&row(6).body).unwrap();
