@@ -11,7 +11,13 @@
 //! - each stored transaction hashes to that transaction hash, and its type, total and
 //!   currency are the receipt's;
 //! - the last receipt is the register's chain head, so no transaction was removed from
-//!   the end, and no stored transaction lies past the head (a head set back).
+//!   the end, and no stored transaction lies past the head (a head set back);
+//! - the register holds no other transaction (none below sequence 1), and no
+//!   transaction names a register that is not stored.
+//!
+//! The public keys are the ones stored in the database unless the auditor gives their
+//! own (a JWKS kept apart from it, with every key ever published): someone who can
+//! write to the database could add a key of their own to it, and re-sign with that.
 //!
 //! It only reads, so it can run while the server serves (`tillgate-server admin
 //! verify-receipts`). A changed amount, a removed or reordered transaction, a receipt
@@ -40,7 +46,10 @@ pub struct Finding {
     /// or does not chain (`bad_signature`, `unknown_kid`, `malformed_jws`,
     /// `receipt_chain_broken`, ...), `receipt_mismatch` (the receipt names another
     /// row), `transaction_mismatch` (the stored transaction is not the one the receipt
-    /// signed), `chain_head_mismatch` (the chain ends before its head, or elsewhere).
+    /// signed), `chain_head_mismatch` (the chain ends before its head, or elsewhere, or
+    /// transactions lie past it), `unchained_transaction` (a transaction of the register
+    /// outside its chain, e.g. at sequence 0), `unknown_register` (transactions of a
+    /// register that is not stored).
     pub code: &'static str,
     /// The same for people.
     pub reason: String,
@@ -71,20 +80,35 @@ pub struct AuditSummary {
     pub registers: u64,
     /// Transactions found in order, over all registers.
     pub transactions: u64,
-    /// Registers whose chain is broken.
+    /// Registers whose chain is broken (or transactions of a register not stored).
     pub broken: u64,
+    /// Where the public keys came from: `database` (the signing keys stored in it) or
+    /// `given` (the auditor's JWKS).
+    pub trusted_keys: &'static str,
 }
 
-/// Audits the receipt chains of every register (or only `only`), calling `report` with
-/// each register's result as it is known. Database errors end the audit; what it finds
-/// in the data is reported, never an error.
+/// Audits the receipt chains of every register (or only `only`) against `trusted` (the
+/// keys stored in the database when `None`), calling `report` with each register's
+/// result as it is known. Database errors end the audit; what it finds in the data is
+/// reported, never an error.
 pub async fn audit(
     store: &Store,
     only: Option<&str>,
+    trusted: Option<TrustedKeys>,
     mut report: impl FnMut(&RegisterAudit) -> Result<(), String>,
 ) -> Result<AuditSummary, String> {
-    let keys = trusted_keys(store).await?;
-    let mut summary = AuditSummary::default();
+    let mut summary = AuditSummary {
+        trusted_keys: if trusted.is_some() {
+            "given"
+        } else {
+            "database"
+        },
+        ..AuditSummary::default()
+    };
+    let keys = match trusted {
+        Some(keys) => keys,
+        None => trusted_keys(store).await?,
+    };
     let mut tally = |r: &RegisterAudit| {
         summary.registers += 1;
         summary.transactions += r.transactions;
@@ -111,6 +135,23 @@ pub async fn audit(
         for head in &heads {
             tally(&audit_register(store, &keys, head, PAGE).await?)?;
         }
+    }
+    for (activation_id, n, first) in store
+        .orphan_tx_registers()
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        tally(&RegisterAudit {
+            activation_id,
+            production_number: String::new(),
+            transactions: 0,
+            status: "broken",
+            broken: Some(Finding {
+                seq: first,
+                code: "unknown_register",
+                reason: format!("{n} transactions name this register, which is not stored"),
+            }),
+        })?;
     }
     Ok(summary)
 }
@@ -178,35 +219,10 @@ pub async fn audit_register(
         Some(last) => last_seq == head.seq && receipt_link(last) == head.head,
         None => head.seq == 0 && head.head.is_empty(),
     };
-    // Rows past the head read at the start are either committed since (the head has
-    // moved on past them: read the rows first, then the head) or hidden behind a head
-    // set back.
-    let stored = store
-        .max_tx_seq(&head.activation_id)
-        .await
-        .map_err(|e| e.to_string())?;
-    if ends_at_head && stored > head.seq {
-        let now = store
-            .register_chain_head(&head.activation_id)
-            .await
-            .map_err(|e| e.to_string())?
-            .map_or(0, |h| h.seq);
-        if stored > now {
-            result.status = "broken";
-            result.broken = Some(Finding {
-                seq: head.seq + 1,
-                code: "chain_head_mismatch",
-                reason: format!(
-                    "transactions are stored up to sequence {stored}; the register's chain \
-                     head is at {now}"
-                ),
-            });
-            return Ok(result);
-        }
-    }
-    if !ends_at_head {
-        result.status = "broken";
-        result.broken = Some(Finding {
+    result.broken = if ends_at_head {
+        past_head(store, head).await?
+    } else {
+        Some(Finding {
             seq: last_seq + 1,
             code: "chain_head_mismatch",
             reason: if last_seq < head.seq {
@@ -218,9 +234,52 @@ pub async fn audit_register(
             } else {
                 "the last receipt is not the register's chain head".into()
             },
-        });
+        })
+    };
+    if result.broken.is_some() {
+        result.status = "broken";
     }
     Ok(result)
+}
+
+/// For a chain read whole from 1 to `head`: a transaction of the register outside it.
+async fn past_head(store: &Store, head: &ChainHead) -> Result<Option<Finding>, String> {
+    let db = |e: sqlx::Error| e.to_string();
+    // Rows past the head read at the start are either committed since (the head has
+    // moved on past them: read the rows first, then the head) or hidden behind a head
+    // set back.
+    let stored = store.max_tx_seq(&head.activation_id).await.map_err(db)?;
+    if stored > head.seq {
+        let now = store
+            .register_chain_head(&head.activation_id)
+            .await
+            .map_err(db)?
+            .map_or(0, |h| h.seq);
+        if stored > now {
+            return Ok(Some(Finding {
+                seq: head.seq + 1,
+                code: "chain_head_mismatch",
+                reason: format!(
+                    "transactions are stored up to sequence {stored}; the register's chain \
+                     head is at {now}"
+                ),
+            }));
+        }
+    }
+    // Every sequence number from 1 to the head was read once; anything else stored up
+    // to the head (below 1, or twice) is outside the chain.
+    let (count, first) = store
+        .count_txs_up_to(&head.activation_id, head.seq)
+        .await
+        .map_err(db)?;
+    Ok((count != head.seq).then(|| Finding {
+        seq: if first < 1 { first } else { head.seq },
+        code: "unchained_transaction",
+        reason: format!(
+            "{count} transactions are stored up to sequence {}; its chain has {}",
+            head.seq, head.seq
+        ),
+    }))
 }
 
 /// Checks one page of a register's rows, continuing `previous` (the receipt before the

@@ -101,6 +101,11 @@ pub enum AdminCommand {
         /// Print only the broken registers' lines (and the counts).
         #[arg(long)]
         broken_only: bool,
+        /// Verify with the public keys of this JWKS file (every key ever published, kept
+        /// apart from the database) instead of the keys stored in the database, which
+        /// someone able to write to it could add to.
+        #[arg(long)]
+        jwks: Option<std::path::PathBuf>,
     },
     /// Write a consistent, checked copy of the SQLite database to a new file, while the
     /// server keeps running (PostgreSQL: use pg_dump).
@@ -143,7 +148,28 @@ impl std::str::FromStr for SecretUrl {
 }
 
 /// Runs one admin command, printing its result to standard output.
-pub async fn run(config: &Config, cmd: AdminCommand) -> Result<(), String> {
+pub async fn run(config: &Config, cmd: AdminCommand) -> Result<(), CliError> {
+    match cmd {
+        // Reads only: needs no key-encryption key, and checks a backup file or a
+        // database moved to PostgreSQL as well as the one in service.
+        AdminCommand::VerifyReceipts {
+            activation_id,
+            broken_only,
+            jwks,
+        } => {
+            verify_receipts(
+                &config.effective_database_url(),
+                activation_id.as_deref(),
+                broken_only,
+                jwks.as_deref(),
+            )
+            .await
+        }
+        cmd => run_other(config, cmd).await.map_err(CliError::Failed),
+    }
+}
+
+async fn run_other(config: &Config, cmd: AdminCommand) -> Result<(), String> {
     match &cmd {
         // Reads the database only: no migration, no key sealing, no KEK needed.
         AdminCommand::Backup { to } => {
@@ -169,19 +195,6 @@ pub async fn run(config: &Config, cmd: AdminCommand) -> Result<(), String> {
             )
             .await?;
             return print_json(&summary);
-        }
-        // Reads only: needs no key-encryption key, and checks a backup file or a
-        // database moved to PostgreSQL as well as the one in service.
-        AdminCommand::VerifyReceipts {
-            activation_id,
-            broken_only,
-        } => {
-            return verify_receipts(
-                &config.effective_database_url(),
-                activation_id.as_deref(),
-                *broken_only,
-            )
-            .await;
         }
         _ => {}
     }
@@ -373,22 +386,44 @@ async fn run_with(
 }
 
 /// `admin verify-receipts`: one JSON line per register (per broken one with
-/// `broken_only`), then `{"summary": ...}`; an error (non-zero exit) when a chain is
+/// `broken_only`), then `{"summary": ...}`; [`CliError::ChainsBroken`] when a chain is
 /// broken.
-async fn verify_receipts(url: &str, only: Option<&str>, broken_only: bool) -> Result<(), String> {
+async fn verify_receipts(
+    url: &str,
+    only: Option<&str>,
+    broken_only: bool,
+    jwks: Option<&std::path::Path>,
+) -> Result<(), CliError> {
+    let trusted = match jwks {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            Some(
+                tillgate_core::TrustedKeys::from_jwks_json(&text)
+                    .map_err(|e| format!("{} is not a usable JWKS: {e}", path.display()))?,
+            )
+        }
+        None => None,
+    };
     if let Some(db) = crate::db::sqlite_path(url)
         && !db.is_file()
     {
-        return Err(format!("no database at {}", db.display()));
+        return Err(format!("no database at {}", db.display()).into());
     }
     let store = Store::connect_read_only(url)
         .await
         .map_err(|e| format!("cannot open the database: {e}"))?;
-    let result = crate::audit::audit(&store, only, |r| match r.broken {
-        None if broken_only => Ok(()),
-        _ => print_json(r),
-    })
-    .await;
+    let result =
+        crate::audit::audit(
+            &store,
+            only,
+            trusted,
+            |r: &crate::audit::RegisterAudit| match r.broken {
+                None if broken_only => Ok(()),
+                _ => print_json(r),
+            },
+        )
+        .await;
     store.close().await;
     let summary = result?;
     #[derive(serde::Serialize)]
@@ -398,10 +433,39 @@ async fn verify_receipts(url: &str, only: Option<&str>, broken_only: bool) -> Re
     print_json(&Last { summary: &summary })?;
     match summary.broken {
         0 => Ok(()),
-        n => Err(format!(
+        n => Err(CliError::ChainsBroken(format!(
             "{n} of {} registers' receipt chains are broken",
             summary.registers
-        )),
+        ))),
+    }
+}
+
+/// Why an admin command failed; each has its exit code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CliError {
+    /// The command could not do its work (bad arguments, database unreachable, ...):
+    /// exit code 1.
+    #[error("{0}")]
+    Failed(String),
+    /// `verify-receipts` found broken receipt chains: exit code 2, so that monitoring
+    /// tells tampering from an outage.
+    #[error("{0}")]
+    ChainsBroken(String),
+}
+
+impl CliError {
+    /// The process exit code.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Failed(_) => 1,
+            CliError::ChainsBroken(_) => 2,
+        }
+    }
+}
+
+impl From<String> for CliError {
+    fn from(e: String) -> Self {
+        CliError::Failed(e)
     }
 }
 

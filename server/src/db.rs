@@ -413,11 +413,13 @@ impl Store {
     }
 
     /// Opens the database for reading only, as audits do: no migration, no SQLite writer
-    /// connection, and every connection refuses writes (SQLite's `query_only`,
-    /// PostgreSQL's read-only transactions), so neither a database in service nor a
-    /// backup file is changed. The schema must be current; reads of an older one fail.
+    /// connection, SQLite files opened with `mode=ro` ([`sqlite_read_only_url`]), and
+    /// every connection refuses writes (SQLite's `query_only`, PostgreSQL's read-only
+    /// transactions; behind a transaction-pooling proxy, use a read-only role too). The
+    /// schema must be current; reads of an older one fail.
     pub async fn connect_read_only(url: &str) -> Result<Store, sqlx::Error> {
         let backend = backend_of(url)?;
+        let url = &sqlite_read_only_url(url);
         let refuse_writes = match backend {
             Backend::Sqlite => "PRAGMA busy_timeout = 10000; PRAGMA query_only = ON;",
             Backend::Postgres => "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
@@ -1082,6 +1084,45 @@ impl Store {
             .fetch_one(&self.pool)
             .await?
             .try_get("m")
+    }
+
+    /// How many transactions a register has with `seq <= up_to` (below 1 included), and
+    /// the smallest sequence number among them (0 when none).
+    pub async fn count_txs_up_to(
+        &self,
+        activation_id: &str,
+        up_to: i64,
+    ) -> Result<(i64, i64), sqlx::Error> {
+        let r = sqlx::query(
+            "SELECT COUNT(*) AS n, COALESCE(MIN(seq), 0) AS first FROM transactions \
+             WHERE activation_id = $1 AND seq <= $2",
+        )
+        .bind(activation_id)
+        .bind(up_to)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((r.try_get("n")?, r.try_get("first")?))
+    }
+
+    /// Registers named by stored transactions but missing from `activations`, with how
+    /// many transactions each has and their smallest sequence number.
+    pub async fn orphan_tx_registers(&self) -> Result<Vec<(String, i64, i64)>, sqlx::Error> {
+        sqlx::query(
+            "SELECT activation_id, COUNT(*) AS n, MIN(seq) AS first FROM transactions \
+             WHERE activation_id NOT IN (SELECT id FROM activations) \
+             GROUP BY activation_id ORDER BY activation_id",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok((
+                r.try_get("activation_id")?,
+                r.try_get("n")?,
+                r.try_get("first")?,
+            ))
+        })
+        .collect()
     }
 
     /// One register's chain head.
@@ -1860,12 +1901,43 @@ pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
     std::path::PathBuf::from_str(path).ok()
 }
 
+/// The same SQLite URL opened read-only (`mode=ro`, whatever mode it named): SQLite then
+/// writes nothing to the database file, not even a checkpoint of a WAL left by a stopped
+/// server. Other URLs are returned unchanged.
+pub fn sqlite_read_only_url(url: &str) -> String {
+    if !url.starts_with("sqlite:") {
+        return url.to_owned();
+    }
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut params: Vec<&str> = query
+        .split('&')
+        .filter(|p| !p.is_empty() && !p.starts_with("mode="))
+        .collect();
+    params.push("mode=ro");
+    format!("{base}?{}", params.join("&"))
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use tillgate_core::{TrustedKeys, verify_receipt_chain};
 
     use super::*;
+
+    #[test]
+    fn read_only_urls() {
+        assert_eq!(
+            sqlite_read_only_url("sqlite:///d/tillgate.db?mode=rwc"),
+            "sqlite:///d/tillgate.db?mode=ro"
+        );
+        assert_eq!(sqlite_read_only_url("sqlite:b.db"), "sqlite:b.db?mode=ro");
+        assert_eq!(
+            sqlite_read_only_url("sqlite://b.db?cache=shared&mode=rw"),
+            "sqlite://b.db?cache=shared&mode=ro"
+        );
+        let pg = "postgres://u@h/db?sslmode=require";
+        assert_eq!(sqlite_read_only_url(pg), pg);
+    }
 
     fn registration(id: &str) -> ActivationRow {
         ActivationRow {

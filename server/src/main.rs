@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use tillgate_server::cli::AdminCommand;
+use tillgate_server::cli::{AdminCommand, CliError};
 use tillgate_server::{AppState, Config, LogFormat, SystemClock, app};
 
 /// mimalloc: cheaper than glibc malloc for the many short-lived allocations of request
@@ -56,14 +56,14 @@ async fn main() -> ExitCode {
     init_tracing(cli.config.log_format);
     let result = match cli.command {
         Some(Command::Admin(cmd)) => tillgate_server::cli::run(&cli.config, cmd).await,
-        Some(Command::Serve) | None => serve(cli.config).await,
+        Some(Command::Serve) | None => serve(cli.config).await.map_err(CliError::Failed),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "fatal");
             eprintln!("tillgate-server: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(e.exit_code())
         }
     }
 }

@@ -1213,7 +1213,7 @@ impl NowSecs for tillgate_server::ManualClock {
 /// tampering with the stored transactions at the right sequence number with its code;
 /// once the rows are put back, the chains are intact again.
 async fn receipt_audit_finds_each_tampering(db: &TestDb, b: Backend) {
-    use tillgate_server::audit::{audit, audit_register};
+    use tillgate_server::audit::{RegisterAudit, audit, audit_register};
     let s = Srv::start(db, b).await;
     let (a, key_a) = s.register(CORP_A, "dev-1").await;
     let (_, key_b) = s.register(CORP_A, "dev-2").await;
@@ -1237,7 +1237,7 @@ async fn receipt_audit_finds_each_tampering(db: &TestDb, b: Backend) {
     let store = &s.state.store;
     let run = || async {
         let mut seen = Vec::new();
-        let summary = audit(store, None, |r| {
+        let summary = audit(store, None, None, |r: &RegisterAudit| {
             seen.push(r.clone());
             Ok(())
         })
@@ -1427,9 +1427,94 @@ async fn receipt_audit_finds_each_tampering(db: &TestDb, b: Backend) {
     )
     .await;
     assert_eq!(finding().await, (6, "unknown_kid", 0));
+    // The same forger who also adds their key to the database and signs the rest of
+    // the chain again: the database's keys cannot tell, the published ones can.
+    let mut seven = tillgate_core::decode_receipt_unverified(&row(7).receipt).unwrap();
+    seven.prev =
+        tillgate_core::receipt_link(&tillgate_core::sign_receipt(&claims, &forger).unwrap());
+    let seven = tillgate_core::sign_receipt(&seven, &forger).unwrap();
+    set("receipt", 7, seven.clone()).await;
+    set_head(7, tillgate_core::receipt_link(&seven)).await;
+    sqlx::query(
+        "INSERT INTO signing_keys (kid, seed, public_key, created_at) VALUES ($1, 'x', $2, 0)",
+    )
+    .bind(forger.kid())
+    .bind(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(forger.public_key_bytes()))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let (summary, _) = run().await;
+    assert_eq!(
+        summary.broken, 0,
+        "the database's keys include the forger's"
+    );
+    assert_eq!(summary.trusted_keys, "database");
+    let mut seen = Vec::new();
+    let given = audit(store, None, Some(keys.clone()), |r: &RegisterAudit| {
+        seen.push(r.clone());
+        Ok(())
+    })
+    .await
+    .unwrap();
+    assert_eq!((given.broken, given.trusted_keys), (1, "given"));
+    let a = seen.iter().find(|r| r.activation_id == a_id).unwrap();
+    assert_eq!(
+        a.broken.as_ref().map(|f| (f.seq, f.code)),
+        Some((6, "unknown_kid"))
+    );
+    sqlx::query("DELETE FROM signing_keys WHERE kid = $1")
+        .bind(forger.kid())
+        .execute(&pool)
+        .await
+        .unwrap();
     set("body", 6, row(6).body).await;
     set("txh", 6, row(6).txh).await;
     set("receipt", 6, row(6).receipt).await;
+    set("receipt", 7, row(7).receipt).await;
+    set_head(7, tillgate_core::receipt_link(&row(7).receipt)).await;
+
+    // A transaction of the register outside its chain (sequence 0), then one of a
+    // register that is not stored (foreign keys off for the one connection).
+    let mut extra = row(3);
+    extra.id = "tx_extra_0".into();
+    extra.idempotency_key = "extra-0".into();
+    extra.seq = 0;
+    put_back(extra.clone()).await;
+    assert_eq!(finding().await, (0, "unchained_transaction", 7));
+    sqlx::query("DELETE FROM transactions WHERE id = 'tx_extra_0'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    {
+        let mut conn = pool.acquire().await.unwrap();
+        let fk_off = match b {
+            Backend::Sqlite => "PRAGMA foreign_keys = OFF",
+            Backend::Postgres => "SET session_replication_role = replica",
+        };
+        sqlx::raw_sql(fk_off).execute(&mut *conn).await.unwrap();
+        sqlx::query(
+            "INSERT INTO transactions (id, activation_id, idempotency_key, seq, created_at, \
+             body, txh, receipt) VALUES ('tx_ghost', 'act_ghost', 'g', 1, 0, '{}', 'x', 'x')",
+        )
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+        conn.close().await.unwrap();
+    }
+    let (summary, seen) = run().await;
+    assert_eq!((summary.registers, summary.broken), (3, 1));
+    let ghost = seen
+        .iter()
+        .find(|r| r.activation_id == "act_ghost")
+        .unwrap();
+    assert_eq!(
+        ghost.broken.as_ref().map(|f| (f.seq, f.code)),
+        Some((1, "unknown_register"))
+    );
+    sqlx::query("DELETE FROM transactions WHERE id = 'tx_ghost'")
+        .execute(&pool)
+        .await
+        .unwrap();
 
     let (summary, _) = run().await;
     assert_eq!(
@@ -1442,7 +1527,9 @@ async fn receipt_audit_finds_each_tampering(db: &TestDb, b: Backend) {
     let ro = tillgate_server::db::Store::connect_read_only(&db.url)
         .await
         .unwrap();
-    let summary = audit(&ro, None, |_| Ok(())).await.unwrap();
+    let summary = audit(&ro, None, None, |_: &RegisterAudit| Ok(()))
+        .await
+        .unwrap();
     assert_eq!(
         (summary.registers, summary.transactions, summary.broken),
         (2, 10, 0)

@@ -1287,12 +1287,27 @@ async fn verify_receipts_cli() {
     );
     assert_eq!(
         got[2]["summary"],
-        json!({"registers": 2, "transactions": 6, "broken": 0})
+        json!({"registers": 2, "transactions": 6, "broken": 0, "trustedKeys": "database"})
     );
     let out = verify(&["--activation-id", &a_id]).await;
     assert!(out.status.success());
     assert_eq!(lines(&out)[0]["activationId"], a_id.as_str());
     assert_eq!(lines(&out)[1]["summary"]["registers"], 1);
+
+    // With the published keys (a JWKS file kept apart from the database) instead.
+    let jwks: Value = s.get_json("/.well-known/jwks.json").await;
+    let jwks_file = db.dir.as_ref().unwrap().join("jwks.json");
+    std::fs::write(&jwks_file, jwks.to_string()).unwrap();
+    let out = verify(&["--jwks", jwks_file.to_str().unwrap(), "--broken-only"]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(lines(&out)[0]["summary"]["trustedKeys"], "given");
+    let out = verify(&["--jwks", "/nonexistent/jwks.json"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
 
     // A backup taken now verifies too.
     let backup = db.dir.as_ref().unwrap().join("backup.db");
@@ -1312,7 +1327,7 @@ async fn verify_receipts_cli() {
     .unwrap();
     pool.close().await;
     let out = verify(&[]).await;
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&out.stderr)
             .contains("1 of 2 registers' receipt chains are broken"),
@@ -1329,7 +1344,7 @@ async fn verify_receipts_cli() {
     assert_eq!(broken["broken"]["code"], "transaction_mismatch");
     assert_eq!(got[2]["summary"]["broken"], 1);
     let out = verify(&["--broken-only"]).await;
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     let got = lines(&out);
     assert_eq!(got.len(), 2, "{got:?}");
     assert_eq!(got[0]["activationId"], a_id.as_str());
@@ -1344,7 +1359,9 @@ async fn verify_receipts_cli() {
     );
     assert_eq!(
         lines(&out),
-        [json!({"summary": {"registers": 2, "transactions": 6, "broken": 0}})]
+        [
+            json!({"summary": {"registers": 2, "transactions": 6, "broken": 0, "trustedKeys": "database"}})
+        ]
     );
 
     let missing = db.dir.as_ref().unwrap().join("none.db");
