@@ -6,7 +6,8 @@
 #      from tillgate.env.example with the secrets its comments say how to generate, the
 #      server starts with the unit's ExecStart and Environment=, the admin key works, a
 #      register is activated and sells, the backup unit's ExecStart writes a checked
-#      backup and audits its receipt chains, its ExecStartPost deletes only backups older than the retention, and
+#      backup and audits its receipt chains (the second run against the first backup),
+#      its ExecStartPost deletes only backups older than the retention, and
 #      SIGTERM stops the server with exit 0 within the unit's TimeoutStopSec, and the
 #      restore command of deploy/README.md puts that backup back.
 # Prints `deploy: N passed, N failed`. Needs the release build of tillgate-server (built
@@ -115,20 +116,28 @@ check "the register sells" curl -fsS -o /dev/null -H "authorization: Bearer $key
   -d '{"type":"sale","currency":"SEK","total":100,"items":[{"name":"Kaffe","quantity":1,"amount":100}]}' \
   "$base/transactions"
 
-# The backup unit, while the server runs; an old backup to be deleted, a recent one kept.
+# The backup unit, while the server runs: a first backup, with no older one to compare.
+(run_unit tillgate-backup.service ExecStart) >"$tmp/backup1.out" 2>&1
+check "the backup unit's ExecStart writes a checked backup" python3 -c '
+import json,sys
+s=[json.loads(l) for l in open(sys.argv[1]).read().strip().splitlines()][-2]
+assert s["transactions"]==1 and s["activations"]==1, s' "$tmp/backup1.out"
+check "and audits its receipt chains: intact" python3 -c '
+import json,sys
+s=json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+assert s=={"summary":{"registers":1,"transactions":1,"broken":0,"trustedKeys":"database","previous":False}}, s' "$tmp/backup1.out"
+sleep 1 # the next backup's name (UTC seconds) must differ
+# A second one, with an old backup to be deleted and a recent one kept: its chains must
+# continue the first's.
 touch -d '30 days ago' "$tmp/backups/tillgate-20200101T000000Z.db"
 touch -d '13 days ago' "$tmp/backups/tillgate-20200102T000000Z.db"
 touch -d '2 days ago' "$tmp/backups/tillgate-20200103T000000Z.db.partial-123"
 touch -d '1 hour ago' "$tmp/backups/tillgate-20200104T000000Z.db.partial-124"
 (run_unit tillgate-backup.service ExecStart) >"$tmp/backup.out" 2>&1
-check "the backup unit's ExecStart writes a checked backup" python3 -c '
-import json,sys
-s=[json.loads(l) for l in open(sys.argv[1]).read().strip().splitlines()][-2]
-assert s["transactions"]==1 and s["activations"]==1, s' "$tmp/backup.out"
-check "and audits its receipt chains: intact" python3 -c '
+check "the next backup's chains continue the previous backup's" python3 -c '
 import json,sys
 s=json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
-assert s=={"summary":{"registers":1,"transactions":1,"broken":0}}, s' "$tmp/backup.out"
+assert s=={"summary":{"registers":1,"transactions":1,"broken":0,"trustedKeys":"database","previous":True}}, s' "$tmp/backup.out"
 (run_unit tillgate-backup.service ExecStartPost) >>"$tmp/backup.out" 2>&1
 names=$(cd "$tmp/backups" && ls | sort | tr '\n' ' ')
 check "ExecStartPost deletes only backups past the retention and old partial copies ($names)" bash -c "
@@ -136,7 +145,7 @@ check "ExecStartPost deletes only backups past the retention and old partial cop
   [ -e '$tmp/backups/tillgate-20200102T000000Z.db' ] &&
   [ ! -e '$tmp/backups/tillgate-20200103T000000Z.db.partial-123' ] &&
   [ -e '$tmp/backups/tillgate-20200104T000000Z.db.partial-124' ] &&
-  [ \$(ls '$tmp/backups' | grep -cE '^tillgate-[0-9]{8}T[0-9]{6}Z\.db$') = 2 ]"
+  [ \$(ls '$tmp/backups' | grep -cE '^tillgate-[0-9]{8}T[0-9]{6}Z\.db$') = 3 ]"
 
 # SIGTERM, as systemd stops it: exit 0 within TimeoutStopSec.
 stop_secs=$(sed -n 's/^TimeoutStopSec=//p' "$tmp/units/tillgate-server.service")

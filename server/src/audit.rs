@@ -49,7 +49,8 @@ pub struct Finding {
     /// signed), `chain_head_mismatch` (the chain ends before its head, or elsewhere, or
     /// transactions lie past it), `unchained_transaction` (a transaction of the register
     /// outside its chain, e.g. at sequence 0), `unknown_register` (transactions of a
-    /// register that is not stored).
+    /// register that is not stored), `previous_mismatch` (the chain does not continue
+    /// the older copy's, or the register is gone).
     pub code: &'static str,
     /// The same for people.
     pub reason: String,
@@ -85,27 +86,44 @@ pub struct AuditSummary {
     /// Where the public keys came from: `database` (the signing keys stored in it) or
     /// `given` (the auditor's JWKS).
     pub trusted_keys: &'static str,
+    /// Whether the chains were compared with an older copy ([`AuditOptions::previous`]).
+    pub previous: bool,
 }
 
-/// Audits the receipt chains of every register (or only `only`) against `trusted` (the
-/// keys stored in the database when `None`), calling `report` with each register's
-/// result as it is known. Database errors end the audit; what it finds in the data is
-/// reported, never an error.
+/// What an audit checks against; the default audits every register with the keys stored
+/// in the database.
+#[derive(Default)]
+pub struct AuditOptions<'a> {
+    /// Only this register.
+    pub only: Option<&'a str>,
+    /// The public keys receipts must verify with; the database's signing keys when
+    /// `None`.
+    pub trusted: Option<TrustedKeys>,
+    /// An older copy of the database (a backup): each of its chains must be a prefix of
+    /// today's, and each of its registers must still be stored. This finds what the
+    /// chains alone cannot: transactions cut off the end with the head set back.
+    pub previous: Option<&'a Store>,
+}
+
+/// Audits the receipt chains (see [`AuditOptions`]), calling `report` with each
+/// register's result as it is known. Database errors end the audit; what it finds in the
+/// data is reported, never an error.
 pub async fn audit(
     store: &Store,
-    only: Option<&str>,
-    trusted: Option<TrustedKeys>,
+    options: AuditOptions<'_>,
     mut report: impl FnMut(&RegisterAudit) -> Result<(), String>,
 ) -> Result<AuditSummary, String> {
+    let db = |e: sqlx::Error| e.to_string();
     let mut summary = AuditSummary {
-        trusted_keys: if trusted.is_some() {
+        trusted_keys: if options.trusted.is_some() {
             "given"
         } else {
             "database"
         },
+        previous: options.previous.is_some(),
         ..AuditSummary::default()
     };
-    let keys = match trusted {
+    let keys = match options.trusted {
         Some(keys) => keys,
         None => trusted_keys(store).await?,
     };
@@ -115,32 +133,39 @@ pub async fn audit(
         summary.broken += u64::from(r.broken.is_some());
         report(r)
     };
-    if let Some(id) = only {
+    let previous = options.previous;
+    let check = |head: ChainHead| {
+        let keys = &keys;
+        async move {
+            let mut r = audit_register(store, keys, &head, PAGE).await?;
+            if let (None, Some(previous)) = (&r.broken, previous)
+                && let Some(f) = diverges(store, previous, &head).await?
+            {
+                r.status = "broken";
+                r.broken = Some(f);
+            }
+            Ok::<_, String>(r)
+        }
+    };
+    if let Some(id) = options.only {
         let head = store
             .register_chain_head(id)
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(db)?
             .ok_or_else(|| format!("no activation {id}"))?;
-        tally(&audit_register(store, &keys, &head, PAGE).await?)?;
+        tally(&check(head).await?)?;
         return Ok(summary);
     }
     let mut after = String::new();
     loop {
-        let heads = store
-            .register_chain_heads(&after, 200)
-            .await
-            .map_err(|e| e.to_string())?;
+        let heads = store.register_chain_heads(&after, 200).await.map_err(db)?;
         let Some(last) = heads.last() else { break };
         after = last.activation_id.clone();
-        for head in &heads {
-            tally(&audit_register(store, &keys, head, PAGE).await?)?;
+        for head in heads {
+            tally(&check(head).await?)?;
         }
     }
-    for (activation_id, n, first) in store
-        .orphan_tx_registers()
-        .await
-        .map_err(|e| e.to_string())?
-    {
+    for (activation_id, n, first) in store.orphan_tx_registers().await.map_err(db)? {
         tally(&RegisterAudit {
             activation_id,
             production_number: String::new(),
@@ -153,7 +178,82 @@ pub async fn audit(
             }),
         })?;
     }
+    // Registers of the older copy that are gone.
+    let mut after = String::new();
+    while let Some(previous) = previous {
+        let heads = previous
+            .register_chain_heads(&after, 200)
+            .await
+            .map_err(db)?;
+        let Some(last) = heads.last() else { break };
+        after = last.activation_id.clone();
+        for old in heads {
+            if store
+                .register_chain_head(&old.activation_id)
+                .await
+                .map_err(db)?
+                .is_none()
+            {
+                tally(&RegisterAudit {
+                    activation_id: old.activation_id,
+                    production_number: old.production_number,
+                    transactions: 0,
+                    status: "broken",
+                    broken: Some(Finding {
+                        seq: 1,
+                        code: "previous_mismatch",
+                        reason: "the register is in the older copy but no longer stored".into(),
+                    }),
+                })?;
+            }
+        }
+    }
     Ok(summary)
+}
+
+/// For a chain found intact up to `head`: where it parts from the older copy's chain of
+/// the same register (its receipt at the older head's sequence must be the same).
+async fn diverges(
+    store: &Store,
+    previous: &Store,
+    head: &ChainHead,
+) -> Result<Option<Finding>, String> {
+    let db = |e: sqlx::Error| e.to_string();
+    let Some(old) = previous
+        .register_chain_head(&head.activation_id)
+        .await
+        .map_err(db)?
+    else {
+        return Ok(None); // registered after that copy
+    };
+    if old.seq == 0 {
+        return Ok(None);
+    }
+    if old.seq > head.seq {
+        return Ok(Some(Finding {
+            seq: head.seq + 1,
+            code: "previous_mismatch",
+            reason: format!(
+                "the older copy's chain reaches sequence {}; this one ends at {}",
+                old.seq, head.seq
+            ),
+        }));
+    }
+    let row = store
+        .export_txs(Some(&head.activation_id), old.seq - 1, 1)
+        .await
+        .map_err(db)?;
+    match row.first() {
+        Some(r) if r.seq == old.seq && receipt_link(&r.receipt) == old.head => Ok(None),
+        _ => Ok(Some(Finding {
+            seq: old.seq,
+            code: "previous_mismatch",
+            reason: format!(
+                "the receipt at sequence {} is not the older copy's: the chain was rewritten",
+                old.seq
+            ),
+        })),
+    }
 }
 
 /// Every signing key this server ever had, as trusted keys.

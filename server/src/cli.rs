@@ -106,6 +106,11 @@ pub enum AdminCommand {
         /// someone able to write to it could add to.
         #[arg(long)]
         jwks: Option<std::path::PathBuf>,
+        /// An older backup (a SQLite file, or a database URL): every chain in it must be
+        /// a prefix of today's, and each of its registers still stored. Finds chains
+        /// cut short and rewritten since.
+        #[arg(long)]
+        previous: Option<String>,
     },
     /// Write a consistent, checked copy of the SQLite database to a new file, while the
     /// server keeps running (PostgreSQL: use pg_dump).
@@ -156,12 +161,14 @@ pub async fn run(config: &Config, cmd: AdminCommand) -> Result<(), CliError> {
             activation_id,
             broken_only,
             jwks,
+            previous,
         } => {
             verify_receipts(
                 &config.effective_database_url(),
                 activation_id.as_deref(),
                 broken_only,
                 jwks.as_deref(),
+                previous.as_deref(),
             )
             .await
         }
@@ -393,6 +400,7 @@ async fn verify_receipts(
     only: Option<&str>,
     broken_only: bool,
     jwks: Option<&std::path::Path>,
+    previous: Option<&str>,
 ) -> Result<(), CliError> {
     let trusted = match jwks {
         Some(path) => {
@@ -405,26 +413,39 @@ async fn verify_receipts(
         }
         None => None,
     };
-    if let Some(db) = crate::db::sqlite_path(url)
-        && !db.is_file()
-    {
-        return Err(format!("no database at {}", db.display()).into());
-    }
-    let store = Store::connect_read_only(url)
-        .await
-        .map_err(|e| format!("cannot open the database: {e}"))?;
-    let result =
-        crate::audit::audit(
-            &store,
-            only,
-            trusted,
-            |r: &crate::audit::RegisterAudit| match r.broken {
-                None if broken_only => Ok(()),
-                _ => print_json(r),
-            },
-        )
-        .await;
+    let open = |url: String| async move {
+        if let Some(db) = crate::db::sqlite_path(&url)
+            && !db.is_file()
+        {
+            return Err(format!("no database at {}", db.display()));
+        }
+        Store::connect_read_only(&url)
+            .await
+            .map_err(|e| format!("cannot open the database: {e}"))
+    };
+    // An older copy: a database URL, or a SQLite backup file's path.
+    let previous = match previous {
+        Some(p) if p.starts_with("sqlite:") || p.contains("://") => Some(open(p.to_owned()).await?),
+        Some(p) => Some(open(format!("sqlite://{p}")).await?),
+        None => None,
+    };
+    let store = open(url.to_owned()).await?;
+    let options = crate::audit::AuditOptions {
+        only,
+        trusted,
+        previous: previous.as_ref(),
+    };
+    let result = crate::audit::audit(&store, options, |r: &crate::audit::RegisterAudit| {
+        match r.broken {
+            None if broken_only => Ok(()),
+            _ => print_json(r),
+        }
+    })
+    .await;
     store.close().await;
+    if let Some(p) = &previous {
+        p.close().await;
+    }
     let summary = result?;
     #[derive(serde::Serialize)]
     struct Last<'a> {

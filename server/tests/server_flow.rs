@@ -1213,7 +1213,7 @@ impl NowSecs for tillgate_server::ManualClock {
 /// tampering with the stored transactions at the right sequence number with its code;
 /// once the rows are put back, the chains are intact again.
 async fn receipt_audit_finds_each_tampering(db: &TestDb, b: Backend) {
-    use tillgate_server::audit::{RegisterAudit, audit, audit_register};
+    use tillgate_server::audit::{AuditOptions, RegisterAudit, audit, audit_register};
     let s = Srv::start(db, b).await;
     let (a, key_a) = s.register(CORP_A, "dev-1").await;
     let (_, key_b) = s.register(CORP_A, "dev-2").await;
@@ -1237,7 +1237,7 @@ async fn receipt_audit_finds_each_tampering(db: &TestDb, b: Backend) {
     let store = &s.state.store;
     let run = || async {
         let mut seen = Vec::new();
-        let summary = audit(store, None, None, |r: &RegisterAudit| {
+        let summary = audit(store, AuditOptions::default(), |r: &RegisterAudit| {
             seen.push(r.clone());
             Ok(())
         })
@@ -1450,7 +1450,11 @@ async fn receipt_audit_finds_each_tampering(db: &TestDb, b: Backend) {
     );
     assert_eq!(summary.trusted_keys, "database");
     let mut seen = Vec::new();
-    let given = audit(store, None, Some(keys.clone()), |r: &RegisterAudit| {
+    let given_keys = AuditOptions {
+        trusted: Some(keys.clone()),
+        ..AuditOptions::default()
+    };
+    let given = audit(store, given_keys, |r: &RegisterAudit| {
         seen.push(r.clone());
         Ok(())
     })
@@ -1527,7 +1531,7 @@ async fn receipt_audit_finds_each_tampering(db: &TestDb, b: Backend) {
     let ro = tillgate_server::db::Store::connect_read_only(&db.url)
         .await
         .unwrap();
-    let summary = audit(&ro, None, None, |_: &RegisterAudit| Ok(()))
+    let summary = audit(&ro, AuditOptions::default(), |_: &RegisterAudit| Ok(()))
         .await
         .unwrap();
     assert_eq!(

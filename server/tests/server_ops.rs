@@ -1233,8 +1233,9 @@ async fn verify_receipts_cli() {
         .unwrap();
     let s = Srv::start(&db, Backend::Sqlite).await;
     let (a, key_a) = s.register(CORP_A, "dev-1").await;
-    let (_, key_b) = s.register(CORP_A, "dev-2").await;
+    let (b, key_b) = s.register(CORP_A, "dev-2").await;
     let a_id = a["activationId"].as_str().unwrap().to_owned();
+    let b_id = b["activationId"].as_str().unwrap().to_owned();
     for i in 1..=3 {
         assert_eq!(
             s.post_tx(&key_a, &format!("a-{i}"), &sale(100 * i))
@@ -1287,7 +1288,7 @@ async fn verify_receipts_cli() {
     );
     assert_eq!(
         got[2]["summary"],
-        json!({"registers": 2, "transactions": 6, "broken": 0, "trustedKeys": "database"})
+        json!({"registers": 2, "transactions": 6, "broken": 0, "trustedKeys": "database", "previous": false})
     );
     let out = verify(&["--activation-id", &a_id]).await;
     assert!(out.status.success());
@@ -1317,7 +1318,79 @@ async fn verify_receipts_cli() {
             .success()
     );
 
+    // Against that backup: chains that went on since continue it.
+    for i in 4..=5 {
+        assert_eq!(
+            s.post_tx(&key_a, &format!("a-{i}"), &sale(100 * i))
+                .await
+                .status(),
+            201
+        );
+    }
+    let backup_path = backup.to_str().unwrap();
+    let out = verify(&["--previous", backup_path, "--broken-only"]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(lines(&out)[0]["summary"]["transactions"], 8);
+    // A's last three transactions cut off and its head set back: the chain alone looks
+    // whole; against the backup (which reached sequence 3) it is not.
     let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
+    let kept = s.state.store.export_txs(Some(&a_id), 0, 10).await.unwrap();
+    sqlx::query("DELETE FROM transactions WHERE activation_id = $1 AND seq > 2")
+        .bind(&a_id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let set_head = |seq: i64, receipt: String| {
+        let (pool, a_id) = (pool.clone(), a_id.clone());
+        async move {
+            sqlx::query("UPDATE activations SET chain_seq = $1, chain_head = $2 WHERE id = $3")
+                .bind(seq)
+                .bind(tillgate_core::receipt_link(&receipt))
+                .bind(a_id)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+    };
+    set_head(2, kept[1].receipt.clone()).await;
+    assert!(verify(&[]).await.status.success());
+    let out = verify(&["--previous", &format!("sqlite://{backup_path}?mode=ro")]).await;
+    assert_eq!(out.status.code(), Some(2));
+    let got = lines(&out);
+    let a = got
+        .iter()
+        .find(|r| r["activationId"] == a_id.as_str())
+        .unwrap();
+    assert_eq!(a["broken"]["code"], "previous_mismatch");
+    assert_eq!(a["broken"]["seq"], 3);
+    // Put back, the chain continues the backup again.
+    for r in &kept[2..] {
+        sqlx::query(
+            "INSERT INTO transactions (id, activation_id, idempotency_key, seq, created_at, \
+             body, txh, receipt) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&r.id)
+        .bind(&r.activation_id)
+        .bind(&r.idempotency_key)
+        .bind(r.seq)
+        .bind(r.created_at)
+        .bind(&r.body)
+        .bind(&r.txh)
+        .bind(&r.receipt)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    set_head(5, kept[4].receipt.clone()).await;
+    assert!(verify(&["--previous", backup_path]).await.status.success());
+    let out = verify(&["--previous", "/nonexistent/old.db"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no database"));
+
     sqlx::query(
         "UPDATE transactions SET body = REPLACE(body, '200', '20') WHERE activation_id = $1 AND seq = 2",
     )
@@ -1360,7 +1433,7 @@ async fn verify_receipts_cli() {
     assert_eq!(
         lines(&out),
         [
-            json!({"summary": {"registers": 2, "transactions": 6, "broken": 0, "trustedKeys": "database"}})
+            json!({"summary": {"registers": 2, "transactions": 6, "broken": 0, "trustedKeys": "database", "previous": false}})
         ]
     );
 
@@ -1375,4 +1448,39 @@ async fn verify_receipts_cli() {
     let out = verify(&["--activation-id", "act_none"]).await;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no activation act_none"));
+
+    // Register B deleted (foreign keys off for the one connection): its transactions
+    // name a register not stored, and the backup's register is gone.
+    let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    sqlx::raw_sql("PRAGMA foreign_keys = OFF")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM activations WHERE id = $1")
+        .bind(&b_id)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    drop(conn);
+    pool.close().await;
+    let out = verify(&["--previous", backup.to_str().unwrap(), "--broken-only"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    let codes: Vec<(String, String)> = lines(&out)
+        .iter()
+        .filter(|r| r["activationId"] == b_id.as_str())
+        .map(|r| {
+            (
+                r["broken"]["code"].to_string(),
+                r["broken"]["seq"].to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            ("\"unknown_register\"".to_owned(), "1".to_owned()),
+            ("\"previous_mismatch\"".to_owned(), "1".to_owned())
+        ]
+    );
 }
