@@ -13,7 +13,10 @@
 //! - the last receipt is the register's chain head, so no transaction was removed from
 //!   the end, and no stored transaction lies past the head (a head set back);
 //! - the register holds no other transaction (none below sequence 1), and no
-//!   transaction names a register that is not stored.
+//!   transaction names a register that is not stored;
+//! - with an older copy (a backup), each of its chains is a prefix of today's and each
+//!   of its registers is still stored: what the chains alone cannot show (a tail cut off
+//!   with the head set back, a chain rewritten and signed again).
 //!
 //! The public keys are the ones stored in the database unless the auditor gives their
 //! own (a JWKS kept apart from it, with every key ever published): someone who can
