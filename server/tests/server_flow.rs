@@ -1305,26 +1305,6 @@ async fn receipt_audit_finds_each_tampering(db: &TestDb, b: Backend) {
                 .unwrap();
         }
     };
-    let put_back = |row: tillgate_server::db::TxRow| {
-        let pool = pool.clone();
-        async move {
-            sqlx::query(
-                "INSERT INTO transactions (id, activation_id, idempotency_key, seq, created_at, \
-                 body, txh, receipt) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(row.id)
-            .bind(row.activation_id)
-            .bind(row.idempotency_key)
-            .bind(row.seq)
-            .bind(row.created_at)
-            .bind(row.body)
-            .bind(row.txh)
-            .bind(row.receipt)
-            .execute(&pool)
-            .await
-            .unwrap();
-        }
-    };
     // The finding for register A, and B still intact.
     let finding = || async {
         let (summary, seen) = run().await;
@@ -1390,26 +1370,14 @@ async fn receipt_audit_finds_each_tampering(db: &TestDb, b: Backend) {
     // A transaction removed from the middle, then from the end.
     delete(3).await;
     assert_eq!(finding().await, (4, "receipt_chain_broken", 0));
-    put_back(row(3)).await;
+    insert_tx_row(&pool, &row(3)).await;
     delete(7).await;
     assert_eq!(finding().await, (7, "chain_head_mismatch", 6));
-    put_back(row(7)).await;
+    insert_tx_row(&pool, &row(7)).await;
     // The chain head set back two transactions: they would be hidden from audits.
-    let set_head = |seq: i64, link: String| {
-        let (pool, a_id) = (pool.clone(), a_id.clone());
-        async move {
-            sqlx::query("UPDATE activations SET chain_seq = $1, chain_head = $2 WHERE id = $3")
-                .bind(seq)
-                .bind(link)
-                .bind(a_id)
-                .execute(&pool)
-                .await
-                .unwrap();
-        }
-    };
-    set_head(5, tillgate_core::receipt_link(&row(5).receipt)).await;
+    set_chain_head(&pool, &a_id, 5, &row(5).receipt).await;
     assert_eq!(finding().await, (6, "chain_head_mismatch", 5));
-    set_head(7, tillgate_core::receipt_link(&row(7).receipt)).await;
+    set_chain_head(&pool, &a_id, 7, &row(7).receipt).await;
     // A changed transaction with a receipt signed again, by a key this server never had.
     let mut claims = tillgate_core::decode_receipt_unverified(&row(6).receipt).unwrap();
     let mut tx: tillgate_core::Transaction = serde_json::from_str(&row(6).body).unwrap();
@@ -1434,7 +1402,7 @@ async fn receipt_audit_finds_each_tampering(db: &TestDb, b: Backend) {
         tillgate_core::receipt_link(&tillgate_core::sign_receipt(&claims, &forger).unwrap());
     let seven = tillgate_core::sign_receipt(&seven, &forger).unwrap();
     set("receipt", 7, seven.clone()).await;
-    set_head(7, tillgate_core::receipt_link(&seven)).await;
+    set_chain_head(&pool, &a_id, 7, &seven).await;
     sqlx::query(
         "INSERT INTO signing_keys (kid, seed, public_key, created_at) VALUES ($1, 'x', $2, 0)",
     )
@@ -1475,7 +1443,7 @@ async fn receipt_audit_finds_each_tampering(db: &TestDb, b: Backend) {
     set("txh", 6, row(6).txh).await;
     set("receipt", 6, row(6).receipt).await;
     set("receipt", 7, row(7).receipt).await;
-    set_head(7, tillgate_core::receipt_link(&row(7).receipt)).await;
+    set_chain_head(&pool, &a_id, 7, &row(7).receipt).await;
 
     // A transaction of the register outside its chain (sequence 0), then one of a
     // register that is not stored (foreign keys off for the one connection).
@@ -1483,7 +1451,7 @@ async fn receipt_audit_finds_each_tampering(db: &TestDb, b: Backend) {
     extra.id = "tx_extra_0".into();
     extra.idempotency_key = "extra-0".into();
     extra.seq = 0;
-    put_back(extra.clone()).await;
+    insert_tx_row(&pool, &extra).await;
     assert_eq!(finding().await, (0, "unchained_transaction", 7));
     sqlx::query("DELETE FROM transactions WHERE id = 'tx_extra_0'")
         .execute(&pool)

@@ -1344,19 +1344,7 @@ async fn verify_receipts_cli() {
         .execute(&pool)
         .await
         .unwrap();
-    let set_head = |seq: i64, receipt: String| {
-        let (pool, a_id) = (pool.clone(), a_id.clone());
-        async move {
-            sqlx::query("UPDATE activations SET chain_seq = $1, chain_head = $2 WHERE id = $3")
-                .bind(seq)
-                .bind(tillgate_core::receipt_link(&receipt))
-                .bind(a_id)
-                .execute(&pool)
-                .await
-                .unwrap();
-        }
-    };
-    set_head(2, kept[1].receipt.clone()).await;
+    set_chain_head(&pool, &a_id, 2, &kept[1].receipt).await;
     assert!(verify(&[]).await.status.success());
     let out = verify(&["--previous", &format!("sqlite://{backup_path}?mode=ro")]).await;
     assert_eq!(out.status.code(), Some(2));
@@ -1369,23 +1357,9 @@ async fn verify_receipts_cli() {
     assert_eq!(a["broken"]["seq"], 3);
     // Put back, the chain continues the backup again.
     for r in &kept[2..] {
-        sqlx::query(
-            "INSERT INTO transactions (id, activation_id, idempotency_key, seq, created_at, \
-             body, txh, receipt) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(&r.id)
-        .bind(&r.activation_id)
-        .bind(&r.idempotency_key)
-        .bind(r.seq)
-        .bind(r.created_at)
-        .bind(&r.body)
-        .bind(&r.txh)
-        .bind(&r.receipt)
-        .execute(&pool)
-        .await
-        .unwrap();
+        insert_tx_row(&pool, r).await;
     }
-    set_head(5, kept[4].receipt.clone()).await;
+    set_chain_head(&pool, &a_id, 5, &kept[4].receipt).await;
     assert!(verify(&["--previous", backup_path]).await.status.success());
     let out = verify(&["--previous", "/nonexistent/old.db"]).await;
     assert_eq!(out.status.code(), Some(1));

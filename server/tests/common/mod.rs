@@ -333,3 +333,34 @@ macro_rules! on_both {
         }
     };
 }
+
+/// Writes a stored transaction row back as it was (tests that tamper with the database
+/// put rows back with it).
+pub async fn insert_tx_row(pool: &sqlx::AnyPool, r: &tillgate_server::db::TxRow) {
+    sqlx::query(
+        "INSERT INTO transactions (id, activation_id, idempotency_key, seq, created_at, \
+         body, txh, receipt) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(&r.id)
+    .bind(&r.activation_id)
+    .bind(&r.idempotency_key)
+    .bind(r.seq)
+    .bind(r.created_at)
+    .bind(&r.body)
+    .bind(&r.txh)
+    .bind(&r.receipt)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+/// Sets a register's chain head in the database to `seq` and the link of `receipt`.
+pub async fn set_chain_head(pool: &sqlx::AnyPool, activation_id: &str, seq: i64, receipt: &str) {
+    sqlx::query("UPDATE activations SET chain_seq = $1, chain_head = $2 WHERE id = $3")
+        .bind(seq)
+        .bind(tillgate_core::receipt_link(receipt))
+        .bind(activation_id)
+        .execute(pool)
+        .await
+        .unwrap();
+}
