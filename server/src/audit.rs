@@ -76,6 +76,32 @@ pub struct RegisterAudit {
     pub broken: Option<Finding>,
 }
 
+impl RegisterAudit {
+    /// A register not yet found wrong, nothing checked.
+    fn intact(activation_id: String, production_number: String) -> RegisterAudit {
+        RegisterAudit {
+            activation_id,
+            production_number,
+            transactions: 0,
+            status: "intact",
+            broken: None,
+        }
+    }
+
+    /// Records the first problem found (`status` and `broken` change together).
+    fn mark(&mut self, finding: Finding) {
+        self.status = "broken";
+        self.broken = Some(finding);
+    }
+
+    /// A register broken before any of its transactions could be checked.
+    fn broken_at(activation_id: String, production_number: String, finding: Finding) -> Self {
+        let mut r = RegisterAudit::intact(activation_id, production_number);
+        r.mark(finding);
+        r
+    }
+}
+
 /// The whole audit's counts.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -144,8 +170,7 @@ pub async fn audit(
             if let (None, Some(previous)) = (&r.broken, previous)
                 && let Some(f) = diverges(store, previous, &head).await?
             {
-                r.status = "broken";
-                r.broken = Some(f);
+                r.mark(f);
             }
             Ok::<_, String>(r)
         }
@@ -161,57 +186,69 @@ pub async fn audit(
     }
     let mut after = String::new();
     loop {
-        let heads = store.register_chain_heads(&after, 200).await.map_err(db)?;
-        let Some(last) = heads.last() else { break };
-        after = last.activation_id.clone();
+        let heads = next_heads(store, &mut after).await?;
+        if heads.is_empty() {
+            break;
+        }
         for head in heads {
             tally(&check(head).await?)?;
         }
     }
     for (activation_id, n, first) in store.orphan_tx_registers().await.map_err(db)? {
-        tally(&RegisterAudit {
+        let finding = Finding {
+            seq: first,
+            code: "unknown_register",
+            reason: format!("{n} transactions name this register, which is not stored"),
+        };
+        tally(&RegisterAudit::broken_at(
             activation_id,
-            production_number: String::new(),
-            transactions: 0,
-            status: "broken",
-            broken: Some(Finding {
-                seq: first,
-                code: "unknown_register",
-                reason: format!("{n} transactions name this register, which is not stored"),
-            }),
-        })?;
+            String::new(),
+            finding,
+        ))?;
     }
     // Registers of the older copy that are gone.
-    let mut after = String::new();
-    while let Some(previous) = previous {
-        let heads = previous
-            .register_chain_heads(&after, 200)
-            .await
-            .map_err(db)?;
-        let Some(last) = heads.last() else { break };
-        after = last.activation_id.clone();
-        for old in heads {
-            if store
-                .register_chain_head(&old.activation_id)
-                .await
-                .map_err(db)?
-                .is_none()
-            {
-                tally(&RegisterAudit {
-                    activation_id: old.activation_id,
-                    production_number: old.production_number,
-                    transactions: 0,
-                    status: "broken",
-                    broken: Some(Finding {
+    if let Some(previous) = previous {
+        let mut after = String::new();
+        loop {
+            let heads = next_heads(previous, &mut after).await?;
+            if heads.is_empty() {
+                break;
+            }
+            for old in heads {
+                let gone = store
+                    .register_chain_head(&old.activation_id)
+                    .await
+                    .map_err(db)?
+                    .is_none();
+                if gone {
+                    let finding = Finding {
                         seq: 1,
                         code: "previous_mismatch",
                         reason: "the register is in the older copy but no longer stored".into(),
-                    }),
-                })?;
+                    };
+                    tally(&RegisterAudit::broken_at(
+                        old.activation_id,
+                        old.production_number,
+                        finding,
+                    ))?;
+                }
             }
         }
     }
     Ok(summary)
+}
+
+/// The next page of chain heads, by id after `after`, which moves past them; empty at
+/// the end.
+async fn next_heads(store: &Store, after: &mut String) -> Result<Vec<ChainHead>, String> {
+    let heads = store
+        .register_chain_heads(after, 200)
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(last) = heads.last() {
+        after.clone_from(&last.activation_id);
+    }
+    Ok(heads)
 }
 
 /// For a chain found intact up to `head`: where it parts from the older copy's chain of
@@ -284,13 +321,8 @@ pub async fn audit_register(
     head: &ChainHead,
     page: i64,
 ) -> Result<RegisterAudit, String> {
-    let mut result = RegisterAudit {
-        activation_id: head.activation_id.clone(),
-        production_number: head.production_number.clone(),
-        transactions: 0,
-        status: "intact",
-        broken: None,
-    };
+    let mut result =
+        RegisterAudit::intact(head.activation_id.clone(), head.production_number.clone());
     let mut previous: Option<String> = None;
     let mut last_seq = 0;
     while last_seq < head.seq {
@@ -305,8 +337,7 @@ pub async fn audit_register(
             break;
         }
         if let Err(finding) = check_page(previous.as_deref(), &rows, keys, head) {
-            result.status = "broken";
-            result.broken = Some(finding);
+            result.mark(finding);
             return Ok(result);
         }
         result.transactions += rows.len() as u64;
@@ -322,7 +353,7 @@ pub async fn audit_register(
         Some(last) => last_seq == head.seq && receipt_link(last) == head.head,
         None => head.seq == 0 && head.head.is_empty(),
     };
-    result.broken = if ends_at_head {
+    let finding = if ends_at_head {
         past_head(store, head).await?
     } else {
         Some(Finding {
@@ -339,8 +370,8 @@ pub async fn audit_register(
             },
         })
     };
-    if result.broken.is_some() {
-        result.status = "broken";
+    if let Some(finding) = finding {
+        result.mark(finding);
     }
     Ok(result)
 }

@@ -225,6 +225,8 @@ pub struct ChainHead {
     pub head: String,
 }
 
+const CHAIN_HEAD_COLS: &str = "id, production_number, chain_seq, chain_head";
+
 fn chain_head_from_row(r: &AnyRow) -> Result<ChainHead, sqlx::Error> {
     Ok(ChainHead {
         activation_id: r.try_get("id")?,
@@ -1064,17 +1066,16 @@ impl Store {
         after: &str,
         limit: i64,
     ) -> Result<Vec<ChainHead>, sqlx::Error> {
-        sqlx::query(
-            "SELECT id, production_number, chain_seq, chain_head FROM activations \
-             WHERE id > $1 ORDER BY id LIMIT $2",
-        )
-        .bind(after)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(chain_head_from_row)
-        .collect()
+        let sql =
+            format!("SELECT {CHAIN_HEAD_COLS} FROM activations WHERE id > $1 ORDER BY id LIMIT $2");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(chain_head_from_row)
+            .collect()
     }
 
     /// The largest sequence number stored for a register (0: none).
@@ -1130,9 +1131,9 @@ impl Store {
         &self,
         activation_id: &str,
     ) -> Result<Option<ChainHead>, sqlx::Error> {
-        sqlx::query(
-            "SELECT id, production_number, chain_seq, chain_head FROM activations WHERE id = $1",
-        )
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {CHAIN_HEAD_COLS} FROM activations WHERE id = $1"
+        )))
         .bind(activation_id)
         .fetch_optional(&self.pool)
         .await?

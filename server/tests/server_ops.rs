@@ -1223,9 +1223,11 @@ async fn copy_to_postgres_refuses_a_copy_that_reads_back_different() {
 }
 
 /// `admin verify-receipts` on the real binary, while the server serves: a line per
-/// register and the counts, exit 0 when every chain is intact; exit 1 naming the broken
-/// register's first bad sequence number after a stored amount is changed; the same on a
-/// backup file; a missing database or register is an error, and nothing is created.
+/// register and the counts, exit 0 when every chain is intact; with the published keys
+/// (`--jwks`); against a backup (`--previous`), which finds a tail cut off with its head
+/// set back; exit 2 naming the broken register's first bad sequence number after a
+/// stored amount is changed, or a register deleted; a backup file audited as it is; a
+/// missing database, JWKS or register is an error (exit 1), and nothing is created.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_receipts_cli() {
     let db = TestDb::new(Backend::Sqlite, "verify_receipts_cli")
