@@ -8,7 +8,7 @@ use tillgate_core::wire::{ActivationCreated, ProductOut, Renewed};
 use tillgate_core::{
     ActivationRequest, ApiKey, ReceiptClaims, TrustedKeys, VerifiedDescriptor, VerifyOptions,
     transaction_hash, validate_activation_request, validate_transaction, verify_descriptor,
-    verify_receipt_chain_from, verify_server_time,
+    verify_receipt_chain_from, verify_receipt_chain_witnessed, verify_server_time,
 };
 
 use crate::api::{
@@ -385,24 +385,33 @@ impl Client {
             &receipts,
             &self.inner.config.trusted_keys,
         )?;
-        for (i, (c, t)) in claims.iter().zip(transactions).enumerate() {
-            let broken = |reason: &str| {
-                ClientError::Core(tillgate_core::Error::ReceiptChainBroken {
-                    index: i,
-                    reason: reason.to_owned(),
-                })
-            };
-            if c.txid != t.id {
-                return Err(broken("receipt names another transaction id"));
-            }
-            if c.seq != t.sequence {
-                return Err(broken("receipt sequence differs from the transaction's"));
-            }
-            if c.txh != transaction_hash(&t.transaction) {
-                return Err(broken("receipt hash does not match the transaction"));
-            }
-        }
+        receipts_name_their_rows(&claims, transactions)?;
         Ok(claims)
+    }
+
+    /// Fetches every stored transaction of the register and verifies them offline, as
+    /// [`verify_receipts`](Self::verify_receipts) does from sequence 1.
+    ///
+    /// With `witness`, a receipt the register kept when the server returned it (its
+    /// latest, say; any receipt of a [`StoredTransaction`] the app was given), the
+    /// server's chain must also hold that receipt, byte for byte, at its sequence
+    /// ([`verify_receipt_chain_witnessed`]). The chain links fix everything before it,
+    /// so a history the server changed or cut back after the register saw it fails with
+    /// `witness_mismatch`, even if signed afresh with the server's key. The register is
+    /// then a witness the server's operators cannot rewrite.
+    pub async fn verify_history(&self, witness: Option<&str>) -> Result<VerifiedHistory> {
+        let transactions = self.list_transactions().await?;
+        let receipts: Vec<&str> = transactions.iter().map(|t| t.receipt.as_str()).collect();
+        let keys = &self.inner.config.trusted_keys;
+        let claims = match witness {
+            Some(w) => verify_receipt_chain_witnessed(&receipts, keys, w)?,
+            None => verify_receipt_chain_from(None, &receipts, keys)?,
+        };
+        receipts_name_their_rows(&claims, &transactions)?;
+        Ok(VerifiedHistory {
+            transactions,
+            receipts: claims,
+        })
     }
 
     /// `GET /products` with the catalogue's RVE: only products changed after it come
@@ -496,6 +505,41 @@ fn parse_rfc3339(s: &str, field: &str) -> Result<i64> {
                 }],
             })
         })
+}
+
+/// A register's stored history as the server returned it, verified
+/// ([`Client::verify_history`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifiedHistory {
+    /// Every stored transaction, in sequence order.
+    pub transactions: Vec<StoredTransaction>,
+    /// The claims of their receipts, in the same order.
+    pub receipts: Vec<ReceiptClaims>,
+}
+
+/// Each verified receipt must name its own row: id, sequence and transaction hash.
+fn receipts_name_their_rows(
+    claims: &[ReceiptClaims],
+    transactions: &[StoredTransaction],
+) -> Result<()> {
+    for (i, (c, t)) in claims.iter().zip(transactions).enumerate() {
+        let broken = |reason: &str| {
+            ClientError::Core(tillgate_core::Error::ReceiptChainBroken {
+                index: i,
+                reason: reason.to_owned(),
+            })
+        };
+        if c.txid != t.id {
+            return Err(broken("receipt names another transaction id"));
+        }
+        if c.seq != t.sequence {
+            return Err(broken("receipt sequence differs from the transaction's"));
+        }
+        if c.txh != transaction_hash(&t.transaction) {
+            return Err(broken("receipt hash does not match the transaction"));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ pub use api::{Activation, ActivationCode, Handshake, Product, ProductCatalogue, 
 pub use backoff::Backoff;
 pub use client::{
     Client, ClientConfig, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT,
+    VerifiedHistory,
 };
 pub use error::{ClientError, Result};
 #[cfg(not(target_arch = "wasm32"))]

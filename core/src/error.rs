@@ -224,6 +224,22 @@ pub enum Error {
     /// A server-signed timestamp does not echo the nonce the app sent.
     #[error("server timestamp does not echo the expected nonce")]
     NonceMismatch,
+    /// The server's chain does not hold a receipt the register kept (its witness): the
+    /// chain ends before the witness's sequence number, or has another receipt there.
+    #[error("the chain does not hold the register's receipt {sequence}: {reason}")]
+    WitnessMismatch {
+        /// The witness's sequence number.
+        sequence: u64,
+        /// What was found instead.
+        reason: String,
+    },
+    /// The receipt given as the register's witness does not verify itself (a damaged
+    /// or foreign copy), so it cannot be held against the server.
+    #[error("the witness receipt is invalid: {source}")]
+    InvalidWitness {
+        /// Why it failed.
+        source: Box<Error>,
+    },
     /// A receipt in a chain failed verification.
     #[error("receipt at index {index} is invalid: {source}")]
     InvalidReceipt {
@@ -274,6 +290,8 @@ impl Error {
             Error::ReceiptChainBroken { .. } => "receipt_chain_broken",
             Error::InvalidReceipt { .. } => "invalid_receipt",
             Error::NonceMismatch => "nonce_mismatch",
+            Error::WitnessMismatch { .. } => "witness_mismatch",
+            Error::InvalidWitness { .. } => "invalid_witness",
         }
     }
 

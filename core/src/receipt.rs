@@ -168,6 +168,71 @@ pub fn verify_receipt_chain_from<S: AsRef<str>>(
     Ok(out)
 }
 
+/// Verifies a register's whole chain, from `seq` 1 ([`verify_receipt_chain`]), against
+/// `witness`: a receipt the register kept when the server returned it (its latest, say).
+/// The chain must reach the witness's sequence number and hold the witness there, byte
+/// for byte.
+///
+/// Each receipt names the one before it, so the witness fixes every receipt up to it: a
+/// history the server rewrote after the register saw it fails here even when signed
+/// afresh with the server's own key, and so does a history cut short
+/// (`witness_mismatch`, naming the witness's sequence). Receipts after the witness (sales
+/// since) are verified as a chain only. The witness must verify with `trusted_keys`
+/// itself; a damaged or foreign copy is `invalid_witness`, not the server's fault.
+///
+/// ```
+/// use tillgate_core::*;
+/// let key = SigningKey::from_seed(&[3; 32]);
+/// let mut chain: Vec<String> = Vec::new();
+/// for seq in 1..=3 {
+///     let claims = ReceiptClaims {
+///         iss: "https://pos.example".into(), sub: "TG-7Q2M-K4PX".into(),
+///         iat: 1_751_328_000 + seq as i64, seq, txid: format!("tx_{seq}"),
+///         txh: "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU".into(),
+///         prev: chain.last().map(|r| receipt_link(r)).unwrap_or_default(),
+///         tx_type: "sale".into(), total: 12500, currency: "SEK".into(),
+///     };
+///     chain.push(sign_receipt(&claims, &key).unwrap());
+/// }
+/// let mut trusted = TrustedKeys::new();
+/// trusted.add_jwk(&key.public_jwk()).unwrap();
+/// // The register kept receipt 2; the server still holds it.
+/// let kept = chain[1].clone();
+/// assert_eq!(verify_receipt_chain_witnessed(&chain, &trusted, &kept).unwrap().len(), 3);
+/// // The server's chain was cut back to receipt 1.
+/// let err = verify_receipt_chain_witnessed(&chain[..1], &trusted, &kept).unwrap_err();
+/// assert_eq!(err.code(), "witness_mismatch");
+/// ```
+pub fn verify_receipt_chain_witnessed<S: AsRef<str>>(
+    receipts: &[S],
+    trusted_keys: &TrustedKeys,
+    witness: &str,
+) -> Result<Vec<ReceiptClaims>> {
+    let invalid = |e: Error| Error::InvalidWitness {
+        source: Box::new(e),
+    };
+    let w = jws::parse::<ReceiptClaims>(witness, RECEIPT_TYP).map_err(invalid)?;
+    w.verify(trusted_keys).map_err(invalid)?;
+    let sequence = w.claims.seq;
+    let claims = verify_receipt_chain(receipts, trusted_keys)?;
+    // The chain starts at 1 and is gapless, so the witness's place is known.
+    let held = usize::try_from(sequence)
+        .ok()
+        .and_then(|s| s.checked_sub(1))
+        .and_then(|i| receipts.get(i));
+    match held {
+        Some(r) if r.as_ref() == witness => Ok(claims),
+        Some(_) => Err(Error::WitnessMismatch {
+            sequence,
+            reason: "the chain holds another receipt at this sequence".into(),
+        }),
+        None => Err(Error::WitnessMismatch {
+            sequence,
+            reason: format!("the chain ends at sequence {}", claims.len()),
+        }),
+    }
+}
+
 /// The per-signature checks `verify_strict` makes and batch verification does not:
 /// `R` must be canonically encoded and not of small order (byte comparisons, see
 /// `ed25519::check_r`), `S` must be reduced.
@@ -184,6 +249,83 @@ pub fn decode_receipt_unverified(receipt_jws: &str) -> Result<ReceiptClaims> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn chain(key: &SigningKey, n: u64, total: i64) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for seq in 1..=n {
+            let claims = ReceiptClaims {
+                iss: "https://pos.example".into(),
+                sub: "TG-7Q2M-K4PX".into(),
+                iat: 1_751_328_000 + seq as i64,
+                seq,
+                txid: format!("tx_{seq}"),
+                txh: "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU".into(),
+                prev: out.last().map(|r| receipt_link(r)).unwrap_or_default(),
+                tx_type: "sale".into(),
+                total,
+                currency: "SEK".into(),
+            };
+            out.push(sign_receipt(&claims, key).unwrap());
+        }
+        out
+    }
+
+    #[test]
+    fn a_witness_must_be_held_by_the_chain() {
+        let key = SigningKey::from_seed(&[5; 32]);
+        let mut trusted = TrustedKeys::new();
+        trusted.add_jwk(&key.public_jwk()).unwrap();
+        let good = chain(&key, 4, 100);
+        let code = |r: Result<Vec<ReceiptClaims>>| r.map(|c| c.len()).map_err(|e| e.code());
+        // Held: the first, a middle one, the last.
+        for w in &good {
+            assert_eq!(
+                code(verify_receipt_chain_witnessed(&good, &trusted, w)),
+                Ok(4)
+            );
+        }
+        // Cut back to before the witness, down to nothing.
+        for n in 0..3 {
+            let err = verify_receipt_chain_witnessed(&good[..n], &trusted, &good[2]).unwrap_err();
+            assert!(
+                matches!(&err, Error::WitnessMismatch { sequence: 3, reason } if reason.ends_with(&format!("sequence {n}"))),
+                "{err:?}"
+            );
+        }
+        // Rewritten and signed afresh with the same key: each receipt verifies, the
+        // chain verifies, but it is not the history the register saw.
+        let rewritten = chain(&key, 4, 1);
+        assert_eq!(code(verify_receipt_chain(&rewritten, &trusted)), Ok(4));
+        for (i, w) in good.iter().enumerate() {
+            let err = verify_receipt_chain_witnessed(&rewritten, &trusted, w).unwrap_err();
+            assert!(
+                matches!(err, Error::WitnessMismatch { sequence, .. } if sequence == i as u64 + 1),
+                "{err:?}"
+            );
+        }
+        // A broken chain is reported as such, witness or not.
+        let gap = [good[0].clone(), good[2].clone()];
+        assert_eq!(
+            code(verify_receipt_chain_witnessed(&gap, &trusted, &good[0])),
+            Err("receipt_chain_broken")
+        );
+        // A witness that does not verify is the register's problem, named as such.
+        let stranger = chain(&SigningKey::from_seed(&[6; 32]), 1, 100);
+        let mut flipped = good[1].clone().into_bytes();
+        let last = flipped.len() - 2;
+        flipped[last] = if flipped[last] == b'A' { b'B' } else { b'A' };
+        let flipped = String::from_utf8(flipped).unwrap();
+        for (w, cause) in [
+            (stranger[0].as_str(), "unknown_kid"),
+            (flipped.as_str(), "bad_signature"),
+            ("not a receipt", "malformed_jws"),
+        ] {
+            match verify_receipt_chain_witnessed(&good, &trusted, w) {
+                Err(Error::InvalidWitness { source }) => assert_eq!(source.code(), cause),
+                other => panic!("{cause}: {other:?}"),
+            }
+        }
+    }
 
     #[test]
     fn the_pre_check_refuses_small_order_r_and_unreduced_s() {

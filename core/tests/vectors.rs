@@ -291,6 +291,17 @@ fn receipts() {
             assert_eq!(index as u64, c["index"].as_u64().unwrap(), "{name}");
         }
     }
+    for c in cases(&v, "witnessed") {
+        let name = c["name"].as_str().unwrap();
+        let receipts: Vec<String> = serde_json::from_value(c["receipts"].clone()).unwrap();
+        let got = verify_receipt_chain_witnessed(&receipts, &keys, c["witness"].as_str().unwrap());
+        if c["valid"].as_bool().unwrap() {
+            let claims = got.unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(claims.len() as u64, c["count"].as_u64().unwrap(), "{name}");
+        } else {
+            expect_err(name, got, c["error"].as_str().unwrap());
+        }
+    }
     for l in cases(&v, "links") {
         assert_eq!(
             receipt_link(l["receipt"].as_str().unwrap()),

@@ -673,12 +673,86 @@ fn receipt_vectors() -> Result<Value> {
         &[good[0].clone(), descriptor_jws],
         Err(("invalid_receipt", 1)),
     );
+    let witnessed = witnessed_receipt_vectors(&a, &good, &stranger)?;
     Ok(json!({
-        "description": "verify_receipt_chain_from(previous, receipts, trustedKeys from `jwks`). Valid chains give `count` receipts; invalid ones the error code and the 0-based `index` of the first bad receipt (for invalid_receipt and receipt_chain_broken). link(r) = base64url(SHA-256(r)) without padding.",
+        "description": "verify_receipt_chain_from(previous, receipts, trustedKeys from `jwks`). Valid chains give `count` receipts; invalid ones the error code and the 0-based `index` of the first bad receipt (for invalid_receipt and receipt_chain_broken). link(r) = base64url(SHA-256(r)) without padding. `witnessed`: verify_receipt_chain_witnessed(receipts, trustedKeys, witness), the whole chain from seq 1 against a receipt the register kept: `count` receipts, or the error code (witness_mismatch, invalid_witness, or the chain's own).",
         "jwks": Jwks { keys: vec![a.public_jwk()] },
         "cases": cases,
+        "witnessed": witnessed,
         "links": [{"receipt": good[0], "link": receipt_link(&good[0])}],
     }))
+}
+
+/// Cases of `verify_receipt_chain_witnessed`: the chain `good` (signed by `a`) against
+/// receipts a register may hold.
+fn witnessed_receipt_vectors(
+    a: &SigningKey,
+    good: &[String],
+    stranger: &SigningKey,
+) -> Result<Vec<Value>> {
+    let mut out = Vec::new();
+    let mut case =
+        |name: &str, receipts: &[String], witness: &str, outcome: Result<usize, &str>| {
+            let mut c = json!({"name": name, "receipts": receipts, "witness": witness});
+            match outcome {
+                Ok(n) => {
+                    c["valid"] = json!(true);
+                    c["count"] = json!(n);
+                }
+                Err(code) => {
+                    c["valid"] = json!(false);
+                    c["error"] = json!(code);
+                }
+            }
+            out.push(c);
+        };
+    case("holds the first receipt", good, &good[0], Ok(5));
+    case("holds a middle receipt", good, &good[2], Ok(5));
+    case("holds the last receipt", good, &good[4], Ok(5));
+    case(
+        "cut back before the witness",
+        &good[..3],
+        &good[3],
+        Err("witness_mismatch"),
+    );
+    case("empty chain", &[], &good[0], Err("witness_mismatch"));
+    // The same history signed again by the same key with another total: every receipt
+    // and the chain verify, but it is not what the register was given.
+    let mut rewritten: Vec<String> = Vec::new();
+    for seq in 1..=5 {
+        let prev = rewritten
+            .last()
+            .map(|r| receipt_link(r))
+            .unwrap_or_default();
+        let mut claims = receipt_claims(seq, &prev, &format!("tx_{seq}"));
+        claims.total = 1;
+        rewritten.push(sign_receipt(&claims, a)?);
+    }
+    case(
+        "rewritten and signed afresh",
+        &rewritten,
+        &good[2],
+        Err("witness_mismatch"),
+    );
+    case(
+        "the chain itself is broken",
+        &[good[0].clone(), good[2].clone()],
+        &good[0],
+        Err("receipt_chain_broken"),
+    );
+    case(
+        "a witness signed by an untrusted key",
+        good,
+        &chain(stranger, 1)?[0],
+        Err("invalid_witness"),
+    );
+    case(
+        "a witness that is not a receipt",
+        good,
+        "not.a.receipt",
+        Err("invalid_witness"),
+    );
+    Ok(out)
 }
 
 fn dynamic_key_vectors() -> Result<Value> {

@@ -80,6 +80,11 @@ impl Server {
         }
     }
 
+    /// The database URL the server uses (SQLite in its data directory).
+    pub fn database_url(&self) -> String {
+        Config::with_defaults(self.data_dir.clone()).effective_database_url()
+    }
+
     /// The base URL.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)

@@ -216,6 +216,71 @@ async fn activation_handshake_code_and_offline_transactions() {
     server.stop().await;
 }
 
+/// The register as a witness of the server's history: the receipts it was given must
+/// still be in the server's chain. A database restored from an older backup (sales the
+/// register saw are gone, and new ones take their sequence numbers) is found, though
+/// the chain the server holds is intact on its own and passes the server's own audit.
+#[tokio::test]
+async fn the_register_witnesses_the_servers_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), NOW).await;
+    let (client, _) = approved_client(&server).await;
+    let mut receipts = Vec::new();
+    let mut sell = async |total: i64| {
+        let key = IdempotencyKey::generate().unwrap();
+        let stored = client.submit_transaction(&sale(total, "Kaffe"), &key).await;
+        receipts.push(stored.unwrap().receipt);
+    };
+    for total in [1000, 2000, 3000] {
+        sell(total).await;
+    }
+    let backup = dir.path().join("before-sales-4-and-5.db");
+    tillgate_server::backup::backup(&server.database_url(), &backup)
+        .await
+        .unwrap();
+    for total in [4000, 5000] {
+        sell(total).await;
+    }
+    let witness = receipts[4].clone();
+    let history = client.verify_history(Some(&witness)).await.unwrap();
+    assert_eq!(history.transactions.len(), 5);
+    assert_eq!(history.receipts[4].seq, 5);
+    assert_eq!(history.transactions[4].receipt, witness);
+
+    // The operator restores the backup taken before sales 4 and 5.
+    server.stop().await;
+    tillgate_server::backup::restore(
+        &server.database_url(),
+        &backup,
+        tillgate_server::db::schema_version(),
+        NOW,
+    )
+    .await
+    .unwrap();
+    server.restart().await;
+    // The server's chain alone is intact, three sales long ...
+    assert_eq!(client.verify_history(None).await.unwrap().receipts.len(), 3);
+    // ... but the register was given five.
+    let e = client.verify_history(Some(&witness)).await.unwrap_err();
+    assert_eq!(e.code(), "witness_mismatch", "{e}");
+    assert!(e.to_string().contains("ends at sequence 3"), "{e}");
+    // New sales take sequence numbers 4 and 5 with other receipts: still found.
+    let mut again = Vec::new();
+    for total in [4000, 5000] {
+        let key = IdempotencyKey::generate().unwrap();
+        let stored = client.submit_transaction(&sale(total, "Kaffe"), &key).await;
+        again.push(stored.unwrap().receipt);
+    }
+    let e = client.verify_history(Some(&witness)).await.unwrap_err();
+    assert_eq!(e.code(), "witness_mismatch", "{e}");
+    assert!(e.to_string().contains("another receipt"), "{e}");
+    // What the register saw before the backup, and what it saw since, still holds.
+    for w in [&receipts[2], &again[1]] {
+        assert_eq!(client.verify_history(Some(w)).await.unwrap().receipts.len(), 5);
+    }
+    server.stop().await;
+}
+
 /// A client as an app builds it at a start without network: key and floor from its
 /// storage, the stored descriptor verified offline.
 fn client_for_offline(
