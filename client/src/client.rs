@@ -509,7 +509,7 @@ fn parse_rfc3339(s: &str, field: &str) -> Result<i64> {
 
 /// A register's stored history as the server returned it, verified
 /// ([`Client::verify_history`]).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct VerifiedHistory {
     /// Every stored transaction, in sequence order.
     pub transactions: Vec<StoredTransaction>,

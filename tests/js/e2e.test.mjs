@@ -52,6 +52,13 @@ test("activation, handshake, activation code and a sale against the server", { s
   const stored = await client.getTransaction(sent.stored.id);
   assert.equal(stored.receipt, sent.stored.receipt);
   assert.equal(stored.total, 12500);
+  // The register's kept receipt is its witness of the server's history.
+  const history = await client.verifyHistory(sent.stored.receipt);
+  assert.deepEqual(history.receipts.map((c) => c.seq), [1]);
+  assert.equal(history.transactions[0].receipt, sent.stored.receipt);
+  assert.equal((await client.verifyHistory()).transactions.length, 1);
+  await assert.rejects(client.verifyHistory("not.a.receipt"),
+    (e) => e instanceof Error && e.code === "invalid_witness");
 });
 
 test("an answer over maxResponseBytes is refused with invalid_response", { skip }, async () => {

@@ -186,6 +186,13 @@ export function cases(t, v) {
       }
     });
   }
+  for (const c of list(v.receipt, "witnessed")) {
+    add(`receipt witnessed: ${c.name}`, () => {
+      const call = () => t.verifyReceiptChainWitnessed(c.receipts, rkeys, c.witness);
+      if (c.valid) eq(call().length, c.count, "count");
+      else expectErr(c.name, c.error, call);
+    });
+  }
   list(v.receipt, "links").forEach((l, i) => {
     add(`receipt link ${i}`, () => eq(t.receiptLink(l.receipt), l.link, "link"));
   });

@@ -68,6 +68,12 @@ def test_activation_handshake_code_and_transaction():
             assert claims[0].seq == 1 and claims[0].total == 12500
             stored = await client.get_transaction(sent.stored.id)
             assert stored.receipt == sent.stored.receipt and stored.transaction.total == 12500
+            # The register's kept receipt is its witness of the server's history.
+            history = await client.verify_history(sent.stored.receipt)
+            assert [c.seq for c in history.receipts] == [1]
+            assert history.transactions[0].receipt == sent.stored.receipt
+            assert len((await client.verify_history()).transactions) == 1
+            assert (await refusal(client.verify_history("not.a.receipt"))).code == "invalid_witness"
 
     asyncio.run(run())
 

@@ -211,6 +211,14 @@ def test_receipt_chain(c):
         assert e.index == c["index"]
 
 
+@pytest.mark.parametrize("c", cases(RE, "witnessed"), ids=ids(RE["witnessed"]))
+def test_receipt_chain_witnessed(c):
+    if c["valid"]:
+        assert len(t.verify_receipt_chain_witnessed(c["receipts"], RKEYS, c["witness"])) == c["count"]
+    else:
+        expect_err(c["error"], t.verify_receipt_chain_witnessed, c["receipts"], RKEYS, c["witness"])
+
+
 @pytest.mark.parametrize("c", cases(RE, "links"))
 def test_receipt_link(c):
     assert t.receipt_link(c["receipt"]) == c["link"]

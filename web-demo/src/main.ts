@@ -61,6 +61,9 @@ const K = {
   queue: "tillgate-demo:queue:",
   jwks: "tillgate-demo:pinned-jwks",
   offline: "tillgate-demo:offline",
+  /** The newest receipt this register has seen and verified: its witness of the
+   * server's history (`Client.verifyHistory`). */
+  witness: "tillgate-demo:witness",
 };
 /** Where the Offline switch points the client: port 9 (discard), where nothing answers
  * (browsers refuse it at once), so every call fails as a lost network would. */
@@ -226,6 +229,7 @@ function forget(): void {
   localStorage.removeItem(K.descriptor);
   localStorage.removeItem(K.timeFloor);
   localStorage.removeItem(K.jwks);
+  localStorage.removeItem(K.witness);
   // Starting over drops the register's queued sales too (the page reloads right after).
   for (const k of Object.keys(localStorage)) if (k.startsWith(K.queue)) localStorage.removeItem(k);
   window.clearInterval(pollTimer);
@@ -480,6 +484,8 @@ async function pay(): Promise<void> {
     paying = true;
     const r = await outbox.submit(client, tx, undefined, unixTimeMs());
     if (r.kind === "sent") {
+      // A receipt straight from the server is the register's newest witness.
+      localStorage.setItem(K.witness, r.stored.receipt);
       setState(status, "ok", `Sent 1 sale of ${money(tx.total)}; the server stored it (seq ${r.stored.sequence}).`);
       void verifyReceipts();
     } else if (!outbox.entries().some((e) => e.idempotencyKey === r.idempotencyKey)) {
@@ -551,13 +557,16 @@ async function verifyReceipts(): Promise<void> {
   if (!client || !trusted) return;
   const badge = $("chain-badge");
   try {
-    // Every stored transaction of this register (the client follows the pages).
-    const stored = await client.listTransactions();
+    // Every stored transaction of this register (the client follows the pages), each
+    // checked against its receipt, and the chain checked against the newest receipt
+    // this register has seen: a history cut back or rewritten since fails.
+    const witness = localStorage.getItem(K.witness) ?? undefined;
+    const { transactions: stored, receipts: claims } = await client.verifyHistory(witness);
     if (stored.length === 0) { setState(badge, "none", "No receipts yet"); return; }
-    const claims: ReceiptClaims[] = verifyReceiptChain(stored.map((t) => t.receipt), trusted, null);
-    const ids = claims.findIndex((c, i) => c.txid !== stored[i].id);
-    if (ids >= 0) throw Object.assign(new Error("the receipt names another transaction"), { code: "receipt_chain_broken", index: ids });
-    setState(badge, "valid", `✓ Chain verified: ${claims.length} receipt${claims.length === 1 ? "" : "s"}, seq 1–${claims[claims.length - 1].seq}`);
+    const held = witness === undefined ? "" : ` · holds receipt ${claims[stored.findIndex((t) => t.receipt === witness)].seq} as this register saw it`;
+    // What was verified now is the witness for the next check.
+    localStorage.setItem(K.witness, stored[stored.length - 1].receipt);
+    setState(badge, "valid", `✓ Chain verified: ${claims.length} receipt${claims.length === 1 ? "" : "s"}, seq 1–${claims[claims.length - 1].seq}${held}`);
     const table = $<HTMLTableElement>("receipt-table");
     table.tBodies[0].replaceChildren(...claims.map((c) => el("tr", {},
       el("td", { className: "num", textContent: String(c.seq) }),
@@ -569,6 +578,10 @@ async function verifyReceipts(): Promise<void> {
   } catch (e) {
     if (isUnreachable(e)) { setState(badge, "busy", "Offline: receipts are checked when back online"); return; }
     const t = asTg(e);
+    if (t.code === "witness_mismatch") {
+      setState(badge, "invalid", `✗ History REWRITTEN: the server no longer holds what this register was given (${errText(e)})`);
+      return;
+    }
     setState(badge, "invalid", `✗ Chain INVALID${t.index !== undefined ? ` at receipt ${t.index}` : ""}: ${errText(e)}`);
   }
 }

@@ -285,6 +285,8 @@ try {
     await textHas("#queue-count", "0");
     await textHas("#queue-status", "Empty");
     await textHas("#chain-badge", "Chain verified: 4 receipts, seq 1–4");
+    // The chain holds the newest receipt the register had seen and verified before.
+    await textHas("#chain-badge", "as this register saw it");
     const rows = await page.locator("#receipt-table tbody tr").count();
     assert(rows === 4, `4 receipts listed, got ${rows}`);
     await shot("online-drained", "#sales");

@@ -7,7 +7,9 @@ use std::time::Duration;
 use tillgate_client as client;
 use tillgate_core as core;
 
-use crate::records::{ActivationRequest, FieldError, Transaction, VerifiedDescriptor};
+use crate::records::{
+    ActivationRequest, FieldError, ReceiptClaims, Transaction, VerifiedDescriptor,
+};
 use crate::{Result, TillgateError, TrustedKeys, lock};
 
 impl From<client::ClientError> for TillgateError {
@@ -133,6 +135,24 @@ impl From<client::StoredTransaction> for StoredTransaction {
             sequence: s.sequence,
             receipt: s.receipt,
             transaction: s.transaction.into(),
+        }
+    }
+}
+
+/// A register's stored history, verified ([`Client::verify_history`]).
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct VerifiedHistory {
+    /// Every stored transaction, in sequence order.
+    pub transactions: Vec<StoredTransaction>,
+    /// The claims of their receipts, in the same order.
+    pub receipts: Vec<ReceiptClaims>,
+}
+
+impl From<client::VerifiedHistory> for VerifiedHistory {
+    fn from(h: client::VerifiedHistory) -> Self {
+        VerifiedHistory {
+            transactions: h.transactions.into_iter().map(Into::into).collect(),
+            receipts: h.receipts.into_iter().map(Into::into).collect(),
         }
     }
 }
@@ -389,6 +409,16 @@ impl Client {
             .into_iter()
             .map(StoredTransaction::from)
             .collect())
+    }
+
+    /// Fetches every stored transaction of the register and verifies them: the receipt
+    /// chain from `seq` 1 and that each receipt names its transaction (id, sequence,
+    /// hash). With `witness`, a receipt the register kept when the server returned it
+    /// (its latest, say), the chain must also hold it byte for byte: a history changed
+    /// or cut back after the register saw it fails with `witness_mismatch`.
+    #[uniffi::method(default(witness = None))]
+    pub async fn verify_history(&self, witness: Option<String>) -> Result<VerifiedHistory> {
+        Ok(self.0.verify_history(witness.as_deref()).await?.into())
     }
 }
 

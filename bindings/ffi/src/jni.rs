@@ -360,6 +360,19 @@ entry!(
 );
 
 entry!(
+    /// `verifyReceiptChainWitnessed(receipts, trustedKeys, witness)`:
+    /// [`crate::verify_receipt_chain_witnessed`].
+    Java_dev_tillgate_TillgateJni_verifyReceiptChainWitnessed,
+    |a, keys| {
+        let receipts = a.next("receipts")?;
+        let keys = trusted_keys(keys)?;
+        let witness = a.next("witness")?;
+        a.end()?;
+        Ok(crate::verify_receipt_chain_witnessed(receipts, keys, witness)?)
+    }
+);
+
+entry!(
     /// `receiptLink(receipt)`: [`crate::receipt_link`].
     Java_dev_tillgate_TillgateJni_receiptLink,
     |a| {

@@ -464,6 +464,22 @@ pub fn verify_receipt_chain(
     Ok(claims.into_iter().map(ReceiptClaims::from).collect())
 }
 
+/// Verifies a register's whole chain, from `seq` 1, against `witness`: a receipt the
+/// register kept when the server returned it. The chain must reach the witness's `seq`
+/// and hold the witness there byte for byte (`witness_mismatch` if not: the history was
+/// changed or cut back after the register saw it); a witness that does not verify
+/// itself is `invalid_witness`. Chain errors carry `index` as above.
+#[uniffi::export]
+pub fn verify_receipt_chain_witnessed(
+    receipts: Vec<String>,
+    trusted_keys: Arc<TrustedKeys>,
+    witness: String,
+) -> Result<Vec<ReceiptClaims>> {
+    let keys = trusted_keys.snapshot()?;
+    let claims = core::verify_receipt_chain_witnessed(&receipts, &keys, &witness)?;
+    Ok(claims.into_iter().map(ReceiptClaims::from).collect())
+}
+
 /// The `prev` value that links to a receipt: base64url SHA-256 of the compact JWS.
 #[uniffi::export]
 pub fn receipt_link(receipt: String) -> String {

@@ -29,6 +29,7 @@ export interface Handshake {
 }
 export interface ActivationCode { jws: string; descriptor: VerifiedDescriptor; }
 export interface StoredTransaction extends Transaction { id: string; sequence: number; receipt: string; }
+export interface VerifiedHistory { transactions: StoredTransaction[]; receipts: ReceiptClaims[]; }
 export type Submitted =
   | { kind: "sent"; stored: StoredTransaction }
   | { kind: "queued"; idempotencyKey: string };
@@ -431,6 +432,22 @@ impl Client {
     pub fn list_transactions(&self) -> Promise {
         let c = self.0.clone();
         future_to_promise(async move { to_js(&c.list_transactions().await.or_throw()?) })
+    }
+
+    /// Fetches every stored transaction of the register and verifies them: the receipt
+    /// chain from `seq` 1 and that each receipt names its transaction (id, sequence,
+    /// hash). With `witness`, a receipt the register kept when the server returned it
+    /// (its latest, say), the chain must also hold it byte for byte: a history changed
+    /// or cut back after the register saw it fails with `witness_mismatch`.
+    #[wasm_bindgen(
+        js_name = verifyHistory,
+        unchecked_return_type = "Promise<VerifiedHistory>"
+    )]
+    pub fn verify_history(&self, witness: Option<String>) -> Promise {
+        let c = self.0.clone();
+        future_to_promise(
+            async move { to_js(&c.verify_history(witness.as_deref()).await.or_throw()?) },
+        )
     }
 }
 

@@ -826,6 +826,30 @@ pub fn verify_receipt_chain(
         None => core::verify_receipt_chain(&receipts, &trusted_keys.0),
     }
     .or_throw()?;
+    claims_js(&claims)
+}
+
+/// Verifies a register's whole chain, from `seq` 1, against `witness`: a receipt the
+/// register kept when the server returned it. The chain must reach the witness's `seq`
+/// and hold the witness there byte for byte (`witness_mismatch` if not: the history was
+/// changed or cut back after the register saw it); a witness that does not verify
+/// itself is `invalid_witness`. Chain errors carry `index` as above.
+#[wasm_bindgen(
+    js_name = verifyReceiptChainWitnessed,
+    unchecked_return_type = "ReceiptClaims[]"
+)]
+pub fn verify_receipt_chain_witnessed(
+    receipts: Vec<String>,
+    trusted_keys: &TrustedKeys,
+    witness: &str,
+) -> JsResult<JsValue> {
+    let claims =
+        core::verify_receipt_chain_witnessed(&receipts, &trusted_keys.0, witness).or_throw()?;
+    claims_js(&claims)
+}
+
+/// Receipt claims as a JS array, written member by member (see `Json`).
+fn claims_js(claims: &[core::ReceiptClaims]) -> JsResult<JsValue> {
     claims
         .iter()
         .fold(Json::arr(), |a, c| {

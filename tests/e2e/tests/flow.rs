@@ -276,7 +276,10 @@ async fn the_register_witnesses_the_servers_history() {
     assert!(e.to_string().contains("another receipt"), "{e}");
     // What the register saw before the backup, and what it saw since, still holds.
     for w in [&receipts[2], &again[1]] {
-        assert_eq!(client.verify_history(Some(w)).await.unwrap().receipts.len(), 5);
+        assert_eq!(
+            client.verify_history(Some(w)).await.unwrap().receipts.len(),
+            5
+        );
     }
     server.stop().await;
 }

@@ -77,6 +77,13 @@ class E2eTest {
         val stored = client.getTransaction(sent.stored.id)
         assertEquals(receipt, stored.receipt)
         assertEquals(12500L, stored.transaction.total)
+        // The register's kept receipt is its witness of the server's history.
+        val history = client.verifyHistory(receipt)
+        assertEquals(listOf(1uL), history.receipts.map { it.seq })
+        assertEquals(receipt, history.transactions[0].receipt)
+        assertEquals(1, client.verifyHistory().transactions.size)
+        val bad = try { client.verifyHistory("not.a.receipt"); null } catch (e: TillgateException.Failed) { e }
+        assertEquals("invalid_witness", bad?.code)
     }
 
     private val today = LocalDate.now(ZoneOffset.UTC)

@@ -141,6 +141,11 @@ object Both {
             dev.tillgate.verifyReceiptChain(receipts, keys, previous)
         }, { verifyReceiptChainJna(receipts, keys, previous) })
 
+    fun verifyReceiptChainWitnessed(receipts: List<String>, keys: TrustedKeys, witness: String) =
+        agree("verifyReceiptChainWitnessed", encoder(FfiConverterSequenceTypeReceiptClaims), {
+            dev.tillgate.verifyReceiptChainWitnessed(receipts, keys, witness)
+        }, { verifyReceiptChainWitnessedJna(receipts, keys, witness) })
+
     fun receiptLink(receipt: String) =
         agree("receiptLink", encoder(FfiConverterString), { dev.tillgate.receiptLink(receipt) }, { receiptLinkJna(receipt) })
 
@@ -367,6 +372,16 @@ fun receiptCases(): List<Case> {
             } else {
                 val e = expectErr(c.str("name"), c.str("error")) { Both.verifyReceiptChain(receipts, keys, previous) }
                 assertEquals(c.long("index"), e.index?.toLong())
+            }
+        }
+    } + v.cases("witnessed").map { c ->
+        Case("receipt witnessed: ${c.str("name")}") {
+            val receipts = c.getAsJsonArray("receipts").map { it.asString }
+            val witness = c.str("witness")
+            if (c.bool("valid")) {
+                assertEquals(c.long("count"), Both.verifyReceiptChainWitnessed(receipts, keys, witness).size.toLong())
+            } else {
+                expectErr(c.str("name"), c.str("error")) { Both.verifyReceiptChainWitnessed(receipts, keys, witness) }
             }
         }
     } + v.cases("links").mapIndexed { i, l ->

@@ -72,6 +72,18 @@ final class E2eTests: XCTestCase {
         let got = try await client.getTransaction(id: stored.id)
         XCTAssertEqual(got.receipt, stored.receipt)
         XCTAssertEqual(got.transaction.total, 12500)
+        // The register's kept receipt is its witness of the server's history.
+        let history = try await client.verifyHistory(witness: stored.receipt)
+        XCTAssertEqual(history.receipts.map { $0.seq }, [1])
+        XCTAssertEqual(history.transactions[0].receipt, stored.receipt)
+        let everything = try await client.verifyHistory()
+        XCTAssertEqual(everything.transactions.count, 1)
+        do {
+            _ = try await client.verifyHistory(witness: "not.a.receipt")
+            XCTFail("a witness that is not a receipt was accepted")
+        } catch let TillgateError.Failed(code, _, _, _, _, _) {
+            XCTAssertEqual(code, "invalid_witness")
+        }
         print("e2e: activated \(activation.productionNumber), approved, verified, sold")
     }
 

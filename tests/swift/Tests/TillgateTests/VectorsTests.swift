@@ -274,10 +274,20 @@ final class VectorsTests: XCTestCase {
                 XCTAssertEqual(e.index.map(Int64.init), c.int("index"), name)
             }
         }
+        let witnessed = v.list("witnessed")
+        for c in witnessed {
+            let name = c.str("name"), receipts = c["receipts"] as! [String], witness = c.str("witness")
+            let call = { try verifyReceiptChainWitnessed(receipts: receipts, trustedKeys: keys, witness: witness) }
+            if c.bool("valid") {
+                check(name) { XCTAssertEqual(Int64(try call().count), c.int("count"), name) }
+            } else {
+                _ = expectErr(name, c.str("error"), { _ = try call() })
+            }
+        }
         for l in links {
             XCTAssertEqual(receiptLink(receipt: l.str("receipt")), l.str("link"))
         }
-        print("receipt: \(cases.count + links.count) vectors checked")
+        print("receipt: \(cases.count + witnessed.count + links.count) vectors checked")
     }
 
     func params(_ p: JSON) -> DynamicKeyParams {

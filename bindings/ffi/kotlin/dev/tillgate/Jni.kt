@@ -55,6 +55,7 @@ internal object TillgateJni {
     @JvmStatic external fun transactionCanonicalJson(args: ByteArray, len: Int): ByteArray
     @JvmStatic external fun transactionFromJson(args: ByteArray, len: Int): ByteArray
     @JvmStatic external fun verifyReceiptChain(args: ByteArray, len: Int, keys: TrustedKeys, handle: Long): ByteArray
+    @JvmStatic external fun verifyReceiptChainWitnessed(args: ByteArray, len: Int, keys: TrustedKeys, handle: Long): ByteArray
     @JvmStatic external fun receiptLink(args: ByteArray, len: Int): ByteArray
     @JvmStatic external fun verifyServerTime(args: ByteArray, len: Int, keys: TrustedKeys, handle: Long): ByteArray
     @JvmStatic external fun unixTimeMs(): Long
@@ -327,6 +328,28 @@ fun verifyReceiptChain(receipts: List<String>, trustedKeys: TrustedKeys, previou
     a.strings(receiptsUtf8)
     FfiConverterOptionalString.write(previous, a.buf)
     return TillgateJni.answer(TillgateJni.verifyReceiptChain(a.bytes, a.len, trustedKeys, handle)) {
+        FfiConverterSequenceTypeReceiptClaims.read(it)
+    }
+}
+
+/**
+ * Verifies a register's whole chain, from `seq` 1, against `witness`: a receipt the
+ * register kept when the server returned it. The chain must reach the witness's `seq`
+ * and hold the witness there byte for byte (`witness_mismatch` if not: the history was
+ * changed or cut back after the register saw it); a witness that does not verify
+ * itself is `invalid_witness`. Chain errors carry `index` as above.
+ */
+@Throws(TillgateException::class)
+fun verifyReceiptChainWitnessed(receipts: List<String>, trustedKeys: TrustedKeys, witness: String): List<ReceiptClaims> {
+    val handle = TillgateJni.handle(trustedKeys)
+    val receiptsUtf8 = receipts.map { TillgateJni.utf8(it) }
+    val witnessUtf8 = TillgateJni.utf8(witness)
+    val a = TillgateJni.Args(
+        4UL + receiptsUtf8.sumOf { TillgateJni.size(it) } + TillgateJni.size(witnessUtf8),
+    )
+    a.strings(receiptsUtf8)
+    a.string(witnessUtf8)
+    return TillgateJni.answer(TillgateJni.verifyReceiptChainWitnessed(a.bytes, a.len, trustedKeys, handle)) {
         FfiConverterSequenceTypeReceiptClaims.read(it)
     }
 }

@@ -114,6 +114,7 @@ class TillApp private constructor(
         store.put(Keys.API_KEY, a.apiKey)
         store.put(Keys.STATUS, a.status)
         store.remove(Keys.DESCRIPTOR)
+        store.remove(Keys.WITNESS)
         handshake = HandshakeStatus.Pending
         return a
     }
@@ -153,7 +154,10 @@ class TillApp private constructor(
         }
         val tx = Transaction(kind = TransactionType.SALE, currency = "SEK", total = items.sumOf { it.amount }, items = items, vat = vat)
         validateTransaction(tx)
-        return queue.submit(client, tx, null, unixTimeMs())
+        val submitted = queue.submit(client, tx, null, unixTimeMs())
+        // A receipt straight from the server is the register's newest witness.
+        if (submitted is Submitted.Sent) store.put(Keys.WITNESS, submitted.stored.receipt)
+        return submitted
     }
 
     /**
@@ -163,10 +167,16 @@ class TillApp private constructor(
     suspend fun sync(force: Boolean = true): SyncReport =
         if (force) queue.syncNow(client, unixTimeMs()) else queue.sync(client, unixTimeMs())
 
-    /** Fetches every stored transaction of this register and verifies the receipt chain with core. */
+    /**
+     * Fetches every stored transaction of this register and verifies it against its
+     * receipt, the receipt chain, and that the chain still holds the newest receipt this
+     * register saw (its witness): a history cut back or rewritten on the server since
+     * throws `witness_mismatch`. What verifies becomes the next witness.
+     */
     suspend fun verifyReceipts(): List<ReceiptClaims> {
         if (!isRegistered) return emptyList()
-        val stored = client.listTransactions()
-        return if (stored.isEmpty()) emptyList() else verifyReceiptChain(stored.map { it.receipt }, trustedKeys, null)
+        val history = client.verifyHistory(store.get(Keys.WITNESS))
+        history.transactions.lastOrNull()?.let { store.put(Keys.WITNESS, it.receipt) }
+        return history.receipts
     }
 }
