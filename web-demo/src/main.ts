@@ -7,10 +7,10 @@
 
 import init, {
   Client, Outbox, TrustedKeys, encodeUrlToken, generateApiKey, parseUrlToken, unixTimeMs,
-  validateActivationRequest, validateApiKey, validateTransaction, verifyReceiptChain,
+  validateActivationRequest, validateApiKey, validateTransaction,
 } from "tillgate/web";
 import type {
-  ActivationRequest, ApiKeyAlphabet, ReceiptClaims, TillgateError, Transaction, UrlToken,
+  ActivationRequest, ApiKeyAlphabet, TillgateError, Transaction, UrlToken,
 } from "tillgate/web";
 import { AdminActivation, HttpError, request } from "./backoffice.js";
 
