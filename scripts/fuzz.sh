@@ -25,6 +25,12 @@ out += [("dynamic_key", c["key"]) for c in v("dynamic_key.json")["verify"]]
 out += [("activation_request", json.dumps(c["request"])) for c in v("activation.json")["cases"]]
 out += [("activation_request", json.dumps(c["transaction"])) for c in v("transaction.json")["cases"]]
 out += [("receipt_chain", r) for c in v("receipt.json")["cases"] for r in c["receipts"]]
+# Whole chains with the witness as the last line (receipts are one line each).
+import os
+os.makedirs("fuzz/corpus/receipt_chain", exist_ok=True)
+for i, c in enumerate(v("receipt.json")["witnessed"]):
+    with open(f"fuzz/corpus/receipt_chain/witnessed-{i}", "w") as f:
+        f.write("\n".join(c["receipts"] + [c["witness"]]))
 for t, s in out:
     print(t + "\t" + s.replace("\n", " "))
 PY

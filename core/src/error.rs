@@ -234,7 +234,8 @@ pub enum Error {
         reason: String,
     },
     /// The receipt given as the register's witness does not verify itself (a damaged
-    /// or foreign copy), so it cannot be held against the server.
+    /// copy, or signed by a key the app does not trust), so it cannot be held against
+    /// the server.
     #[error("the witness receipt is invalid: {source}")]
     InvalidWitness {
         /// Why it failed.

@@ -178,7 +178,9 @@ pub fn verify_receipt_chain_from<S: AsRef<str>>(
 /// afresh with the server's own key, and so does a history cut short
 /// (`witness_mismatch`, naming the witness's sequence). Receipts after the witness (sales
 /// since) are verified as a chain only. The witness must verify with `trusted_keys`
-/// itself; a damaged or foreign copy is `invalid_witness`, not the server's fault.
+/// itself; a damaged copy, or one signed by a key the app does not trust, is
+/// `invalid_witness`, not the server's fault. Keep every key that ever signed the
+/// register's receipts trusted (a rotated key too), as the whole chain is verified.
 ///
 /// ```
 /// use tillgate_core::*;
@@ -215,6 +217,12 @@ pub fn verify_receipt_chain_witnessed<S: AsRef<str>>(
     w.verify(trusted_keys).map_err(invalid)?;
     let sequence = w.claims.seq;
     let claims = verify_receipt_chain(receipts, trusted_keys)?;
+    if claims.first().is_some_and(|c| c.sub != w.claims.sub) {
+        return Err(Error::WitnessMismatch {
+            sequence,
+            reason: "the chain is another register's".into(),
+        });
+    }
     // The chain starts at 1 and is gapless, so the witness's place is known.
     let held = usize::try_from(sequence)
         .ok()
@@ -226,11 +234,96 @@ pub fn verify_receipt_chain_witnessed<S: AsRef<str>>(
             sequence,
             reason: "the chain holds another receipt at this sequence".into(),
         }),
+        None if sequence == 0 => Err(Error::WitnessMismatch {
+            sequence,
+            reason: "a chain starts at sequence 1".into(),
+        }),
         None => Err(Error::WitnessMismatch {
             sequence,
             reason: format!("the chain ends at sequence {}", claims.len()),
         }),
     }
+}
+
+/// Whether a register should keep `received`, a receipt the server has just given it (a
+/// sale's answer, a synced sale), as its witness instead of `current`, the witness it
+/// keeps ([`verify_receipt_chain_witnessed`]). A witness only moves forward:
+///
+/// - `Ok(true)`: `received` verifies and comes after `current` (or there is none yet);
+/// - `Ok(false)`: it is `current` itself or an earlier receipt (answers can arrive out of
+///   order): keep `current`;
+/// - `witness_mismatch`: it has `current`'s sequence number but is another receipt, or
+///   directly follows `current` without linking to it: the server has forked the
+///   register's chain, found the moment it happens;
+/// - `invalid_receipt` (index 0): `received` does not verify; `receipt_chain_broken`
+///   (index 0): it is another register's; `invalid_witness`: `current` does not verify.
+///
+/// ```
+/// use tillgate_core::*;
+/// let key = SigningKey::from_seed(&[3; 32]);
+/// let mut chain: Vec<String> = Vec::new();
+/// for seq in 1..=2 {
+///     let claims = ReceiptClaims {
+///         iss: "https://pos.example".into(), sub: "TG-7Q2M-K4PX".into(),
+///         iat: 1_751_328_000 + seq as i64, seq, txid: format!("tx_{seq}"),
+///         txh: "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU".into(),
+///         prev: chain.last().map(|r| receipt_link(r)).unwrap_or_default(),
+///         tx_type: "sale".into(), total: 12500, currency: "SEK".into(),
+///     };
+///     chain.push(sign_receipt(&claims, &key).unwrap());
+/// }
+/// let mut trusted = TrustedKeys::new();
+/// trusted.add_jwk(&key.public_jwk()).unwrap();
+/// assert!(advances_witness(None, &chain[0], &trusted).unwrap());
+/// assert!(advances_witness(Some(&chain[0]), &chain[1], &trusted).unwrap());
+/// assert!(!advances_witness(Some(&chain[1]), &chain[0], &trusted).unwrap());
+/// ```
+pub fn advances_witness(
+    current: Option<&str>,
+    received: &str,
+    trusted_keys: &TrustedKeys,
+) -> Result<bool> {
+    let current = match current {
+        Some(c) => {
+            let invalid = |e: Error| Error::InvalidWitness {
+                source: Box::new(e),
+            };
+            let p = jws::parse::<ReceiptClaims>(c, RECEIPT_TYP).map_err(invalid)?;
+            p.verify(trusted_keys).map_err(invalid)?;
+            Some((c, p.claims))
+        }
+        None => None,
+    };
+    let wrap = |e: Error| Error::InvalidReceipt {
+        index: 0,
+        source: Box::new(e),
+    };
+    let r = jws::parse::<ReceiptClaims>(received, RECEIPT_TYP).map_err(wrap)?;
+    r.verify(trusted_keys).map_err(wrap)?;
+    let Some((current, w)) = current else {
+        return Ok(true);
+    };
+    let r = r.claims;
+    if r.sub != w.sub {
+        return Err(Error::ReceiptChainBroken {
+            index: 0,
+            reason: "receipt belongs to another register".into(),
+        });
+    }
+    let forked = |reason: &str| Error::WitnessMismatch {
+        sequence: w.seq,
+        reason: reason.into(),
+    };
+    if r.seq == w.seq && received != current {
+        return Err(forked("the server gave another receipt for this sequence"));
+    }
+    if r.seq <= w.seq {
+        return Ok(false);
+    }
+    if r.seq == w.seq.saturating_add(1) && r.prev != receipt_link(current) {
+        return Err(forked("the next receipt does not link to it"));
+    }
+    Ok(true)
 }
 
 /// The per-signature checks `verify_strict` makes and batch verification does not:
@@ -325,6 +418,36 @@ mod tests {
                 other => panic!("{cause}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_witness_only_moves_forward_along_the_chain() {
+        let key = SigningKey::from_seed(&[5; 32]);
+        let mut trusted = TrustedKeys::new();
+        trusted.add_jwk(&key.public_jwk()).unwrap();
+        let good = chain(&key, 4, 100);
+        let other = chain(&key, 4, 1);
+        let code = |r: Result<bool>| r.map_err(|e| e.code());
+        let adv = |c: Option<&String>, r: &String| {
+            code(advances_witness(c.map(String::as_str), r, &trusted))
+        };
+        assert_eq!(adv(None, &good[0]), Ok(true));
+        assert_eq!(adv(Some(&good[0]), &good[1]), Ok(true));
+        assert_eq!(adv(Some(&good[0]), &good[3]), Ok(true));
+        assert_eq!(adv(Some(&good[2]), &good[2]), Ok(false));
+        assert_eq!(adv(Some(&good[2]), &good[0]), Ok(false));
+        // A fork: another receipt at the witness's sequence, or a next one not linked.
+        assert_eq!(adv(Some(&good[2]), &other[2]), Err("witness_mismatch"));
+        assert_eq!(adv(Some(&good[1]), &other[2]), Err("witness_mismatch"));
+        // Past the next one the link cannot be checked here (verify_history does).
+        assert_eq!(adv(Some(&good[0]), &other[3]), Ok(true));
+        let stranger = chain(&SigningKey::from_seed(&[6; 32]), 1, 100);
+        assert_eq!(adv(Some(&good[0]), &stranger[0]), Err("invalid_receipt"));
+        assert_eq!(adv(Some(&stranger[0]), &good[0]), Err("invalid_witness"));
+        assert_eq!(
+            code(advances_witness(Some("x"), &good[0], &trusted)),
+            Err("invalid_witness")
+        );
     }
 
     #[test]

@@ -302,6 +302,20 @@ fn receipts() {
             expect_err(name, got, c["error"].as_str().unwrap());
         }
     }
+    for c in cases(&v, "advance") {
+        let name = c["name"].as_str().unwrap();
+        let got = advances_witness(
+            c["current"].as_str(),
+            c["received"].as_str().unwrap(),
+            &keys,
+        );
+        if c["valid"].as_bool().unwrap() {
+            let advances = got.unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(advances, c["advances"].as_bool().unwrap(), "{name}");
+        } else {
+            expect_err(name, got, c["error"].as_str().unwrap());
+        }
+    }
     for l in cases(&v, "links") {
         assert_eq!(
             receipt_link(l["receipt"].as_str().unwrap()),

@@ -193,6 +193,13 @@ export function cases(t, v) {
       else expectErr(c.name, c.error, call);
     });
   }
+  for (const c of list(v.receipt, "advance")) {
+    add(`receipt advance: ${c.name}`, () => {
+      const call = () => t.advancesWitness(c.current ?? undefined, c.received, rkeys);
+      if (c.valid) eq(call(), c.advances, "advances");
+      else expectErr(c.name, c.error, call);
+    });
+  }
   list(v.receipt, "links").forEach((l, i) => {
     add(`receipt link ${i}`, () => eq(t.receiptLink(l.receipt), l.link, "link"));
   });

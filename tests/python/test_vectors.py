@@ -219,6 +219,14 @@ def test_receipt_chain_witnessed(c):
         expect_err(c["error"], t.verify_receipt_chain_witnessed, c["receipts"], RKEYS, c["witness"])
 
 
+@pytest.mark.parametrize("c", cases(RE, "advance"), ids=ids(RE["advance"]))
+def test_advances_witness(c):
+    if c["valid"]:
+        assert t.advances_witness(c.get("current"), c["received"], RKEYS) is c["advances"]
+    else:
+        expect_err(c["error"], t.advances_witness, c.get("current"), c["received"], RKEYS)
+
+
 @pytest.mark.parametrize("c", cases(RE, "links"))
 def test_receipt_link(c):
     assert t.receipt_link(c["receipt"]) == c["link"]

@@ -7,7 +7,7 @@
 
 import init, {
   Client, Outbox, TrustedKeys, encodeUrlToken, generateApiKey, parseUrlToken, unixTimeMs,
-  validateActivationRequest, validateApiKey, validateTransaction,
+  validateActivationRequest, validateApiKey, validateTransaction, advancesWitness,
 } from "tillgate/web";
 import type {
   ActivationRequest, ApiKeyAlphabet, TillgateError, Transaction, UrlToken,
@@ -484,8 +484,7 @@ async function pay(): Promise<void> {
     paying = true;
     const r = await outbox.submit(client, tx, undefined, unixTimeMs());
     if (r.kind === "sent") {
-      // A receipt straight from the server is the register's newest witness.
-      localStorage.setItem(K.witness, r.stored.receipt);
+      keepWitness(r.stored.receipt);
       setState(status, "ok", `Sent 1 sale of ${money(tx.total)}; the server stored it (seq ${r.stored.sequence}).`);
       void verifyReceipts();
     } else if (!outbox.entries().some((e) => e.idempotencyKey === r.idempotencyKey)) {
@@ -515,6 +514,7 @@ async function syncQueue(force = false): Promise<void> {
   const r = force ? await outbox.syncNow(client, unixTimeMs()) : await outbox.sync(client, unixTimeMs());
   if (r.alreadyRunning) return;
   const status = $("sale-status");
+  for (const s of r.stored) keepWitness(s.receipt);
   if (r.sent.length) {
     setState(status, "ok", `Sent ${r.sent.length} sale${r.sent.length === 1 ? "" : "s"} from the queue; the server stored ${r.sent.length === 1 ? "it" : "them"}.`);
     void verifyReceipts();
@@ -552,6 +552,21 @@ function renderQueue(): void {
 
 // ---- 6. receipts --------------------------------------------------------------------
 
+/** Keeps `receipt`, just given by the server, as this register's witness if it comes
+ * after the one kept (core decides: `advancesWitness`); a receipt that forks the chain
+ * from the kept one is shown at once. */
+function keepWitness(receipt: string): void {
+  if (!trusted) return;
+  try {
+    if (advancesWitness(localStorage.getItem(K.witness) ?? undefined, receipt, trusted)) {
+      localStorage.setItem(K.witness, receipt);
+    }
+  } catch (e) {
+    const what = asTg(e).code === "witness_mismatch" ? "History FORKED" : "Receipt INVALID";
+    setState($("chain-badge"), "invalid", `✗ ${what}: ${errText(e)}`);
+  }
+}
+
 async function verifyReceipts(): Promise<void> {
   const client = api();
   if (!client || !trusted) return;
@@ -564,8 +579,9 @@ async function verifyReceipts(): Promise<void> {
     const { transactions: stored, receipts: claims } = await client.verifyHistory(witness);
     if (stored.length === 0) { setState(badge, "none", "No receipts yet"); return; }
     const held = witness === undefined ? "" : ` · holds receipt ${claims[stored.findIndex((t) => t.receipt === witness)].seq} as this register saw it`;
-    // What was verified now is the witness for the next check.
-    localStorage.setItem(K.witness, stored[stored.length - 1].receipt);
+    // What was verified now is the witness for the next check (unless a newer receipt
+    // arrived meanwhile: a witness only moves forward).
+    keepWitness(stored[stored.length - 1].receipt);
     setState(badge, "valid", `✓ Chain verified: ${claims.length} receipt${claims.length === 1 ? "" : "s"}, seq 1–${claims[claims.length - 1].seq}${held}`);
     const table = $<HTMLTableElement>("receipt-table");
     table.tBodies[0].replaceChildren(...claims.map((c) => el("tr", {},

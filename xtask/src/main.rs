@@ -674,11 +674,13 @@ fn receipt_vectors() -> Result<Value> {
         Err(("invalid_receipt", 1)),
     );
     let witnessed = witnessed_receipt_vectors(&a, &good, &stranger)?;
+    let advance = advance_witness_vectors(&a, &good, &stranger)?;
     Ok(json!({
-        "description": "verify_receipt_chain_from(previous, receipts, trustedKeys from `jwks`). Valid chains give `count` receipts; invalid ones the error code and the 0-based `index` of the first bad receipt (for invalid_receipt and receipt_chain_broken). link(r) = base64url(SHA-256(r)) without padding. `witnessed`: verify_receipt_chain_witnessed(receipts, trustedKeys, witness), the whole chain from seq 1 against a receipt the register kept: `count` receipts, or the error code (witness_mismatch, invalid_witness, or the chain's own).",
+        "description": "verify_receipt_chain_from(previous, receipts, trustedKeys from `jwks`). Valid chains give `count` receipts; invalid ones the error code and the 0-based `index` of the first bad receipt (for invalid_receipt and receipt_chain_broken). link(r) = base64url(SHA-256(r)) without padding. `witnessed`: verify_receipt_chain_witnessed(receipts, trustedKeys, witness), the whole chain from seq 1 against a receipt the register kept: `count` receipts, or the error code (witness_mismatch, invalid_witness, or the chain's own). `advance`: advances_witness(current, received, trustedKeys): `advances` (keep `received` as the new witness) or the error code.",
         "jwks": Jwks { keys: vec![a.public_jwk()] },
         "cases": cases,
         "witnessed": witnessed,
+        "advance": advance,
         "links": [{"receipt": good[0], "link": receipt_link(&good[0])}],
     }))
 }
@@ -750,6 +752,100 @@ fn witnessed_receipt_vectors(
         "a witness that is not a receipt",
         good,
         "not.a.receipt",
+        Err("invalid_witness"),
+    );
+    let mut theirs = receipt_claims(1, "", "tx_1");
+    theirs.sub = "TG-OTHER-0001".into();
+    case(
+        "the chain is another register's",
+        good,
+        &sign_receipt(&theirs, a)?,
+        Err("witness_mismatch"),
+    );
+    case(
+        "a bad witness before a broken chain",
+        &[good[0].clone(), good[2].clone()],
+        "not.a.receipt",
+        Err("invalid_witness"),
+    );
+    let forked = sign_receipt(&receipt_claims(3, &receipt_link(&good[1]), "tx_3b"), a)?;
+    let mut fork = good[..2].to_vec();
+    fork.push(forked.clone());
+    fork.push(sign_receipt(
+        &receipt_claims(4, &receipt_link(&forked), "tx_4"),
+        a,
+    )?);
+    case(
+        "forked at the witness, same prefix",
+        &fork,
+        &good[2],
+        Err("witness_mismatch"),
+    );
+    Ok(out)
+}
+
+/// Cases of `advances_witness`: receipts of `good` (and others) given to a register
+/// whose witness is `current`.
+fn advance_witness_vectors(
+    a: &SigningKey,
+    good: &[String],
+    stranger: &SigningKey,
+) -> Result<Vec<Value>> {
+    let mut out = Vec::new();
+    let mut case =
+        |name: &str, current: Option<&str>, received: &str, outcome: Result<bool, &str>| {
+            let mut c = json!({"name": name, "current": current, "received": received});
+            match outcome {
+                Ok(b) => {
+                    c["valid"] = json!(true);
+                    c["advances"] = json!(b);
+                }
+                Err(code) => {
+                    c["valid"] = json!(false);
+                    c["error"] = json!(code);
+                }
+            }
+            out.push(c);
+        };
+    let forked3 = sign_receipt(&receipt_claims(3, &receipt_link(&good[0]), "tx_3"), a)?;
+    let mut other3 = receipt_claims(3, &receipt_link(&good[1]), "tx_3");
+    other3.total = 1;
+    let other3 = sign_receipt(&other3, a)?;
+    let mut theirs = receipt_claims(3, &receipt_link(&good[1]), "tx_3");
+    theirs.sub = "TG-OTHER-0001".into();
+    case("the first witness", None, &good[0], Ok(true));
+    case("the next receipt", Some(&good[1]), &good[2], Ok(true));
+    case("a later receipt", Some(&good[0]), &good[4], Ok(true));
+    case("the witness itself", Some(&good[2]), &good[2], Ok(false));
+    case("an earlier receipt", Some(&good[3]), &good[1], Ok(false));
+    case(
+        "another receipt at the witness's sequence",
+        Some(&good[2]),
+        &other3,
+        Err("witness_mismatch"),
+    );
+    case(
+        "the next receipt does not link to the witness",
+        Some(&good[1]),
+        &forked3,
+        Err("witness_mismatch"),
+    );
+    case(
+        "signed by an untrusted key",
+        Some(&good[0]),
+        &chain(stranger, 2)?[1],
+        Err("invalid_receipt"),
+    );
+    case(
+        "another register's receipt",
+        Some(&good[1]),
+        &sign_receipt(&theirs, a)?,
+        Err("receipt_chain_broken"),
+    );
+    case(
+        "the kept witness is not a receipt",
+        Some("not.a.receipt"),
+        &good[0],
         Err("invalid_witness"),
     );
     Ok(out)

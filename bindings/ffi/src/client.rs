@@ -502,6 +502,9 @@ pub enum Submitted {
 pub struct SyncReport {
     /// Idempotency keys of the transactions the server stored in this run, in order.
     pub sent: Vec<String>,
+    /// Those transactions as the server stored them, with their receipts (to print, and
+    /// to keep the newest as the register's witness), in the order of `sent`.
+    pub stored: Vec<StoredTransaction>,
     /// Idempotency keys of the transactions refused for good in this run.
     pub failed: Vec<String>,
     /// The code of the error that stopped the run (network down, key expired...).
@@ -516,6 +519,7 @@ impl From<client::SyncReport> for SyncReport {
     fn from(r: client::SyncReport) -> Self {
         SyncReport {
             sent: r.sent.iter().map(|(k, _)| k.as_str().to_owned()).collect(),
+            stored: r.sent.into_iter().map(|(_, s)| s.into()).collect(),
             failed: r
                 .failed
                 .iter()

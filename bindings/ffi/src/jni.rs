@@ -108,6 +108,7 @@ macro_rules! reply_by_lower {
 }
 
 reply_by_lower!(
+    bool,
     String,
     VerifiedDescriptor,
     UrlToken,
@@ -369,6 +370,18 @@ entry!(
         let witness = a.next("witness")?;
         a.end()?;
         Ok(crate::verify_receipt_chain_witnessed(receipts, keys, witness)?)
+    }
+);
+
+entry!(
+    /// `advancesWitness(current, received, trustedKeys)`: [`crate::advances_witness`].
+    Java_dev_tillgate_TillgateJni_advancesWitness,
+    |a, keys| {
+        let current = a.next("current")?;
+        let received = a.next("received")?;
+        let keys = trusted_keys(keys)?;
+        a.end()?;
+        Ok(crate::advances_witness(current, received, keys)?)
     }
 );
 

@@ -480,6 +480,27 @@ pub fn verify_receipt_chain_witnessed(
     Ok(claims.into_iter().map(ReceiptClaims::from).collect())
 }
 
+/// Whether to keep `received`, a receipt the server has just given the register, as its
+/// witness instead of `current`: `true` if it verifies and comes later (or there is no
+/// witness yet), `false` if it is `current` or earlier. `witness_mismatch` if it has
+/// `current`'s sequence but other bytes, or directly follows it without linking to it
+/// (the server forked the chain); `invalid_receipt` if it does not verify,
+/// `receipt_chain_broken` if it is another register's, `invalid_witness` if `current`
+/// does not verify.
+#[uniffi::export]
+pub fn advances_witness(
+    current: Option<String>,
+    received: String,
+    trusted_keys: Arc<TrustedKeys>,
+) -> Result<bool> {
+    let keys = trusted_keys.snapshot()?;
+    Ok(core::advances_witness(
+        current.as_deref(),
+        &received,
+        &keys,
+    )?)
+}
+
 /// The `prev` value that links to a receipt: base64url SHA-256 of the compact JWS.
 #[uniffi::export]
 pub fn receipt_link(receipt: String) -> String {

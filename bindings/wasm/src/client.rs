@@ -45,7 +45,8 @@ export interface Product {
 }
 export interface ProductDelta { products: Product[]; rve: string | null; }
 export interface SyncReport {
-  sent: string[]; failed: string[]; stoppedBy?: string | null; remaining: number; alreadyRunning: boolean;
+  sent: string[]; stored: StoredTransaction[]; failed: string[]; stoppedBy?: string | null;
+  remaining: number; alreadyRunning: boolean;
 }
 "#;
 
@@ -211,6 +212,7 @@ impl<'a> From<&'a client::QueuedTransaction> for JsQueuedTransaction<'a> {
 #[serde(rename_all = "camelCase")]
 struct JsSyncReport {
     sent: Vec<String>,
+    stored: Vec<client::StoredTransaction>,
     failed: Vec<String>,
     stopped_by: Option<String>,
     remaining: usize,
@@ -563,6 +565,7 @@ impl Outbox {
 fn sync_report(r: client::SyncReport) -> JsResult<JsValue> {
     to_js(&JsSyncReport {
         sent: r.sent.iter().map(|(k, _)| k.as_str().to_owned()).collect(),
+        stored: r.sent.into_iter().map(|(_, s)| s).collect(),
         failed: r
             .failed
             .iter()

@@ -848,6 +848,22 @@ pub fn verify_receipt_chain_witnessed(
     claims_js(&claims)
 }
 
+/// Whether to keep `received`, a receipt the server has just given the register, as its
+/// witness instead of `current`: `true` if it verifies and comes later (or there is no
+/// witness yet), `false` if it is `current` or earlier. `witness_mismatch` if it has
+/// `current`'s sequence but other bytes, or directly follows it without linking to it
+/// (the server forked the chain); `invalid_receipt` if it does not verify,
+/// `receipt_chain_broken` if it is another register's, `invalid_witness` if `current`
+/// does not verify.
+#[wasm_bindgen(js_name = advancesWitness)]
+pub fn advances_witness(
+    current: Option<String>,
+    received: &str,
+    trusted_keys: &TrustedKeys,
+) -> JsResult<bool> {
+    core::advances_witness(current.as_deref(), received, &trusted_keys.0).or_throw()
+}
+
 /// Receipt claims as a JS array, written member by member (see `Json`).
 fn claims_js(claims: &[core::ReceiptClaims]) -> JsResult<JsValue> {
     claims

@@ -146,6 +146,11 @@ object Both {
             dev.tillgate.verifyReceiptChainWitnessed(receipts, keys, witness)
         }, { verifyReceiptChainWitnessedJna(receipts, keys, witness) })
 
+    fun advancesWitness(current: String?, received: String, keys: TrustedKeys) =
+        agree("advancesWitness", encoder(FfiConverterBoolean), {
+            dev.tillgate.advancesWitness(current, received, keys)
+        }, { advancesWitnessJna(current, received, keys) })
+
     fun receiptLink(receipt: String) =
         agree("receiptLink", encoder(FfiConverterString), { dev.tillgate.receiptLink(receipt) }, { receiptLinkJna(receipt) })
 
@@ -382,6 +387,16 @@ fun receiptCases(): List<Case> {
                 assertEquals(c.long("count"), Both.verifyReceiptChainWitnessed(receipts, keys, witness).size.toLong())
             } else {
                 expectErr(c.str("name"), c.str("error")) { Both.verifyReceiptChainWitnessed(receipts, keys, witness) }
+            }
+        }
+    } + v.cases("advance").map { c ->
+        Case("receipt advance: ${c.str("name")}") {
+            val current = c.strOrNull("current")
+            val received = c.str("received")
+            if (c.bool("valid")) {
+                assertEquals(c.bool("advances"), Both.advancesWitness(current, received, keys))
+            } else {
+                expectErr(c.str("name"), c.str("error")) { Both.advancesWitness(current, received, keys) }
             }
         }
     } + v.cases("links").mapIndexed { i, l ->

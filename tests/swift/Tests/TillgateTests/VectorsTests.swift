@@ -284,10 +284,20 @@ final class VectorsTests: XCTestCase {
                 _ = expectErr(name, c.str("error"), { _ = try call() })
             }
         }
+        let advance = v.list("advance")
+        for c in advance {
+            let name = c.str("name"), current = c.strOrNil("current"), received = c.str("received")
+            let call = { try advancesWitness(current: current, received: received, trustedKeys: keys) }
+            if c.bool("valid") {
+                check(name) { XCTAssertEqual(try call(), c.bool("advances"), name) }
+            } else {
+                _ = expectErr(name, c.str("error"), { _ = try call() })
+            }
+        }
         for l in links {
             XCTAssertEqual(receiptLink(receipt: l.str("receipt")), l.str("link"))
         }
-        print("receipt: \(cases.count + witnessed.count + links.count) vectors checked")
+        print("receipt: \(cases.count + witnessed.count + advance.count + links.count) vectors checked")
     }
 
     func params(_ p: JSON) -> DynamicKeyParams {

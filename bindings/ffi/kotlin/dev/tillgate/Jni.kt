@@ -56,6 +56,7 @@ internal object TillgateJni {
     @JvmStatic external fun transactionFromJson(args: ByteArray, len: Int): ByteArray
     @JvmStatic external fun verifyReceiptChain(args: ByteArray, len: Int, keys: TrustedKeys, handle: Long): ByteArray
     @JvmStatic external fun verifyReceiptChainWitnessed(args: ByteArray, len: Int, keys: TrustedKeys, handle: Long): ByteArray
+    @JvmStatic external fun advancesWitness(args: ByteArray, len: Int, keys: TrustedKeys, handle: Long): ByteArray
     @JvmStatic external fun receiptLink(args: ByteArray, len: Int): ByteArray
     @JvmStatic external fun verifyServerTime(args: ByteArray, len: Int, keys: TrustedKeys, handle: Long): ByteArray
     @JvmStatic external fun unixTimeMs(): Long
@@ -351,6 +352,27 @@ fun verifyReceiptChainWitnessed(receipts: List<String>, trustedKeys: TrustedKeys
     a.string(witnessUtf8)
     return TillgateJni.answer(TillgateJni.verifyReceiptChainWitnessed(a.bytes, a.len, trustedKeys, handle)) {
         FfiConverterSequenceTypeReceiptClaims.read(it)
+    }
+}
+
+/**
+ * Whether to keep `received`, a receipt the server has just given the register, as its
+ * witness instead of `current`: `true` if it verifies and comes later (or there is no
+ * witness yet), `false` if it is `current` or earlier. `witness_mismatch` if it has
+ * `current`'s sequence but other bytes, or directly follows it without linking to it
+ * (the server forked the chain); `invalid_receipt` if it does not verify,
+ * `receipt_chain_broken` if it is another register's, `invalid_witness` if `current`
+ * does not verify.
+ */
+@Throws(TillgateException::class)
+fun advancesWitness(current: String?, received: String, trustedKeys: TrustedKeys): Boolean {
+    val handle = TillgateJni.handle(trustedKeys)
+    val receivedUtf8 = TillgateJni.utf8(received)
+    val a = TillgateJni.Args(FfiConverterOptionalString.allocationSize(current) + TillgateJni.size(receivedUtf8))
+    FfiConverterOptionalString.write(current, a.buf)
+    a.string(receivedUtf8)
+    return TillgateJni.answer(TillgateJni.advancesWitness(a.bytes, a.len, trustedKeys, handle)) {
+        FfiConverterBoolean.read(it)
     }
 }
 

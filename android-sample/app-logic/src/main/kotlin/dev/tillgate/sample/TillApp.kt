@@ -155,8 +155,7 @@ class TillApp private constructor(
         val tx = Transaction(kind = TransactionType.SALE, currency = "SEK", total = items.sumOf { it.amount }, items = items, vat = vat)
         validateTransaction(tx)
         val submitted = queue.submit(client, tx, null, unixTimeMs())
-        // A receipt straight from the server is the register's newest witness.
-        if (submitted is Submitted.Sent) store.put(Keys.WITNESS, submitted.stored.receipt)
+        if (submitted is Submitted.Sent) keepWitness(submitted.stored.receipt)
         return submitted
     }
 
@@ -164,8 +163,21 @@ class TillApp private constructor(
      * Sends the queue: at once ([force], the sync button or "back online"), or when the
      * oldest sale is due after a failure (a timer).
      */
-    suspend fun sync(force: Boolean = true): SyncReport =
-        if (force) queue.syncNow(client, unixTimeMs()) else queue.sync(client, unixTimeMs())
+    suspend fun sync(force: Boolean = true): SyncReport {
+        val report = if (force) queue.syncNow(client, unixTimeMs()) else queue.sync(client, unixTimeMs())
+        report.stored.forEach { keepWitness(it.receipt) }
+        return report
+    }
+
+    /**
+     * Keeps [receipt], just given by the server, as the register's witness if it comes
+     * after the one kept (core decides: [advancesWitness]). Throws `witness_mismatch` if
+     * it forks the chain from the kept one.
+     */
+    @Synchronized
+    private fun keepWitness(receipt: String) {
+        if (advancesWitness(store.get(Keys.WITNESS), receipt, trustedKeys)) store.put(Keys.WITNESS, receipt)
+    }
 
     /**
      * Fetches every stored transaction of this register and verifies it against its
@@ -176,7 +188,8 @@ class TillApp private constructor(
     suspend fun verifyReceipts(): List<ReceiptClaims> {
         if (!isRegistered) return emptyList()
         val history = client.verifyHistory(store.get(Keys.WITNESS))
-        history.transactions.lastOrNull()?.let { store.put(Keys.WITNESS, it.receipt) }
+        // A witness only moves forward, even if a sale was answered meanwhile.
+        history.transactions.lastOrNull()?.let { keepWitness(it.receipt) }
         return history.receipts
     }
 }
