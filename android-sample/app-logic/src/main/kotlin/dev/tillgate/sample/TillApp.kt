@@ -13,9 +13,9 @@ import dev.tillgate.Transaction
 import dev.tillgate.TransactionType
 import dev.tillgate.TrustedKeys
 import dev.tillgate.VatLine
+import dev.tillgate.advancesWitness
 import dev.tillgate.unixTimeMs
 import dev.tillgate.validateTransaction
-import dev.tillgate.verifyReceiptChain
 import java.io.File
 
 /** The handshake light on the main screen. */
@@ -170,13 +170,25 @@ class TillApp private constructor(
     }
 
     /**
+     * What was wrong with a receipt the server gave (`witness_mismatch`: it forks the
+     * chain from the register's witness; `invalid_receipt`...), or null. The sale itself
+     * stays stored: this is evidence to show, not a reason to ring it up again.
+     */
+    var witnessProblem: String? = null
+        private set
+
+    /**
      * Keeps [receipt], just given by the server, as the register's witness if it comes
-     * after the one kept (core decides: [advancesWitness]). Throws `witness_mismatch` if
-     * it forks the chain from the kept one.
+     * after the one kept (core decides: [advancesWitness]); a receipt that does not fit
+     * is kept out and reported as [witnessProblem].
      */
     @Synchronized
     private fun keepWitness(receipt: String) {
-        if (advancesWitness(store.get(Keys.WITNESS), receipt, trustedKeys)) store.put(Keys.WITNESS, receipt)
+        try {
+            if (advancesWitness(store.get(Keys.WITNESS), receipt, trustedKeys)) store.put(Keys.WITNESS, receipt)
+        } catch (e: TillgateException.Failed) {
+            witnessProblem = "${e.code}: ${e.reason}"
+        }
     }
 
     /**

@@ -80,6 +80,9 @@ class TillAppTest {
         assertEquals(keys, server.stored.keys.toList())
         assertEquals(listOf(1, 2), server.stored.values.map { it.get("sequence").asInt })
         assertNull(restarted.queue.lastError())
+        // This fake server's receipts are not signed: the sales stay sent, the receipts
+        // are kept out of the witness and reported.
+        assertEquals("invalid_receipt", restarted.witnessProblem?.substringBefore(':'))
     }
 
     @Test fun aLostAnswerIsRetriedWithTheSameKeyAndStoredOnce() = runBlocking {

@@ -74,7 +74,7 @@ class MainActivity : Activity() {
         v<Button>(R.id.receiptsButton).setOnClickListener {
             scope.launch {
                 v<TextView>(R.id.receiptsStatus).text = runCatching { app.verifyReceipts() }.fold(
-                    { "Receipt chain verified: ${it.size} receipts" },
+                    { "Receipt chain verified: ${it.size} receipts" + (app.witnessProblem?.let { p -> "; a receipt was refused: $p" } ?: "") },
                     { "Receipt chain NOT verified: ${it.message}" })
             }
         }
