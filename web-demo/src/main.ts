@@ -64,6 +64,8 @@ const K = {
   /** The newest receipt this register has seen and verified: its witness of the
    * server's history (`Client.verifyHistory`). */
   witness: "tillgate-demo:witness",
+  /** A receipt the server gave that did not fit the witness: evidence, kept until "forget". */
+  witnessProblem: "tillgate-demo:witness-problem",
 };
 /** Where the Offline switch points the client: port 9 (discard), where nothing answers
  * (browsers refuse it at once), so every call fails as a lost network would. */
@@ -230,6 +232,7 @@ function forget(): void {
   localStorage.removeItem(K.timeFloor);
   localStorage.removeItem(K.jwks);
   localStorage.removeItem(K.witness);
+  localStorage.removeItem(K.witnessProblem);
   // Starting over drops the register's queued sales too (the page reloads right after).
   for (const k of Object.keys(localStorage)) if (k.startsWith(K.queue)) localStorage.removeItem(k);
   window.clearInterval(pollTimer);
@@ -562,7 +565,9 @@ function keepWitness(receipt: string): void {
       localStorage.setItem(K.witness, receipt);
     }
   } catch (e) {
-    const what = asTg(e).code === "witness_mismatch" ? "History FORKED" : "Receipt INVALID";
+    const code = asTg(e).code;
+    const what = code === "witness_mismatch" ? "History FORKED" : code ? "Receipt REFUSED" : "Witness not kept";
+    localStorage.setItem(K.witnessProblem, `${what}: ${errText(e)}`);
     setState($("chain-badge"), "invalid", `✗ ${what}: ${errText(e)}`);
   }
 }
@@ -579,10 +584,15 @@ async function verifyReceipts(): Promise<void> {
     const { transactions: stored, receipts: claims } = await client.verifyHistory(witness);
     if (stored.length === 0) { setState(badge, "none", "No receipts yet"); return; }
     const held = witness === undefined ? "" : ` · holds receipt ${claims[stored.findIndex((t) => t.receipt === witness)].seq} as this register saw it`;
-    // What was verified now is the witness for the next check (unless a newer receipt
-    // arrived meanwhile: a witness only moves forward).
-    keepWitness(stored[stored.length - 1].receipt);
-    setState(badge, "valid", `✓ Chain verified: ${claims.length} receipt${claims.length === 1 ? "" : "s"}, seq 1–${claims[claims.length - 1].seq}${held}`);
+    // The check bridged any gap: the chain's last receipt becomes the witness if the
+    // witness kept now (a sale may have moved it during the check) is one of the chain's.
+    const kept = localStorage.getItem(K.witness);
+    if (kept === null || stored.some((t) => t.receipt === kept)) {
+      localStorage.setItem(K.witness, stored[stored.length - 1].receipt);
+    }
+    const problem = localStorage.getItem(K.witnessProblem);
+    if (problem) setState(badge, "invalid", `✗ ${problem} (the chain itself verifies)`);
+    else setState(badge, "valid", `✓ Chain verified: ${claims.length} receipt${claims.length === 1 ? "" : "s"}, seq 1–${claims[claims.length - 1].seq}${held}`);
     const table = $<HTMLTableElement>("receipt-table");
     table.tBodies[0].replaceChildren(...claims.map((c) => el("tr", {},
       el("td", { className: "num", textContent: String(c.seq) }),

@@ -815,7 +815,12 @@ fn advance_witness_vectors(
     theirs.sub = "TG-OTHER-0001".into();
     case("the first witness", None, &good[0], Ok(true));
     case("the next receipt", Some(&good[1]), &good[2], Ok(true));
-    case("a later receipt", Some(&good[0]), &good[4], Ok(true));
+    case(
+        "a later receipt past a gap",
+        Some(&good[0]),
+        &good[4],
+        Ok(false),
+    );
     case("the witness itself", Some(&good[2]), &good[2], Ok(false));
     case("an earlier receipt", Some(&good[3]), &good[1], Ok(false));
     case(

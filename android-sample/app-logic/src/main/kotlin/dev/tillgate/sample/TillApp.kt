@@ -184,11 +184,25 @@ class TillApp private constructor(
      */
     @Synchronized
     private fun keepWitness(receipt: String) {
+        // Nothing here may fail a sale the server has stored.
         try {
             if (advancesWitness(store.get(Keys.WITNESS), receipt, trustedKeys)) store.put(Keys.WITNESS, receipt)
         } catch (e: TillgateException.Failed) {
             witnessProblem = "${e.code}: ${e.reason}"
+        } catch (e: Exception) {
+            witnessProblem = "the witness could not be kept: $e"
         }
+    }
+
+    /**
+     * After a successful check: the chain's last receipt becomes the witness if the
+     * witness kept now (a sale may have moved it during the check) is one of the chain's.
+     * The check bridged any gap since it.
+     */
+    @Synchronized
+    private fun keepCheckedWitness(chain: List<String>) {
+        val kept = store.get(Keys.WITNESS)
+        if (chain.isNotEmpty() && (kept == null || kept in chain)) store.put(Keys.WITNESS, chain.last())
     }
 
     /**
@@ -200,8 +214,7 @@ class TillApp private constructor(
     suspend fun verifyReceipts(): List<ReceiptClaims> {
         if (!isRegistered) return emptyList()
         val history = client.verifyHistory(store.get(Keys.WITNESS))
-        // A witness only moves forward, even if a sale was answered meanwhile.
-        history.transactions.lastOrNull()?.let { keepWitness(it.receipt) }
+        keepCheckedWitness(history.transactions.map { it.receipt })
         return history.receipts
     }
 }

@@ -116,7 +116,7 @@ class MainActivity : Activity() {
     private fun sell(p: Product) = scope.launch {
         val r = runCatching { app.sell(listOf(p to 1L)) }
         showQueue()
-        r.onSuccess { if (it is Submitted.Sent) v<TextView>(R.id.receiptsStatus).text = "Sale stored by the server (seq ${it.stored.sequence})" }
+        r.onSuccess { if (it is Submitted.Sent) v<TextView>(R.id.receiptsStatus).text = "Sale stored by the server (seq ${it.stored.sequence})" + (app.witnessProblem?.let { p -> "; its receipt was refused: $p" } ?: "") }
         r.onFailure { e -> v<TextView>(R.id.queueStatus).text = "Sale refused: ${e.message}" }
     }
 
