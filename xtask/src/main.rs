@@ -685,6 +685,22 @@ fn receipt_vectors() -> Result<Value> {
     }))
 }
 
+/// A vector case with its expected outcome: `valid` and the value under `key`, or `valid`
+/// false and the `error` code.
+fn with_outcome(mut c: Value, key: &str, outcome: std::result::Result<Value, &str>) -> Value {
+    match outcome {
+        Ok(v) => {
+            c["valid"] = json!(true);
+            c[key] = v;
+        }
+        Err(code) => {
+            c["valid"] = json!(false);
+            c["error"] = json!(code);
+        }
+    }
+    c
+}
+
 /// Cases of `verify_receipt_chain_witnessed`: the chain `good` (signed by `a`) against
 /// receipts a register may hold.
 fn witnessed_receipt_vectors(
@@ -695,18 +711,8 @@ fn witnessed_receipt_vectors(
     let mut out = Vec::new();
     let mut case =
         |name: &str, receipts: &[String], witness: &str, outcome: Result<usize, &str>| {
-            let mut c = json!({"name": name, "receipts": receipts, "witness": witness});
-            match outcome {
-                Ok(n) => {
-                    c["valid"] = json!(true);
-                    c["count"] = json!(n);
-                }
-                Err(code) => {
-                    c["valid"] = json!(false);
-                    c["error"] = json!(code);
-                }
-            }
-            out.push(c);
+            let c = json!({"name": name, "receipts": receipts, "witness": witness});
+            out.push(with_outcome(c, "count", outcome.map(|n| json!(n))));
         };
     case("holds the first receipt", good, &good[0], Ok(5));
     case("holds a middle receipt", good, &good[2], Ok(5));
@@ -794,18 +800,8 @@ fn advance_witness_vectors(
     let mut out = Vec::new();
     let mut case =
         |name: &str, current: Option<&str>, received: &str, outcome: Result<bool, &str>| {
-            let mut c = json!({"name": name, "current": current, "received": received});
-            match outcome {
-                Ok(b) => {
-                    c["valid"] = json!(true);
-                    c["advances"] = json!(b);
-                }
-                Err(code) => {
-                    c["valid"] = json!(false);
-                    c["error"] = json!(code);
-                }
-            }
-            out.push(c);
+            let c = json!({"name": name, "current": current, "received": received});
+            out.push(with_outcome(c, "advances", outcome.map(|b| json!(b))));
         };
     let forked3 = sign_receipt(&receipt_claims(3, &receipt_link(&good[0]), "tx_3"), a)?;
     let mut other3 = receipt_claims(3, &receipt_link(&good[1]), "tx_3");
