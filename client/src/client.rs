@@ -8,7 +8,7 @@ use tillgate_core::wire::{ActivationCreated, ProductOut, Renewed};
 use tillgate_core::{
     ActivationRequest, ApiKey, ReceiptClaims, TrustedKeys, VerifiedDescriptor, VerifyOptions,
     transaction_hash, validate_activation_request, validate_transaction, verify_descriptor,
-    verify_receipt_chain_from, verify_receipt_chain_witnessed, verify_server_time,
+    verify_receipt, verify_receipt_chain_from, verify_receipt_chain_witnessed, verify_server_time,
 };
 
 use crate::api::{
@@ -343,8 +343,14 @@ impl Client {
     /// `GET /transactions`: all of the register's transactions, in sequence order
     /// (following the server's pages).
     pub async fn list_transactions(&self) -> Result<Vec<StoredTransaction>> {
+        self.list_transactions_after(None).await
+    }
+
+    /// The register's transactions after sequence number `after` (all with `None`), in
+    /// sequence order, following the server's pages.
+    async fn list_transactions_after(&self, after: Option<u64>) -> Result<Vec<StoredTransaction>> {
         let mut all: Vec<StoredTransaction> = Vec::new();
-        let mut after: Option<u64> = None;
+        let mut after = after;
         loop {
             let mut req = self.authed(Method::Get, "/transactions")?;
             if let Some(a) = after {
@@ -407,6 +413,65 @@ impl Client {
             Some(w) => verify_receipt_chain_witnessed(&receipts, keys, w)?,
             None => verify_receipt_chain_from(None, &receipts, keys)?,
         };
+        receipts_name_their_rows(&claims, &transactions)?;
+        Ok(VerifiedHistory {
+            transactions,
+            receipts: claims,
+        })
+    }
+
+    /// The quick form of [`verify_history`](Self::verify_history) for a register with a
+    /// long history: fetches only the transactions from the witness's sequence number on.
+    /// The first must carry the witness, byte for byte (else `witness_mismatch`: the
+    /// history was cut back or changed there), and the rest must continue it as a chain,
+    /// each receipt naming its transaction. What lies before the witness is not fetched,
+    /// so a change there is seen only by the full check: run that now and then.
+    pub async fn verify_history_since(&self, witness: &str) -> Result<VerifiedHistory> {
+        use tillgate_core::Error;
+        let keys = &self.inner.config.trusted_keys;
+        // The witness itself must verify, as in the full check.
+        let held_claims = verify_receipt(witness, keys).map_err(|e| Error::InvalidWitness {
+            source: Box::new(e),
+        })?;
+        let sequence = held_claims.seq;
+        let transactions = self
+            .list_transactions_after(Some(sequence.saturating_sub(1)))
+            .await?;
+        let held = transactions
+            .first()
+            .is_some_and(|t| t.sequence == sequence && t.receipt == witness);
+        if !held {
+            return Err(Error::WitnessMismatch {
+                sequence,
+                reason: match transactions.first() {
+                    Some(t) if t.sequence == sequence => {
+                        "the chain holds another receipt at this sequence".into()
+                    }
+                    _ => "the chain does not reach this sequence".into(),
+                },
+            }
+            .into());
+        }
+        let receipts: Vec<&str> = transactions[1..]
+            .iter()
+            .map(|t| t.receipt.as_str())
+            .collect();
+        // Indexes count from the witness's row, as in `transactions`.
+        let after_witness = |e: Error| match e {
+            Error::InvalidReceipt { index, source } => Error::InvalidReceipt {
+                index: index + 1,
+                source,
+            },
+            Error::ReceiptChainBroken { index, reason } => Error::ReceiptChainBroken {
+                index: index + 1,
+                reason,
+            },
+            e => e,
+        };
+        let mut claims = vec![held_claims];
+        claims.extend(
+            verify_receipt_chain_from(Some(witness), &receipts, keys).map_err(after_witness)?,
+        );
         receipts_name_their_rows(&claims, &transactions)?;
         Ok(VerifiedHistory {
             transactions,

@@ -213,11 +213,10 @@ pub fn verify_receipt_chain_witnessed<S: AsRef<str>>(
     let invalid = |e: Error| Error::InvalidWitness {
         source: Box::new(e),
     };
-    let w = jws::parse::<ReceiptClaims>(witness, RECEIPT_TYP).map_err(invalid)?;
-    w.verify(trusted_keys).map_err(invalid)?;
-    let sequence = w.claims.seq;
+    let w = verify_receipt(witness, trusted_keys).map_err(invalid)?;
+    let sequence = w.seq;
     let claims = verify_receipt_chain(receipts, trusted_keys)?;
-    if claims.first().is_some_and(|c| c.sub != w.claims.sub) {
+    if claims.first().is_some_and(|c| c.sub != w.sub) {
         return Err(Error::WitnessMismatch {
             sequence,
             reason: "the chain is another register's".into(),
@@ -291,9 +290,7 @@ pub fn advances_witness(
             let invalid = |e: Error| Error::InvalidWitness {
                 source: Box::new(e),
             };
-            let p = jws::parse::<ReceiptClaims>(c, RECEIPT_TYP).map_err(invalid)?;
-            p.verify(trusted_keys).map_err(invalid)?;
-            Some((c, p.claims))
+            Some((c, verify_receipt(c, trusted_keys).map_err(invalid)?))
         }
         None => None,
     };
@@ -301,12 +298,10 @@ pub fn advances_witness(
         index: 0,
         source: Box::new(e),
     };
-    let r = jws::parse::<ReceiptClaims>(received, RECEIPT_TYP).map_err(wrap)?;
-    r.verify(trusted_keys).map_err(wrap)?;
+    let r = verify_receipt(received, trusted_keys).map_err(wrap)?;
     let Some((current, w)) = current else {
         return Ok(true);
     };
-    let r = r.claims;
     if r.sub != w.sub {
         return Err(Error::ReceiptChainBroken {
             index: 0,
@@ -338,6 +333,14 @@ pub fn advances_witness(
 fn check_strict_parts(sig: &Signature) -> Result<()> {
     crate::ed25519::check_r(sig)?;
     crate::ed25519::canonical_s(sig).map(|_| ())
+}
+
+/// Verifies one receipt on its own (JWS, key, strict signature) and returns its claims;
+/// where it sits in a chain is not checked.
+pub fn verify_receipt(receipt_jws: &str, trusted_keys: &TrustedKeys) -> Result<ReceiptClaims> {
+    let p = jws::parse::<ReceiptClaims>(receipt_jws, RECEIPT_TYP)?;
+    p.verify(trusted_keys)?;
+    Ok(p.claims)
 }
 
 /// Reads a receipt's claims WITHOUT verifying it.

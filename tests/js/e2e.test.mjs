@@ -57,6 +57,7 @@ test("activation, handshake, activation code and a sale against the server", { s
   assert.deepEqual(history.receipts.map((c) => c.seq), [1]);
   assert.equal(history.transactions[0].receipt, sent.stored.receipt);
   assert.equal((await client.verifyHistory()).transactions.length, 1);
+  assert.deepEqual((await client.verifyHistorySince(sent.stored.receipt)).receipts.map((c) => c.seq), [1]);
   await assert.rejects(client.verifyHistory("not.a.receipt"),
     (e) => e instanceof Error && e.code === "invalid_witness");
 });

@@ -73,6 +73,7 @@ def test_activation_handshake_code_and_transaction():
             assert [c.seq for c in history.receipts] == [1]
             assert history.transactions[0].receipt == sent.stored.receipt
             assert len((await client.verify_history()).transactions) == 1
+            assert [c.seq for c in (await client.verify_history_since(sent.stored.receipt)).receipts] == [1]
             assert (await refusal(client.verify_history("not.a.receipt"))).code == "invalid_witness"
 
     asyncio.run(run())

@@ -420,6 +420,14 @@ impl Client {
     pub async fn verify_history(&self, witness: Option<String>) -> Result<VerifiedHistory> {
         Ok(self.0.verify_history(witness.as_deref()).await?.into())
     }
+
+    /// The quick form of `verify_history` for a long history: only the transactions
+    /// from the witness's sequence number on are fetched; the first must carry the
+    /// witness byte for byte and the rest continue it. What lies before the witness is
+    /// seen only by the full check.
+    pub async fn verify_history_since(&self, witness: String) -> Result<VerifiedHistory> {
+        Ok(self.0.verify_history_since(&witness).await?.into())
+    }
 }
 
 /// An error as remembered by the queue.

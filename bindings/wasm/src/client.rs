@@ -451,6 +451,19 @@ impl Client {
             async move { to_js(&c.verify_history(witness.as_deref()).await.or_throw()?) },
         )
     }
+
+    /// The quick form of `verifyHistory` for a long history: only the transactions from
+    /// the witness's sequence number on are fetched; the first must carry the witness
+    /// byte for byte and the rest continue it. What lies before the witness is seen only
+    /// by the full check.
+    #[wasm_bindgen(
+        js_name = verifyHistorySince,
+        unchecked_return_type = "Promise<VerifiedHistory>"
+    )]
+    pub fn verify_history_since(&self, witness: String) -> Promise {
+        let c = self.0.clone();
+        future_to_promise(async move { to_js(&c.verify_history_since(&witness).await.or_throw()?) })
+    }
 }
 
 /// The offline queue: every transaction is persisted before it is sent, sent in order

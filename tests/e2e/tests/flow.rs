@@ -246,6 +246,13 @@ async fn the_register_witnesses_the_servers_history() {
     assert_eq!(history.transactions.len(), 5);
     assert_eq!(history.receipts[4].seq, 5);
     assert_eq!(history.transactions[4].receipt, witness);
+    // The quick form fetches from the witness on.
+    let since = client.verify_history_since(&witness).await.unwrap();
+    assert_eq!(since.transactions, history.transactions[4..]);
+    let since = client.verify_history_since(&receipts[2]).await.unwrap();
+    assert_eq!(since.receipts, history.receipts[2..]);
+    let e = client.verify_history_since("x.y.z").await.unwrap_err();
+    assert_eq!(e.code(), "invalid_witness", "{e}");
 
     // The operator restores the backup taken before sales 4 and 5.
     server.stop().await;
@@ -264,6 +271,9 @@ async fn the_register_witnesses_the_servers_history() {
     let e = client.verify_history(Some(&witness)).await.unwrap_err();
     assert_eq!(e.code(), "witness_mismatch", "{e}");
     assert!(e.to_string().contains("ends at sequence 3"), "{e}");
+    let e = client.verify_history_since(&witness).await.unwrap_err();
+    assert_eq!(e.code(), "witness_mismatch", "{e}");
+    assert!(e.to_string().contains("does not reach"), "{e}");
     // New sales take sequence numbers 4 and 5 with other receipts: still found.
     let mut again = Vec::new();
     for total in [4000, 5000] {
@@ -274,6 +284,8 @@ async fn the_register_witnesses_the_servers_history() {
     let e = client.verify_history(Some(&witness)).await.unwrap_err();
     assert_eq!(e.code(), "witness_mismatch", "{e}");
     assert!(e.to_string().contains("another receipt"), "{e}");
+    let e = client.verify_history_since(&witness).await.unwrap_err();
+    assert!(e.to_string().contains("another receipt"), "{e}");
     // What the register saw before the backup, and what it saw since, still holds.
     for w in [&receipts[2], &again[1]] {
         assert_eq!(
@@ -281,6 +293,9 @@ async fn the_register_witnesses_the_servers_history() {
             5
         );
     }
+    let since = client.verify_history_since(&receipts[2]).await.unwrap();
+    let seqs: Vec<u64> = since.receipts.iter().map(|c| c.seq).collect();
+    assert_eq!(seqs, [3, 4, 5]);
     server.stop().await;
 }
 

@@ -82,6 +82,7 @@ class E2eTest {
         assertEquals(listOf(1uL), history.receipts.map { it.seq })
         assertEquals(receipt, history.transactions[0].receipt)
         assertEquals(1, client.verifyHistory().transactions.size)
+        assertEquals(listOf(1uL), client.verifyHistorySince(receipt).receipts.map { it.seq })
         val bad = try { client.verifyHistory("not.a.receipt"); null } catch (e: TillgateException.Failed) { e }
         assertEquals("invalid_witness", bad?.code)
     }

@@ -78,6 +78,8 @@ final class E2eTests: XCTestCase {
         XCTAssertEqual(history.transactions[0].receipt, stored.receipt)
         let everything = try await client.verifyHistory()
         XCTAssertEqual(everything.transactions.count, 1)
+        let since = try await client.verifyHistorySince(witness: stored.receipt)
+        XCTAssertEqual(since.receipts.map { $0.seq }, [1])
         do {
             _ = try await client.verifyHistory(witness: "not.a.receipt")
             XCTFail("a witness that is not a receipt was accepted")
