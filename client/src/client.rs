@@ -447,7 +447,8 @@ impl Client {
                     Some(t) if t.sequence == sequence => {
                         "the chain holds another receipt at this sequence".into()
                     }
-                    _ => "the chain does not reach this sequence".into(),
+                    // No rows from here on (cut back), or none at this sequence.
+                    _ => "the chain holds no receipt at this sequence".into(),
                 },
             }
             .into());
