@@ -7,8 +7,9 @@ use std::time::Duration;
 use tillgate_core::wire::{ActivationCreated, ProductOut, Renewed};
 use tillgate_core::{
     ActivationRequest, ApiKey, ReceiptClaims, TrustedKeys, VerifiedDescriptor, VerifyOptions,
-    transaction_hash, validate_activation_request, validate_transaction, verify_descriptor,
-    verify_receipt, verify_receipt_chain_from, verify_receipt_chain_witnessed, verify_server_time,
+    decode_receipt_unverified, transaction_hash, validate_activation_request, validate_transaction,
+    verify_descriptor, verify_receipt_chain_from, verify_receipt_chain_from_witness,
+    verify_receipt_chain_witnessed, verify_server_time,
 };
 
 use crate::api::{
@@ -427,52 +428,18 @@ impl Client {
     /// each receipt naming its transaction. What lies before the witness is not fetched,
     /// so a change there is seen only by the full check: run that now and then.
     pub async fn verify_history_since(&self, witness: &str) -> Result<VerifiedHistory> {
-        use tillgate_core::Error;
-        let keys = &self.inner.config.trusted_keys;
-        // The witness itself must verify, as in the full check.
-        let held_claims = verify_receipt(witness, keys).map_err(|e| Error::InvalidWitness {
-            source: Box::new(e),
-        })?;
-        let sequence = held_claims.seq;
+        // Where to start fetching; core verifies the witness with the rest.
+        let sequence = decode_receipt_unverified(witness)
+            .map_err(|e| tillgate_core::Error::InvalidWitness {
+                source: Box::new(e),
+            })?
+            .seq;
         let transactions = self
             .list_transactions_after(Some(sequence.saturating_sub(1)))
             .await?;
-        let held = transactions
-            .first()
-            .is_some_and(|t| t.sequence == sequence && t.receipt == witness);
-        if !held {
-            return Err(Error::WitnessMismatch {
-                sequence,
-                reason: match transactions.first() {
-                    Some(t) if t.sequence == sequence => {
-                        "the chain holds another receipt at this sequence".into()
-                    }
-                    // No rows from here on (cut back), or none at this sequence.
-                    _ => "the chain holds no receipt at this sequence".into(),
-                },
-            }
-            .into());
-        }
-        let receipts: Vec<&str> = transactions[1..]
-            .iter()
-            .map(|t| t.receipt.as_str())
-            .collect();
-        // Indexes count from the witness's row, as in `transactions`.
-        let after_witness = |e: Error| match e {
-            Error::InvalidReceipt { index, source } => Error::InvalidReceipt {
-                index: index + 1,
-                source,
-            },
-            Error::ReceiptChainBroken { index, reason } => Error::ReceiptChainBroken {
-                index: index + 1,
-                reason,
-            },
-            e => e,
-        };
-        let mut claims = vec![held_claims];
-        claims.extend(
-            verify_receipt_chain_from(Some(witness), &receipts, keys).map_err(after_witness)?,
-        );
+        let receipts: Vec<&str> = transactions.iter().map(|t| t.receipt.as_str()).collect();
+        let claims =
+            verify_receipt_chain_from_witness(witness, &receipts, &self.inner.config.trusted_keys)?;
         receipts_name_their_rows(&claims, &transactions)?;
         Ok(VerifiedHistory {
             transactions,

@@ -210,10 +210,7 @@ pub fn verify_receipt_chain_witnessed<S: AsRef<str>>(
     trusted_keys: &TrustedKeys,
     witness: &str,
 ) -> Result<Vec<ReceiptClaims>> {
-    let invalid = |e: Error| Error::InvalidWitness {
-        source: Box::new(e),
-    };
-    let w = verify_receipt(witness, trusted_keys).map_err(invalid)?;
+    let w = verify_witness(witness, trusted_keys)?;
     let sequence = w.seq;
     let claims = verify_receipt_chain(receipts, trusted_keys)?;
     if claims.first().is_some_and(|c| c.sub != w.sub) {
@@ -286,12 +283,7 @@ pub fn advances_witness(
     trusted_keys: &TrustedKeys,
 ) -> Result<bool> {
     let current = match current {
-        Some(c) => {
-            let invalid = |e: Error| Error::InvalidWitness {
-                source: Box::new(e),
-            };
-            Some((c, verify_receipt(c, trusted_keys).map_err(invalid)?))
-        }
+        Some(c) => Some((c, verify_witness(c, trusted_keys)?)),
         None => None,
     };
     let wrap = |e: Error| Error::InvalidReceipt {
@@ -315,16 +307,72 @@ pub fn advances_witness(
     if r.seq == w.seq && received != current {
         return Err(forked("the server gave another receipt for this sequence"));
     }
-    if r.seq <= w.seq {
-        return Ok(false);
-    }
-    if r.seq != w.seq.saturating_add(1) {
+    // The witness itself, an earlier receipt, or one past a gap: keep the witness.
+    if Some(r.seq) != w.seq.checked_add(1) {
         return Ok(false);
     }
     if r.prev != receipt_link(current) {
         return Err(forked("the next receipt does not link to it"));
     }
     Ok(true)
+}
+
+/// The quick form of [`verify_receipt_chain_witnessed`] for a long history: `receipts`
+/// are the register's from the witness's sequence number on. The first must be the
+/// witness, byte for byte (`witness_mismatch` otherwise: the history was cut back or
+/// changed there), and the rest must continue it ([`verify_receipt_chain_from`]; error
+/// indexes count from the witness's receipt). What lies before the witness is not
+/// looked at: a change there is seen only by the whole-chain check.
+pub fn verify_receipt_chain_from_witness<S: AsRef<str>>(
+    witness: &str,
+    receipts: &[S],
+    trusted_keys: &TrustedKeys,
+) -> Result<Vec<ReceiptClaims>> {
+    let w = verify_witness(witness, trusted_keys)?;
+    let Some((first, rest)) = receipts
+        .split_first()
+        .filter(|(f, _)| f.as_ref() == witness)
+    else {
+        let another = receipts
+            .first()
+            .and_then(|f| decode_receipt_unverified(f.as_ref()).ok())
+            .is_some_and(|f| f.seq == w.seq);
+        return Err(Error::WitnessMismatch {
+            sequence: w.seq,
+            reason: if another {
+                "the chain holds another receipt at this sequence"
+            } else {
+                // No receipts from here on (cut back), or none at this sequence.
+                "the chain holds no receipt at this sequence"
+            }
+            .into(),
+        });
+    };
+    let after_witness = |e: Error| match e {
+        Error::InvalidReceipt { index, source } => Error::InvalidReceipt {
+            index: index + 1,
+            source,
+        },
+        Error::ReceiptChainBroken { index, reason } => Error::ReceiptChainBroken {
+            index: index + 1,
+            reason,
+        },
+        e => e,
+    };
+    let mut claims = Vec::with_capacity(receipts.len());
+    claims.push(w);
+    claims.extend(
+        verify_receipt_chain_from(Some(first.as_ref()), rest, trusted_keys)
+            .map_err(after_witness)?,
+    );
+    Ok(claims)
+}
+
+/// [`verify_receipt`] for a receipt the register kept: a failure is `invalid_witness`.
+fn verify_witness(witness: &str, trusted_keys: &TrustedKeys) -> Result<ReceiptClaims> {
+    verify_receipt(witness, trusted_keys).map_err(|e| Error::InvalidWitness {
+        source: Box::new(e),
+    })
 }
 
 /// The per-signature checks `verify_strict` makes and batch verification does not:
@@ -427,6 +475,40 @@ mod tests {
                 other => panic!("{cause}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn the_quick_form_starts_at_the_witness() {
+        let key = SigningKey::from_seed(&[5; 32]);
+        let mut trusted = TrustedKeys::new();
+        trusted.add_jwk(&key.public_jwk()).unwrap();
+        let good = chain(&key, 4, 100);
+        let other = chain(&key, 4, 1);
+        let quick = |w: &String, rs: &[String]| {
+            verify_receipt_chain_from_witness(w, rs, &trusted)
+                .map(|c| c.iter().map(|c| c.seq).collect::<Vec<_>>())
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(quick(&good[1], &good[1..]), Ok(vec![2, 3, 4]));
+        assert_eq!(quick(&good[3], &good[3..]), Ok(vec![4]));
+        let err = quick(&good[1], &other[1..]).unwrap_err();
+        assert!(err.contains("another receipt"), "{err}");
+        for rs in [&good[2..], &[]] {
+            let err = quick(&good[1], rs).unwrap_err();
+            assert!(err.contains("holds no receipt"), "{err}");
+        }
+        // A break after the witness is named at its index from the witness.
+        let gap = [good[1].clone(), good[3].clone()];
+        match verify_receipt_chain_from_witness(&good[1], &gap, &trusted) {
+            Err(Error::ReceiptChainBroken { index: 1, .. }) => {}
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            verify_receipt_chain_from_witness("x", &good, &trusted)
+                .unwrap_err()
+                .code(),
+            "invalid_witness"
+        );
     }
 
     #[test]
