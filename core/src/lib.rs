@@ -54,7 +54,7 @@ pub use receipt::sign_receipt;
 pub use receipt::{
     RECEIPT_TYP, ReceiptClaims, advances_witness, decode_receipt_unverified, receipt_link,
     verify_receipt, verify_receipt_chain, verify_receipt_chain_from,
-    verify_receipt_chain_from_witness, verify_receipt_chain_witnessed,
+    verify_receipt_chain_from_witness, verify_receipt_chain_witnessed, witness_after_check,
 };
 #[cfg(feature = "sign")]
 pub use server_time::sign_server_time;

@@ -317,6 +317,32 @@ pub fn advances_witness(
     Ok(true)
 }
 
+/// The receipt a register keeps as its witness once a check of `checked` has passed
+/// ([`verify_receipt_chain_witnessed`] or [`verify_receipt_chain_from_witness`]): the
+/// chain's last receipt, when the witness it keeps now, `kept`, is `None` or one of
+/// the chain's (the check bridged any gap from it to the end); `None` otherwise: the
+/// kept witness moved past the checked chain while it was fetched (a sale answered
+/// meanwhile), and stays. `kept` is read again after the check, not before it, so the
+/// witness never moves back.
+///
+/// ```
+/// use tillgate_core::witness_after_check;
+/// let checked = ["r1".to_string(), "r2".into(), "r3".into()];
+/// assert_eq!(witness_after_check(Some("r1"), &checked), Some("r3"));
+/// assert_eq!(witness_after_check(None, &checked), Some("r3"));
+/// assert_eq!(witness_after_check(Some("r4"), &checked), None);
+/// ```
+pub fn witness_after_check<'a, S: AsRef<str>>(
+    kept: Option<&str>,
+    checked: &'a [S],
+) -> Option<&'a str> {
+    let last = checked.last()?.as_ref();
+    match kept {
+        Some(k) if !checked.iter().any(|r| r.as_ref() == k) => None,
+        _ => Some(last),
+    }
+}
+
 /// The quick form of [`verify_receipt_chain_witnessed`] for a long history: `receipts`
 /// are the register's from the witness's sequence number on. The first must be the
 /// witness, byte for byte (`witness_mismatch` otherwise: the history was cut back or
@@ -539,6 +565,27 @@ mod tests {
             code(advances_witness(Some("x"), &good[0], &trusted)),
             Err("invalid_witness")
         );
+    }
+
+    #[test]
+    fn a_check_that_passed_moves_the_witness_to_its_end() {
+        let key = SigningKey::from_seed(&[7; 32]);
+        let mut trusted = TrustedKeys::new();
+        trusted.add_jwk(&key.public_jwk()).unwrap();
+        let all = chain(&key, 5, 100);
+        let checked = &all[..4];
+        // Held by the checked chain (the gap to its end is bridged), or none yet.
+        for kept in [None, Some(&all[0]), Some(&all[3])] {
+            let next = witness_after_check(kept.map(String::as_str), checked);
+            assert_eq!(next, Some(all[3].as_str()));
+            // What the register keeps then is held by the chain: the next check passes.
+            assert!(verify_receipt_chain_witnessed(checked, &trusted, next.unwrap()).is_ok());
+        }
+        // Moved on meanwhile, or not the chain's: it stays.
+        assert_eq!(witness_after_check(Some(&all[4]), checked), None);
+        let other = chain(&key, 2, 1);
+        assert_eq!(witness_after_check(Some(&other[1]), checked), None);
+        assert_eq!(witness_after_check(None, &all[..0]), None);
     }
 
     #[test]

@@ -5,15 +5,20 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 
-use super::{CorruptRecord, QueueStore, QueuedTransaction, StoreContents, decode_record};
+use super::{
+    CorruptRecord, QueueStore, QueuedTransaction, StoreContents, WitnessRecord, decode_record,
+    decode_witness,
+};
 use crate::{ClientError, Result};
 
 const PREFIX: &str = "tx-";
 const SUFFIX: &str = ".json";
 const TMP_SUFFIX: &str = ".json.tmp";
+const WITNESS: &str = "witness.json";
+const WITNESS_TMP: &str = "witness.json.tmp";
 
 /// Queue records as files in a directory the app gives: `tx-<id>.json`, one per queued
-/// transaction.
+/// transaction, and `witness.json`, the register's witness.
 ///
 /// Every write goes to `tx-<id>.json.tmp`, is flushed to disk (`fsync`), renamed over
 /// the record, and the directory is flushed, so a crash at any point leaves either the
@@ -44,6 +49,26 @@ impl FileStore {
 
     fn record_path(&self, id: u64) -> PathBuf {
         self.dir.join(format!("{PREFIX}{id:020}{SUFFIX}"))
+    }
+
+    /// Writes `bytes` to `tmp`, flushes it, renames it over `path` and flushes the
+    /// directory: `path` is then the old contents or the new, never torn.
+    fn replace(&self, path: &Path, tmp: &Path, bytes: &[u8]) -> Result<()> {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(tmp)
+            .map_err(|e| storage("creating", tmp, e))?;
+        let written = f.write_all(bytes).and_then(|()| f.sync_all());
+        drop(f);
+        if let Err(e) = written.and_then(|()| fs::rename(tmp, path)) {
+            // A full disk, typically: the half-written temp file would only hold on to
+            // space the next sale needs. The record, if there was one, is untouched.
+            let _ = fs::remove_file(tmp);
+            return Err(storage("writing", tmp, e));
+        }
+        self.sync_dir()
     }
 
     fn sync_dir(&self) -> Result<()> {
@@ -80,10 +105,24 @@ impl QueueStore for FileStore {
         for ent in rd {
             let ent = ent.map_err(|e| storage("reading", &self.dir, e))?;
             let name = ent.file_name().to_string_lossy().into_owned();
+            let path = ent.path();
+            if name == WITNESS_TMP {
+                fs::remove_file(&path).map_err(|e| storage("removing", &path, e))?;
+                removed_tmp = true;
+                continue;
+            }
+            if name == WITNESS {
+                let bytes = fs::read(&path).map_err(|e| storage("reading", &path, e))?;
+                out.witness = Some(decode_witness(&bytes).map_err(|reason| CorruptRecord {
+                    name,
+                    id: None,
+                    reason,
+                }));
+                continue;
+            }
             if !name.starts_with(PREFIX) {
                 continue;
             }
-            let path = ent.path();
             if name.ends_with(TMP_SUFFIX) {
                 fs::remove_file(&path).map_err(|e| storage("removing", &path, e))?;
                 removed_tmp = true;
@@ -120,25 +159,15 @@ impl QueueStore for FileStore {
 
     fn save(&self, entry: &QueuedTransaction) -> Result<()> {
         let bytes = super::encode_record(entry)?;
-        let path = self.record_path(entry.id);
         let tmp = self
             .dir
             .join(format!("{PREFIX}{:020}{TMP_SUFFIX}", entry.id));
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(|e| storage("creating", &tmp, e))?;
-        let written = f.write_all(&bytes).and_then(|()| f.sync_all());
-        drop(f);
-        if let Err(e) = written.and_then(|()| fs::rename(&tmp, &path)) {
-            // A full disk, typically: the half-written temp file would only hold on to
-            // space the next sale needs. The record, if there was one, is untouched.
-            let _ = fs::remove_file(&tmp);
-            return Err(storage("writing", &tmp, e));
-        }
-        self.sync_dir()
+        self.replace(&self.record_path(entry.id), &tmp, &bytes)
+    }
+
+    fn save_witness(&self, record: &WitnessRecord) -> Result<()> {
+        let bytes = super::encode_witness(record)?;
+        self.replace(&self.dir.join(WITNESS), &self.dir.join(WITNESS_TMP), &bytes)
     }
 
     fn remove(&self, id: u64) -> Result<()> {
@@ -151,7 +180,10 @@ impl QueueStore for FileStore {
     }
 
     fn remove_corrupt(&self, name: &str) -> Result<()> {
-        if !name.starts_with(PREFIX) || name.contains(['/', '\\']) || name.contains("..") {
+        if !(name.starts_with(PREFIX) || name == WITNESS)
+            || name.contains(['/', '\\'])
+            || name.contains("..")
+        {
             return Err(ClientError::Storage(format!("not a queue record: {name}")));
         }
         let path = self.dir.join(name);

@@ -3,7 +3,10 @@
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
-use super::{CorruptRecord, QueueStore, QueuedTransaction, StoreContents, decode_record};
+use super::{
+    CorruptRecord, QueueStore, QueuedTransaction, StoreContents, WitnessRecord, decode_record,
+    decode_witness,
+};
 use crate::Result;
 
 /// Records in memory, encoded exactly as a persistent store encodes them. Lost when the
@@ -12,7 +15,11 @@ use crate::Result;
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     records: Mutex<BTreeMap<u64, Vec<u8>>>,
+    witness: Mutex<Option<Vec<u8>>>,
 }
+
+/// The witness record's name in a [`MemoryStore`].
+const WITNESS: &str = "witness";
 
 impl MemoryStore {
     /// An empty store.
@@ -33,6 +40,20 @@ impl MemoryStore {
     pub fn raw(&self, id: u64) -> Option<Vec<u8>> {
         self.lock().get(&id).cloned()
     }
+
+    fn witness(&self) -> MutexGuard<'_, Option<Vec<u8>>> {
+        self.witness.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stores raw bytes as the witness record (to test an unreadable one).
+    pub fn insert_raw_witness(&self, bytes: Vec<u8>) {
+        *self.witness() = Some(bytes);
+    }
+
+    /// The raw bytes of the witness record.
+    pub fn raw_witness(&self) -> Option<Vec<u8>> {
+        self.witness().clone()
+    }
 }
 
 impl QueueStore for MemoryStore {
@@ -48,6 +69,13 @@ impl QueueStore for MemoryStore {
                 }),
             }
         }
+        out.witness = self.witness().as_deref().map(|bytes| {
+            decode_witness(bytes).map_err(|reason| CorruptRecord {
+                name: WITNESS.into(),
+                id: None,
+                reason,
+            })
+        });
         Ok(out)
     }
 
@@ -63,9 +91,17 @@ impl QueueStore for MemoryStore {
     }
 
     fn remove_corrupt(&self, name: &str) -> Result<()> {
-        if let Ok(id) = name.parse::<u64>() {
+        if name == WITNESS {
+            *self.witness() = None;
+        } else if let Ok(id) = name.parse::<u64>() {
             self.lock().remove(&id);
         }
+        Ok(())
+    }
+
+    fn save_witness(&self, record: &WitnessRecord) -> Result<()> {
+        let bytes = super::encode_witness(record)?;
+        *self.witness() = Some(bytes);
         Ok(())
     }
 }

@@ -5,6 +5,7 @@ mod file;
 mod memory;
 #[cfg(all(target_arch = "wasm32", feature = "web-storage"))]
 mod web;
+mod witness;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,6 +20,7 @@ pub use file::FileStore;
 pub use memory::MemoryStore;
 #[cfg(all(target_arch = "wasm32", feature = "web-storage"))]
 pub use web::LocalStorageStore;
+pub use witness::{WitnessProblem, WitnessRecord, decode_witness, encode_witness};
 
 use crate::{Backoff, Client, ClientError, Result, StoredTransaction};
 
@@ -161,8 +163,12 @@ pub struct CorruptRecord {
 pub struct StoreContents {
     /// Every readable record.
     pub entries: Vec<QueuedTransaction>,
-    /// Every unreadable record.
+    /// Every unreadable queue record.
     pub corrupt: Vec<CorruptRecord>,
+    /// The witness record ([`QueueStore::save_witness`]): `None` if there is none yet,
+    /// `Err` if it cannot be read (the [`Outbox`] reports it with the corrupt records
+    /// and never writes over it unless the app asks).
+    pub witness: Option<std::result::Result<WitnessRecord, CorruptRecord>>,
 }
 
 /// `Send + Sync` on native targets, nothing on wasm32 (where browser handles are not
@@ -178,7 +184,8 @@ pub trait MaybeSendSync {}
 #[cfg(target_arch = "wasm32")]
 impl<T: ?Sized> MaybeSendSync for T {}
 
-/// Durable storage for queued transactions, one record per local id.
+/// Durable storage for queued transactions, one record per local id, and for the
+/// register's witness ([`WitnessRecord`], one record).
 ///
 /// Implementations must make [`save`](Self::save) atomic and durable: after it
 /// returns, the record survives a crash or power loss, and a crash during it leaves
@@ -194,8 +201,10 @@ pub trait QueueStore: MaybeSendSync {
     fn save(&self, entry: &QueuedTransaction) -> Result<()>;
     /// Removes the record with this id (no error if it is absent).
     fn remove(&self, id: u64) -> Result<()>;
-    /// Removes an unreadable record by its name.
+    /// Removes an unreadable record (a queue record or the witness) by its name.
     fn remove_corrupt(&self, name: &str) -> Result<()>;
+    /// Replaces the witness record, atomically and durably like [`save`](Self::save).
+    fn save_witness(&self, record: &WitnessRecord) -> Result<()>;
 }
 
 /// Encodes a record as stored (JSON).
@@ -268,6 +277,9 @@ pub struct SyncReport {
     pub remaining: usize,
     /// Another sync was already running; this one did nothing.
     pub already_running: bool,
+    /// A receipt of this run that did not fit the register's witness (the first one);
+    /// see [`Outbox::witness_problem`]. Its sale was stored all the same.
+    pub witness_problem: Option<WitnessProblem>,
 }
 
 struct State {
@@ -295,6 +307,7 @@ struct State {
 pub struct Outbox {
     store: Arc<dyn QueueStore>,
     state: Mutex<State>,
+    witness: Arc<Mutex<witness::WitnessState>>,
     syncing: AtomicBool,
     backoff: Backoff,
 }
@@ -328,7 +341,11 @@ impl Outbox {
     /// in the store and reported by [`corrupt_records`](Self::corrupt_records) and as
     /// the [`last_error`](Self::last_error).
     pub async fn open(store: Arc<dyn QueueStore>) -> Result<Self> {
-        let contents = run_store(&store, |s| s.load()).await?;
+        let mut contents = run_store(&store, |s| s.load()).await?;
+        if let Some(Err(c)) = &contents.witness {
+            contents.corrupt.push(c.clone());
+        }
+        let witness = witness::WitnessState::loaded(contents.witness);
         let mut entries = BTreeMap::new();
         for e in contents.entries {
             entries.insert(e.id, e);
@@ -358,6 +375,7 @@ impl Outbox {
                 next_id,
                 last_error,
             }),
+            witness: Arc::new(Mutex::new(witness)),
             syncing: AtomicBool::new(false),
             backoff: Backoff::default(),
         })
@@ -551,7 +569,22 @@ impl Outbox {
                         break;
                     }
                     self.lock().entries.remove(&id);
+                    let receipt = stored.receipt.clone();
                     report.sent.push((entry.idempotency_key, stored));
+                    match self.witness_saw(client, &receipt, now_ms).await {
+                        Ok(problem) => {
+                            if report.witness_problem.is_none() {
+                                report.witness_problem = problem;
+                            }
+                        }
+                        Err(e) => {
+                            // The sale is stored and out of the queue; keeping its
+                            // receipt failed, which the next sale would meet too.
+                            self.lock().last_error = Some(LastError::of(&e, now_ms));
+                            report.stopped_by = Some(e);
+                            break;
+                        }
+                    }
                 }
                 Err(err) => {
                     let permanent = !err.is_transient()
@@ -650,6 +683,13 @@ impl Outbox {
     pub async fn remove_corrupt(&self, name: &str) -> Result<()> {
         let n = name.to_owned();
         run_store(&self.store, move |s| s.remove_corrupt(&n)).await?;
+        witness::lock(&self.witness).removed(name);
+        self.forget_corrupt(name);
+        Ok(())
+    }
+
+    /// Drops a removed record from the corrupt list (and the error that reported it).
+    fn forget_corrupt(&self, name: &str) {
         let mut st = self.lock();
         st.corrupt.retain(|c| c.name != name);
         if st.corrupt.is_empty()
@@ -660,7 +700,6 @@ impl Outbox {
         {
             st.last_error = None;
         }
-        Ok(())
     }
 
     fn find(&self, key: &IdempotencyKey, state: EntryState) -> Option<QueuedTransaction> {

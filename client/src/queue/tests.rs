@@ -366,3 +366,152 @@ async fn a_full_disk_refuses_new_sales_and_keeps_the_queued_ones() {
     assert_eq!(q.len(), keys.len() + 1);
     assert_eq!(q.entries().last().unwrap().idempotency_key, more);
 }
+
+/// A register's chain of `n` receipts signed by `key`; `total` tells chains apart.
+fn receipts(key: &tillgate_core::SigningKey, n: u64, total: i64) -> Vec<String> {
+    let mut chain: Vec<String> = Vec::new();
+    for seq in 1..=n {
+        let claims = tillgate_core::ReceiptClaims {
+            iss: "https://pos.example".into(),
+            sub: "TG-7Q2M-K4PX".into(),
+            iat: 1_751_328_000 + seq as i64,
+            seq,
+            txid: format!("tx_{seq}"),
+            txh: "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU".into(),
+            prev: chain
+                .last()
+                .map(|r| tillgate_core::receipt_link(r))
+                .unwrap_or_default(),
+            tx_type: "sale".into(),
+            total,
+            currency: "SEK".into(),
+        };
+        chain.push(tillgate_core::sign_receipt(&claims, key).unwrap());
+    }
+    chain
+}
+
+/// A client trusting `key` (its server is never reached).
+fn trusting(key: &tillgate_core::SigningKey) -> Client {
+    let mut trusted = TrustedKeys::new();
+    trusted.add_jwk(&key.public_jwk()).unwrap();
+    Client::new(ClientConfig::new("http://127.0.0.1:9", trusted)).unwrap()
+}
+
+#[tokio::test]
+async fn the_witness_follows_the_chain_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = tillgate_core::SigningKey::from_seed(&[11; 32]);
+    let client = trusting(&key);
+    let chain = receipts(&key, 4, 100);
+    {
+        let q = Outbox::open(file_store(dir.path())).await.unwrap();
+        assert_eq!(q.witness(), None);
+        for (r, kept) in [(0, 0), (1, 1), (0, 1), (3, 1)] {
+            // Forward one linked receipt at a time; an earlier one, or one past a
+            // gap, leaves it.
+            assert_eq!(q.witness_saw(&client, &chain[r], 5).await.unwrap(), None);
+            assert_eq!(q.witness().as_ref(), Some(&chain[kept]));
+        }
+        // A crash while writing the next witness leaves a torn temp file.
+        std::fs::write(dir.path().join("witness.json.tmp"), b"{\"v\":1,\"rec").unwrap();
+    }
+    let q = Outbox::open(file_store(dir.path())).await.unwrap();
+    assert_eq!(q.witness().as_ref(), Some(&chain[1]));
+    assert!(q.corrupt_records().is_empty() && q.last_error().is_none());
+    assert!(!dir.path().join("witness.json.tmp").exists());
+    // A check that passed bridges the gap: the witness moves to the checked chain's end.
+    q.witness_checked(chain.clone()).await.unwrap();
+    assert_eq!(q.witness().as_ref(), Some(&chain[3]));
+    // A check of a shorter chain (fetched before a later sale answered) leaves it.
+    q.witness_checked(chain[..3].to_vec()).await.unwrap();
+    assert_eq!(q.witness().as_ref(), Some(&chain[3]));
+    let q = Outbox::open(file_store(dir.path())).await.unwrap();
+    assert_eq!(q.witness().as_ref(), Some(&chain[3]));
+    assert_eq!(q.witness_problem(), None);
+}
+
+#[tokio::test]
+async fn a_receipt_that_does_not_fit_is_kept_as_evidence() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = tillgate_core::SigningKey::from_seed(&[12; 32]);
+    let client = trusting(&key);
+    let chain = receipts(&key, 3, 100);
+    let fork = receipts(&key, 3, 1);
+    let q = Outbox::open(file_store(dir.path())).await.unwrap();
+    q.witness_saw(&client, &chain[0], 1).await.unwrap();
+    q.witness_saw(&client, &chain[1], 2).await.unwrap();
+    // Another receipt for sequence 2: the server forked this register's chain.
+    let p = q.witness_saw(&client, &fork[1], 3).await.unwrap().unwrap();
+    assert_eq!(
+        (p.code.as_str(), &p.receipt, p.at_ms),
+        ("witness_mismatch", &fork[1], 3)
+    );
+    assert!(p.message.contains("receipt 2"), "{}", p.message);
+    // The next receipt of the fork does not link to the witness: found too, but the
+    // first problem stays as the evidence, and the witness does not move.
+    let second = q.witness_saw(&client, &fork[2], 4).await.unwrap().unwrap();
+    assert_eq!(second.receipt, fork[2]);
+    assert_eq!(q.witness_problem().as_ref(), Some(&p));
+    assert_eq!(q.witness().as_ref(), Some(&chain[1]));
+    // A receipt signed by an unknown key.
+    let stranger = receipts(&tillgate_core::SigningKey::from_seed(&[13; 32]), 3, 100);
+    let bad = q
+        .witness_saw(&client, &stranger[2], 5)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(bad.code, "invalid_receipt");
+    // Evidence survives a restart, until the app resets the witness.
+    let q = Outbox::open(file_store(dir.path())).await.unwrap();
+    assert_eq!(q.witness_problem().as_ref(), Some(&p));
+    assert_eq!(q.witness().as_ref(), Some(&chain[1]));
+    q.reset_witness().await.unwrap();
+    assert_eq!((q.witness(), q.witness_problem()), (None, None));
+    let q = Outbox::open(file_store(dir.path())).await.unwrap();
+    assert_eq!((q.witness(), q.witness_problem()), (None, None));
+    // A register activated afresh starts its new chain's witness.
+    q.witness_saw(&client, &fork[0], 6).await.unwrap();
+    assert_eq!(q.witness().as_ref(), Some(&fork[0]));
+}
+
+#[tokio::test]
+async fn an_unreadable_witness_is_reported_and_never_written_over() {
+    let key = tillgate_core::SigningKey::from_seed(&[14; 32]);
+    let client = trusting(&key);
+    let chain = receipts(&key, 2, 100);
+    let store = Arc::new(MemoryStore::new());
+    store.insert_raw_witness(b"{\"v\":1,\"receipt\":".to_vec());
+    let q = Outbox::open(store.clone()).await.unwrap();
+    let corrupt = q.corrupt_records();
+    assert_eq!(corrupt.len(), 1);
+    assert_eq!((corrupt[0].name.as_str(), corrupt[0].id), ("witness", None));
+    assert_eq!(q.last_error().unwrap().code, "queue_record_corrupt");
+    // Sales go on; the witness stays still and the record as it was.
+    assert_eq!(q.witness_saw(&client, &chain[0], 1).await.unwrap(), None);
+    q.witness_checked(chain.clone()).await.unwrap();
+    assert_eq!(q.witness(), None);
+    assert_eq!(store.raw_witness().unwrap(), b"{\"v\":1,\"receipt\":");
+    // Once the app has looked at it and removed it, the witness starts again.
+    q.remove_corrupt("witness").await.unwrap();
+    assert!(q.corrupt_records().is_empty() && q.last_error().is_none());
+    assert_eq!(store.raw_witness(), None);
+    q.witness_saw(&client, &chain[0], 2).await.unwrap();
+    assert_eq!(q.witness().as_ref(), Some(&chain[0]));
+    // A record of a later format is not read as this one.
+    let store = Arc::new(MemoryStore::new());
+    store.insert_raw_witness(br#"{"v":2,"receipt":null,"problem":null}"#.to_vec());
+    let q = Outbox::open(store.clone()).await.unwrap();
+    assert!(q.corrupt_records()[0].reason.contains("version 2"));
+    // Resetting is the app's explicit choice to write over it.
+    q.reset_witness().await.unwrap();
+    assert!(q.corrupt_records().is_empty());
+    assert_eq!(
+        decode_witness(&store.raw_witness().unwrap()).unwrap(),
+        WitnessRecord {
+            v: 1,
+            receipt: None,
+            problem: None
+        }
+    );
+}

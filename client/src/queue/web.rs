@@ -2,11 +2,14 @@
 
 use web_sys::Storage;
 
-use super::{CorruptRecord, QueueStore, QueuedTransaction, StoreContents, decode_record};
+use super::{
+    CorruptRecord, QueueStore, QueuedTransaction, StoreContents, WitnessRecord, decode_record,
+    decode_witness,
+};
 use crate::{ClientError, Result};
 
 /// Queue records in the browser's `localStorage`, one key per record:
-/// `<namespace>tx-<id>`. Each `setItem` replaces a value atomically, so a record is
+/// `<namespace>tx-<id>`, and the register's witness under `<namespace>witness`. Each `setItem` replaces a value atomically, so a record is
 /// either the old one or the new one. Unreadable values are reported, never dropped.
 ///
 /// `localStorage` is per origin and synchronous; records are small (a few hundred
@@ -15,6 +18,7 @@ use crate::{ClientError, Result};
 #[derive(Debug, Clone)]
 pub struct LocalStorageStore {
     prefix: String,
+    witness_key: String,
 }
 
 fn js_err(what: &str, e: web_sys::wasm_bindgen::JsValue) -> ClientError {
@@ -24,8 +28,10 @@ fn js_err(what: &str, e: web_sys::wasm_bindgen::JsValue) -> ClientError {
 impl LocalStorageStore {
     /// Uses keys starting with `namespace` (e.g. `"tillgate.register-1."`).
     pub fn new(namespace: impl Into<String>) -> Self {
+        let namespace = namespace.into();
         LocalStorageStore {
-            prefix: format!("{}tx-", namespace.into()),
+            prefix: format!("{namespace}tx-"),
+            witness_key: format!("{namespace}witness"),
         }
     }
 
@@ -76,6 +82,16 @@ impl QueueStore for LocalStorageStore {
             }
         }
         out.entries.sort_by_key(|e| e.id);
+        let witness = s
+            .get_item(&self.witness_key)
+            .map_err(|e| js_err("localStorage.getItem", e))?;
+        out.witness = witness.map(|value| {
+            decode_witness(value.as_bytes()).map_err(|reason| CorruptRecord {
+                name: self.witness_key.clone(),
+                id: None,
+                reason,
+            })
+        });
         Ok(out)
     }
 
@@ -93,8 +109,16 @@ impl QueueStore for LocalStorageStore {
             .map_err(|e| js_err("localStorage.removeItem", e))
     }
 
+    fn save_witness(&self, record: &WitnessRecord) -> Result<()> {
+        let bytes = super::encode_witness(record)?;
+        let text = String::from_utf8(bytes).map_err(|e| ClientError::Storage(e.to_string()))?;
+        self.storage()?
+            .set_item(&self.witness_key, &text)
+            .map_err(|e| js_err("localStorage.setItem", e))
+    }
+
     fn remove_corrupt(&self, name: &str) -> Result<()> {
-        if !name.starts_with(&self.prefix) {
+        if !name.starts_with(&self.prefix) && name != self.witness_key {
             return Err(ClientError::Storage(format!("not a queue record: {name}")));
         }
         self.storage()?

@@ -150,6 +150,8 @@ async fn activation_handshake_code_and_offline_transactions() {
     let client = client_for_offline(&server, trusted, &code.jws, floor, &activation);
     let outbox = Outbox::open(open_store(queue_dir.path())).await.unwrap();
     assert_eq!(outbox.len(), 3);
+    // The register's witness, the last receipt it was given, was kept with the queue.
+    assert_eq!(outbox.witness().as_ref(), Some(&sent[1].receipt));
     assert_eq!(
         outbox
             .entries()
@@ -171,6 +173,8 @@ async fn activation_handshake_code_and_offline_transactions() {
     assert_eq!(r.sent[0].0, own_key);
     assert!(outbox.is_empty());
     assert!(outbox.last_error().is_none());
+    assert_eq!(outbox.witness().as_ref(), Some(&r.sent[2].1.receipt));
+    assert!(r.witness_problem.is_none());
 
     // A crash after the server stored a transaction but before the queue forgot it:
     // the resend with the same key gets the same transaction back.
@@ -256,21 +260,7 @@ async fn the_register_witnesses_the_servers_history() {
 
     // The operator restores the backup taken before sales 4 and 5 (once the stopped
     // server has let go of the database: its lock is refused until then).
-    server.stop().await;
-    let mut tries = 0;
-    while let Err(e) = tillgate_server::backup::restore(
-        &server.database_url(),
-        &backup,
-        tillgate_server::db::schema_version(),
-        NOW,
-    )
-    .await
-    {
-        tries += 1;
-        assert!(tries < 50, "restore: {e}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    server.restart().await;
+    restore(&mut server, &backup).await;
     // The server's chain alone is intact, three sales long ...
     assert_eq!(client.verify_history(None).await.unwrap().receipts.len(), 3);
     // ... but the register was given five.
@@ -302,6 +292,104 @@ async fn the_register_witnesses_the_servers_history() {
     let since = client.verify_history_since(&receipts[2]).await.unwrap();
     let seqs: Vec<u64> = since.receipts.iter().map(|c| c.seq).collect();
     assert_eq!(seqs, [3, 4, 5]);
+    server.stop().await;
+}
+
+/// Stops the server, restores `backup` over its database (once the stopped server has
+/// let go of it: its lock is refused until then) and starts it again.
+async fn restore(server: &mut Server, backup: &std::path::Path) {
+    server.stop().await;
+    let mut tries = 0;
+    while let Err(e) = tillgate_server::backup::restore(
+        &server.database_url(),
+        backup,
+        tillgate_server::db::schema_version(),
+        NOW,
+    )
+    .await
+    {
+        tries += 1;
+        assert!(tries < 50, "restore: {e}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    server.restart().await;
+}
+
+#[tokio::test]
+async fn the_outbox_keeps_the_registers_witness() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue_dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), NOW).await;
+    let (client, _) = approved_client(&server).await;
+    let outbox = Outbox::open(open_store(queue_dir.path())).await.unwrap();
+    let sell = async |outbox: &Outbox, total: i64| match outbox
+        .submit(&client, sale(total, "Kaffe"), None, NOW * 1000)
+        .await
+        .unwrap()
+    {
+        Submitted::Sent(stored) => stored.receipt,
+        Submitted::Queued(k) => panic!("queued {k}"),
+    };
+    let mut receipts = Vec::new();
+    for total in [1000, 2000, 3000] {
+        receipts.push(sell(&outbox, total).await);
+        // Every stored sale's receipt moves the witness.
+        assert_eq!(outbox.witness().as_ref(), receipts.last());
+    }
+    let backup = dir.path().join("before-sales-4-and-5.db");
+    tillgate_server::backup::backup(&server.database_url(), &backup)
+        .await
+        .unwrap();
+    for total in [4000, 5000] {
+        receipts.push(sell(&outbox, total).await);
+    }
+    let history = outbox.verify_history(&client).await.unwrap();
+    assert_eq!(history.receipts.len(), 5);
+    assert_eq!(
+        outbox
+            .verify_history_since(&client)
+            .await
+            .unwrap()
+            .receipts
+            .len(),
+        1
+    );
+    assert_eq!(outbox.witness().as_ref(), Some(&receipts[4]));
+    assert_eq!(outbox.witness_problem(), None);
+
+    restore(&mut server, &backup).await;
+    // The app restarts too: the witness was kept with its queue.
+    let outbox = Outbox::open(open_store(queue_dir.path())).await.unwrap();
+    assert_eq!(outbox.witness().as_ref(), Some(&receipts[4]));
+    for e in [
+        outbox.verify_history(&client).await.unwrap_err(),
+        outbox.verify_history_since(&client).await.unwrap_err(),
+    ] {
+        assert_eq!(e.code(), "witness_mismatch", "{e}");
+    }
+    // A sale after the restore gets sequence 4 again: earlier than the witness, so it
+    // says nothing yet. The next one is another receipt for sequence 5: a fork, seen
+    // the moment the server answers, while the sale itself is stored.
+    let fourth = sell(&outbox, 4000).await;
+    assert_ne!(fourth, receipts[3]);
+    assert_eq!(outbox.witness_problem(), None);
+    let fifth = sell(&outbox, 5000).await;
+    let problem = outbox.witness_problem().unwrap();
+    assert_eq!(
+        (problem.code.as_str(), &problem.receipt),
+        ("witness_mismatch", &fifth)
+    );
+    assert_eq!(outbox.witness().as_ref(), Some(&receipts[4]));
+    assert_eq!(outbox.len(), 0);
+    // The operator has dealt with it: the register starts witnessing afresh, and the
+    // next check takes the server's chain as it now is.
+    outbox.reset_witness().await.unwrap();
+    assert_eq!(
+        outbox.verify_history(&client).await.unwrap().receipts.len(),
+        5
+    );
+    assert_eq!(outbox.witness().as_ref(), Some(&fifth));
+    assert_eq!(outbox.witness_problem(), None);
     server.stop().await;
 }
 
