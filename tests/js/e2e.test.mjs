@@ -60,6 +60,15 @@ test("activation, handshake, activation code and a sale against the server", { s
   assert.deepEqual((await client.verifyHistorySince(sent.stored.receipt)).receipts.map((c) => c.seq), [1]);
   await assert.rejects(client.verifyHistory("not.a.receipt"),
     (e) => e instanceof Error && e.code === "invalid_witness");
+  // The outbox keeps that receipt as the register's witness.
+  assert.equal(outbox.witness(), sent.stored.receipt);
+  assert.equal(outbox.witnessProblem(), undefined);
+  assert.deepEqual((await outbox.verifyHistory(client)).receipts.map((c) => c.seq), [1]);
+  assert.deepEqual((await outbox.verifyHistorySince(client)).receipts.map((c) => c.seq), [1]);
+  await outbox.resetWitness();
+  assert.equal(outbox.witness(), undefined);
+  await outbox.verifyHistory(client);
+  assert.equal(outbox.witness(), sent.stored.receipt);
 });
 
 test("an answer over maxResponseBytes is refused with invalid_response", { skip }, async () => {

@@ -75,6 +75,15 @@ def test_activation_handshake_code_and_transaction():
             assert len((await client.verify_history()).transactions) == 1
             assert [c.seq for c in (await client.verify_history_since(sent.stored.receipt)).receipts] == [1]
             assert (await refusal(client.verify_history("not.a.receipt"))).code == "invalid_witness"
+            # The outbox keeps that receipt as the register's witness, with its queue.
+            assert outbox.witness() == sent.stored.receipt and outbox.witness_problem() is None
+            assert [c.seq for c in (await outbox.verify_history(client)).receipts] == [1]
+            assert [c.seq for c in (await outbox.verify_history_since(client)).receipts] == [1]
+            assert (await t.Outbox.open_directory(queue_dir)).witness() == sent.stored.receipt
+            await outbox.reset_witness()
+            assert outbox.witness() is None
+            await outbox.verify_history(client)
+            assert outbox.witness() == sent.stored.receipt
 
     asyncio.run(run())
 

@@ -7,7 +7,7 @@
 
 import init, {
   Client, Outbox, TrustedKeys, encodeUrlToken, generateApiKey, parseUrlToken, unixTimeMs,
-  validateActivationRequest, validateApiKey, validateTransaction, advancesWitness,
+  validateActivationRequest, validateApiKey, validateTransaction,
 } from "tillgate/web";
 import type {
   ActivationRequest, ApiKeyAlphabet, TillgateError, Transaction, UrlToken,
@@ -57,15 +57,11 @@ const K = {
   registration: "tillgate-demo:registration",
   descriptor: "tillgate-demo:descriptor",
   timeFloor: "tillgate-demo:trusted-time-floor",
-  /** The client's localStorage queue: one key per sale, `<prefix>tx-<id>`. */
+  /** The client's localStorage queue: one key per sale, `<prefix>tx-<id>`, and the
+   * register's witness of the server's history, `<prefix>witness`. */
   queue: "tillgate-demo:queue:",
   jwks: "tillgate-demo:pinned-jwks",
   offline: "tillgate-demo:offline",
-  /** The newest receipt this register has seen and verified: its witness of the
-   * server's history (`Client.verifyHistory`). */
-  witness: "tillgate-demo:witness",
-  /** A receipt the server gave that did not fit the witness: evidence, kept until "forget". */
-  witnessProblem: "tillgate-demo:witness-problem",
 };
 /** Where the Offline switch points the client: port 9 (discard), where nothing answers
  * (browsers refuse it at once), so every call fails as a lost network would. */
@@ -231,9 +227,8 @@ function forget(): void {
   localStorage.removeItem(K.descriptor);
   localStorage.removeItem(K.timeFloor);
   localStorage.removeItem(K.jwks);
-  localStorage.removeItem(K.witness);
-  localStorage.removeItem(K.witnessProblem);
-  // Starting over drops the register's queued sales too (the page reloads right after).
+  // Starting over drops the register's queued sales and its witness too (the page
+  // reloads right after).
   for (const k of Object.keys(localStorage)) if (k.startsWith(K.queue)) localStorage.removeItem(k);
   window.clearInterval(pollTimer);
   location.reload();
@@ -487,7 +482,6 @@ async function pay(): Promise<void> {
     paying = true;
     const r = await outbox.submit(client, tx, undefined, unixTimeMs());
     if (r.kind === "sent") {
-      keepWitness(r.stored.receipt);
       setState(status, "ok", `Sent 1 sale of ${money(tx.total)}; the server stored it (seq ${r.stored.sequence}).`);
       void verifyReceipts();
     } else if (!outbox.entries().some((e) => e.idempotencyKey === r.idempotencyKey)) {
@@ -517,7 +511,6 @@ async function syncQueue(force = false): Promise<void> {
   const r = force ? await outbox.syncNow(client, unixTimeMs()) : await outbox.sync(client, unixTimeMs());
   if (r.alreadyRunning) return;
   const status = $("sale-status");
-  for (const s of r.stored) keepWitness(s.receipt);
   if (r.sent.length) {
     setState(status, "ok", `Sent ${r.sent.length} sale${r.sent.length === 1 ? "" : "s"} from the queue; the server stored ${r.sent.length === 1 ? "it" : "them"}.`);
     void verifyReceipts();
@@ -555,21 +548,14 @@ function renderQueue(): void {
 
 // ---- 6. receipts --------------------------------------------------------------------
 
-/** Keeps `receipt`, just given by the server, as this register's witness if it comes
- * after the one kept (core decides: `advancesWitness`); a receipt that forks the chain
- * from the kept one is shown at once. */
-function keepWitness(receipt: string): void {
-  if (!trusted) return;
-  try {
-    if (advancesWitness(localStorage.getItem(K.witness) ?? undefined, receipt, trusted)) {
-      localStorage.setItem(K.witness, receipt);
-    }
-  } catch (e) {
-    const code = asTg(e).code;
-    const what = code === "witness_mismatch" ? "History FORKED" : code ? "Receipt REFUSED" : "Witness not kept";
-    localStorage.setItem(K.witnessProblem, `${what}: ${errText(e)}`);
-    setState($("chain-badge"), "invalid", `✗ ${what}: ${errText(e)}`);
-  }
+/** The receipt the server gave that did not fit this register's witness, if any. The
+ * outbox keeps the witness (the newest receipt it accepted, moved by every sale it
+ * sends; core decides with `advancesWitness`) and the first receipt that did not fit,
+ * as evidence until "forget". */
+function witnessProblemText(): string | null {
+  const p = outbox.witnessProblem();
+  if (!p) return null;
+  return `${p.code === "witness_mismatch" ? "History FORKED" : "Receipt REFUSED"}: ${p.code}: ${p.message}`;
 }
 
 async function verifyReceipts(): Promise<void> {
@@ -580,17 +566,13 @@ async function verifyReceipts(): Promise<void> {
     // Every stored transaction of this register (the client follows the pages), each
     // checked against its receipt, and the chain checked against the newest receipt
     // this register has seen: a history cut back or rewritten since fails.
-    const witness = localStorage.getItem(K.witness) ?? undefined;
-    const { transactions: stored, receipts: claims } = await client.verifyHistory(witness);
+    // The outbox checks with its witness, then moves it to the checked chain's end.
+    const witness = outbox.witness();
+    const { transactions: stored, receipts: claims } = await outbox.verifyHistory(client);
     if (stored.length === 0) { setState(badge, "none", "No receipts yet"); return; }
-    const held = witness === undefined ? "" : ` · holds receipt ${claims[stored.findIndex((t) => t.receipt === witness)].seq} as this register saw it`;
-    // The check bridged any gap: the chain's last receipt becomes the witness if the
-    // witness kept now (a sale may have moved it during the check) is one of the chain's.
-    const kept = localStorage.getItem(K.witness);
-    if (kept === null || stored.some((t) => t.receipt === kept)) {
-      localStorage.setItem(K.witness, stored[stored.length - 1].receipt);
-    }
-    const problem = localStorage.getItem(K.witnessProblem);
+    const at = stored.findIndex((t) => t.receipt === witness);
+    const held = at < 0 ? "" : ` · holds receipt ${claims[at].seq} as this register saw it`;
+    const problem = witnessProblemText();
     if (problem) setState(badge, "invalid", `✗ ${problem} (the chain itself verifies)`);
     else setState(badge, "valid", `✓ Chain verified: ${claims.length} receipt${claims.length === 1 ? "" : "s"}, seq 1–${claims[claims.length - 1].seq}${held}`);
     const table = $<HTMLTableElement>("receipt-table");

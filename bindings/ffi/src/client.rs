@@ -505,6 +505,31 @@ pub enum Submitted {
     },
 }
 
+/// A receipt the server gave that did not fit the register's witness (a forked chain,
+/// a receipt that does not verify), kept as evidence; its sale was stored all the same.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct WitnessProblem {
+    /// The receipt as the server gave it.
+    pub receipt: String,
+    /// The error code (`witness_mismatch`, `invalid_receipt`, `receipt_chain_broken`).
+    pub code: String,
+    /// The error's message.
+    pub message: String,
+    /// When it was seen, Unix milliseconds.
+    pub at_ms: i64,
+}
+
+impl From<client::WitnessProblem> for WitnessProblem {
+    fn from(p: client::WitnessProblem) -> Self {
+        WitnessProblem {
+            receipt: p.receipt,
+            code: p.code,
+            message: p.message,
+            at_ms: p.at_ms,
+        }
+    }
+}
+
 /// What one sync did.
 #[derive(Debug, Clone, uniffi::Record)]
 pub struct SyncReport {
@@ -521,6 +546,8 @@ pub struct SyncReport {
     pub remaining: u64,
     /// Another sync was already running; this one did nothing.
     pub already_running: bool,
+    /// A receipt of this run that did not fit the register's witness (the first one).
+    pub witness_problem: Option<WitnessProblem>,
 }
 
 impl From<client::SyncReport> for SyncReport {
@@ -536,6 +563,7 @@ impl From<client::SyncReport> for SyncReport {
             stopped_by: r.stopped_by.map(|e| e.code().to_owned()),
             remaining: r.remaining as u64,
             already_running: r.already_running,
+            witness_problem: r.witness_problem.map(WitnessProblem::from),
         }
     }
 }
@@ -651,6 +679,36 @@ impl Outbox {
     /// The last error a send met, if the queue is not healthy.
     pub fn last_error(&self) -> Option<QueueError> {
         self.0.last_error().map(QueueError::from)
+    }
+
+    /// The register's witness: the newest receipt of its chain it was given and
+    /// accepted (moved by every sale the queue sends), kept with the queue.
+    pub fn witness(&self) -> Option<String> {
+        self.0.witness()
+    }
+
+    /// The first receipt that did not fit the witness, kept until
+    /// [`reset_witness`](Self::reset_witness).
+    pub fn witness_problem(&self) -> Option<WitnessProblem> {
+        self.0.witness_problem().map(WitnessProblem::from)
+    }
+
+    /// Forgets the witness and any problem (a register activated afresh).
+    pub async fn reset_witness(&self) -> Result<()> {
+        Ok(self.0.reset_witness().await?)
+    }
+
+    /// Fetches and verifies the register's whole history with its witness
+    /// (`witness_mismatch` if the server no longer holds it); the witness then moves
+    /// to the checked chain's end.
+    pub async fn verify_history(&self, client: Arc<Client>) -> Result<VerifiedHistory> {
+        Ok(self.0.verify_history(&client.0).await?.into())
+    }
+
+    /// The quick form of [`verify_history`](Self::verify_history): only the
+    /// transactions from the witness on (the whole history when there is none yet).
+    pub async fn verify_history_since(&self, client: Arc<Client>) -> Result<VerifiedHistory> {
+        Ok(self.0.verify_history_since(&client.0).await?.into())
     }
 }
 

@@ -44,9 +44,10 @@ export interface Product {
   barcode?: string | null; active?: boolean; updatedAt?: string | null;
 }
 export interface ProductDelta { products: Product[]; rve: string | null; }
+export interface WitnessProblem { receipt: string; code: string; message: string; atMs: number; }
 export interface SyncReport {
   sent: string[]; stored: StoredTransaction[]; failed: string[]; stoppedBy?: string | null;
-  remaining: number; alreadyRunning: boolean;
+  remaining: number; alreadyRunning: boolean; witnessProblem?: WitnessProblem | null;
 }
 "#;
 
@@ -217,6 +218,7 @@ struct JsSyncReport {
     stopped_by: Option<String>,
     remaining: usize,
     already_running: bool,
+    witness_problem: Option<client::WitnessProblem>,
 }
 
 fn key_of(idempotency_key: Option<String>) -> JsResult<Option<client::IdempotencyKey>> {
@@ -573,6 +575,58 @@ impl Outbox {
             None => Ok(JsValue::UNDEFINED),
         }
     }
+
+    /// The register's witness: the newest receipt of its chain it was given and
+    /// accepted (moved by every sale the queue sends), kept with the queue.
+    pub fn witness(&self) -> Option<String> {
+        self.0.witness()
+    }
+
+    /// The first receipt that did not fit the witness (a forked chain, a receipt that
+    /// does not verify), kept as evidence until `resetWitness()`.
+    #[wasm_bindgen(
+        js_name = witnessProblem,
+        unchecked_return_type = "WitnessProblem | undefined"
+    )]
+    pub fn witness_problem(&self) -> JsResult<JsValue> {
+        match self.0.witness_problem() {
+            Some(p) => to_js(&p),
+            None => Ok(JsValue::UNDEFINED),
+        }
+    }
+
+    /// Forgets the witness and any problem (a register activated afresh).
+    #[wasm_bindgen(js_name = resetWitness, unchecked_return_type = "Promise<void>")]
+    pub fn reset_witness(&self) -> Promise {
+        let outbox = self.0.clone();
+        future_to_promise(async move {
+            outbox.reset_witness().await.or_throw()?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Fetches and verifies the register's whole history with its witness
+    /// (`witness_mismatch` if the server no longer holds it); the witness then moves to
+    /// the checked chain's end.
+    #[wasm_bindgen(
+        js_name = verifyHistory,
+        unchecked_return_type = "Promise<VerifiedHistory>"
+    )]
+    pub fn verify_history(&self, client: &Client) -> Promise {
+        let (outbox, c) = (self.0.clone(), client.0.clone());
+        future_to_promise(async move { to_js(&outbox.verify_history(&c).await.or_throw()?) })
+    }
+
+    /// The quick form of `verifyHistory`: only the transactions from the witness on
+    /// (the whole history when there is none yet).
+    #[wasm_bindgen(
+        js_name = verifyHistorySince,
+        unchecked_return_type = "Promise<VerifiedHistory>"
+    )]
+    pub fn verify_history_since(&self, client: &Client) -> Promise {
+        let (outbox, c) = (self.0.clone(), client.0.clone());
+        future_to_promise(async move { to_js(&outbox.verify_history_since(&c).await.or_throw()?) })
+    }
 }
 
 fn sync_report(r: client::SyncReport) -> JsResult<JsValue> {
@@ -587,6 +641,7 @@ fn sync_report(r: client::SyncReport) -> JsResult<JsValue> {
         stopped_by: r.stopped_by.map(|e| e.code().to_owned()),
         remaining: r.remaining,
         already_running: r.already_running,
+        witness_problem: r.witness_problem,
     })
 }
 

@@ -85,6 +85,17 @@ class E2eTest {
         assertEquals(listOf(1uL), client.verifyHistorySince(receipt).receipts.map { it.seq })
         val bad = try { client.verifyHistory("not.a.receipt"); null } catch (e: TillgateException.Failed) { e }
         assertEquals("invalid_witness", bad?.code)
+        // The outbox keeps that receipt as the register's witness, with its queue.
+        assertEquals(receipt, outbox.witness())
+        assertEquals(null, outbox.witnessProblem())
+        assertEquals(listOf(1uL), outbox.verifyHistory(client).receipts.map { it.seq })
+        assertEquals(listOf(1uL), outbox.verifyHistorySince(client).receipts.map { it.seq })
+        assertEquals(receipt, Outbox.openDirectory(dir.toString()).witness())
+        outbox.resetWitness()
+        assertEquals(null, outbox.witness())
+        // A check takes the server's chain as the witness again.
+        outbox.verifyHistory(client)
+        assertEquals(receipt, outbox.witness())
     }
 
     private val today = LocalDate.now(ZoneOffset.UTC)

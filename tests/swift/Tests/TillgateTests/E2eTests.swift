@@ -86,6 +86,16 @@ final class E2eTests: XCTestCase {
         } catch let TillgateError.Failed(code, _, _, _, _, _) {
             XCTAssertEqual(code, "invalid_witness")
         }
+        // The outbox keeps that receipt as the register's witness, with its queue.
+        XCTAssertEqual(outbox.witness(), stored.receipt)
+        XCTAssertNil(outbox.witnessProblem())
+        XCTAssertEqual(try await outbox.verifyHistory(client: client).receipts.map { $0.seq }, [1])
+        XCTAssertEqual(try await outbox.verifyHistorySince(client: client).receipts.map { $0.seq }, [1])
+        XCTAssertEqual(try await Outbox.openDirectory(directory: dir).witness(), stored.receipt)
+        try await outbox.resetWitness()
+        XCTAssertNil(outbox.witness())
+        _ = try await outbox.verifyHistory(client: client)
+        XCTAssertEqual(outbox.witness(), stored.receipt)
         print("e2e: activated \(activation.productionNumber), approved, verified, sold")
     }
 

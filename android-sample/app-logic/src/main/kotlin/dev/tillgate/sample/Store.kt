@@ -50,6 +50,4 @@ object Keys {
     const val STATUS = "status"
     const val DESCRIPTOR = "descriptor"
     const val TRUSTED_TIME_FLOOR = "trusted_time_floor"
-    /** The newest receipt the server has given the register (checked by core's `advancesWitness`): its witness of the server's history. */
-    const val WITNESS = "witness_receipt"
 }

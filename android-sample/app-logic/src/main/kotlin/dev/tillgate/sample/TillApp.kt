@@ -13,7 +13,6 @@ import dev.tillgate.Transaction
 import dev.tillgate.TransactionType
 import dev.tillgate.TrustedKeys
 import dev.tillgate.VatLine
-import dev.tillgate.advancesWitness
 import dev.tillgate.unixTimeMs
 import dev.tillgate.validateTransaction
 import java.io.File
@@ -114,7 +113,8 @@ class TillApp private constructor(
         store.put(Keys.API_KEY, a.apiKey)
         store.put(Keys.STATUS, a.status)
         store.remove(Keys.DESCRIPTOR)
-        store.remove(Keys.WITNESS)
+        // A new registration starts a new receipt chain.
+        queue.resetWitness()
         handshake = HandshakeStatus.Pending
         return a
     }
@@ -154,67 +154,33 @@ class TillApp private constructor(
         }
         val tx = Transaction(kind = TransactionType.SALE, currency = "SEK", total = items.sumOf { it.amount }, items = items, vat = vat)
         validateTransaction(tx)
-        val submitted = queue.submit(client, tx, null, unixTimeMs())
-        if (submitted is Submitted.Sent) keepWitness(submitted.stored.receipt)
-        return submitted
+        return queue.submit(client, tx, null, unixTimeMs())
     }
 
     /**
      * Sends the queue: at once ([force], the sync button or "back online"), or when the
      * oldest sale is due after a failure (a timer).
      */
-    suspend fun sync(force: Boolean = true): SyncReport {
-        val report = if (force) queue.syncNow(client, unixTimeMs()) else queue.sync(client, unixTimeMs())
-        report.stored.forEach { keepWitness(it.receipt) }
-        return report
-    }
+    suspend fun sync(force: Boolean = true): SyncReport =
+        if (force) queue.syncNow(client, unixTimeMs()) else queue.sync(client, unixTimeMs())
 
     /**
      * What was wrong with a receipt the server gave (`witness_mismatch`: it forks the
-     * chain from the register's witness; `invalid_receipt`...), or null. The sale itself
-     * stays stored: this is evidence to show, not a reason to ring it up again.
+     * chain from the register's witness; `invalid_receipt`...), or null. The queue keeps
+     * the register's witness (the newest receipt it accepted, moved by every sale it
+     * sends) and the first receipt that did not fit, as evidence. The sale itself stays
+     * stored: this is to show, not a reason to ring it up again.
      */
-    var witnessProblem: String? = null
-        private set
-
-    /**
-     * Keeps [receipt], just given by the server, as the register's witness if it comes
-     * after the one kept (core decides: [advancesWitness]); a receipt that does not fit
-     * is kept out and reported as [witnessProblem].
-     */
-    @Synchronized
-    private fun keepWitness(receipt: String) {
-        // Nothing here may fail a sale the server has stored.
-        try {
-            if (advancesWitness(store.get(Keys.WITNESS), receipt, trustedKeys)) store.put(Keys.WITNESS, receipt)
-        } catch (e: TillgateException.Failed) {
-            witnessProblem = "${e.code}: ${e.reason}"
-        } catch (e: Exception) {
-            witnessProblem = "the witness could not be kept: $e"
-        }
-    }
-
-    /**
-     * After a successful check: the chain's last receipt becomes the witness if the
-     * witness kept now (a sale may have moved it during the check) is one of the chain's.
-     * The check bridged any gap since it.
-     */
-    @Synchronized
-    private fun keepCheckedWitness(chain: List<String>) {
-        val kept = store.get(Keys.WITNESS)
-        if (chain.isNotEmpty() && (kept == null || kept in chain)) store.put(Keys.WITNESS, chain.last())
-    }
+    val witnessProblem: String? get() = queue.witnessProblem()?.let { "${it.code}: ${it.message}" }
 
     /**
      * Fetches every stored transaction of this register and verifies it against its
      * receipt, the receipt chain, and that the chain still holds the newest receipt this
-     * register saw (its witness): a history cut back or rewritten on the server since
-     * throws `witness_mismatch`. What verifies becomes the next witness.
+     * register saw (the queue's witness): a history cut back or rewritten on the server
+     * since throws `witness_mismatch`. What verifies becomes the next witness.
      */
     suspend fun verifyReceipts(): List<ReceiptClaims> {
         if (!isRegistered) return emptyList()
-        val history = client.verifyHistory(store.get(Keys.WITNESS))
-        keepCheckedWitness(history.transactions.map { it.receipt })
-        return history.receipts
+        return queue.verifyHistory(client).receipts
     }
 }

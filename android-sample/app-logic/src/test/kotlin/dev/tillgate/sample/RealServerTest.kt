@@ -76,11 +76,11 @@ class RealServerTest {
 
         // The register's witness moved to the last synced sale's receipt.
         assertEquals(listOf(2uL, 3uL), r.stored.map { it.sequence })
-        assertEquals(r.stored.last().receipt, store.get(Keys.WITNESS))
+        assertEquals(r.stored.last().receipt, app.queue.witness())
         assertEquals(null, app.witnessProblem)
         val claims = app.verifyReceipts()
         assertEquals(listOf(1uL, 2uL, 3uL), claims.map { it.seq })
         assertEquals(listOf(3200L, 6400L, 4900L), claims.map { it.total })
-        assertEquals(r.stored.last().receipt, store.get(Keys.WITNESS))
+        assertEquals(r.stored.last().receipt, app.queue.witness())
     }
 }
