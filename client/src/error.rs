@@ -131,8 +131,8 @@ pub enum ClientError {
     /// The queue's storage failed (disk full, permissions, quota). Code `storage_error`.
     #[error("queue storage error: {0}")]
     Storage(String),
-    /// A stored queue record could not be read. It is kept (renamed `*.corrupt` on
-    /// disk), listed by [`Outbox::corrupt_records`](crate::Outbox::corrupt_records) and
+    /// A stored queue record (or the witness record) could not be read. It is kept in
+    /// place, listed by [`Outbox::corrupt_records`](crate::Outbox::corrupt_records) and
     /// never silently dropped. Code `queue_record_corrupt`.
     #[error("queue record {name} is corrupt: {reason}")]
     CorruptRecord {

@@ -587,7 +587,15 @@ async function verifyReceipts(): Promise<void> {
     if (isUnreachable(e)) { setState(badge, "busy", "Offline: receipts are checked when back online"); return; }
     const t = asTg(e);
     if (t.code === "witness_mismatch") {
-      setState(badge, "invalid", `✗ History REWRITTEN: the server no longer holds what this register was given (${errText(e)})`);
+      // A fork the outbox saw when the server answered a sale is the first evidence.
+      const problem = witnessProblemText();
+      setState(badge, "invalid", problem
+        ? `✗ ${problem}; the server's history no longer holds what this register was given (${errText(e)})`
+        : `✗ History REWRITTEN: the server no longer holds what this register was given (${errText(e)})`);
+      return;
+    }
+    if (t.code === "storage_error" || t.code === "queue_record_corrupt") {
+      setState(badge, "invalid", `✗ Witness not kept: ${errText(e)}`);
       return;
     }
     setState(badge, "invalid", `✗ Chain INVALID${t.index !== undefined ? ` at receipt ${t.index}` : ""}: ${errText(e)}`);

@@ -511,7 +511,8 @@ pub enum Submitted {
 pub struct WitnessProblem {
     /// The receipt as the server gave it.
     pub receipt: String,
-    /// The error code (`witness_mismatch`, `invalid_receipt`, `receipt_chain_broken`).
+    /// The error code (`witness_mismatch`, `invalid_receipt`, `receipt_chain_broken`;
+    /// `invalid_witness`: the kept witness itself no longer verifies, reset it).
     pub code: String,
     /// The error's message.
     pub message: String,

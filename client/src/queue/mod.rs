@@ -540,6 +540,7 @@ impl Outbox {
         }
         let _guard = SyncGuard(&self.syncing);
         let mut after = 0u64;
+        let mut witness_failed = false;
         loop {
             let next = {
                 let st = self.lock();
@@ -556,11 +557,26 @@ impl Outbox {
                 break;
             }
             after = entry.id + 1;
+            let epoch = self.witness_epoch();
             match client
                 .submit_transaction(&entry.transaction, &entry.idempotency_key)
                 .await
             {
                 Ok(stored) => {
+                    // The receipt is kept before the record goes: after a crash in
+                    // between, the resend gets the same receipt back.
+                    let (problem, kept) = self
+                        .witness_saw(client, &stored.receipt, now_ms, epoch)
+                        .await;
+                    if report.witness_problem.is_none() {
+                        report.witness_problem = problem;
+                    }
+                    if let Err(e) = kept {
+                        // The witness moved in memory and is written with the next
+                        // change; the sales go on.
+                        self.lock().last_error = Some(LastError::of(&e, now_ms));
+                        witness_failed = true;
+                    }
                     let id = entry.id;
                     if let Err(e) = run_store(&self.store, move |s| s.remove(id)).await {
                         // The server has it; a later resend with the same key is harmless.
@@ -569,22 +585,7 @@ impl Outbox {
                         break;
                     }
                     self.lock().entries.remove(&id);
-                    let receipt = stored.receipt.clone();
                     report.sent.push((entry.idempotency_key, stored));
-                    match self.witness_saw(client, &receipt, now_ms).await {
-                        Ok(problem) => {
-                            if report.witness_problem.is_none() {
-                                report.witness_problem = problem;
-                            }
-                        }
-                        Err(e) => {
-                            // The sale is stored and out of the queue; keeping its
-                            // receipt failed, which the next sale would meet too.
-                            self.lock().last_error = Some(LastError::of(&e, now_ms));
-                            report.stopped_by = Some(e);
-                            break;
-                        }
-                    }
                 }
                 Err(err) => {
                     let permanent = !err.is_transient()
@@ -647,6 +648,7 @@ impl Outbox {
         if report.remaining == 0
             && report.stopped_by.is_none()
             && report.failed.is_empty()
+            && !witness_failed
             && st.corrupt.is_empty()
         {
             st.last_error = None;

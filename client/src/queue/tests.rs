@@ -398,6 +398,22 @@ fn trusting(key: &tillgate_core::SigningKey) -> Client {
     Client::new(ClientConfig::new("http://127.0.0.1:9", trusted)).unwrap()
 }
 
+/// `witness_saw` as a sale sent now; the witness must be written.
+async fn saw(q: &Outbox, client: &Client, receipt: &str, now_ms: i64) -> Option<WitnessProblem> {
+    let (problem, kept) = q
+        .witness_saw(client, receipt, now_ms, q.witness_epoch())
+        .await;
+    kept.unwrap();
+    problem
+}
+
+/// `witness_checked` for a check begun now.
+async fn checked(q: &Outbox, receipts: Vec<String>) {
+    q.witness_checked(receipts, q.witness_epoch())
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn the_witness_follows_the_chain_and_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -410,7 +426,7 @@ async fn the_witness_follows_the_chain_and_survives_a_restart() {
         for (r, kept) in [(0, 0), (1, 1), (0, 1), (3, 1)] {
             // Forward one linked receipt at a time; an earlier one, or one past a
             // gap, leaves it.
-            assert_eq!(q.witness_saw(&client, &chain[r], 5).await.unwrap(), None);
+            assert_eq!(saw(&q, &client, &chain[r], 5).await, None);
             assert_eq!(q.witness().as_ref(), Some(&chain[kept]));
         }
         // A crash while writing the next witness leaves a torn temp file.
@@ -421,10 +437,10 @@ async fn the_witness_follows_the_chain_and_survives_a_restart() {
     assert!(q.corrupt_records().is_empty() && q.last_error().is_none());
     assert!(!dir.path().join("witness.json.tmp").exists());
     // A check that passed bridges the gap: the witness moves to the checked chain's end.
-    q.witness_checked(chain.clone()).await.unwrap();
+    checked(&q, chain.clone()).await;
     assert_eq!(q.witness().as_ref(), Some(&chain[3]));
     // A check of a shorter chain (fetched before a later sale answered) leaves it.
-    q.witness_checked(chain[..3].to_vec()).await.unwrap();
+    checked(&q, chain[..3].to_vec()).await;
     assert_eq!(q.witness().as_ref(), Some(&chain[3]));
     let q = Outbox::open(file_store(dir.path())).await.unwrap();
     assert_eq!(q.witness().as_ref(), Some(&chain[3]));
@@ -439,10 +455,10 @@ async fn a_receipt_that_does_not_fit_is_kept_as_evidence() {
     let chain = receipts(&key, 3, 100);
     let fork = receipts(&key, 3, 1);
     let q = Outbox::open(file_store(dir.path())).await.unwrap();
-    q.witness_saw(&client, &chain[0], 1).await.unwrap();
-    q.witness_saw(&client, &chain[1], 2).await.unwrap();
+    saw(&q, &client, &chain[0], 1).await;
+    saw(&q, &client, &chain[1], 2).await;
     // Another receipt for sequence 2: the server forked this register's chain.
-    let p = q.witness_saw(&client, &fork[1], 3).await.unwrap().unwrap();
+    let p = saw(&q, &client, &fork[1], 3).await.unwrap();
     assert_eq!(
         (p.code.as_str(), &p.receipt, p.at_ms),
         ("witness_mismatch", &fork[1], 3)
@@ -450,17 +466,13 @@ async fn a_receipt_that_does_not_fit_is_kept_as_evidence() {
     assert!(p.message.contains("receipt 2"), "{}", p.message);
     // The next receipt of the fork does not link to the witness: found too, but the
     // first problem stays as the evidence, and the witness does not move.
-    let second = q.witness_saw(&client, &fork[2], 4).await.unwrap().unwrap();
+    let second = saw(&q, &client, &fork[2], 4).await.unwrap();
     assert_eq!(second.receipt, fork[2]);
     assert_eq!(q.witness_problem().as_ref(), Some(&p));
     assert_eq!(q.witness().as_ref(), Some(&chain[1]));
     // A receipt signed by an unknown key.
     let stranger = receipts(&tillgate_core::SigningKey::from_seed(&[13; 32]), 3, 100);
-    let bad = q
-        .witness_saw(&client, &stranger[2], 5)
-        .await
-        .unwrap()
-        .unwrap();
+    let bad = saw(&q, &client, &stranger[2], 5).await.unwrap();
     assert_eq!(bad.code, "invalid_receipt");
     // Evidence survives a restart, until the app resets the witness.
     let q = Outbox::open(file_store(dir.path())).await.unwrap();
@@ -471,7 +483,7 @@ async fn a_receipt_that_does_not_fit_is_kept_as_evidence() {
     let q = Outbox::open(file_store(dir.path())).await.unwrap();
     assert_eq!((q.witness(), q.witness_problem()), (None, None));
     // A register activated afresh starts its new chain's witness.
-    q.witness_saw(&client, &fork[0], 6).await.unwrap();
+    saw(&q, &client, &fork[0], 6).await;
     assert_eq!(q.witness().as_ref(), Some(&fork[0]));
 }
 
@@ -480,24 +492,43 @@ async fn an_unreadable_witness_is_reported_and_never_written_over() {
     let key = tillgate_core::SigningKey::from_seed(&[14; 32]);
     let client = trusting(&key);
     let chain = receipts(&key, 2, 100);
-    let store = Arc::new(MemoryStore::new());
-    store.insert_raw_witness(b"{\"v\":1,\"receipt\":".to_vec());
-    let q = Outbox::open(store.clone()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let torn = b"{\"v\":1,\"receipt\":".to_vec();
+    std::fs::write(dir.path().join("witness.json"), &torn).unwrap();
+    let q = Outbox::open(file_store(dir.path())).await.unwrap();
     let corrupt = q.corrupt_records();
     assert_eq!(corrupt.len(), 1);
-    assert_eq!((corrupt[0].name.as_str(), corrupt[0].id), ("witness", None));
+    assert_eq!(
+        (corrupt[0].name.as_str(), corrupt[0].id),
+        ("witness.json", None)
+    );
     assert_eq!(q.last_error().unwrap().code, "queue_record_corrupt");
     // Sales go on; the witness stays still and the record as it was.
-    assert_eq!(q.witness_saw(&client, &chain[0], 1).await.unwrap(), None);
-    q.witness_checked(chain.clone()).await.unwrap();
+    assert_eq!(saw(&q, &client, &chain[0], 1).await, None);
+    checked(&q, chain.clone()).await;
     assert_eq!(q.witness(), None);
-    assert_eq!(store.raw_witness().unwrap(), b"{\"v\":1,\"receipt\":");
+    assert_eq!(
+        std::fs::read(dir.path().join("witness.json")).unwrap(),
+        torn
+    );
+    // A check without the witness would pass a history cut back: it is refused, before
+    // anything is fetched (this client's server is never reachable).
+    for e in [
+        q.verify_history(&client).await.unwrap_err(),
+        q.verify_history_since(&client).await.unwrap_err(),
+    ] {
+        assert_eq!(e.code(), "queue_record_corrupt", "{e}");
+        assert!(e.to_string().contains("witness.json"), "{e}");
+    }
     // Once the app has looked at it and removed it, the witness starts again.
-    q.remove_corrupt("witness").await.unwrap();
+    q.remove_corrupt("witness.json").await.unwrap();
     assert!(q.corrupt_records().is_empty() && q.last_error().is_none());
-    assert_eq!(store.raw_witness(), None);
-    q.witness_saw(&client, &chain[0], 2).await.unwrap();
+    assert!(!dir.path().join("witness.json").exists());
+    saw(&q, &client, &chain[0], 2).await;
     assert_eq!(q.witness().as_ref(), Some(&chain[0]));
+    // The check itself runs now (and needs an activated client).
+    let e = q.verify_history(&client).await.unwrap_err();
+    assert_eq!(e.code(), "not_activated", "{e}");
     // A record of a later format is not read as this one.
     let store = Arc::new(MemoryStore::new());
     store.insert_raw_witness(br#"{"v":2,"receipt":null,"problem":null}"#.to_vec());
@@ -514,4 +545,87 @@ async fn an_unreadable_witness_is_reported_and_never_written_over() {
             problem: None
         }
     );
+}
+
+#[tokio::test]
+async fn a_reset_is_not_undone_by_what_began_before_it() {
+    let key = tillgate_core::SigningKey::from_seed(&[15; 32]);
+    let client = trusting(&key);
+    let old = receipts(&key, 3, 100);
+    let q = Outbox::open(Arc::new(MemoryStore::new())).await.unwrap();
+    saw(&q, &client, &old[0], 1).await;
+    // A check and a sale of the old registration are under way ...
+    let epoch = q.witness_epoch();
+    // ... when the register is activated afresh.
+    q.reset_witness().await.unwrap();
+    q.witness_checked(old.clone(), epoch).await.unwrap();
+    let (problem, kept) = q.witness_saw(&client, &old[1], 2, epoch).await;
+    kept.unwrap();
+    assert_eq!((q.witness(), problem), (None, None));
+    // What begins after the reset moves it.
+    checked(&q, old.clone()).await;
+    assert_eq!(q.witness().as_ref(), Some(&old[2]));
+}
+
+/// A store whose witness writes fail while `fail` is set (a full disk).
+struct FailingWitness {
+    inner: MemoryStore,
+    fail: std::sync::atomic::AtomicBool,
+}
+
+impl QueueStore for FailingWitness {
+    fn load(&self) -> Result<StoreContents> {
+        self.inner.load()
+    }
+    fn save(&self, entry: &QueuedTransaction) -> Result<()> {
+        self.inner.save(entry)
+    }
+    fn remove(&self, id: u64) -> Result<()> {
+        self.inner.remove(id)
+    }
+    fn remove_corrupt(&self, name: &str) -> Result<()> {
+        self.inner.remove_corrupt(name)
+    }
+    fn save_witness(&self, record: &WitnessRecord) -> Result<()> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(ClientError::Storage("no space left on device".into()));
+        }
+        self.inner.save_witness(record)
+    }
+}
+
+#[tokio::test]
+async fn a_witness_that_cannot_be_written_moves_in_memory_and_is_written_later() {
+    let key = tillgate_core::SigningKey::from_seed(&[16; 32]);
+    let client = trusting(&key);
+    let chain = receipts(&key, 4, 100);
+    let store = Arc::new(FailingWitness {
+        inner: MemoryStore::new(),
+        fail: false.into(),
+    });
+    let stored = |s: &FailingWitness| decode_witness(&s.inner.raw_witness().unwrap()).unwrap();
+    let q = Outbox::open(store.clone()).await.unwrap();
+    saw(&q, &client, &chain[0], 1).await;
+    store.fail.store(true, Ordering::SeqCst);
+    let (problem, kept) = q
+        .witness_saw(&client, &chain[1], 2, q.witness_epoch())
+        .await;
+    assert_eq!(problem, None);
+    assert_eq!(kept.unwrap_err().code(), "storage_error");
+    // It moved all the same; the stored one lags behind, still one of the chain's.
+    assert_eq!(q.witness().as_ref(), Some(&chain[1]));
+    assert_eq!(stored(&store).receipt.as_ref(), Some(&chain[0]));
+    store.fail.store(false, Ordering::SeqCst);
+    // The same receipt again (a resend) does not move it, but writes it now.
+    assert_eq!(saw(&q, &client, &chain[1], 3).await, None);
+    assert_eq!(stored(&store).receipt.as_ref(), Some(&chain[1]));
+    // And a check that passes writes a lagging witness too.
+    store.fail.store(true, Ordering::SeqCst);
+    let (_, kept) = q
+        .witness_saw(&client, &chain[2], 4, q.witness_epoch())
+        .await;
+    assert!(kept.is_err());
+    store.fail.store(false, Ordering::SeqCst);
+    checked(&q, chain[..3].to_vec()).await;
+    assert_eq!(stored(&store).receipt.as_ref(), Some(&chain[2]));
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde::{Deserialize, Serialize};
 use tillgate_core::{advances_witness, witness_after_check};
 
-use super::{CorruptRecord, Outbox, run_store};
+use super::{CorruptRecord, Outbox, QueueStore, run_store};
 use crate::{Client, ClientError, Result, VerifiedHistory};
 
 /// The witness record, exactly as persisted.
@@ -28,7 +28,9 @@ pub struct WitnessRecord {
 /// A receipt the server gave that did not fit the register's witness: a fork of its
 /// chain (`witness_mismatch`), a receipt that does not verify (`invalid_receipt`) or one
 /// of another register (`receipt_chain_broken`). The server stored the sale all the
-/// same: this is evidence for the operator, not a failed sale.
+/// same: this is evidence for the operator, not a failed sale. (`invalid_witness`: the
+/// kept witness itself no longer verifies, because the app stopped trusting the key
+/// that signed it; reset the witness.)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WitnessProblem {
@@ -57,13 +59,18 @@ pub fn decode_witness(bytes: &[u8]) -> std::result::Result<WitnessRecord, String
 }
 
 /// The witness as the outbox holds it. An unreadable stored record is never written
-/// over: the witness stays still until the app removes it
-/// ([`Outbox::remove_corrupt`]) or resets it.
+/// over: the witness stays still, and checks refuse to run without it, until the app
+/// removes it ([`Outbox::remove_corrupt`]) or resets it.
 #[derive(Debug, Default)]
 pub(super) struct WitnessState {
     record: WitnessRecord,
-    /// The name of the unreadable stored record, if it is one.
-    unreadable: Option<String>,
+    /// The stored record, if it cannot be read.
+    unreadable: Option<CorruptRecord>,
+    /// Counts resets: a check or a sale begun before one must not move the new witness.
+    epoch: u64,
+    /// The record in memory is newer than the stored one (a write failed); the next
+    /// change writes it again.
+    unsaved: bool,
 }
 
 impl WitnessState {
@@ -74,25 +81,37 @@ impl WitnessState {
             None => WitnessState::default(),
             Some(Ok(record)) => WitnessState {
                 record,
-                unreadable: None,
+                ..WitnessState::default()
             },
             Some(Err(c)) => WitnessState {
-                record: WitnessRecord::default(),
-                unreadable: Some(c.name),
+                unreadable: Some(c),
+                ..WitnessState::default()
             },
         }
     }
 
     /// The stored record was removed (`Outbox::remove_corrupt`): start afresh.
     pub(super) fn removed(&mut self, name: &str) {
-        if self.unreadable.as_deref() == Some(name) {
-            *self = WitnessState::default();
+        if self.unreadable.as_ref().is_some_and(|c| c.name == name) {
+            self.unreadable = None;
+            self.record = WitnessRecord::default();
+            self.epoch += 1;
         }
+    }
+
+    /// Writes `record` and keeps it. If the write fails the record is kept in memory all
+    /// the same (a stored witness that lags behind is still one of the chain's
+    /// receipts) and written again with the next change.
+    fn keep(&mut self, s: &dyn QueueStore, record: WitnessRecord) -> Result<()> {
+        let saved = s.save_witness(&record);
+        self.unsaved = saved.is_err();
+        self.record = record;
+        saved
     }
 }
 
 pub(super) fn lock(w: &Mutex<WitnessState>) -> MutexGuard<'_, WitnessState> {
-    // Every change is one assignment after the store wrote it: still consistent.
+    // Every change is a few assignments under the lock, none of which can panic.
     w.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -124,42 +143,58 @@ impl Outbox {
 
     /// The first receipt the server gave that did not fit the witness (a forked chain,
     /// a receipt that does not verify), kept as evidence until
-    /// [`reset_witness`](Self::reset_witness). Its sale was stored all the same.
+    /// [`reset_witness`](Self::reset_witness). Its sale was stored all the same. Code
+    /// `invalid_witness` means the kept witness itself no longer verifies (the app
+    /// stopped trusting the key that signed it): reset it.
     pub fn witness_problem(&self) -> Option<WitnessProblem> {
         lock(&self.witness).record.problem.clone()
     }
 
     /// Forgets the witness and any problem: for a register activated afresh (a new
-    /// chain), or once the operator has dealt with the problem.
+    /// chain), or once the operator has dealt with the problem. A check or a sale
+    /// begun before the reset does not move the new witness.
     pub async fn reset_witness(&self) -> Result<()> {
         let witness = Arc::clone(&self.witness);
         let unreadable = run_store(&self.store, move |s| {
             let mut w = lock(&witness);
             let record = fresh(None, None);
             s.save_witness(&record)?;
-            let old = std::mem::replace(
-                &mut *w,
-                WitnessState {
-                    record,
-                    unreadable: None,
-                },
-            );
-            Ok(old.unreadable)
+            w.record = record;
+            w.unsaved = false;
+            w.epoch += 1;
+            Ok(w.unreadable.take())
         })
         .await?;
-        if let Some(name) = unreadable {
+        if let Some(c) = unreadable {
             // The app chose to write over the unreadable record.
-            self.forget_corrupt(&name);
+            self.forget_corrupt(&c.name);
         }
         Ok(())
+    }
+
+    /// The witness to check with, and the epoch the check belongs to; an unreadable
+    /// witness record refuses the check (`queue_record_corrupt`): without the witness
+    /// a history cut back would pass.
+    fn witness_for_check(&self) -> Result<(Option<String>, u64)> {
+        let w = lock(&self.witness);
+        if let Some(c) = &w.unreadable {
+            return Err(ClientError::CorruptRecord {
+                name: c.name.clone(),
+                reason: format!(
+                    "{}; the witness cannot be checked until the record is removed or the witness reset",
+                    c.reason
+                ),
+            });
+        }
+        Ok((w.record.receipt.clone(), w.epoch))
     }
 
     /// [`Client::verify_history`] with this register's witness, which then moves to the
     /// end of the checked chain ([`witness_after_check`]): the check bridged any gap.
     pub async fn verify_history(&self, client: &Client) -> Result<VerifiedHistory> {
-        let kept = self.witness();
+        let (kept, epoch) = self.witness_for_check()?;
         let history = client.verify_history(kept.as_deref()).await?;
-        self.witness_checked(receipts_of(&history)).await?;
+        self.witness_checked(receipts_of(&history), epoch).await?;
         Ok(history)
     }
 
@@ -167,58 +202,67 @@ impl Outbox {
     /// histories), or the whole check when there is no witness yet; the witness then
     /// moves like [`verify_history`](Self::verify_history)'s.
     pub async fn verify_history_since(&self, client: &Client) -> Result<VerifiedHistory> {
-        let history = match self.witness() {
+        let (kept, epoch) = self.witness_for_check()?;
+        let history = match kept {
             Some(w) => client.verify_history_since(&w).await?,
             None => client.verify_history(None).await?,
         };
-        self.witness_checked(receipts_of(&history)).await?;
+        self.witness_checked(receipts_of(&history), epoch).await?;
         Ok(history)
     }
 
-    /// The receipts of a check that passed: the witness moves to their end
-    /// ([`witness_after_check`]).
-    pub(super) async fn witness_checked(&self, receipts: Vec<String>) -> Result<()> {
+    /// The current epoch, taken before a sale is sent or a check is fetched.
+    pub(super) fn witness_epoch(&self) -> u64 {
+        lock(&self.witness).epoch
+    }
+
+    /// The receipts of a check that passed, begun in `epoch`: the witness moves to
+    /// their end ([`witness_after_check`]).
+    pub(super) async fn witness_checked(&self, receipts: Vec<String>, epoch: u64) -> Result<()> {
         let witness = Arc::clone(&self.witness);
         run_store(&self.store, move |s| {
             let mut w = lock(&witness);
-            if w.unreadable.is_some() {
+            if w.unreadable.is_some() || w.epoch != epoch {
                 return Ok(());
             }
             // Read under the lock: a sale answered during the check may have moved it.
             let kept = w.record.receipt.as_deref();
-            let Some(next) = witness_after_check(kept, &receipts).filter(|n| Some(*n) != kept)
-            else {
+            let Some(next) = witness_after_check(kept, &receipts) else {
                 return Ok(());
             };
+            if Some(next) == kept && !w.unsaved {
+                return Ok(());
+            }
             let record = fresh(Some(next.to_owned()), w.record.problem.clone());
-            s.save_witness(&record)?;
-            w.record = record;
-            Ok(())
+            w.keep(s, record)
         })
         .await
     }
 
-    /// A receipt the server just gave for a sale: moves the witness if it directly
-    /// continues it, keeps the first one that does not fit as the problem, and returns
-    /// the problem it found, if any.
+    /// A receipt the server gave for a sale sent in `epoch`: moves the witness if it
+    /// directly continues it, keeps the first one that does not fit as the problem.
+    /// Returns the problem it found, if any, and whether the witness could be written
+    /// (if not, the witness moved in memory all the same).
     pub(super) async fn witness_saw(
         &self,
         client: &Client,
         receipt: &str,
         now_ms: i64,
-    ) -> Result<Option<WitnessProblem>> {
+        epoch: u64,
+    ) -> (Option<WitnessProblem>, Result<()>) {
         let witness = Arc::clone(&self.witness);
         let client = client.clone();
         let receipt = receipt.to_owned();
-        run_store(&self.store, move |s| {
+        let seen = run_store(&self.store, move |s| {
             let mut w = lock(&witness);
-            if w.unreadable.is_some() {
-                return Ok(None);
+            if w.unreadable.is_some() || w.epoch != epoch {
+                return Ok((None, Ok(())));
             }
             let keys = &client.config().trusted_keys;
             let (record, problem) =
                 match advances_witness(w.record.receipt.as_deref(), &receipt, keys) {
-                    Ok(false) => return Ok(None),
+                    Ok(false) if w.unsaved => (w.record.clone(), None),
+                    Ok(false) => return Ok((None, Ok(()))),
                     Ok(true) => (fresh(Some(receipt), w.record.problem.clone()), None),
                     Err(e) => {
                         let e = ClientError::from(e);
@@ -228,18 +272,18 @@ impl Outbox {
                             message: e.to_string(),
                             at_ms: now_ms,
                         };
-                        if w.record.problem.is_some() {
+                        if w.record.problem.is_some() && !w.unsaved {
                             // The first problem stays as the evidence.
-                            return Ok(Some(problem));
+                            return Ok((Some(problem), Ok(())));
                         }
-                        let kept = w.record.receipt.clone();
-                        (fresh(kept, Some(problem.clone())), Some(problem))
+                        let first = w.record.problem.clone().unwrap_or_else(|| problem.clone());
+                        (fresh(w.record.receipt.clone(), Some(first)), Some(problem))
                     }
                 };
-            s.save_witness(&record)?;
-            w.record = record;
-            Ok(problem)
+            Ok((problem, w.keep(s, record)))
         })
-        .await
+        .await;
+        // A failed store task: nothing was written.
+        seen.unwrap_or_else(|e| (None, Err(e)))
     }
 }

@@ -393,6 +393,78 @@ async fn the_outbox_keeps_the_registers_witness() {
     server.stop().await;
 }
 
+/// A file store whose witness writes fail while `full` is set (a full disk).
+struct FullForWitness {
+    files: FileStore,
+    full: std::sync::atomic::AtomicBool,
+}
+
+impl QueueStore for FullForWitness {
+    fn load(&self) -> tillgate_client::Result<tillgate_client::StoreContents> {
+        self.files.load()
+    }
+    fn save(&self, entry: &tillgate_client::QueuedTransaction) -> tillgate_client::Result<()> {
+        self.files.save(entry)
+    }
+    fn remove(&self, id: u64) -> tillgate_client::Result<()> {
+        self.files.remove(id)
+    }
+    fn remove_corrupt(&self, name: &str) -> tillgate_client::Result<()> {
+        self.files.remove_corrupt(name)
+    }
+    fn save_witness(&self, record: &tillgate_client::WitnessRecord) -> tillgate_client::Result<()> {
+        if self.full.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(ClientError::Storage("no space left on device".into()));
+        }
+        self.files.save_witness(record)
+    }
+}
+
+#[tokio::test]
+async fn a_witness_that_cannot_be_written_never_holds_back_a_sale() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue_dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), NOW).await;
+    let (client, _) = approved_client(&server).await;
+    let store = Arc::new(FullForWitness {
+        files: FileStore::open(queue_dir.path()).unwrap(),
+        full: false.into(),
+    });
+    let outbox = Outbox::open(store.clone()).await.unwrap();
+    outbox
+        .submit(&client, sale(1000, "Kaffe"), None, NOW * 1000)
+        .await
+        .unwrap();
+    store.full.store(true, std::sync::atomic::Ordering::SeqCst);
+    for total in [2000, 3000] {
+        outbox
+            .enqueue(sale(total, "Bulle"), None, NOW * 1000)
+            .await
+            .unwrap();
+    }
+    let r = outbox.sync_now(&client, NOW * 1000 + 1).await;
+    // Both sent; the failed witness writes are reported, and stop nothing.
+    assert_eq!(r.sent.len(), 2);
+    assert!(r.stopped_by.is_none(), "{:?}", r.stopped_by);
+    assert_eq!(outbox.len(), 0);
+    assert_eq!(outbox.last_error().unwrap().code, "storage_error");
+    assert_eq!(outbox.witness().as_ref(), Some(&r.sent[1].1.receipt));
+    // The disk has room again: the next sale writes the witness, which a restart finds.
+    store.full.store(false, std::sync::atomic::Ordering::SeqCst);
+    let last = match outbox
+        .submit(&client, sale(4000, "Te"), None, NOW * 1000 + 2)
+        .await
+        .unwrap()
+    {
+        Submitted::Sent(stored) => stored.receipt,
+        Submitted::Queued(k) => panic!("queued {k}"),
+    };
+    assert!(outbox.last_error().is_none());
+    let reopened = Outbox::open(open_store(queue_dir.path())).await.unwrap();
+    assert_eq!(reopened.witness(), Some(last));
+    server.stop().await;
+}
+
 /// A client as an app builds it at a start without network: key and floor from its
 /// storage, the stored descriptor verified offline.
 fn client_for_offline(

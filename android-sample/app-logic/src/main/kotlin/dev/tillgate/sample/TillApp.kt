@@ -113,8 +113,9 @@ class TillApp private constructor(
         store.put(Keys.API_KEY, a.apiKey)
         store.put(Keys.STATUS, a.status)
         store.remove(Keys.DESCRIPTOR)
-        // A new registration starts a new receipt chain.
-        queue.resetWitness()
+        // A new registration starts a new receipt chain. The registration stands if this
+        // fails: the old witness then shows up as a problem at the first sale.
+        runCatching { queue.resetWitness() }
         handshake = HandshakeStatus.Pending
         return a
     }
