@@ -69,6 +69,13 @@ test("activation, handshake, activation code and a sale against the server", { s
   assert.equal(outbox.witness(), undefined);
   await outbox.verifyHistory(client);
   assert.equal(outbox.witness(), sent.stored.receipt);
+  // A witness the app kept itself is adopted only when the outbox keeps none.
+  assert.equal(await outbox.adoptWitness(client, sent.stored.receipt), false);
+  await outbox.resetWitness();
+  assert.equal(await outbox.adoptWitness(client, sent.stored.receipt), true);
+  assert.equal(outbox.witness(), sent.stored.receipt);
+  await assert.rejects(outbox.adoptWitness(client, "not.a.receipt"),
+    (e) => e instanceof Error && e.code === "invalid_witness");
 });
 
 test("an answer over maxResponseBytes is refused with invalid_response", { skip }, async () => {

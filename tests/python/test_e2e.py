@@ -84,6 +84,12 @@ def test_activation_handshake_code_and_transaction():
             assert outbox.witness() is None
             await outbox.verify_history(client)
             assert outbox.witness() == sent.stored.receipt
+            # A witness the app kept itself is adopted only when the outbox keeps none.
+            assert await outbox.adopt_witness(client, sent.stored.receipt) is False
+            await outbox.reset_witness()
+            assert await outbox.adopt_witness(client, sent.stored.receipt) is True
+            assert outbox.witness() == sent.stored.receipt
+            assert (await refusal(outbox.adopt_witness(client, "not.a.receipt"))).code == "invalid_witness"
 
     asyncio.run(run())
 

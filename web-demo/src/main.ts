@@ -63,6 +63,8 @@ const K = {
   jwks: "tillgate-demo:pinned-jwks",
   offline: "tillgate-demo:offline",
 };
+/** Where earlier versions of this page kept the register's witness (now the outbox's). */
+const OLD_WITNESS = "tillgate-demo:witness";
 /** Where the Offline switch points the client: port 9 (discard), where nothing answers
  * (browsers refuse it at once), so every call fails as a lost network would. */
 const OFFLINE_URL = "http://127.0.0.1:9";
@@ -734,6 +736,19 @@ async function main(): Promise<void> {
   connect();
   // The client's offline queue, persisted in localStorage (survives a reload).
   outbox = await Outbox.openLocalStorage(K.queue);
+  // Earlier versions of this page kept the register's witness themselves: hand it to
+  // the outbox once (it takes it only if it keeps none yet), then drop the old key.
+  const ownWitness = localStorage.getItem(OLD_WITNESS);
+  const client = api();
+  if (ownWitness !== null && client) {
+    try {
+      await outbox.adoptWitness(client, ownWitness);
+    } catch (e) {
+      console.warn(`the witness this page kept is not a receipt the app trusts: ${errText(e)}`);
+    }
+    localStorage.removeItem(OLD_WITNESS);
+    localStorage.removeItem(`${OLD_WITNESS}-problem`);
+  }
 
   // 1. form
   const d = defaults();

@@ -694,6 +694,13 @@ impl Outbox {
         self.0.witness_problem().map(WitnessProblem::from)
     }
 
+    /// Takes `receipt` (verified alone against the client's trusted keys) as the
+    /// witness when none is kept yet, for an app that kept its own before; `false` if
+    /// the outbox already keeps one, which is never replaced.
+    pub async fn adopt_witness(&self, client: Arc<Client>, receipt: String) -> Result<bool> {
+        Ok(self.0.adopt_witness(&client.0, &receipt).await?)
+    }
+
     /// Forgets the witness and any problem (a register activated afresh).
     pub async fn reset_witness(&self) -> Result<()> {
         Ok(self.0.reset_witness().await?)

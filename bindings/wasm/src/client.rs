@@ -595,6 +595,17 @@ impl Outbox {
         }
     }
 
+    /// Takes `receipt` (verified alone against the client's trusted keys) as the
+    /// witness when none is kept yet, for an app that kept its own before; `false` if
+    /// the outbox already keeps one, which is never replaced.
+    #[wasm_bindgen(js_name = adoptWitness, unchecked_return_type = "Promise<boolean>")]
+    pub fn adopt_witness(&self, client: &Client, receipt: String) -> Promise {
+        let (outbox, c) = (self.0.clone(), client.0.clone());
+        future_to_promise(
+            async move { Ok(outbox.adopt_witness(&c, &receipt).await.or_throw()?.into()) },
+        )
+    }
+
     /// Forgets the witness and any problem (a register activated afresh).
     #[wasm_bindgen(js_name = resetWitness, unchecked_return_type = "Promise<void>")]
     pub fn reset_witness(&self) -> Promise {

@@ -629,3 +629,28 @@ async fn a_witness_that_cannot_be_written_moves_in_memory_and_is_written_later()
     checked(&q, chain[..3].to_vec()).await;
     assert_eq!(stored(&store).receipt.as_ref(), Some(&chain[2]));
 }
+
+#[tokio::test]
+async fn a_witness_kept_by_the_app_is_adopted_once() {
+    let key = tillgate_core::SigningKey::from_seed(&[17; 32]);
+    let client = trusting(&key);
+    let chain = receipts(&key, 3, 100);
+    let dir = tempfile::tempdir().unwrap();
+    let q = Outbox::open(file_store(dir.path())).await.unwrap();
+    // Not a receipt, or signed by a key the app does not trust: refused.
+    let stranger = receipts(&tillgate_core::SigningKey::from_seed(&[18; 32]), 1, 100);
+    for bad in ["x.y.z", stranger[0].as_str()] {
+        let e = q.adopt_witness(&client, bad).await.unwrap_err();
+        assert_eq!(e.code(), "invalid_witness", "{e}");
+    }
+    assert!(q.adopt_witness(&client, &chain[1]).await.unwrap());
+    // Kept across a restart, and moved on by the next sale like any witness.
+    let q = Outbox::open(file_store(dir.path())).await.unwrap();
+    assert_eq!(q.witness().as_ref(), Some(&chain[1]));
+    // Once the outbox keeps one, it is never replaced.
+    assert!(!q.adopt_witness(&client, &chain[0]).await.unwrap());
+    saw(&q, &client, &chain[2], 1).await;
+    assert_eq!(q.witness().as_ref(), Some(&chain[2]));
+    assert!(!q.adopt_witness(&client, &chain[1]).await.unwrap());
+    assert_eq!(q.witness().as_ref(), Some(&chain[2]));
+}

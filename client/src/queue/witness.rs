@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
-use tillgate_core::{advances_witness, witness_after_check};
+use tillgate_core::{advances_witness, verify_receipt, witness_after_check};
 
 use super::{CorruptRecord, Outbox, QueueStore, run_store};
 use crate::{Client, ClientError, Result, VerifiedHistory};
@@ -148,6 +148,36 @@ impl Outbox {
     /// stopped trusting the key that signed it): reset it.
     pub fn witness_problem(&self) -> Option<WitnessProblem> {
         lock(&self.witness).record.problem.clone()
+    }
+
+    /// Takes `receipt` as the witness when none is kept yet: for an app that kept a
+    /// witness of its own before it used the outbox's. The receipt must verify alone
+    /// against the client's trusted keys (`invalid_witness` otherwise); a witness the
+    /// outbox already keeps is never replaced (`Ok(false)`), nor is an unreadable one
+    /// (`queue_record_corrupt`). The next check tells whether the server's chain holds
+    /// it.
+    pub async fn adopt_witness(&self, client: &Client, receipt: &str) -> Result<bool> {
+        verify_receipt(receipt, &client.config().trusted_keys).map_err(|e| {
+            tillgate_core::Error::InvalidWitness {
+                source: Box::new(e),
+            }
+        })?;
+        let (kept, epoch) = self.witness_for_check()?;
+        if kept.is_some() {
+            return Ok(false);
+        }
+        let witness = Arc::clone(&self.witness);
+        let receipt = receipt.to_owned();
+        run_store(&self.store, move |s| {
+            let mut w = lock(&witness);
+            // A sale answered meanwhile gave the outbox a witness of its own.
+            if w.unreadable.is_some() || w.epoch != epoch || w.record.receipt.is_some() {
+                return Ok(false);
+            }
+            let record = fresh(Some(receipt), w.record.problem.clone());
+            w.keep(s, record).map(|()| true)
+        })
+        .await
     }
 
     /// Forgets the witness and any problem: for a register activated afresh (a new

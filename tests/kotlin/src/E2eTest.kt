@@ -96,6 +96,13 @@ class E2eTest {
         // A check takes the server's chain as the witness again.
         outbox.verifyHistory(client)
         assertEquals(receipt, outbox.witness())
+        // A witness the app kept itself is adopted only when the outbox keeps none.
+        assertEquals(false, outbox.adoptWitness(client, receipt))
+        outbox.resetWitness()
+        assertEquals(true, outbox.adoptWitness(client, receipt))
+        assertEquals(receipt, outbox.witness())
+        val refused = try { outbox.adoptWitness(client, "not.a.receipt"); null } catch (e: TillgateException.Failed) { e }
+        assertEquals("invalid_witness", refused?.code)
     }
 
     private val today = LocalDate.now(ZoneOffset.UTC)

@@ -99,6 +99,13 @@ final class E2eTests: XCTestCase {
         XCTAssertNil(outbox.witness())
         _ = try await outbox.verifyHistory(client: client)
         XCTAssertEqual(outbox.witness(), stored.receipt)
+        // A witness the app kept itself is adopted only when the outbox keeps none.
+        let again = try await outbox.adoptWitness(client: client, receipt: stored.receipt)
+        XCTAssertFalse(again)
+        try await outbox.resetWitness()
+        let adopted = try await outbox.adoptWitness(client: client, receipt: stored.receipt)
+        XCTAssertTrue(adopted)
+        XCTAssertEqual(outbox.witness(), stored.receipt)
         print("e2e: activated \(activation.productionNumber), approved, verified, sold")
     }
 

@@ -67,7 +67,22 @@ class TillApp private constructor(
         ): TillApp {
             queueDir.mkdirs()
             return TillApp(store, serverUrl, trustedKeys, deviceId, applicationPackage, Outbox.openDirectory(queueDir.path), clock)
+                .also { it.adoptOwnWitness() }
         }
+
+        /** Where earlier versions of this app kept the register's witness (now the queue's). */
+        const val OLD_WITNESS = "witness_receipt"
+    }
+
+    /**
+     * Earlier versions kept the register's witness in [store]: the queue takes it once
+     * (only if it keeps none yet; a receipt the app does not trust is dropped), and the
+     * old entry goes.
+     */
+    private suspend fun adoptOwnWitness() {
+        val own = store.get(OLD_WITNESS) ?: return
+        runCatching { queue.adoptWitness(client, own) }
+        store.remove(OLD_WITNESS)
     }
 
     private var client: Client = newClient(serverUrl)

@@ -30,6 +30,24 @@ class TillAppTest {
         return app
     }
 
+    @Test fun aWitnessKeptByAnEarlierVersionGoesToTheQueueOnce() = runBlocking {
+        val receipt = TestKeys.jws(
+            TestKeys.server, "tillgate-receipt+jwt",
+            """{"iss":"https://pos.example","sub":"TG-TEST-0001","iat":${TestKeys.NOW},"seq":4,"txid":"tx_4",""" +
+                """"txh":"47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU","prev":"","txType":"sale","total":3200,"currency":"SEK"}""",
+        )
+        val store = MemoryStore()
+        store.put(TillApp.OLD_WITNESS, receipt)
+        val app = app(store, dir = tempDir("till-queue-adopt"))
+        assertEquals(receipt, app.queue.witness())
+        assertNull(store.get(TillApp.OLD_WITNESS))
+        // A stored value the app does not trust is dropped, never adopted.
+        val other = MemoryStore().apply { put(TillApp.OLD_WITNESS, "not.a.receipt") }
+        val fresh = app(other, dir = tempDir("till-queue-refuse"))
+        assertNull(fresh.queue.witness())
+        assertNull(other.get(TillApp.OLD_WITNESS))
+    }
+
     @Test fun registerThenPendingThenApprovedThenTheDescriptorRuns() = runBlocking {
         val store = MemoryStore()
         val app = app(store)
