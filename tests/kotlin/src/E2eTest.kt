@@ -101,8 +101,8 @@ class E2eTest {
         outbox.resetWitness()
         assertEquals(true, outbox.adoptWitness(client, receipt))
         assertEquals(receipt, outbox.witness())
-        val refused = try { outbox.adoptWitness(client, "not.a.receipt"); null } catch (e: TillgateException.Failed) { e }
-        assertEquals("invalid_witness", refused?.code)
+        val notAReceipt = try { outbox.adoptWitness(client, "not.a.receipt"); null } catch (e: TillgateException.Failed) { e }
+        assertEquals("invalid_witness", notAReceipt?.code)
     }
 
     private val today = LocalDate.now(ZoneOffset.UTC)
