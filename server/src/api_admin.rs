@@ -428,6 +428,46 @@ pub struct ExportQuery {
     pub limit: Option<i64>,
 }
 
+/// `GET /admin/activations/{activationId}/audit`: the register's stored receipt chain
+/// checked now, as `tillgate-server admin verify-receipts --activation-id` checks it (with
+/// the server's signing keys, retired ones included): every receipt verifies and chains
+/// from sequence 1, names its row, signs the stored transaction, and ends at the chain
+/// head. For support ("is this register's history intact?") and monitoring; a whole
+/// database is audited with the command, which can also use a JWKS kept apart and an
+/// older backup. Found problems are the answer (`status: broken`), not an error.
+#[utoipa::path(get, path = "/admin/activations/{activationId}/audit", tag = "admin",
+    params(("activationId" = String, Path)),
+    security(("admin" = [])),
+    responses((status = 200, body = crate::audit::RegisterAudit)))]
+pub async fn audit(
+    State(state): State<AppState>,
+    _admin: Admin,
+    ApiPath(id): ApiPath<String>,
+) -> AppResult<Json<crate::audit::RegisterAudit>> {
+    if state.store.register_chain_head(&id).await?.is_none() {
+        return Err(AppError::not_found(
+            "activation_not_found",
+            "no such activation",
+        ));
+    }
+    let options = crate::audit::AuditOptions {
+        only: Some(&id),
+        ..crate::audit::AuditOptions::default()
+    };
+    let mut found = None;
+    crate::audit::audit(&state.store, options, |r| {
+        found = Some(r.clone());
+        Ok(())
+    })
+    .await
+    .map_err(AppError::internal)?;
+    let found = found.ok_or_else(|| AppError::internal("the audit reported no register"))?;
+    if found.broken.is_some() {
+        tracing::warn!(activation_id = %found.activation_id, "receipt chain audit found it broken");
+    }
+    Ok(Json(found))
+}
+
 /// Exported transactions.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Export {

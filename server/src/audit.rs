@@ -39,7 +39,7 @@ use crate::db::{ChainHead, Store, TxRow};
 pub const PAGE: i64 = 500;
 
 /// The first problem found in one register's chain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Finding {
     /// The sequence number of the first transaction found wrong (for a chain cut short:
@@ -60,7 +60,7 @@ pub struct Finding {
 }
 
 /// What the audit found for one register.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RegisterAudit {
     /// The register.

@@ -85,6 +85,10 @@ pub fn app(state: AppState) -> App {
             "/admin/activations/{activationId}/revoke",
             post(api_admin::revoke),
         )
+        .route(
+            "/admin/activations/{activationId}/audit",
+            get(api_admin::audit),
+        )
         .route("/admin/staff", post(api_admin::add_staff))
         .route("/admin/transactions", get(api_admin::export))
         .route(

@@ -189,6 +189,7 @@ fn own_problems(operation_id: &str) -> &'static [(u16, &'static [&'static str])]
             (409, &["invalid_status_transition"]),
         ],
         "add_staff" => &[(400, &["invalid_staff"]), (404, &["activation_not_found"])],
+        "audit" => &[(404, &["activation_not_found"])],
         "export" => &[(400, &["invalid_limit"])],
         "create_transaction" => &[
             (
@@ -348,6 +349,7 @@ impl Modify for Problems {
         crate::api_admin::approve,
         crate::api_admin::reject,
         crate::api_admin::revoke,
+        crate::api_admin::audit,
         crate::api_admin::add_staff,
         crate::api_admin::export,
         crate::api_register::create_transaction,

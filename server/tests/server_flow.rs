@@ -1305,13 +1305,74 @@ async fn receipt_audit_finds_each_tampering(db: &TestDb, b: Backend) {
                 .unwrap();
         }
     };
-    // The finding for register A, and B still intact.
+    // The admin's audit of one register over HTTP.
+    let audit_http = |id: String| {
+        let (http, url) = (
+            s.http.clone(),
+            s.url(&format!("/admin/activations/{id}/audit")),
+        );
+        async move {
+            let r = http.get(url).bearer_auth(ADMIN_KEY).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let b_id = seen
+        .iter()
+        .find(|r| r.activation_id != a_id)
+        .unwrap()
+        .activation_id
+        .clone();
+    let intact = audit_http(a_id.clone()).await;
+    assert_eq!(
+        (
+            &intact["status"],
+            &intact["transactions"],
+            &intact["activationId"]
+        ),
+        (&json!("intact"), &json!(7), &json!(a_id))
+    );
+    assert!(intact.get("broken").is_none(), "{intact}");
+    problem(
+        s.http
+            .get(s.url(&format!("/admin/activations/{a_id}/audit")))
+            .send()
+            .await
+            .unwrap(),
+        401,
+        "missing_credentials",
+    )
+    .await;
+    problem(
+        s.http
+            .get(s.url("/admin/activations/no-such-register/audit"))
+            .bearer_auth(ADMIN_KEY)
+            .send()
+            .await
+            .unwrap(),
+        404,
+        "activation_not_found",
+    )
+    .await;
+    // The finding for register A, and B still intact; the HTTP audit finds the same.
     let finding = || async {
         let (summary, seen) = run().await;
         assert_eq!((summary.registers, summary.broken), (2, 1), "{seen:?}");
         let a = seen.iter().find(|r| r.activation_id == a_id).unwrap();
         assert_eq!(a.status, "broken");
         let f = a.broken.clone().unwrap();
+        let http = audit_http(a_id.clone()).await;
+        assert_eq!(http["status"], "broken", "{http}");
+        assert_eq!(
+            (
+                &http["broken"]["seq"],
+                &http["broken"]["code"],
+                &http["transactions"]
+            ),
+            (&json!(f.seq), &json!(f.code), &json!(a.transactions)),
+            "{http}"
+        );
+        assert_eq!(audit_http(b_id.clone()).await["status"], "intact");
         (f.seq, f.code, a.transactions)
     };
     let row = |seq: i64| rows[seq as usize - 1].clone();
