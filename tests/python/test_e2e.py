@@ -94,6 +94,32 @@ def test_activation_handshake_code_and_transaction():
     asyncio.run(run())
 
 
+def test_the_outbox_checks_with_its_witness():
+    async def run():
+        keys = t.TrustedKeys.from_jwks_json(os.environ["TILLGATE_JWKS"])
+        registers = []
+        for _ in range(2):
+            device = "py-" + os.urandom(6).hex()
+            client = t.Client(t.ClientConfig(base_url=URL, device_id=device), keys)
+            approve((await client.activate(request(device))).activation_id)
+            outbox = await t.Outbox.open_in_memory()
+            sent = await outbox.submit(client, t.transaction_from_json(SALE), None, t.unix_time_ms())
+            assert isinstance(sent, t.Submitted.SENT) and outbox.witness() == sent.stored.receipt
+            registers.append((client, sent.stored.receipt))
+        (client_a, receipt_a), (client_b, _) = registers
+        # An outbox whose witness is register A's receipt checks register B's history:
+        # both forms refuse it, so the witness is what they check with.
+        stranger = await t.Outbox.open_in_memory()
+        assert await stranger.adopt_witness(client_b, receipt_a) is True
+        for check in (stranger.verify_history, stranger.verify_history_since):
+            assert (await refusal(check(client_b))).code == "witness_mismatch"
+        assert stranger.witness() == receipt_a
+        # The same witness with its own register's history passes.
+        assert [c.seq for c in (await stranger.verify_history(client_a)).receipts] == [1]
+
+    asyncio.run(run())
+
+
 def test_offline_sale_is_queued_not_lost():
     async def run():
         keys = t.TrustedKeys.from_jwks_json(os.environ["TILLGATE_JWKS"])
