@@ -293,6 +293,23 @@ try {
     await shot("receipt-chain", "#receipts");
   });
 
+  await step("a witness kept by an earlier version of the page moves into the outbox", async () => {
+    const witnessOf = () => page.evaluate(() => JSON.parse(localStorage.getItem("tillgate-demo:queue:witness") ?? "null")?.receipt ?? null);
+    const kept = await witnessOf();
+    assert(typeof kept === "string" && kept.split(".").length === 3, `the outbox keeps a receipt as witness, got ${kept}`);
+    // As an earlier version left it: the witness under the page's own key, none in the outbox.
+    await page.evaluate((r) => {
+      localStorage.removeItem("tillgate-demo:queue:witness");
+      localStorage.setItem("tillgate-demo:witness", r);
+    }, kept);
+    await page.reload();
+    await eventually(async () => (await attr("body", "data-ready")) === "true", "page should restart");
+    assert(await witnessOf() === kept, "the outbox adopted the page's witness");
+    assert(await page.evaluate(() => localStorage.getItem("tillgate-demo:witness")) === null, "the old key is dropped");
+    await page.click("#receipts-btn");
+    await textHas("#chain-badge", "holds receipt 4 as this register saw it");
+  });
+
   await step("no errors in the browser console", async () => {
     // Expected: 403 pending_approval while polling, and the Offline switch's client
     // calls to http://127.0.0.1:9, which the browser refuses (ERR_UNSAFE_PORT).
