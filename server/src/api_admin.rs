@@ -433,7 +433,8 @@ pub struct ExportQuery {
 /// the server's signing keys, retired ones included): every receipt verifies and chains
 /// from sequence 1, names its row, signs the stored transaction, and ends at the chain
 /// head. For support ("is this register's history intact?") and monitoring; a whole
-/// database is audited with the command, which can also use a JWKS kept apart and an
+/// database, or a register with a very long history (the audit runs within the request
+/// timeout), is audited with the command, which can also use a JWKS kept apart and an
 /// older backup. Found problems are the answer (`status: broken`), not an error.
 #[utoipa::path(get, path = "/admin/activations/{activationId}/audit", tag = "admin",
     params(("activationId" = String, Path)),

@@ -70,11 +70,14 @@ test("activation, handshake, activation code and a sale against the server", { s
   await outbox.verifyHistory(client);
   assert.equal(outbox.witness(), sent.stored.receipt);
   // A witness the app kept itself is adopted only when the outbox keeps none.
-  assert.equal(await outbox.adoptWitness(client, sent.stored.receipt), false);
+  const pn = activation.productionNumber;
+  assert.equal(await outbox.adoptWitness(client, sent.stored.receipt, pn), false);
   await outbox.resetWitness();
-  assert.equal(await outbox.adoptWitness(client, sent.stored.receipt), true);
+  await assert.rejects(outbox.adoptWitness(client, sent.stored.receipt, "TG-OTHR-0001"),
+    (e) => e instanceof Error && e.code === "invalid_witness");
+  assert.equal(await outbox.adoptWitness(client, sent.stored.receipt, pn), true);
   assert.equal(outbox.witness(), sent.stored.receipt);
-  await assert.rejects(outbox.adoptWitness(client, "not.a.receipt"),
+  await assert.rejects(outbox.adoptWitness(client, "not.a.receipt", pn),
     (e) => e instanceof Error && e.code === "invalid_witness");
 });
 

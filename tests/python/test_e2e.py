@@ -85,11 +85,13 @@ def test_activation_handshake_code_and_transaction():
             await outbox.verify_history(client)
             assert outbox.witness() == sent.stored.receipt
             # A witness the app kept itself is adopted only when the outbox keeps none.
-            assert await outbox.adopt_witness(client, sent.stored.receipt) is False
+            pn = activation.production_number
+            assert await outbox.adopt_witness(client, sent.stored.receipt, pn) is False
             await outbox.reset_witness()
-            assert await outbox.adopt_witness(client, sent.stored.receipt) is True
+            assert (await refusal(outbox.adopt_witness(client, sent.stored.receipt, "TG-OTHR-0001"))).code == "invalid_witness"
+            assert await outbox.adopt_witness(client, sent.stored.receipt, pn) is True
             assert outbox.witness() == sent.stored.receipt
-            assert (await refusal(outbox.adopt_witness(client, "not.a.receipt"))).code == "invalid_witness"
+            assert (await refusal(outbox.adopt_witness(client, "not.a.receipt", pn))).code == "invalid_witness"
 
     asyncio.run(run())
 
@@ -101,16 +103,17 @@ def test_the_outbox_checks_with_its_witness():
         for _ in range(2):
             device = "py-" + os.urandom(6).hex()
             client = t.Client(t.ClientConfig(base_url=URL, device_id=device), keys)
-            approve((await client.activate(request(device))).activation_id)
+            activation = await client.activate(request(device))
+            approve(activation.activation_id)
             outbox = await t.Outbox.open_in_memory()
             sent = await outbox.submit(client, t.transaction_from_json(SALE), None, t.unix_time_ms())
             assert isinstance(sent, t.Submitted.SENT) and outbox.witness() == sent.stored.receipt
-            registers.append((client, sent.stored.receipt))
-        (client_a, receipt_a), (client_b, _) = registers
+            registers.append((client, sent.stored.receipt, activation.production_number))
+        (client_a, receipt_a, pn_a), (client_b, _, _) = registers
         # An outbox whose witness is register A's receipt checks register B's history:
         # both forms refuse it, so the witness is what they check with.
         stranger = await t.Outbox.open_in_memory()
-        assert await stranger.adopt_witness(client_b, receipt_a) is True
+        assert await stranger.adopt_witness(client_b, receipt_a, pn_a) is True
         for check in (stranger.verify_history, stranger.verify_history_since):
             assert (await refusal(check(client_b))).code == "witness_mismatch"
         assert stranger.witness() == receipt_a

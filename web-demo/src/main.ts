@@ -737,17 +737,25 @@ async function main(): Promise<void> {
   // The client's offline queue, persisted in localStorage (survives a reload).
   outbox = await Outbox.openLocalStorage(K.queue);
   // Earlier versions of this page kept the register's witness themselves: hand it to
-  // the outbox once (it takes it only if it keeps none yet), then drop the old key.
+  // the outbox once (it takes it only if it keeps none yet), then drop the old key. A
+  // receipt that can never be adopted (not trusted, or of an earlier registration) is
+  // dropped too; after any other failure (storage) it stays for the next start.
   const ownWitness = localStorage.getItem(OLD_WITNESS);
   const client = api();
-  if (ownWitness !== null && client) {
+  if (ownWitness !== null && client && reg) {
+    let settled = true;
     try {
-      await outbox.adoptWitness(client, ownWitness);
+      await outbox.adoptWitness(client, ownWitness, reg.productionNumber);
     } catch (e) {
-      console.warn(`the witness this page kept is not a receipt the app trusts: ${errText(e)}`);
+      settled = asTg(e).code === "invalid_witness";
+      console.warn(`the witness this page kept was not adopted: ${errText(e)}`);
     }
-    localStorage.removeItem(OLD_WITNESS);
-    localStorage.removeItem(`${OLD_WITNESS}-problem`);
+    if (settled) {
+      const problem = localStorage.getItem(`${OLD_WITNESS}-problem`);
+      if (problem) console.warn(`evidence this page kept before: ${problem}`);
+      localStorage.removeItem(OLD_WITNESS);
+      localStorage.removeItem(`${OLD_WITNESS}-problem`);
+    }
   }
 
   // 1. form

@@ -694,11 +694,20 @@ impl Outbox {
         self.0.witness_problem().map(WitnessProblem::from)
     }
 
-    /// Takes `receipt` (verified alone against the client's trusted keys) as the
-    /// witness when none is kept yet, for an app that kept its own before; `false` if
-    /// the outbox already keeps one, which is never replaced.
-    pub async fn adopt_witness(&self, client: Arc<Client>, receipt: String) -> Result<bool> {
-        Ok(self.0.adopt_witness(&client.0, &receipt).await?)
+    /// Takes `receipt` (verified alone against the client's trusted keys, and a receipt
+    /// of `production_number`, the register's own) as the witness when none is kept
+    /// yet, for an app that kept its own before; `false` if the outbox already keeps
+    /// one, which is never replaced. Drop the app's copy only after an answer.
+    pub async fn adopt_witness(
+        &self,
+        client: Arc<Client>,
+        receipt: String,
+        production_number: String,
+    ) -> Result<bool> {
+        Ok(self
+            .0
+            .adopt_witness(&client.0, &receipt, &production_number)
+            .await?)
     }
 
     /// Forgets the witness and any problem (a register activated afresh).

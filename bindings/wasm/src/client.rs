@@ -595,15 +595,22 @@ impl Outbox {
         }
     }
 
-    /// Takes `receipt` (verified alone against the client's trusted keys) as the
-    /// witness when none is kept yet, for an app that kept its own before; `false` if
-    /// the outbox already keeps one, which is never replaced.
+    /// Takes `receipt` (verified alone against the client's trusted keys, and a receipt
+    /// of `productionNumber`, the register's own) as the witness when none is kept yet,
+    /// for an app that kept its own before; `false` if the outbox already keeps one,
+    /// which is never replaced. Drop the app's copy only after it resolves.
     #[wasm_bindgen(js_name = adoptWitness, unchecked_return_type = "Promise<boolean>")]
-    pub fn adopt_witness(&self, client: &Client, receipt: String) -> Promise {
+    pub fn adopt_witness(
+        &self,
+        client: &Client,
+        receipt: String,
+        production_number: String,
+    ) -> Promise {
         let (outbox, c) = (self.0.clone(), client.0.clone());
-        future_to_promise(
-            async move { Ok(outbox.adopt_witness(&c, &receipt).await.or_throw()?.into()) },
-        )
+        future_to_promise(async move {
+            let adopted = outbox.adopt_witness(&c, &receipt, &production_number).await;
+            Ok(adopted.or_throw()?.into())
+        })
     }
 
     /// Forgets the witness and any problem (a register activated afresh).

@@ -635,22 +635,64 @@ async fn a_witness_kept_by_the_app_is_adopted_once() {
     let key = tillgate_core::SigningKey::from_seed(&[17; 32]);
     let client = trusting(&key);
     let chain = receipts(&key, 3, 100);
+    let me = "TG-7Q2M-K4PX";
     let dir = tempfile::tempdir().unwrap();
     let q = Outbox::open(file_store(dir.path())).await.unwrap();
-    // Not a receipt, or signed by a key the app does not trust: refused.
+    // Not a receipt, signed by a key the app does not trust, or another register's.
     let stranger = receipts(&tillgate_core::SigningKey::from_seed(&[18; 32]), 1, 100);
-    for bad in ["x.y.z", stranger[0].as_str()] {
-        let e = q.adopt_witness(&client, bad).await.unwrap_err();
+    for (bad, who) in [
+        ("x.y.z", me),
+        (stranger[0].as_str(), me),
+        (&chain[1], "TG-OTHR-0001"),
+    ] {
+        let e = q.adopt_witness(&client, bad, who).await.unwrap_err();
         assert_eq!(e.code(), "invalid_witness", "{e}");
     }
-    assert!(q.adopt_witness(&client, &chain[1]).await.unwrap());
+    assert_eq!(q.witness(), None);
+    assert!(q.adopt_witness(&client, &chain[1], me).await.unwrap());
     // Kept across a restart, and moved on by the next sale like any witness.
     let q = Outbox::open(file_store(dir.path())).await.unwrap();
     assert_eq!(q.witness().as_ref(), Some(&chain[1]));
     // Once the outbox keeps one, it is never replaced.
-    assert!(!q.adopt_witness(&client, &chain[0]).await.unwrap());
+    assert!(!q.adopt_witness(&client, &chain[0], me).await.unwrap());
     saw(&q, &client, &chain[2], 1).await;
     assert_eq!(q.witness().as_ref(), Some(&chain[2]));
-    assert!(!q.adopt_witness(&client, &chain[1]).await.unwrap());
+    assert!(!q.adopt_witness(&client, &chain[1], me).await.unwrap());
     assert_eq!(q.witness().as_ref(), Some(&chain[2]));
+}
+
+#[tokio::test]
+async fn an_adoption_that_cannot_be_stored_changes_nothing() {
+    let key = tillgate_core::SigningKey::from_seed(&[19; 32]);
+    let client = trusting(&key);
+    let chain = receipts(&key, 2, 100);
+    let me = "TG-7Q2M-K4PX";
+    // A full disk: an error, and nothing adopted (the app keeps its copy and tries again).
+    let store = Arc::new(FailingWitness {
+        inner: MemoryStore::new(),
+        fail: true.into(),
+    });
+    let q = Outbox::open(store.clone()).await.unwrap();
+    let e = q.adopt_witness(&client, &chain[1], me).await.unwrap_err();
+    assert_eq!(e.code(), "storage_error");
+    assert_eq!((q.witness(), store.inner.raw_witness()), (None, None));
+    store.fail.store(false, Ordering::SeqCst);
+    assert!(q.adopt_witness(&client, &chain[1], me).await.unwrap());
+    assert_eq!(
+        decode_witness(&store.inner.raw_witness().unwrap())
+            .unwrap()
+            .receipt
+            .as_ref(),
+        Some(&chain[1])
+    );
+    // An unreadable witness record: refused, and the record left as it was.
+    let store = Arc::new(MemoryStore::new());
+    store.insert_raw_witness(b"{".to_vec());
+    let q = Outbox::open(store.clone()).await.unwrap();
+    let e = q.adopt_witness(&client, &chain[1], me).await.unwrap_err();
+    assert_eq!(e.code(), "queue_record_corrupt");
+    assert_eq!(
+        (q.witness(), store.raw_witness()),
+        (None, Some(b"{".to_vec()))
+    );
 }

@@ -152,16 +152,32 @@ impl Outbox {
 
     /// Takes `receipt` as the witness when none is kept yet: for an app that kept a
     /// witness of its own before it used the outbox's. The receipt must verify alone
-    /// against the client's trusted keys (`invalid_witness` otherwise); a witness the
-    /// outbox already keeps is never replaced (`Ok(false)`), nor is an unreadable one
-    /// (`queue_record_corrupt`). The next check tells whether the server's chain holds
-    /// it.
-    pub async fn adopt_witness(&self, client: &Client, receipt: &str) -> Result<bool> {
-        verify_receipt(receipt, &client.config().trusted_keys).map_err(|e| {
-            tillgate_core::Error::InvalidWitness {
-                source: Box::new(e),
-            }
-        })?;
+    /// against the client's trusted keys and be a receipt of `production_number`, the
+    /// register's own (`invalid_witness` otherwise: a register activated afresh may still
+    /// hold its old registration's receipt). A witness the outbox already keeps is never
+    /// replaced (`Ok(false)`), nor is an unreadable one (`queue_record_corrupt`). Only an
+    /// `Ok` means the app's copy is no longer needed: the witness is then stored. The next
+    /// check tells whether the server's chain holds it.
+    pub async fn adopt_witness(
+        &self,
+        client: &Client,
+        receipt: &str,
+        production_number: &str,
+    ) -> Result<bool> {
+        let invalid = |e| tillgate_core::Error::InvalidWitness {
+            source: Box::new(e),
+        };
+        let claims = verify_receipt(receipt, &client.config().trusted_keys).map_err(invalid)?;
+        if claims.sub != production_number {
+            return Err(invalid(tillgate_core::Error::ReceiptChainBroken {
+                index: 0,
+                reason: format!(
+                    "the receipt is register {}'s, not {production_number}'s",
+                    claims.sub
+                ),
+            })
+            .into());
+        }
         let (kept, epoch) = self.witness_for_check()?;
         if kept.is_some() {
             return Ok(false);
@@ -174,8 +190,13 @@ impl Outbox {
             if w.unreadable.is_some() || w.epoch != epoch || w.record.receipt.is_some() {
                 return Ok(false);
             }
+            // Stored first: if the write fails, the app keeps its own copy and nothing
+            // here changed.
             let record = fresh(Some(receipt), w.record.problem.clone());
-            w.keep(s, record).map(|()| true)
+            s.save_witness(&record)?;
+            w.record = record;
+            w.unsaved = false;
+            Ok(true)
         })
         .await
     }

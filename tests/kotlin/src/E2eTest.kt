@@ -97,11 +97,14 @@ class E2eTest {
         outbox.verifyHistory(client)
         assertEquals(receipt, outbox.witness())
         // A witness the app kept itself is adopted only when the outbox keeps none.
-        assertEquals(false, outbox.adoptWitness(client, receipt))
+        val pn = activation.productionNumber
+        assertEquals(false, outbox.adoptWitness(client, receipt, pn))
         outbox.resetWitness()
-        assertEquals(true, outbox.adoptWitness(client, receipt))
+        val elsewhere = try { outbox.adoptWitness(client, receipt, "TG-OTHR-0001"); null } catch (e: TillgateException.Failed) { e }
+        assertEquals("invalid_witness", elsewhere?.code)
+        assertEquals(true, outbox.adoptWitness(client, receipt, pn))
         assertEquals(receipt, outbox.witness())
-        val notAReceipt = try { outbox.adoptWitness(client, "not.a.receipt"); null } catch (e: TillgateException.Failed) { e }
+        val notAReceipt = try { outbox.adoptWitness(client, "not.a.receipt", pn); null } catch (e: TillgateException.Failed) { e }
         assertEquals("invalid_witness", notAReceipt?.code)
     }
 

@@ -100,10 +100,17 @@ final class E2eTests: XCTestCase {
         _ = try await outbox.verifyHistory(client: client)
         XCTAssertEqual(outbox.witness(), stored.receipt)
         // A witness the app kept itself is adopted only when the outbox keeps none.
-        let again = try await outbox.adoptWitness(client: client, receipt: stored.receipt)
+        let pn = activation.productionNumber
+        let again = try await outbox.adoptWitness(client: client, receipt: stored.receipt, productionNumber: pn)
         XCTAssertFalse(again)
         try await outbox.resetWitness()
-        let adopted = try await outbox.adoptWitness(client: client, receipt: stored.receipt)
+        do {
+            _ = try await outbox.adoptWitness(client: client, receipt: stored.receipt, productionNumber: "TG-OTHR-0001")
+            XCTFail("another register's receipt was adopted")
+        } catch let TillgateError.Failed(code, _, _, _, _, _) {
+            XCTAssertEqual(code, "invalid_witness")
+        }
+        let adopted = try await outbox.adoptWitness(client: client, receipt: stored.receipt, productionNumber: pn)
         XCTAssertTrue(adopted)
         XCTAssertEqual(outbox.witness(), stored.receipt)
         print("e2e: activated \(activation.productionNumber), approved, verified, sold")

@@ -76,12 +76,23 @@ class TillApp private constructor(
 
     /**
      * Earlier versions kept the register's witness in [store]: the queue takes it once
-     * (only if it keeps none yet; a receipt the app does not trust is dropped), and the
-     * old entry goes.
+     * (only if it keeps none yet), and the old entry goes once the queue has answered.
+     * A receipt that can never be adopted (not one the app trusts, or of an earlier
+     * registration) is dropped; after any other failure (storage) it stays for the next
+     * start.
      */
     private suspend fun adoptOwnWitness() {
         val own = store.get(OLD_WITNESS) ?: return
-        runCatching { queue.adoptWitness(client, own) }
+        val register = store.get(Keys.PRODUCTION_NUMBER)
+        if (register != null) {
+            try {
+                queue.adoptWitness(client, own, register)
+            } catch (e: TillgateException.Failed) {
+                if (e.code != "invalid_witness") return
+            } catch (e: Exception) {
+                return
+            }
+        }
         store.remove(OLD_WITNESS)
     }
 

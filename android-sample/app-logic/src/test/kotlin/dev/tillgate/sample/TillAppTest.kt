@@ -37,15 +37,19 @@ class TillAppTest {
                 """"txh":"47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU","prev":"","txType":"sale","total":3200,"currency":"SEK"}""",
         )
         val store = MemoryStore()
+        store.put(Keys.PRODUCTION_NUMBER, "TG-TEST-0001")
         store.put(TillApp.OLD_WITNESS, receipt)
         val app = app(store, dir = tempDir("till-queue-adopt"))
         assertEquals(receipt, app.queue.witness())
         assertNull(store.get(TillApp.OLD_WITNESS))
-        // A stored value the app does not trust is dropped, never adopted.
-        val other = MemoryStore().apply { put(TillApp.OLD_WITNESS, "not.a.receipt") }
-        val fresh = app(other, dir = tempDir("till-queue-refuse"))
-        assertNull(fresh.queue.witness())
-        assertNull(other.get(TillApp.OLD_WITNESS))
+        // A stored value the app does not trust, or a receipt of an earlier registration,
+        // is dropped, never adopted.
+        for ((value, register) in listOf("not.a.receipt" to "TG-TEST-0001", receipt to "TG-TEST-0002")) {
+            val other = MemoryStore().apply { put(Keys.PRODUCTION_NUMBER, register); put(TillApp.OLD_WITNESS, value) }
+            val fresh = app(other, dir = tempDir("till-queue-refuse"))
+            assertNull(fresh.queue.witness())
+            assertNull(other.get(TillApp.OLD_WITNESS))
+        }
     }
 
     @Test fun registerThenPendingThenApprovedThenTheDescriptorRuns() = runBlocking {
