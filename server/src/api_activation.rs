@@ -22,7 +22,7 @@ pub use tillgate_core::wire::{
 
 use crate::auth::{self, Authenticated, client_ip, require_usable};
 use crate::cache::SignedTime;
-use crate::db::ActivationRow;
+use crate::db::{ActivationRow, Renewal};
 use crate::error::{AppError, AppResult};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::ids;
@@ -346,7 +346,14 @@ pub async fn renew(
                 "a dynamic staff key cannot renew the register's API key",
             ));
         };
-        ((*auth.activation).clone(), Some(hash.to_hex()), false)
+        // Read again, not from the key cache: a decision made elsewhere within the cache's
+        // lifetime answers with its own code (the renewal itself is conditional anyway).
+        let a = state
+            .store
+            .activation(&auth.activation.id)
+            .await?
+            .ok_or_else(|| AppError::unauthorized("invalid_credentials", "unknown registration"))?;
+        (a, Some(hash.to_hex()), false)
     } else if let Some(jws) = &body.descriptor {
         let ring = state.keys().await?;
         let options = VerifyOptions {
@@ -355,11 +362,14 @@ pub async fn renew(
             ..Default::default()
         };
         let verified = verify_descriptor(jws, &ring.trusted, now, &options).map_err(|e| {
-            let code = match e.code() {
-                "expired" => "renewal_grace_expired",
-                c => c,
-            };
-            AppError::unauthorized(code, format!("the descriptor cannot be used: {e}"))
+            let message = format!("the descriptor cannot be used: {e}");
+            match e.code() {
+                // A genuine descriptor of this server, refused for its state, as the same
+                // problems are answered with the key (403).
+                "expired" => AppError::forbidden("renewal_grace_expired", message),
+                "device_mismatch" => AppError::forbidden("device_mismatch", message),
+                code => AppError::unauthorized(code, message),
+            }
         })?;
         let d = verified.into_claims();
         let a = state
@@ -461,23 +471,34 @@ pub async fn renew(
     let key = generate_api_key_with(API_KEY_LEN, tillgate_core::ApiKeyAlphabet::UrlSafe)
         .map_err(|e| AppError::internal(e.to_string()))?;
     let status = if by_descriptor { "pending" } else { "approved" };
-    let ok = state
+    match state
         .store
         .renew(
             &a.id,
             old_hash.as_deref(),
+            a.valid_to,
             &key.hash().to_hex(),
             period.from_unix_seconds(),
             period.to_unix_seconds(),
             status,
             now,
         )
-        .await?;
-    if !ok {
-        return Err(AppError::unauthorized(
-            "key_replaced",
-            "this API key was replaced by a concurrent renewal",
-        ));
+        .await?
+    {
+        Renewal::Renewed => {}
+        Renewal::KeyReplaced => {
+            return Err(AppError::unauthorized(
+                "key_replaced",
+                "this API key was replaced by a concurrent renewal",
+            ));
+        }
+        Renewal::RegistrationChanged => {
+            return Err(AppError::conflict(
+                "registration_changed",
+                "the registration changed while it was being renewed (a decision or \
+                 another renewal); nothing was renewed",
+            ));
+        }
     }
     // The old key must stop working now, not when its cache entry expires.
     state.key_cache.clear();

@@ -2,8 +2,8 @@
 //! the admin, as axum extractors.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
@@ -50,14 +50,20 @@ pub struct Register(pub Authenticated);
 #[derive(Debug, Clone, Copy)]
 pub struct Admin;
 
-/// The client's address: the peer, or the first `X-Forwarded-For` hop when configured.
+/// The client's address: the peer, or, when configured, the last `X-Forwarded-For`
+/// entry: the one the trusted proxy appended (the address that connected to it). Earlier
+/// entries are whatever the client wrote, so they are never trusted: a client could
+/// otherwise pick a fresh address for every failed attempt, or spend another shop's
+/// budget by naming its address.
 pub fn client_ip(parts: &Parts, trust_forwarded_for: bool) -> IpAddr {
     if trust_forwarded_for
         && let Some(ip) = parts
             .headers
-            .get(&crate::header_names::X_FORWARDED_FOR)
+            .get_all(&crate::header_names::X_FORWARDED_FOR)
+            .iter()
+            .next_back()
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.rsplit(',').next())
             .and_then(|v| v.trim().parse().ok())
     {
         return ip;
@@ -163,6 +169,9 @@ async fn authenticate_key(
             via,
         });
     }
+    // Taken before the read: a decision that clears the cache while the read is under
+    // way keeps this (possibly older) row out of it.
+    let read_at = state.key_cache.generation();
     let Some((activation, stored_hex, replaced_at)) =
         state.store.activation_by_key_hash(&hash.to_hex()).await?
     else {
@@ -188,7 +197,9 @@ async fn authenticate_key(
     }
     let activation = Arc::new(activation);
     if activation.status == "approved" {
-        state.key_cache.insert(hash.0, activation.clone());
+        state
+            .key_cache
+            .insert_since(read_at, hash.0, activation.clone());
     }
     Ok(Authenticated {
         activation,
@@ -207,17 +218,20 @@ async fn authenticate_dynamic(
         parse_dynamic_api_key(cred).map_err(|e| AppError::unauthorized(e.code(), e.to_string()))?;
     let unknown =
         || AppError::unauthorized("invalid_credentials", "unknown or disabled staff login");
+    // An unknown or disabled login is checked against a decoy key, so that it gets the
+    // answer a known login with a wrong password gets (`bad_signature`, or the stale or
+    // RmSystem answer before that): logins cannot be probed.
     let staff = state
         .store
         .staff(&unverified.login)
         .await?
-        .ok_or_else(unknown)?;
-    if staff.disabled_at.is_some() {
-        return Err(unknown());
-    }
-    let public_key = B64
-        .decode(&staff.public_key)
-        .map_err(|_| AppError::internal("stored staff public key is not base64url"))?;
+        .filter(|s| s.disabled_at.is_none());
+    let public_key = match &staff {
+        Some(s) => B64
+            .decode(&s.public_key)
+            .map_err(|_| AppError::internal("stored staff public key is not base64url"))?,
+        None => decoy_staff_key().to_vec(),
+    };
     let now = state.now();
     let window = state.config.dynamic_key_window_secs;
     let claims = unverified
@@ -229,6 +243,7 @@ async fn authenticate_dynamic(
             window,
         )
         .map_err(|e| AppError::unauthorized(e.code(), e.to_string()))?;
+    let staff = staff.ok_or_else(unknown)?;
     // One use per key: remember the nonce for as long as the key could be accepted.
     let fresh = state
         .store
@@ -255,6 +270,26 @@ async fn authenticate_dynamic(
         key_hash: None,
         staff_login: Some(claims.login),
         via,
+    })
+}
+
+/// The public key unknown and disabled staff logins are checked against: drawn at the
+/// first use, its private key dropped at once, so no dynamic key verifies with it.
+fn decoy_staff_key() -> [u8; 32] {
+    static KEY: OnceLock<[u8; 32]> = OnceLock::new();
+    *KEY.get_or_init(|| {
+        let seed = tillgate_core::generate_signing_key()
+            .map(|k| k.seed())
+            // Without the OS's random numbers, a key whose seed is not published.
+            .unwrap_or_else(|_| {
+                let nanos = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos());
+                let mut seed = [0x5a; 32];
+                seed[..16].copy_from_slice(&nanos.to_le_bytes());
+                seed
+            });
+        tillgate_core::SigningKey::from_seed(&seed).public_key_bytes()
     })
 }
 

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::db::ActivationRow;
@@ -21,8 +21,21 @@ use crate::db::ActivationRow;
 pub struct TtlMap<K, V> {
     ttl: Duration,
     max: usize,
-    map: Mutex<HashMap<K, (Instant, V)>>,
+    map: Mutex<Entries<K, V>>,
 }
+
+/// The entries, and how many times the map was cleared: a value read from the database
+/// before a [`TtlMap::clear`] must not be stored after it.
+#[derive(Debug)]
+struct Entries<K, V> {
+    generation: u64,
+    map: HashMap<K, (Instant, V)>,
+}
+
+/// When a value to be cached was read: taken with [`TtlMap::generation`] before the
+/// read, handed to [`TtlMap::insert_since`] after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Generation(u64);
 
 impl<K: Eq + Hash, V: Clone> TtlMap<K, V> {
     /// A map keeping entries for `ttl` (zero disables it) and at most `max` of them.
@@ -30,8 +43,18 @@ impl<K: Eq + Hash, V: Clone> TtlMap<K, V> {
         TtlMap {
             ttl,
             max: max.max(1),
-            map: Mutex::new(HashMap::new()),
+            map: Mutex::new(Entries {
+                generation: 0,
+                map: HashMap::new(),
+            }),
         }
+    }
+
+    fn entries(&self) -> MutexGuard<'_, Entries<K, V>> {
+        // A panic while the lock was held left at worst a missing entry: still usable.
+        self.map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Whether the map is switched off (TTL zero).
@@ -48,19 +71,34 @@ impl<K: Eq + Hash, V: Clone> TtlMap<K, V> {
         if self.is_disabled() {
             return None;
         }
-        let map = self.map.lock().ok()?;
-        let (at, v) = map.get(key)?;
+        let entries = self.entries();
+        let (at, v) = entries.map.get(key)?;
         (at.elapsed() < self.ttl).then(|| v.clone())
     }
 
     /// Stores `value` for `key`, now.
     pub fn insert(&self, key: K, value: V) {
+        let generation = self.generation();
+        self.insert_since(generation, key, value);
+    }
+
+    /// The current generation: take it before reading a value that may be cached.
+    pub fn generation(&self) -> Generation {
+        Generation(self.entries().generation)
+    }
+
+    /// Stores `value` for `key`, now, unless the map was cleared since `read` was taken:
+    /// a value read before a decision (a revocation, a renewal) is never cached after
+    /// the decision cleared the map. Returns whether it was stored.
+    pub fn insert_since(&self, read: Generation, key: K, value: V) -> bool {
         if self.is_disabled() {
-            return;
+            return false;
         }
-        let Ok(mut map) = self.map.lock() else {
-            return;
-        };
+        let mut entries = self.entries();
+        if entries.generation != read.0 {
+            return false;
+        }
+        let map = &mut entries.map;
         if map.len() >= self.max && !map.contains_key(&key) {
             let ttl = self.ttl;
             map.retain(|_, (at, _)| at.elapsed() < ttl);
@@ -69,18 +107,20 @@ impl<K: Eq + Hash, V: Clone> TtlMap<K, V> {
             }
         }
         map.insert(key, (Instant::now(), value));
+        true
     }
 
-    /// Forgets everything.
+    /// Forgets everything, and refuses every value read before now
+    /// ([`TtlMap::insert_since`]).
     pub fn clear(&self) {
-        if let Ok(mut map) = self.map.lock() {
-            map.clear();
-        }
+        let mut entries = self.entries();
+        entries.map.clear();
+        entries.generation = entries.generation.wrapping_add(1);
     }
 
     /// How many entries are held (expired ones included).
     pub fn len(&self) -> usize {
-        self.map.lock().map_or(0, |m| m.len())
+        self.entries().map.len()
     }
 
     /// Whether no entry is held.
@@ -132,6 +172,19 @@ mod tests {
         assert_eq!(m.get(&9), Some(9), "the newest entry is kept");
         m.clear();
         assert!(m.is_empty());
+    }
+
+    #[test]
+    fn a_value_read_before_a_clear_is_not_cached_after_it() {
+        let m: TtlMap<u32, &str> = TtlMap::new(Duration::from_secs(60), 3);
+        let before = m.generation();
+        // A decision (say, a revocation) clears the map while the read was under way.
+        m.clear();
+        assert!(!m.insert_since(before, 1, "approved"));
+        assert_eq!(m.get(&1), None, "the stale row must not be served");
+        let after = m.generation();
+        assert!(m.insert_since(after, 1, "approved"));
+        assert_eq!(m.get(&1), Some("approved"));
     }
 
     #[test]

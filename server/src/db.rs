@@ -142,6 +142,23 @@ pub struct Store {
     writer: Option<std::sync::Arc<tokio::sync::Mutex<Writer>>>,
     backend: Backend,
     seeds: Option<SeedCipher>,
+    /// When this process last deleted expired dynamic-key nonces (Unix seconds).
+    nonces_swept_at: std::sync::Arc<std::sync::atomic::AtomicI64>,
+}
+
+/// How often (seconds) a process deletes expired dynamic-key nonces, at most.
+const NONCE_SWEEP_SECS: i64 = 60;
+
+/// What [`Store::renew`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Renewal {
+    /// The new key and period are stored; the old key is replaced.
+    Renewed,
+    /// The old key had already been replaced (a concurrent renewal): nothing changed.
+    KeyReplaced,
+    /// The registration is no longer approved with the period the caller read (revoked,
+    /// or renewed meanwhile): nothing changed.
+    RegistrationChanged,
 }
 
 /// An activation (a cash register's registration) as stored.
@@ -365,6 +382,16 @@ fn backend_of(url: &str) -> Result<Backend, sqlx::Error> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Backend::Postgres)
     } else if url.starts_with("sqlite:") {
+        // Each connection would open a database of its own, empty: nothing written
+        // through one would be read through another.
+        let path = url.trim_start_matches("sqlite:").trim_start_matches("//");
+        if path.starts_with(":memory:") || url.contains("mode=memory") {
+            return Err(sqlx::Error::Configuration(
+                "an in-memory SQLite database cannot be shared by the server's connections: \
+                 give DATABASE_URL a file (sqlite:///path/tillgate.db) or use the data directory"
+                    .into(),
+            ));
+        }
         Ok(Backend::Sqlite)
     } else {
         Err(sqlx::Error::Configuration(
@@ -409,6 +436,7 @@ impl Store {
             writer,
             backend,
             seeds: None,
+            nonces_swept_at: Default::default(),
         };
         store.migrate().await?;
         Ok(store)
@@ -442,6 +470,7 @@ impl Store {
             writer: None,
             backend,
             seeds: None,
+            nonces_swept_at: Default::default(),
         })
     }
 
@@ -697,21 +726,28 @@ impl Store {
     pub async fn retire_signing_key(&self, kid: &str, now: i64) -> Result<bool, sqlx::Error> {
         let mut conn = self.write_conn().await?;
         let mut tx = conn.begin().await?;
-        let active: Vec<String> =
-            sqlx::query("SELECT kid FROM signing_keys WHERE retired_at IS NULL")
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(|r| r.try_get("kid"))
-                .collect::<Result<_, _>>()?;
+        // Locked on PostgreSQL: two retirements at once (two operators, two replicas)
+        // run one after the other, so they cannot retire the last two active keys.
+        // Only a constant suffix is added to the statement.
+        let active: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT kid FROM signing_keys WHERE retired_at IS NULL{}",
+            self.for_update()
+        )))
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| r.try_get("kid"))
+        .collect::<Result<_, _>>()?;
         if !active.iter().any(|k| k == kid) || active.len() < 2 {
             return Ok(false);
         }
-        sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE kid = $2")
-            .bind(now)
-            .bind(kid)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE signing_keys SET retired_at = $1 WHERE kid = $2 AND retired_at IS NULL",
+        )
+        .bind(now)
+        .bind(kid)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -886,18 +922,24 @@ impl Store {
 
     /// Replaces an activation's API key and period (renewal). The old key stops working
     /// (it is kept, marked replaced, so it can be told apart from an unknown key).
-    /// `old_key_hash` must still be the current key, or nothing happens (returns false).
+    ///
+    /// Nothing happens unless, in the same database transaction, `old_key_hash` is still
+    /// the current key ([`Renewal::KeyReplaced`] otherwise) and the registration is still
+    /// approved with the period that ends at `current_valid_to`
+    /// ([`Renewal::RegistrationChanged`] otherwise): a revocation or another renewal
+    /// committed since the caller read the registration is never undone.
     #[allow(clippy::too_many_arguments)]
     pub async fn renew(
         &self,
         id: &str,
         old_key_hash: Option<&str>,
+        current_valid_to: i64,
         new_key_hash: &str,
         valid_from: i64,
         valid_to: i64,
         status: &str,
         now: i64,
-    ) -> Result<bool, sqlx::Error> {
+    ) -> Result<Renewal, sqlx::Error> {
         let mut conn = self.write_conn().await?;
         let mut tx = conn.begin().await?;
         let r = match old_key_hash {
@@ -924,7 +966,25 @@ impl Store {
             }
         };
         if old_key_hash.is_some() && r.rows_affected() != 1 {
-            return Ok(false);
+            // Dropping the transaction rolls it back.
+            return Ok(Renewal::KeyReplaced);
+        }
+        // Only from the state the caller checked: on PostgreSQL the row is re-read after
+        // any concurrent update commits, so a revocation in between leaves 0 rows here.
+        let changed = sqlx::query(
+            "UPDATE activations SET valid_from = $1, valid_to = $2, status = $3, updated_at = $4 \
+             WHERE id = $5 AND status = 'approved' AND valid_to = $6",
+        )
+        .bind(valid_from)
+        .bind(valid_to)
+        .bind(status)
+        .bind(now)
+        .bind(id)
+        .bind(current_valid_to)
+        .execute(&mut *tx)
+        .await?;
+        if changed.rows_affected() != 1 {
+            return Ok(Renewal::RegistrationChanged);
         }
         sqlx::query(
             "INSERT INTO api_keys (key_hash, activation_id, created_at) VALUES ($1, $2, $3)",
@@ -934,19 +994,8 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
-            "UPDATE activations SET valid_from = $1, valid_to = $2, status = $3, updated_at = $4 \
-             WHERE id = $5",
-        )
-        .bind(valid_from)
-        .bind(valid_to)
-        .bind(status)
-        .bind(now)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(Renewal::Renewed)
     }
 
     /// The `i`th (from 1) bind parameter of a statement whose parameters are bound in
@@ -1022,7 +1071,8 @@ impl Store {
     }
 
     /// Records a dynamic-key nonce; false if it was already used (a replay).
-    /// Expired nonces are swept now and then.
+    /// Expired nonces are deleted at most once a minute per process, so the table holds
+    /// only the nonces of keys that could still be accepted, plus a minute's worth.
     pub async fn use_nonce(
         &self,
         login: &str,
@@ -1030,7 +1080,15 @@ impl Store {
         expires_at: i64,
         now: i64,
     ) -> Result<bool, sqlx::Error> {
-        if nonce.as_bytes().first().is_some_and(|b| b % 32 == 0) {
+        use std::sync::atomic::Ordering;
+        let last = self.nonces_swept_at.load(Ordering::Relaxed);
+        let due = now >= last.saturating_add(NONCE_SWEEP_SECS) || now < last;
+        if due
+            && self
+                .nonces_swept_at
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
             sqlx::query("DELETE FROM dynamic_key_nonces WHERE expires_at < $1")
                 .bind(now)
                 .execute(&self.pool)
@@ -1925,6 +1983,18 @@ mod tests {
 
     use super::*;
 
+    #[tokio::test]
+    async fn an_in_memory_sqlite_database_is_refused() {
+        for url in [
+            "sqlite::memory:",
+            "sqlite://:memory:",
+            "sqlite:file:x?mode=memory",
+        ] {
+            let err = Store::connect(url, 2).await.err().unwrap().to_string();
+            assert!(err.contains("in-memory SQLite database"), "{url}: {err}");
+        }
+    }
+
     #[test]
     fn read_only_urls() {
         assert_eq!(
@@ -2214,6 +2284,124 @@ mod tests {
     /// A database migrated by a newer server (a rolled-back deployment) is refused with
     /// a clear message instead of being served with a schema this server does not know;
     /// nothing in it changes.
+    #[tokio::test]
+    async fn a_renewal_never_undoes_a_decision_or_another_renewal() {
+        let (store, dir) = store_with_registers_a_b("renew-race").await;
+        let read_valid_to = 4_000_000_000;
+        let key_count = |id: &'static str| {
+            let store = store.clone();
+            async move {
+                sqlx::query("SELECT COUNT(*) AS n FROM api_keys WHERE activation_id = $1")
+                    .bind(id)
+                    .fetch_one(&store.pool)
+                    .await
+                    .unwrap()
+                    .try_get::<i64, _>("n")
+                    .unwrap()
+            }
+        };
+        // `a` is revoked after the renewal read it as approved.
+        sqlx::query("UPDATE activations SET status = 'revoked' WHERE id = 'a'")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        let r = store
+            .renew(
+                "a",
+                Some(&"00".repeat(32)),
+                read_valid_to,
+                &"22".repeat(32),
+                1,
+                5_000_000_000,
+                "approved",
+                9,
+            )
+            .await
+            .unwrap();
+        assert_eq!(r, Renewal::RegistrationChanged);
+        let a = store.activation("a").await.unwrap().unwrap();
+        assert_eq!((a.status.as_str(), a.valid_to), ("revoked", read_valid_to));
+        assert_eq!(
+            key_count("a").await,
+            1,
+            "no key added, the old one not replaced"
+        );
+        assert!(
+            store
+                .activation_by_key_hash(&"00".repeat(32))
+                .await
+                .unwrap()
+                .unwrap()
+                .2
+                .is_none(),
+            "the old key is not marked replaced"
+        );
+        // `b` was renewed by someone else meanwhile: its period moved.
+        let first = store
+            .renew(
+                "b",
+                None,
+                read_valid_to,
+                &"33".repeat(32),
+                1,
+                5_000_000_000,
+                "pending",
+                9,
+            )
+            .await
+            .unwrap();
+        assert_eq!(first, Renewal::Renewed);
+        let second = store
+            .renew(
+                "b",
+                None,
+                read_valid_to,
+                &"44".repeat(32),
+                1,
+                6_000_000_000,
+                "pending",
+                10,
+            )
+            .await
+            .unwrap();
+        assert_eq!(second, Renewal::RegistrationChanged);
+        let b = store.activation("b").await.unwrap().unwrap();
+        assert_eq!(b.valid_to, 5_000_000_000);
+        assert_eq!(key_count("b").await, 2, "the first renewal's key only");
+        store.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn expired_nonces_are_swept_and_replays_refused() {
+        let (store, dir) = store_with_registers_a_b("nonces").await;
+        let count = || async {
+            sqlx::query("SELECT COUNT(*) AS n FROM dynamic_key_nonces")
+                .fetch_one(&store.pool)
+                .await
+                .unwrap()
+                .try_get::<i64, _>("n")
+                .unwrap()
+        };
+        assert!(store.use_nonce("kim", "AAAA", 1_010, 1_000).await.unwrap());
+        assert!(store.use_nonce("kim", "BBBB", 1_100, 1_020).await.unwrap());
+        assert!(
+            !store.use_nonce("kim", "BBBB", 1_100, 1_030).await.unwrap(),
+            "a replay"
+        );
+        assert_eq!(count().await, 2, "no sweep within the minute");
+        // A minute on: the nonce that expired at 1,010 goes, the live one stays.
+        assert!(store.use_nonce("kim", "CCCC", 1_200, 1_061).await.unwrap());
+        assert_eq!(count().await, 2);
+        assert!(!store.use_nonce("kim", "BBBB", 1_100, 1_062).await.unwrap());
+        assert!(
+            store.use_nonce("kim", "AAAA", 1_200, 1_063).await.unwrap(),
+            "expired and swept"
+        );
+        store.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[tokio::test]
     async fn a_newer_schema_is_refused() {
         let (store, dir) = store_with_registers_a_b("newer-schema").await;

@@ -34,10 +34,27 @@ pub enum AppError {
     },
     /// The database failed; details are logged, not returned (503).
     #[error("storage error: {0}")]
-    Storage(#[from] sqlx::Error),
+    Storage(#[source] sqlx::Error),
     /// Anything else that is the server's fault (500); details are logged only.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<sqlx::Error> for AppError {
+    /// A database error is the server's (503), except a text value the database cannot
+    /// store: PostgreSQL refuses NUL characters in text (SQLSTATE 22021, and 22P05 for
+    /// characters its encoding lacks). Those come from the client's input (a `%00` in a
+    /// path or query parameter, say) and are answered 400 `invalid_character`.
+    fn from(e: sqlx::Error) -> Self {
+        let code = e.as_database_error().and_then(|d| d.code());
+        if matches!(code.as_deref(), Some("22021" | "22P05")) {
+            return AppError::bad_request(
+                "invalid_character",
+                "a value holds a character that cannot be stored (such as NUL)",
+            );
+        }
+        AppError::Storage(e)
+    }
 }
 
 /// Shorthand for handler results.

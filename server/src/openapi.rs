@@ -168,7 +168,6 @@ fn own_problems(operation_id: &str) -> &'static [(u16, &'static [&'static str])]
                     "unknown_kid",
                     "unsupported_version",
                     "not_yet_valid",
-                    "expired",
                 ],
             ),
             (
@@ -180,7 +179,7 @@ fn own_problems(operation_id: &str) -> &'static [(u16, &'static [&'static str])]
                     "renewal_grace_expired",
                 ],
             ),
-            (409, &["renewal_too_early"]),
+            (409, &["renewal_too_early", "registration_changed"]),
         ],
         "list" => &[(400, &["invalid_status", "invalid_limit"])],
         "approve" | "reject" | "revoke" => &[

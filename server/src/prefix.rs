@@ -39,20 +39,49 @@ pub fn is_prefixed(path: &str) -> bool {
         && seg.contains(&b'_')
 }
 
-/// For logs: the path with any URL-path token replaced by `<redacted>`.
+/// For logs: the path with every URL-path token replaced by `<redacted>`.
+///
+/// Whatever follows `$$` up to the next `/` is a token, wherever it stands and however
+/// the dollars are written (`$` or percent-encoded `%24`, as `encodeURIComponent` and
+/// Python's `quote` write them): a path the server refuses (a bad prefix, a doubled
+/// slash) is logged too, and must not carry a key into the logs either.
 pub fn redact_path(path: &str) -> Cow<'_, str> {
-    if !is_prefixed(path) {
+    /// The length of a `$` written at the start of `b`: 1 for `$`, 3 for `%24`.
+    fn dollar(b: &[u8]) -> Option<usize> {
+        match b {
+            [b'$', ..] => Some(1),
+            [b'%', b'2', b'4', ..] => Some(3),
+            _ => None,
+        }
+    }
+    let bytes = path.as_bytes();
+    let mut out = String::new();
+    let (mut copied, mut i) = (0, 0);
+    while i < bytes.len() {
+        let Some(first) = dollar(&bytes[i..]) else {
+            i += 1;
+            continue;
+        };
+        let Some(second) = dollar(&bytes[i + first..]) else {
+            i += first;
+            continue;
+        };
+        let start = i + first + second;
+        let end = bytes[start..]
+            .iter()
+            .position(|&b| b == b'/')
+            .map_or(bytes.len(), |p| start + p);
+        // `start` and `end` follow ASCII bytes, so they are character boundaries.
+        out.push_str(&path[copied..start]);
+        out.push_str("<redacted>");
+        copied = end;
+        i = end;
+    }
+    if copied == 0 {
         return Cow::Borrowed(path);
     }
-    let seg_end = path
-        .get(1..)
-        .and_then(|p| p.find('/'))
-        .map_or(path.len(), |i| i + 1);
-    let (seg, rest) = path.split_at(seg_end);
-    match seg.find("$$") {
-        Some(i) => Cow::Owned(format!("{}$$<redacted>{rest}", &seg[..i])),
-        None => Cow::Borrowed(path),
-    }
+    out.push_str(&path[copied..]);
+    Cow::Owned(out)
 }
 
 /// Maps the resource part after the prefix to a plain route, case-insensitively.
@@ -138,6 +167,36 @@ mod tests {
             redact_path("/OpenApi_1,2,3,4$R20201201134216$$secret/Products"),
             "/OpenApi_1,2,3,4$R20201201134216$$<redacted>/Products"
         );
+        assert_eq!(redact_path("/products/kaffe"), "/products/kaffe");
+        assert_eq!(redact_path("/products/a$b%2"), "/products/a$b%2");
+        // Paths the server refuses are logged too: no form may carry the token through.
+        for (path, logged) in [
+            (
+                "/OpenApi_1%2C2%2C3%2C4%24%24secret/Products",
+                "/OpenApi_1%2C2%2C3%2C4%24%24<redacted>/Products",
+            ),
+            (
+                "/OpenApi_1%2c2%24%24secret",
+                "/OpenApi_1%2c2%24%24<redacted>",
+            ),
+            ("/OpenApi_1$%24secret/x", "/OpenApi_1$%24<redacted>/x"),
+            ("/OpenApi_1%24$secret/x", "/OpenApi_1%24$<redacted>/x"),
+            (
+                "//OpenApi_1,2,3,4$$secret/Products",
+                "//OpenApi_1,2,3,4$$<redacted>/Products",
+            ),
+            (
+                "/x/OpenApi_1$$secret/y$$other",
+                "/x/OpenApi_1$$<redacted>/y$$<redacted>",
+            ),
+            ("/OpenApi_1$$secret", "/OpenApi_1$$<redacted>"),
+            ("/OpenApi_1$$", "/OpenApi_1$$<redacted>"),
+            ("/é$$sécret/ö", "/é$$<redacted>/ö"),
+        ] {
+            let r = redact_path(path);
+            assert_eq!(r, logged, "{path}");
+            assert!(!r.contains("secret") && !r.contains("other"), "{path}");
+        }
     }
 
     #[test]

@@ -1,9 +1,13 @@
 //! Per-client-address rate limiting (token buckets), for activation requests and failed
 //! authentications. Kept in memory per process: it protects the service, it is not a
 //! correctness rule, so several processes behind a load balancer each apply it.
+//!
+//! An IPv6 client is counted by its /64 network, the smallest block an ISP or a cloud
+//! hands out: one host can use any address in it, so a bucket per address would give it
+//! an unlimited budget. IPv4-mapped IPv6 addresses count as their IPv4 address.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -33,6 +37,20 @@ impl RateLimiter {
         }
     }
 
+    /// The bucket an address is counted in (see the module doc).
+    fn bucket_of(ip: IpAddr) -> IpAddr {
+        match ip {
+            IpAddr::V4(_) => ip,
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => {
+                    let network = u128::from(v6) & !((1u128 << 64) - 1);
+                    IpAddr::V6(Ipv6Addr::from(network))
+                }
+            },
+        }
+    }
+
     fn refill(&self, b: &mut Bucket, now: Instant) {
         let rate = f64::from(self.per_minute) / 60.0;
         let elapsed = now.duration_since(b.at).as_secs_f64();
@@ -46,6 +64,7 @@ impl RateLimiter {
         if self.per_minute == 0 {
             return Ok(());
         }
+        let ip = Self::bucket_of(ip);
         let now = Instant::now();
         let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         let Some(b) = map.get_mut(&ip) else {
@@ -64,6 +83,7 @@ impl RateLimiter {
         if self.per_minute == 0 {
             return Ok(());
         }
+        let ip = Self::bucket_of(ip);
         let now = Instant::now();
         let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= MAX_TRACKED && !map.contains_key(&ip) {
@@ -109,5 +129,25 @@ mod tests {
         assert!((1..=20).contains(&wait));
         assert!(l.hit(b).is_ok());
         assert!(RateLimiter::new(0).hit(a).is_ok());
+    }
+
+    #[test]
+    fn an_ipv6_host_is_counted_by_its_64_network() {
+        let l = RateLimiter::new(2);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(l.hit(ip("2001:db8:1:2::1")).is_ok());
+        assert!(l.hit(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")).is_ok());
+        assert!(
+            l.hit(ip("2001:db8:1:2:abcd::7")).is_err(),
+            "another address of the same /64 shares the budget"
+        );
+        assert!(l.check(ip("2001:db8:1:2::99")).is_err());
+        assert!(
+            l.hit(ip("2001:db8:1:3::1")).is_ok(),
+            "the next /64 has its own"
+        );
+        // An IPv4 client seen through a dual-stack socket is its IPv4 address.
+        assert!(l.hit(ip("10.0.0.9")).is_ok() && l.hit(ip("::ffff:10.0.0.9")).is_ok());
+        assert!(l.hit(ip("10.0.0.9")).is_err());
     }
 }

@@ -440,6 +440,15 @@ async fn url_path_tokens_and_dynamic_keys(db: &TestDb, b: Backend) {
         "bad_signature",
     )
     .await;
+    // A login that does not exist gets the same answer: logins cannot be probed.
+    let nobody = derive_dynamic_key_pair("1,2,3,4", "nobody", "whatever", cheap).unwrap();
+    let nk = create_dynamic_api_key(&nobody, now).unwrap();
+    problem(
+        s.get("/auth/handshake", nk.expose()).await,
+        401,
+        "bad_signature",
+    )
+    .await;
     // Dynamic keys also work as URL-path tokens.
     let dk2 = create_dynamic_api_key(&pair, now).unwrap();
     let r = s
@@ -619,6 +628,25 @@ async fn expiry_and_renewal(db: &TestDb, b: Backend) {
         let k = a["apiKey"].as_str().unwrap().to_owned();
         (a, k)
     };
+    let code2: Value = s
+        .get("/activations/activation-code", &k2)
+        .await
+        .json()
+        .await
+        .unwrap();
+    // The descriptor of another device is refused as the key would be (403).
+    let r = s
+        .http
+        .post(s.url("/activations/renew"))
+        .json(
+            &json!({"productionNumber": b2["productionNumber"], "deviceId": "dev-other",
+                      "validFrom": "2030-02-01T00:00:00Z", "validTo": "2031-02-01T00:00:00Z",
+                      "descriptor": code2["descriptor"]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    problem(r, 403, "device_mismatch").await;
     s.clock.set(T2030 + 31 * DAY + 31 * DAY);
     let r = s
         .http
@@ -627,6 +655,19 @@ async fn expiry_and_renewal(db: &TestDb, b: Backend) {
         .json(
             &json!({"productionNumber": b2["productionNumber"], "deviceId": "dev-9",
                       "validFrom": "2030-03-01T00:00:00Z", "validTo": "2031-03-01T00:00:00Z"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    problem(r, 403, "renewal_grace_expired").await;
+    // The same with the signed descriptor: a genuine one, too old to renew.
+    let r = s
+        .http
+        .post(s.url("/activations/renew"))
+        .json(
+            &json!({"productionNumber": b2["productionNumber"], "deviceId": "dev-9",
+                      "validFrom": "2030-03-01T00:00:00Z", "validTo": "2031-03-01T00:00:00Z",
+                      "descriptor": code2["descriptor"]}),
         )
         .send()
         .await
@@ -1024,6 +1065,21 @@ async fn bad_input_is_4xx(db: &TestDb, b: Backend) {
         let r = req.send().await.unwrap();
         assert!(r.status().as_u16() < 500);
         problem(r, status, code).await;
+    }
+    // A NUL in a path or query value: PostgreSQL cannot hold it in text (400
+    // `invalid_character`), SQLite finds nothing; never the server's fault.
+    for (req, sqlite_status) in [
+        (h.get(s.url("/transactions/tx%00x")).bearer_auth(&key), 404),
+        (h.get(s.url("/products/a%00b")).bearer_auth(&key), 404),
+        (h.get(s.url("/auth/dynamic-key-params?login=a%00b")), 200),
+    ] {
+        let r = req.send().await.unwrap();
+        match b {
+            Backend::Postgres => {
+                problem(r, 400, "invalid_character").await;
+            }
+            Backend::Sqlite => assert_eq!(r.status().as_u16(), sqlite_status),
+        }
     }
 }
 

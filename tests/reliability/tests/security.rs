@@ -746,6 +746,26 @@ async fn no_secret_in_logs() {
             .unwrap();
         assert_eq!(r.status(), 401);
         secrets.push(wrong);
+        // The real key in the forms a client library may write (percent-encoded by
+        // `encodeURIComponent` or Python's `quote`, after a base URL ending in `/`): the
+        // server refuses or answers them, and logs none of them with the key.
+        let encoded = format!("/OpenApi_1%2C2%2C3%2C4%24%24{}/Products", reg.key);
+        for path in [
+            encoded.as_str(),
+            &format!("//OpenApi_{RM}$${}/Products", reg.key),
+        ] {
+            let r = api
+                .http
+                .get(format!("{}{path}", api.base))
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                r.status().is_client_error() || r.status().is_success(),
+                "{path}: {}",
+                r.status()
+            );
+        }
         let wrong_admin = "Not-The-Admin-Key-000111222333";
         assert_eq!(
             api.get("/admin/activations", wrong_admin).await.status(),
