@@ -284,6 +284,8 @@ fn problems(id: &str, op: &Operation) -> BTreeMap<u16, Vec<&'static str>> {
         add(500, &["internal_error"]);
         if id != "readyz" {
             add(503, &["storage_unavailable"]);
+            // Client input PostgreSQL cannot hold in text (a NUL).
+            add(400, &["invalid_character"]);
         }
     }
     add(503, &["handler_timeout"]);
