@@ -32,6 +32,10 @@ use crate::state::AppState;
 /// URL-path tokens without escaping.
 const API_KEY_LEN: usize = 40;
 
+/// How long (seconds) after a renewal the replaced key may repeat it, to recover an
+/// answer lost on the way (see [`renew`]).
+pub const RENEWAL_REPEAT_SECS: i64 = 600;
+
 /// Formats Unix seconds as RFC 3339 UTC.
 pub fn rfc3339(secs: i64) -> String {
     format_rfc3339(secs).unwrap_or_default()
@@ -314,6 +318,60 @@ pub async fn activation_code(
     }))
 }
 
+/// Repeats, with the key it replaced, a renewal made less than [`RENEWAL_REPEAT_SECS`]
+/// ago whose answer never reached the register (a connection dropped after the commit):
+/// the same request (the same new period) gets a fresh key, and the key the lost answer
+/// carried stops working. `None` when the request is not such a repeat: the caller then
+/// answers `key_replaced`. Whoever holds the old key could renew in its place before the
+/// register did anyway, so the repeat gives a thief nothing the renewal window did not.
+async fn repeat_renewal(
+    state: &AppState,
+    parts: &Parts,
+    body: &RenewRequest,
+    now: i64,
+) -> AppResult<Option<Json<Renewed>>> {
+    let Some(old) = auth::replaced_key(state, parts).await? else {
+        return Ok(None);
+    };
+    let a = &old.activation;
+    let same_period =
+        body.valid_from == rfc3339(a.valid_from) && body.valid_to == rfc3339(a.valid_to);
+    if now.saturating_sub(old.replaced_at) > RENEWAL_REPEAT_SECS
+        || a.status != "approved"
+        || !same_period
+        || body.device_id != a.device_id
+        || body.production_number != a.production_number
+    {
+        return Ok(None);
+    }
+    let key = generate_api_key_with(API_KEY_LEN, tillgate_core::ApiKeyAlphabet::UrlSafe)
+        .map_err(|e| AppError::internal(e.to_string()))?;
+    let repeated = state
+        .store
+        .repeat_renewal(
+            &a.id,
+            &old.key_hash_hex,
+            old.replaced_at,
+            a.valid_to,
+            &key.hash().to_hex(),
+            now,
+        )
+        .await?;
+    if !repeated {
+        return Ok(None);
+    }
+    state.key_cache.clear();
+    tracing::info!(activation_id = %a.id, "key renewal repeated");
+    Ok(Some(Json(Renewed {
+        activation_id: a.id.clone(),
+        production_number: a.production_number.clone(),
+        api_key: key.expose().to_owned(),
+        status: a.status.clone(),
+        valid_from: rfc3339(a.valid_from),
+        valid_to: rfc3339(a.valid_to),
+    })))
+}
+
 /// `POST /activations/renew`: a new key and period for an expiring or expired key.
 #[utoipa::path(post, path = "/activations/renew", tag = "activation",
     request_body = RenewRequest,
@@ -339,7 +397,13 @@ pub async fn renew(
             .get::<crate::prefix::UrlTokenContext>()
             .is_some_and(|c| c.token.is_some());
     let (a, old_hash, by_descriptor) = if has_credential {
-        let auth = auth::authenticate(&state, &parts.0).await?;
+        let auth = match auth::authenticate(&state, &parts.0).await {
+            Ok(auth) => auth,
+            Err(e) if e.code() == "key_replaced" => {
+                return repeat_renewal(&state, &parts.0, &body, now).await?.ok_or(e);
+            }
+            Err(e) => return Err(e),
+        };
         let Some(hash) = auth.key_hash else {
             return Err(AppError::forbidden(
                 "renewal_requires_api_key",

@@ -209,6 +209,49 @@ async fn authenticate_key(
     })
 }
 
+/// A register API key that a renewal replaced: its registration and when.
+#[derive(Debug)]
+pub struct ReplacedKey {
+    /// The registration as stored now.
+    pub activation: ActivationRow,
+    /// The key's hash, lower-case hex.
+    pub key_hash_hex: String,
+    /// When the renewal replaced it (Unix seconds).
+    pub replaced_at: i64,
+}
+
+/// The caller's credential if it is an API key that a renewal replaced (for repeating a
+/// renewal whose answer was lost); `None` for any other credential or none.
+pub async fn replaced_key(
+    state: &AppState,
+    parts: &Parts,
+) -> Result<Option<ReplacedKey>, AppError> {
+    let Ok(Some((cred, _))) = credential(parts) else {
+        return Ok(None);
+    };
+    if is_dynamic_api_key(cred) {
+        return Ok(None);
+    }
+    let Ok(hash) = ApiKeyHash::of_key(cred) else {
+        return Ok(None);
+    };
+    let Some((activation, stored_hex, Some(replaced_at))) =
+        state.store.activation_by_key_hash(&hash.to_hex()).await?
+    else {
+        return Ok(None);
+    };
+    let stored = crate::state::parse_hex_hash(&stored_hex)
+        .ok_or_else(|| AppError::internal("stored key hash is not hex"))?;
+    if !stored.ct_eq(&hash) {
+        return Ok(None);
+    }
+    Ok(Some(ReplacedKey {
+        activation,
+        key_hash_hex: stored_hex,
+        replaced_at,
+    }))
+}
+
 async fn authenticate_dynamic(
     state: &AppState,
     cred: &str,

@@ -998,6 +998,70 @@ impl Store {
         Ok(Renewal::Renewed)
     }
 
+    /// Repeats a renewal whose answer was lost: the key that replaced `old_key_hash` (at
+    /// `replaced_at`), and any key a repeat gave since, is replaced by `new_key_hash`;
+    /// the registration keeps its period and status. Nothing happens (false) unless, in
+    /// the same database transaction, the old key is still the one replaced at
+    /// `replaced_at`, exactly one current key was created since then, and the
+    /// registration is still approved with the period ending at `current_valid_to`.
+    pub async fn repeat_renewal(
+        &self,
+        id: &str,
+        old_key_hash: &str,
+        replaced_at: i64,
+        current_valid_to: i64,
+        new_key_hash: &str,
+        now: i64,
+    ) -> Result<bool, sqlx::Error> {
+        let mut conn = self.write_conn().await?;
+        let mut tx = conn.begin().await?;
+        // Only a constant suffix is added to the statement.
+        let old = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT key_hash FROM api_keys WHERE key_hash = $1 AND activation_id = $2 \
+             AND replaced_at = $3{}",
+            self.for_update()
+        )))
+        .bind(old_key_hash)
+        .bind(id)
+        .bind(replaced_at)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if old.is_none() {
+            return Ok(false);
+        }
+        let current = sqlx::query(
+            "UPDATE api_keys SET replaced_at = $1 WHERE activation_id = $2 \
+             AND replaced_at IS NULL AND created_at >= $3",
+        )
+        .bind(now)
+        .bind(id)
+        .bind(replaced_at)
+        .execute(&mut *tx)
+        .await?;
+        let registration = sqlx::query(
+            "UPDATE activations SET updated_at = $1 WHERE id = $2 AND status = 'approved' \
+             AND valid_to = $3",
+        )
+        .bind(now)
+        .bind(id)
+        .bind(current_valid_to)
+        .execute(&mut *tx)
+        .await?;
+        if current.rows_affected() != 1 || registration.rows_affected() != 1 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO api_keys (key_hash, activation_id, created_at) VALUES ($1, $2, $3)",
+        )
+        .bind(new_key_hash)
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     /// The `i`th (from 1) bind parameter of a statement whose parameters are bound in
     /// order: `$i` on PostgreSQL, an anonymous `?` on SQLite (SQLite looks numbered
     /// names up one by one, which costs O(n²) in statements with hundreds of them).

@@ -578,9 +578,36 @@ async fn expiry_and_renewal(db: &TestDb, b: Backend) {
     let n: Value = r.json().await.unwrap();
     assert_eq!(n["status"], "approved");
     assert_eq!(n["validTo"], "2031-02-01T00:00:00Z");
-    let new = n["apiKey"].as_str().unwrap();
-    assert_ne!(new, old);
+    let lost = n["apiKey"].as_str().unwrap();
+    assert_ne!(lost, old);
     problem(s.get("/auth/handshake", old).await, 401, "key_replaced").await;
+    assert_eq!(s.get("/auth/handshake", lost).await.status(), 200);
+    // Say that answer never reached the register: the same renewal, repeated with the old
+    // key within ten minutes, gives a fresh key, and the lost one stops working.
+    let repeat = |from: &str, to: &str| {
+        s.http
+            .post(s.url("/activations/renew"))
+            .bearer_auth(old)
+            .json(&renew_body(from, to))
+            .send()
+    };
+    s.clock.set(T2030 + 31 * DAY + 600);
+    let r = repeat("2030-02-01T00:00:00Z", "2031-02-01T00:00:00Z").await.unwrap();
+    assert_eq!(r.status(), 200);
+    let again: Value = r.json().await.unwrap();
+    assert_eq!(again["status"], "approved");
+    assert_eq!(again["validFrom"], "2030-02-01T00:00:00Z");
+    assert_eq!(again["validTo"], "2031-02-01T00:00:00Z");
+    let new = again["apiKey"].as_str().unwrap();
+    assert!(new != lost && new != old);
+    problem(s.get("/auth/handshake", lost).await, 401, "key_replaced").await;
+    assert_eq!(s.get("/auth/handshake", new).await.status(), 200);
+    // Another period is not a repeat, nor is the same one ten minutes after the renewal.
+    let r = repeat("2030-02-01T00:00:00Z", "2031-01-01T00:00:00Z").await.unwrap();
+    problem(r, 401, "key_replaced").await;
+    s.clock.set(T2030 + 31 * DAY + 601);
+    let r = repeat("2030-02-01T00:00:00Z", "2031-02-01T00:00:00Z").await.unwrap();
+    problem(r, 401, "key_replaced").await;
     assert_eq!(s.get("/auth/handshake", new).await.status(), 200);
     // The old descriptor no longer renews anything.
     let r = s.http.post(s.url("/activations/renew"))
