@@ -54,6 +54,13 @@ impl Backoff {
         Duration::from_millis(half + jitter)
     }
 
+    /// The longest wait, in milliseconds: `max`. The queue never waits longer than this
+    /// for a retry, whatever a server's `Retry-After` asks, and a next attempt set
+    /// further ahead than this (the device's clock was set back since) counts as due.
+    pub fn max_ms(&self) -> i64 {
+        i64::try_from(self.max.as_millis()).unwrap_or(i64::MAX)
+    }
+
     /// When the next attempt is due (Unix milliseconds), given when the last one failed.
     pub fn next_attempt_at(&self, failed_at_ms: i64, failed_attempts: u32, random: u32) -> i64 {
         let d = self.delay(failed_attempts, random).as_millis();
@@ -92,6 +99,12 @@ mod tests {
             }
         }
         assert_eq!(b.next_attempt_at(1_000, 1, 0), 1_500);
+        assert_eq!(b.max_ms(), 300_000);
+        let huge = Backoff {
+            initial: Duration::from_secs(1),
+            max: Duration::MAX,
+        };
+        assert_eq!(huge.max_ms(), i64::MAX);
         assert_eq!(b.next_attempt_at(i64::MAX - 1, 5, 0), i64::MAX);
     }
 }

@@ -360,10 +360,11 @@ impl Client {
             let body = self.send(req).await?.body;
             let (list, _, raw) =
                 parse_list::<StoredTransaction>(&body, &["items", "transactions"])?;
+            let next = next_page(raw.get("nextAfterSequence"), after, &list)?;
             all.extend(list);
-            match raw.get("nextAfterSequence").and_then(|v| v.as_u64()) {
-                Some(next) if Some(next) != after => after = Some(next),
-                _ => break,
+            match next {
+                Some(next) => after = Some(next),
+                None => break,
             }
         }
         all.sort_by_key(|t| t.sequence);
@@ -475,6 +476,35 @@ impl Client {
             .await?;
         Ok(out.into())
     }
+}
+
+/// The cursor of the page after this one (`None`: this page is the last). The cursor
+/// must move strictly forward and name the page's last transaction, as the server sets
+/// it: a server that sends anything else (a cursor standing still or going back, a page
+/// empty or ending elsewhere) could keep the client fetching forever, and is refused
+/// with `invalid_response`.
+fn next_page(
+    cursor: Option<&serde_json::Value>,
+    after: Option<u64>,
+    page: &[StoredTransaction],
+) -> Result<Option<u64>> {
+    let next = match cursor {
+        None | Some(serde_json::Value::Null) => return Ok(None),
+        Some(v) => v.as_u64().ok_or_else(|| {
+            ClientError::InvalidResponse("nextAfterSequence is not a sequence number".into())
+        })?,
+    };
+    let bad = |why: &str| ClientError::InvalidResponse(format!("nextAfterSequence {next} {why}"));
+    if next <= after.unwrap_or(0) {
+        return Err(bad("does not move past the page's start"));
+    }
+    if page.iter().map(|t| t.sequence).max() != Some(next) {
+        return Err(bad("is not the page's last sequence"));
+    }
+    if page.iter().any(|t| Some(t.sequence) <= after) {
+        return Err(bad("follows a page holding transactions before its start"));
+    }
+    Ok(Some(next))
 }
 
 /// The activation code body: a JSON object holding the JWS, a JSON string, or the JWS as
@@ -604,6 +634,62 @@ mod tests {
         );
         let e = parse_rfc3339("2025-02-28", "validTo").unwrap_err();
         assert_eq!(e.code(), "invalid_activation_request");
+    }
+
+    fn rows(sequences: &[u64]) -> Vec<StoredTransaction> {
+        sequences
+            .iter()
+            .map(|&n| {
+                serde_json::from_value(serde_json::json!({
+                    "id": format!("tx_{n}"), "sequence": n, "receipt": "r.r.r",
+                    "type": "sale", "currency": "SEK", "total": 100,
+                    "vat": [{"rate": 2500, "amount": 20}],
+                    "items": [{"name": "Kaffe", "quantity": 1, "amount": 100}],
+                }))
+                .unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_page_cursor_must_move_forward_with_the_page() {
+        use serde_json::json;
+        // The last page: no cursor, or null.
+        assert_eq!(next_page(None, Some(3), &rows(&[4])).unwrap(), None);
+        assert_eq!(next_page(Some(&json!(null)), None, &[]).unwrap(), None);
+        // A full page: the cursor is its last sequence.
+        assert_eq!(
+            next_page(Some(&json!(3)), None, &rows(&[1, 2, 3])).unwrap(),
+            Some(3)
+        );
+        assert_eq!(
+            next_page(Some(&json!(6)), Some(3), &rows(&[4, 5, 6])).unwrap(),
+            Some(6)
+        );
+        let refused = [
+            // Standing still, or going back: the old check let a cursor that alternates
+            // between two values loop for ever.
+            (json!(3), Some(3), rows(&[4])),
+            (json!(2), Some(3), rows(&[1, 2])),
+            (json!(0), None, rows(&[])),
+            // Ahead of, or behind, the page it follows.
+            (json!(9), Some(3), rows(&[4, 5])),
+            (json!(4), Some(3), rows(&[4, 5])),
+            (json!(5), None, rows(&[])),
+            // A page holding transactions before its start.
+            (json!(5), Some(3), rows(&[2, 5])),
+            // Not a sequence number at all.
+            (json!(-1), None, rows(&[1])),
+            (json!("5"), None, rows(&[5])),
+        ];
+        for (cursor, after, page) in refused {
+            let e = next_page(Some(&cursor), after, &page).unwrap_err();
+            assert_eq!(
+                e.code(),
+                "invalid_response",
+                "{cursor} after {after:?}: {e}"
+            );
+        }
     }
 
     #[test]

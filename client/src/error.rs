@@ -131,6 +131,12 @@ pub enum ClientError {
     /// The queue's storage failed (disk full, permissions, quota). Code `storage_error`.
     #[error("queue storage error: {0}")]
     Storage(String),
+    /// The queue's storage is already open in another outbox (another process, or another
+    /// `FileStore` on the same directory): two outboxes on one store
+    /// would give two sales the same record. Close the other one first (the store is
+    /// released when it is dropped). Code `queue_in_use`.
+    #[error("the queue at {0} is already open in another outbox")]
+    QueueInUse(String),
     /// A stored queue record (or the witness record) could not be read. It is kept in
     /// place, listed by [`Outbox::corrupt_records`](crate::Outbox::corrupt_records) and
     /// never silently dropped. Code `queue_record_corrupt`.
@@ -175,13 +181,18 @@ impl ClientError {
             Self::InvalidIdempotencyKey(_) => "invalid_idempotency_key",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::Storage(_) => "storage_error",
+            Self::QueueInUse(_) => "queue_in_use",
             Self::CorruptRecord { .. } => "queue_record_corrupt",
             Self::InvalidConfig(_) => "invalid_config",
         }
     }
 
     /// Whether retrying the same request later may succeed without anything changing on
-    /// the register's side: timeouts, network errors, 429 and 5xx.
+    /// the register's side: timeouts, network errors, 429, 5xx, and the statuses that
+    /// say the request was not handled this time: 408 (Request Timeout), 421
+    /// (Misdirected Request) and 425 (Too Early), which a reverse proxy answers during a
+    /// deploy. (A 404 is transient for the [`Outbox`](crate::Outbox), whose route always
+    /// exists, but not here: `GET /transactions/{id}` answers it for an unknown id.)
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
@@ -189,6 +200,10 @@ impl ClientError {
                 | Self::Network(_)
                 | Self::RateLimited { .. }
                 | Self::ServerUnavailable { .. }
+                | Self::Api {
+                    status: 408 | 421 | 425,
+                    ..
+                }
         )
     }
 
@@ -384,5 +399,26 @@ mod tests {
             ClientError::from_response(418, None, b"").code(),
             "http_418"
         );
+    }
+
+    #[test]
+    fn a_proxy_that_did_not_handle_the_request_is_transient() {
+        for status in [408u16, 421, 425] {
+            let e = ClientError::from_response(status, None, b"<html>try again</html>");
+            assert!(e.is_transient(), "{status}");
+            assert!(!e.is_auth(), "{status}");
+            assert_eq!(e.http_status(), Some(status));
+            assert_eq!(e.code(), format!("http_{status}"));
+        }
+        // A 404 stays a refusal here (an unknown transaction id); the outbox decides.
+        let e = ClientError::from_response(404, None, b"");
+        assert!(!e.is_transient());
+        assert_eq!(e.code(), "not_found");
+        for status in [400u16, 409, 410, 422] {
+            assert!(!problem(status, "x").is_transient(), "{status}");
+        }
+        let e = ClientError::QueueInUse("/data/queue".into());
+        assert_eq!(e.code(), "queue_in_use");
+        assert!(!e.is_transient() && e.http_status().is_none());
     }
 }

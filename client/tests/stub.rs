@@ -46,6 +46,8 @@ struct Stub {
     watch: Mutex<Option<Arc<MemoryStore>>>,
     /// For each POST: was its idempotency key already persisted in `watch`?
     persisted_before_send: Mutex<Vec<bool>>,
+    /// `Retry-After` (seconds) sent with a 429.
+    retry_after_secs: Mutex<Option<u64>>,
 }
 
 fn problem(status: u16, code: &str) -> Response {
@@ -166,7 +168,12 @@ async fn post_tx(
             Some(f.remove(0))
         }
     } {
-        return problem(status, code);
+        let mut r = problem(status, code);
+        if let (429, Some(secs)) = (status, *stub.retry_after_secs.lock().unwrap()) {
+            r.headers_mut()
+                .insert("retry-after", secs.to_string().parse().unwrap());
+        }
+        return r;
     }
     let key = h
         .get("idempotency-key")
@@ -413,6 +420,88 @@ async fn outbox_keeps_refused_and_unauthorised_transactions() {
     q.retry_failed(&a, 2).await.unwrap();
     let r = q.sync(&c, 2).await;
     assert_eq!(r.sent.len(), 1);
+    assert!(q.entries().is_empty());
+}
+
+#[tokio::test]
+async fn outbox_retries_what_a_proxy_answers_during_a_deploy() {
+    let stub = Arc::new(Stub::default());
+    let statuses = [
+        (404, "not_found"),
+        (408, "http_408"),
+        (421, "http_421"),
+        (425, "http_425"),
+    ];
+    *stub.tx_failures.lock().unwrap() = statuses.to_vec();
+    let base = spawn(stub.clone()).await;
+    let c = client(&base, "ok");
+    let q = Outbox::open(Arc::new(MemoryStore::new())).await.unwrap();
+    let first = q.submit(&c, sale(100), None, 0).await.unwrap();
+    assert!(matches!(first, Submitted::Queued(_)), "{first:?}");
+    q.enqueue(sale(200), None, 0).await.unwrap();
+    assert_eq!(q.last_error().unwrap().http_status, Some(404));
+    for (attempt, (status, code)) in statuses.iter().enumerate().skip(1) {
+        // Each stops the run, keeps the sale pending and schedules a retry.
+        let r = q.sync_now(&c, 1).await;
+        assert_eq!(r.stopped_by.unwrap().code(), *code, "{status}");
+        assert!(r.failed.is_empty(), "{status}");
+        assert_eq!(q.entries()[0].attempts as usize, attempt + 1);
+        assert!(q.next_attempt_at().unwrap() > 1);
+        assert!(q.failed().is_empty());
+    }
+    // The proxy is gone: both are sent, the first once.
+    let r = q.sync_now(&c, 2).await;
+    assert_eq!(r.sent.len(), 2);
+    assert_eq!(stub.posts.load(Ordering::SeqCst), 6);
+    assert!(q.entries().is_empty());
+}
+
+#[tokio::test]
+async fn a_retry_after_of_years_waits_no_longer_than_the_backoff() {
+    let stub = Arc::new(Stub::default());
+    *stub.tx_failures.lock().unwrap() = vec![(429, "rate_limited")];
+    *stub.retry_after_secs.lock().unwrap() = Some(10 * 365 * 86_400);
+    let base = spawn(stub.clone()).await;
+    let c = client(&base, "ok");
+    let backoff = tillgate_client::Backoff {
+        initial: Duration::from_secs(1),
+        max: Duration::from_secs(60),
+    };
+    let q = Outbox::open(Arc::new(MemoryStore::new()))
+        .await
+        .unwrap()
+        .with_backoff(backoff);
+    let r = q.submit(&c, sale(100), None, 1_000).await.unwrap();
+    assert!(matches!(r, Submitted::Queued(_)));
+    // The server's wait, capped at the backoff's longest.
+    assert_eq!(q.next_attempt_at(), Some(61_000));
+    assert!(q.sync(&c, 60_999).await.sent.is_empty());
+    assert_eq!(q.sync(&c, 61_000).await.sent.len(), 1);
+}
+
+#[tokio::test]
+async fn submitting_a_refused_sale_again_answers_its_refusal() {
+    let stub = Arc::new(Stub::default());
+    *stub.tx_failures.lock().unwrap() = vec![(400, "invalid_transaction")];
+    let base = spawn(stub.clone()).await;
+    let c = client(&base, "ok");
+    let q = Outbox::open(Arc::new(MemoryStore::new())).await.unwrap();
+    let key = IdempotencyKey::new("receipt-7").unwrap();
+    for _ in 0..2 {
+        let e = q
+            .submit(&c, sale(100), Some(key.clone()), 0)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "invalid_transaction", "{e}");
+        assert_eq!(e.http_status(), Some(400));
+    }
+    // Refused once by the server; the second answer came from the queue.
+    assert_eq!(stub.posts.load(Ordering::SeqCst), 1);
+    assert_eq!(q.failed().len(), 1);
+    // Once the app retries it, it goes through.
+    q.retry_failed(&key, 1).await.unwrap();
+    let r = q.submit(&c, sale(100), Some(key), 1).await.unwrap();
+    assert!(matches!(r, Submitted::Sent(_)), "{r:?}");
     assert!(q.entries().is_empty());
 }
 

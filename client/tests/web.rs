@@ -100,3 +100,29 @@ async fn offline_sale_is_queued_with_a_typed_error() {
     assert_eq!(q.len(), 1);
     assert!(q.next_attempt_at().unwrap() > unix_time_ms());
 }
+
+#[wasm_bindgen_test]
+async fn two_tabs_never_write_over_each_others_sales() {
+    // Two tabs of one origin: two outboxes on the same namespace, both opened empty, so
+    // both would take id 1 for their next sale.
+    let ns = namespace("tabs");
+    let a = Outbox::open(Arc::new(LocalStorageStore::new(&ns)))
+        .await
+        .unwrap();
+    let b = Outbox::open(Arc::new(LocalStorageStore::new(&ns)))
+        .await
+        .unwrap();
+    let ka = a.enqueue(sale(100), None, 1).await.unwrap();
+    let kb = b.enqueue(sale(200), None, 2).await.unwrap();
+    let ka2 = a.enqueue(sale(300), None, 3).await.unwrap();
+    assert_eq!(b.entries()[0].id, 2);
+    assert_eq!(a.entries()[1].id, 3);
+    // A reload finds every sale, each under its own id.
+    let stored = LocalStorageStore::new(&ns).load().unwrap();
+    let found: Vec<_> = stored
+        .entries
+        .iter()
+        .map(|e| (e.id, e.idempotency_key.clone(), e.transaction.total))
+        .collect();
+    assert_eq!(found, [(1, ka, 100), (2, kb, 200), (3, ka2, 300)]);
+}

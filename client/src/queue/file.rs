@@ -1,7 +1,7 @@
 //! A file-backed queue store (native): one JSON file per queued transaction.
 #![cfg(not(target_arch = "wasm32"))]
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 
@@ -17,29 +17,103 @@ const TMP_SUFFIX: &str = ".json.tmp";
 const WITNESS: &str = "witness.json";
 const WITNESS_TMP: &str = "witness.json.tmp";
 
+/// The lock file: held with an exclusive lock while the store lives.
+const LOCK: &str = "queue.lock";
+
 /// Queue records as files in a directory the app gives: `tx-<id>.json`, one per queued
 /// transaction, and `witness.json`, the register's witness.
 ///
 /// Every write goes to `tx-<id>.json.tmp`, is flushed to disk (`fsync`), renamed over
 /// the record, and the directory is flushed, so a crash at any point leaves either the
-/// old record or the new one. Leftover temp files (a crash before the rename) are
-/// removed at load: the write they belonged to never completed, so it was never
-/// reported as done. A record that cannot be parsed is reported and left in place.
-#[derive(Debug, Clone)]
+/// old record or the new one. A record that cannot be read (bad JSON, an I/O error, a
+/// directory by a record's name) is reported and left in place.
+///
+/// The store owns its directory: [`open`](Self::open) takes an exclusive lock on
+/// `queue.lock` in it (released when the store is dropped), and a second open of the
+/// same directory, by this process or another, fails with
+/// [`ClientError::QueueInUse`] (code `queue_in_use`): two outboxes on one directory would
+/// give two sales the same record. Give the store to one [`Outbox`](crate::Outbox).
+/// Leftover temp files (a crash before the rename) are removed when the lock is taken:
+/// the write they belonged to never completed, so it was never reported as done, and no
+/// other store can be writing them then.
+#[derive(Debug)]
 pub struct FileStore {
     dir: PathBuf,
+    /// The open lock file, holding the directory's lock until the store is dropped.
+    _lock: File,
 }
 
 fn storage(what: &str, path: &Path, e: io::Error) -> ClientError {
     ClientError::Storage(format!("{what} {}: {e}", path.display()))
 }
 
+/// Flushes a directory (`fsync`): makes the creations, renames and removals in it
+/// durable. Directories cannot be opened for syncing on every platform (Windows);
+/// there the operation itself is what we get.
+fn sync_dir(dir: &Path) -> Result<()> {
+    match File::open(dir) {
+        Ok(d) => match d.sync_all() {
+            Ok(()) => Ok(()),
+            Err(_) if cfg!(windows) => Ok(()),
+            Err(e) => Err(storage("syncing", dir, e)),
+        },
+        Err(_) if cfg!(windows) => Ok(()),
+        Err(e) => Err(storage("opening", dir, e)),
+    }
+}
+
+/// Creates `dir` and its missing parents, and flushes the parent of each directory it
+/// created: without that, a power loss could take the new directory, and every record
+/// written in it, away with it.
+fn create_dir_durably(dir: &Path) -> Result<()> {
+    let mut missing = Vec::new();
+    let mut next = Some(dir);
+    while let Some(d) = next {
+        if d.as_os_str().is_empty() || fs::symlink_metadata(d).is_ok() {
+            break;
+        }
+        missing.push(d);
+        next = d.parent();
+    }
+    fs::create_dir_all(dir).map_err(|e| storage("creating", dir, e))?;
+    for d in missing.iter().rev() {
+        match d.parent() {
+            Some(p) if !p.as_os_str().is_empty() => sync_dir(p)?,
+            _ => sync_dir(Path::new("."))?,
+        }
+    }
+    Ok(())
+}
+
+fn is_temp(name: &str) -> bool {
+    name == WITNESS_TMP || (name.starts_with(PREFIX) && name.ends_with(TMP_SUFFIX))
+}
+
 impl FileStore {
-    /// Uses `dir`, creating it if needed.
+    /// Uses `dir`, creating it (durably) if needed, and locks it: fails with
+    /// [`ClientError::QueueInUse`] while another `FileStore` holds it, in this process or
+    /// another.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self> {
         let dir = dir.into();
-        fs::create_dir_all(&dir).map_err(|e| storage("creating", &dir, e))?;
-        Ok(FileStore { dir })
+        create_dir_durably(&dir)?;
+        let lock_path = dir.join(LOCK);
+        let lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(|e| storage("opening", &lock_path, e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(ClientError::QueueInUse(dir.display().to_string()));
+            }
+            Err(TryLockError::Error(e)) => return Err(storage("locking", &lock_path, e)),
+        }
+        let store = FileStore { dir, _lock: lock };
+        store.remove_temp_files()?;
+        Ok(store)
     }
 
     /// The directory.
@@ -49,6 +123,25 @@ impl FileStore {
 
     fn record_path(&self, id: u64) -> PathBuf {
         self.dir.join(format!("{PREFIX}{id:020}{SUFFIX}"))
+    }
+
+    /// Removes the temp files of writes that never completed (a crash before the
+    /// rename). Only at open, under the lock: then no write of this store is under way,
+    /// and no other store can have one. One that cannot be removed is left (the next
+    /// write of that record truncates it).
+    fn remove_temp_files(&self) -> Result<()> {
+        let rd = fs::read_dir(&self.dir).map_err(|e| storage("reading", &self.dir, e))?;
+        let mut removed = false;
+        for ent in rd.flatten() {
+            let name = ent.file_name();
+            if is_temp(&name.to_string_lossy()) && fs::remove_file(ent.path()).is_ok() {
+                removed = true;
+            }
+        }
+        if removed {
+            sync_dir(&self.dir)?;
+        }
+        Ok(())
     }
 
     /// Writes `bytes` to `tmp`, flushes it, renames it over `path` and flushes the
@@ -68,24 +161,19 @@ impl FileStore {
             let _ = fs::remove_file(tmp);
             return Err(storage("writing", tmp, e));
         }
-        self.sync_dir()
-    }
-
-    fn sync_dir(&self) -> Result<()> {
-        // Makes renames and removals durable. Directories cannot be opened for syncing
-        // on every platform (Windows); there the rename itself is what we get.
-        match File::open(&self.dir) {
-            Ok(d) => match d.sync_all() {
-                Ok(()) => Ok(()),
-                Err(e) if cfg!(windows) => {
-                    let _ = e;
-                    Ok(())
-                }
-                Err(e) => Err(storage("syncing", &self.dir, e)),
-            },
-            Err(_) if cfg!(windows) => Ok(()),
-            Err(e) => Err(storage("opening", &self.dir, e)),
-        }
+        // The rename is done: from here on every reader (this outbox, the next start)
+        // finds the new record. If flushing the directory fails now, answering "not
+        // saved" would be the harmful answer: the app would queue the sale again, a
+        // second record (with a new key unless the app chose its own: a second sale on
+        // the server, since this record is loaded and sent too). Removing the record
+        // again cannot be made durable either (it needs the very directory flush that
+        // just failed), so after a crash it could come back beside the app's retry: a
+        // duplicate again. So the write counts as done: the outbox keeps the record in
+        // memory and sends it at the next sync, and the next directory flush (every
+        // write and removal does one) makes this rename durable too. Only a power loss
+        // before either, on a disk already failing its flushes, could lose it.
+        let _ = sync_dir(&self.dir);
+        Ok(())
     }
 }
 
@@ -101,34 +189,29 @@ impl QueueStore for FileStore {
     fn load(&self) -> Result<StoreContents> {
         let mut out = StoreContents::default();
         let rd = fs::read_dir(&self.dir).map_err(|e| storage("reading", &self.dir, e))?;
-        let mut removed_tmp = false;
         for ent in rd {
             let ent = ent.map_err(|e| storage("reading", &self.dir, e))?;
             let name = ent.file_name().to_string_lossy().into_owned();
             let path = ent.path();
-            if name == WITNESS_TMP {
-                fs::remove_file(&path).map_err(|e| storage("removing", &path, e))?;
-                removed_tmp = true;
+            // A temp file is a write of this store under way, or one left by a crash
+            // that could not be removed at open: never a record. Never removed here.
+            if is_temp(&name) {
                 continue;
             }
             if name == WITNESS {
-                let bytes = fs::read(&path).map_err(|e| storage("reading", &path, e))?;
-                out.witness = Some(decode_witness(&bytes).map_err(|reason| CorruptRecord {
-                    name,
-                    id: None,
-                    reason,
-                }));
+                out.witness = Some(
+                    fs::read(&path)
+                        .map_err(|e| format!("cannot be read: {e}"))
+                        .and_then(|bytes| decode_witness(&bytes))
+                        .map_err(|reason| CorruptRecord {
+                            name,
+                            id: None,
+                            reason,
+                        }),
+                );
                 continue;
             }
-            if !name.starts_with(PREFIX) {
-                continue;
-            }
-            if name.ends_with(TMP_SUFFIX) {
-                fs::remove_file(&path).map_err(|e| storage("removing", &path, e))?;
-                removed_tmp = true;
-                continue;
-            }
-            if !name.ends_with(SUFFIX) {
+            if !name.starts_with(PREFIX) || !name.ends_with(SUFFIX) {
                 continue;
             }
             let Some(id) = parse_id(&name, SUFFIX) else {
@@ -139,8 +222,12 @@ impl QueueStore for FileStore {
                 });
                 continue;
             };
-            let bytes = fs::read(&path).map_err(|e| storage("reading", &path, e))?;
-            match decode_record(&bytes, id) {
+            // One record that cannot be read (an I/O error, a directory by its name) is
+            // reported like a damaged one; it never stops the queue from opening.
+            match fs::read(&path)
+                .map_err(|e| format!("cannot be read: {e}"))
+                .and_then(|bytes| decode_record(&bytes, id))
+            {
                 Ok(e) => out.entries.push(e),
                 Err(reason) => out.corrupt.push(CorruptRecord {
                     name,
@@ -148,9 +235,6 @@ impl QueueStore for FileStore {
                     reason,
                 }),
             }
-        }
-        if removed_tmp {
-            self.sync_dir()?;
         }
         out.entries.sort_by_key(|e| e.id);
         out.corrupt.sort_by(|a, b| a.name.cmp(&b.name));
@@ -165,6 +249,18 @@ impl QueueStore for FileStore {
         self.replace(&self.record_path(entry.id), &tmp, &bytes)
     }
 
+    fn save_new(&self, entry: &QueuedTransaction) -> Result<bool> {
+        // The lock keeps other processes and other stores out of the directory; this
+        // keeps two outboxes given this one store from writing over each other's sale.
+        let path = self.record_path(entry.id);
+        match fs::symlink_metadata(&path) {
+            Ok(_) => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(storage("reading", &path, e)),
+        }
+        self.save(entry).map(|()| true)
+    }
+
     fn save_witness(&self, record: &WitnessRecord) -> Result<()> {
         let bytes = super::encode_witness(record)?;
         self.replace(&self.dir.join(WITNESS), &self.dir.join(WITNESS_TMP), &bytes)
@@ -173,7 +269,7 @@ impl QueueStore for FileStore {
     fn remove(&self, id: u64) -> Result<()> {
         let path = self.record_path(id);
         match fs::remove_file(&path) {
-            Ok(()) => self.sync_dir(),
+            Ok(()) => sync_dir(&self.dir),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(storage("removing", &path, e)),
         }
@@ -187,8 +283,13 @@ impl QueueStore for FileStore {
             return Err(ClientError::Storage(format!("not a queue record: {name}")));
         }
         let path = self.dir.join(name);
-        match fs::remove_file(&path) {
-            Ok(()) => self.sync_dir(),
+        // A directory by a record's name is removed too, if it is empty.
+        let removed = match fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => fs::remove_dir(&path),
+            _ => fs::remove_file(&path),
+        };
+        match removed {
+            Ok(()) => sync_dir(&self.dir),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(storage("removing", &path, e)),
         }

@@ -85,6 +85,16 @@ impl QueueStore for MemoryStore {
         Ok(())
     }
 
+    fn save_new(&self, entry: &QueuedTransaction) -> Result<bool> {
+        let bytes = super::encode_record(entry)?;
+        let mut records = self.lock();
+        if records.contains_key(&entry.id) {
+            return Ok(false);
+        }
+        records.insert(entry.id, bytes);
+        Ok(true)
+    }
+
     fn remove(&self, id: u64) -> Result<()> {
         self.lock().remove(&id);
         Ok(())

@@ -9,6 +9,7 @@ mod witness;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -92,8 +93,11 @@ impl From<IdempotencyKey> for String {
 pub enum EntryState {
     /// Waiting to be sent (again).
     Pending,
-    /// Permanently refused by the server (e.g. a 4xx other than authentication). Kept,
-    /// not retried; the app decides with [`Outbox::retry_failed`] or [`Outbox::discard`].
+    /// Refused for good: by the server (a 4xx other than authentication and the ones a
+    /// proxy answers during a deploy), or by the client's own check of the stored record
+    /// before sending (core's `validate_transaction`: a record written by another app
+    /// version, or damaged on disk). Kept, not retried; the app decides with
+    /// [`Outbox::retry_failed`] or [`Outbox::discard`].
     Failed,
 }
 
@@ -199,6 +203,15 @@ pub trait QueueStore: MaybeSendSync {
     fn load(&self) -> Result<StoreContents>;
     /// Inserts or replaces the record with `entry.id`, atomically and durably.
     fn save(&self, entry: &QueuedTransaction) -> Result<()>;
+    /// Stores a new record like [`save`](Self::save), but never replaces one: if a
+    /// record with `entry.id` already exists (another outbox on the same storage took
+    /// that id, e.g. a second browser tab), it changes nothing and answers `Ok(false)`;
+    /// the [`Outbox`] then reads the store again, takes the next free id and tries
+    /// again. The default calls `save` and answers `Ok(true)`: right for a store only
+    /// one outbox uses at a time (one that locks its storage, or lives in memory).
+    fn save_new(&self, entry: &QueuedTransaction) -> Result<bool> {
+        self.save(entry).map(|()| true)
+    }
     /// Removes the record with this id (no error if it is absent).
     fn remove(&self, id: u64) -> Result<()>;
     /// Removes an unreadable record (a queue record or the witness) by its name.
@@ -289,6 +302,111 @@ struct State {
     last_error: Option<LastError>,
 }
 
+fn lock_state(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    // A panic while holding the lock leaves consistent data (every change is a single
+    // insert or remove), so a poisoned lock is still usable.
+    state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The first id after every record a store holds, readable or not (a corrupt record's
+/// id is never reused).
+fn next_free_id(contents: &StoreContents) -> u64 {
+    contents
+        .entries
+        .iter()
+        .map(|e| e.id)
+        .chain(contents.corrupt.iter().filter_map(|c| c.id))
+        .max()
+        .map_or(1, |m| m.saturating_add(1))
+}
+
+/// How many times a new record looks for a free id before giving up.
+const MAX_ID_TRIES: usize = 10;
+
+/// Stores a new record under a free id, and only then puts it in the outbox's memory.
+/// Runs as one store call (on native in tokio's blocking pool, which finishes it even
+/// when the caller's future is dropped), so a record is never on disk without the
+/// outbox knowing it. If another outbox on the same storage took the id
+/// ([`QueueStore::save_new`] answers `false`), the store is read again and the next
+/// free id taken.
+fn insert_new(
+    s: &dyn QueueStore,
+    state: &Mutex<State>,
+    mut entry: QueuedTransaction,
+) -> Result<()> {
+    for _ in 0..MAX_ID_TRIES {
+        if s.save_new(&entry)? {
+            lock_state(state).entries.insert(entry.id, entry);
+            return Ok(());
+        }
+        let stored = s.load()?;
+        let mut st = lock_state(state);
+        let id = st
+            .next_id
+            .max(next_free_id(&stored))
+            .max(entry.id.saturating_add(1));
+        st.next_id = id.saturating_add(1);
+        entry.id = id;
+    }
+    Err(ClientError::Storage(format!(
+        "no free record id after {MAX_ID_TRIES} tries: another outbox on the same storage keeps taking them"
+    )))
+}
+
+/// Drops a removed record from the corrupt list (and the error that reported it).
+fn forget_corrupt(state: &Mutex<State>, name: &str) {
+    let mut st = lock_state(state);
+    st.corrupt.retain(|c| c.name != name);
+    if st.corrupt.is_empty()
+        && st
+            .last_error
+            .as_ref()
+            .is_some_and(|e| e.code == "queue_record_corrupt")
+    {
+        st.last_error = None;
+    }
+}
+
+/// Whether an error sending one queued transaction refuses that transaction for good
+/// (it becomes [`EntryState::Failed`] and the run goes on), rather than stopping the run
+/// with the transaction kept pending.
+fn refuses_for_good(err: &ClientError) -> bool {
+    match err {
+        // The client's own check of the stored record failed (core's
+        // `validate_transaction`: a record written by another app version, or damaged
+        // on disk). Sending it again never helps, and it must not hold back the sales
+        // behind it.
+        ClientError::Core(_) => true,
+        // `POST /transactions` always exists: a 404 is a reverse proxy (a deploy under
+        // way), not the server refusing this sale.
+        ClientError::Api { status: 404, .. } => false,
+        _ => {
+            !err.is_transient()
+                && !err.is_auth()
+                && !matches!(err, ClientError::NotActivated)
+                && err.http_status().is_some()
+        }
+    }
+}
+
+/// The error [`Outbox::submit`] answers for a sale refused for good.
+fn refusal(err: Option<&LastError>) -> ClientError {
+    match err {
+        Some(err) => ClientError::Api {
+            status: err.http_status.unwrap_or(400),
+            code: err.code.clone(),
+            detail: err.message.clone(),
+            fields: Vec::new(),
+        },
+        None => ClientError::Api {
+            status: 400,
+            code: "refused".into(),
+            detail: "the transaction was refused for good".into(),
+            fields: Vec::new(),
+        },
+    }
+}
+
 /// The offline queue. Every transaction goes in here first ([`enqueue`](Self::enqueue)
 /// or [`submit`](Self::submit)) and is persisted before anything is sent; a sync sends
 /// them in order of sale, each with its own idempotency key, once the oldest is due.
@@ -296,17 +414,20 @@ struct State {
 /// Time is always passed in (`now_ms`, Unix milliseconds): the queue reads no clock.
 /// Use [`crate::unix_time_ms`] for the device's time.
 ///
-/// - A transient failure (no network, timeout, 429, 5xx) or a refused credential stops
-///   the run; the transaction stays pending with its next attempt scheduled by
-///   [`Backoff`] and the error kept as [`last_error`](Self::last_error).
-/// - A permanent refusal of one transaction (400, 409...) marks it
-///   [`EntryState::Failed`]; it is kept, reported, and the run goes on.
+/// - A transient failure (no network, timeout, 429, 5xx, and 404, 408, 421, 425, which
+///   a reverse proxy answers during a deploy) or a refused credential stops the run;
+///   the transaction stays pending with its next attempt scheduled by [`Backoff`] (a
+///   server's `Retry-After` is followed up to the backoff's maximum) and the error kept
+///   as [`last_error`](Self::last_error).
+/// - A permanent refusal of one transaction (400, 409...), or a stored record that
+///   fails the client's own check before sending, marks it [`EntryState::Failed`]; it
+///   is kept, reported, and the run goes on.
 /// - Only a success removes a record. If the app dies between the server's answer and
 ///   the removal, the next sync resends with the same key and the server answers with
 ///   the stored transaction: no duplicate.
 pub struct Outbox {
     store: Arc<dyn QueueStore>,
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
     witness: Arc<Mutex<witness::WitnessState>>,
     syncing: AtomicBool,
     backoff: Backoff,
@@ -345,17 +466,12 @@ impl Outbox {
         if let Some(Err(c)) = &contents.witness {
             contents.corrupt.push(c.clone());
         }
+        let next_id = next_free_id(&contents);
         let witness = witness::WitnessState::loaded(contents.witness);
         let mut entries = BTreeMap::new();
         for e in contents.entries {
             entries.insert(e.id, e);
         }
-        let next_id = entries
-            .keys()
-            .copied()
-            .chain(contents.corrupt.iter().filter_map(|c| c.id))
-            .max()
-            .map_or(1, |m| m + 1);
         let last_error = contents.corrupt.first().map(|c| LastError {
             code: "queue_record_corrupt".into(),
             message: format!(
@@ -369,12 +485,12 @@ impl Outbox {
         });
         Ok(Outbox {
             store,
-            state: Mutex::new(State {
+            state: Arc::new(Mutex::new(State {
                 entries,
                 corrupt: contents.corrupt,
                 next_id,
                 last_error,
-            }),
+            })),
             witness: Arc::new(Mutex::new(witness)),
             syncing: AtomicBool::new(false),
             backoff: Backoff::default(),
@@ -388,23 +504,47 @@ impl Outbox {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock leaves consistent data (every change is a
-        // single insert or remove), so a poisoned lock is still usable.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        lock_state(&self.state)
+    }
+
+    /// Whether a transaction scheduled for `at` is due at `now_ms`: once its time has
+    /// come, or when it lies further ahead than the backoff's longest wait (the clock
+    /// was set back after it was scheduled; waiting for it could take years).
+    fn is_due(&self, at: i64, now_ms: i64) -> bool {
+        at <= now_ms || at > now_ms.saturating_add(self.backoff.max_ms())
     }
 
     /// Queues a transaction: validates it (core), persists it durably, and only then
     /// returns its idempotency key (the one given, or a new random one). Nothing is sent.
     ///
     /// Queuing the same key again with the same transaction returns the existing entry's
-    /// key (so an app retrying after a crash does not queue twice); with a different
-    /// transaction it fails with [`ClientError::IdempotencyKeyReused`].
+    /// key (so an app retrying after a crash does not queue twice), even if the server
+    /// refused it (see [`failed`](Self::failed)); with a different transaction it fails
+    /// with [`ClientError::IdempotencyKeyReused`].
+    ///
+    /// Cancellation-safe: if the returned future is dropped (an app's timeout), the
+    /// record is either not stored at all or stored and in the queue, never stored
+    /// behind the queue's back. To retry such a call without queuing the sale twice,
+    /// pass your own key: a generated one dies with the dropped future.
     pub async fn enqueue(
         &self,
         transaction: Transaction,
         key: Option<IdempotencyKey>,
         now_ms: i64,
     ) -> Result<IdempotencyKey> {
+        self.queue(transaction, key, now_ms)
+            .await
+            .map(|(key, _)| key)
+    }
+
+    /// [`enqueue`](Self::enqueue), also answering the entry already queued under the
+    /// key, if there was one.
+    async fn queue(
+        &self,
+        transaction: Transaction,
+        key: Option<IdempotencyKey>,
+        now_ms: i64,
+    ) -> Result<(IdempotencyKey, Option<QueuedTransaction>)> {
         validate_transaction(&transaction)?;
         let key = match key {
             Some(k) => k,
@@ -414,13 +554,13 @@ impl Outbox {
             let mut st = self.lock();
             if let Some(existing) = st.entries.values().find(|e| e.idempotency_key == key) {
                 return if existing.transaction == transaction {
-                    Ok(key)
+                    Ok((key, Some(existing.clone())))
                 } else {
                     Err(ClientError::IdempotencyKeyReused)
                 };
             }
             let id = st.next_id;
-            st.next_id += 1;
+            st.next_id = id.saturating_add(1);
             QueuedTransaction {
                 v: 1,
                 id,
@@ -433,10 +573,9 @@ impl Outbox {
                 state: EntryState::Pending,
             }
         };
-        let to_save = entry.clone();
-        run_store(&self.store, move |s| s.save(&to_save)).await?;
-        self.lock().entries.insert(entry.id, entry);
-        Ok(key)
+        let state = Arc::clone(&self.state);
+        run_store(&self.store, move |s| insert_new(s, &state, entry)).await?;
+        Ok((key, None))
     }
 
     /// Queues a transaction (persisted first, like [`enqueue`](Self::enqueue)), then
@@ -444,7 +583,10 @@ impl Outbox {
     /// earlier queued ones, once the oldest is due). Never fails because of the network:
     /// then it answers [`Submitted::Queued`]. If the server refuses this transaction for
     /// good, the error is returned and the transaction stays in the queue as
-    /// [`EntryState::Failed`].
+    /// [`EntryState::Failed`]. Submitting a key the server already refused answers that
+    /// refusal again (nothing is sent) until the app calls
+    /// [`retry_failed`](Self::retry_failed) or [`discard`](Self::discard).
+    /// Cancellation-safe like [`enqueue`](Self::enqueue).
     pub async fn submit(
         &self,
         client: &Client,
@@ -452,19 +594,20 @@ impl Outbox {
         key: Option<IdempotencyKey>,
         now_ms: i64,
     ) -> Result<Submitted> {
-        let key = self.enqueue(transaction, key, now_ms).await?;
+        let (key, existing) = self.queue(transaction, key, now_ms).await?;
+        if let Some(e) = existing
+            && e.state == EntryState::Failed
+        {
+            // Kept as a failed entry; the app decides (retry_failed or discard).
+            return Err(refusal(e.last_error.as_ref()));
+        }
         let report = self.sync(client, now_ms).await;
         if let Some((_, stored)) = report.sent.into_iter().find(|(k, _)| *k == key) {
             return Ok(Submitted::Sent(stored));
         }
         if let Some((_, err)) = report.failed.into_iter().find(|(k, _)| *k == key) {
             // Kept as a failed entry; the app decides (retry_failed or discard).
-            return Err(ClientError::Api {
-                status: err.http_status.unwrap_or(400),
-                code: err.code,
-                detail: err.message,
-                fields: Vec::new(),
-            });
+            return Err(refusal(Some(&err)));
         }
         Ok(Submitted::Queued(key))
     }
@@ -510,7 +653,9 @@ impl Outbox {
     }
 
     /// When the queue is next due (Unix ms): the oldest pending transaction's next
-    /// attempt. For the app's timer; `None` when nothing is pending.
+    /// attempt. For the app's timer; `None` when nothing is pending. A time further
+    /// ahead than the backoff's maximum (the device's clock was set back since) counts
+    /// as due at the next [`sync`](Self::sync).
     pub fn next_attempt_at(&self) -> Option<i64> {
         self.lock()
             .entries
@@ -520,7 +665,9 @@ impl Outbox {
     }
 
     /// Sends the pending transactions in order of sale if the oldest one is due at
-    /// `now_ms` (see [`next_attempt_at`](Self::next_attempt_at)).
+    /// `now_ms` (see [`next_attempt_at`](Self::next_attempt_at)). Cancellation-safe: a
+    /// dropped run leaves every record stored as it was or updated, and at worst resends
+    /// one the server already has (it answers with the stored transaction).
     pub async fn sync(&self, client: &Client, now_ms: i64) -> SyncReport {
         self.run(client, now_ms, false).await
     }
@@ -539,13 +686,15 @@ impl Outbox {
             return report;
         }
         let _guard = SyncGuard(&self.syncing);
-        let mut after = 0u64;
+        // The id of the last transaction tried in this run.
+        let mut tried: Option<u64> = None;
         let mut witness_failed = false;
         loop {
             let next = {
                 let st = self.lock();
+                let from = tried.map_or(Bound::Unbounded, Bound::Excluded);
                 st.entries
-                    .range(after..)
+                    .range((from, Bound::Unbounded))
                     .map(|(_, e)| e)
                     .find(|e| e.state == EntryState::Pending)
                     .cloned()
@@ -553,10 +702,10 @@ impl Outbox {
             let Some(entry) = next else { break };
             // The oldest pending transaction sets the schedule for the queue, so the
             // order of sale is kept; once it went through, the rest follow at once.
-            if !force && after == 0 && entry.next_attempt_at_ms > now_ms {
+            if !force && tried.is_none() && !self.is_due(entry.next_attempt_at_ms, now_ms) {
                 break;
             }
-            after = entry.id + 1;
+            tried = Some(entry.id);
             let epoch = self.witness_epoch();
             match client
                 .submit_transaction(&entry.transaction, &entry.idempotency_key)
@@ -577,21 +726,23 @@ impl Outbox {
                         self.lock().last_error = Some(LastError::of(&e, now_ms));
                         witness_failed = true;
                     }
-                    let id = entry.id;
-                    if let Err(e) = run_store(&self.store, move |s| s.remove(id)).await {
+                    let (id, state) = (entry.id, Arc::clone(&self.state));
+                    let removed = run_store(&self.store, move |s| {
+                        s.remove(id)?;
+                        lock_state(&state).entries.remove(&id);
+                        Ok(())
+                    })
+                    .await;
+                    if let Err(e) = removed {
                         // The server has it; a later resend with the same key is harmless.
                         self.lock().last_error = Some(LastError::of(&e, now_ms));
                         report.stopped_by = Some(e);
                         break;
                     }
-                    self.lock().entries.remove(&id);
                     report.sent.push((entry.idempotency_key, stored));
                 }
                 Err(err) => {
-                    let permanent = !err.is_transient()
-                        && !err.is_auth()
-                        && !matches!(err, ClientError::NotActivated)
-                        && err.http_status().is_some();
+                    let permanent = refuses_for_good(&err);
                     let mut updated = entry.clone();
                     updated.attempts = updated.attempts.saturating_add(1);
                     updated.last_error = Some(LastError::of(&err, now_ms));
@@ -605,20 +756,28 @@ impl Outbox {
                             retry_after: Some(d),
                         } = &err
                         {
-                            let ra = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+                            // Followed up to the backoff's longest wait: a Retry-After of
+                            // years must not park the queue.
+                            let ra = i64::try_from(d.as_millis())
+                                .unwrap_or(i64::MAX)
+                                .min(self.backoff.max_ms());
                             at = at.max(now_ms.saturating_add(ra));
                         }
                         updated.next_attempt_at_ms = at;
                     }
-                    let to_save = updated.clone();
-                    let saved = run_store(&self.store, move |s| s.save(&to_save)).await;
-                    {
-                        let mut st = self.lock();
-                        st.last_error = Some(LastError::of(&err, now_ms));
-                        if st.entries.contains_key(&updated.id) {
-                            st.entries.insert(updated.id, updated.clone());
+                    let (to_save, state) = (updated.clone(), Arc::clone(&self.state));
+                    let saved = run_store(&self.store, move |s| {
+                        let saved = s.save(&to_save);
+                        // Kept in memory even if the write failed: the schedule holds
+                        // while the process runs.
+                        let mut st = lock_state(&state);
+                        if st.entries.contains_key(&to_save.id) {
+                            st.entries.insert(to_save.id, to_save);
                         }
-                    }
+                        saved
+                    })
+                    .await;
+                    self.lock().last_error = Some(LastError::of(&err, now_ms));
                     if let Err(e) = saved {
                         self.lock().last_error = Some(LastError::of(&e, now_ms));
                         report.stopped_by = Some(e);
@@ -663,10 +822,13 @@ impl Outbox {
         };
         entry.state = EntryState::Pending;
         entry.next_attempt_at_ms = now_ms;
-        let to_save = entry.clone();
-        run_store(&self.store, move |s| s.save(&to_save)).await?;
-        self.lock().entries.insert(entry.id, entry);
-        Ok(())
+        let state = Arc::clone(&self.state);
+        run_store(&self.store, move |s| {
+            s.save(&entry)?;
+            lock_state(&state).entries.insert(entry.id, entry);
+            Ok(())
+        })
+        .await
     }
 
     /// Removes a failed transaction for good (the app has dealt with it). Pending ones
@@ -675,33 +837,35 @@ impl Outbox {
         let Some(entry) = self.find(key, EntryState::Failed) else {
             return Ok(());
         };
-        let id = entry.id;
-        run_store(&self.store, move |s| s.remove(id)).await?;
-        self.lock().entries.remove(&id);
-        Ok(())
+        let (id, state) = (entry.id, Arc::clone(&self.state));
+        run_store(&self.store, move |s| {
+            s.remove(id)?;
+            lock_state(&state).entries.remove(&id);
+            Ok(())
+        })
+        .await
     }
 
-    /// Deletes an unreadable record from the store, after the app has looked at it.
+    /// Deletes an unreadable record from the store (a queue record or the witness, by
+    /// its [`CorruptRecord::name`]), after the app has looked at it.
     pub async fn remove_corrupt(&self, name: &str) -> Result<()> {
-        let n = name.to_owned();
-        run_store(&self.store, move |s| s.remove_corrupt(&n)).await?;
-        witness::lock(&self.witness).removed(name);
-        self.forget_corrupt(name);
-        Ok(())
+        let (n, state, witness) = (
+            name.to_owned(),
+            Arc::clone(&self.state),
+            Arc::clone(&self.witness),
+        );
+        run_store(&self.store, move |s| {
+            s.remove_corrupt(&n)?;
+            witness::lock(&witness).removed(&n);
+            forget_corrupt(&state, &n);
+            Ok(())
+        })
+        .await
     }
 
     /// Drops a removed record from the corrupt list (and the error that reported it).
     fn forget_corrupt(&self, name: &str) {
-        let mut st = self.lock();
-        st.corrupt.retain(|c| c.name != name);
-        if st.corrupt.is_empty()
-            && st
-                .last_error
-                .as_ref()
-                .is_some_and(|e| e.code == "queue_record_corrupt")
-        {
-            st.last_error = None;
-        }
+        forget_corrupt(&self.state, name);
     }
 
     fn find(&self, key: &IdempotencyKey, state: EntryState) -> Option<QueuedTransaction> {

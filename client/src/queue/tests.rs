@@ -25,6 +25,21 @@ fn file_store(dir: &std::path::Path) -> Arc<dyn QueueStore> {
     Arc::new(FileStore::open(dir).unwrap())
 }
 
+/// The app stops (the outbox and its store's lock go) and starts again.
+async fn restart(q: Outbox, dir: &std::path::Path) -> Outbox {
+    drop(q);
+    Outbox::open(file_store(dir)).await.unwrap()
+}
+
+/// The files in `dir` other than the store's lock file.
+fn files(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "queue.lock")
+        .collect()
+}
+
 #[tokio::test]
 async fn survives_a_restart_with_keys_and_order() {
     let dir = tempfile::tempdir().unwrap();
@@ -86,11 +101,7 @@ async fn a_half_written_temp_file_leaves_the_old_record() {
     assert!(q.corrupt_records().is_empty());
     assert_eq!(std::fs::read(&record).unwrap(), before);
     // The temp files are gone.
-    let names: Vec<String> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    assert_eq!(names, [format!("tx-{:020}.json", 1)]);
+    assert_eq!(files(dir.path()), [format!("tx-{:020}.json", 1)]);
 }
 
 #[tokio::test]
@@ -346,10 +357,7 @@ async fn a_full_disk_refuses_new_sales_and_keeps_the_queued_ones() {
     }; // the app stops
     assert_eq!(refused.code(), "storage_error");
     assert!(keys.len() >= 3, "only {} sales fitted", keys.len());
-    let names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let names = files(dir);
     assert!(
         names.iter().all(|n| n.ends_with(".json")),
         "half-written files left: {names:?}"
@@ -442,7 +450,7 @@ async fn the_witness_follows_the_chain_and_survives_a_restart() {
     // A check of a shorter chain (fetched before a later sale answered) leaves it.
     checked(&q, chain[..3].to_vec()).await;
     assert_eq!(q.witness().as_ref(), Some(&chain[3]));
-    let q = Outbox::open(file_store(dir.path())).await.unwrap();
+    let q = restart(q, dir.path()).await;
     assert_eq!(q.witness().as_ref(), Some(&chain[3]));
     assert_eq!(q.witness_problem(), None);
 }
@@ -475,12 +483,12 @@ async fn a_receipt_that_does_not_fit_is_kept_as_evidence() {
     let bad = saw(&q, &client, &stranger[2], 5).await.unwrap();
     assert_eq!(bad.code, "invalid_receipt");
     // Evidence survives a restart, until the app resets the witness.
-    let q = Outbox::open(file_store(dir.path())).await.unwrap();
+    let q = restart(q, dir.path()).await;
     assert_eq!(q.witness_problem().as_ref(), Some(&p));
     assert_eq!(q.witness().as_ref(), Some(&chain[1]));
     q.reset_witness().await.unwrap();
     assert_eq!((q.witness(), q.witness_problem()), (None, None));
-    let q = Outbox::open(file_store(dir.path())).await.unwrap();
+    let q = restart(q, dir.path()).await;
     assert_eq!((q.witness(), q.witness_problem()), (None, None));
     // A register activated afresh starts its new chain's witness.
     saw(&q, &client, &fork[0], 6).await;
@@ -651,7 +659,7 @@ async fn a_witness_kept_by_the_app_is_adopted_once() {
     assert_eq!(q.witness(), None);
     assert!(q.adopt_witness(&client, &chain[1], me).await.unwrap());
     // Kept across a restart, and moved on by the next sale like any witness.
-    let q = Outbox::open(file_store(dir.path())).await.unwrap();
+    let q = restart(q, dir.path()).await;
     assert_eq!(q.witness().as_ref(), Some(&chain[1]));
     // Once the outbox keeps one, it is never replaced.
     assert!(!q.adopt_witness(&client, &chain[0], me).await.unwrap());
@@ -695,4 +703,288 @@ async fn an_adoption_that_cannot_be_stored_changes_nothing() {
         (q.witness(), store.raw_witness()),
         (None, Some(b"{".to_vec()))
     );
+}
+
+#[tokio::test]
+async fn a_second_store_on_the_same_directory_is_refused_until_the_first_is_dropped() {
+    let root = tempfile::tempdir().unwrap();
+    // Missing parents are created too.
+    let dir = root.path().join("app").join("queue");
+    let first = FileStore::open(&dir).unwrap();
+    assert!(dir.join("queue.lock").exists());
+    for _ in 0..2 {
+        let e = FileStore::open(&dir).unwrap_err();
+        assert_eq!(e.code(), "queue_in_use", "{e}");
+        assert!(matches!(e, ClientError::QueueInUse(_)), "{e:?}");
+    }
+    // The same directory by another path is the same lock.
+    let e = FileStore::open(root.path().join("app/../app/queue")).unwrap_err();
+    assert_eq!(e.code(), "queue_in_use");
+    // An outbox holds its store's lock for as long as it lives.
+    let q = Outbox::open(Arc::new(first)).await.unwrap();
+    q.enqueue(sale(100), None, 1).await.unwrap();
+    assert_eq!(FileStore::open(&dir).unwrap_err().code(), "queue_in_use");
+    drop(q);
+    let q = Outbox::open(file_store(&dir)).await.unwrap();
+    assert_eq!(q.len(), 1);
+    // The lock file is no record.
+    assert!(q.corrupt_records().is_empty());
+    assert!(q.remove_corrupt("queue.lock").await.is_err());
+    assert!(dir.join("queue.lock").exists());
+}
+
+#[tokio::test]
+async fn load_never_removes_a_temp_file_only_open_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path()).unwrap();
+    // A write of this store under way (its temp file is there, not yet renamed).
+    let tmp = dir.path().join(format!("tx-{:020}.json.tmp", 7));
+    std::fs::write(&tmp, b"{\"v\":1,").unwrap();
+    let witness_tmp = dir.path().join("witness.json.tmp");
+    std::fs::write(&witness_tmp, b"{").unwrap();
+    let contents = store.load().unwrap();
+    assert!(contents.entries.is_empty() && contents.corrupt.is_empty());
+    assert!(tmp.exists() && witness_tmp.exists());
+    // Left by a store that is gone: removed when the next one takes the lock.
+    drop(store);
+    let _store = FileStore::open(dir.path()).unwrap();
+    assert!(!tmp.exists() && !witness_tmp.exists());
+}
+
+/// Two outboxes given one store (two browser tabs on one `localStorage`, or an app that
+/// opened its outbox twice): each took id 1 at open.
+async fn two_outboxes_never_write_over_each_other(store: Arc<dyn QueueStore>) {
+    let a = Outbox::open(Arc::clone(&store)).await.unwrap();
+    let b = Outbox::open(Arc::clone(&store)).await.unwrap();
+    let ka = a.enqueue(sale(100), None, 1).await.unwrap();
+    let kb = b.enqueue(sale(200), None, 2).await.unwrap();
+    let kb2 = b.enqueue(sale(300), None, 3).await.unwrap();
+    let ka2 = a.enqueue(sale(400), None, 4).await.unwrap();
+    assert_eq!(a.entries()[0].id, 1);
+    assert_eq!(b.entries().iter().map(|e| e.id).collect::<Vec<_>>(), [2, 3]);
+    assert_eq!(a.entries()[1].id, 4);
+    // Every sale is stored, each under its own id.
+    let stored = store.load().unwrap();
+    let keys: Vec<_> = stored
+        .entries
+        .iter()
+        .map(|e| (e.id, e.idempotency_key.clone(), e.transaction.total))
+        .collect();
+    assert_eq!(
+        keys,
+        [(1, ka, 100), (2, kb, 200), (3, kb2, 300), (4, ka2, 400)]
+    );
+}
+
+#[tokio::test]
+async fn two_outboxes_on_one_memory_store_never_write_over_each_other() {
+    two_outboxes_never_write_over_each_other(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test]
+async fn two_outboxes_on_one_file_store_never_write_over_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    two_outboxes_never_write_over_each_other(file_store(dir.path())).await;
+}
+
+#[tokio::test]
+async fn a_store_without_save_new_keeps_working() {
+    // `FailingWitness` implements only the required methods: `save_new` is the
+    // default, which saves.
+    let store = Arc::new(FailingWitness {
+        inner: MemoryStore::new(),
+        fail: false.into(),
+    });
+    let q = Outbox::open(store.clone()).await.unwrap();
+    let k = q.enqueue(sale(100), None, 1).await.unwrap();
+    assert!(store.save_new(&q.entries()[0]).unwrap());
+    assert_eq!(store.inner.load().unwrap().entries[0].idempotency_key, k);
+}
+
+#[tokio::test]
+async fn an_unreadable_file_is_reported_not_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let q = Outbox::open(file_store(dir.path())).await.unwrap();
+        q.enqueue(sale(100), None, 1).await.unwrap();
+    }
+    // Directories by a record's and the witness's names: reading them fails.
+    let record = dir.path().join(format!("tx-{:020}.json", 3));
+    std::fs::create_dir(&record).unwrap();
+    std::fs::create_dir(dir.path().join("witness.json")).unwrap();
+    let q = Outbox::open(file_store(dir.path())).await.unwrap();
+    assert_eq!(q.len(), 1);
+    let corrupt = q.corrupt_records();
+    assert_eq!(corrupt.len(), 2, "{corrupt:?}");
+    assert_eq!(corrupt[0].id, Some(3));
+    assert!(corrupt[0].reason.contains("cannot be read"), "{corrupt:?}");
+    assert_eq!(corrupt[1].name, "witness.json");
+    assert_eq!(q.last_error().unwrap().code, "queue_record_corrupt");
+    // The witness is in its unreadable state: checks refuse to run without it.
+    let e = q.verify_history(&offline_client()).await.unwrap_err();
+    assert_eq!(e.code(), "queue_record_corrupt");
+    // The unreadable record's id is not reused.
+    q.enqueue(sale(200), None, 2).await.unwrap();
+    assert_eq!(q.entries()[1].id, 4);
+    // Removed once the app has looked at them (empty directories).
+    q.remove_corrupt(&corrupt[0].name).await.unwrap();
+    q.remove_corrupt("witness.json").await.unwrap();
+    assert!(!record.exists() && !dir.path().join("witness.json").exists());
+    assert!(q.corrupt_records().is_empty() && q.last_error().is_none());
+}
+
+#[tokio::test]
+async fn a_record_that_fails_the_local_check_is_failed_and_the_rest_goes_on() {
+    let store = Arc::new(MemoryStore::new());
+    {
+        let q = Outbox::open(store.clone()).await.unwrap();
+        q.enqueue(sale(100), None, 1).await.unwrap();
+        q.enqueue(sale(200), None, 1).await.unwrap();
+    }
+    // A digit flipped on disk (or a record an older app version wrote): it still
+    // parses, but core's check refuses it before anything is sent.
+    let mut v: serde_json::Value = serde_json::from_slice(&store.raw(1).unwrap()).unwrap();
+    v["transaction"]["total"] = 900.into();
+    store.insert_raw(1, serde_json::to_vec(&v).unwrap());
+    let q = Outbox::open(store.clone()).await.unwrap();
+    let r = q.sync(&offline_client(), 10).await;
+    assert_eq!(r.failed.len(), 1, "{r:?}");
+    assert_eq!(r.failed[0].1.code, "invalid_transaction");
+    assert_eq!(r.failed[0].1.http_status, None);
+    // The sale behind it was tried (and met the network).
+    assert_eq!(r.stopped_by.unwrap().code(), "network");
+    let e = q.entries();
+    assert_eq!(
+        (e[0].state, e[1].state),
+        (EntryState::Failed, EntryState::Pending)
+    );
+    assert_eq!(e[1].attempts, 1);
+    assert_eq!(q.len(), 1);
+    // Failed on disk too, and the app can discard it.
+    let q = Outbox::open(store.clone()).await.unwrap();
+    assert_eq!(q.failed().len(), 1);
+    q.discard(&q.failed()[0].idempotency_key).await.unwrap();
+    assert!(store.raw(1).is_none());
+    assert_eq!(q.entries().len(), 1);
+}
+
+#[test]
+fn what_refuses_a_sale_for_good() {
+    let api = |status: u16| ClientError::Api {
+        status,
+        code: format!("http_{status}"),
+        detail: String::new(),
+        fields: Vec::new(),
+    };
+    for status in [400u16, 409, 410, 413, 422] {
+        assert!(refuses_for_good(&api(status)), "{status}");
+    }
+    // What a reverse proxy answers during a deploy is retried.
+    for status in [404u16, 408, 421, 425] {
+        assert!(!refuses_for_good(&api(status)), "{status}");
+    }
+    assert!(!refuses_for_good(&api(403)));
+    assert!(!refuses_for_good(&ClientError::Timeout));
+    assert!(!refuses_for_good(&ClientError::NotActivated));
+    assert!(!refuses_for_good(&ClientError::InvalidResponse("x".into())));
+    let local = tillgate_core::validate_transaction(&{
+        let mut t = sale(100);
+        t.total = 5;
+        t
+    })
+    .unwrap_err();
+    assert!(refuses_for_good(&ClientError::Core(local)));
+}
+
+#[tokio::test]
+async fn a_time_far_ahead_counts_as_due_after_the_clock_went_back() {
+    let backoff = Backoff {
+        initial: std::time::Duration::from_secs(2),
+        max: std::time::Duration::from_secs(60),
+    };
+    let q = Outbox::open(Arc::new(MemoryStore::new()))
+        .await
+        .unwrap()
+        .with_backoff(backoff);
+    let client = offline_client();
+    // Queued and tried with the clock a year ahead; then the clock is corrected.
+    let year = 365 * 24 * 3_600_000;
+    let later = 1_700_000_000_000 + year;
+    q.submit(&client, sale(100), None, later).await.unwrap();
+    assert_eq!(q.entries()[0].attempts, 1);
+    let now = 1_700_000_000_000;
+    assert!(q.next_attempt_at().unwrap() > now + 60_000);
+    let r = q.sync(&client, now).await;
+    assert_eq!(r.stopped_by.unwrap().code(), "network");
+    assert_eq!(q.entries()[0].attempts, 2);
+    // Scheduled from the corrected clock now: within the backoff, not due yet.
+    let due = q.next_attempt_at().unwrap();
+    assert!((now + 1_000..=now + 60_000).contains(&due), "{due}");
+    let r = q.sync(&client, due - 1).await;
+    assert!(r.stopped_by.is_none());
+    assert_eq!(q.entries()[0].attempts, 2);
+}
+
+/// A store whose `save` waits while the test holds `gate`.
+struct GatedStore {
+    inner: MemoryStore,
+    gate: std::sync::Mutex<()>,
+}
+
+impl QueueStore for GatedStore {
+    fn load(&self) -> Result<StoreContents> {
+        self.inner.load()
+    }
+    fn save(&self, entry: &QueuedTransaction) -> Result<()> {
+        let _open = self.gate.lock().unwrap_or_else(|p| p.into_inner());
+        self.inner.save(entry)
+    }
+    fn remove(&self, id: u64) -> Result<()> {
+        self.inner.remove(id)
+    }
+    fn remove_corrupt(&self, name: &str) -> Result<()> {
+        self.inner.remove_corrupt(name)
+    }
+    fn save_witness(&self, record: &WitnessRecord) -> Result<()> {
+        self.inner.save_witness(record)
+    }
+}
+
+// The gate is held across the timeout on purpose: it keeps the store's write waiting
+// on the blocking pool while the enqueue is dropped.
+#[allow(clippy::await_holding_lock)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_enqueue_never_leaves_a_record_the_queue_does_not_know() {
+    let store = Arc::new(GatedStore {
+        inner: MemoryStore::new(),
+        gate: std::sync::Mutex::new(()),
+    });
+    let q = Outbox::open(store.clone()).await.unwrap();
+    let key = IdempotencyKey::new("till-1:000001").unwrap();
+    let held = store.gate.lock().unwrap();
+    // The app gives up waiting (a Kotlin withTimeout) while the write is under way.
+    let r = tokio::time::timeout(
+        std::time::Duration::from_millis(100),
+        q.enqueue(sale(100), Some(key.clone()), 1),
+    )
+    .await;
+    assert!(
+        r.is_err(),
+        "the write was held, the call cannot have finished"
+    );
+    assert!(q.entries().is_empty() && store.inner.raw(1).is_none());
+    drop(held);
+    // The write completes on its own, and the queue knows its record.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while q.entries().is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(store.inner.raw(1).is_some());
+    assert_eq!(q.entries().len(), 1, "stored but unknown to the queue");
+    // The app's retry with its key finds it: one record, not two.
+    assert_eq!(
+        q.enqueue(sale(100), Some(key), 2).await.unwrap(),
+        q.entries()[0].idempotency_key
+    );
+    assert_eq!(store.inner.load().unwrap().entries.len(), 1);
 }

@@ -9,8 +9,17 @@ use super::{
 use crate::{ClientError, Result};
 
 /// Queue records in the browser's `localStorage`, one key per record:
-/// `<namespace>tx-<id>`, and the register's witness under `<namespace>witness`. Each `setItem` replaces a value atomically, so a record is
-/// either the old one or the new one. Unreadable values are reported, never dropped.
+/// `<namespace>tx-<id>`, and the register's witness under `<namespace>witness`. Each
+/// `setItem` replaces a value atomically, so a record is either the old one or the new
+/// one. Unreadable values are reported, never dropped.
+///
+/// Two tabs of a web POS on one origin share the namespace's records. A new record never
+/// replaces one already stored ([`QueueStore::save_new`]): when another tab took the
+/// id, the outbox reads the store again and takes the next free one. Each tab sends
+/// what it queued and what it found when it opened; a sale both send is stored once by
+/// the server (same idempotency key). `localStorage` has no compare-and-set: the check
+/// and the write happen back to back in one synchronous call, so only two tabs writing
+/// the same new id within that instant could still collide.
 ///
 /// `localStorage` is per origin and synchronous; records are small (a few hundred
 /// bytes), so a till's queue stays far below the usual 5 MiB quota. A full quota is
@@ -61,12 +70,14 @@ impl QueueStore for LocalStorageStore {
                 continue;
             };
             let id = rest.parse::<u64>().ok();
+            // One value that cannot be read is reported like a damaged one; it never
+            // stops the queue from opening.
             let value = s
                 .get_item(&key)
-                .map_err(|e| js_err("localStorage.getItem", e))?
-                .unwrap_or_default();
+                .map_err(|e| format!("cannot be read: {e:?}"))
+                .map(Option::unwrap_or_default);
             match id {
-                Some(id) => match decode_record(value.as_bytes(), id) {
+                Some(id) => match value.and_then(|v| decode_record(v.as_bytes(), id)) {
                     Ok(e) => out.entries.push(e),
                     Err(reason) => out.corrupt.push(CorruptRecord {
                         name: key,
@@ -82,16 +93,16 @@ impl QueueStore for LocalStorageStore {
             }
         }
         out.entries.sort_by_key(|e| e.id);
-        let witness = s
-            .get_item(&self.witness_key)
-            .map_err(|e| js_err("localStorage.getItem", e))?;
-        out.witness = witness.map(|value| {
-            decode_witness(value.as_bytes()).map_err(|reason| CorruptRecord {
-                name: self.witness_key.clone(),
-                id: None,
-                reason,
-            })
-        });
+        let corrupt = |reason| CorruptRecord {
+            name: self.witness_key.clone(),
+            id: None,
+            reason,
+        };
+        out.witness = match s.get_item(&self.witness_key) {
+            Ok(None) => None,
+            Ok(Some(value)) => Some(decode_witness(value.as_bytes()).map_err(corrupt)),
+            Err(e) => Some(Err(corrupt(format!("cannot be read: {e:?}")))),
+        };
         Ok(out)
     }
 
@@ -101,6 +112,23 @@ impl QueueStore for LocalStorageStore {
         self.storage()?
             .set_item(&self.key(entry.id), &text)
             .map_err(|e| js_err("localStorage.setItem", e))
+    }
+
+    fn save_new(&self, entry: &QueuedTransaction) -> Result<bool> {
+        let bytes = super::encode_record(entry)?;
+        let text = String::from_utf8(bytes).map_err(|e| ClientError::Storage(e.to_string()))?;
+        let s = self.storage()?;
+        let key = self.key(entry.id);
+        // Another tab on this origin may have taken the id: never write over its sale.
+        if s.get_item(&key)
+            .map_err(|e| js_err("localStorage.getItem", e))?
+            .is_some()
+        {
+            return Ok(false);
+        }
+        s.set_item(&key, &text)
+            .map_err(|e| js_err("localStorage.setItem", e))?;
+        Ok(true)
     }
 
     fn remove(&self, id: u64) -> Result<()> {
