@@ -58,8 +58,9 @@ pub struct ClientConfig {
     pub max_response_bytes: Option<u64>,
 }
 
-/// The result of an activation (`POST /activations-advanced`).
-#[derive(Debug, Clone, uniffi::Record)]
+/// The result of an activation (`POST /activations-advanced`). `Debug` never shows the
+/// API key.
+#[derive(Clone, uniffi::Record)]
 pub struct Activation {
     /// The activation's id.
     pub activation_id: String,
@@ -73,6 +74,19 @@ pub struct Activation {
     pub valid_from: Option<String>,
     /// End of validity (RFC 3339), if the server named it.
     pub valid_to: Option<String>,
+}
+
+impl std::fmt::Debug for Activation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Activation")
+            .field("activation_id", &self.activation_id)
+            .field("production_number", &self.production_number)
+            .field("api_key", &"<redacted>")
+            .field("status", &self.status)
+            .field("valid_from", &self.valid_from)
+            .field("valid_to", &self.valid_to)
+            .finish()
+    }
 }
 
 impl From<client::Activation> for Activation {
@@ -490,6 +504,29 @@ impl From<client::QueuedTransaction> for QueuedTransaction {
     }
 }
 
+/// A stored record the queue could not read (bad JSON, an I/O error, a record of
+/// another format), or an unreadable witness record. It stays in the store until
+/// [`Outbox::remove_corrupt`].
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct CorruptRecord {
+    /// The record's name in the store (file name); pass it to `remove_corrupt`.
+    pub name: String,
+    /// The local id, if the name still tells it.
+    pub id: Option<u64>,
+    /// What was wrong.
+    pub reason: String,
+}
+
+impl From<client::CorruptRecord> for CorruptRecord {
+    fn from(c: client::CorruptRecord) -> Self {
+        CorruptRecord {
+            name: c.name,
+            id: c.id,
+            reason: c.reason,
+        }
+    }
+}
+
 /// The result of [`Outbox::submit`]: sent now, or safely queued.
 #[derive(Debug, Clone, uniffi::Enum)]
 pub enum Submitted {
@@ -576,7 +613,9 @@ pub struct Outbox(client::Outbox);
 
 #[uniffi::export(async_runtime = "tokio")]
 impl Outbox {
-    /// Opens (or creates) a file-backed queue in `directory` (one the app owns).
+    /// Opens (or creates) a file-backed queue in `directory` (one the app owns). The
+    /// directory is locked while the outbox lives: a second open of it fails with
+    /// `queue_in_use` until the first outbox is closed (destroyed).
     #[uniffi::constructor]
     pub async fn open_directory(directory: String) -> Result<Arc<Self>> {
         let store = client::FileStore::open(directory)?;
@@ -682,6 +721,36 @@ impl Outbox {
         self.0.last_error().map(QueueError::from)
     }
 
+    /// Puts a transaction the server refused for good (`failed`) back in the queue,
+    /// due at `now_ms` (after the app fixed the cause). Nothing happens for a key that
+    /// is not failed.
+    pub async fn retry_failed(&self, idempotency_key: String, now_ms: i64) -> Result<()> {
+        let key = client::IdempotencyKey::new(&idempotency_key)?;
+        Ok(self.0.retry_failed(&key, now_ms).await?)
+    }
+
+    /// Removes a transaction the server refused for good (`failed`) from the queue, for
+    /// good. Pending ones are never discarded: they may already be on the server.
+    pub async fn discard(&self, idempotency_key: String) -> Result<()> {
+        let key = client::IdempotencyKey::new(&idempotency_key)?;
+        Ok(self.0.discard(&key).await?)
+    }
+
+    /// The stored records the queue could not read (and an unreadable witness record),
+    /// kept until [`remove_corrupt`](Self::remove_corrupt).
+    pub fn corrupt_records(&self) -> Vec<CorruptRecord> {
+        self.0
+            .corrupt_records()
+            .into_iter()
+            .map(CorruptRecord::from)
+            .collect()
+    }
+
+    /// Deletes an unreadable record by its `name`, after the app has looked at it.
+    pub async fn remove_corrupt(&self, name: String) -> Result<()> {
+        Ok(self.0.remove_corrupt(&name).await?)
+    }
+
     /// The register's witness: the newest receipt of its chain it was given and
     /// accepted (moved by every sale the queue sends), kept with the queue.
     pub fn witness(&self) -> Option<String> {
@@ -733,4 +802,25 @@ impl Outbox {
 #[uniffi::export]
 pub fn unix_time_ms() -> i64 {
     client::unix_time_ms()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_api_key() {
+        let secret = "Abcdefghij0123456789!@$";
+        let a = Activation {
+            activation_id: "act_1".into(),
+            production_number: "TG-7Q2M-K4PX".into(),
+            api_key: secret.into(),
+            status: "pending".into(),
+            valid_from: None,
+            valid_to: None,
+        };
+        let dbg = format!("{a:?}");
+        assert!(!dbg.contains(secret), "{dbg}");
+        assert!(dbg.contains("redacted") && dbg.contains("act_1"), "{dbg}");
+    }
 }

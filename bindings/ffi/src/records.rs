@@ -196,8 +196,8 @@ pub struct UrlParam {
     pub value: String,
 }
 
-/// A parsed URL-path token.
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+/// A parsed URL-path token. `Debug` never shows the access token.
+#[derive(Clone, PartialEq, Eq, uniffi::Record)]
 pub struct UrlToken {
     /// API family.
     pub prefix: UrlTokenPrefix,
@@ -213,6 +213,20 @@ pub struct UrlToken {
     pub token: Option<String>,
     /// Everything after the first segment, untouched, or empty.
     pub rest: String,
+}
+
+impl std::fmt::Debug for UrlToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UrlToken")
+            .field("prefix", &self.prefix)
+            .field("version", &self.version)
+            .field("rm_system", &self.rm_system)
+            .field("rve", &self.rve)
+            .field("params", &self.params)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("rest", &self.rest)
+            .finish()
+    }
 }
 
 impl From<core::UrlToken> for UrlToken {
@@ -603,5 +617,21 @@ impl From<core::ServerTimeClaims> for ServerTimeClaims {
             iat: c.iat,
             nonce: c.nonce,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn debug_never_shows_the_access_token() {
+        let path = "/OpenApi_1,2,3,4$R20201201134216$$Mysecrettoken/Products".to_owned();
+        let t = crate::parse_url_token(path).unwrap();
+        assert_eq!(t.token.as_deref(), Some("Mysecrettoken"));
+        let dbg = format!("{t:?}");
+        assert!(!dbg.contains("Mysecrettoken"), "{dbg}");
+        assert!(
+            dbg.contains("redacted") && dbg.contains("/Products"),
+            "{dbg}"
+        );
     }
 }

@@ -45,6 +45,8 @@ export interface Product {
 }
 export interface ProductDelta { products: Product[]; rve: string | null; }
 export interface WitnessProblem { receipt: string; code: string; message: string; atMs: number; }
+/** A stored record the queue could not read; kept until `removeCorrupt(name)`. */
+export interface CorruptRecord { name: string; id?: number | null; reason: string; }
 export interface SyncReport {
   sent: string[]; stored: StoredTransaction[]; failed: string[]; stoppedBy?: string | null;
   remaining: number; alreadyRunning: boolean; witnessProblem?: WitnessProblem | null;
@@ -219,6 +221,13 @@ struct JsSyncReport {
     remaining: usize,
     already_running: bool,
     witness_problem: Option<client::WitnessProblem>,
+}
+
+#[derive(Serialize)]
+struct JsCorruptRecord<'a> {
+    name: &'a str,
+    id: Option<u64>,
+    reason: &'a str,
 }
 
 fn key_of(idempotency_key: Option<String>) -> JsResult<Option<client::IdempotencyKey>> {
@@ -489,7 +498,8 @@ impl Outbox {
         open_outbox(Arc::new(client::MemoryStore::new()))
     }
 
-    /// Opens the browser's `localStorage` queue under `prefix` (wasm32 only).
+    /// Opens the browser's `localStorage` queue under `prefix` (wasm32 only). Two tabs
+    /// on one origin may share a prefix: a new record never replaces another tab's.
     #[cfg(target_arch = "wasm32")]
     #[wasm_bindgen(js_name = openLocalStorage, unchecked_return_type = "Promise<Outbox>")]
     pub fn open_local_storage(prefix: &str) -> Promise {
@@ -574,6 +584,60 @@ impl Outbox {
             Some(e) => to_js(&JsQueueError::from(&e)),
             None => Ok(JsValue::UNDEFINED),
         }
+    }
+
+    /// Puts a transaction the server refused for good (`state: "failed"`) back in the
+    /// queue, due at `nowMs` (after the app fixed the cause). Nothing happens for a key
+    /// that is not failed.
+    #[wasm_bindgen(js_name = retryFailed, unchecked_return_type = "Promise<void>")]
+    pub fn retry_failed(&self, idempotency_key: &str, now_ms: f64) -> JsResult<Promise> {
+        let key = client::IdempotencyKey::new(idempotency_key).or_throw()?;
+        let now_ms = secs("nowMs", now_ms)?;
+        let outbox = self.0.clone();
+        Ok(future_to_promise(async move {
+            outbox.retry_failed(&key, now_ms).await.or_throw()?;
+            Ok(JsValue::UNDEFINED)
+        }))
+    }
+
+    /// Removes a transaction the server refused for good (`state: "failed"`) from the
+    /// queue, for good. Pending ones are never discarded: they may already be on the
+    /// server.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn discard(&self, idempotency_key: &str) -> JsResult<Promise> {
+        let key = client::IdempotencyKey::new(idempotency_key).or_throw()?;
+        let outbox = self.0.clone();
+        Ok(future_to_promise(async move {
+            outbox.discard(&key).await.or_throw()?;
+            Ok(JsValue::UNDEFINED)
+        }))
+    }
+
+    /// The stored records the queue could not read (and an unreadable witness record),
+    /// kept until `removeCorrupt(name)`.
+    #[wasm_bindgen(js_name = corruptRecords, unchecked_return_type = "CorruptRecord[]")]
+    pub fn corrupt_records(&self) -> JsResult<JsValue> {
+        let records = self.0.corrupt_records();
+        to_js(
+            &records
+                .iter()
+                .map(|c| JsCorruptRecord {
+                    name: &c.name,
+                    id: c.id,
+                    reason: &c.reason,
+                })
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    /// Deletes an unreadable record by its `name`, after the app has looked at it.
+    #[wasm_bindgen(js_name = removeCorrupt, unchecked_return_type = "Promise<void>")]
+    pub fn remove_corrupt(&self, name: String) -> Promise {
+        let outbox = self.0.clone();
+        future_to_promise(async move {
+            outbox.remove_corrupt(&name).await.or_throw()?;
+            Ok(JsValue::UNDEFINED)
+        })
     }
 
     /// The register's witness: the newest receipt of its chain it was given and
