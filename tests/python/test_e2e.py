@@ -79,7 +79,8 @@ def test_activation_handshake_code_and_transaction():
             assert outbox.witness() == sent.stored.receipt and outbox.witness_problem() is None
             assert [c.seq for c in (await outbox.verify_history(client)).receipts] == [1]
             assert [c.seq for c in (await outbox.verify_history_since(client)).receipts] == [1]
-            assert (await t.Outbox.open_directory(queue_dir)).witness() == sent.stored.receipt
+            # One outbox per queue directory: a second one is refused while this one lives.
+            assert (await refusal(t.Outbox.open_directory(queue_dir))).code == "queue_in_use"
             await outbox.reset_witness()
             assert outbox.witness() is None
             await outbox.verify_history(client)
@@ -133,6 +134,7 @@ def test_offline_sale_is_queued_not_lost():
             result = await outbox.submit(offline, t.transaction_from_json(SALE), "sale-0001", t.unix_time_ms())
             assert isinstance(result, t.Submitted.QUEUED) and result.idempotency_key == "sale-0001"
             assert outbox.len() == 1 and outbox.last_error().code == "network"
+            del outbox  # the app stops: the directory's lock goes with the outbox
             reopened = await t.Outbox.open_directory(queue_dir)
             assert reopened.len() == 1
 

@@ -359,6 +359,7 @@ async fn the_outbox_keeps_the_registers_witness() {
 
     restore(&mut server, &backup).await;
     // The app restarts too: the witness was kept with its queue.
+    drop(outbox);
     let outbox = Outbox::open(open_store(queue_dir.path())).await.unwrap();
     assert_eq!(outbox.witness().as_ref(), Some(&receipts[4]));
     for e in [
@@ -460,6 +461,8 @@ async fn a_witness_that_cannot_be_written_never_holds_back_a_sale() {
         Submitted::Queued(k) => panic!("queued {k}"),
     };
     assert!(outbox.last_error().is_none());
+    // The app restarts: the store's lock goes with the outbox.
+    drop((outbox, store));
     let reopened = Outbox::open(open_store(queue_dir.path())).await.unwrap();
     assert_eq!(reopened.witness(), Some(last));
     server.stop().await;

@@ -90,7 +90,9 @@ class E2eTest {
         assertEquals(null, outbox.witnessProblem())
         assertEquals(listOf(1uL), outbox.verifyHistory(client).receipts.map { it.seq })
         assertEquals(listOf(1uL), outbox.verifyHistorySince(client).receipts.map { it.seq })
-        assertEquals(receipt, Outbox.openDirectory(dir.toString()).witness())
+        // One outbox per queue directory: a second one is refused while this one lives.
+        val second = try { Outbox.openDirectory(dir.toString()); null } catch (e: TillgateException.Failed) { e }
+        assertEquals("queue_in_use", second?.code)
         outbox.resetWitness()
         assertEquals(null, outbox.witness())
         // A check takes the server's chain as the witness again.
@@ -231,7 +233,8 @@ class E2eTest {
         val offline = Client(ClientConfig(baseUrl = "http://127.0.0.1:9", timeoutMs = 1000uL), keys())
         offline.setApiKey("Abcdefghij0123456789!@$")
         val dir = Files.createTempDirectory("tillgate-outbox").toString()
-        val result = Outbox.openDirectory(dir).submit(offline, transactionFromJson(SALE), "sale-0001", unixTimeMs())
+        // The first outbox is closed (its directory lock released) before the restart.
+        val result = Outbox.openDirectory(dir).use { it.submit(offline, transactionFromJson(SALE), "sale-0001", unixTimeMs()) }
         assertEquals(Submitted.Queued("sale-0001"), result)
         val reopened = Outbox.openDirectory(dir)
         assertEquals(1uL, reopened.len())

@@ -93,8 +93,13 @@ final class E2eTests: XCTestCase {
         XCTAssertEqual(checked.receipts.map { $0.seq }, [1])
         let checkedSince = try await outbox.verifyHistorySince(client: client)
         XCTAssertEqual(checkedSince.receipts.map { $0.seq }, [1])
-        let reopened = try await Outbox.openDirectory(directory: dir)
-        XCTAssertEqual(reopened.witness(), stored.receipt)
+        // One outbox per queue directory: a second one is refused while this one lives.
+        do {
+            _ = try await Outbox.openDirectory(directory: dir)
+            XCTFail("a second outbox opened the same directory")
+        } catch let TillgateError.Failed(code, _, _, _, _, _) {
+            XCTAssertEqual(code, "queue_in_use")
+        }
         try await outbox.resetWitness()
         XCTAssertNil(outbox.witness())
         _ = try await outbox.verifyHistory(client: client)
