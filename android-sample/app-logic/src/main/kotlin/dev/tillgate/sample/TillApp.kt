@@ -16,6 +16,8 @@ import dev.tillgate.VatLine
 import dev.tillgate.unixTimeMs
 import dev.tillgate.validateTransaction
 import java.io.File
+import kotlinx.coroutines.sync.Mutex
+import kotlinx.coroutines.sync.withLock
 
 /** The handshake light on the main screen. */
 sealed class HandshakeStatus {
@@ -53,8 +55,23 @@ class TillApp private constructor(
     /** The offline queue: persisted before anything is sent, one Idempotency-Key per sale. */
     val queue: Outbox,
     private val clock: () -> Long,
-) {
+) : AutoCloseable {
+    /** Closes the queue: its directory is free for the next [open] (a restart). */
+    override fun close() = queue.close()
+
     companion object {
+        private val sharedLock = Mutex()
+        private var shared: TillApp? = null
+
+        /**
+         * The process's one [TillApp], opened by [open] at the first call. The queue locks
+         * its directory (a second outbox on it fails with `queue_in_use`: two outboxes
+         * would give two sales one record), so an Activity recreated on rotation takes
+         * the app already open instead of opening another.
+         */
+        suspend fun shared(open: suspend () -> TillApp): TillApp =
+            sharedLock.withLock { shared ?: open().also { shared = it } }
+
         /** Opens the app over its stored state and its queue directory (`filesDir` on Android). */
         suspend fun open(
             store: KeyValueStore,

@@ -1,10 +1,12 @@
 package dev.tillgate.sample
 
 import dev.tillgate.Submitted
+import dev.tillgate.TillgateException
 import kotlinx.coroutines.runBlocking
 import org.junit.After
 import org.junit.Assert.assertEquals
 import org.junit.Assert.assertNull
+import org.junit.Assert.assertSame
 import org.junit.Assert.assertTrue
 import org.junit.Test
 import java.io.File
@@ -28,6 +30,14 @@ class TillAppTest {
         val app = app(store)
         app.register(app.newActivationScreen().apply { cashRegisterName = "Kassa 1"; corporateId = "5560360793" })
         return app
+    }
+
+    @Test fun theProcessOpensOneAppWhateverItsActivitiesDo() = runBlocking {
+        var opened = 0
+        val open: suspend () -> TillApp = { opened++; app(MemoryStore(), dir = tempDir("till-queue-shared")) }
+        val first = TillApp.shared(open)
+        assertSame(first, TillApp.shared(open))
+        assertEquals(1, opened)
     }
 
     @Test fun aWitnessKeptByAnEarlierVersionGoesToTheQueueOnce() = runBlocking {
@@ -68,6 +78,7 @@ class TillAppTest {
         val d = app.fetchDescriptor()
         assertTrue("$d", d is StartupDecision.Run)
         // The next start (a new process) runs offline from the stored descriptor.
+        app.close()
         assertTrue(app(store, OFFLINE_URL).start() is StartupDecision.Run)
     }
 
@@ -80,7 +91,7 @@ class TillAppTest {
 
     @Test fun salesWaitInTheQueueWhileOfflineAndDrainWhenBackOnline() = runBlocking {
         val dir = tempDir("till-store")
-        registered(FileStore(dir)).also { server.approveAll() }
+        registered(FileStore(dir)).also { server.approveAll() }.close()
         val app = app(FileStore(dir), OFFLINE_URL)
         val r1 = app.sell(listOf(coffee to 2L))
         val r2 = app.sell(listOf(bag to 1L, coffee to 1L))
@@ -89,7 +100,11 @@ class TillAppTest {
         assertEquals(2uL, app.queue.len())
         assertEquals("network", app.queue.lastError()?.code)
         assertEquals(0, server.stored.size)
-        // The app is restarted while still offline: the queue is on disk.
+        // The app is restarted while still offline: the queue is on disk. While the first
+        // is open, a second app on the same queue is refused.
+        val second = runCatching { app(FileStore(dir), OFFLINE_URL) }.exceptionOrNull()
+        assertEquals("queue_in_use", (second as TillgateException.Failed).code)
+        app.close()
         val restarted = app(FileStore(dir), OFFLINE_URL)
         assertEquals(2uL, restarted.queue.len())
         assertEquals(listOf(6400L, 8100L), restarted.queue.entries().map { it.transaction.total })

@@ -45,8 +45,12 @@ class MainActivity : Activity() {
         val trusted = TrustedKeys.fromJwksJson(assets.open("trusted-keys.json").reader().readText())
         val deviceId = Settings.Secure.getString(contentResolver, Settings.Secure.ANDROID_ID) ?: "unknown-device"
         scope.launch {
-            app = TillApp.open(FileStore(filesDir.resolve("tillgate")), BuildConfig.SERVER_URL, trusted, deviceId,
-                packageName, filesDir.resolve("tillgate-queue"))
+            // One app per process: an Activity recreated (rotation) takes the open one,
+            // whose queue holds the lock on its directory.
+            app = TillApp.shared {
+                TillApp.open(FileStore(filesDir.resolve("tillgate")), BuildConfig.SERVER_URL, trusted, deviceId,
+                    packageName, filesDir.resolve("tillgate-queue"))
+            }
             screen = app.newActivationScreen()
             startUp()
         }
