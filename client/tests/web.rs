@@ -126,3 +126,27 @@ async fn two_tabs_never_write_over_each_others_sales() {
         .collect();
     assert_eq!(found, [(1, ka, 100), (2, kb, 200), (3, ka2, 300)]);
 }
+
+#[wasm_bindgen_test]
+async fn a_stale_tab_never_touches_a_reused_record() {
+    // Tab B still holds sale X after tab A sent and removed it; tab C reused its id.
+    let ns = namespace("stale");
+    let store = Arc::new(LocalStorageStore::new(&ns));
+    let a = Outbox::open(store.clone()).await.unwrap();
+    a.enqueue(sale(100), None, 1).await.unwrap();
+    let x = a.entries()[0].clone();
+    store.remove_entry(&x).unwrap();
+    let c = Outbox::open(Arc::new(LocalStorageStore::new(&ns)))
+        .await
+        .unwrap();
+    let ks = c.enqueue(sale(700), None, 2).await.unwrap();
+    assert_eq!(c.entries()[0].id, x.id);
+    let mut stale = x.clone();
+    stale.attempts = 9;
+    store.update(&stale).unwrap();
+    store.remove_entry(&stale).unwrap();
+    let stored = LocalStorageStore::new(&ns).load().unwrap();
+    assert_eq!(stored.entries.len(), 1);
+    assert_eq!(stored.entries[0].idempotency_key, ks);
+    assert_eq!(stored.entries[0].attempts, 0);
+}

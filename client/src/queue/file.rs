@@ -1,9 +1,10 @@
 //! A file-backed queue store (native): one JSON file per queued transaction.
 #![cfg(not(target_arch = "wasm32"))]
 
-use std::fs::{self, File, OpenOptions, TryLockError};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 
 use super::{
     CorruptRecord, QueueStore, QueuedTransaction, StoreContents, WitnessRecord, decode_record,
@@ -41,6 +42,32 @@ pub struct FileStore {
     dir: PathBuf,
     /// The open lock file, holding the directory's lock until the store is dropped.
     _lock: File,
+    /// Held while a record is checked and then written or removed (`save_new`,
+    /// `update`, `remove_entry`), and by every record write: outboxes given this one
+    /// store run those steps one at a time.
+    records: Mutex<()>,
+}
+
+/// Takes the directory's lock without waiting: `Ok(false)` while another holds it.
+/// `flock` on Linux and Android (std's `File::try_lock` does not support Android).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn try_lock(file: &File) -> io::Result<bool> {
+    use rustix::fs::{FlockOperation, flock};
+    match flock(file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(true),
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Takes the directory's lock without waiting: `Ok(false)` while another holds it.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn try_lock(file: &File) -> io::Result<bool> {
+    match file.try_lock() {
+        Ok(()) => Ok(true),
+        Err(fs::TryLockError::WouldBlock) => Ok(false),
+        Err(fs::TryLockError::Error(e)) => Err(e),
+    }
 }
 
 fn storage(what: &str, path: &Path, e: io::Error) -> ClientError {
@@ -104,14 +131,16 @@ impl FileStore {
             .truncate(false)
             .open(&lock_path)
             .map_err(|e| storage("opening", &lock_path, e))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                return Err(ClientError::QueueInUse(dir.display().to_string()));
-            }
-            Err(TryLockError::Error(e)) => return Err(storage("locking", &lock_path, e)),
+        match try_lock(&lock) {
+            Ok(true) => {}
+            Ok(false) => return Err(ClientError::QueueInUse(dir.display().to_string())),
+            Err(e) => return Err(storage("locking", &lock_path, e)),
         }
-        let store = FileStore { dir, _lock: lock };
+        let store = FileStore {
+            dir,
+            _lock: lock,
+            records: Mutex::new(()),
+        };
         store.remove_temp_files()?;
         Ok(store)
     }
@@ -123,6 +152,30 @@ impl FileStore {
 
     fn record_path(&self, id: u64) -> PathBuf {
         self.dir.join(format!("{PREFIX}{id:020}{SUFFIX}"))
+    }
+
+    fn records(&self) -> MutexGuard<'_, ()> {
+        // Guards no data: a panic while it was held leaves nothing half-changed in it.
+        self.records.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes `entry`'s record (the caller holds [`FileStore::records`]).
+    fn write_record(&self, entry: &QueuedTransaction) -> Result<()> {
+        let bytes = super::encode_record(entry)?;
+        let tmp = self
+            .dir
+            .join(format!("{PREFIX}{:020}{TMP_SUFFIX}", entry.id));
+        self.replace(&self.record_path(entry.id), &tmp, &bytes)
+    }
+
+    /// Whether `entry`'s record still holds its sale (see [`QueueStore::update`]).
+    fn holds(&self, entry: &QueuedTransaction) -> Result<bool> {
+        let path = self.record_path(entry.id);
+        match fs::read(&path) {
+            Ok(bytes) => Ok(super::holds_sale(&bytes, entry)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(storage("reading", &path, e)),
+        }
     }
 
     /// Removes the temp files of writes that never completed (a crash before the
@@ -242,23 +295,37 @@ impl QueueStore for FileStore {
     }
 
     fn save(&self, entry: &QueuedTransaction) -> Result<()> {
-        let bytes = super::encode_record(entry)?;
-        let tmp = self
-            .dir
-            .join(format!("{PREFIX}{:020}{TMP_SUFFIX}", entry.id));
-        self.replace(&self.record_path(entry.id), &tmp, &bytes)
+        let _records = self.records();
+        self.write_record(entry)
     }
 
     fn save_new(&self, entry: &QueuedTransaction) -> Result<bool> {
-        // The lock keeps other processes and other stores out of the directory; this
-        // keeps two outboxes given this one store from writing over each other's sale.
+        // The directory's lock keeps other processes and other stores out; this keeps
+        // two outboxes given this one store from writing over each other's sale.
+        let _records = self.records();
         let path = self.record_path(entry.id);
         match fs::symlink_metadata(&path) {
             Ok(_) => return Ok(false),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(storage("reading", &path, e)),
         }
-        self.save(entry).map(|()| true)
+        self.write_record(entry).map(|()| true)
+    }
+
+    fn update(&self, entry: &QueuedTransaction) -> Result<()> {
+        let _records = self.records();
+        if self.holds(entry)? {
+            self.write_record(entry)?;
+        }
+        Ok(())
+    }
+
+    fn remove_entry(&self, entry: &QueuedTransaction) -> Result<()> {
+        let _records = self.records();
+        if self.holds(entry)? {
+            self.remove(entry.id)?;
+        }
+        Ok(())
     }
 
     fn save_witness(&self, record: &WitnessRecord) -> Result<()> {

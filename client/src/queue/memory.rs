@@ -100,6 +100,29 @@ impl QueueStore for MemoryStore {
         Ok(())
     }
 
+    fn update(&self, entry: &QueuedTransaction) -> Result<()> {
+        let bytes = super::encode_record(entry)?;
+        let mut records = self.lock();
+        // Shared by several outboxes (as tests do): only the same sale is changed.
+        if let Some(stored) = records.get_mut(&entry.id)
+            && super::holds_sale(stored, entry)
+        {
+            *stored = bytes;
+        }
+        Ok(())
+    }
+
+    fn remove_entry(&self, entry: &QueuedTransaction) -> Result<()> {
+        let mut records = self.lock();
+        if records
+            .get(&entry.id)
+            .is_some_and(|stored| super::holds_sale(stored, entry))
+        {
+            records.remove(&entry.id);
+        }
+        Ok(())
+    }
+
     fn remove_corrupt(&self, name: &str) -> Result<()> {
         if name == WITNESS {
             *self.witness() = None;

@@ -214,10 +214,31 @@ pub trait QueueStore: MaybeSendSync {
     }
     /// Removes the record with this id (no error if it is absent).
     fn remove(&self, id: u64) -> Result<()>;
+    /// Replaces `entry`'s record after the [`Outbox`] changed it (an attempt, a refusal,
+    /// a retry). A store that other outboxes share (browser tabs) must change it only
+    /// while it still holds the same sale (`idempotency_key`): another outbox may have
+    /// sent and removed it, and a third may have reused its id for a new sale since.
+    /// The default calls [`save`](Self::save).
+    fn update(&self, entry: &QueuedTransaction) -> Result<()> {
+        self.save(entry)
+    }
+    /// Removes `entry`'s record once the sale is on the server or discarded. A shared
+    /// store must remove it only while it still holds the same sale, as for
+    /// [`update`](Self::update). The default calls [`remove`](Self::remove).
+    fn remove_entry(&self, entry: &QueuedTransaction) -> Result<()> {
+        self.remove(entry.id)
+    }
     /// Removes an unreadable record (a queue record or the witness) by its name.
     fn remove_corrupt(&self, name: &str) -> Result<()>;
     /// Replaces the witness record, atomically and durably like [`save`](Self::save).
     fn save_witness(&self, record: &WitnessRecord) -> Result<()>;
+}
+
+/// Whether `stored` (a record's bytes) holds `entry`'s sale: the same idempotency key.
+/// An unreadable record holds no sale of ours. For the shared stores'
+/// [`QueueStore::update`] and [`QueueStore::remove_entry`].
+pub(crate) fn holds_sale(stored: &[u8], entry: &QueuedTransaction) -> bool {
+    decode_record(stored, entry.id).is_ok_and(|r| r.idempotency_key == entry.idempotency_key)
 }
 
 /// Encodes a record as stored (JSON).
@@ -726,10 +747,10 @@ impl Outbox {
                         self.lock().last_error = Some(LastError::of(&e, now_ms));
                         witness_failed = true;
                     }
-                    let (id, state) = (entry.id, Arc::clone(&self.state));
+                    let (sent, state) = (entry.clone(), Arc::clone(&self.state));
                     let removed = run_store(&self.store, move |s| {
-                        s.remove(id)?;
-                        lock_state(&state).entries.remove(&id);
+                        s.remove_entry(&sent)?;
+                        lock_state(&state).entries.remove(&sent.id);
                         Ok(())
                     })
                     .await;
@@ -767,7 +788,7 @@ impl Outbox {
                     }
                     let (to_save, state) = (updated.clone(), Arc::clone(&self.state));
                     let saved = run_store(&self.store, move |s| {
-                        let saved = s.save(&to_save);
+                        let saved = s.update(&to_save);
                         // Kept in memory even if the write failed: the schedule holds
                         // while the process runs.
                         let mut st = lock_state(&state);
@@ -824,7 +845,7 @@ impl Outbox {
         entry.next_attempt_at_ms = now_ms;
         let state = Arc::clone(&self.state);
         run_store(&self.store, move |s| {
-            s.save(&entry)?;
+            s.update(&entry)?;
             lock_state(&state).entries.insert(entry.id, entry);
             Ok(())
         })
@@ -837,10 +858,10 @@ impl Outbox {
         let Some(entry) = self.find(key, EntryState::Failed) else {
             return Ok(());
         };
-        let (id, state) = (entry.id, Arc::clone(&self.state));
+        let state = Arc::clone(&self.state);
         run_store(&self.store, move |s| {
-            s.remove(id)?;
-            lock_state(&state).entries.remove(&id);
+            s.remove_entry(&entry)?;
+            lock_state(&state).entries.remove(&entry.id);
             Ok(())
         })
         .await

@@ -776,6 +776,52 @@ async fn two_outboxes_never_write_over_each_other(store: Arc<dyn QueueStore>) {
     );
 }
 
+/// Tab B still holds sale X (id 1) after tab A sent and removed it, and tab C reused id 1
+/// for a new sale S: whatever B does with X, S stays.
+async fn a_stale_outbox_never_touches_a_reused_record(store: Arc<dyn QueueStore>) {
+    let a = Outbox::open(Arc::clone(&store)).await.unwrap();
+    a.enqueue(sale(100), None, 1).await.unwrap();
+    let b = Outbox::open(Arc::clone(&store)).await.unwrap();
+    let x = b.entries()[0].clone();
+    // A sent X: its record goes.
+    store.remove_entry(&x).unwrap();
+    let c = Outbox::open(Arc::clone(&store)).await.unwrap();
+    let ks = c.enqueue(sale(700), None, 2).await.unwrap();
+    assert_eq!(c.entries()[0].id, x.id, "the id is free again and reused");
+    let holds_s = |what: &str| {
+        let stored = store.load().unwrap();
+        assert_eq!(stored.entries.len(), 1, "{what}");
+        assert_eq!(stored.entries[0].idempotency_key, ks, "{what}");
+        assert_eq!(stored.entries[0].transaction.total, 700, "{what}");
+    };
+    // B's attempt fails (offline): the record it would write back is another sale now.
+    let r = b.sync_now(&offline_client(), 3).await;
+    assert!(r.stopped_by.is_some());
+    assert_eq!(b.entries()[0].attempts, 1, "B keeps its attempt in memory");
+    holds_s("after B's failed attempt");
+    // Nor does B's removal (after the server answered X) touch it.
+    store.remove_entry(&b.entries()[0]).unwrap();
+    holds_s("after B's removal");
+    // The store itself still changes and removes a record that holds the sale.
+    let mut s_entry = c.entries()[0].clone();
+    s_entry.attempts = 5;
+    store.update(&s_entry).unwrap();
+    assert_eq!(store.load().unwrap().entries[0].attempts, 5);
+    store.remove_entry(&s_entry).unwrap();
+    assert!(store.load().unwrap().entries.is_empty());
+}
+
+#[tokio::test]
+async fn a_stale_outbox_never_touches_a_reused_memory_record() {
+    a_stale_outbox_never_touches_a_reused_record(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test]
+async fn a_stale_outbox_never_touches_a_reused_file_record() {
+    let dir = tempfile::tempdir().unwrap();
+    a_stale_outbox_never_touches_a_reused_record(file_store(dir.path())).await;
+}
+
 #[tokio::test]
 async fn two_outboxes_on_one_memory_store_never_write_over_each_other() {
     two_outboxes_never_write_over_each_other(Arc::new(MemoryStore::new())).await;

@@ -17,7 +17,10 @@ use crate::{ClientError, Result};
 /// replaces one already stored ([`QueueStore::save_new`]): when another tab took the
 /// id, the outbox reads the store again and takes the next free one. Each tab sends
 /// what it queued and what it found when it opened; a sale both send is stored once by
-/// the server (same idempotency key). `localStorage` has no compare-and-set: the check
+/// the server (same idempotency key). A record is changed or removed only while it still
+/// holds the tab's sale ([`QueueStore::update`], [`QueueStore::remove_entry`]): once one
+/// tab sent a sale and removed it, another may reuse its id for a new sale, which a tab
+/// still holding the old one never touches. `localStorage` has no compare-and-set: the check
 /// and the write happen back to back in one synchronous call, so only two tabs writing
 /// the same new id within that instant could still collide.
 ///
@@ -54,6 +57,16 @@ impl LocalStorageStore {
 
     fn key(&self, id: u64) -> String {
         format!("{}{id:020}", self.prefix)
+    }
+
+    /// Whether the record under `entry`'s id still holds its sale: another tab may have
+    /// sent and removed it, and a third reused the id for a new sale since.
+    fn holds(&self, entry: &QueuedTransaction) -> Result<bool> {
+        let stored = self
+            .storage()?
+            .get_item(&self.key(entry.id))
+            .map_err(|e| js_err("localStorage.getItem", e))?;
+        Ok(stored.is_some_and(|t| super::holds_sale(t.as_bytes(), entry)))
     }
 }
 
@@ -135,6 +148,20 @@ impl QueueStore for LocalStorageStore {
         self.storage()?
             .remove_item(&self.key(id))
             .map_err(|e| js_err("localStorage.removeItem", e))
+    }
+
+    fn update(&self, entry: &QueuedTransaction) -> Result<()> {
+        if self.holds(entry)? {
+            self.save(entry)?;
+        }
+        Ok(())
+    }
+
+    fn remove_entry(&self, entry: &QueuedTransaction) -> Result<()> {
+        if self.holds(entry)? {
+            self.remove(entry.id)?;
+        }
+        Ok(())
     }
 
     fn save_witness(&self, record: &WitnessRecord) -> Result<()> {
