@@ -592,7 +592,9 @@ async fn expiry_and_renewal(db: &TestDb, b: Backend) {
             .send()
     };
     s.clock.set(T2030 + 31 * DAY + 600);
-    let r = repeat("2030-02-01T00:00:00Z", "2031-02-01T00:00:00Z").await.unwrap();
+    let r = repeat("2030-02-01T00:00:00Z", "2031-02-01T00:00:00Z")
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let again: Value = r.json().await.unwrap();
     assert_eq!(again["status"], "approved");
@@ -603,10 +605,14 @@ async fn expiry_and_renewal(db: &TestDb, b: Backend) {
     problem(s.get("/auth/handshake", lost).await, 401, "key_replaced").await;
     assert_eq!(s.get("/auth/handshake", new).await.status(), 200);
     // Another period is not a repeat, nor is the same one ten minutes after the renewal.
-    let r = repeat("2030-02-01T00:00:00Z", "2031-01-01T00:00:00Z").await.unwrap();
+    let r = repeat("2030-02-01T00:00:00Z", "2031-01-01T00:00:00Z")
+        .await
+        .unwrap();
     problem(r, 401, "key_replaced").await;
     s.clock.set(T2030 + 31 * DAY + 601);
-    let r = repeat("2030-02-01T00:00:00Z", "2031-02-01T00:00:00Z").await.unwrap();
+    let r = repeat("2030-02-01T00:00:00Z", "2031-02-01T00:00:00Z")
+        .await
+        .unwrap();
     problem(r, 401, "key_replaced").await;
     assert_eq!(s.get("/auth/handshake", new).await.status(), 200);
     // The old descriptor no longer renews anything.
