@@ -172,23 +172,12 @@ async fn authenticate_key(
     // Taken before the read: a decision that clears the cache while the read is under
     // way keeps this (possibly older) row out of it.
     let read_at = state.key_cache.generation();
-    let Some((activation, stored_hex, replaced_at)) =
-        state.store.activation_by_key_hash(&hash.to_hex()).await?
-    else {
+    let Some((activation, _, replaced_at)) = stored_key(state, &hash).await? else {
         return Err(AppError::unauthorized(
             "invalid_credentials",
             "unknown API key",
         ));
     };
-    // The lookup was by hash; compare again in constant time before trusting it.
-    let stored = crate::state::parse_hex_hash(&stored_hex)
-        .ok_or_else(|| AppError::internal("stored key hash is not hex"))?;
-    if !stored.ct_eq(&hash) {
-        return Err(AppError::unauthorized(
-            "invalid_credentials",
-            "unknown API key",
-        ));
-    }
     if replaced_at.is_some() {
         return Err(AppError::unauthorized(
             "key_replaced",
@@ -207,6 +196,21 @@ async fn authenticate_key(
         staff_login: None,
         via,
     })
+}
+
+/// The stored key with this hash, its registration and when a renewal replaced it. The
+/// lookup is by hash; the stored hash is compared again in constant time before it is
+/// trusted.
+async fn stored_key(
+    state: &AppState,
+    hash: &ApiKeyHash,
+) -> Result<Option<(ActivationRow, String, Option<i64>)>, AppError> {
+    let Some(found) = state.store.activation_by_key_hash(&hash.to_hex()).await? else {
+        return Ok(None);
+    };
+    let stored = crate::state::parse_hex_hash(&found.1)
+        .ok_or_else(|| AppError::internal("stored key hash is not hex"))?;
+    Ok(stored.ct_eq(hash).then_some(found))
 }
 
 /// A register API key that a renewal replaced: its registration and when.
@@ -235,16 +239,9 @@ pub async fn replaced_key(
     let Ok(hash) = ApiKeyHash::of_key(cred) else {
         return Ok(None);
     };
-    let Some((activation, stored_hex, Some(replaced_at))) =
-        state.store.activation_by_key_hash(&hash.to_hex()).await?
-    else {
+    let Some((activation, stored_hex, Some(replaced_at))) = stored_key(state, &hash).await? else {
         return Ok(None);
     };
-    let stored = crate::state::parse_hex_hash(&stored_hex)
-        .ok_or_else(|| AppError::internal("stored key hash is not hex"))?;
-    if !stored.ct_eq(&hash) {
-        return Ok(None);
-    }
     Ok(Some(ReplacedKey {
         activation,
         key_hash_hex: stored_hex,
