@@ -101,11 +101,12 @@ impl Period {
     }
     /// Start as RFC 3339 (`2024-01-01T00:00:00Z`).
     pub fn from_rfc3339(&self) -> String {
-        rfc3339(self.from)
+        // Both ends were checked to lie in the years 0000–9999, so formatting succeeds.
+        rfc3339(self.from).unwrap_or_default()
     }
     /// End as RFC 3339.
     pub fn to_rfc3339(&self) -> String {
-        rfc3339(self.to)
+        rfc3339(self.to).unwrap_or_default()
     }
     /// Whether `now` (Unix seconds) lies in `[from, to)`.
     pub fn contains(&self, now: i64) -> bool {
@@ -113,25 +114,48 @@ impl Period {
     }
 }
 
-/// Formats Unix seconds as RFC 3339 UTC (`2024-01-01T00:00:00Z`).
+/// Formats Unix seconds as RFC 3339 UTC (`2024-01-01T00:00:00Z`); `None` outside the
+/// years 0000–9999, which RFC 3339 cannot write.
+///
+/// ```
+/// use tillgate_core::format_rfc3339;
+/// assert_eq!(format_rfc3339(0).as_deref(), Some("1970-01-01T00:00:00Z"));
+/// assert_eq!(format_rfc3339(253_402_300_800), None); // 10000-01-01
+/// assert_eq!(format_rfc3339(-62_167_219_201), None); // the last second of year -1
+/// ```
 pub fn format_rfc3339(secs: i64) -> Option<String> {
-    OffsetDateTime::from_unix_timestamp(secs).ok().map(rfc3339)
+    OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(rfc3339)
 }
 
-fn rfc3339(t: OffsetDateTime) -> String {
-    // Formatting a UTC time with whole seconds cannot fail for years 0..=9999.
-    t.to_offset(UtcOffset::UTC)
-        .format(&Rfc3339)
-        .unwrap_or_default()
+/// `t` (UTC) as RFC 3339; `None` outside the years 0000–9999.
+fn rfc3339(t: OffsetDateTime) -> Option<String> {
+    if !in_rfc3339_years(t) {
+        return None;
+    }
+    t.checked_to_offset(UtcOffset::UTC)?.format(&Rfc3339).ok()
+}
+
+/// Whether `t`'s year (in UTC) is one RFC 3339 can write: 0000–9999. `time` may accept
+/// a wider range (its `large-dates` feature), so the rule is stated here, not borrowed.
+fn in_rfc3339_years(t: OffsetDateTime) -> bool {
+    (0..=9999).contains(&t.year())
+}
+
+fn out_of_range(field: &str, errors: &mut Vec<FieldError>) -> Option<OffsetDateTime> {
+    errors.push(FieldError::new(
+        field,
+        "out_of_range",
+        "time out of range (years 0000 to 9999 UTC)",
+    ));
+    None
 }
 
 fn instant(field: &str, secs: i64, errors: &mut Vec<FieldError>) -> Option<OffsetDateTime> {
     match OffsetDateTime::from_unix_timestamp(secs) {
-        Ok(t) => Some(t),
-        Err(_) => {
-            errors.push(FieldError::new(field, "out_of_range", "time out of range"));
-            None
-        }
+        Ok(t) if in_rfc3339_years(t) => Some(t),
+        _ => out_of_range(field, errors),
     }
 }
 
@@ -480,7 +504,12 @@ fn parse_time(field: &str, s: &str, errors: &mut Vec<FieldError>) -> Option<Offs
         return None;
     }
     match OffsetDateTime::parse(s, &Rfc3339) {
-        Ok(t) => Some(t.to_offset(UtcOffset::UTC)),
+        // The offset can carry a time written in year 9999 (or 0000) past the years RFC
+        // 3339 can write once it is converted to UTC; `to_offset` would panic there.
+        Ok(t) => match t.checked_to_offset(UtcOffset::UTC) {
+            Some(utc) if in_rfc3339_years(utc) => Some(utc),
+            _ => out_of_range(field, errors),
+        },
         Err(_) => {
             errors.push(FieldError::new(
                 field,
@@ -558,6 +587,88 @@ mod tests {
         r.valid_from = "2024-03-01T01:00:00+01:00".into();
         r.valid_to = "2024-06-01T00:00:00Z".into();
         assert!(validate_activation_request(&r).is_ok());
+    }
+
+    fn field_codes(r: &ActivationRequest) -> Vec<(String, String)> {
+        match validate_activation_request(r) {
+            Err(Error::InvalidActivationRequest { fields }) => {
+                fields.into_iter().map(|f| (f.field, f.code)).collect()
+            }
+            other => panic!("expected field errors, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_offset_past_the_last_year_is_out_of_range_not_a_panic() {
+        // 9999-12-31T23:00:00-01:00 is 10000-01-01T00:00:00Z: `to_offset` panicked on it,
+        // before authentication on the server.
+        for past in [
+            "9999-12-31T23:00:00-01:00",
+            "9999-12-31T23:59:59-23:59",
+            "9999-12-31T00:01:00-23:59",
+            "0000-01-01T00:00:00+00:01",
+            "0000-01-01T00:00:00+23:59",
+        ] {
+            let mut r = ok_req();
+            r.valid_from = past.into();
+            assert_eq!(
+                field_codes(&r),
+                [("validFrom".to_string(), "out_of_range".to_string())],
+                "{past}"
+            );
+            let mut r = ok_req();
+            r.valid_to = past.into();
+            assert_eq!(
+                field_codes(&r),
+                [("validTo".to_string(), "out_of_range".to_string())],
+                "{past}"
+            );
+        }
+        // The last and first writable midnights are still fine.
+        let mut r = ok_req();
+        r.valid_from = "9999-01-01T00:00:00Z".into();
+        r.valid_to = "9999-12-31T01:00:00+01:00".into();
+        let v = validate_activation_request(&r).unwrap();
+        assert_eq!(v.period.to_rfc3339(), "9999-12-31T00:00:00Z");
+        r.valid_from = "0000-01-01T01:00:00+01:00".into();
+        r.valid_to = "0000-06-01T00:00:00Z".into();
+        let v = validate_activation_request(&r).unwrap();
+        assert_eq!(v.period.from_rfc3339(), "0000-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn times_rfc_3339_cannot_write_are_refused_or_none() {
+        const YEAR_0: i64 = -62_167_219_200; // 0000-01-01T00:00:00Z
+        const YEAR_10000: i64 = 253_402_300_800; // 10000-01-01T00:00:00Z
+        assert_eq!(
+            format_rfc3339(YEAR_0).as_deref(),
+            Some("0000-01-01T00:00:00Z")
+        );
+        assert_eq!(
+            format_rfc3339(YEAR_10000 - 1).as_deref(),
+            Some("9999-12-31T23:59:59Z")
+        );
+        for secs in [YEAR_0 - 1, YEAR_0 - 86_400, YEAR_10000, i64::MIN, i64::MAX] {
+            assert_eq!(format_rfc3339(secs), None, "{secs}");
+        }
+        // A period is only built inside those years, so it always formats.
+        let err = |from, to| match Period::from_unix(from, to) {
+            Err(Error::InvalidActivationRequest { fields }) => fields
+                .into_iter()
+                .map(|f| (f.field, f.code))
+                .collect::<Vec<_>>(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            err(YEAR_0 - 86_400, YEAR_0 + 86_400),
+            [("validFrom".to_string(), "out_of_range".to_string())]
+        );
+        assert_eq!(
+            err(YEAR_10000 - 86_400, YEAR_10000),
+            [("validTo".to_string(), "out_of_range".to_string())]
+        );
+        let p = Period::from_unix(YEAR_0, YEAR_0 + 86_400).unwrap();
+        assert_eq!(p.from_rfc3339(), "0000-01-01T00:00:00Z");
     }
 
     #[test]

@@ -33,16 +33,63 @@ const MAX_TIMESTAMP: i64 = 1_000_000_000_000;
 /// Longest login name, in bytes.
 pub const LOGIN_MAX_BYTES: usize = 64;
 
+/// Most Argon2 memory [`derive_dynamic_key_pair`] accepts, in KiB: 1 GiB, 54 times the
+/// default and more than a phone can spare.
+pub const DYNAMIC_KEY_MAX_MEMORY_KIB: u32 = 1024 * 1024;
+/// Most Argon2 passes [`derive_dynamic_key_pair`] accepts (the default is 2).
+pub const DYNAMIC_KEY_MAX_ITERATIONS: u32 = 64;
+/// Most Argon2 lanes [`derive_dynamic_key_pair`] accepts.
+pub const DYNAMIC_KEY_MAX_PARALLELISM: u32 = 16;
+
 /// Argon2id cost parameters. The server tells the app which to use (they are stored
-/// with the staff member's public key).
+/// with the staff member's public key), so they are bounded
+/// ([`DynamicKeyParams::check`]): a server, or whoever answers in its place, must not
+/// make the app allocate terabytes or run for ever.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DynamicKeyParams {
-    /// Memory in KiB (at least 8 × parallelism).
+    /// Memory in KiB: at least 8 × parallelism, at most [`DYNAMIC_KEY_MAX_MEMORY_KIB`].
     pub memory_kib: u32,
-    /// Passes (at least 1).
+    /// Passes: 1 to [`DYNAMIC_KEY_MAX_ITERATIONS`].
     pub iterations: u32,
-    /// Lanes (1–16).
+    /// Lanes: 1 to [`DYNAMIC_KEY_MAX_PARALLELISM`].
     pub parallelism: u32,
+}
+
+impl DynamicKeyParams {
+    /// Checks the bounds [`derive_dynamic_key_pair`] applies, before any work:
+    /// parallelism 1–16, iterations 1–64, memory from 8 KiB per lane to 1 GiB.
+    /// Fails with `invalid_login`.
+    ///
+    /// ```
+    /// use tillgate_core::DynamicKeyParams;
+    /// assert!(DynamicKeyParams::default().check().is_ok());
+    /// let huge = DynamicKeyParams { memory_kib: u32::MAX, ..Default::default() };
+    /// assert_eq!(huge.check().unwrap_err().code(), "invalid_login");
+    /// ```
+    pub fn check(&self) -> Result<()> {
+        let bad = |reason: String| Err(Error::InvalidLogin { reason });
+        if !(1..=DYNAMIC_KEY_MAX_PARALLELISM).contains(&self.parallelism) {
+            return bad(format!(
+                "Argon2 parallelism must be 1 to {DYNAMIC_KEY_MAX_PARALLELISM}, got {}",
+                self.parallelism
+            ));
+        }
+        if !(1..=DYNAMIC_KEY_MAX_ITERATIONS).contains(&self.iterations) {
+            return bad(format!(
+                "Argon2 iterations must be 1 to {DYNAMIC_KEY_MAX_ITERATIONS}, got {}",
+                self.iterations
+            ));
+        }
+        // parallelism <= 16, so 8 × parallelism cannot overflow.
+        let min_memory = 8 * self.parallelism;
+        if !(min_memory..=DYNAMIC_KEY_MAX_MEMORY_KIB).contains(&self.memory_kib) {
+            return bad(format!(
+                "Argon2 memory must be {min_memory} to {DYNAMIC_KEY_MAX_MEMORY_KIB} KiB, got {}",
+                self.memory_kib
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for DynamicKeyParams {
@@ -122,6 +169,8 @@ pub fn derive_dynamic_key_pair(
             reason: "password must be 1 to 1024 bytes".into(),
         });
     }
+    // The parameters come from the server: bounded before Argon2 allocates anything.
+    params.check()?;
     let bad = |e: argon2::Error| Error::InvalidLogin {
         reason: format!("Argon2 parameters: {e}"),
     };
@@ -132,11 +181,6 @@ pub fn derive_dynamic_key_pair(
         Some(32),
     )
     .map_err(bad)?;
-    if params.parallelism > 16 {
-        return Err(Error::InvalidLogin {
-            reason: "Argon2 parallelism must be at most 16".into(),
-        });
-    }
     let mut seed = [0u8; 32];
     Argon2::new(Algorithm::Argon2id, Version::V0x13, p)
         .hash_password_into(password.as_bytes(), &salt(system, login), &mut seed)
@@ -378,6 +422,79 @@ mod tests {
             "dynamic_key_stale"
         );
         assert!(verify_dynamic_api_key(k, &pair.public_key(), "1,2,3,4", 700, 300).is_ok());
+    }
+
+    #[test]
+    fn server_params_are_bounded_before_any_work() {
+        // Out of bounds; the largest would allocate 4 TiB or run for hours in Argon2.
+        let d = DynamicKeyParams::default();
+        for params in [
+            DynamicKeyParams {
+                memory_kib: u32::MAX,
+                ..d
+            },
+            DynamicKeyParams {
+                memory_kib: DYNAMIC_KEY_MAX_MEMORY_KIB + 1,
+                ..d
+            },
+            DynamicKeyParams {
+                iterations: u32::MAX,
+                ..CHEAP
+            },
+            DynamicKeyParams {
+                iterations: DYNAMIC_KEY_MAX_ITERATIONS + 1,
+                ..CHEAP
+            },
+            DynamicKeyParams {
+                parallelism: u32::MAX,
+                ..d
+            },
+            DynamicKeyParams {
+                parallelism: 17,
+                memory_kib: 17 * 8,
+                ..CHEAP
+            },
+            DynamicKeyParams {
+                parallelism: 0,
+                ..CHEAP
+            },
+            DynamicKeyParams {
+                iterations: 0,
+                ..CHEAP
+            },
+            DynamicKeyParams {
+                memory_kib: 15,
+                parallelism: 2,
+                ..CHEAP
+            },
+        ] {
+            let err = derive_dynamic_key_pair("s", "anna", "pw", params).unwrap_err();
+            assert_eq!(err.code(), "invalid_login", "{params:?}");
+            assert!(params.check().is_err(), "{params:?}");
+        }
+        // The edges themselves are accepted (checked without running Argon2 on 1 GiB).
+        for params in [
+            d,
+            CHEAP,
+            DynamicKeyParams {
+                memory_kib: DYNAMIC_KEY_MAX_MEMORY_KIB,
+                iterations: DYNAMIC_KEY_MAX_ITERATIONS,
+                parallelism: DYNAMIC_KEY_MAX_PARALLELISM,
+            },
+            DynamicKeyParams {
+                memory_kib: 8,
+                iterations: 1,
+                parallelism: 1,
+            },
+        ] {
+            assert_eq!(params.check(), Ok(()), "{params:?}");
+        }
+        let edge = DynamicKeyParams {
+            memory_kib: 8 * 16,
+            iterations: DYNAMIC_KEY_MAX_ITERATIONS,
+            parallelism: 16,
+        };
+        assert!(derive_dynamic_key_pair("s", "anna", "pw", edge).is_ok());
     }
 
     #[test]

@@ -36,7 +36,8 @@ pub use descriptor::{
 #[cfg(feature = "dynamic-key-derive")]
 pub use dynamic_key::derive_dynamic_key_pair;
 pub use dynamic_key::{
-    DEFAULT_DYNAMIC_KEY_WINDOW_SECS, DYNAMIC_KEY_PREFIX, DynamicKeyClaims, DynamicKeyParams,
+    DEFAULT_DYNAMIC_KEY_WINDOW_SECS, DYNAMIC_KEY_MAX_ITERATIONS, DYNAMIC_KEY_MAX_MEMORY_KIB,
+    DYNAMIC_KEY_MAX_PARALLELISM, DYNAMIC_KEY_PREFIX, DynamicKeyClaims, DynamicKeyParams,
     LOGIN_MAX_BYTES, UnverifiedDynamicKey, is_dynamic_api_key, parse_dynamic_api_key,
     verify_dynamic_api_key,
 };
@@ -60,8 +61,8 @@ pub use receipt::{
 pub use server_time::sign_server_time;
 pub use server_time::{SERVER_TIME_TYP, ServerTimeClaims, verify_server_time};
 pub use transaction::{
-    Item, MAX_AMOUNT, MAX_ITEMS, Transaction, TransactionType, VatLine, canonical_bytes,
-    transaction_hash, validate_transaction,
+    Item, MAX_AMOUNT, MAX_ITEMS, MAX_VAT_LINES, Transaction, TransactionType, VatLine,
+    canonical_bytes, transaction_hash, validate_transaction,
 };
 pub use url_token::{
     AccessToken, Prefix, RmSystem, Rve, URL_PARAM_MAX_LEN, URL_TOKEN_MAX_LEN, UrlParam, UrlToken,

@@ -127,30 +127,36 @@ pub fn verify_receipt_chain_from<S: AsRef<str>>(
         });
     }
 
-    let (mut expect_seq, mut expect_prev, mut sub) = match previous {
+    // `None`: the receipt before has the largest sequence number, so none can follow it.
+    let (mut expect_seq, mut expect_prev, mut sub): (Option<u64>, _, _) = match previous {
         Some(prev) => {
             let p = jws::parse::<ReceiptClaims>(prev, RECEIPT_TYP)?;
-            let next = p
-                .claims
-                .seq
-                .checked_add(1)
-                .ok_or(Error::ReceiptChainBroken {
-                    index: 0,
-                    reason: "previous receipt has the largest sequence number".into(),
-                })?;
-            (next, receipt_link(prev), Some(p.claims.sub))
+            (
+                p.claims.seq.checked_add(1),
+                receipt_link(prev),
+                Some(p.claims.sub),
+            )
         }
-        None => (1, String::new(), None),
+        None => (Some(1), String::new(), None),
     };
     let mut out = Vec::with_capacity(parsed.len());
     for (i, (p, raw)) in parsed.into_iter().zip(receipts).enumerate() {
         let c = p.claims;
         let broken = |reason: String| Error::ReceiptChainBroken { index: i, reason };
-        if c.seq != expect_seq {
-            return Err(broken(format!(
-                "sequence {} where {expect_seq} was expected",
-                c.seq
-            )));
+        match expect_seq {
+            Some(seq) if seq == c.seq => {}
+            Some(seq) => {
+                return Err(broken(format!(
+                    "sequence {} where {seq} was expected",
+                    c.seq
+                )));
+            }
+            None => {
+                return Err(broken(format!(
+                    "sequence {} after the largest sequence number",
+                    c.seq
+                )));
+            }
         }
         if c.prev != expect_prev {
             return Err(broken("prev does not match the previous receipt".into()));
@@ -161,7 +167,7 @@ pub fn verify_receipt_chain_from<S: AsRef<str>>(
             }
             _ => sub = Some(c.sub.clone()),
         }
-        expect_seq = c.seq.checked_add(1).unwrap_or(0);
+        expect_seq = c.seq.checked_add(1);
         expect_prev = receipt_link(raw.as_ref());
         out.push(c);
     }
@@ -247,13 +253,14 @@ pub fn verify_receipt_chain_witnessed<S: AsRef<str>>(
 ///
 /// - `Ok(true)`: `received` verifies and directly follows `current`, linking to it (or
 ///   there is no witness yet);
-/// - `Ok(false)`: it is `current` itself, an earlier receipt (answers can arrive out of
-///   order), or a later one past a gap, whose link to `current` cannot be seen here: keep
-///   `current` (a checked chain that holds it bridges the gap: [`verify_receipt_chain_witnessed`],
-///   then take its last receipt);
-/// - `witness_mismatch`: it has `current`'s sequence number but is another receipt, or
-///   directly follows `current` without linking to it: the server has forked the
-///   register's chain, found the moment it happens;
+/// - `Ok(false)`: it is `current` itself, the receipt `current` links to, an earlier
+///   receipt (answers can arrive out of order), or a later one past a gap, whose link to
+///   `current` cannot be seen here: keep `current` (a checked chain that holds it bridges
+///   the gap: [`verify_receipt_chain_witnessed`], then take its last receipt);
+/// - `witness_mismatch`: it has `current`'s sequence number but is another receipt, it
+///   has the sequence number just before `current` but is not the receipt `current`
+///   links to, or it directly follows `current` without linking to it: the server has
+///   forked the register's chain, found the moment it happens;
 /// - `invalid_receipt` (index 0): `received` does not verify; `receipt_chain_broken`
 ///   (index 0): it is another register's; `invalid_witness`: `current` does not verify.
 ///
@@ -306,6 +313,13 @@ pub fn advances_witness(
     };
     if r.seq == w.seq && received != current {
         return Err(forked("the server gave another receipt for this sequence"));
+    }
+    // The witness names the receipt just before it by its link: another one there is a
+    // second signed receipt for that sequence number, a fork as much as the case above.
+    if w.seq >= 2 && r.seq == w.seq - 1 && w.prev != receipt_link(received) {
+        return Err(forked(
+            "the server gave another receipt for the sequence before it",
+        ));
     }
     // The witness itself, an earlier receipt, or one past a gap: keep the witness.
     if Some(r.seq) != w.seq.checked_add(1) {
@@ -558,6 +572,12 @@ mod tests {
         assert_eq!(adv(Some(&good[2]), &other[2]), Err("witness_mismatch"));
         assert_eq!(adv(Some(&good[1]), &other[2]), Err("witness_mismatch"));
         assert_eq!(adv(Some(&good[0]), &other[3]), Ok(false));
+        // The receipt just before the witness is the one it links to, or a fork.
+        assert_eq!(adv(Some(&good[2]), &good[1]), Ok(false));
+        assert_eq!(adv(Some(&good[2]), &other[1]), Err("witness_mismatch"));
+        assert_eq!(adv(Some(&good[1]), &other[0]), Err("witness_mismatch"));
+        // Further back the link cannot be seen from the two alone.
+        assert_eq!(adv(Some(&good[2]), &other[0]), Ok(false));
         let stranger = chain(&SigningKey::from_seed(&[6; 32]), 1, 100);
         assert_eq!(adv(Some(&good[0]), &stranger[0]), Err("invalid_receipt"));
         assert_eq!(adv(Some(&stranger[0]), &good[0]), Err("invalid_witness"));
@@ -586,6 +606,56 @@ mod tests {
         let other = chain(&key, 2, 1);
         assert_eq!(witness_after_check(Some(&other[1]), checked), None);
         assert_eq!(witness_after_check(None, &all[..0]), None);
+    }
+
+    fn receipt(key: &SigningKey, seq: u64, prev: &str) -> String {
+        let claims = ReceiptClaims {
+            iss: "https://pos.example".into(),
+            sub: "TG-7Q2M-K4PX".into(),
+            iat: 1_751_328_000,
+            seq,
+            txid: format!("tx_{seq}"),
+            txh: "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU".into(),
+            prev: prev.into(),
+            tx_type: "sale".into(),
+            total: 100,
+            currency: "SEK".into(),
+        };
+        sign_receipt(&claims, key).unwrap()
+    }
+
+    #[test]
+    fn nothing_follows_the_largest_sequence_number() {
+        let key = SigningKey::from_seed(&[8; 32]);
+        let mut trusted = TrustedKeys::new();
+        trusted.add_jwk(&key.public_jwk()).unwrap();
+        let before = receipt(&key, u64::MAX - 1, "x");
+        let last = receipt(&key, u64::MAX, &receipt_link(&before));
+        let wrapped = receipt(&key, 0, &receipt_link(&last));
+        let seqs = |prev: &str, rs: &[String]| {
+            verify_receipt_chain_from(Some(prev), rs, &trusted)
+                .map(|c| c.iter().map(|c| c.seq).collect::<Vec<_>>())
+        };
+        assert_eq!(
+            seqs(&before, std::slice::from_ref(&last)),
+            Ok(vec![u64::MAX])
+        );
+        // Sequence 0 after u64::MAX once passed as the "next" number (it wrapped).
+        match seqs(&before, &[last.clone(), wrapped.clone()]) {
+            Err(Error::ReceiptChainBroken { index: 1, .. }) => {}
+            other => panic!("{other:?}"),
+        }
+        match seqs(&last, std::slice::from_ref(&wrapped)) {
+            Err(Error::ReceiptChainBroken { index: 0, .. }) => {}
+            other => panic!("{other:?}"),
+        }
+        // Continuing the last receipt with nothing is an empty, valid continuation.
+        assert_eq!(seqs(&last, &[]), Ok(vec![]));
+        assert_eq!(
+            verify_receipt_chain_from_witness(&last, std::slice::from_ref(&last), &trusted)
+                .map(|c| c.len()),
+            Ok(1)
+        );
     }
 
     #[test]

@@ -10,6 +10,10 @@ use crate::{Error, Result};
 pub const MAX_AMOUNT: i64 = (1 << 53) - 1;
 /// Most lines in one transaction.
 pub const MAX_ITEMS: usize = 1000;
+/// Most VAT lines in one transaction: one per rate, and a VAT system has a handful of
+/// rates (Sweden four: 25, 12, 6 and 0 %), so 100 leaves room for any mix while bounding
+/// the work and the error list a hostile sale can cause.
+pub const MAX_VAT_LINES: usize = 100;
 
 /// What kind of transaction this is (Swedish cash-register terms).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -147,7 +151,19 @@ pub fn validate_transaction(tx: &Transaction) -> Result<()> {
         ));
     }
     let mut vat_sum: i64 = 0;
-    for (i, v) in tx.vat.iter().enumerate() {
+    // Over the limit, the lines are not looked at one by one (nor summed): one error.
+    let vat_lines = if tx.vat.len() > MAX_VAT_LINES {
+        e.push(FieldError::new(
+            "vat",
+            "invalid_length",
+            format!("must have at most {MAX_VAT_LINES} lines"),
+        ));
+        &[][..]
+    } else {
+        &tx.vat[..]
+    };
+    let mut rates = std::collections::BTreeSet::new();
+    for (i, v) in vat_lines.iter().enumerate() {
         if v.rate > 10_000 {
             e.push(FieldError::new(
                 &format!("vat[{i}].rate"),
@@ -162,7 +178,7 @@ pub fn validate_transaction(tx: &Transaction) -> Result<()> {
                 "must be 0 to 2^53-1 minor units",
             ));
         }
-        if tx.vat[..i].iter().any(|w| w.rate == v.rate) {
+        if !rates.insert(v.rate) {
             e.push(FieldError::new(
                 &format!("vat[{i}].rate"),
                 "duplicate_rate",
@@ -171,7 +187,7 @@ pub fn validate_transaction(tx: &Transaction) -> Result<()> {
         }
         vat_sum = vat_sum.saturating_add(v.amount);
     }
-    if amount_ok(tx.total) && vat_sum > tx.total {
+    if amount_ok(tx.total) && tx.vat.len() <= MAX_VAT_LINES && vat_sum > tx.total {
         e.push(FieldError::new(
             "vat",
             "vat_exceeds_total",
@@ -253,6 +269,47 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn vat_lines_are_bounded() {
+        let mut t = tx();
+        t.vat = (0..MAX_VAT_LINES as u32)
+            .map(|rate| VatLine { amount: 0, rate })
+            .collect();
+        assert_eq!(validate_transaction(&t), Ok(()));
+        // One more, with every line wrong too: a single error, the lines not looked at.
+        t.vat = (0..=MAX_VAT_LINES)
+            .map(|_| VatLine {
+                amount: -1,
+                rate: 20_000,
+            })
+            .collect();
+        let Err(Error::InvalidTransaction { fields }) = validate_transaction(&t) else {
+            panic!()
+        };
+        let got: Vec<_> = fields
+            .iter()
+            .map(|f| (f.field.as_str(), f.code.as_str()))
+            .collect();
+        assert_eq!(got, [("vat", "invalid_length")]);
+        // A hostile sale with a great many lines costs one length check.
+        t.vat = vec![VatLine { amount: 0, rate: 0 }; 200_000];
+        assert!(validate_transaction(&t).is_err());
+    }
+
+    #[test]
+    fn duplicate_rates_name_every_repeat() {
+        let mut t = tx();
+        t.vat = [2500, 1200, 2500, 600, 1200, 2500]
+            .into_iter()
+            .map(|rate| VatLine { amount: 0, rate })
+            .collect();
+        let Err(Error::InvalidTransaction { fields }) = validate_transaction(&t) else {
+            panic!()
+        };
+        let got: Vec<_> = fields.iter().map(|f| f.field.as_str()).collect();
+        assert_eq!(got, ["vat[2].rate", "vat[4].rate", "vat[5].rate"]);
     }
 
     #[test]

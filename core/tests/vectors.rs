@@ -442,3 +442,47 @@ fn dynamic_key_derivation_refusals() {
         );
     }
 }
+
+/// The strictness cases of `ed25519.json` are worth having only if a lax verifier gets
+/// them wrong: ed25519-dalek's plain `verify` (cofactorless, no check on `R`) accepts the
+/// small-order `R` signature that `verify_strict` and core refuse, and its key decoding
+/// accepts the non-canonical `y = p + 3` that core refuses.
+#[test]
+fn ed25519_strictness_cases_catch_a_lax_verifier() {
+    use ed25519_dalek::{Signature, Verifier as _, VerifyingKey};
+    let v = load("ed25519.json");
+    let case = |prefix: &str| {
+        let c = cases(&v, "cases")
+            .iter()
+            .find(|c| c["name"].as_str().unwrap().starts_with(prefix))
+            .unwrap_or_else(|| panic!("no case {prefix:?}"));
+        let bytes = |k: &str| unhex(c[k].as_str().unwrap());
+        (
+            bytes("publicKey"),
+            bytes("message"),
+            bytes("signature"),
+            c["error"].as_str().unwrap().to_owned(),
+        )
+    };
+
+    let (pk, msg, sig, error) = case("small-order R (the identity) with S = k*a");
+    let key = VerifyingKey::from_bytes(&pk.clone().try_into().unwrap()).unwrap();
+    let sig64 = Signature::from_slice(&sig).unwrap();
+    assert!(
+        key.verify(&msg, &sig64).is_ok(),
+        "a lax verifier accepts it"
+    );
+    assert!(key.verify_strict(&msg, &sig64).is_err());
+    assert_eq!(verify_ed25519(&pk, &msg, &sig).unwrap_err().code(), error);
+    assert_eq!(error, "bad_signature");
+
+    let (pk, msg, sig, error) = case("non-canonical public key (y = p + 3");
+    let lax = VerifyingKey::from_bytes(&pk.clone().try_into().unwrap())
+        .expect("a lax decoder reduces y mod p and accepts the key");
+    assert!(!lax.is_weak());
+    let canonical = lax.to_edwards().compress().to_bytes();
+    assert_ne!(canonical.to_vec(), pk, "the point's own encoding differs");
+    assert_eq!(canonical[0], 3, "y = 3");
+    assert_eq!(verify_ed25519(&pk, &msg, &sig).unwrap_err().code(), error);
+    assert_eq!(error, "weak_public_key");
+}

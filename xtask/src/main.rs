@@ -29,6 +29,103 @@ fn raw_jws(key: &SigningKey, header: &Value, claims: &Value) -> String {
     s
 }
 
+/// base64url with non-zero unused bits in its last character: the same bytes to a
+/// lenient decoder (one that ignores those bits), refused by a strict one (PROTOCOL 1.3).
+fn lenient_twin(part: &str) -> Result<String> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let oops = || Error::MalformedJws {
+        reason: format!("{part:?} has no unused bits"),
+    };
+    if part.len() % 4 < 2 {
+        return Err(oops());
+    }
+    let last = *part.as_bytes().last().ok_or_else(oops)?;
+    let value = ALPHABET.iter().position(|&c| c == last).ok_or_else(oops)?;
+    // The lowest bit of the last character is unused whenever there are unused bits.
+    let twin = format!(
+        "{}{}",
+        &part[..part.len() - 1],
+        char::from(ALPHABET[value | 1])
+    );
+    let lenient = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::URL_SAFE,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_allow_trailing_bits(true)
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::RequireNone),
+    );
+    let same = B64.decode(part).ok() == lenient.decode(&twin).ok() && B64.decode(&twin).is_err();
+    if twin == part || !same {
+        return Err(oops());
+    }
+    Ok(twin)
+}
+
+/// `jws` with the last character of its signature given non-zero unused bits.
+fn with_lenient_signature(jws: &str) -> Result<String> {
+    let (signed, sig) = jws.rsplit_once('.').ok_or(Error::BadSignature)?;
+    Ok(format!("{signed}.{}", lenient_twin(sig)?))
+}
+
+/// `jws` with its 64-byte signature replaced by `f(signature)`.
+fn with_signature(jws: &str, f: impl FnOnce(&mut [u8; 64])) -> Result<String> {
+    let (signed, sig) = jws.rsplit_once('.').ok_or(Error::BadSignature)?;
+    let mut sig: [u8; 64] = B64
+        .decode(sig)
+        .ok()
+        .and_then(|s| s.try_into().ok())
+        .ok_or(Error::BadSignature)?;
+    f(&mut sig);
+    Ok(format!("{signed}.{}", B64.encode(sig)))
+}
+
+/// The group order L, little-endian.
+const L: [u8; 32] = [
+    0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+];
+
+/// S + L: the same scalar, unreduced (a lax verifier reduces S and accepts it).
+fn add_l(sig: &mut [u8; 64]) {
+    let mut carry = 0u16;
+    for (s, l) in sig[32..].iter_mut().zip(L) {
+        let v = u16::from(*s) + u16::from(l) + carry;
+        *s = v.to_le_bytes()[0];
+        carry = v >> 8;
+    }
+}
+
+/// A compact JWS "signed" by the holder of `key` with R = the identity (small order) and
+/// S = k·a, which passes the cofactorless equation [S]B = R + [k]A: a verifier without
+/// the strict check on R accepts it.
+fn small_order_r_jws(key: &SigningKey, typ: &str, claims: &Value) -> String {
+    use curve25519_dalek::Scalar;
+    use sha2::{Digest, Sha512};
+    let header = json!({"alg": "Ed25519", "kid": key.kid(), "typ": typ});
+    let signing_input = format!(
+        "{}.{}",
+        B64.encode(header.to_string()),
+        B64.encode(claims.to_string())
+    );
+    let mut r = [0u8; 32];
+    r[0] = 1; // the identity point
+    let expanded = Sha512::digest(key.seed());
+    let mut a = [0u8; 32];
+    a.copy_from_slice(&expanded[..32]);
+    let a = Scalar::from_bytes_mod_order(curve25519_dalek::scalar::clamp_integer(a));
+    let k = Scalar::from_bytes_mod_order_wide(
+        &Sha512::new()
+            .chain_update(r)
+            .chain_update(key.public_key_bytes())
+            .chain_update(signing_input.as_bytes())
+            .finalize()
+            .into(),
+    );
+    let mut sig = [0u8; 64];
+    sig[..32].copy_from_slice(&r);
+    sig[32..].copy_from_slice((k * a).as_bytes());
+    format!("{signing_input}.{}", B64.encode(sig))
+}
+
 const JAN_2025: i64 = 1_735_689_600; // 2025-01-01T00:00:00Z
 const JAN_2026: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
 const MID_2025: i64 = 1_751_328_000; // 2025-07-01T00:00:00Z
@@ -385,12 +482,84 @@ fn descriptor_vectors() -> Result<Value> {
         none.clone(),
         Err("invalid_signature_length"),
     );
+    case(
+        "unused bits set in the signature's last character (a lenient decoder reads the same bytes)",
+        &with_lenient_signature(&good)?,
+        MID_2025,
+        none.clone(),
+        Err("malformed_jws"),
+    );
+    // A validly signed descriptor with `from` swapped for `to` once. Base64url of ASCII
+    // JSON seldom holds `-` or `_`, the signature often does: the first of `good` and
+    // tokens signed with another `iat` that holds `from`.
+    let standard = |from: char, to: char| -> Result<String> {
+        for i in 0..64 {
+            let token = if i == 0 {
+                good.clone()
+            } else {
+                sign_descriptor(
+                    &ActivationDescriptor {
+                        iat: d.iat + i,
+                        ..d.clone()
+                    },
+                    &a,
+                )?
+            };
+            if token.contains(from) {
+                return Ok(token.replacen(from, &to.to_string(), 1));
+            }
+        }
+        Err(Error::MalformedJws {
+            reason: format!("no {from:?} in the tokens tried"),
+        })
+    };
+    case(
+        "+ for - (the standard base64 alphabet)",
+        &standard('-', '+')?,
+        MID_2025,
+        none.clone(),
+        Err("malformed_jws"),
+    );
+    case(
+        "/ for _ (the standard base64 alphabet)",
+        &standard('_', '/')?,
+        MID_2025,
+        none.clone(),
+        Err("malformed_jws"),
+    );
+    case(
+        "a line break inside the claims part",
+        &format!(
+            "{}.{}\n{}.{}",
+            good_parts[0],
+            &good_parts[1][..64],
+            &good_parts[1][64..],
+            good_parts[2]
+        ),
+        MID_2025,
+        none.clone(),
+        Err("malformed_jws"),
+    );
+    case(
+        "a trailing line break",
+        &format!("{good}\n"),
+        MID_2025,
+        none.clone(),
+        Err("malformed_jws"),
+    );
+    case(
+        "a space before the signature",
+        &format!("{}.{}. {}", good_parts[0], good_parts[1], good_parts[2]),
+        MID_2025,
+        none.clone(),
+        Err("malformed_jws"),
+    );
     case("empty string", "", MID_2025, none, Err("malformed_jws"));
 
     Ok(json!({
         "description": "verify_descriptor(jws, trustedKeys from `jwks`, now, options). Times are Unix seconds. options: trustedTimeFloor, clockToleranceSecs (how far now may lag behind the floor, default 300), leewaySecs (for nbf/exp, default 0), expectedDeviceId, expectedApplicationPackage. `signing` cases: sign_descriptor(claims, key from seed) must give exactly `jws`. `jwksCases`: loading trusted keys from a JWKS document.",
         "jwks": jwks,
-        "jwksCases": jwks_cases(&a, &b),
+        "jwksCases": jwks_cases(&a, &b)?,
         "cases": cases,
         "signing": [{
             "name": "deterministic signature",
@@ -402,7 +571,7 @@ fn descriptor_vectors() -> Result<Value> {
     }))
 }
 
-fn jwks_cases(a: &SigningKey, b: &SigningKey) -> Value {
+fn jwks_cases(a: &SigningKey, b: &SigningKey) -> Result<Value> {
     let good = a.public_jwk();
     let with = |f: &dyn Fn(&mut Value)| {
         let mut j = serde_json::to_value(&good).unwrap_or_default();
@@ -411,6 +580,7 @@ fn jwks_cases(a: &SigningKey, b: &SigningKey) -> Value {
     };
     let mut same_kid = b.public_jwk();
     same_kid.kid = good.kid.clone();
+    let x_twin = lenient_twin(&B64.encode(a.public_key_bytes()))?;
     let mut weak = serde_json::to_value(&good).unwrap_or_default();
     weak["x"] = json!(B64.encode([0u8; 32]));
     let cases = [
@@ -469,6 +639,21 @@ fn jwks_cases(a: &SigningKey, b: &SigningKey) -> Value {
             Some("invalid_jwk"),
         ),
         (
+            "non-canonical x (y = p + 3, a point on the curve)",
+            with(&|j| {
+                let mut y = [0xff; 32];
+                y[0] = 0xf0;
+                y[31] = 0x7f;
+                j["x"] = json!(B64.encode(y));
+            }),
+            Some("invalid_jwk"),
+        ),
+        (
+            "x with unused bits set in its last character",
+            with(&|j| j["x"] = json!(x_twin)),
+            Some("invalid_jwk"),
+        ),
+        (
             "alg RS256",
             with(&|j| j["alg"] = json!("RS256")),
             Some("invalid_jwk"),
@@ -480,7 +665,7 @@ fn jwks_cases(a: &SigningKey, b: &SigningKey) -> Value {
         ),
         ("not a JWKS", json!([good.clone()]), Some("invalid_jwk")),
     ];
-    Value::from(
+    Ok(Value::from(
         cases
             .into_iter()
             .map(|(name, jwks, err)| match err {
@@ -488,7 +673,7 @@ fn jwks_cases(a: &SigningKey, b: &SigningKey) -> Value {
                 Some(code) => json!({"name": name, "jwks": jwks, "valid": false, "error": code}),
             })
             .collect::<Vec<_>>(),
-    )
+    ))
 }
 
 fn server_time_vectors() -> Result<Value> {
@@ -673,6 +858,76 @@ fn receipt_vectors() -> Result<Value> {
         &[good[0].clone(), descriptor_jws],
         Err(("invalid_receipt", 1)),
     );
+    case(
+        "unused bits set in a signature's last character (a lenient decoder reads the same bytes)",
+        None,
+        &[
+            good[0].clone(),
+            with_lenient_signature(&good[1])?,
+            good[2].clone(),
+        ],
+        Err(("invalid_receipt", 1)),
+    );
+    let s_plus_l = with_signature(&good[1], add_l)?;
+    case(
+        "S + L (unreduced S: the same signature to a lax verifier)",
+        None,
+        &[good[0].clone(), s_plus_l.clone(), good[2].clone()],
+        Err(("invalid_receipt", 1)),
+    );
+    let claims3 = serde_json::to_value(receipt_claims(3, &receipt_link(&good[1]), "tx_3"))
+        .map_err(|_| Error::BadSignature)?;
+    case(
+        "R the identity with S = k*a (passes the cofactorless equation)",
+        None,
+        &[
+            good[0].clone(),
+            good[1].clone(),
+            small_order_r_jws(&a, RECEIPT_TYP, &claims3),
+        ],
+        Err(("invalid_receipt", 2)),
+    );
+    let foreign3 = sign_receipt(
+        &receipt_claims(3, &receipt_link(&good[1]), "tx_3"),
+        &stranger,
+    )?;
+    case(
+        "S + L at index 1 before an unknown kid at index 2 (checked together, in order)",
+        None,
+        &[good[0].clone(), s_plus_l, foreign3.clone()],
+        Err(("invalid_receipt", 1)),
+    );
+    case(
+        "an unknown kid at index 2 before a bad signature at index 1 (keys are looked up first)",
+        None,
+        &[
+            good[0].clone(),
+            with_signature(&good[1], |s| s[5] ^= 0x80)?,
+            foreign3,
+        ],
+        Err(("invalid_receipt", 2)),
+    );
+    let mut before_last = receipt_claims(u64::MAX - 1, &receipt_link(&good[4]), "tx_max_1");
+    before_last.iat = MID_2025;
+    let before_last = sign_receipt(&before_last, &a)?;
+    let mut last = receipt_claims(u64::MAX, &receipt_link(&before_last), "tx_max");
+    last.iat = MID_2025;
+    let last = sign_receipt(&last, &a)?;
+    let mut wrapped = receipt_claims(0, &receipt_link(&last), "tx_0");
+    wrapped.iat = MID_2025;
+    let wrapped = sign_receipt(&wrapped, &a)?;
+    case(
+        "the largest sequence number continues a trusted receipt",
+        Some(&before_last),
+        std::slice::from_ref(&last),
+        Ok(1),
+    );
+    case(
+        "sequence 0 after the largest sequence number (no wrap-around)",
+        Some(&before_last),
+        &[last, wrapped],
+        Err(("receipt_chain_broken", 1)),
+    );
     let witnessed = witnessed_receipt_vectors(&a, &good, &stranger)?;
     let advance = advance_witness_vectors(&a, &good, &stranger)?;
     Ok(json!({
@@ -832,6 +1087,20 @@ fn advance_witness_vectors(
         Err("witness_mismatch"),
     );
     case(
+        "the receipt the witness links to",
+        Some(&good[2]),
+        &good[1],
+        Ok(false),
+    );
+    let mut other2 = receipt_claims(2, &receipt_link(&good[0]), "tx_2");
+    other2.total = 1;
+    case(
+        "another receipt at the sequence before the witness's",
+        Some(&good[2]),
+        &sign_receipt(&other2, a)?,
+        Err("witness_mismatch"),
+    );
+    case(
         "signed by an untrusted key",
         Some(&good[0]),
         &chain(stranger, 2)?[1],
@@ -867,6 +1136,10 @@ fn dynamic_key_vectors() -> Result<Value> {
         json!({"name": "empty password", "system": system, "login": "anna", "password": "", "params": params_json(cheap), "error": "invalid_login"}),
         json!({"name": "memory below 8 KiB per lane", "system": system, "login": "anna", "password": "pw", "params": {"memoryKib": 4, "iterations": 1, "parallelism": 1}, "error": "invalid_login"}),
         json!({"name": "zero iterations", "system": system, "login": "anna", "password": "pw", "params": {"memoryKib": 64, "iterations": 0, "parallelism": 1}, "error": "invalid_login"}),
+        json!({"name": "memory above 1 GiB", "system": system, "login": "anna", "password": "pw", "params": {"memoryKib": DYNAMIC_KEY_MAX_MEMORY_KIB + 1, "iterations": 1, "parallelism": 1}, "error": "invalid_login"}),
+        json!({"name": "memory 4 TiB (u32 max)", "system": system, "login": "anna", "password": "pw", "params": {"memoryKib": u32::MAX, "iterations": 1, "parallelism": 1}, "error": "invalid_login"}),
+        json!({"name": "iterations above 64", "system": system, "login": "anna", "password": "pw", "params": {"memoryKib": 64, "iterations": DYNAMIC_KEY_MAX_ITERATIONS + 1, "parallelism": 1}, "error": "invalid_login"}),
+        json!({"name": "17 lanes", "system": system, "login": "anna", "password": "pw", "params": {"memoryKib": 8 * 17, "iterations": 1, "parallelism": DYNAMIC_KEY_MAX_PARALLELISM + 1}, "error": "invalid_login"}),
     ];
     let mut derive = Vec::new();
     for (login, password, params) in [
@@ -1003,6 +1276,45 @@ fn dynamic_key_vectors() -> Result<Value> {
     case(
         "short nonce",
         &k.replacen(&B64.encode(nonce), &B64.encode([0x5A; 15]), 1),
+        &anna.public_key(),
+        system,
+        now,
+        Err("malformed_dynamic_key"),
+    );
+    let (unsigned, sig64) = k.rsplit_once('.').unwrap_or_default();
+    let (head, nonce64) = unsigned.rsplit_once('.').unwrap_or_default();
+    case(
+        "unused bits set in the nonce's last character",
+        &format!("{head}.{}.{sig64}", lenient_twin(nonce64)?),
+        &anna.public_key(),
+        system,
+        now,
+        Err("malformed_dynamic_key"),
+    );
+    case(
+        "unused bits set in the signature's last character",
+        &format!("{unsigned}.{}", lenient_twin(sig64)?),
+        &anna.public_key(),
+        system,
+        now,
+        Err("malformed_dynamic_key"),
+    );
+    if !sig64.contains('-') {
+        return Err(Error::MalformedDynamicKey {
+            reason: "the vector signature has no '-' to swap".into(),
+        });
+    }
+    case(
+        "+ for - in the signature (the standard base64 alphabet)",
+        &format!("{unsigned}.{}", sig64.replacen('-', "+", 1)),
+        &anna.public_key(),
+        system,
+        now,
+        Err("malformed_dynamic_key"),
+    );
+    case(
+        "a trailing line break",
+        &format!("{k}\n"),
         &anna.public_key(),
         system,
         now,
