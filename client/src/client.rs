@@ -449,19 +449,34 @@ impl Client {
     }
 
     /// `GET /products` with the catalogue's RVE: only products changed after it come
-    /// back, and are merged into `catalogue` (deleted ones removed); the catalogue's RVE
-    /// moves to the server's. The first sync (no RVE) fetches everything.
+    /// back, and are merged into `catalogue` (a withdrawn product stays, with `active`
+    /// false); the catalogue's RVE moves to the server's. The first sync (no RVE) fetches
+    /// everything. While the server says `more` (a page holds at most 1,000 products),
+    /// the next page is fetched; each page is merged as it arrives, so a sync cut short
+    /// keeps what it got and the next one goes on from there.
     pub async fn sync_products(&self, catalogue: &mut ProductCatalogue) -> Result<ProductSync> {
-        let mut req = self.authed(Method::Get, "/products")?;
-        if let Some(rve) = &catalogue.rve {
-            req = req.query(&[("rve", rve.as_str())]);
+        let mut changed = 0;
+        loop {
+            let mut req = self.authed(Method::Get, "/products")?;
+            if let Some(rve) = &catalogue.rve {
+                req = req.query(&[("rve", rve.as_str())]);
+            }
+            let resp = self.send(req).await?;
+            let (delta, rve, whole) = parse_list::<ProductOut>(&resp.body, &["items", "products"])?;
+            let more = whole.get("more").and_then(serde_json::Value::as_bool) == Some(true);
+            let delta = delta.into_iter().map(Product::from).collect();
+            let rve = rve.or_else(|| resp.header("x-rve"));
+            if more && (rve.is_none() || rve == catalogue.rve) {
+                // Asking again with the same RVE would get the same page forever.
+                return Err(ClientError::InvalidResponse(
+                    "more products follow, but the RVE did not move".into(),
+                ));
+            }
+            changed += catalogue.merge(delta, rve);
+            if !more {
+                return Ok(ProductSync { changed });
+            }
         }
-        let resp = self.send(req).await?;
-        let (delta, rve, _) = parse_list::<ProductOut>(&resp.body, &["items", "products"])?;
-        let delta = delta.into_iter().map(Product::from).collect();
-        let rve = rve.or_else(|| resp.header("x-rve"));
-        let changed = catalogue.merge(delta, rve);
-        Ok(ProductSync { changed })
     }
 
     /// `PUT /products/{id}`: creates or replaces a product of the register's company

@@ -193,8 +193,30 @@ async fn post_tx(
     (StatusCode::CREATED, Json(v.clone())).into_response()
 }
 
+/// `GET /products`: pages of one product each, `more` until the RVE reaches 3; a stuck
+/// cursor (the same `rve` with `more`) when asked with `rve=stuck`.
+async fn products(Query(q): Query<HashMap<String, String>>) -> Response {
+    let at: u32 = match q.get("rve").map(String::as_str) {
+        None => 0,
+        Some("stuck") => {
+            return Json(serde_json::json!({"rve": "stuck", "items": [], "more": true}))
+                .into_response();
+        }
+        Some(r) => r.parse().unwrap(),
+    };
+    let next = at + 1;
+    Json(serde_json::json!({
+        "rve": next.to_string(),
+        "items": [{"id": format!("p{next}"), "name": "P", "price": 100, "currency": "SEK",
+                   "vatRate": 2500, "updatedAt": "2024-01-01T00:00:00Z"}],
+        "more": next < 3,
+    }))
+    .into_response()
+}
+
 async fn spawn(stub: Arc<Stub>) -> String {
     let app = axum::Router::new()
+        .route("/products", get(products))
         .route("/auth/handshake", get(handshake))
         .route("/activations/activation-code", get(activation_code))
         .route("/transactions", post(post_tx))
@@ -610,4 +632,24 @@ async fn an_oversized_answer_is_refused_not_read_into_memory() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let n = sent.load(Ordering::Relaxed);
     assert!(n >= cap && n < 32 * cap, "{n} bytes sent");
+}
+
+#[tokio::test]
+async fn product_sync_follows_more_and_refuses_a_stuck_cursor() {
+    let base = spawn(Arc::default()).await;
+    let c = client(&base, "products");
+    let mut catalogue = tillgate_client::ProductCatalogue::default();
+    let s = c.sync_products(&mut catalogue).await.unwrap();
+    assert_eq!(s.changed, 3);
+    assert_eq!(catalogue.rve.as_deref(), Some("3"));
+    let mut ids: Vec<&str> = catalogue.products.keys().map(String::as_str).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["p1", "p2", "p3"]);
+
+    let mut stuck = tillgate_client::ProductCatalogue {
+        rve: Some("stuck".into()),
+        ..Default::default()
+    };
+    let e = c.sync_products(&mut stuck).await.unwrap_err();
+    assert_eq!(e.code(), "invalid_response", "{e:?}");
 }

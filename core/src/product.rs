@@ -110,8 +110,8 @@ impl utoipa::ToSchema for Product {
 
 /// Checks a product and its id; every failing field is listed (`invalid_product`).
 ///
-/// The rules: the id is 1–64 characters of `A-Z a-z 0-9 - _ .` (it is a URL path
-/// segment); a product must be sellable as one line of a sale, so `currency`, `name`,
+/// The rules: the id is 1–64 characters of `A-Z a-z 0-9 - _ .`, and neither `.` nor `..`
+/// (it is a URL path segment, and HTTP clients remove those from a path); a product must be sellable as one line of a sale, so `currency`, `name`,
 /// `price` and `vatRate` follow the rules of [`validate_transaction`]
 /// (ISO 4217 code of three upper-case letters; 1–128 characters without control
 /// characters; 0 to 2^53−1 minor units; 0–10000 basis points); a `barcode`, when given,
@@ -122,6 +122,8 @@ impl utoipa::ToSchema for Product {
 pub fn validate_product(id: &str, product: &Product) -> Result<()> {
     let mut e = Vec::new();
     if id.is_empty()
+        || id == "."
+        || id == ".."
         || id.len() > PRODUCT_ID_MAX_LEN
         || !id
             .bytes()
@@ -130,7 +132,7 @@ pub fn validate_product(id: &str, product: &Product) -> Result<()> {
         e.push(FieldError::new(
             "id",
             "invalid_format",
-            "must be 1 to 64 characters of A-Z a-z 0-9 - _ .",
+            "must be 1 to 64 characters of A-Z a-z 0-9 - _ ., and not . or ..",
         ));
     }
     let c = &product.currency;

@@ -272,9 +272,13 @@ pub struct ProductOut {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProductList {
     /// Pass back as `rve` (or `$R` in the URL-path prefix) to get only later changes.
+    /// It is a version in the form of a UTC time: exact only as the server returned it.
     pub rve: String,
     /// Changed products, oldest change first.
     pub items: Vec<ProductOut>,
+    /// More changes follow: ask again with `rve` (a page holds at most 1,000).
+    #[serde(default)]
+    pub more: bool,
 }
 
 // ---- documentation-only shapes ------------------------------------------------------

@@ -88,6 +88,9 @@ impl From<ActivationRow> for AdminActivation {
 pub struct ActivationList {
     /// The registrations, oldest first.
     pub items: Vec<AdminActivation>,
+    /// When the page is full: pass as `after` for the next page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
 
 /// Filter of `GET /admin/activations`.
@@ -101,6 +104,8 @@ pub struct ListQuery {
     /// At most this many (1–1000, default 100).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
+    /// Only registrations after this one (the `next` of the previous page).
+    pub after: Option<String>,
 }
 
 const STATUSES: [&str; 4] = ["pending", "approved", "rejected", "revoked"];
@@ -123,12 +128,31 @@ pub async fn list(
         ));
     }
     let limit = limit(q.limit, 100, 1000)?;
+    let after = match &q.after {
+        Some(id) => {
+            let a = state.store.activation(id).await?.ok_or_else(|| {
+                AppError::bad_request("invalid_cursor", "after names no registration")
+            })?;
+            Some((a.created_at, a.id))
+        }
+        None => None,
+    };
     let rows = state
         .store
-        .list_activations(q.status.as_deref(), limit)
+        .list_activations_after(
+            q.status.as_deref(),
+            after.as_ref().map(|(t, id)| (*t, id.as_str())),
+            limit,
+        )
         .await?;
+    let next = if rows.len() as i64 == limit {
+        rows.last().map(|r| r.id.clone())
+    } else {
+        None
+    };
     Ok(Json(ActivationList {
         items: rows.into_iter().map(AdminActivation::from).collect(),
+        next,
     }))
 }
 
@@ -420,7 +444,11 @@ pub async fn add_staff(
 pub struct ExportQuery {
     /// Only this register.
     pub activation_id: Option<String>,
-    /// With `activationId`: only sequence numbers above this.
+    /// Without `activationId`: only registers after this one, or, with `afterSequence`,
+    /// this one's transactions above that sequence and the later registers' (the
+    /// `nextAfterActivationId` of the previous page).
+    pub after_activation_id: Option<String>,
+    /// With `activationId` or `afterActivationId`: only sequence numbers above this.
     #[param(minimum = 0)]
     pub after_sequence: Option<i64>,
     /// At most this many (1–10000, default 1000).
@@ -471,9 +499,17 @@ pub async fn audit(
 
 /// Exported transactions.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct Export {
     /// Transactions by register and sequence.
     pub items: Vec<TransactionOut>,
+    /// When the page is full, with no `activationId` asked: pass as `afterActivationId`
+    /// (with `afterSequence`) for the next page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_after_activation_id: Option<String>,
+    /// When the page is full: pass as `afterSequence` for the next page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_after_sequence: Option<i64>,
 }
 
 /// `GET /admin/transactions`: export for the admin (by register and sequence).
@@ -486,14 +522,41 @@ pub async fn export(
     ApiQuery(q): ApiQuery<ExportQuery>,
 ) -> AppResult<Json<Export>> {
     let limit = limit(q.limit, 1000, 10_000)?;
-    let rows = state
-        .store
-        .export_txs(
-            q.activation_id.as_deref(),
-            q.after_sequence.unwrap_or(0),
-            limit,
-        )
-        .await?;
+    let after_seq = q.after_sequence.unwrap_or(0);
+    if after_seq < 0 {
+        return Err(AppError::bad_request(
+            "invalid_query",
+            "afterSequence must be 0 or more",
+        ));
+    }
+    let rows = match (&q.activation_id, &q.after_activation_id) {
+        (Some(_), Some(_)) => {
+            return Err(AppError::bad_request(
+                "invalid_query",
+                "activationId and afterActivationId do not go together",
+            ));
+        }
+        (Some(a), None) => state.store.export_txs(Some(a), after_seq, limit).await?,
+        (None, Some(a)) => {
+            state
+                .store
+                .export_all_txs(Some((a, after_seq)), limit)
+                .await?
+        }
+        (None, None) if q.after_sequence.is_some() => {
+            // Once ignored here, and every page was the first.
+            return Err(AppError::bad_request(
+                "invalid_query",
+                "afterSequence needs activationId or afterActivationId",
+            ));
+        }
+        (None, None) => state.store.export_all_txs(None, limit).await?,
+    };
+    let last = if rows.len() as i64 == limit {
+        rows.last().map(|r| (r.activation_id.clone(), r.seq))
+    } else {
+        None
+    };
     let mut production_numbers = std::collections::HashMap::new();
     let mut items = Vec::with_capacity(rows.len());
     for r in rows {
@@ -512,5 +575,13 @@ pub async fn export(
             .unwrap_or_default();
         items.push(tx_out(r, &pn)?);
     }
-    Ok(Json(Export { items }))
+    let (next_after_activation_id, next_after_sequence) = match last {
+        Some((a, seq)) => (q.activation_id.is_none().then_some(a), Some(seq)),
+        None => (None, None),
+    };
+    Ok(Json(Export {
+        items,
+        next_after_activation_id,
+        next_after_sequence,
+    }))
 }

@@ -25,9 +25,11 @@ use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::prefix::UrlTokenContext;
 use crate::state::AppState;
 
-/// The RVE returned by list endpoints lags the server clock by this many seconds, so a
-/// change committed during the same second (or by a process whose clock is slightly
-/// behind) is not skipped by the next delta sync; items may be sent twice, never missed.
+/// The RVE returned by `GET /transactions` lags the server clock by this many seconds, so
+/// a transaction committed during the same second (or by a process whose clock is
+/// slightly behind) is not skipped by the next delta sync; items may be sent twice. The
+/// exact cursor of transactions is `afterSequence`. Products need no lag: their RVE is a
+/// version (see [`crate::db::Store::upsert_product`]).
 pub const RVE_SAFETY_SECS: i64 = 5;
 
 /// Builds the API form of a stored transaction.
@@ -180,9 +182,12 @@ fn since(query: Option<&str>, ctx: Option<&UrlTokenContext>) -> AppResult<i64> {
     Ok(rve.map_or(i64::MIN, Rve::unix_seconds))
 }
 
-fn rve_now(state: &AppState, since: i64) -> AppResult<String> {
-    let t = (state.now() - RVE_SAFETY_SECS).max(since).max(0);
-    Ok(Rve::from_unix(t)?.to_string())
+/// The RVE of a transaction listing, and the `since` to list with: an RVE ahead of the
+/// server's (a register's own clock, a replica's that ran ahead) is lowered to it, so
+/// that transactions stamped before that time are not skipped.
+fn tx_rve(state: &AppState, since: i64) -> AppResult<(String, i64)> {
+    let now = state.now().saturating_sub(RVE_SAFETY_SECS).max(0);
+    Ok((Rve::from_unix(now)?.to_string(), since.min(now)))
 }
 
 /// `GET /transactions`: the register's transactions (delta by RVE or sequence).
@@ -197,7 +202,7 @@ pub async fn list_transactions(
 ) -> AppResult<Json<TransactionList>> {
     let since = since(q.rve.as_deref(), ctx.as_ref().map(|c| &c.0))?;
     let limit = limit(q.limit, 100, 1000)?;
-    let rve = rve_now(&state, since)?;
+    let (rve, since) = tx_rve(&state, since)?;
     let rows = state
         .store
         .list_txs(
@@ -267,16 +272,18 @@ pub async fn put_product(
     ApiJson(p): ApiJson<ProductInput>,
 ) -> AppResult<(StatusCode, Json<ProductOut>)> {
     validate_product(&id, &p)?;
-    let row = ProductRow {
+    let mut row = ProductRow {
         corporate_id: auth.activation.corporate_id.clone(),
         id,
         body: serde_json::to_string(&p).map_err(|e| AppError::internal(e.to_string()))?,
         updated_at: state.now(),
+        rve: 0,
     };
-    let created = state
+    let (created, rve) = state
         .store
         .upsert_product(&row, &auth.activation.id)
         .await?;
+    row.rve = rve;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -313,10 +320,16 @@ pub struct ProductListQuery {
     pub rve: Option<String>,
 }
 
-/// Most products returned by one delta.
-const PRODUCT_PAGE: i64 = 10_000;
+/// Most products returned by one delta; `more` says another page follows.
+const PRODUCT_PAGE: i64 = 1_000;
 
-/// `GET /products`: the company's products changed after the RVE (all without one).
+/// `GET /products`: the company's products changed after the RVE (all without one), a
+/// page at a time.
+///
+/// The RVE is compared with each product's version (see
+/// [`crate::db::Store::upsert_product`]), not with the time of the change, so a change
+/// that commits late, or on a replica whose clock is behind, is not skipped; the answer's
+/// `rve` is the last version sent.
 #[utoipa::path(get, path = "/products", tag = "register", params(ProductListQuery),
     security(("apiKey" = []), ("bearer" = [])),
     responses((status = 200, body = ProductList)))]
@@ -327,20 +340,19 @@ pub async fn list_products(
     ApiQuery(q): ApiQuery<ProductListQuery>,
 ) -> AppResult<Json<ProductList>> {
     let since = since(q.rve.as_deref(), ctx.as_ref().map(|c| &c.0))?;
-    let mut rve = rve_now(&state, since)?;
-    let rows = state
+    let page = state
         .store
-        .list_products(&auth.activation.corporate_id, since, PRODUCT_PAGE)
+        .product_changes(&auth.activation.corporate_id, since, PRODUCT_PAGE)
         .await?;
-    if rows.len() as i64 == PRODUCT_PAGE {
-        // A full page: continue from just before the last change seen.
-        if let Some(last) = rows.last() {
-            rve = Rve::from_unix((last.updated_at - 1).max(since).max(0))?.to_string();
-        }
-    }
-    let items = rows
+    let rve = Rve::from_unix(page.rve.max(0))?.to_string();
+    let items = page
+        .rows
         .into_iter()
         .map(product_out)
         .collect::<AppResult<Vec<_>>>()?;
-    Ok(Json(ProductList { rve, items }))
+    Ok(Json(ProductList {
+        rve,
+        items,
+        more: page.more,
+    }))
 }

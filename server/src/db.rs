@@ -23,8 +23,14 @@ pub enum Backend {
 }
 
 /// The versioned migrations, in order. Never edit one that has shipped; add a new one.
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "init", include_str!("../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../migrations/0001_init.sql")),
+    (
+        2,
+        "product_versions",
+        include_str!("../migrations/0002_product_versions.sql"),
+    ),
+];
 
 /// The newest schema version this server knows (its last migration).
 pub fn schema_version() -> i64 {
@@ -335,6 +341,32 @@ pub struct ProductRow {
     pub body: String,
     /// Last change, Unix seconds.
     pub updated_at: i64,
+    /// Version: what delta sync compares RVEs with. Unique within the company, increasing
+    /// in commit order, never below `updated_at`; set by [`Store::upsert_product`].
+    pub rve: i64,
+}
+
+/// Reads a product row (columns `corporate_id, id, body, updated_at, rve`).
+fn product_from_row(r: &sqlx::any::AnyRow) -> Result<ProductRow, sqlx::Error> {
+    Ok(ProductRow {
+        corporate_id: r.try_get("corporate_id")?,
+        id: r.try_get("id")?,
+        body: r.try_get("body")?,
+        updated_at: r.try_get("updated_at")?,
+        rve: r.try_get("rve")?,
+    })
+}
+
+/// A page of a company's product changes, from [`Store::product_changes`].
+#[derive(Debug, Clone)]
+pub struct ProductChanges {
+    /// Changed products, in version order.
+    pub rows: Vec<ProductRow>,
+    /// More changes follow the last row (the page is full).
+    pub more: bool,
+    /// The RVE to pass back for the changes after these: the last row's version, or,
+    /// with no rows, the RVE asked with, lowered to the company's newest version.
+    pub rve: i64,
 }
 
 /// A transaction waiting to be committed by the writer.
@@ -847,29 +879,39 @@ impl Store {
         status: Option<&str>,
         limit: i64,
     ) -> Result<Vec<ActivationRow>, sqlx::Error> {
-        let rows = match status {
-            Some(s) => {
-                let sql = format!(
-                    "SELECT {ACTIVATION_COLS} FROM activations WHERE status = $1 \
-                     ORDER BY created_at, id LIMIT $2"
-                );
-                sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(s)
-                    .bind(limit)
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-            None => {
-                let sql = format!(
-                    "SELECT {ACTIVATION_COLS} FROM activations ORDER BY created_at, id LIMIT $1"
-                );
-                sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(limit)
-                    .fetch_all(&self.pool)
-                    .await?
-            }
+        self.list_activations_after(status, None, limit).await
+    }
+
+    /// [`list_activations`](Self::list_activations) from just after `after` (the
+    /// `created_at` and id of the last registration of the previous page).
+    pub async fn list_activations_after(
+        &self,
+        status: Option<&str>,
+        after: Option<(i64, &str)>,
+        limit: i64,
+    ) -> Result<Vec<ActivationRow>, sqlx::Error> {
+        let (after_time, after_id) = after.unwrap_or((i64::MIN, ""));
+        let filter = if status.is_some() {
+            "status = $4 AND"
+        } else {
+            ""
         };
-        rows.iter().map(activation_from_row).collect()
+        let sql = format!(
+            "SELECT {ACTIVATION_COLS} FROM activations WHERE {filter} \
+             (created_at > $1 OR (created_at = $1 AND id > $2)) ORDER BY created_at, id LIMIT $3"
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(after_time)
+            .bind(after_id)
+            .bind(limit);
+        if let Some(s) = status {
+            q = q.bind(s);
+        }
+        q.fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(activation_from_row)
+            .collect()
     }
 
     /// Records an admin decision if the activation is in one of `from` statuses.
@@ -1703,6 +1745,31 @@ impl Store {
                     .fetch_all(&self.pool)
                     .await?
             }
+            None => return self.export_all_txs(None, limit).await,
+        };
+        rows.iter().map(tx_from_row).collect()
+    }
+
+    /// Every register's transactions by register and sequence, from just after `after`
+    /// (a register and a sequence number: the last row of the previous page).
+    pub async fn export_all_txs(
+        &self,
+        after: Option<(&str, i64)>,
+        limit: i64,
+    ) -> Result<Vec<TxRow>, sqlx::Error> {
+        let rows = match after {
+            Some((activation_id, seq)) => {
+                let sql = format!(
+                    "SELECT {TX_COLS} FROM transactions WHERE activation_id > $1 \
+                     OR (activation_id = $1 AND seq > $2) ORDER BY activation_id, seq LIMIT $3"
+                );
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(activation_id)
+                    .bind(seq)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
             None => {
                 let sql = format!(
                     "SELECT {TX_COLS} FROM transactions ORDER BY activation_id, seq LIMIT $1"
@@ -1718,59 +1785,93 @@ impl Store {
 
     // ---- products ---------------------------------------------------------------
 
-    /// Inserts or updates a product; returns true if it was created.
+    /// Inserts or updates a product; returns whether it was created, and its version.
+    ///
+    /// One write transaction. The version is `max(updated_at, newest + 1)`, `newest`
+    /// being the company's newest version read in the same transaction, and a company's
+    /// product writes take turns (SQLite's write lock; on PostgreSQL an advisory lock per
+    /// company, held until commit). So versions are unique within a company and increase
+    /// in the order changes commit: a listing that has seen version `v` is followed only
+    /// by commits above `v`, whatever the clocks of the replicas or the time a commit took.
     pub async fn upsert_product(
         &self,
         p: &ProductRow,
         updated_by: &str,
-    ) -> Result<bool, sqlx::Error> {
+    ) -> Result<(bool, i64), sqlx::Error> {
+        let mut conn = self.write_conn().await?;
+        let mut tx = conn.begin().await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                .bind(format!("tillgate-products:{}", p.corporate_id))
+                .execute(&mut *tx)
+                .await?;
+        }
+        let newest: Option<i64> =
+            sqlx::query("SELECT MAX(rve) AS newest FROM products WHERE corporate_id = $1")
+                .bind(&p.corporate_id)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("newest")?;
         let existed = sqlx::query("SELECT id FROM products WHERE corporate_id = $1 AND id = $2")
             .bind(&p.corporate_id)
             .bind(&p.id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *tx)
             .await?
             .is_some();
+        let rve = newest.map_or(p.updated_at, |n| p.updated_at.max(n.saturating_add(1)));
         sqlx::query(
-            "INSERT INTO products (corporate_id, id, body, updated_at, updated_by) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (corporate_id, id) DO UPDATE SET \
-             body = excluded.body, updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+            "INSERT INTO products (corporate_id, id, body, updated_at, updated_by, rve) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (corporate_id, id) DO UPDATE SET \
+             body = excluded.body, updated_at = excluded.updated_at, \
+             updated_by = excluded.updated_by, rve = excluded.rve",
         )
         .bind(&p.corporate_id)
         .bind(&p.id)
         .bind(&p.body)
         .bind(p.updated_at)
         .bind(updated_by)
-        .execute(&self.pool)
+        .bind(rve)
+        .execute(&mut *tx)
         .await?;
-        Ok(!existed)
+        tx.commit().await?;
+        Ok((!existed, rve))
     }
 
-    /// A company's products changed after `since` (Unix seconds), oldest change first.
-    pub async fn list_products(
+    /// A company's products whose version is above `since`, in version order, at most
+    /// `limit` of them.
+    ///
+    /// An RVE above the company's newest version (a register's own clock, or a server's
+    /// that ran ahead) is lowered to it first: asking with it must not skip the changes
+    /// that will come below it.
+    pub async fn product_changes(
         &self,
         corporate_id: &str,
         since: i64,
         limit: i64,
-    ) -> Result<Vec<ProductRow>, sqlx::Error> {
-        sqlx::query(
-            "SELECT corporate_id, id, body, updated_at FROM products WHERE corporate_id = $1 \
-             AND updated_at > $2 ORDER BY updated_at, id LIMIT $3",
+    ) -> Result<ProductChanges, sqlx::Error> {
+        let newest: Option<i64> =
+            sqlx::query("SELECT MAX(rve) AS newest FROM products WHERE corporate_id = $1")
+                .bind(corporate_id)
+                .fetch_one(&self.pool)
+                .await?
+                .try_get("newest")?;
+        let since = newest.map_or(since, |n| since.min(n));
+        let mut rows = sqlx::query(
+            "SELECT corporate_id, id, body, updated_at, rve FROM products \
+             WHERE corporate_id = $1 AND rve > $2 ORDER BY rve LIMIT $3",
         )
         .bind(corporate_id)
         .bind(since)
-        .bind(limit)
+        .bind(limit.saturating_add(1))
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(|r| {
-            Ok(ProductRow {
-                corporate_id: r.try_get("corporate_id")?,
-                id: r.try_get("id")?,
-                body: r.try_get("body")?,
-                updated_at: r.try_get("updated_at")?,
-            })
-        })
-        .collect()
+        .map(product_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+        let more = rows.len() as i64 > limit;
+        rows.truncate(usize::try_from(limit).unwrap_or(0));
+        let rve = rows.last().map_or(since, |r| r.rve.max(since));
+        Ok(ProductChanges { rows, more, rve })
     }
 
     /// One product of a company.
@@ -1780,20 +1881,15 @@ impl Store {
         id: &str,
     ) -> Result<Option<ProductRow>, sqlx::Error> {
         sqlx::query(
-            "SELECT corporate_id, id, body, updated_at FROM products WHERE corporate_id = $1 AND id = $2",
+            "SELECT corporate_id, id, body, updated_at, rve FROM products \
+             WHERE corporate_id = $1 AND id = $2",
         )
         .bind(corporate_id)
         .bind(id)
         .fetch_optional(&self.pool)
         .await?
-        .map(|r| {
-            Ok(ProductRow {
-                corporate_id: r.try_get("corporate_id")?,
-                id: r.try_get("id")?,
-                body: r.try_get("body")?,
-                updated_at: r.try_get("updated_at")?,
-            })
-        })
+        .as_ref()
+        .map(product_from_row)
         .transpose()
     }
 }
@@ -2479,11 +2575,81 @@ mod tests {
         let url = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
         let err = Store::connect(&url, 2).await.err().unwrap().to_string();
         assert!(
-            err.contains("schema version 99, newer than this tillgate-server knows (1)"),
+            err.contains(&format!(
+                "schema version 99, newer than this tillgate-server knows ({})",
+                schema_version()
+            )),
             "{err}"
         );
         let again = Store::connect(&url, 2).await.err().unwrap().to_string();
         assert_eq!(again, err);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Products stored by a version-1 server get versions when the database is migrated:
+    /// unique within their company, in the order of their change times, never below them.
+    #[tokio::test]
+    async fn products_of_a_version_1_database_get_versions() {
+        let dir = std::env::temp_dir().join(format!("tillgate-db-v1-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
+        sqlx::any::install_default_drivers();
+        let mut c = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+            .await
+            .unwrap();
+        sqlx::raw_sql(MIGRATIONS[0].2)
+            .execute(&mut c)
+            .await
+            .unwrap();
+        sqlx::raw_sql(
+            "CREATE TABLE tillgate_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, \
+             applied_at BIGINT NOT NULL); \
+             INSERT INTO tillgate_migrations VALUES (1, 'init', 0); \
+             INSERT INTO products (corporate_id, id, body, updated_at, updated_by) VALUES \
+             ('X', 'p3', '{}', 100, 'a'), ('X', 'p1', '{}', 100, 'a'), ('X', 'p2', '{}', 100, 'a'), \
+             ('X', 'p4', '{}', 101, 'a'), ('X', 'p5', '{}', 200, 'a'), ('Y', 'q1', '{}', 100, 'a');",
+        )
+        .execute(&mut c)
+        .await
+        .unwrap();
+        sqlx::Connection::close(c).await.unwrap();
+        let store = Store::connect(&url, 2).await.unwrap();
+        let x = store.product_changes("X", i64::MIN, 100).await.unwrap();
+        let got: Vec<(&str, i64, i64)> = x
+            .rows
+            .iter()
+            .map(|r| (r.id.as_str(), r.updated_at, r.rve))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("p1", 100, 100),
+                ("p2", 100, 101),
+                ("p3", 100, 102),
+                ("p4", 101, 103),
+                ("p5", 200, 200)
+            ]
+        );
+        assert_eq!((x.more, x.rve), (false, 200));
+        let y = store.product_changes("Y", i64::MIN, 100).await.unwrap();
+        assert_eq!(y.rows[0].rve, 100);
+        // The next change of X is above every version, though stamped earlier.
+        let row = ProductRow {
+            corporate_id: "X".into(),
+            id: "p1".into(),
+            body: "{}".into(),
+            updated_at: 150,
+            rve: 0,
+        };
+        assert_eq!(store.upsert_product(&row, "a").await.unwrap(), (false, 201));
+        let after = store.product_changes("X", 200, 100).await.unwrap();
+        assert_eq!(after.rows.len(), 1);
+        assert_eq!(
+            (after.rows[0].id.as_str(), after.rows[0].updated_at),
+            ("p1", 150)
+        );
+        store.close().await;
         let _ = std::fs::remove_dir_all(&dir);
     }
 

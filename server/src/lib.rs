@@ -26,6 +26,7 @@ pub mod state;
 pub mod transfer;
 
 use std::convert::Infallible;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -34,6 +35,7 @@ use axum::Router;
 use axum::extract::Request;
 use axum::response::{IntoResponse as _, Response};
 use axum::routing::{get, post, put};
+use futures_util::FutureExt as _;
 use tower::ServiceExt as _;
 use tracing::Instrument as _;
 
@@ -189,8 +191,11 @@ async fn front(app: App, req: Request) -> Result<Response, Infallible> {
         };
         match prefix::rewrite(st, serve::limit_body(st, req)) {
             Ok(req) => {
-                let Ok(resp) = router.oneshot(req).await;
-                resp
+                or_internal_error(async move {
+                    let Ok(resp) = router.oneshot(req).await;
+                    resp
+                })
+                .await
             }
             Err(e) => e.into_response(),
         }
@@ -234,10 +239,44 @@ async fn front(app: App, req: Request) -> Result<Response, Infallible> {
     Ok(resp)
 }
 
+/// Runs a handler. One that panics (a defect: bad input has typed errors) answers 500
+/// `internal_error` like any other server error, instead of the connection being dropped
+/// without an answer. The panic's message goes to stderr through the panic hook, not to
+/// the request log.
+async fn or_internal_error(handler: impl Future<Output = Response>) -> Response {
+    match AssertUnwindSafe(handler).catch_unwind().await {
+        Ok(resp) => resp,
+        Err(_) => error::AppError::internal("the request handler panicked").into_response(),
+    }
+}
+
 /// Whether a client-sent `X-Request-Id` is reused: 1–64 of `[A-Za-z0-9_-]`.
 fn is_request_id(v: &[u8]) -> bool {
     !v.is_empty()
         && v.len() <= 64
         && v.iter()
             .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_not_a_dropped_connection() {
+        let resp = or_internal_error(async {
+            if std::hint::black_box(true) {
+                panic!("a defect");
+            }
+            axum::http::StatusCode::OK.into_response()
+        })
+        .await;
+        assert_eq!(resp.status(), 500);
+        assert_eq!(
+            resp.extensions().get::<error::ProblemCode>().map(|c| c.0),
+            Some("internal_error")
+        );
+        let fine = or_internal_error(async { axum::http::StatusCode::OK.into_response() }).await;
+        assert_eq!(fine.status(), 200);
+    }
 }

@@ -181,7 +181,7 @@ fn own_problems(operation_id: &str) -> &'static [(u16, &'static [&'static str])]
             ),
             (409, &["renewal_too_early", "registration_changed"]),
         ],
-        "list" => &[(400, &["invalid_status", "invalid_limit"])],
+        "list" => &[(400, &["invalid_status", "invalid_limit", "invalid_cursor"])],
         "approve" | "reject" | "revoke" => &[
             (400, &["invalid_body", "invalid_decision"]),
             (404, &["activation_not_found"]),

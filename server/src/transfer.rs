@@ -135,6 +135,7 @@ const TABLES: &[Table] = &[
             ("body", Text),
             ("updated_at", Int),
             ("updated_by", Text),
+            ("rve", Int),
         ],
     },
 ];

@@ -21,6 +21,7 @@ on_both!(
     idempotent_transactions_and_receipt_chain,
     tenancy_refusals,
     products_delta_sync,
+    admin_lists_and_exports_page_to_the_end,
     bad_input_is_4xx,
     key_rotation,
     rate_limits,
@@ -892,6 +893,98 @@ async fn idempotent_transactions_and_receipt_chain(db: &TestDb, b: Backend) {
     assert_eq!(export["items"].as_array().unwrap().len(), 43);
 }
 
+/// The admin's registration list and transaction export page through everything with
+/// the cursors they return, each row once.
+async fn admin_lists_and_exports_page_to_the_end(db: &TestDb, b: Backend) {
+    let s = Srv::start(db, b).await;
+    let mut keys = Vec::new();
+    for d in 0..3 {
+        let (a, key) = s.register(CORP_A, &format!("dev-{d}")).await;
+        keys.push((a["activationId"].as_str().unwrap().to_owned(), key));
+    }
+    for (_, key) in &keys {
+        for t in 0..3 {
+            assert_eq!(
+                s.post_tx(key, &format!("t{t}"), &sale(100)).await.status(),
+                201
+            );
+        }
+    }
+    // Registrations, two a page.
+    let mut ids = Vec::new();
+    let mut path = "/admin/activations?limit=2".to_owned();
+    loop {
+        let page = s.get_json_as(&path, ADMIN_KEY).await;
+        for a in page["items"].as_array().unwrap() {
+            ids.push(a["activationId"].as_str().unwrap().to_owned());
+        }
+        match page["next"].as_str() {
+            Some(next) => path = format!("/admin/activations?limit=2&after={next}"),
+            None => break,
+        }
+    }
+    let mut expected: Vec<String> = keys.iter().map(|(a, _)| a.clone()).collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    expected.sort();
+    assert_eq!(sorted, expected, "each registration once: {ids:?}");
+    problem(
+        s.get("/admin/activations?after=act_nope", ADMIN_KEY).await,
+        400,
+        "invalid_cursor",
+    )
+    .await;
+    // Every register's transactions, four a page: 9 rows in three pages.
+    let mut rows = Vec::new();
+    let mut path = "/admin/transactions?limit=4".to_owned();
+    let mut pages = 0;
+    loop {
+        let page = s.get_json_as(&path, ADMIN_KEY).await;
+        pages += 1;
+        for t in page["items"].as_array().unwrap() {
+            rows.push(t["id"].as_str().unwrap().to_owned());
+        }
+        match (
+            page["nextAfterActivationId"].as_str(),
+            page["nextAfterSequence"].as_i64(),
+        ) {
+            (Some(a), Some(seq)) => {
+                path = format!(
+                    "/admin/transactions?limit=4&afterActivationId={a}&afterSequence={seq}"
+                );
+            }
+            (None, None) => break,
+            other => panic!("half a cursor: {other:?}"),
+        }
+    }
+    assert_eq!(pages, 3);
+    let mut unique = rows.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!((rows.len(), unique.len()), (9, 9));
+    // One register's, by sequence.
+    let one = s
+        .get_json_as(
+            &format!(
+                "/admin/transactions?activationId={}&afterSequence=1&limit=1",
+                keys[0].0
+            ),
+            ADMIN_KEY,
+        )
+        .await;
+    assert_eq!(one["items"][0]["sequence"], 2);
+    assert_eq!(one["nextAfterSequence"], 2);
+    assert!(one.get("nextAfterActivationId").is_none());
+    // A sequence without a register is refused, not ignored.
+    problem(
+        s.get("/admin/transactions?afterSequence=1", ADMIN_KEY)
+            .await,
+        400,
+        "invalid_query",
+    )
+    .await;
+}
+
 async fn tenancy_refusals(db: &TestDb, b: Backend) {
     let s = Srv::start(db, b).await;
     let (_, k1) = s.register(CORP_A, "dev-1").await;
@@ -1024,6 +1117,118 @@ async fn products_delta_sync(db: &TestDb, b: Backend) {
         .await
         .unwrap();
     assert!(none["items"].as_array().unwrap().is_empty());
+    assert_eq!(none["more"], false);
+    let newest = none["rve"].as_str().unwrap().to_owned();
+
+    // A change stamped before the RVE a listing handed out, but committed after it (a
+    // slow commit, a replica whose clock is behind), still comes with the next delta:
+    // the RVE is compared with versions, which follow the order of commits.
+    let stamped_earlier = tillgate_server::db::ProductRow {
+        corporate_id: CORP_A.into(),
+        id: "late".into(),
+        body: json!({"name": "late", "price": 5, "currency": "SEK", "vatRate": 2500}).to_string(),
+        updated_at: s.state.now() - 600,
+        rve: 0,
+    };
+    s.state
+        .store
+        .upsert_product(&stamped_earlier, "dev-1")
+        .await
+        .unwrap();
+    let delta: Value = s
+        .get_json_as(&format!("/products?rve={newest}"), &key)
+        .await;
+    let ids: Vec<&str> = delta["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["late"]);
+    // The product keeps the time it was changed; only its version moved on.
+    assert_eq!(
+        delta["items"][0]["updatedAt"],
+        tillgate_core::format_rfc3339(stamped_earlier.updated_at).unwrap()
+    );
+    let newest = delta["rve"].as_str().unwrap().to_owned();
+
+    // An RVE from the future (a register's own clock) is lowered to the newest version:
+    // the changes made before that time still come.
+    let future = tillgate_core::Rve::from_unix(s.state.now() + 3_600)
+        .unwrap()
+        .to_string();
+    let ahead: Value = s
+        .get_json_as(&format!("/products?rve={future}"), &key)
+        .await;
+    assert!(ahead["items"].as_array().unwrap().is_empty());
+    assert_eq!(ahead["rve"].as_str().unwrap(), newest);
+    assert_eq!(put("c", 300).await.status(), 201);
+    let after: Value = s
+        .get_json_as(
+            &format!("/products?rve={}", ahead["rve"].as_str().unwrap()),
+            &key,
+        )
+        .await;
+    assert_eq!(after["items"][0]["id"], "c");
+
+    // Many changes in one second: each gets its own version, a page holds 1,000, and
+    // following `rve` while `more` is set gives every change exactly once.
+    let mut rve = after["rve"].as_str().unwrap().to_owned();
+    for i in 0..1_001 {
+        let row = tillgate_server::db::ProductRow {
+            corporate_id: CORP_A.into(),
+            id: format!("bulk-{i:04}"),
+            body: json!({"name": "bulk", "price": i, "currency": "SEK", "vatRate": 2500})
+                .to_string(),
+            updated_at: s.state.now(),
+            rve: 0,
+        };
+        s.state.store.upsert_product(&row, "dev-1").await.unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    loop {
+        let page: Value = s.get_json_as(&format!("/products?rve={rve}"), &key).await;
+        pages += 1;
+        for p in page["items"].as_array().unwrap() {
+            seen.push(p["id"].as_str().unwrap().to_owned());
+        }
+        let next = page["rve"].as_str().unwrap().to_owned();
+        assert!(next > rve, "the RVE moves forward");
+        rve = next;
+        if page["more"] == false {
+            break;
+        }
+    }
+    assert_eq!(pages, 2);
+    let expected: Vec<String> = (0..1_001).map(|i| format!("bulk-{i:04}")).collect();
+    assert_eq!(seen, expected);
+
+    // Writers at once (on PostgreSQL each on its own connection): every one is stored
+    // with a version of its own, and the next delta has them all.
+    let puts = (0..16).map(|i| {
+        let id = format!("par-{i:02}");
+        let req = s
+            .http
+            .put(s.url(&format!("/products/{id}")))
+            .bearer_auth(&key)
+            .json(&json!({"name": id, "price": 1, "currency": "SEK", "vatRate": 2500}));
+        async move { req.send().await.unwrap().status().as_u16() }
+    });
+    for r in futures_join_all(puts).await {
+        assert_eq!(r, 201);
+    }
+    let par: Value = s.get_json_as(&format!("/products?rve={rve}"), &key).await;
+    let mut ids: Vec<&str> = par["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    let expected: Vec<String> = (0..16).map(|i| format!("par-{i:02}")).collect();
+    assert_eq!(ids, expected);
+
     // Product validation comes from core's rules, fields renamed.
     let r = s
         .http
@@ -1043,6 +1248,21 @@ async fn products_delta_sync(db: &TestDb, b: Backend) {
     for f in ["name", "price", "currency", "vatRate"] {
         assert!(fields.contains(&f), "{fields:?}");
     }
+}
+
+/// Runs the futures at once on the test's runtime; their outputs in order.
+async fn futures_join_all<F: std::future::Future + Send + 'static>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
 }
 
 async fn bad_input_is_4xx(db: &TestDb, b: Backend) {

@@ -251,6 +251,13 @@ impl Srv {
             .unwrap()
     }
 
+    /// `GET path` with the key as a bearer token, as JSON (the status must be 200).
+    pub async fn get_json_as(&self, path: &str, key: &str) -> Value {
+        let r = self.get(path, key).await;
+        assert_eq!(r.status(), 200, "GET {path}");
+        r.json().await.unwrap()
+    }
+
     pub async fn get(&self, path: &str, key: &str) -> Response {
         self.http
             .get(self.url(path))

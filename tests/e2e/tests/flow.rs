@@ -622,4 +622,21 @@ async fn products_delta_sync() {
     on_sale.sort_unstable();
     assert_eq!(on_sale, ["Kaffe", "Te"]);
     assert_eq!(catalogue.products["kaffe"].price, 2500);
+
+    // A catalogue import larger than a page, all in one second: one sync gets it all,
+    // page after page.
+    for i in 0..1_010 {
+        client
+            .put_product(&product(&format!("item-{i:04}"), "Item", 100 + i))
+            .await
+            .unwrap();
+    }
+    let s = client.sync_products(&mut catalogue).await.unwrap();
+    assert_eq!(s.changed, 1_010);
+    assert_eq!(catalogue.products.len(), 1_013);
+    assert_eq!(catalogue.products["item-1009"].price, 1_109);
+    assert_eq!(
+        client.sync_products(&mut catalogue).await.unwrap().changed,
+        0
+    );
 }
