@@ -382,11 +382,14 @@ pub async fn add_staff_checked(
         s.iterations.unwrap_or(d.iterations),
         s.parallelism.unwrap_or(d.parallelism),
     );
-    if !(1..=16).contains(&p) || i == 0 || m < 8 * p || m > 4 * 1024 * 1024 {
-        return Err(AppError::bad_request(
-            "invalid_staff",
-            "Argon2 parameters: parallelism 1–16, iterations ≥ 1, memory 8×parallelism KiB to 4 GiB",
-        ));
+    // The bounds apps accept (core): a login stored outside them could not be derived.
+    let params = tillgate_core::DynamicKeyParams {
+        memory_kib: m,
+        iterations: i,
+        parallelism: p,
+    };
+    if let Err(e) = params.check() {
+        return Err(AppError::bad_request("invalid_staff", e.to_string()));
     }
     if state_store.activation(&s.activation_id).await?.is_none() {
         return Err(AppError::not_found(

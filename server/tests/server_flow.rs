@@ -469,6 +469,20 @@ async fn url_path_tokens_and_dynamic_keys(db: &TestDb, b: Backend) {
         .await
         .unwrap();
     problem(r, 400, "invalid_staff").await;
+    // Argon2 parameters no app would derive (core's bounds: 1 GiB, 64 passes).
+    for (memory, passes) in [(2 * 1024 * 1024, 2), (19_456, 65)] {
+        let r = s
+            .http
+            .post(s.url("/admin/staff"))
+            .bearer_auth(ADMIN_KEY)
+            .json(&json!({"login": "bert", "activationId": id,
+                "publicKey": pk, "memoryKib": memory, "iterations": passes}))
+            .send()
+            .await
+            .unwrap();
+        let p = problem(r, 400, "invalid_staff").await;
+        assert!(p["detail"].as_str().unwrap().contains("Argon2"), "{p}");
+    }
 }
 
 async fn expiry_and_renewal(db: &TestDb, b: Backend) {
