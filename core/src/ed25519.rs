@@ -110,6 +110,15 @@ impl TrustedKey {
         verify_with(&self.key, message, sig)
     }
 
+    /// Whether the table is built (verifications now go through it).
+    pub(crate) fn has_table(&self) -> bool {
+        #[cfg(feature = "fast")]
+        let built = self.table.get().is_some();
+        #[cfg(not(feature = "fast"))]
+        let built = false;
+        built
+    }
+
     /// The table of `-A`, built at the [`TABLE_AFTER_USES`]-th call.
     #[cfg(feature = "fast")]
     fn table(&self) -> Option<&curve25519_dalek::edwards::EdwardsBasepointTable> {

@@ -263,6 +263,14 @@ impl TrustedKeys {
         self.keys.is_empty()
     }
 
+    /// Whether the key `kid` verifies through its precomputed table yet (built after
+    /// 16 verifications with this very set, on `fast` builds; never otherwise). For tests
+    /// of code that keeps a set, such as the bindings; not part of the API.
+    #[doc(hidden)]
+    pub fn uses_table(&self, kid: &str) -> bool {
+        self.keys.get(kid).is_some_and(TrustedKey::has_table)
+    }
+
     pub(crate) fn get(&self, kid: &str) -> Result<&TrustedKey> {
         self.keys.get(kid).ok_or_else(|| Error::UnknownKeyId {
             kid: kid.to_owned(),
@@ -311,6 +319,41 @@ mod tests {
         assert_eq!(
             TrustedKeys::from_jwks_json(rsa).unwrap_err().code(),
             "invalid_jwk"
+        );
+    }
+
+    /// The set itself counts its verifications: a key's table is built at its 16th, a
+    /// clone made after that keeps it, and the answers do not change.
+    #[test]
+    fn a_set_builds_its_table_at_the_sixteenth_verification() {
+        let key = SigningKey::from_seed(&[5; 32]);
+        let mut trusted = TrustedKeys::new();
+        trusted.add_jwk(&key.public_jwk()).unwrap();
+        let claims = crate::ServerTimeClaims {
+            iss: "https://pos.example".into(),
+            sub: "TG-7Q2M-K4PX".into(),
+            iat: 1_751_328_000,
+            nonce: None,
+        };
+        let jws = crate::sign_server_time(&claims, &key).unwrap();
+        let mut forged = jws.clone();
+        forged.replace_range(forged.len() - 2.., "AA");
+        assert!(!trusted.uses_table("nope"));
+        for n in 1..=20u32 {
+            assert_eq!(
+                crate::verify_server_time(&jws, &trusted, None).unwrap(),
+                claims
+            );
+            assert!(crate::verify_server_time(&forged, &trusted, None).is_err());
+            assert_eq!(
+                trusted.uses_table(key.kid()),
+                cfg!(feature = "fast") && n * 2 >= 16,
+                "after {n}"
+            );
+        }
+        assert_eq!(
+            trusted.clone().uses_table(key.kid()),
+            cfg!(feature = "fast")
         );
     }
 

@@ -43,6 +43,9 @@ def test_activation_handshake_code_and_transaction():
         activation = await client.activate(request(device))
         assert activation.status == "pending"
         assert client.api_key() == activation.api_key
+        # A key the server issued: printing the activation never shows it.
+        for shown in (str(activation), repr(activation), f"{[activation]}"):
+            assert activation.api_key not in shown and activation.production_number in shown, shown
 
         with pytest.raises(t.TillgateError.Failed) as refused:
             await client.handshake()

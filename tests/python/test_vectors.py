@@ -295,3 +295,32 @@ def test_dynamic_key_round_trip_and_argument_errors():
     key = t.create_dynamic_api_key(pair, 1_700_000_000)
     assert t.verify_dynamic_api_key(key, pair.public_key(), "1,2,3,4", 1_700_000_010, 300).login == "anna"
     expect_err("invalid_argument", t.create_dynamic_api_key_with_nonce, pair, 1, b"abc")
+
+
+def printed(value):
+    """Every way Python prints a value: print() and f-strings, repr(), containers, logging's %s."""
+    return [str(value), f"{value}", repr(value), str([value]), str({"v": value}), "%s" % (value,), "%r" % (value,)]
+
+
+def test_an_activation_prints_without_its_api_key():
+    secret = "Abcdefghij0123456789!@$SecretKey"
+    a = t.Activation(activation_id="act_1", production_number="TG-7Q2M-K4PX", api_key=secret,
+                     status="pending", valid_from="2025-01-01T00:00:00Z", valid_to=None)
+    for shown in printed(a):
+        assert secret not in shown, shown
+        for part in ("<redacted>", "act_1", "TG-7Q2M-K4PX", "pending", "2025-01-01T00:00:00Z"):
+            assert part in shown, shown
+    # Only printing changes: the key is there to store, and equality still holds.
+    assert a.api_key == secret
+    assert a == t.Activation(activation_id="act_1", production_number="TG-7Q2M-K4PX", api_key=secret,
+                             status="pending", valid_from="2025-01-01T00:00:00Z", valid_to=None)
+
+
+def test_a_url_token_prints_without_its_access_token():
+    tok = t.parse_url_token("/OpenApi_1,2,3,4$R20201201134216$$Mysecrettoken/Products")
+    assert tok.token == "Mysecrettoken"
+    for shown in printed(tok):
+        assert "Mysecrettoken" not in shown, shown
+        for part in ("<redacted>", "OpenApi", "20201201134216", "/Products"):
+            assert part in shown, shown
+    assert t.encode_url_token(tok) == "/OpenApi_1,2,3,4$R20201201134216$$Mysecrettoken/Products"

@@ -10,7 +10,7 @@ use tillgate_core as core;
 use crate::records::{
     ActivationRequest, FieldError, ReceiptClaims, Transaction, VerifiedDescriptor,
 };
-use crate::{Result, TillgateError, TrustedKeys, lock};
+use crate::{Result, TillgateError, TrustedKeys, read};
 
 impl From<client::ClientError> for TillgateError {
     fn from(e: client::ClientError) -> Self {
@@ -58,9 +58,12 @@ pub struct ClientConfig {
     pub max_response_bytes: Option<u64>,
 }
 
-/// The result of an activation (`POST /activations-advanced`). `Debug` never shows the
-/// API key.
+/// The result of an activation (`POST /activations-advanced`). Printing it never shows
+/// the API key: `Debug` and `Display` write `<redacted>` in its place, and so do
+/// Kotlin's `toString()`, Python's `str()` and `repr()` and Swift's `description` and
+/// `debugDescription` (exported below, uniffi calls these Rust implementations).
 #[derive(Clone, uniffi::Record)]
+#[uniffi::export(Debug, Display)]
 pub struct Activation {
     /// The activation's id.
     pub activation_id: String,
@@ -86,6 +89,14 @@ impl std::fmt::Debug for Activation {
             .field("valid_from", &self.valid_from)
             .field("valid_to", &self.valid_to)
             .finish()
+    }
+}
+
+/// The same text as `Debug`: what Kotlin's `toString()`, Python's `str()` and Swift's
+/// `description` show.
+impl std::fmt::Display for Activation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
     }
 }
 
@@ -273,7 +284,9 @@ impl Client {
     /// A client for `config.base_url` trusting `trusted_keys` (the app's built-in keys).
     #[uniffi::constructor]
     pub fn new(config: ClientConfig, trusted_keys: Arc<TrustedKeys>) -> Result<Arc<Self>> {
-        let mut c = client::ClientConfig::new(config.base_url, lock(&trusted_keys.0)?.clone());
+        // The client keeps its own copy (core's `ClientConfig` owns its set): keys added
+        // to `trusted_keys` later are not seen by this client.
+        let mut c = client::ClientConfig::new(config.base_url, read(&trusted_keys.0)?.clone());
         if let Some(ms) = config.timeout_ms {
             c.timeout = Duration::from_millis(ms);
         }
@@ -819,8 +832,24 @@ mod tests {
             valid_from: None,
             valid_to: None,
         };
-        let dbg = format!("{a:?}");
-        assert!(!dbg.contains(secret), "{dbg}");
-        assert!(dbg.contains("redacted") && dbg.contains("act_1"), "{dbg}");
+        // Debug and Display (what the foreign languages print, through the exported
+        // traits), plain and alternate.
+        for shown in [
+            format!("{a:?}"),
+            format!("{a:#?}"),
+            format!("{a}"),
+            format!("{a:#}"),
+            a.uniffi_trait_debug(),
+            a.uniffi_trait_display(),
+        ] {
+            assert!(!shown.contains(secret), "{shown}");
+            assert!(
+                shown.contains("<redacted>")
+                    && shown.contains("act_1")
+                    && shown.contains("TG-7Q2M-K4PX")
+                    && shown.contains("pending"),
+                "{shown}"
+            );
+        }
     }
 }

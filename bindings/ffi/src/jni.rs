@@ -20,7 +20,13 @@
 //! - [`UNEXPECTED`]: a UTF-8 message (a panic, or arguments that do not lift), as uniffi
 //!   reports them in its call status; Kotlin throws `InternalException` as the JNA path does.
 //!
-//! No panic crosses JNI: every entry point runs inside `catch_unwind`.
+//! No panic crosses JNI: every entry point runs inside `catch_unwind`. Nor does an
+//! allocation failure abort the process on malformed argument bytes: uniffi's
+//! `Vec::try_read` reserves room for the count it reads before it reads any item, so a
+//! count of `7f ff ff ff` would ask for gigabytes (and the allocator's failure is an
+//! abort, which `catch_unwind` cannot catch). [`Args::next`] therefore first walks each
+//! argument ([`Shape`]) and refuses any list, top-level or inside a record, whose count
+//! is more than the bytes left could hold, answering [`UNEXPECTED`].
 //!
 //! A [`TrustedKeys`] travels as its uniffi handle (`jlong`), next to the Kotlin object
 //! itself (which keeps that object reachable while the call runs). The handle is one that
@@ -42,9 +48,9 @@ use jni::sys::{jint, jlong};
 use uniffi::{Handle, Lift, Lower};
 
 use crate::{
-    ActivationRequest, CorporateIdRule, DynamicKeyClaims, ReceiptClaims, ServerTimeClaims,
-    TillgateError, Transaction, TrustedKeys, UniFfiTag, UrlToken, ValidActivationRequest,
-    VerifiedDescriptor, VerifyOptions,
+    ActivationRequest, CorporateIdRule, DynamicKeyClaims, Item, ReceiptClaims, ServerTimeClaims,
+    TillgateError, Transaction, TransactionType, TrustedKeys, UniFfiTag, UrlParam, UrlToken,
+    UrlTokenPrefix, ValidActivationRequest, VatLine, VerifiedDescriptor, VerifyOptions,
 };
 
 /// Answer tag: the call returned; its value follows.
@@ -71,10 +77,12 @@ impl From<TillgateError> for Fail {
 struct Args<'a>(&'a [u8]);
 
 impl Args<'_> {
-    fn next<T: Lift<UniFfiTag>>(&mut self, name: &str) -> Result<T, Fail> {
-        <T as Lift<UniFfiTag>>::try_read(&mut self.0)
-            // The message uniffi's scaffolding gives an argument that does not lift.
-            .map_err(|e| Fail::Unexpected(format!("Failed to convert arg '{name}':\n{e:?}")))
+    fn next<T: Lift<UniFfiTag> + Shape>(&mut self, name: &str) -> Result<T, Fail> {
+        // The message uniffi's scaffolding gives an argument that does not lift.
+        let fail = |e: String| Fail::Unexpected(format!("Failed to convert arg '{name}':\n{e}"));
+        // Every list count checked before uniffi reserves room for it (module doc).
+        T::skip(&mut &self.0[..]).map_err(fail)?;
+        <T as Lift<UniFfiTag>>::try_read(&mut self.0).map_err(|e| fail(format!("{e:?}")))
     }
 
     /// Ends the argument list: no bytes may be left over.
@@ -85,6 +93,161 @@ impl Args<'_> {
                 "junk data left in the argument buffer: {n} bytes"
             ))),
         }
+    }
+}
+
+/// The layout of an argument in uniffi's serialised form, walked without allocating so
+/// that no list count reaches uniffi's `Vec::with_capacity` unchecked. The walk checks
+/// only what the layout needs (lengths, counts, option tags); everything else is left
+/// to uniffi's `Lift`, which reads the argument right after.
+trait Shape {
+    /// The fewest bytes a value takes (at least 1 for every type here).
+    const MIN: usize;
+    /// Whether every value takes exactly [`MIN`](Self::MIN) bytes.
+    const FIXED: bool = false;
+    /// Steps over one value; `Err` if the bytes cannot hold it.
+    fn skip(buf: &mut &[u8]) -> Result<(), String>;
+}
+
+/// Steps over `n` bytes.
+fn take(buf: &mut &[u8], n: usize) -> Result<(), String> {
+    match buf.get(n..) {
+        Some(rest) => {
+            *buf = rest;
+            Ok(())
+        }
+        None => Err(format!(
+            "not enough bytes remaining in buffer ({} < {n})",
+            buf.len()
+        )),
+    }
+}
+
+/// Reads a length or count (big-endian `i32`); a negative one is refused.
+fn count(buf: &mut &[u8]) -> Result<usize, String> {
+    let bytes: [u8; 4] = buf
+        .get(..4)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| format!("not enough bytes remaining in buffer ({} < 4)", buf.len()))?;
+    *buf = &buf[4..];
+    let n = i32::from_be_bytes(bytes);
+    usize::try_from(n).map_err(|_| format!("negative length or count {n}"))
+}
+
+macro_rules! shape_of_fixed {
+    ($($t:ty: $n:expr),* $(,)?) => {$(
+        impl Shape for $t {
+            const MIN: usize = $n;
+            const FIXED: bool = true;
+            fn skip(buf: &mut &[u8]) -> Result<(), String> {
+                take(buf, $n)
+            }
+        }
+    )*};
+}
+
+// Enums without fields travel as their `i32` index.
+shape_of_fixed!(u8: 1, u32: 4, i64: 8, CorporateIdRule: 4, TransactionType: 4, UrlTokenPrefix: 4);
+
+impl Shape for String {
+    const MIN: usize = 4;
+    fn skip(buf: &mut &[u8]) -> Result<(), String> {
+        let len = count(buf)?;
+        take(buf, len)
+    }
+}
+
+impl<T: Shape> Shape for Option<T> {
+    const MIN: usize = 1;
+    fn skip(buf: &mut &[u8]) -> Result<(), String> {
+        let tag = buf.first().copied();
+        take(buf, 1)?;
+        match tag {
+            Some(0) => Ok(()),
+            Some(1) => T::skip(buf),
+            _ => Err("unexpected tag byte for Option".to_owned()),
+        }
+    }
+}
+
+impl<T: Shape> Shape for Vec<T> {
+    const MIN: usize = 4;
+    fn skip(buf: &mut &[u8]) -> Result<(), String> {
+        let n = count(buf)?;
+        // Each item takes at least `T::MIN` bytes (1 for `u8`, 4 for a string).
+        if n > buf.len() / T::MIN {
+            return Err(format!(
+                "a list of {n} items of at least {} bytes each cannot fit in the {} bytes left",
+                T::MIN,
+                buf.len()
+            ));
+        }
+        if T::FIXED {
+            // Bytes and numbers: no need to step item by item.
+            return take(buf, n * T::MIN);
+        }
+        (0..n).try_for_each(|_| T::skip(buf))
+    }
+}
+
+/// Records: their fields in declaration order, which is the order uniffi writes them
+/// in. A field added to a record but not here is a compile error (the pattern below
+/// names every field, with its type); `shapes_walk_exactly_what_uniffi_writes` checks
+/// the order.
+macro_rules! shape_of_record {
+    ($($t:ident { $($f:ident: $ft:ty),* $(,)? })*) => {$(
+        impl Shape for $t {
+            const MIN: usize = 0 $(+ <$ft as Shape>::MIN)*;
+            fn skip(buf: &mut &[u8]) -> Result<(), String> {
+                #[allow(dead_code)]
+                fn every_field(v: $t) {
+                    let $t { $($f),* } = v;
+                    $(let _: $ft = $f;)*
+                }
+                $(<$ft as Shape>::skip(buf)?;)*
+                Ok(())
+            }
+        }
+    )*};
+}
+
+shape_of_record! {
+    VerifyOptions {
+        trusted_time_floor: Option<i64>,
+        clock_tolerance_secs: Option<i64>,
+        leeway_secs: Option<i64>,
+        expected_device_id: Option<String>,
+        expected_application_package: Option<String>,
+    }
+    UrlParam { id: String, value: String }
+    UrlToken {
+        prefix: UrlTokenPrefix,
+        version: Option<u32>,
+        rm_system: Vec<u32>,
+        rve: Option<String>,
+        params: Vec<UrlParam>,
+        token: Option<String>,
+        rest: String,
+    }
+    ActivationRequest {
+        cash_register_name: String,
+        device_id: String,
+        valid_from: String,
+        valid_to: String,
+        corporate_id: String,
+        application_package: String,
+        country: Option<String>,
+        extras_json: Option<String>,
+    }
+    Item { name: String, quantity: i64, amount: i64 }
+    VatLine { rate: u32, amount: i64 }
+    Transaction {
+        kind: TransactionType,
+        currency: String,
+        total: i64,
+        items: Vec<Item>,
+        vat: Vec<VatLine>,
+        reference: Option<String>,
     }
 }
 
@@ -484,6 +647,152 @@ mod tests {
         assert_eq!(junk[0], UNEXPECTED);
         let panicked = answer::<()>(&[], |_| panic!("boom"));
         assert_eq!(panicked, [&[UNEXPECTED][..], b"boom"].concat());
+    }
+
+    impl Reply for Vec<String> {
+        fn write(self, out: &mut Vec<u8>) {
+            <Self as Lower<UniFfiTag>>::write(self, out)
+        }
+    }
+
+    fn message(answer: &[u8]) -> String {
+        assert_eq!(answer[0], UNEXPECTED, "{answer:?}");
+        String::from_utf8(answer[1..].to_vec()).expect("UTF-8")
+    }
+
+    /// A list count the bytes cannot hold is refused before uniffi reserves room for it
+    /// (7f ff ff ff strings would be ~48 GiB: an abort, not a panic), at the top level
+    /// and inside records.
+    #[test]
+    fn a_list_longer_than_the_bytes_left_is_unexpected_not_an_abort() {
+        let m = message(&answer(&[0x7f, 0xff, 0xff, 0xff], |a| {
+            a.next::<Vec<String>>("receipts")
+        }));
+        assert!(m.starts_with("Failed to convert arg 'receipts':\n"), "{m}");
+        assert!(m.contains("2147483647 items"), "{m}");
+
+        // Bytes: each item takes one, so 5 need 5; strings take at least 4 each.
+        let bytes = |b: &[u8]| answer(b, |a| a.next::<Vec<u8>>("message").map(|_| ()));
+        assert_eq!(bytes(&[0, 0, 0, 4, 1, 2, 3, 4]), [OK]);
+        message(&bytes(&[0, 0, 0, 5, 1, 2, 3, 4]));
+        message(&bytes(&[0xff, 0xff, 0xff, 0xff]));
+        let strings = |b: &[u8]| answer(b, |a| a.next::<Vec<String>>("receipts"));
+        assert_eq!(
+            strings(&[0, 0, 0, 1, 0, 0, 0, 0]),
+            [OK, 0, 0, 0, 1, 0, 0, 0, 0]
+        );
+        message(&strings(&[0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0]));
+
+        // Inside a record: a transaction's items, a URL token's RmSystem ids.
+        let mut tx = Vec::new();
+        write(TransactionType::Sale, &mut tx);
+        write("SEK".to_owned(), &mut tx);
+        write(100i64, &mut tx);
+        tx.extend_from_slice(&[0x7f, 0xff, 0xff, 0xff]);
+        let m = message(&answer(&tx, |a| {
+            a.next::<Transaction>("transaction").map(|_| ())
+        }));
+        assert!(
+            m.starts_with("Failed to convert arg 'transaction':\n"),
+            "{m}"
+        );
+        let mut token = Vec::new();
+        write(UrlTokenPrefix::OpenApi, &mut token);
+        write(None::<u32>, &mut token);
+        token.extend_from_slice(&[0x40, 0, 0, 0]);
+        message(&answer(&token, |a| a.next::<UrlToken>("token").map(|_| ())));
+    }
+
+    fn samples() -> (Transaction, UrlToken, ActivationRequest, VerifyOptions) {
+        let tx = Transaction {
+            kind: TransactionType::Refund,
+            currency: "SEK".into(),
+            total: -125,
+            items: vec![
+                Item {
+                    name: "Kaffe".into(),
+                    quantity: 1,
+                    amount: -100,
+                },
+                Item {
+                    name: "Bulle".into(),
+                    quantity: 1,
+                    amount: -25,
+                },
+            ],
+            vat: vec![VatLine {
+                rate: 1200,
+                amount: -13,
+            }],
+            reference: Some("tx_1".into()),
+        };
+        let token = crate::parse_url_token(
+            "/OpenApi2_1,2,3,4$R20201201134216$Xvalue$$secret/Products".into(),
+        )
+        .expect("a token");
+        let request = ActivationRequest {
+            cash_register_name: "Kassa 1".into(),
+            country: Some("SE".into()),
+            ..Default::default()
+        };
+        let options = VerifyOptions {
+            trusted_time_floor: Some(1),
+            expected_device_id: Some("device-1".into()),
+            ..Default::default()
+        };
+        (tx, token, request, options)
+    }
+
+    /// The walk follows uniffi's layout: on the written samples it steps over exactly
+    /// the bytes uniffi's `Lift` reads; every cut of them both refuse; and on every change
+    /// of one byte (to 00, 01, 7f, 80 or ff) that the walk lets through, uniffi reads
+    /// exactly as far when it reads the value at all. (Where the walk refuses a changed
+    /// value, uniffi is not asked: a shifted read can take any four bytes for a count
+    /// and abort, which is the point.)
+    #[test]
+    fn shapes_walk_exactly_what_uniffi_writes() {
+        /// Returns how many changed values the walk refused.
+        fn agrees<T: Lift<UniFfiTag> + Lower<UniFfiTag> + Shape>(value: T) -> usize {
+            let mut bytes = Vec::new();
+            write(value, &mut bytes);
+            let mut all = &bytes[..];
+            T::skip(&mut all).expect("the value as written");
+            assert!(all.is_empty());
+            let mut read = &bytes[..];
+            <T as Lift<UniFfiTag>>::try_read(&mut read).expect("the value as written");
+            assert!(read.is_empty());
+            for i in 0..bytes.len() {
+                // A cut keeps every count and length as written: safe to give uniffi.
+                assert!(T::skip(&mut &bytes[..i]).is_err(), "cut at {i}");
+                assert!(<T as Lift<UniFfiTag>>::try_read(&mut &bytes[..i]).is_err());
+            }
+            let (mut lifted, mut refused) = (0, 0);
+            for i in 0..bytes.len() {
+                for v in [0x00, 0x01, 0x7f, 0x80, 0xff] {
+                    let mut b = bytes.clone();
+                    b[i] = v;
+                    let (mut walked, mut read) = (&b[..], &b[..]);
+                    if T::skip(&mut walked).is_err() {
+                        refused += 1;
+                    } else if <T as Lift<UniFfiTag>>::try_read(&mut read).is_ok() {
+                        assert_eq!(walked.len(), read.len(), "{b:?}");
+                        lifted += 1;
+                    }
+                }
+            }
+            assert!(lifted > 1, "{lifted}");
+            refused
+        }
+        let (tx, token, request, options) = samples();
+        assert!(agrees(tx) > 0);
+        assert!(agrees(token) > 0);
+        assert!(agrees(request) > 0);
+        assert!(agrees(options) > 0);
+        agrees(CorporateIdRule::Generic);
+        agrees(vec!["a".to_owned(), String::new()]);
+        agrees(vec![1u8, 2, 3]);
+        agrees(Some("x".to_owned()));
+        agrees(7i64);
     }
 
     #[test]

@@ -196,8 +196,12 @@ pub struct UrlParam {
     pub value: String,
 }
 
-/// A parsed URL-path token. `Debug` never shows the access token.
+/// A parsed URL-path token. Printing it never shows the access token: `Debug` and
+/// `Display` write `<redacted>` in its place, and so do Kotlin's `toString()`, Python's
+/// `str()` and `repr()` and Swift's `description` and `debugDescription` (exported
+/// below, uniffi calls these Rust implementations).
 #[derive(Clone, PartialEq, Eq, uniffi::Record)]
+#[uniffi::export(Debug, Display)]
 pub struct UrlToken {
     /// API family.
     pub prefix: UrlTokenPrefix,
@@ -226,6 +230,14 @@ impl std::fmt::Debug for UrlToken {
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("rest", &self.rest)
             .finish()
+    }
+}
+
+/// The same text as `Debug`: what Kotlin's `toString()`, Python's `str()` and Swift's
+/// `description` show.
+impl std::fmt::Display for UrlToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
     }
 }
 
@@ -627,11 +639,23 @@ mod tests {
         let path = "/OpenApi_1,2,3,4$R20201201134216$$Mysecrettoken/Products".to_owned();
         let t = crate::parse_url_token(path).unwrap();
         assert_eq!(t.token.as_deref(), Some("Mysecrettoken"));
-        let dbg = format!("{t:?}");
-        assert!(!dbg.contains("Mysecrettoken"), "{dbg}");
-        assert!(
-            dbg.contains("redacted") && dbg.contains("/Products"),
-            "{dbg}"
-        );
+        // Debug and Display (what the foreign languages print, through the exported
+        // traits), plain and alternate.
+        for shown in [
+            format!("{t:?}"),
+            format!("{t:#?}"),
+            format!("{t}"),
+            format!("{t:#}"),
+            t.uniffi_trait_debug(),
+            t.uniffi_trait_display(),
+        ] {
+            assert!(!shown.contains("Mysecrettoken"), "{shown}");
+            assert!(
+                shown.contains("<redacted>")
+                    && shown.contains("/Products")
+                    && shown.contains("20201201134216"),
+                "{shown}"
+            );
+        }
     }
 }

@@ -53,6 +53,10 @@ class E2eTest {
             ),
         )
         assertEquals("pending", activation.status)
+        // A key the server issued: printing the activation never shows it.
+        assertEquals(activation.apiKey, client.apiKey())
+        assertFalse("$activation".contains(activation.apiKey))
+        assertTrue("$activation".contains(activation.productionNumber))
 
         val refused = try { client.handshake(); null } catch (e: TillgateException.Failed) { e }
         assertEquals("pending_approval", refused?.code)

@@ -20,6 +20,7 @@ import java.io.File
 import java.nio.ByteBuffer
 import org.junit.Assert.assertArrayEquals
 import org.junit.Assert.assertEquals
+import org.junit.Assert.assertFalse
 import org.junit.Assert.assertTrue
 import org.junit.Assert.fail
 import org.junit.Test
@@ -545,6 +546,39 @@ fun smokeCases(): List<Case> = listOf(
         Thread.sleep(100)
         assertEquals(0, failures.get())
         assertEquals(kid, Both.verifyDescriptor(c.str("jws"), shared, c.long("now"), options).kid)
+    },
+    Case("redaction: an Activation prints without its API key") {
+        val secret = "Abcdefghij0123456789!@\$SecretKey"
+        val a = Activation(
+            activationId = "act_1", productionNumber = "TG-7Q2M-K4PX", apiKey = secret,
+            status = "pending", validFrom = "2025-01-01T00:00:00Z", validTo = null,
+        )
+        // What Log.d(TAG, "$activation") and friends print.
+        for (shown in listOf(a.toString(), "$a", "${listOf(a)}", String.format("%s", a), "${mapOf("a" to a)}")) {
+            assertFalse(shown, shown.contains(secret))
+            for (part in listOf("<redacted>", "act_1", "TG-7Q2M-K4PX", "pending", "2025-01-01T00:00:00Z")) {
+                assertTrue("$part in $shown", shown.contains(part))
+            }
+        }
+        // Only printing changes: the key is there to store, and a data class still.
+        assertEquals(secret, a.apiKey)
+        assertEquals(a, a.copy())
+        assertEquals(a.hashCode(), a.copy().hashCode())
+        assertFalse(a == a.copy(apiKey = "Abcdefghij0123456789!@\$OtherKey"))
+    },
+    Case("redaction: a UrlToken prints without its access token") {
+        val path = "/OpenApi_1,2,3,4\$R20201201134216\$\$Mysecrettoken/Products"
+        // Both paths: the JNI one apps call and the generated JNA one.
+        for (t in listOf(parseUrlToken(path), parseUrlTokenJna(path))) {
+            assertEquals("Mysecrettoken", t.token)
+            for (shown in listOf(t.toString(), "$t", "${listOf(t)}")) {
+                assertFalse(shown, shown.contains("Mysecrettoken"))
+                for (part in listOf("<redacted>", "OpenApi", "20201201134216", "/Products")) {
+                    assertTrue("$part in $shown", shown.contains(part))
+                }
+            }
+            assertEquals(t, t.copy())
+        }
     },
     Case("jni: a string that is not UTF-16 fails as on the JNA path") {
         val e = runCatching { Both.validateApiKey("K7x!Qp2@Lm9#Vb4\uD800Nc6%Zt8^Wr1&Ys3") }.exceptionOrNull()

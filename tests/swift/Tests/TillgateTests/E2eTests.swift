@@ -44,6 +44,10 @@ final class E2eTests: XCTestCase {
             validTo: "\(f.string(from: today.addingTimeInterval(180 * 86400)))T00:00:00Z",
             corporateId: "556036-0793", applicationPackage: "com.example.pos"))
         XCTAssertEqual(activation.status, "pending")
+        // A key the server issued: printing the activation never shows it.
+        XCTAssertFalse("\(activation)".contains(activation.apiKey))
+        XCTAssertFalse(String(reflecting: activation).contains(activation.apiKey))
+        XCTAssertTrue("\(activation)".contains(activation.productionNumber))
 
         do {
             _ = try await client.handshake()

@@ -373,4 +373,46 @@ final class VectorsTests: XCTestCase {
         XCTAssertEqual(ok.kid, key.kid())
         XCTAssertEqual(ok.claims.sub, d.sub)
     }
+
+    /// Every way Swift prints a value: print() and interpolation (`description`),
+    /// debugPrint and String(reflecting:) (`debugDescription`), and inside containers.
+    func printed<T>(_ value: T) -> [String] {
+        var out = ["\(value)", String(describing: value), String(reflecting: value), "\([value])", "\(["v": value])"]
+        var p = ""
+        print(value, to: &p)
+        out.append(p)
+        var d = ""
+        debugPrint(value, to: &d)
+        out.append(d)
+        return out
+    }
+
+    func testAnActivationPrintsWithoutItsApiKey() {
+        let secret = "Abcdefghij0123456789!@$SecretKey"
+        let a = Activation(activationId: "act_1", productionNumber: "TG-7Q2M-K4PX", apiKey: secret,
+                           status: "pending", validFrom: "2025-01-01T00:00:00Z", validTo: nil)
+        for shown in printed(a) {
+            XCTAssertFalse(shown.contains(secret), shown)
+            for part in ["<redacted>", "act_1", "TG-7Q2M-K4PX", "pending", "2025-01-01T00:00:00Z"] {
+                XCTAssertTrue(shown.contains(part), "\(part) in \(shown)")
+            }
+        }
+        // Only printing changes: the key is there to store, and equality still holds.
+        XCTAssertEqual(a.apiKey, secret)
+        var b = a
+        XCTAssertEqual(a, b)
+        b.apiKey = "Abcdefghij0123456789!@$OtherKey"
+        XCTAssertNotEqual(a, b)
+    }
+
+    func testAUrlTokenPrintsWithoutItsAccessToken() throws {
+        let t = try parseUrlToken(path: "/OpenApi_1,2,3,4$R20201201134216$$Mysecrettoken/Products")
+        XCTAssertEqual(t.token, "Mysecrettoken")
+        for shown in printed(t) {
+            XCTAssertFalse(shown.contains("Mysecrettoken"), shown)
+            for part in ["<redacted>", "OpenApi", "20201201134216", "/Products"] {
+                XCTAssertTrue(shown.contains(part), "\(part) in \(shown)")
+            }
+        }
+    }
 }
