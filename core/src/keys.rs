@@ -7,6 +7,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 #[cfg(feature = "sign")]
 use ed25519_dalek::Signer as _;
+use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -223,20 +224,15 @@ impl TrustedKeys {
         let key = parse_public_key(&bytes).map_err(|e| Error::InvalidJwk {
             reason: format!("x: {e}"),
         })?;
-        if self.keys.get(&kid).is_some_and(|k| k.key != key) {
-            return Err(Error::InvalidJwk {
-                reason: format!("two different keys share kid {kid:?}"),
-            });
-        }
-        self.keys.insert(kid, TrustedKey::new(key));
-        Ok(())
+        self.insert(kid, key)
     }
 
-    /// Adds a raw 32-byte public key under `kid`.
+    /// Adds a raw 32-byte public key under `kid`. As with [`add_jwk`](Self::add_jwk), a
+    /// different key under a `kid` already trusted is refused (`invalid_jwk`); adding the
+    /// same key again changes nothing.
     pub fn add_raw(&mut self, kid: &str, public_key: &[u8]) -> Result<()> {
         let key = parse_public_key(public_key)?;
-        self.keys.insert(kid.to_owned(), TrustedKey::new(key));
-        Ok(())
+        self.insert(kid.to_owned(), key)
     }
 
     /// Adds a raw 32-byte public key under its RFC 7638 thumbprint, which is the `kid`
@@ -244,8 +240,24 @@ impl TrustedKeys {
     pub fn add_raw_with_thumbprint(&mut self, public_key: &[u8]) -> Result<String> {
         let key = parse_public_key(public_key)?;
         let kid = jwk_thumbprint(key.as_bytes());
-        self.keys.insert(kid.clone(), TrustedKey::new(key));
+        self.insert(kid.clone(), key)?;
         Ok(kid)
+    }
+
+    /// Trusts `key` under `kid`: one key per `kid`, so that which key verifies a token
+    /// never depends on the order keys were added. The same key added again keeps its
+    /// entry (and its use count and table).
+    fn insert(&mut self, kid: String, key: VerifyingKey) -> Result<()> {
+        match self.keys.get(&kid) {
+            Some(k) if k.key == key => Ok(()),
+            Some(_) => Err(Error::InvalidJwk {
+                reason: format!("two different keys share kid {kid:?}"),
+            }),
+            None => {
+                self.keys.insert(kid, TrustedKey::new(key));
+                Ok(())
+            }
+        }
     }
 
     /// Whether a key with this `kid` is trusted.
@@ -290,6 +302,28 @@ crate::object::objects_only!(Jwk, Jwks);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(feature = "sign")]
+    #[test]
+    fn one_key_per_kid_however_keys_are_added() {
+        let a = SigningKey::from_seed(&[1; 32]).public_key_bytes();
+        let b = SigningKey::from_seed(&[2; 32]).public_key_bytes();
+        let mut keys = TrustedKeys::new();
+        keys.add_raw("k", &a).unwrap();
+        // The same key again: nothing changes.
+        keys.add_raw("k", &a).unwrap();
+        // Another key under that kid is refused, raw or as a JWK; the first one stays.
+        assert_eq!(keys.add_raw("k", &b).unwrap_err().code(), "invalid_jwk");
+        let mut jwk = SigningKey::from_seed(&[2; 32]).public_jwk();
+        jwk.kid = Some("k".into());
+        assert_eq!(keys.add_jwk(&jwk).unwrap_err().code(), "invalid_jwk");
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys.get("k").unwrap().key.as_bytes(), &a);
+        // Under its thumbprint a key is added once whatever the number of calls.
+        let kid = keys.add_raw_with_thumbprint(&b).unwrap();
+        assert_eq!(keys.add_raw_with_thumbprint(&b).unwrap(), kid);
+        assert_eq!(keys.len(), 2);
+    }
 
     #[test]
     fn thumbprint_matches_rfc8037_example() {
