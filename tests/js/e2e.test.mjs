@@ -125,6 +125,27 @@ test("an endless answer without a length stops at maxResponseBytes, its stream c
   }
 });
 
+test("outbox and client string arguments with a lone surrogate are refused", async () => {
+  // Thrown at the call, like every other argument error: no promise, nothing queued.
+  const client = new t.Client({ baseUrl: "http://127.0.0.1:9", timeoutMs: 1000 }, new t.TrustedKeys());
+  client.setApiKey("Abcdefghij0123456789!@$");
+  const outbox = await t.Outbox.openInMemory();
+  const calls = [
+    ["submit", () => outbox.submit(client, sale, "sale-\uD800", t.unixTimeMs()), "idempotencyKey"],
+    ["retryFailed", () => outbox.retryFailed("sale-\uDC00", t.unixTimeMs()), "idempotencyKey"],
+    ["discard", () => outbox.discard("\uD800"), "idempotencyKey"],
+    ["removeCorrupt", () => outbox.removeCorrupt("queue-\uD800"), "name"],
+    ["adoptWitness receipt", () => outbox.adoptWitness(client, "r\uD800", "TG-7Q2M-K4PX"), "receipt"],
+    ["adoptWitness productionNumber", () => outbox.adoptWitness(client, "r", "TG-\uD800"), "productionNumber"],
+  ];
+  for (const [name, call, what] of calls) {
+    assert.throws(call, (e) => e instanceof Error && e.code === "invalid_argument" &&
+      e.message.includes(`${what} is not well-formed UTF-16`), name);
+  }
+  assert.equal(outbox.length, 0);
+  assert.deepEqual(outbox.entries(), []);
+});
+
 test("an offline sale is queued, not lost", { skip }, async () => {
   const offline = new t.Client({ baseUrl: "http://127.0.0.1:9", timeoutMs: 1000 },
     t.TrustedKeys.fromJwksJson(process.env.TILLGATE_JWKS));

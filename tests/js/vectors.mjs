@@ -261,5 +261,156 @@ export function cases(t, v) {
     expectErr("nonce length", "invalid_argument", () => t.createDynamicApiKeyWithNonce(pair, 1, new Uint8Array(3)));
     expectErr("fractional now", "invalid_argument", () => t.createDynamicApiKey(pair, 1.5));
   }, ["deriveDynamicKeyPair", "createDynamicApiKey"]);
+
+  // ---- arguments the binding converts: refused, never silently read another way ----
+  // `invalid_argument` whose message names what was wrong (the unknown member, ...).
+  const refused = (name, fn, mention) => {
+    const e = expectErr(name, "invalid_argument", fn);
+    if (mention !== undefined && !e.message.includes(mention)) {
+      throw new AssertionError(`${name}: message does not name ${mention}: ${e.message}`);
+    }
+  };
+  // A string argument holding a lone surrogate: refused, naming the argument.
+  const lonely = (name, fn, what) => refused(name, fn, `${what} is not well-formed UTF-16`);
+  const d0 = v.descriptor.cases.find((c) => c.valid);
+  const verify = (options) => t.verifyDescriptor(d0.jws, dkeys, d0.now, options);
+
+  add("arguments: verifyDescriptor options refuse a member they do not know", () => {
+    // A misspelt option must not switch its check off.
+    const device = d0.expected.deviceId;
+    expectErr("expectedDeviceId", "device_mismatch", () => verify({ expectedDeviceId: "till-7" }));
+    eq(verify({ expectedDeviceId: device }).claims.deviceId, device, "right device");
+    for (const [member, value] of [["expectedDeviceID", "till-7"], ["expected_device_id", "till-7"],
+      ["trustedTimefloor", d0.now + 1], ["expectedApplicationPackge", "x"], ["leeway", 5]]) {
+      refused(member, () => verify({ [member]: value }), `\`${member}\``);
+      refused(`${member} beside known ones`, () => verify({ leewaySecs: 0, [member]: value }), `\`${member}\``);
+    }
+    // Absent options, or members set to null/undefined, are the defaults.
+    for (const o of [undefined, null, {}, { expectedDeviceId: null, trustedTimeFloor: undefined }]) {
+      eq(verify(o).claims, d0.expected, `options ${JSON.stringify(o)}`);
+    }
+  });
+  add("arguments: verifyDescriptor options must be an object", () => {
+    for (const o of [[], [d0.now + 1], ["till-7"], "expectedDeviceId", 5, true, false]) {
+      refused(`options ${JSON.stringify(o)}`, () => verify(o), "expected a JSON object");
+    }
+    refused("options a function", () => verify(() => 1), "options");
+  });
+
+  add("arguments: encodeUrlToken refuses members it does not know, and arrays", () => {
+    const c = v.url_token.cases.find((x) => x.valid && x.expected.params.length > 0);
+    const tok = t.parseUrlToken(c.path);
+    eq(t.encodeUrlToken(tok), c.encoded, "as parsed");
+    refused("token member", () => t.encodeUrlToken({ ...tok, rmsystem: [1] }), "`rmsystem`");
+    refused("param member", () => t.encodeUrlToken({ ...tok, params: [{ ...tok.params[0], Id: "a" }] }), "`Id`");
+    refused("param as array", () => t.encodeUrlToken({ ...tok, params: [[tok.params[0].id, tok.params[0].value]] }),
+      "expected a JSON object");
+    refused("token as array", () => t.encodeUrlToken([tok.prefix, tok.version, tok.rmSystem]), "expected a JSON object");
+    refused("token as string", () => t.encodeUrlToken(c.path), "expected a JSON object");
+  });
+
+  add("arguments: deriveDynamicKeyPair params refuse members they do not know, and arrays", () => {
+    const p = { memoryKib: 64, iterations: 1, parallelism: 1 };
+    refused("memoryKiB", () => t.deriveDynamicKeyPair("1,2,3,4", "anna", "pw", { ...p, memoryKiB: 1 << 20 }), "`memoryKiB`");
+    refused("params as array", () => t.deriveDynamicKeyPair("1,2,3,4", "anna", "pw", [64, 1, 1]), "expected a JSON object");
+    eq(t.deriveDynamicKeyPair("1,2,3,4", "anna", "pw", p).login, "anna", "known members");
+  }, ["deriveDynamicKeyPair"]);
+
+  add("arguments: Client config refuses members it does not know, and non-objects", () => {
+    const keys = new t.TrustedKeys();
+    const baseUrl = "http://127.0.0.1:9";
+    new t.Client({ baseUrl }, keys);
+    new t.Client({ baseUrl, timeoutMs: 1000, deviceId: "till-7", applicationPackage: "com.example.pos",
+      clockToleranceSecs: 60, maxResponseBytes: 1 << 20 }, keys);
+    new t.Client({ baseUrl, deviceId: null, timeoutMs: undefined }, keys);
+    // connectTimeoutMs is the native clients' only: fetch has no connect timeout.
+    for (const member of ["deviceID", "device_id", "applicationPackge", "connectTimeoutMs", "baseURL"]) {
+      refused(member, () => new t.Client({ baseUrl, [member]: 1 }, keys), `\`${member}\``);
+    }
+    refused("config as array", () => new t.Client([baseUrl], keys), "expected a JSON object");
+    refused("config as string", () => new t.Client(baseUrl, keys), "expected a JSON object");
+  }, ["Client"]);
+
+  add("arguments: string enums refuse a value they do not know", () => {
+    for (const a of ["urlsafe", "URL_SAFE", "Full", "", 1]) {
+      refused(`alphabet ${JSON.stringify(a)}`, () => t.generateApiKey(40, a), "alphabet");
+    }
+    for (const a of [undefined, null, "full"]) {
+      const k = t.generateApiKey(256, a);
+      if (![...k].every((ch) => v.api_key.alphabet.includes(ch))) throw new AssertionError(k);
+    }
+    const c = v.activation.cases.find((x) => x.valid && x.corporateIdRule === "generic");
+    eq(t.validateActivationRequest(c.request, "generic").corporateId, c.expected.corporateId, "generic");
+    for (const r of ["Generic", "swedish", "", 0]) {
+      refused(`rule ${JSON.stringify(r)}`, () => t.validateActivationRequest(c.request, r), "corporateIdRule");
+    }
+    const s = v.activation.cases.find((x) => x.valid && x.corporateIdRule === "swedishOrgNumber");
+    for (const r of [undefined, null, "swedishOrgNumber"]) {
+      eq(t.validateActivationRequest(s.request, r).corporateId, s.expected.corporateId, `rule ${r}`);
+    }
+  });
+
+  add("arguments: generateApiKey length must be a whole number", () => {
+    for (const n of [40.7, 19.5, Number.MAX_SAFE_INTEGER, 2 ** 32, -1, -0.5, NaN, Infinity, -Infinity]) {
+      refused(`length ${n}`, () => t.generateApiKey(n), "length");
+    }
+    eq(t.generateApiKey(undefined).length, 40, "default");
+    eq(t.generateApiKey(null).length, 40, "null is the default");
+    eq(t.generateApiKey(20).length, 20, "20");
+    expectErr("0", "api_key_too_short", () => t.generateApiKey(0));
+    expectErr("257", "api_key_too_long", () => t.generateApiKey(257));
+    expectErr("2^32 - 1", "api_key_too_long", () => t.generateApiKey(2 ** 32 - 1));
+  });
+
+  add("arguments: a string with a lone surrogate is refused, not read as U+FFFD", () => {
+    const link = v.receipt.links[0];
+    // Well-formed text, U+FFFD and pairs included, passes as it is.
+    eq(t.receiptLink(link.receipt), link.link, "link");
+    const ok = ["x\uFFFD", "x\uD83D\uDE00", "\uFFFD\uD800\uDC00"].map((s) => t.receiptLink(s));
+    if (new Set(ok).size !== 3) throw new AssertionError("distinct texts, distinct links");
+    for (const s of ["x\uD800", "x\uDC00", "\uD800", "\uDE00\uD83D", "\uFFFD\uD800"]) {
+      lonely(`receiptLink ${JSON.stringify(s)}`, () => t.receiptLink(s), "receipt");
+    }
+    refused("receiptLink a number", () => t.receiptLink(5), "receipt must be a string");
+    refused("receiptLink undefined", () => t.receiptLink(undefined), "receipt must be a string");
+    const lone = "\uD800";
+    lonely("validateApiKey", () => t.validateApiKey(`Abcdefghij0123456789${lone}`), "key");
+    lonely("parseUrlToken", () => t.parseUrlToken(`/OpenApi_1,2,3,4$$tok/Products${lone}`), "path");
+    lonely("verifyDescriptor", () => t.verifyDescriptor(d0.jws + lone, dkeys, d0.now), "jws");
+    lonely("TrustedKeys.contains", () => dkeys.contains(`kid${lone}`), "kid");
+    lonely("TrustedKeys.addRaw", () => new t.TrustedKeys().addRaw(`kid${lone}`, new Uint8Array(32)), "kid");
+    lonely("TrustedKeys.fromJwksJson", () => t.TrustedKeys.fromJwksJson(`{"keys":[],"x":"${lone}"}`), "json");
+    const tx = JSON.stringify(v.transaction.cases.find((x) => x.valid).transaction);
+    lonely("transactionFromJson", () => t.transactionFromJson(tx.replace("}", `,"x":"${lone}"}`)), "json");
+    const r = v.receipt.cases.find((x) => x.valid && x.receipts.length > 1);
+    lonely("verifyReceiptChain", () => t.verifyReceiptChain([...r.receipts.slice(0, -1), r.receipts.at(-1) + lone], rkeys), "receipts");
+    lonely("verifyReceiptChain previous", () => t.verifyReceiptChain(r.receipts, rkeys, lone), "previous");
+    lonely("verifyReceiptChainWitnessed", () => t.verifyReceiptChainWitnessed(r.receipts, rkeys, r.receipts[0] + lone), "witness");
+    lonely("advancesWitness", () => t.advancesWitness(undefined, r.receipts[0] + lone, rkeys), "received");
+    const st = v.server_time.cases.find((x) => x.valid && x.expectedNonce);
+    lonely("verifyServerTime nonce", () => t.verifyServerTime(st.jws, skeys, st.expectedNonce + lone), "expectedNonce");
+    const dk = v.dynamic_key.verify.find((x) => x.valid);
+    lonely("verifyDynamicApiKey system", () => t.verifyDynamicApiKey(dk.key, unhex(dk.publicKey), dk.system + lone, dk.now), "system");
+    // Inside objects, JSON.stringify writes \ud800, which serde refuses: the same answer.
+    const sale = JSON.parse(tx);
+    refused("in a transaction", () => t.validateTransaction({ ...sale, reference: `r${lone}` }), "transaction");
+    refused("in an option", () => verify({ expectedDeviceId: `a${lone}` }), "options");
+  });
+  add("arguments: a lone surrogate in a password or login is refused", () => {
+    lonely("password", () => t.deriveDynamicKeyPair("1,2,3,4", "anna", "pw\uD800"), "password");
+    lonely("login", () => t.DynamicKeyPair.fromSeed("1,2,3,4", "anna\uDC00", new Uint8Array(32)), "login");
+  }, ["deriveDynamicKeyPair", "DynamicKeyPair"]);
+  add("arguments: a lone surrogate in a Client string is refused", () => {
+    const client = new t.Client({ baseUrl: "http://127.0.0.1:9" }, new t.TrustedKeys());
+    lonely("setApiKey", () => client.setApiKey("Abcdefghij0123456789\uD800"), "key");
+    lonely("getTransaction", () => client.getTransaction("tx\uD800"), "id");
+    lonely("syncProducts", () => client.syncProducts("\uDC00"), "rve");
+    lonely("verifyStoredDescriptor", () => client.verifyStoredDescriptor(d0.jws + "\uD800", d0.now), "jws");
+    lonely("verifyHistory", () => client.verifyHistory("r\uD800"), "witness");
+    lonely("verifyHistorySince", () => client.verifyHistorySince("r\uD800"), "witness");
+    const renewal = { productionNumber: "TG-7Q2M-K4PX", deviceId: "d", validFrom: "2026-01-01T00:00:00Z",
+      validTo: "2026-12-31T00:00:00Z" };
+    lonely("renewWithDescriptor", () => client.renewWithDescriptor(renewal, d0.jws + "\uDC00"), "descriptorJws");
+  }, ["Client"]);
   return out;
 }

@@ -4,20 +4,28 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
-use js_sys::Promise;
+use js_sys::{JsString, Promise};
 use serde::{Deserialize, Serialize};
 use tillgate_client as client;
 use tillgate_core as core;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
-use crate::{JsResult, OrThrow, TrustedKeys, from_js, js_error, secs, to_js};
+use crate::{
+    JsResult, OrThrow, TrustedKeys, from_js, js_error, objects_only, opt_text, secs, text, to_js,
+};
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_CLIENT_TYPES: &str = r#"
+/**
+ * Any other member is refused (`invalid_argument`), so that a misspelt `deviceId`
+ * never turns the device check off. `connectTimeoutMs` (native clients only) is not
+ * one: `fetch` has no connect timeout; `timeoutMs` bounds the whole request.
+ */
 export interface ClientConfig {
-  baseUrl: string; timeoutMs?: number; deviceId?: string; applicationPackage?: string;
-  clockToleranceSecs?: number; maxResponseBytes?: number;
+  baseUrl: string; timeoutMs?: number | null; deviceId?: string | null;
+  applicationPackage?: string | null; clockToleranceSecs?: number | null;
+  maxResponseBytes?: number | null;
 }
 export interface Activation {
   activationId: string; productionNumber: string; apiKey: string; status: string;
@@ -81,8 +89,11 @@ impl<T> OrThrowClient<T> for client::Result<T> {
     }
 }
 
+/// The JS `ClientConfig`: the FFI's `ClientConfig` less `connectTimeoutMs` (`fetch` has
+/// no connect timeout; `timeoutMs` bounds the whole request), which is refused like any
+/// other unknown member.
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(remote = "Self", rename_all = "camelCase", deny_unknown_fields)]
 struct JsClientConfig {
     base_url: String,
     #[serde(default)]
@@ -96,6 +107,8 @@ struct JsClientConfig {
     #[serde(default)]
     max_response_bytes: Option<u64>,
 }
+
+objects_only!(JsClientConfig);
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -266,8 +279,9 @@ impl Client {
 
     /// Sets the API key (validated) used to authenticate.
     #[wasm_bindgen(js_name = setApiKey)]
-    pub fn set_api_key(&self, key: &str) -> JsResult<()> {
-        self.0.set_api_key(core::validate_api_key(key).or_throw()?);
+    pub fn set_api_key(&self, key: &JsString) -> JsResult<()> {
+        let key = text("key", key)?;
+        self.0.set_api_key(core::validate_api_key(&key).or_throw()?);
         Ok(())
     }
 
@@ -346,10 +360,11 @@ impl Client {
         js_name = verifyStoredDescriptor,
         unchecked_return_type = "VerifiedDescriptor"
     )]
-    pub fn verify_stored_descriptor(&self, jws: &str, now: f64) -> JsResult<JsValue> {
+    pub fn verify_stored_descriptor(&self, jws: &JsString, now: f64) -> JsResult<JsValue> {
+        let jws = text("jws", jws)?;
         let v = self
             .0
-            .verify_stored_descriptor(jws, secs("now", now)?)
+            .verify_stored_descriptor(&jws, secs("now", now)?)
             .or_throw()?;
         crate::js_verified_descriptor(&v)
     }
@@ -380,9 +395,10 @@ impl Client {
     pub fn renew_with_descriptor(
         &self,
         #[wasm_bindgen(unchecked_param_type = "RenewRequest")] request: JsValue,
-        descriptor_jws: String,
+        descriptor_jws: &JsString,
     ) -> JsResult<Promise> {
         let req: client::RenewRequest = from_js("request", &request)?;
+        let descriptor_jws = text("descriptorJws", descriptor_jws)?;
         let c = self.0.clone();
         Ok(future_to_promise(async move {
             let a = c
@@ -397,9 +413,10 @@ impl Client {
     /// them without one, the first sync), by id, withdrawn ones included
     /// (`active: false`), and the RVE to send next time.
     #[wasm_bindgen(js_name = syncProducts, unchecked_return_type = "Promise<ProductDelta>")]
-    pub fn sync_products(&self, rve: Option<String>) -> Promise {
+    pub fn sync_products(&self, rve: Option<JsString>) -> JsResult<Promise> {
+        let rve = opt_text("rve", rve)?;
         let c = self.0.clone();
-        future_to_promise(async move {
+        Ok(future_to_promise(async move {
             let mut catalogue = client::ProductCatalogue {
                 rve,
                 ..Default::default()
@@ -409,7 +426,7 @@ impl Client {
                 products: catalogue.products.into_values().collect(),
                 rve: catalogue.rve,
             })
-        })
+        }))
     }
 
     /// Creates or replaces a product of the register's company (`PUT /products/{id}`);
@@ -432,9 +449,12 @@ impl Client {
         js_name = getTransaction,
         unchecked_return_type = "Promise<StoredTransaction>"
     )]
-    pub fn get_transaction(&self, id: String) -> Promise {
+    pub fn get_transaction(&self, id: &JsString) -> JsResult<Promise> {
+        let id = text("id", id)?;
         let c = self.0.clone();
-        future_to_promise(async move { to_js(&c.get_transaction(&id).await.or_throw()?) })
+        Ok(future_to_promise(async move {
+            to_js(&c.get_transaction(&id).await.or_throw()?)
+        }))
     }
 
     /// All of the register's transactions, in sequence order.
@@ -456,11 +476,12 @@ impl Client {
         js_name = verifyHistory,
         unchecked_return_type = "Promise<VerifiedHistory>"
     )]
-    pub fn verify_history(&self, witness: Option<String>) -> Promise {
+    pub fn verify_history(&self, witness: Option<JsString>) -> JsResult<Promise> {
+        let witness = opt_text("witness", witness)?;
         let c = self.0.clone();
-        future_to_promise(
-            async move { to_js(&c.verify_history(witness.as_deref()).await.or_throw()?) },
-        )
+        Ok(future_to_promise(async move {
+            to_js(&c.verify_history(witness.as_deref()).await.or_throw()?)
+        }))
     }
 
     /// The quick form of `verifyHistory` for a long history: only the transactions from
@@ -471,9 +492,12 @@ impl Client {
         js_name = verifyHistorySince,
         unchecked_return_type = "Promise<VerifiedHistory>"
     )]
-    pub fn verify_history_since(&self, witness: String) -> Promise {
+    pub fn verify_history_since(&self, witness: &JsString) -> JsResult<Promise> {
+        let witness = text("witness", witness)?;
         let c = self.0.clone();
-        future_to_promise(async move { to_js(&c.verify_history_since(&witness).await.or_throw()?) })
+        Ok(future_to_promise(async move {
+            to_js(&c.verify_history_since(&witness).await.or_throw()?)
+        }))
     }
 }
 
@@ -502,8 +526,11 @@ impl Outbox {
     /// on one origin may share a prefix: a new record never replaces another tab's.
     #[cfg(target_arch = "wasm32")]
     #[wasm_bindgen(js_name = openLocalStorage, unchecked_return_type = "Promise<Outbox>")]
-    pub fn open_local_storage(prefix: &str) -> Promise {
-        open_outbox(Arc::new(client::LocalStorageStore::new(prefix)))
+    pub fn open_local_storage(prefix: &JsString) -> JsResult<Promise> {
+        let prefix = text("prefix", prefix)?;
+        Ok(open_outbox(Arc::new(client::LocalStorageStore::new(
+            &prefix,
+        ))))
     }
 
     /// Queues a transaction and tries to send the queue now (`nowMs`: Unix ms). Never
@@ -513,11 +540,11 @@ impl Outbox {
         &self,
         client: &Client,
         #[wasm_bindgen(unchecked_param_type = "Transaction")] transaction: JsValue,
-        idempotency_key: Option<String>,
+        idempotency_key: Option<JsString>,
         now_ms: f64,
     ) -> JsResult<Promise> {
         let tx: core::Transaction = from_js("transaction", &transaction)?;
-        let key = key_of(idempotency_key)?;
+        let key = key_of(opt_text("idempotencyKey", idempotency_key)?)?;
         let now_ms = secs("nowMs", now_ms)?;
         let (outbox, c) = (self.0.clone(), client.0.clone());
         Ok(future_to_promise(async move {
@@ -590,8 +617,9 @@ impl Outbox {
     /// queue, due at `nowMs` (after the app fixed the cause). Nothing happens for a key
     /// that is not failed.
     #[wasm_bindgen(js_name = retryFailed, unchecked_return_type = "Promise<void>")]
-    pub fn retry_failed(&self, idempotency_key: &str, now_ms: f64) -> JsResult<Promise> {
-        let key = client::IdempotencyKey::new(idempotency_key).or_throw()?;
+    pub fn retry_failed(&self, idempotency_key: &JsString, now_ms: f64) -> JsResult<Promise> {
+        let key =
+            client::IdempotencyKey::new(&text("idempotencyKey", idempotency_key)?).or_throw()?;
         let now_ms = secs("nowMs", now_ms)?;
         let outbox = self.0.clone();
         Ok(future_to_promise(async move {
@@ -604,8 +632,9 @@ impl Outbox {
     /// queue, for good. Pending ones are never discarded: they may already be on the
     /// server.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
-    pub fn discard(&self, idempotency_key: &str) -> JsResult<Promise> {
-        let key = client::IdempotencyKey::new(idempotency_key).or_throw()?;
+    pub fn discard(&self, idempotency_key: &JsString) -> JsResult<Promise> {
+        let key =
+            client::IdempotencyKey::new(&text("idempotencyKey", idempotency_key)?).or_throw()?;
         let outbox = self.0.clone();
         Ok(future_to_promise(async move {
             outbox.discard(&key).await.or_throw()?;
@@ -632,12 +661,13 @@ impl Outbox {
 
     /// Deletes an unreadable record by its `name`, after the app has looked at it.
     #[wasm_bindgen(js_name = removeCorrupt, unchecked_return_type = "Promise<void>")]
-    pub fn remove_corrupt(&self, name: String) -> Promise {
+    pub fn remove_corrupt(&self, name: &JsString) -> JsResult<Promise> {
+        let name = text("name", name)?;
         let outbox = self.0.clone();
-        future_to_promise(async move {
+        Ok(future_to_promise(async move {
             outbox.remove_corrupt(&name).await.or_throw()?;
             Ok(JsValue::UNDEFINED)
-        })
+        }))
     }
 
     /// The register's witness: the newest receipt of its chain it was given and
@@ -667,14 +697,16 @@ impl Outbox {
     pub fn adopt_witness(
         &self,
         client: &Client,
-        receipt: String,
-        production_number: String,
-    ) -> Promise {
+        receipt: &JsString,
+        production_number: &JsString,
+    ) -> JsResult<Promise> {
+        let receipt = text("receipt", receipt)?;
+        let production_number = text("productionNumber", production_number)?;
         let (outbox, c) = (self.0.clone(), client.0.clone());
-        future_to_promise(async move {
+        Ok(future_to_promise(async move {
             let adopted = outbox.adopt_witness(&c, &receipt, &production_number).await;
             Ok(adopted.or_throw()?.into())
-        })
+        }))
     }
 
     /// Forgets the witness and any problem (a register activated afresh).

@@ -12,14 +12,16 @@
 //! Every failure is thrown as a JS `Error` with a `code` property (core's stable
 //! `Error::code()`), plus `fields`, `position`, `character` or `index` where core has
 //! them. The bindings add one code of their own: `invalid_argument` for an argument
-//! that cannot be converted (wrong byte length, not an integer, wrong shape).
+//! that cannot be converted (wrong byte length, not an integer, wrong shape, an option
+//! object with a member it does not know, a string enum value it does not know, a
+//! string that is not well-formed UTF-16).
 
 #[cfg(feature = "client")]
 mod client;
 #[cfg(feature = "client")]
 pub use client::{Client, Outbox, unix_time_ms};
 
-use js_sys::{JSON, Object, Reflect};
+use js_sys::{JSON, JsString, Object, Reflect};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use tillgate_core as core;
 use wasm_bindgen::prelude::*;
@@ -46,6 +48,11 @@ export interface TillgateError extends Error {
 export interface FieldError { field: string; code: string; message: string; }
 export interface Jwk { kty: string; crv?: string; x?: string; kid?: string; alg?: string; use?: string; }
 export interface Jwks { keys: Jwk[]; }
+/**
+ * Options of `verifyDescriptor`. Any other member (a misspelt `expectedDeviceID`,
+ * `trustedTimefloor`, ...) is refused with `invalid_argument` naming it, so that a
+ * typo never switches a check off; so is anything but an object (an array, ...).
+ */
 export interface VerifyOptions {
   trustedTimeFloor?: number | null;
   clockToleranceSecs?: number | null;
@@ -60,7 +67,9 @@ export interface ActivationDescriptor {
   extras: Record<string, unknown>;
 }
 export interface VerifiedDescriptor { kid: string; claims: ActivationDescriptor; }
+/** As `parseUrlToken` gives it; `encodeUrlToken` refuses other members. */
 export interface UrlParam { id: string; value: string; }
+/** As `parseUrlToken` gives it; `encodeUrlToken` refuses other members. */
 export interface UrlToken {
   prefix: "OpenApi" | "Anywhere" | "Gnap"; version: number | null; rmSystem: number[];
   rve: string | null; params: UrlParam[]; token: string | null; rest: string;
@@ -74,6 +83,7 @@ export interface ValidActivationRequest {
   validFromUnix: number; validToUnix: number; corporateId: string;
   applicationPackage: string; country: string; extras: Record<string, unknown>;
 }
+/** Argon2id parameters; other members are refused (`invalid_argument`). */
 export interface DynamicKeyParams { memoryKib: number; iterations: number; parallelism: number; }
 export interface DynamicKeyClaims { login: string; issuedAt: number; nonce: Uint8Array; }
 export interface VatLine { rate: number; amount: number; }
@@ -284,16 +294,16 @@ pub(crate) fn js_field_errors(fields: &[core::FieldError]) -> JsResult<JsValue> 
     json_field_errors(fields).into_js()
 }
 
+/// A JS number that is a safe integer (`Number.isSafeInteger`), else `None`.
+fn safe_int(n: f64) -> Option<i64> {
+    const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
+    (n.is_finite() && n.fract() == 0.0 && n.abs() <= MAX_SAFE).then_some(n as i64)
+}
+
 /// Unix seconds given as a JS number: must be a safe integer.
 fn secs(what: &str, n: f64) -> JsResult<i64> {
-    const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
-    if n.is_finite() && n.fract() == 0.0 && n.abs() <= MAX_SAFE {
-        Ok(n as i64)
-    } else {
-        Err(invalid_argument(format!(
-            "{what} must be an integer number of seconds"
-        )))
-    }
+    safe_int(n)
+        .ok_or_else(|| invalid_argument(format!("{what} must be an integer number of seconds")))
 }
 
 #[cfg(feature = "sign")]
@@ -305,6 +315,67 @@ fn bytes<const N: usize>(what: &str, v: &[u8]) -> JsResult<[u8; N]> {
 fn absent(v: &JsValue) -> bool {
     v.is_undefined() || v.is_null()
 }
+
+/// A JS string argument as Rust text. wasm-bindgen's own conversion (`TextEncoder`)
+/// turns a lone surrogate into U+FFFD, so that two different JS strings would become
+/// the same text (while inside an object `JSON.stringify` writes `\ud800`, which serde
+/// refuses); such a string is refused here instead, as Kotlin and Python refuse it.
+/// Only text that holds U+FFFD after the conversion can have had one, so only such text
+/// is checked code unit by code unit (`is_valid_utf16`, one call into JS per unit):
+/// other text costs one scan of its bytes (for U+FFFD's UTF-8 `EF BF BD`; a plain
+/// byte loop: `str::contains` costs 0.6 KiB gzipped more, a slice comparison per byte
+/// is slower).
+pub(crate) fn text(what: &str, s: &JsString) -> JsResult<String> {
+    let t = s
+        .as_string()
+        .ok_or_else(|| invalid_argument(format!("{what} must be a string")))?;
+    let replacement = |w: &[u8]| w[0] == 0xEF && w[1] == 0xBF && w[2] == 0xBD;
+    if t.as_bytes().windows(3).any(replacement) && !s.is_valid_utf16() {
+        return Err(invalid_argument(format!(
+            "{what} is not well-formed UTF-16 (it holds a lone surrogate)"
+        )));
+    }
+    Ok(t)
+}
+
+/// An optional string argument (`undefined` or `null` is `None`), checked as [`text`].
+pub(crate) fn opt_text(what: &str, s: Option<JsString>) -> JsResult<Option<String>> {
+    s.map(|s| text(what, &s)).transpose()
+}
+
+/// An array of strings, each checked as [`text`].
+fn texts(what: &str, v: Vec<JsString>) -> JsResult<Vec<String>> {
+    v.iter().map(|s| text(what, s)).collect()
+}
+
+/// The binding's own option objects (`JsVerifyOptions`, `JsClientConfig`, ...) are read
+/// from JSON objects only, like core's protocol objects (`core/src/object.rs`): each
+/// derives `Deserialize` with `#[serde(remote = "Self", deny_unknown_fields)]`, and this
+/// implements the trait on top, asking serde_json for a map. So an array, a string or a
+/// number in their place is refused (`invalid type: ..., expected a JSON object`), and
+/// so is a member they do not know (`unknown field ...`): a misspelt option must never
+/// turn a check off silently.
+macro_rules! objects_only {
+    ($($t:ty),+ $(,)?) => {$(
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> serde::de::Visitor<'de> for V {
+                    type Value = $t;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str("a JSON object")
+                    }
+                    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<$t, A::Error> {
+                        <$t>::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    }
+                }
+                d.deserialize_map(V)
+            }
+        }
+    )+};
+}
+#[cfg(feature = "client")]
+pub(crate) use objects_only;
 
 // ---- Ed25519 ----------------------------------------------------------------------
 
@@ -394,21 +465,23 @@ impl TrustedKeys {
             .ok()
             .and_then(|s| s.as_string())
             .ok_or_else(|| invalid_argument("jwks is not JSON-serialisable"))?;
-        Self::from_jwks_json(&text)
+        core::TrustedKeys::from_jwks_json(&text)
+            .map(TrustedKeys)
+            .or_throw()
     }
 
     /// Loads a JWKS document given as JSON text.
     #[wasm_bindgen(js_name = fromJwksJson)]
-    pub fn from_jwks_json(json: &str) -> JsResult<TrustedKeys> {
-        core::TrustedKeys::from_jwks_json(json)
+    pub fn from_jwks_json(json: &JsString) -> JsResult<TrustedKeys> {
+        core::TrustedKeys::from_jwks_json(&text("json", json)?)
             .map(TrustedKeys)
             .or_throw()
     }
 
     /// Adds a raw 32-byte public key under `kid`.
     #[wasm_bindgen(js_name = addRaw)]
-    pub fn add_raw(&mut self, kid: &str, public_key: &[u8]) -> JsResult<()> {
-        self.0.add_raw(kid, public_key).or_throw()
+    pub fn add_raw(&mut self, kid: &JsString, public_key: &[u8]) -> JsResult<()> {
+        self.0.add_raw(&text("kid", kid)?, public_key).or_throw()
     }
 
     /// Adds a raw 32-byte public key under its RFC 7638 thumbprint and returns that `kid`.
@@ -418,8 +491,8 @@ impl TrustedKeys {
     }
 
     /// Whether a key with this `kid` is trusted.
-    pub fn contains(&self, kid: &str) -> bool {
-        self.0.contains(kid)
+    pub fn contains(&self, kid: &JsString) -> JsResult<bool> {
+        Ok(self.0.contains(&text("kid", kid)?))
     }
 
     /// Number of keys.
@@ -432,7 +505,12 @@ impl TrustedKeys {
 // ---- descriptors ------------------------------------------------------------------
 
 #[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase", default)]
+#[serde(
+    remote = "Self",
+    rename_all = "camelCase",
+    default,
+    deny_unknown_fields
+)]
 struct JsVerifyOptions {
     trusted_time_floor: Option<i64>,
     clock_tolerance_secs: Option<i64>,
@@ -441,17 +519,21 @@ struct JsVerifyOptions {
     expected_application_package: Option<String>,
 }
 
+objects_only!(JsVerifyOptions);
+
 /// Verifies a signed ActivationDescriptor offline; `now` is Unix seconds. Throws
 /// `malformed_jws`, `unsupported_algorithm`, `wrong_token_type`, `unknown_kid`,
 /// `bad_signature`, `clock_rolled_back`, `not_yet_valid`, `expired`, `device_mismatch`
-/// or `application_package_mismatch`.
+/// or `application_package_mismatch`; `invalid_argument` for `options` that are not an
+/// object or have a member other than those of `VerifyOptions`.
 #[wasm_bindgen(js_name = verifyDescriptor, unchecked_return_type = "VerifiedDescriptor")]
 pub fn verify_descriptor(
-    jws: &str,
+    jws: &JsString,
     trusted_keys: &TrustedKeys,
     now: f64,
     #[wasm_bindgen(unchecked_param_type = "VerifyOptions | undefined")] options: JsValue,
 ) -> JsResult<JsValue> {
+    let jws = text("jws", jws)?;
     let o: JsVerifyOptions = if absent(&options) {
         JsVerifyOptions::default()
     } else {
@@ -465,7 +547,7 @@ pub fn verify_descriptor(
         expected_application_package: o.expected_application_package,
     };
     let v =
-        core::verify_descriptor(jws, &trusted_keys.0, secs("now", now)?, &options).or_throw()?;
+        core::verify_descriptor(&jws, &trusted_keys.0, secs("now", now)?, &options).or_throw()?;
     js_verified_descriptor(&v)
 }
 
@@ -510,21 +592,30 @@ pub fn sign_descriptor(
 /// Validates an API key (Fieldpine charset, 20–256 characters) and returns it.
 /// Character errors carry `position` and `character`.
 #[wasm_bindgen(js_name = validateApiKey)]
-pub fn validate_api_key(key: &str) -> JsResult<String> {
-    core::validate_api_key(key)
+pub fn validate_api_key(key: &JsString) -> JsResult<String> {
+    core::validate_api_key(&text("key", key)?)
         .map(|k| k.expose().to_owned())
         .or_throw()
 }
 
 /// Generates a random API key of `length` characters (20–256; default 40) from
-/// `alphabet` (default `"full"`).
+/// `alphabet` (default `"full"`). `invalid_argument` for a `length` that is not a whole
+/// number from 0 to 2^32 − 1 (as the FFI's `u32`) and for an unknown `alphabet`.
 #[wasm_bindgen(js_name = generateApiKey)]
-pub fn generate_api_key(length: Option<u32>, alphabet: Option<ApiKeyAlphabet>) -> JsResult<String> {
+pub fn generate_api_key(length: Option<f64>, alphabet: Option<ApiKeyAlphabet>) -> JsResult<String> {
     let alphabet = match alphabet {
+        None | Some(ApiKeyAlphabet::Full) => core::ApiKeyAlphabet::Full,
         Some(ApiKeyAlphabet::UrlSafe) => core::ApiKeyAlphabet::UrlSafe,
-        _ => core::ApiKeyAlphabet::Full,
+        // wasm-bindgen's hidden variant for any other value.
+        Some(_) => return Err(invalid_argument(r#"alphabet must be "full" or "urlSafe""#)),
     };
-    let length = length.map_or(core::API_KEY_DEFAULT_LEN, |n| n as usize);
+    let length = match length {
+        None => core::API_KEY_DEFAULT_LEN,
+        Some(n) => safe_int(n)
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| invalid_argument("length must be a whole number from 0 to 4294967295"))?
+            as usize,
+    };
     core::generate_api_key_with(length, alphabet)
         .map(|k| k.expose().to_owned())
         .or_throw()
@@ -533,13 +624,14 @@ pub fn generate_api_key(length: Option<u32>, alphabet: Option<ApiKeyAlphabet>) -
 // ---- URL tokens -------------------------------------------------------------------
 
 #[derive(Deserialize)]
+#[serde(remote = "Self", deny_unknown_fields)]
 struct JsUrlParam {
     id: String,
     value: String,
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(remote = "Self", rename_all = "camelCase", deny_unknown_fields)]
 struct JsUrlToken {
     prefix: String,
     #[serde(default)]
@@ -555,11 +647,13 @@ struct JsUrlToken {
     rest: String,
 }
 
+objects_only!(JsUrlParam, JsUrlToken);
+
 /// Parses a URL path whose first segment is a Fieldpine access-token segment. Errors
 /// carry the byte `position`.
 #[wasm_bindgen(js_name = parseUrlToken, unchecked_return_type = "UrlToken")]
-pub fn parse_url_token(path: &str) -> JsResult<JsValue> {
-    let t = core::parse_url_token(path).or_throw()?;
+pub fn parse_url_token(path: &JsString) -> JsResult<JsValue> {
+    let t = core::parse_url_token(&text("path", path)?).or_throw()?;
     let params = t.params.iter().fold(Json::arr(), |a, p| {
         a.item_nest(
             Json::obj()
@@ -623,7 +717,8 @@ pub fn encode_url_token(
 // ---- activation requests ----------------------------------------------------------
 
 /// Validates an activation request (default rule `"swedishOrgNumber"`); every failing
-/// field is listed in the error's `fields` (`invalid_activation_request`).
+/// field is listed in the error's `fields` (`invalid_activation_request`). An unknown
+/// `corporateIdRule` is `invalid_argument`.
 #[wasm_bindgen(
     js_name = validateActivationRequest,
     unchecked_return_type = "ValidActivationRequest"
@@ -635,8 +730,16 @@ pub fn validate_activation_request(
     let req: core::ActivationRequest = from_js("request", &request)?;
     let rules = core::ActivationRules {
         corporate_id: match corporate_id_rule {
+            None | Some(CorporateIdRule::SwedishOrgNumber) => {
+                core::CorporateIdRule::SwedishOrgNumber
+            }
             Some(CorporateIdRule::Generic) => core::CorporateIdRule::Generic,
-            _ => core::CorporateIdRule::SwedishOrgNumber,
+            // wasm-bindgen's hidden variant for any other value.
+            Some(_) => {
+                return Err(invalid_argument(
+                    r#"corporateIdRule must be "swedishOrgNumber" or "generic""#,
+                ));
+            }
         },
     };
     let v = core::validate_activation_request_with(&req, &rules).or_throw()?;
@@ -666,9 +769,10 @@ pub struct DynamicKeyPair(core::DynamicKeyPair);
 impl DynamicKeyPair {
     /// Rebuilds a pair from a stored 32-byte seed.
     #[wasm_bindgen(js_name = fromSeed)]
-    pub fn from_seed(system: &str, login: &str, seed: &[u8]) -> JsResult<DynamicKeyPair> {
+    pub fn from_seed(system: &JsString, login: &JsString, seed: &[u8]) -> JsResult<DynamicKeyPair> {
+        let (system, login) = (text("system", system)?, text("login", login)?);
         let seed = bytes::<32>("seed", seed)?;
-        core::DynamicKeyPair::from_seed(system, login, &seed)
+        core::DynamicKeyPair::from_seed(&system, &login, &seed)
             .map(DynamicKeyPair)
             .or_throw()
     }
@@ -693,23 +797,28 @@ impl DynamicKeyPair {
 
 #[cfg(feature = "dynamic-key-derive")]
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(remote = "Self", rename_all = "camelCase", deny_unknown_fields)]
 struct JsDynamicKeyParams {
     memory_kib: u32,
     iterations: u32,
     parallelism: u32,
 }
 
+#[cfg(feature = "dynamic-key-derive")]
+objects_only!(JsDynamicKeyParams);
+
 /// Derives the key pair for `login` on `system` from the password with Argon2id
 /// (deterministic). `params` defaults to OWASP's (19 MiB, 2 passes, 1 lane).
 #[cfg(feature = "dynamic-key-derive")]
 #[wasm_bindgen(js_name = deriveDynamicKeyPair)]
 pub fn derive_dynamic_key_pair(
-    system: &str,
-    login: &str,
-    password: &str,
+    system: &JsString,
+    login: &JsString,
+    password: &JsString,
     #[wasm_bindgen(unchecked_param_type = "DynamicKeyParams | undefined")] params: JsValue,
 ) -> JsResult<DynamicKeyPair> {
+    let (system, login) = (text("system", system)?, text("login", login)?);
+    let password = text("password", password)?;
     let params = if absent(&params) {
         core::DynamicKeyParams::default()
     } else {
@@ -720,7 +829,7 @@ pub fn derive_dynamic_key_pair(
             parallelism: p.parallelism,
         }
     };
-    core::derive_dynamic_key_pair(system, login, password, params)
+    core::derive_dynamic_key_pair(&system, &login, &password, params)
         .map(DynamicKeyPair)
         .or_throw()
 }
@@ -753,17 +862,18 @@ pub fn create_dynamic_api_key_with_nonce(
 /// `windowSecs` (default 300) either side of `now`.
 #[wasm_bindgen(js_name = verifyDynamicApiKey, unchecked_return_type = "DynamicKeyClaims")]
 pub fn verify_dynamic_api_key(
-    key: &str,
+    key: &JsString,
     public_key: &[u8],
-    system: &str,
+    system: &JsString,
     now: f64,
     window_secs: Option<f64>,
 ) -> JsResult<JsValue> {
+    let (key, system) = (text("key", key)?, text("system", system)?);
     let window = match window_secs {
         Some(w) => secs("windowSecs", w)?,
         None => core::DEFAULT_DYNAMIC_KEY_WINDOW_SECS,
     };
-    let c = core::verify_dynamic_api_key(key, public_key, system, secs("now", now)?, window)
+    let c = core::verify_dynamic_api_key(&key, public_key, &system, secs("now", now)?, window)
         .or_throw()?;
     let out: JsValue = Object::new().into();
     set(&out, "login", c.login);
@@ -806,9 +916,9 @@ pub fn transaction_canonical_json(
 /// Reads a transaction from its wire JSON text (`invalid_argument` if it does not fit:
 /// unknown members, floats, unknown `type`).
 #[wasm_bindgen(js_name = transactionFromJson, unchecked_return_type = "Transaction")]
-pub fn transaction_from_json(json: &str) -> JsResult<JsValue> {
-    let tx: core::Transaction =
-        from_json(json).map_err(|e| invalid_argument(format!("not a transaction: {e}")))?;
+pub fn transaction_from_json(json: &JsString) -> JsResult<JsValue> {
+    let tx: core::Transaction = from_json(&text("json", json)?)
+        .map_err(|e| invalid_argument(format!("not a transaction: {e}")))?;
     to_js(&tx)
 }
 
@@ -817,11 +927,12 @@ pub fn transaction_from_json(json: &str) -> JsResult<JsValue> {
 /// it (a receipt already trusted) the run must continue it. Errors carry `index`.
 #[wasm_bindgen(js_name = verifyReceiptChain, unchecked_return_type = "ReceiptClaims[]")]
 pub fn verify_receipt_chain(
-    receipts: Vec<String>,
+    receipts: Vec<JsString>,
     trusted_keys: &TrustedKeys,
-    previous: Option<String>,
+    previous: Option<JsString>,
 ) -> JsResult<JsValue> {
-    let claims = match previous {
+    let receipts = texts("receipts", receipts)?;
+    let claims = match opt_text("previous", previous)? {
         Some(p) => core::verify_receipt_chain_from(Some(&p), &receipts, &trusted_keys.0),
         None => core::verify_receipt_chain(&receipts, &trusted_keys.0),
     }
@@ -839,12 +950,14 @@ pub fn verify_receipt_chain(
     unchecked_return_type = "ReceiptClaims[]"
 )]
 pub fn verify_receipt_chain_witnessed(
-    receipts: Vec<String>,
+    receipts: Vec<JsString>,
     trusted_keys: &TrustedKeys,
-    witness: &str,
+    witness: &JsString,
 ) -> JsResult<JsValue> {
+    let receipts = texts("receipts", receipts)?;
+    let witness = text("witness", witness)?;
     let claims =
-        core::verify_receipt_chain_witnessed(&receipts, &trusted_keys.0, witness).or_throw()?;
+        core::verify_receipt_chain_witnessed(&receipts, &trusted_keys.0, &witness).or_throw()?;
     claims_js(&claims)
 }
 
@@ -857,11 +970,13 @@ pub fn verify_receipt_chain_witnessed(
 /// does not verify.
 #[wasm_bindgen(js_name = advancesWitness)]
 pub fn advances_witness(
-    current: Option<String>,
-    received: &str,
+    current: Option<JsString>,
+    received: &JsString,
     trusted_keys: &TrustedKeys,
 ) -> JsResult<bool> {
-    core::advances_witness(current.as_deref(), received, &trusted_keys.0).or_throw()
+    let current = opt_text("current", current)?;
+    let received = text("received", received)?;
+    core::advances_witness(current.as_deref(), &received, &trusted_keys.0).or_throw()
 }
 
 /// Receipt claims as a JS array, written member by member (see `Json`).
@@ -888,8 +1003,8 @@ fn claims_js(claims: &[core::ReceiptClaims]) -> JsResult<JsValue> {
 
 /// The `prev` value that links to a receipt: base64url SHA-256 of the compact JWS.
 #[wasm_bindgen(js_name = receiptLink)]
-pub fn receipt_link(receipt: &str) -> String {
-    core::receipt_link(receipt)
+pub fn receipt_link(receipt: &JsString) -> JsResult<String> {
+    Ok(core::receipt_link(&text("receipt", receipt)?))
 }
 
 // ---- server time ------------------------------------------------------------------
@@ -898,11 +1013,14 @@ pub fn receipt_link(receipt: &str) -> String {
 /// (`nonce_mismatch`). Its `iat` is then a trusted time floor.
 #[wasm_bindgen(js_name = verifyServerTime, unchecked_return_type = "ServerTimeClaims")]
 pub fn verify_server_time(
-    jws: &str,
+    jws: &JsString,
     trusted_keys: &TrustedKeys,
-    expected_nonce: Option<String>,
+    expected_nonce: Option<JsString>,
 ) -> JsResult<JsValue> {
-    let c = core::verify_server_time(jws, &trusted_keys.0, expected_nonce.as_deref()).or_throw()?;
+    let jws = text("jws", jws)?;
+    let expected_nonce = opt_text("expectedNonce", expected_nonce)?;
+    let c =
+        core::verify_server_time(&jws, &trusted_keys.0, expected_nonce.as_deref()).or_throw()?;
     let out = Json::obj()
         .set("iss", &c.iss)
         .set("sub", &c.sub)
