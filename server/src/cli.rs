@@ -10,7 +10,7 @@ use crate::api_activation::rfc3339;
 use crate::api_admin::{AdminActivation, NewStaff, add_staff_checked};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::db::Store;
+use crate::db::{KeyChange, SigningKeyRow, Store};
 
 /// Admin subcommands.
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -59,9 +59,30 @@ pub enum AdminCommand {
     },
     /// List signing keys.
     Keys,
-    /// Create a new signing key; it signs from now on, older keys stay published.
-    RotateKey,
-    /// Stop publishing and using an old signing key.
+    /// Create a new signing key, published at once (older keys stay published). Without
+    /// options it signs from now on; apps that do not trust it yet refuse what it signs,
+    /// so to rotate without that, publish it first (--publish-only), ship its public key
+    /// in the apps, then `activate-key`.
+    RotateKey {
+        /// Publish the key only: it signs nothing until `activate-key`.
+        #[arg(long, conflicts_with = "signs_from")]
+        publish_only: bool,
+        /// Publish the key now and let it sign from this time on (RFC 3339, each
+        /// server's clock); `activate-key` can still move it.
+        #[arg(long)]
+        signs_from: Option<String>,
+    },
+    /// Make a published signing key sign: from now on, or from --signs-from. Of the keys
+    /// whose start has come, the one with the latest start signs.
+    ActivateKey {
+        /// The key id.
+        kid: String,
+        /// Sign from this time on (RFC 3339; a past time means now) instead of now.
+        #[arg(long)]
+        signs_from: Option<String>,
+    },
+    /// Stop publishing and using an old signing key (refused for the last key that can
+    /// sign now).
     RetireKey {
         /// The key id.
         kid: String,
@@ -274,9 +295,7 @@ async fn run_with(
             note,
         } => {
             let at = match notified_at {
-                Some(t) => OffsetDateTime::parse(&t, &Rfc3339)
-                    .map_err(|_| "--notified-at must be RFC 3339".to_owned())?
-                    .unix_timestamp(),
+                Some(t) => parse_time("--notified-at", &t)?,
                 None => now,
             };
             decide(activation_id, &["pending"], "approved", by, Some(at), note).await
@@ -303,34 +322,52 @@ async fn run_with(
         }
         AdminCommand::Keys => {
             let keys = store.signing_keys().await.map_err(|e| e.to_string())?;
-            let signing = keys
-                .iter()
-                .find(|k| k.retired_at.is_none())
-                .map(|k| k.kid.clone());
-            for k in keys {
-                print_json(&serde_json::json!({
-                    "kid": k.kid,
-                    "createdAt": rfc3339(k.created_at),
-                    "retiredAt": k.retired_at.map(rfc3339),
-                    "signing": Some(&k.kid) == signing.as_ref(),
-                }))?;
+            let signing = crate::db::signer_at(&keys, now).map(|k| k.kid.clone());
+            for k in &keys {
+                print_json(&key_line(k, signing.as_deref()))?;
             }
             Ok(())
         }
-        AdminCommand::RotateKey => {
+        AdminCommand::RotateKey {
+            publish_only,
+            signs_from,
+        } => {
             let key = tillgate_core::generate_signing_key().map_err(|e| e.to_string())?;
-            // Strictly newer than every existing key, so it is the one that signs.
+            // Strictly newer than every existing key, so that of keys with the same
+            // signing start it is the one that signs.
             let newest = store
                 .signing_keys()
                 .await
                 .map_err(|e| e.to_string())?
                 .first()
                 .map_or(now, |k| (k.created_at + 1).max(now));
+            let signs_from = match (publish_only, signs_from) {
+                (true, _) => None,
+                (false, Some(t)) => Some(parse_time("--signs-from", &t)?),
+                (false, None) => Some(newest),
+            };
             store
-                .add_signing_key(&key, newest)
+                .add_staged_signing_key(&key, newest, signs_from)
                 .await
                 .map_err(|e| e.to_string())?;
-            print_json(&serde_json::json!({"kid": key.kid(), "signing": true}))
+            print_key(store, key.kid(), now).await
+        }
+        AdminCommand::ActivateKey { kid, signs_from } => {
+            let at = match signs_from {
+                Some(t) => parse_time("--signs-from", &t)?,
+                None => now,
+            };
+            match store
+                .activate_signing_key(&kid, at, now)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                KeyChange::Done => print_key(store, &kid, now).await,
+                KeyChange::NoSuchKey => Err(format!("no signing key {kid} that is not retired")),
+                KeyChange::LastSigningKey => Err(format!(
+                    "{kid} is the only key that can sign now: activate another key first"
+                )),
+            }
         }
         AdminCommand::RetireKey { kid } => {
             if store
@@ -339,8 +376,19 @@ async fn run_with(
                 .map_err(|e| e.to_string())?
             {
                 print_json(&serde_json::json!({"kid": kid, "retired": true}))
+            } else if store
+                .signing_keys()
+                .await
+                .map_err(|e| e.to_string())?
+                .iter()
+                .any(|k| k.kid == kid && k.retired_at.is_none())
+            {
+                Err(format!(
+                    "{kid} is the last key that can sign now: activate another key first \
+                     (a key published only, or whose start has not come, does not count)"
+                ))
             } else {
-                Err("no such active key, or it is the last active key".into())
+                Err(format!("no signing key {kid} that is not retired"))
             }
         }
         AdminCommand::AddStaff {
@@ -390,6 +438,36 @@ async fn run_with(
             )
         }
     }
+}
+
+/// Unix seconds of an RFC 3339 time given as `flag`.
+fn parse_time(flag: &str, t: &str) -> Result<i64, String> {
+    OffsetDateTime::parse(t, &Rfc3339)
+        .map(OffsetDateTime::unix_timestamp)
+        .map_err(|_| format!("{flag} must be RFC 3339"))
+}
+
+/// A line of `admin keys`: `signsFrom` is null for a key published only, `signing` says
+/// whether it is the key that signs now (by this host's clock).
+fn key_line(k: &SigningKeyRow, signing: Option<&str>) -> serde_json::Value {
+    serde_json::json!({
+        "kid": k.kid,
+        "createdAt": rfc3339(k.created_at),
+        "signsFrom": k.signs_from.map(rfc3339),
+        "retiredAt": k.retired_at.map(rfc3339),
+        "signing": Some(k.kid.as_str()) == signing,
+    })
+}
+
+/// Prints the `admin keys` line of one key, as stored now.
+async fn print_key(store: &Store, kid: &str, now: i64) -> Result<(), String> {
+    let keys = store.signing_keys().await.map_err(|e| e.to_string())?;
+    let signing = crate::db::signer_at(&keys, now).map(|k| k.kid.clone());
+    let key = keys
+        .iter()
+        .find(|k| k.kid == kid)
+        .ok_or_else(|| format!("signing key {kid} vanished"))?;
+    print_json(&key_line(key, signing.as_deref()))
 }
 
 /// `admin verify-receipts`: one JSON line per register (per broken one with

@@ -30,6 +30,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "product_versions",
         include_str!("../migrations/0002_product_versions.sql"),
     ),
+    (
+        3,
+        "signing_key_start",
+        include_str!("../migrations/0003_signing_key_start.sql"),
+    ),
 ];
 
 /// The newest schema version this server knows (its last migration).
@@ -269,10 +274,81 @@ pub struct SigningKeyRow {
     pub seed: String,
     /// base64url public key.
     pub public_key: String,
-    /// Creation time; the newest non-retired key signs.
+    /// Creation time (breaks ties between keys with the same signing start).
     pub created_at: i64,
+    /// When it may start signing; `None`: published only, until activated. See
+    /// [`SigningKeyRow::signs_at`] and [`signer_at`].
+    pub signs_from: Option<i64>,
     /// When it was retired (no longer published), if it was.
     pub retired_at: Option<i64>,
+}
+
+impl SigningKeyRow {
+    /// Whether the key may sign at `now`: see [`key_signs_at`].
+    pub fn signs_at(&self, now: i64) -> bool {
+        key_signs_at(self.created_at, self.signs_from, self.retired_at, now)
+    }
+}
+
+/// Whether a key with these times may sign at `now`: it is not retired, it was
+/// activated, and its signing start has come. A key whose start is not after its
+/// creation (`rotate-key` without options, the first key, every key from before
+/// staged rotation) may sign as soon as it is read, whatever the reader's clock: a
+/// server whose clock is behind the admin's does not keep signing with the old key.
+pub fn key_signs_at(
+    created_at: i64,
+    signs_from: Option<i64>,
+    retired_at: Option<i64>,
+    now: i64,
+) -> bool {
+    retired_at.is_none() && signs_from.is_some_and(|t| t <= now || t <= created_at)
+}
+
+/// The key that signs at `now`: of the keys that may sign then
+/// ([`SigningKeyRow::signs_at`]), the one whose signing started last (ties: the newest
+/// created, then the greatest kid). So the last activation wins: activating a key makes
+/// it the signer from its start on, and activating the previous key again switches back.
+pub fn signer_at(rows: &[SigningKeyRow], now: i64) -> Option<&SigningKeyRow> {
+    rows.iter().filter(|r| r.signs_at(now)).max_by(|a, b| {
+        (a.signs_from, a.created_at, &a.kid).cmp(&(b.signs_from, b.created_at, &b.kid))
+    })
+}
+
+/// The key a server signs with at `now`: [`signer_at`] or, when by this server's clock
+/// no key's start has come, the activated key (not retired) with the earliest start. The
+/// store only retires a key, or moves a start later, while another key can sign by the
+/// clock of whoever does it ([`Store::retire_signing_key`]); a server whose clock is
+/// behind that one's then signs with the key that took over rather than with none.
+pub fn server_signer_at(rows: &[SigningKeyRow], now: i64) -> Option<&SigningKeyRow> {
+    signer_at(rows, now).or_else(|| {
+        rows.iter()
+            .filter(|r| r.retired_at.is_none())
+            .filter_map(|r| Some((r.signs_from?, r)))
+            .min_by(|(a, ra), (b, rb)| {
+                (a, ra.created_at, &ra.kid).cmp(&(b, rb.created_at, &rb.kid))
+            })
+            .map(|(_, r)| r)
+    })
+}
+
+/// The next time after `now` at which a key's signing start comes (and the signer may
+/// change), if any key is waiting for its start.
+pub fn next_signing_start(rows: &[SigningKeyRow], now: i64) -> Option<i64> {
+    rows.iter()
+        .filter(|r| r.retired_at.is_none() && !r.signs_at(now))
+        .filter_map(|r| r.signs_from)
+        .min()
+}
+
+/// What [`Store::activate_signing_key`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyChange {
+    /// Done.
+    Done,
+    /// No such key, or it is retired: nothing changed.
+    NoSuchKey,
+    /// No key could sign now afterwards: nothing changed.
+    LastSigningKey,
 }
 
 /// A staff login allowed to use dynamic API keys.
@@ -665,7 +741,7 @@ impl Store {
             if n == 0 {
                 let key = tillgate_core::generate_signing_key()
                     .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
-                insert_signing_key(&mut conn, self.seeds.as_ref(), &key, now).await?;
+                insert_signing_key(&mut conn, self.seeds.as_ref(), &key, now, Some(now)).await?;
                 out.created_signing_key = Some(key.kid().to_owned());
             }
             if let Some(cipher) = &self.seeds {
@@ -712,7 +788,7 @@ impl Store {
     /// All signing keys, newest first.
     pub async fn signing_keys(&self) -> Result<Vec<SigningKeyRow>, sqlx::Error> {
         sqlx::query(
-            "SELECT kid, seed, public_key, created_at, retired_at FROM signing_keys \
+            "SELECT kid, seed, public_key, created_at, signs_from, retired_at FROM signing_keys \
              ORDER BY created_at DESC, kid DESC",
         )
         .fetch_all(&self.pool)
@@ -726,6 +802,7 @@ impl Store {
                 kid,
                 public_key: r.try_get("public_key")?,
                 created_at: r.try_get("created_at")?,
+                signs_from: r.try_get("signs_from")?,
                 retired_at: r.try_get("retired_at")?,
             })
         })
@@ -747,41 +824,106 @@ impl Store {
         }
     }
 
-    /// Adds a signing key; being the newest, it signs from now on.
+    /// Adds a signing key that signs from now on (being the newest, it is the one that
+    /// signs; see [`signer_at`]): `now` is its creation time and its signing start.
     pub async fn add_signing_key(&self, key: &SigningKey, now: i64) -> Result<(), sqlx::Error> {
-        let mut conn = self.pool.acquire().await?;
-        insert_signing_key(&mut conn, self.seeds.as_ref(), key, now).await
+        self.add_staged_signing_key(key, now, Some(now)).await
     }
 
-    /// Retires a key: no longer published nor used. Refuses to retire the last active
-    /// key. Returns false if no such active key exists.
+    /// Adds a signing key, published at once, that signs from `signs_from` on (a time
+    /// not after `now`, its creation time, means at once) or, with `None`, only once
+    /// activated ([`Store::activate_signing_key`]).
+    pub async fn add_staged_signing_key(
+        &self,
+        key: &SigningKey,
+        now: i64,
+        signs_from: Option<i64>,
+    ) -> Result<(), sqlx::Error> {
+        let mut conn = self.pool.acquire().await?;
+        let signs_from = signs_from.map(|t| t.max(now));
+        insert_signing_key(&mut conn, self.seeds.as_ref(), key, now, signs_from).await
+    }
+
+    /// Makes a key sign from `signs_from` on (a time before `now` means now): the key
+    /// whose start is the latest of those that have come signs ([`signer_at`]), so a
+    /// key activated now signs at once (within the servers' key cache, 5 s). Refused
+    /// for a retired or unknown key, and when no key could sign at `now` afterwards
+    /// (moving the only key that can sign now to a later start).
+    pub async fn activate_signing_key(
+        &self,
+        kid: &str,
+        signs_from: i64,
+        now: i64,
+    ) -> Result<KeyChange, sqlx::Error> {
+        let signs_from = signs_from.max(now);
+        self.change_signing_key(kid, now, |row| row.signs_from = Some(signs_from))
+            .await
+    }
+
+    /// Retires a key: no longer published nor used. Refuses to retire a key when no
+    /// other key could sign at `now` (the last key that can sign; a key published only,
+    /// or whose start has not come, does not count). Returns false if it refused, or if
+    /// no such key exists that is not retired.
     pub async fn retire_signing_key(&self, kid: &str, now: i64) -> Result<bool, sqlx::Error> {
+        Ok(self
+            .change_signing_key(kid, now, |row| row.retired_at = Some(now))
+            .await?
+            == KeyChange::Done)
+    }
+
+    /// Changes one key that is not retired (its `signs_from` and `retired_at` as
+    /// `change` leaves them), unless no key could sign at `now` afterwards.
+    async fn change_signing_key(
+        &self,
+        kid: &str,
+        now: i64,
+        change: impl FnOnce(&mut SigningKeyRow),
+    ) -> Result<KeyChange, sqlx::Error> {
         let mut conn = self.write_conn().await?;
         let mut tx = conn.begin().await?;
-        // Locked on PostgreSQL: two retirements at once (two operators, two replicas)
-        // run one after the other, so they cannot retire the last two active keys.
-        // Only a constant suffix is added to the statement.
-        let active: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT kid FROM signing_keys WHERE retired_at IS NULL{}",
+        // Locked on PostgreSQL: changes at once (two operators, an activation and a
+        // retirement, two replicas) run one after the other, each seeing the other's
+        // outcome, so together they cannot leave no key that can sign. On SQLite the
+        // write transaction (BEGIN IMMEDIATE) does the same. Only a constant suffix is
+        // added to the statement.
+        let mut rows: Vec<SigningKeyRow> = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT kid, created_at, signs_from, retired_at FROM signing_keys \
+             WHERE retired_at IS NULL{}",
             self.for_update()
         )))
         .fetch_all(&mut *tx)
         .await?
         .iter()
-        .map(|r| r.try_get("kid"))
-        .collect::<Result<_, _>>()?;
-        if !active.iter().any(|k| k == kid) || active.len() < 2 {
-            return Ok(false);
+        .map(|r| {
+            Ok(SigningKeyRow {
+                kid: r.try_get("kid")?,
+                seed: String::new(),
+                public_key: String::new(),
+                created_at: r.try_get("created_at")?,
+                signs_from: r.try_get("signs_from")?,
+                retired_at: r.try_get("retired_at")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()?;
+        let Some(row) = rows.iter_mut().find(|r| r.kid == kid) else {
+            return Ok(KeyChange::NoSuchKey);
+        };
+        change(row);
+        let (signs_from, retired_at) = (row.signs_from, row.retired_at);
+        if signer_at(&rows, now).is_none() {
+            return Ok(KeyChange::LastSigningKey);
         }
         sqlx::query(
-            "UPDATE signing_keys SET retired_at = $1 WHERE kid = $2 AND retired_at IS NULL",
+            "UPDATE signing_keys SET signs_from = $1, retired_at = $2 \
+             WHERE kid = $3 AND retired_at IS NULL",
         )
-        .bind(now)
+        .bind(signs_from)
+        .bind(retired_at)
         .bind(kid)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(KeyChange::Done)
     }
 
     // ---- activations ------------------------------------------------------------
@@ -1899,6 +2041,7 @@ async fn insert_signing_key(
     seeds: Option<&SeedCipher>,
     key: &SigningKey,
     now: i64,
+    signs_from: Option<i64>,
 ) -> Result<(), sqlx::Error> {
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -1909,12 +2052,14 @@ async fn insert_signing_key(
         None => b64.encode(key.seed()),
     };
     sqlx::query(
-        "INSERT INTO signing_keys (kid, seed, public_key, created_at) VALUES ($1, $2, $3, $4)",
+        "INSERT INTO signing_keys (kid, seed, public_key, created_at, signs_from) \
+         VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(key.kid())
     .bind(seed)
     .bind(b64.encode(key.public_key_bytes()))
     .bind(now)
+    .bind(signs_from)
     .execute(conn)
     .await?;
     Ok(())
@@ -2583,6 +2728,139 @@ mod tests {
         );
         let again = Store::connect(&url, 2).await.err().unwrap().to_string();
         assert_eq!(again, err);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn key_row(kid: &str, created_at: i64, signs_from: Option<i64>) -> SigningKeyRow {
+        SigningKeyRow {
+            kid: kid.into(),
+            seed: String::new(),
+            public_key: String::new(),
+            created_at,
+            signs_from,
+            retired_at: None,
+        }
+    }
+
+    /// Of the keys whose start has come, the one with the latest start signs; a key
+    /// published only never does; a key whose start is not after its creation signs at
+    /// once whatever the reader's clock.
+    #[test]
+    fn the_key_whose_start_came_last_signs() {
+        let signer = |rows: &[SigningKeyRow], now| signer_at(rows, now).map(|r| r.kid.clone());
+        let mut rows = vec![
+            key_row("a", 100, Some(100)),
+            key_row("b", 200, None),
+            key_row("c", 300, Some(1_000)),
+        ];
+        assert_eq!(signer(&rows, 150).as_deref(), Some("a"));
+        assert_eq!(signer(&rows, 999).as_deref(), Some("a"));
+        assert_eq!(next_signing_start(&rows, 999), Some(1_000));
+        assert_eq!(signer(&rows, 1_000).as_deref(), Some("c"));
+        assert_eq!(next_signing_start(&rows, 1_000), None);
+        // `b` activated later than `c`'s start: it signs from its own start on.
+        rows[1].signs_from = Some(2_000);
+        assert_eq!(signer(&rows, 1_999).as_deref(), Some("c"));
+        assert_eq!(signer(&rows, 2_000).as_deref(), Some("b"));
+        // Retired keys never sign.
+        rows[1].retired_at = Some(2_500);
+        assert_eq!(signer(&rows, 3_000).as_deref(), Some("c"));
+        // Created "in the future" (a clock ahead of this one) to sign at once: it does.
+        rows.push(key_row("d", 5_000, Some(5_000)));
+        assert_eq!(signer(&rows, 4_000).as_deref(), Some("d"));
+        // The same start: the newest created, then the greatest kid.
+        let same = [key_row("x", 10, Some(10)), key_row("y", 11, Some(10))];
+        assert_eq!(signer(&same, 20).as_deref(), Some("y"));
+        let same = [key_row("y", 10, Some(10)), key_row("x", 10, Some(10))];
+        assert_eq!(signer(&same, 20).as_deref(), Some("y"));
+        assert_eq!(signer(&[key_row("p", 10, None)], 20), None);
+        // A server whose clock is behind the admin's, who activated `b` and then
+        // retired `a`: `b` signs there too, rather than no key.
+        let mut rows = vec![key_row("a", 10, Some(10)), key_row("b", 20, Some(50))];
+        rows[0].retired_at = Some(51);
+        rows.push(key_row("c", 30, Some(60)));
+        rows.push(key_row("p", 40, None));
+        assert_eq!(signer(&rows, 45), None);
+        let server = server_signer_at(&rows, 45).map(|r| r.kid.as_str());
+        assert_eq!(server, Some("b"));
+        assert_eq!(
+            server_signer_at(&rows, 55).map(|r| r.kid.as_str()),
+            Some("b")
+        );
+        assert_eq!(
+            server_signer_at(&rows, 60).map(|r| r.kid.as_str()),
+            Some("c")
+        );
+        assert_eq!(
+            server_signer_at(&rows[3..], 60).map(|r| r.kid.as_str()),
+            None
+        );
+    }
+
+    /// Signing keys stored by a version-2 server sign as before once the database is
+    /// migrated: each from its creation, the newest one that is not retired signing.
+    #[tokio::test]
+    async fn signing_keys_of_a_version_2_database_keep_signing() {
+        let dir = std::env::temp_dir().join(format!("tillgate-db-v2-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
+        sqlx::any::install_default_drivers();
+        let mut c = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+            .await
+            .unwrap();
+        for (_, _, sql) in &MIGRATIONS[..2] {
+            sqlx::raw_sql(*sql).execute(&mut c).await.unwrap();
+        }
+        let keys: Vec<SigningKey> = (1..=3u8).map(|i| SigningKey::from_seed(&[i; 32])).collect();
+        let b64 = |b: &[u8]| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+        };
+        sqlx::raw_sql(
+            "CREATE TABLE tillgate_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, \
+             applied_at BIGINT NOT NULL); \
+             INSERT INTO tillgate_migrations VALUES (1, 'init', 0), (2, 'product_versions', 0);",
+        )
+        .execute(&mut c)
+        .await
+        .unwrap();
+        for (i, (key, retired)) in keys.iter().zip([None, None, Some(400i64)]).enumerate() {
+            sqlx::query(
+                "INSERT INTO signing_keys (kid, seed, public_key, created_at, retired_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(key.kid())
+            .bind(b64(&key.seed()))
+            .bind(b64(&key.public_key_bytes()))
+            .bind(100 * (i as i64 + 1))
+            .bind(retired)
+            .execute(&mut c)
+            .await
+            .unwrap();
+        }
+        sqlx::Connection::close(c).await.unwrap();
+        let store = Store::connect(&url, 2).await.unwrap();
+        let rows = store.signing_keys().await.unwrap();
+        assert!(rows.iter().all(|r| r.signs_from == Some(r.created_at)));
+        assert_eq!(
+            signer_at(&rows, 1_000).map(|r| r.kid.as_str()),
+            Some(keys[1].kid())
+        );
+        // And the new rules apply: the last key that can sign stays.
+        assert!(
+            store
+                .retire_signing_key(keys[0].kid(), 1_000)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .retire_signing_key(keys[1].kid(), 1_000)
+                .await
+                .unwrap()
+        );
+        store.close().await;
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -29,11 +29,16 @@ const CACHE_MAX_ENTRIES: usize = 50_000;
 /// The setting holding the generated admin key's hash.
 const ADMIN_KEY_SETTING: &str = "admin_key_sha256";
 
-/// The keys in use: the newest active key signs; every active key is published.
+/// The keys in use: of the keys that are not retired, every one is published, and the
+/// one whose signing start came last signs (`db::server_signer_at`; a key published
+/// only, or whose start has not come, signs nothing).
 #[derive(Debug, Clone)]
 pub struct KeyRing {
     /// The key that signs descriptors, receipts and timestamps.
     pub signing: SigningKey,
+    /// When a published key's signing start comes (server clock, Unix seconds): the
+    /// keys are read again then, so a scheduled key starts signing on time.
+    pub next_start: Option<i64>,
     /// The published public keys (`/.well-known/jwks.json`).
     pub jwks: Jwks,
     /// The same keys, for verifying what this server signed.
@@ -226,11 +231,14 @@ impl AppState {
         ApiKeyHash::of_key(presented).is_ok_and(|h| h.ct_eq(&self.admin_key_hash))
     }
 
-    /// The signing keys, re-read from the database at most every few seconds.
+    /// The signing keys, re-read from the database at most every few seconds, and when
+    /// a key's signing start comes.
     pub async fn keys(&self) -> Result<Arc<KeyRing>, AppError> {
+        let now = self.now();
         if let Ok(guard) = self.keys.lock()
             && let Some((at, ring)) = guard.as_ref()
             && at.elapsed() < KEY_CACHE_TTL
+            && ring.next_start.is_none_or(|t| now < t)
         {
             return Ok(ring.clone());
         }
@@ -240,6 +248,8 @@ impl AppState {
     /// Re-reads the signing keys now.
     pub async fn refresh_keys(&self) -> Result<Arc<KeyRing>, AppError> {
         let rows = self.store.signing_keys().await?;
+        let now = self.now();
+        let signer = crate::db::server_signer_at(&rows, now).map(|r| r.kid.clone());
         let mut signing = None;
         let mut jwks = Jwks::default();
         let mut trusted = TrustedKeys::new();
@@ -258,13 +268,14 @@ impl AppState {
             trusted
                 .add_jwk(&key.public_jwk())
                 .map_err(|e| AppError::internal(format!("stored signing key: {e}")))?;
-            if signing.is_none() {
-                signing = Some(key); // rows are newest first
+            if signer.as_ref() == Some(&row.kid) {
+                signing = Some(key);
             }
         }
-        let signing = signing.ok_or_else(|| AppError::internal("no active signing key"))?;
+        let signing = signing.ok_or_else(|| AppError::internal("no signing key can sign now"))?;
         let ring = Arc::new(KeyRing {
             signing,
+            next_start: crate::db::next_signing_start(&rows, now),
             jwks,
             trusted,
         });

@@ -55,6 +55,7 @@ const TABLES: &[Table] = &[
             ("public_key", Text),
             ("created_at", Int),
             ("retired_at", Int),
+            ("signs_from", Int),
         ],
     },
     Table {

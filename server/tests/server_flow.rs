@@ -24,6 +24,9 @@ on_both!(
     admin_lists_and_exports_page_to_the_end,
     bad_input_is_4xx,
     key_rotation,
+    staged_key_rotation,
+    scheduled_key_rotation,
+    only_a_key_that_can_sign_may_stop_signing,
     rate_limits,
     ops_endpoints,
     handshake_answers_within_a_second,
@@ -1413,6 +1416,335 @@ async fn key_rotation(db: &TestDb, b: Backend) {
     let last = trusted(&s).await;
     assert_eq!(last.len(), 1);
     assert!(last.contains(new_key.kid()));
+}
+
+/// What the server signs now for a register: a handshake's signed time (with `nonce`),
+/// the activation code's descriptor, and the receipt of a new sale (Idempotency-Key
+/// `nonce`).
+struct SignedNow {
+    nonce: String,
+    time: String,
+    descriptor: String,
+    receipt: String,
+}
+
+impl SignedNow {
+    async fn fetch(s: &Srv, key: &str, nonce: &str) -> SignedNow {
+        let hs = s
+            .get_json_as(&format!("/auth/handshake?nonce={nonce}"), key)
+            .await;
+        let code = s.get_json_as("/activations/activation-code", key).await;
+        let r = s.post_tx(key, nonce, &sale(100)).await;
+        assert_eq!(r.status(), 201);
+        let tx: Value = r.json().await.unwrap();
+        let signed = SignedNow {
+            nonce: nonce.to_owned(),
+            time: hs["signedTime"].as_str().unwrap().to_owned(),
+            descriptor: code["descriptor"].as_str().unwrap().to_owned(),
+            receipt: tx["receipt"].as_str().unwrap().to_owned(),
+        };
+        assert_eq!(code["kid"].as_str().unwrap(), jws_kid(&signed.descriptor));
+        signed
+    }
+
+    /// The kid each of the three names (they are all signed by one key).
+    fn kid(&self) -> String {
+        let kid = jws_kid(&self.time);
+        assert_eq!(jws_kid(&self.descriptor), kid);
+        assert_eq!(jws_kid(&self.receipt), kid);
+        kid
+    }
+
+    /// Verifies all three offline as an app trusting `keys` does; the codes of the
+    /// failures (none: all verify).
+    fn verify(&self, keys: &TrustedKeys, now: i64) -> Vec<&'static str> {
+        let opts = VerifyOptions::default();
+        [
+            verify_server_time(&self.time, keys, Some(&self.nonce)).map(|_| ()),
+            verify_descriptor(&self.descriptor, keys, now, &opts).map(|_| ()),
+            tillgate_core::verify_receipt(&self.receipt, keys).map(|_| ()),
+        ]
+        .into_iter()
+        .filter_map(|r| r.err().map(|e| e.code()))
+        .collect()
+    }
+}
+
+/// The `kid` of a compact JWS's header.
+fn jws_kid(jws: &str) -> String {
+    let header = jws.split('.').next().unwrap();
+    let header: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(header)
+            .unwrap(),
+    )
+    .unwrap();
+    header["kid"].as_str().unwrap().to_owned()
+}
+
+/// Every receipt of a register, in order.
+async fn all_receipts(s: &Srv, key: &str) -> Vec<String> {
+    let list: Value = s
+        .get("/transactions?limit=1000", key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["receipt"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// A key published only is in the JWKS at once but signs nothing until it is activated,
+/// so apps that trust only the old key go on verifying everything; once activated it
+/// signs (and activating the old key again switches back).
+async fn staged_key_rotation(db: &TestDb, b: Backend) {
+    use tillgate_server::db::KeyChange;
+    let s = Srv::start(db, b).await;
+    let store = &s.state.store;
+    let (_, key) = s.register(CORP_A, "dev-1").await;
+    // The app as shipped trusts the first key only.
+    let app_v1 = trusted(&s).await;
+    assert_eq!(app_v1.len(), 1);
+    let first = SignedNow::fetch(&s, &key, "s1").await.kid();
+    assert!(app_v1.contains(&first));
+
+    // Publish a key only (what `admin rotate-key --publish-only` does).
+    let next = tillgate_core::generate_signing_key().unwrap();
+    store
+        .add_staged_signing_key(&next, s.clock.now_secs(), None)
+        .await
+        .unwrap();
+    s.state.refresh_keys().await.unwrap();
+    // It is published at once: the app update ships with both keys.
+    let app_v2 = trusted(&s).await;
+    assert_eq!(app_v2.len(), 2);
+    assert!(app_v2.contains(next.kid()));
+    // It signs nothing: the app that trusts the first key only verifies everything,
+    // now and later (a published key has no start of its own).
+    for (nonce, advance) in [("s2", 0), ("s3", DAY)] {
+        s.clock.advance(advance);
+        s.state.refresh_keys().await.unwrap();
+        let signed = SignedNow::fetch(&s, &key, nonce).await;
+        assert_eq!(signed.kid(), first);
+        assert_eq!(signed.verify(&app_v1, s.clock.now_secs()), [] as [&str; 0]);
+    }
+    // The first key is the only one that can sign: it cannot be retired.
+    assert!(
+        !store
+            .retire_signing_key(&first, s.clock.now_secs())
+            .await
+            .unwrap()
+    );
+
+    // Activated (`admin activate-key`): it signs from now on.
+    let now = s.clock.now_secs();
+    assert_eq!(
+        store
+            .activate_signing_key(next.kid(), now, now)
+            .await
+            .unwrap(),
+        KeyChange::Done
+    );
+    s.state.refresh_keys().await.unwrap();
+    let signed = SignedNow::fetch(&s, &key, "s4").await;
+    assert_eq!(signed.kid(), next.kid());
+    assert_eq!(signed.verify(&app_v2, now), [] as [&str; 0]);
+    // An app that was not updated refuses what the new key signs, and says why.
+    assert_eq!(
+        signed.verify(&app_v1, now),
+        ["unknown_kid", "unknown_kid", "unknown_kid"]
+    );
+    // One receipt chain across the switch.
+    let receipts = all_receipts(&s, &key).await;
+    assert_eq!(receipts.len(), 4);
+    verify_receipt_chain(&receipts, &app_v2).unwrap();
+    assert_eq!(trusted(&s).await.len(), 2);
+
+    // Activating the first key again (a second later) switches back.
+    s.clock.advance(1);
+    let now = s.clock.now_secs();
+    assert_eq!(
+        store.activate_signing_key(&first, now, now).await.unwrap(),
+        KeyChange::Done
+    );
+    s.state.refresh_keys().await.unwrap();
+    let signed = SignedNow::fetch(&s, &key, "s5").await;
+    assert_eq!(signed.kid(), first);
+    assert_eq!(signed.verify(&app_v1, now), [] as [&str; 0]);
+
+    // Forward again, then the first key is retired: no longer published.
+    s.clock.advance(1);
+    let now = s.clock.now_secs();
+    assert_eq!(
+        store
+            .activate_signing_key(next.kid(), now, now)
+            .await
+            .unwrap(),
+        KeyChange::Done
+    );
+    assert!(store.retire_signing_key(&first, now).await.unwrap());
+    s.state.refresh_keys().await.unwrap();
+    assert_eq!(SignedNow::fetch(&s, &key, "s6").await.kid(), next.kid());
+    let last = trusted(&s).await;
+    assert_eq!(last.len(), 1);
+    assert!(last.contains(next.kid()));
+    // A retired key cannot be activated again.
+    assert_eq!(
+        store.activate_signing_key(&first, now, now).await.unwrap(),
+        KeyChange::NoSuchKey
+    );
+}
+
+/// A key published with a later signing start signs nothing before it, and signs from
+/// the moment the server's clock reaches it, without anyone re-reading the keys.
+async fn scheduled_key_rotation(db: &TestDb, b: Backend) {
+    let s = Srv::start(db, b).await;
+    let store = &s.state.store;
+    let (_, key) = s.register(CORP_A, "dev-1").await;
+    let app_v1 = trusted(&s).await;
+    let first = SignedNow::fetch(&s, &key, "t1").await.kid();
+
+    // `admin rotate-key --signs-from <a day later>`.
+    let next = tillgate_core::generate_signing_key().unwrap();
+    let start = s.clock.now_secs() + DAY;
+    store
+        .add_staged_signing_key(&next, s.clock.now_secs(), Some(start))
+        .await
+        .unwrap();
+    s.state.refresh_keys().await.unwrap();
+    let app_v2 = trusted(&s).await;
+    assert_eq!(app_v2.len(), 2);
+    let signed = SignedNow::fetch(&s, &key, "t2").await;
+    assert_eq!(signed.kid(), first);
+    assert_eq!(signed.verify(&app_v1, s.clock.now_secs()), [] as [&str; 0]);
+
+    // A second before its start: still the first key, which cannot be retired yet.
+    s.clock.set(start - 1);
+    let signed = SignedNow::fetch(&s, &key, "t3").await;
+    assert_eq!(signed.kid(), first);
+    assert_eq!(signed.verify(&app_v1, start - 1), [] as [&str; 0]);
+    assert!(!store.retire_signing_key(&first, start - 1).await.unwrap());
+
+    // Its start: it signs (the server reads the keys again when a start comes; no
+    // refresh here).
+    s.clock.set(start);
+    let signed = SignedNow::fetch(&s, &key, "t4").await;
+    assert_eq!(signed.kid(), next.kid());
+    assert_eq!(signed.verify(&app_v2, start), [] as [&str; 0]);
+    assert_eq!(
+        signed.verify(&app_v1, start),
+        ["unknown_kid", "unknown_kid", "unknown_kid"]
+    );
+    let receipts = all_receipts(&s, &key).await;
+    assert_eq!(receipts.len(), 4);
+    verify_receipt_chain(&receipts, &app_v2).unwrap();
+    // Now the first key can go.
+    assert!(store.retire_signing_key(&first, start).await.unwrap());
+}
+
+/// The store never leaves no key that can sign: the last such key cannot be retired
+/// nor moved to a later start (a key published only, or whose start has not come, does
+/// not count), also when two processes change keys at the same moment.
+async fn only_a_key_that_can_sign_may_stop_signing(db: &TestDb, _b: Backend) {
+    use tillgate_server::db::{KeyChange, Store, signer_at};
+    let store = Store::connect(&db.url, 2).await.unwrap();
+    store.init(T2030).await.unwrap();
+    let a = store.signing_keys().await.unwrap()[0].kid.clone();
+    let gen_key = || tillgate_core::generate_signing_key().unwrap();
+    let staged = gen_key();
+    let b = staged.kid();
+    store
+        .add_staged_signing_key(&staged, T2030, None)
+        .await
+        .unwrap();
+    let now = T2030 + 10;
+    let signer = |at: i64| {
+        let store = store.clone();
+        async move {
+            let keys = store.signing_keys().await.unwrap();
+            signer_at(&keys, at).map(|k| k.kid.clone())
+        }
+    };
+    assert_eq!(signer(now).await.as_deref(), Some(a.as_str()));
+    // Only `a` can sign: it stays, and stays signing now.
+    assert!(!store.retire_signing_key(&a, now).await.unwrap());
+    assert_eq!(
+        store
+            .activate_signing_key(&a, now + 100, now)
+            .await
+            .unwrap(),
+        KeyChange::LastSigningKey
+    );
+    // Unknown keys.
+    assert!(!store.retire_signing_key("nope", now).await.unwrap());
+    assert_eq!(
+        store.activate_signing_key("nope", now, now).await.unwrap(),
+        KeyChange::NoSuchKey
+    );
+    // `b` scheduled: `a` still cannot go before `b`'s start, and can from then on.
+    assert_eq!(
+        store.activate_signing_key(b, now + 100, now).await.unwrap(),
+        KeyChange::Done
+    );
+    assert_eq!(signer(now + 99).await.as_deref(), Some(a.as_str()));
+    assert_eq!(signer(now + 100).await.as_deref(), Some(b));
+    assert!(!store.retire_signing_key(&a, now + 99).await.unwrap());
+    assert!(store.retire_signing_key(&a, now + 100).await.unwrap());
+    assert!(!store.retire_signing_key(&a, now + 100).await.unwrap());
+    // Now `b` is the last one.
+    assert!(!store.retire_signing_key(b, now + 100).await.unwrap());
+    assert_eq!(
+        store
+            .activate_signing_key(b, now + 200, now + 100)
+            .await
+            .unwrap(),
+        KeyChange::LastSigningKey
+    );
+    // A key published only does not count.
+    let c = gen_key();
+    store
+        .add_staged_signing_key(&c, now + 100, None)
+        .await
+        .unwrap();
+    assert!(!store.retire_signing_key(b, now + 100).await.unwrap());
+    assert!(store.retire_signing_key(c.kid(), now + 100).await.unwrap());
+
+    // Two processes (two replicas, or an operator's CLI and another's) at once: with two
+    // keys that can sign, of "retire one" and "retire the other" (or "move the other to
+    // a later start") exactly one is done, never both.
+    let other = Store::connect(&db.url, 2).await.unwrap();
+    for round in 0..8i64 {
+        let now = T2030 + 1_000 + round * 10;
+        let (x, y) = (gen_key(), gen_key());
+        store.add_signing_key(&x, now).await.unwrap();
+        store.add_signing_key(&y, now).await.unwrap();
+        for k in store.signing_keys().await.unwrap() {
+            if k.retired_at.is_none() && k.kid != x.kid() && k.kid != y.kid() {
+                assert!(store.retire_signing_key(&k.kid, now).await.unwrap());
+            }
+        }
+        let done = if round % 2 == 0 {
+            let (r1, r2) = tokio::join!(
+                store.retire_signing_key(x.kid(), now),
+                other.retire_signing_key(y.kid(), now)
+            );
+            [r1.unwrap(), r2.unwrap()]
+        } else {
+            let (r1, r2) = tokio::join!(
+                store.retire_signing_key(x.kid(), now),
+                other.activate_signing_key(y.kid(), now + 5, now)
+            );
+            [r1.unwrap(), r2.unwrap() == KeyChange::Done]
+        };
+        assert_eq!(done.iter().filter(|d| **d).count(), 1, "round {round}");
+        assert!(signer(now).await.is_some(), "round {round}");
+    }
+    other.close().await;
+    store.close().await;
 }
 
 async fn rate_limits(db: &TestDb, b: Backend) {

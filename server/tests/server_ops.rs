@@ -1081,6 +1081,100 @@ async fn initialised_data_dir(name: &str) -> (std::path::PathBuf, String) {
     (dir, sqlite)
 }
 
+/// Staged rotation with the real binary: `rotate-key --publish-only` publishes a key
+/// that does not sign, `activate-key` (at once or `--signs-from`) makes it sign, and the
+/// last key that can sign cannot be retired; `rotate-key` alone still signs at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_cli_stages_a_key_rotation() {
+    let (dir, _) = initialised_data_dir("stage_keys").await;
+    let run = |args: &[&str]| -> (bool, Vec<Value>, String) {
+        let out = admin_cli_dir(&dir, args);
+        let lines = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        (
+            out.status.success(),
+            lines,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let signer = || {
+        let (ok, keys, err) = run(&["keys"]);
+        assert!(ok, "{err}");
+        let signing: Vec<&Value> = keys.iter().filter(|k| k["signing"] == true).collect();
+        assert_eq!(signing.len(), 1, "{keys:?}");
+        (signing[0]["kid"].as_str().unwrap().to_owned(), keys.len())
+    };
+    let (first, n) = signer();
+    assert_eq!(n, 1);
+
+    let (ok, out, err) = run(&["rotate-key", "--publish-only"]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        (&out[0]["signing"], &out[0]["signsFrom"]),
+        (&json!(false), &Value::Null)
+    );
+    let next = out[0]["kid"].as_str().unwrap().to_owned();
+    assert_eq!(signer(), (first.clone(), 2));
+    let (ok, _, err) = run(&["retire-key", &first]);
+    assert!(!ok);
+    assert!(err.contains("last key that can sign"), "{err}");
+
+    // Scheduled far ahead: still not signing, the first key still needed.
+    let (ok, out, err) = run(&[
+        "activate-key",
+        &next,
+        "--signs-from",
+        "2999-01-01T00:00:00Z",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(out[0]["signing"], false);
+    assert!(
+        out[0]["signsFrom"]
+            .as_str()
+            .unwrap()
+            .starts_with("2999-01-01T00:00:00")
+    );
+    assert!(!run(&["retire-key", &first]).0);
+    let (ok, _, err) = run(&["activate-key", &next, "--signs-from", "tomorrow"]);
+    assert!(!ok);
+    assert!(err.contains("RFC 3339"), "{err}");
+
+    // Activated now: it signs; the first key can go and cannot come back.
+    let (ok, out, err) = run(&["activate-key", &next]);
+    assert!(ok, "{err}");
+    assert_eq!(out[0]["signing"], true);
+    assert_eq!(signer(), (next.clone(), 2));
+    assert!(run(&["retire-key", &first]).0);
+    let (ok, _, err) = run(&["activate-key", &first]);
+    assert!(!ok);
+    assert!(err.contains("no signing key"), "{err}");
+    let (ok, _, err) = run(&["retire-key", &next]);
+    assert!(!ok);
+    assert!(err.contains("last key that can sign"), "{err}");
+
+    // rotate-key with a start, and alone (at once, as before).
+    let (ok, out, err) = run(&["rotate-key", "--signs-from", "2999-01-01T00:00:00Z"]);
+    assert!(ok, "{err}");
+    assert_eq!(out[0]["signing"], false);
+    assert_eq!(signer(), (next.clone(), 3), "the retired key is listed too");
+    let (ok, out, err) = run(&["rotate-key"]);
+    assert!(ok, "{err}");
+    assert_eq!(out[0]["signing"], true);
+    assert_eq!(signer(), (out[0]["kid"].as_str().unwrap().to_owned(), 4));
+    assert!(
+        !run(&[
+            "rotate-key",
+            "--publish-only",
+            "--signs-from",
+            "2999-01-01T00:00:00Z"
+        ])
+        .0
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Asserts that the copy's main tables hold no row in the PostgreSQL database of `pool`.
 async fn assert_no_rows(pool: &sqlx::AnyPool, why: &str) {
     for table in ["signing_keys", "activations", "transactions"] {
