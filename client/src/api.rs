@@ -279,6 +279,18 @@ impl ProductCatalogue {
     }
 }
 
+/// One page of the catalogue's changes, from
+/// [`Client::product_changes`](crate::Client::product_changes).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProductPage {
+    /// Changed products (withdrawn ones included, `active == false`), oldest change first.
+    pub products: Vec<Product>,
+    /// The RVE to ask with next (`None` only if the server named none).
+    pub rve: Option<String>,
+    /// More changes follow: ask again with `rve`.
+    pub more: bool,
+}
+
 /// What one [`Client::sync_products`](crate::Client::sync_products) changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ProductSync {

@@ -13,8 +13,8 @@ use tillgate_core::{
 };
 
 use crate::api::{
-    Activation, ActivationCode, Handshake, Product, ProductCatalogue, ProductSync, parse_handshake,
-    parse_list,
+    Activation, ActivationCode, Handshake, Product, ProductCatalogue, ProductPage, ProductSync,
+    parse_handshake, parse_list,
 };
 use crate::http::{Http, Method, Request, Response};
 use crate::{ClientError, IdempotencyKey, RenewRequest, Result, StoredTransaction};
@@ -452,31 +452,51 @@ impl Client {
     /// back, and are merged into `catalogue` (a withdrawn product stays, with `active`
     /// false); the catalogue's RVE moves to the server's. The first sync (no RVE) fetches
     /// everything. While the server says `more` (a page holds at most 1,000 products),
-    /// the next page is fetched; each page is merged as it arrives, so a sync cut short
-    /// keeps what it got and the next one goes on from there.
+    /// the next page is fetched ([`product_changes`](Self::product_changes)); each page is
+    /// merged as it arrives, so a sync cut short keeps what it got and the next one goes
+    /// on from there. A server that names an RVE it named before in the same sync while
+    /// saying `more` (which would go round for ever) is refused with `invalid_response`.
     pub async fn sync_products(&self, catalogue: &mut ProductCatalogue) -> Result<ProductSync> {
         let mut changed = 0;
+        let mut seen = std::collections::HashSet::new();
         loop {
-            let mut req = self.authed(Method::Get, "/products")?;
-            if let Some(rve) = &catalogue.rve {
-                req = req.query(&[("rve", rve.as_str())]);
-            }
-            let resp = self.send(req).await?;
-            let (delta, rve, whole) = parse_list::<ProductOut>(&resp.body, &["items", "products"])?;
-            let more = whole.get("more").and_then(serde_json::Value::as_bool) == Some(true);
-            let delta = delta.into_iter().map(Product::from).collect();
-            let rve = rve.or_else(|| resp.header("x-rve"));
-            if more && (rve.is_none() || rve == catalogue.rve) {
-                // Asking again with the same RVE would get the same page forever.
+            let page = self.product_changes(catalogue.rve.as_deref()).await?;
+            if page.more && !seen.insert(page.rve.clone()) {
                 return Err(ClientError::InvalidResponse(
-                    "more products follow, but the RVE did not move".into(),
+                    "more products follow, but the RVE went back to one already asked with".into(),
                 ));
             }
-            changed += catalogue.merge(delta, rve);
-            if !more {
+            changed += catalogue.merge(page.products, page.rve);
+            if !page.more {
                 return Ok(ProductSync { changed });
             }
         }
+    }
+
+    /// One page of `GET /products`: the products changed after `rve` (all of them when
+    /// `None`), the RVE to ask with next and whether more follow. For apps that keep the
+    /// catalogue in their own store: merge each page, keep its `rve`, and ask again while
+    /// `more`. A page saying `more` with no RVE, or with the RVE asked with, is refused
+    /// with `invalid_response` (asking again would get the same page).
+    pub async fn product_changes(&self, rve: Option<&str>) -> Result<ProductPage> {
+        let mut req = self.authed(Method::Get, "/products")?;
+        if let Some(rve) = rve {
+            req = req.query(&[("rve", rve)]);
+        }
+        let resp = self.send(req).await?;
+        let (delta, next, whole) = parse_list::<ProductOut>(&resp.body, &["items", "products"])?;
+        let more = whole.get("more").and_then(serde_json::Value::as_bool) == Some(true);
+        let next = next.or_else(|| resp.header("x-rve"));
+        if more && (next.is_none() || next.as_deref() == rve) {
+            return Err(ClientError::InvalidResponse(
+                "more products follow, but the RVE did not move".into(),
+            ));
+        }
+        Ok(ProductPage {
+            products: delta.into_iter().map(Product::from).collect(),
+            rve: next,
+            more,
+        })
     }
 
     /// `PUT /products/{id}`: creates or replaces a product of the register's company

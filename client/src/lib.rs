@@ -8,7 +8,9 @@ mod error;
 mod http;
 mod queue;
 
-pub use api::{Activation, ActivationCode, Handshake, Product, ProductCatalogue, ProductSync};
+pub use api::{
+    Activation, ActivationCode, Handshake, Product, ProductCatalogue, ProductPage, ProductSync,
+};
 pub use backoff::Backoff;
 pub use client::{
     Client, ClientConfig, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT,

@@ -194,12 +194,19 @@ async fn post_tx(
 }
 
 /// `GET /products`: pages of one product each, `more` until the RVE reaches 3; a stuck
-/// cursor (the same `rve` with `more`) when asked with `rve=stuck`.
+/// cursor (the same `rve` with `more`) when asked with `rve=stuck`, and two cursors
+/// naming each other from `ping` and `pong`.
 async fn products(Query(q): Query<HashMap<String, String>>) -> Response {
     let at: u32 = match q.get("rve").map(String::as_str) {
         None => 0,
         Some("stuck") => {
             return Json(serde_json::json!({"rve": "stuck", "items": [], "more": true}))
+                .into_response();
+        }
+        // Two RVEs naming each other, each with `more`: round for ever.
+        Some(r @ ("ping" | "pong")) => {
+            let next = if r == "ping" { "pong" } else { "ping" };
+            return Json(serde_json::json!({"rve": next, "items": [], "more": true}))
                 .into_response();
         }
         Some(r) => r.parse().unwrap(),
@@ -652,4 +659,16 @@ async fn product_sync_follows_more_and_refuses_a_stuck_cursor() {
     };
     let e = c.sync_products(&mut stuck).await.unwrap_err();
     assert_eq!(e.code(), "invalid_response", "{e:?}");
+    let mut cycle = tillgate_client::ProductCatalogue {
+        rve: Some("ping".into()),
+        ..Default::default()
+    };
+    let e = c.sync_products(&mut cycle).await.unwrap_err();
+    assert_eq!(e.code(), "invalid_response", "{e:?}");
+    // One page at a time, for apps that keep the catalogue themselves.
+    let page = c.product_changes(Some("1")).await.unwrap();
+    assert_eq!(
+        (page.products.len(), page.rve.as_deref(), page.more),
+        (1, Some("2"), true)
+    );
 }

@@ -541,6 +541,8 @@ pub async fn export(
         }
         (Some(a), None) => state.store.export_txs(Some(a), after_seq, limit).await?,
         (None, Some(a)) => {
+            // Without a sequence: only the registers after this one.
+            let after_seq = q.after_sequence.unwrap_or(i64::MAX);
             state
                 .store
                 .export_all_txs(Some((a, after_seq)), limit)

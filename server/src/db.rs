@@ -1902,8 +1902,8 @@ impl Store {
         let rows = match after {
             Some((activation_id, seq)) => {
                 let sql = format!(
-                    "SELECT {TX_COLS} FROM transactions WHERE activation_id > $1 \
-                     OR (activation_id = $1 AND seq > $2) ORDER BY activation_id, seq LIMIT $3"
+                    "SELECT {TX_COLS} FROM transactions WHERE (activation_id, seq) > ($1, $2) \
+                     ORDER BY activation_id, seq LIMIT $3"
                 );
                 sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(activation_id)
@@ -1943,6 +1943,11 @@ impl Store {
         let mut conn = self.write_conn().await?;
         let mut tx = conn.begin().await?;
         if self.backend == Backend::Postgres {
+            // Each statement must see what committed before it (the newest version read
+            // after the lock is granted), whatever the database's default isolation.
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                .execute(&mut *tx)
+                .await?;
             sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
                 .bind(format!("tillgate-products:{}", p.corporate_id))
                 .execute(&mut *tx)
@@ -1982,9 +1987,9 @@ impl Store {
     /// A company's products whose version is above `since`, in version order, at most
     /// `limit` of them.
     ///
-    /// An RVE above the company's newest version (a register's own clock, or a server's
-    /// that ran ahead) is lowered to it first: asking with it must not skip the changes
-    /// that will come below it.
+    /// An RVE above the company's newest version was not handed out by this database (a
+    /// register's own clock, or a database restored to an earlier state): the changes
+    /// are sent from the start, as the next change may get a version below that RVE.
     pub async fn product_changes(
         &self,
         corporate_id: &str,
@@ -1997,7 +2002,10 @@ impl Store {
                 .fetch_one(&self.pool)
                 .await?
                 .try_get("newest")?;
-        let since = newest.map_or(since, |n| since.min(n));
+        let since = match newest {
+            Some(n) if since <= n => since,
+            _ => i64::MIN,
+        };
         let mut rows = sqlx::query(
             "SELECT corporate_id, id, body, updated_at, rve FROM products \
              WHERE corporate_id = $1 AND rve > $2 ORDER BY rve LIMIT $3",
@@ -2927,6 +2935,14 @@ mod tests {
             (after.rows[0].id.as_str(), after.rows[0].updated_at),
             ("p1", 150)
         );
+        // An RVE above every version (a database restored to an earlier state, a
+        // register's own clock): everything, from the start.
+        let restored = store.product_changes("X", 250, 100).await.unwrap();
+        assert_eq!(restored.rows.len(), 5);
+        assert_eq!(restored.rve, 201);
+        let none = store.product_changes("Z", 250, 100).await.unwrap();
+        assert!(none.rows.is_empty());
+        assert!(none.rve < 0, "{}", none.rve);
         store.close().await;
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -992,6 +992,17 @@ async fn admin_lists_and_exports_page_to_the_end(db: &TestDb, b: Backend) {
     assert_eq!(one["items"][0]["sequence"], 2);
     assert_eq!(one["nextAfterSequence"], 2);
     assert!(one.get("nextAfterActivationId").is_none());
+    // After a register without a sequence: only the registers after it.
+    let later = s
+        .get_json_as(
+            &format!(
+                "/admin/transactions?afterActivationId={}",
+                ids_sorted_first(&keys)
+            ),
+            ADMIN_KEY,
+        )
+        .await;
+    assert_eq!(later["items"].as_array().unwrap().len(), 6);
     // A sequence without a register is refused, not ignored.
     problem(
         s.get("/admin/transactions?afterSequence=1", ADMIN_KEY)
@@ -1169,16 +1180,38 @@ async fn products_delta_sync(db: &TestDb, b: Backend) {
     );
     let newest = delta["rve"].as_str().unwrap().to_owned();
 
-    // An RVE from the future (a register's own clock) is lowered to the newest version:
-    // the changes made before that time still come.
+    // An RVE from the future (a register's own clock) was not handed out by the server:
+    // the changes come from the start, so none to come can be skipped.
     let future = tillgate_core::Rve::from_unix(s.state.now() + 3_600)
         .unwrap()
         .to_string();
     let ahead: Value = s
         .get_json_as(&format!("/products?rve={future}"), &key)
         .await;
-    assert!(ahead["items"].as_array().unwrap().is_empty());
+    assert_eq!(ahead["items"].as_array().unwrap().len(), 3);
     assert_eq!(ahead["rve"].as_str().unwrap(), newest);
+    // A company with no products yet: the same, and its first product comes.
+    let (_, other) = s.register(CORP_B, "dev-9").await;
+    let empty: Value = s
+        .get_json_as(&format!("/products?rve={future}"), &other)
+        .await;
+    assert!(empty["items"].as_array().unwrap().is_empty());
+    let put_b = s
+        .http
+        .put(s.url("/products/first"))
+        .bearer_auth(&other)
+        .json(&json!({"name": "first", "price": 1, "currency": "SEK", "vatRate": 2500}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put_b.status(), 201);
+    let first: Value = s
+        .get_json_as(
+            &format!("/products?rve={}", empty["rve"].as_str().unwrap()),
+            &other,
+        )
+        .await;
+    assert_eq!(first["items"][0]["id"], "first");
     assert_eq!(put("c", 300).await.status(), 201);
     let after: Value = s
         .get_json_as(
@@ -1265,6 +1298,11 @@ async fn products_delta_sync(db: &TestDb, b: Backend) {
     for f in ["name", "price", "currency", "vatRate"] {
         assert!(fields.contains(&f), "{fields:?}");
     }
+}
+
+/// The smallest activation id of these registers.
+fn ids_sorted_first(keys: &[(String, String)]) -> String {
+    keys.iter().map(|(a, _)| a.clone()).min().unwrap()
 }
 
 /// Runs the futures at once on the test's runtime; their outputs in order.

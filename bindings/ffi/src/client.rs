@@ -268,11 +268,13 @@ impl From<Product> for client::Product {
 /// the products into its own store by `id` and keeps `rve` with them.
 #[derive(Debug, Clone, uniffi::Record)]
 pub struct ProductDelta {
-    /// Changed products, by id.
+    /// Changed products, oldest change first.
     pub products: Vec<Product>,
-    /// The RVE the app's copy is now current to (`None` only if the server named none
-    /// and none was sent).
+    /// The RVE to send next time (`None` only if the server named none).
     pub rve: Option<String>,
+    /// More changes follow (a page holds at most 1,000 products): merge these, keep
+    /// `rve`, and call again with it.
+    pub more: bool,
 }
 
 /// An async client for one register.
@@ -397,21 +399,16 @@ impl Client {
             .into())
     }
 
-    /// Product delta sync (`GET /products`): the products changed after `rve` (all of
-    /// them when `None`, the first sync) and the RVE to send next time.
+    /// Product delta sync (`GET /products`), a page at a time: the products changed after
+    /// `rve` (all of them when `None`, the first sync), the RVE to send next time, and
+    /// whether more follow. Merge each page into the app's store with its `rve` before
+    /// asking for the next, so that a sync cut short keeps what it got.
     pub async fn sync_products(&self, rve: Option<String>) -> Result<ProductDelta> {
-        let mut catalogue = client::ProductCatalogue {
-            rve,
-            ..Default::default()
-        };
-        self.0.sync_products(&mut catalogue).await?;
+        let page = self.0.product_changes(rve.as_deref()).await?;
         Ok(ProductDelta {
-            products: catalogue
-                .products
-                .into_values()
-                .map(Product::from)
-                .collect(),
-            rve: catalogue.rve,
+            products: page.products.into_iter().map(Product::from).collect(),
+            rve: page.rve,
+            more: page.more,
         })
     }
 

@@ -51,7 +51,7 @@ export interface Product {
   id: string; name: string; price: number; currency: string; vatRate: number;
   barcode?: string | null; active?: boolean; updatedAt?: string | null;
 }
-export interface ProductDelta { products: Product[]; rve: string | null; }
+export interface ProductDelta { products: Product[]; rve: string | null; more: boolean; }
 export interface WitnessProblem { receipt: string; code: string; message: string; atMs: number; }
 /** A stored record the queue could not read; kept until `removeCorrupt(name)`. */
 export interface CorruptRecord { name: string; id?: number | null; reason: string; }
@@ -138,6 +138,7 @@ impl From<client::Activation> for JsActivation {
 struct JsProductDelta {
     products: Vec<client::Product>,
     rve: Option<String>,
+    more: bool,
 }
 
 #[derive(Serialize)]
@@ -409,22 +410,20 @@ impl Client {
         }))
     }
 
-    /// Product delta sync (`GET /products`): the products changed after `rve` (all of
-    /// them without one, the first sync), by id, withdrawn ones included
-    /// (`active: false`), and the RVE to send next time.
+    /// Product delta sync (`GET /products`), a page at a time: the products changed
+    /// after `rve` (all of them without one, the first sync), oldest change first,
+    /// withdrawn ones included (`active: false`), the RVE to send next time, and `more`
+    /// when another page follows (merge this one and its `rve`, then ask again).
     #[wasm_bindgen(js_name = syncProducts, unchecked_return_type = "Promise<ProductDelta>")]
     pub fn sync_products(&self, rve: Option<JsString>) -> JsResult<Promise> {
         let rve = opt_text("rve", rve)?;
         let c = self.0.clone();
         Ok(future_to_promise(async move {
-            let mut catalogue = client::ProductCatalogue {
-                rve,
-                ..Default::default()
-            };
-            c.sync_products(&mut catalogue).await.or_throw()?;
+            let page = c.product_changes(rve.as_deref()).await.or_throw()?;
             to_js(&JsProductDelta {
-                products: catalogue.products.into_values().collect(),
-                rve: catalogue.rve,
+                products: page.products,
+                rve: page.rve,
+                more: page.more,
             })
         }))
     }
