@@ -14,10 +14,18 @@ pub async fn healthz() -> impl IntoResponse {
     axum::Json(serde_json::json!({"status": "ok"}))
 }
 
-/// `GET /readyz`: the database answers.
+/// `GET /readyz`: the database answers and the transaction writers run.
 #[utoipa::path(get, path = "/readyz", tag = "ops",
     responses((status = 200, description = "ready")))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
+    if !state.writers_running() {
+        return AppError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "the transaction writer stopped",
+        )
+        .into_response();
+    }
     if state.store.ping().await {
         axum::Json(serde_json::json!({"status": "ready"})).into_response()
     } else {

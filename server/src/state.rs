@@ -315,6 +315,13 @@ impl AppState {
         &self.writers[(h % self.writers.len() as u64) as usize]
     }
 
+    /// Whether every transaction writer is still running. A writer that ended (after
+    /// [`shutdown`](Self::shutdown), or by a defect) answers every sale of its registers
+    /// 503, so the process is then not ready (`/readyz`).
+    pub fn writers_running(&self) -> bool {
+        self.writers.iter().all(|w| !w.is_closed())
+    }
+
     /// Stops the writers after each has committed everything queued so far.
     pub async fn shutdown(&self) {
         for writer in &self.writers {

@@ -1891,6 +1891,16 @@ async fn ops_endpoints(db: &TestDb, b: Backend) {
         .await
         .unwrap();
     assert!(docs.contains("/openapi.json"));
+    // Writers stopped (here by a shutdown; a defect would do the same): sales cannot be
+    // stored, so the process says it is not ready.
+    s.state.shutdown().await;
+    problem(
+        h.get(s.url("/readyz")).send().await.unwrap(),
+        503,
+        "not_ready",
+    )
+    .await;
+    assert_eq!(s.post_tx(&key, "m2", &sale(100)).await.status(), 503);
 }
 
 trait NowSecs {
