@@ -11,17 +11,14 @@
 -- per company, written as n_i + max over j <= i of (updated_at_j - n_j).
 ALTER TABLE products ADD COLUMN rve BIGINT NOT NULL DEFAULT 0;
 
-CREATE TEMPORARY TABLE product_versions AS
-SELECT corporate_id, id,
-       MAX(updated_at - n) OVER (PARTITION BY corporate_id ORDER BY n
-                                 ROWS UNBOUNDED PRECEDING) + n AS rve
-FROM (SELECT corporate_id, id, updated_at,
-             ROW_NUMBER() OVER (PARTITION BY corporate_id ORDER BY updated_at, id) AS n
-      FROM products) numbered;
-CREATE INDEX product_versions_by_id ON product_versions (corporate_id, id);
-UPDATE products SET rve = (SELECT v.rve FROM product_versions v
-                           WHERE v.corporate_id = products.corporate_id AND v.id = products.id);
-DROP TABLE product_versions;
+UPDATE products SET rve = v.rve
+FROM (SELECT corporate_id, id,
+             MAX(updated_at - n) OVER (PARTITION BY corporate_id ORDER BY n
+                                       ROWS UNBOUNDED PRECEDING) + n AS rve
+      FROM (SELECT corporate_id, id, updated_at,
+                   ROW_NUMBER() OVER (PARTITION BY corporate_id ORDER BY updated_at, id) AS n
+            FROM products) numbered) v
+WHERE v.corporate_id = products.corporate_id AND v.id = products.id;
 
 DROP INDEX products_by_rve;
 CREATE UNIQUE INDEX products_by_version ON products (corporate_id, rve);
