@@ -368,18 +368,20 @@ async fn the_outbox_keeps_the_registers_witness() {
     ] {
         assert_eq!(e.code(), "witness_mismatch", "{e}");
     }
-    // A sale after the restore gets sequence 4 again: earlier than the witness, so it
-    // says nothing yet. The next one is another receipt for sequence 5: a fork, seen
-    // the moment the server answers, while the sale itself is stored.
+    // A sale after the restore gets sequence 4 again, and its receipt is not the one
+    // the witness (receipt 5) links back to: two signed receipts for sequence 4, a fork,
+    // seen the moment the server answers, while the sale itself is stored.
     let fourth = sell(&outbox, 4000).await;
     assert_ne!(fourth, receipts[3]);
-    assert_eq!(outbox.witness_problem(), None);
-    let fifth = sell(&outbox, 5000).await;
     let problem = outbox.witness_problem().unwrap();
     assert_eq!(
         (problem.code.as_str(), &problem.receipt),
-        ("witness_mismatch", &fifth)
+        ("witness_mismatch", &fourth)
     );
+    // The next one is another receipt for sequence 5; the first problem stays as the
+    // evidence.
+    let fifth = sell(&outbox, 5000).await;
+    assert_eq!(outbox.witness_problem().unwrap().receipt, fourth);
     assert_eq!(outbox.witness().as_ref(), Some(&receipts[4]));
     assert_eq!(outbox.len(), 0);
     // The operator has dealt with it: the register starts witnessing afresh, and the
