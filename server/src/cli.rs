@@ -343,7 +343,18 @@ async fn run_with(
                 .map_or(now, |k| (k.created_at + 1).max(now));
             let signs_from = match (publish_only, signs_from) {
                 (true, _) => None,
-                (false, Some(t)) => Some(parse_time("--signs-from", &t)?),
+                (false, Some(t)) => {
+                    let t = parse_time("--signs-from", &t)?;
+                    if t > now && t <= newest {
+                        // Not after the creation time it would get: read as "at once".
+                        return Err(format!(
+                            "--signs-from must be after {}, the newest key's creation \
+                             time (a host whose clock was ahead created it)",
+                            rfc3339(newest)
+                        ));
+                    }
+                    Some(t)
+                }
                 (false, None) => Some(newest),
             };
             store
@@ -364,6 +375,10 @@ async fn run_with(
             {
                 KeyChange::Done => print_key(store, &kid, now).await,
                 KeyChange::NoSuchKey => Err(format!("no signing key {kid} that is not retired")),
+                KeyChange::StartNotAfterCreation => Err(format!(
+                    "--signs-from must be after {kid}'s creation time (a host whose clock \
+                     was ahead created it): a start not after it would mean at once"
+                )),
                 KeyChange::LastSigningKey => Err(format!(
                     "{kid} is the only key that can sign now: activate another key first"
                 )),

@@ -349,6 +349,10 @@ pub enum KeyChange {
     NoSuchKey,
     /// No key could sign now afterwards: nothing changed.
     LastSigningKey,
+    /// The start asked for is still to come but not after the key's creation time (set
+    /// by a host whose clock was ahead): it would read as "at once" (see
+    /// [`key_signs_at`]), so nothing changed.
+    StartNotAfterCreation,
 }
 
 /// A staff login allowed to use dynamic API keys.
@@ -856,8 +860,20 @@ impl Store {
         now: i64,
     ) -> Result<KeyChange, sqlx::Error> {
         let signs_from = signs_from.max(now);
-        self.change_signing_key(kid, now, |row| row.signs_from = Some(signs_from))
-            .await
+        let mut early = false;
+        let changed = self
+            .change_signing_key(kid, now, |row| {
+                early = signs_from > now && signs_from <= row.created_at;
+                if !early {
+                    row.signs_from = Some(signs_from);
+                }
+            })
+            .await?;
+        Ok(if early {
+            KeyChange::StartNotAfterCreation
+        } else {
+            changed
+        })
     }
 
     /// Retires a key: no longer published nor used. Refuses to retire a key when no
@@ -881,6 +897,14 @@ impl Store {
     ) -> Result<KeyChange, sqlx::Error> {
         let mut conn = self.write_conn().await?;
         let mut tx = conn.begin().await?;
+        if self.backend == Backend::Postgres {
+            // The locked rows must be read as last committed, whatever the database's
+            // default isolation (under REPEATABLE READ the loser of two changes would
+            // fail with a serialisation error instead of seeing the winner's outcome).
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                .execute(&mut *tx)
+                .await?;
+        }
         // Locked on PostgreSQL: changes at once (two operators, an activation and a
         // retirement, two replicas) run one after the other, each seeing the other's
         // outcome, so together they cannot leave no key that can sign. On SQLite the

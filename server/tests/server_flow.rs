@@ -1723,6 +1723,23 @@ async fn only_a_key_that_can_sign_may_stop_signing(db: &TestDb, _b: Backend) {
         store.activate_signing_key("nope", now, now).await.unwrap(),
         KeyChange::NoSuchKey
     );
+    // A key created by a host whose clock ran 2 h ahead: a start an hour from now is
+    // not after its creation time and would read as "at once", so it is refused, and
+    // `a` keeps signing.
+    let ahead = gen_key();
+    store
+        .add_staged_signing_key(&ahead, now + 7_200, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .activate_signing_key(ahead.kid(), now + 3_600, now)
+            .await
+            .unwrap(),
+        KeyChange::StartNotAfterCreation
+    );
+    assert_eq!(signer(now).await.as_deref(), Some(a.as_str()));
+    assert!(store.retire_signing_key(ahead.kid(), now).await.unwrap());
     // `b` scheduled: `a` still cannot go before `b`'s start, and can from then on.
     assert_eq!(
         store.activate_signing_key(b, now + 100, now).await.unwrap(),
