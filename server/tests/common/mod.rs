@@ -37,36 +37,107 @@ fn unique(prefix: &str) -> String {
     )
 }
 
-/// A database for one test: a fresh SQLite file, or a fresh schema on the local
-/// PostgreSQL (dropped on drop). `None` (with a SKIP line) when PostgreSQL is unreachable.
+/// A database for one test: a fresh SQLite file, or a fresh schema on the test
+/// PostgreSQL ([`pg_url`]; dropped on drop). `None` when PostgreSQL cannot be used and
+/// `TILLGATE_REQUIRE_PG` is not `1`: the skip is reported by [`report_skip`].
 pub struct TestDb {
     pub url: String,
     pub dir: Option<std::path::PathBuf>,
     schema: Option<(String, String)>,
 }
 
-pub const PG_BASES: [&str; 2] = [
-    "postgres://postgres@127.0.0.1:5432/test",
-    "postgres://root@127.0.0.1:5432/test",
-];
+/// The PostgreSQL the tests use: `$TILLGATE_TEST_PG_URL`, default
+/// `postgres://postgres@127.0.0.1:5432/test` (trust auth). Each test works in a schema of
+/// its own there and drops it.
+pub fn pg_url() -> String {
+    std::env::var("TILLGATE_TEST_PG_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
 
-async fn pg_admin_url() -> Option<String> {
-    sqlx::any::install_default_drivers();
-    if std::net::TcpStream::connect_timeout(
-        &SocketAddr::from(([127, 0, 0, 1], 5432)),
-        std::time::Duration::from_millis(500),
-    )
-    .is_err()
-    {
-        return None;
-    }
-    for base in PG_BASES {
-        if let Ok(pool) = sqlx::AnyPool::connect(base).await {
-            pool.close().await;
-            return Some(base.to_owned());
+/// Whether a PostgreSQL that cannot be used fails the test instead of skipping it
+/// (`TILLGATE_REQUIRE_PG=1`; scripts/test.sh sets it on CI).
+pub fn pg_required() -> bool {
+    std::env::var("TILLGATE_REQUIRE_PG").is_ok_and(|v| v.trim() == "1")
+}
+
+/// `url` with any password replaced by `***`, for messages.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((user, host)) if user.contains(':') => {
+            let name = user.split(':').next().unwrap_or_default();
+            format!("{scheme}://{name}:***@{host}")
         }
+        _ => url.to_owned(),
     }
-    None
+}
+
+/// Where skipped tests are listed: `$TILLGATE_SKIP_LOG` (scripts/test.sh sets it and
+/// counts the lines in its summary), else `target/test-logs/skips.txt` of the workspace.
+pub fn skip_log() -> std::path::PathBuf {
+    match std::env::var_os("TILLGATE_SKIP_LOG") {
+        Some(p) if !p.is_empty() => p.into(),
+        _ => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-logs/skips.txt"),
+    }
+}
+
+/// Reports a test that did not run its checks: a `SKIP` line on stderr (written around
+/// libtest's capture, so it shows for a passing test too) and appended to [`skip_log`].
+pub fn report_skip(test: &str, reason: &str) {
+    let line = format!("SKIP {}::{test}: {reason}", env!("CARGO_CRATE_NAME"));
+    // Straight to stderr, not through eprintln!: libtest captures that for a passing test.
+    {
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), "{line}");
+    }
+    let path = skip_log();
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+    {
+        use std::io::Write as _;
+        let _ = f.write_all(format!("{line}\n").as_bytes());
+    }
+}
+
+/// PostgreSQL cannot be used for `test`: a failure under `TILLGATE_REQUIRE_PG=1`, else a
+/// reported skip.
+fn pg_unavailable(test: &str, reason: &str) {
+    assert!(
+        !pg_required(),
+        "{test} [postgres]: PostgreSQL is required (TILLGATE_REQUIRE_PG=1) but cannot be \
+         used: {reason}"
+    );
+    report_skip(&format!("{test} [postgres]"), reason);
+}
+
+/// Connects to [`pg_url`] (10 s at most); `Err` says why it cannot be used (nothing
+/// listening, login refused, no such database, ...).
+async fn pg_admin_url() -> Result<String, String> {
+    sqlx::any::install_default_drivers();
+    let url = pg_url();
+    let shown = redact(&url);
+    let connect = <sqlx::AnyConnection as sqlx::Connection>::connect(&url);
+    match tokio::time::timeout(std::time::Duration::from_secs(10), connect).await {
+        Ok(Ok(conn)) => {
+            let _ = sqlx::Connection::close(conn).await;
+            Ok(url)
+        }
+        Ok(Err(e)) => Err(format!(
+            "cannot use PostgreSQL at {shown} (TILLGATE_TEST_PG_URL): {e}"
+        )),
+        Err(_) => Err(format!(
+            "no answer from PostgreSQL at {shown} (TILLGATE_TEST_PG_URL) within 10 s"
+        )),
+    }
 }
 
 impl TestDb {
@@ -82,9 +153,12 @@ impl TestDb {
                 })
             }
             Backend::Postgres => {
-                let Some(base) = pg_admin_url().await else {
-                    println!("SKIP {test} [postgres]: no PostgreSQL reachable at 127.0.0.1:5432");
-                    return None;
+                let base = match pg_admin_url().await {
+                    Ok(base) => base,
+                    Err(reason) => {
+                        pg_unavailable(test, &reason);
+                        return None;
+                    }
                 };
                 let schema = unique("tg").to_lowercase();
                 let pool = sqlx::AnyPool::connect(&base).await.unwrap();
@@ -93,8 +167,9 @@ impl TestDb {
                     .await
                     .unwrap();
                 pool.close().await;
+                let sep = if base.contains('?') { '&' } else { '?' };
                 Some(TestDb {
-                    url: format!("{base}?options=-c%20search_path%3D{schema}"),
+                    url: format!("{base}{sep}options=-c%20search_path%3D{schema}"),
                     dir: None,
                     schema: Some((base, schema)),
                 })
@@ -319,8 +394,9 @@ pub async fn problem(r: Response, status: u16, code: &str) -> Value {
 pub const CORP_A: &str = "556036-0793";
 pub const CORP_B: &str = "5560360785";
 
-/// Defines each listed test twice: `sqlite::<name>` and `postgres::<name>` (skipped when
-/// PostgreSQL is unreachable), calling `<name>(&TestDb, Backend)`.
+/// Defines each listed test twice: `sqlite::<name>` and `postgres::<name>` (skipped, and
+/// reported, when PostgreSQL cannot be used and `TILLGATE_REQUIRE_PG` is not `1`), calling
+/// `<name>(&TestDb, Backend)`.
 #[allow(unused_macros)] // server_ops.rs shares this module without using the macro.
 macro_rules! on_both {
     ($($name:ident),* $(,)?) => {
