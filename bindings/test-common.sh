@@ -5,6 +5,9 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 OUT="$ROOT/target/bindings-test"
 mkdir -p "$OUT"
+# Where cargo puts what it builds (CARGO_TARGET_DIR when set).
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$ROOT/$TARGET_DIR" ;; esac
 
 # Cleanups run at exit, last added first.
 EXIT_HOOKS=()
@@ -43,8 +46,8 @@ build_ffi() {
   command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }
   log "cargo build -p tillgate-ffi -p uniffi-bindgen"
   cargo build -q -p tillgate-ffi -p uniffi-bindgen
-  FFI_LIB="$ROOT/target/debug/libtillgate_ffi.so"
-  BINDGEN="$ROOT/target/debug/uniffi-bindgen"
+  FFI_LIB="$TARGET_DIR/debug/libtillgate_ffi.so"
+  BINDGEN="$TARGET_DIR/debug/uniffi-bindgen"
 }
 
 # generate LANGUAGE OUTDIR: bindings generated from $FFI_LIB itself.
@@ -64,7 +67,8 @@ generate() {
 # can bind it), "+0" at start: a test that needs a key to expire
 # writes e.g. "+2d" there (the server's wall clock moves two days on, read at every
 # call; its monotonic clock, and so its timeouts, are untouched) and writes "+0" back
-# when done. Without libfaketime TILLGATE_SERVER_CLOCK is not set and those tests skip.
+# when done. libfaketime is required: it is installed here, and the suite fails when it
+# cannot be (the key-expiry tests of every language would otherwise skip unnoticed).
 SERVER_PID=""
 stop_server() {
   if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
@@ -73,6 +77,10 @@ stop_server() {
 }
 start_server() {
   [ "${TILLGATE_E2E:-1}" = 1 ] || return 0
+  apt_install faketime || { echo "cannot install faketime (libfaketime): the key-expiry tests need it" >&2; exit 1; }
+  local faketime_lib
+  faketime_lib=$(ls /usr/lib/*/faketime/libfaketimeMT.so.1 2>/dev/null | head -n1 || true)
+  [ -n "$faketime_lib" ] || { echo "libfaketimeMT.so.1 not found under /usr/lib/*/faketime although faketime is installed" >&2; exit 1; }
   log "cargo build -p tillgate-server"
   cargo build -q -p tillgate-server
   local port
@@ -80,21 +88,13 @@ start_server() {
   SERVER_DATA=$(mktemp -d /tmp/tillgate-e2e.XXXXXX)
   export TILLGATE_URL="http://127.0.0.1:$port"
   export TILLGATE_ADMIN_KEY="Admin-Key-For-Bindings-0123456789"
-  apt_install faketime || true
-  local faketime_lib
-  faketime_lib=$(ls /usr/lib/*/faketime/libfaketimeMT.so.1 2>/dev/null | head -n1 || true)
-  local clock_env=()
-  if [ -n "$faketime_lib" ]; then
-    SERVER_CLOCK_DIR=$(mktemp -d /tmp/tillgate-clock.XXXXXX)
-    export TILLGATE_SERVER_CLOCK="$SERVER_CLOCK_DIR/offset"
-    echo "+0" >"$TILLGATE_SERVER_CLOCK"
-    clock_env=(LD_PRELOAD="$faketime_lib" FAKETIME_TIMESTAMP_FILE="$TILLGATE_SERVER_CLOCK"
-      FAKETIME_NO_CACHE=1 FAKETIME_DONT_FAKE_MONOTONIC=1)
-  else
-    log "no libfaketime: the key-expiry tests will skip"
-  fi
+  SERVER_CLOCK_DIR=$(mktemp -d /tmp/tillgate-clock.XXXXXX)
+  export TILLGATE_SERVER_CLOCK="$SERVER_CLOCK_DIR/offset"
+  echo "+0" >"$TILLGATE_SERVER_CLOCK"
+  local clock_env=(LD_PRELOAD="$faketime_lib" FAKETIME_TIMESTAMP_FILE="$TILLGATE_SERVER_CLOCK"
+    FAKETIME_NO_CACHE=1 FAKETIME_DONT_FAKE_MONOTONIC=1)
   env "${clock_env[@]}" TILLGATE_BIND="127.0.0.1:$port" TILLGATE_DATA_DIR="$SERVER_DATA" RUST_LOG=warn \
-    "$ROOT/target/debug/tillgate-server" >"$SERVER_DATA.log" 2>&1 &
+    "$TARGET_DIR/debug/tillgate-server" >"$SERVER_DATA.log" 2>&1 &
   SERVER_PID=$!
   EXIT_HOOKS+=(stop_server)
   for _ in $(seq 100); do
