@@ -74,8 +74,21 @@ fn api_keys() {
         ApiKeyAlphabet::UrlSafe.chars(),
         v["urlSafeAlphabet"].as_str().unwrap().as_bytes()
     );
-    for ch in v["reserved"].as_str().unwrap().chars() {
+    let reserved = v["reserved"].as_str().unwrap();
+    assert!(!reserved.is_empty(), "no reserved characters");
+    for ch in reserved.chars() {
         assert_eq!(classify_api_key_char(ch), CharClass::Reserved);
+        // Every reserved character is refused by validate_api_key, not only those with
+        // a case of their own.
+        match validate_api_key(&format!("Abcdefghij{ch}0123456789")) {
+            Err(Error::ApiKeyReservedChar { ch: got, position }) => {
+                assert_eq!((got, position), (ch, 10), "reserved {ch:?}");
+            }
+            other => panic!(
+                "reserved {ch:?}: {:?}",
+                other.map(|k| k.expose().to_owned())
+            ),
+        }
     }
     for c in cases(&v, "cases") {
         let name = c["name"].as_str().unwrap();
@@ -141,7 +154,8 @@ fn activation_requests() {
         let rules = ActivationRules {
             corporate_id: match c["corporateIdRule"].as_str().unwrap() {
                 "generic" => CorporateIdRule::Generic,
-                _ => CorporateIdRule::SwedishOrgNumber,
+                "swedishOrgNumber" => CorporateIdRule::SwedishOrgNumber,
+                other => panic!("{name}: unknown corporateIdRule {other:?}"),
             },
         };
         let got = validate_activation_request_with(&req, &rules);

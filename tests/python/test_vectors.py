@@ -74,6 +74,15 @@ def test_generated_api_keys_use_their_alphabet():
     expect_err("api_key_too_short", t.generate_api_key, 19, t.ApiKeyAlphabet.FULL)
 
 
+@pytest.mark.parametrize("ch", list(AK["reserved"]) or [None], ids=repr)
+def test_every_reserved_character_is_refused(ch):
+    # Every character the vectors call reserved, not only those with a case of their own.
+    assert ch is not None, "no reserved characters in api_key.json"
+    e = expect_err("api_key_reserved_char", t.validate_api_key, f"Abcdefghij{ch}0123456789")
+    assert e.position == 10
+    assert e.character == ch
+
+
 UT = load("url_token")
 PREFIX = {t.UrlTokenPrefix.OPEN_API: "OpenApi", t.UrlTokenPrefix.ANYWHERE: "Anywhere", t.UrlTokenPrefix.GNAP: "Gnap"}
 
@@ -100,6 +109,10 @@ def test_url_token(c):
 
 
 AC = load("activation")
+CORPORATE_ID_RULES = {
+    "generic": t.CorporateIdRule.GENERIC,
+    "swedishOrgNumber": t.CorporateIdRule.SWEDISH_ORG_NUMBER,
+}
 
 
 @pytest.mark.parametrize("c", cases(AC, "cases"), ids=ids(AC["cases"]))
@@ -112,7 +125,9 @@ def test_activation(c):
         country=r.get("country"),
         extras_json=None if r.get("extras") is None else json.dumps(r["extras"]),
     )
-    rule = t.CorporateIdRule.GENERIC if c["corporateIdRule"] == "generic" else t.CorporateIdRule.SWEDISH_ORG_NUMBER
+    # An unknown rule name fails: it is never read as another rule.
+    assert c["corporateIdRule"] in CORPORATE_ID_RULES, f"unknown corporateIdRule {c['corporateIdRule']!r}"
+    rule = CORPORATE_ID_RULES[c["corporateIdRule"]]
     if c["valid"]:
         ok = t.validate_activation_request(req, rule)
         e = c["expected"]

@@ -218,7 +218,24 @@ fun apiKeyCases(): List<Case> {
         assertTrue(b.all { it in urlSafe })
         assertEquals(b, Both.validateApiKey(b))
         expectErr("generate 19", "api_key_too_short") { generateApiKey(19u, ApiKeyAlphabet.FULL) }
+    } + Case("api_key: every reserved character is refused") {
+        // Every character the vectors call reserved, not only those with a case of their own.
+        val reserved = v.str("reserved")
+        assertTrue("no reserved characters", reserved.isNotEmpty())
+        for (ch in reserved) {
+            val key = "Abcdefghij${ch}0123456789"
+            val e = expectErr("reserved '$ch'", "api_key_reserved_char") { Both.validateApiKey(key) }
+            assertEquals("reserved '$ch'", 10L, e.position?.toLong())
+            assertEquals("reserved '$ch'", ch.toString(), e.character)
+        }
     }
+}
+
+/** The rule a vector names; an unknown name fails (never read as another rule). */
+fun corporateIdRule(name: String): CorporateIdRule = when (name) {
+    "generic" -> CorporateIdRule.GENERIC
+    "swedishOrgNumber" -> CorporateIdRule.SWEDISH_ORG_NUMBER
+    else -> throw AssertionError("unknown corporateIdRule in the vectors: $name")
 }
 
 fun prefixName(p: UrlTokenPrefix) = when (p) {
@@ -268,7 +285,7 @@ fun activationCases(): List<Case> = load("activation.json").cases("cases").map {
             country = r.strOrNull("country"),
             extrasJson = r.get("extras")?.takeIf { !it.isJsonNull }?.toString(),
         )
-        val rule = if (c.str("corporateIdRule") == "generic") CorporateIdRule.GENERIC else CorporateIdRule.SWEDISH_ORG_NUMBER
+        val rule = corporateIdRule(c.str("corporateIdRule"))
         if (c.bool("valid")) {
             val ok = Both.validateActivationRequest(req, rule)
             val e = c.obj("expected")
