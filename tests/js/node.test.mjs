@@ -4,7 +4,7 @@ import { test } from "node:test";
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
-import { cases, FILES } from "./vectors.mjs";
+import { cases, FILES, LEFT_OUT, skipProblems } from "./vectors.mjs";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 const pkg = process.env.TILLGATE_PKG ?? `${root}/bindings/wasm/pkg`;
@@ -14,8 +14,16 @@ const vectors = Object.fromEntries(
   FILES.map((f) => [f, JSON.parse(readFileSync(`${vectorsDir}/${f}.json`, "utf8"))]),
 );
 
+const pkgName = JSON.parse(readFileSync(`${pkg}/package.json`, "utf8")).name;
+
 const all = cases(tillgate, vectors);
 for (const c of all) test(c.name, c.skip ? { skip: c.skip } : {}, c.run);
-// A build without some functions (the "lite" package) skips their vectors, counted.
+// A build without some functions (the "lite" package) skips their vectors, counted; the
+// skips must be exactly those its build leaves out (none for the full package).
+test(`skips: exactly what ${pkgName} leaves out`, () => {
+  const problems = skipProblems(tillgate, all, pkgName);
+  if (problems.length) throw new Error(`${problems.length} wrong skip(s):\n${problems.join("\n")}`);
+});
 const skipped = all.filter((c) => c.skip).length;
-console.log(`vectors: ${all.length - skipped} run, ${skipped} skipped (${pkg})`);
+console.log(`vectors: ${all.length - skipped} run, ${skipped} skipped (${pkgName}, which leaves out ` +
+  `${(LEFT_OUT[pkgName] ?? ["?"]).join(", ") || "nothing"}; ${pkg})`);

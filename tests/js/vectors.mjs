@@ -7,6 +7,43 @@ export const FILES = [
   "receipt", "dynamic_key", "server_time",
 ];
 
+// What each build of the npm package leaves out (bindings/wasm/build.sh, WASM_VARIANT),
+// by the name in its package.json. A runner requires that exactly the cases needing one
+// of these skip: none for the full package, the signing, Argon2 and client cases for
+// lite. A package name not listed here fails.
+const SIGNING = ["SigningKey", "generateSigningKey", "signDescriptor", "DynamicKeyPair",
+  "createDynamicApiKey", "createDynamicApiKeyWithNonce"];
+const ARGON2 = ["deriveDynamicKeyPair"];
+const CLIENT = ["Client", "Outbox"];
+export const LEFT_OUT = {
+  "tillgate": [],
+  "tillgate-core": [...CLIENT],
+  "tillgate-lite": [...SIGNING, ...ARGON2, ...CLIENT],
+  "tillgate-lite-client": [...SIGNING, ...ARGON2],
+};
+
+/**
+ * Problems with the skips of `all` (from `cases`) for the package named `pkgName`
+ * (empty when right): every function the build leaves out is absent from `t`, nothing
+ * else a case needs is absent, and exactly the cases needing a left-out function skip.
+ */
+export function skipProblems(t, all, pkgName) {
+  const leftOut = LEFT_OUT[pkgName];
+  if (leftOut === undefined) {
+    return [`unknown package ${JSON.stringify(pkgName)}: say what it leaves out in LEFT_OUT (tests/js/vectors.mjs)`];
+  }
+  const problems = [];
+  for (const f of leftOut) {
+    if (t[f] !== undefined) problems.push(`${pkgName} should leave out ${f}, but has it`);
+  }
+  for (const c of all) {
+    const expected = c.needs.some((f) => leftOut.includes(f));
+    if (expected && !c.skip) problems.push(`${c.name}: runs, but ${pkgName} leaves out one of ${c.needs.join(", ")}`);
+    if (!expected && c.skip) problems.push(`${c.name}: skipped (${c.skip}), but ${pkgName} must have it`);
+  }
+  return problems;
+}
+
 const unhex = (s) => Uint8Array.from(s.match(/../g) ?? [], (h) => parseInt(h, 16));
 
 class AssertionError extends Error {}
@@ -46,16 +83,17 @@ function list(v, key) {
 const fieldsOf = (e) => (e.fields ?? []).map((f) => ({ field: f.field, code: f.code }));
 
 /**
- * Returns [{name, run, skip}] for every vector; `v` maps file name to parsed JSON.
- * A case whose functions the package under test leaves out (the verify-only "lite"
- * build has no signing and no Argon2) gets `skip`, naming them; runners count those as
- * skipped, never as passed.
+ * Returns [{name, run, needs, skip}] for every vector; `v` maps file name to parsed
+ * JSON. A case whose functions (`needs`) the package under test leaves out (the
+ * verify-only "lite" build has no signing, no Argon2, no client) gets `skip`, naming
+ * them; runners count those as skipped, never as passed, and check them against
+ * LEFT_OUT with `skipProblems`.
  */
 export function cases(t, v) {
   const out = [];
   const add = (name, run, needs = []) => {
     const missing = needs.filter((f) => t[f] === undefined);
-    out.push({ name, run, skip: missing.length ? `not in this build: ${missing.join(", ")}` : undefined });
+    out.push({ name, run, needs, skip: missing.length ? `not in this build: ${missing.join(", ")}` : undefined });
   };
   const SIGN = ["SigningKey"];
 
@@ -98,6 +136,16 @@ export function cases(t, v) {
     if (![...b].every((ch) => v.api_key.urlSafeAlphabet.includes(ch))) throw new AssertionError(b);
     eq(t.validateApiKey(b), b, "valid");
     expectErr("generate 19", "api_key_too_short", () => t.generateApiKey(19));
+  });
+  add("api_key: every reserved character is refused", () => {
+    // Every character the vectors call reserved, not only those with a case of their own.
+    const reserved = [...v.api_key.reserved];
+    if (reserved.length === 0) throw new AssertionError("no reserved characters");
+    for (const ch of reserved) {
+      const e = expectErr(`reserved ${ch}`, "api_key_reserved_char", () => t.validateApiKey(`Abcdefghij${ch}0123456789`));
+      eq(e.position, 10, `reserved ${ch}: position`);
+      eq(e.character, ch, `reserved ${ch}: character`);
+    }
   });
 
   for (const c of list(v.url_token, "cases")) {
