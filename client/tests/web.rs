@@ -7,11 +7,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tillgate_client::core::{Transaction, TrustedKeys, generate_api_key};
+use tillgate_client::core::{
+    ReceiptClaims, SigningKey, Transaction, TrustedKeys, generate_api_key, receipt_link,
+    sign_receipt,
+};
 use tillgate_client::{
     Client, ClientConfig, IdempotencyKey, LocalStorageStore, Outbox, QueueStore, Submitted,
-    unix_time_ms,
+    WitnessProblem, WitnessRecord, encode_witness, unix_time_ms,
 };
+use wasm_bindgen::JsValue;
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -149,4 +153,256 @@ async fn a_stale_tab_never_touches_a_reused_record() {
     assert_eq!(stored.entries.len(), 1);
     assert_eq!(stored.entries[0].idempotency_key, ks);
     assert_eq!(stored.entries[0].attempts, 0);
+}
+
+/// The origin the tests below send their sales to: `fetch` answers it from a list.
+const FAKE_SERVER: &str = "http://tillgate-fake-server.invalid";
+
+/// Makes the page's `fetch` answer requests to [`FAKE_SERVER`] with `answers`, in order,
+/// as `201 Created` JSON (the server storing each sale); anything else goes to the real
+/// `fetch`, which is given back when the returned guard goes. The client calls the global
+/// `fetch` at each request.
+fn fake_server_answers(answers: Vec<serde_json::Value>) -> RealFetch {
+    fake_server_answers_after(answers.into_iter().map(|a| (a, None)).collect())
+}
+
+/// [`fake_server_answers`], each answer given after writing its `(key, value)`, if any,
+/// to `localStorage`: another tab's write while the sale was on its way.
+fn fake_server_answers_after(
+    answers: Vec<(serde_json::Value, Option<(String, String)>)>,
+) -> RealFetch {
+    let list = js_sys::Array::new();
+    for (body, write) in answers {
+        let answer = serde_json::json!({"body": body.to_string(), "write": write});
+        list.push(&JsValue::from_str(&answer.to_string()));
+    }
+    let make = js_sys::Function::new_with_args(
+        "real, base, answers",
+        "return (url, init) => { \
+           if (!String(url).startsWith(base)) return real(url, init); \
+           const a = JSON.parse(answers.shift()); \
+           if (a.write) localStorage.setItem(a.write[0], a.write[1]); \
+           return Promise.resolve(new Response(a.body, \
+             {status: 201, headers: {'content-type': 'application/json'}})); };",
+    );
+    let global = js_sys::global();
+    let real = js_sys::Reflect::get(&global, &"fetch".into()).unwrap();
+    let fake = make
+        .call3(&JsValue::NULL, &real, &FAKE_SERVER.into(), &list)
+        .unwrap();
+    js_sys::Reflect::set(&global, &"fetch".into(), &fake).unwrap();
+    RealFetch(real)
+}
+
+/// The page's real `fetch`, set back when dropped.
+struct RealFetch(JsValue);
+
+impl Drop for RealFetch {
+    fn drop(&mut self) {
+        let _ = js_sys::Reflect::set(&js_sys::global(), &"fetch".into(), &self.0);
+    }
+}
+
+/// A register's chain of `n` receipts signed by `key`; `total` tells chains apart.
+fn receipts(key: &SigningKey, n: u64, total: i64) -> Vec<String> {
+    let mut chain: Vec<String> = Vec::new();
+    for seq in 1..=n {
+        let claims = ReceiptClaims {
+            iss: "https://pos.example".into(),
+            sub: "TG-7Q2M-K4PX".into(),
+            iat: 1_751_328_000 + seq as i64,
+            seq,
+            txid: format!("tx_{seq}"),
+            txh: "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU".into(),
+            prev: chain.last().map(|r| receipt_link(r)).unwrap_or_default(),
+            tx_type: "sale".into(),
+            total,
+            currency: "SEK".into(),
+        };
+        chain.push(sign_receipt(&claims, key).unwrap());
+    }
+    chain
+}
+
+/// The server's answer to a sale of `total`, stored with `receipt`.
+fn stored(total: i64, receipt: &str) -> serde_json::Value {
+    let mut v = serde_json::to_value(sale(total)).unwrap();
+    let seq = tillgate_client::core::decode_receipt_unverified(receipt)
+        .unwrap()
+        .seq;
+    v["id"] = format!("tx_{seq}").into();
+    v["sequence"] = seq.into();
+    v["receipt"] = receipt.into();
+    v
+}
+
+/// A client of the fake server, trusting `key`.
+fn fake_server_client(key: &SigningKey) -> Client {
+    let mut trusted = TrustedKeys::new();
+    trusted.add_jwk(&key.public_jwk()).unwrap();
+    let client = Client::new(ClientConfig::new(FAKE_SERVER, trusted)).unwrap();
+    client.set_api_key(generate_api_key(40).unwrap());
+    client
+}
+
+fn stored_witness(ns: &str) -> WitnessRecord {
+    LocalStorageStore::new(ns)
+        .load()
+        .unwrap()
+        .witness
+        .unwrap()
+        .unwrap()
+}
+
+/// Sends one sale through `q`, the server answering with `receipt`.
+async fn send(q: &Outbox, client: &Client, total: i64, receipt: &str, key: &str) -> Submitted {
+    let _real = fake_server_answers(vec![stored(total, receipt)]);
+    let key = IdempotencyKey::new(key).unwrap();
+    q.submit(client, sale(total), Some(key), unix_time_ms())
+        .await
+        .unwrap()
+}
+
+#[wasm_bindgen_test]
+async fn two_tabs_never_erase_each_others_witness_problem() {
+    // Tab B opened before tab A was given a receipt that forks the chain.
+    let ns = namespace("witness-problem");
+    let key = SigningKey::from_seed(&[31; 32]);
+    let client = fake_server_client(&key);
+    let chain = receipts(&key, 3, 100);
+    let fork = receipts(&key, 3, 1);
+    let a = Outbox::open(Arc::new(LocalStorageStore::new(&ns)))
+        .await
+        .unwrap();
+    let b = Outbox::open(Arc::new(LocalStorageStore::new(&ns)))
+        .await
+        .unwrap();
+    send(&a, &client, 100, &chain[0], "a-1").await;
+    assert!(matches!(
+        send(&a, &client, 1, &fork[0], "a-2").await,
+        Submitted::Sent(_)
+    ));
+    let p = a.witness_problem().unwrap();
+    assert_eq!(p.code, "witness_mismatch");
+    // B's next sale moves the witness on; the evidence stays, for a reload too.
+    send(&b, &client, 100, &chain[1], "b-1").await;
+    let w = stored_witness(&ns);
+    assert_eq!(
+        (w.receipt.as_ref(), w.problem.as_ref()),
+        (Some(&chain[1]), Some(&p))
+    );
+    assert_eq!(b.witness_problem().as_ref(), Some(&p));
+    let reloaded = Outbox::open(Arc::new(LocalStorageStore::new(&ns)))
+        .await
+        .unwrap();
+    assert_eq!(reloaded.witness_problem(), Some(p));
+}
+
+#[wasm_bindgen_test]
+async fn a_stale_tab_never_moves_the_witness_back() {
+    // Tab B's copy is at sequence 3 when tab A's sales move the stored witness to 9.
+    let ns = namespace("witness-back");
+    let key = SigningKey::from_seed(&[32; 32]);
+    let client = fake_server_client(&key);
+    let chain = receipts(&key, 9, 100);
+    let rewritten = receipts(&key, 9, 1);
+    let a = Outbox::open(Arc::new(LocalStorageStore::new(&ns)))
+        .await
+        .unwrap();
+    for (i, r) in chain[..3].iter().enumerate() {
+        send(&a, &client, 100, r, &format!("a-{i}")).await;
+    }
+    let b = Outbox::open(Arc::new(LocalStorageStore::new(&ns)))
+        .await
+        .unwrap();
+    for (i, r) in chain.iter().enumerate().skip(3) {
+        send(&a, &client, 100, r, &format!("a-{i}")).await;
+    }
+    // B sends a sale both hold again; the server answers its old receipt, sequence 4.
+    send(&b, &client, 100, &chain[3], "a-3").await;
+    assert_eq!(stored_witness(&ns).receipt.as_ref(), Some(&chain[8]));
+    assert_eq!(b.witness().as_ref(), Some(&chain[8]));
+    // So another receipt for sequence 9 is still found.
+    send(&b, &client, 1, &rewritten[8], "b-1").await;
+    assert_eq!(
+        stored_witness(&ns).problem.map(|p| p.code).as_deref(),
+        Some("witness_mismatch")
+    );
+}
+
+#[wasm_bindgen_test]
+async fn a_tab_sends_what_another_tab_queued() {
+    let ns = namespace("tabs-queue");
+    let key = SigningKey::from_seed(&[33; 32]);
+    let client = fake_server_client(&key);
+    let chain = receipts(&key, 1, 100);
+    let a = Outbox::open(Arc::new(LocalStorageStore::new(&ns)))
+        .await
+        .unwrap();
+    let b = Outbox::open(Arc::new(LocalStorageStore::new(&ns)))
+        .await
+        .unwrap();
+    let queued = a.enqueue(sale(100), None, 1).await.unwrap();
+    let real = fake_server_answers(vec![stored(100, &chain[0])]);
+    let r = b.sync_now(&client, unix_time_ms()).await;
+    drop(real);
+    assert_eq!(r.sent.len(), 1, "{r:?}");
+    assert_eq!(r.sent[0].0, queued);
+    assert!(
+        LocalStorageStore::new(&ns)
+            .load()
+            .unwrap()
+            .entries
+            .is_empty()
+    );
+    assert_eq!(b.witness().as_ref(), Some(&chain[0]));
+}
+
+#[wasm_bindgen_test]
+async fn a_sale_answered_after_another_tab_wrote_the_witness_decides_against_it() {
+    // Tab B's sale is on its way when another tab stores a problem, and later when it
+    // moves the witness far ahead: B's answer is decided against what is stored then.
+    let ns = namespace("witness-in-flight");
+    let key = SigningKey::from_seed(&[34; 32]);
+    let client = fake_server_client(&key);
+    let chain = receipts(&key, 9, 100);
+    let fork = receipts(&key, 1, 1);
+    let b = Outbox::open(Arc::new(LocalStorageStore::new(&ns)))
+        .await
+        .unwrap();
+    send(&b, &client, 100, &chain[0], "b-1").await;
+    let problem = WitnessProblem {
+        receipt: fork[0].clone(),
+        code: "witness_mismatch".into(),
+        message: "another receipt for sequence 1".into(),
+        at_ms: 5,
+    };
+    // What the other tab writes while B's sale is on its way.
+    let other_tab = |receipt: &str| {
+        let record = WitnessRecord {
+            v: 1,
+            receipt: Some(receipt.to_owned()),
+            problem: Some(problem.clone()),
+        };
+        let text = String::from_utf8(encode_witness(&record).unwrap()).unwrap();
+        Some((format!("{ns}witness"), text))
+    };
+    let submit = async |receipt: &str, write, key: &str| {
+        let _real = fake_server_answers_after(vec![(stored(100, receipt), write)]);
+        let key = IdempotencyKey::new(key).unwrap();
+        b.submit(&client, sale(100), Some(key), unix_time_ms())
+            .await
+            .unwrap()
+    };
+    submit(&chain[1], other_tab(&chain[0]), "b-2").await;
+    let w = stored_witness(&ns);
+    assert_eq!(
+        (w.receipt.as_ref(), w.problem.as_ref()),
+        (Some(&chain[1]), Some(&problem))
+    );
+    assert_eq!(b.witness_problem().as_ref(), Some(&problem));
+    // The other tab stores sequence 9 while B's answer, sequence 3, is on its way.
+    submit(&chain[2], other_tab(&chain[8]), "b-3").await;
+    assert_eq!(stored_witness(&ns).receipt.as_ref(), Some(&chain[8]));
+    assert_eq!(b.witness().as_ref(), Some(&chain[8]));
 }

@@ -46,6 +46,9 @@ pub struct FileStore {
     /// `update`, `remove_entry`), and by every record write: outboxes given this one
     /// store run those steps one at a time.
     records: Mutex<()>,
+    /// Held while the witness is read and then written (`update_witness`), and by every
+    /// witness write.
+    witness: Mutex<()>,
 }
 
 /// Takes the directory's lock without waiting: `Ok(false)` while another holds it.
@@ -140,6 +143,7 @@ impl FileStore {
             dir,
             _lock: lock,
             records: Mutex::new(()),
+            witness: Mutex::new(()),
         };
         store.remove_temp_files()?;
         Ok(store)
@@ -157,6 +161,35 @@ impl FileStore {
     fn records(&self) -> MutexGuard<'_, ()> {
         // Guards no data: a panic while it was held leaves nothing half-changed in it.
         self.records.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn witness_lock(&self) -> MutexGuard<'_, ()> {
+        // Guards no data, like `records`.
+        self.witness.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reads `witness.json`: `None` if there is none, `Err` inside if it cannot be read.
+    fn read_witness(&self) -> Option<std::result::Result<WitnessRecord, CorruptRecord>> {
+        let bytes = match fs::read(self.dir.join(WITNESS)) {
+            Ok(bytes) => Ok(bytes),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+            Err(e) => Err(format!("cannot be read: {e}")),
+        };
+        Some(
+            bytes
+                .and_then(|bytes| decode_witness(&bytes))
+                .map_err(|reason| CorruptRecord {
+                    name: WITNESS.into(),
+                    id: None,
+                    reason,
+                }),
+        )
+    }
+
+    /// Writes `witness.json` (the caller holds [`FileStore::witness`]).
+    fn write_witness(&self, record: &WitnessRecord) -> Result<()> {
+        let bytes = super::encode_witness(record)?;
+        self.replace(&self.dir.join(WITNESS), &self.dir.join(WITNESS_TMP), &bytes)
     }
 
     /// Writes `entry`'s record (the caller holds [`FileStore::records`]).
@@ -329,8 +362,27 @@ impl QueueStore for FileStore {
     }
 
     fn save_witness(&self, record: &WitnessRecord) -> Result<()> {
-        let bytes = super::encode_witness(record)?;
-        self.replace(&self.dir.join(WITNESS), &self.dir.join(WITNESS_TMP), &bytes)
+        let _witness = self.witness_lock();
+        self.write_witness(record)
+    }
+
+    fn load_witness(&self) -> Result<Option<std::result::Result<WitnessRecord, CorruptRecord>>> {
+        Ok(self.read_witness())
+    }
+
+    fn update_witness(
+        &self,
+        change: &mut dyn FnMut(
+            Option<std::result::Result<WitnessRecord, CorruptRecord>>,
+        ) -> Option<WitnessRecord>,
+    ) -> Result<()> {
+        // The directory's lock keeps other stores out; this keeps outboxes given this
+        // one store from deciding on a witness another is about to replace.
+        let _witness = self.witness_lock();
+        match change(self.read_witness()) {
+            Some(record) => self.write_witness(&record),
+            None => Ok(()),
+        }
     }
 
     fn remove(&self, id: u64) -> Result<()> {

@@ -69,13 +69,7 @@ impl QueueStore for MemoryStore {
                 }),
             }
         }
-        out.witness = self.witness().as_deref().map(|bytes| {
-            decode_witness(bytes).map_err(|reason| CorruptRecord {
-                name: WITNESS.into(),
-                id: None,
-                reason,
-            })
-        });
+        out.witness = read_witness(&self.witness());
         Ok(out)
     }
 
@@ -137,4 +131,36 @@ impl QueueStore for MemoryStore {
         *self.witness() = Some(bytes);
         Ok(())
     }
+
+    fn load_witness(&self) -> Result<Option<std::result::Result<WitnessRecord, CorruptRecord>>> {
+        Ok(read_witness(&self.witness()))
+    }
+
+    fn update_witness(
+        &self,
+        change: &mut dyn FnMut(
+            Option<std::result::Result<WitnessRecord, CorruptRecord>>,
+        ) -> Option<WitnessRecord>,
+    ) -> Result<()> {
+        // Held from the read to the write: outboxes sharing the store change it one at a
+        // time.
+        let mut stored = self.witness();
+        if let Some(record) = change(read_witness(&stored)) {
+            *stored = Some(super::encode_witness(&record)?);
+        }
+        Ok(())
+    }
+}
+
+/// The witness record as stored, decoded.
+fn read_witness(
+    stored: &Option<Vec<u8>>,
+) -> Option<std::result::Result<WitnessRecord, CorruptRecord>> {
+    stored.as_deref().map(|bytes| {
+        decode_witness(bytes).map_err(|reason| CorruptRecord {
+            name: WITNESS.into(),
+            id: None,
+            reason,
+        })
+    })
 }

@@ -232,6 +232,34 @@ pub trait QueueStore: MaybeSendSync {
     fn remove_corrupt(&self, name: &str) -> Result<()>;
     /// Replaces the witness record, atomically and durably like [`save`](Self::save).
     fn save_witness(&self, record: &WitnessRecord) -> Result<()>;
+    /// Reads the witness record alone, as [`load`](Self::load) reports it in
+    /// [`StoreContents::witness`]. The default reads the whole store with `load`; a store
+    /// that holds many records reads the one.
+    fn load_witness(&self) -> Result<Option<std::result::Result<WitnessRecord, CorruptRecord>>> {
+        self.load().map(|c| c.witness)
+    }
+    /// Changes the witness record in one step: reads it (as
+    /// [`load_witness`](Self::load_witness) does), calls `change` once with what it read,
+    /// and writes the record `change` answers, if any, like
+    /// [`save_witness`](Self::save_witness). The [`Outbox`] decides every move of the
+    /// witness, and keeps every problem, against the stored record rather than its own
+    /// copy, so that outboxes sharing one store (browser tabs) never erase the evidence
+    /// another one kept, nor move the witness back past what another one stored. A store
+    /// other outboxes share must let no other write of the witness come between the read
+    /// and the write (hold a lock, or read and write with nothing in between that lets
+    /// another tab run). The default reads with `load_witness` and writes with
+    /// `save_witness`: right for a store only one outbox uses at a time.
+    fn update_witness(
+        &self,
+        change: &mut dyn FnMut(
+            Option<std::result::Result<WitnessRecord, CorruptRecord>>,
+        ) -> Option<WitnessRecord>,
+    ) -> Result<()> {
+        match change(self.load_witness()?) {
+            Some(record) => self.save_witness(&record),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Whether `stored` (a record's bytes) holds `entry`'s sale: the same idempotency key.
@@ -388,6 +416,94 @@ fn forget_corrupt(state: &Mutex<State>, name: &str) {
     }
 }
 
+/// The error that reports unreadable records.
+fn corrupt_error(corrupt: &[CorruptRecord]) -> Option<LastError> {
+    corrupt.first().map(|c| LastError {
+        code: "queue_record_corrupt".into(),
+        message: format!(
+            "{} queue record(s) unreadable, first {}: {}",
+            corrupt.len(),
+            c.name,
+            c.reason
+        ),
+        at_ms: 0,
+        http_status: None,
+    })
+}
+
+/// Reports what a look at the stored witness found: a record that cannot be read (any
+/// more) joins the corrupt list, one another outbox removed or reset leaves it.
+fn witness_readability(state: &Mutex<State>, found: witness::Readability) {
+    match found {
+        witness::Readability::Same => {}
+        witness::Readability::Unreadable(c) => {
+            let mut st = lock_state(state);
+            if !st.corrupt.iter().any(|k| k.name == c.name) {
+                st.corrupt.push(c);
+                st.last_error = corrupt_error(&st.corrupt);
+            }
+        }
+        witness::Readability::Readable(name) => forget_corrupt(state, &name),
+    }
+}
+
+/// Takes in what other outboxes on the same store (browser tabs) changed since this one
+/// last looked: the sales they queued (added), the records they removed once their sale
+/// was sent (forgotten here too), unreadable records, the next free id, and the witness
+/// ([`witness::WitnessState::look`]). A record this outbox knew before the store was read
+/// and that the store no longer holds was sent or discarded by another outbox; one added
+/// here while the store was read (a sale queued meanwhile) is kept.
+fn take_in(
+    s: &dyn QueueStore,
+    state: &Mutex<State>,
+    witness: &Mutex<witness::WitnessState>,
+) -> Result<()> {
+    let known: BTreeMap<u64, IdempotencyKey> = lock_state(state)
+        .entries
+        .values()
+        .map(|e| (e.id, e.idempotency_key.clone()))
+        .collect();
+    let (contents, witness_corrupt) = {
+        let mut w = witness::lock(witness);
+        // Read with the witness held, like every change of it.
+        let mut contents = s.load()?;
+        // What the look found is reported with the queue records' below.
+        let _ = w.look(contents.witness.take());
+        (contents, w.unreadable_record())
+    };
+    let free = next_free_id(&contents);
+    let stored: BTreeMap<u64, QueuedTransaction> =
+        contents.entries.into_iter().map(|e| (e.id, e)).collect();
+    let mut st = lock_state(state);
+    st.entries.retain(|id, e| {
+        let held = stored
+            .get(id)
+            .is_some_and(|s| s.idempotency_key == e.idempotency_key);
+        held || known.get(id) != Some(&e.idempotency_key)
+    });
+    for (id, e) in stored {
+        st.entries.entry(id).or_insert(e);
+    }
+    st.next_id = st.next_id.max(free);
+    let mut corrupt = contents.corrupt;
+    corrupt.extend(witness_corrupt);
+    let new = corrupt
+        .iter()
+        .any(|c| !st.corrupt.iter().any(|k| k.name == c.name));
+    st.corrupt = corrupt;
+    if new {
+        st.last_error = corrupt_error(&st.corrupt);
+    } else if st.corrupt.is_empty()
+        && st
+            .last_error
+            .as_ref()
+            .is_some_and(|e| e.code == "queue_record_corrupt")
+    {
+        st.last_error = None;
+    }
+    Ok(())
+}
+
 /// Whether an error sending one queued transaction refuses that transaction for good
 /// (it becomes [`EntryState::Failed`] and the run goes on), rather than stopping the run
 /// with the transaction kept pending.
@@ -493,17 +609,7 @@ impl Outbox {
         for e in contents.entries {
             entries.insert(e.id, e);
         }
-        let last_error = contents.corrupt.first().map(|c| LastError {
-            code: "queue_record_corrupt".into(),
-            message: format!(
-                "{} queue record(s) unreadable, first {}: {}",
-                contents.corrupt.len(),
-                c.name,
-                c.reason
-            ),
-            at_ms: 0,
-            http_status: None,
-        });
+        let last_error = corrupt_error(&contents.corrupt);
         Ok(Outbox {
             store,
             state: Arc::new(Mutex::new(State {
@@ -647,7 +753,9 @@ impl Outbox {
         self.len() == 0
     }
 
-    /// Every queued record (pending and failed), in order of sale.
+    /// Every queued record (pending and failed), in order of sale. With other outboxes on
+    /// the same store (browser tabs), the sales they queued join at this outbox's next
+    /// sync ([`sync`](Self::sync), [`submit`](Self::submit)).
     pub fn entries(&self) -> Vec<QueuedTransaction> {
         self.lock().entries.values().cloned().collect()
     }
@@ -686,7 +794,9 @@ impl Outbox {
     }
 
     /// Sends the pending transactions in order of sale if the oldest one is due at
-    /// `now_ms` (see [`next_attempt_at`](Self::next_attempt_at)). Cancellation-safe: a
+    /// `now_ms` (see [`next_attempt_at`](Self::next_attempt_at)). It first reads the store
+    /// again: sales other outboxes on it (browser tabs) queued join, those they sent and
+    /// removed leave, and the witness is taken as stored. Cancellation-safe: a
     /// dropped run leaves every record stored as it was or updated, and at worst resends
     /// one the server already has (it answers with the stored transaction).
     pub async fn sync(&self, client: &Client, now_ms: i64) -> SyncReport {
@@ -707,6 +817,11 @@ impl Outbox {
             return report;
         }
         let _guard = SyncGuard(&self.syncing);
+        // Other outboxes on the store (browser tabs) may have queued or sent sales, or
+        // moved the witness, since this one last looked. If the store cannot be read now,
+        // the run goes on with what this outbox holds.
+        let (state, witness) = (Arc::clone(&self.state), Arc::clone(&self.witness));
+        let _ = run_store(&self.store, move |s| take_in(s, &state, &witness)).await;
         // The id of the last transaction tried in this run.
         let mut tried: Option<u64> = None;
         let mut witness_failed = false;

@@ -794,14 +794,21 @@ async fn a_stale_outbox_never_touches_a_reused_record(store: Arc<dyn QueueStore>
         assert_eq!(stored.entries[0].idempotency_key, ks, "{what}");
         assert_eq!(stored.entries[0].transaction.total, 700, "{what}");
     };
-    // B's attempt fails (offline): the record it would write back is another sale now.
-    let r = b.sync_now(&offline_client(), 3).await;
-    assert!(r.stopped_by.is_some());
-    assert_eq!(b.entries()[0].attempts, 1, "B keeps its attempt in memory");
+    // B's attempt at X, begun before C reused the id, fails (offline): the record it
+    // writes back is another sale now.
+    let mut tried = x.clone();
+    tried.attempts = 1;
+    store.update(&tried).unwrap();
     holds_s("after B's failed attempt");
     // Nor does B's removal (after the server answered X) touch it.
-    store.remove_entry(&b.entries()[0]).unwrap();
+    store.remove_entry(&x).unwrap();
     holds_s("after B's removal");
+    // B's next sync takes the store in: X is gone (sent), S is there to send.
+    let r = b.sync_now(&offline_client(), 3).await;
+    assert!(r.stopped_by.is_some());
+    assert_eq!(b.entries().len(), 1);
+    assert_eq!(b.entries()[0].idempotency_key, ks);
+    holds_s("after B's sync");
     // The store itself still changes and removes a record that holds the sale.
     let mut s_entry = c.entries()[0].clone();
     s_entry.attempts = 5;
@@ -1033,4 +1040,152 @@ async fn a_dropped_enqueue_never_leaves_a_record_the_queue_does_not_know() {
         q.entries()[0].idempotency_key
     );
     assert_eq!(store.inner.load().unwrap().entries.len(), 1);
+}
+
+/// The witness record a store holds.
+fn stored_witness(store: &dyn QueueStore) -> WitnessRecord {
+    store.load().unwrap().witness.unwrap().unwrap()
+}
+
+/// Two outboxes on one store (two browser tabs on one `localStorage` namespace): B opened
+/// before A was given a receipt that forks the chain. B's next sale must not erase A's
+/// evidence: B decides against the stored witness, not the copy it loaded at open.
+async fn a_problem_one_outbox_found_is_never_erased_by_another(store: Arc<dyn QueueStore>) {
+    let key = tillgate_core::SigningKey::from_seed(&[21; 32]);
+    let client = trusting(&key);
+    let chain = receipts(&key, 3, 100);
+    let fork = receipts(&key, 3, 1);
+    let a = Outbox::open(Arc::clone(&store)).await.unwrap();
+    saw(&a, &client, &chain[0], 1).await;
+    let b = Outbox::open(Arc::clone(&store)).await.unwrap();
+    // A is given another receipt for sequence 1: kept as the evidence.
+    let p = saw(&a, &client, &fork[0], 2).await.unwrap();
+    assert_eq!(p.code, "witness_mismatch");
+    // B's next sale moves the witness on, and the evidence stays, in B's copy too.
+    assert_eq!(saw(&b, &client, &chain[1], 3).await, None);
+    let stored = stored_witness(store.as_ref());
+    assert_eq!(stored.problem.as_ref(), Some(&p));
+    assert_eq!(stored.receipt.as_ref(), Some(&chain[1]));
+    assert_eq!(b.witness_problem().as_ref(), Some(&p));
+    assert_eq!(b.witness().as_ref(), Some(&chain[1]));
+    // A check by A (whose copy is older now) keeps it too.
+    checked(&a, chain.clone()).await;
+    let stored = stored_witness(store.as_ref());
+    assert_eq!(stored.problem.as_ref(), Some(&p));
+    assert_eq!(stored.receipt.as_ref(), Some(&chain[2]));
+    // A reload (a third tab) finds it.
+    let c = Outbox::open(Arc::clone(&store)).await.unwrap();
+    assert_eq!(c.witness_problem(), Some(p));
+    // Only a reset forgets it, and the other outboxes follow at their next change.
+    c.reset_witness().await.unwrap();
+    assert_eq!(saw(&b, &client, &chain[2], 4).await, None);
+    assert_eq!((b.witness(), b.witness_problem()), (None, None));
+    assert_eq!(
+        stored_witness(store.as_ref()),
+        WitnessRecord {
+            v: 1,
+            receipt: None,
+            problem: None
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_problem_one_outbox_found_is_never_erased_by_another_on_a_memory_store() {
+    a_problem_one_outbox_found_is_never_erased_by_another(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test]
+async fn a_problem_one_outbox_found_is_never_erased_by_another_on_a_file_store() {
+    let dir = tempfile::tempdir().unwrap();
+    a_problem_one_outbox_found_is_never_erased_by_another(file_store(dir.path())).await;
+}
+
+/// B's copy of the witness is at sequence 3 when A's sales move the stored one to 9. B
+/// resends a sale both hold, and the server answers its old receipt, sequence 4, which
+/// continues B's copy: the stored witness must stay at 9, or a later rewrite of sequences
+/// 6 to 9 would go unseen.
+async fn the_witness_never_moves_back_for_a_stale_outbox(store: Arc<dyn QueueStore>) {
+    let key = tillgate_core::SigningKey::from_seed(&[22; 32]);
+    let client = trusting(&key);
+    let chain = receipts(&key, 9, 100);
+    let rewritten = receipts(&key, 9, 1);
+    let a = Outbox::open(Arc::clone(&store)).await.unwrap();
+    for r in &chain[..3] {
+        saw(&a, &client, r, 1).await;
+    }
+    let b = Outbox::open(Arc::clone(&store)).await.unwrap();
+    assert_eq!(b.witness().as_ref(), Some(&chain[2]));
+    for r in &chain[3..] {
+        saw(&a, &client, r, 2).await;
+    }
+    assert_eq!(saw(&b, &client, &chain[3], 3).await, None);
+    assert_eq!(
+        stored_witness(store.as_ref()).receipt.as_ref(),
+        Some(&chain[8])
+    );
+    assert_eq!(b.witness().as_ref(), Some(&chain[8]));
+    // Nor does a check B fetched before A's sales move it back to the check's end.
+    checked(&b, chain[..5].to_vec()).await;
+    assert_eq!(
+        stored_witness(store.as_ref()).receipt.as_ref(),
+        Some(&chain[8])
+    );
+    assert_eq!(b.witness().as_ref(), Some(&chain[8]));
+    // So the server giving another receipt for sequence 9 is found, by either outbox.
+    let p = saw(&b, &client, &rewritten[8], 4).await.unwrap();
+    assert_eq!(p.code, "witness_mismatch");
+    assert_eq!(stored_witness(store.as_ref()).problem, Some(p.clone()));
+    assert_eq!(
+        a.witness_problem(),
+        None,
+        "A has not looked at the store since"
+    );
+    saw(&a, &client, &chain[8], 5).await;
+    assert_eq!(a.witness_problem(), Some(p));
+}
+
+#[tokio::test]
+async fn the_witness_never_moves_back_for_a_stale_outbox_on_a_memory_store() {
+    the_witness_never_moves_back_for_a_stale_outbox(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test]
+async fn the_witness_never_moves_back_for_a_stale_outbox_on_a_file_store() {
+    let dir = tempfile::tempdir().unwrap();
+    the_witness_never_moves_back_for_a_stale_outbox(file_store(dir.path())).await;
+}
+
+/// B opened before A queued a sale: B's next sync finds it (and tries it), and once A
+/// sent it and its record went, B forgets it.
+async fn an_outbox_picks_up_what_another_queued(store: Arc<dyn QueueStore>) {
+    let a = Outbox::open(Arc::clone(&store)).await.unwrap();
+    let b = Outbox::open(Arc::clone(&store)).await.unwrap();
+    let ka = a.enqueue(sale(100), None, 1).await.unwrap();
+    assert!(b.is_empty());
+    let r = b.sync_now(&offline_client(), 2).await;
+    assert_eq!(r.stopped_by.unwrap().code(), "network");
+    assert_eq!(r.remaining, 1);
+    let e = b.entries();
+    assert_eq!((e.len(), &e[0].idempotency_key, e[0].attempts), (1, &ka, 1));
+    // B's own next sale takes the next free id.
+    let kb = b.enqueue(sale(200), None, 3).await.unwrap();
+    assert_eq!(b.entries()[1].id, 2);
+    // A sent its sale: the record goes, and B forgets it at its next sync.
+    store.remove_entry(&a.entries()[0]).unwrap();
+    let r = b.sync(&offline_client(), 4).await;
+    assert_eq!(r.remaining, 1);
+    assert_eq!(b.entries().len(), 1);
+    assert_eq!(b.entries()[0].idempotency_key, kb);
+}
+
+#[tokio::test]
+async fn an_outbox_picks_up_what_another_queued_on_a_memory_store() {
+    an_outbox_picks_up_what_another_queued(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test]
+async fn an_outbox_picks_up_what_another_queued_on_a_file_store() {
+    let dir = tempfile::tempdir().unwrap();
+    an_outbox_picks_up_what_another_queued(file_store(dir.path())).await;
 }

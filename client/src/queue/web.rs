@@ -16,13 +16,20 @@ use crate::{ClientError, Result};
 /// Two tabs of a web POS on one origin share the namespace's records. A new record never
 /// replaces one already stored ([`QueueStore::save_new`]): when another tab took the
 /// id, the outbox reads the store again and takes the next free one. Each tab sends
-/// what it queued and what it found when it opened; a sale both send is stored once by
-/// the server (same idempotency key). A record is changed or removed only while it still
+/// what it queued and what it found in the store at the start of each sync (the sales
+/// other tabs queued; those they sent are gone by then); a sale both send is stored once
+/// by the server (same idempotency key). A record is changed or removed only while it still
 /// holds the tab's sale ([`QueueStore::update`], [`QueueStore::remove_entry`]): once one
 /// tab sent a sale and removed it, another may reuse its id for a new sale, which a tab
 /// still holding the old one never touches. `localStorage` has no compare-and-set: the check
 /// and the write happen back to back in one synchronous call, so only two tabs writing
 /// the same new id within that instant could still collide.
+///
+/// The witness is shared the same way: every change reads the stored record and decides
+/// against it in the call that writes it ([`QueueStore::update_witness`]), so a tab never
+/// erases the problem another tab kept, nor moves the witness back past what another
+/// stored. Within one page nothing runs between that read and write; across tabs the
+/// browser may let another tab's write land in that instant (as for new records above).
 ///
 /// `localStorage` is per origin and synchronous; records are small (a few hundred
 /// bytes), so a till's queue stays far below the usual 5 MiB quota. A full quota is
@@ -57,6 +64,31 @@ impl LocalStorageStore {
 
     fn key(&self, id: u64) -> String {
         format!("{}{id:020}", self.prefix)
+    }
+
+    /// Reads the witness record: `None` if there is none, `Err` inside if it cannot be
+    /// read.
+    fn read_witness(
+        &self,
+        s: &Storage,
+    ) -> Option<std::result::Result<WitnessRecord, CorruptRecord>> {
+        let corrupt = |reason| CorruptRecord {
+            name: self.witness_key.clone(),
+            id: None,
+            reason,
+        };
+        match s.get_item(&self.witness_key) {
+            Ok(None) => None,
+            Ok(Some(value)) => Some(decode_witness(value.as_bytes()).map_err(corrupt)),
+            Err(e) => Some(Err(corrupt(format!("cannot be read: {e:?}")))),
+        }
+    }
+
+    fn write_witness(&self, s: &Storage, record: &WitnessRecord) -> Result<()> {
+        let bytes = super::encode_witness(record)?;
+        let text = String::from_utf8(bytes).map_err(|e| ClientError::Storage(e.to_string()))?;
+        s.set_item(&self.witness_key, &text)
+            .map_err(|e| js_err("localStorage.setItem", e))
     }
 
     /// Whether the record under `entry`'s id still holds its sale: another tab may have
@@ -106,16 +138,7 @@ impl QueueStore for LocalStorageStore {
             }
         }
         out.entries.sort_by_key(|e| e.id);
-        let corrupt = |reason| CorruptRecord {
-            name: self.witness_key.clone(),
-            id: None,
-            reason,
-        };
-        out.witness = match s.get_item(&self.witness_key) {
-            Ok(None) => None,
-            Ok(Some(value)) => Some(decode_witness(value.as_bytes()).map_err(corrupt)),
-            Err(e) => Some(Err(corrupt(format!("cannot be read: {e:?}")))),
-        };
+        out.witness = self.read_witness(&s);
         Ok(out)
     }
 
@@ -165,11 +188,27 @@ impl QueueStore for LocalStorageStore {
     }
 
     fn save_witness(&self, record: &WitnessRecord) -> Result<()> {
-        let bytes = super::encode_witness(record)?;
-        let text = String::from_utf8(bytes).map_err(|e| ClientError::Storage(e.to_string()))?;
-        self.storage()?
-            .set_item(&self.witness_key, &text)
-            .map_err(|e| js_err("localStorage.setItem", e))
+        self.write_witness(&self.storage()?, record)
+    }
+
+    fn load_witness(&self) -> Result<Option<std::result::Result<WitnessRecord, CorruptRecord>>> {
+        Ok(self.read_witness(&self.storage()?))
+    }
+
+    fn update_witness(
+        &self,
+        change: &mut dyn FnMut(
+            Option<std::result::Result<WitnessRecord, CorruptRecord>>,
+        ) -> Option<WitnessRecord>,
+    ) -> Result<()> {
+        // Read, decided and written in one synchronous call: no other code of this page
+        // runs in between, and another tab's write lands before the read or after the
+        // write (see the type's notes on what `localStorage` promises across tabs).
+        let s = self.storage()?;
+        match change(self.read_witness(&s)) {
+            Some(record) => self.write_witness(&s, &record),
+            None => Ok(()),
+        }
     }
 
     fn remove_corrupt(&self, name: &str) -> Result<()> {
