@@ -4,7 +4,8 @@
 # "lite" package (bindings/wasm/pkg-lite) -- reports their sizes against the issue's
 # goals, then runs every shared vector against each in node (node:test) and in headless
 # Debian Chromium (playwright-core driving /usr/bin/chromium), plus an end-to-end
-# activation in node against a running tillgate-server (full package). The lite runs
+# activation in node against a running tillgate-server (full package), and a type check
+# of the full package's .d.ts files (tsc, skipLibCheck false). The lite runs
 # skip, and count, the vectors of the functions lite leaves out (signing, Argon2).
 # TILLGATE_WASM_CORE_SIZE=1 also builds and measures core alone (no client) and
 # lite + client, which are not shipped.
@@ -55,9 +56,18 @@ if [ "${TILLGATE_WASM_CORE_SIZE:-0}" = 1 ]; then
 fi
 sizes "$ROOT/bindings/wasm/pkg-lite" "lite" 45
 sizes "$ROOT/bindings/wasm/pkg" "core + client" 120
-start_server
 
 status=0
+# The generated TypeScript types as an app compiles them: tests/js/types/app.ts and the
+# package README's quick start against the package (resolved through its package.json
+# exports) with skipLibCheck false.
+log "tsc --noEmit: the package's .d.ts files, an app using its main types, the README's quick start"
+ln -sfn ../../../bindings/wasm/pkg "$ROOT/tests/js/node_modules/tillgate"
+awk '/^```ts$/ { f = 1; next } /^```$/ { f = 0 } f' "$ROOT/bindings/wasm/pkg/README.md" \
+  > "$ROOT/tests/js/types/readme.gen.ts"
+"$ROOT/tests/js/node_modules/.bin/tsc" -p "$ROOT/tests/js/types" && echo "types: ok" || status=1
+
+start_server
 log "node:test"
 node --test --test-reporter=spec "$ROOT/tests/js/node.test.mjs" "$ROOT/tests/js/e2e.test.mjs" || status=1
 log "headless Chromium"

@@ -135,8 +135,11 @@ cat > "$pkg/package.json" <<JSON
     "./web": { "types": "./web/tillgate.d.ts", "default": "./web/tillgate.js" },
     "./node": { "types": "./node/tillgate.d.ts", "default": "./node/tillgate.js" }
   },
-  "files": ["web", "bundler", "node"],
+  "files": ["web", "bundler", "node", "README.md"],
   "sideEffects": ["./bundler/tillgate.js", "./bundler/tillgate_bg.js"]
 }
 JSON
+# The package's own README: a quick start over the real exports (scripts/test-wasm.sh
+# type-checks its code against the generated .d.ts files).
+cp "$here/README.md" "$pkg/README.md"
 echo "built $pkg ($variant, wasm-opt $opt)"

@@ -379,6 +379,31 @@ export function cases(t, v) {
     refused("config as string", () => new t.Client(baseUrl, keys), "expected a JSON object");
   }, ["Client"]);
 
+  add("arguments: putProduct and renew refuse members they do not know, and non-objects", () => {
+    // Refused at the call (no promise): a misspelt `actve: false` must not leave the
+    // product on sale.
+    const client = new t.Client({ baseUrl: "http://127.0.0.1:9", timeoutMs: 1000 }, new t.TrustedKeys());
+    const kaffe = { id: "kaffe", name: "Kaffe", price: 2500, currency: "SEK", vatRate: 1200 };
+    // Known members (updatedAt as syncProducts gives it, null for an absent one) make
+    // a request; without an API key it rejects, which is not what is tested here.
+    for (const p of [kaffe, { ...kaffe, barcode: null, active: false, updatedAt: "2025-01-01T00:00:00Z" },
+      { ...kaffe, active: null, updatedAt: null }]) {
+      const sent = client.putProduct(p);
+      if (!(sent instanceof Promise)) throw new AssertionError(`putProduct(${JSON.stringify(p)}) gave no promise`);
+      sent.catch(() => {});
+    }
+    for (const member of ["actve", "vat_rate", "vatrate", "Active", "updated_at"]) {
+      refused(member, () => client.putProduct({ ...kaffe, [member]: false }), `\`${member}\``);
+    }
+    refused("product as array", () => client.putProduct(["kaffe", "Kaffe", 2500, "SEK", 1200]), "expected a JSON object");
+    refused("product without price", () => client.putProduct({ ...kaffe, price: undefined }), "price");
+    const renewal = { productionNumber: "TG-7Q2M-K4PX", deviceId: "till-7", validFrom: "2025-01-01T00:00:00Z",
+      validTo: "2025-12-31T00:00:00Z" };
+    client.renew({ ...renewal, descriptor: null }).catch(() => {});
+    refused("renew deviceID", () => client.renew({ ...renewal, deviceID: "x" }), "`deviceID`");
+    client.free();
+  }, ["Client"]);
+
   add("arguments: string enums refuse a value they do not know", () => {
     for (const a of ["urlsafe", "URL_SAFE", "Full", "", 1]) {
       refused(`alphabet ${JSON.stringify(a)}`, () => t.generateApiKey(40, a), "alphabet");

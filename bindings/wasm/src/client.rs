@@ -36,7 +36,17 @@ export interface Handshake {
   validTo?: string | null; serverTime: number; serverTimeJws: string;
 }
 export interface ActivationCode { jws: string; descriptor: VerifiedDescriptor; }
-export interface StoredTransaction extends Transaction { id: string; sequence: number; receipt: string; }
+/**
+ * A transaction as the server stored it: the sale as sent, plus the server's id, its
+ * gapless `sequence`, `createdAt` (RFC 3339), the register's `productionNumber`, `txh`
+ * (the transaction's hash) and the signed `receipt`. `createdAt`, `productionNumber`
+ * and `txh` are empty strings when the server left them out. Any other member the
+ * server sent is passed through as it came.
+ */
+export interface StoredTransaction extends Transaction {
+  id: string; sequence: number; createdAt: string; productionNumber: string; txh: string;
+  receipt: string;
+}
 export interface VerifiedHistory { transactions: StoredTransaction[]; receipts: ReceiptClaims[]; }
 export type Submitted =
   | { kind: "sent"; stored: StoredTransaction }
@@ -46,7 +56,20 @@ export interface QueuedTransaction {
   id: number; idempotencyKey: string; transaction: Transaction; enqueuedAtMs: number;
   attempts: number; nextAttemptAtMs: number; lastError?: QueueError | null; state: "pending" | "failed";
 }
-export interface RenewRequest { productionNumber: string; deviceId: string; validFrom: string; validTo: string; }
+/**
+ * Any other member is refused (`invalid_argument`). `descriptor` is the wire member
+ * that carries the signed activation code: accepted, but `renew` never sends it and
+ * `renewWithDescriptor` sends its own `descriptorJws` argument instead.
+ */
+export interface RenewRequest {
+  productionNumber: string; deviceId: string; validFrom: string; validTo: string;
+  descriptor?: string | null;
+}
+/**
+ * `putProduct` refuses any other member (`invalid_argument` naming it), so that a
+ * misspelt `actve: false` never leaves a product on sale; `updatedAt` is the server's
+ * and is ignored there (a product from `syncProducts` can be sent back as it is).
+ */
 export interface Product {
   id: string; name: string; price: number; currency: string; vatRate: number;
   barcode?: string | null; active?: boolean; updatedAt?: string | null;
@@ -109,6 +132,45 @@ struct JsClientConfig {
 }
 
 objects_only!(JsClientConfig);
+
+/// What `putProduct` takes: the members of the JS `Product`, and no other (a misspelt
+/// `actve: false` must not leave a product on sale). `client::Product` reads the
+/// server's answers and lets unknown members pass, so it is not read from JS directly.
+#[derive(Deserialize)]
+#[serde(remote = "Self", rename_all = "camelCase", deny_unknown_fields)]
+struct JsProductInput {
+    id: String,
+    name: String,
+    price: i64,
+    currency: String,
+    vat_rate: u32,
+    #[serde(default)]
+    barcode: Option<String>,
+    /// Absent or `null`: on sale.
+    #[serde(default)]
+    active: Option<bool>,
+    /// The server's; accepted so a synced product can be sent back, never sent.
+    #[serde(default)]
+    #[allow(dead_code)]
+    updated_at: Option<String>,
+}
+
+objects_only!(JsProductInput);
+
+impl From<JsProductInput> for client::Product {
+    fn from(p: JsProductInput) -> Self {
+        client::Product {
+            id: p.id,
+            name: p.name,
+            price: p.price,
+            currency: p.currency,
+            vat_rate: p.vat_rate,
+            barcode: p.barcode,
+            active: p.active.unwrap_or(true),
+            updated_at: None,
+        }
+    }
+}
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -430,13 +492,13 @@ impl Client {
 
     /// Creates or replaces a product of the register's company (`PUT /products/{id}`);
     /// resolves to it as the server stored it (with `updatedAt`). Withdraw one with
-    /// `active: false`.
+    /// `active: false`. A member `Product` does not have is refused (`invalid_argument`).
     #[wasm_bindgen(js_name = putProduct, unchecked_return_type = "Promise<Product>")]
     pub fn put_product(
         &self,
         #[wasm_bindgen(unchecked_param_type = "Product")] product: JsValue,
     ) -> JsResult<Promise> {
-        let p: client::Product = from_js("product", &product)?;
+        let p = client::Product::from(from_js::<JsProductInput>("product", &product)?);
         let c = self.0.clone();
         Ok(future_to_promise(async move {
             to_js(&c.put_product(&p).await.or_throw()?)
