@@ -10,7 +10,7 @@ import init, {
   validateActivationRequest, validateApiKey, validateTransaction,
 } from "tillgate/web";
 import type {
-  ActivationRequest, ApiKeyAlphabet, TillgateError, Transaction, UrlToken,
+  ActivationRequest, ApiKeyAlphabet, TillgateError, Transaction, UrlToken, WitnessProblem,
 } from "tillgate/web";
 import { AdminActivation, HttpError, request } from "./backoffice.js";
 
@@ -44,6 +44,13 @@ function errText(e: unknown): string {
   if (isUnreachable(e)) return `offline: the server cannot be reached (${asTg(e).code})`;
   const t = asTg(e);
   return t && t.code ? `${t.code}: ${t.message}` : String(e);
+}
+
+/** `errText` for a status line: a storage error's message can carry the browser's
+ * whole stack trace; the first sentences are the cause. */
+function briefErrText(e: unknown): string {
+  const t = errText(e).split(/ at (?:https?|file):\/\//)[0];
+  return t.length > 240 ? `${t.slice(0, 239)}…` : t;
 }
 
 // ---- state kept by the "app" --------------------------------------------------------
@@ -187,6 +194,7 @@ async function register(ev: SubmitEvent): Promise<void> {
     localStorage.removeItem(K.descriptor);
     setState($("form-summary"), "ok", `Registered as ${created.productionNumber}: waiting for approval`);
     renderRegistration();
+    void askPersistentStorage();
     void refreshAdmin();
     void handshake();
   } catch (e) {
@@ -214,7 +222,7 @@ function renderRegistration(): void {
     ["ProductionNumber", reg.productionNumber],
     ["Activation id", reg.activationId],
     ["Status", reg.status],
-    ["API key", `${reg.apiKey.slice(0, 6)}… (shown once by the server; kept by the app)`],
+    ["API key", `${reg.apiKey.slice(0, 6)}… (shown once by the server; this demo keeps it in localStorage, where any script on this origin can read it)`],
     ["Valid", `${reg.validFrom} → ${reg.validTo}`],
     ["Company", reg.corporateId],
   ]);
@@ -223,17 +231,73 @@ function renderRegistration(): void {
   $<HTMLButtonElement>("pay-btn").disabled = basket.length === 0;
 }
 
-function forget(): void {
+const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+
+/** Starts over with a new register. Refused while the queue holds sales that have not
+ * reached the server or records it cannot read (they would be lost for good); what is
+ * left (sales the server refused, the evidence of a forked history) goes only after the
+ * user confirmed, by name and number, and through the outbox (never by deleting its
+ * keys behind its back). */
+async function forget(): Promise<void> {
+  const out = $("forget-status");
+  const pending = outbox.length;
+  const corrupt = outbox.corruptRecords().length;
+  if (pending || corrupt) {
+    const what = [pending ? `${plural(pending, "sale")} not yet sent to the server` : "",
+      corrupt ? `${plural(corrupt, "unreadable record")} in storage` : ""].filter(Boolean).join(" and ");
+    setState(out, "bad", `Not forgotten: the queue holds ${what}. ` +
+      `${pending ? "Go online and let the queue send them first" : ""}${pending && corrupt ? "; " : ""}` +
+      `${corrupt ? "look at the unreadable records and remove them in the queue below" : ""}.`);
+    return;
+  }
+  const failed = outbox.entries().filter((e) => e.state === "failed");
+  const lose = [failed.length ? `${plural(failed.length, "sale")} the server refused` : "",
+    outbox.witnessProblem() ? "the evidence that the server's history forked" : ""].filter(Boolean);
+  if (lose.length && !window.confirm(`Forget this register and delete ${lose.join(" and ")} for good?`)) {
+    setState(out, "none", "Kept.");
+    return;
+  }
+  try {
+    for (const e of failed) await outbox.discard(e.idempotencyKey);
+    await outbox.resetWitness();
+  } catch (e) {
+    setState(out, "bad", `Not forgotten: ${errText(e)}`);
+    return;
+  }
   reg = null;
   saveReg();
   localStorage.removeItem(K.descriptor);
   localStorage.removeItem(K.timeFloor);
   localStorage.removeItem(K.jwks);
-  // Starting over drops the register's queued sales and its witness too (the page
-  // reloads right after).
-  for (const k of Object.keys(localStorage)) if (k.startsWith(K.queue)) localStorage.removeItem(k);
   window.clearInterval(pollTimer);
   location.reload();
+}
+
+/** Asks the browser to keep this origin's storage (the queue, the witness, the key)
+ * under storage pressure, and shows the answer. Without it the browser may evict it. */
+async function askPersistentStorage(): Promise<void> {
+  const out = $("storage-status");
+  if (!navigator.storage?.persist) {
+    setState(out, "bad", "Persistent storage: not offered by this browser; the queue in localStorage may be evicted.");
+    return;
+  }
+  try {
+    const granted = await navigator.storage.persist();
+    setState(out, granted ? "ok" : "bad", granted
+      ? "Persistent storage: granted (navigator.storage.persist()); the browser keeps the queue under storage pressure."
+      : "Persistent storage: NOT granted (navigator.storage.persist() said no); the browser may evict the queue under storage pressure.");
+  } catch (e) {
+    setState(out, "bad", `Persistent storage: the request failed (${errText(e)}).`);
+  }
+}
+/** What the browser says now, without asking (at start). */
+async function showPersistentStorage(): Promise<void> {
+  const out = $("storage-status");
+  if (!navigator.storage?.persisted) return;
+  const granted = await navigator.storage.persisted().catch(() => false);
+  setState(out, granted ? "ok" : "bad", granted
+    ? "Persistent storage: granted; the browser keeps the queue under storage pressure."
+    : "Persistent storage: not granted; the browser may evict the queue under storage pressure.");
 }
 
 // ---- 2. handshake -------------------------------------------------------------------
@@ -444,12 +508,17 @@ const PRODUCTS = [
 ];
 const basket: { name: string; amount: number; vat: number; quantity: number }[] = [];
 
+/** While a sale is being saved its basket cannot change (it is cleared once saved). */
+let basketLocked = false;
+
 function renderBasket(): void {
   const ul = $("basket-lines");
   if (basket.length === 0) ul.replaceChildren(el("li", { className: "muted", textContent: "Empty" }));
   else ul.replaceChildren(...basket.map((l) => el("li", {}, el("span", { textContent: `${l.quantity} × ${l.name}` }), el("span", { textContent: money(l.amount * l.quantity) }))));
   $("basket-total").textContent = money(basket.reduce((s, l) => s + l.amount * l.quantity, 0));
-  $<HTMLButtonElement>("pay-btn").disabled = basket.length === 0 || !reg;
+  $<HTMLButtonElement>("pay-btn").disabled = basket.length === 0 || !reg || paying;
+  for (const b of $("products").querySelectorAll("button")) b.disabled = basketLocked;
+  $<HTMLButtonElement>("clear-btn").disabled = basketLocked;
 }
 
 function basketTransaction(): Transaction {
@@ -464,9 +533,27 @@ function basketTransaction(): Transaction {
   return { type: "sale", currency: "SEK", total, items, vat };
 }
 
+/** A new Idempotency-Key for a sale: 128 random bits. */
+function newIdempotencyKey(): string {
+  const b = new Uint8Array(16);
+  crypto.getRandomValues(b);
+  return `sale-${Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("")}`;
+}
+/** The key of the last sale that could not be saved, with that sale: paying for the
+ * same basket again reuses it, so the sale can never be booked twice. */
+let unsaved: { key: string; json: string } | null = null;
+const isQueued = (key: string) => outbox.entries().some((e) => e.idempotencyKey === key);
+
+/** The witness problem, if it is new since `before` or came with this receipt. */
+function newProblem(before: WitnessProblem | undefined, receipts: string[]): WitnessProblem | undefined {
+  const p = outbox.witnessProblem();
+  if (!p) return undefined;
+  return !before || before.receipt !== p.receipt || receipts.includes(p.receipt) ? p : undefined;
+}
+
 async function pay(): Promise<void> {
   const client = api();
-  if (!client) return;
+  if (!client || paying) return;
   const tx = basketTransaction();
   const status = $("sale-status");
   try {
@@ -475,30 +562,69 @@ async function pay(): Promise<void> {
     setState(status, "bad", `Not a valid sale: ${errText(e)}`);
     return;
   }
-  basket.length = 0;
+  // The app picks the Idempotency-Key, so it knows what to look for in the queue.
+  const json = JSON.stringify(tx);
+  const key = unsaved?.json === json ? unsaved.key : newIdempotencyKey();
+  unsaved = null;
+  const before = outbox.witnessProblem();
+  // The basket is cleared only once the sale is stored: visibly in the queue (the
+  // outbox stores it before it sends anything), or when submit answered.
+  let cleared = false;
+  const clear = () => {
+    if (cleared) return;
+    cleared = true;
+    basket.length = 0;
+    basketLocked = false;
+    renderBasket();
+  };
+  const watch = window.setInterval(() => {
+    if (!cleared && isQueued(key)) {
+      clear();
+      setState(status, "queued", `Sale of ${money(tx.total)} saved in the queue (key ${short(key, 13)}): sending…`);
+      renderQueue();
+    }
+  }, 50);
+  paying = true;
+  basketLocked = true;
   renderBasket();
   setState(status, "queued", `Sale of ${money(tx.total)}: saving it in the queue…`);
   try {
-    // The outbox writes the sale to localStorage with a fresh Idempotency-Key, then
-    // sends the queue; without the server the sale stays queued.
-    paying = true;
-    const r = await outbox.submit(client, tx, undefined, unixTimeMs());
+    const r = await outbox.submit(client, tx, key, unixTimeMs());
+    clear();
+    const problem = newProblem(before, r.kind === "sent" ? [r.stored.receipt] : []);
     if (r.kind === "sent") {
-      setState(status, "ok", `Sent 1 sale of ${money(tx.total)}; the server stored it (seq ${r.stored.sequence}).`);
+      setState(status, problem ? "bad" : "ok", problem
+        ? `Sent 1 sale of ${money(tx.total)}; the server stored it (seq ${r.stored.sequence}), but its receipt does NOT fit this register's history: ${problem.code}.`
+        : `Sent 1 sale of ${money(tx.total)}; the server stored it (seq ${r.stored.sequence}).`);
       void verifyReceipts();
-    } else if (!outbox.entries().some((e) => e.idempotencyKey === r.idempotencyKey)) {
+    } else if (!isQueued(r.idempotencyKey)) {
       // A sync that was already running sent it along with the earlier sales.
-      setState(status, "ok", `Sent 1 sale of ${money(tx.total)}; the server stored it.`);
+      setState(status, problem ? "bad" : "ok", `Sent 1 sale of ${money(tx.total)}; the server stored it` +
+        `${problem ? `, but a receipt does NOT fit this register's history: ${problem.code}` : ""}.`);
       void verifyReceipts();
     } else {
-      setState(status, "queued", `Kept in the queue (key ${short(r.idempotencyKey, 8)}): ${queueErrorText()}. Retrying when back online.`);
+      setState(status, "queued", `Kept in the queue (key ${short(r.idempotencyKey, 13)}): ${queueErrorText()}. Retrying when back online.`);
     }
   } catch (e) {
-    setState(status, "bad", `The sale was refused: ${errText(e)}`);
+    if (isQueued(key)) {
+      // Stored, then refused by the server for good: kept in the queue as failed.
+      clear();
+      setState(status, "bad", `The server refused the sale of ${money(tx.total)}: ${errText(e)} (kept in the queue, marked failed).`);
+    } else {
+      // Nothing was stored (storage full or blocked, ...): the sale exists only in the
+      // basket, which stays as it was.
+      unsaved = { key, json };
+      basketLocked = false;
+      setState(status, "unsaved", `NOT SAVED: the sale of ${money(tx.total)} could not be stored in this browser (${briefErrText(e)}). ` +
+        "The basket is kept: free some storage and press Pay again.");
+    }
   } finally {
+    window.clearInterval(watch);
     paying = false;
+    renderBasket();
+    renderAlarm();
+    renderQueue();
   }
-  renderQueue();
 }
 
 function queueErrorText(): string {
@@ -509,12 +635,15 @@ function queueErrorText(): string {
 /** Sends what the queue holds: when due (timer), or at once (`force`, back online). */
 async function syncQueue(force = false): Promise<void> {
   const client = api();
-  if (!client || outbox.entries().length === 0) { renderQueue(); return; }
+  if (!client || outbox.entries().length === 0) { renderQueue(); renderAlarm(); return; }
   const r = force ? await outbox.syncNow(client, unixTimeMs()) : await outbox.sync(client, unixTimeMs());
+  renderAlarm();
   if (r.alreadyRunning) return;
   const status = $("sale-status");
   if (r.sent.length) {
-    setState(status, "ok", `Sent ${r.sent.length} sale${r.sent.length === 1 ? "" : "s"} from the queue; the server stored ${r.sent.length === 1 ? "it" : "them"}.`);
+    const p = r.witnessProblem;
+    setState(status, p ? "bad" : "ok", `Sent ${r.sent.length} sale${r.sent.length === 1 ? "" : "s"} from the queue; the server stored ${r.sent.length === 1 ? "it" : "them"}` +
+      `${p ? `, but a receipt does NOT fit this register's history: ${p.code}` : ""}.`);
     void verifyReceipts();
   } else if (r.stoppedBy) {
     setState(status, "queued", `Kept in the queue: ${queueErrorText()}. Retrying when back online.`);
@@ -527,15 +656,26 @@ async function syncQueue(force = false): Promise<void> {
 
 function renderQueue(): void {
   const entries = outbox.entries();
+  const corrupt = outbox.corruptRecords();
   const pending = outbox.length;
   const failed = entries.length - pending;
   const count = $("queue-count");
   setState(count, entries.length ? "waiting" : "empty", String(entries.length));
   count.setAttribute("aria-label", `${entries.length} queued`);
-  $("queue-status").textContent = entries.length === 0
+  $("queue-status").textContent = entries.length === 0 && corrupt.length === 0
     ? "Empty: every sale has been stored by the server."
-    : `${pending} sale${pending === 1 ? "" : "s"} waiting${isOffline() ? " (offline)" : ""}` +
-      `${failed ? `, ${failed} refused by the server` : ""}.`;
+    : [entries.length ? `${pending} sale${pending === 1 ? "" : "s"} waiting${isOffline() ? " (offline)" : ""}` +
+      `${failed ? `, ${failed} refused by the server` : ""}` : "",
+    corrupt.length ? `${plural(corrupt.length, "record")} in storage cannot be read (listed below; ` +
+      "a sale may be in one: look before you remove it)" : ""].filter(Boolean).join("; ") + ".";
+  const list = $("corrupt-list");
+  list.replaceChildren(...corrupt.map((c) => {
+    const remove = el("button", { type: "button", className: "quiet", textContent: "Remove" });
+    remove.setAttribute("aria-label", `Remove unreadable record ${c.name}`);
+    remove.addEventListener("click", () => void removeCorrupt(c.name));
+    return el("li", {}, el("span", { className: "mono", textContent: c.name }), `: ${c.reason} `, remove);
+  }));
+  list.hidden = corrupt.length === 0;
   const table = $<HTMLTableElement>("queue-table");
   table.tBodies[0].replaceChildren(...entries.map((e) => {
     const err = e.lastError ? `${e.lastError.code}: ${e.lastError.message}` : "";
@@ -546,6 +686,17 @@ function renderQueue(): void {
       el("td", { textContent: e.state === "failed" ? `failed: ${err}` : err }));
   }));
   table.hidden = entries.length === 0;
+}
+
+async function removeCorrupt(name: string): Promise<void> {
+  try {
+    await outbox.removeCorrupt(name);
+    setState($("sale-status"), "ok", `Removed the unreadable record ${name}.`);
+  } catch (e) {
+    setState($("sale-status"), "bad", `Could not remove ${name}: ${errText(e)}`);
+  }
+  renderQueue();
+  renderAlarm();
 }
 
 // ---- 6. receipts --------------------------------------------------------------------
@@ -560,7 +711,32 @@ function witnessProblemText(): string | null {
   return `${p.code === "witness_mismatch" ? "History FORKED" : "Receipt REFUSED"}: ${p.code}: ${p.message}`;
 }
 
+/** The alarm at the top of the page: the outbox's witness problem, kept in storage, so
+ * shown from the start, online or not, whatever else the page says. Refreshed at start
+ * and after every sale, sync and check. */
+function renderAlarm(): void {
+  const box = $("history-alarm");
+  const p = outbox?.witnessProblem();
+  const text = witnessProblemText();
+  if (!p || !text) {
+    box.hidden = true;
+    $("history-alarm-text").textContent = "";
+    return;
+  }
+  box.hidden = false;
+  $("history-alarm-text").textContent = `${text} (seen ${new Date(p.atMs).toISOString().replace(/\.\d+Z$/, "Z")}; ` +
+    "the receipt is kept as evidence until this register is forgotten).";
+}
+
 async function verifyReceipts(): Promise<void> {
+  try {
+    await checkReceipts();
+  } finally {
+    renderAlarm();
+  }
+}
+
+async function checkReceipts(): Promise<void> {
   const client = api();
   if (!client || !trusted) return;
   const badge = $("chain-badge");
@@ -736,6 +912,8 @@ async function main(): Promise<void> {
   connect();
   // The client's offline queue, persisted in localStorage (survives a reload).
   outbox = await Outbox.openLocalStorage(K.queue);
+  // A fork seen before (kept with the queue) is shown at once, even offline.
+  renderAlarm();
   // Earlier versions of this page kept the register's witness themselves: hand it to
   // the outbox once (it takes it only if it keeps none yet), then drop the old key. A
   // receipt that can never be adopted (not trusted, or of an earlier registration) is
@@ -756,6 +934,7 @@ async function main(): Promise<void> {
       localStorage.removeItem(OLD_WITNESS);
       localStorage.removeItem(`${OLD_WITNESS}-problem`);
     }
+    renderAlarm();
   }
 
   // 1. form
@@ -765,7 +944,7 @@ async function main(): Promise<void> {
     input(f).addEventListener("input", validateForm);
   }
   $("activation-form").addEventListener("submit", (ev) => void register(ev as SubmitEvent));
-  $("forget-btn").addEventListener("click", forget);
+  $("forget-btn").addEventListener("click", () => void forget());
   if (!reg) validateForm();
   renderRegistration();
 
@@ -820,6 +999,7 @@ async function main(): Promise<void> {
   // At every start the app checks the descriptor it keeps (protection against a
   // modified local database), then talks to the server.
   if (reg) {
+    void showPersistentStorage();
     checkDescriptor();
     await handshake();
     void syncQueue();

@@ -85,6 +85,16 @@ page = ctx.pages()[0] ?? (await ctx.newPage());
 const consoleErrors = [];
 page.on("pageerror", (e) => consoleErrors.push(e.message));
 page.on("console", (m) => { if (m.type() === "error") consoleErrors.push(m.text()); });
+// Every confirm() the page asks, answered "Cancel".
+const dialogs = [];
+page.on("dialog", (d) => { dialogs.push(d.message()); void d.dismiss(); });
+const visible = (sel) => eventually(() => page.locator(sel).isVisible(), `${sel} should be visible`);
+const ready = () => eventually(async () => (await attr("body", "data-ready")) === "true", "page should restart");
+/** Turns the Offline switch (kept in sessionStorage across reloads) on or off. */
+async function setOffline(on) {
+  if ((await page.locator("#offline-toggle").isChecked()) !== on) await page.locator("label.switch").click();
+  assert((await page.locator("#offline-toggle").isChecked()) === on, `offline switch should be ${on ? "on" : "off"}`);
+}
 
 const good = {};
 let productionNumber = "";
@@ -147,6 +157,9 @@ try {
     await eventually(async () => (await attr("#handshake-light", "data-state")) === "pending", "handshake should be pending");
     await textHas("#handshake-text", "Pending approval");
     await textHas("#handshake-detail", "pending_approval");
+    // The page asked the browser to keep its storage, and says what it answered.
+    await textHas("#storage-status", "Persistent storage");
+    await textHas("#registration-kv", "localStorage");
     await shot("pending", "#register");
     await shot("handshake-pending", "#handshake");
   });
@@ -297,17 +310,119 @@ try {
     const witnessOf = () => page.evaluate(() => JSON.parse(localStorage.getItem("tillgate-demo:queue:witness") ?? "null")?.receipt ?? null);
     const kept = await witnessOf();
     assert(typeof kept === "string" && kept.split(".").length === 3, `the outbox keeps a receipt as witness, got ${kept}`);
+    // Offline across the reload: no check can run and store the chain's end as the
+    // witness, so only adoptWitness can have put it there.
+    await setOffline(true);
     // As an earlier version left it: the witness under the page's own key, none in the outbox.
     await page.evaluate((r) => {
       localStorage.removeItem("tillgate-demo:queue:witness");
       localStorage.setItem("tillgate-demo:witness", r);
     }, kept);
     await page.reload();
-    await eventually(async () => (await attr("body", "data-ready")) === "true", "page should restart");
+    await ready();
+    assert(await page.locator("#offline-toggle").isChecked(), "offline switch should stay on");
+    await textHas("#chain-badge", "Offline");
     assert(await witnessOf() === kept, "the outbox adopted the page's witness");
     assert(await page.evaluate(() => localStorage.getItem("tillgate-demo:witness")) === null, "the old key is dropped");
+    await setOffline(false);
     await page.click("#receipts-btn");
     await textHas("#chain-badge", "holds receipt 4 as this register saw it");
+  });
+
+  await step("a sale that cannot be stored (storage full) is NOT SAVED and stays in the basket", async () => {
+    await page.getByRole("button", { name: /Kanelbulle/ }).click();
+    await textHas("#basket-total", "28,00 kr");
+    // Fill the origin's localStorage until not even one more character fits.
+    const filled = await page.evaluate(() => {
+      let n = 0;
+      for (let size = 1 << 20; size >= 1; size >>= 1) {
+        for (;;) {
+          try { localStorage.setItem(`fill-${n}`, "x".repeat(size)); n += 1; } catch { break; }
+        }
+      }
+      return n;
+    });
+    assert(filled > 0, "localStorage should have been filled");
+    await page.click("#pay-btn");
+    await textHas("#sale-status", "NOT SAVED");
+    await textHas("#sale-status", "storage_error");
+    assert((await attr("#sale-status", "data-state")) === "unsaved", "a sale not saved is not shown as refused");
+    assert((await text("#basket-total")).includes("28,00 kr"), "the basket is kept");
+    await textHas("#queue-count", "0");
+    await shot("not-saved", "#sales");
+    // Room again: the same basket, paid again, is stored and sent once.
+    await page.evaluate(() => { for (const k of Object.keys(localStorage)) if (k.startsWith("fill-")) localStorage.removeItem(k); });
+    await page.click("#pay-btn");
+    await textHas("#sale-status", "Sent 1 sale of 28,00 kr");
+    await textHas("#basket-total", "0,00 kr");
+    await textHas("#chain-badge", "Chain verified: 5 receipts, seq 1–5");
+  });
+
+  await step("a forked history kept in storage raises the alarm at start, offline too, and it stays", async () => {
+    assert(await page.locator("#history-alarm").isHidden(), "no alarm before any problem");
+    await setOffline(true);
+    // The outbox's stored witness record, with a problem as the outbox records one.
+    await page.evaluate(() => {
+      const k = "tillgate-demo:queue:witness";
+      const w = JSON.parse(localStorage.getItem(k));
+      w.problem = { receipt: w.receipt, code: "witness_mismatch", atMs: Date.now(),
+        message: "the server's receipt does not continue this register's witness" };
+      localStorage.setItem(k, JSON.stringify(w));
+    });
+    await page.reload();
+    await ready();
+    assert(await page.locator("#offline-toggle").isChecked(), "offline switch should stay on");
+    await visible("#history-alarm");
+    await textHas("#history-alarm", "History FORKED: witness_mismatch");
+    await textHas("#chain-badge", "Offline");
+    await textHas("#handshake-text", "Cannot reach the server");
+    await shot("alarm-offline");
+    // Back online: the check runs; the alarm stays, whatever the badge says.
+    await setOffline(false);
+    await page.click("#receipts-btn");
+    await textHas("#chain-badge", "History FORKED");
+    await page.getByRole("button", { name: /Kaffe/ }).click();
+    await page.click("#pay-btn");
+    await textHas("#sale-status", "Sent 1 sale of 32,00 kr");
+    await eventually(async () => (await page.locator("#receipt-table tbody tr").count()) === 6, "6 receipts listed");
+    await textHas("#chain-badge", "History FORKED");
+    assert(await page.locator("#history-alarm").isVisible(), "the alarm stays after a sale and a check");
+    await shot("alarm-online");
+  });
+
+  await step("the queue lists unreadable records; forget is refused while sales are unsent or records unreadable", async () => {
+    await setOffline(true);
+    const bad = "tillgate-demo:queue:tx-999999";
+    await page.evaluate((k) => localStorage.setItem(k, "{not a queue record"), bad);
+    await page.reload();
+    await ready();
+    await textHas("#queue-status", "1 record in storage cannot be read");
+    assert(!(await text("#queue-status")).includes("Empty"), "not empty while a record cannot be read");
+    await textHas("#corrupt-list", bad);
+    await page.getByRole("button", { name: /Smörgås/ }).click();
+    await page.click("#pay-btn");
+    await textHas("#sale-status", "Kept in the queue");
+    await page.click("#forget-btn");
+    await textHas("#forget-status", "Not forgotten");
+    await textHas("#forget-status", "1 sale not yet sent");
+    await textHas("#forget-status", "1 unreadable record");
+    assert(dialogs.length === 0, `nothing asked: ${dialogs.join(" | ")}`);
+    assert(await page.locator("#registration").isVisible(), "the register is kept");
+    assert(await page.evaluate((k) => localStorage.getItem(k), bad) !== null, "the unreadable record is kept");
+    await shot("forget-refused", "#sales");
+    await page.getByRole("button", { name: `Remove unreadable record ${bad}` }).click();
+    await eventually(() => page.locator("#corrupt-list").isHidden(), "the unreadable record should be gone");
+    assert(await page.evaluate((k) => localStorage.getItem(k), bad) === null, "removed from storage");
+    await setOffline(false);
+    await textHas("#queue-count", "0");
+    await textHas("#queue-status", "Empty");
+    // Only the fork evidence is left: forgetting asks first, naming it (answered Cancel).
+    await page.click("#forget-btn");
+    await eventually(() => dialogs.length === 1, "forget should ask before deleting the evidence");
+    assert(dialogs[0].includes("the evidence that the server's history forked"), `asked: ${dialogs[0]}`);
+    await textHas("#forget-status", "Kept");
+    assert(await page.locator("#registration").isVisible(), "the register is kept");
+    assert(await page.locator("#history-alarm").isVisible(), "the evidence is kept");
   });
 
   await step("no errors in the browser console", async () => {
