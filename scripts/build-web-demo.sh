@@ -3,8 +3,10 @@
 # TILLGATE_DEMO_DIR points at it; scripts/run.sh does that). Idempotent: safe to run again.
 #
 #  1. the npm package in bindings/wasm/pkg, through the bindings' own build script, when
-#     it is missing or older than its Rust sources (installs the wasm32 target, the
-#     wasm-bindgen CLI at the crate's exact version and binaryen from npm if needed);
+#     it is missing or older than anything it is built from (the wasm crate, its build
+#     script and README, core, client, the workspace's Cargo.toml and Cargo.lock);
+#     installs the wasm32 target, the wasm-bindgen CLI at the crate's exact version and
+#     binaryen from npm if needed;
 #  2. web-demo's npm packages (TypeScript, playwright-core, the package itself as a
 #     file: dependency) into the git-ignored web-demo/node_modules;
 #  3. tsc, then static files and the package's browser build copied into dist/.
@@ -24,7 +26,9 @@ wasm="$pkg/web/tillgate_bg.wasm"
 stale=0
 if [ ! -f "$wasm" ] || [ ! -f "$pkg/package.json" ]; then
   stale=1
-elif [ -n "$(find bindings/wasm/src bindings/wasm/Cargo.toml core/src core/Cargo.toml -newer "$wasm" -print -quit 2>/dev/null)" ]; then
+elif [ -n "$(find bindings/wasm/src bindings/wasm/Cargo.toml bindings/wasm/build.sh bindings/wasm/README.md \
+    core/src core/Cargo.toml client/src client/Cargo.toml Cargo.toml Cargo.lock \
+    -newer "$wasm" -print -quit 2>/dev/null)" ]; then
   stale=1
 fi
 if [ "$stale" = 1 ]; then

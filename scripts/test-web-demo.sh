@@ -17,6 +17,9 @@ fi
 scripts/build-web-demo.sh
 log "cargo build --release -p tillgate-server"
 cargo build -q --release -p tillgate-server
+# Where cargo put it (CARGO_TARGET_DIR when set).
+target_dir="${CARGO_TARGET_DIR:-$ROOT/target}"
+case "$target_dir" in /*) ;; *) target_dir="$ROOT/$target_dir" ;; esac
 
 shots="$ROOT/target/artifacts/web-demo"
 rm -rf "$shots"
@@ -36,7 +39,7 @@ trap cleanup EXIT
 log "tillgate-server on 127.0.0.1:$port (demo mode, SQLite in $tmp)"
 TILLGATE_BIND="127.0.0.1:$port" TILLGATE_DATA_DIR="$tmp" \
 TILLGATE_DEMO_DIR="$ROOT/web-demo/dist" TILLGATE_DEMO_MODE=true \
-  target/release/tillgate-server >"$shots/server.log" 2>&1 &
+  "$target_dir/release/tillgate-server" >"$shots/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 100); do
   curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
