@@ -12,6 +12,10 @@
    component and a recomputed S, truncated and padded signatures, every single-bit flip).
    Each case has an expected verdict written here; core must match it, and libsodium's
    verdict is compared too.
+4. Dynamic keys: every `derive` vector of tests/vectors/dynamic_key.json recomputed here,
+   the seed with argon2-cffi (the reference Argon2 C code: Argon2id v1.3 over the
+   password, salt SHA-256("tillgate/dk1/salt" 0x00 system 0x00 login), 32 bytes) and the
+   public key from the seed with PyNaCl (libsodium).
 
 Usage: crosscheck.py --base URL --admin-key KEY --crosscheck BIN --jose-script FILE
 Prints one line per check group and `crosscheck: N passed, N failed`; exits 1 on failure.
@@ -33,6 +37,8 @@ import urllib.request
 
 import jwt
 import nacl
+from argon2.low_level import Type as Argon2Type
+from argon2.low_level import hash_secret_raw
 import nacl.exceptions
 import nacl.signing
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -463,6 +469,25 @@ def ed25519_checks(crosscheck_bin, vectors_path):
         print(f"  libsodium disagrees on {len(sodium_disagree)} cases")
 
 
+def dynamic_key_checks(vectors_path):
+    cases = json.load(open(vectors_path))["derive"]
+    check(len(cases) > 0, "no derive cases in dynamic_key.json")
+    ok = 0
+    for i, c in enumerate(cases):
+        p = c["params"]
+        salt = hashlib.sha256(b"tillgate/dk1/salt\0" + c["system"].encode() + b"\0" + c["login"].encode()).digest()
+        seed = hash_secret_raw(secret=c["password"].encode(), salt=salt, time_cost=p["iterations"],
+                               memory_cost=p["memoryKib"], parallelism=p["parallelism"], hash_len=32,
+                               type=Argon2Type.ID, version=19)
+        public = bytes(nacl.signing.SigningKey(seed).verify_key)
+        good = seed.hex() == c["seed"] and public.hex() == c["publicKey"]
+        check(seed.hex() == c["seed"], f"dynamic_key derive {i} ({c['login']}): argon2-cffi seed {seed.hex()}, vector {c['seed']}")
+        check(public.hex() == c["publicKey"],
+              f"dynamic_key derive {i} ({c['login']}): libsodium public key {public.hex()}, vector {c['publicKey']}")
+        ok += good
+    print(f"  dynamic_key derive: {ok} of {len(cases)} vectors recomputed by argon2-cffi + libsodium")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--base", required=True)
@@ -470,12 +495,16 @@ def main():
     ap.add_argument("--crosscheck", required=True)
     ap.add_argument("--jose-script", required=True)
     ap.add_argument("--vectors", default=os.path.join(os.path.dirname(__file__), "../../vectors/ed25519.json"))
+    ap.add_argument("--dynamic-key-vectors",
+                    default=os.path.join(os.path.dirname(__file__), "../../vectors/dynamic_key.json"))
     args = ap.parse_args()
     print("JOSE cross-checks of server-made signatures:")
     art = server_artifacts(args.base, args.admin_key)
     jose_checks(art, args.crosscheck, args.jose_script)
     print("Ed25519: libsodium-made signatures and Wycheproof-style refusals:")
     ed25519_checks(args.crosscheck, args.vectors)
+    print("Dynamic keys: derive vectors recomputed with argon2-cffi and libsodium:")
+    dynamic_key_checks(args.dynamic_key_vectors)
     print(f"crosscheck: {PASSED} passed, {FAILED} failed")
     sys.exit(1 if FAILED else 0)
 
