@@ -117,15 +117,69 @@ pub enum Storage {
     },
 }
 
-/// Base URLs of the local PostgreSQL tried in order (trust auth).
-pub const PG_ADMIN_URLS: [&str; 2] = [
-    "postgres://postgres@127.0.0.1:5432/test",
-    "postgres://root@127.0.0.1:5432/test",
-];
+/// The PostgreSQL the tests use (its maintenance database; each run creates and drops a
+/// database of its own there): `$TILLGATE_TEST_PG_URL`, default
+/// `postgres://postgres@127.0.0.1:5432/test` (trust auth).
+pub fn pg_url() -> String {
+    std::env::var("TILLGATE_TEST_PG_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// Whether a PostgreSQL that cannot be used fails a test instead of skipping it
+/// (`TILLGATE_REQUIRE_PG=1`; scripts/test.sh sets it on CI).
+pub fn pg_required() -> bool {
+    std::env::var("TILLGATE_REQUIRE_PG").is_ok_and(|v| v.trim() == "1")
+}
+
+/// `url` with any password replaced by `***`, for messages.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((user, host)) if user.contains(':') => {
+            let name = user.split(':').next().unwrap_or_default();
+            format!("{scheme}://{name}:***@{host}")
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Where skipped tests are listed: `$TILLGATE_SKIP_LOG` (scripts/test.sh sets it and
+/// counts the lines in its summary), else `target/test-logs/skips.txt` of the workspace.
+pub fn skip_log() -> PathBuf {
+    match std::env::var_os("TILLGATE_SKIP_LOG") {
+        Some(p) if !p.is_empty() => p.into(),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-logs/skips.txt"),
+    }
+}
+
+/// Reports a test that did not run its checks: a `SKIP <test>: <reason>` line on stderr
+/// (written around libtest's capture; scripts/test-reliability.sh counts those lines) and
+/// appended to [`skip_log`].
+pub fn report_skip(test: &str, reason: &str) {
+    let line = format!("SKIP {test}: {reason}");
+    // Straight to stderr, not through eprintln!: libtest captures that for a passing test.
+    {
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), "{line}");
+    }
+    let path = skip_log();
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    if let Ok(mut f) = File::options().create(true).append(true).open(&path) {
+        use std::io::Write as _;
+        let _ = f.write_all(format!("{line}\n").as_bytes());
+    }
+}
 
 fn psql(url: &str, sql: &str) -> Result<String, String> {
     let out = Command::new("psql")
         .args([url, "-v", "ON_ERROR_STOP=1", "-qAtc", sql])
+        .env("PGCONNECT_TIMEOUT", "10")
         .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("psql: {e}"))?;
@@ -144,31 +198,36 @@ impl Storage {
         Storage::Sqlite(dir)
     }
 
-    /// A fresh database on the local PostgreSQL, or `Err(reason)` to print as a SKIP.
+    /// A fresh database on the test PostgreSQL ([`pg_url`]), or `Err(reason)` when it
+    /// cannot be used (nothing listening, login refused, no such database, ...).
     pub fn postgres() -> Result<Storage, String> {
-        if std::net::TcpStream::connect_timeout(
-            &std::net::SocketAddr::from(([127, 0, 0, 1], 5432)),
-            Duration::from_millis(500),
-        )
-        .is_err()
-        {
-            return Err("no PostgreSQL reachable at 127.0.0.1:5432".into());
-        }
-        let mut last = String::new();
-        for admin in PG_ADMIN_URLS {
-            match psql(admin, "SELECT 1") {
-                Ok(_) => {
-                    let db = unique("tg_rel").to_lowercase();
-                    psql(admin, &format!("CREATE DATABASE {db}"))?;
-                    return Ok(Storage::Postgres {
-                        admin_url: admin.to_owned(),
-                        db,
-                    });
-                }
-                Err(e) => last = e,
+        let admin = pg_url();
+        let shown = redact(&admin);
+        psql(&admin, "SELECT 1")
+            .map_err(|e| format!("cannot use PostgreSQL at {shown} (TILLGATE_TEST_PG_URL): {e}"))?;
+        let db = unique("tg_rel").to_lowercase();
+        psql(&admin, &format!("CREATE DATABASE {db}"))
+            .map_err(|e| format!("cannot create a database on {shown}: {e}"))?;
+        Ok(Storage::Postgres {
+            admin_url: admin,
+            db,
+        })
+    }
+
+    /// [`Storage::postgres`] for `test`; when PostgreSQL cannot be used: a panic under
+    /// `TILLGATE_REQUIRE_PG=1`, else `None` with the skip reported ([`report_skip`]).
+    pub fn postgres_or_skip(test: &str) -> Option<Storage> {
+        match Storage::postgres() {
+            Ok(s) => Some(s),
+            Err(reason) => {
+                assert!(
+                    !pg_required(),
+                    "{test}: PostgreSQL is required (TILLGATE_REQUIRE_PG=1) but cannot be used: {reason}"
+                );
+                report_skip(test, &reason);
+                None
             }
         }
-        Err(format!("cannot use PostgreSQL at 127.0.0.1:5432: {last}"))
     }
 
     /// The environment that points the server at this storage.
@@ -179,9 +238,17 @@ impl Storage {
                 ("DATABASE_URL".into(), String::new()),
             ],
             Storage::Postgres { admin_url, db } => {
-                let base = admin_url.rsplit_once('/').map_or("", |(b, _)| b);
+                let (path, query) = admin_url
+                    .split_once('?')
+                    .map_or((admin_url.as_str(), ""), |(p, q)| (p, q));
+                let base = path.rsplit_once('/').map_or("", |(b, _)| b);
+                let query = if query.is_empty() {
+                    String::new()
+                } else {
+                    format!("?{query}")
+                };
                 vec![
-                    ("DATABASE_URL".into(), format!("{base}/{db}")),
+                    ("DATABASE_URL".into(), format!("{base}/{db}{query}")),
                     (
                         "TILLGATE_DATA_DIR".into(),
                         std::env::temp_dir().display().to_string(),

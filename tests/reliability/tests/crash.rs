@@ -3,7 +3,10 @@
 //! acknowledged transaction (HTTP 201 received) is stored exactly once under its
 //! idempotency key, each register's sequence is gapless from 1, and each register's
 //! receipt chain verifies with core's `verify_receipt_chain` against the server's JWKS.
-//! Clients retry whatever was not acknowledged with the same idempotency key.
+//! Clients retry whatever was not acknowledged with the same idempotency key. The clients
+//! keep sending until the last fault is over, so every fault lands under load: each kill
+//! asserts that clients are still sending, and the run asserts that the faults cut
+//! requests off (transport errors or 5xx answers were seen).
 //!
 //! Run by `scripts/test-reliability.sh`; by hand:
 //! `cargo build --release -p tillgate-server && cargo test -p tillgate-reliability --test crash -- --ignored --nocapture`
@@ -12,21 +15,19 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tillgate_core::verify_receipt_chain;
 use tillgate_reliability::{Api, CORP_A, CORP_B, Reg, Rng, ServerProcess, Storage, sale};
+use tokio::task::JoinSet;
 
 const REGISTERS: usize = 4;
 const CLIENTS_PER_REGISTER: usize = 4;
-/// Each client sends at least this many, and keeps sending until the last kill is over.
+/// Each client sends at least this many, and keeps sending until the last fault is over
+/// (then stops: there is no other bound, so the load always outlasts the faults).
 const MIN_TX_PER_CLIENT: usize = 25;
-/// Hard bound per client (the load must outlast the faults: a server that is not
-/// restarted gets through many more).
-const MAX_TX_PER_CLIENT: usize = 400;
-const MAX_TX_PER_CLIENT_NO_RESTART: usize = 5_000;
 const KILLS: usize = 5;
 const DEADLINE: Duration = Duration::from_secs(150);
 
@@ -45,6 +46,26 @@ struct Stats {
     attempts: AtomicU64,
     transport_errors: AtomicU64,
     server_errors: AtomicU64,
+    /// Clients still in their sending loop.
+    active_clients: AtomicUsize,
+    /// Requests sent and not yet answered.
+    in_flight: AtomicUsize,
+}
+
+/// Counts a client as active while it lives.
+struct Active(Arc<Stats>);
+
+impl Active {
+    fn new(stats: &Arc<Stats>) -> Active {
+        stats.active_clients.fetch_add(1, Ordering::SeqCst);
+        Active(stats.clone())
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.active_clients.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 async fn client(
@@ -54,10 +75,10 @@ async fn client(
     killer_done: Arc<AtomicBool>,
     stats: Arc<Stats>,
     deadline: Instant,
-    max_tx: usize,
 ) -> Result<Vec<(String, Ack)>, String> {
+    let _active = Active::new(&stats);
     let mut acks = Vec::new();
-    for i in 0..max_tx {
+    for i in 0.. {
         if i >= MIN_TX_PER_CLIENT && killer_done.load(Ordering::SeqCst) {
             break;
         }
@@ -68,7 +89,10 @@ async fn client(
                 return Err(format!("{idem}: not acknowledged before the deadline"));
             }
             stats.attempts.fetch_add(1, Ordering::Relaxed);
-            match api.post_tx(&key, &idem, &body).await {
+            stats.in_flight.fetch_add(1, Ordering::SeqCst);
+            let sent = api.post_tx(&key, &idem, &body).await;
+            stats.in_flight.fetch_sub(1, Ordering::SeqCst);
+            match sent {
                 Ok(r) if r.status() == 201 => {
                     let replayed = r
                         .headers()
@@ -156,10 +180,6 @@ async fn crash_safety(storage: Storage, fault: Fault) {
                     killer_done.clone(),
                     stats.clone(),
                     deadline,
-                    match fault {
-                        Fault::KillServer => MAX_TX_PER_CLIENT,
-                        Fault::DropDbConnections => MAX_TX_PER_CLIENT_NO_RESTART,
-                    },
                 )),
             ));
         }
@@ -167,9 +187,19 @@ async fn crash_safety(storage: Storage, fault: Fault) {
 
     // The killer: SIGKILL at random moments under load, restart on the same data.
     let mut down_total = Duration::ZERO;
+    let mut in_flight_at_faults = 0usize;
     for k in 0..KILLS {
         let wait = rng.range(150, 700);
         tokio::time::sleep(Duration::from_millis(wait)).await;
+        // The fault must land under load: clients are still sending.
+        let active = stats.active_clients.load(Ordering::SeqCst);
+        assert!(
+            active > 0,
+            "fault {}/{KILLS}: no client is sending any more (they stopped before the faults were over)",
+            k + 1
+        );
+        let in_flight = stats.in_flight.load(Ordering::SeqCst);
+        in_flight_at_faults += in_flight;
         match fault {
             Fault::KillServer => {
                 server.kill();
@@ -178,7 +208,8 @@ async fn crash_safety(storage: Storage, fault: Fault) {
                 server.restart().await;
                 down_total += t.elapsed();
                 println!(
-                    "  kill {}/{KILLS} after {wait} ms of load; back up in {} ms",
+                    "  kill {}/{KILLS} after {wait} ms of load ({active} clients sending, \
+                     {in_flight} requests in flight); back up in {} ms",
                     k + 1,
                     t.elapsed().as_millis()
                 );
@@ -186,7 +217,13 @@ async fn crash_safety(storage: Storage, fault: Fault) {
             Fault::DropDbConnections => {
                 let n = storage.drop_connections().expect("drop connections");
                 println!(
-                    "  {}/{KILLS}: {n} database connections ended after {wait} ms of load",
+                    "  {}/{KILLS}: {n} database connections ended after {wait} ms of load \
+                     ({active} clients sending, {in_flight} requests in flight)",
+                    k + 1
+                );
+                assert!(
+                    n > 0,
+                    "fault {}/{KILLS}: the server had no database connection to end",
                     k + 1
                 );
             }
@@ -212,6 +249,20 @@ async fn crash_safety(storage: Storage, fault: Fault) {
         }
     }
     assert!(failures.is_empty(), "clients failed: {failures:?}");
+    let cut_off = stats.transport_errors.load(Ordering::Relaxed)
+        + stats.server_errors.load(Ordering::Relaxed);
+    println!(
+        "  faults over: {cut_off} requests cut off or answered 5xx; {in_flight_at_faults} \
+         requests were in flight at the {KILLS} faults"
+    );
+    if fault == Fault::KillServer {
+        // A kill under load cuts requests off (or answers them 503 while starting):
+        // none at all means the kills did not land while the clients were sending.
+        assert!(
+            cut_off > 0,
+            "{KILLS} kills and not one request failed: the kills did not land under load"
+        );
+    }
 
     if fault == Fault::DropDbConnections {
         // The same process served throughout.
@@ -288,28 +339,38 @@ async fn crash_safety(storage: Storage, fault: Fault) {
         total += items.len();
     }
 
-    // Every key once more: all are replays of the stored transaction, nothing new.
-    for (r, reg) in regs.iter().enumerate() {
-        let mut keys: Vec<&String> = acks[r].keys().collect();
-        keys.sort();
-        for idem in keys {
-            let ack = &acks[r][idem];
-            let n: i64 = idem.rsplit('-').next().unwrap().parse().unwrap();
-            let resp = api
-                .post_tx(&reg.key, idem, &sale(100 + n, idem))
-                .await
-                .unwrap();
-            assert_eq!(resp.status(), 201);
-            assert_eq!(
-                resp.headers()
-                    .get("idempotent-replayed")
-                    .map(|v| v.to_str().unwrap()),
-                Some("true")
-            );
-            let v: Value = resp.json().await.unwrap();
-            assert_eq!(v["id"].as_str(), Some(ack.id.as_str()));
-        }
-        assert_eq!(api.all_transactions(&reg.key).await.len(), acks[r].len());
+    // Every key once more: all are replays of the stored transaction, nothing new (the
+    // registers side by side: the clients ran until the faults were over, so there may
+    // be thousands).
+    let mut replays = JoinSet::new();
+    for (reg, acked) in regs.iter().cloned().zip(acks.iter().cloned()) {
+        let api = api.clone();
+        replays.spawn(async move {
+            let mut keys: Vec<&String> = acked.keys().collect();
+            keys.sort();
+            for idem in keys {
+                let ack = &acked[idem];
+                let n: i64 = idem.rsplit('-').next().unwrap().parse().unwrap();
+                let resp = api
+                    .post_tx(&reg.key, idem, &sale(100 + n, idem))
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status(), 201, "{idem}");
+                assert_eq!(
+                    resp.headers()
+                        .get("idempotent-replayed")
+                        .map(|v| v.to_str().unwrap()),
+                    Some("true"),
+                    "{idem}"
+                );
+                let v: Value = resp.json().await.unwrap();
+                assert_eq!(v["id"].as_str(), Some(ack.id.as_str()), "{idem}");
+            }
+            assert_eq!(api.all_transactions(&reg.key).await.len(), acked.len());
+        });
+    }
+    while let Some(done) = replays.join_next().await {
+        done.expect("replay check");
     }
     println!(
         "  {total} transactions acknowledged and stored exactly once over {} server starts; \
@@ -336,9 +397,8 @@ async fn crash_safety_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a release build of tillgate-server and PostgreSQL; run by scripts/test-reliability.sh"]
 async fn crash_safety_postgres() {
-    match Storage::postgres() {
-        Ok(storage) => crash_safety(storage, Fault::KillServer).await,
-        Err(reason) => println!("SKIP crash_safety_postgres: {reason}"),
+    if let Some(storage) = Storage::postgres_or_skip("crash_safety_postgres") {
+        crash_safety(storage, Fault::KillServer).await;
     }
 }
 
@@ -349,8 +409,7 @@ async fn crash_safety_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a release build of tillgate-server and PostgreSQL; run by scripts/test-reliability.sh"]
 async fn postgres_connections_dropped() {
-    match Storage::postgres() {
-        Ok(storage) => crash_safety(storage, Fault::DropDbConnections).await,
-        Err(reason) => println!("SKIP postgres_connections_dropped: {reason}"),
+    if let Some(storage) = Storage::postgres_or_skip("postgres_connections_dropped") {
+        crash_safety(storage, Fault::DropDbConnections).await;
     }
 }

@@ -7,7 +7,8 @@
 //! receipt chain verifies, after a restart too, and `admin backup` finds the database
 //! intact (SQLite's integrity check).
 //!
-//! Mounting needs root (CAP_SYS_ADMIN); without it the test prints a SKIP line.
+//! Mounting needs root (CAP_SYS_ADMIN, as on the CI machines); without it the test
+//! reports a skip (a `SKIP` line, also listed in the skip log).
 //! Run by `scripts/test-reliability.sh`; by hand:
 //! `cargo build --release -p tillgate-server && cargo test -p tillgate-reliability --test disk_full -- --ignored --nocapture`
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -182,7 +183,7 @@ async fn disk_full_sqlite() {
     let disk = match SmallDisk::mount() {
         Ok(d) => d,
         Err(reason) => {
-            println!("SKIP disk_full_sqlite: {reason}");
+            tillgate_reliability::report_skip("disk_full_sqlite", &reason);
             return;
         }
     };
