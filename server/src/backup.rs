@@ -365,6 +365,9 @@ pub async fn restore(
     let _lock = lock_database(url)
         .map_err(|e| format!("{e}; stop the server first"))?
         .ok_or("restore needs a SQLite database file")?;
+    // No other admin command may write into the file being moved aside (its change
+    // would be reported done and then missing from the restored database).
+    let _admin = lock_admin(url, true)?;
     let dir = match db.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),

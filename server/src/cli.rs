@@ -10,7 +10,7 @@ use crate::api_activation::rfc3339;
 use crate::api_admin::{AdminActivation, NewStaff, add_staff_checked};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::db::{KeyChange, SigningKeyRow, Store};
+use crate::db::{KeyChange, KeyImport, SigningKeyRow, Store};
 
 /// Admin subcommands.
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -72,6 +72,15 @@ pub enum AdminCommand {
         #[arg(long)]
         signs_from: Option<String>,
     },
+    /// Publish a key held offline, from the public JWK `tillgate-server keygen` printed
+    /// (on another machine): published only, with no private part on the server, until
+    /// `activate-key --key-file`. A reserve key the apps trust in advance, out of reach
+    /// of whoever reads the database and its key-encryption key.
+    PublishKey {
+        /// The public JWK file (`-`: standard input). A file with a private part is
+        /// refused: the private key stays offline.
+        jwk: std::path::PathBuf,
+    },
     /// Make a published signing key sign: from now on, or from --signs-from. Of the keys
     /// whose start has come, the one with the latest start signs.
     ActivateKey {
@@ -80,6 +89,11 @@ pub enum AdminCommand {
         /// Sign from this time on (RFC 3339; a past time means now) instead of now.
         #[arg(long)]
         signs_from: Option<String>,
+        /// For a key held offline (`publish-key`): its private key file, written by
+        /// `tillgate-server keygen`; its seed is stored (sealed with the KEK when there is
+        /// one) and the key activated.
+        #[arg(long)]
+        key_file: Option<std::path::PathBuf>,
     },
     /// Stop publishing and using an old signing key (refused for the last key that can
     /// sign now).
@@ -229,6 +243,7 @@ async fn run_other(config: &Config, cmd: AdminCommand) -> Result<(), String> {
     // The store's commands write (migrations, decisions, keys): never to a database
     // that is being or was moved to PostgreSQL (the shared admin lock is held until the
     // command ends, so a copy cannot begin meanwhile).
+    refuse_missing_database(config)?;
     let _admin = crate::backup::lock_admin(&config.effective_database_url(), false)?;
     crate::transfer::refuse_if_moved(&config.effective_database_url())?;
     let cipher = crate::seal::from_config(config)?;
@@ -241,6 +256,31 @@ async fn run_other(config: &Config, cmd: AdminCommand) -> Result<(), String> {
     let result = run_with(&store, config, cmd, now).await;
     store.close().await;
     result
+}
+
+/// Admin commands work on the server's database: without `DATABASE_URL`, a missing
+/// SQLite file means the command was not given the server's settings (another data
+/// directory, another user's working directory). It would create an empty database of
+/// its own (and a key-encryption key), and a key or decision made there would never
+/// reach the server: refused instead.
+fn refuse_missing_database(config: &Config) -> Result<(), String> {
+    if config
+        .database_url
+        .as_deref()
+        .is_some_and(|u| !u.is_empty())
+    {
+        return Ok(());
+    }
+    let db = config.data_dir.join("tillgate.db");
+    if db.exists() {
+        return Ok(());
+    }
+    Err(format!(
+        "no database at {}: give admin commands the server's settings (TILLGATE_DATA_DIR \
+         or --data-dir, or DATABASE_URL); the server creates its database when it first \
+         starts",
+        db.display()
+    ))
 }
 
 async fn run_with(
@@ -333,14 +373,7 @@ async fn run_with(
             signs_from,
         } => {
             let key = tillgate_core::generate_signing_key().map_err(|e| e.to_string())?;
-            // Strictly newer than every existing key, so that of keys with the same
-            // signing start it is the one that signs.
-            let newest = store
-                .signing_keys()
-                .await
-                .map_err(|e| e.to_string())?
-                .first()
-                .map_or(now, |k| (k.created_at + 1).max(now));
+            let newest = newest_created_at(store, now).await?;
             let signs_from = match (publish_only, signs_from) {
                 (true, _) => None,
                 (false, Some(t)) => {
@@ -363,11 +396,56 @@ async fn run_with(
                 .map_err(|e| e.to_string())?;
             print_key(store, key.kid(), now).await
         }
-        AdminCommand::ActivateKey { kid, signs_from } => {
+        AdminCommand::PublishKey { jwk } => {
+            let text = if jwk.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())
+            } else {
+                std::fs::read_to_string(&jwk)
+            }
+            .map_err(|e| format!("cannot read {}: {e}", jwk.display()))?;
+            let public = public_key_of_jwk(&text)?;
+            let newest = newest_created_at(store, now).await?;
+            if !store
+                .publish_offline_key(&public, newest)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                return Err(format!(
+                    "a signing key {} is stored already",
+                    tillgate_core::jwk_thumbprint(&public)
+                ));
+            }
+            print_key(store, &tillgate_core::jwk_thumbprint(&public), now).await
+        }
+        AdminCommand::ActivateKey {
+            kid,
+            signs_from,
+            key_file,
+        } => {
             let at = match signs_from {
                 Some(t) => parse_time("--signs-from", &t)?,
                 None => now,
             };
+            if let Some(path) = key_file {
+                let key = read_key_file(&path)?;
+                if key.kid() != kid {
+                    return Err(format!(
+                        "{} holds the key {}, not {kid}",
+                        path.display(),
+                        key.kid()
+                    ));
+                }
+                match store
+                    .import_signing_key(&key)
+                    .await
+                    .map_err(|e| e.to_string())?
+                {
+                    KeyImport::Imported | KeyImport::AlreadyStored => {}
+                    KeyImport::NoSuchKey => {
+                        return Err(format!("no signing key {kid} that is not retired"));
+                    }
+                }
+            }
             match store
                 .activate_signing_key(&kid, at, now)
                 .await
@@ -381,6 +459,9 @@ async fn run_with(
                 )),
                 KeyChange::LastSigningKey => Err(format!(
                     "{kid} is the only key that can sign now: activate another key first"
+                )),
+                KeyChange::HeldOffline => Err(format!(
+                    "{kid} is held offline: give its private key file with --key-file"
                 )),
             }
         }
@@ -456,6 +537,105 @@ async fn run_with(
 }
 
 /// Unix seconds of an RFC 3339 time given as `flag`.
+/// The creation time for a new key: strictly newer than every stored key, so that of
+/// keys with the same signing start it is the one that signs.
+async fn newest_created_at(store: &Store, now: i64) -> Result<i64, String> {
+    Ok(store
+        .signing_keys()
+        .await
+        .map_err(|e| e.to_string())?
+        .first()
+        .map_or(now, |k| (k.created_at + 1).max(now)))
+}
+
+/// `tillgate-server keygen`: makes a signing key on this machine, writes its private
+/// JWK to `out` (a new file, readable by its owner only) and prints its public JWK, for
+/// `admin publish-key` and for the apps' built-in keys. Touches no database.
+pub fn keygen(out: &std::path::Path) -> Result<(), CliError> {
+    let key = tillgate_core::generate_signing_key().map_err(|e| e.to_string())?;
+    let mut private = key.public_jwk();
+    private.d = Some(B64.encode(key.seed()));
+    let text = serde_json::to_string(&private).map_err(|e| e.to_string())?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+        .open(out)
+        .and_then(|mut f| {
+            use std::io::Write as _;
+            writeln!(f, "{text}")?;
+            f.sync_all()
+        })
+        .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    print_json(&key.public_jwk())?;
+    Ok(())
+}
+
+/// The Ed25519 public key of a public JWK (one with a private part is refused), checked
+/// as apps check their trusted keys; a `kid`, if any, must be the key's thumbprint (the
+/// server's key ids).
+fn public_key_of_jwk(text: &str) -> Result<[u8; 32], String> {
+    let jwk: tillgate_core::Jwk =
+        serde_json::from_str(text).map_err(|e| format!("not a JWK: {e}"))?;
+    if jwk.d.is_some() {
+        return Err(
+            "this JWK holds a private key (d): give the public JWK; the private \
+                    key stays offline until activate-key --key-file"
+                .into(),
+        );
+    }
+    let x = jwk.x.as_deref().unwrap_or_default();
+    let public: [u8; 32] = B64
+        .decode(x)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or("the JWK's x must be a 32-byte base64url public key")?;
+    let kid = tillgate_core::jwk_thumbprint(&public);
+    let mut checked = tillgate_core::Jwk {
+        kid: Some(kid.clone()),
+        ..jwk.clone()
+    };
+    checked.d = None;
+    tillgate_core::TrustedKeys::new()
+        .add_jwk(&checked)
+        .map_err(|e| format!("not an Ed25519 public JWK: {e}"))?;
+    if jwk.kid.as_ref().is_some_and(|k| *k != kid) {
+        return Err(format!(
+            "the JWK's kid is not its key's thumbprint ({kid}), the id the server uses"
+        ));
+    }
+    Ok(public)
+}
+
+/// The signing key in a private JWK file written by [`keygen`]; its `x` and `kid`, if
+/// given, must match the private part.
+fn read_key_file(path: &std::path::Path) -> Result<tillgate_core::SigningKey, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let jwk: tillgate_core::Jwk =
+        serde_json::from_str(&text).map_err(|_| format!("{} is not a JWK", path.display()))?;
+    let seed = jwk
+        .d
+        .as_deref()
+        .and_then(|d| B64.decode(d).ok())
+        .ok_or_else(|| format!("{} holds no private key (d)", path.display()))?;
+    let key = tillgate_core::SigningKey::from_seed_slice(&seed)
+        .map_err(|_| format!("{}: the private key (d) must be 32 bytes", path.display()))?;
+    let x_matches = jwk
+        .x
+        .as_deref()
+        .is_none_or(|x| x == B64.encode(key.public_key_bytes()));
+    let kid_matches = jwk.kid.as_deref().is_none_or(|k| k == key.kid());
+    if !x_matches || !kid_matches {
+        return Err(format!(
+            "{}: its public part does not match its private key",
+            path.display()
+        ));
+    }
+    Ok(key)
+}
+
 fn parse_time(flag: &str, t: &str) -> Result<i64, String> {
     OffsetDateTime::parse(t, &Rfc3339)
         .map(OffsetDateTime::unix_timestamp)
@@ -471,6 +651,7 @@ fn key_line(k: &SigningKeyRow, signing: Option<&str>) -> serde_json::Value {
         "signsFrom": k.signs_from.map(rfc3339),
         "retiredAt": k.retired_at.map(rfc3339),
         "signing": Some(k.kid.as_str()) == signing,
+        "heldOffline": k.seed.is_none(),
     })
 }
 

@@ -66,8 +66,9 @@ pub struct Config {
     #[arg(long, env = "TILLGATE_AUTH_FAILURE_RATE", default_value_t = 30)]
     pub auth_failure_rate_per_minute: u32,
 
-    /// Take the client address from the first `X-Forwarded-For` entry (only behind a
-    /// proxy you trust).
+    /// Take the client address from the last `X-Forwarded-For` entry, the one your
+    /// proxy appended (only behind a proxy you trust; the entries before it are the
+    /// client's own words).
     #[arg(long, env = "TILLGATE_TRUST_FORWARDED_FOR", default_value_t = false)]
     pub trust_forwarded_for: bool,
 

@@ -35,6 +35,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "signing_key_start",
         include_str!("../migrations/0003_signing_key_start.sql"),
     ),
+    (
+        4,
+        "signing_keys_held_offline",
+        include_str!("../migrations/0004_signing_keys_held_offline.sql"),
+    ),
 ];
 
 /// The newest schema version this server knows (its last migration).
@@ -270,8 +275,11 @@ pub struct SigningKeyRow {
     /// RFC 7638 thumbprint.
     pub kid: String,
     /// base64url seed (secret), opened: sealed in the database when the store has a
-    /// [`SeedCipher`] (see [`Store::with_seed_cipher`]).
-    pub seed: String,
+    /// [`SeedCipher`] (see [`Store::with_seed_cipher`]). `None`: the key is held
+    /// offline; only its public key was given ([`Store::publish_offline_key`]), so it
+    /// is published but cannot sign until its seed is imported
+    /// ([`Store::import_signing_key`]).
+    pub seed: Option<String>,
     /// base64url public key.
     pub public_key: String,
     /// Creation time (breaks ties between keys with the same signing start).
@@ -284,9 +292,10 @@ pub struct SigningKeyRow {
 }
 
 impl SigningKeyRow {
-    /// Whether the key may sign at `now`: see [`key_signs_at`].
+    /// Whether the key may sign at `now`: see [`key_signs_at`]. A key held offline
+    /// never does.
     pub fn signs_at(&self, now: i64) -> bool {
-        key_signs_at(self.created_at, self.signs_from, self.retired_at, now)
+        self.seed.is_some() && key_signs_at(self.created_at, self.signs_from, self.retired_at, now)
     }
 }
 
@@ -322,7 +331,7 @@ pub fn signer_at(rows: &[SigningKeyRow], now: i64) -> Option<&SigningKeyRow> {
 pub fn server_signer_at(rows: &[SigningKeyRow], now: i64) -> Option<&SigningKeyRow> {
     signer_at(rows, now).or_else(|| {
         rows.iter()
-            .filter(|r| r.retired_at.is_none())
+            .filter(|r| r.retired_at.is_none() && r.seed.is_some())
             .filter_map(|r| Some((r.signs_from?, r)))
             .min_by(|(a, ra), (b, rb)| {
                 (a, ra.created_at, &ra.kid).cmp(&(b, rb.created_at, &rb.kid))
@@ -335,7 +344,7 @@ pub fn server_signer_at(rows: &[SigningKeyRow], now: i64) -> Option<&SigningKeyR
 /// change), if any key is waiting for its start.
 pub fn next_signing_start(rows: &[SigningKeyRow], now: i64) -> Option<i64> {
     rows.iter()
-        .filter(|r| r.retired_at.is_none() && !r.signs_at(now))
+        .filter(|r| r.retired_at.is_none() && r.seed.is_some() && !r.signs_at(now))
         .filter_map(|r| r.signs_from)
         .min()
 }
@@ -349,10 +358,24 @@ pub enum KeyChange {
     NoSuchKey,
     /// No key could sign now afterwards: nothing changed.
     LastSigningKey,
+    /// The key is held offline (its seed was never imported): it cannot sign, so
+    /// nothing changed. See [`Store::import_signing_key`].
+    HeldOffline,
     /// The start asked for is still to come but not after the key's creation time (set
     /// by a host whose clock was ahead): it would read as "at once" (see
     /// [`key_signs_at`]), so nothing changed.
     StartNotAfterCreation,
+}
+
+/// What [`Store::import_signing_key`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyImport {
+    /// The seed is stored now.
+    Imported,
+    /// The key's seed was stored already (nothing changed).
+    AlreadyStored,
+    /// No key with this public key that is not retired: nothing changed.
+    NoSuchKey,
 }
 
 /// A staff login allowed to use dynamic API keys.
@@ -802,7 +825,11 @@ impl Store {
             let kid: String = r.try_get("kid")?;
             let stored: String = r.try_get("seed")?;
             Ok(SigningKeyRow {
-                seed: self.open_seed(&kid, &stored)?,
+                seed: if stored.is_empty() {
+                    None
+                } else {
+                    Some(self.open_seed(&kid, &stored)?)
+                },
                 kid,
                 public_key: r.try_get("public_key")?,
                 created_at: r.try_get("created_at")?,
@@ -846,6 +873,69 @@ impl Store {
         let mut conn = self.pool.acquire().await?;
         let signs_from = signs_from.map(|t| t.max(now));
         insert_signing_key(&mut conn, self.seeds.as_ref(), key, now, signs_from).await
+    }
+
+    /// Publishes a key held offline: only its public key is stored (created at `now`,
+    /// published only), so that apps can be shipped trusting it while its private key
+    /// stays off the server, out of reach of whoever reads the database and its KEK.
+    /// It signs only after [`Store::import_signing_key`] and an activation. Returns
+    /// false (nothing changed) if a key with this kid is stored already.
+    pub async fn publish_offline_key(
+        &self,
+        public_key: &[u8; 32],
+        now: i64,
+    ) -> Result<bool, sqlx::Error> {
+        use base64::Engine as _;
+        let kid = tillgate_core::jwk_thumbprint(public_key);
+        let r = sqlx::query(
+            "INSERT INTO signing_keys (kid, seed, public_key, created_at, signs_from) \
+             VALUES ($1, '', $2, $3, NULL) ON CONFLICT (kid) DO NOTHING",
+        )
+        .bind(&kid)
+        .bind(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(public_key))
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Stores the seed of a key held offline ([`Store::publish_offline_key`]), sealed
+    /// with the KEK when there is one; it stays published only until activated.
+    pub async fn import_signing_key(&self, key: &SigningKey) -> Result<KeyImport, sqlx::Error> {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let seed = match &self.seeds {
+            Some(cipher) => cipher
+                .seal(key.kid(), &key.seed())
+                .map_err(sqlx::Error::Protocol)?,
+            None => b64.encode(key.seed()),
+        };
+        let public_key = b64.encode(key.public_key_bytes());
+        let r = sqlx::query(
+            "UPDATE signing_keys SET seed = $1 \
+             WHERE kid = $2 AND public_key = $3 AND seed = '' AND retired_at IS NULL",
+        )
+        .bind(seed)
+        .bind(key.kid())
+        .bind(&public_key)
+        .execute(&self.pool)
+        .await?;
+        if r.rows_affected() == 1 {
+            return Ok(KeyImport::Imported);
+        }
+        let stored: Option<(String, String)> = sqlx::query(
+            "SELECT public_key, seed FROM signing_keys WHERE kid = $1 AND retired_at IS NULL",
+        )
+        .bind(key.kid())
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| Ok::<_, sqlx::Error>((r.try_get("public_key")?, r.try_get("seed")?)))
+        .transpose()?;
+        Ok(match stored {
+            None => KeyImport::NoSuchKey,
+            Some((stored_public, _)) if stored_public != public_key => KeyImport::NoSuchKey,
+            Some(_) => KeyImport::AlreadyStored,
+        })
     }
 
     /// Makes a key sign from `signs_from` on (a time before `now` means now): the key
@@ -911,7 +1001,7 @@ impl Store {
         // write transaction (BEGIN IMMEDIATE) does the same. Only a constant suffix is
         // added to the statement.
         let mut rows: Vec<SigningKeyRow> = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT kid, created_at, signs_from, retired_at FROM signing_keys \
+            "SELECT kid, seed, created_at, signs_from, retired_at FROM signing_keys \
              WHERE retired_at IS NULL{}",
             self.for_update()
         )))
@@ -919,9 +1009,11 @@ impl Store {
         .await?
         .iter()
         .map(|r| {
+            // Whether a seed is stored is all that matters here: it is not opened.
+            let stored: String = r.try_get("seed")?;
             Ok(SigningKeyRow {
                 kid: r.try_get("kid")?,
-                seed: String::new(),
+                seed: (!stored.is_empty()).then(String::new),
                 public_key: String::new(),
                 created_at: r.try_get("created_at")?,
                 signs_from: r.try_get("signs_from")?,
@@ -932,7 +1024,11 @@ impl Store {
         let Some(row) = rows.iter_mut().find(|r| r.kid == kid) else {
             return Ok(KeyChange::NoSuchKey);
         };
+        let held_offline = row.seed.is_none();
         change(row);
+        if held_offline && row.signs_from.is_some() {
+            return Ok(KeyChange::HeldOffline);
+        }
         let (signs_from, retired_at) = (row.signs_from, row.retired_at);
         if signer_at(&rows, now).is_none() {
             return Ok(KeyChange::LastSigningKey);
@@ -2112,6 +2208,10 @@ async fn seal_plain_seeds(
         .collect::<Result<_, sqlx::Error>>()?;
     let mut sealed = 0;
     for (kid, stored) in rows {
+        if stored.is_empty() {
+            // Held offline: nothing to seal.
+            continue;
+        }
         let seed = cipher.open(&kid, &stored).map_err(sqlx::Error::Protocol)?;
         if crate::seal::is_sealed(&stored) {
             continue;
@@ -2766,7 +2866,7 @@ mod tests {
     fn key_row(kid: &str, created_at: i64, signs_from: Option<i64>) -> SigningKeyRow {
         SigningKeyRow {
             kid: kid.into(),
-            seed: String::new(),
+            seed: Some(String::new()),
             public_key: String::new(),
             created_at,
             signs_from,
@@ -2806,6 +2906,16 @@ mod tests {
         let same = [key_row("y", 10, Some(10)), key_row("x", 10, Some(10))];
         assert_eq!(signer(&same, 20).as_deref(), Some("y"));
         assert_eq!(signer(&[key_row("p", 10, None)], 20), None);
+        // A key held offline never signs, even given a start (a database edited by hand).
+        let mut offline = key_row("o", 30, Some(30));
+        offline.seed = None;
+        let rows = [key_row("a", 10, Some(10)), offline];
+        assert_eq!(signer(&rows, 40).as_deref(), Some("a"));
+        assert_eq!(
+            server_signer_at(&rows[1..], 40).map(|r| r.kid.as_str()),
+            None
+        );
+        assert_eq!(next_signing_start(&rows, 20), None);
         // A server whose clock is behind the admin's, who activated `b` and then
         // retired `a`: `b` signs there too, rather than no key.
         let mut rows = vec![key_row("a", 10, Some(10)), key_row("b", 20, Some(50))];

@@ -31,6 +31,14 @@ enum Command {
     /// Admin commands against the database.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Make a signing key to hold offline (run it on another machine): writes its
+    /// private JWK to --out and prints its public JWK, for `admin publish-key` and the
+    /// apps' built-in keys. Uses no database.
+    Keygen {
+        /// The private key file to create (must not exist; readable by its owner only).
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
 }
 
 fn init_tracing(format: LogFormat) {
@@ -52,10 +60,23 @@ fn init_tracing(format: LogFormat) {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Bad arguments exit 1, like any other failure to run: exit 2 is `verify-receipts`'
+    // "a receipt chain is broken", which monitoring must not confuse with a typo.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     init_tracing(cli.config.log_format);
     let result = match cli.command {
         Some(Command::Admin(cmd)) => tillgate_server::cli::run(&cli.config, cmd).await,
+        Some(Command::Keygen { out }) => tillgate_server::cli::keygen(&out),
         Some(Command::Serve) | None => serve(cli.config).await.map_err(CliError::Failed),
     };
     match result {
@@ -102,14 +123,35 @@ async fn serve(mut config: Config) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {bind}: {e}"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(addr = %local, backend = ?state.store.backend(), "listening");
-    tillgate_server::serve(
+    // After the signal, requests in flight get the request timeout and a few seconds to
+    // answer; connections still open then (a slow reader of a large answer) are closed,
+    // so that the process ends before the service manager's stop timeout kills it.
+    let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
+    let serving = tillgate_server::serve(
         listener,
         app(state.clone()),
         Duration::from_secs(state.config.header_read_timeout_secs.max(1)),
-        shutdown_signal(),
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+        async move {
+            shutdown_signal().await;
+            let _ = signalled.send(());
+        },
+    );
+    let drain = Duration::from_secs(state.config.request_timeout_secs.max(1) + 5);
+    tokio::select! {
+        served = serving => served.map_err(|e| e.to_string())?,
+        () = async move {
+            if on_signal.await.is_ok() {
+                tokio::time::sleep(drain).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => {
+            tracing::warn!(
+                seconds = drain.as_secs(),
+                "connections still open after the shutdown's time limit: closing them"
+            );
+        }
+    }
     // In-flight requests have finished; commit what the writer still holds, then close.
     state.shutdown().await;
     let _ = started.writer.await;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use tillgate_core::{ApiKey, ApiKeyHash, Jwks, SigningKey, TrustedKeys};
+use tillgate_core::{ApiKey, ApiKeyHash, Jwk, Jwks, SigningKey, TrustedKeys};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::cache::{KeyCache, SignedTimeCache};
@@ -254,22 +254,37 @@ impl AppState {
         let mut jwks = Jwks::default();
         let mut trusted = TrustedKeys::new();
         for row in rows.iter().filter(|r| r.retired_at.is_none()) {
-            let seed = B64
-                .decode(&row.seed)
-                .map_err(|_| AppError::internal("stored signing key is not base64url"))?;
-            let key = SigningKey::from_seed_slice(&seed)
-                .map_err(|e| AppError::internal(format!("stored signing key: {e}")))?;
-            if key.kid() != row.kid {
+            let (jwk, key) = match &row.seed {
+                Some(seed) => {
+                    let seed = B64
+                        .decode(seed)
+                        .map_err(|_| AppError::internal("stored signing key is not base64url"))?;
+                    let key = SigningKey::from_seed_slice(&seed)
+                        .map_err(|e| AppError::internal(format!("stored signing key: {e}")))?;
+                    (key.public_jwk(), Some(key))
+                }
+                // Held offline: published from its public key, never signing.
+                None => {
+                    let public: [u8; 32] = B64
+                        .decode(&row.public_key)
+                        .ok()
+                        .and_then(|b| b.try_into().ok())
+                        .ok_or_else(|| AppError::internal("stored public key is not 32 bytes"))?;
+                    let kid = tillgate_core::jwk_thumbprint(&public);
+                    (Jwk::from_public_key(&public, Some(kid)), None)
+                }
+            };
+            if jwk.kid.as_deref() != Some(row.kid.as_str()) {
                 return Err(AppError::internal(
                     "stored signing key does not match its kid",
                 ));
             }
-            jwks.keys.push(key.public_jwk());
             trusted
-                .add_jwk(&key.public_jwk())
+                .add_jwk(&jwk)
                 .map_err(|e| AppError::internal(format!("stored signing key: {e}")))?;
+            jwks.keys.push(jwk);
             if signer.as_ref() == Some(&row.kid) {
-                signing = Some(key);
+                signing = key;
             }
         }
         let signing = signing.ok_or_else(|| AppError::internal("no signing key can sign now"))?;

@@ -25,6 +25,7 @@ on_both!(
     bad_input_is_4xx,
     key_rotation,
     staged_key_rotation,
+    offline_key_rotation,
     scheduled_key_rotation,
     only_a_key_that_can_sign_may_stop_signing,
     rate_limits,
@@ -1637,6 +1638,96 @@ async fn staged_key_rotation(db: &TestDb, b: Backend) {
     );
 }
 
+/// A key held offline (its public key published, its seed kept off the server) is in
+/// the JWKS and trusted by apps shipped with it, cannot sign or be activated until its
+/// seed is imported, and after the import and activation signs like any other key.
+async fn offline_key_rotation(db: &TestDb, b: Backend) {
+    use tillgate_server::db::{KeyChange, KeyImport};
+    let s = Srv::start(db, b).await;
+    let store = &s.state.store;
+    let (_, key) = s.register(CORP_A, "dev-1").await;
+    let first = SignedNow::fetch(&s, &key, "o1").await.kid();
+
+    // Made on another machine; only its public key reaches the server.
+    let reserve = tillgate_core::generate_signing_key().unwrap();
+    let now = s.clock.now_secs();
+    assert!(
+        store
+            .publish_offline_key(&reserve.public_key_bytes(), now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .publish_offline_key(&reserve.public_key_bytes(), now)
+            .await
+            .unwrap(),
+        "published twice"
+    );
+    let rows = store.signing_keys().await.unwrap();
+    let row = rows.iter().find(|r| r.kid == reserve.kid()).unwrap();
+    assert!(row.seed.is_none());
+    s.state.refresh_keys().await.unwrap();
+    let app = trusted(&s).await;
+    assert!(app.contains(reserve.kid()) && app.contains(&first));
+    let jwks: Value = s.get_json("/.well-known/jwks.json").await;
+    let published = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == reserve.kid())
+        .unwrap();
+    assert_eq!(
+        published,
+        &serde_json::to_value(reserve.public_jwk()).unwrap()
+    );
+    assert_eq!(SignedNow::fetch(&s, &key, "o2").await.kid(), first);
+
+    // Without its seed it cannot sign: activation is refused, the old key still signs.
+    assert_eq!(
+        store
+            .activate_signing_key(reserve.kid(), now, now)
+            .await
+            .unwrap(),
+        KeyChange::HeldOffline
+    );
+    assert!(!store.retire_signing_key(&first, now).await.unwrap());
+    // Another key's seed is not taken for it.
+    let stranger = tillgate_core::generate_signing_key().unwrap();
+    assert_eq!(
+        store.import_signing_key(&stranger).await.unwrap(),
+        KeyImport::NoSuchKey
+    );
+
+    // Imported: still published only, until activated.
+    assert_eq!(
+        store.import_signing_key(&reserve).await.unwrap(),
+        KeyImport::Imported
+    );
+    assert_eq!(
+        store.import_signing_key(&reserve).await.unwrap(),
+        KeyImport::AlreadyStored
+    );
+    s.state.refresh_keys().await.unwrap();
+    assert_eq!(SignedNow::fetch(&s, &key, "o3").await.kid(), first);
+    s.clock.advance(1);
+    let now = s.clock.now_secs();
+    assert_eq!(
+        store
+            .activate_signing_key(reserve.kid(), now, now)
+            .await
+            .unwrap(),
+        KeyChange::Done
+    );
+    assert!(store.retire_signing_key(&first, now).await.unwrap());
+    s.state.refresh_keys().await.unwrap();
+    let signed = SignedNow::fetch(&s, &key, "o4").await;
+    assert_eq!(signed.kid(), reserve.kid());
+    // The app shipped before the switch verifies what the reserve key signs.
+    assert_eq!(signed.verify(&app, now), [] as [&str; 0]);
+    verify_receipt_chain(&all_receipts(&s, &key).await, &app).unwrap();
+}
+
 /// A key published with a later signing start signs nothing before it, and signs from
 /// the moment the server's clock reaches it, without anyone re-reading the keys.
 async fn scheduled_key_rotation(db: &TestDb, b: Backend) {
@@ -2108,7 +2199,7 @@ async fn receipt_audit_finds_each_tampering(db: &TestDb, b: Backend) {
     let server_key = {
         let k = store.signing_keys().await.unwrap().remove(0);
         let seed = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(&k.seed)
+            .decode(k.seed.unwrap())
             .unwrap();
         tillgate_core::SigningKey::from_seed_slice(&seed).unwrap()
     };

@@ -1175,6 +1175,134 @@ async fn admin_cli_stages_a_key_rotation() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A reserve key held offline, with the real binary: `keygen` writes the private JWK
+/// (owner-only, never over a file) and prints the public one; `admin publish-key`
+/// refuses the private file and publishes the public key; `activate-key` needs the key
+/// file, refuses another key's, and then the key signs, its seed stored sealed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_cli_publishes_and_activates_a_key_held_offline() {
+    let (dir, sqlite) = initialised_data_dir("offline_key").await;
+    let run = |args: &[&str]| -> (bool, Vec<Value>, String) {
+        let out = admin_cli_dir(&dir, args);
+        let lines = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        (
+            out.status.success(),
+            lines,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let keygen = |out: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_tillgate-server"))
+            .env_remove("DATABASE_URL")
+            .env("TILLGATE_DATA_DIR", "/nonexistent/never-created")
+            .args(["keygen", "--out"])
+            .arg(out)
+            .output()
+            .unwrap()
+    };
+    let offline = std::env::temp_dir().join(format!("tillgate_offline_{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&offline);
+    std::fs::create_dir_all(&offline).unwrap();
+    let private = offline.join("reserve.jwk");
+    let out = keygen(&private);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let public_text = String::from_utf8(out.stdout).unwrap();
+    let public: Value = serde_json::from_str(public_text.trim()).unwrap();
+    assert!(public.get("d").is_none(), "{public}");
+    let kid = public["kid"].as_str().unwrap().to_owned();
+    let stored: Value = serde_json::from_str(&std::fs::read_to_string(&private).unwrap()).unwrap();
+    let seed = stored["d"].as_str().unwrap().to_owned();
+    assert_eq!(
+        (&stored["kid"], &stored["x"]),
+        (&public["kid"], &public["x"])
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&private).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // Never over an existing file.
+    let before = std::fs::read(&private).unwrap();
+    assert!(!keygen(&private).status.success());
+    assert_eq!(std::fs::read(&private).unwrap(), before);
+
+    // The private file is refused; the public JWK is published, held offline.
+    let (ok, _, err) = run(&["publish-key", private.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("private key"), "{err}");
+    let public_file = offline.join("reserve.pub.jwk");
+    std::fs::write(&public_file, &public_text).unwrap();
+    let (ok, out, err) = run(&["publish-key", public_file.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        (&out[0]["kid"], &out[0]["heldOffline"], &out[0]["signing"]),
+        (&json!(kid), &json!(true), &json!(false))
+    );
+    assert!(!run(&["publish-key", public_file.to_str().unwrap()]).0);
+    let (ok, _, err) = run(&["activate-key", &kid]);
+    assert!(!ok);
+    assert!(err.contains("held offline"), "{err}");
+    // Another key's file is refused, and changes nothing.
+    let other = offline.join("other.jwk");
+    assert!(keygen(&other).status.success());
+    let (ok, _, err) = run(&["activate-key", &kid, "--key-file", other.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("not"), "{err}");
+    let (ok, out, err) = run(&[
+        "activate-key",
+        &kid,
+        "--key-file",
+        private.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        (&out[0]["heldOffline"], &out[0]["signing"]),
+        (&json!(false), &json!(true))
+    );
+    // Stored sealed with the data directory's key-encryption key, never in plain text.
+    let pool = sqlx::AnyPool::connect(&sqlite).await.unwrap();
+    let raw: String = sqlx::query_scalar("SELECT seed FROM signing_keys WHERE kid = $1")
+        .bind(&kid)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    assert!(raw.starts_with("xc1:") && !raw.contains(&seed), "{raw}");
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&offline);
+}
+
+/// Bad arguments and bad settings exit 1, like every failure to run (2 is
+/// `verify-receipts`' "a chain is broken", which monitoring must not confuse with a typo);
+/// `--help` exits 0.
+#[test]
+fn bad_arguments_exit_1_and_help_0() {
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        Command::new(env!("CARGO_BIN_EXE_tillgate-server"))
+            .env_remove("DATABASE_URL")
+            .envs(env.iter().copied())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let typo = run(&["admin", "verify-receipts", "--brokn-only"], &[]);
+    assert_eq!(typo.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&typo.stderr).contains("--brokn-only"));
+    let bad_env = run(&["admin", "keys"], &[("TILLGATE_BIND", "not an address")]);
+    assert_eq!(bad_env.status.code(), Some(1));
+    let help = run(&["--help"], &[]);
+    assert_eq!(help.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&help.stdout).contains("keygen"));
+}
+
 /// Asserts that the copy's main tables hold no row in the PostgreSQL database of `pool`.
 async fn assert_no_rows(pool: &sqlx::AnyPool, why: &str) {
     for table in ["signing_keys", "activations", "transactions"] {

@@ -1,0 +1,12 @@
+-- Tillgate server schema, version 4: signing keys held offline.
+--
+-- A key can be published with its public key only (`tillgate-server admin publish-key`,
+-- from a key made by `tillgate-server keygen` on another machine): its `seed` is the
+-- empty string until the operator imports it (`admin activate-key --key-file`). Such a
+-- key is in /.well-known/jwks.json and trusted, and never signs while its seed is empty.
+--
+-- The tables do not change. The version exists so that a server of version 3, which
+-- cannot read a key without a seed (every sale would fail), refuses to start on a
+-- database that may hold one, instead of failing at the first sale. The statement
+-- changes no row (kid is the primary key, never NULL).
+UPDATE signing_keys SET seed = seed WHERE kid IS NULL;
