@@ -159,14 +159,43 @@ check "SIGTERM stops the server with exit 0 within ${stop_secs}s" test "$status"
 check "it finished what it held and said so" grep -q '"message":"stopped"' "$tmp/server.log"
 check "no secret in the server's output" bash -c "! grep -qF -e '$admin_key' -e '$kek' -e '$key' '$tmp/server.log'"
 
-# The restore in deploy/README.md, with the server stopped.
+# The restore in deploy/README.md, with the server stopped, through tillgate-admin (its
+# paths moved into $tmp; it drops to the service user with runuser, so it runs as root
+# only, here as the user running this check).
 latest=$(ls "$tmp/backups" | grep -E '^tillgate-2[0-9]{7}T[0-9]{6}Z\.db$' | sort | tail -1)
-env -i PATH="$PATH" TILLGATE_DATA_DIR="$tmp/lib" "$bin" admin restore "$tmp/backups/$latest" \
-  >"$tmp/restore.out" 2>&1
-check "admin restore, the server stopped, as deploy/README.md says" python3 -c '
+sed -e "s|^bin=.*|bin=$bin|" -e "s|^data_dir=.*|data_dir=$tmp/lib|" \
+    -e "s|^env_file=.*|env_file=$tmp/tillgate.env|" -e "s|^user=.*|user=$(id -un)|" \
+    "$here/tillgate-admin" > "$tmp/tillgate-admin"
+if [ "$(id -u)" = 0 ] && command -v runuser >/dev/null; then
+  env -i PATH="$PATH" sh "$tmp/tillgate-admin" restore "$tmp/backups/$latest" \
+    >"$tmp/restore.out" 2>&1
+  check "tillgate-admin restore, the server stopped, as deploy/README.md says" python3 -c '
 import json,sys
 s=json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
 assert s["transactions"]==1 and s["previous"], s' "$tmp/restore.out"
+  check "tillgate-admin lists the registrations with the service's settings" bash -c "
+    env -i PATH='$PATH' sh '$tmp/tillgate-admin' list | grep -q '\"status\":\"approved\"'"
+else
+  echo "SKIP tillgate-admin: needs root (runuser)"
+  env -i PATH="$PATH" TILLGATE_DATA_DIR="$tmp/lib" "$bin" admin restore "$tmp/backups/$latest" \
+    >"$tmp/restore.out" 2>&1
+  check "admin restore, the server stopped, as deploy/README.md says" python3 -c '
+import json,sys
+s=json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+assert s["transactions"]==1 and s["previous"], s' "$tmp/restore.out"
+fi
+check "an admin command given another data directory creates nothing there" bash -c "
+  ! env -i PATH='$PATH' TILLGATE_DATA_DIR='$tmp/elsewhere' '$bin' admin list 2>'$tmp/elsewhere.err' &&
+  grep -q 'no database at' '$tmp/elsewhere.err' && [ ! -e '$tmp/elsewhere' ]"
+
+# The example env file as shipped: its admin key placeholder stops the start.
+sed -e "s|^TILLGATE_KEY_ENCRYPTION_KEY=.*|TILLGATE_KEY_ENCRYPTION_KEY=$kek|" \
+    -e "s|^TILLGATE_BIND=.*|TILLGATE_BIND=127.0.0.1:0|" \
+    "$here/tillgate.env.example" > "$tmp/placeholder.env"
+check "the example's admin key placeholder is refused at start" bash -c "
+  set -a; . '$tmp/placeholder.env'; set +a
+  ! TILLGATE_DATA_DIR='$tmp/placeholder' timeout 10 '$bin' serve >'$tmp/placeholder.log' 2>&1 &&
+  grep -q 'TILLGATE_ADMIN_KEY is not a valid key' '$tmp/placeholder.log'"
 
 echo "deploy: $passed passed, $failed failed"
 [ "$failed" = 0 ]
