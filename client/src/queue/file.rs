@@ -272,6 +272,11 @@ fn parse_id(name: &str, suffix: &str) -> Option<u64> {
 }
 
 impl QueueStore for FileStore {
+    /// No: it holds its directory's lock, so no other `FileStore` uses the directory.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
     fn load(&self) -> Result<StoreContents> {
         let mut out = StoreContents::default();
         let rd = fs::read_dir(&self.dir).map_err(|e| storage("reading", &self.dir, e))?;

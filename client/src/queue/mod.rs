@@ -228,6 +228,15 @@ pub trait QueueStore: MaybeSendSync {
     fn remove_entry(&self, entry: &QueuedTransaction) -> Result<()> {
         self.remove(entry.id)
     }
+    /// Whether outboxes that did not get this very store object may use its storage at
+    /// the same time (browser tabs on one `localStorage`). Then, and when one store
+    /// object is given to two outboxes, every [`sync`](Outbox::sync) first reads the
+    /// whole store to take in what the others changed. A store that locks its storage
+    /// (as [`FileStore`](crate::FileStore) does) answers false and saves that read when
+    /// only one outbox holds it. The default is true: the safe answer.
+    fn is_shared(&self) -> bool {
+        true
+    }
     /// Removes an unreadable record (a queue record or the witness) by its name.
     fn remove_corrupt(&self, name: &str) -> Result<()>;
     /// Replaces the witness record, atomically and durably like [`save`](Self::save).
@@ -820,8 +829,11 @@ impl Outbox {
         // Other outboxes on the store (browser tabs) may have queued or sent sales, or
         // moved the witness, since this one last looked. If the store cannot be read now,
         // the run goes on with what this outbox holds.
-        let (state, witness) = (Arc::clone(&self.state), Arc::clone(&self.witness));
-        let _ = run_store(&self.store, move |s| take_in(s, &state, &witness)).await;
+        // The Outbox's own clone is one; another holder may be another outbox.
+        if self.store.is_shared() || Arc::strong_count(&self.store) > 1 {
+            let (state, witness) = (Arc::clone(&self.state), Arc::clone(&self.witness));
+            let _ = run_store(&self.store, move |s| take_in(s, &state, &witness)).await;
+        }
         // The id of the last transaction tried in this run.
         let mut tried: Option<u64> = None;
         let mut witness_failed = false;
