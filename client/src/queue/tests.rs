@@ -325,8 +325,9 @@ async fn a_full_disk_refuses_new_sales_and_keeps_the_queued_ones() {
     let disk = match SmallDisk::mount("48k") {
         Ok(d) => d,
         Err(reason) => {
-            println!(
-                "SKIP a_full_disk_refuses_new_sales_and_keeps_the_queued_ones: cannot mount a small tmpfs (needs root): {reason}"
+            report_skip(
+                "a_full_disk_refuses_new_sales_and_keeps_the_queued_ones",
+                &format!("cannot mount a small tmpfs (needs root): {reason}"),
             );
             return;
         }
@@ -1188,4 +1189,28 @@ async fn an_outbox_picks_up_what_another_queued_on_a_memory_store() {
 async fn an_outbox_picks_up_what_another_queued_on_a_file_store() {
     let dir = tempfile::tempdir().unwrap();
     an_outbox_picks_up_what_another_queued(file_store(dir.path())).await;
+}
+
+/// Reports a test that did not run its checks, as the server's tests do: a `SKIP` line on
+/// stderr (written around libtest's capture, so it shows for a passing test too) and
+/// appended to `$TILLGATE_SKIP_LOG` (scripts/test.sh counts it), else
+/// `target/test-logs/skips.txt` of the workspace.
+fn report_skip(test: &str, reason: &str) {
+    use std::io::Write as _;
+    let line = format!("SKIP tillgate_client::{test}: {reason}\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
+    let path = match std::env::var_os("TILLGATE_SKIP_LOG") {
+        Some(p) if !p.is_empty() => std::path::PathBuf::from(p),
+        _ => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-logs/skips.txt"),
+    };
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+    {
+        let _ = f.write_all(line.as_bytes());
+    }
 }
