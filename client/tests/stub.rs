@@ -15,12 +15,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tillgate_client::core::{
-    ActivationDescriptor, ServerTimeClaims, SigningKey, Transaction, TrustedKeys, sign_descriptor,
-    sign_server_time, validate_api_key,
+    ActivationDescriptor, ReceiptClaims, ServerTimeClaims, SigningKey, Transaction, TrustedKeys,
+    receipt_link, sign_descriptor, sign_receipt, sign_server_time, validate_api_key,
 };
 use tillgate_client::{
-    Client, ClientConfig, ClientError, EntryState, IdempotencyKey, MemoryStore, Outbox, QueueStore,
-    Submitted,
+    Client, ClientConfig, ClientError, CorruptRecord, EntryState, IdempotencyKey, MemoryStore,
+    Outbox, QueueStore, QueuedTransaction, StoreContents, Submitted, WitnessRecord,
 };
 
 const NOW: i64 = 1_710_000_000;
@@ -48,6 +48,9 @@ struct Stub {
     persisted_before_send: Mutex<Vec<bool>>,
     /// `Retry-After` (seconds) sent with a 429.
     retry_after_secs: Mutex<Option<u64>>,
+    /// Receipts to give the next transactions stored, in order ("r.r.r" once none are
+    /// left).
+    receipts: Mutex<Vec<String>>,
 }
 
 fn problem(status: u16, code: &str) -> Response {
@@ -184,10 +187,16 @@ async fn post_tx(
     let mut stored = stub.stored.lock().unwrap();
     let n = stored.len() as u64 + 1;
     let v = stored.entry(key).or_insert_with(|| {
+        let mut receipts = stub.receipts.lock().unwrap();
+        let receipt = if receipts.is_empty() {
+            "r.r.r".to_owned()
+        } else {
+            receipts.remove(0)
+        };
         let mut v = serde_json::to_value(&tx).unwrap();
         v["id"] = format!("tx{n}").into();
         v["sequence"] = n.into();
-        v["receipt"] = "r.r.r".into();
+        v["receipt"] = receipt.into();
         v
     });
     (StatusCode::CREATED, Json(v.clone())).into_response()
@@ -671,4 +680,111 @@ async fn product_sync_follows_more_and_refuses_a_stuck_cursor() {
         (page.products.len(), page.rve.as_deref(), page.more),
         (1, Some("2"), true)
     );
+}
+
+/// Receipt `seq` of the register's chain, linking `prev` (`None` for the first);
+/// `total` tells two chains apart.
+fn receipt(prev: Option<&str>, seq: u64, total: i64) -> String {
+    let claims = ReceiptClaims {
+        iss: "stub".into(),
+        sub: "TG-1".into(),
+        iat: NOW + seq as i64,
+        seq,
+        txid: format!("tx_{total}_{seq}"),
+        txh: "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU".into(),
+        prev: prev.map(receipt_link).unwrap_or_default(),
+        tx_type: "sale".into(),
+        total,
+        currency: "SEK".into(),
+    };
+    sign_receipt(&claims, &server_key()).unwrap()
+}
+
+/// One store two outboxes share (two browser tabs), whose witness writes fail while
+/// `full` is set.
+#[derive(Default)]
+struct SharedStore {
+    inner: MemoryStore,
+    full: std::sync::atomic::AtomicBool,
+}
+
+impl QueueStore for SharedStore {
+    fn load(&self) -> tillgate_client::Result<StoreContents> {
+        self.inner.load()
+    }
+    fn save(&self, entry: &QueuedTransaction) -> tillgate_client::Result<()> {
+        self.inner.save(entry)
+    }
+    fn save_new(&self, entry: &QueuedTransaction) -> tillgate_client::Result<bool> {
+        self.inner.save_new(entry)
+    }
+    fn remove(&self, id: u64) -> tillgate_client::Result<()> {
+        self.inner.remove(id)
+    }
+    fn update(&self, entry: &QueuedTransaction) -> tillgate_client::Result<()> {
+        self.inner.update(entry)
+    }
+    fn remove_entry(&self, entry: &QueuedTransaction) -> tillgate_client::Result<()> {
+        self.inner.remove_entry(entry)
+    }
+    fn remove_corrupt(&self, name: &str) -> tillgate_client::Result<()> {
+        self.inner.remove_corrupt(name)
+    }
+    fn save_witness(&self, record: &WitnessRecord) -> tillgate_client::Result<()> {
+        if self.full.load(Ordering::SeqCst) {
+            return Err(ClientError::Storage("no space left on device".into()));
+        }
+        self.inner.save_witness(record)
+    }
+    fn load_witness(
+        &self,
+    ) -> tillgate_client::Result<Option<Result<WitnessRecord, CorruptRecord>>> {
+        self.inner.load_witness()
+    }
+}
+
+/// Tab A could not store its receipt 2; tab B then stored another receipt 2 (the server
+/// forked the chain). A's next sale: its sync reads the store first, then sends the sale,
+/// whose receipt continues B's. The fork must be reported, with A's receipt as the
+/// evidence, not hidden by B's receipt and the one after it.
+#[tokio::test]
+async fn a_sync_reports_a_fork_of_a_receipt_the_tab_could_not_store() {
+    let stub = Arc::new(Stub::default());
+    let r1 = receipt(None, 1, 100);
+    let r2 = receipt(Some(&r1), 2, 100);
+    let other2 = receipt(Some(&r1), 2, 7);
+    let other3 = receipt(Some(&other2), 3, 7);
+    *stub.receipts.lock().unwrap() = vec![r1.clone(), r2.clone(), other2.clone(), other3.clone()];
+    let base = spawn(stub.clone()).await;
+    let c = client(&base, "ok");
+    let store = Arc::new(SharedStore::default());
+    let a = Outbox::open(store.clone()).await.unwrap();
+    assert!(matches!(
+        a.submit(&c, sale(100), None, 1).await.unwrap(),
+        Submitted::Sent(_)
+    ));
+    let b = Outbox::open(store.clone()).await.unwrap();
+    store.full.store(true, Ordering::SeqCst);
+    a.submit(&c, sale(101), None, 2).await.unwrap();
+    assert_eq!(a.witness().as_ref(), Some(&r2));
+    assert_eq!(a.last_error().unwrap().code, "storage_error");
+    store.full.store(false, Ordering::SeqCst);
+    b.submit(&c, sale(102), None, 3).await.unwrap();
+    assert_eq!(b.witness().as_ref(), Some(&other2));
+
+    let key = IdempotencyKey::new("a-4").unwrap();
+    a.enqueue(sale(103), Some(key.clone()), 4).await.unwrap();
+    let r = a.sync(&c, 4).await;
+    assert_eq!(r.sent.len(), 1);
+    assert_eq!(r.sent[0].1.receipt, other3);
+    let p = a.witness_problem().expect("the fork was reported");
+    assert_eq!((p.code.as_str(), &p.receipt), ("witness_mismatch", &r2));
+    let stored = store.inner.load().unwrap().witness.unwrap().unwrap();
+    assert_eq!(
+        (stored.receipt.as_ref(), stored.problem.as_ref()),
+        (Some(&other3), Some(&p))
+    );
+    // B reports it from its next sync.
+    b.sync(&c, 5).await;
+    assert_eq!(b.witness_problem(), Some(p));
 }

@@ -383,6 +383,7 @@ async fn a_sale_answered_after_another_tab_wrote_the_witness_decides_against_it(
             v: 1,
             receipt: Some(receipt.to_owned()),
             problem: Some(problem.clone()),
+            resets: 0,
         };
         let text = String::from_utf8(encode_witness(&record).unwrap()).unwrap();
         Some((format!("{ns}witness"), text))
@@ -405,4 +406,86 @@ async fn a_sale_answered_after_another_tab_wrote_the_witness_decides_against_it(
     submit(&chain[2], other_tab(&chain[8]), "b-3").await;
     assert_eq!(stored_witness(&ns).receipt.as_ref(), Some(&chain[8]));
     assert_eq!(b.witness().as_ref(), Some(&chain[8]));
+}
+
+#[wasm_bindgen_test]
+async fn removing_a_corrupt_value_never_deletes_one_another_tab_wrote_since() {
+    // Tab B found the witness and a sale's record unreadable; tab A then reset the
+    // witness and stored a problem, and the sale's record was written again. B's app
+    // removes what B's list names: both values stay, and B takes them in.
+    let ns = namespace("remove-stale");
+    let storage = web_sys::window().unwrap().local_storage().unwrap().unwrap();
+    let witness_key = format!("{ns}witness");
+    let record_key = format!("{ns}tx-{:020}", 1);
+    storage.set_item(&witness_key, "{").unwrap();
+    storage.set_item(&record_key, "{").unwrap();
+    let key = SigningKey::from_seed(&[35; 32]);
+    let client = fake_server_client(&key);
+    let chain = receipts(&key, 1, 100);
+    let fork = receipts(&key, 1, 1);
+    let a = Outbox::open(Arc::new(LocalStorageStore::new(&ns)))
+        .await
+        .unwrap();
+    let b = Outbox::open(Arc::new(LocalStorageStore::new(&ns)))
+        .await
+        .unwrap();
+    assert_eq!(b.corrupt_records().len(), 2);
+    a.reset_witness().await.unwrap();
+    send(&a, &client, 100, &chain[0], "a-1").await;
+    send(&a, &client, 1, &fork[0], "a-2").await;
+    let p = a.witness_problem().unwrap();
+    // The sale's record, written again (here by hand: A's own sales took other ids).
+    let sale_there = {
+        let scratch = Outbox::open(Arc::new(LocalStorageStore::new(namespace("scratch"))))
+            .await
+            .unwrap();
+        scratch.enqueue(sale(300), None, 1).await.unwrap();
+        scratch.entries()[0].clone()
+    };
+    let text = String::from_utf8(tillgate_client::encode_record(&sale_there).unwrap()).unwrap();
+    storage.set_item(&record_key, &text).unwrap();
+    b.remove_corrupt(&witness_key).await.unwrap();
+    b.remove_corrupt(&record_key).await.unwrap();
+    let w = stored_witness(&ns);
+    assert_eq!(
+        (w.receipt.as_ref(), w.problem.as_ref()),
+        (Some(&chain[0]), Some(&p))
+    );
+    assert_eq!(storage.get_item(&record_key).unwrap(), Some(text));
+    assert!(b.corrupt_records().is_empty());
+    assert!(
+        b.entries()
+            .iter()
+            .any(|e| e.idempotency_key == sale_there.idempotency_key)
+    );
+}
+
+#[wasm_bindgen_test]
+async fn a_reset_in_one_tab_keeps_a_problem_it_never_reported() {
+    // Tab B stores a problem tab A has not reported yet: A's reset forgets the witness
+    // and keeps B's problem, which A reports from then on.
+    let ns = namespace("reset-unseen");
+    let key = SigningKey::from_seed(&[36; 32]);
+    let client = fake_server_client(&key);
+    let chain = receipts(&key, 1, 100);
+    let fork = receipts(&key, 1, 1);
+    let a = Outbox::open(Arc::new(LocalStorageStore::new(&ns)))
+        .await
+        .unwrap();
+    let b = Outbox::open(Arc::new(LocalStorageStore::new(&ns)))
+        .await
+        .unwrap();
+    send(&b, &client, 100, &chain[0], "b-1").await;
+    send(&b, &client, 1, &fork[0], "b-2").await;
+    let p = b.witness_problem().unwrap();
+    assert_eq!(a.witness_problem(), None);
+    a.reset_witness().await.unwrap();
+    assert_eq!(a.witness_problem().as_ref(), Some(&p));
+    let w = stored_witness(&ns);
+    assert_eq!(
+        (w.receipt, w.problem.as_ref(), w.resets),
+        (None, Some(&p), 1)
+    );
+    a.reset_witness().await.unwrap();
+    assert_eq!(stored_witness(&ns).problem, None);
 }

@@ -27,7 +27,9 @@ const LOCK: &str = "queue.lock";
 /// Every write goes to `tx-<id>.json.tmp`, is flushed to disk (`fsync`), renamed over
 /// the record, and the directory is flushed, so a crash at any point leaves either the
 /// old record or the new one. A record that cannot be read (bad JSON, an I/O error, a
-/// directory by a record's name) is reported and left in place.
+/// directory by a record's name) is reported by `load` and left in place; reading the
+/// witness alone (`load_witness`, `update_witness`) answers an error when the read
+/// fails, and reports only a record that does not decode as unreadable.
 ///
 /// The store owns its directory: [`open`](Self::open) takes an exclusive lock on
 /// `queue.lock` in it (released when the store is dropped), and a second open of the
@@ -168,22 +170,46 @@ impl FileStore {
         self.witness.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Reads `witness.json`: `None` if there is none, `Err` inside if it cannot be read.
-    fn read_witness(&self) -> Option<std::result::Result<WitnessRecord, CorruptRecord>> {
-        let bytes = match fs::read(self.dir.join(WITNESS)) {
-            Ok(bytes) => Ok(bytes),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
-            Err(e) => Err(format!("cannot be read: {e}")),
+    /// Reads `witness.json`: `None` if there is none, `Err` inside if it does not decode.
+    /// Reading it failing (an I/O error, a directory by its name) is an error of the
+    /// call: it tells nothing about the record, which may read fine the next time.
+    fn read_witness(&self) -> Result<Option<std::result::Result<WitnessRecord, CorruptRecord>>> {
+        let path = self.dir.join(WITNESS);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(storage("reading", &path, e)),
         };
-        Some(
-            bytes
-                .and_then(|bytes| decode_witness(&bytes))
-                .map_err(|reason| CorruptRecord {
-                    name: WITNESS.into(),
-                    id: None,
-                    reason,
-                }),
-        )
+        Ok(Some(decode_witness(&bytes).map_err(|reason| {
+            CorruptRecord {
+                name: WITNESS.into(),
+                id: None,
+                reason,
+            }
+        })))
+    }
+
+    /// Removes the record at `path` if it still cannot be read: a directory by its name
+    /// (removed if empty), a file reading fails on, or bytes `bad` refuses. One that
+    /// reads fine now, or is gone, is left. The caller holds the lock the record's
+    /// writes take.
+    fn remove_if_unreadable(&self, path: &Path, bad: impl FnOnce(&[u8]) -> bool) -> Result<()> {
+        let removed = match fs::symlink_metadata(path) {
+            Ok(m) if m.is_dir() => fs::remove_dir(path),
+            Ok(_) => match fs::read(path) {
+                Ok(bytes) if bad(&bytes) => fs::remove_file(path),
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                Err(_) => fs::remove_file(path),
+            },
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(storage("reading", path, e)),
+        };
+        match removed {
+            Ok(()) => sync_dir(&self.dir),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(storage("removing", path, e)),
+        }
     }
 
     /// Writes `witness.json` (the caller holds [`FileStore::witness`]).
@@ -372,7 +398,7 @@ impl QueueStore for FileStore {
     }
 
     fn load_witness(&self) -> Result<Option<std::result::Result<WitnessRecord, CorruptRecord>>> {
-        Ok(self.read_witness())
+        self.read_witness()
     }
 
     fn update_witness(
@@ -384,7 +410,7 @@ impl QueueStore for FileStore {
         // The directory's lock keeps other stores out; this keeps outboxes given this
         // one store from deciding on a witness another is about to replace.
         let _witness = self.witness_lock();
-        match change(self.read_witness()) {
+        match change(self.read_witness()?) {
             Some(record) => self.write_witness(&record),
             None => Ok(()),
         }
@@ -407,15 +433,18 @@ impl QueueStore for FileStore {
             return Err(ClientError::Storage(format!("not a queue record: {name}")));
         }
         let path = self.dir.join(name);
-        // A directory by a record's name is removed too, if it is empty.
-        let removed = match fs::symlink_metadata(&path) {
-            Ok(m) if m.is_dir() => fs::remove_dir(&path),
-            _ => fs::remove_file(&path),
-        };
-        match removed {
-            Ok(()) => sync_dir(&self.dir),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(storage("removing", &path, e)),
+        // Removed only if it still cannot be read, checked and removed under the lock
+        // its writes take: the app's list of unreadable records may be older than a
+        // record written since (the witness reset, say), or the record could not be read
+        // only for a moment.
+        if name == WITNESS {
+            let _witness = self.witness_lock();
+            self.remove_if_unreadable(&path, |b| decode_witness(b).is_err())
+        } else {
+            let _records = self.records();
+            self.remove_if_unreadable(&path, |b| {
+                parse_id(name, SUFFIX).is_none_or(|id| decode_record(b, id).is_err())
+            })
         }
     }
 }

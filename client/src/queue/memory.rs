@@ -118,10 +118,23 @@ impl QueueStore for MemoryStore {
     }
 
     fn remove_corrupt(&self, name: &str) -> Result<()> {
+        // Only while it still cannot be read: another outbox may have written it since.
         if name == WITNESS {
-            *self.witness() = None;
+            let mut stored = self.witness();
+            if stored
+                .as_deref()
+                .is_some_and(|b| decode_witness(b).is_err())
+            {
+                *stored = None;
+            }
         } else if let Ok(id) = name.parse::<u64>() {
-            self.lock().remove(&id);
+            let mut records = self.lock();
+            if records
+                .get(&id)
+                .is_some_and(|b| decode_record(b, id).is_err())
+            {
+                records.remove(&id);
+            }
         }
         Ok(())
     }

@@ -7,7 +7,7 @@ mod memory;
 mod web;
 mod witness;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -237,13 +237,20 @@ pub trait QueueStore: MaybeSendSync {
     fn is_shared(&self) -> bool {
         true
     }
-    /// Removes an unreadable record (a queue record or the witness) by its name.
+    /// Removes an unreadable record (a queue record or the witness) by its name, but only
+    /// if it still cannot be read (checked and removed with no write of that record in
+    /// between, like [`update_witness`](Self::update_witness)): the app's list of
+    /// unreadable records may be older than a record another outbox on the store wrote
+    /// since. A record that reads fine now, or is gone, is left, with no error.
     fn remove_corrupt(&self, name: &str) -> Result<()>;
     /// Replaces the witness record, atomically and durably like [`save`](Self::save).
     fn save_witness(&self, record: &WitnessRecord) -> Result<()>;
     /// Reads the witness record alone, as [`load`](Self::load) reports it in
-    /// [`StoreContents::witness`]. The default reads the whole store with `load`; a store
-    /// that holds many records reads the one.
+    /// [`StoreContents::witness`], except that reading it failing (an I/O error) should be
+    /// an error (`Err`), and only a record that does not decode reported as unreadable:
+    /// the [`Outbox`] then leaves the witness as it holds it rather than take it as
+    /// unreadable. The default reads the whole store with `load`; a store that holds
+    /// many records reads the one.
     fn load_witness(&self) -> Result<Option<std::result::Result<WitnessRecord, CorruptRecord>>> {
         self.load().map(|c| c.witness)
     }
@@ -459,13 +466,17 @@ fn witness_readability(state: &Mutex<State>, found: witness::Readability) {
 /// Takes in what other outboxes on the same store (browser tabs) changed since this one
 /// last looked: the sales they queued (added), the records they removed once their sale
 /// was sent (forgotten here too), unreadable records, the next free id, and the witness
-/// ([`witness::WitnessState::look`]). A record this outbox knew before the store was read
-/// and that the store no longer holds was sent or discarded by another outbox; one added
-/// here while the store was read (a sale queued meanwhile) is kept.
+/// ([`witness::WitnessState::look`], with this outbox's unsaved copy judged by `judge`).
+/// A record this outbox knew before the store was read and that the store no longer
+/// holds was sent or discarded by another outbox; one added here while the store was
+/// read (a sale queued meanwhile) is kept, and one removed here meanwhile (a discard)
+/// does not come back. A record that cannot be read now (an I/O error, a write under
+/// way in another tab) may still hold this outbox's sale: the sale is kept.
 fn take_in(
     s: &dyn QueueStore,
     state: &Mutex<State>,
     witness: &Mutex<witness::WitnessState>,
+    judge: witness::Judge<'_>,
 ) -> Result<()> {
     let known: BTreeMap<u64, IdempotencyKey> = lock_state(state)
         .entries
@@ -476,11 +487,21 @@ fn take_in(
         let mut w = witness::lock(witness);
         // Read with the witness held, like every change of it.
         let mut contents = s.load()?;
-        // What the look found is reported with the queue records' below.
-        let _ = w.look(contents.witness.take());
+        let stored = match contents.witness.take() {
+            // `load` reports a witness it could not read like a damaged one; read alone,
+            // a store tells a read error (the witness stays as this outbox holds it)
+            // from a record that does not decode.
+            Some(Err(_)) => s.load_witness(),
+            stored => Ok(stored),
+        };
+        if let Ok(stored) = stored {
+            // What the look found is reported with the queue records' below.
+            let _ = w.look(stored, judge);
+        }
         (contents, w.unreadable_record())
     };
     let free = next_free_id(&contents);
+    let unreadable: BTreeSet<u64> = contents.corrupt.iter().filter_map(|c| c.id).collect();
     let stored: BTreeMap<u64, QueuedTransaction> =
         contents.entries.into_iter().map(|e| (e.id, e)).collect();
     let mut st = lock_state(state);
@@ -488,10 +509,14 @@ fn take_in(
         let held = stored
             .get(id)
             .is_some_and(|s| s.idempotency_key == e.idempotency_key);
-        held || known.get(id) != Some(&e.idempotency_key)
+        held || unreadable.contains(id) || known.get(id) != Some(&e.idempotency_key)
     });
     for (id, e) in stored {
-        st.entries.entry(id).or_insert(e);
+        let removed_here =
+            !st.entries.contains_key(&id) && known.get(&id) == Some(&e.idempotency_key);
+        if !removed_here {
+            st.entries.entry(id).or_insert(e);
+        }
     }
     st.next_id = st.next_id.max(free);
     let mut corrupt = contents.corrupt;
@@ -832,7 +857,12 @@ impl Outbox {
         // The Outbox's own clone is one; another holder may be another outbox.
         if self.store.is_shared() || Arc::strong_count(&self.store) > 1 {
             let (state, witness) = (Arc::clone(&self.state), Arc::clone(&self.witness));
-            let _ = run_store(&self.store, move |s| take_in(s, &state, &witness)).await;
+            let client = client.clone();
+            let _ = run_store(&self.store, move |s| {
+                let judge = witness::Judge::new(&client, Some(now_ms));
+                take_in(s, &state, &witness, judge)
+            })
+            .await;
         }
         // The id of the last transaction tried in this run.
         let mut tried: Option<u64> = None;
@@ -995,7 +1025,12 @@ impl Outbox {
     }
 
     /// Deletes an unreadable record from the store (a queue record or the witness, by
-    /// its [`CorruptRecord::name`]), after the app has looked at it.
+    /// its [`CorruptRecord::name`]), after the app has looked at it. The store deletes it
+    /// only if it still cannot be read: another outbox on the store (a browser tab) may
+    /// have written it again since (a reset witness, a new sale), or it could not be
+    /// read only for a moment. A record that can be read again is then taken in: a queued
+    /// sale joins the queue, the witness is decided against at the next sale, check or
+    /// sync.
     pub async fn remove_corrupt(&self, name: &str) -> Result<()> {
         let (n, state, witness) = (
             name.to_owned(),
@@ -1003,8 +1038,31 @@ impl Outbox {
             Arc::clone(&self.witness),
         );
         run_store(&self.store, move |s| {
+            let mut w = witness::lock(&witness);
+            let is_witness = w.unreadable_record().is_some_and(|c| c.name == n);
             s.remove_corrupt(&n)?;
-            witness::lock(&witness).removed(&n);
+            if is_witness {
+                let gone = w.removed(&n, s.load_witness()?);
+                drop(w);
+                if gone {
+                    forget_corrupt(&state, &n);
+                }
+                return Ok(());
+            }
+            drop(w);
+            let id = lock_state(&state)
+                .corrupt
+                .iter()
+                .find(|c| c.name == n)
+                .and_then(|c| c.id);
+            let contents = s.load()?;
+            if contents.corrupt.iter().any(|c| c.name == n) {
+                // Unreadable again (written meanwhile): still reported.
+                return Ok(());
+            }
+            if let Some(e) = contents.entries.into_iter().find(|e| Some(e.id) == id) {
+                lock_state(&state).entries.entry(e.id).or_insert(e);
+            }
             forget_corrupt(&state, &n);
             Ok(())
         })

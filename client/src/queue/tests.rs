@@ -417,8 +417,8 @@ async fn saw(q: &Outbox, client: &Client, receipt: &str, now_ms: i64) -> Option<
 }
 
 /// `witness_checked` for a check begun now.
-async fn checked(q: &Outbox, receipts: Vec<String>) {
-    q.witness_checked(receipts, q.witness_epoch())
+async fn checked(q: &Outbox, client: &Client, receipts: Vec<String>) {
+    q.witness_checked(client, receipts, q.witness_epoch())
         .await
         .unwrap();
 }
@@ -446,10 +446,10 @@ async fn the_witness_follows_the_chain_and_survives_a_restart() {
     assert!(q.corrupt_records().is_empty() && q.last_error().is_none());
     assert!(!dir.path().join("witness.json.tmp").exists());
     // A check that passed bridges the gap: the witness moves to the checked chain's end.
-    checked(&q, chain.clone()).await;
+    checked(&q, &client, chain.clone()).await;
     assert_eq!(q.witness().as_ref(), Some(&chain[3]));
     // A check of a shorter chain (fetched before a later sale answered) leaves it.
-    checked(&q, chain[..3].to_vec()).await;
+    checked(&q, &client, chain[..3].to_vec()).await;
     assert_eq!(q.witness().as_ref(), Some(&chain[3]));
     let q = restart(q, dir.path()).await;
     assert_eq!(q.witness().as_ref(), Some(&chain[3]));
@@ -514,7 +514,7 @@ async fn an_unreadable_witness_is_reported_and_never_written_over() {
     assert_eq!(q.last_error().unwrap().code, "queue_record_corrupt");
     // Sales go on; the witness stays still and the record as it was.
     assert_eq!(saw(&q, &client, &chain[0], 1).await, None);
-    checked(&q, chain.clone()).await;
+    checked(&q, &client, chain.clone()).await;
     assert_eq!(q.witness(), None);
     assert_eq!(
         std::fs::read(dir.path().join("witness.json")).unwrap(),
@@ -551,7 +551,8 @@ async fn an_unreadable_witness_is_reported_and_never_written_over() {
         WitnessRecord {
             v: 1,
             receipt: None,
-            problem: None
+            problem: None,
+            resets: 1
         }
     );
 }
@@ -567,12 +568,14 @@ async fn a_reset_is_not_undone_by_what_began_before_it() {
     let epoch = q.witness_epoch();
     // ... when the register is activated afresh.
     q.reset_witness().await.unwrap();
-    q.witness_checked(old.clone(), epoch).await.unwrap();
+    q.witness_checked(&client, old.clone(), epoch)
+        .await
+        .unwrap();
     let (problem, kept) = q.witness_saw(&client, &old[1], 2, epoch).await;
     kept.unwrap();
     assert_eq!((q.witness(), problem), (None, None));
     // What begins after the reset moves it.
-    checked(&q, old.clone()).await;
+    checked(&q, &client, old.clone()).await;
     assert_eq!(q.witness().as_ref(), Some(&old[2]));
 }
 
@@ -635,7 +638,7 @@ async fn a_witness_that_cannot_be_written_moves_in_memory_and_is_written_later()
         .await;
     assert!(kept.is_err());
     store.fail.store(false, Ordering::SeqCst);
-    checked(&q, chain[..3].to_vec()).await;
+    checked(&q, &client, chain[..3].to_vec()).await;
     assert_eq!(stored(&store).receipt.as_ref(), Some(&chain[2]));
 }
 
@@ -1070,7 +1073,7 @@ async fn a_problem_one_outbox_found_is_never_erased_by_another(store: Arc<dyn Qu
     assert_eq!(b.witness_problem().as_ref(), Some(&p));
     assert_eq!(b.witness().as_ref(), Some(&chain[1]));
     // A check by A (whose copy is older now) keeps it too.
-    checked(&a, chain.clone()).await;
+    checked(&a, &client, chain.clone()).await;
     let stored = stored_witness(store.as_ref());
     assert_eq!(stored.problem.as_ref(), Some(&p));
     assert_eq!(stored.receipt.as_ref(), Some(&chain[2]));
@@ -1086,7 +1089,8 @@ async fn a_problem_one_outbox_found_is_never_erased_by_another(store: Arc<dyn Qu
         WitnessRecord {
             v: 1,
             receipt: None,
-            problem: None
+            problem: None,
+            resets: 1
         }
     );
 }
@@ -1127,7 +1131,7 @@ async fn the_witness_never_moves_back_for_a_stale_outbox(store: Arc<dyn QueueSto
     );
     assert_eq!(b.witness().as_ref(), Some(&chain[8]));
     // Nor does a check B fetched before A's sales move it back to the check's end.
-    checked(&b, chain[..5].to_vec()).await;
+    checked(&b, &client, chain[..5].to_vec()).await;
     assert_eq!(
         stored_witness(store.as_ref()).receipt.as_ref(),
         Some(&chain[8])
@@ -1213,4 +1217,495 @@ fn report_skip(test: &str, reason: &str) {
     {
         let _ = f.write_all(line.as_bytes());
     }
+}
+
+/// Receipt `seq` of another chain of the same register: it links `prev`, as the
+/// receipt at `seq` of `receipts(key, _, _)` does, but is another receipt (a fork).
+fn forked_after(key: &tillgate_core::SigningKey, prev: &str, seq: u64, total: i64) -> String {
+    let claims = tillgate_core::ReceiptClaims {
+        iss: "https://pos.example".into(),
+        sub: "TG-7Q2M-K4PX".into(),
+        iat: 1_751_328_000 + seq as i64,
+        seq,
+        txid: format!("tx_fork_{seq}"),
+        txh: "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU".into(),
+        prev: tillgate_core::receipt_link(prev),
+        tx_type: "sale".into(),
+        total,
+        currency: "SEK".into(),
+    };
+    tillgate_core::sign_receipt(&claims, key).unwrap()
+}
+
+/// A shared store (like `localStorage`) that misbehaves on demand: witness writes fail
+/// while `fail` is set (a full disk); `inject` is written as the witness right after the
+/// next read of it (another tab writing between two store calls of this one); the
+/// record `unreadable_once` names is reported unreadable by the next `load` (a read that
+/// failed for a moment); `gate`, while held, keeps `load` waiting once it has read.
+#[derive(Default)]
+struct Flaky {
+    inner: MemoryStore,
+    fail: std::sync::atomic::AtomicBool,
+    inject: std::sync::Mutex<Option<WitnessRecord>>,
+    unreadable_once: std::sync::Mutex<Option<u64>>,
+    gate: std::sync::Mutex<()>,
+    loading: std::sync::atomic::AtomicBool,
+}
+
+impl QueueStore for Flaky {
+    fn load(&self) -> Result<StoreContents> {
+        let mut c = self.inner.load()?;
+        self.loading.store(true, Ordering::SeqCst);
+        drop(self.gate.lock().unwrap_or_else(|p| p.into_inner()));
+        if let Some(id) = self.unreadable_once.lock().unwrap().take() {
+            c.entries.retain(|e| e.id != id);
+            c.corrupt.push(CorruptRecord {
+                name: id.to_string(),
+                id: Some(id),
+                reason: "cannot be read: Input/output error".into(),
+            });
+        }
+        Ok(c)
+    }
+    fn save(&self, entry: &QueuedTransaction) -> Result<()> {
+        self.inner.save(entry)
+    }
+    fn save_new(&self, entry: &QueuedTransaction) -> Result<bool> {
+        self.inner.save_new(entry)
+    }
+    fn remove(&self, id: u64) -> Result<()> {
+        self.inner.remove(id)
+    }
+    fn update(&self, entry: &QueuedTransaction) -> Result<()> {
+        self.inner.update(entry)
+    }
+    fn remove_entry(&self, entry: &QueuedTransaction) -> Result<()> {
+        self.inner.remove_entry(entry)
+    }
+    fn remove_corrupt(&self, name: &str) -> Result<()> {
+        self.inner.remove_corrupt(name)
+    }
+    fn save_witness(&self, record: &WitnessRecord) -> Result<()> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(ClientError::Storage("no space left on device".into()));
+        }
+        self.inner.save_witness(record)
+    }
+    fn load_witness(&self) -> Result<Option<std::result::Result<WitnessRecord, CorruptRecord>>> {
+        let read = self.inner.load_witness();
+        if let Some(w) = self.inject.lock().unwrap().take() {
+            self.inner.save_witness(&w).unwrap();
+        }
+        read
+    }
+}
+
+/// A's write of its receipt 2 failed (A holds it, the store still has receipt 1); tab B
+/// then stored another receipt 2 linking receipt 1: the server forked the chain. A's next
+/// sync reads the store before sending anything: B's receipt must not silently replace
+/// A's, which is the evidence of the fork. A receipt continuing B's, accepted next,
+/// would hide it for good.
+#[tokio::test]
+async fn a_sync_never_drops_a_receipt_this_outbox_could_not_store() {
+    let key = tillgate_core::SigningKey::from_seed(&[41; 32]);
+    let client = trusting(&key);
+    let chain = receipts(&key, 2, 100);
+    let other = forked_after(&key, &chain[0], 2, 7);
+    let store = Arc::new(Flaky::default());
+    let a = Outbox::open(store.clone()).await.unwrap();
+    saw(&a, &client, &chain[0], 1).await;
+    let b = Outbox::open(store.clone()).await.unwrap();
+    store.fail.store(true, Ordering::SeqCst);
+    let (_, kept) = a
+        .witness_saw(&client, &chain[1], 2, a.witness_epoch())
+        .await;
+    assert_eq!(kept.unwrap_err().code(), "storage_error");
+    store.fail.store(false, Ordering::SeqCst);
+    assert_eq!(saw(&b, &client, &other, 3).await, None);
+    // Nothing queued: the sync only reads the store.
+    a.sync_now(&client, 4).await;
+    let p = a.witness_problem().expect("the fork was noticed");
+    assert_eq!(
+        (p.code.as_str(), &p.receipt, p.at_ms),
+        ("witness_mismatch", &chain[1], 4)
+    );
+    assert_eq!(a.witness().as_ref(), Some(&other));
+    // A receipt continuing B's moves the witness; the evidence stays, and is stored.
+    let next = forked_after(&key, &other, 3, 7);
+    assert_eq!(saw(&a, &client, &next, 5).await, None);
+    let stored = stored_witness(store.as_ref());
+    assert_eq!(
+        (stored.receipt.as_ref(), stored.problem.as_ref()),
+        (Some(&next), Some(&p))
+    );
+}
+
+/// The same for a check: it reads the stored witness first, and checks against it.
+#[tokio::test]
+async fn a_check_never_drops_a_receipt_this_outbox_could_not_store() {
+    let key = tillgate_core::SigningKey::from_seed(&[42; 32]);
+    let client = trusting(&key);
+    let chain = receipts(&key, 2, 100);
+    let other = forked_after(&key, &chain[0], 2, 7);
+    let store = Arc::new(Flaky::default());
+    let a = Outbox::open(store.clone()).await.unwrap();
+    saw(&a, &client, &chain[0], 1).await;
+    let b = Outbox::open(store.clone()).await.unwrap();
+    store.fail.store(true, Ordering::SeqCst);
+    let (_, kept) = a
+        .witness_saw(&client, &chain[1], 2, a.witness_epoch())
+        .await;
+    assert!(kept.is_err());
+    store.fail.store(false, Ordering::SeqCst);
+    assert_eq!(saw(&b, &client, &other, 3).await, None);
+    // The check itself needs an activated client; reading the witness comes first.
+    let e = a.verify_history(&client).await.unwrap_err();
+    assert_eq!(e.code(), "not_activated", "{e}");
+    let p = a.witness_problem().expect("the fork was noticed");
+    // A check reads no clock: the receipt is dated by its own signing time.
+    assert_eq!(
+        (p.code.as_str(), &p.receipt, p.at_ms),
+        ("witness_mismatch", &chain[1], (1_751_328_000 + 2) * 1000)
+    );
+    // Written with A's next change, whichever: here a check that passed.
+    checked(&a, &client, vec![chain[0].clone(), other.clone()]).await;
+    assert_eq!(stored_witness(store.as_ref()).problem, Some(p));
+}
+
+/// Another tab stores a problem between the adoption's read of the witness and its
+/// write, and the write fails: nothing here changed, and the next sale keeps the problem.
+#[tokio::test]
+async fn a_failed_adoption_never_erases_a_problem_stored_meanwhile() {
+    let key = tillgate_core::SigningKey::from_seed(&[43; 32]);
+    let client = trusting(&key);
+    let chain = receipts(&key, 2, 100);
+    let store = Arc::new(Flaky::default());
+    let a = Outbox::open(store.clone()).await.unwrap();
+    let p = WitnessProblem {
+        receipt: forked_after(&key, &chain[0], 1, 7),
+        code: "witness_mismatch".into(),
+        message: "another receipt for sequence 1".into(),
+        at_ms: 1,
+    };
+    *store.inject.lock().unwrap() = Some(WitnessRecord {
+        v: 1,
+        problem: Some(p.clone()),
+        ..WitnessRecord::default()
+    });
+    store.fail.store(true, Ordering::SeqCst);
+    let e = a
+        .adopt_witness(&client, &chain[1], "TG-7Q2M-K4PX")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "storage_error");
+    assert_eq!((a.witness(), a.witness_problem()), (None, None));
+    store.fail.store(false, Ordering::SeqCst);
+    saw(&a, &client, &chain[0], 2).await;
+    let stored = stored_witness(store.as_ref());
+    assert_eq!(
+        (stored.receipt.as_ref(), stored.problem.as_ref()),
+        (Some(&chain[0]), Some(&p))
+    );
+    assert_eq!(a.witness_problem(), Some(p));
+}
+
+/// B found the witness unreadable; A then reset it and stored a problem. B's app removes
+/// "the unreadable record" from B's list: the record written since stays.
+async fn removing_a_corrupt_witness_never_deletes_one_written_since(
+    store: Arc<dyn QueueStore>,
+    raw: impl Fn() -> Option<Vec<u8>>,
+) {
+    let key = tillgate_core::SigningKey::from_seed(&[44; 32]);
+    let client = trusting(&key);
+    let chain = receipts(&key, 1, 100);
+    let fork = receipts(&key, 1, 1);
+    let a = Outbox::open(Arc::clone(&store)).await.unwrap();
+    let b = Outbox::open(Arc::clone(&store)).await.unwrap();
+    let name = b.corrupt_records()[0].name.clone();
+    a.reset_witness().await.unwrap();
+    saw(&a, &client, &chain[0], 1).await;
+    let p = saw(&a, &client, &fork[0], 2).await.unwrap();
+    b.remove_corrupt(&name).await.unwrap();
+    let stored = decode_witness(&raw().expect("the witness was deleted")).unwrap();
+    assert_eq!(
+        (stored.receipt.as_ref(), stored.problem.as_ref()),
+        (Some(&chain[0]), Some(&p))
+    );
+    // B no longer reports it, and takes it in with its next change.
+    assert!(b.corrupt_records().is_empty() && b.last_error().is_none());
+    saw(&b, &client, &chain[0], 3).await;
+    assert_eq!(b.witness_problem(), Some(p));
+    assert_eq!(b.witness().as_ref(), Some(&chain[0]));
+}
+
+#[tokio::test]
+async fn removing_a_corrupt_witness_never_deletes_one_written_since_on_a_memory_store() {
+    let store = Arc::new(MemoryStore::new());
+    store.insert_raw_witness(b"{".to_vec());
+    let raw = {
+        let store = store.clone();
+        move || store.raw_witness()
+    };
+    removing_a_corrupt_witness_never_deletes_one_written_since(store, raw).await;
+}
+
+#[tokio::test]
+async fn removing_a_corrupt_witness_never_deletes_one_written_since_on_a_file_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("witness.json");
+    std::fs::write(&path, b"{").unwrap();
+    let raw = move || std::fs::read(&path).ok();
+    // One store object given to two outboxes (two outboxes of one app).
+    removing_a_corrupt_witness_never_deletes_one_written_since(file_store(dir.path()), raw).await;
+}
+
+/// The same for a queue record: written again since B found it unreadable, it stays,
+/// and B takes its sale in.
+#[tokio::test]
+async fn removing_a_corrupt_record_never_deletes_one_written_since() {
+    let store = Arc::new(MemoryStore::new());
+    store.insert_raw(1, b"{\"v\":1,\"id\":1,\"idem".to_vec());
+    let b = Outbox::open(store.clone()).await.unwrap();
+    assert_eq!(b.corrupt_records()[0].id, Some(1));
+    // Another tab wrote a sale there since (the torn write completed, say).
+    let a = Outbox::open(Arc::new(MemoryStore::new())).await.unwrap();
+    let k = a.enqueue(sale(100), None, 1).await.unwrap();
+    store.insert_raw(1, encode_record(&a.entries()[0]).unwrap());
+    b.remove_corrupt("1").await.unwrap();
+    assert!(store.raw(1).is_some(), "a readable sale was deleted");
+    assert!(b.corrupt_records().is_empty() && b.last_error().is_none());
+    assert_eq!(b.entries()[0].idempotency_key, k);
+    // One still unreadable is removed.
+    store.insert_raw(2, b"{".to_vec());
+    let b = Outbox::open(store.clone()).await.unwrap();
+    b.remove_corrupt("2").await.unwrap();
+    assert!(store.raw(2).is_none() && b.corrupt_records().is_empty());
+}
+
+/// One failed read of `witness.json` (an I/O error, not a damaged record) mid-session:
+/// the witness goes on as this outbox holds it, nothing is reported unreadable, and a
+/// receipt forking the chain after that is still found.
+#[tokio::test]
+async fn a_witness_read_that_fails_for_a_moment_never_freezes_the_witness() {
+    let key = tillgate_core::SigningKey::from_seed(&[45; 32]);
+    let client = trusting(&key);
+    let chain = receipts(&key, 2, 100);
+    let dir = tempfile::tempdir().unwrap();
+    let q = Outbox::open(file_store(dir.path())).await.unwrap();
+    saw(&q, &client, &chain[0], 1).await;
+    let path = dir.path().join("witness.json");
+    let aside = dir.path().join("aside");
+    // Reading a directory fails (EISDIR): it stands in for EIO, or too many open files.
+    std::fs::rename(&path, &aside).unwrap();
+    std::fs::create_dir(&path).unwrap();
+    let (p, kept) = q
+        .witness_saw(&client, &chain[1], 2, q.witness_epoch())
+        .await;
+    assert_eq!((p, kept.unwrap_err().code()), (None, "storage_error"));
+    assert_eq!(q.witness().as_ref(), Some(&chain[1]));
+    assert!(q.corrupt_records().is_empty(), "{:?}", q.corrupt_records());
+    std::fs::remove_dir(&path).unwrap();
+    std::fs::rename(&aside, &path).unwrap();
+    q.sync_now(&offline_client(), 3).await;
+    let fork = forked_after(&key, &chain[0], 2, 7);
+    let p = saw(&q, &client, &fork, 4)
+        .await
+        .expect("the fork was found");
+    assert_eq!((p.code.as_str(), &p.receipt), ("witness_mismatch", &fork));
+    let stored = stored_witness(q.store.as_ref());
+    assert_eq!(
+        (stored.receipt.as_ref(), stored.problem),
+        (Some(&chain[1]), Some(p))
+    );
+}
+
+/// A witness that could not be read when the outbox opened is reported; once it reads
+/// again, the next sale takes it in (nothing had to be removed).
+#[tokio::test]
+async fn a_witness_unreadable_at_open_is_taken_in_once_it_reads_again() {
+    let key = tillgate_core::SigningKey::from_seed(&[46; 32]);
+    let client = trusting(&key);
+    let chain = receipts(&key, 2, 100);
+    let dir = tempfile::tempdir().unwrap();
+    let q = Outbox::open(file_store(dir.path())).await.unwrap();
+    saw(&q, &client, &chain[0], 1).await;
+    let q = {
+        drop(q);
+        let path = dir.path().join("witness.json");
+        std::fs::rename(&path, dir.path().join("aside")).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        let q = Outbox::open(file_store(dir.path())).await.unwrap();
+        assert_eq!(q.corrupt_records()[0].name, "witness.json");
+        std::fs::remove_dir(&path).unwrap();
+        std::fs::rename(dir.path().join("aside"), &path).unwrap();
+        q
+    };
+    assert_eq!(saw(&q, &client, &chain[1], 2).await, None);
+    assert_eq!(q.witness().as_ref(), Some(&chain[1]));
+    assert!(q.corrupt_records().is_empty() && q.last_error().is_none());
+}
+
+/// A sale this outbox holds whose record the store could not read for a moment is not
+/// taken as sent by another tab: it stays queued.
+#[tokio::test]
+async fn a_sale_whose_record_cannot_be_read_for_a_moment_stays_queued() {
+    let store = Arc::new(Flaky::default());
+    let q = Outbox::open(store.clone()).await.unwrap();
+    let k = q.enqueue(sale(100), None, 1).await.unwrap();
+    *store.unreadable_once.lock().unwrap() = Some(q.entries()[0].id);
+    let r = q.sync_now(&offline_client(), 2).await;
+    assert_eq!(r.remaining, 1);
+    assert_eq!(q.entries()[0].idempotency_key, k);
+    assert_eq!(q.corrupt_records().len(), 1);
+    // Readable again at the next sync: no longer reported.
+    q.sync_now(&offline_client(), 3).await;
+    assert_eq!(q.entries().len(), 1);
+    assert!(q.corrupt_records().is_empty());
+}
+
+/// A discard while a sync reads the store: the sale read before the discard does not
+/// come back.
+// The gate is held across the discard on purpose: it keeps the sync's read waiting on
+// the blocking pool.
+#[allow(clippy::await_holding_lock)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sale_discarded_during_a_sync_does_not_come_back() {
+    let store = Arc::new(Flaky::default());
+    let mut failed = {
+        let q = Outbox::open(Arc::new(MemoryStore::new())).await.unwrap();
+        q.enqueue(sale(100), None, 1).await.unwrap();
+        q.entries()[0].clone()
+    };
+    failed.state = EntryState::Failed;
+    store.inner.save(&failed).unwrap();
+    let q = Arc::new(Outbox::open(store.clone()).await.unwrap());
+    assert_eq!(q.failed().len(), 1);
+    let held = store.gate.lock().unwrap();
+    store.loading.store(false, Ordering::SeqCst);
+    let syncing = tokio::spawn({
+        let q = Arc::clone(&q);
+        async move { q.sync_now(&offline_client(), 2).await }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !store.loading.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(store.loading.load(Ordering::SeqCst), "the sync never read");
+    q.discard(&failed.idempotency_key).await.unwrap();
+    drop(held);
+    syncing.await.unwrap();
+    assert!(store.inner.raw(failed.id).is_none());
+    assert!(q.entries().is_empty(), "{:?}", q.entries());
+}
+
+/// A's write of its first receipt failed, so A knows of no stored witness at all; B then
+/// resets the witness (the register activated afresh). A must still see the reset: its
+/// old receipt, and a receipt of a sale answered across the reset, never become the new
+/// chain's witness.
+#[tokio::test]
+async fn a_reset_reaches_an_outbox_that_knew_no_stored_witness() {
+    let key = tillgate_core::SigningKey::from_seed(&[47; 32]);
+    let client = trusting(&key);
+    let old = receipts(&key, 2, 100);
+    let store = Arc::new(Flaky::default());
+    let a = Outbox::open(store.clone()).await.unwrap();
+    let b = Outbox::open(store.clone()).await.unwrap();
+    store.fail.store(true, Ordering::SeqCst);
+    let (_, kept) = a.witness_saw(&client, &old[0], 1, a.witness_epoch()).await;
+    assert!(kept.is_err());
+    store.fail.store(false, Ordering::SeqCst);
+    b.reset_witness().await.unwrap();
+    assert_eq!(saw(&a, &client, &old[1], 2).await, None);
+    assert_eq!((a.witness(), a.witness_problem()), (None, None));
+    assert_eq!(stored_witness(store.as_ref()).receipt, None);
+    // And a sale of A's begun before another reset, answered after it.
+    let c = Outbox::open(store.clone()).await.unwrap();
+    let epoch = c.witness_epoch();
+    b.reset_witness().await.unwrap();
+    let (p, kept) = c.witness_saw(&client, &old[0], 3, epoch).await;
+    kept.unwrap();
+    assert_eq!((p, c.witness()), (None, None));
+    assert_eq!(stored_witness(store.as_ref()).receipt, None);
+}
+
+/// B stores a problem A has not reported (A last looked before it): A's reset forgets
+/// the witness but keeps that problem, which A reports from then on.
+#[tokio::test]
+async fn a_reset_never_erases_a_problem_it_did_not_report() {
+    let key = tillgate_core::SigningKey::from_seed(&[48; 32]);
+    let client = trusting(&key);
+    let chain = receipts(&key, 1, 100);
+    let fork = receipts(&key, 1, 1);
+    let store: Arc<dyn QueueStore> = Arc::new(MemoryStore::new());
+    let a = Outbox::open(Arc::clone(&store)).await.unwrap();
+    let b = Outbox::open(Arc::clone(&store)).await.unwrap();
+    saw(&b, &client, &chain[0], 1).await;
+    let p = saw(&b, &client, &fork[0], 2).await.unwrap();
+    assert_eq!(a.witness_problem(), None);
+    a.reset_witness().await.unwrap();
+    assert_eq!((a.witness(), a.witness_problem()), (None, Some(p.clone())));
+    let stored = stored_witness(store.as_ref());
+    assert_eq!((stored.receipt, stored.problem.as_ref()), (None, Some(&p)));
+    // Once it was reported (shown), the next reset forgets it.
+    a.reset_witness().await.unwrap();
+    assert_eq!(stored_witness(store.as_ref()).problem, None);
+    // An app passes the problem it showed: one stored since is kept, and answered.
+    b.sync_now(&offline_client(), 3).await;
+    saw(&b, &client, &chain[0], 3).await;
+    let q = saw(&b, &client, &fork[0], 4).await.unwrap();
+    assert_eq!(a.reset_witness_seen(None).await.unwrap(), Some(q.clone()));
+    assert_eq!(a.reset_witness_seen(Some(&q)).await.unwrap(), None);
+    assert_eq!(stored_witness(store.as_ref()).problem, None);
+}
+
+/// The count of resets is new: a record written before it reads as never reset, and a
+/// record never reset is stored as before.
+#[test]
+fn a_witness_record_without_a_count_of_resets_still_reads() {
+    let old = br#"{"v":1,"receipt":"a.b.c","problem":null}"#;
+    let record = decode_witness(old).unwrap();
+    assert_eq!(
+        (record.receipt.as_deref(), record.resets),
+        (Some("a.b.c"), 0)
+    );
+    assert_eq!(encode_witness(&record).unwrap(), old.to_vec());
+    let reset = WitnessRecord {
+        resets: 2,
+        ..record
+    };
+    let text = String::from_utf8(encode_witness(&reset).unwrap()).unwrap();
+    assert!(text.contains(r#""resets":2"#), "{text}");
+}
+
+/// A problem this outbox could not store yet survives the stored witness being
+/// unreadable for a while (another tab's write torn, then written again): when it reads
+/// again, this outbox's copy is judged against it, not thrown away.
+#[tokio::test]
+async fn an_unsaved_problem_survives_the_witness_being_unreadable_for_a_while() {
+    let key = tillgate_core::SigningKey::from_seed(&[49; 32]);
+    let client = trusting(&key);
+    let chain = receipts(&key, 2, 100);
+    let fork = receipts(&key, 2, 1);
+    let store = Arc::new(Flaky::default());
+    let a = Outbox::open(store.clone()).await.unwrap();
+    saw(&a, &client, &chain[0], 1).await;
+    store.fail.store(true, Ordering::SeqCst);
+    let (p, kept) = a.witness_saw(&client, &fork[0], 2, a.witness_epoch()).await;
+    assert!(kept.is_err());
+    let p = p.unwrap();
+    store.fail.store(false, Ordering::SeqCst);
+    let good = store.inner.raw_witness().unwrap();
+    store.inner.insert_raw_witness(b"{".to_vec());
+    a.sync_now(&offline_client(), 3).await;
+    assert_eq!(a.corrupt_records().len(), 1);
+    store.inner.insert_raw_witness(good);
+    a.sync_now(&offline_client(), 4).await;
+    assert!(a.corrupt_records().is_empty());
+    assert_eq!(a.witness_problem().as_ref(), Some(&p));
+    saw(&a, &client, &chain[1], 5).await;
+    let stored = stored_witness(store.as_ref());
+    assert_eq!(
+        (stored.receipt.as_ref(), stored.problem),
+        (Some(&chain[1]), Some(p))
+    );
 }

@@ -66,22 +66,26 @@ impl LocalStorageStore {
         format!("{}{id:020}", self.prefix)
     }
 
-    /// Reads the witness record: `None` if there is none, `Err` inside if it cannot be
-    /// read.
-    fn read_witness(
-        &self,
-        s: &Storage,
-    ) -> Option<std::result::Result<WitnessRecord, CorruptRecord>> {
-        let corrupt = |reason| CorruptRecord {
+    fn corrupt_witness(&self, reason: String) -> CorruptRecord {
+        CorruptRecord {
             name: self.witness_key.clone(),
             id: None,
             reason,
-        };
-        match s.get_item(&self.witness_key) {
-            Ok(None) => None,
-            Ok(Some(value)) => Some(decode_witness(value.as_bytes()).map_err(corrupt)),
-            Err(e) => Some(Err(corrupt(format!("cannot be read: {e:?}")))),
         }
+    }
+
+    /// Reads the witness record: `None` if there is none, `Err` inside if it does not
+    /// decode; `getItem` failing is an error of the call (it tells nothing about the
+    /// record).
+    fn read_witness(
+        &self,
+        s: &Storage,
+    ) -> Result<Option<std::result::Result<WitnessRecord, CorruptRecord>>> {
+        let value = s
+            .get_item(&self.witness_key)
+            .map_err(|e| js_err("localStorage.getItem", e))?;
+        Ok(value
+            .map(|v| decode_witness(v.as_bytes()).map_err(|reason| self.corrupt_witness(reason))))
     }
 
     fn write_witness(&self, s: &Storage, record: &WitnessRecord) -> Result<()> {
@@ -138,7 +142,10 @@ impl QueueStore for LocalStorageStore {
             }
         }
         out.entries.sort_by_key(|e| e.id);
-        out.witness = self.read_witness(&s);
+        // Reported like a damaged record here: it never stops the queue from opening.
+        out.witness = self
+            .read_witness(&s)
+            .unwrap_or_else(|e| Some(Err(self.corrupt_witness(format!("cannot be read: {e}")))));
         Ok(out)
     }
 
@@ -192,7 +199,7 @@ impl QueueStore for LocalStorageStore {
     }
 
     fn load_witness(&self) -> Result<Option<std::result::Result<WitnessRecord, CorruptRecord>>> {
-        Ok(self.read_witness(&self.storage()?))
+        self.read_witness(&self.storage()?)
     }
 
     fn update_witness(
@@ -205,7 +212,7 @@ impl QueueStore for LocalStorageStore {
         // runs in between, and another tab's write lands before the read or after the
         // write (see the type's notes on what `localStorage` promises across tabs).
         let s = self.storage()?;
-        match change(self.read_witness(&s)) {
+        match change(self.read_witness(&s)?) {
             Some(record) => self.write_witness(&s, &record),
             None => Ok(()),
         }
@@ -215,8 +222,26 @@ impl QueueStore for LocalStorageStore {
         if !name.starts_with(&self.prefix) && name != self.witness_key {
             return Err(ClientError::Storage(format!("not a queue record: {name}")));
         }
-        self.storage()?
-            .remove_item(name)
+        // Only while it still cannot be read (another tab may have written it since):
+        // read, checked and removed in one synchronous call, like `update_witness`.
+        let s = self.storage()?;
+        let Some(value) = s
+            .get_item(name)
+            .map_err(|e| js_err("localStorage.getItem", e))?
+        else {
+            return Ok(());
+        };
+        let readable = if name == self.witness_key {
+            decode_witness(value.as_bytes()).is_ok()
+        } else {
+            name.strip_prefix(&self.prefix)
+                .and_then(|rest| rest.parse::<u64>().ok())
+                .is_some_and(|id| decode_record(value.as_bytes(), id).is_ok())
+        };
+        if readable {
+            return Ok(());
+        }
+        s.remove_item(name)
             .map_err(|e| js_err("localStorage.removeItem", e))
     }
 }

@@ -23,6 +23,16 @@ pub struct WitnessRecord {
     /// The first receipt the server gave that did not fit the witness, kept until
     /// [`Outbox::reset_witness`].
     pub problem: Option<WitnessProblem>,
+    /// How many times the witness was reset ([`Outbox::reset_witness`]); 0 if never, and
+    /// for a record written before the count was kept. An outbox that last read another
+    /// count takes the stored record as reset by another outbox on the store, even when
+    /// it held no witness of its own.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub resets: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A receipt the server gave that did not fit the register's witness: a fork of its
@@ -59,8 +69,9 @@ pub fn decode_witness(bytes: &[u8]) -> std::result::Result<WitnessRecord, String
 }
 
 /// The witness as the outbox holds it. An unreadable stored record is never written
-/// over: the witness stays still, and checks refuse to run without it, until the app
-/// removes it ([`Outbox::remove_corrupt`]) or resets it.
+/// over: the witness stays still, and checks refuse to run without it, until the record
+/// can be read again (a store that could not read it for a moment, another outbox that
+/// reset it), or the app removes it ([`Outbox::remove_corrupt`]) or resets it.
 ///
 /// Other outboxes may share the store (browser tabs on one `localStorage` namespace), so
 /// every change is decided against the stored record, read again in the same store call
@@ -96,8 +107,35 @@ pub(super) enum Readability {
     Same,
     /// The stored record cannot be read (any more): report it.
     Unreadable(CorruptRecord),
-    /// The record this outbox found unreadable was removed or reset by another outbox.
+    /// The record this outbox found unreadable can be read again, or is gone (removed
+    /// or reset).
     Readable(String),
+}
+
+/// What deciding on a receipt needs: the client's trusted keys, and the time a receipt
+/// found not to fit is dated with.
+#[derive(Clone, Copy)]
+pub(super) struct Judge<'a> {
+    keys: &'a tillgate_core::TrustedKeys,
+    /// The time of the sale or sync; `None` for a check, which reads no clock: then a
+    /// receipt is dated by its own signing time.
+    at_ms: Option<i64>,
+}
+
+impl<'a> Judge<'a> {
+    pub(super) fn new(client: &'a Client, at_ms: Option<i64>) -> Self {
+        Judge {
+            keys: &client.config().trusted_keys,
+            at_ms,
+        }
+    }
+
+    /// When `receipt`, found not to fit, counts as seen.
+    fn at_ms(&self, receipt: &str) -> i64 {
+        self.at_ms.unwrap_or_else(|| {
+            verify_receipt(receipt, self.keys).map_or(0, |c| c.iat.saturating_mul(1000))
+        })
+    }
 }
 
 /// The outcome of [`WitnessState::change`].
@@ -105,10 +143,10 @@ pub(super) enum Changed<T> {
     /// Decided against the stored record: the answer, and whether the write, if one was
     /// needed, succeeded (if not, this outbox's copy moved all the same).
     Decided(T, Result<()>),
-    /// Nothing decided: the witness is unreadable, or it was reset (here or by another
-    /// outbox) since the sale or check began.
+    /// Nothing decided: the witness was reset (here or by another outbox) since the sale
+    /// or check began, or it is unreadable and the store cannot be read now.
     Skipped,
-    /// The stored record cannot be read now: never written over, and reported.
+    /// The stored record cannot be read: never written over, and reported.
     Unreadable(CorruptRecord),
 }
 
@@ -146,11 +184,30 @@ impl WitnessState {
         self.unreadable.clone()
     }
 
-    /// The stored record was removed (`Outbox::remove_corrupt`): start afresh.
-    pub(super) fn removed(&mut self, name: &str) {
-        if self.unreadable.as_ref().is_some_and(|c| c.name == name) {
-            self.unreadable = None;
-            self.start_from(fresh(None, None));
+    /// After the app asked to remove the unreadable record `name`, the store read again:
+    /// `stored` is what it holds now. Answers whether this outbox's record is no longer
+    /// unreadable. A record gone starts the witness afresh; one that can be read again
+    /// (the store only failed to read it for a moment, or another outbox reset it) is
+    /// taken in at the next sale, check or sync, each of which decides against it.
+    pub(super) fn removed(
+        &mut self,
+        name: &str,
+        stored: Option<std::result::Result<WitnessRecord, CorruptRecord>>,
+    ) -> bool {
+        if self.unreadable.as_ref().is_none_or(|c| c.name != name) {
+            return false;
+        }
+        match stored {
+            Some(Err(_)) => false,
+            None => {
+                self.unreadable = None;
+                self.start_from(fresh(None, None));
+                true
+            }
+            Some(Ok(_)) => {
+                self.unreadable = None;
+                true
+            }
         }
     }
 
@@ -162,24 +219,22 @@ impl WitnessState {
         self.epoch += 1;
     }
 
-    /// Whether another outbox reset the witness (or removed the record) since this one
-    /// last looked: the store holds none, and this outbox knew one.
+    /// Whether the witness was reset (or its record removed) since this outbox last
+    /// looked: the store counts another number of resets, or it holds an empty record
+    /// where this outbox knew one.
     fn reset_elsewhere(&self, stored: &WitnessRecord) -> bool {
-        *stored == fresh(None, None) && self.known != *stored
+        stored.resets != self.known.resets
+            || (stored.receipt.is_none() && stored.problem.is_none() && self.known != *stored)
     }
 
     /// The record to decide from: the stored one. While this outbox's own copy is newer
     /// (its write failed), and no other outbox wrote since, its copy continues the stored
-    /// one and is taken; if another did write, the stored record is kept, with this
-    /// outbox's problem added if the stored one has none, and its receipt taken only if
-    /// it directly continues the stored one ([`advances_witness`]; with `seen`, the
-    /// trusted keys and the time of the sale, another receipt for the same place is kept
-    /// as the problem).
-    fn base(
-        &self,
-        stored: &WitnessRecord,
-        seen: Option<(&tillgate_core::TrustedKeys, i64)>,
-    ) -> WitnessRecord {
+    /// one and is taken. If another did write, the stored record is kept, and this
+    /// outbox's receipt is judged against it like a receipt just given
+    /// ([`advances_witness`]): taken if it directly continues it, kept as the problem if
+    /// it forks it. The stored record's problem comes first, then this outbox's, then
+    /// the one found now.
+    fn base(&self, stored: &WitnessRecord, judge: Judge<'_>) -> WitnessRecord {
         if self.record == self.known {
             return stored.clone();
         }
@@ -187,21 +242,29 @@ impl WitnessState {
             return self.record.clone();
         }
         let mut base = stored.clone();
-        if let (Some(mine), Some((keys, at_ms))) = (&self.record.receipt, seen) {
-            match advances_witness(base.receipt.as_deref(), mine, keys) {
+        let mut found = None;
+        if let Some(mine) = &self.record.receipt {
+            match advances_witness(base.receipt.as_deref(), mine, judge.keys) {
                 Ok(true) => base.receipt = Some(mine.clone()),
                 Ok(false) => {}
-                Err(e) => {
-                    if base.problem.is_none() {
-                        base.problem = Some(problem(mine.clone(), e, at_ms));
-                    }
-                }
+                Err(e) => found = Some(problem(mine.clone(), e, judge.at_ms(mine))),
             }
         }
         if base.problem.is_none() {
-            base.problem = self.record.problem.clone();
+            base.problem = self.record.problem.clone().or(found);
         }
         base
+    }
+
+    /// Takes `stored`, just read, as the record this outbox knows, with its own unsaved
+    /// copy judged against it ([`base`](Self::base)).
+    fn take(&mut self, stored: WitnessRecord, judge: Judge<'_>) {
+        if self.reset_elsewhere(&stored) {
+            self.start_from(stored);
+        } else {
+            self.record = self.base(&stored, judge);
+            self.known = stored;
+        }
     }
 
     /// Takes in the stored record, as a store call just read it (with the witness's lock
@@ -209,6 +272,7 @@ impl WitnessState {
     pub(super) fn look(
         &mut self,
         stored: Option<std::result::Result<WitnessRecord, CorruptRecord>>,
+        judge: Judge<'_>,
     ) -> Readability {
         let stored = match stored {
             Some(Err(c)) => {
@@ -221,17 +285,14 @@ impl WitnessState {
             Some(Ok(r)) => r,
             None => fresh(None, None),
         };
-        if let Some(c) = self.unreadable.take() {
-            self.start_from(stored);
-            return Readability::Readable(c.name);
-        }
-        if self.reset_elsewhere(&stored) {
-            self.start_from(stored);
-        } else {
-            self.record = self.base(&stored, None);
-            self.known = stored;
-        }
-        Readability::Same
+        // Readable again: this outbox's copy, unsaved changes included, is judged against
+        // it like at any look.
+        let found = match self.unreadable.take() {
+            Some(c) => Readability::Readable(c.name),
+            None => Readability::Same,
+        };
+        self.take(stored, judge);
+        found
     }
 
     /// Changes the witness for a sale or check begun in `epoch`, in one store call
@@ -240,16 +301,18 @@ impl WitnessState {
     /// The record is written only if it differs from the stored one. If the write fails,
     /// this outbox's copy moves all the same (a stored witness that lags behind is still
     /// one of the chain's receipts) and is written with the next change; if the store
-    /// cannot even be read, the decision is made against this outbox's copy.
+    /// cannot even be read, the decision is made against this outbox's copy (unless this
+    /// outbox found the record unreadable: then nothing is decided). Also answers what
+    /// the store call found about the record's readability, to report.
     fn change<T>(
         &mut self,
         s: &dyn QueueStore,
-        seen: Option<(&tillgate_core::TrustedKeys, i64)>,
+        judge: Judge<'_>,
         epoch: u64,
         decide: impl FnOnce(&WitnessRecord) -> (WitnessRecord, T),
-    ) -> Result<Changed<T>> {
-        if self.unreadable.is_some() || self.epoch != epoch {
-            return Ok(Changed::Skipped);
+    ) -> Result<(Changed<T>, Readability)> {
+        if self.epoch != epoch {
+            return Ok((Changed::Skipped, Readability::Same));
         }
         let mut decide = Some(decide);
         let mut outcome = None;
@@ -267,7 +330,7 @@ impl WitnessState {
                 outcome = Some(Seen::Reset(stored));
                 return None;
             }
-            let (record, answer) = (decide.take()?)(&this.base(&stored, seen));
+            let (record, answer) = (decide.take()?)(&this.base(&stored, judge));
             let write = (record != stored).then(|| record.clone());
             outcome = Some(Seen::Decided {
                 stored,
@@ -276,6 +339,12 @@ impl WitnessState {
             });
             write
         });
+        // Read (the closure ran) and readable: a record this outbox found unreadable is
+        // readable again.
+        let readable = |w: &mut Self| match w.unreadable.take() {
+            Some(c) => Readability::Readable(c.name),
+            None => Readability::Same,
+        };
         match outcome {
             None => {
                 let e = written.err().unwrap_or_else(|| {
@@ -284,30 +353,35 @@ impl WitnessState {
                 let Some(decide) = decide.take() else {
                     return Err(e);
                 };
+                if self.unreadable.is_some() {
+                    return Ok((Changed::Skipped, Readability::Same));
+                }
                 let (record, answer) = decide(&self.record);
                 self.record = record;
-                Ok(Changed::Decided(answer, Err(e)))
+                Ok((Changed::Decided(answer, Err(e)), Readability::Same))
             }
             Some(Seen::Unreadable(c)) => {
                 self.unreadable = Some(c.clone());
-                Ok(Changed::Unreadable(c))
+                Ok((Changed::Unreadable(c.clone()), Readability::Unreadable(c)))
             }
             Some(Seen::Reset(stored)) => {
+                let found = readable(self);
                 self.start_from(stored);
-                Ok(Changed::Skipped)
+                Ok((Changed::Skipped, found))
             }
             Some(Seen::Decided {
                 stored,
                 record,
                 answer,
             }) => {
+                let found = readable(self);
                 self.known = if written.is_ok() {
                     record.clone()
                 } else {
                     stored
                 };
                 self.record = record;
-                Ok(Changed::Decided(answer, written))
+                Ok((Changed::Decided(answer, written), found))
             }
         }
     }
@@ -342,6 +416,15 @@ fn fresh(receipt: Option<String>, problem: Option<WitnessProblem>) -> WitnessRec
         v: 1,
         receipt,
         problem,
+        resets: 0,
+    }
+}
+
+/// `base` with another receipt (and the same problem and count of resets).
+fn moved(base: &WitnessRecord, receipt: String) -> WitnessRecord {
+    WitnessRecord {
+        receipt: Some(receipt),
+        ..base.clone()
     }
 }
 
@@ -395,77 +478,141 @@ impl Outbox {
             })
             .into());
         }
-        let (kept, epoch) = self.witness_for_check().await?;
+        let (kept, epoch) = self.witness_for_check(client).await?;
         if kept.is_some() {
             return Ok(false);
         }
         let (witness, state) = (Arc::clone(&self.witness), Arc::clone(&self.state));
-        let receipt = receipt.to_owned();
+        let (client, receipt) = (client.clone(), receipt.to_owned());
         run_store(&self.store, move |s| {
             let mut w = lock(&witness);
-            let before = w.record.clone();
+            let before = (w.record.clone(), w.known.clone());
             // Decided against the stored record: another outbox on the store, or a sale
             // answered meanwhile, may have given it a witness of its own.
-            let changed = w.change(s, None, epoch, |base| match &base.receipt {
+            let judge = Judge::new(&client, None);
+            let (changed, found) = w.change(s, judge, epoch, |base| match &base.receipt {
                 Some(_) => (base.clone(), false),
-                None => (fresh(Some(receipt), base.problem.clone()), true),
-            });
-            match changed? {
+                None => (moved(base, receipt), true),
+            })?;
+            let adopted = match changed {
                 Changed::Decided(adopted, Ok(())) => Ok(adopted),
                 Changed::Decided(_, Err(e)) => {
                     // If the write fails, the app keeps its own copy and nothing here
-                    // changed.
-                    w.record = before;
+                    // changed: neither this outbox's copy nor what it knows of the
+                    // stored record (which the next change reads again). Keeping the
+                    // stored record as known beside the old copy would take that copy
+                    // as newer than it, and erase a problem stored meanwhile.
+                    (w.record, w.known) = before;
                     Err(e)
                 }
                 Changed::Skipped => Ok(false),
-                Changed::Unreadable(c) => {
-                    drop(w);
-                    super::witness_readability(&state, Readability::Unreadable(c.clone()));
-                    Err(unreadable(&c))
-                }
-            }
+                Changed::Unreadable(c) => Err(unreadable(&c)),
+            };
+            drop(w);
+            super::witness_readability(&state, found);
+            adopted
         })
         .await
     }
 
-    /// Forgets the witness and any problem: for a register activated afresh (a new
-    /// chain), or once the operator has dealt with the problem. A check or a sale
+    /// Forgets the witness and the problem it reports: for a register activated afresh
+    /// (a new chain), or once the operator has dealt with the problem. A check or a sale
     /// begun before the reset does not move the new witness. Other outboxes on the same
     /// store (browser tabs) take the reset in at their next sale, check or sync.
+    ///
+    /// Only the problem [`witness_problem`](Self::witness_problem) reports is erased: a
+    /// different one another outbox stored meanwhile, which this one has not shown, is
+    /// kept (and reported from now on). An app that shows the problem to the operator
+    /// passes the one it showed to [`reset_witness_seen`](Self::reset_witness_seen).
     pub async fn reset_witness(&self) -> Result<()> {
+        let shown = self.witness_problem();
+        self.reset_witness_seen(shown.as_ref()).await.map(|_| ())
+    }
+
+    /// [`reset_witness`](Self::reset_witness), erasing only `seen`, the problem the
+    /// operator was shown (`None`: none was). The stored record is read again in the
+    /// call that writes it: a problem stored meanwhile by another outbox on the store
+    /// (a browser tab) that is not `seen` stays, and is answered (also reported by
+    /// [`witness_problem`](Self::witness_problem) from now on) for the app to show; the
+    /// witness itself is forgotten all the same. An unreadable record is written over
+    /// (the app's explicit choice).
+    pub async fn reset_witness_seen(
+        &self,
+        seen: Option<&WitnessProblem>,
+    ) -> Result<Option<WitnessProblem>> {
         let witness = Arc::clone(&self.witness);
-        let unreadable = run_store(&self.store, move |s| {
+        let seen = seen.cloned();
+        let (unreadable, kept) = run_store(&self.store, move |s| {
             let mut w = lock(&witness);
-            let record = fresh(None, None);
-            s.save_witness(&record)?;
+            let known = w.known.resets;
+            // A problem this outbox found but could not store yet is kept like a stored
+            // one, unless it is the one seen.
+            let unsaved = Some(&w.record.problem)
+                .filter(|p| **p != w.known.problem)
+                .and_then(Clone::clone);
+            let unseen = |p: &WitnessProblem| Some(p) != seen.as_ref();
+            let mut reset = None;
+            let updated = s.update_witness(&mut |stored| {
+                let (resets, problem) = match stored {
+                    Some(Ok(r)) => (r.resets, r.problem),
+                    Some(Err(_)) | None => (known, None),
+                };
+                let problem = problem
+                    .filter(unseen)
+                    .or_else(|| unsaved.clone().filter(unseen));
+                let record = WitnessRecord {
+                    resets: resets.max(known).saturating_add(1),
+                    ..fresh(None, problem)
+                };
+                reset = Some(record.clone());
+                Some(record)
+            });
+            let record = match (updated, reset) {
+                (Ok(()), Some(record)) => record,
+                (Err(e), Some(_)) => return Err(e),
+                // The store could not read the witness: written over, as the app asked,
+                // keeping only a problem this outbox could not store and has not shown.
+                (_, None) => {
+                    let record = WitnessRecord {
+                        resets: known.saturating_add(1),
+                        ..fresh(None, unsaved.clone().filter(unseen))
+                    };
+                    s.save_witness(&record)?;
+                    record
+                }
+            };
+            let kept = record.problem.clone();
             w.start_from(record);
-            Ok(w.unreadable.take())
+            Ok((w.unreadable.take(), kept))
         })
         .await?;
         if let Some(c) = unreadable {
             // The app chose to write over the unreadable record.
             self.forget_corrupt(&c.name);
         }
-        Ok(())
+        Ok(kept)
     }
 
     /// The witness to check with, read again from the store (another outbox on it may
     /// have moved it), and the epoch the check belongs to; an unreadable witness record
     /// refuses the check (`queue_record_corrupt`): without the witness a history cut
     /// back would pass. If the store cannot be read, this outbox's copy is used.
-    async fn witness_for_check(&self) -> Result<(Option<String>, u64)> {
+    async fn witness_for_check(&self, client: &Client) -> Result<(Option<String>, u64)> {
         let (witness, state) = (Arc::clone(&self.witness), Arc::clone(&self.state));
+        let client = client.clone();
         run_store(&self.store, move |s| {
             let mut w = lock(&witness);
-            if let Ok(stored) = s.load_witness() {
-                let readability = w.look(stored);
-                super::witness_readability(&state, readability);
-            }
-            if let Some(c) = &w.unreadable {
-                return Err(unreadable(c));
-            }
-            Ok((w.record.receipt.clone(), w.epoch))
+            let found = match s.load_witness() {
+                Ok(stored) => w.look(stored, Judge::new(&client, None)),
+                Err(_) => Readability::Same,
+            };
+            let kept = match &w.unreadable {
+                Some(c) => Err(unreadable(c)),
+                None => Ok((w.record.receipt.clone(), w.epoch)),
+            };
+            drop(w);
+            super::witness_readability(&state, found);
+            kept
         })
         .await
     }
@@ -473,9 +620,10 @@ impl Outbox {
     /// [`Client::verify_history`] with this register's witness, which then moves to the
     /// end of the checked chain ([`witness_after_check`]): the check bridged any gap.
     pub async fn verify_history(&self, client: &Client) -> Result<VerifiedHistory> {
-        let (kept, epoch) = self.witness_for_check().await?;
+        let (kept, epoch) = self.witness_for_check(client).await?;
         let history = client.verify_history(kept.as_deref()).await?;
-        self.witness_checked(receipts_of(&history), epoch).await?;
+        self.witness_checked(client, receipts_of(&history), epoch)
+            .await?;
         Ok(history)
     }
 
@@ -483,12 +631,13 @@ impl Outbox {
     /// histories), or the whole check when there is no witness yet; the witness then
     /// moves like [`verify_history`](Self::verify_history)'s.
     pub async fn verify_history_since(&self, client: &Client) -> Result<VerifiedHistory> {
-        let (kept, epoch) = self.witness_for_check().await?;
+        let (kept, epoch) = self.witness_for_check(client).await?;
         let history = match kept {
             Some(w) => client.verify_history_since(&w).await?,
             None => client.verify_history(None).await?,
         };
-        self.witness_checked(receipts_of(&history), epoch).await?;
+        self.witness_checked(client, receipts_of(&history), epoch)
+            .await?;
         Ok(history)
     }
 
@@ -499,26 +648,30 @@ impl Outbox {
 
     /// The receipts of a check that passed, begun in `epoch`: the witness moves to
     /// their end ([`witness_after_check`]) if the stored witness is one of them.
-    pub(super) async fn witness_checked(&self, receipts: Vec<String>, epoch: u64) -> Result<()> {
+    pub(super) async fn witness_checked(
+        &self,
+        client: &Client,
+        receipts: Vec<String>,
+        epoch: u64,
+    ) -> Result<()> {
         let (witness, state) = (Arc::clone(&self.witness), Arc::clone(&self.state));
+        let client = client.clone();
         run_store(&self.store, move |s| {
             let mut w = lock(&witness);
             // Decided against the stored witness: a sale answered during the check, here
             // or in another outbox on the store, may have moved it past the checked end.
-            let changed = w.change(s, None, epoch, |base| {
+            let judge = Judge::new(&client, None);
+            let (changed, found) = w.change(s, judge, epoch, |base| {
                 match witness_after_check(base.receipt.as_deref(), &receipts) {
-                    Some(next) => (fresh(Some(next.to_owned()), base.problem.clone()), ()),
+                    Some(next) => (moved(base, next.to_owned()), ()),
                     None => (base.clone(), ()),
                 }
-            });
-            match changed? {
+            })?;
+            drop(w);
+            super::witness_readability(&state, found);
+            match changed {
                 Changed::Decided((), written) => written,
-                Changed::Skipped => Ok(()),
-                Changed::Unreadable(c) => {
-                    drop(w);
-                    super::witness_readability(&state, Readability::Unreadable(c));
-                    Ok(())
-                }
+                Changed::Skipped | Changed::Unreadable(_) => Ok(()),
             }
         })
         .await
@@ -542,26 +695,28 @@ impl Outbox {
         let seen = run_store(&self.store, move |s| {
             let mut w = lock(&witness);
             let keys = &client.config().trusted_keys;
-            let changed = w.change(s, Some((keys, now_ms)), epoch, |base| {
+            let judge = Judge::new(&client, Some(now_ms));
+            let (changed, found) = w.change(s, judge, epoch, |base| {
                 match advances_witness(base.receipt.as_deref(), &receipt, keys) {
-                    Ok(true) => (fresh(Some(receipt), base.problem.clone()), None),
+                    Ok(true) => (moved(base, receipt), None),
                     Ok(false) => (base.clone(), None),
                     Err(e) => {
                         let found = problem(receipt, e, now_ms);
                         // The first problem stays as the evidence.
                         let first = base.problem.clone().unwrap_or_else(|| found.clone());
-                        (fresh(base.receipt.clone(), Some(first)), Some(found))
+                        let record = WitnessRecord {
+                            problem: Some(first),
+                            ..base.clone()
+                        };
+                        (record, Some(found))
                     }
                 }
-            });
-            Ok(match changed? {
+            })?;
+            drop(w);
+            super::witness_readability(&state, found);
+            Ok(match changed {
                 Changed::Decided(found, written) => (found, written),
-                Changed::Skipped => (None, Ok(())),
-                Changed::Unreadable(c) => {
-                    drop(w);
-                    super::witness_readability(&state, Readability::Unreadable(c));
-                    (None, Ok(()))
-                }
+                Changed::Skipped | Changed::Unreadable(_) => (None, Ok(())),
             })
         })
         .await;
