@@ -11,6 +11,27 @@ fn load(name: &str) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
+/// Every file in `tests/vectors/` is read by a test in this file (each through `load`),
+/// so that a new file cannot go unchecked here while its rules change. The Kotlin,
+/// Swift, Python and JS runners have the same guard.
+#[test]
+fn every_vector_file_is_read() {
+    let source = include_str!("vectors.rs");
+    let dir = format!("{}/../tests/vectors", env!("CARGO_MANIFEST_DIR"));
+    let mut files = 0;
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{dir}: {e}")) {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if name.ends_with(".json") {
+            files += 1;
+            assert!(
+                source.contains(&format!("load(\"{name}\")")),
+                "tests/vectors/{name} is read by no test in core/tests/vectors.rs"
+            );
+        }
+    }
+    assert!(files > 0, "no vector files in {dir}");
+}
+
 fn unhex(s: &str) -> Vec<u8> {
     (0..s.len())
         .step_by(2)

@@ -5,6 +5,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { unlistedFiles } from "./vectors.mjs";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 const mounts = {
@@ -40,6 +41,9 @@ try {
   await page.goto(base);
   await page.waitForFunction(() => window.__result !== undefined, null, { timeout: 120_000 });
   const { passed, skipped = 0, failures } = await page.evaluate(() => window.__result);
+  // The page reads the files of FILES; every file of the vectors directory must be one.
+  const unlisted = unlistedFiles(fs.readdirSync(mounts["/vectors/"]));
+  if (unlisted.length) failures.push(`vector files the JS runner does not read: ${unlisted.join(", ")}`);
   const ua = await page.evaluate(() => navigator.userAgent);
   for (const f of failures) console.log(`FAIL ${f}`);
   console.log(`(${ua})`);

@@ -3,9 +3,19 @@
 // (browser.mjs + page.html). Mirrors core/tests/vectors.rs.
 
 export const FILES = [
-  "ed25519", "api_key", "url_token", "activation", "transaction", "descriptor",
+  "ed25519", "api_key", "url_token", "activation", "transaction", "product", "descriptor",
   "receipt", "dynamic_key", "server_time",
 ];
+
+/**
+ * The files of the vectors directory (`names`: its listing) that FILES leaves out, which
+ * no runner here would read: must be none. The node and Chromium runners check the
+ * directory with it, and `cases` checks that it read every file of FILES.
+ */
+export function unlistedFiles(names) {
+  return names.filter((n) => n.endsWith(".json")).map((n) => n.slice(0, -".json".length))
+    .filter((f) => !FILES.includes(f)).sort();
+}
 
 // What each build of the npm package leaves out (bindings/wasm/build.sh, WASM_VARIANT),
 // by the name in its package.json. A runner requires that exactly the cases needing one
@@ -83,13 +93,16 @@ function list(v, key) {
 const fieldsOf = (e) => (e.fields ?? []).map((f) => ({ field: f.field, code: f.code }));
 
 /**
- * Returns [{name, run, needs, skip}] for every vector; `v` maps file name to parsed
- * JSON. A case whose functions (`needs`) the package under test leaves out (the
+ * Returns [{name, run, needs, skip}] for every vector; `vectors` maps file name to
+ * parsed JSON. A case whose functions (`needs`) the package under test leaves out (the
  * verify-only "lite" build has no signing, no Argon2, no client) gets `skip`, naming
  * them; runners count those as skipped, never as passed, and check them against
  * LEFT_OUT with `skipProblems`.
  */
-export function cases(t, v) {
+export function cases(t, vectors) {
+  // Which files the cases below read (checked by the last case).
+  const read = new Set();
+  const v = new Proxy(vectors, { get: (o, f) => { read.add(f); return o[f]; } });
   const out = [];
   const add = (name, run, needs = []) => {
     const missing = needs.filter((f) => t[f] === undefined);
@@ -193,6 +206,25 @@ export function cases(t, v) {
   for (const c of list(v.transaction, "unparsable")) {
     add(`transaction unparsable: ${c.name}`, () => {
       expectErr(c.name, "invalid_argument", () => t.transactionFromJson(c.json));
+    });
+  }
+
+  for (const c of list(v.product, "cases")) {
+    add(`product: ${c.name}`, () => {
+      const p = t.productFromJson(c.id, JSON.stringify(c.product));
+      eq(p.id, c.id, "id");
+      if (c.valid) {
+        t.validateProduct(p);
+        if ("canonical" in c) eq(t.productToJson(p), c.canonical, "canonical");
+      } else {
+        const e = expectErr(c.name, c.error, () => t.validateProduct(p));
+        eq(fieldsOf(e), c.fields, "fields");
+      }
+    });
+  }
+  for (const c of list(v.product, "unparsable")) {
+    add(`product unparsable: ${c.name}`, () => {
+      expectErr(c.name, "invalid_argument", () => t.productFromJson("p", c.json));
     });
   }
 
@@ -404,6 +436,24 @@ export function cases(t, v) {
     client.free();
   }, ["Client"]);
 
+  add("arguments: validateProduct and productToJson refuse members they do not know, and non-objects", () => {
+    // The JS Product, as putProduct takes it: a misspelt `actve: false` is an error.
+    const kaffe = { id: "kaffe", name: "Kaffe", price: 2500, currency: "SEK", vatRate: 1200 };
+    for (const p of [kaffe, { ...kaffe, barcode: null, active: false, updatedAt: "2025-01-01T00:00:00Z" },
+      { ...kaffe, active: null, updatedAt: null }]) {
+      t.validateProduct(p);
+    }
+    eq(t.productToJson({ ...kaffe, active: null, updatedAt: "2025-01-01T00:00:00Z" }),
+      '{"name":"Kaffe","price":2500,"currency":"SEK","vatRate":1200,"active":true}', "body");
+    for (const member of ["actve", "vat_rate", "vatrate", "Active", "updated_at"]) {
+      refused(member, () => t.validateProduct({ ...kaffe, [member]: false }), `\`${member}\``);
+      refused(`productToJson ${member}`, () => t.productToJson({ ...kaffe, [member]: false }), `\`${member}\``);
+    }
+    refused("product as array", () => t.validateProduct(["kaffe", "Kaffe", 2500, "SEK", 1200]), "expected a JSON object");
+    refused("product without id", () => t.validateProduct({ ...kaffe, id: undefined }), "id");
+    refused("fractional price", () => t.validateProduct({ ...kaffe, price: 1.5 }), "product");
+  });
+
   add("arguments: string enums refuse a value they do not know", () => {
     for (const a of ["urlsafe", "URL_SAFE", "Full", "", 1]) {
       refused(`alphabet ${JSON.stringify(a)}`, () => t.generateApiKey(40, a), "alphabet");
@@ -455,6 +505,9 @@ export function cases(t, v) {
     lonely("TrustedKeys.fromJwksJson", () => t.TrustedKeys.fromJwksJson(`{"keys":[],"x":"${lone}"}`), "json");
     const tx = JSON.stringify(v.transaction.cases.find((x) => x.valid).transaction);
     lonely("transactionFromJson", () => t.transactionFromJson(tx.replace("}", `,"x":"${lone}"}`)), "json");
+    const body = JSON.stringify(v.product.cases.find((x) => x.valid).product);
+    lonely("productFromJson id", () => t.productFromJson(`p${lone}`, body), "id");
+    lonely("productFromJson json", () => t.productFromJson("p", body.replace("}", `,"x":"${lone}"}`)), "json");
     const r = v.receipt.cases.find((x) => x.valid && x.receipts.length > 1);
     lonely("verifyReceiptChain", () => t.verifyReceiptChain([...r.receipts.slice(0, -1), r.receipts.at(-1) + lone], rkeys), "receipts");
     lonely("verifyReceiptChain previous", () => t.verifyReceiptChain(r.receipts, rkeys, lone), "previous");
@@ -485,5 +538,11 @@ export function cases(t, v) {
       validTo: "2026-12-31T00:00:00Z" };
     lonely("renewWithDescriptor", () => client.renewWithDescriptor(renewal, d0.jws + "\uDC00"), "descriptorJws");
   }, ["Client"]);
+  // Every file of FILES was read above (and the runners check that FILES lists every
+  // file of the directory): a new file cannot go unchecked in JS.
+  const unread = FILES.filter((f) => !read.has(f));
+  add("every vector file is read", () => {
+    if (unread.length) throw new AssertionError(`vector files no JS case reads: ${unread.join(", ")}`);
+  });
   return out;
 }

@@ -11,7 +11,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 VECTORS = os.environ.get("TILLGATE_VECTORS", os.path.join(ROOT, "tests", "vectors"))
 
 
+# The files this module read (see test_every_vector_file_is_read).
+LOADED = set()
+
+
 def load(name):
+    LOADED.add(name + ".json")
     with open(os.path.join(VECTORS, name + ".json"), encoding="utf-8") as f:
         return json.load(f)
 
@@ -156,6 +161,27 @@ def test_transaction(c):
 @pytest.mark.parametrize("c", cases(TX, "unparsable"), ids=ids(TX["unparsable"]))
 def test_transaction_unparsable(c):
     expect_err("invalid_argument", t.transaction_from_json, c["json"])
+
+
+PR = load("product")
+
+
+@pytest.mark.parametrize("c", cases(PR, "cases"), ids=ids(PR["cases"]))
+def test_product(c):
+    p = t.product_from_json(c["id"], json.dumps(c["product"]))
+    assert p.id == c["id"]
+    if c["valid"]:
+        t.validate_product(p)
+        if "canonical" in c:
+            assert t.product_to_json(p) == c["canonical"]
+    else:
+        err = expect_err(c["error"], t.validate_product, p)
+        assert fields_of(err) == c["fields"]
+
+
+@pytest.mark.parametrize("c", cases(PR, "unparsable"), ids=ids(PR["unparsable"]))
+def test_product_unparsable(c):
+    expect_err("invalid_argument", t.product_from_json, "p", c["json"])
 
 
 DE = load("descriptor")
@@ -339,3 +365,11 @@ def test_a_url_token_prints_without_its_access_token():
         for part in ("<redacted>", "OpenApi", "20201201134216", "/Products"):
             assert part in shown, shown
     assert t.encode_url_token(tok) == "/OpenApi_1,2,3,4$R20201201134216$$Mysecrettoken/Products"
+
+
+def test_every_vector_file_is_read():
+    """Every file in tests/vectors/ is loaded by this module (at import, before any test
+    runs), so that a new file cannot go unchecked in Python."""
+    files = {f for f in os.listdir(VECTORS) if f.endswith(".json")}
+    assert files, f"no vector files in {VECTORS}"
+    assert sorted(files - LOADED) == [], f"vector files no Python test reads: {sorted(files - LOADED)}"

@@ -263,6 +263,36 @@ impl From<Product> for client::Product {
     }
 }
 
+impl Product {
+    /// The product as core checks and sends it: its id (the path of `PUT /products/{id}`)
+    /// and its body; `updated_at` is the server's and not part of either.
+    pub(crate) fn into_core(self) -> (String, core::Product) {
+        let product = core::Product {
+            name: self.name,
+            price: self.price,
+            currency: self.currency,
+            vat_rate: self.vat_rate,
+            barcode: self.barcode,
+            active: self.active,
+        };
+        (self.id, product)
+    }
+
+    /// A product from its id and body, as the app builds it (no `updated_at`).
+    pub(crate) fn from_core(id: String, p: core::Product) -> Self {
+        Product {
+            id,
+            name: p.name,
+            price: p.price,
+            currency: p.currency,
+            vat_rate: p.vat_rate,
+            barcode: p.barcode,
+            active: p.active,
+            updated_at: None,
+        }
+    }
+}
+
 /// What a product sync brought: the products changed after the RVE sent (withdrawn
 /// ones included, `active == false`), and the RVE to send next time. The app merges
 /// the products into its own store by `id` and keeps `rve` with them.

@@ -48,9 +48,10 @@ use jni::sys::{jint, jlong};
 use uniffi::{Handle, Lift, Lower};
 
 use crate::{
-    ActivationRequest, CorporateIdRule, DynamicKeyClaims, Item, ReceiptClaims, ServerTimeClaims,
-    TillgateError, Transaction, TransactionType, TrustedKeys, UniFfiTag, UrlParam, UrlToken,
-    UrlTokenPrefix, ValidActivationRequest, VatLine, VerifiedDescriptor, VerifyOptions,
+    ActivationRequest, CorporateIdRule, DynamicKeyClaims, Item, Product, ReceiptClaims,
+    ServerTimeClaims, TillgateError, Transaction, TransactionType, TrustedKeys, UniFfiTag,
+    UrlParam, UrlToken, UrlTokenPrefix, ValidActivationRequest, VatLine, VerifiedDescriptor,
+    VerifyOptions,
 };
 
 /// Answer tag: the call returned; its value follows.
@@ -146,8 +147,8 @@ macro_rules! shape_of_fixed {
     )*};
 }
 
-// Enums without fields travel as their `i32` index.
-shape_of_fixed!(u8: 1, u32: 4, i64: 8, CorporateIdRule: 4, TransactionType: 4, UrlTokenPrefix: 4);
+// Enums without fields travel as their `i32` index, booleans as one byte.
+shape_of_fixed!(u8: 1, bool: 1, u32: 4, i64: 8, CorporateIdRule: 4, TransactionType: 4, UrlTokenPrefix: 4);
 
 impl Shape for String {
     const MIN: usize = 4;
@@ -249,6 +250,16 @@ shape_of_record! {
         vat: Vec<VatLine>,
         reference: Option<String>,
     }
+    Product {
+        id: String,
+        name: String,
+        price: i64,
+        currency: String,
+        vat_rate: u32,
+        barcode: Option<String>,
+        active: bool,
+        updated_at: Option<String>,
+    }
 }
 
 /// A return value written in uniffi's serialised form.
@@ -278,6 +289,7 @@ reply_by_lower!(
     ValidActivationRequest,
     DynamicKeyClaims,
     Transaction,
+    Product,
     Vec<ReceiptClaims>,
     ServerTimeClaims
 );
@@ -512,6 +524,36 @@ entry!(
 );
 
 entry!(
+    /// `validateProduct(product)`: [`crate::validate_product`].
+    Java_dev_tillgate_TillgateJni_validateProduct,
+    |a| {
+        let product: Product = a.next("product")?;
+        a.end()?;
+        Ok(crate::validate_product(product)?)
+    }
+);
+
+entry!(
+    /// `productFromJson(id, json)`: [`crate::product_from_json`].
+    Java_dev_tillgate_TillgateJni_productFromJson,
+    |a| {
+        let (id, json) = (a.next("id")?, a.next("json")?);
+        a.end()?;
+        Ok(crate::product_from_json(id, json)?)
+    }
+);
+
+entry!(
+    /// `productToJson(product)`: [`crate::product_to_json`].
+    Java_dev_tillgate_TillgateJni_productToJson,
+    |a| {
+        let product: Product = a.next("product")?;
+        a.end()?;
+        Ok(crate::product_to_json(product))
+    }
+);
+
+entry!(
     /// `verifyReceiptChain(receipts, trustedKeys, previous)`: [`crate::verify_receipt_chain`].
     Java_dev_tillgate_TillgateJni_verifyReceiptChain,
     |a, keys| {
@@ -703,7 +745,13 @@ mod tests {
         message(&answer(&token, |a| a.next::<UrlToken>("token").map(|_| ())));
     }
 
-    fn samples() -> (Transaction, UrlToken, ActivationRequest, VerifyOptions) {
+    fn samples() -> (
+        Transaction,
+        UrlToken,
+        ActivationRequest,
+        VerifyOptions,
+        Product,
+    ) {
         let tx = Transaction {
             kind: TransactionType::Refund,
             currency: "SEK".into(),
@@ -740,7 +788,17 @@ mod tests {
             expected_device_id: Some("device-1".into()),
             ..Default::default()
         };
-        (tx, token, request, options)
+        let product = Product {
+            id: "kaffe-1".into(),
+            name: "Kaffe".into(),
+            price: 2500,
+            currency: "SEK".into(),
+            vat_rate: 1200,
+            barcode: Some("7310865004703".into()),
+            active: false,
+            updated_at: None,
+        };
+        (tx, token, request, options, product)
     }
 
     /// The walk follows uniffi's layout: on the written samples it steps over exactly
@@ -783,8 +841,9 @@ mod tests {
             assert!(lifted > 1, "{lifted}");
             refused
         }
-        let (tx, token, request, options) = samples();
+        let (tx, token, request, options, product) = samples();
         assert!(agrees(tx) > 0);
+        assert!(agrees(product) > 0);
         assert!(agrees(token) > 0);
         assert!(agrees(request) > 0);
         assert!(agrees(options) > 0);

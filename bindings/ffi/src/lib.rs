@@ -54,8 +54,8 @@ pub enum TillgateError {
         code: String,
         /// A message for people; never contains secrets.
         reason: String,
-        /// Every failing field, for `invalid_activation_request` and
-        /// `invalid_transaction`; empty otherwise.
+        /// Every failing field, for `invalid_activation_request`, `invalid_transaction`
+        /// and `invalid_product`; empty otherwise.
         fields: Vec<FieldError>,
         /// Where in the input: the 0-based character position for API-key character
         /// errors, the 0-based byte offset for URL-token errors; `None` otherwise.
@@ -103,7 +103,8 @@ impl From<core::Error> for TillgateError {
         let (mut fields, mut position, mut character, mut index) = (Vec::new(), None, None, None);
         match &e {
             core::Error::InvalidActivationRequest { fields: f }
-            | core::Error::InvalidTransaction { fields: f } => {
+            | core::Error::InvalidTransaction { fields: f }
+            | core::Error::InvalidProduct { fields: f } => {
                 fields = f.iter().cloned().map(FieldError::from).collect();
             }
             core::Error::ApiKeyReservedChar { ch, position: p }
@@ -428,6 +429,35 @@ pub fn verify_dynamic_api_key(
     window_secs: i64,
 ) -> Result<DynamicKeyClaims> {
     Ok(core::verify_dynamic_api_key(&key, &public_key, &system, now, window_secs)?.into())
+}
+
+// ---- products ---------------------------------------------------------------------
+
+/// Checks a product and its `id` as `PUT /products/{id}` takes them; every failing field
+/// is listed in the error's `fields` (`invalid_product`), in the order id, currency,
+/// name, price, vatRate, barcode. `updated_at` is the server's and is not checked.
+#[uniffi::export]
+pub fn validate_product(product: Product) -> Result<()> {
+    let (id, product) = product.into_core();
+    Ok(core::validate_product(&id, &product)?)
+}
+
+/// Reads a product from the JSON body of `PUT /products/{id}` and the `id` of its path
+/// (`invalid_argument` if the body does not fit: unknown members, a missing one, a
+/// fraction or a string for a number). `active` is true when the body leaves it out.
+#[uniffi::export]
+pub fn product_from_json(id: String, json: String) -> Result<Product> {
+    serde_json::from_str::<core::Product>(&json)
+        .map(|p| Product::from_core(id, p))
+        .map_err(|e| TillgateError::invalid_argument(format!("not a product: {e}")))
+}
+
+/// The JSON body of `PUT /products/{id}` for a product: `name`, `price`, `currency`,
+/// `vatRate`, `barcode` (left out when absent), `active`, in that order. The `id`
+/// travels in the path and `updated_at` is the server's, so neither is in it.
+#[uniffi::export]
+pub fn product_to_json(product: Product) -> String {
+    serde_json::to_string(&product.into_core().1).unwrap_or_default()
 }
 
 // ---- transactions and receipts ----------------------------------------------------

@@ -12,7 +12,8 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use crate::{
-    JsResult, OrThrow, TrustedKeys, from_js, js_error, objects_only, opt_text, secs, text, to_js,
+    JsProductInput, JsResult, OrThrow, TrustedKeys, from_js, js_error, objects_only, opt_text,
+    secs, text, to_js,
 };
 
 #[wasm_bindgen(typescript_custom_section)]
@@ -64,15 +65,6 @@ export interface QueuedTransaction {
 export interface RenewRequest {
   productionNumber: string; deviceId: string; validFrom: string; validTo: string;
   descriptor?: string | null;
-}
-/**
- * `putProduct` refuses any other member (`invalid_argument` naming it), so that a
- * misspelt `actve: false` never leaves a product on sale; `updatedAt` is the server's
- * and is ignored there (a product from `syncProducts` can be sent back as it is).
- */
-export interface Product {
-  id: string; name: string; price: number; currency: string; vatRate: number;
-  barcode?: string | null; active?: boolean; updatedAt?: string | null;
 }
 export interface ProductDelta { products: Product[]; rve: string | null; more: boolean; }
 export interface WitnessProblem { receipt: string; code: string; message: string; atMs: number; }
@@ -133,40 +125,20 @@ struct JsClientConfig {
 
 objects_only!(JsClientConfig);
 
-/// What `putProduct` takes: the members of the JS `Product`, and no other (a misspelt
-/// `actve: false` must not leave a product on sale). `client::Product` reads the
-/// server's answers and lets unknown members pass, so it is not read from JS directly.
-#[derive(Deserialize)]
-#[serde(remote = "Self", rename_all = "camelCase", deny_unknown_fields)]
-struct JsProductInput {
-    id: String,
-    name: String,
-    price: i64,
-    currency: String,
-    vat_rate: u32,
-    #[serde(default)]
-    barcode: Option<String>,
-    /// Absent or `null`: on sale.
-    #[serde(default)]
-    active: Option<bool>,
-    /// The server's; accepted so a synced product can be sent back, never sent.
-    #[serde(default)]
-    #[allow(dead_code)]
-    updated_at: Option<String>,
-}
-
-objects_only!(JsProductInput);
-
+/// What `putProduct` takes: the JS `Product` (`crate::JsProductInput`, read strictly;
+/// `client::Product` reads the server's answers and lets unknown members pass, so it is
+/// not read from JS directly).
 impl From<JsProductInput> for client::Product {
     fn from(p: JsProductInput) -> Self {
+        let (id, p) = p.into_core();
         client::Product {
-            id: p.id,
+            id,
             name: p.name,
             price: p.price,
             currency: p.currency,
             vat_rate: p.vat_rate,
             barcode: p.barcode,
-            active: p.active.unwrap_or(true),
+            active: p.active,
             updated_at: None,
         }
     }

@@ -36,7 +36,7 @@ const TS_TYPES: &str = r#"
 export interface TillgateError extends Error {
   /** Stable snake_case code, e.g. `bad_signature`, `invalid_activation_request`. */
   code: string;
-  /** Every failing field, for `invalid_activation_request` and `invalid_transaction`. */
+  /** Every failing field, for `invalid_activation_request`, `invalid_transaction` and `invalid_product`. */
   fields?: FieldError[];
   /** 0-based character position (API keys) or byte offset (URL tokens). */
   position?: number;
@@ -91,6 +91,17 @@ export interface Item { name: string; quantity: number; amount: number; }
 export interface Transaction {
   type: "sale" | "refund" | "copy" | "training"; currency: string; total: number;
   items: Item[]; vat?: VatLine[]; reference?: string;
+}
+/**
+ * A catalogue product as `putProduct` sends it, `validateProduct` checks it and
+ * `syncProducts` gives it. Any other member is refused (`invalid_argument` naming it), so
+ * that a misspelt `actve: false` never leaves a product on sale; `active` absent or
+ * `null` is true; `updatedAt` is the server's and is ignored when read (a product from
+ * `syncProducts` can be sent back as it is).
+ */
+export interface Product {
+  id: string; name: string; price: number; currency: string; vatRate: number;
+  barcode?: string | null; active?: boolean; updatedAt?: string | null;
 }
 export interface ReceiptClaims {
   iss: string; sub: string; iat: number; seq: number; txid: string; txh: string;
@@ -149,7 +160,8 @@ fn to_js_error(e: core::Error) -> JsValue {
     let err: JsValue = js_error(e.code(), &e.to_string()).into();
     match &e {
         core::Error::InvalidActivationRequest { fields }
-        | core::Error::InvalidTransaction { fields } => {
+        | core::Error::InvalidTransaction { fields }
+        | core::Error::InvalidProduct { fields } => {
             if let Ok(v) = js_field_errors(fields) {
                 set(&err, "fields", v);
             }
@@ -880,6 +892,91 @@ pub fn verify_dynamic_api_key(
     set(&out, "issuedAt", c.issued_at as f64);
     set(&out, "nonce", js_sys::Uint8Array::from(&c.nonce[..]));
     Ok(out)
+}
+
+// ---- products ---------------------------------------------------------------------
+
+/// The JS `Product`: its members and no other (a misspelt `actve: false` must not leave
+/// a product on sale). Read by `validateProduct`, `productToJson` and the client's
+/// `putProduct`.
+#[derive(Deserialize)]
+#[serde(remote = "Self", rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct JsProductInput {
+    id: String,
+    name: String,
+    price: i64,
+    currency: String,
+    vat_rate: u32,
+    #[serde(default)]
+    barcode: Option<String>,
+    /// Absent or `null`: on sale.
+    #[serde(default)]
+    active: Option<bool>,
+    /// The server's; accepted so a synced product can be sent back, never sent.
+    #[serde(default)]
+    #[allow(dead_code)]
+    updated_at: Option<String>,
+}
+
+objects_only!(JsProductInput);
+
+impl JsProductInput {
+    /// Its id (the path of `PUT /products/{id}`) and the body core checks and sends.
+    pub(crate) fn into_core(self) -> (String, core::Product) {
+        let product = core::Product {
+            name: self.name,
+            price: self.price,
+            currency: self.currency,
+            vat_rate: self.vat_rate,
+            barcode: self.barcode,
+            active: self.active.unwrap_or(true),
+        };
+        (self.id, product)
+    }
+}
+
+/// Checks a product and its `id` as `PUT /products/{id}` takes them; every failing field
+/// is listed in the error's `fields` (`invalid_product`), in the order id, currency,
+/// name, price, vatRate, barcode. A value that does not fit the shape throws
+/// `invalid_argument`; `updatedAt` is the server's and is not checked.
+#[wasm_bindgen(js_name = validateProduct)]
+pub fn validate_product(
+    #[wasm_bindgen(unchecked_param_type = "Product")] product: JsValue,
+) -> JsResult<()> {
+    let (id, p) = from_js::<JsProductInput>("product", &product)?.into_core();
+    core::validate_product(&id, &p).or_throw()
+}
+
+/// Reads a product from the JSON body of `PUT /products/{id}` and the `id` of its path
+/// (`invalid_argument` if the body does not fit: unknown members, a missing one, a
+/// fraction or a string for a number). `active` is true when the body leaves it out;
+/// `barcode` is left out when absent.
+#[wasm_bindgen(js_name = productFromJson, unchecked_return_type = "Product")]
+pub fn product_from_json(id: &JsString, json: &JsString) -> JsResult<JsValue> {
+    let id = text("id", id)?;
+    let p: core::Product = from_json(&text("json", json)?)
+        .map_err(|e| invalid_argument(format!("not a product: {e}")))?;
+    let mut out = Json::obj()
+        .set("id", &id)
+        .set("name", &p.name)
+        .set("price", &p.price)
+        .set("currency", &p.currency)
+        .set("vatRate", &p.vat_rate);
+    if let Some(barcode) = &p.barcode {
+        out = out.set("barcode", barcode);
+    }
+    out.set("active", &p.active).into_js()
+}
+
+/// The JSON body of `PUT /products/{id}` for a product: `name`, `price`, `currency`,
+/// `vatRate`, `barcode` (left out when absent), `active`, in that order. The `id` travels
+/// in the path and `updatedAt` is the server's, so neither is in it.
+#[wasm_bindgen(js_name = productToJson)]
+pub fn product_to_json(
+    #[wasm_bindgen(unchecked_param_type = "Product")] product: JsValue,
+) -> JsResult<String> {
+    let (_, p) = from_js::<JsProductInput>("product", &product)?.into_core();
+    serde_json::to_string(&p).map_err(|e| invalid_argument(e.to_string()))
 }
 
 // ---- transactions and receipts ----------------------------------------------------

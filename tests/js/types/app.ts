@@ -2,7 +2,7 @@
 // with `tsc --noEmit` and `skipLibCheck: false` (scripts/test-wasm.sh): the .d.ts files
 // must compile as shipped, and hold the members the bindings send at runtime. Never run.
 import init, {
-  Client, Outbox, TrustedKeys, unixTimeMs, validateTransaction,
+  Client, Outbox, TrustedKeys, productFromJson, productToJson, unixTimeMs, validateProduct, validateTransaction,
 } from "tillgate/web";
 import type {
   CorruptRecord, Product, ProductDelta, QueuedTransaction, RenewRequest, StoredTransaction,
@@ -40,6 +40,10 @@ export async function app(jwks: string, apiKey: string): Promise<string[]> {
   out.push(...history.receipts.map((c) => c.txid), outbox.witness() ?? "");
 
   const kaffe: Product = { id: "kaffe", name: "Kaffe", price: 3200, currency: "SEK", vatRate: 1200 };
+  validateProduct(kaffe);
+  const body: string = productToJson(kaffe);
+  const read: Product = productFromJson(kaffe.id, body);
+  out.push(body, read.name);
   const stored: Product = await client.putProduct({ ...kaffe, active: false });
   out.push(stored.updatedAt ?? "");
   const delta: ProductDelta = await client.syncProducts(null);

@@ -35,7 +35,13 @@ class Case(val name: String, val run: () -> Unit) {
 fun vectorsDir(): File =
     File(System.getProperty("tillgate.vectors") ?: System.getenv("TILLGATE_VECTORS") ?: "tests/vectors")
 
-fun load(name: String): JsonObject = JsonParser.parseString(File(vectorsDir(), name).readText()).asJsonObject
+/** The vector files the cases were built from (see [everyFileIsRead]). */
+val loaded: MutableSet<String> = java.util.Collections.synchronizedSet(mutableSetOf<String>())
+
+fun load(name: String): JsonObject {
+    loaded += name
+    return JsonParser.parseString(File(vectorsDir(), name).readText()).asJsonObject
+}
 
 fun unhex(s: String): ByteArray = ByteArray(s.length / 2) { s.substring(2 * it, 2 * it + 2).toInt(16).toByte() }
 
@@ -135,6 +141,19 @@ object Both {
     fun transactionFromJson(json: String) =
         agree("transactionFromJson", encoder(FfiConverterTypeTransaction), { dev.tillgate.transactionFromJson(json) }, {
             transactionFromJsonJna(json)
+        })
+
+    fun validateProduct(product: Product) =
+        agree("validateProduct", noValue, { dev.tillgate.validateProduct(product) }, { validateProductJna(product) })
+
+    fun productFromJson(id: String, json: String) =
+        agree("productFromJson", encoder(FfiConverterTypeProduct), { dev.tillgate.productFromJson(id, json) }, {
+            productFromJsonJna(id, json)
+        })
+
+    fun productToJson(product: Product) =
+        agree("productToJson", encoder(FfiConverterString), { dev.tillgate.productToJson(product) }, {
+            productToJsonJna(product)
         })
 
     fun verifyReceiptChain(receipts: List<String>, keys: TrustedKeys, previous: String? = null) =
@@ -319,6 +338,27 @@ fun transactionCases(): List<Case> {
     } + v.cases("unparsable").map { c ->
         Case("transaction unparsable: ${c.str("name")}") {
             expectErr(c.str("name"), "invalid_argument") { Both.transactionFromJson(c.str("json")) }
+        }
+    }
+}
+
+fun productCases(): List<Case> {
+    val v = load("product.json")
+    return v.cases("cases").map { c ->
+        Case("product: ${c.str("name")}") {
+            val p = Both.productFromJson(c.str("id"), c.obj("product").toString())
+            assertEquals(c.str("id"), p.id)
+            if (c.bool("valid")) {
+                Both.validateProduct(p)
+                c.strOrNull("canonical")?.let { assertEquals(it, Both.productToJson(p)) }
+            } else {
+                val e = expectErr(c.str("name"), c.str("error")) { Both.validateProduct(p) }
+                assertEquals(c.getAsJsonArray("fields"), fieldsJson(e.fields))
+            }
+        }
+    } + v.cases("unparsable").map { c ->
+        Case("product unparsable: ${c.str("name")}") {
+            expectErr(c.str("name"), "invalid_argument") { Both.productFromJson("p", c.str("json")) }
         }
     }
 }
@@ -603,6 +643,16 @@ fun smokeCases(): List<Case> = listOf(
     },
 )
 
+/**
+ * Every file in the vectors directory was read while the cases were built (all of them are
+ * built before any runs), so that a new file cannot go unchecked in Kotlin.
+ */
+fun everyFileIsRead() = Case("every vector file is read") {
+    val files = vectorsDir().listFiles { f -> f.name.endsWith(".json") }?.map { it.name }?.toSet() ?: emptySet()
+    assertTrue("no vector files in ${vectorsDir()}", files.isNotEmpty())
+    assertEquals("vector files no Kotlin case reads", emptyList<String>(), (files - loaded).sorted())
+}
+
 @RunWith(Parameterized::class)
 class VectorsTest(private val case: Case) {
     companion object {
@@ -610,7 +660,8 @@ class VectorsTest(private val case: Case) {
         @Parameterized.Parameters(name = "{0}")
         fun data(): List<Array<Any>> =
             (ed25519Cases() + apiKeyCases() + urlTokenCases() + activationCases() + transactionCases() +
-                descriptorCases() + receiptCases() + dynamicKeyCases() + serverTimeCases() + smokeCases()).map { arrayOf<Any>(it) }
+                productCases() + descriptorCases() + receiptCases() + dynamicKeyCases() + serverTimeCases() +
+                smokeCases() + everyFileIsRead()).map { arrayOf<Any>(it) }
     }
 
     @Test

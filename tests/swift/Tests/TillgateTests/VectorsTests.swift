@@ -225,6 +225,44 @@ final class VectorsTests: XCTestCase {
         print("transaction: \(cases.count + unparsable.count) vectors checked")
     }
 
+    func testProduct() throws {
+        let v = try load("product")
+        let cases = v.list("cases"), unparsable = v.list("unparsable")
+        for c in cases {
+            let name = c.str("name")
+            check(name) {
+                let p = try productFromJson(id: c.str("id"), json: jsonText(c["product"]!))
+                XCTAssertEqual(p.id, c.str("id"), name)
+                if c.bool("valid") {
+                    try validateProduct(product: p)
+                    if let canonical = c.strOrNil("canonical") {
+                        XCTAssertEqual(productToJson(product: p), canonical, name)
+                    }
+                } else if let e = expectErr(name, c.str("error"), { try validateProduct(product: p) }) {
+                    XCTAssertTrue(same(fieldsJSON(e.fields), c["fields"]!), "\(name): \(fieldsJSON(e.fields))")
+                }
+            }
+        }
+        for c in unparsable {
+            expectErr(c.str("name"), "invalid_argument") { _ = try productFromJson(id: "p", json: c.str("json")) }
+        }
+        print("product: \(cases.count + unparsable.count) vectors checked")
+    }
+
+    /// Every file in the vectors directory is read by a test here, through `load` with its
+    /// name: checked in this file's own source, since XCTest runs the tests in any order.
+    /// So a new file cannot go unchecked in Swift.
+    func testEveryVectorFileIsRead() throws {
+        let source = try String(contentsOfFile: #filePath, encoding: .utf8)
+        let files = try FileManager.default.contentsOfDirectory(atPath: vectorsDir).filter { $0.hasSuffix(".json") }
+        XCTAssertFalse(files.isEmpty, "no vector files in \(vectorsDir)")
+        for file in files.sorted() {
+            let name = String(file.dropLast(".json".count))
+            XCTAssertTrue(source.contains("load(\"\(name)\")"), "\(file) is read by no Swift test")
+        }
+        print("vector files: \(files.count) in the directory, each checked for a test that loads it")
+    }
+
     func descriptorJSON(_ d: ActivationDescriptor) -> JSON {
         [
             "iss": d.iss, "sub": d.sub, "iat": NSNumber(value: d.iat), "nbf": NSNumber(value: d.nbf),

@@ -54,6 +54,9 @@ internal object TillgateJni {
     @JvmStatic external fun transactionHash(args: ByteArray, len: Int): ByteArray
     @JvmStatic external fun transactionCanonicalJson(args: ByteArray, len: Int): ByteArray
     @JvmStatic external fun transactionFromJson(args: ByteArray, len: Int): ByteArray
+    @JvmStatic external fun validateProduct(args: ByteArray, len: Int): ByteArray
+    @JvmStatic external fun productFromJson(args: ByteArray, len: Int): ByteArray
+    @JvmStatic external fun productToJson(args: ByteArray, len: Int): ByteArray
     @JvmStatic external fun verifyReceiptChain(args: ByteArray, len: Int, keys: TrustedKeys, handle: Long): ByteArray
     @JvmStatic external fun verifyReceiptChainWitnessed(args: ByteArray, len: Int, keys: TrustedKeys, handle: Long): ByteArray
     @JvmStatic external fun advancesWitness(args: ByteArray, len: Int, keys: TrustedKeys, handle: Long): ByteArray
@@ -312,6 +315,44 @@ fun transactionFromJson(json: String): Transaction {
     return TillgateJni.answer(TillgateJni.transactionFromJson(a.bytes, a.len)) {
         FfiConverterTypeTransaction.read(it)
     }
+}
+
+/**
+ * Checks a product and its `id` as `PUT /products/{id}` takes them; every failing field
+ * is listed in the error's `fields` (`invalid_product`), in the order id, currency,
+ * name, price, vatRate, barcode. `updated_at` is the server's and is not checked.
+ */
+@Throws(TillgateException::class)
+fun validateProduct(product: Product) {
+    val a = TillgateJni.Args(FfiConverterTypeProduct.allocationSize(product))
+    FfiConverterTypeProduct.write(product, a.buf)
+    TillgateJni.answer(TillgateJni.validateProduct(a.bytes, a.len)) { }
+}
+
+/**
+ * Reads a product from the JSON body of `PUT /products/{id}` and the `id` of its path
+ * (`invalid_argument` if the body does not fit: unknown members, a missing one, a
+ * fraction or a string for a number). `active` is true when the body leaves it out.
+ */
+@Throws(TillgateException::class)
+fun productFromJson(id: String, json: String): Product {
+    val idUtf8 = TillgateJni.utf8(id)
+    val jsonUtf8 = TillgateJni.utf8(json)
+    val a = TillgateJni.Args(TillgateJni.size(idUtf8) + TillgateJni.size(jsonUtf8))
+    a.string(idUtf8)
+    a.string(jsonUtf8)
+    return TillgateJni.answer(TillgateJni.productFromJson(a.bytes, a.len)) { FfiConverterTypeProduct.read(it) }
+}
+
+/**
+ * The JSON body of `PUT /products/{id}` for a product: `name`, `price`, `currency`,
+ * `vatRate`, `barcode` (left out when absent), `active`, in that order. The `id`
+ * travels in the path and `updated_at` is the server's, so neither is in it.
+ */
+fun productToJson(product: Product): String {
+    val a = TillgateJni.Args(FfiConverterTypeProduct.allocationSize(product))
+    FfiConverterTypeProduct.write(product, a.buf)
+    return TillgateJni.answer(TillgateJni.productToJson(a.bytes, a.len)) { FfiConverterString.read(it) }
 }
 
 /**
