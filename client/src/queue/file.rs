@@ -26,10 +26,14 @@ const LOCK: &str = "queue.lock";
 ///
 /// Every write goes to `tx-<id>.json.tmp`, is flushed to disk (`fsync`), renamed over
 /// the record, and the directory is flushed, so a crash at any point leaves either the
-/// old record or the new one. A record that cannot be read (bad JSON, an I/O error, a
-/// directory by a record's name) is reported by `load` and left in place; reading the
-/// witness alone (`load_witness`, `update_witness`) answers an error when the read
-/// fails, and reports only a record that does not decode as unreadable.
+/// old record or the new one. A record that does not decode (bad JSON, another format)
+/// or a directory by a record's name is reported by `load` as unreadable and left in
+/// place until the app removes it. A file that cannot be read (an I/O error: too many
+/// open files, a failing disk) tells nothing about the record, which may read fine the
+/// next time: `load` fails with a storage error naming it (so opening the queue fails,
+/// and the app tries again later; a sync goes on with what its outbox holds), and
+/// `remove_corrupt` never deletes it. Reading the witness alone (`load_witness`,
+/// `update_witness`) likewise answers an error when the read fails.
 ///
 /// The store owns its directory: [`open`](Self::open) takes an exclusive lock on
 /// `queue.lock` in it (released when the store is dropped), and a second open of the
@@ -190,9 +194,10 @@ impl FileStore {
     }
 
     /// Removes the record at `path` if it still cannot be read: a directory by its name
-    /// (removed if empty), a file reading fails on, or bytes `bad` refuses. One that
-    /// reads fine now, or is gone, is left. The caller holds the lock the record's
-    /// writes take.
+    /// (removed if empty), or bytes `bad` refuses. One that reads fine now, or is gone,
+    /// is left. A file reading fails on (too many open files, say) is left too, and the
+    /// read error answered: its bytes may be a sale or the witness, readable the next
+    /// time. The caller holds the lock the record's writes take.
     fn remove_if_unreadable(&self, path: &Path, bad: impl FnOnce(&[u8]) -> bool) -> Result<()> {
         let removed = match fs::symlink_metadata(path) {
             Ok(m) if m.is_dir() => fs::remove_dir(path),
@@ -200,7 +205,7 @@ impl FileStore {
                 Ok(bytes) if bad(&bytes) => fs::remove_file(path),
                 Ok(_) => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-                Err(_) => fs::remove_file(path),
+                Err(e) => return Err(storage("reading", path, e)),
             },
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(storage("reading", path, e)),
@@ -289,6 +294,35 @@ impl FileStore {
     }
 }
 
+/// Why `load` reports a directory by a record's name.
+const DIRECTORY: &str = "cannot be read: it is a directory";
+
+/// What reading a record's directory entry found.
+enum Read {
+    /// Removed since the directory was listed (a sale sent meanwhile).
+    Gone,
+    /// A directory by the record's name: never a record.
+    Dir,
+    Bytes(Vec<u8>),
+}
+
+/// Reads the record at `ent`; a read that fails (other than the file being gone) is
+/// an error.
+fn read_record(ent: &fs::DirEntry) -> Result<Read> {
+    let path = ent.path();
+    match ent.file_type() {
+        Ok(t) if t.is_dir() => return Ok(Read::Dir),
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Read::Gone),
+        Err(e) => return Err(storage("reading", &path, e)),
+    }
+    match fs::read(&path) {
+        Ok(bytes) => Ok(Read::Bytes(bytes)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Read::Gone),
+        Err(e) => Err(storage("reading", &path, e)),
+    }
+}
+
 fn parse_id(name: &str, suffix: &str) -> Option<u64> {
     let digits = name.strip_prefix(PREFIX)?.strip_suffix(suffix)?;
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -309,23 +343,24 @@ impl QueueStore for FileStore {
         for ent in rd {
             let ent = ent.map_err(|e| storage("reading", &self.dir, e))?;
             let name = ent.file_name().to_string_lossy().into_owned();
-            let path = ent.path();
             // A temp file is a write of this store under way, or one left by a crash
             // that could not be removed at open: never a record. Never removed here.
             if is_temp(&name) {
                 continue;
             }
             if name == WITNESS {
-                out.witness = Some(
-                    fs::read(&path)
-                        .map_err(|e| format!("cannot be read: {e}"))
-                        .and_then(|bytes| decode_witness(&bytes))
-                        .map_err(|reason| CorruptRecord {
-                            name,
-                            id: None,
-                            reason,
-                        }),
-                );
+                out.witness = match read_record(&ent)? {
+                    Read::Gone => None,
+                    Read::Dir => Some(Err(DIRECTORY.into())),
+                    Read::Bytes(bytes) => Some(decode_witness(&bytes)),
+                }
+                .map(|r| {
+                    r.map_err(|reason| CorruptRecord {
+                        name,
+                        id: None,
+                        reason,
+                    })
+                });
                 continue;
             }
             if !name.starts_with(PREFIX) || !name.ends_with(SUFFIX) {
@@ -339,12 +374,14 @@ impl QueueStore for FileStore {
                 });
                 continue;
             };
-            // One record that cannot be read (an I/O error, a directory by its name) is
-            // reported like a damaged one; it never stops the queue from opening.
-            match fs::read(&path)
-                .map_err(|e| format!("cannot be read: {e}"))
-                .and_then(|bytes| decode_record(&bytes, id))
-            {
+            // A record that does not decode, or a directory by its name, is reported; a
+            // read that fails is an error of the load (see the type's notes).
+            let decoded = match read_record(&ent)? {
+                Read::Gone => continue,
+                Read::Dir => Err(DIRECTORY.into()),
+                Read::Bytes(bytes) => decode_record(&bytes, id),
+            };
+            match decoded {
                 Ok(e) => out.entries.push(e),
                 Err(reason) => out.corrupt.push(CorruptRecord {
                     name,

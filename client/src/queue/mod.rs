@@ -194,7 +194,10 @@ impl<T: ?Sized> MaybeSendSync for T {}
 /// Implementations must make [`save`](Self::save) atomic and durable: after it
 /// returns, the record survives a crash or power loss, and a crash during it leaves
 /// the previous version (or nothing, for a new record), never a torn one. Records that
-/// cannot be read are reported in [`StoreContents::corrupt`], never skipped silently.
+/// do not decode are reported in [`StoreContents::corrupt`], never skipped silently. A
+/// read that fails (an I/O error: too many open files, a failing disk) should be an
+/// error of the call instead, not a corrupt record: the record may read fine the next
+/// time, and an app offered a corrupt record may delete it.
 ///
 /// The calls are synchronous and small; on native targets the [`Outbox`] runs them on
 /// tokio's blocking pool so the caller's executor never stalls on `fsync`.
@@ -241,14 +244,16 @@ pub trait QueueStore: MaybeSendSync {
     /// if it still cannot be read (checked and removed with no write of that record in
     /// between, like [`update_witness`](Self::update_witness)): the app's list of
     /// unreadable records may be older than a record another outbox on the store wrote
-    /// since. A record that reads fine now, or is gone, is left, with no error.
+    /// since. A record that reads fine now, or is gone, is left, with no error; one that
+    /// cannot be read now (an I/O error) is left, and the error answered: it may hold a
+    /// sale, or the witness, that reads fine the next time.
     fn remove_corrupt(&self, name: &str) -> Result<()>;
     /// Replaces the witness record, atomically and durably like [`save`](Self::save).
     fn save_witness(&self, record: &WitnessRecord) -> Result<()>;
     /// Reads the witness record alone, as [`load`](Self::load) reports it in
-    /// [`StoreContents::witness`], except that reading it failing (an I/O error) should be
-    /// an error (`Err`), and only a record that does not decode reported as unreadable:
-    /// the [`Outbox`] then leaves the witness as it holds it rather than take it as
+    /// [`StoreContents::witness`]: reading it failing (an I/O error) must be an error
+    /// (`Err`), and only a record that does not decode reported as unreadable: the
+    /// [`Outbox`] then leaves the witness as it holds it rather than take it as
     /// unreadable. The default reads the whole store with `load`; a store that holds
     /// many records reads the one.
     fn load_witness(&self) -> Result<Option<std::result::Result<WitnessRecord, CorruptRecord>>> {
@@ -488,9 +493,9 @@ fn take_in(
         // Read with the witness held, like every change of it.
         let mut contents = s.load()?;
         let stored = match contents.witness.take() {
-            // `load` reports a witness it could not read like a damaged one; read alone,
-            // a store tells a read error (the witness stays as this outbox holds it)
-            // from a record that does not decode.
+            // A custom store's `load` may report a witness it could not read like a
+            // damaged one; read alone, a store tells a read error (the witness stays as
+            // this outbox holds it) from a record that does not decode.
             Some(Err(_)) => s.load_witness(),
             stored => Ok(stored),
         };
@@ -629,9 +634,12 @@ fn random_u32() -> u32 {
 }
 
 impl Outbox {
-    /// Opens the queue over `store`, loading what it holds. Unreadable records are kept
-    /// in the store and reported by [`corrupt_records`](Self::corrupt_records) and as
-    /// the [`last_error`](Self::last_error).
+    /// Opens the queue over `store`, loading what it holds. Records that do not decode
+    /// are kept in the store and reported by [`corrupt_records`](Self::corrupt_records)
+    /// and as the [`last_error`](Self::last_error). If the store cannot read one (an I/O
+    /// error: too many open files, a failing disk), opening fails with a storage error:
+    /// try again later (the record is never reported as damaged, which could get a
+    /// readable sale deleted).
     pub async fn open(store: Arc<dyn QueueStore>) -> Result<Self> {
         let mut contents = run_store(&store, |s| s.load()).await?;
         if let Some(Err(c)) = &contents.witness {
@@ -1026,11 +1034,11 @@ impl Outbox {
 
     /// Deletes an unreadable record from the store (a queue record or the witness, by
     /// its [`CorruptRecord::name`]), after the app has looked at it. The store deletes it
-    /// only if it still cannot be read: another outbox on the store (a browser tab) may
-    /// have written it again since (a reset witness, a new sale), or it could not be
-    /// read only for a moment. A record that can be read again is then taken in: a queued
-    /// sale joins the queue, the witness is decided against at the next sale, check or
-    /// sync.
+    /// only if it still does not decode: another outbox on the store (a browser tab) may
+    /// have written it again since (a reset witness, a new sale). A record that can be
+    /// read again is then taken in: a queued sale joins the queue, the witness is
+    /// decided against at the next sale, check or sync. If the store cannot read it now
+    /// (an I/O error), nothing is deleted and the error is answered.
     pub async fn remove_corrupt(&self, name: &str) -> Result<()> {
         let (n, state, witness) = (
             name.to_owned(),

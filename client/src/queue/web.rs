@@ -11,7 +11,8 @@ use crate::{ClientError, Result};
 /// Queue records in the browser's `localStorage`, one key per record:
 /// `<namespace>tx-<id>`, and the register's witness under `<namespace>witness`. Each
 /// `setItem` replaces a value atomically, so a record is either the old one or the new
-/// one. Unreadable values are reported, never dropped.
+/// one. Values that do not decode are reported, never dropped; `getItem` failing is an
+/// error of the call.
 ///
 /// Two tabs of a web POS on one origin share the namespace's records. A new record never
 /// replaces one already stored ([`QueueStore::save_new`]): when another tab took the
@@ -119,14 +120,17 @@ impl QueueStore for LocalStorageStore {
                 continue;
             };
             let id = rest.parse::<u64>().ok();
-            // One value that cannot be read is reported like a damaged one; it never
-            // stops the queue from opening.
-            let value = s
+            // A value that does not decode is reported; `getItem` failing tells nothing
+            // about the record (it may read the next time): an error of the load, like
+            // `FileStore`'s.
+            let Some(value) = s
                 .get_item(&key)
-                .map_err(|e| format!("cannot be read: {e:?}"))
-                .map(Option::unwrap_or_default);
+                .map_err(|e| js_err("localStorage.getItem", e))?
+            else {
+                continue;
+            };
             match id {
-                Some(id) => match value.and_then(|v| decode_record(v.as_bytes(), id)) {
+                Some(id) => match decode_record(value.as_bytes(), id) {
                     Ok(e) => out.entries.push(e),
                     Err(reason) => out.corrupt.push(CorruptRecord {
                         name: key,
@@ -142,10 +146,7 @@ impl QueueStore for LocalStorageStore {
             }
         }
         out.entries.sort_by_key(|e| e.id);
-        // Reported like a damaged record here: it never stops the queue from opening.
-        out.witness = self
-            .read_witness(&s)
-            .unwrap_or_else(|e| Some(Err(self.corrupt_witness(format!("cannot be read: {e}")))));
+        out.witness = self.read_witness(&s)?;
         Ok(out)
     }
 

@@ -1,0 +1,165 @@
+//! `FileStore` while the process is at its limit of open files (EMFILE): reading a
+//! record fails for a moment, and must never get a valid sale or the witness deleted,
+//! nor reported as damaged. Exhausting the descriptors would disturb every other test
+//! of the process, so each test here runs alone in a child process of this test binary
+//! with a low limit (`ulimit -n`), and the parent checks it passed.
+#![cfg(all(unix, not(target_arch = "wasm32")))]
+#![allow(clippy::unwrap_used)]
+
+use std::fs::File;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+use tillgate_client::core::Transaction;
+use tillgate_client::{
+    FileStore, IdempotencyKey, Outbox, QueueStore, WitnessProblem, WitnessRecord,
+};
+
+/// Set in the child process, which runs the test's body.
+const CHILD: &str = "TILLGATE_FD_LIMIT_CHILD";
+
+/// Runs `body` in a child process: this test binary, running only the test `name`, with
+/// at most 64 open files. In the child itself, runs `body`.
+fn in_child(name: &str, body: impl FnOnce()) {
+    if std::env::var_os(CHILD).is_some() {
+        body();
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(r#"ulimit -S -n 64 2>/dev/null; exec "$0" "$@""#)
+        .arg(&exe)
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "the child process failed:\n{stdout}\n{stderr}"
+    );
+}
+
+/// Opens files until the process has no descriptor left; they close when dropped.
+fn exhaust_descriptors() -> Vec<File> {
+    let mut open = Vec::new();
+    while let Ok(f) = File::open("/dev/null") {
+        open.push(f);
+    }
+    open
+}
+
+/// Polls a future whose store calls complete inline (no tokio runtime: the outbox then
+/// calls the store directly, opening no thread or socket).
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    use std::task::{Context, Poll, Waker};
+    let mut f = std::pin::pin!(f);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+    }
+}
+
+fn sale() -> Transaction {
+    serde_json::from_value(serde_json::json!({
+        "type": "sale", "currency": "SEK", "total": 100,
+        "vat": [{"rate": 2500, "amount": 20}],
+        "items": [{"name": "Kaffe", "quantity": 1, "amount": 100}],
+    }))
+    .unwrap()
+}
+
+/// Queues one sale in `dir` and closes the queue: the sale's record name and key.
+fn queue_a_sale(dir: &Path) -> (String, IdempotencyKey) {
+    let q = block_on(Outbox::open(Arc::new(FileStore::open(dir).unwrap()))).unwrap();
+    let key = block_on(q.enqueue(sale(), None, 1)).unwrap();
+    let id = q.entries()[0].id;
+    (format!("tx-{id:020}.json"), key)
+}
+
+/// The sale's record reads fine, but not while no file can be opened: the app removing
+/// it then (as if it were the damaged record it is not) must not delete it.
+#[test]
+fn removing_a_record_that_cannot_be_read_for_a_moment_keeps_the_sale() {
+    in_child(
+        "removing_a_record_that_cannot_be_read_for_a_moment_keeps_the_sale",
+        || {
+            let dir = tempfile::tempdir().unwrap();
+            let (name, key) = queue_a_sale(dir.path());
+            let store = FileStore::open(dir.path()).unwrap();
+            let open = exhaust_descriptors();
+            let removed = store.remove_corrupt(&name);
+            drop(open);
+            let e = removed.unwrap_err();
+            assert_eq!(e.code(), "storage_error", "{e}");
+            assert!(
+                dir.path().join(&name).exists(),
+                "the sale's record was deleted"
+            );
+            let q = block_on(Outbox::open(Arc::new(store))).unwrap();
+            assert_eq!(q.entries()[0].idempotency_key, key);
+        },
+    );
+}
+
+/// The same for the witness, with the evidence of a fork it keeps.
+#[test]
+fn removing_a_witness_that_cannot_be_read_for_a_moment_keeps_it() {
+    in_child(
+        "removing_a_witness_that_cannot_be_read_for_a_moment_keeps_it",
+        || {
+            let dir = tempfile::tempdir().unwrap();
+            let store = FileStore::open(dir.path()).unwrap();
+            let record = WitnessRecord {
+                v: 1,
+                receipt: Some("a.b.c".into()),
+                problem: Some(WitnessProblem {
+                    receipt: "x.y.z".into(),
+                    code: "witness_mismatch".into(),
+                    message: "the server gave another receipt for this sequence".into(),
+                    at_ms: 1,
+                }),
+                resets: 0,
+            };
+            store.save_witness(&record).unwrap();
+            let open = exhaust_descriptors();
+            let removed = store.remove_corrupt("witness.json");
+            drop(open);
+            assert_eq!(removed.unwrap_err().code(), "storage_error");
+            assert_eq!(store.load_witness().unwrap(), Some(Ok(record)));
+        },
+    );
+}
+
+/// Opening the queue while a record cannot be read fails with a storage error (the app
+/// tries again) rather than listing a valid sale as damaged, which the app could then
+/// remove; once files can be opened again, the sale is there.
+#[test]
+fn a_record_that_cannot_be_read_at_open_is_never_reported_as_damaged() {
+    in_child(
+        "a_record_that_cannot_be_read_at_open_is_never_reported_as_damaged",
+        || {
+            let dir = tempfile::tempdir().unwrap();
+            let (name, key) = queue_a_sale(dir.path());
+            let store: Arc<dyn QueueStore> = Arc::new(FileStore::open(dir.path()).unwrap());
+            let mut open = exhaust_descriptors();
+            // One descriptor free: the directory can be listed, its records not read.
+            open.pop();
+            let opened = block_on(Outbox::open(Arc::clone(&store)));
+            let loaded = store.load();
+            drop(open);
+            let e = opened.unwrap_err();
+            assert_eq!(e.code(), "storage_error", "{e}");
+            assert!(e.to_string().contains(&name), "{e}");
+            assert_eq!(loaded.unwrap_err().code(), "storage_error");
+            let q = block_on(Outbox::open(store)).unwrap();
+            assert!(q.corrupt_records().is_empty());
+            assert_eq!(q.entries()[0].idempotency_key, key);
+        },
+    );
+}
