@@ -1709,3 +1709,284 @@ async fn an_unsaved_problem_survives_the_witness_being_unreadable_for_a_while() 
         (Some(&chain[1]), Some(p))
     );
 }
+
+/// The witness record as a version of the outbox that keeps no count of resets writes
+/// it (a browser tab still on the old code): the count is dropped.
+fn written_by_an_older_version(receipt: &str) -> Vec<u8> {
+    format!(r#"{{"v":1,"receipt":"{receipt}","problem":null}}"#).into_bytes()
+}
+
+/// A tab still on an older version (which drops the count of resets) moves the stored
+/// witness while A's sale is in flight. The lower count is no reset: A's answer, a fork
+/// of the old tab's receipt, is judged and kept as the problem, and the count comes back
+/// with the write.
+#[tokio::test]
+async fn a_record_an_older_version_wrote_is_no_reset_and_a_fork_of_it_is_judged() {
+    let key = tillgate_core::SigningKey::from_seed(&[71; 32]);
+    let client = trusting(&key);
+    let chain = receipts(&key, 2, 100);
+    let store = Arc::new(MemoryStore::new());
+    let a = Outbox::open(store.clone()).await.unwrap();
+    a.reset_witness().await.unwrap();
+    saw(&a, &client, &chain[0], 1).await;
+    assert_eq!(stored_witness(store.as_ref()).resets, 1);
+    let epoch = a.witness_epoch();
+    store.insert_raw_witness(written_by_an_older_version(&chain[1]));
+    let fork = forked_after(&key, &chain[0], 2, 7);
+    let (p, kept) = a.witness_saw(&client, &fork, 2, epoch).await;
+    kept.unwrap();
+    let p = p.expect("the fork was judged");
+    assert_eq!((p.code.as_str(), &p.receipt), ("witness_mismatch", &fork));
+    let stored = stored_witness(store.as_ref());
+    assert_eq!(
+        (stored.receipt.as_ref(), stored.problem, stored.resets),
+        (Some(&chain[1]), Some(p), 1)
+    );
+}
+
+/// C knows one reset and has a sale of the old chain in flight; a tab on an older
+/// version writes the witness without the count, A takes that in, then resets (a
+/// register activated afresh). The count A writes is higher than any C saw: C takes the
+/// reset in, and its old sale never moves the new witness.
+#[tokio::test]
+async fn a_record_an_older_version_wrote_never_lowers_the_count_of_resets() {
+    let key = tillgate_core::SigningKey::from_seed(&[72; 32]);
+    let client = trusting(&key);
+    let old = receipts(&key, 2, 100);
+    let store = Arc::new(MemoryStore::new());
+    let a = Outbox::open(store.clone()).await.unwrap();
+    let c = Outbox::open(store.clone()).await.unwrap();
+    a.reset_witness().await.unwrap();
+    c.sync_now(&offline_client(), 1).await;
+    let epoch = c.witness_epoch();
+    store.insert_raw_witness(written_by_an_older_version(&old[0]));
+    a.sync_now(&offline_client(), 2).await;
+    assert_eq!(a.witness().as_ref(), Some(&old[0]));
+    a.reset_witness().await.unwrap();
+    assert_eq!(stored_witness(store.as_ref()).resets, 2);
+    let (p, kept) = c.witness_saw(&client, &old[1], 3, epoch).await;
+    kept.unwrap();
+    assert_eq!((p, c.witness()), (None, None));
+    assert_eq!(stored_witness(store.as_ref()).receipt, None);
+}
+
+/// A reset by a tab on an older version writes an empty record without a count: the
+/// first outbox that finds it counts it, so an outbox that never saw the empty record
+/// (the witness moved on since) still takes the reset in.
+#[tokio::test]
+async fn a_reset_by_an_older_version_is_counted_for_the_outboxes_that_missed_it() {
+    let key = tillgate_core::SigningKey::from_seed(&[75; 32]);
+    let client = trusting(&key);
+    let old = receipts(&key, 2, 100);
+    let new = receipts(&key, 1, 5);
+    let store = Arc::new(MemoryStore::new());
+    let a = Outbox::open(store.clone()).await.unwrap();
+    let c = Outbox::open(store.clone()).await.unwrap();
+    saw(&a, &client, &old[0], 1).await;
+    c.sync_now(&offline_client(), 1).await;
+    let epoch = c.witness_epoch();
+    store.insert_raw_witness(br#"{"v":1,"receipt":null,"problem":null}"#.to_vec());
+    a.sync_now(&offline_client(), 2).await;
+    assert_eq!(a.witness(), None);
+    assert_eq!(saw(&a, &client, &new[0], 2).await, None);
+    assert_eq!(a.witness().as_ref(), Some(&new[0]));
+    assert_eq!(stored_witness(store.as_ref()).resets, 1);
+    let (p, kept) = c.witness_saw(&client, &old[1], 3, epoch).await;
+    kept.unwrap();
+    assert_eq!((p, c.witness().as_ref()), (None, Some(&new[0])));
+}
+
+/// A stored receipt 1; its writes of receipts 2, 3 and 4 failed (A holds them in
+/// memory). Tab B then stored another receipt 2: the server forked the chain. A's next
+/// sync judges each receipt it could not store against B's, not only its newest (which
+/// lies past a gap from B's and cannot be judged against it): the fork is kept.
+#[tokio::test]
+async fn every_receipt_this_outbox_could_not_store_is_judged_against_another_tabs() {
+    let key = tillgate_core::SigningKey::from_seed(&[73; 32]);
+    let client = trusting(&key);
+    let chain = receipts(&key, 4, 100);
+    let other = forked_after(&key, &chain[0], 2, 7);
+    let store = Arc::new(Flaky::default());
+    let a = Outbox::open(store.clone()).await.unwrap();
+    saw(&a, &client, &chain[0], 1).await;
+    let b = Outbox::open(store.clone()).await.unwrap();
+    store.fail.store(true, Ordering::SeqCst);
+    for (i, r) in chain[1..].iter().enumerate() {
+        let (p, kept) = a
+            .witness_saw(&client, r, 2 + i as i64, a.witness_epoch())
+            .await;
+        assert!(p.is_none() && kept.is_err());
+    }
+    assert_eq!(a.witness().as_ref(), Some(&chain[3]));
+    store.fail.store(false, Ordering::SeqCst);
+    assert_eq!(saw(&b, &client, &other, 9).await, None);
+    a.sync_now(&client, 10).await;
+    let p = a.witness_problem().expect("the fork was noticed");
+    assert_eq!(
+        (p.code.as_str(), &p.receipt, p.at_ms),
+        ("witness_mismatch", &chain[1], 10)
+    );
+    assert_eq!(a.witness().as_ref(), Some(&other));
+    assert_eq!(stored_witness(store.as_ref()).problem, None);
+    // Written with A's next change.
+    checked(&a, &client, vec![chain[0].clone(), other.clone()]).await;
+    assert_eq!(stored_witness(store.as_ref()).problem, Some(p));
+}
+
+/// A could not store its receipt 2; B then stored receipts 2 to 4 of another chain. A's
+/// receipt lies too far behind B's witness to be judged against it: it is kept until a
+/// check, which must find it in the server's chain. The forked chain does not hold it:
+/// the problem. A chain that holds it confirms it.
+#[tokio::test]
+async fn a_receipt_too_far_behind_another_tabs_witness_is_checked_against_the_chain() {
+    let key = tillgate_core::SigningKey::from_seed(&[76; 32]);
+    let client = trusting(&key);
+    let chain = receipts(&key, 4, 100);
+    let mut fork = vec![chain[0].clone(), forked_after(&key, &chain[0], 2, 7)];
+    for seq in 3..=4 {
+        let next = forked_after(&key, fork.last().unwrap(), seq, 7);
+        fork.push(next);
+    }
+    for (server, forked) in [(&fork, true), (&chain, false)] {
+        let store = Arc::new(Flaky::default());
+        let a = Outbox::open(store.clone()).await.unwrap();
+        let b = Outbox::open(store.clone()).await.unwrap();
+        saw(&a, &client, &chain[0], 1).await;
+        store.fail.store(true, Ordering::SeqCst);
+        let (_, kept) = a
+            .witness_saw(&client, &chain[1], 2, a.witness_epoch())
+            .await;
+        assert!(kept.is_err());
+        store.fail.store(false, Ordering::SeqCst);
+        b.sync_now(&offline_client(), 3).await;
+        for r in &server[1..] {
+            assert_eq!(saw(&b, &client, r, 4).await, None);
+        }
+        a.sync_now(&client, 5).await;
+        assert_eq!(a.witness().as_ref(), server.last());
+        assert_eq!(a.witness_problem(), None);
+        assert_eq!(witness::lock(&a.witness).unconfirmed(), [chain[1].clone()]);
+        // A check from the witness on does not reach it: it waits.
+        checked(&a, &client, server[3..].to_vec()).await;
+        assert_eq!(witness::lock(&a.witness).unconfirmed().len(), 1);
+        checked(&a, &client, server.clone()).await;
+        assert!(witness::lock(&a.witness).unconfirmed().is_empty());
+        let p = stored_witness(store.as_ref()).problem;
+        if forked {
+            let p = p.expect("the fork was noticed");
+            assert_eq!(
+                (p.code.as_str(), &p.receipt),
+                ("witness_mismatch", &chain[1])
+            );
+            assert_eq!(a.witness_problem(), Some(p));
+        } else {
+            assert_eq!((p, a.witness_problem()), (None, None));
+        }
+    }
+}
+
+/// A store whose next read of the witness fails (an I/O error), then reads fine.
+#[derive(Default)]
+struct ReadFailsOnce {
+    inner: MemoryStore,
+    fail: std::sync::atomic::AtomicBool,
+}
+
+impl QueueStore for ReadFailsOnce {
+    fn load(&self) -> Result<StoreContents> {
+        self.inner.load()
+    }
+    fn save(&self, e: &QueuedTransaction) -> Result<()> {
+        self.inner.save(e)
+    }
+    fn remove(&self, id: u64) -> Result<()> {
+        self.inner.remove(id)
+    }
+    fn remove_corrupt(&self, n: &str) -> Result<()> {
+        self.inner.remove_corrupt(n)
+    }
+    fn save_witness(&self, r: &WitnessRecord) -> Result<()> {
+        self.inner.save_witness(r)
+    }
+    fn load_witness(&self) -> Result<Option<std::result::Result<WitnessRecord, CorruptRecord>>> {
+        if self.fail.swap(false, Ordering::SeqCst) {
+            return Err(ClientError::Storage("Input/output error".into()));
+        }
+        self.inner.load_witness()
+    }
+}
+
+/// B stored a problem A never showed; A's reset cannot read the stored record (an I/O
+/// error): nothing is written over, and the read error is the answer. Once the store
+/// reads again, the reset keeps B's problem.
+#[tokio::test]
+async fn a_reset_that_cannot_read_the_witness_never_writes_over_it() {
+    let key = tillgate_core::SigningKey::from_seed(&[74; 32]);
+    let client = trusting(&key);
+    let chain = receipts(&key, 1, 100);
+    let fork = receipts(&key, 1, 1);
+    let store = Arc::new(ReadFailsOnce::default());
+    let a = Outbox::open(store.clone()).await.unwrap();
+    let b = Outbox::open(store.clone()).await.unwrap();
+    saw(&b, &client, &chain[0], 1).await;
+    let p = saw(&b, &client, &fork[0], 2).await.unwrap();
+    assert_eq!(a.witness_problem(), None);
+    store.fail.store(true, Ordering::SeqCst);
+    let e = a.reset_witness_seen(None).await.unwrap_err();
+    assert_eq!(e.code(), "storage_error");
+    let stored = stored_witness(&store.inner);
+    assert_eq!(
+        (stored.receipt.as_ref(), stored.problem.as_ref()),
+        (Some(&chain[0]), Some(&p))
+    );
+    assert_eq!(a.reset_witness_seen(None).await.unwrap(), Some(p.clone()));
+    assert_eq!(stored_witness(&store.inner).problem, Some(p));
+}
+
+/// A record that does not decode is still written over by a reset whose read fails:
+/// the app asked to reset the witness it was told is unreadable.
+#[tokio::test]
+async fn a_reset_writes_over_a_record_known_not_to_decode_even_when_the_read_fails() {
+    let store = Arc::new(ReadFailsOnce::default());
+    store.inner.insert_raw_witness(b"{".to_vec());
+    let a = Outbox::open(store.clone()).await.unwrap();
+    assert_eq!(a.corrupt_records().len(), 1);
+    store.fail.store(true, Ordering::SeqCst);
+    assert_eq!(a.reset_witness_seen(None).await.unwrap(), None);
+    assert!(a.corrupt_records().is_empty());
+    let stored = stored_witness(&store.inner);
+    assert_eq!((stored.receipt, stored.problem), (None, None));
+}
+
+/// A sync judges the receipts this outbox could not store with the keys of the client
+/// it is given, like a sale does: a client that does not trust the key of the stored
+/// witness keeps `invalid_witness` as the problem; the register's own client finds
+/// nothing wrong.
+#[tokio::test]
+async fn a_sync_judges_unsaved_receipts_with_the_keys_of_the_client_it_is_given() {
+    let key = tillgate_core::SigningKey::from_seed(&[77; 32]);
+    let client = trusting(&key);
+    let chain = receipts(&key, 3, 100);
+    for (syncing, problem) in [
+        (client.clone(), None),
+        (offline_client(), Some("invalid_witness")),
+    ] {
+        let store = Arc::new(Flaky::default());
+        let a = Outbox::open(store.clone()).await.unwrap();
+        let b = Outbox::open(store.clone()).await.unwrap();
+        saw(&a, &client, &chain[0], 1).await;
+        store.fail.store(true, Ordering::SeqCst);
+        let (_, kept) = a
+            .witness_saw(&client, &chain[1], 2, a.witness_epoch())
+            .await;
+        assert!(kept.is_err());
+        store.fail.store(false, Ordering::SeqCst);
+        b.sync_now(&offline_client(), 3).await;
+        saw(&b, &client, &chain[1], 4).await;
+        saw(&b, &client, &chain[2], 5).await;
+        a.sync_now(&syncing, 6).await;
+        assert_eq!(a.witness().as_ref(), Some(&chain[2]));
+        let found = a.witness_problem().map(|p| (p.code, p.receipt));
+        assert_eq!(found, problem.map(|c| (c.to_owned(), chain[1].clone())));
+    }
+}

@@ -6,7 +6,9 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
-use tillgate_core::{advances_witness, verify_receipt, witness_after_check};
+use tillgate_core::{
+    advances_witness, decode_receipt_unverified, verify_receipt, witness_after_check,
+};
 
 use super::{CorruptRecord, Outbox, QueueStore, run_store};
 use crate::{Client, ClientError, Result, VerifiedHistory};
@@ -24,9 +26,13 @@ pub struct WitnessRecord {
     /// [`Outbox::reset_witness`].
     pub problem: Option<WitnessProblem>,
     /// How many times the witness was reset ([`Outbox::reset_witness`]); 0 if never, and
-    /// for a record written before the count was kept. An outbox that last read another
-    /// count takes the stored record as reset by another outbox on the store, even when
-    /// it held no witness of its own.
+    /// for a record written before the count was kept. An outbox that finds a higher
+    /// count than any it read or wrote takes the stored record as reset by another
+    /// outbox on the store, even when it held no witness of its own. The count never goes
+    /// down: a record written by an older version (which drops the count) or a lower
+    /// count is not a reset, and the next write restores the highest count; an older
+    /// version's reset (a record with neither receipt nor problem) is counted by the
+    /// first outbox that finds it.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub resets: u64,
 }
@@ -77,6 +83,13 @@ pub fn decode_witness(bytes: &[u8]) -> std::result::Result<WitnessRecord, String
 /// every change is decided against the stored record, read again in the same store call
 /// ([`QueueStore::update_witness`]), never against this outbox's copy alone: a problem
 /// another outbox kept stays, and the witness never moves back past what another stored.
+///
+/// While writing fails, this outbox's copy runs ahead of the stored record: every
+/// receipt it took since is kept (`unsaved`) and, if another outbox stored a record
+/// meanwhile, judged against it one by one ([`base`](Self::base)). One that cannot be
+/// judged against it (the stored witness is two or more receipts further on, or behind
+/// it past a gap) is not forgotten: the next check must find it in the server's chain
+/// (`unconfirmed`, [`confirm`]), or it is kept as the problem.
 #[derive(Debug)]
 pub(super) struct WitnessState {
     /// This outbox's copy: the stored record as it last read or wrote it, or a newer one
@@ -84,10 +97,36 @@ pub(super) struct WitnessState {
     record: WitnessRecord,
     /// The stored record as this outbox last read or wrote it.
     known: WitnessRecord,
+    /// The receipts this outbox took as its witness since `known` while writing them
+    /// failed, oldest first: each continues the one before it (or ends a check), and the
+    /// last is `record`'s. At most [`MAX_KEPT`]: then the newest replaces the last.
+    unsaved: Vec<String>,
+    /// Receipts this outbox took that could not be judged against the witness another
+    /// outbox stored over them: the next check must find each in the server's chain.
+    /// In memory only; at most [`MAX_KEPT`], then the newest replaces the last.
+    unconfirmed: Vec<String>,
+    /// The highest count of resets this outbox read or wrote: it never goes down, so a
+    /// record written without the count (an older version) is not taken as a reset, and
+    /// the next write carries the count again.
+    resets: u64,
     /// The stored record, if it cannot be read.
     unreadable: Option<CorruptRecord>,
     /// Counts resets: a check or a sale begun before one must not move the new witness.
     epoch: u64,
+}
+
+/// How many receipts [`WitnessState`] keeps in each of its lists.
+const MAX_KEPT: usize = 64;
+
+/// Adds `receipt` to `list` (once), the newest replacing the last when it is full.
+fn keep(list: &mut Vec<String>, receipt: String) {
+    if list.contains(&receipt) {
+        return;
+    }
+    if list.len() >= MAX_KEPT {
+        list.pop();
+    }
+    list.push(receipt);
 }
 
 impl Default for WitnessState {
@@ -95,6 +134,9 @@ impl Default for WitnessState {
         WitnessState {
             record: fresh(None, None),
             known: fresh(None, None),
+            unsaved: Vec::new(),
+            unconfirmed: Vec::new(),
+            resets: 0,
             unreadable: None,
             epoch: 0,
         }
@@ -150,12 +192,23 @@ pub(super) enum Changed<T> {
     Unreadable(CorruptRecord),
 }
 
+/// The record to decide from ([`WitnessState::base`]).
+struct Base {
+    /// The stored record, with what this outbox holds that it lacks.
+    record: WitnessRecord,
+    /// This outbox's receipts the stored record lacks, oldest first.
+    unsaved: Vec<String>,
+    /// This outbox's newest receipt, if it could not be judged against the stored one.
+    unjudged: Option<String>,
+}
+
 /// What [`WitnessState::change`]'s store call saw.
 enum Seen<T> {
     Unreadable(CorruptRecord),
     Reset(WitnessRecord),
     Decided {
         stored: WitnessRecord,
+        base: Box<Base>,
         record: WitnessRecord,
         answer: T,
     },
@@ -169,6 +222,7 @@ impl WitnessState {
             None => WitnessState::default(),
             Some(Ok(record)) => WitnessState {
                 known: record.clone(),
+                resets: record.resets,
                 record,
                 ..WitnessState::default()
             },
@@ -184,11 +238,18 @@ impl WitnessState {
         self.unreadable.clone()
     }
 
+    /// The receipts waiting for a check to find them in the server's chain.
+    #[cfg(all(test, not(target_arch = "wasm32")))]
+    pub(super) fn unconfirmed(&self) -> &[String] {
+        &self.unconfirmed
+    }
+
     /// After the app asked to remove the unreadable record `name`, the store read again:
     /// `stored` is what it holds now. Answers whether this outbox's record is no longer
-    /// unreadable. A record gone starts the witness afresh; one that can be read again
-    /// (the store only failed to read it for a moment, or another outbox reset it) is
-    /// taken in at the next sale, check or sync, each of which decides against it.
+    /// unreadable. A record gone starts the witness afresh, counted as a reset; one that
+    /// can be read again (the store only failed to read it for a moment, or another
+    /// outbox reset it) is taken in at the next sale, check or sync, each of which
+    /// decides against it.
     pub(super) fn removed(
         &mut self,
         name: &str,
@@ -201,7 +262,7 @@ impl WitnessState {
             Some(Err(_)) => false,
             None => {
                 self.unreadable = None;
-                self.start_from(fresh(None, None));
+                self.reset_found(fresh(None, None));
                 true
             }
             Some(Ok(_)) => {
@@ -212,58 +273,116 @@ impl WitnessState {
     }
 
     /// Takes `stored` as the witness after a reset or a removal (here or by another
-    /// outbox): what began before it must not move it.
+    /// outbox): what began before it must not move it, and nothing this outbox held
+    /// before it is judged against it.
     fn start_from(&mut self, stored: WitnessRecord) {
-        self.record = stored.clone();
+        self.resets = self.resets.max(stored.resets);
+        self.record = WitnessRecord {
+            resets: self.resets,
+            ..stored.clone()
+        };
         self.known = stored;
+        self.unsaved.clear();
+        self.unconfirmed.clear();
         self.epoch += 1;
     }
 
-    /// Whether the witness was reset (or its record removed) since this outbox last
-    /// looked: the store counts another number of resets, or it holds an empty record
-    /// where this outbox knew one.
-    fn reset_elsewhere(&self, stored: &WitnessRecord) -> bool {
-        stored.resets != self.known.resets
-            || (stored.receipt.is_none() && stored.problem.is_none() && self.known != *stored)
+    /// Takes `stored`, a witness reset or removed by another outbox (or removed here), as
+    /// the witness. A reset that does not raise the count (an empty record an older
+    /// version wrote, or a removed record) is counted here: this outbox's next write
+    /// carries the new count to the outboxes that never saw the empty record.
+    fn reset_found(&mut self, stored: WitnessRecord) {
+        if stored.resets <= self.resets {
+            self.resets = self.resets.saturating_add(1);
+        }
+        self.start_from(stored);
     }
 
-    /// The record to decide from: the stored one. While this outbox's own copy is newer
-    /// (its write failed), and no other outbox wrote since, its copy continues the stored
-    /// one and is taken. If another did write, the stored record is kept, and this
-    /// outbox's receipt is judged against it like a receipt just given
-    /// ([`advances_witness`]): taken if it directly continues it, kept as the problem if
-    /// it forks it. The stored record's problem comes first, then this outbox's, then
-    /// the one found now.
-    fn base(&self, stored: &WitnessRecord, judge: Judge<'_>) -> WitnessRecord {
+    /// Whether the witness was reset (or its record removed) since this outbox last
+    /// looked: the store counts more resets than this outbox ever read or wrote, or it
+    /// holds an empty record where this outbox knew a receipt or a problem. A lower count
+    /// is no reset: an older version, which drops the count, wrote the record.
+    fn reset_elsewhere(&self, stored: &WitnessRecord) -> bool {
+        let empty = |r: &WitnessRecord| r.receipt.is_none() && r.problem.is_none();
+        stored.resets > self.resets || (empty(stored) && !empty(&self.known))
+    }
+
+    /// The record to decide from: the stored one, with the highest count of resets. While
+    /// this outbox's own copy is newer (its write failed), and no other outbox wrote
+    /// since, its copy continues the stored one and is taken. If another did write, the
+    /// stored record is kept, and each receipt this outbox took since it last read or
+    /// wrote the record is judged against it in turn, oldest first, like a receipt just
+    /// given ([`advances_witness`]): taken if it directly continues it, kept as the
+    /// problem if it forks it. The newest one, if it could not be judged (the stored
+    /// witness is two or more receipts further on, or behind it past a gap), is answered
+    /// as `unjudged`, for the next check to find in the server's chain; an older one
+    /// needs no check once a newer one was judged (each links the one before it). The
+    /// stored record's problem comes first, then this outbox's, then the one found now.
+    fn base(&self, stored: &WitnessRecord, judge: Judge<'_>) -> Base {
+        let resets = self.resets.max(stored.resets);
+        let counted = |r: &WitnessRecord| WitnessRecord {
+            resets,
+            ..r.clone()
+        };
         if self.record == self.known {
-            return stored.clone();
+            return Base {
+                record: counted(stored),
+                unsaved: Vec::new(),
+                unjudged: None,
+            };
         }
         if *stored == self.known {
-            return self.record.clone();
+            return Base {
+                record: counted(&self.record),
+                unsaved: self.unsaved.clone(),
+                unjudged: None,
+            };
         }
-        let mut base = stored.clone();
-        let mut found = None;
-        if let Some(mine) = &self.record.receipt {
-            match advances_witness(base.receipt.as_deref(), mine, judge.keys) {
-                Ok(true) => base.receipt = Some(mine.clone()),
-                Ok(false) => {}
-                Err(e) => found = Some(problem(mine.clone(), e, judge.at_ms(mine))),
+        let mut record = counted(stored);
+        let (mut unsaved, mut unjudged, mut found) = (Vec::new(), None, None);
+        for mine in &self.unsaved {
+            unjudged = None;
+            match advances_witness(record.receipt.as_deref(), mine, judge.keys) {
+                Ok(true) => {
+                    record.receipt = Some(mine.clone());
+                    unsaved.push(mine.clone());
+                }
+                Ok(false) => {
+                    if !judged_by(record.receipt.as_deref(), mine) {
+                        unjudged = Some(mine.clone());
+                    }
+                }
+                Err(e) => {
+                    if found.is_none() {
+                        found = Some(problem(mine.clone(), e, judge.at_ms(mine)));
+                    }
+                }
             }
         }
-        if base.problem.is_none() {
-            base.problem = self.record.problem.clone().or(found);
+        if record.problem.is_none() {
+            record.problem = self.record.problem.clone().or(found);
         }
-        base
+        Base {
+            record,
+            unsaved,
+            unjudged,
+        }
     }
 
     /// Takes `stored`, just read, as the record this outbox knows, with its own unsaved
     /// copy judged against it ([`base`](Self::base)).
     fn take(&mut self, stored: WitnessRecord, judge: Judge<'_>) {
         if self.reset_elsewhere(&stored) {
-            self.start_from(stored);
-        } else {
-            self.record = self.base(&stored, judge);
-            self.known = stored;
+            self.reset_found(stored);
+            return;
+        }
+        let base = self.base(&stored, judge);
+        self.resets = base.record.resets;
+        self.record = base.record;
+        self.known = stored;
+        self.unsaved = base.unsaved;
+        if let Some(r) = base.unjudged {
+            keep(&mut self.unconfirmed, r);
         }
     }
 
@@ -297,7 +416,8 @@ impl WitnessState {
 
     /// Changes the witness for a sale or check begun in `epoch`, in one store call
     /// ([`QueueStore::update_witness`]): `decide` gets the stored record (see
-    /// [`base`](Self::base)) and answers the record to keep and what to tell the caller.
+    /// [`base`](Self::base)) and the receipts waiting for a check
+    /// (`unconfirmed`), and answers the record to keep and what to tell the caller.
     /// The record is written only if it differs from the stored one. If the write fails,
     /// this outbox's copy moves all the same (a stored witness that lags behind is still
     /// one of the chain's receipts) and is written with the next change; if the store
@@ -309,7 +429,7 @@ impl WitnessState {
         s: &dyn QueueStore,
         judge: Judge<'_>,
         epoch: u64,
-        decide: impl FnOnce(&WitnessRecord) -> (WitnessRecord, T),
+        decide: impl FnOnce(&WitnessRecord, &[String]) -> (WitnessRecord, T),
     ) -> Result<(Changed<T>, Readability)> {
         if self.epoch != epoch {
             return Ok((Changed::Skipped, Readability::Same));
@@ -330,10 +450,16 @@ impl WitnessState {
                 outcome = Some(Seen::Reset(stored));
                 return None;
             }
-            let (record, answer) = (decide.take()?)(&this.base(&stored, judge));
+            let base = this.base(&stored, judge);
+            let mut unconfirmed = this.unconfirmed.clone();
+            if let Some(r) = &base.unjudged {
+                keep(&mut unconfirmed, r.clone());
+            }
+            let (record, answer) = (decide.take()?)(&base.record, &unconfirmed);
             let write = (record != stored).then(|| record.clone());
             outcome = Some(Seen::Decided {
                 stored,
+                base: Box::new(base),
                 record,
                 answer,
             });
@@ -356,7 +482,12 @@ impl WitnessState {
                 if self.unreadable.is_some() {
                     return Ok((Changed::Skipped, Readability::Same));
                 }
-                let (record, answer) = decide(&self.record);
+                let (record, answer) = decide(&self.record, &self.unconfirmed);
+                if record.receipt != self.record.receipt
+                    && let Some(r) = &record.receipt
+                {
+                    keep(&mut self.unsaved, r.clone());
+                }
                 self.record = record;
                 Ok((Changed::Decided(answer, Err(e)), Readability::Same))
             }
@@ -366,25 +497,92 @@ impl WitnessState {
             }
             Some(Seen::Reset(stored)) => {
                 let found = readable(self);
-                self.start_from(stored);
+                self.reset_found(stored);
                 Ok((Changed::Skipped, found))
             }
             Some(Seen::Decided {
                 stored,
+                base,
                 record,
                 answer,
             }) => {
                 let found = readable(self);
-                self.known = if written.is_ok() {
-                    record.clone()
+                self.resets = self.resets.max(record.resets);
+                if let Some(r) = base.unjudged {
+                    keep(&mut self.unconfirmed, r);
+                }
+                if written.is_ok() {
+                    self.known = record.clone();
+                    self.unsaved.clear();
                 } else {
-                    stored
-                };
+                    self.known = stored;
+                    self.unsaved = base.unsaved;
+                    if record.receipt != base.record.receipt
+                        && let Some(r) = &record.receipt
+                    {
+                        keep(&mut self.unsaved, r.clone());
+                    }
+                }
                 self.record = record;
                 Ok((Changed::Decided(answer, written), found))
             }
         }
     }
+}
+
+/// Whether [`advances_witness`] answering `Ok(false)` for `mine` against `current`
+/// judged it: `mine` is the witness itself, or the receipt just before it (checked
+/// against the witness's link). One further back, or past a gap after it, could not be
+/// judged.
+fn judged_by(current: Option<&str>, mine: &str) -> bool {
+    let seq = |r: &str| decode_receipt_unverified(r).ok().map(|c| c.seq);
+    match (current.and_then(seq), seq(mine)) {
+        (Some(w), Some(m)) => m == w || m.checked_add(1) == Some(w),
+        _ => false,
+    }
+}
+
+/// Judges the receipts this outbox could not judge when another outbox's witness was
+/// stored over them (`unconfirmed`) against a checked chain of the server (`receipts`,
+/// verified, in order): one the chain holds at its sequence number is confirmed; one
+/// the chain should hold but does not (another receipt there, or the chain ends before
+/// it) is evidence of a fork, or of a history cut back; one before the checked part (a
+/// check from the witness on) waits for a later check. Answers the receipts judged, and
+/// the first problem found.
+fn confirm(
+    unconfirmed: &[String],
+    receipts: &[String],
+    judge: Judge<'_>,
+) -> (Vec<String>, Option<WitnessProblem>) {
+    let first = receipts
+        .first()
+        .and_then(|r| decode_receipt_unverified(r).ok())
+        .map(|c| c.seq);
+    let (mut judged, mut found) = (Vec::new(), None);
+    for mine in unconfirmed {
+        // It verified when this outbox took it.
+        let Ok(claims) = decode_receipt_unverified(mine) else {
+            continue;
+        };
+        let held = match first {
+            Some(f) if claims.seq < f => continue,
+            Some(f) => usize::try_from(claims.seq - f)
+                .ok()
+                .and_then(|i| receipts.get(i)),
+            None => None,
+        };
+        if held != Some(mine) && found.is_none() {
+            let e = tillgate_core::Error::WitnessMismatch {
+                sequence: claims.seq,
+                reason: "the server's chain does not hold the receipt it gave for this \
+                         sequence number"
+                    .into(),
+            };
+            found = Some(problem(mine.clone(), e, judge.at_ms(mine)));
+        }
+        judged.push(mine.clone());
+    }
+    (judged, found)
 }
 
 pub(super) fn lock(w: &Mutex<WitnessState>) -> MutexGuard<'_, WitnessState> {
@@ -486,11 +684,16 @@ impl Outbox {
         let (client, receipt) = (client.clone(), receipt.to_owned());
         run_store(&self.store, move |s| {
             let mut w = lock(&witness);
-            let before = (w.record.clone(), w.known.clone());
+            let before = (
+                w.record.clone(),
+                w.known.clone(),
+                w.unsaved.clone(),
+                w.unconfirmed.clone(),
+            );
             // Decided against the stored record: another outbox on the store, or a sale
             // answered meanwhile, may have given it a witness of its own.
             let judge = Judge::new(&client, None);
-            let (changed, found) = w.change(s, judge, epoch, |base| match &base.receipt {
+            let (changed, found) = w.change(s, judge, epoch, |base, _| match &base.receipt {
                 Some(_) => (base.clone(), false),
                 None => (moved(base, receipt), true),
             })?;
@@ -502,7 +705,7 @@ impl Outbox {
                     // stored record (which the next change reads again). Keeping the
                     // stored record as known beside the old copy would take that copy
                     // as newer than it, and erase a problem stored meanwhile.
-                    (w.record, w.known) = before;
+                    (w.record, w.known, w.unsaved, w.unconfirmed) = before;
                     Err(e)
                 }
                 Changed::Skipped => Ok(false),
@@ -534,8 +737,10 @@ impl Outbox {
     /// call that writes it: a problem stored meanwhile by another outbox on the store
     /// (a browser tab) that is not `seen` stays, and is answered (also reported by
     /// [`witness_problem`](Self::witness_problem) from now on) for the app to show; the
-    /// witness itself is forgotten all the same. An unreadable record is written over
-    /// (the app's explicit choice).
+    /// witness itself is forgotten all the same. A record that does not decode (reported
+    /// by [`corrupt_records`](Self::corrupt_records)) is written over (the app's explicit
+    /// choice). If the store cannot read the record (an I/O error), nothing is written
+    /// and the error is answered: the record may hold a problem nobody was shown.
     pub async fn reset_witness_seen(
         &self,
         seen: Option<&WitnessProblem>,
@@ -544,7 +749,7 @@ impl Outbox {
         let seen = seen.cloned();
         let (unreadable, kept) = run_store(&self.store, move |s| {
             let mut w = lock(&witness);
-            let known = w.known.resets;
+            let count = w.resets;
             // A problem this outbox found but could not store yet is kept like a stored
             // one, unless it is the one seen.
             let unsaved = Some(&w.record.problem)
@@ -555,13 +760,13 @@ impl Outbox {
             let updated = s.update_witness(&mut |stored| {
                 let (resets, problem) = match stored {
                     Some(Ok(r)) => (r.resets, r.problem),
-                    Some(Err(_)) | None => (known, None),
+                    Some(Err(_)) | None => (0, None),
                 };
                 let problem = problem
                     .filter(unseen)
                     .or_else(|| unsaved.clone().filter(unseen));
                 let record = WitnessRecord {
-                    resets: resets.max(known).saturating_add(1),
+                    resets: resets.max(count).saturating_add(1),
                     ..fresh(None, problem)
                 };
                 reset = Some(record.clone());
@@ -570,11 +775,20 @@ impl Outbox {
             let record = match (updated, reset) {
                 (Ok(()), Some(record)) => record,
                 (Err(e), Some(_)) => return Err(e),
-                // The store could not read the witness: written over, as the app asked,
-                // keeping only a problem this outbox could not store and has not shown.
-                (_, None) => {
+                // The store could not read the witness (an I/O error). The record may
+                // hold a problem another outbox stored that was never shown: it is
+                // written over only if this outbox found it does not decode (the app
+                // asked to reset an unreadable record), keeping only a problem this
+                // outbox could not store and has not shown. Otherwise nothing changes,
+                // and the read error is the answer.
+                (updated, None) => {
+                    if w.unreadable.is_none() {
+                        return Err(updated.err().unwrap_or_else(|| {
+                            ClientError::Storage("the store did not read the witness".into())
+                        }));
+                    }
                     let record = WitnessRecord {
-                        resets: known.saturating_add(1),
+                        resets: count.saturating_add(1),
                         ..fresh(None, unsaved.clone().filter(unseen))
                     };
                     s.save_witness(&record)?;
@@ -647,7 +861,10 @@ impl Outbox {
     }
 
     /// The receipts of a check that passed, begun in `epoch`: the witness moves to
-    /// their end ([`witness_after_check`]) if the stored witness is one of them.
+    /// their end ([`witness_after_check`]) if the stored witness is one of them. A
+    /// receipt this outbox took but could not judge against a witness another outbox
+    /// stored over it must be among them at its sequence number ([`confirm`]): if not,
+    /// it is kept as the problem.
     pub(super) async fn witness_checked(
         &self,
         client: &Client,
@@ -661,16 +878,26 @@ impl Outbox {
             // Decided against the stored witness: a sale answered during the check, here
             // or in another outbox on the store, may have moved it past the checked end.
             let judge = Judge::new(&client, None);
-            let (changed, found) = w.change(s, judge, epoch, |base| {
-                match witness_after_check(base.receipt.as_deref(), &receipts) {
-                    Some(next) => (moved(base, next.to_owned()), ()),
-                    None => (base.clone(), ()),
+            let (changed, found) = w.change(s, judge, epoch, |base, unconfirmed| {
+                let mut record = match witness_after_check(base.receipt.as_deref(), &receipts) {
+                    Some(next) => moved(base, next.to_owned()),
+                    None => base.clone(),
+                };
+                // Receipts this outbox could not judge before: the checked chain must
+                // hold them.
+                let (judged, found) = confirm(unconfirmed, &receipts, judge);
+                if record.problem.is_none() {
+                    record.problem = found;
                 }
+                (record, judged)
             })?;
+            if let Changed::Decided(judged, _) = &changed {
+                w.unconfirmed.retain(|r| !judged.contains(r));
+            }
             drop(w);
             super::witness_readability(&state, found);
             match changed {
-                Changed::Decided((), written) => written,
+                Changed::Decided(_, written) => written,
                 Changed::Skipped | Changed::Unreadable(_) => Ok(()),
             }
         })
@@ -696,7 +923,7 @@ impl Outbox {
             let mut w = lock(&witness);
             let keys = &client.config().trusted_keys;
             let judge = Judge::new(&client, Some(now_ms));
-            let (changed, found) = w.change(s, judge, epoch, |base| {
+            let (changed, found) = w.change(s, judge, epoch, |base, _| {
                 match advances_witness(base.receipt.as_deref(), &receipt, keys) {
                     Ok(true) => (moved(base, receipt), None),
                     Ok(false) => (base.clone(), None),
