@@ -145,6 +145,52 @@ test("outbox and client string arguments with a lone surrogate are refused", asy
   assert.deepEqual(outbox.entries(), []);
 });
 
+test("resetWitnessSeen erases only the problem shown, and reads it strictly", async () => {
+  // A server that stores every sale and answers a receipt that does not verify: the
+  // outbox keeps it as the witness problem (invalid_receipt).
+  const { createServer } = await import("node:http");
+  const server = createServer((req, res) => {
+    let body = "";
+    req.on("data", (c) => { body += c; });
+    req.on("end", () => {
+      res.writeHead(201, { "content-type": "application/json" });
+      res.end(JSON.stringify({ ...JSON.parse(body), id: "tx_1", sequence: 1,
+        createdAt: "2025-07-01T00:00:00Z", productionNumber: "TG-7Q2M-K4PX", txh: "x",
+        receipt: "not.a.receipt" }));
+    });
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  try {
+    const client = new t.Client({ baseUrl: `http://127.0.0.1:${server.address().port}` },
+      new t.TrustedKeys());
+    client.setApiKey("Abcdefghij0123456789!@$");
+    const outbox = await t.Outbox.openInMemory();
+    assert.equal(await outbox.resetWitnessSeen(undefined), undefined);
+    assert.equal((await outbox.submit(client, sale, "sale-0001", t.unixTimeMs())).kind, "sent");
+    const shown = outbox.witnessProblem();
+    assert.equal(shown.code, "invalid_receipt");
+    assert.equal(shown.receipt, "not.a.receipt");
+    // Thrown at the call: a problem that is not exactly one the outbox gave.
+    const { atMs, ...partial } = shown;
+    for (const bad of ["x", 1, [shown], { ...shown, extra: 1 }, partial, { ...shown, atMs: "1" }]) {
+      assert.throws(() => outbox.resetWitnessSeen(bad),
+        (e) => e instanceof Error && e.code === "invalid_argument" && e.message.startsWith("seen"),
+        JSON.stringify(bad));
+    }
+    // The operator was shown none, or another one: the problem is kept and answered.
+    assert.deepEqual(await outbox.resetWitnessSeen(null), shown);
+    assert.deepEqual(await outbox.resetWitnessSeen({ ...shown, atMs: atMs + 1 }), shown);
+    assert.deepEqual(outbox.witnessProblem(), shown);
+    // The one shown is erased.
+    assert.equal(await outbox.resetWitnessSeen(shown), undefined);
+    assert.equal(outbox.witnessProblem(), undefined);
+    assert.equal(outbox.witness(), undefined);
+  } finally {
+    server.closeAllConnections();
+    server.close();
+  }
+});
+
 test("an offline sale is queued, not lost", { skip }, async () => {
   const offline = new t.Client({ baseUrl: "http://127.0.0.1:9", timeoutMs: 1000 },
     t.TrustedKeys.fromJwksJson(process.env.TILLGATE_JWKS));

@@ -122,6 +122,16 @@ def test_the_outbox_checks_with_its_witness():
         assert stranger.witness() == receipt_a
         # The same witness with its own register's history passes.
         assert [c.seq for c in (await stranger.verify_history(client_a)).receipts] == [1]
+        # Register B's sale answered to that outbox does not fit its witness: kept as the
+        # problem. A reset erases only the problem the operator was shown.
+        sent = await stranger.submit(client_b, t.transaction_from_json(SALE), None, t.unix_time_ms())
+        assert isinstance(sent, t.Submitted.SENT)
+        shown = stranger.witness_problem()
+        assert shown.code == "receipt_chain_broken" and shown.receipt == sent.stored.receipt
+        assert await stranger.reset_witness_seen(None) == shown
+        assert stranger.witness() is None and stranger.witness_problem() == shown
+        assert await stranger.reset_witness_seen(shown) is None
+        assert stranger.witness_problem() is None
 
     asyncio.run(run())
 

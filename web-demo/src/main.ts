@@ -251,15 +251,25 @@ async function forget(): Promise<void> {
     return;
   }
   const failed = outbox.entries().filter((e) => e.state === "failed");
+  // The evidence the user is asked about: only this goes, never one found after.
+  const shown = outbox.witnessProblem();
   const lose = [failed.length ? `${plural(failed.length, "sale")} the server refused` : "",
-    outbox.witnessProblem() ? "the evidence that the server's history forked" : ""].filter(Boolean);
+    shown ? "the evidence that the server's history forked" : ""].filter(Boolean);
   if (lose.length && !window.confirm(`Forget this register and delete ${lose.join(" and ")} for good?`)) {
     setState(out, "none", "Kept.");
     return;
   }
   try {
     for (const e of failed) await outbox.discard(e.idempotencyKey);
-    await outbox.resetWitness();
+    // Another tab may have found evidence while the user was asked: it is kept, shown,
+    // and the register stays until the user has seen it and forgets again.
+    const kept = await outbox.resetWitnessSeen(shown);
+    if (kept) {
+      renderAlarm();
+      setState(out, "bad", "Not forgotten: another tab has just found evidence that the server's " +
+        `history forked (${kept.code}, shown above). Look at it, then forget again.`);
+      return;
+    }
   } catch (e) {
     setState(out, "bad", `Not forgotten: ${errText(e)}`);
     return;

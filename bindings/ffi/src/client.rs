@@ -608,6 +608,17 @@ impl From<client::WitnessProblem> for WitnessProblem {
     }
 }
 
+impl From<WitnessProblem> for client::WitnessProblem {
+    fn from(p: WitnessProblem) -> Self {
+        client::WitnessProblem {
+            receipt: p.receipt,
+            code: p.code,
+            message: p.message,
+            at_ms: p.at_ms,
+        }
+    }
+}
+
 /// What one sync did.
 #[derive(Debug, Clone, uniffi::Record)]
 pub struct SyncReport {
@@ -798,7 +809,8 @@ impl Outbox {
     }
 
     /// The first receipt that did not fit the witness, kept until
-    /// [`reset_witness`](Self::reset_witness).
+    /// [`reset_witness`](Self::reset_witness) or
+    /// [`reset_witness_seen`](Self::reset_witness_seen).
     pub fn witness_problem(&self) -> Option<WitnessProblem> {
         self.0.witness_problem().map(WitnessProblem::from)
     }
@@ -819,9 +831,28 @@ impl Outbox {
             .await?)
     }
 
-    /// Forgets the witness and any problem (a register activated afresh).
+    /// Forgets the witness and the problem [`witness_problem`](Self::witness_problem)
+    /// reports now (a register activated afresh, or once the operator has dealt with
+    /// it): a problem found after the app last looked (by a sync running meanwhile) is
+    /// erased with it. An app that shows the problem to the operator calls
+    /// [`reset_witness_seen`](Self::reset_witness_seen) with the one it showed instead.
     pub async fn reset_witness(&self) -> Result<()> {
         Ok(self.0.reset_witness().await?)
+    }
+
+    /// Forgets the witness, erasing only `seen`, the problem the operator was shown
+    /// (`None`: none was). A different problem found meanwhile (by a sync running at the
+    /// same time) is kept and answered (also reported by
+    /// [`witness_problem`](Self::witness_problem) from then on), for the app to show;
+    /// `None` when none was kept.
+    #[uniffi::method(default(seen = None))]
+    pub async fn reset_witness_seen(
+        &self,
+        seen: Option<WitnessProblem>,
+    ) -> Result<Option<WitnessProblem>> {
+        let seen = seen.map(client::WitnessProblem::from);
+        let kept = self.0.reset_witness_seen(seen.as_ref()).await?;
+        Ok(kept.map(WitnessProblem::from))
     }
 
     /// Fetches and verifies the register's whole history with its witness

@@ -67,6 +67,11 @@ export interface RenewRequest {
   descriptor?: string | null;
 }
 export interface ProductDelta { products: Product[]; rve: string | null; more: boolean; }
+/**
+ * A receipt the server gave that did not fit the register's witness, kept as evidence.
+ * Passed back to `resetWitnessSeen` as it was read: any other member, or one missing, is
+ * refused (`invalid_argument`).
+ */
 export interface WitnessProblem { receipt: string; code: string; message: string; atMs: number; }
 /** A stored record the queue could not read; kept until `removeCorrupt(name)`. */
 export interface CorruptRecord { name: string; id?: number | null; reason: string; }
@@ -124,6 +129,31 @@ struct JsClientConfig {
 }
 
 objects_only!(JsClientConfig);
+
+/// The JS `WitnessProblem` an app passes back to `resetWitnessSeen`, read strictly like
+/// the option objects: a misspelt or missing member would never equal the stored problem,
+/// and the reset would keep it without telling why.
+#[derive(Deserialize)]
+#[serde(remote = "Self", rename_all = "camelCase", deny_unknown_fields)]
+struct JsWitnessProblem {
+    receipt: String,
+    code: String,
+    message: String,
+    at_ms: i64,
+}
+
+objects_only!(JsWitnessProblem);
+
+impl From<JsWitnessProblem> for client::WitnessProblem {
+    fn from(p: JsWitnessProblem) -> Self {
+        client::WitnessProblem {
+            receipt: p.receipt,
+            code: p.code,
+            message: p.message,
+            at_ms: p.at_ms,
+        }
+    }
+}
 
 /// What `putProduct` takes: the JS `Product` (`crate::JsProductInput`, read strictly;
 /// `client::Product` reads the server's answers and lets unknown members pass, so it is
@@ -710,7 +740,7 @@ impl Outbox {
     }
 
     /// The first receipt that did not fit the witness (a forked chain, a receipt that
-    /// does not verify), kept as evidence until `resetWitness()`.
+    /// does not verify), kept as evidence until `resetWitness()` or `resetWitnessSeen()`.
     #[wasm_bindgen(
         js_name = witnessProblem,
         unchecked_return_type = "WitnessProblem | undefined"
@@ -742,7 +772,11 @@ impl Outbox {
         }))
     }
 
-    /// Forgets the witness and any problem (a register activated afresh).
+    /// Forgets the witness and the problem `witnessProblem()` reports now (a register
+    /// activated afresh, or once the operator has dealt with it). A different problem
+    /// another tab on the same `localStorage` prefix stored meanwhile is kept, and
+    /// reported from then on: an app that shows the problem to the operator calls
+    /// `resetWitnessSeen` with the one it showed instead.
     #[wasm_bindgen(js_name = resetWitness, unchecked_return_type = "Promise<void>")]
     pub fn reset_witness(&self) -> Promise {
         let outbox = self.0.clone();
@@ -750,6 +784,33 @@ impl Outbox {
             outbox.reset_witness().await.or_throw()?;
             Ok(JsValue::UNDEFINED)
         })
+    }
+
+    /// Forgets the witness, erasing only `seen`, the problem the operator was shown
+    /// (`null` or `undefined`: none was). A different problem another tab stored
+    /// meanwhile is kept: it resolves to that problem (also `witnessProblem()` from now
+    /// on), for the app to show; `undefined` when none was kept. `seen` is read strictly,
+    /// as `witnessProblem()` gave it (`invalid_argument` otherwise, thrown at the call).
+    #[wasm_bindgen(
+        js_name = resetWitnessSeen,
+        unchecked_return_type = "Promise<WitnessProblem | undefined>"
+    )]
+    pub fn reset_witness_seen(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "WitnessProblem | null | undefined")] seen: JsValue,
+    ) -> JsResult<Promise> {
+        let seen: Option<client::WitnessProblem> = if seen.is_null() || seen.is_undefined() {
+            None
+        } else {
+            Some(from_js::<JsWitnessProblem>("seen", &seen)?.into())
+        };
+        let outbox = self.0.clone();
+        Ok(future_to_promise(async move {
+            match outbox.reset_witness_seen(seen.as_ref()).await.or_throw()? {
+                Some(p) => to_js(&p),
+                None => Ok(JsValue::UNDEFINED),
+            }
+        }))
     }
 
     /// Fetches and verifies the register's whole history with its witness

@@ -38,6 +38,9 @@ export async function app(jwks: string, apiKey: string): Promise<string[]> {
   for (const c of corrupt) await outbox.removeCorrupt(c.name);
   const history: VerifiedHistory = await outbox.verifyHistory(client);
   out.push(...history.receipts.map((c) => c.txid), outbox.witness() ?? "");
+  // The operator was shown `problem` (or none): a different one another tab kept is answered.
+  const kept: WitnessProblem | undefined = await outbox.resetWitnessSeen(problem);
+  if (kept) out.push(kept.code);
 
   const kaffe: Product = { id: "kaffe", name: "Kaffe", price: 3200, currency: "SEK", vatRate: 1200 };
   validateProduct(kaffe);

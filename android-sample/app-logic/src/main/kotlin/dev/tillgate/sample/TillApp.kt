@@ -157,7 +157,9 @@ class TillApp private constructor(
         store.put(Keys.STATUS, a.status)
         store.remove(Keys.DESCRIPTOR)
         // A new registration starts a new receipt chain. The registration stands if this
-        // fails: the old witness then shows up as a problem at the first sale.
+        // fails: the old witness then shows up as a problem at the first sale. The old
+        // chain's problem goes with it (nothing was asked of the operator here; a screen
+        // that shows the problem first passes the one it showed to resetWitnessSeen).
         runCatching { queue.resetWitness() }
         handshake = HandshakeStatus.Pending
         return a
