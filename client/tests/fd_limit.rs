@@ -136,13 +136,13 @@ fn removing_a_witness_that_cannot_be_read_for_a_moment_keeps_it() {
     );
 }
 
-/// Opening the queue while a record cannot be read fails with a storage error (the app
-/// tries again) rather than listing a valid sale as damaged, which the app could then
-/// remove; once files can be opened again, the sale is there.
+/// A record that cannot be read when the queue opens (no file descriptor left) never
+/// stops the queue from opening: it is listed as unreadable for now, removing it is
+/// refused while it cannot be read (it holds a sale), and the next open reads it.
 #[test]
-fn a_record_that_cannot_be_read_at_open_is_never_reported_as_damaged() {
+fn a_record_that_cannot_be_read_at_open_is_listed_and_never_removed() {
     in_child(
-        "a_record_that_cannot_be_read_at_open_is_never_reported_as_damaged",
+        "a_record_that_cannot_be_read_at_open_is_listed_and_never_removed",
         || {
             let dir = tempfile::tempdir().unwrap();
             let (name, key) = queue_a_sale(dir.path());
@@ -151,12 +151,24 @@ fn a_record_that_cannot_be_read_at_open_is_never_reported_as_damaged() {
             // One descriptor free: the directory can be listed, its records not read.
             open.pop();
             let opened = block_on(Outbox::open(Arc::clone(&store)));
-            let loaded = store.load();
+            // The last descriptor taken too: the record cannot be read at all now.
+            open.extend(std::fs::File::open("/dev/null").ok());
+            let removed = match &opened {
+                Ok(q) => Some(block_on(q.remove_corrupt(&name)).map_err(|e| e.code().to_owned())),
+                Err(_) => None,
+            };
             drop(open);
-            let e = opened.unwrap_err();
-            assert_eq!(e.code(), "storage_error", "{e}");
-            assert!(e.to_string().contains(&name), "{e}");
-            assert_eq!(loaded.unwrap_err().code(), "storage_error");
+            let q = opened.unwrap();
+            let listed = q.corrupt_records();
+            assert_eq!(listed.len(), 1, "{listed:?}");
+            assert_eq!(listed[0].name, name);
+            assert!(
+                listed[0].reason.starts_with("cannot be read for now"),
+                "{listed:?}"
+            );
+            assert!(q.entries().is_empty());
+            assert_eq!(removed.unwrap(), Err("storage_error".to_owned()));
+            drop(q);
             let q = block_on(Outbox::open(store)).unwrap();
             assert!(q.corrupt_records().is_empty());
             assert_eq!(q.entries()[0].idempotency_key, key);

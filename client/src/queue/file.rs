@@ -30,10 +30,12 @@ const LOCK: &str = "queue.lock";
 /// or a directory by a record's name is reported by `load` as unreadable and left in
 /// place until the app removes it. A file that cannot be read (an I/O error: too many
 /// open files, a failing disk) tells nothing about the record, which may read fine the
-/// next time: `load` fails with a storage error naming it (so opening the queue fails,
-/// and the app tries again later; a sync goes on with what its outbox holds), and
-/// `remove_corrupt` never deletes it. Reading the witness alone (`load_witness`,
-/// `update_witness`) likewise answers an error when the read fails.
+/// next time: `load` reports it too (`cannot be read for now: ...`), so that one bad
+/// file never stops the queue from opening and the till keeps selling, but
+/// `remove_corrupt` never deletes it while it cannot be read (it answers the read
+/// error): it may hold an unsent sale or the witness. It is read again at the next open.
+/// Reading the witness alone (`load_witness`, `update_witness`) answers an error when
+/// the read fails.
 ///
 /// The store owns its directory: [`open`](Self::open) takes an exclusive lock on
 /// `queue.lock` in it (released when the store is dropped), and a second open of the
@@ -297,6 +299,12 @@ impl FileStore {
 /// Why `load` reports a directory by a record's name.
 const DIRECTORY: &str = "cannot be read: it is a directory";
 
+/// Why `load` reports a file reading failed on (`cannot be read for now: ...`): it may
+/// read fine the next time, and `remove_corrupt` leaves it while it cannot be read.
+fn unreadable(e: &crate::ClientError) -> String {
+    format!("cannot be read for now: {e}")
+}
+
 /// What reading a record's directory entry found.
 enum Read {
     /// Removed since the directory was listed (a sale sent meanwhile).
@@ -349,10 +357,11 @@ impl QueueStore for FileStore {
                 continue;
             }
             if name == WITNESS {
-                out.witness = match read_record(&ent)? {
-                    Read::Gone => None,
-                    Read::Dir => Some(Err(DIRECTORY.into())),
-                    Read::Bytes(bytes) => Some(decode_witness(&bytes)),
+                out.witness = match read_record(&ent) {
+                    Ok(Read::Gone) => None,
+                    Ok(Read::Dir) => Some(Err(DIRECTORY.into())),
+                    Ok(Read::Bytes(bytes)) => Some(decode_witness(&bytes)),
+                    Err(e) => Some(Err(unreadable(&e))),
                 }
                 .map(|r| {
                     r.map_err(|reason| CorruptRecord {
@@ -374,12 +383,14 @@ impl QueueStore for FileStore {
                 });
                 continue;
             };
-            // A record that does not decode, or a directory by its name, is reported; a
-            // read that fails is an error of the load (see the type's notes).
-            let decoded = match read_record(&ent)? {
-                Read::Gone => continue,
-                Read::Dir => Err(DIRECTORY.into()),
-                Read::Bytes(bytes) => decode_record(&bytes, id),
+            // A record that does not decode, a directory by its name, or a file reading
+            // fails on is reported; it never stops the queue from opening (see the
+            // type's notes: one that cannot be read is never deleted).
+            let decoded = match read_record(&ent) {
+                Ok(Read::Gone) => continue,
+                Ok(Read::Dir) => Err(DIRECTORY.into()),
+                Ok(Read::Bytes(bytes)) => decode_record(&bytes, id),
+                Err(e) => Err(unreadable(&e)),
             };
             match decoded {
                 Ok(e) => out.entries.push(e),

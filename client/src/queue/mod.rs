@@ -194,10 +194,11 @@ impl<T: ?Sized> MaybeSendSync for T {}
 /// Implementations must make [`save`](Self::save) atomic and durable: after it
 /// returns, the record survives a crash or power loss, and a crash during it leaves
 /// the previous version (or nothing, for a new record), never a torn one. Records that
-/// do not decode are reported in [`StoreContents::corrupt`], never skipped silently. A
-/// read that fails (an I/O error: too many open files, a failing disk) should be an
-/// error of the call instead, not a corrupt record: the record may read fine the next
-/// time, and an app offered a corrupt record may delete it.
+/// cannot be read are reported in [`StoreContents::corrupt`], never skipped silently, so
+/// that one bad record never stops the queue from opening. One whose read failed (an
+/// I/O error: too many open files, a failing disk) may read fine the next time: such a
+/// store must not delete it in [`remove_corrupt`](Self::remove_corrupt) while it still
+/// cannot be read, since an app offered a corrupt record may remove it.
 ///
 /// The calls are synchronous and small; on native targets the [`Outbox`] runs them on
 /// tokio's blocking pool so the caller's executor never stalls on `fsync`.
@@ -634,12 +635,11 @@ fn random_u32() -> u32 {
 }
 
 impl Outbox {
-    /// Opens the queue over `store`, loading what it holds. Records that do not decode
+    /// Opens the queue over `store`, loading what it holds. Records that cannot be read
     /// are kept in the store and reported by [`corrupt_records`](Self::corrupt_records)
-    /// and as the [`last_error`](Self::last_error). If the store cannot read one (an I/O
-    /// error: too many open files, a failing disk), opening fails with a storage error:
-    /// try again later (the record is never reported as damaged, which could get a
-    /// readable sale deleted).
+    /// and as the [`last_error`](Self::last_error); the rest of the queue works. One
+    /// whose read failed for now (an I/O error: too many open files, a failing disk) is
+    /// read again at the next open, and removing it is refused while it cannot be read.
     pub async fn open(store: Arc<dyn QueueStore>) -> Result<Self> {
         let mut contents = run_store(&store, |s| s.load()).await?;
         if let Some(Err(c)) = &contents.witness {
