@@ -10,10 +10,12 @@ use std::fs::File;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tillgate_client::core::Transaction;
 use tillgate_client::{
-    FileStore, IdempotencyKey, Outbox, QueueStore, WitnessProblem, WitnessRecord,
+    ClientError, CorruptRecord, FileStore, IdempotencyKey, Outbox, QueueStore, QueuedTransaction,
+    StoreContents, WitnessProblem, WitnessRecord,
 };
 
 /// Set in the child process, which runs the test's body.
@@ -172,6 +174,135 @@ fn a_record_that_cannot_be_read_at_open_is_listed_and_never_removed() {
             let q = block_on(Outbox::open(store)).unwrap();
             assert!(q.corrupt_records().is_empty());
             assert_eq!(q.entries()[0].idempotency_key, key);
+        },
+    );
+}
+
+/// A witness holding evidence of a fork, and a count of resets, stored in `dir`.
+fn store_a_witness(dir: &Path) -> WitnessRecord {
+    let record = WitnessRecord {
+        v: 1,
+        receipt: Some("a.b.c".into()),
+        problem: Some(WitnessProblem {
+            receipt: "x.y.z".into(),
+            code: "witness_mismatch".into(),
+            message: "the server gave another receipt for this sequence".into(),
+            at_ms: 1,
+        }),
+        resets: 1,
+    };
+    FileStore::open(dir).unwrap().save_witness(&record).unwrap();
+    record
+}
+
+/// Opens an outbox over `store` with one file descriptor free: the directory can be
+/// listed, its records not read.
+fn open_with_no_descriptor_to_read(store: &Arc<dyn QueueStore>) -> tillgate_client::Result<Outbox> {
+    let mut open = exhaust_descriptors();
+    open.pop();
+    let opened = block_on(Outbox::open(Arc::clone(store)));
+    drop(open);
+    opened
+}
+
+/// The witness is the register's evidence: one that cannot be read when the queue
+/// opens (no file descriptor left) stops the open with a storage error naming it,
+/// rather than be taken as unreadable (the outbox would then start from an empty copy,
+/// take the stored count of resets for another outbox's reset and leave the next
+/// receipt unjudged). Once it reads, the queue opens with the witness, its evidence and
+/// the sale.
+#[test]
+fn a_witness_that_cannot_be_read_at_open_stops_the_open_until_it_reads() {
+    in_child(
+        "a_witness_that_cannot_be_read_at_open_stops_the_open_until_it_reads",
+        || {
+            let dir = tempfile::tempdir().unwrap();
+            let (_, key) = queue_a_sale(dir.path());
+            let record = store_a_witness(dir.path());
+            let store: Arc<dyn QueueStore> = Arc::new(FileStore::open(dir.path()).unwrap());
+            let e = open_with_no_descriptor_to_read(&store)
+                .expect_err("the queue opened without its witness");
+            assert_eq!(e.code(), "storage_error", "{e}");
+            assert!(e.to_string().contains("witness.json"), "{e}");
+            let q = block_on(Outbox::open(store)).unwrap();
+            assert!(q.corrupt_records().is_empty());
+            assert_eq!(q.witness(), record.receipt);
+            assert_eq!(q.witness_problem(), record.problem);
+            assert_eq!(q.entries()[0].idempotency_key, key);
+        },
+    );
+}
+
+/// A `FileStore` whose next read of the witness in `update_witness` fails (a bad
+/// block: reading fails, writing a new file works).
+struct FailsToReadOnce {
+    inner: FileStore,
+    fail: AtomicBool,
+}
+
+impl QueueStore for FailsToReadOnce {
+    fn load(&self) -> tillgate_client::Result<StoreContents> {
+        self.inner.load()
+    }
+    fn save(&self, e: &QueuedTransaction) -> tillgate_client::Result<()> {
+        self.inner.save(e)
+    }
+    fn remove(&self, id: u64) -> tillgate_client::Result<()> {
+        self.inner.remove(id)
+    }
+    fn remove_corrupt(&self, name: &str) -> tillgate_client::Result<()> {
+        self.inner.remove_corrupt(name)
+    }
+    fn is_shared(&self) -> bool {
+        false
+    }
+    fn save_witness(&self, r: &WitnessRecord) -> tillgate_client::Result<()> {
+        self.inner.save_witness(r)
+    }
+    fn load_witness(
+        &self,
+    ) -> tillgate_client::Result<Option<Result<WitnessRecord, CorruptRecord>>> {
+        self.inner.load_witness()
+    }
+    fn update_witness(
+        &self,
+        change: &mut dyn FnMut(
+            Option<Result<WitnessRecord, CorruptRecord>>,
+        ) -> Option<WitnessRecord>,
+    ) -> tillgate_client::Result<()> {
+        if self.fail.swap(false, Ordering::SeqCst) {
+            return Err(ClientError::Storage(
+                "reading witness.json: Input/output error".into(),
+            ));
+        }
+        self.inner.update_witness(change)
+    }
+}
+
+/// A witness that only failed to read at open is never written over by a reset whose
+/// read fails too: the open stops while it cannot be read, and once the queue opens, the
+/// reset answers the read error and the evidence of the fork stays.
+#[test]
+fn a_reset_never_writes_over_a_witness_that_could_not_be_read_at_open() {
+    in_child(
+        "a_reset_never_writes_over_a_witness_that_could_not_be_read_at_open",
+        || {
+            let dir = tempfile::tempdir().unwrap();
+            let record = store_a_witness(dir.path());
+            let inner = Arc::new(FailsToReadOnce {
+                inner: FileStore::open(dir.path()).unwrap(),
+                fail: AtomicBool::new(false),
+            });
+            let store: Arc<dyn QueueStore> = inner.clone();
+            let e = open_with_no_descriptor_to_read(&store)
+                .expect_err("the queue opened without its witness");
+            assert_eq!(e.code(), "storage_error", "{e}");
+            let q = block_on(Outbox::open(store)).unwrap();
+            inner.fail.store(true, Ordering::SeqCst);
+            let reset = block_on(q.reset_witness_seen(None));
+            assert_eq!(reset.unwrap_err().code(), "storage_error");
+            let stored = inner.inner.load_witness().unwrap().unwrap().unwrap();
+            assert_eq!(stored.problem, record.problem);
         },
     );
 }

@@ -28,14 +28,17 @@ const LOCK: &str = "queue.lock";
 /// the record, and the directory is flushed, so a crash at any point leaves either the
 /// old record or the new one. A record that does not decode (bad JSON, another format)
 /// or a directory by a record's name is reported by `load` as unreadable and left in
-/// place until the app removes it. A file that cannot be read (an I/O error: too many
-/// open files, a failing disk) tells nothing about the record, which may read fine the
-/// next time: `load` reports it too (`cannot be read for now: ...`), so that one bad
+/// place until the app removes it. A queue record that cannot be read (an I/O error: too
+/// many open files, a failing disk) tells nothing about the record, which may read fine
+/// the next time: `load` reports it too (`cannot be read for now: ...`), so that one bad
 /// file never stops the queue from opening and the till keeps selling, but
-/// `remove_corrupt` never deletes it while it cannot be read (it answers the read
-/// error): it may hold an unsent sale or the witness. It is read again at the next open.
-/// Reading the witness alone (`load_witness`, `update_witness`) answers an error when
-/// the read fails.
+/// `remove_corrupt` never deletes it while it cannot be read (it answers the read error):
+/// it may hold an unsent sale. It is read again at the next open. The witness
+/// (`witness.json`) is the register's evidence and must be read to open: if it cannot be
+/// read at all, `load` fails with a storage error naming the file (the queue does not
+/// open until it reads, or is moved aside by hand), and it is never reported as
+/// unreadable for that. Reading the witness alone (`load_witness`, `update_witness`)
+/// answers an error when the read fails.
 ///
 /// The store owns its directory: [`open`](Self::open) takes an exclusive lock on
 /// `queue.lock` in it (released when the store is dropped), and a second open of the
@@ -357,11 +360,13 @@ impl QueueStore for FileStore {
                 continue;
             }
             if name == WITNESS {
-                out.witness = match read_record(&ent) {
-                    Ok(Read::Gone) => None,
-                    Ok(Read::Dir) => Some(Err(DIRECTORY.into())),
-                    Ok(Read::Bytes(bytes)) => Some(decode_witness(&bytes)),
-                    Err(e) => Some(Err(unreadable(&e))),
+                // The register's evidence: one that cannot be read at all (an I/O
+                // error) fails the load, rather than be taken as unreadable (see the
+                // type's notes). Only bytes that do not decode, or a directory, are.
+                out.witness = match read_record(&ent)? {
+                    Read::Gone => None,
+                    Read::Dir => Some(Err(DIRECTORY.into())),
+                    Read::Bytes(bytes) => Some(decode_witness(&bytes)),
                 }
                 .map(|r| {
                     r.map_err(|reason| CorruptRecord {

@@ -195,10 +195,13 @@ impl<T: ?Sized> MaybeSendSync for T {}
 /// returns, the record survives a crash or power loss, and a crash during it leaves
 /// the previous version (or nothing, for a new record), never a torn one. Records that
 /// cannot be read are reported in [`StoreContents::corrupt`], never skipped silently, so
-/// that one bad record never stops the queue from opening. One whose read failed (an
-/// I/O error: too many open files, a failing disk) may read fine the next time: such a
-/// store must not delete it in [`remove_corrupt`](Self::remove_corrupt) while it still
-/// cannot be read, since an app offered a corrupt record may remove it.
+/// that one bad queue record never stops the queue from opening. One whose read failed
+/// (an I/O error: too many open files, a failing disk) may read fine the next time: such
+/// a store must not delete it in [`remove_corrupt`](Self::remove_corrupt) while it still
+/// cannot be read, since an app offered a corrupt record may remove it. The witness is
+/// the register's evidence and must be read to open: if it cannot be read at all (an
+/// I/O error), [`load`](Self::load) fails with a storage error rather than report it as
+/// unreadable; only a witness that does not decode is reported unreadable.
 ///
 /// The calls are synchronous and small; on native targets the [`Outbox`] runs them on
 /// tokio's blocking pool so the caller's executor never stalls on `fsync`.
@@ -637,9 +640,13 @@ fn random_u32() -> u32 {
 impl Outbox {
     /// Opens the queue over `store`, loading what it holds. Records that cannot be read
     /// are kept in the store and reported by [`corrupt_records`](Self::corrupt_records)
-    /// and as the [`last_error`](Self::last_error); the rest of the queue works. One
-    /// whose read failed for now (an I/O error: too many open files, a failing disk) is
-    /// read again at the next open, and removing it is refused while it cannot be read.
+    /// and as the [`last_error`](Self::last_error); the rest of the queue works. A queue
+    /// record whose read failed for now (an I/O error: too many open files, a failing
+    /// disk) is read again at the next open, and removing it is refused while it cannot
+    /// be read. The witness must be read to open: if the store cannot read it at all (an
+    /// I/O error), the open fails with a storage error (`storage_error`) for the app to
+    /// retry, until it reads or is moved aside by hand; a witness that does not decode is
+    /// reported with the corrupt records.
     pub async fn open(store: Arc<dyn QueueStore>) -> Result<Self> {
         let mut contents = run_store(&store, |s| s.load()).await?;
         if let Some(Err(c)) = &contents.witness {

@@ -1990,3 +1990,83 @@ async fn a_sync_judges_unsaved_receipts_with_the_keys_of_the_client_it_is_given(
         assert_eq!(found, problem.map(|c| (c.to_owned(), chain[1].clone())));
     }
 }
+
+/// Tab A's check fetched the chain up to receipt 10; while it was under way A's sale got
+/// receipt 11, whose witness could not be written, and tab B stored the witness at 13.
+/// When A's check lands, 11 cannot be judged against B's witness, and the chain A
+/// fetched ends before it: it is newer than that chain, not evidence of a fork. It
+/// waits for a later check, which confirms it.
+#[tokio::test]
+async fn a_receipt_newer_than_the_chain_a_check_fetched_waits_for_a_later_check() {
+    let key = tillgate_core::SigningKey::from_seed(&[91; 32]);
+    let client = trusting(&key);
+    let chain = receipts(&key, 13, 100);
+    let store = Arc::new(Flaky::default());
+    let a = Outbox::open(store.clone()).await.unwrap();
+    for (i, r) in chain[..10].iter().enumerate() {
+        saw(&a, &client, r, i as i64).await;
+    }
+    let b = Outbox::open(store.clone()).await.unwrap();
+    // A's check begins: what the server returned at that moment.
+    let begun = a.witness_epoch();
+    let fetched = chain[..10].to_vec();
+    // A's sale, answered meanwhile, cannot be stored.
+    store.fail.store(true, Ordering::SeqCst);
+    let (p, kept) = a
+        .witness_saw(&client, &chain[10], 20, a.witness_epoch())
+        .await;
+    assert!(p.is_none() && kept.is_err());
+    store.fail.store(false, Ordering::SeqCst);
+    // Tab B checks the chain up to 13.
+    checked(&b, &client, chain.clone()).await;
+    assert_eq!(
+        stored_witness(store.as_ref()).receipt.as_ref(),
+        Some(&chain[12])
+    );
+    // A's check lands.
+    a.witness_checked(&client, fetched, begun).await.unwrap();
+    assert_eq!(stored_witness(store.as_ref()).problem, None);
+    assert_eq!(a.witness_problem(), None);
+    assert_eq!(witness::lock(&a.witness).unconfirmed(), [chain[10].clone()]);
+    // A later check finds it.
+    checked(&a, &client, chain.clone()).await;
+    assert!(witness::lock(&a.witness).unconfirmed().is_empty());
+    assert_eq!(stored_witness(store.as_ref()).problem, None);
+}
+
+/// A receipt that waited for a check before it began, and is past the end of the chain
+/// the check fetched, was cut from the server's history: that stays evidence.
+#[tokio::test]
+async fn a_receipt_waiting_before_a_check_and_past_its_chain_is_a_history_cut_back() {
+    let key = tillgate_core::SigningKey::from_seed(&[94; 32]);
+    let client = trusting(&key);
+    let chain = receipts(&key, 13, 100);
+    let store = Arc::new(Flaky::default());
+    let a = Outbox::open(store.clone()).await.unwrap();
+    for (i, r) in chain[..10].iter().enumerate() {
+        saw(&a, &client, r, i as i64).await;
+    }
+    let b = Outbox::open(store.clone()).await.unwrap();
+    store.fail.store(true, Ordering::SeqCst);
+    let (_, kept) = a
+        .witness_saw(&client, &chain[10], 20, a.witness_epoch())
+        .await;
+    assert!(kept.is_err());
+    store.fail.store(false, Ordering::SeqCst);
+    checked(&b, &client, chain.clone()).await;
+    // A's next sale takes B's witness in: 11 cannot be judged against it and waits.
+    assert_eq!(saw(&a, &client, &chain[12], 21).await, None);
+    assert_eq!(witness::lock(&a.witness).unconfirmed(), [chain[10].clone()]);
+    // A check begun now gets a chain that ends before it.
+    let begun = a.witness_epoch();
+    a.witness_checked(&client, chain[..10].to_vec(), begun)
+        .await
+        .unwrap();
+    let p = stored_witness(store.as_ref())
+        .problem
+        .expect("the cut was noticed");
+    assert_eq!(
+        (p.code.as_str(), &p.receipt),
+        ("witness_mismatch", &chain[10])
+    );
+}

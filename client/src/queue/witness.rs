@@ -103,8 +103,12 @@ pub(super) struct WitnessState {
     unsaved: Vec<String>,
     /// Receipts this outbox took that could not be judged against the witness another
     /// outbox stored over them: the next check must find each in the server's chain.
-    /// In memory only; at most [`MAX_KEPT`], then the newest replaces the last.
-    unconfirmed: Vec<String>,
+    /// In memory only; at most [`MAX_KEPT`], then the newest replaces the last. Each
+    /// with its number in the order they were put on the list (`added` then).
+    unconfirmed: Vec<(String, u64)>,
+    /// How many receipts were put on `unconfirmed`: a check confirms with the chain it
+    /// fetched only those put there before it began ([`Begun`]).
+    added: u64,
     /// The highest count of resets this outbox read or wrote: it never goes down, so a
     /// record written without the count (an older version) is not taken as a reset, and
     /// the next write carries the count again.
@@ -136,11 +140,23 @@ impl Default for WitnessState {
             known: fresh(None, None),
             unsaved: Vec::new(),
             unconfirmed: Vec::new(),
+            added: 0,
             resets: 0,
             unreadable: None,
             epoch: 0,
         }
     }
+}
+
+/// When a sale was sent or a check fetched its chain, as `witness_epoch` took it just
+/// before.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Begun {
+    /// The epoch: after a reset, what began before it changes nothing.
+    epoch: u64,
+    /// How many receipts had been put on the list of those waiting for a check
+    /// (`unconfirmed`): the server had given those before the check fetched its chain.
+    added: u64,
 }
 
 /// What a look at the stored witness found about its readability.
@@ -240,8 +256,46 @@ impl WitnessState {
 
     /// The receipts waiting for a check to find them in the server's chain.
     #[cfg(all(test, not(target_arch = "wasm32")))]
-    pub(super) fn unconfirmed(&self) -> &[String] {
-        &self.unconfirmed
+    pub(super) fn unconfirmed(&self) -> Vec<String> {
+        self.unconfirmed.iter().map(|(r, _)| r.clone()).collect()
+    }
+
+    /// Now, for a sale or a check that begins.
+    fn begun(&self) -> Begun {
+        Begun {
+            epoch: self.epoch,
+            added: self.added,
+        }
+    }
+
+    /// Puts `receipt` on the list of those waiting for a check (once), the newest
+    /// replacing the last when it is full.
+    fn unconfirm(&mut self, receipt: String) {
+        if self.unconfirmed.iter().any(|(r, _)| *r == receipt) {
+            return;
+        }
+        if self.unconfirmed.len() >= MAX_KEPT {
+            self.unconfirmed.pop();
+        }
+        self.unconfirmed.push((receipt, self.added));
+        self.added = self.added.saturating_add(1);
+    }
+
+    /// The receipts waiting for a check, each with whether it was on the list before
+    /// the sale or check `begun` began, and `unjudged`, put on it now.
+    fn waiting(&self, begun: Begun, unjudged: Option<&String>) -> Vec<(String, bool)> {
+        let mut list: Vec<(String, bool)> = (self.unconfirmed.iter())
+            .map(|(r, n)| (r.clone(), *n < begun.added))
+            .collect();
+        if let Some(r) = unjudged
+            && !list.iter().any(|(l, _)| l == r)
+        {
+            if list.len() >= MAX_KEPT {
+                list.pop();
+            }
+            list.push((r.clone(), false));
+        }
+        list
     }
 
     /// After the app asked to remove the unreadable record `name`, the store read again:
@@ -382,7 +436,7 @@ impl WitnessState {
         self.known = stored;
         self.unsaved = base.unsaved;
         if let Some(r) = base.unjudged {
-            keep(&mut self.unconfirmed, r);
+            self.unconfirm(r);
         }
     }
 
@@ -414,10 +468,11 @@ impl WitnessState {
         found
     }
 
-    /// Changes the witness for a sale or check begun in `epoch`, in one store call
+    /// Changes the witness for a sale or check `begun` then, in one store call
     /// ([`QueueStore::update_witness`]): `decide` gets the stored record (see
     /// [`base`](Self::base)) and the receipts waiting for a check
-    /// (`unconfirmed`), and answers the record to keep and what to tell the caller.
+    /// (`unconfirmed`, each with whether it waited before `begun`), and answers the
+    /// record to keep and what to tell the caller.
     /// The record is written only if it differs from the stored one. If the write fails,
     /// this outbox's copy moves all the same (a stored witness that lags behind is still
     /// one of the chain's receipts) and is written with the next change; if the store
@@ -428,10 +483,10 @@ impl WitnessState {
         &mut self,
         s: &dyn QueueStore,
         judge: Judge<'_>,
-        epoch: u64,
-        decide: impl FnOnce(&WitnessRecord, &[String]) -> (WitnessRecord, T),
+        begun: Begun,
+        decide: impl FnOnce(&WitnessRecord, &[(String, bool)]) -> (WitnessRecord, T),
     ) -> Result<(Changed<T>, Readability)> {
-        if self.epoch != epoch {
+        if self.epoch != begun.epoch {
             return Ok((Changed::Skipped, Readability::Same));
         }
         let mut decide = Some(decide);
@@ -451,10 +506,7 @@ impl WitnessState {
                 return None;
             }
             let base = this.base(&stored, judge);
-            let mut unconfirmed = this.unconfirmed.clone();
-            if let Some(r) = &base.unjudged {
-                keep(&mut unconfirmed, r.clone());
-            }
+            let unconfirmed = this.waiting(begun, base.unjudged.as_ref());
             let (record, answer) = (decide.take()?)(&base.record, &unconfirmed);
             let write = (record != stored).then(|| record.clone());
             outcome = Some(Seen::Decided {
@@ -482,7 +534,7 @@ impl WitnessState {
                 if self.unreadable.is_some() {
                     return Ok((Changed::Skipped, Readability::Same));
                 }
-                let (record, answer) = decide(&self.record, &self.unconfirmed);
+                let (record, answer) = decide(&self.record, &self.waiting(begun, None));
                 if record.receipt != self.record.receipt
                     && let Some(r) = &record.receipt
                 {
@@ -509,7 +561,7 @@ impl WitnessState {
                 let found = readable(self);
                 self.resets = self.resets.max(record.resets);
                 if let Some(r) = base.unjudged {
-                    keep(&mut self.unconfirmed, r);
+                    self.unconfirm(r);
                 }
                 if written.is_ok() {
                     self.known = record.clone();
@@ -547,10 +599,12 @@ fn judged_by(current: Option<&str>, mine: &str) -> bool {
 /// verified, in order): one the chain holds at its sequence number is confirmed; one
 /// the chain should hold but does not (another receipt there, or the chain ends before
 /// it) is evidence of a fork, or of a history cut back; one before the checked part (a
-/// check from the witness on) waits for a later check. Answers the receipts judged, and
-/// the first problem found.
+/// check from the witness on) waits for a later check. One put on the list after the
+/// check began (`false` beside it) may be newer than the chain the check fetched: past
+/// its end, it waits for a later check too. Answers the receipts judged, and the first
+/// problem found.
 fn confirm(
-    unconfirmed: &[String],
+    unconfirmed: &[(String, bool)],
     receipts: &[String],
     judge: Judge<'_>,
 ) -> (Vec<String>, Option<WitnessProblem>) {
@@ -559,7 +613,7 @@ fn confirm(
         .and_then(|r| decode_receipt_unverified(r).ok())
         .map(|c| c.seq);
     let (mut judged, mut found) = (Vec::new(), None);
-    for mine in unconfirmed {
+    for (mine, before) in unconfirmed {
         // It verified when this outbox took it.
         let Ok(claims) = decode_receipt_unverified(mine) else {
             continue;
@@ -571,6 +625,9 @@ fn confirm(
                 .and_then(|i| receipts.get(i)),
             None => None,
         };
+        if held.is_none() && !*before {
+            continue;
+        }
         if held != Some(mine) && found.is_none() {
             let e = tillgate_core::Error::WitnessMismatch {
                 sequence: claims.seq,
@@ -808,10 +865,10 @@ impl Outbox {
     }
 
     /// The witness to check with, read again from the store (another outbox on it may
-    /// have moved it), and the epoch the check belongs to; an unreadable witness record
+    /// have moved it), and when the check begins ([`Begun`]); an unreadable witness record
     /// refuses the check (`queue_record_corrupt`): without the witness a history cut
     /// back would pass. If the store cannot be read, this outbox's copy is used.
-    async fn witness_for_check(&self, client: &Client) -> Result<(Option<String>, u64)> {
+    async fn witness_for_check(&self, client: &Client) -> Result<(Option<String>, Begun)> {
         let (witness, state) = (Arc::clone(&self.witness), Arc::clone(&self.state));
         let client = client.clone();
         run_store(&self.store, move |s| {
@@ -822,7 +879,7 @@ impl Outbox {
             };
             let kept = match &w.unreadable {
                 Some(c) => Err(unreadable(c)),
-                None => Ok((w.record.receipt.clone(), w.epoch)),
+                None => Ok((w.record.receipt.clone(), w.begun())),
             };
             drop(w);
             super::witness_readability(&state, found);
@@ -855,21 +912,23 @@ impl Outbox {
         Ok(history)
     }
 
-    /// The current epoch, taken before a sale is sent or a check is fetched.
-    pub(super) fn witness_epoch(&self) -> u64 {
-        lock(&self.witness).epoch
+    /// The current epoch, and how many receipts were put on the list of those waiting
+    /// for a check, taken before a sale is sent or a check is fetched.
+    pub(super) fn witness_epoch(&self) -> Begun {
+        lock(&self.witness).begun()
     }
 
-    /// The receipts of a check that passed, begun in `epoch`: the witness moves to
-    /// their end ([`witness_after_check`]) if the stored witness is one of them. A
-    /// receipt this outbox took but could not judge against a witness another outbox
-    /// stored over it must be among them at its sequence number ([`confirm`]): if not,
-    /// it is kept as the problem.
+    /// The receipts of a check that passed, `begun` before it fetched them: the witness
+    /// moves to their end ([`witness_after_check`]) if the stored witness is one of
+    /// them. A receipt this outbox took but could not judge against a witness another
+    /// outbox stored over it must be among them at its sequence number ([`confirm`]): if
+    /// not, it is kept as the problem (unless it was put on that list after the check
+    /// began and the chain ends before it: then it waits for a later check).
     pub(super) async fn witness_checked(
         &self,
         client: &Client,
         receipts: Vec<String>,
-        epoch: u64,
+        begun: Begun,
     ) -> Result<()> {
         let (witness, state) = (Arc::clone(&self.witness), Arc::clone(&self.state));
         let client = client.clone();
@@ -878,7 +937,7 @@ impl Outbox {
             // Decided against the stored witness: a sale answered during the check, here
             // or in another outbox on the store, may have moved it past the checked end.
             let judge = Judge::new(&client, None);
-            let (changed, found) = w.change(s, judge, epoch, |base, unconfirmed| {
+            let (changed, found) = w.change(s, judge, begun, |base, unconfirmed| {
                 let mut record = match witness_after_check(base.receipt.as_deref(), &receipts) {
                     Some(next) => moved(base, next.to_owned()),
                     None => base.clone(),
@@ -892,7 +951,7 @@ impl Outbox {
                 (record, judged)
             })?;
             if let Changed::Decided(judged, _) = &changed {
-                w.unconfirmed.retain(|r| !judged.contains(r));
+                w.unconfirmed.retain(|(r, _)| !judged.contains(r));
             }
             drop(w);
             super::witness_readability(&state, found);
@@ -904,7 +963,7 @@ impl Outbox {
         .await
     }
 
-    /// A receipt the server gave for a sale sent in `epoch`: moves the witness if it
+    /// A receipt the server gave for a sale `begun` then: moves the witness if it
     /// directly continues the stored one, keeps the first one that does not fit as the
     /// problem (a problem already stored, by this outbox or another on the store, stays).
     /// Returns the problem it found, if any, and whether the witness could be written
@@ -914,7 +973,7 @@ impl Outbox {
         client: &Client,
         receipt: &str,
         now_ms: i64,
-        epoch: u64,
+        begun: Begun,
     ) -> (Option<WitnessProblem>, Result<()>) {
         let (witness, state) = (Arc::clone(&self.witness), Arc::clone(&self.state));
         let client = client.clone();
@@ -923,7 +982,7 @@ impl Outbox {
             let mut w = lock(&witness);
             let keys = &client.config().trusted_keys;
             let judge = Judge::new(&client, Some(now_ms));
-            let (changed, found) = w.change(s, judge, epoch, |base, _| {
+            let (changed, found) = w.change(s, judge, begun, |base, _| {
                 match advances_witness(base.receipt.as_deref(), &receipt, keys) {
                     Ok(true) => (moved(base, receipt), None),
                     Ok(false) => (base.clone(), None),
