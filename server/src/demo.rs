@@ -10,7 +10,7 @@ use std::path::{Component, Path, PathBuf};
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Redirect, Response};
 
 use crate::error::AppError;
@@ -79,9 +79,36 @@ pub async fn file(State(state): State<AppState>, uri: Uri) -> Response {
     }
 }
 
-/// `GET /demo/admin-key.json`: the admin key, only in demo mode (404 otherwise).
-pub async fn admin_key(State(state): State<AppState>) -> Response {
+/// Whether the request names this machine by a loopback name (`localhost`, `127.x.x.x`,
+/// `[::1]`, any port) in its `Host`. A page of another site that made its own name
+/// resolve to 127.0.0.1 (DNS rebinding) sends its own name there.
+fn loopback_host(headers: &HeaderMap, uri: &Uri) -> bool {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()));
+    let Some(host) = host else { return false };
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// `GET /demo/admin-key.json`: the admin key, only in demo mode (404 otherwise), and only
+/// to a page loaded from this machine by a loopback name (403 `demo_host_refused`
+/// otherwise: a site using DNS rebinding could read it from a browser on this machine).
+pub async fn admin_key(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
     match (&state.config.demo_mode, &state.config.admin_key) {
+        (true, Some(_)) if !loopback_host(&headers, &uri) => AppError::new(
+            StatusCode::FORBIDDEN,
+            "demo_host_refused",
+            "demo mode hands its admin key only to pages loaded from localhost, 127.0.0.1 or [::1]",
+        )
+        .into_response(),
         (true, Some(key)) => Json(serde_json::json!({
             "adminKey": key,
             "warning": "demo mode: this server hands its admin key to any browser; never use it for real registrations",
@@ -98,6 +125,41 @@ pub async fn admin_key(State(state): State<AppState>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_loopback_names_get_the_demo_admin_key() {
+        let with_host = |h: &str| {
+            let mut m = HeaderMap::new();
+            m.insert(header::HOST, HeaderValue::from_str(h).unwrap());
+            loopback_host(&m, &Uri::from_static("/demo/admin-key.json"))
+        };
+        for ok in [
+            "localhost",
+            "LOCALHOST:8080",
+            "127.0.0.1:8080",
+            "127.5.6.7",
+            "[::1]:8080",
+            "[::1]",
+        ] {
+            assert!(with_host(ok), "{ok}");
+        }
+        for refused in [
+            "evil.example:8080",
+            "localhost.evil.example",
+            "127.0.0.1.nip.io:8080",
+            "0.0.0.0:8080",
+            "[::]:8080",
+            "[::ffff:127.0.0.1]:8080",
+            "192.168.1.10:8080",
+            "",
+        ] {
+            assert!(!with_host(refused), "{refused}");
+        }
+        assert!(!loopback_host(
+            &HeaderMap::new(),
+            &Uri::from_static("/demo/admin-key.json")
+        ));
+    }
 
     #[test]
     fn resolve_stays_inside_the_demo_dir() {
