@@ -10,7 +10,8 @@ import init, {
   validateActivationRequest, validateApiKey, validateTransaction,
 } from "tillgate/web";
 import type {
-  ActivationRequest, ApiKeyAlphabet, TillgateError, Transaction, UrlToken, WitnessProblem,
+  ActivationRequest, ApiKeyAlphabet, CorruptRecord, SyncReport, TillgateError, Transaction,
+  UrlToken, WitnessProblem,
 } from "tillgate/web";
 import { AdminActivation, HttpError, request } from "./backoffice.js";
 
@@ -240,6 +241,19 @@ const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? o
  * keys behind its back). */
 async function forget(): Promise<void> {
   const out = $("forget-status");
+  // This tab's outbox knows only what it has read: other tabs' sales (and records) join
+  // at a sync, which takes them in before it sends anything (offline too).
+  let r = await syncQueue();
+  // The timer's sync may be under way: wait for it a little.
+  for (let i = 0; r?.alreadyRunning && i < 20; i++) {
+    await new Promise((done) => setTimeout(done, 100));
+    r = await syncQueue();
+  }
+  if (!r || r.alreadyRunning) {
+    setState(out, "bad", `Not forgotten: ${r ? "the queue is being sent right now" : "the queue cannot be checked (no client)"}; ` +
+      "try again in a moment.");
+    return;
+  }
   const pending = outbox.length;
   const corrupt = outbox.corruptRecords().length;
   if (pending || corrupt) {
@@ -247,7 +261,8 @@ async function forget(): Promise<void> {
       corrupt ? `${plural(corrupt, "unreadable record")} in storage` : ""].filter(Boolean).join(" and ");
     setState(out, "bad", `Not forgotten: the queue holds ${what}. ` +
       `${pending ? "Go online and let the queue send them first" : ""}${pending && corrupt ? "; " : ""}` +
-      `${corrupt ? "look at the unreadable records and remove them in the queue below" : ""}.`);
+      `${corrupt ? "an unreadable record may hold an unsent sale or the evidence of a forked history: " +
+        "keep a copy of it (shown in the queue below) for the register's supplier before anything is removed" : ""}.`);
     return;
   }
   const failed = outbox.entries().filter((e) => e.state === "failed");
@@ -642,13 +657,16 @@ function queueErrorText(): string {
   return e ? `${e.code}: ${e.message}` : "waiting for its turn";
 }
 
-/** Sends what the queue holds: when due (timer), or at once (`force`, back online). */
-async function syncQueue(force = false): Promise<void> {
+/** Sends what the queue holds: when due (timer), or at once (`force`, back online).
+ * Runs even when this tab's queue is empty: a sync first takes in the sales other tabs
+ * queued (and sends nothing when nothing is pending). The report, or `null` without a
+ * client. */
+async function syncQueue(force = false): Promise<SyncReport | null> {
   const client = api();
-  if (!client || outbox.entries().length === 0) { renderQueue(); renderAlarm(); return; }
+  if (!client) { renderQueue(); renderAlarm(); return null; }
   const r = force ? await outbox.syncNow(client, unixTimeMs()) : await outbox.sync(client, unixTimeMs());
   renderAlarm();
-  if (r.alreadyRunning) return;
+  if (r.alreadyRunning) return r;
   const status = $("sale-status");
   if (r.sent.length) {
     const p = r.witnessProblem;
@@ -662,6 +680,7 @@ async function syncQueue(force = false): Promise<void> {
     setState(status, "bad", `${r.failed.length} sale${r.failed.length === 1 ? " was" : "s were"} refused by the server (kept in the queue, marked failed).`);
   }
   renderQueue();
+  return r;
 }
 
 function renderQueue(): void {
@@ -679,12 +698,13 @@ function renderQueue(): void {
     corrupt.length ? `${plural(corrupt.length, "record")} in storage cannot be read (listed below; ` +
       "a sale may be in one: look before you remove it)" : ""].filter(Boolean).join("; ") + ".";
   const list = $("corrupt-list");
-  list.replaceChildren(...corrupt.map((c) => {
-    const remove = el("button", { type: "button", className: "quiet", textContent: "Remove" });
-    remove.setAttribute("aria-label", `Remove unreadable record ${c.name}`);
-    remove.addEventListener("click", () => void removeCorrupt(c.name));
-    return el("li", {}, el("span", { className: "mono", textContent: c.name }), `: ${c.reason} `, remove);
-  }));
+  // Rebuilt only when the records change (the timer renders every second): an opened
+  // stored value stays open while it is read.
+  const shownAs = JSON.stringify(corrupt.map((c) => [c.name, c.reason]));
+  if (list.dataset.shown !== shownAs) {
+    list.dataset.shown = shownAs;
+    list.replaceChildren(...corrupt.map(corruptItem));
+  }
   list.hidden = corrupt.length === 0;
   const table = $<HTMLTableElement>("queue-table");
   table.tBodies[0].replaceChildren(...entries.map((e) => {
@@ -698,7 +718,41 @@ function renderQueue(): void {
   table.hidden = entries.length === 0;
 }
 
+/** The name of the witness record among the queue's (the register's fork evidence). */
+const WITNESS_KEY = `${K.queue}witness`;
+/** What an unreadable record may hold, for the question before it is removed. */
+function mayHold(name: string): string {
+  return name === WITNESS_KEY ? "the evidence of a forked history" : "an unsent sale";
+}
+/** Shown at most, of a stored value (the copy button copies all of it). */
+const RAW_SHOWN = 2000;
+
+/** One unreadable record: its name, why, the stored value as it is (to look at and
+ * copy before anything goes), and Remove, which asks first. */
+function corruptItem(c: CorruptRecord): HTMLElement {
+  const raw = localStorage.getItem(c.name);
+  const shown = raw === null ? "(nothing stored under this name now)"
+    : raw.length > RAW_SHOWN ? `${raw.slice(0, RAW_SHOWN)}… (${raw.length} characters in all)` : raw;
+  const copy = el("button", { type: "button", className: "quiet", textContent: "Copy" });
+  copy.setAttribute("aria-label", `Copy the stored value of ${c.name}`);
+  copy.addEventListener("click", () => {
+    void navigator.clipboard?.writeText(raw ?? "").catch(() => undefined);
+  });
+  const details = el("details", {}, el("summary", { textContent: "Stored value" }),
+    el("pre", { className: "mono raw", textContent: shown }), copy);
+  const remove = el("button", { type: "button", className: "quiet", textContent: "Remove" });
+  remove.setAttribute("aria-label", `Remove unreadable record ${c.name}`);
+  remove.addEventListener("click", () => void removeCorrupt(c.name));
+  return el("li", {}, el("span", { className: "mono", textContent: c.name }),
+    ` (may hold ${mayHold(c.name)}): ${c.reason} `, remove, details);
+}
+
 async function removeCorrupt(name: string): Promise<void> {
+  if (!window.confirm(`Remove the unreadable record ${name} for good? It may hold ${mayHold(name)}, ` +
+    "which is then lost. Keep a copy of its stored value first.")) {
+    setState($("sale-status"), "none", `Kept the unreadable record ${name}.`);
+    return;
+  }
   try {
     await outbox.removeCorrupt(name);
     setState($("sale-status"), "ok", `Removed the unreadable record ${name}.`);
@@ -726,6 +780,14 @@ function witnessProblemText(): string | null {
  * and after every sale, sync and check. */
 function renderAlarm(): void {
   const box = $("history-alarm");
+  // An unreadable witness record may hold the evidence of a fork: the alarm says so.
+  if (outbox?.corruptRecords().some((c) => c.name === WITNESS_KEY)) {
+    box.hidden = false;
+    $("history-alarm-text").textContent = "The register's history evidence cannot be read: its stored " +
+      `witness record (${WITNESS_KEY}) is unreadable and may hold the evidence of a forked history. ` +
+      "Keep a copy of it (in the queue below) before anything is removed.";
+    return;
+  }
   const p = outbox?.witnessProblem();
   const text = witnessProblemText();
   if (!p || !text) {
@@ -992,7 +1054,9 @@ async function main(): Promise<void> {
     if (!toggle.checked) void syncQueue(true);
   });
   // The app's timer: the outbox sends when the oldest sale is due (backoff after failures).
-  window.setInterval(() => { if (outbox.length && !paying) void syncQueue(); }, 1000);
+  // It runs with an empty queue too, to take in the sales other tabs queued; with
+  // nothing pending it sends nothing and leaves the page as it is.
+  window.setInterval(() => { if (reg && !paying) void syncQueue(); }, 1000);
   renderBasket();
   renderQueue();
   $("receipts-btn").addEventListener("click", () => void verifyReceipts());

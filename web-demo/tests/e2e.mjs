@@ -85,9 +85,10 @@ page = ctx.pages()[0] ?? (await ctx.newPage());
 const consoleErrors = [];
 page.on("pageerror", (e) => consoleErrors.push(e.message));
 page.on("console", (m) => { if (m.type() === "error") consoleErrors.push(m.text()); });
-// Every confirm() the page asks, answered "Cancel".
+// Every confirm() the page asks, answered "Cancel" unless a step sets acceptDialogs.
 const dialogs = [];
-page.on("dialog", (d) => { dialogs.push(d.message()); void d.dismiss(); });
+let acceptDialogs = false;
+page.on("dialog", (d) => { dialogs.push(d.message()); void (acceptDialogs ? d.accept() : d.dismiss()); });
 const visible = (sel) => eventually(() => page.locator(sel).isVisible(), `${sel} should be visible`);
 const ready = () => eventually(async () => (await attr("body", "data-ready")) === "true", "page should restart");
 /** Turns the Offline switch (kept in sessionStorage across reloads) on or off. */
@@ -410,9 +411,18 @@ try {
     assert(await page.locator("#registration").isVisible(), "the register is kept");
     assert(await page.evaluate((k) => localStorage.getItem(k), bad) !== null, "the unreadable record is kept");
     await shot("forget-refused", "#sales");
+    await textHas("#forget-status", "keep a copy of it");
+    assert(!(await text("#forget-status")).includes("remove them"), "forget does not send the operator to delete records");
+    // The stored value is shown before anything goes; Remove asks, naming what may be lost.
+    await page.locator("#corrupt-list summary").first().click();
+    await textHas("#corrupt-list", "{not a queue record");
+    acceptDialogs = true;
     await page.getByRole("button", { name: `Remove unreadable record ${bad}` }).click();
     await eventually(() => page.locator("#corrupt-list").isHidden(), "the unreadable record should be gone");
+    acceptDialogs = false;
+    assert(dialogs.length === 1 && dialogs[0].includes("an unsent sale"), `Remove should ask, naming a sale: ${dialogs.join(" | ")}`);
     assert(await page.evaluate((k) => localStorage.getItem(k), bad) === null, "removed from storage");
+    dialogs.length = 0;
     await setOffline(false);
     await textHas("#queue-count", "0");
     await textHas("#queue-status", "Empty");
@@ -423,6 +433,69 @@ try {
     await textHas("#forget-status", "Kept");
     assert(await page.locator("#registration").isVisible(), "the register is kept");
     assert(await page.locator("#history-alarm").isVisible(), "the evidence is kept");
+  });
+
+  await step("a sale another tab queued offline stops forget in this tab, whose own queue is empty", async () => {
+    dialogs.length = 0;
+    await setOffline(true);
+    const other = await ctx.newPage();
+    try {
+      await other.goto(url);
+      await eventually(async () => (await other.locator("body").getAttribute("data-ready")) === "true", "the second tab should start");
+      await other.locator("label.switch").click();
+      assert(await other.locator("#offline-toggle").isChecked(), "the second tab is offline");
+      await other.getByRole("button", { name: /Kanelbulle/ }).click();
+      await other.click("#pay-btn");
+      await eventually(async () => (await other.locator("#sale-status").innerText()).includes("Kept in the queue"),
+        "the second tab should queue the sale");
+      await page.click("#forget-btn");
+      await textHas("#forget-status", "Not forgotten");
+      await textHas("#forget-status", "1 sale not yet sent");
+      assert(dialogs.length === 0, `nothing asked: ${dialogs.join(" | ")}`);
+      assert(await page.locator("#registration").isVisible(), "the register is kept");
+      await shot("forget-refused-other-tab", "#registration");
+      // The second tab back online sends it; this tab sees its queue empty again.
+      await other.locator("label.switch").click();
+      await eventually(async () => (await other.locator("#queue-count").innerText()).trim() === "0", "the second tab sends its sale");
+    } finally {
+      await other.close();
+    }
+    await setOffline(false);
+    await textHas("#queue-count", "0");
+  });
+
+  await step("an unreadable witness record raises the alarm; Remove shows it and asks before deleting the evidence", async () => {
+    dialogs.length = 0;
+    const k = "tillgate-demo:queue:witness";
+    const broken = "{not a witness record";
+    await page.evaluate(([k, v]) => localStorage.setItem(k, v), [k, broken]);
+    await page.reload();
+    await ready();
+    await visible("#history-alarm");
+    await textHas("#history-alarm", "history evidence cannot be read");
+    await textHas("#corrupt-list", k);
+    await textHas("#corrupt-list", "the evidence of a forked history");
+    await page.locator("#corrupt-list summary").first().click();
+    await textHas("#corrupt-list", broken);
+    await shot("witness-unreadable", "#sales");
+    // Cancel: nothing is deleted.
+    await page.getByRole("button", { name: `Remove unreadable record ${k}` }).click();
+    await eventually(() => dialogs.length === 1, "Remove should ask first");
+    assert(dialogs[0].includes("the evidence of a forked history"), `asked: ${dialogs[0]}`);
+    await page.waitForTimeout(300);
+    assert(await page.evaluate((k) => localStorage.getItem(k), k) === broken, "the record is kept after Cancel");
+    assert(await page.locator("#corrupt-list").isVisible(), "still listed after Cancel");
+    assert(await page.locator("#history-alarm").isVisible(), "the alarm stays after Cancel");
+    // OK: removed.
+    acceptDialogs = true;
+    try {
+      await page.getByRole("button", { name: `Remove unreadable record ${k}` }).click();
+      await eventually(() => page.locator("#corrupt-list").isHidden(), "the record should be gone after OK");
+    } finally {
+      acceptDialogs = false;
+    }
+    assert(dialogs.length === 2, `asked again: ${dialogs.join(" | ")}`);
+    assert(await page.evaluate((k) => localStorage.getItem(k), k) === null, "removed from storage after OK");
   });
 
   await step("no errors in the browser console", async () => {
