@@ -440,7 +440,10 @@ async fn writer_loop(state: AppState, mut rx: mpsc::Receiver<WriterMsg>) {
             },
         }
     }
-    // Stopping: let the commit in flight end, then commit whatever is still queued.
+    // Stopping: closed at once to new jobs (a sale sent now is answered 503, retry with
+    // the same key; `/readyz` says not ready from here on), then the commit in flight
+    // ends, then whatever was already queued is committed.
+    rx.close();
     if let Some(f) = inflight.take() {
         let _ = f.commit.await;
     }
