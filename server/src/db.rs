@@ -903,14 +903,9 @@ impl Store {
     /// with the KEK when there is one; it stays published only until activated.
     pub async fn import_signing_key(&self, key: &SigningKey) -> Result<KeyImport, sqlx::Error> {
         use base64::Engine as _;
-        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let seed = match &self.seeds {
-            Some(cipher) => cipher
-                .seal(key.kid(), &key.seed())
-                .map_err(sqlx::Error::Protocol)?,
-            None => b64.encode(key.seed()),
-        };
-        let public_key = b64.encode(key.public_key_bytes());
+        let seed = seed_to_store(self.seeds.as_ref(), key)?;
+        let public_key =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.public_key_bytes());
         let r = sqlx::query(
             "UPDATE signing_keys SET seed = $1 \
              WHERE kid = $2 AND public_key = $3 AND seed = '' AND retired_at IS NULL",
@@ -2173,12 +2168,7 @@ async fn insert_signing_key(
 ) -> Result<(), sqlx::Error> {
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let seed = match seeds {
-        Some(cipher) => cipher
-            .seal(key.kid(), &key.seed())
-            .map_err(sqlx::Error::Protocol)?,
-        None => b64.encode(key.seed()),
-    };
+    let seed = seed_to_store(seeds, key)?;
     sqlx::query(
         "INSERT INTO signing_keys (kid, seed, public_key, created_at, signs_from) \
          VALUES ($1, $2, $3, $4, $5)",
@@ -2191,6 +2181,17 @@ async fn insert_signing_key(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// A key's seed as stored: sealed with the KEK when there is one, else base64url.
+fn seed_to_store(seeds: Option<&SeedCipher>, key: &SigningKey) -> Result<String, sqlx::Error> {
+    use base64::Engine as _;
+    match seeds {
+        Some(cipher) => cipher
+            .seal(key.kid(), &key.seed())
+            .map_err(sqlx::Error::Protocol),
+        None => Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.seed())),
+    }
 }
 
 /// Seals every seed still stored in plain text and checks that every sealed one opens

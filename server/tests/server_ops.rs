@@ -376,6 +376,21 @@ fn admin_cli_dir(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
     admin_cli_with("TILLGATE_DATA_DIR", dir, args)
 }
 
+/// Runs an admin command on the SQLite database in `dir`: whether it succeeded, its JSON
+/// output lines, and its standard error.
+fn admin_json(dir: &std::path::Path, args: &[&str]) -> (bool, Vec<Value>, String) {
+    let out = admin_cli_dir(dir, args);
+    let lines = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (
+        out.status.success(),
+        lines,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 fn admin_cli_with(
     var: &str,
     value: impl AsRef<std::ffi::OsStr>,
@@ -1087,18 +1102,7 @@ async fn initialised_data_dir(name: &str) -> (std::path::PathBuf, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_cli_stages_a_key_rotation() {
     let (dir, _) = initialised_data_dir("stage_keys").await;
-    let run = |args: &[&str]| -> (bool, Vec<Value>, String) {
-        let out = admin_cli_dir(&dir, args);
-        let lines = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        (
-            out.status.success(),
-            lines,
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let run = |args: &[&str]| admin_json(&dir, args);
     let signer = || {
         let (ok, keys, err) = run(&["keys"]);
         assert!(ok, "{err}");
@@ -1182,18 +1186,7 @@ async fn admin_cli_stages_a_key_rotation() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_cli_publishes_and_activates_a_key_held_offline() {
     let (dir, sqlite) = initialised_data_dir("offline_key").await;
-    let run = |args: &[&str]| -> (bool, Vec<Value>, String) {
-        let out = admin_cli_dir(&dir, args);
-        let lines = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        (
-            out.status.success(),
-            lines,
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let run = |args: &[&str]| admin_json(&dir, args);
     let keygen = |out: &std::path::Path| {
         Command::new(env!("CARGO_BIN_EXE_tillgate-server"))
             .env_remove("DATABASE_URL")
