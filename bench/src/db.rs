@@ -170,9 +170,9 @@ pub async fn seed_transactions_sqlite(
         // x in [lo, hi): register x / per_register, sequence x % per_register + 1.
         sqlx::query(
             "WITH RECURSIVE c(x) AS (SELECT $1 UNION ALL SELECT x + 1 FROM c WHERE x + 1 < $2) \
-             INSERT INTO transactions (id, activation_id, idempotency_key, seq, created_at, body, txh, receipt) \
+             INSERT INTO transactions (id, activation_id, idempotency_key, seq, created_at, body, txh, receipt, rve) \
              SELECT printf('tx_seed_%08d', x), printf('act_bench_%05d', x / $3), printf('seed-%08d', x), \
-             x % $3 + 1, $4, $5, $6, $7 FROM c",
+             x % $3 + 1, $4, $5, $6, $7, $4 + x % $3 + 1 FROM c",
         )
         .bind(lo as i64)
         .bind(hi as i64)
@@ -187,10 +187,12 @@ pub async fn seed_transactions_sqlite(
         lo = hi;
     }
     sqlx::query(
-        "UPDATE activations SET chain_seq = $1, chain_head = $2 WHERE id LIKE 'act_bench_%'",
+        "UPDATE activations SET chain_seq = $1, chain_head = $2, chain_rve = $3 \
+         WHERE id LIKE 'act_bench_%'",
     )
     .bind(per_register as i64)
     .bind(receipt_link(&row.receipt))
+    .bind(t + per_register as i64)
     .execute(pool)
     .await
     .map_err(|e| e.to_string())?;

@@ -14,6 +14,10 @@ use tillgate_server::db::{NewTx, Store};
 
 use crate::db::SampleRow;
 
+/// The version of a row written here: its sequence number above a fixed time, as the
+/// server's are (increasing within a register, never below the stamp).
+const VERSION_BASE: i64 = 1_780_000_000;
+
 fn items(registers: usize, batch: usize, run: &str, n: u64, row: &SampleRow) -> Vec<NewTx> {
     (0..batch)
         .map(|i| NewTx {
@@ -138,13 +142,13 @@ pub async fn set_based_commit(
         }
         // 3. One INSERT for the whole batch.
         let mut sql = String::from(
-            "INSERT INTO transactions (id, activation_id, idempotency_key, seq, created_at, body, txh, receipt) VALUES ",
+            "INSERT INTO transactions (id, activation_id, idempotency_key, seq, created_at, body, txh, receipt, rve) VALUES ",
         );
         for i in 0..rows.len() {
-            let b = i * 8;
+            let b = i * 9;
             let _ = write!(
                 sql,
-                "{}(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                "{}(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
                 if i > 0 { ", " } else { "" },
                 b + 1,
                 b + 2,
@@ -153,7 +157,8 @@ pub async fn set_based_commit(
                 b + 5,
                 b + 6,
                 b + 7,
-                b + 8
+                b + 8,
+                b + 9
             );
         }
         sql.push_str(
@@ -169,7 +174,8 @@ pub async fn set_based_commit(
                 .bind(1_780_000_000i64)
                 .bind(item.body.as_str())
                 .bind(item.txh.as_str())
-                .bind(receipt.as_str());
+                .bind(receipt.as_str())
+                .bind(VERSION_BASE + *seq);
         }
         let inserted = q
             .fetch_all(&mut *tx)
@@ -181,26 +187,27 @@ pub async fn set_based_commit(
             return Err(format!("{} of {} rows inserted", inserted, rows.len()));
         }
         // 4. One UPDATE for every head.
-        let mut sql = String::from("WITH v(id, seq, head) AS (VALUES ");
+        let mut sql = String::from("WITH v(id, seq, head, rve) AS (VALUES ");
         let mut binds: Vec<(&str, i64, &str)> = Vec::new();
         for (i, (id, (seq, head))) in heads.iter().enumerate() {
-            let b = i * 3;
+            let b = i * 4;
             let _ = write!(
                 sql,
-                "{}(${}, CAST(${} AS BIGINT), ${})",
+                "{}(${}, CAST(${} AS BIGINT), ${}, CAST(${} AS BIGINT))",
                 if i > 0 { ", " } else { "" },
                 b + 1,
                 b + 2,
-                b + 3
+                b + 3,
+                b + 4
             );
             binds.push((id.as_str(), *seq, head.as_str()));
         }
         sql.push_str(
-            ") UPDATE activations SET chain_seq = v.seq, chain_head = v.head FROM v WHERE activations.id = v.id",
+            ") UPDATE activations SET chain_seq = v.seq, chain_head = v.head, chain_rve = v.rve FROM v WHERE activations.id = v.id",
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (id, seq, head) in binds {
-            q = q.bind(id).bind(seq).bind(head);
+            q = q.bind(id).bind(seq).bind(head).bind(VERSION_BASE + seq);
         }
         q.execute(&mut *tx)
             .await

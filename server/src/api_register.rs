@@ -25,13 +25,6 @@ use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::prefix::UrlTokenContext;
 use crate::state::AppState;
 
-/// The RVE returned by `GET /transactions` lags the server clock by this many seconds, so
-/// a transaction committed during the same second (or by a process whose clock is
-/// slightly behind) is not skipped by the next delta sync; items may be sent twice. The
-/// exact cursor of transactions is `afterSequence`. Products need no lag: their RVE is a
-/// version (see [`crate::db::Store::upsert_product`]).
-pub const RVE_SAFETY_SECS: i64 = 5;
-
 /// Builds the API form of a stored transaction.
 pub fn tx_out(r: TxRow, production_number: &str) -> AppResult<TransactionOut> {
     let transaction: Transaction = serde_json::from_str(&r.body)
@@ -182,14 +175,6 @@ fn since(query: Option<&str>, ctx: Option<&UrlTokenContext>) -> AppResult<i64> {
     Ok(rve.map_or(i64::MIN, Rve::unix_seconds))
 }
 
-/// The RVE of a transaction listing, and the `since` to list with: an RVE ahead of the
-/// server's (a register's own clock, a replica's that ran ahead) is lowered to it, so
-/// that transactions stamped before that time are not skipped.
-fn tx_rve(state: &AppState, since: i64) -> AppResult<(String, i64)> {
-    let now = state.now().saturating_sub(RVE_SAFETY_SECS).max(0);
-    Ok((Rve::from_unix(now)?.to_string(), since.min(now)))
-}
-
 /// `GET /transactions`: the register's transactions (delta by RVE or sequence).
 #[utoipa::path(get, path = "/transactions", tag = "register", params(TxListQuery),
     security(("apiKey" = []), ("bearer" = [])),
@@ -202,8 +187,7 @@ pub async fn list_transactions(
 ) -> AppResult<Json<TransactionList>> {
     let since = since(q.rve.as_deref(), ctx.as_ref().map(|c| &c.0))?;
     let limit = limit(q.limit, 100, 1000)?;
-    let (rve, since) = tx_rve(&state, since)?;
-    let rows = state
+    let page = state
         .store
         .list_txs(
             &auth.activation.id,
@@ -212,6 +196,8 @@ pub async fn list_transactions(
             limit,
         )
         .await?;
+    let rve = Rve::from_unix(page.rve)?.to_string();
+    let rows = page.rows;
     let full = rows.len() as i64 == limit;
     let next = if full {
         rows.last().map(|r| r.seq)

@@ -40,6 +40,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "signing_keys_held_offline",
         include_str!("../migrations/0004_signing_keys_held_offline.sql"),
     ),
+    (
+        5,
+        "transaction_versions",
+        include_str!("../migrations/0005_transaction_versions.sql"),
+    ),
 ];
 
 /// The newest schema version this server knows (its last migration).
@@ -48,7 +53,7 @@ pub fn schema_version() -> i64 {
 }
 
 /// Most rows (or registers, or key pairs) in one statement of the group commit: at most
-/// 8 parameters a row, well under SQLite's limit of 32,766.
+/// 9 parameters a row, well under SQLite's limit of 32,766.
 const ROWS_PER_STATEMENT: usize = 512;
 
 /// The settings of every SQLite connection.
@@ -416,9 +421,14 @@ pub struct TxRow {
     pub txh: String,
     /// The signed receipt (compact JWS).
     pub receipt: String,
+    /// Version: what delta sync compares RVEs with. Increasing with `seq` within the
+    /// register (in commit order), never below `created_at`: the previous row's version
+    /// plus one when that is later than `created_at`.
+    pub rve: i64,
 }
 
-const TX_COLS: &str = "id, activation_id, idempotency_key, seq, created_at, body, txh, receipt";
+const TX_COLS: &str =
+    "id, activation_id, idempotency_key, seq, created_at, body, txh, receipt, rve";
 
 fn tx_from_row(r: &AnyRow) -> Result<TxRow, sqlx::Error> {
     Ok(TxRow {
@@ -430,6 +440,7 @@ fn tx_from_row(r: &AnyRow) -> Result<TxRow, sqlx::Error> {
         body: r.try_get("body")?,
         txh: r.try_get("txh")?,
         receipt: r.try_get("receipt")?,
+        rve: r.try_get("rve")?,
     })
 }
 
@@ -469,6 +480,16 @@ pub struct ProductChanges {
     pub more: bool,
     /// The RVE to pass back for the changes after these: the last row's version, or,
     /// with no rows, the RVE asked with, lowered to the company's newest version.
+    pub rve: i64,
+}
+
+/// A page of a register's transactions, from [`Store::list_txs`].
+#[derive(Debug, Clone)]
+pub struct TxPage {
+    /// The transactions, in sequence order.
+    pub rows: Vec<TxRow>,
+    /// The RVE to pass back for the transactions after these: the last row's version,
+    /// or, with no rows, the RVE asked with, lowered to the register's newest version.
     pub rve: i64,
 }
 
@@ -1577,20 +1598,34 @@ impl Store {
             .transpose()
     }
 
-    /// A register's transactions with `seq > after_seq` and `created_at > since`, in
-    /// sequence order.
+    /// A register's transactions with `seq > after_seq` and a version above `since`, in
+    /// sequence (and so version) order, at most `limit` of them.
+    ///
+    /// An RVE above the register's newest version was not handed out by this database
+    /// (a register's own clock, a database restored to an earlier state): it is lowered
+    /// to that version, as every transaction stored later gets a version above it.
     pub async fn list_txs(
         &self,
         activation_id: &str,
         after_seq: i64,
         since: i64,
         limit: i64,
-    ) -> Result<Vec<TxRow>, sqlx::Error> {
+    ) -> Result<TxPage, sqlx::Error> {
+        // The newest version first: a transaction committed between the two reads is
+        // above it, so it is either in this page or after the RVE this page answers.
+        let newest: i64 = sqlx::query("SELECT chain_rve FROM activations WHERE id = $1")
+            .bind(activation_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| r.try_get("chain_rve"))
+            .transpose()?
+            .unwrap_or(0);
+        let since = since.min(newest);
         let sql = format!(
             "SELECT {TX_COLS} FROM transactions WHERE activation_id = $1 AND seq > $2 \
-             AND created_at > $3 ORDER BY seq LIMIT $4"
+             AND rve > $3 ORDER BY seq LIMIT $4"
         );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(activation_id)
             .bind(after_seq)
             .bind(since)
@@ -1599,7 +1634,9 @@ impl Store {
             .await?
             .iter()
             .map(tx_from_row)
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        let rve = rows.last().map_or(since.max(0), |r| r.rve);
+        Ok(TxPage { rows, rve })
     }
 
     /// Commits a batch of transactions in one database transaction (group commit).
@@ -1691,20 +1728,22 @@ impl Store {
             return Ok(None);
         }
         let mut rows = Vec::with_capacity(presigned.len());
-        // Per register: the head before the batch and after it.
-        type Link<'a> = (i64, &'a str);
+        // Per register: the head before the batch and after it (sequence number, link,
+        // version).
+        type Link<'a> = (i64, &'a str, i64);
         let mut moves: BTreeMap<&str, (Link, Link)> = BTreeMap::new();
         for p in presigned {
             let Some(p) = p.as_ref().filter(|p| p.kid == key.kid()) else {
                 return Ok(None);
             };
-            let after = (p.row.seq, p.link.as_str());
+            let before = (p.after.seq, p.after.link.as_str(), p.after.rve);
+            let after = (p.row.seq, p.link.as_str(), p.row.rve);
             match moves.entry(p.row.activation_id.as_str()) {
                 Entry::Vacant(e) => {
-                    e.insert(((p.after.0, p.after.1.as_str()), after));
+                    e.insert((before, after));
                 }
                 // A later row of the register must continue the one before it.
-                Entry::Occupied(mut e) if e.get().1 == (p.after.0, p.after.1.as_str()) => {
+                Entry::Occupied(mut e) if e.get().1 == before => {
                     e.get_mut().1 = after;
                 }
                 Entry::Occupied(_) => return Ok(None),
@@ -1720,11 +1759,17 @@ impl Store {
             )
         };
         let mut sql = format!(
-            "BEGIN IMMEDIATE; WITH v (id, old_seq, old_head, seq, head) AS (VALUES {}) \
-             UPDATE activations SET chain_seq = v.seq, chain_head = v.head FROM v \
-             WHERE activations.id = v.id AND activations.chain_seq = v.old_seq \
-             AND activations.chain_head = v.old_head; {}",
-            vec!["(?, CAST(? AS BIGINT), ?, CAST(? AS BIGINT), ?)"; moves.len()].join(", "),
+            "BEGIN IMMEDIATE; WITH v (id, old_seq, old_head, old_rve, seq, head, rve) AS \
+             (VALUES {}) UPDATE activations SET chain_seq = v.seq, chain_head = v.head, \
+             chain_rve = v.rve FROM v WHERE activations.id = v.id \
+             AND activations.chain_seq = v.old_seq AND activations.chain_head = v.old_head \
+             AND activations.chain_rve = v.old_rve; {}",
+            vec![
+                "(?, CAST(? AS BIGINT), ?, CAST(? AS BIGINT), CAST(? AS BIGINT), ?, \
+                 CAST(? AS BIGINT))";
+                moves.len()
+            ]
+            .join(", "),
             guard(moves.len()),
         );
         sql.push_str(&insert_sql(self, rows.len(), true));
@@ -1732,13 +1777,15 @@ impl Store {
         sql.push_str(&guard(rows.len()));
         sql.push_str("COMMIT");
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (id, ((old_seq, old_head), (seq, head))) in &moves {
+        for (id, ((old_seq, old_head, old_rve), (seq, head, rve))) in &moves {
             q = q
                 .bind(*id)
                 .bind(*old_seq)
                 .bind(*old_head)
+                .bind(*old_rve)
                 .bind(*seq)
-                .bind(*head);
+                .bind(*head)
+                .bind(*rve);
         }
         for r in &rows {
             q = bind_row(q, r);
@@ -1759,7 +1806,14 @@ impl Store {
         w.open = false;
         let heads = moves
             .iter()
-            .map(|(id, (_, (seq, head)))| ((*id).to_owned(), (*seq, (*head).to_owned())))
+            .map(|(id, (_, (seq, link, rve)))| {
+                let head = Head {
+                    seq: *seq,
+                    link: (*link).to_owned(),
+                    rve: *rve,
+                };
+                ((*id).to_owned(), head)
+            })
             .collect();
         let out = rows
             .into_iter()
@@ -1834,8 +1888,8 @@ impl Store {
             }
             let head = head_of(&mut heads, item)?;
             let row = match presigned.get(i).and_then(Option::as_ref) {
-                Some(p) if p.continues(head, key) => {
-                    *head = (p.row.seq, p.link.clone(), true);
+                Some(p) if p.continues(&head.0, key) => {
+                    *head = (p.head_after(), true);
                     p.row.clone()
                 }
                 _ => chain_next(head, item, new_id(), now, key, issuer)?,
@@ -1898,20 +1952,21 @@ impl Store {
         Ok((out, heads_after(&heads)))
     }
 
-    /// The chain head (sequence, link, changed = false) of every register of `items`,
-    /// read in id order (and locked, on PostgreSQL: a fixed lock order cannot deadlock).
+    /// The chain head (and changed = false) of every register of `items`, read in id
+    /// order (and locked, on PostgreSQL: a fixed lock order cannot deadlock).
     async fn chain_heads<'a>(
         &self,
         conn: &mut AnyConnection,
         items: &'a [NewTx],
-    ) -> Result<BTreeMap<&'a str, (i64, String, bool)>, sqlx::Error> {
+    ) -> Result<BTreeMap<&'a str, (Head, bool)>, sqlx::Error> {
         let mut regs: Vec<&str> = items.iter().map(|i| i.activation_id.as_str()).collect();
         regs.sort_unstable();
         regs.dedup();
         let mut heads = BTreeMap::new();
         for chunk in regs.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
-                "SELECT id, chain_seq, chain_head FROM activations WHERE id IN ({}) ORDER BY id{}",
+                "SELECT id, chain_seq, chain_head, chain_rve FROM activations WHERE id IN ({}) \
+                 ORDER BY id{}",
                 self.placeholders(1, chunk.len()),
                 self.for_update()
             );
@@ -1922,10 +1977,12 @@ impl Store {
             for row in q.fetch_all(&mut *conn).await? {
                 let id: String = row.try_get("id")?;
                 if let Some(r) = chunk.iter().find(|r| **r == id) {
-                    heads.insert(
-                        *r,
-                        (row.try_get("chain_seq")?, row.try_get("chain_head")?, false),
-                    );
+                    let head = Head {
+                        seq: row.try_get("chain_seq")?,
+                        link: row.try_get("chain_head")?,
+                        rve: row.try_get("chain_rve")?,
+                    };
+                    heads.insert(*r, (head, false));
                 }
             }
         }
@@ -1954,28 +2011,35 @@ impl Store {
     async fn move_heads(
         &self,
         conn: &mut AnyConnection,
-        heads: &BTreeMap<&str, (i64, String, bool)>,
+        heads: &BTreeMap<&str, (Head, bool)>,
     ) -> Result<(), sqlx::Error> {
-        let moved: Vec<(&str, i64, &str)> = heads
+        let moved: Vec<(&str, &Head)> = heads
             .iter()
-            .filter(|(_, (_, _, changed))| *changed)
-            .map(|(id, (seq, head, _))| (*id, *seq, head.as_str()))
+            .filter(|(_, (_, changed))| *changed)
+            .map(|(id, (head, _))| (*id, head))
             .collect();
         for chunk in moved.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
-                "WITH v (id, seq, head) AS (VALUES {}) UPDATE activations \
-                 SET chain_seq = v.seq, chain_head = v.head FROM v WHERE activations.id = v.id",
+                "WITH v (id, seq, head, rve) AS (VALUES {}) UPDATE activations \
+                 SET chain_seq = v.seq, chain_head = v.head, chain_rve = v.rve FROM v \
+                 WHERE activations.id = v.id",
                 (0..chunk.len())
                     .map(|i| {
-                        let p = |k| self.placeholder(i * 3 + k);
-                        format!("({}, CAST({} AS BIGINT), {})", p(1), p(2), p(3))
+                        let p = |k| self.placeholder(i * 4 + k);
+                        format!(
+                            "({}, CAST({} AS BIGINT), {}, CAST({} AS BIGINT))",
+                            p(1),
+                            p(2),
+                            p(3),
+                            p(4)
+                        )
                     })
                     .collect::<Vec<_>>()
                     .join(", ")
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for (id, seq, head) in chunk {
-                q = q.bind(*id).bind(*seq).bind(*head);
+            for (id, head) in chunk {
+                q = q.bind(*id).bind(head.seq).bind(&head.link).bind(head.rve);
             }
             q.execute(&mut *conn).await?;
         }
@@ -2235,9 +2299,9 @@ async fn seal_plain_seeds(
 fn insert_sql(store: &Store, n: usize, any_conflict: bool) -> String {
     format!(
         "INSERT INTO transactions (id, activation_id, idempotency_key, seq, created_at, \
-         body, txh, receipt) VALUES {} ON CONFLICT {}DO NOTHING",
+         body, txh, receipt, rve) VALUES {} ON CONFLICT {}DO NOTHING",
         (0..n)
-            .map(|i| format!("({})", store.placeholders(i * 8 + 1, 8)))
+            .map(|i| format!("({})", store.placeholders(i * 9 + 1, 9)))
             .collect::<Vec<_>>()
             .join(", "),
         if any_conflict {
@@ -2261,16 +2325,36 @@ fn bind_row<'q>(
         .bind(&r.body)
         .bind(&r.txh)
         .bind(&r.receipt)
+        .bind(r.rve)
 }
 
-/// Chain heads by register (activation id): the last sequence number and the link
-/// (`receipt_link`) of its receipt; `(0, "")` before the first transaction.
-pub type Heads = HashMap<String, (i64, String)>;
+/// A register's place in its receipt chain: what its next transaction continues.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Head {
+    /// The last sequence number given (0 before the first transaction).
+    pub seq: i64,
+    /// `receipt_link` of the last receipt (empty before the first transaction).
+    pub link: String,
+    /// The last transaction's version (0 before the first transaction).
+    pub rve: i64,
+}
 
-fn heads_after(heads: &BTreeMap<&str, (i64, String, bool)>) -> Heads {
+impl Head {
+    /// The version of the next transaction, stamped `now`: `now`, or one above this
+    /// head's when that is later (versions increase even within a second, or when a
+    /// clock went back).
+    fn next_rve(&self, now: i64) -> i64 {
+        now.max(self.rve.saturating_add(1))
+    }
+}
+
+/// Chain heads by register (activation id).
+pub type Heads = HashMap<String, Head>;
+
+fn heads_after(heads: &BTreeMap<&str, (Head, bool)>) -> Heads {
     heads
         .iter()
-        .map(|(id, (seq, link, _))| ((*id).to_owned(), (*seq, link.clone())))
+        .map(|(id, (head, _))| ((*id).to_owned(), head.clone()))
         .collect()
 }
 
@@ -2279,7 +2363,7 @@ fn heads_after(heads: &BTreeMap<&str, (i64, String, bool)>) -> Heads {
 #[derive(Debug, Clone)]
 pub struct Presigned {
     /// The head it was signed to continue.
-    after: (i64, String),
+    after: Head,
     /// The id of the key that signed it.
     kid: String,
     row: TxRow,
@@ -2289,8 +2373,17 @@ pub struct Presigned {
 
 impl Presigned {
     /// Whether it continues `head` (as read under the write lock) and `key` signed it.
-    fn continues(&self, head: &(i64, String, bool), key: &SigningKey) -> bool {
-        self.after.0 == head.0 && self.after.1 == head.1 && self.kid == key.kid()
+    fn continues(&self, head: &Head, key: &SigningKey) -> bool {
+        self.after == *head && self.kid == key.kid()
+    }
+
+    /// The register's head once this row is stored.
+    fn head_after(&self) -> Head {
+        Head {
+            seq: self.row.seq,
+            link: self.link.clone(),
+            rve: self.row.rve,
+        }
     }
 }
 
@@ -2310,19 +2403,18 @@ pub fn presign<'a>(
 ) -> Result<Vec<Option<Presigned>>, sqlx::Error> {
     let mut out = Vec::new();
     for item in items {
-        let Some((seq, link)) = expected.get_mut(&item.activation_id) else {
+        let Some(expected) = expected.get_mut(&item.activation_id) else {
             out.push(None);
             continue;
         };
-        let after = (*seq, link.clone());
-        let mut head = (*seq, std::mem::take(link), false);
+        let mut head = (expected.clone(), false);
         let row = chain_next(&mut head, item, new_id(), now, key, issuer)?;
-        (*seq, *link) = (head.0, head.1.clone());
+        let after = std::mem::replace(expected, head.0);
         out.push(Some(Presigned {
             after,
             kid: key.kid().to_owned(),
             row,
-            link: head.1,
+            link: expected.link.clone(),
         }));
     }
     Ok(out)
@@ -2330,26 +2422,27 @@ pub fn presign<'a>(
 
 /// The chain head of `item`'s register, as read by `Store::chain_heads`.
 fn head_of<'h>(
-    heads: &'h mut BTreeMap<&str, (i64, String, bool)>,
+    heads: &'h mut BTreeMap<&str, (Head, bool)>,
     item: &NewTx,
-) -> Result<&'h mut (i64, String, bool), sqlx::Error> {
+) -> Result<&'h mut (Head, bool), sqlx::Error> {
     heads
         .get_mut(item.activation_id.as_str())
         .ok_or_else(|| sqlx::Error::Protocol("chain head missing".into()))
 }
 
-/// The next row of a register's chain: sequence number `head.0 + 1`, a receipt signed
-/// over the transaction and the previous receipt's link `head.1`; moves `head` on and
+/// The next row of a register's chain: the next sequence number and version, a receipt
+/// signed over the transaction and the previous receipt's link; moves `head` on and
 /// marks it changed.
 fn chain_next(
-    head: &mut (i64, String, bool),
+    head: &mut (Head, bool),
     item: &NewTx,
     id: String,
     now: i64,
     key: &SigningKey,
     issuer: &str,
 ) -> Result<TxRow, sqlx::Error> {
-    let seq = head.0 + 1;
+    let seq = head.0.seq + 1;
+    let rve = head.0.next_rve(now);
     let receipt = sign_receipt(
         &ReceiptClaims {
             iss: issuer.to_owned(),
@@ -2358,7 +2451,7 @@ fn chain_next(
             seq: seq as u64,
             txid: id.clone(),
             txh: item.txh.clone(),
-            prev: std::mem::take(&mut head.1),
+            prev: std::mem::take(&mut head.0.link),
             tx_type: item.tx_type.clone(),
             total: item.total,
             currency: item.currency.clone(),
@@ -2366,7 +2459,14 @@ fn chain_next(
         key,
     )
     .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
-    *head = (seq, receipt_link(&receipt), true);
+    *head = (
+        Head {
+            seq,
+            link: receipt_link(&receipt),
+            rve,
+        },
+        true,
+    );
     Ok(TxRow {
         id,
         activation_id: item.activation_id.clone(),
@@ -2376,6 +2476,7 @@ fn chain_next(
         body: item.body.clone(),
         txh: item.txh.clone(),
         receipt,
+        rve,
     })
 }
 
@@ -2524,12 +2625,14 @@ mod tests {
     async fn stored_heads(store: &Store, registers: &[&str]) -> Heads {
         let mut heads = Heads::new();
         for reg in registers {
-            let rows = store.list_txs(reg, 0, i64::MIN, 100).await.unwrap();
+            let rows = store.list_txs(reg, 0, i64::MIN, 100).await.unwrap().rows;
             let last = rows.last().unwrap();
-            heads.insert(
-                (*reg).into(),
-                (last.seq, tillgate_core::receipt_link(&last.receipt)),
-            );
+            let head = Head {
+                seq: last.seq,
+                link: tillgate_core::receipt_link(&last.receipt),
+                rve: last.rve,
+            };
+            heads.insert((*reg).into(), head);
         }
         heads
     }
@@ -2537,11 +2640,25 @@ mod tests {
     /// Registers "a" and "b" hold gapless chains from 1 that verify.
     async fn assert_chains_verify(store: &Store, trusted: &TrustedKeys) {
         for reg in ["a", "b"] {
-            let rows = store.list_txs(reg, 0, i64::MIN, 100).await.unwrap();
+            let rows = store.list_txs(reg, 0, i64::MIN, 100).await.unwrap().rows;
             let receipts: Vec<&str> = rows.iter().map(|r| r.receipt.as_str()).collect();
             let claims = verify_receipt_chain(&receipts, trusted).unwrap();
             let seqs: Vec<u64> = claims.iter().map(|c| c.seq).collect();
             assert_eq!(seqs, (1..=rows.len() as u64).collect::<Vec<_>>());
+            // Versions: never below the stamp, increasing, the last one kept as the
+            // register's newest.
+            let mut before = 0;
+            for r in &rows {
+                assert!(r.rve >= r.created_at && r.rve > before, "{reg}: {r:?}");
+                before = r.rve;
+            }
+            let newest: i64 = sqlx::query("SELECT chain_rve FROM activations WHERE id = $1")
+                .bind(reg)
+                .fetch_one(&store.pool)
+                .await
+                .unwrap()
+                .get("chain_rve");
+            assert_eq!(newest, before, "{reg}");
         }
     }
 
@@ -2569,8 +2686,8 @@ mod tests {
             let mut commit = async |items: Vec<NewTx>| match path {
                 "commit_batch" => {
                     let stored = async || {
-                        let a = store.list_txs("a", 0, i64::MIN, 100).await.unwrap();
-                        let b = store.list_txs("b", 0, i64::MIN, 100).await.unwrap();
+                        let a = store.list_txs("a", 0, i64::MIN, 100).await.unwrap().rows;
+                        let b = store.list_txs("b", 0, i64::MIN, 100).await.unwrap().rows;
                         a.len() + b.len()
                     };
                     let before = stored().await;
@@ -2684,7 +2801,7 @@ mod tests {
         };
         // Stale: signed against the heads before `first`.
         let a2 = [item("a", "k2")];
-        let mut stale = Heads::from([("a".into(), (0, String::new()))]);
+        let mut stale = Heads::from([("a".into(), Head::default())]);
         assert!(refused(&a2, &sign(&a2, &mut stale)).await);
         // A used key (k1 of "a") at the current head.
         let a1 = [item("a", "k1")];
@@ -3153,7 +3270,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(
-            stored_heads(&store, &["a"]).await["a"].0,
+            stored_heads(&store, &["a"]).await["a"].seq,
             2,
             "the 99 was rolled back"
         );
@@ -3182,7 +3299,7 @@ mod tests {
             )
             .await
             .unwrap();
-        let rows = store.list_txs("a", 0, i64::MIN, 100).await.unwrap();
+        let rows = store.list_txs("a", 0, i64::MIN, 100).await.unwrap().rows;
         assert_eq!(rows.len(), 4, "k1..k4, each once");
         assert_chains_verify(&store, &trusted).await;
         store.close().await;
@@ -3222,7 +3339,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(heads.len(), 2);
-        assert_eq!(heads["a"].0, 1);
+        assert_eq!(heads["a"].seq, 1);
 
         // Presigned against the current heads: used as they are.
         let mut expected = heads.clone();
@@ -3285,9 +3402,149 @@ mod tests {
 
         assert_chains_verify(&store, &trusted).await;
         assert_eq!(
-            store.list_txs("a", 0, i64::MIN, 100).await.unwrap().len(),
+            store
+                .list_txs("a", 0, i64::MIN, 100)
+                .await
+                .unwrap()
+                .rows
+                .len(),
             6
         );
+        store.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    /// The versions of a page's rows and the RVE it answers.
+    fn versions(page: &TxPage) -> (Vec<(String, i64, i64)>, i64) {
+        let rows = page
+            .rows
+            .iter()
+            .map(|r| (r.idempotency_key.clone(), r.created_at, r.rve))
+            .collect();
+        (rows, page.rve)
+    }
+
+    fn v(key: &str, created_at: i64, rve: i64) -> (String, i64, i64) {
+        (key.into(), created_at, rve)
+    }
+
+    /// Delta sync by RVE never skips a transaction: versions increase in commit order,
+    /// also for a sale stamped before an RVE already handed out (a commit that waited
+    /// for the register's row, a replica whose clock is behind), and an RVE above the
+    /// register's newest version is lowered to it.
+    #[tokio::test]
+    async fn transaction_versions_follow_commit_order() {
+        let (key, trusted) = signer();
+        let (store, dir) = store_with_registers_a_b("tx-versions").await;
+        let mut ids = tx_ids();
+        let mut commit = async |reg: &str, k: &str, now: i64| {
+            store
+                .commit_batch(&[item(reg, k)], now, &key, "tillgate", &mut ids)
+                .await
+                .unwrap()
+        };
+        commit("a", "k1", 1_000).await;
+        commit("a", "k2", 1_000).await;
+        let all = store.list_txs("a", 0, i64::MIN, 100).await.unwrap();
+        assert_eq!(
+            versions(&all),
+            (vec![v("k1", 1_000, 1_000), v("k2", 1_000, 1_001)], 1_001)
+        );
+        // Stamped at 900, committed after the RVE 1001 was handed out: still after it.
+        commit("a", "k3", 900).await;
+        let next = store.list_txs("a", 0, all.rve, 100).await.unwrap();
+        assert_eq!(versions(&next), (vec![v("k3", 900, 1_002)], 1_002));
+        let none = store.list_txs("a", 0, next.rve, 100).await.unwrap();
+        assert_eq!(versions(&none), (vec![], 1_002));
+        // An RVE from the register's own clock, above every version: nothing, and the
+        // RVE answered is the newest version, so the next sale is not missed even though
+        // it is stamped before the RVE asked with.
+        let ahead = store.list_txs("a", 0, 5_000, 100).await.unwrap();
+        assert_eq!(versions(&ahead), (vec![], 1_002));
+        commit("a", "k4", 1_500).await;
+        let later = store.list_txs("a", 0, ahead.rve, 100).await.unwrap();
+        assert_eq!(versions(&later), (vec![v("k4", 1_500, 1_500)], 1_500));
+        // Versions are per register.
+        commit("b", "k1", 700).await;
+        let b = store.list_txs("b", 0, i64::MIN, 100).await.unwrap();
+        assert_eq!(versions(&b), (vec![v("k1", 700, 700)], 700));
+        // A register with no transaction answers the start.
+        let fresh = store.list_txs("nobody", 0, 5_000, 100).await.unwrap();
+        assert_eq!(versions(&fresh), (vec![], 0));
+        // Paging by the RVE alone gives each transaction once, in order.
+        let (mut rve, mut got) = (i64::MIN, Vec::new());
+        loop {
+            let page = store.list_txs("a", 0, rve, 1).await.unwrap();
+            if page.rows.is_empty() {
+                break;
+            }
+            got.extend(page.rows.iter().map(|r| r.idempotency_key.clone()));
+            rve = page.rve;
+        }
+        assert_eq!(got, ["k1", "k2", "k3", "k4"]);
+        assert_chains_verify(&store, &trusted).await;
+        store.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A version-4 database gets its transactions' versions from their stamps, in
+    /// sequence order per register, and the registers' newest versions.
+    #[tokio::test]
+    async fn transactions_of_a_version_4_database_get_versions() {
+        let (key, trusted) = signer();
+        let (store, dir) = store_with_registers_a_b("tx-v4").await;
+        let mut ids = tx_ids();
+        for (reg, k) in [
+            ("a", "k1"),
+            ("a", "k2"),
+            ("a", "k3"),
+            ("a", "k4"),
+            ("b", "k1"),
+        ] {
+            store
+                .commit_batch(&[item(reg, k)], 1, &key, "tillgate", &mut ids)
+                .await
+                .unwrap();
+        }
+        // Back to schema 4, with stamps that went back once and repeated.
+        sqlx::raw_sql(
+            "DROP INDEX transactions_by_version; \
+             ALTER TABLE transactions DROP COLUMN rve; \
+             ALTER TABLE activations DROP COLUMN chain_rve; \
+             CREATE INDEX transactions_by_time ON transactions (activation_id, created_at); \
+             DELETE FROM tillgate_migrations WHERE version = 5; \
+             UPDATE transactions SET created_at = CASE seq WHEN 1 THEN 100 WHEN 2 THEN 100 \
+             WHEN 3 THEN 99 ELSE 200 END WHERE activation_id = 'a'; \
+             UPDATE transactions SET created_at = 50 WHERE activation_id = 'b';",
+        )
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        store.close().await;
+        let url = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
+        let store = Store::connect(&url, 2).await.unwrap();
+        let a = store.list_txs("a", 0, i64::MIN, 100).await.unwrap();
+        assert_eq!(
+            versions(&a),
+            (
+                vec![
+                    v("k1", 100, 100),
+                    v("k2", 100, 101),
+                    v("k3", 99, 102),
+                    v("k4", 200, 200)
+                ],
+                200
+            )
+        );
+        let b = store.list_txs("b", 0, i64::MIN, 100).await.unwrap();
+        assert_eq!(versions(&b), (vec![v("k1", 50, 50)], 50));
+        // The next sale continues from the newest version.
+        store
+            .commit_batch(&[item("a", "k5")], 150, &key, "tillgate", &mut ids)
+            .await
+            .unwrap();
+        let next = store.list_txs("a", 0, 200, 100).await.unwrap();
+        assert_eq!(versions(&next), (vec![v("k5", 150, 201)], 201));
+        assert_chains_verify(&store, &trusted).await;
         store.close().await;
         let _ = std::fs::remove_dir_all(&dir);
     }

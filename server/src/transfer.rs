@@ -82,6 +82,7 @@ const TABLES: &[Table] = &[
             ("decision_note", Text),
             ("chain_seq", Int),
             ("chain_head", Text),
+            ("chain_rve", Int),
         ],
     },
     Table {
@@ -125,6 +126,7 @@ const TABLES: &[Table] = &[
             ("body", Text),
             ("txh", Text),
             ("receipt", Text),
+            ("rve", Int),
         ],
     },
     Table {

@@ -21,6 +21,7 @@ on_both!(
     idempotent_transactions_and_receipt_chain,
     tenancy_refusals,
     products_delta_sync,
+    transactions_delta_sync,
     admin_lists_and_exports_page_to_the_end,
     bad_input_is_4xx,
     key_rotation,
@@ -1097,6 +1098,96 @@ async fn tenancy_refusals(db: &TestDb, b: Backend) {
         "invalid_credentials",
     )
     .await;
+}
+
+/// `GET /transactions` by RVE: each sale comes once, in order, also a sale stamped before
+/// the RVE a listing handed out (a clock that went back: a replica whose clock is
+/// behind), through the query parameter and the URL-path prefix's `$R` alike.
+async fn transactions_delta_sync(db: &TestDb, b: Backend) {
+    let s = Srv::start(db, b).await;
+    let (_, key) = s.register(CORP_A, "dev-1").await;
+    let post = async |idem: &str| {
+        let r = s.post_tx(&key, idem, &sale(100)).await;
+        assert_eq!(r.status(), 201, "{idem}");
+        r.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let list = async |rve: &str| -> (Vec<String>, String) {
+        let path = match rve {
+            "" => "/transactions".to_owned(),
+            rve => format!("/transactions?rve={rve}"),
+        };
+        let page: Value = s.get_json_as(&path, &key).await;
+        let ids = page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].as_str().unwrap().to_owned())
+            .collect();
+        (ids, page["rve"].as_str().unwrap().to_owned())
+    };
+    let (none, start) = list("").await;
+    assert!(none.is_empty());
+    assert_eq!(start, "19700101000000", "no sale yet: from the start");
+    // Two sales in the same second, then listed.
+    let (t1, t2) = (post("k1").await, post("k2").await);
+    let (ids, rve) = list("").await;
+    assert_eq!(ids, [t1.clone(), t2.clone()]);
+    assert_eq!(list(&rve).await, (vec![], rve.clone()), "caught up");
+    // A third sale in that same second is not lost to an RVE of that second.
+    let t3 = post("k3").await;
+    let (ids, rve) = list(&rve).await;
+    assert_eq!(ids, std::slice::from_ref(&t3));
+    // The clock goes back ten minutes: the next sale is stamped before the RVE handed
+    // out, and still comes with the next delta.
+    s.clock.advance(-600);
+    let t4 = post("k4").await;
+    let late: Value = s.get_json_as(&format!("/transactions/{t4}"), &key).await;
+    // RFC 3339 in UTC without fractions: its digits are the RVE form of the time.
+    let stamped: String = late["createdAt"]
+        .as_str()
+        .unwrap()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    assert!(stamped < rve, "stamped {stamped}, before the RVE {rve}");
+    let (ids, rve) = list(&rve).await;
+    assert_eq!(ids, std::slice::from_ref(&t4));
+    // The same through the URL-path prefix's $R.
+    s.clock.advance(1_200);
+    let t5 = post("k5").await;
+    let page: Value = s
+        .get_json(&format!("/OpenApi_1,2,3,4$R{rve}$${key}/Transactions"))
+        .await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    assert_eq!(page["items"][0]["id"], t5.as_str());
+    let rve = page["rve"].as_str().unwrap().to_owned();
+    // An RVE from the register's own clock, ahead of every sale: nothing, and the RVE
+    // answered is the newest, so the next sale still comes.
+    let future = tillgate_core::Rve::from_unix(s.state.now() + 86_400)
+        .unwrap()
+        .to_string();
+    assert_eq!(list(&future).await, (vec![], rve.clone()));
+    let t6 = post("k6").await;
+    assert_eq!(list(&rve).await.0, std::slice::from_ref(&t6));
+    // Paging by the RVE alone: every sale once, in order.
+    let (mut rve, mut all) = (String::new(), Vec::new());
+    loop {
+        let path = match rve.as_str() {
+            "" => "/transactions?limit=2".to_owned(),
+            rve => format!("/transactions?limit=2&rve={rve}"),
+        };
+        let page: Value = s.get_json_as(&path, &key).await;
+        let items = page["items"].as_array().unwrap();
+        if items.is_empty() {
+            break;
+        }
+        all.extend(items.iter().map(|t| t["id"].as_str().unwrap().to_owned()));
+        rve = page["rve"].as_str().unwrap().to_owned();
+    }
+    assert_eq!(all, [t1, t2, t3, t4, t5, t6]);
 }
 
 async fn products_delta_sync(db: &TestDb, b: Backend) {
