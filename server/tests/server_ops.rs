@@ -38,7 +38,31 @@ async fn two_instances_share_one_postgres() {
     );
     assert_eq!(a.get("/auth/handshake", &key).await.status(), 200);
 
-    // Interleaved writes through both instances (two writers, one chain).
+    // A sale, then its retry with the same Idempotency-Key through the other instance:
+    // the stored result comes back (same id, sequence and receipt), nothing new is stored.
+    let first = a.post_tx(&key, "across", &sale(250)).await;
+    assert_eq!(first.status(), 201);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first: Value = first.json().await.unwrap();
+    let retry = b.post_tx(&key, "across", &sale(250)).await;
+    assert_eq!(retry.status(), 201);
+    assert_eq!(retry.headers()["idempotent-replayed"], "true");
+    let retry: Value = retry.json().await.unwrap();
+    assert_eq!(retry, first);
+    assert_eq!(first["sequence"], 1, "{first}");
+    // The same key with another sale is refused through either instance.
+    for srv in [&a, &b] {
+        problem(
+            srv.post_tx(&key, "across", &sale(251)).await,
+            422,
+            "idempotency_key_reused",
+        )
+        .await;
+    }
+
+    // Interleaved writes through both instances (two writers, one chain), each key sent
+    // once through each instance (`i` and `i + 15` differ in parity), so retries cross
+    // instances, concurrently: every answer for a key is the same stored transaction.
     let mut handles = Vec::new();
     for i in 0..30 {
         let srv = if i % 2 == 0 { &a } else { &b };
@@ -47,16 +71,24 @@ async fn two_instances_share_one_postgres() {
             let r = http
                 .post(url)
                 .bearer_auth(key)
-                .header("Idempotency-Key", format!("k{}", i % 20))
-                .json(&sale(100 + (i % 20)))
+                .header("Idempotency-Key", format!("k{}", i % 15))
+                .json(&sale(100 + (i % 15)))
                 .send()
                 .await
                 .unwrap();
             assert_eq!(r.status(), 201);
+            (i % 15, r.json::<Value>().await.unwrap())
         }));
     }
+    let mut answers: std::collections::BTreeMap<i64, Vec<Value>> = Default::default();
     for h in handles {
-        h.await.unwrap();
+        let (k, body) = h.await.unwrap();
+        answers.entry(k).or_default().push(body);
+    }
+    assert_eq!(answers.len(), 15);
+    for (k, bodies) in &answers {
+        assert_eq!(bodies.len(), 2);
+        assert_eq!(bodies[0], bodies[1], "key k{k}");
     }
     let list: Value = a
         .get("/transactions?limit=1000", &key)
@@ -70,7 +102,13 @@ async fn two_instances_share_one_postgres() {
         .iter()
         .map(|i| i["receipt"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(receipts.len(), 20);
+    assert_eq!(receipts.len(), 16, "one sale per idempotency key");
+    let mut seqs: Vec<i64> = answers
+        .values()
+        .map(|b| b[0]["sequence"].as_i64().unwrap())
+        .collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (2..=16).collect::<Vec<_>>());
     let jwks = b
         .http
         .get(b.url("/.well-known/jwks.json"))
