@@ -397,7 +397,12 @@ pub async fn renew(
             .get::<crate::prefix::UrlTokenContext>()
             .is_some_and(|c| c.token.is_some());
     let (a, old_hash, by_descriptor) = if has_credential {
-        let auth = match auth::authenticate(&state, &parts.0).await {
+        // From the database, not from the key cache: a renewal or a decision made through
+        // another process within the cache's lifetime must be seen here. A key replaced
+        // by a renewal whose answer was lost (made through any process) then reaches the
+        // repeat below, instead of renewing the new period again (`renewal_too_early`),
+        // and a revocation answers with its own code (the renewal is conditional anyway).
+        let auth = match auth::authenticate_uncached(&state, &parts.0).await {
             Ok(auth) => auth,
             Err(e) if e.code() == "key_replaced" => {
                 return repeat_renewal(&state, &parts.0, &body, now).await?.ok_or(e);
@@ -410,13 +415,7 @@ pub async fn renew(
                 "a dynamic staff key cannot renew the register's API key",
             ));
         };
-        // Read again, not from the key cache: a decision made elsewhere within the cache's
-        // lifetime answers with its own code (the renewal itself is conditional anyway).
-        let a = state
-            .store
-            .activation(&auth.activation.id)
-            .await?
-            .ok_or_else(|| AppError::unauthorized("invalid_credentials", "unknown registration"))?;
+        let a = Arc::unwrap_or_clone(auth.activation);
         (a, Some(hash.to_hex()), false)
     } else if let Some(jws) = &body.descriptor {
         let ring = state.keys().await?;

@@ -124,8 +124,29 @@ fn failed(state: &AppState, ip: IpAddr, err: AppError) -> AppError {
     err
 }
 
-/// Authenticates the caller of a register endpoint (identity only).
+/// Authenticates the caller of a register endpoint (identity only). An API key may be
+/// answered from the key cache: a registration decided or renewed through another
+/// process sharing the database is seen within `key_cache_secs`.
 pub async fn authenticate(state: &AppState, parts: &Parts) -> Result<Authenticated, AppError> {
+    authenticate_with(state, parts, true).await
+}
+
+/// [`authenticate`], reading an API key from the database, never from the key cache: the
+/// key's registration as stored now, and `key_replaced` for a key a renewal replaced,
+/// through whichever process it was made. For the renewal, which must tell a repeat
+/// (the old key, replaced) from a first renewal.
+pub async fn authenticate_uncached(
+    state: &AppState,
+    parts: &Parts,
+) -> Result<Authenticated, AppError> {
+    authenticate_with(state, parts, false).await
+}
+
+async fn authenticate_with(
+    state: &AppState,
+    parts: &Parts,
+    use_cache: bool,
+) -> Result<Authenticated, AppError> {
     let ip = client_ip(parts, state.config.trust_forwarded_for);
     if let Err(retry_after_secs) = state.auth_limiter.check(ip) {
         state.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
@@ -144,7 +165,7 @@ pub async fn authenticate(state: &AppState, parts: &Parts) -> Result<Authenticat
     let result = if is_dynamic_api_key(cred) {
         authenticate_dynamic(state, cred, via).await
     } else {
-        authenticate_key(state, cred, via).await
+        authenticate_key(state, cred, via, use_cache).await
     };
     result.map_err(|e| match e {
         e @ (AppError::Problem { .. } | AppError::Core(_)) => failed(state, ip, e),
@@ -156,12 +177,15 @@ async fn authenticate_key(
     state: &AppState,
     cred: &str,
     via: Via,
+    use_cache: bool,
 ) -> Result<Authenticated, AppError> {
     let hash = ApiKeyHash::of_key(cred)
         .map_err(|e| AppError::unauthorized(e.code(), "the credential is not a valid API key"))?;
     // Approved registrations are cached briefly by key hash (see `cache`): the lookup
-    // is by the hash itself, as in the database.
-    if let Some(activation) = state.key_cache.get(&hash.0) {
+    // is by the hash itself, as in the database. An entry does not know whether another
+    // process replaced the key since (a renewal there): callers for whom that matters
+    // read the database (`use_cache` false).
+    if use_cache && let Some(activation) = state.key_cache.get(&hash.0) {
         return Ok(Authenticated {
             activation,
             key_hash: Some(hash),

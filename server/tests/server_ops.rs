@@ -157,6 +157,98 @@ async fn key_cache_off_sees_revocations_at_once() {
     problem(b.get("/auth/handshake", &key).await, 403, "revoked").await;
 }
 
+/// A renewal whose answer was lost, repeated through another instance that still holds
+/// the old key in its key cache: the repeat is recognised (a fresh key), not answered
+/// from the cached registration (`renewal_too_early` from the new period it would read
+/// next). A key replaced by a renewal through the signed descriptor answers
+/// `key_replaced` there, not `pending_approval`. Two instances on one database, one
+/// clock; the cache time is long enough that the old key is still cached.
+async fn renewal_repeated_through_another_instance(backend: Backend) {
+    let Some(db) = TestDb::new(backend, "renewal_repeated_through_another_instance").await else {
+        return;
+    };
+    let clock = ManualClock::new(T2030 + 3600);
+    let mut config = test_config(&db.url);
+    config.key_cache_secs = 60;
+    let a = Srv::start_with(&db, backend, clock.clone(), config.clone()).await;
+    let b = Srv::start_with(&db, backend, clock.clone(), config).await;
+    let register = |device: &'static str| {
+        let a = &a;
+        async move {
+            let r = a
+                .activate(activation_body(
+                    CORP_A,
+                    device,
+                    "2030-01-01T00:00:00Z",
+                    "2030-02-01T00:00:00Z",
+                ))
+                .await;
+            let act: Value = r.json().await.unwrap();
+            let id = act["activationId"].as_str().unwrap();
+            assert_eq!(a.admin("approve", id).await.status(), 200);
+            let key = act["apiKey"].as_str().unwrap().to_owned();
+            let code = a.get_json_as("/activations/activation-code", &key).await;
+            (act, key, code["descriptor"].as_str().unwrap().to_owned())
+        }
+    };
+    let (act1, old1, _) = register("dev-1").await;
+    let (act2, old2, descriptor2) = register("dev-2").await;
+    let body = |act: &Value, device: &str| {
+        json!({"productionNumber": act["productionNumber"], "deviceId": device,
+               "validFrom": "2030-02-01T00:00:00Z", "validTo": "2031-02-01T00:00:00Z"})
+    };
+    let renew = |srv: &Srv, key: Option<&str>, body: Value| {
+        let mut req = srv.http.post(srv.url("/activations/renew")).json(&body);
+        if let Some(key) = key {
+            req = req.bearer_auth(key);
+        }
+        req.send()
+    };
+
+    // The keys expire; instance A authenticates both (and caches the registrations).
+    clock.set(T2030 + 31 * DAY);
+    for key in [&old1, &old2] {
+        problem(a.get("/auth/handshake", key).await, 403, "key_expired").await;
+    }
+
+    // Renewed through B; say the answer was lost on the way back to the register.
+    let r = renew(&b, Some(&old1), body(&act1, "dev-1")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let lost: Value = r.json().await.unwrap();
+    let lost = lost["apiKey"].as_str().unwrap().to_owned();
+    // The register repeats the same renewal, and it reaches A.
+    let r = renew(&a, Some(&old1), body(&act1, "dev-1")).await.unwrap();
+    let status = r.status();
+    let again: Value = r.json().await.unwrap();
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["validTo"], "2031-02-01T00:00:00Z");
+    let fresh = again["apiKey"].as_str().unwrap().to_owned();
+    assert!(fresh != lost && fresh != old1);
+    for srv in [&a, &b] {
+        assert_eq!(srv.get("/auth/handshake", &fresh).await.status(), 200);
+        problem(srv.get("/auth/handshake", &lost).await, 401, "key_replaced").await;
+    }
+
+    // Renewed through B with the signed descriptor (back to pending): the old key, still
+    // cached by A, is answered as replaced when it tries to renew there.
+    let mut by_descriptor = body(&act2, "dev-2");
+    by_descriptor["descriptor"] = json!(descriptor2);
+    let r = renew(&b, None, by_descriptor).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = renew(&a, Some(&old2), body(&act2, "dev-2")).await.unwrap();
+    problem(r, 401, "key_replaced").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewal_repeated_through_another_instance_sqlite() {
+    renewal_repeated_through_another_instance(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewal_repeated_through_another_instance_postgres() {
+    renewal_repeated_through_another_instance(Backend::Postgres).await;
+}
+
 /// Several group-commit writers (`--writers`): concurrent sales of several registers
 /// still give each register a gapless chain that verifies, and retries are recognised.
 async fn several_writers_keep_every_chain_gapless(backend: Backend) {
