@@ -308,7 +308,9 @@ async fn authenticate_dynamic(
         )
         .map_err(|e| AppError::unauthorized(e.code(), e.to_string()))?;
     let staff = staff.ok_or_else(unknown)?;
-    // One use per key: remember the nonce for as long as the key could be accepted.
+    // One use per key: remember the nonce for as long as the key could be accepted, here
+    // (`issued_at + window`) and, by the sweep's margin, by every other process sharing
+    // the database (`db::NONCE_SWEEP_MARGIN_SECS`).
     let fresh = state
         .store
         .use_nonce(

@@ -92,6 +92,9 @@ pub struct Config {
     pub writers: usize,
 
     /// Freshness window of dynamic API keys, seconds either side of the server's time.
+    /// Keep it the same on every process sharing a database: a key's nonce is kept an
+    /// hour past the window of the process that accepted it, so replays are refused
+    /// everywhere while the processes' windows and clocks differ by less than that.
     #[arg(long, env = "TILLGATE_DYNAMIC_KEY_WINDOW_SECS", default_value_t = 300)]
     pub dynamic_key_window_secs: i64,
 

@@ -170,6 +170,17 @@ pub struct Store {
 /// How often (seconds) a process deletes expired dynamic-key nonces, at most.
 const NONCE_SWEEP_SECS: i64 = 60;
 
+/// How long (seconds) a dynamic-key nonce is kept after the key stopped being acceptable
+/// by the clock and window of the process that stored it ([`Store::use_nonce`]). Every
+/// process sharing the database sweeps the nonces with its own clock, and another process
+/// may accept the same key for longer: its clock is behind, or its freshness window
+/// (`TILLGATE_DYNAMIC_KEY_WINDOW_SECS`) is wider. A nonce deleted while any process would
+/// still accept its key lets that process accept a replay. So nonces are kept an hour
+/// longer: replays stay refused while the processes' clocks differ, and their windows
+/// differ, by less than an hour in all. The table holds the nonces of about
+/// `window + 1 h` of dynamic keys (each a login, 22 characters and a number).
+pub const NONCE_SWEEP_MARGIN_SECS: i64 = 3_600;
+
 /// What [`Store::renew`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Renewal {
@@ -1454,9 +1465,12 @@ impl Store {
         .transpose()
     }
 
-    /// Records a dynamic-key nonce; false if it was already used (a replay).
-    /// Expired nonces are deleted at most once a minute per process, so the table holds
-    /// only the nonces of keys that could still be accepted, plus a minute's worth.
+    /// Records a dynamic-key nonce whose key is acceptable until `expires_at` (this
+    /// process's clock and window); false if it was already used (a replay).
+    /// Nonces are deleted at most once a minute per process, and only
+    /// [`NONCE_SWEEP_MARGIN_SECS`] after their `expires_at` by this process's clock (`now`),
+    /// so the table holds the nonces of keys that could still be accepted by any process
+    /// sharing the database, plus an hour and a minute's worth.
     pub async fn use_nonce(
         &self,
         login: &str,
@@ -1474,7 +1488,7 @@ impl Store {
                 .is_ok()
         {
             sqlx::query("DELETE FROM dynamic_key_nonces WHERE expires_at < $1")
-                .bind(now)
+                .bind(now.saturating_sub(NONCE_SWEEP_MARGIN_SECS))
                 .execute(&self.pool)
                 .await?;
         }
@@ -2938,6 +2952,8 @@ mod tests {
                 .try_get::<i64, _>("n")
                 .unwrap()
         };
+        let margin = NONCE_SWEEP_MARGIN_SECS;
+        assert!(margin >= 3_600, "covers clocks and windows an hour apart");
         assert!(store.use_nonce("kim", "AAAA", 1_010, 1_000).await.unwrap());
         assert!(store.use_nonce("kim", "BBBB", 1_100, 1_020).await.unwrap());
         assert!(
@@ -2945,12 +2961,36 @@ mod tests {
             "a replay"
         );
         assert_eq!(count().await, 2, "no sweep within the minute");
-        // A minute on: the nonce that expired at 1,010 goes, the live one stays.
-        assert!(store.use_nonce("kim", "CCCC", 1_200, 1_061).await.unwrap());
-        assert_eq!(count().await, 2);
-        assert!(!store.use_nonce("kim", "BBBB", 1_100, 1_062).await.unwrap());
+        // A minute on, and up to the margin past their expiry: swept, nothing goes. Another
+        // process whose clock is behind this one's (or whose window is wider) may still
+        // accept these keys, so a replay of AAAA, expired here 3,600 s ago, is refused.
+        assert!(store.use_nonce("kim", "CCCC", 9_999, 1_061).await.unwrap());
+        assert_eq!(count().await, 3);
         assert!(
-            store.use_nonce("kim", "AAAA", 1_200, 1_063).await.unwrap(),
+            store
+                .use_nonce("kim", "DDDD", 9_999, 1_010 + margin)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            count().await,
+            4,
+            "swept, but nothing is past the margin yet"
+        );
+        assert!(
+            !store
+                .use_nonce("kim", "AAAA", 1_010, 1_010 + margin)
+                .await
+                .unwrap(),
+            "a replay within the margin"
+        );
+        // Past the margin: the nonces that expired at 1,010 and 1,100 go, the live ones stay.
+        let later = 1_100 + margin + 1;
+        assert!(store.use_nonce("kim", "EEEE", 9_999, later).await.unwrap());
+        assert_eq!(count().await, 3, "CCCC, DDDD, EEEE");
+        assert!(!store.use_nonce("kim", "CCCC", 9_999, later).await.unwrap());
+        assert!(
+            store.use_nonce("kim", "AAAA", 1_200, later).await.unwrap(),
             "expired and swept"
         );
         store.close().await;
