@@ -73,6 +73,18 @@ pub const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous 
      PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; \
      PRAGMA wal_autocheckpoint = 10000; PRAGMA journal_size_limit = 67108864;";
 
+/// The setting of every PostgreSQL connection of a [`Store::connect`]ed store: its
+/// transactions run at READ COMMITTED, whatever the database's or the role's default
+/// (`default_transaction_isolation`). The write paths rely on it: a statement that waited
+/// for a row another process was changing (a decision, a renewal, a chain head) sees the
+/// row as that process committed it and acts on it, where REPEATABLE READ or SERIALIZABLE
+/// would fail it with a serialisation error (answered 503). Set per session, once, when
+/// the pool opens the connection: behind a proxy that pools transactions (PgBouncer's
+/// `transaction` mode) a session setting does not follow the transactions, so there set
+/// the role's or the database's default to `read committed` (PostgreSQL's own default).
+pub const PG_SESSION_SETTINGS: &str =
+    "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED";
+
 /// SQLite's writer connection.
 #[derive(Debug)]
 struct Writer {
@@ -576,7 +588,13 @@ impl Store {
                 .max_connections(size)
                 .acquire_timeout(std::time::Duration::from_secs(10));
             if backend != Backend::Sqlite {
-                return options;
+                // Every connection: migrations, the transaction writers, the admin CLI.
+                return options.after_connect(|conn, _meta| {
+                    Box::pin(async move {
+                        sqlx::raw_sql(PG_SESSION_SETTINGS).execute(conn).await?;
+                        Ok(())
+                    })
+                });
             }
             // A connection to a local file does not go stale: no ping before each use
             // (a round trip to the connection's thread, as long as a short statement).
@@ -1014,19 +1032,12 @@ impl Store {
     ) -> Result<KeyChange, sqlx::Error> {
         let mut conn = self.write_conn().await?;
         let mut tx = conn.begin().await?;
-        if self.backend == Backend::Postgres {
-            // The locked rows must be read as last committed, whatever the database's
-            // default isolation (under REPEATABLE READ the loser of two changes would
-            // fail with a serialisation error instead of seeing the winner's outcome).
-            sqlx::query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
-                .execute(&mut *tx)
-                .await?;
-        }
         // Locked on PostgreSQL: changes at once (two operators, an activation and a
         // retirement, two replicas) run one after the other, each seeing the other's
-        // outcome, so together they cannot leave no key that can sign. On SQLite the
-        // write transaction (BEGIN IMMEDIATE) does the same. Only a constant suffix is
-        // added to the statement.
+        // outcome (the locked rows are read as last committed: READ COMMITTED,
+        // [`PG_SESSION_SETTINGS`]), so together they cannot leave no key that can sign.
+        // On SQLite the write transaction (BEGIN IMMEDIATE) does the same. Only a
+        // constant suffix is added to the statement.
         let mut rows: Vec<SigningKeyRow> = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT kid, seed, created_at, signs_from, retired_at FROM signing_keys \
              WHERE retired_at IS NULL{}",
@@ -2136,11 +2147,8 @@ impl Store {
         let mut conn = self.write_conn().await?;
         let mut tx = conn.begin().await?;
         if self.backend == Backend::Postgres {
-            // Each statement must see what committed before it (the newest version read
-            // after the lock is granted), whatever the database's default isolation.
-            sqlx::query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
-                .execute(&mut *tx)
-                .await?;
+            // Each statement sees what committed before it (READ COMMITTED,
+            // [`PG_SESSION_SETTINGS`]): the newest version is read after the lock is granted.
             sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
                 .bind(format!("tillgate-products:{}", p.corporate_id))
                 .execute(&mut *tx)

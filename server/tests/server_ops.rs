@@ -249,6 +249,161 @@ async fn renewal_repeated_through_another_instance_postgres() {
     renewal_repeated_through_another_instance(Backend::Postgres).await;
 }
 
+/// Sends `req` while another session holds, uncommitted, the change `sql` makes (as
+/// another server's transaction would); once the request waits for that session's row
+/// lock (seen in `pg_stat_activity` under the server's `application_name`), commits the
+/// change and returns the answer.
+async fn behind_a_lock(
+    db: &TestDb,
+    application_name: &str,
+    sql: String,
+    req: reqwest::RequestBuilder,
+) -> reqwest::Response {
+    use sqlx::Connection as _;
+    let mut holder = sqlx::AnyConnection::connect(&db.url).await.unwrap();
+    let mut watcher = sqlx::AnyConnection::connect(&db.url).await.unwrap();
+    let mut tx = holder.begin().await.unwrap();
+    let changed = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(changed.rows_affected(), 1);
+    let sent = tokio::spawn(req.send());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let waiting: i64 = sqlx::Row::get(
+            &sqlx::query(
+                "SELECT COUNT(*) AS n FROM pg_stat_activity WHERE application_name = $1 \
+                 AND wait_event_type = 'Lock'",
+            )
+            .bind(application_name)
+            .fetch_one(&mut watcher)
+            .await
+            .unwrap(),
+            "n",
+        );
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline && !sent.is_finished(),
+            "the request never waited for the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tx.commit().await.unwrap();
+    sent.await.unwrap().unwrap()
+}
+
+/// A database whose sessions default to REPEATABLE READ (here through the connection
+/// URL's `options`; a database or role setting does the same): the server still runs
+/// its transactions at READ COMMITTED, so a decision or a renewal that waited for
+/// another server's change to the same row sees that change and answers for it (409
+/// `invalid_status_transition`, 401 `key_replaced`, or 200 when the change does not
+/// matter), instead of failing with a serialisation error (503).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeatable_read_default_changes_no_answer() {
+    use sqlx::Connection as _;
+    let Some(db) = TestDb::new(
+        Backend::Postgres,
+        "a_repeatable_read_default_changes_no_answer",
+    )
+    .await
+    else {
+        return;
+    };
+    let application_name = format!("tillgate_rr_{}", std::process::id());
+    let url = format!(
+        "{}&options=-c%20default_transaction_isolation%3Drepeatable%5C%20read\
+         &application_name={application_name}",
+        db.url
+    );
+    // The option is in force for a session opened with this URL.
+    let mut plain = sqlx::AnyConnection::connect(&url).await.unwrap();
+    let shown: String = sqlx::Row::get(
+        &sqlx::query("SELECT current_setting('transaction_isolation') AS level")
+            .fetch_one(&mut plain)
+            .await
+            .unwrap(),
+        "level",
+    );
+    assert_eq!(shown, "repeatable read");
+    plain.close().await.unwrap();
+
+    let clock = ManualClock::new(T2030 + 3600);
+    let mut config = test_config(&url);
+    config.key_cache_secs = 0;
+    let s = Srv::start_with(&db, Backend::Postgres, clock.clone(), config).await;
+    let expiring = |device: &str| {
+        activation_body(
+            CORP_A,
+            device,
+            "2030-01-01T00:00:00Z",
+            "2030-02-01T00:00:00Z",
+        )
+    };
+
+    // An approval waits for a revocation committed by another server: it sees it.
+    let pending = s.activate_ok(CORP_A, "dev-1").await;
+    let id = pending["activationId"].as_str().unwrap();
+    let r = behind_a_lock(
+        &db,
+        &application_name,
+        format!("UPDATE activations SET status = 'revoked' WHERE id = '{id}'"),
+        s.http
+            .post(s.url(&format!("/admin/activations/{id}/approve")))
+            .bearer_auth(ADMIN_KEY)
+            .json(&json!({})),
+    )
+    .await;
+    problem(r, 409, "invalid_status_transition").await;
+
+    // Renewals of expired keys.
+    let mut renewals = Vec::new();
+    for device in ["dev-2", "dev-3"] {
+        let r = s.activate(expiring(device)).await;
+        let act: Value = r.json().await.unwrap();
+        let id = act["activationId"].as_str().unwrap().to_owned();
+        assert_eq!(s.admin("approve", &id).await.status(), 200);
+        renewals.push((act, device));
+    }
+    clock.set(T2030 + 31 * DAY);
+    let renew = |act: &Value, device: &str| {
+        s.http
+            .post(s.url("/activations/renew"))
+            .bearer_auth(act["apiKey"].as_str().unwrap())
+            .json(
+                &json!({"productionNumber": act["productionNumber"], "deviceId": device,
+                          "validFrom": "2030-02-01T00:00:00Z", "validTo": "2031-02-01T00:00:00Z"}),
+            )
+    };
+    // One waits for another server's renewal that replaced its key: key_replaced.
+    let (act, device) = &renewals[0];
+    let hash = tillgate_core::ApiKeyHash::of_key(act["apiKey"].as_str().unwrap())
+        .unwrap()
+        .to_hex();
+    let r = behind_a_lock(
+        &db,
+        &application_name,
+        format!("UPDATE api_keys SET replaced_at = 1 WHERE key_hash = '{hash}'"),
+        renew(act, device),
+    )
+    .await;
+    problem(r, 401, "key_replaced").await;
+    // One waits for a change to its registration that leaves what it checked as it was:
+    // it renews.
+    let (act, device) = &renewals[1];
+    let id = act["activationId"].as_str().unwrap();
+    let r = behind_a_lock(
+        &db,
+        &application_name,
+        format!("UPDATE activations SET updated_at = updated_at + 1 WHERE id = '{id}'"),
+        renew(act, device),
+    )
+    .await;
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+}
+
 /// Several group-commit writers (`--writers`): concurrent sales of several registers
 /// still give each register a gapless chain that verifies, and retries are recognised.
 async fn several_writers_keep_every_chain_gapless(backend: Backend) {
