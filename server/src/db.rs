@@ -798,6 +798,18 @@ impl Store {
         result
     }
 
+    /// The newest schema version applied to the database (0 before any migration). A
+    /// running server compares it with [`schema_version`] every few seconds: another
+    /// process (a newer server in a rolling deployment) may migrate the database under it.
+    pub async fn stored_schema_version(&self) -> Result<i64, sqlx::Error> {
+        let newest: Option<i64> =
+            sqlx::query("SELECT MAX(version) AS newest FROM tillgate_migrations")
+                .fetch_one(&self.pool)
+                .await?
+                .try_get("newest")?;
+        Ok(newest.unwrap_or(0))
+    }
+
     /// Creates a signing key if none is active, and with a [`SeedCipher`] seals the seeds
     /// still stored in plain text (and checks that every sealed seed opens). Safe to call
     /// from several processes at once (PostgreSQL: under the migration lock).

@@ -284,6 +284,20 @@ fn problems(id: &str, op: &Operation) -> BTreeMap<u16, Vec<&'static str>> {
         add(500, &["internal_error"]);
         if id != "readyz" {
             add(503, &["storage_unavailable"]);
+            // Every operation that may write, beside a database a newer server migrated.
+            if matches!(
+                id,
+                "activate"
+                    | "renew"
+                    | "approve"
+                    | "reject"
+                    | "revoke"
+                    | "add_staff"
+                    | "create_transaction"
+                    | "put_product"
+            ) {
+                add(503, &["schema_newer"]);
+            }
             // Client input PostgreSQL cannot hold in text (a NUL).
             add(400, &["invalid_character"]);
         }

@@ -1,7 +1,8 @@
 //! Health, readiness, metrics and API documentation.
 
-use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use utoipa::OpenApi as _;
 
@@ -14,10 +15,19 @@ pub async fn healthz() -> impl IntoResponse {
     axum::Json(serde_json::json!({"status": "ok"}))
 }
 
-/// `GET /readyz`: the database answers and the transaction writers run.
+/// `GET /readyz`: the database answers, the transaction writers run, and the database's
+/// schema is not newer than this server's (another process migrated it meanwhile).
 #[utoipa::path(get, path = "/readyz", tag = "ops",
     responses((status = 200, description = "ready")))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
+    if state.refuse_if_schema_newer().await.is_err() {
+        return AppError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "the database was migrated by a newer tillgate-server",
+        )
+        .into_response();
+    }
     if !state.writers_running() {
         return AppError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -36,6 +46,24 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         )
         .into_response()
     }
+}
+
+/// Refuses every request that may write (any method but GET, HEAD and OPTIONS) with 503
+/// `schema_newer` while the database's schema is newer than this server's
+/// ([`AppState::schema_newer`]): an older process left running beside a migrated
+/// database (a rolling deployment) must not store rows the newer version does not
+/// expect. Reads are still answered.
+pub async fn refuse_writes_if_schema_newer(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+        && let Err(e) = state.refuse_if_schema_newer().await
+    {
+        return e.into_response();
+    }
+    next.run(req).await
 }
 
 /// `GET /metrics`: Prometheus text format.

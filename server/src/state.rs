@@ -1,6 +1,7 @@
 //! Shared state: configuration, storage, clock, signing keys, the group-commit writer,
 //! rate limiters and metrics.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -71,6 +72,9 @@ pub struct Inner {
     pub signed_times: SignedTimeCache,
     admin_key_hash: ApiKeyHash,
     keys: Mutex<Option<(Instant, Arc<KeyRing>)>>,
+    /// The database's schema version when it is newer than this server's (another
+    /// process migrated it since this one started), else 0; read with the signing keys.
+    schema_newer: AtomicI64,
     /// The group-commit writers; a register's transactions go to `writers[hash % n]`.
     writers: Vec<mpsc::Sender<WriterMsg>>,
 }
@@ -199,6 +203,7 @@ impl AppState {
                 metrics: Metrics::default(),
                 admin_key_hash,
                 keys: Mutex::new(None),
+                schema_newer: AtomicI64::new(0),
                 writers: senders,
             }),
         };
@@ -245,8 +250,11 @@ impl AppState {
         self.refresh_keys().await
     }
 
-    /// Re-reads the signing keys now.
+    /// Re-reads the signing keys now, and the database's schema version (see
+    /// [`schema_newer`](Self::schema_newer)).
     pub async fn refresh_keys(&self) -> Result<Arc<KeyRing>, AppError> {
+        // First: the keys' table may be what a newer schema changed.
+        self.check_schema().await?;
         let rows = self.store.signing_keys().await?;
         let now = self.now();
         let signer = crate::db::server_signer_at(&rows, now).map(|r| r.kid.clone());
@@ -298,6 +306,56 @@ impl AppState {
             *guard = Some((Instant::now(), ring.clone()));
         }
         Ok(ring)
+    }
+
+    /// Reads the database's schema version and records whether it is newer than this
+    /// server's; logs an error when it becomes so (once, not at every re-read).
+    async fn check_schema(&self) -> Result<(), AppError> {
+        let stored = self.store.stored_schema_version().await?;
+        let known = crate::db::schema_version();
+        let newer = if stored > known { stored } else { 0 };
+        let before = self.schema_newer.swap(newer, Ordering::Relaxed);
+        if newer != 0 && before != newer {
+            tracing::error!(
+                database = stored,
+                server = known,
+                "the database was migrated to a newer schema by another process: this \
+                 server now answers not ready and refuses writes (503 schema_newer); \
+                 replace it with the newer version"
+            );
+        } else if newer == 0 && before != 0 {
+            tracing::warn!(
+                database = stored,
+                server = known,
+                "the database's schema is one this server knows again: writes accepted"
+            );
+        }
+        Ok(())
+    }
+
+    /// The database's schema version if another process migrated it past the schema this
+    /// server knows since it started (read with the signing keys, every few seconds). A
+    /// server that goes on writing then could store rows the newer version does not
+    /// expect: it answers `/readyz` not ready and refuses writes
+    /// ([`refuse_if_schema_newer`](Self::refuse_if_schema_newer)).
+    pub fn schema_newer(&self) -> Option<i64> {
+        Some(self.schema_newer.load(Ordering::Relaxed)).filter(|v| *v != 0)
+    }
+
+    /// 503 `schema_newer` when the database's schema is newer than this server's,
+    /// checked again if the last check is more than a few seconds old (with the signing
+    /// keys; a failure to read them is left to the request, which needs the database too).
+    pub async fn refuse_if_schema_newer(&self) -> Result<(), AppError> {
+        let _ = self.keys().await;
+        match self.schema_newer() {
+            None => Ok(()),
+            Some(_) => Err(AppError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "schema_newer",
+                "the database was migrated by a newer tillgate-server; this one no longer \
+                 writes to it: retry, to reach an upgraded server",
+            )),
+        }
     }
 
     /// Hands a transaction to the group-commit writer and waits until it is committed

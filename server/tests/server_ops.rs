@@ -404,6 +404,84 @@ async fn a_repeatable_read_default_changes_no_answer() {
     assert_eq!(r.status(), 200, "{:?}", r.text().await);
 }
 
+/// A server left running while another process migrates the database to a newer schema
+/// (a rolling deployment): within the signing keys' re-read (5 s), `/readyz` answers not
+/// ready and every write 503 `schema_newer`, reads still answer; once the schema is one it
+/// knows again, it writes again.
+async fn an_older_server_stops_writing_beside_a_newer_schema(backend: Backend) {
+    use sqlx::Connection as _;
+    let Some(db) = TestDb::new(backend, "an_older_server_stops_writing").await else {
+        return;
+    };
+    let s = Srv::start(&db, backend).await;
+    let (act, key) = s.register(CORP_A, "dev-1").await;
+    let id = act["activationId"].as_str().unwrap();
+    assert_eq!(s.post_tx(&key, "before", &sale(100)).await.status(), 201);
+    let readyz = || s.http.get(s.url("/readyz")).send();
+    assert_eq!(readyz().await.unwrap().status(), 200);
+
+    let newer = tillgate_server::db::schema_version() + 1;
+    let mut conn = sqlx::AnyConnection::connect(&db.url).await.unwrap();
+    sqlx::query(
+        "INSERT INTO tillgate_migrations (version, name, applied_at) VALUES ($1, 'later', 0)",
+    )
+    .bind(newer)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    // Nothing but time: the next re-read of the signing keys reads the schema version too.
+    tokio::time::sleep(Duration::from_millis(5_300)).await;
+    problem(readyz().await.unwrap(), 503, "not_ready").await;
+    let refused = [
+        s.post_tx(&key, "after", &sale(200)).await,
+        s.post_tx(&key, "before", &sale(100)).await,
+        s.http
+            .put(s.url("/products/coffee"))
+            .bearer_auth(&key)
+            .json(&json!({"name": "Kaffe", "price": 2500, "currency": "SEK", "vatRate": 1200}))
+            .send()
+            .await
+            .unwrap(),
+        s.activate(activation_body(
+            CORP_A,
+            "dev-2",
+            "2030-01-01T00:00:00Z",
+            "2030-07-01T00:00:00Z",
+        ))
+        .await,
+        s.admin("revoke", id).await,
+    ];
+    for r in refused {
+        problem(r, 503, "schema_newer").await;
+    }
+    // Reads are answered; nothing was written.
+    assert_eq!(s.get("/auth/handshake", &key).await.status(), 200);
+    let list = s.get_json_as("/transactions?limit=10", &key).await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    let handshake = s.get_json_as("/auth/handshake", &key).await;
+    assert_eq!(handshake["status"], "approved");
+
+    // The newer version rolled back with its database: writes again.
+    sqlx::query("DELETE FROM tillgate_migrations WHERE version = $1")
+        .bind(newer)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    s.state.refresh_keys().await.unwrap();
+    assert_eq!(readyz().await.unwrap().status(), 200);
+    assert_eq!(s.post_tx(&key, "after", &sale(200)).await.status(), 201);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_server_stops_writing_beside_a_newer_schema_sqlite() {
+    an_older_server_stops_writing_beside_a_newer_schema(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_server_stops_writing_beside_a_newer_schema_postgres() {
+    an_older_server_stops_writing_beside_a_newer_schema(Backend::Postgres).await;
+}
+
 /// Several group-commit writers (`--writers`): concurrent sales of several registers
 /// still give each register a gapless chain that verifies, and retries are recognised.
 async fn several_writers_keep_every_chain_gapless(backend: Backend) {
