@@ -6,6 +6,10 @@ use std::path::PathBuf;
 
 use tillgate_core::RmSystem;
 
+/// The longest key cache (`--key-cache-secs`): how long, at most, a revocation or a
+/// renewal made through another process may go unseen by this one.
+pub const KEY_CACHE_SECS_MAX: u64 = 60;
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum LogFormat {
@@ -99,10 +103,17 @@ pub struct Config {
     pub dynamic_key_window_secs: i64,
 
     /// Seconds an approved registration found by its API key is reused without reading
-    /// the database again (0 turns the cache off). Decisions made through this process
-    /// apply at once; a revocation made through another process sharing the database
-    /// (or the admin CLI) applies within this time.
-    #[arg(long, env = "TILLGATE_KEY_CACHE_SECS", default_value_t = 2)]
+    /// the database again (0 turns the cache off; at most 60). Decisions and renewals
+    /// made through this process apply at once; made through another process sharing
+    /// the database (or the admin CLI), they apply here within this time: a revoked
+    /// key, a key a renewal replaced, and the key of a registration a renewal by
+    /// descriptor sent back to pending keep working here until their entry expires.
+    #[arg(
+        long,
+        env = "TILLGATE_KEY_CACHE_SECS",
+        default_value_t = 2,
+        value_parser = clap::value_parser!(u64).range(0..=KEY_CACHE_SECS_MAX)
+    )]
     pub key_cache_secs: u64,
 
     /// Database connection pool size.

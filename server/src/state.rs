@@ -109,6 +109,14 @@ impl AppState {
         config: Config,
         clock: Arc<dyn Clock>,
     ) -> Result<(AppState, Started), String> {
+        if config.key_cache_secs > crate::config::KEY_CACHE_SECS_MAX {
+            return Err(format!(
+                "TILLGATE_KEY_CACHE_SECS (--key-cache-secs) is {}, more than {}: a revocation or \
+                 a renewal made through another process would go unseen here for that long",
+                config.key_cache_secs,
+                crate::config::KEY_CACHE_SECS_MAX
+            ));
+        }
         let url = config.effective_database_url();
         // Never a SQLite database whose deployment was moved to PostgreSQL.
         crate::transfer::refuse_if_moved(&url)?;

@@ -1654,9 +1654,40 @@ fn bad_arguments_exit_1_and_help_0() {
     assert!(String::from_utf8_lossy(&typo.stderr).contains("--brokn-only"));
     let bad_env = run(&["admin", "keys"], &[("TILLGATE_BIND", "not an address")]);
     assert_eq!(bad_env.status.code(), Some(1));
+    // The key cache is bounded: a longer one is refused at start, saying what is allowed.
+    for (args, env) in [
+        (&["--key-cache-secs", "61", "admin", "keys"][..], &[][..]),
+        (
+            &["admin", "keys"][..],
+            &[("TILLGATE_KEY_CACHE_SECS", "3600")][..],
+        ),
+    ] {
+        let out = run(args, env);
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("--key-cache-secs") && err.contains("0..=60"),
+            "{err}"
+        );
+    }
     let help = run(&["--help"], &[]);
     assert_eq!(help.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&help.stdout).contains("keygen"));
+}
+
+/// An embedder's configuration gets the same bound on the key cache as the flags.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_cache_over_a_minute_is_refused_at_start() {
+    let mut config = tillgate_server::Config::with_defaults(std::env::temp_dir());
+    config.key_cache_secs = 61;
+    let clock = std::sync::Arc::new(ManualClock::new(T2030));
+    let Err(err) = tillgate_server::AppState::start(config, clock).await else {
+        panic!("a 61 s key cache was accepted");
+    };
+    assert!(
+        err.contains("TILLGATE_KEY_CACHE_SECS") && err.contains("more than 60"),
+        "{err}"
+    );
 }
 
 /// Asserts that the copy's main tables hold no row in the PostgreSQL database of `pool`.
