@@ -14,9 +14,8 @@ use tillgate_server::db::{NewTx, Store};
 
 use crate::db::SampleRow;
 
-/// The version of a row written here: its sequence number above a fixed time, as the
-/// server's are (increasing within a register, never below the stamp).
-const VERSION_BASE: i64 = 1_780_000_000;
+/// The time every row written here is stamped with.
+const STAMP: i64 = 1_780_000_000;
 
 fn items(registers: usize, batch: usize, run: &str, n: u64, row: &SampleRow) -> Vec<NewTx> {
     (0..batch)
@@ -49,7 +48,7 @@ pub async fn store_commit_batch(
         let it = items(registers, batch, "store", n, row);
         n += 1;
         let out = store
-            .commit_batch(&it, 1_780_000_000, &key, "tillgate", || {
+            .commit_batch(&it, STAMP, &key, "tillgate", || {
                 ids += 1;
                 format!("tx_store_{ids:012}")
             })
@@ -91,8 +90,9 @@ pub async fn set_based_commit(
         let mut regs: Vec<&str> = it.iter().map(|i| i.activation_id.as_str()).collect();
         regs.sort_unstable();
         regs.dedup();
-        let mut sql =
-            String::from("SELECT id, chain_seq, chain_head FROM activations WHERE id IN (");
+        let mut sql = String::from(
+            "SELECT id, chain_seq, chain_head, chain_rve FROM activations WHERE id IN (",
+        );
         for i in 0..regs.len() {
             let _ = write!(sql, "{}${}", if i > 0 { ", " } else { "" }, i + 1);
         }
@@ -104,17 +104,18 @@ pub async fn set_based_commit(
         for r in &regs {
             q = q.bind(*r);
         }
-        let mut heads: HashMap<String, (i64, String)> = HashMap::new();
+        let mut heads: HashMap<String, (i64, String, i64)> = HashMap::new();
         for r in q.fetch_all(&mut *tx).await.map_err(|e| e.to_string())? {
             let id: String = r.try_get("id").map_err(|e| e.to_string())?;
             let seq: i64 = r.try_get("chain_seq").map_err(|e| e.to_string())?;
             let head: String = r.try_get("chain_head").map_err(|e| e.to_string())?;
-            heads.insert(id, (seq, head));
+            let rve: i64 = r.try_get("chain_rve").map_err(|e| e.to_string())?;
+            heads.insert(id, (seq, head, rve));
         }
         // 2. Sign in chain order (the same work as the server).
         let mut rows = Vec::with_capacity(it.len());
         for item in &it {
-            let (seq, prev) = heads
+            let (seq, prev, rve) = heads
                 .get_mut(&item.activation_id)
                 .ok_or("chain head missing")?;
             ids += 1;
@@ -124,7 +125,7 @@ pub async fn set_based_commit(
                 &ReceiptClaims {
                     iss: "tillgate".into(),
                     sub: item.production_number.clone(),
-                    iat: 1_780_000_000,
+                    iat: STAMP,
                     seq: next as u64,
                     txid: id.clone(),
                     txh: item.txh.clone(),
@@ -138,7 +139,9 @@ pub async fn set_based_commit(
             .map_err(|e| e.to_string())?;
             *seq = next;
             *prev = receipt_link(&receipt);
-            rows.push((id, item, next, receipt));
+            // The server's version rule: the stamp, or one above the previous version.
+            *rve = STAMP.max(*rve + 1);
+            rows.push((id, item, next, receipt, *rve));
         }
         // 3. One INSERT for the whole batch.
         let mut sql = String::from(
@@ -165,17 +168,17 @@ pub async fn set_based_commit(
             " ON CONFLICT (activation_id, idempotency_key) DO NOTHING RETURNING idempotency_key",
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (id, item, seq, receipt) in &rows {
+        for (id, item, seq, receipt, rve) in &rows {
             q = q
                 .bind(id.as_str())
                 .bind(item.activation_id.as_str())
                 .bind(item.idempotency_key.as_str())
                 .bind(*seq)
-                .bind(1_780_000_000i64)
+                .bind(STAMP)
                 .bind(item.body.as_str())
                 .bind(item.txh.as_str())
                 .bind(receipt.as_str())
-                .bind(VERSION_BASE + *seq);
+                .bind(*rve);
         }
         let inserted = q
             .fetch_all(&mut *tx)
@@ -188,8 +191,8 @@ pub async fn set_based_commit(
         }
         // 4. One UPDATE for every head.
         let mut sql = String::from("WITH v(id, seq, head, rve) AS (VALUES ");
-        let mut binds: Vec<(&str, i64, &str)> = Vec::new();
-        for (i, (id, (seq, head))) in heads.iter().enumerate() {
+        let mut binds: Vec<(&str, i64, &str, i64)> = Vec::new();
+        for (i, (id, (seq, head, rve))) in heads.iter().enumerate() {
             let b = i * 4;
             let _ = write!(
                 sql,
@@ -200,14 +203,14 @@ pub async fn set_based_commit(
                 b + 3,
                 b + 4
             );
-            binds.push((id.as_str(), *seq, head.as_str()));
+            binds.push((id.as_str(), *seq, head.as_str(), *rve));
         }
         sql.push_str(
             ") UPDATE activations SET chain_seq = v.seq, chain_head = v.head, chain_rve = v.rve FROM v WHERE activations.id = v.id",
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (id, seq, head) in binds {
-            q = q.bind(id).bind(seq).bind(head).bind(VERSION_BASE + seq);
+        for (id, seq, head, rve) in binds {
+            q = q.bind(id).bind(seq).bind(head).bind(rve);
         }
         q.execute(&mut *tx)
             .await

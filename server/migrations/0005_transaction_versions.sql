@@ -15,6 +15,11 @@
 -- Sequence numbers are gapless from 1 in commit order, so existing rows get
 -- rve_i = max(created_at_i, rve_(i-1) + 1) in sequence order per register, written as
 -- seq_i + max over j <= i of (created_at_j - seq_j).
+--
+-- The index by time goes first, so the backfill does not update it. The backfill
+-- rewrites every stored transaction: on a big table the upgrade takes a while (minutes
+-- for millions of sales), with writes waiting.
+DROP INDEX transactions_by_time;
 ALTER TABLE transactions ADD COLUMN rve BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE activations ADD COLUMN chain_rve BIGINT NOT NULL DEFAULT 0;
 
@@ -29,5 +34,4 @@ UPDATE activations SET chain_rve = v.rve
 FROM (SELECT activation_id, MAX(rve) AS rve FROM transactions GROUP BY activation_id) v
 WHERE v.activation_id = activations.id;
 
-DROP INDEX transactions_by_time;
 CREATE INDEX transactions_by_version ON transactions (activation_id, rve);

@@ -512,7 +512,7 @@ pub struct TxPage {
     /// The transactions, in sequence order.
     pub rows: Vec<TxRow>,
     /// The RVE to pass back for the transactions after these: the last row's version,
-    /// or, with no rows, the RVE asked with, lowered to the register's newest version.
+    /// or, with no rows, the register's newest version.
     pub rve: i64,
 }
 
@@ -1636,11 +1636,13 @@ impl Store {
     }
 
     /// A register's transactions with `seq > after_seq` and a version above `since`, in
-    /// sequence (and so version) order, at most `limit` of them.
+    /// sequence (and so version) order, at most `limit` of them. `since` is `i64::MIN`
+    /// when no RVE was asked with.
     ///
     /// An RVE above the register's newest version was not handed out by this database
-    /// (a register's own clock, a database restored to an earlier state): it is lowered
-    /// to that version, as every transaction stored later gets a version above it.
+    /// (a register's own clock, a database restored to an earlier state, where later
+    /// sales got versions below it): the transactions are sent from the start, as
+    /// products are.
     pub async fn list_txs(
         &self,
         activation_id: &str,
@@ -1657,10 +1659,13 @@ impl Store {
             .map(|r| r.try_get("chain_rve"))
             .transpose()?
             .unwrap_or(0);
-        let since = since.min(newest);
+        let since = if since <= newest { since } else { i64::MIN };
+        // Ordered by what bounds the range, so that the index that serves it is used:
+        // by version for an RVE (`transactions_by_version`), by sequence otherwise.
+        let order = if since == i64::MIN { "seq" } else { "rve" };
         let sql = format!(
             "SELECT {TX_COLS} FROM transactions WHERE activation_id = $1 AND seq > $2 \
-             AND rve > $3 ORDER BY seq LIMIT $4"
+             AND rve > $3 ORDER BY {order} LIMIT $4"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(activation_id)
@@ -1672,7 +1677,9 @@ impl Store {
             .iter()
             .map(tx_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        let rve = rows.last().map_or(since.max(0), |r| r.rve);
+        // With nothing to send, the caller holds every transaction up to the newest
+        // version (all of them committed before the rows were read).
+        let rve = rows.last().map_or(newest, |r| r.rve);
         Ok(TxPage { rows, rve })
     }
 
@@ -3515,21 +3522,47 @@ mod tests {
         assert_eq!(versions(&next), (vec![v("k3", 900, 1_002)], 1_002));
         let none = store.list_txs("a", 0, next.rve, 100).await.unwrap();
         assert_eq!(versions(&none), (vec![], 1_002));
-        // An RVE from the register's own clock, above every version: nothing, and the
-        // RVE answered is the newest version, so the next sale is not missed even though
-        // it is stamped before the RVE asked with.
+        // An RVE from the register's own clock, above every version, was not handed out
+        // here: everything, from the start.
         let ahead = store.list_txs("a", 0, 5_000, 100).await.unwrap();
-        assert_eq!(versions(&ahead), (vec![], 1_002));
+        assert_eq!(ahead.rows.len(), 3);
+        assert_eq!(ahead.rve, 1_002);
         commit("a", "k4", 1_500).await;
         let later = store.list_txs("a", 0, ahead.rve, 100).await.unwrap();
         assert_eq!(versions(&later), (vec![v("k4", 1_500, 1_500)], 1_500));
         // Versions are per register.
         commit("b", "k1", 700).await;
+        commit("b", "k2", 700).await;
+        commit("b", "k3", 700).await;
         let b = store.list_txs("b", 0, i64::MIN, 100).await.unwrap();
-        assert_eq!(versions(&b), (vec![v("k1", 700, 700)], 700));
+        assert_eq!(b.rve, 702);
+        // The database goes back to an earlier state (a restored backup: b's chain ends
+        // at k1), and b sells again: the sale gets version 701, below the RVE a client
+        // already holds, which is then above b's newest and lists from the start.
+        sqlx::raw_sql(
+            "DELETE FROM transactions WHERE activation_id = 'b' AND seq > 1; \
+             UPDATE activations SET chain_seq = 1, chain_rve = 700 WHERE id = 'b'",
+        )
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        sqlx::query("UPDATE activations SET chain_head = $1 WHERE id = 'b'")
+            .bind(tillgate_core::receipt_link(&b.rows[0].receipt))
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        commit("b", "k4", 700).await;
+        let after_restore = store.list_txs("b", 0, b.rve, 100).await.unwrap();
+        assert_eq!(
+            versions(&after_restore),
+            (vec![v("k1", 700, 700), v("k4", 700, 701)], 701)
+        );
         // A register with no transaction answers the start.
         let fresh = store.list_txs("nobody", 0, 5_000, 100).await.unwrap();
         assert_eq!(versions(&fresh), (vec![], 0));
+        // Nothing after a sequence number: the newest version, which the caller holds.
+        let caught_up = store.list_txs("a", 4, i64::MIN, 100).await.unwrap();
+        assert_eq!(versions(&caught_up), (vec![], 1_500));
         // Paging by the RVE alone gives each transaction once, in order.
         let (mut rve, mut got) = (i64::MIN, Vec::new());
         loop {

@@ -1721,14 +1721,15 @@ async fn copy_to_postgres_killed_midway_keeps_nothing() {
         "WITH RECURSIVE r(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM r WHERE x < 9) \
          INSERT INTO activations (id, production_number, cash_register_name, device_id, \
          corporate_id, country, application_package, extras, features, valid_from, valid_to, \
-         status, created_at, updated_at, chain_seq, chain_head) \
+         status, created_at, updated_at, chain_seq, chain_head, chain_rve) \
          SELECT printf('act_seed_%d', x), printf('TG-SEED-%04d', x), 'Kassa', printf('dev-%d', x), \
          '556036-0793', 'SE', 'com.example.pos', '{}', '[]', 1780000000, 1790000000, 'approved', \
-         1780000000, 1780000000, 3000, 'head' FROM r; \
+         1780000000, 1780000000, 3000, 'head', 1780002999 FROM r; \
          WITH RECURSIVE c(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM c WHERE x < 29999) \
-         INSERT INTO transactions (id, activation_id, idempotency_key, seq, created_at, body, txh, receipt) \
+         INSERT INTO transactions (id, activation_id, idempotency_key, seq, created_at, body, txh, receipt, rve) \
          SELECT printf('tx_seed_%08d', x), printf('act_seed_%d', x % 10), printf('idem-%08d', x), \
-         x / 10 + 1, 1780000000, printf('{\"total\":%d}', x), 'txh', hex(randomblob(300)) FROM c;",
+         x / 10 + 1, 1780000000, printf('{\"total\":%d}', x), 'txh', hex(randomblob(300)), \
+         1780000000 + x / 10 FROM c;",
     )
     .execute(&pool)
     .await

@@ -422,7 +422,7 @@ macro_rules! on_both {
 pub async fn insert_tx_row(pool: &sqlx::AnyPool, r: &tillgate_server::db::TxRow) {
     sqlx::query(
         "INSERT INTO transactions (id, activation_id, idempotency_key, seq, created_at, \
-         body, txh, receipt) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+         body, txh, receipt, rve) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(&r.id)
     .bind(&r.activation_id)
@@ -432,18 +432,23 @@ pub async fn insert_tx_row(pool: &sqlx::AnyPool, r: &tillgate_server::db::TxRow)
     .bind(&r.body)
     .bind(&r.txh)
     .bind(&r.receipt)
+    .bind(r.rve)
     .execute(pool)
     .await
     .unwrap();
 }
 
-/// Sets a register's chain head in the database to `seq` and the link of `receipt`.
+/// Sets a register's chain head in the database to `seq` and the link of `receipt` (and
+/// its newest version to that of the row stored at `seq`, 0 if none).
 pub async fn set_chain_head(pool: &sqlx::AnyPool, activation_id: &str, seq: i64, receipt: &str) {
-    sqlx::query("UPDATE activations SET chain_seq = $1, chain_head = $2 WHERE id = $3")
-        .bind(seq)
-        .bind(tillgate_core::receipt_link(receipt))
-        .bind(activation_id)
-        .execute(pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE activations SET chain_seq = $1, chain_head = $2, chain_rve = COALESCE(\
+         (SELECT rve FROM transactions WHERE activation_id = $3 AND seq = $1), 0) WHERE id = $3",
+    )
+    .bind(seq)
+    .bind(tillgate_core::receipt_link(receipt))
+    .bind(activation_id)
+    .execute(pool)
+    .await
+    .unwrap();
 }
