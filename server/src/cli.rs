@@ -84,7 +84,8 @@ pub enum AdminCommand {
     /// Make a published signing key sign: from now on, or from --signs-from. Of the keys
     /// whose start has come, the one with the latest start signs.
     ActivateKey {
-        /// The key id.
+        /// The key id (base64url: it may begin with `-`).
+        #[arg(allow_hyphen_values = true)]
         kid: String,
         /// Sign from this time on (RFC 3339; a past time means now) instead of now.
         #[arg(long)]
@@ -98,7 +99,8 @@ pub enum AdminCommand {
     /// Stop publishing and using an old signing key (refused for the last key that can
     /// sign now).
     RetireKey {
-        /// The key id.
+        /// The key id (base64url: it may begin with `-`).
+        #[arg(allow_hyphen_values = true)]
         kid: String,
     },
     /// Add (or replace) a staff login for dynamic API keys.
@@ -109,8 +111,9 @@ pub enum AdminCommand {
         /// The register the login works at.
         #[arg(long)]
         activation_id: String,
-        /// The public key (base64url) the app derived; or use --password-stdin.
-        #[arg(long, conflicts_with = "password_stdin")]
+        /// The public key (base64url: it may begin with `-`) the app derived; or use
+        /// --password-stdin.
+        #[arg(long, conflicts_with = "password_stdin", allow_hyphen_values = true)]
         public_key: Option<String>,
         /// Read the password from standard input and derive the public key here (the
         /// password itself is not stored).
@@ -768,4 +771,75 @@ fn print_json<T: serde::Serialize>(v: &T) -> Result<(), String> {
     let s = serde_json::to_string(v).map_err(|e| e.to_string())?;
     println!("{s}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AdminCommand;
+    use clap::Parser as _;
+
+    #[derive(Debug, clap::Parser)]
+    struct Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    }
+
+    fn parse(args: &[&str]) -> Result<AdminCommand, clap::Error> {
+        Admin::try_parse_from(std::iter::once("admin").chain(args.iter().copied()))
+            .map(|a| a.command)
+    }
+
+    /// Key ids and public keys are base64url, so one in 64 begins with `-`: read as a
+    /// value, not as an unknown option, wherever it stands.
+    #[test]
+    fn key_ids_and_public_keys_may_begin_with_a_hyphen() {
+        for args in [
+            &[
+                "activate-key",
+                "-Vx_1",
+                "--signs-from",
+                "2030-01-01T00:00:00Z",
+            ][..],
+            &[
+                "activate-key",
+                "--signs-from",
+                "2030-01-01T00:00:00Z",
+                "-Vx_1",
+            ][..],
+        ] {
+            match parse(args).unwrap() {
+                AdminCommand::ActivateKey {
+                    kid, signs_from, ..
+                } => {
+                    assert_eq!(kid, "-Vx_1");
+                    assert_eq!(signs_from.as_deref(), Some("2030-01-01T00:00:00Z"));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        match parse(&["retire-key", "--x"]).unwrap() {
+            AdminCommand::RetireKey { kid } => assert_eq!(kid, "--x"),
+            other => panic!("{other:?}"),
+        }
+        match parse(&[
+            "add-staff",
+            "--login",
+            "anna",
+            "--activation-id",
+            "act_1",
+            "--public-key",
+            "-k",
+        ])
+        .unwrap()
+        {
+            AdminCommand::AddStaff { public_key, .. } => {
+                assert_eq!(public_key.as_deref(), Some("-k"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Help still answers, and a missing key id is still an error.
+        let help = parse(&["activate-key", "--help"]).unwrap_err();
+        assert_eq!(help.kind(), clap::error::ErrorKind::DisplayHelp);
+        assert!(parse(&["retire-key"]).is_err());
+    }
 }
