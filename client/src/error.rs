@@ -18,9 +18,13 @@ use tillgate_core::FieldError;
 /// |---|---|
 /// | [`PendingApproval`](Self::PendingApproval) | keep selling offline, ask again later |
 /// | [`KeyExpired`](Self::KeyExpired) | [`Client::renew`](crate::Client::renew) |
+/// | [`KeyReplaced`](Self::KeyReplaced) | a renewal already replaced this key: repeat that same renewal (the server answers it again with the new key) or [`Client::renew_with_descriptor`](crate::Client::renew_with_descriptor); do not activate again |
 /// | [`Rejected`](Self::Rejected), [`Revoked`](Self::Revoked) | stop; the register must be activated again |
-/// | [`Unauthorized`](Self::Unauthorized) | the key is unknown: activate again |
-/// | [`is_transient`](Self::is_transient) errors | retry later; queued transactions stay queued |
+/// | [`Unauthorized`](Self::Unauthorized) | the key is unknown (`invalid_credentials`): activate again; for a staff login's dynamic key, `dynamic_key_stale` (check the device clock) or `dynamic_key_replayed` (make a new key) |
+/// | [`is_transient`](Self::is_transient) errors | retry later (after [`retry_after`](Self::retry_after) when the server named it); queued transactions stay queued |
+/// | [`Api`](Self::Api) 403 `renewal_grace_expired` | the key is too old to renew: activate again |
+/// | [`Api`](Self::Api) 409 `registration_changed` | the registration changed meanwhile: handshake, then retry |
+/// | [`Api`](Self::Api) 409 `renewal_too_early` | the key is not close to its end yet: keep using it |
 ///
 /// Messages never contain API keys or tokens.
 #[derive(Debug, thiserror::Error)]
@@ -57,8 +61,17 @@ pub enum ClientError {
         /// The server's explanation.
         detail: String,
     },
+    /// 401 `key_replaced`: a renewal replaced this API key. Repeating that same renewal
+    /// with the old key answers it again (the new key), so a till whose renewal answer
+    /// was lost recovers; activating again would start a new registration.
+    #[error("API key was replaced by a renewal: {detail}")]
+    KeyReplaced {
+        /// The server's explanation.
+        detail: String,
+    },
     /// 401: missing or unknown credentials. `code` is the server's code
-    /// (`unauthorized` unless the server named something more precise).
+    /// (`invalid_credentials`, `dynamic_key_stale`, `dynamic_key_replayed`, ...;
+    /// `unauthorized` when the answer named none).
     #[error("unauthorized ({code}): {detail}")]
     Unauthorized {
         /// The server's code.
@@ -72,7 +85,8 @@ pub enum ClientError {
         /// The server's `Retry-After`, when it sent one.
         retry_after: Option<Duration>,
     },
-    /// 5xx: the server could not answer now. Transient. Code: the server's code, or
+    /// 5xx: the server could not answer now (`storage_unavailable`, `handler_timeout`,
+    /// `schema_newer` during an upgrade, ...). Transient. Code: the server's code, or
     /// `server_unavailable`.
     #[error("server unavailable (HTTP {status}, {code})")]
     ServerUnavailable {
@@ -80,6 +94,10 @@ pub enum ClientError {
         status: u16,
         /// The server's code, or `server_unavailable`.
         code: String,
+        /// The server's explanation (may be empty).
+        detail: String,
+        /// The server's `Retry-After`, when it sent one.
+        retry_after: Option<Duration>,
     },
     /// Any other problem the server reported (bad input, a mismatch, a conflict, not
     /// found...). `code` is the server's problem+json `code`; `fields` lists failing
@@ -169,6 +187,7 @@ impl ClientError {
             Self::Revoked { .. } => "revoked",
             Self::KeyExpired { .. } => "key_expired",
             Self::KeyNotYetValid { .. } => "key_not_yet_valid",
+            Self::KeyReplaced { .. } => "key_replaced",
             Self::Unauthorized { code, .. } => code,
             Self::RateLimited { .. } => "rate_limited",
             Self::ServerUnavailable { code, .. } => code,
@@ -218,8 +237,20 @@ impl ClientError {
                 | Self::Revoked { .. }
                 | Self::KeyExpired { .. }
                 | Self::KeyNotYetValid { .. }
+                | Self::KeyReplaced { .. }
                 | Self::Unauthorized { .. }
         ) || matches!(self, Self::Api { status: 403, .. })
+    }
+
+    /// How long the server asked to wait before trying again (its `Retry-After`, on a
+    /// 429 or a 5xx), when it said.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RateLimited { retry_after } | Self::ServerUnavailable { retry_after, .. } => {
+                *retry_after
+            }
+            _ => None,
+        }
     }
 
     /// The HTTP status, when the error is the server's answer.
@@ -230,7 +261,7 @@ impl ClientError {
             | Self::Revoked { .. }
             | Self::KeyExpired { .. }
             | Self::KeyNotYetValid { .. } => Some(403),
-            Self::Unauthorized { .. } => Some(401),
+            Self::Unauthorized { .. } | Self::KeyReplaced { .. } => Some(401),
             Self::RateLimited { .. } => Some(429),
             Self::ServerUnavailable { status, .. } | Self::Api { status, .. } => Some(*status),
             _ => None,
@@ -271,9 +302,15 @@ impl ClientError {
             (_, "revoked") => Self::Revoked { detail },
             (_, "key_expired") => Self::KeyExpired { detail },
             (_, "key_not_yet_valid") => Self::KeyNotYetValid { detail },
+            (401, "key_replaced") => Self::KeyReplaced { detail },
             (401, _) => Self::Unauthorized { code, detail },
             (429, _) => Self::RateLimited { retry_after },
-            (500..=599, _) => Self::ServerUnavailable { status, code },
+            (500..=599, _) => Self::ServerUnavailable {
+                status,
+                code,
+                detail,
+                retry_after,
+            },
             _ => Self::Api {
                 status,
                 code,
@@ -364,9 +401,15 @@ mod tests {
         let e = problem(401, "unauthorized");
         assert!(matches!(e, ClientError::Unauthorized { .. }));
         assert_eq!(e.code(), "unauthorized");
-        let e = problem(401, "unknown_api_key");
-        assert_eq!(e.code(), "unknown_api_key");
+        let e = problem(401, "invalid_credentials");
+        assert_eq!(e.code(), "invalid_credentials");
         assert!(e.is_auth());
+        // A key a renewal replaced has its own variant: repeat the renewal.
+        let e = problem(401, "key_replaced");
+        assert!(matches!(e, ClientError::KeyReplaced { .. }), "{e:?}");
+        assert_eq!(e.code(), "key_replaced");
+        assert!(e.is_auth() && !e.is_transient());
+        assert_eq!(e.http_status(), Some(401));
         // Not problem+json at all.
         let e = ClientError::from_response(401, None, b"nope");
         assert_eq!(e.code(), "unauthorized");
@@ -390,6 +433,21 @@ mod tests {
         let e = ClientError::from_response(429, Some(Duration::from_secs(3)), b"");
         assert!(matches!(e, ClientError::RateLimited { retry_after: Some(d) } if d.as_secs() == 3));
         assert!(e.is_transient());
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(3)));
+        // A 5xx keeps its Retry-After and detail (an upgrade under way, a full disk).
+        let body = serde_json::json!({"code": "schema_newer", "detail": "upgrading"});
+        let e = ClientError::from_response(
+            503,
+            Some(Duration::from_secs(7)),
+            body.to_string().as_bytes(),
+        );
+        assert!(e.is_transient() && !e.is_auth());
+        assert_eq!((e.code(), e.http_status()), ("schema_newer", Some(503)));
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(7)));
+        assert!(
+            matches!(&e, ClientError::ServerUnavailable { detail, .. } if detail == "upgrading")
+        );
+        assert_eq!(problem(400, "invalid_transaction").retry_after(), None);
         let e = problem(503, "storage_unavailable");
         assert_eq!(e.code(), "storage_unavailable");
         assert!(e.is_transient());

@@ -54,8 +54,13 @@ struct Stub {
 }
 
 fn problem(status: u16, code: &str) -> Response {
-    let body = serde_json::json!({"type": format!("urn:tillgate:problem:{code}"),
+    let mut body = serde_json::json!({"type": format!("urn:tillgate:problem:{code}"),
         "title": "x", "status": status, "detail": format!("stub says {code}"), "code": code});
+    if code == "invalid_transaction" {
+        body["fields"] = serde_json::json!([
+            {"field": "total", "code": "total_mismatch", "message": "stub says total"}
+        ]);
+    }
     let mut r = (StatusCode::from_u16(status).unwrap(), body.to_string()).into_response();
     r.headers_mut()
         .insert("content-type", "application/problem+json".parse().unwrap());
@@ -172,7 +177,7 @@ async fn post_tx(
         }
     } {
         let mut r = problem(status, code);
-        if let (429, Some(secs)) = (status, *stub.retry_after_secs.lock().unwrap()) {
+        if let (429 | 500..=599, Some(secs)) = (status, *stub.retry_after_secs.lock().unwrap()) {
             r.headers_mut()
                 .insert("retry-after", secs.to_string().parse().unwrap());
         }
@@ -526,13 +531,18 @@ async fn submitting_a_refused_sale_again_answers_its_refusal() {
     let q = Outbox::open(Arc::new(MemoryStore::new())).await.unwrap();
     let key = IdempotencyKey::new("receipt-7").unwrap();
     for _ in 0..2 {
-        let e = q
-            .submit(&c, sale(100), Some(key.clone()), 0)
-            .await
-            .unwrap_err();
-        assert_eq!(e.code(), "invalid_transaction", "{e}");
-        assert_eq!(e.http_status(), Some(400));
+        let r = q.submit(&c, sale(100), Some(key.clone()), 0).await.unwrap();
+        // Kept, and refused: an Ok, so the app never takes it for a sale not stored.
+        let Submitted::Refused { key: k, error } = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(k, key);
+        assert_eq!(error.code, "invalid_transaction", "{error:?}");
+        assert_eq!(error.http_status, Some(400));
+        assert_eq!(error.fields.len(), 1, "the server's field list is kept");
+        assert_eq!(error.fields[0].code, "total_mismatch");
     }
+    assert_eq!(q.failed()[0].last_error.as_ref().unwrap().fields.len(), 1);
     // Refused once by the server; the second answer came from the queue.
     assert_eq!(stub.posts.load(Ordering::SeqCst), 1);
     assert_eq!(q.failed().len(), 1);
@@ -541,6 +551,42 @@ async fn submitting_a_refused_sale_again_answers_its_refusal() {
     let r = q.submit(&c, sale(100), Some(key), 1).await.unwrap();
     assert!(matches!(r, Submitted::Sent(_)), "{r:?}");
     assert!(q.entries().is_empty());
+}
+
+/// A 5xx's Retry-After (a server being upgraded, a full disk) schedules the next
+/// attempt no sooner, as a 429's does; a sale refused before it is queued is an `Err`
+/// and is not kept.
+#[tokio::test]
+async fn a_5xx_retry_after_is_followed_and_a_local_refusal_keeps_nothing() {
+    let stub = Arc::new(Stub::default());
+    *stub.tx_failures.lock().unwrap() = vec![(503, "schema_newer")];
+    *stub.retry_after_secs.lock().unwrap() = Some(60);
+    let base = spawn(stub.clone()).await;
+    let c = client(&base, "ok");
+    let q = Outbox::open(Arc::new(MemoryStore::new())).await.unwrap();
+    let r = q.submit(&c, sale(100), None, 1_000).await.unwrap();
+    assert!(matches!(r, Submitted::Queued(_)), "{r:?}");
+    let last = q.last_error().unwrap();
+    assert_eq!(
+        (last.code.as_str(), last.http_status),
+        ("schema_newer", Some(503))
+    );
+    assert!(
+        q.next_attempt_at().unwrap() >= 61_000,
+        "{:?}",
+        q.next_attempt_at()
+    );
+    assert!(q.sync(&c, 60_999).await.sent.is_empty());
+    assert_eq!(q.sync(&c, 61_000).await.sent.len(), 1);
+
+    let mut bad = sale(100);
+    bad.total += 1;
+    let e = q.submit(&c, bad, None, 62_000).await.unwrap_err();
+    assert_eq!(e.code(), "invalid_transaction");
+    assert!(
+        q.entries().is_empty() && q.failed().is_empty(),
+        "nothing kept"
+    );
 }
 
 #[tokio::test]

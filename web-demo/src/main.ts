@@ -622,6 +622,9 @@ async function pay(): Promise<void> {
         ? `Sent 1 sale of ${money(tx.total)}; the server stored it (seq ${r.stored.sequence}), but its receipt does NOT fit this register's history: ${problem.code}.`
         : `Sent 1 sale of ${money(tx.total)}; the server stored it (seq ${r.stored.sequence}).`);
       void verifyReceipts();
+    } else if (r.kind === "refused") {
+      // Stored, then refused by the server for good: kept in the queue as failed.
+      setState(status, "bad", `The server refused the sale of ${money(tx.total)}: ${r.error.code}: ${r.error.message} (kept in the queue, marked failed).`);
     } else if (!isQueued(r.idempotencyKey)) {
       // A sync that was already running sent it along with the earlier sales.
       setState(status, problem ? "bad" : "ok", `Sent 1 sale of ${money(tx.total)}; the server stored it` +
@@ -632,9 +635,10 @@ async function pay(): Promise<void> {
     }
   } catch (e) {
     if (isQueued(key)) {
-      // Stored, then refused by the server for good: kept in the queue as failed.
+      // Stored, then something failed after (a refusal is answered as "refused"; this
+      // is the safety net): the sale is in the queue.
       clear();
-      setState(status, "bad", `The server refused the sale of ${money(tx.total)}: ${errText(e)} (kept in the queue, marked failed).`);
+      setState(status, "bad", `The sale of ${money(tx.total)} is kept in the queue, but: ${errText(e)}.`);
     } else {
       // Nothing was stored (storage full or blocked, ...): the sale exists only in the
       // basket, which stays as it was.

@@ -495,6 +495,9 @@ pub struct QueueError {
     pub at_ms: i64,
     /// The HTTP status, when the server answered.
     pub http_status: Option<u16>,
+    /// The failing fields the server listed (a 400 `invalid_transaction`); empty
+    /// otherwise.
+    pub fields: Vec<FieldError>,
 }
 
 impl From<client::LastError> for QueueError {
@@ -504,6 +507,7 @@ impl From<client::LastError> for QueueError {
             message: e.message,
             at_ms: e.at_ms,
             http_status: e.http_status,
+            fields: e.fields.into_iter().map(FieldError::from).collect(),
         }
     }
 }
@@ -567,7 +571,8 @@ impl From<client::CorruptRecord> for CorruptRecord {
     }
 }
 
-/// The result of [`Outbox::submit`]: sent now, or safely queued.
+/// The result of [`Outbox::submit`]: sent now, safely queued, or refused by the server
+/// and kept. Every result means the sale is kept; an error means it is not.
 #[derive(Debug, Clone, uniffi::Enum)]
 pub enum Submitted {
     /// The server stored it.
@@ -579,6 +584,14 @@ pub enum Submitted {
     Queued {
         /// Its idempotency key.
         idempotency_key: String,
+    },
+    /// The server refused it for good (e.g. `invalid_transaction`); kept in the queue as
+    /// failed, for `retryFailed` or `discard`.
+    Refused {
+        /// Its idempotency key.
+        idempotency_key: String,
+        /// Why, with the fields the server listed.
+        error: QueueError,
     },
 }
 
@@ -685,7 +698,9 @@ impl Outbox {
     }
 
     /// Queues a transaction and tries to send the queue now (`now_ms`: Unix ms). Never
-    /// fails because of the network: then it answers `Queued`.
+    /// fails because of the network: then it answers `Queued`. Answers `Refused` when the
+    /// server refused it for good (kept in the queue as failed); fails only when the sale
+    /// was not kept (refused before queuing).
     pub async fn submit(
         &self,
         client: Arc<Client>,
@@ -706,6 +721,10 @@ impl Outbox {
                 client::Submitted::Sent(s) => Submitted::Sent { stored: s.into() },
                 client::Submitted::Queued(k) => Submitted::Queued {
                     idempotency_key: k.as_str().to_owned(),
+                },
+                client::Submitted::Refused { key, error } => Submitted::Refused {
+                    idempotency_key: key.as_str().to_owned(),
+                    error: error.into(),
                 },
             },
         )

@@ -51,8 +51,11 @@ export interface StoredTransaction extends Transaction {
 export interface VerifiedHistory { transactions: StoredTransaction[]; receipts: ReceiptClaims[]; }
 export type Submitted =
   | { kind: "sent"; stored: StoredTransaction }
-  | { kind: "queued"; idempotencyKey: string };
-export interface QueueError { code: string; message: string; atMs: number; httpStatus?: number | null; }
+  | { kind: "queued"; idempotencyKey: string }
+  | { kind: "refused"; idempotencyKey: string; error: QueueError };
+export interface QueueError {
+  code: string; message: string; atMs: number; httpStatus?: number | null; fields?: FieldError[];
+}
 export interface QueuedTransaction {
   id: number; idempotencyKey: string; transaction: Transaction; enqueuedAtMs: number;
   attempts: number; nextAttemptAtMs: number; lastError?: QueueError | null; state: "pending" | "failed";
@@ -236,6 +239,11 @@ enum JsSubmitted<'a> {
     },
     #[serde(rename_all = "camelCase")]
     Queued { idempotency_key: &'a str },
+    #[serde(rename_all = "camelCase")]
+    Refused {
+        idempotency_key: &'a str,
+        error: JsQueueError<'a>,
+    },
 }
 
 #[derive(Serialize)]
@@ -245,6 +253,8 @@ struct JsQueueError<'a> {
     message: &'a str,
     at_ms: i64,
     http_status: Option<u16>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    fields: &'a [core::FieldError],
 }
 
 impl<'a> From<&'a client::LastError> for JsQueueError<'a> {
@@ -254,6 +264,7 @@ impl<'a> From<&'a client::LastError> for JsQueueError<'a> {
             message: &e.message,
             at_ms: e.at_ms,
             http_status: e.http_status,
+            fields: &e.fields,
         }
     }
 }
@@ -597,7 +608,9 @@ impl Outbox {
     }
 
     /// Queues a transaction and tries to send the queue now (`nowMs`: Unix ms). Never
-    /// rejects because of the network: then it resolves `{kind: "queued"}`.
+    /// rejects because of the network: then it resolves `{kind: "queued"}`. Resolves
+    /// `{kind: "refused", error}` when the server refused it for good (kept in the queue
+    /// as failed); rejects only when the sale was not kept (refused before queuing).
     #[wasm_bindgen(unchecked_return_type = "Promise<Submitted>")]
     pub fn submit(
         &self,
@@ -615,6 +628,10 @@ impl Outbox {
                 client::Submitted::Sent(s) => to_js(&JsSubmitted::Sent { stored: &s }),
                 client::Submitted::Queued(k) => to_js(&JsSubmitted::Queued {
                     idempotency_key: k.as_str(),
+                }),
+                client::Submitted::Refused { key, error } => to_js(&JsSubmitted::Refused {
+                    idempotency_key: key.as_str(),
+                    error: JsQueueError::from(&error),
                 }),
             }
         }))

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
-use tillgate_core::{Transaction, validate_transaction};
+use tillgate_core::{FieldError, Transaction, validate_transaction};
 
 #[cfg(not(target_arch = "wasm32"))]
 pub use file::FileStore;
@@ -113,6 +113,10 @@ pub struct LastError {
     /// The HTTP status, when the server answered.
     #[serde(default)]
     pub http_status: Option<u16>,
+    /// The failing fields the server listed (a 400 `invalid_transaction`), or core's
+    /// check of the stored record found.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<FieldError>,
 }
 
 impl LastError {
@@ -122,6 +126,15 @@ impl LastError {
             message: e.to_string(),
             at_ms,
             http_status: e.http_status(),
+            fields: match e {
+                ClientError::Api { fields, .. } => fields.clone(),
+                ClientError::Core(
+                    tillgate_core::Error::InvalidTransaction { fields }
+                    | tillgate_core::Error::InvalidActivationRequest { fields }
+                    | tillgate_core::Error::InvalidProduct { fields },
+                ) => fields.clone(),
+                _ => Vec::new(),
+            },
         }
     }
 }
@@ -349,6 +362,15 @@ pub enum Submitted {
     Sent(StoredTransaction),
     /// It is safely queued (persisted) and will be sent by a later sync.
     Queued(IdempotencyKey),
+    /// The server refused it for good (a 4xx such as `invalid_transaction`): it is kept
+    /// in the queue as [`EntryState::Failed`], for the app to [`Outbox::retry_failed`]
+    /// or [`Outbox::discard`]; `error` says why, with the fields the server listed.
+    Refused {
+        /// The sale's idempotency key.
+        key: IdempotencyKey,
+        /// The server's refusal.
+        error: LastError,
+    },
 }
 
 /// What one sync did.
@@ -453,6 +475,7 @@ fn corrupt_error(corrupt: &[CorruptRecord]) -> Option<LastError> {
         ),
         at_ms: 0,
         http_status: None,
+        fields: Vec::new(),
     })
 }
 
@@ -566,24 +589,6 @@ fn refuses_for_good(err: &ClientError) -> bool {
                 && !matches!(err, ClientError::NotActivated)
                 && err.http_status().is_some()
         }
-    }
-}
-
-/// The error [`Outbox::submit`] answers for a sale refused for good.
-fn refusal(err: Option<&LastError>) -> ClientError {
-    match err {
-        Some(err) => ClientError::Api {
-            status: err.http_status.unwrap_or(400),
-            code: err.code.clone(),
-            detail: err.message.clone(),
-            fields: Vec::new(),
-        },
-        None => ClientError::Api {
-            status: 400,
-            code: "refused".into(),
-            detail: "the transaction was refused for good".into(),
-            fields: Vec::new(),
-        },
     }
 }
 
@@ -757,10 +762,14 @@ impl Outbox {
     /// Queues a transaction (persisted first, like [`enqueue`](Self::enqueue)), then
     /// syncs the queue so it is sent at once when the server is reachable (after the
     /// earlier queued ones, once the oldest is due). Never fails because of the network:
-    /// then it answers [`Submitted::Queued`]. If the server refuses this transaction for
-    /// good, the error is returned and the transaction stays in the queue as
-    /// [`EntryState::Failed`]. Submitting a key the server already refused answers that
-    /// refusal again (nothing is sent) until the app calls
+    /// then it answers [`Submitted::Queued`].
+    ///
+    /// An `Err` means the sale was **not** kept: refused before it was queued (core's
+    /// `invalid_transaction`, `idempotency_key_reused` with another transaction, a
+    /// storage error). Every `Ok` means it is kept: sent, queued, or
+    /// [`Submitted::Refused`] when the server refused it for good (it stays in the queue
+    /// as [`EntryState::Failed`]). Submitting a key the server already refused answers
+    /// that refusal again (nothing is sent) until the app calls
     /// [`retry_failed`](Self::retry_failed) or [`discard`](Self::discard).
     /// Cancellation-safe like [`enqueue`](Self::enqueue).
     pub async fn submit(
@@ -774,16 +783,21 @@ impl Outbox {
         if let Some(e) = existing
             && e.state == EntryState::Failed
         {
-            // Kept as a failed entry; the app decides (retry_failed or discard).
-            return Err(refusal(e.last_error.as_ref()));
+            let error = e.last_error.clone().unwrap_or_else(|| LastError {
+                code: "refused".into(),
+                message: "the transaction was refused for good".into(),
+                at_ms: now_ms,
+                http_status: None,
+                fields: Vec::new(),
+            });
+            return Ok(Submitted::Refused { key, error });
         }
         let report = self.sync(client, now_ms).await;
         if let Some((_, stored)) = report.sent.into_iter().find(|(k, _)| *k == key) {
             return Ok(Submitted::Sent(stored));
         }
-        if let Some((_, err)) = report.failed.into_iter().find(|(k, _)| *k == key) {
-            // Kept as a failed entry; the app decides (retry_failed or discard).
-            return Err(refusal(Some(&err)));
+        if let Some((_, error)) = report.failed.into_iter().find(|(k, _)| *k == key) {
+            return Ok(Submitted::Refused { key, error });
         }
         Ok(Submitted::Queued(key))
     }
@@ -945,10 +959,7 @@ impl Outbox {
                         let mut at =
                             self.backoff
                                 .next_attempt_at(now_ms, updated.attempts, random_u32());
-                        if let ClientError::RateLimited {
-                            retry_after: Some(d),
-                        } = &err
-                        {
+                        if let Some(d) = err.retry_after() {
                             // Followed up to the backoff's longest wait: a Retry-After of
                             // years must not park the queue.
                             let ra = i64::try_from(d.as_millis())

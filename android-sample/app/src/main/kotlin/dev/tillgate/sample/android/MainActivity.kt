@@ -120,8 +120,16 @@ class MainActivity : Activity() {
     private fun sell(p: Product) = scope.launch {
         val r = runCatching { app.sell(listOf(p to 1L)) }
         showQueue()
-        r.onSuccess { if (it is Submitted.Sent) v<TextView>(R.id.receiptsStatus).text = "Sale stored by the server (seq ${it.stored.sequence})" + (app.witnessProblem?.let { p -> "; its receipt was refused: $p" } ?: "") }
-        r.onFailure { e -> v<TextView>(R.id.queueStatus).text = "Sale refused: ${e.message}" }
+        r.onSuccess {
+            when (it) {
+                is Submitted.Sent -> v<TextView>(R.id.receiptsStatus).text = "Sale stored by the server (seq ${it.stored.sequence})" + (app.witnessProblem?.let { p -> "; its receipt was refused: $p" } ?: "")
+                // Kept in the queue as failed: the app decides (retryFailed or discard).
+                is Submitted.Refused -> v<TextView>(R.id.queueStatus).text = "The server refused the sale (kept in the queue, marked failed): ${it.error.code}: ${it.error.message}"
+                is Submitted.Queued -> {}
+            }
+        }
+        // Not kept: nothing was stored (the basket stays).
+        r.onFailure { e -> v<TextView>(R.id.queueStatus).text = "Sale not saved: ${e.message}" }
     }
 
     private fun showQueue() {
