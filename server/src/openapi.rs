@@ -168,6 +168,7 @@ fn own_problems(operation_id: &str) -> &'static [(u16, &'static [&'static str])]
                     "unknown_kid",
                     "unsupported_version",
                     "not_yet_valid",
+                    "invalid_signature_length",
                 ],
             ),
             (
