@@ -70,6 +70,7 @@ pub async fn activate(
     _budget: ActivationBudget,
     ApiJson(req): ApiJson<ActivationRequest>,
 ) -> AppResult<(StatusCode, Json<ActivationCreated>)> {
+    state.refuse_if_schema_newer().await?;
     let valid = validate_activation_request(&req)?;
     let now = state.now();
     if valid.period.to_unix_seconds() <= now {
@@ -384,6 +385,7 @@ pub async fn renew(
     parts: RequestParts,
     ApiJson(body): ApiJson<RenewRequest>,
 ) -> AppResult<Json<Renewed>> {
+    state.refuse_if_schema_newer().await?;
     let now = state.now();
     let grace = state.config.renewal_grace_days.saturating_mul(86_400);
     let has_credential = parts.0.headers.contains_key(header::AUTHORIZATION)

@@ -215,6 +215,7 @@ async fn decide(
     to: &str,
     body: &Bytes,
 ) -> AppResult<Json<AdminActivation>> {
+    state.refuse_if_schema_newer().await?;
     let d = parse_decision(body)?;
     let now = state.now();
     let notified = match (&d.authority_notified_at, to) {
@@ -423,6 +424,7 @@ pub async fn add_staff(
     _admin: Admin,
     ApiJson(s): ApiJson<NewStaff>,
 ) -> AppResult<(axum::http::StatusCode, Json<StaffOut>)> {
+    state.refuse_if_schema_newer().await?;
     add_staff_checked(
         &state.store,
         &s,

@@ -257,6 +257,7 @@ pub async fn put_product(
     ApiPath(id): ApiPath<String>,
     ApiJson(p): ApiJson<ProductInput>,
 ) -> AppResult<(StatusCode, Json<ProductOut>)> {
+    state.refuse_if_schema_newer().await?;
     validate_product(&id, &p)?;
     let mut row = ProductRow {
         corporate_id: auth.activation.corporate_id.clone(),

@@ -112,10 +112,6 @@ pub fn app(state: AppState) -> App {
         .route("/demo/admin-key.json", get(demo::admin_key))
         .route("/demo/", get(demo::file))
         .route("/demo/{*path}", get(demo::file))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            ops::refuse_writes_if_schema_newer,
-        ))
         .route_layer(metrics::RouteLabelLayer)
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)

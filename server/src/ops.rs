@@ -1,8 +1,7 @@
 //! Health, readiness, metrics and API documentation.
 
-use axum::extract::{Request, State};
-use axum::http::{Method, StatusCode, header};
-use axum::middleware::Next;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use utoipa::OpenApi as _;
 
@@ -46,24 +45,6 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         )
         .into_response()
     }
-}
-
-/// Refuses every request that may write (any method but GET, HEAD and OPTIONS) with 503
-/// `schema_newer` while the database's schema is newer than this server's
-/// ([`AppState::schema_newer`]): an older process left running beside a migrated
-/// database (a rolling deployment) must not store rows the newer version does not
-/// expect. Reads are still answered.
-pub async fn refuse_writes_if_schema_newer(
-    State(state): State<AppState>,
-    req: Request,
-    next: Next,
-) -> Response {
-    if !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
-        && let Err(e) = state.refuse_if_schema_newer().await
-    {
-        return e.into_response();
-    }
-    next.run(req).await
 }
 
 /// `GET /metrics`: Prometheus text format.

@@ -345,7 +345,8 @@ impl AppState {
     /// server knows since it started (read with the signing keys, every few seconds). A
     /// server that goes on writing then could store rows the newer version does not
     /// expect: it answers `/readyz` not ready and refuses writes
-    /// ([`refuse_if_schema_newer`](Self::refuse_if_schema_newer)).
+    /// ([`refuse_if_schema_newer`](Self::refuse_if_schema_newer), called by every
+    /// handler that writes and by [`commit`](Self::commit)).
     pub fn schema_newer(&self) -> Option<i64> {
         Some(self.schema_newer.load(Ordering::Relaxed)).filter(|v| *v != 0)
     }
@@ -369,6 +370,7 @@ impl AppState {
     /// Hands a transaction to the group-commit writer and waits until it is committed
     /// (or found already committed under the same idempotency key).
     pub async fn commit(&self, item: NewTx) -> Result<Committed, AppError> {
+        self.refuse_if_schema_newer().await?;
         let (tx, rx) = oneshot::channel();
         let unavailable = || {
             AppError::new(
