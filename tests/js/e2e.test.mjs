@@ -234,6 +234,91 @@ const refusal = async (promise) => {
 const serverClock = (offset) => writeFileSync(process.env.TILLGATE_SERVER_CLOCK, `${offset}\n`);
 const clockSkip = skip || (process.env.TILLGATE_SERVER_CLOCK ? false : "no TILLGATE_SERVER_CLOCK: the server's clock cannot move");
 
+// What an app decides on, beside the code: `httpStatus`, `retryAfterMs`, `transient`, `auth`.
+test("a handshake while the registration is pending is an auth error, not a transient one", { skip }, async () => {
+  const device = `js-pending-${Date.now()}`;
+  const client = newClient(device);
+  await client.activate({
+    cashRegisterName: "Kassa JS", deviceId: device, validFrom: day(0), validTo: day(180),
+    corporateId: "556036-0793", applicationPackage: "com.example.pos",
+  });
+  const e = await refusal(client.handshake());
+  assert.ok(e instanceof Error);
+  assert.equal(e.code, "pending_approval");
+  assert.equal(e.httpStatus, 403);
+  assert.equal(e.auth, true);
+  assert.equal(e.transient, false);
+  assert.equal("retryAfterMs" in e, false);
+});
+
+test("a client pointed at an unreachable address gets a transient error without a status", async () => {
+  const offline = new t.Client({ baseUrl: "http://127.0.0.1:9", timeoutMs: 1000 }, new t.TrustedKeys());
+  offline.setApiKey("Abcdefghij0123456789!@$");
+  const e = await refusal(offline.handshake());
+  assert.ok(["network", "timeout"].includes(e.code), e.code);
+  assert.equal(e.transient, true);
+  assert.equal(e.auth, false);
+  assert.equal("httpStatus" in e, false);
+  assert.equal("retryAfterMs" in e, false);
+});
+
+test("a 503 or a 429 with Retry-After is transient and says when to try again", async () => {
+  // A server being upgraded (503 schema_newer), then one that is busy (429).
+  const { createServer } = await import("node:http");
+  const answers = [
+    [503, "7", { code: "schema_newer", detail: "upgrading", status: 503 }],
+    [429, "3", { code: "rate_limited", detail: "slow down", status: 429 }],
+  ];
+  let next = 0;
+  const server = createServer((req, res) => {
+    const [status, retryAfter, body] = answers[next++ % answers.length];
+    res.writeHead(status, { "content-type": "application/problem+json", "retry-after": retryAfter });
+    res.end(JSON.stringify(body));
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  try {
+    const client = new t.Client({ baseUrl: `http://127.0.0.1:${server.address().port}` }, new t.TrustedKeys());
+    client.setApiKey("Abcdefghij0123456789!@$");
+    const upgrading = await refusal(client.handshake());
+    assert.equal(upgrading.code, "schema_newer");
+    assert.deepEqual([upgrading.httpStatus, upgrading.retryAfterMs, upgrading.transient, upgrading.auth],
+      [503, 7000, true, false]);
+    const busy = await refusal(client.handshake());
+    assert.equal(busy.code, "rate_limited");
+    assert.deepEqual([busy.httpStatus, busy.retryAfterMs, busy.transient, busy.auth], [429, 3000, true, false]);
+  } finally {
+    server.closeAllConnections();
+    server.close();
+  }
+});
+
+test("a sale the server refuses for good is answered as refused, with its fields, and kept as failed", { skip }, async () => {
+  const { client } = await approvedRegister(`js-refused-${Date.now()}`, day(180));
+  const outbox = await t.Outbox.openInMemory();
+  // Core accepts it (a well-formed reference); the server knows no such transaction.
+  const refund = { ...sale, type: "refund", reference: "tx_does_not_exist" };
+  t.validateTransaction(refund);
+  const r = await outbox.submit(client, refund, "js-refund-0001", t.unixTimeMs());
+  assert.equal(r.kind, "refused");
+  assert.equal(r.idempotencyKey, "js-refund-0001");
+  assert.equal(r.error.code, "invalid_transaction");
+  assert.equal(r.error.httpStatus, 400);
+  assert.deepEqual(r.error.fields.map((f) => [f.field, f.code]), [["reference", "unknown_reference"]]);
+  // Kept, marked failed (not pending).
+  const entries = outbox.entries();
+  assert.equal(entries.length, 1);
+  assert.equal(entries[0].idempotencyKey, "js-refund-0001");
+  assert.equal(entries[0].state, "failed");
+  assert.equal(entries[0].lastError.code, "invalid_transaction");
+  assert.deepEqual(entries[0].lastError.fields.map((f) => f.field), ["reference"]);
+  assert.equal(outbox.length, 0);
+  // The same key again answers the refusal again; nothing new is kept.
+  const again = await outbox.submit(client, refund, "js-refund-0001", t.unixTimeMs());
+  assert.equal(again.kind, "refused");
+  assert.equal(again.error.code, "invalid_transaction");
+  assert.equal(outbox.entries().length, 1);
+});
+
 test("an expired key is renewed and the old key stops working", { skip: clockSkip }, async () => {
   const device = `js-renew-${Date.now()}`;
   const { client, activation } = await approvedRegister(device, day(1));

@@ -79,6 +79,10 @@ function expectErr(name, code, fn) {
   } catch (e) {
     if (!(e instanceof Error)) throw new AssertionError(`${name}: threw a non-Error ${e}`);
     if (e.code !== code) throw new AssertionError(`${name}: expected ${code}, got ${e.code}: ${e.message}`);
+    // Core's errors never carry what only a server's answer has.
+    for (const k of ["httpStatus", "retryAfterMs", "transient", "auth"]) {
+      if (k in e) throw new AssertionError(`${name}: a core error has ${k}`);
+    }
     return e;
   }
   throw new AssertionError(`${name}: expected ${code}, got success`);

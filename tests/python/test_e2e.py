@@ -17,6 +17,15 @@ pytestmark = pytest.mark.skipif(not URL, reason="no TILLGATE_URL: no server to t
 SALE = '{"type":"sale","currency":"SEK","total":12500,"vat":[{"rate":2500,"amount":2500}],"items":[{"name":"Kaffe","quantity":1,"amount":12500}]}'
 
 
+# A refund naming a transaction that does not exist: valid for core, refused by the server
+# (400 invalid_transaction, field `reference`: unknown_reference).
+REFUND_OF_UNKNOWN = '{"type":"refund","currency":"SEK","total":12500,"vat":[{"rate":2500,"amount":2500}],"items":[{"name":"Kaffe","quantity":1,"amount":12500}],"reference":"tx_does_not_exist"}'
+
+
+def keys_from_env():
+    return t.TrustedKeys.from_jwks_json(os.environ["TILLGATE_JWKS"])
+
+
 def approve(activation_id):
     req = urllib.request.Request(
         f"{URL}/admin/activations/{activation_id}/approve", data=b"{}", method="POST",
@@ -149,6 +158,91 @@ def test_offline_sale_is_queued_not_lost():
             del outbox  # the app stops: the directory's lock goes with the outbox
             reopened = await t.Outbox.open_directory(queue_dir)
             assert reopened.len() == 1
+
+    asyncio.run(run())
+
+
+def test_a_pending_registration_is_an_auth_error_not_a_transient_one():
+    async def run():
+        device = "py-pending-" + os.urandom(6).hex()
+        client = new_client(device)
+        await client.activate(request(device))
+        e = await refusal(client.handshake())
+        assert e.code == "pending_approval"
+        assert e.http_status == 403 and e.auth is True and e.transient is False
+        assert e.retry_after_ms is None
+
+    asyncio.run(run())
+
+
+def test_an_unreachable_server_is_transient_without_a_status():
+    async def run():
+        offline = t.Client(t.ClientConfig(base_url="http://127.0.0.1:9", timeout_ms=1000), keys_from_env())
+        offline.set_api_key("Abcdefghij0123456789!@$")
+        e = await refusal(offline.handshake())
+        assert e.code in ("network", "timeout"), e.code
+        assert e.transient is True and e.auth is False
+        assert e.http_status is None and e.retry_after_ms is None
+
+    asyncio.run(run())
+
+
+def test_a_server_being_upgraded_is_transient_and_says_when_to_try_again():
+    import http.server
+    import threading
+
+    class Upgrading(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b'{"code":"schema_newer","detail":"upgrading","status":503}'
+            self.send_response(503)
+            self.send_header("Content-Type", "application/problem+json")
+            self.send_header("Retry-After", "7")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    stub = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Upgrading)
+    threading.Thread(target=stub.serve_forever, daemon=True).start()
+
+    async def run():
+        client = t.Client(t.ClientConfig(base_url=f"http://127.0.0.1:{stub.server_port}"), keys_from_env())
+        client.set_api_key("Abcdefghij0123456789!@$")
+        e = await refusal(client.handshake())
+        assert e.code == "schema_newer"
+        assert (e.http_status, e.retry_after_ms, e.transient, e.auth) == (503, 7000, True, False)
+
+    try:
+        asyncio.run(run())
+    finally:
+        stub.shutdown()
+        stub.server_close()
+
+
+def test_a_sale_the_server_refuses_is_kept_as_failed_with_its_fields():
+    async def run():
+        client, _ = await approved_register("py-refused-" + os.urandom(6).hex(), day(180))
+        outbox = await t.Outbox.open_in_memory()
+        # Core accepts it (a well-formed reference); the server knows no such transaction.
+        refund = t.transaction_from_json(REFUND_OF_UNKNOWN)
+        t.validate_transaction(refund)
+        r = await outbox.submit(client, refund, "py-refund-0001", t.unix_time_ms())
+        assert isinstance(r, t.Submitted.REFUSED), r
+        assert r.idempotency_key == "py-refund-0001"
+        assert r.error.code == "invalid_transaction" and r.error.http_status == 400
+        assert [(f.field, f.code) for f in r.error.fields] == [("reference", "unknown_reference")]
+        # Kept, marked failed (not pending).
+        [entry] = outbox.entries()
+        assert entry.idempotency_key == "py-refund-0001" and entry.failed is True
+        assert entry.last_error.code == "invalid_transaction"
+        assert [f.field for f in entry.last_error.fields] == ["reference"]
+        assert outbox.len() == 0
+        # Submitting the same key again answers the refusal again; nothing new is kept.
+        again = await outbox.submit(client, refund, "py-refund-0001", t.unix_time_ms())
+        assert isinstance(again, t.Submitted.REFUSED) and again.error.code == "invalid_transaction"
+        assert len(outbox.entries()) == 1
 
     asyncio.run(run())
 

@@ -31,6 +31,9 @@ def expect_err(code, fn, *args, **kwargs):
     with pytest.raises(t.TillgateError.Failed) as info:
         fn(*args, **kwargs)
     assert info.value.code == code, info.value.reason
+    # Core's errors never carry what only a server's answer has.
+    e = info.value
+    assert (e.http_status, e.retry_after_ms, e.transient, e.auth) == (None, None, False, False), e
     return info.value
 
 

@@ -14,20 +14,32 @@ use crate::{Result, TillgateError, TrustedKeys, read};
 
 impl From<client::ClientError> for TillgateError {
     fn from(e: client::ClientError) -> Self {
-        match e {
-            client::ClientError::Core(e) => e.into(),
-            e => {
-                let mut err = TillgateError::plain(e.code(), e.to_string());
-                if let (
-                    client::ClientError::Api { fields, .. },
-                    TillgateError::Failed { fields: f, .. },
-                ) = (e, &mut err)
-                {
-                    *f = fields.into_iter().map(FieldError::from).collect();
-                }
-                err
+        let (status, retry_after) = (e.http_status(), e.retry_after());
+        let (is_transient, is_auth) = (e.is_transient(), e.is_auth());
+        let server_fields = match &e {
+            client::ClientError::Api { fields, .. } => {
+                fields.iter().cloned().map(FieldError::from).collect()
             }
-        }
+            _ => Vec::new(),
+        };
+        let mut err = match e {
+            client::ClientError::Core(e) => return e.into(),
+            e => TillgateError::plain(e.code(), e.to_string()),
+        };
+        let TillgateError::Failed {
+            fields,
+            http_status,
+            retry_after_ms,
+            transient,
+            auth,
+            ..
+        } = &mut err;
+        *fields = server_fields;
+        *http_status = status;
+        *retry_after_ms = retry_after.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        *transient = is_transient;
+        *auth = is_auth;
+        err
     }
 }
 
@@ -897,6 +909,105 @@ pub fn unix_time_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parts(e: TillgateError) -> (String, String, Option<u16>, Option<u64>, bool, bool) {
+        let shown = e.to_string();
+        let TillgateError::Failed {
+            code,
+            http_status,
+            retry_after_ms,
+            transient,
+            auth,
+            ..
+        } = e;
+        (code, shown, http_status, retry_after_ms, transient, auth)
+    }
+
+    #[test]
+    fn client_errors_say_whether_to_retry_and_when() {
+        use client::ClientError as E;
+        // A server being upgraded: try again after its Retry-After.
+        let e = E::ServerUnavailable {
+            status: 503,
+            code: "schema_newer".into(),
+            detail: "upgrading".into(),
+            retry_after: Some(Duration::from_millis(7_500)),
+        };
+        let (code, shown, status, retry, transient, auth) = parts(e.into());
+        assert_eq!(code, "schema_newer");
+        assert_eq!(
+            shown,
+            "schema_newer: server unavailable (HTTP 503, schema_newer)"
+        );
+        assert_eq!(
+            (status, retry, transient, auth),
+            (Some(503), Some(7_500), true, false)
+        );
+        let e = E::RateLimited {
+            retry_after: Some(Duration::from_secs(3)),
+        };
+        let (code, _, status, retry, transient, auth) = parts(e.into());
+        assert_eq!(code, "rate_limited");
+        assert_eq!(
+            (status, retry, transient, auth),
+            (Some(429), Some(3_000), true, false)
+        );
+        // Never reached the server: transient, no status.
+        let (code, _, status, retry, transient, auth) = parts(E::Timeout.into());
+        assert_eq!(code, "timeout");
+        assert_eq!((status, retry, transient, auth), (None, None, true, false));
+        // The registration's status: the app waits for an administrator.
+        let e = E::PendingApproval {
+            detail: "wait".into(),
+        };
+        let (code, shown, status, retry, transient, auth) = parts(e.into());
+        assert_eq!(code, "pending_approval");
+        assert_eq!(
+            shown,
+            "pending_approval: activation is pending approval: wait"
+        );
+        assert_eq!(
+            (status, retry, transient, auth),
+            (Some(403), None, false, true)
+        );
+        // A refusal for good keeps the server's fields.
+        let e = E::Api {
+            status: 400,
+            code: "invalid_transaction".into(),
+            detail: "the referenced transaction is unknown".into(),
+            fields: vec![core::FieldError {
+                field: "reference".into(),
+                code: "unknown_reference".into(),
+                message: "m".into(),
+            }],
+        };
+        let err = TillgateError::from(e);
+        let TillgateError::Failed { fields, .. } = &err;
+        assert_eq!(fields.len(), 1);
+        assert_eq!(
+            (fields[0].field.as_str(), fields[0].code.as_str()),
+            ("reference", "unknown_reference")
+        );
+        let (_, _, status, retry, transient, auth) = parts(err);
+        assert_eq!(
+            (status, retry, transient, auth),
+            (Some(400), None, false, false)
+        );
+        // Core's errors, through the client or not: none of it.
+        let core_err = core::Error::InvalidTransaction {
+            fields: vec![core::FieldError {
+                field: "total".into(),
+                code: "out_of_range".into(),
+                message: "m".into(),
+            }],
+        };
+        let err = TillgateError::from(E::Core(core_err));
+        let TillgateError::Failed { fields, .. } = &err;
+        assert_eq!(fields.len(), 1);
+        let (code, _, status, retry, transient, auth) = parts(err);
+        assert_eq!(code, "invalid_transaction");
+        assert_eq!((status, retry, transient, auth), (None, None, false, false));
+    }
 
     #[test]
     fn debug_never_shows_the_api_key() {

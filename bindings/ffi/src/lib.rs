@@ -20,6 +20,13 @@
 //! assert_eq!(err.code(), "bad_signature");
 //! ```
 
+// TillgateError is one flat uniffi error whose every field the foreign languages read
+// (a Box cannot cross uniffi); it is built only when a call fails.
+#![allow(
+    clippy::result_large_err,
+    reason = "the uniffi error is flat by design and only built on failure"
+)]
+
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use tillgate_core as core;
@@ -65,6 +72,21 @@ pub enum TillgateError {
         /// The 0-based index of the failing receipt, for `invalid_receipt` and
         /// `receipt_chain_broken`.
         index: Option<u32>,
+        /// The HTTP status, when the error is the server's answer (403 for
+        /// `pending_approval`, 429, 503, ...); `None` for core's errors and for errors
+        /// that never reached the server (`network`, `timeout`).
+        http_status: Option<u16>,
+        /// How long the server asked to wait before trying again (its `Retry-After` on a
+        /// 429 or a 5xx), milliseconds, when it said.
+        retry_after_ms: Option<u64>,
+        /// Worth retrying later as it is: the server was unreachable or timed out
+        /// (`network`, `timeout`), busy (429) or unavailable (5xx, e.g. `schema_newer`
+        /// during an upgrade). Queued sales stay queued. `false` for core's errors.
+        transient: bool,
+        /// The server refused the register's credentials or status (401, 403:
+        /// `pending_approval`, `key_expired`, `key_replaced`, `revoked`, ...): nothing is
+        /// accepted until the app or an administrator acts. `false` for core's errors.
+        auth: bool,
     },
 }
 
@@ -84,6 +106,10 @@ impl TillgateError {
             position: None,
             character: None,
             index: None,
+            http_status: None,
+            retry_after_ms: None,
+            transient: false,
+            auth: false,
         }
     }
 
@@ -124,6 +150,10 @@ impl From<core::Error> for TillgateError {
             position,
             character,
             index,
+            http_status: None,
+            retry_after_ms: None,
+            transient: false,
+            auth: false,
         }
     }
 }

@@ -84,8 +84,10 @@ export interface SyncReport {
 }
 "#;
 
-/// Converts a client error once, into a JS `Error` with `code` (and `fields` when the
-/// server listed failing fields).
+/// Converts a client error once, into a JS `Error` with `code`, `fields` when the server
+/// listed failing fields, and what an app decides on: `transient` and `auth` (always
+/// set), `httpStatus` when the server answered, `retryAfterMs` when it sent a
+/// `Retry-After`. A core error (`ClientError::Core`) is thrown as core's, without them.
 fn client_error(e: client::ClientError) -> JsValue {
     match e {
         client::ClientError::Core(e) => crate::to_js_error(e),
@@ -97,6 +99,15 @@ fn client_error(e: client::ClientError) -> JsValue {
             {
                 crate::set(&err, "fields", v);
             }
+            if let Some(status) = e.http_status() {
+                crate::set(&err, "httpStatus", f64::from(status));
+            }
+            if let Some(d) = e.retry_after() {
+                // Milliseconds as a JS number: exact up to 2^53 ms (285,000 years).
+                crate::set(&err, "retryAfterMs", d.as_millis() as f64);
+            }
+            crate::set(&err, "transient", e.is_transient());
+            crate::set(&err, "auth", e.is_auth());
             err
         }
     }

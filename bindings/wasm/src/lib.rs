@@ -44,6 +44,25 @@ export interface TillgateError extends Error {
   character?: string;
   /** 0-based index of the failing receipt. */
   index?: number;
+  /**
+   * Client errors only: the HTTP status when the server answered (403 for
+   * `pending_approval`, 429, 503, ...); absent when it never did (`network`, `timeout`).
+   */
+  httpStatus?: number;
+  /** Client errors only: the server's `Retry-After` (a 429 or a 5xx), in milliseconds. */
+  retryAfterMs?: number;
+  /**
+   * Client errors: `true` when trying again later may work as it is (`network`,
+   * `timeout`, 429, 5xx such as `schema_newer` during an upgrade); queued sales stay
+   * queued. Absent on core's errors (none is transient).
+   */
+  transient?: boolean;
+  /**
+   * Client errors: `true` when the server refused the register's credentials or status
+   * (401, 403: `pending_approval`, `key_expired`, `key_replaced`, `revoked`, ...).
+   * Absent on core's errors.
+   */
+  auth?: boolean;
 }
 export interface FieldError { field: string; code: string; message: string; }
 export interface Jwk { kty: string; crv?: string; x?: string; kid?: string; alg?: string; use?: string; }

@@ -5,8 +5,8 @@ import init, {
   Client, Outbox, TrustedKeys, productFromJson, productToJson, unixTimeMs, validateProduct, validateTransaction,
 } from "tillgate/web";
 import type {
-  CorruptRecord, Product, ProductDelta, QueuedTransaction, RenewRequest, StoredTransaction,
-  Submitted, SyncReport, TillgateError, Transaction, VerifiedHistory, WitnessProblem,
+  CorruptRecord, FieldError, Product, ProductDelta, QueueError, QueuedTransaction, RenewRequest,
+  StoredTransaction, Submitted, SyncReport, TillgateError, Transaction, VerifiedHistory, WitnessProblem,
 } from "tillgate/web";
 import * as bundler from "tillgate";
 
@@ -26,8 +26,15 @@ export async function app(jwks: string, apiKey: string): Promise<string[]> {
   if (r.kind === "sent") {
     const s: StoredTransaction = r.stored;
     out.push(s.id, String(s.sequence), s.createdAt, s.productionNumber, s.txh, s.receipt, s.currency);
+  } else if (r.kind === "refused") {
+    // Kept in the queue, marked failed: the server's code, status and failing fields.
+    const why: QueueError = r.error;
+    const fields: FieldError[] = why.fields ?? [];
+    out.push(r.idempotencyKey, why.code, why.message, String(why.atMs), String(why.httpStatus ?? ""),
+      ...fields.map((f) => `${f.field}: ${f.code}: ${f.message}`));
   } else {
-    out.push(r.idempotencyKey);
+    const queuedKey: string = r.idempotencyKey;
+    out.push(queuedKey);
   }
   const report: SyncReport = await outbox.syncNow(client, unixTimeMs());
   const problem: WitnessProblem | null | undefined = report.witnessProblem ?? outbox.witnessProblem();
@@ -65,6 +72,13 @@ export async function app(jwks: string, apiKey: string): Promise<string[]> {
   } catch (e) {
     const t = e as TillgateError;
     out.push(t.code, t.message);
+    // Try later (unreachable, 429, 5xx), after the server's Retry-After when it named one.
+    const transient: boolean = t.transient === true;
+    const waitMs: number | undefined = t.retryAfterMs;
+    const status: number | undefined = t.httpStatus;
+    const auth: boolean | undefined = t.auth;
+    if (transient) out.push(`try again in ${Math.ceil((waitMs ?? 0) / 1000)} s`);
+    if (auth) out.push(`HTTP ${status ?? "?"}: the register must be approved, renewed or activated`);
   }
   client.free();
   outbox.free();
