@@ -3,6 +3,8 @@
 package dev.tillgate.tests
 
 import dev.tillgate.*
+import com.sun.net.httpserver.HttpServer
+import java.net.InetSocketAddress
 import java.net.URI
 import java.net.http.HttpClient
 import java.net.http.HttpRequest
@@ -16,11 +18,15 @@ import org.junit.Assert.assertEquals
 import org.junit.Assert.assertFalse
 import org.junit.Assert.assertNotEquals
 import org.junit.Assert.assertNotNull
+import org.junit.Assert.assertNull
 import org.junit.Assert.assertTrue
 import org.junit.Assume.assumeTrue
 import org.junit.Before
 import org.junit.Test
 
+// A refund naming a transaction that does not exist: valid for core, refused by the server
+// (400 invalid_transaction, field `reference`: unknown_reference).
+const val REFUND_OF_UNKNOWN = """{"type":"refund","currency":"SEK","total":12500,"vat":[{"rate":2500,"amount":2500}],"items":[{"name":"Kaffe","quantity":1,"amount":12500}],"reference":"tx_does_not_exist"}"""
 const val SALE = """{"type":"sale","currency":"SEK","total":12500,"vat":[{"rate":2500,"amount":2500}],"items":[{"name":"Kaffe","quantity":1,"amount":12500}]}"""
 
 class E2eTest {
@@ -232,6 +238,92 @@ class E2eTest {
         assertTrue(refused!!.reason.contains("larger than 64 bytes"))
         val roomy = Client(ClientConfig(baseUrl = url, deviceId = device + "b"), keys())
         assertEquals("pending", roomy.activate(request(device + "b")).status)
+    }
+
+    private suspend fun failure(block: suspend () -> Unit): TillgateException.Failed =
+        try { block(); throw AssertionError("expected a refusal") } catch (e: TillgateException.Failed) { e }
+
+    @Test
+    fun aPendingRegistrationIsAnAuthErrorNotATransientOne() = runBlocking {
+        val device = "kt-pending-" + System.nanoTime()
+        val client = Client(ClientConfig(baseUrl = url!!, deviceId = device), keys())
+        client.activate(
+            ActivationRequest(
+                cashRegisterName = "Kassa Kotlin", deviceId = device, validFrom = day(0), validTo = day(180),
+                corporateId = "556036-0793", applicationPackage = "com.example.pos",
+            ),
+        )
+        val e = failure { client.handshake() }
+        assertEquals("pending_approval", e.code)
+        assertEquals(403.toUShort(), e.httpStatus)
+        assertTrue(e.auth)
+        assertFalse(e.transient)
+        assertNull(e.retryAfterMs)
+    }
+
+    @Test
+    fun anUnreachableServerIsTransientWithoutAStatus() = runBlocking {
+        val offline = Client(ClientConfig(baseUrl = "http://127.0.0.1:9", timeoutMs = 1000uL), keys())
+        offline.setApiKey("Abcdefghij0123456789!@$")
+        val e = failure { offline.handshake() }
+        assertTrue(e.code, e.code in setOf("network", "timeout"))
+        assertTrue(e.transient)
+        assertFalse(e.auth)
+        assertNull(e.httpStatus)
+        assertNull(e.retryAfterMs)
+    }
+
+    @Test
+    fun aServerBeingUpgradedIsTransientAndSaysWhenToTryAgain() = runBlocking {
+        // A stub answering every request 503 schema_newer with Retry-After: 7.
+        val stub = HttpServer.create(InetSocketAddress("127.0.0.1", 0), 0)
+        stub.createContext("/") { ex ->
+            val body = """{"code":"schema_newer","detail":"upgrading","status":503}""".toByteArray()
+            ex.responseHeaders.add("Content-Type", "application/problem+json")
+            ex.responseHeaders.add("Retry-After", "7")
+            ex.sendResponseHeaders(503, body.size.toLong())
+            ex.responseBody.use { it.write(body) }
+        }
+        stub.start()
+        try {
+            val client = Client(ClientConfig(baseUrl = "http://127.0.0.1:${stub.address.port}"), keys())
+            client.setApiKey("Abcdefghij0123456789!@$")
+            val e = failure { client.handshake() }
+            assertEquals("schema_newer", e.code)
+            assertEquals(503.toUShort(), e.httpStatus)
+            assertEquals(7000uL, e.retryAfterMs)
+            assertTrue(e.transient)
+            assertFalse(e.auth)
+        } finally {
+            stub.stop(0)
+        }
+    }
+
+    @Test
+    fun aSaleTheServerRefusesIsKeptAsFailedWithItsFields() = runBlocking {
+        val (client, _) = approvedRegister("kt-refused-" + System.nanoTime(), day(180))
+        val outbox = Outbox.openInMemory()
+        // Core accepts it (a well-formed reference); the server knows no such transaction.
+        val refund = transactionFromJson(REFUND_OF_UNKNOWN)
+        validateTransaction(refund)
+        val r = outbox.submit(client, refund, "kt-refund-0001", unixTimeMs())
+        assertTrue("$r", r is Submitted.Refused)
+        r as Submitted.Refused
+        assertEquals("kt-refund-0001", r.idempotencyKey)
+        assertEquals("invalid_transaction", r.error.code)
+        assertEquals(400.toUShort(), r.error.httpStatus)
+        assertEquals(listOf("reference" to "unknown_reference"), r.error.fields.map { it.field to it.code })
+        // Kept, marked failed (not pending).
+        val entry = outbox.entries().single()
+        assertEquals("kt-refund-0001", entry.idempotencyKey)
+        assertTrue(entry.failed)
+        assertEquals("invalid_transaction", entry.lastError?.code)
+        assertEquals(listOf("reference"), entry.lastError?.fields?.map { it.field })
+        assertEquals(0uL, outbox.len())
+        // The same key again answers the refusal again; nothing new is kept.
+        val again = outbox.submit(client, refund, "kt-refund-0001", unixTimeMs())
+        assertEquals("invalid_transaction", (again as Submitted.Refused).error.code)
+        assertEquals(1, outbox.entries().size)
     }
 
     @Test

@@ -186,6 +186,8 @@ fun expectErr(name: String, code: String, block: () -> Unit): TillgateException.
         block()
     } catch (e: TillgateException.Failed) {
         assertEquals("$name: ${e.reason}", code, e.code)
+        // Core's errors never carry what only a server's answer has.
+        assertEquals(name, listOf(null, null, false, false), listOf(e.httpStatus, e.retryAfterMs, e.transient, e.auth))
         return e
     }
     fail("$name: expected $code, got success")

@@ -7,6 +7,9 @@ import FoundationNetworking
 import XCTest
 @testable import Tillgate
 
+// A refund naming a transaction that does not exist: valid for core, refused by the server
+// (400 invalid_transaction, field `reference`: unknown_reference).
+let refundOfUnknown = #"{"type":"refund","currency":"SEK","total":12500,"vat":[{"rate":2500,"amount":2500}],"items":[{"name":"Kaffe","quantity":1,"amount":12500}],"reference":"tx_does_not_exist"}"#
 let sale = #"{"type":"sale","currency":"SEK","total":12500,"vat":[{"rate":2500,"amount":2500}],"items":[{"name":"Kaffe","quantity":1,"amount":12500}]}"#
 
 final class E2eTests: XCTestCase {
@@ -52,7 +55,7 @@ final class E2eTests: XCTestCase {
         do {
             _ = try await client.handshake()
             XCTFail("handshake before approval succeeded")
-        } catch let TillgateError.Failed(code, _, _, _, _, _) {
+        } catch let TillgateError.Failed(code, _, _, _, _, _, _, _, _, _) {
             XCTAssertEqual(code, "pending_approval")
         }
 
@@ -87,7 +90,7 @@ final class E2eTests: XCTestCase {
         do {
             _ = try await client.verifyHistory(witness: "not.a.receipt")
             XCTFail("a witness that is not a receipt was accepted")
-        } catch let TillgateError.Failed(code, _, _, _, _, _) {
+        } catch let TillgateError.Failed(code, _, _, _, _, _, _, _, _, _) {
             XCTAssertEqual(code, "invalid_witness")
         }
         // The outbox keeps that receipt as the register's witness, with its queue.
@@ -101,7 +104,7 @@ final class E2eTests: XCTestCase {
         do {
             _ = try await Outbox.openDirectory(directory: dir)
             XCTFail("a second outbox opened the same directory")
-        } catch let TillgateError.Failed(code, _, _, _, _, _) {
+        } catch let TillgateError.Failed(code, _, _, _, _, _, _, _, _, _) {
             XCTAssertEqual(code, "queue_in_use")
         }
         try await outbox.resetWitness()
@@ -116,7 +119,7 @@ final class E2eTests: XCTestCase {
         do {
             _ = try await outbox.adoptWitness(client: client, receipt: stored.receipt, productionNumber: "TG-OTHR-0001")
             XCTFail("another register's receipt was adopted")
-        } catch let TillgateError.Failed(code, _, _, _, _, _) {
+        } catch let TillgateError.Failed(code, _, _, _, _, _, _, _, _, _) {
             XCTAssertEqual(code, "invalid_witness")
         }
         let adopted = try await outbox.adoptWitness(client: client, receipt: stored.receipt, productionNumber: pn)
@@ -155,7 +158,7 @@ final class E2eTests: XCTestCase {
         do {
             _ = try await call()
             return nil
-        } catch let TillgateError.Failed(code, _, fields, _, _, _) {
+        } catch let TillgateError.Failed(code, _, fields, _, _, _, _, _, _, _) {
             return (code, fields.map { $0.field })
         } catch {
             return ("unexpected \(error)", [])
@@ -231,6 +234,76 @@ final class E2eTests: XCTestCase {
         try approve(env["TILLGATE_URL"]!, activation.activationId)
         let hs = try await fresh.handshake()
         XCTAssertEqual(hs.validTo, day(190))
+    }
+
+    /// What an app decides on, beside the code (nil if `call` does not throw).
+    struct Decision: Equatable {
+        let code: String
+        let httpStatus: UInt16?
+        let retryAfterMs: UInt64?
+        let transient: Bool
+        let auth: Bool
+    }
+
+    func decision<T>(_ call: () async throws -> T) async -> Decision? {
+        do {
+            _ = try await call()
+            return nil
+        } catch let TillgateError.Failed(code, _, _, _, _, _, httpStatus, retryAfterMs, transient, auth) {
+            return Decision(code: code, httpStatus: httpStatus, retryAfterMs: retryAfterMs, transient: transient, auth: auth)
+        } catch {
+            return Decision(code: "unexpected \(error)", httpStatus: nil, retryAfterMs: nil, transient: false, auth: false)
+        }
+    }
+
+    func testAPendingRegistrationIsAnAuthErrorNotATransientOne() async throws {
+        try XCTSkipUnless(env["TILLGATE_URL"] != nil, "no TILLGATE_URL: no server to test against")
+        let device = "swift-pending-\(UInt64.random(in: 0..<UInt64.max))"
+        let client = try newClient(device)
+        _ = try await client.activate(request: ActivationRequest(
+            cashRegisterName: "Kassa Swift", deviceId: device, validFrom: day(0), validTo: day(180),
+            corporateId: "556036-0793", applicationPackage: "com.example.pos"))
+        let e = await decision { try await client.handshake() }
+        XCTAssertEqual(e, Decision(code: "pending_approval", httpStatus: 403, retryAfterMs: nil, transient: false, auth: true))
+    }
+
+    func testAnUnreachableServerIsTransientWithoutAStatus() async throws {
+        try XCTSkipUnless(env["TILLGATE_JWKS"] != nil, "no TILLGATE_JWKS: no server keys")
+        let keys = try TrustedKeys.fromJwksJson(json: env["TILLGATE_JWKS"]!)
+        let offline = try Client(config: ClientConfig(baseUrl: "http://127.0.0.1:9", timeoutMs: 1000), trustedKeys: keys)
+        try offline.setApiKey(key: "Abcdefghij0123456789!@$")
+        let got = await decision { try await offline.handshake() }
+        let e = try XCTUnwrap(got)
+        XCTAssertTrue(["network", "timeout"].contains(e.code), e.code)
+        XCTAssertEqual(e, Decision(code: e.code, httpStatus: nil, retryAfterMs: nil, transient: true, auth: false))
+    }
+
+    func testASaleTheServerRefusesIsKeptAsFailedWithItsFields() async throws {
+        try XCTSkipUnless(env["TILLGATE_URL"] != nil, "no TILLGATE_URL: no server to test against")
+        let (client, _) = try await approvedRegister("swift-refused-\(UInt64.random(in: 0..<UInt64.max))", validTo: day(180))
+        let outbox = try await Outbox.openInMemory()
+        // Core accepts it (a well-formed reference); the server knows no such transaction.
+        let refund = try transactionFromJson(json: refundOfUnknown)
+        try validateTransaction(transaction: refund)
+        let result = try await outbox.submit(client: client, transaction: refund, idempotencyKey: "swift-refund-0001", nowMs: unixTimeMs())
+        guard case let .refused(key, error) = result else { return XCTFail("not refused: \(result)") }
+        XCTAssertEqual(key, "swift-refund-0001")
+        XCTAssertEqual(error.code, "invalid_transaction")
+        XCTAssertEqual(error.httpStatus, 400)
+        XCTAssertEqual(error.fields.map { [$0.field, $0.code] }, [["reference", "unknown_reference"]])
+        // Kept, marked failed (not pending).
+        let entries = outbox.entries()
+        XCTAssertEqual(entries.count, 1)
+        XCTAssertEqual(entries.first?.idempotencyKey, "swift-refund-0001")
+        XCTAssertEqual(entries.first?.failed, true)
+        XCTAssertEqual(entries.first?.lastError?.code, "invalid_transaction")
+        XCTAssertEqual(entries.first?.lastError?.fields.map { $0.field }, ["reference"])
+        XCTAssertEqual(outbox.len(), 0)
+        // The same key again answers the refusal again; nothing new is kept.
+        let again = try await outbox.submit(client: client, transaction: refund, idempotencyKey: "swift-refund-0001", nowMs: unixTimeMs())
+        guard case let .refused(_, againError) = again else { return XCTFail("not refused again: \(again)") }
+        XCTAssertEqual(againError.code, "invalid_transaction")
+        XCTAssertEqual(outbox.entries().count, 1)
     }
 
     func testProductsPutAndDeltaSync() async throws {

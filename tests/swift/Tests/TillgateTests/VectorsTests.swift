@@ -76,8 +76,13 @@ final class VectorsTests: XCTestCase {
         do {
             try body()
             XCTFail("\(name): expected \(code), got success")
-        } catch let TillgateError.Failed(c, reason, fields, position, character, index) {
+        } catch let TillgateError.Failed(c, reason, fields, position, character, index, httpStatus, retryAfterMs, transient, auth) {
             XCTAssertEqual(c, code, "\(name): \(reason)")
+            // Core's errors never carry what only a server's answer has.
+            XCTAssertNil(httpStatus, name)
+            XCTAssertNil(retryAfterMs, name)
+            XCTAssertFalse(transient, name)
+            XCTAssertFalse(auth, name)
             return Details(code: c, reason: reason, fields: fields, position: position, character: character, index: index)
         } catch {
             XCTFail("\(name): unexpected \(error)")
