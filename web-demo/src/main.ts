@@ -38,11 +38,28 @@ const asTg = (e: unknown) => e as TillgateError;
 const money = (minor: number) => `${(minor / 100).toFixed(2).replace(".", ",")} kr`;
 const nowSecs = () => Math.floor(unixTimeMs() / 1000);
 const short = (s: string, n = 10) => (s.length > n ? `${s.slice(0, n)}…` : s);
-/** The client's codes for "the server could not be reached" (transient). */
-const isUnreachable = (e: unknown) => ["network", "timeout"].includes(asTg(e)?.code ?? "");
+/** The client says so: trying again later may work as it is. The server could not be
+ * reached or timed out (no HTTP status), or it answered that it cannot serve now (429,
+ * a 5xx such as 503 `schema_newer` while it is upgraded). Not a refusal: sales stay
+ * queued. Core's errors and the admin panel's have no `transient`. */
+const isTransient = (e: unknown) => asTg(e)?.transient === true;
+/** A transient error without an answer from the server: it could not be reached. */
+const isUnreachable = (e: unknown) => isTransient(e) && asTg(e).httpStatus === undefined;
+/** ", try again in N s" when the server named a Retry-After. */
+function retryText(e: unknown): string {
+  const ms = asTg(e)?.retryAfterMs;
+  return ms === undefined ? "" : `, try again in ${Math.ceil(ms / 1000)} s`;
+}
+/** What a transient error says in a status line. */
+function unavailableText(e: unknown): string {
+  const t = asTg(e);
+  return isUnreachable(e)
+    ? `offline: the server cannot be reached (${t.code})`
+    : `the server cannot answer now (HTTP ${t.httpStatus}, ${t.code})${retryText(e)}`;
+}
 function errText(e: unknown): string {
   if (e instanceof HttpError) return `${e.code}: ${e.message}`;
-  if (isUnreachable(e)) return `offline: the server cannot be reached (${asTg(e).code})`;
+  if (isTransient(e)) return unavailableText(e);
   const t = asTg(e);
   return t && t.code ? `${t.code}: ${t.message}` : String(e);
 }
@@ -361,6 +378,10 @@ async function handshake(): Promise<void> {
       stopPolling();
     } else if (isUnreachable(e)) {
       setLight("red", "Cannot reach the server", "Offline: the handshake needs the server. Sales still work through the queue.");
+    } else if (isTransient(e)) {
+      // Busy (429) or unavailable (5xx, e.g. an upgrade under way): not a refusal.
+      setLight("red", "Server not available now",
+        `${unavailableText(e)}. Sales still work through the queue.`);
     } else {
       setLight("red", "Handshake failed", errText(e));
     }
@@ -492,7 +513,8 @@ async function fetchDescriptor(): Promise<void> {
     $<HTMLButtonElement>("descriptor-restore-btn").disabled = true;
     checkDescriptor();
   } catch (e) {
-    setState(badge, "invalid", `Not fetched: ${isUnreachable(e) ? "offline" : asTg(e).code}`);
+    setState(badge, "invalid", `Not fetched: ${isUnreachable(e) ? "offline"
+      : isTransient(e) ? `the server cannot answer now${retryText(e)}` : asTg(e).code}`);
     $("descriptor-detail").textContent = errText(e);
   }
 }
@@ -839,6 +861,10 @@ async function checkReceipts(): Promise<void> {
     table.hidden = false;
   } catch (e) {
     if (isUnreachable(e)) { setState(badge, "busy", "Offline: receipts are checked when back online"); return; }
+    if (isTransient(e)) {
+      setState(badge, "busy", `The server cannot answer now (${asTg(e).code}${retryText(e)}): receipts are checked when it does`);
+      return;
+    }
     const t = asTg(e);
     if (t.code === "witness_mismatch") {
       // A fork the outbox saw when the server answered a sale is the first evidence.

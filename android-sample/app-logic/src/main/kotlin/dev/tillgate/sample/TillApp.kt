@@ -26,7 +26,13 @@ sealed class HandshakeStatus {
     /** [serverTime]: the server's signed time (Unix seconds), verified by the client. */
     data class Approved(val serverTime: Long, val trustedTimeFloor: Long) : HandshakeStatus()
     data class Refused(val code: String, val message: String) : HandshakeStatus()
-    data class Unreachable(val message: String) : HandshakeStatus()
+    /**
+     * The server cannot answer now: unreachable, timed out, busy (429) or unavailable
+     * (5xx, e.g. while it is upgraded); sales are queued. [code] is the client's code
+     * (`network`, `timeout`, `rate_limited`, `schema_newer`, ...), [retryAfterMs] the
+     * server's Retry-After when it named one: ask again no sooner.
+     */
+    data class Unreachable(val message: String, val code: String = "network", val retryAfterMs: Long? = null) : HandshakeStatus()
 }
 
 /** The activation form is not valid; field name to messages. */
@@ -34,9 +40,6 @@ class InvalidForm(val errors: Map<String, List<String>>) : Exception("invalid ac
 
 /** A product on the sale buttons; prices include VAT, in minor units. */
 data class Product(val name: String, val price: Long, val vatRateBasisPoints: Int)
-
-/** The client's codes for "the server could not be reached" (transient). */
-private val UNREACHABLE = setOf("network", "timeout")
 
 /**
  * The app's logic, with no Android in it: the Activity only shows what this returns.
@@ -175,9 +178,10 @@ class TillApp private constructor(
             store.put(Keys.STATUS, h.status)
             HandshakeStatus.Approved(h.serverTime, floor)
         } catch (e: TillgateException.Failed) {
-            when (e.code) {
-                "pending_approval" -> HandshakeStatus.Pending
-                in UNREACHABLE -> HandshakeStatus.Unreachable(e.reason)
+            when {
+                e.code == "pending_approval" -> HandshakeStatus.Pending
+                // Unreachable, 429, 5xx (an upgrade under way): not a refusal, try later.
+                e.transient -> HandshakeStatus.Unreachable(e.reason, e.code, e.retryAfterMs?.toLong())
                 else -> HandshakeStatus.Refused(e.code, e.reason)
             }
         }

@@ -66,6 +66,12 @@ fun tempDir(name: String) = Files.createTempDirectory(name).toFile()
 class FakeTillgateServer(private val now: () -> Long = { TestKeys.NOW }) : AutoCloseable {
     /** Stores the next sale, then drops the connection as if the answer was lost on the way back. */
     @Volatile var loseNextAnswer = false
+    /**
+     * While set, every request is answered with this status and problem code, and a
+     * `Retry-After` (seconds) when given: a server being upgraded (503 `schema_newer`)
+     * or a busy one (429).
+     */
+    @Volatile var unavailable: Triple<Int, String, Int?>? = null
     /** Idempotency-Key to the stored transaction (JSON, as answered). */
     val stored = LinkedHashMap<String, JsonObject>()
     @Volatile var posts = 0
@@ -101,6 +107,10 @@ class FakeTillgateServer(private val now: () -> Long = { TestKeys.NOW }) : AutoC
     @Synchronized private fun handle(ex: HttpExchange) {
         val path = ex.requestURI.path
         val body = ex.requestBody.readBytes().toString(Charsets.UTF_8)
+        unavailable?.let { (status, code, retryAfter) ->
+            retryAfter?.let { ex.responseHeaders.add("Retry-After", "$it") }
+            return problem(ex, status, code, "not now")
+        }
         if (ex.requestMethod == "POST" && path == "/activations-advanced") {
             val req = JsonParser.parseString(body).asJsonObject
             val key = generateApiKey(40u, ApiKeyAlphabet.URL_SAFE)

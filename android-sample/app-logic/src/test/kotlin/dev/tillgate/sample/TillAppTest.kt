@@ -86,7 +86,26 @@ class TillAppTest {
         val app = registered(MemoryStore())
         app.serverUrl = OFFLINE_URL
         val h = app.refreshHandshake()
-        assertTrue("$h", h is HandshakeStatus.Unreachable)
+        assertTrue("$h", h is HandshakeStatus.Unreachable && h.code == "network" && h.retryAfterMs == null)
+    }
+
+    @Test fun aServerBeingUpgradedOrBusyIsNotARefusal() = runBlocking {
+        val app = registered(MemoryStore()).also { server.approveAll() }
+        // 503 during an upgrade, with the server's Retry-After: try later, not "Refused".
+        server.unavailable = Triple(503, "schema_newer", 30)
+        assertEquals(HandshakeStatus.Unreachable("server unavailable (HTTP 503, schema_newer)", "schema_newer", 30_000L), app.refreshHandshake())
+        server.unavailable = Triple(429, "rate_limited", null)
+        val busy = app.refreshHandshake()
+        assertTrue("$busy", busy is HandshakeStatus.Unreachable && busy.code == "rate_limited" && busy.retryAfterMs == null)
+        // A sale meanwhile is kept in the queue, not refused.
+        server.unavailable = Triple(503, "schema_newer", 30)
+        val sale = app.sell(listOf(coffee to 1L))
+        assertTrue("$sale", sale is Submitted.Queued)
+        assertEquals(1uL, app.queue.len())
+        assertEquals("schema_newer", app.queue.lastError()?.code)
+        server.unavailable = null
+        assertTrue(app.refreshHandshake() is HandshakeStatus.Approved)
+        assertEquals(0uL, app.sync().remaining)
     }
 
     @Test fun salesWaitInTheQueueWhileOfflineAndDrainWhenBackOnline() = runBlocking {

@@ -144,7 +144,10 @@ class MainActivity : Activity() {
             HandshakeStatus.Pending -> "● Pending approval" to Color.rgb(138, 90, 0)
             HandshakeStatus.NotRegistered -> "● Not registered" to Color.GRAY
             is HandshakeStatus.Refused -> "● Refused: ${h.code}" to Color.rgb(180, 35, 24)
-            is HandshakeStatus.Unreachable -> "● Server unreachable; sales are queued" to Color.rgb(180, 35, 24)
+            is HandshakeStatus.Unreachable -> {
+                val wait = h.retryAfterMs?.let { ", try again in ${(it + 999) / 1000} s" } ?: ""
+                "● Server not available now (${h.code})$wait; sales are queued" to Color.rgb(180, 35, 24)
+            }
         }
         t.text = text
         t.setTextColor(color)
