@@ -42,7 +42,7 @@ cleanup() {
 }
 trap cleanup EXIT
 TILLGATE_BIND="127.0.0.1:$port" TILLGATE_DATA_DIR="$tmp" TILLGATE_ADMIN_KEY="$admin_key" \
-  "$ROOT/target/release/tillgate-server" >"$out/server.log" 2>&1 &
+  "${CARGO_TARGET_DIR:-$ROOT/target}/release/tillgate-server" >"$out/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 100); do
   curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
