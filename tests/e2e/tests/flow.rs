@@ -107,6 +107,7 @@ async fn activation_handshake_code_and_offline_transactions() {
         {
             Submitted::Sent(t) => sent.push(t),
             Submitted::Queued(k) => panic!("queued {k} while online"),
+            Submitted::Refused { key, error } => panic!("{key} refused: {error:?}"),
         }
     }
     assert_eq!(sent.iter().map(|t| t.sequence).collect::<Vec<_>>(), [1, 2]);
@@ -329,6 +330,7 @@ async fn the_outbox_keeps_the_registers_witness() {
     {
         Submitted::Sent(stored) => stored.receipt,
         Submitted::Queued(k) => panic!("queued {k}"),
+        Submitted::Refused { key, error } => panic!("{key} refused: {error:?}"),
     };
     let mut receipts = Vec::new();
     for total in [1000, 2000, 3000] {
@@ -461,6 +463,7 @@ async fn a_witness_that_cannot_be_written_never_holds_back_a_sale() {
     {
         Submitted::Sent(stored) => stored.receipt,
         Submitted::Queued(k) => panic!("queued {k}"),
+        Submitted::Refused { key, error } => panic!("{key} refused: {error:?}"),
     };
     assert!(outbox.last_error().is_none());
     // The app restarts: the store's lock goes with the outbox.
@@ -533,10 +536,12 @@ async fn expired_key_is_renewed() {
     assert_ne!(renewed.api_key, old_key);
     let hs = client.handshake().await.unwrap();
     assert_eq!(hs.valid_to.as_deref(), Some("2032-01-01T00:00:00Z"));
-    // The old key stops working.
+    // The old key stops working, with its own error: repeat the renewal, do not
+    // activate again.
     client.set_api_key(old_key);
     let e = client.handshake().await.unwrap_err();
-    assert!(matches!(e, ClientError::Unauthorized { .. }), "{e:?}");
+    assert!(matches!(e, ClientError::KeyReplaced { .. }), "{e:?}");
+    assert!(e.is_auth() && e.http_status() == Some(401));
 }
 
 #[tokio::test]
