@@ -252,6 +252,17 @@ pub enum Error {
 }
 
 impl Error {
+    /// Every failing field of `invalid_activation_request`, `invalid_transaction` and
+    /// `invalid_product`; empty for the other errors.
+    pub fn fields(&self) -> &[FieldError] {
+        match self {
+            Error::InvalidActivationRequest { fields }
+            | Error::InvalidTransaction { fields }
+            | Error::InvalidProduct { fields } => fields,
+            _ => &[],
+        }
+    }
+
     /// The stable, machine-readable code of this error (snake_case).
     ///
     /// ```

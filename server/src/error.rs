@@ -160,15 +160,7 @@ impl IntoResponse for AppError {
         let status = self.status();
         let code = self.code();
         let (detail, fields) = match &self {
-            AppError::Core(e) => {
-                let fields = match e {
-                    tillgate_core::Error::InvalidActivationRequest { fields }
-                    | tillgate_core::Error::InvalidTransaction { fields }
-                    | tillgate_core::Error::InvalidProduct { fields } => fields.clone(),
-                    _ => Vec::new(),
-                };
-                (e.to_string(), fields)
-            }
+            AppError::Core(e) => (e.to_string(), e.fields().to_vec()),
             AppError::Problem {
                 message, fields, ..
             } => (message.clone(), fields.clone()),

@@ -128,11 +128,7 @@ impl LastError {
             http_status: e.http_status(),
             fields: match e {
                 ClientError::Api { fields, .. } => fields.clone(),
-                ClientError::Core(
-                    tillgate_core::Error::InvalidTransaction { fields }
-                    | tillgate_core::Error::InvalidActivationRequest { fields }
-                    | tillgate_core::Error::InvalidProduct { fields },
-                ) => fields.clone(),
+                ClientError::Core(e) => e.fields().to_vec(),
                 _ => Vec::new(),
             },
         }
