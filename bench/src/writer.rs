@@ -28,6 +28,7 @@ fn items(registers: usize, batch: usize, run: &str, n: u64, row: &SampleRow) -> 
             tx_type: "sale".into(),
             total: 12500,
             currency: "SEK".into(),
+            key_hash: None,
         })
         .collect()
 }

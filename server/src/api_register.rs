@@ -19,7 +19,7 @@ use tillgate_core::{
 use crate::api_activation::rfc3339;
 use crate::api_admin::limit;
 use crate::auth::Register;
-use crate::db::{Committed, NewTx, ProductRow, TxRow};
+use crate::db::{Committed, NewTx, ProductRow, Refusal, TxRow};
 use crate::error::{AppError, AppResult};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::prefix::UrlTokenContext;
@@ -139,6 +139,7 @@ pub async fn create_transaction(
             tx_type: tx.kind.as_str().to_owned(),
             total: tx.total,
             currency: tx.currency.clone(),
+            key_hash: auth.key_hash.as_ref().map(|h| h.to_hex()),
         })
         .await?;
     match committed {
@@ -147,6 +148,15 @@ pub async fn create_transaction(
             false,
         )),
         Committed::Existing(row) => same_or_conflict(row, &txh, &a.production_number),
+        Committed::Refused(refusal) => {
+            // The cached view that let the sale through is stale: drop it, so the next
+            // request is answered from the database at authentication.
+            state.key_cache.clear();
+            Err(match refusal {
+                Refusal::NotApproved(status) => crate::auth::not_approved(&status),
+                Refusal::KeyReplaced => crate::auth::key_replaced(),
+            })
+        }
     }
 }
 

@@ -203,10 +203,7 @@ async fn authenticate_key(
         ));
     };
     if replaced_at.is_some() {
-        return Err(AppError::unauthorized(
-            "key_replaced",
-            "this API key was replaced by a renewal; use the new key",
-        ));
+        return Err(key_replaced());
     }
     let activation = Arc::new(activation);
     if activation.status == "approved" {
@@ -359,29 +356,31 @@ fn decoy_staff_key() -> [u8; 32] {
     })
 }
 
+/// The answer to an API key that a renewal replaced.
+pub fn key_replaced() -> AppError {
+    AppError::unauthorized(
+        "key_replaced",
+        "this API key was replaced by a renewal; use the new key",
+    )
+}
+
+/// The answer to a register whose registration has `status`, which is not `approved`.
+pub fn not_approved(status: &str) -> AppError {
+    match status {
+        "pending" => AppError::forbidden(
+            "pending_approval",
+            "the registration waits for an admin to confirm that the Tax Authority was notified",
+        ),
+        "rejected" => AppError::forbidden("rejected", "the registration was rejected"),
+        "revoked" => AppError::forbidden("revoked", "the registration was revoked"),
+        _ => AppError::internal("unknown activation status"),
+    }
+}
+
 /// Refuses a registration that is not approved or whose key is not valid at `now`.
 pub fn require_usable(a: &ActivationRow, now: i64) -> Result<(), AppError> {
-    match a.status.as_str() {
-        "approved" => {}
-        "pending" => {
-            return Err(AppError::forbidden(
-                "pending_approval",
-                "the registration waits for an admin to confirm that the Tax Authority was notified",
-            ));
-        }
-        "rejected" => {
-            return Err(AppError::forbidden(
-                "rejected",
-                "the registration was rejected",
-            ));
-        }
-        "revoked" => {
-            return Err(AppError::forbidden(
-                "revoked",
-                "the registration was revoked",
-            ));
-        }
-        _ => return Err(AppError::internal("unknown activation status")),
+    if a.status != "approved" {
+        return Err(not_approved(&a.status));
     }
     if now < a.valid_from {
         return Err(AppError::forbidden(

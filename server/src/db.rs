@@ -4,7 +4,7 @@
 //! at start under a lock.
 
 use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr as _;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -535,6 +535,9 @@ pub struct NewTx {
     pub total: i64,
     /// Currency.
     pub currency: String,
+    /// Lower-case hex SHA-256 of the API key the sale came with (`None`: a dynamic key).
+    /// A key replaced by a renewal committed before the sale refuses it.
+    pub key_hash: Option<String>,
 }
 
 /// What the writer did with one transaction of a batch.
@@ -544,6 +547,19 @@ pub enum Committed {
     New(TxRow),
     /// The idempotency key was already used; this is the stored transaction.
     Existing(TxRow),
+    /// Not stored: the registration or the key changed before the commit (through
+    /// whichever server), though the caller's (possibly cached) view let it through.
+    Refused(Refusal),
+}
+
+/// Why the commit refused a transaction: read under the register's chain-head lock, so
+/// a revocation or renewal committed before the sale refuses it on every server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The registration's status is no longer `approved` (`revoked`, ...).
+    NotApproved(String),
+    /// A renewal replaced the API key the sale came with.
+    KeyReplaced,
 }
 
 /// One-time results of initialising a fresh database.
@@ -1807,7 +1823,7 @@ impl Store {
              (VALUES {}) UPDATE activations SET chain_seq = v.seq, chain_head = v.head, \
              chain_rve = v.rve FROM v WHERE activations.id = v.id \
              AND activations.chain_seq = v.old_seq AND activations.chain_head = v.old_head \
-             AND activations.chain_rve = v.old_rve; {}",
+             AND activations.chain_rve = v.old_rve AND activations.status = 'approved'; {}",
             vec![
                 "(?, CAST(? AS BIGINT), ?, CAST(? AS BIGINT), CAST(? AS BIGINT), ?, \
                  CAST(? AS BIGINT))";
@@ -1816,6 +1832,19 @@ impl Store {
             .join(", "),
             guard(moves.len()),
         );
+        // Every API key the sales came with is still current (a renewal replaced none).
+        let mut keys: Vec<&str> = items.iter().filter_map(|i| i.key_hash.as_deref()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        if !keys.is_empty() {
+            sql.push_str(&format!(
+                "INSERT OR REPLACE INTO temp.batch_guard (id, ok) VALUES (1, \
+                 (SELECT count(*) FROM api_keys WHERE key_hash IN ({}) \
+                 AND replaced_at IS NULL) = {}); ",
+                vec!["?"; keys.len()].join(", "),
+                keys.len()
+            ));
+        }
         sql.push_str(&insert_sql(self, rows.len(), true));
         sql.push_str("; ");
         sql.push_str(&guard(rows.len()));
@@ -1830,6 +1859,9 @@ impl Store {
                 .bind(*seq)
                 .bind(*head)
                 .bind(*rve);
+        }
+        for k in &keys {
+            q = q.bind(*k);
         }
         for r in &rows {
             q = bind_row(q, r);
@@ -1885,7 +1917,7 @@ impl Store {
         }
         let mut conn = self.write_conn().await?;
         let mut tx = conn.begin().await?;
-        let mut heads = self.chain_heads(&mut tx, items).await?;
+        let (mut heads, refusals) = self.chain_heads(&mut tx, items).await?;
         // The keys of the batch that are already used.
         let mut known: HashMap<(&str, &str), TxRow> = HashMap::new();
         if look_up_keys {
@@ -1925,6 +1957,10 @@ impl Store {
         let mut out = Vec::with_capacity(items.len());
         let mut rows: Vec<TxRow> = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
+            if let Some(refusal) = &refusals[i] {
+                out.push(Committed::Refused(refusal.clone()));
+                continue;
+            }
             let k = (item.activation_id.as_str(), item.idempotency_key.as_str());
             if let Some(row) = known.get(&k) {
                 out.push(Committed::Existing(row.clone()));
@@ -1964,9 +2000,13 @@ impl Store {
     ) -> Result<(Vec<Committed>, Heads), sqlx::Error> {
         let mut conn = self.write_conn().await?;
         let mut tx = conn.begin().await?;
-        let mut heads = self.chain_heads(&mut tx, items).await?;
+        let (mut heads, refusals) = self.chain_heads(&mut tx, items).await?;
         let mut out = Vec::with_capacity(items.len());
-        for item in items {
+        for (item, refusal) in items.iter().zip(refusals) {
+            if let Some(refusal) = refusal {
+                out.push(Committed::Refused(refusal));
+                continue;
+            }
             let head = head_of(&mut heads, item)?;
             // Signed against a copy of the head: moved only if the row is inserted.
             let mut next_head = head.clone();
@@ -1997,20 +2037,23 @@ impl Store {
     }
 
     /// The chain head (and changed = false) of every register of `items`, read in id
-    /// order (and locked, on PostgreSQL: a fixed lock order cannot deadlock).
+    /// order (and locked, on PostgreSQL: a fixed lock order cannot deadlock), and why
+    /// each item cannot be stored, if it cannot ([`Refusal`]; read after the locks, so
+    /// a decision or renewal committed before is seen).
     async fn chain_heads<'a>(
         &self,
         conn: &mut AnyConnection,
         items: &'a [NewTx],
-    ) -> Result<BTreeMap<&'a str, (Head, bool)>, sqlx::Error> {
+    ) -> Result<(BTreeMap<&'a str, (Head, bool)>, Vec<Option<Refusal>>), sqlx::Error> {
         let mut regs: Vec<&str> = items.iter().map(|i| i.activation_id.as_str()).collect();
         regs.sort_unstable();
         regs.dedup();
         let mut heads = BTreeMap::new();
+        let mut not_approved: BTreeMap<&str, String> = BTreeMap::new();
         for chunk in regs.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
-                "SELECT id, chain_seq, chain_head, chain_rve FROM activations WHERE id IN ({}) \
-                 ORDER BY id{}",
+                "SELECT id, chain_seq, chain_head, chain_rve, status FROM activations \
+                 WHERE id IN ({}) ORDER BY id{}",
                 self.placeholders(1, chunk.len()),
                 self.for_update()
             );
@@ -2027,10 +2070,57 @@ impl Store {
                         rve: row.try_get("chain_rve")?,
                     };
                     heads.insert(*r, (head, false));
+                    let status: String = row.try_get("status")?;
+                    if status != "approved" {
+                        not_approved.insert(*r, status);
+                    }
                 }
             }
         }
-        Ok(heads)
+        let replaced = self.replaced_keys(conn, items).await?;
+        let refusals = items
+            .iter()
+            .map(|i| {
+                if let Some(status) = not_approved.get(i.activation_id.as_str()) {
+                    Some(Refusal::NotApproved(status.clone()))
+                } else if i.key_hash.as_deref().is_some_and(|k| replaced.contains(k)) {
+                    Some(Refusal::KeyReplaced)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        Ok((heads, refusals))
+    }
+
+    /// The API keys of `items` that a renewal replaced (or that are unknown).
+    async fn replaced_keys(
+        &self,
+        conn: &mut AnyConnection,
+        items: &[NewTx],
+    ) -> Result<HashSet<String>, sqlx::Error> {
+        let mut keys: Vec<&str> = items.iter().filter_map(|i| i.key_hash.as_deref()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let mut current = HashSet::new();
+        for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT key_hash FROM api_keys WHERE key_hash IN ({}) AND replaced_at IS NULL",
+                self.placeholders(1, chunk.len())
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for k in chunk {
+                q = q.bind(*k);
+            }
+            for row in q.fetch_all(&mut *conn).await? {
+                current.insert(row.try_get::<String, _>("key_hash")?);
+            }
+        }
+        Ok(keys
+            .into_iter()
+            .filter(|k| !current.contains(*k))
+            .map(str::to_owned)
+            .collect())
     }
 
     /// Inserts `rows` with multi-row INSERTs, skipping those whose idempotency key is
@@ -2623,6 +2713,7 @@ mod tests {
             tx_type: "sale".into(),
             total: 100,
             currency: "SEK".into(),
+            key_hash: None,
         }
     }
 
@@ -2709,6 +2800,7 @@ mod tests {
             .map(|c| match c {
                 Committed::New(r) => (r.id.clone(), r.seq, true),
                 Committed::Existing(r) => (r.id.clone(), r.seq, false),
+                Committed::Refused(r) => (format!("{r:?}"), 0, false),
             })
             .collect()
     }
@@ -2812,6 +2904,108 @@ mod tests {
         }
         assert_eq!(results[0], results[1]);
         assert_eq!(results[1], results[2]);
+    }
+
+    /// A revoked registration or a replaced key, as stored when the batch is committed,
+    /// refuses the sale on every path (presigned in one round trip, set-based, row by
+    /// row): nothing stored, the register's chain untouched; the other sales of the batch
+    /// go on, and a dynamic key (no key hash) is not affected by a replaced API key.
+    #[tokio::test]
+    async fn sales_of_a_revoked_register_or_a_replaced_key_are_refused() {
+        let (key, trusted) = signer();
+        let (store, dir) = store_with_registers_a_b("refused").await;
+        let mut ids = tx_ids();
+        let with_key = |reg: &str, k: &str, hash: &str| NewTx {
+            key_hash: Some(hash.repeat(32)),
+            ..item(reg, k)
+        };
+        let first = [with_key("a", "k1", "00"), with_key("b", "k1", "11")];
+        store
+            .commit_batch(&first, 1_000, &key, "tillgate", &mut ids)
+            .await
+            .unwrap();
+        let mut heads = stored_heads(&store, &["a", "b"]).await;
+        sqlx::raw_sql(
+            "UPDATE activations SET status = 'revoked' WHERE id = 'a'; \
+             UPDATE api_keys SET replaced_at = 1001 WHERE activation_id = 'b'",
+        )
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        let count = async || store.export_txs(None, 0, 1_000).await.unwrap().len();
+
+        // Presigned against the current heads: the one-round-trip path writes nothing.
+        let a2 = [with_key("a", "k2", "00")];
+        let pre = presign(&a2, &mut heads.clone(), 1_002, &key, "tillgate", &mut ids).unwrap();
+        assert!(
+            store
+                .commit_presigned_sqlite(&a2, &pre, &key)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let b_dyn = [item("b", "k2")];
+        let b2 = [with_key("b", "k2", "11")];
+        let pre = presign(&b2, &mut heads.clone(), 1_002, &key, "tillgate", &mut ids).unwrap();
+        assert!(
+            store
+                .commit_presigned_sqlite(&b2, &pre, &key)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(count().await, 2);
+
+        // The set-based and the row-by-row paths refuse them and store the rest.
+        let batch = [
+            with_key("a", "k2", "00"),
+            item("a", "k3"),
+            with_key("b", "k2", "11"),
+            with_key("b", "k1", "11"),
+            b_dyn[0].clone(),
+        ];
+        let pre = presign(&batch, &mut heads, 1_002, &key, "tillgate", &mut ids).unwrap();
+        let (out, _) = store
+            .commit_batch_presigned(&batch, &pre, 1_002, &key, "tillgate", &mut ids)
+            .await
+            .unwrap();
+        let revoked = Refusal::NotApproved("revoked".into());
+        let refusals = |out: &[Committed]| -> Vec<Option<Refusal>> {
+            out.iter()
+                .map(|c| match c {
+                    Committed::Refused(r) => Some(r.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        let expected = vec![
+            Some(revoked.clone()),
+            Some(revoked.clone()),
+            Some(Refusal::KeyReplaced),
+            Some(Refusal::KeyReplaced),
+            None,
+        ];
+        assert_eq!(refusals(&out), expected);
+        assert!(matches!(&out[4], Committed::New(r) if r.seq == 2));
+        let batch = [
+            with_key("a", "k4", "00"),
+            with_key("b", "k4", "11"),
+            item("b", "k5"),
+        ];
+        let out = store
+            .commit_batch_row_by_row(&batch, 1_003, &key, "tillgate", &mut ids)
+            .await
+            .unwrap()
+            .0;
+        assert_eq!(
+            refusals(&out),
+            vec![Some(revoked), Some(Refusal::KeyReplaced), None]
+        );
+        assert!(matches!(&out[2], Committed::New(r) if r.seq == 3));
+        assert_eq!(count().await, 4, "a: k1; b: k1, k2 (dynamic), k5");
+        assert_chains_verify(&store, &trusted).await;
+        store.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// On SQLite a batch presigned against the current heads is committed by the
@@ -3391,7 +3585,7 @@ mod tests {
             out.iter()
                 .map(|c| match c {
                     Committed::New(r) => Some(r.id.clone()),
-                    Committed::Existing(_) => None,
+                    Committed::Existing(_) | Committed::Refused(_) => None,
                 })
                 .collect()
         };

@@ -47,6 +47,9 @@ pub struct Metrics {
     pub transactions_committed: AtomicU64,
     /// Idempotent replays answered from storage.
     pub transactions_replayed: AtomicU64,
+    /// Transactions refused at commit: the registration or key changed after the request
+    /// was authenticated (a decision or renewal through another server, seen late).
+    pub transactions_refused: AtomicU64,
     /// Group-commit batches written.
     pub batches_committed: AtomicU64,
     /// Batches that failed to commit.
@@ -155,6 +158,12 @@ impl Metrics {
                 "tillgate_transactions_replayed_total",
                 "Idempotent transaction replays.",
                 &self.transactions_replayed,
+            ),
+            (
+                "tillgate_transactions_refused_total",
+                "Transactions refused at commit: registration revoked or key replaced since \
+                 the request was authenticated.",
+                &self.transactions_refused,
             ),
             (
                 "tillgate_batches_committed_total",

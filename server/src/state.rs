@@ -619,6 +619,7 @@ fn count(state: &AppState, result: &Committed) {
     let counter = match result {
         Committed::New(_) => &state.metrics.transactions_committed,
         Committed::Existing(_) => &state.metrics.transactions_replayed,
+        Committed::Refused(_) => &state.metrics.transactions_refused,
     };
     counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }

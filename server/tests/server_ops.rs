@@ -249,6 +249,107 @@ async fn renewal_repeated_through_another_instance_postgres() {
     renewal_repeated_through_another_instance(Backend::Postgres).await;
 }
 
+/// A sale that reaches an instance whose key cache still holds the registration as
+/// approved, or its key as current, after a revocation or a renewal committed through
+/// another instance: the commit reads both under the register's chain-head lock and
+/// refuses it (403 `revoked`, 401 `key_replaced`), so no receipt is signed for a revoked
+/// register or a replaced key, however long the cache keeps them. The refusal drops the
+/// cached view: the next request is refused at authentication.
+async fn sales_refused_at_commit_after_a_change_elsewhere(backend: Backend) {
+    let Some(db) = TestDb::new(backend, "sales_refused_at_commit").await else {
+        return;
+    };
+    let clock = ManualClock::new(T2030 + 3600);
+    let mut config = test_config(&db.url);
+    config.key_cache_secs = 60;
+    let a = Srv::start_with(&db, backend, clock.clone(), config.clone()).await;
+    let b = Srv::start_with(&db, backend, clock.clone(), config).await;
+    let register = |device: &'static str| {
+        let a = &a;
+        async move {
+            let r = a
+                .activate(activation_body(
+                    CORP_A,
+                    device,
+                    "2030-01-01T00:00:00Z",
+                    "2030-02-01T00:00:00Z",
+                ))
+                .await;
+            let act: Value = r.json().await.unwrap();
+            let id = act["activationId"].as_str().unwrap().to_owned();
+            assert_eq!(a.admin("approve", &id).await.status(), 200);
+            let key = act["apiKey"].as_str().unwrap().to_owned();
+            (act, key)
+        }
+    };
+    let (act1, key1) = register("dev-1").await;
+    let (act2, key2) = register("dev-2").await;
+    // A authenticates both (and caches the registrations).
+    for key in [&key1, &key2] {
+        assert_eq!(a.post_tx(key, "first", &sale(100)).await.status(), 201);
+    }
+
+    // Revoked through B: A's cache still says approved, the commit does not.
+    let id1 = act1["activationId"].as_str().unwrap();
+    assert_eq!(b.admin("revoke", id1).await.status(), 200);
+    problem(
+        a.post_tx(&key1, "after-revoke", &sale(100)).await,
+        403,
+        "revoked",
+    )
+    .await;
+    problem(a.get("/auth/handshake", &key1).await, 403, "revoked").await;
+
+    // Renewed through B within the renewal window, while the old key is still valid
+    // (A authenticates it again first: the refusal above emptied its key cache).
+    clock.set(T2030 + 30 * DAY);
+    assert_eq!(a.get("/auth/handshake", &key2).await.status(), 200);
+    let r = b
+        .http
+        .post(b.url("/activations/renew"))
+        .bearer_auth(&key2)
+        .json(
+            &json!({"productionNumber": act2["productionNumber"], "deviceId": "dev-2",
+                      "validFrom": "2030-02-01T00:00:00Z", "validTo": "2031-02-01T00:00:00Z"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let renewed: Value = r.json().await.unwrap();
+    let new2 = renewed["apiKey"].as_str().unwrap().to_owned();
+    problem(
+        a.post_tx(&key2, "old-key", &sale(100)).await,
+        401,
+        "key_replaced",
+    )
+    .await;
+    problem(a.get("/auth/handshake", &key2).await, 401, "key_replaced").await;
+    // From the new period on, the new key goes on where the chain left off: nothing was
+    // stored for the refusals.
+    clock.set(T2030 + 31 * DAY + 3600);
+    let r = a.post_tx(&new2, "new-key", &sale(100)).await;
+    assert_eq!(r.status(), 201);
+    let stored: Value = r.json().await.unwrap();
+    assert_eq!(stored["sequence"], 2, "{stored}");
+    let metrics = a.http.get(a.url("/metrics")).send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    assert!(
+        metrics.contains("tillgate_transactions_refused_total 2"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sales_refused_at_commit_after_a_change_elsewhere_sqlite() {
+    sales_refused_at_commit_after_a_change_elsewhere(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sales_refused_at_commit_after_a_change_elsewhere_postgres() {
+    sales_refused_at_commit_after_a_change_elsewhere(Backend::Postgres).await;
+}
+
 /// Sends `req` while another session holds, uncommitted, the change `sql` makes (as
 /// another server's transaction would); once the request waits for that session's row
 /// lock (seen in `pg_stat_activity` under the server's `application_name`), commits the
