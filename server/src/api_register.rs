@@ -148,15 +148,19 @@ pub async fn create_transaction(
             false,
         )),
         Committed::Existing(row) => same_or_conflict(row, &txh, &a.production_number),
-        Committed::Refused(refusal) => {
-            // The cached view that let the sale through is stale: drop it, so the next
-            // request is answered from the database at authentication.
-            state.key_cache.clear();
-            Err(match refusal {
-                Refusal::NotApproved(status) => crate::auth::not_approved(&status),
-                Refusal::KeyReplaced => crate::auth::key_replaced(),
-            })
-        }
+        Committed::Refused(refusal) => Err(refused(&state, &a.id, refusal)),
+    }
+}
+
+/// The answer to a write of registration `activation_id` refused by the database
+/// ([`Refusal`]). The cached view that let it through is stale: the registration's
+/// entries are dropped, so its next request is answered from the database at
+/// authentication.
+fn refused(state: &AppState, activation_id: &str, refusal: Refusal) -> AppError {
+    state.key_cache.forget(|_, a| a.id != activation_id);
+    match refusal {
+        Refusal::NotApproved(status) => crate::auth::not_approved(&status),
+        Refusal::KeyReplaced => crate::auth::key_replaced(),
     }
 }
 
@@ -276,10 +280,12 @@ pub async fn put_product(
         updated_at: state.now(),
         rve: 0,
     };
+    let key_hash = auth.key_hash.as_ref().map(|h| h.to_hex());
     let (created, rve) = state
         .store
-        .upsert_product(&row, &auth.activation.id)
-        .await?;
+        .upsert_product(&row, &auth.activation.id, key_hash.as_deref())
+        .await?
+        .map_err(|refusal| refused(&state, &auth.activation.id, refusal))?;
     row.rve = rve;
     let status = if created {
         StatusCode::CREATED

@@ -118,6 +118,14 @@ impl<K: Eq + Hash, V: Clone> TtlMap<K, V> {
         entries.generation = entries.generation.wrapping_add(1);
     }
 
+    /// Forgets the entries `keep` says no to, and refuses every value read before now
+    /// ([`TtlMap::insert_since`]), as [`TtlMap::clear`] does for all.
+    pub fn forget(&self, keep: impl Fn(&K, &V) -> bool) {
+        let mut entries = self.entries();
+        entries.map.retain(|k, (_, v)| keep(k, v));
+        entries.generation = entries.generation.wrapping_add(1);
+    }
+
     /// How many entries are held (expired ones included).
     pub fn len(&self) -> usize {
         self.entries().map.len()
@@ -185,6 +193,18 @@ mod tests {
         let after = m.generation();
         assert!(m.insert_since(after, 1, "approved"));
         assert_eq!(m.get(&1), Some("approved"));
+    }
+
+    #[test]
+    fn forget_drops_only_what_it_is_told_and_refuses_reads_from_before() {
+        let m: TtlMap<u32, &str> = TtlMap::new(Duration::from_secs(60), 3);
+        m.insert(1, "a");
+        m.insert(2, "b");
+        let before = m.generation();
+        m.forget(|_, v| *v != "a");
+        assert_eq!((m.get(&1), m.get(&2)), (None, Some("b")));
+        assert!(!m.insert_since(before, 1, "a"));
+        assert!(m.insert_since(m.generation(), 1, "a"));
     }
 
     #[test]

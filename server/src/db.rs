@@ -2248,13 +2248,50 @@ impl Store {
     /// company, held until commit). So versions are unique within a company and increase
     /// in the order changes commit: a listing that has seen version `v` is followed only
     /// by commits above `v`, whatever the clocks of the replicas or the time a commit took.
+    ///
+    /// Like a sale, the change is refused ([`Refusal`], nothing written) when, read in
+    /// the same transaction, the writing register (`updated_by`, when it names a
+    /// registration) is no longer approved or `key_hash` (the API key it came with;
+    /// `None` for a dynamic key) was replaced.
     pub async fn upsert_product(
         &self,
         p: &ProductRow,
         updated_by: &str,
-    ) -> Result<(bool, i64), sqlx::Error> {
+        key_hash: Option<&str>,
+    ) -> Result<Result<(bool, i64), Refusal>, sqlx::Error> {
         let mut conn = self.write_conn().await?;
         let mut tx = conn.begin().await?;
+        // On PostgreSQL the registration's row is share-locked: a revocation or renewal
+        // committing meanwhile is waited for and seen.
+        let sql = format!(
+            "SELECT status FROM activations WHERE id = $1{}",
+            if self.backend == Backend::Postgres {
+                " FOR SHARE"
+            } else {
+                ""
+            }
+        );
+        let status: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(updated_by)
+            .fetch_optional(&mut *tx)
+            .await?;
+        match status {
+            Some(s) if s == "approved" => {}
+            Some(s) => return Ok(Err(Refusal::NotApproved(s))),
+            // Not a registration's change (an import, a test).
+            None => {}
+        }
+        if let Some(k) = key_hash {
+            let current: Option<String> = sqlx::query_scalar(
+                "SELECT key_hash FROM api_keys WHERE key_hash = $1 AND replaced_at IS NULL",
+            )
+            .bind(k)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if current.is_none() {
+                return Ok(Err(Refusal::KeyReplaced));
+            }
+        }
         if self.backend == Backend::Postgres {
             // Each statement sees what committed before it (READ COMMITTED,
             // [`PG_SESSION_SETTINGS`]): the newest version is read after the lock is granted.
@@ -2291,7 +2328,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok((!existed, rve))
+        Ok(Ok((!existed, rve)))
     }
 
     /// A company's products whose version is above `since`, in version order, at most
@@ -3008,6 +3045,44 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// A product change of a revoked register, or with a replaced key, is refused and
+    /// writes nothing; a writer that is not a registration is not checked.
+    #[tokio::test]
+    async fn product_changes_of_a_revoked_register_or_a_replaced_key_are_refused() {
+        let (store, dir) = store_with_registers_a_b("refused-products").await;
+        sqlx::raw_sql(
+            "UPDATE activations SET status = 'revoked' WHERE id = 'a'; \
+             UPDATE api_keys SET replaced_at = 1001 WHERE activation_id = 'b'",
+        )
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        let row = ProductRow {
+            corporate_id: "5560360793".into(),
+            id: "p1".into(),
+            body: "{}".into(),
+            updated_at: 1_000,
+            rve: 0,
+        };
+        let a = "00".repeat(32);
+        let b = "11".repeat(32);
+        let upsert =
+            async |by: &str, key: Option<&str>| store.upsert_product(&row, by, key).await.unwrap();
+        let revoked = Err(Refusal::NotApproved("revoked".into()));
+        assert_eq!(upsert("a", Some(&a)).await, revoked);
+        assert_eq!(upsert("a", None).await, revoked);
+        assert_eq!(upsert("b", Some(&b)).await, Err(Refusal::KeyReplaced));
+        let none = store
+            .product_changes("5560360793", i64::MIN, 10)
+            .await
+            .unwrap();
+        assert!(none.rows.is_empty());
+        assert_eq!(upsert("b", None).await, Ok((true, 1_000)), "a dynamic key");
+        assert_eq!(upsert("import", None).await, Ok((false, 1_001)));
+        store.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     /// On SQLite a batch presigned against the current heads is committed by the
     /// two-statement path; a stale head, a used key, a break in a register's rows
     /// inside the batch or an item without its row makes it write nothing.
@@ -3441,7 +3516,10 @@ mod tests {
             updated_at: 150,
             rve: 0,
         };
-        assert_eq!(store.upsert_product(&row, "a").await.unwrap(), (false, 201));
+        assert_eq!(
+            store.upsert_product(&row, "a", None).await.unwrap(),
+            Ok((false, 201))
+        );
         let after = store.product_changes("X", 200, 100).await.unwrap();
         assert_eq!(after.rows.len(), 1);
         assert_eq!(

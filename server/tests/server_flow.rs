@@ -1254,8 +1254,9 @@ async fn products_delta_sync(db: &TestDb, b: Backend) {
     };
     s.state
         .store
-        .upsert_product(&stamped_earlier, "dev-1")
+        .upsert_product(&stamped_earlier, "dev-1", None)
         .await
+        .unwrap()
         .unwrap();
     let delta: Value = s
         .get_json_as(&format!("/products?rve={newest}"), &key)
@@ -1327,7 +1328,12 @@ async fn products_delta_sync(db: &TestDb, b: Backend) {
             updated_at: s.state.now(),
             rve: 0,
         };
-        s.state.store.upsert_product(&row, "dev-1").await.unwrap();
+        s.state
+            .store
+            .upsert_product(&row, "dev-1", None)
+            .await
+            .unwrap()
+            .unwrap();
     }
     let mut seen = Vec::new();
     let mut pages = 0;

@@ -284,26 +284,35 @@ async fn sales_refused_at_commit_after_a_change_elsewhere(backend: Backend) {
     };
     let (act1, key1) = register("dev-1").await;
     let (act2, key2) = register("dev-2").await;
-    // A authenticates both (and caches the registrations).
-    for key in [&key1, &key2] {
+    let (act3, key3) = register("dev-3").await;
+    // A authenticates them (and caches the registrations).
+    for key in [&key1, &key2, &key3] {
         assert_eq!(a.post_tx(key, "first", &sale(100)).await.status(), 201);
     }
+    let put_product = |key: &str, id: &str| {
+        a.http
+            .put(a.url(&format!("/products/{id}")))
+            .bearer_auth(key)
+            .json(&json!({"name": "Kaffe", "price": 2500, "currency": "SEK", "vatRate": 1200}))
+            .send()
+    };
 
-    // Revoked through B: A's cache still says approved, the commit does not.
-    let id1 = act1["activationId"].as_str().unwrap();
-    assert_eq!(b.admin("revoke", id1).await.status(), 200);
-    problem(
-        a.post_tx(&key1, "after-revoke", &sale(100)).await,
-        403,
-        "revoked",
-    )
-    .await;
+    // Revoked through B: A's cache still says approved, the commit does not. The
+    // refusal drops only that registration from A's cache.
+    for act in [&act1, &act3] {
+        let id = act["activationId"].as_str().unwrap();
+        assert_eq!(b.admin("revoke", id).await.status(), 200);
+    }
+    let r = a.post_tx(&key1, "after-revoke", &sale(100)).await;
+    problem(r, 403, "revoked").await;
     problem(a.get("/auth/handshake", &key1).await, 403, "revoked").await;
+    problem(put_product(&key3, "p1").await.unwrap(), 403, "revoked").await;
+    problem(a.get("/auth/handshake", &key3).await, 403, "revoked").await;
+    let products = a.get_json_as("/products", &key2).await;
+    assert_eq!(products["items"], json!([]), "{products}");
 
-    // Renewed through B within the renewal window, while the old key is still valid
-    // (A authenticates it again first: the refusal above emptied its key cache).
+    // Renewed through B within the renewal window, while the old key is still valid.
     clock.set(T2030 + 30 * DAY);
-    assert_eq!(a.get("/auth/handshake", &key2).await.status(), 200);
     let r = b
         .http
         .post(b.url("/activations/renew"))
