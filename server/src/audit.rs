@@ -12,6 +12,10 @@
 //!   currency are the receipt's;
 //! - the last receipt is the register's chain head, so no transaction was removed from
 //!   the end, and no stored transaction lies past the head (a head set back);
+//! - the versions (RVE) that delta sync lists by rise with the sequence numbers, none
+//!   below its receipt's time, and the last is the register's: otherwise a register
+//!   catching up by RVE could miss a transaction (these are not signed: a database
+//!   restored or edited by hand is what breaks them);
 //! - the register holds no other transaction (none below sequence 1), and no
 //!   transaction names a register that is not stored;
 //! - with an older copy (a backup), each of its chains is a prefix of today's and each
@@ -48,7 +52,8 @@ pub struct Finding {
     /// What is wrong, machine-readable: core's code for a receipt that does not verify
     /// or does not chain (`bad_signature`, `unknown_kid`, `malformed_jws`,
     /// `receipt_chain_broken`, ...), `receipt_mismatch` (the receipt names another
-    /// row), `transaction_mismatch` (the stored transaction is not the one the receipt
+    /// row), `version_mismatch` (versions that do not rise with the sequence numbers,
+    /// one below its receipt's time, or a last one that is not the register's), `transaction_mismatch` (the stored transaction is not the one the receipt
     /// signed), `chain_head_mismatch` (the chain ends before its head, or elsewhere, or
     /// transactions lie past it), `unchained_transaction` (a transaction of the register
     /// outside its chain, e.g. at sequence 0), `unknown_register` (transactions of a
@@ -325,6 +330,7 @@ pub async fn audit_register(
         RegisterAudit::intact(head.activation_id.clone(), head.production_number.clone());
     let mut previous: Option<String> = None;
     let mut last_seq = 0;
+    let mut last_rve = None;
     while last_seq < head.seq {
         let mut rows = store
             .export_txs(Some(&head.activation_id), last_seq, page)
@@ -336,7 +342,7 @@ pub async fn audit_register(
         if rows.is_empty() {
             break;
         }
-        if let Err(finding) = check_page(previous.as_deref(), &rows, keys, head) {
+        if let Err(finding) = check_page(previous.as_deref(), &mut last_rve, &rows, keys, head) {
             result.mark(finding);
             return Ok(result);
         }
@@ -354,7 +360,18 @@ pub async fn audit_register(
         None => head.seq == 0 && head.head.is_empty(),
     };
     let finding = if ends_at_head {
-        past_head(store, head).await?
+        match past_head(store, head).await? {
+            None if last_rve.unwrap_or(0) != head.rve => Some(Finding {
+                seq: head.seq,
+                code: "version_mismatch",
+                reason: format!(
+                    "the last transaction's version is {}; the register's newest is {}",
+                    last_rve.unwrap_or(0),
+                    head.rve
+                ),
+            }),
+            found => found,
+        }
     } else {
         Some(Finding {
             seq: last_seq + 1,
@@ -417,9 +434,11 @@ async fn past_head(store: &Store, head: &ChainHead) -> Result<Option<Finding>, S
 }
 
 /// Checks one page of a register's rows, continuing `previous` (the receipt before the
-/// page; none for the page that starts at sequence 1).
+/// page; none for the page that starts at sequence 1) and `last_rve` (its version,
+/// moved on to the page's last).
 fn check_page(
     previous: Option<&str>,
+    last_rve: &mut Option<i64>,
     rows: &[TxRow],
     keys: &TrustedKeys,
     head: &ChainHead,
@@ -457,6 +476,20 @@ fn check_page(
         if c.sub != head.production_number {
             return Err(receipt_mismatch("ProductionNumber"));
         }
+        if last_rve.is_some_and(|v| row.rve <= v) || row.rve < c.iat {
+            return Err(Finding {
+                seq: row.seq,
+                code: "version_mismatch",
+                reason: format!(
+                    "its version {} is not above the previous transaction's ({}) or is \
+                     below its receipt's time ({}): delta sync by RVE could miss it",
+                    row.rve,
+                    last_rve.map_or("none".into(), |v| v.to_string()),
+                    c.iat
+                ),
+            });
+        }
+        *last_rve = Some(row.rve);
         let tx_mismatch = |reason: String| Finding {
             seq: row.seq,
             code: "transaction_mismatch",

@@ -284,9 +284,11 @@ pub struct ChainHead {
     pub seq: i64,
     /// `receipt_link` of the last receipt (empty: no transaction yet).
     pub head: String,
+    /// The last transaction's version (0: no transaction yet).
+    pub rve: i64,
 }
 
-const CHAIN_HEAD_COLS: &str = "id, production_number, chain_seq, chain_head";
+const CHAIN_HEAD_COLS: &str = "id, production_number, chain_seq, chain_head, chain_rve";
 
 fn chain_head_from_row(r: &AnyRow) -> Result<ChainHead, sqlx::Error> {
     Ok(ChainHead {
@@ -294,6 +296,7 @@ fn chain_head_from_row(r: &AnyRow) -> Result<ChainHead, sqlx::Error> {
         production_number: r.try_get("production_number")?,
         seq: r.try_get("chain_seq")?,
         head: r.try_get("chain_head")?,
+        rve: r.try_get("chain_rve")?,
     })
 }
 

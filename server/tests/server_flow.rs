@@ -2184,6 +2184,7 @@ async fn receipt_audit_finds_each_tampering(db: &TestDb, b: Backend) {
     let mut earlier = head.clone();
     earlier.seq = 5;
     earlier.head = tillgate_core::receipt_link(&rows[4].receipt);
+    earlier.rve = rows[4].rve;
     let early = audit_register(store, &keys, &earlier, 2).await.unwrap();
     assert_eq!((early.status, early.transactions), ("intact", 5));
 
@@ -2349,6 +2350,30 @@ async fn receipt_audit_finds_each_tampering(db: &TestDb, b: Backend) {
     set_chain_head(&pool, &a_id, 5, &row(5).receipt).await;
     assert_eq!(finding().await, (6, "chain_head_mismatch", 5));
     set_chain_head(&pool, &a_id, 7, &row(7).receipt).await;
+    // Versions (not signed) that delta sync could miss a sale by: one not above the one
+    // before it, and a register's newest that is not its last transaction's.
+    let set_rve = |sql: &'static str, v: i64, seq: i64| {
+        let (pool, a_id) = (pool.clone(), a_id.clone());
+        async move {
+            let r = sqlx::query(sql)
+                .bind(v)
+                .bind(a_id)
+                .bind(seq)
+                .execute(&pool)
+                .await
+                .unwrap();
+            assert_eq!(r.rows_affected(), 1);
+        }
+    };
+    let tx_rve = "UPDATE transactions SET rve = $1 WHERE activation_id = $2 AND seq = $3";
+    let head_rve = "UPDATE activations SET chain_rve = $1 WHERE id = $2 AND chain_seq = $3";
+    set_rve(tx_rve, row(3).rve, 4).await;
+    assert_eq!(finding().await, (4, "version_mismatch", 0));
+    set_rve(tx_rve, row(4).rve, 4).await;
+    set_rve(head_rve, row(7).rve + 5, 7).await;
+    assert_eq!(finding().await, (7, "version_mismatch", 7));
+    set_rve(head_rve, row(7).rve, 7).await;
+    assert_eq!(run().await.0.broken, 0);
     // A changed transaction with a receipt signed again, by a key this server never had.
     let mut claims = tillgate_core::decode_receipt_unverified(&row(6).receipt).unwrap();
     let mut tx: tillgate_core::Transaction = serde_json::from_str(&row(6).body).unwrap();
