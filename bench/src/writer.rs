@@ -17,7 +17,31 @@ use crate::db::SampleRow;
 /// The time every row written here is stamped with.
 const STAMP: i64 = 1_780_000_000;
 
-fn items(registers: usize, batch: usize, run: &str, n: u64, row: &SampleRow) -> Vec<NewTx> {
+/// The API-key hash of each bench register (`act_bench_00000`...), as the server's
+/// sales carry them (the commit checks that each is still current).
+async fn key_hashes(pool: &AnyPool, registers: usize) -> Result<Vec<String>, String> {
+    let mut hashes = Vec::with_capacity(registers);
+    for i in 0..registers {
+        let h: String = sqlx::query_scalar(
+            "SELECT key_hash FROM api_keys WHERE activation_id = $1 AND replaced_at IS NULL",
+        )
+        .bind(format!("act_bench_{i:05}"))
+        .fetch_one(pool)
+        .await
+        .map_err(|e| format!("bench register key: {e}"))?;
+        hashes.push(h);
+    }
+    Ok(hashes)
+}
+
+fn items(
+    registers: usize,
+    batch: usize,
+    run: &str,
+    n: u64,
+    row: &SampleRow,
+    hashes: &[String],
+) -> Vec<NewTx> {
     (0..batch)
         .map(|i| NewTx {
             activation_id: format!("act_bench_{:05}", i % registers),
@@ -28,7 +52,7 @@ fn items(registers: usize, batch: usize, run: &str, n: u64, row: &SampleRow) -> 
             tx_type: "sale".into(),
             total: 12500,
             currency: "SEK".into(),
-            key_hash: None,
+            key_hash: hashes.get(i % registers).cloned(),
         })
         .collect()
 }
@@ -42,11 +66,17 @@ pub async fn store_commit_batch(
     row: &SampleRow,
 ) -> Result<f64, String> {
     let store = Store::connect(url, 2).await.map_err(|e| e.to_string())?;
+    let hashes = {
+        let pool = AnyPool::connect(url).await.map_err(|e| e.to_string())?;
+        let h = key_hashes(&pool, registers).await;
+        pool.close().await;
+        h?
+    };
     let key = SigningKey::from_seed(&[9; 32]);
     let mut ids = 0u64;
     let (start, mut done, mut n) = (Instant::now(), 0usize, 0u64);
     while start.elapsed() < duration && n < 100_000 {
-        let it = items(registers, batch, "store", n, row);
+        let it = items(registers, batch, "store", n, row, &hashes);
         n += 1;
         let out = store
             .commit_batch(&it, STAMP, &key, "tillgate", || {
@@ -79,7 +109,7 @@ pub async fn set_based_commit(
     let (start, mut done, mut n) = (Instant::now(), 0usize, 0u64);
     let mut ids = 0u64;
     while start.elapsed() < duration && n < 100_000 {
-        let it = items(registers, batch, "set", n, row);
+        let it = items(registers, batch, "set", n, row, &[]);
         n += 1;
         let mut tx = if is_sqlite(url) {
             pool.begin_with("BEGIN IMMEDIATE").await

@@ -300,7 +300,9 @@ fn descriptor_for(state: &AppState, a: &ActivationRow, now: i64) -> ActivationDe
     }
 }
 
-/// `GET /activations/activation-code`: the signed descriptor of the caller's registration.
+/// `GET /activations/activation-code`: the signed descriptor of the caller's registration,
+/// read from the database (never from the key cache: a revoked registration or a
+/// replaced key gets no descriptor from any server).
 #[utoipa::path(get, path = "/activations/activation-code", tag = "activation",
     security(("apiKey" = []), ("bearer" = [])),
     responses(
@@ -308,7 +310,7 @@ fn descriptor_for(state: &AppState, a: &ActivationRow, now: i64) -> ActivationDe
     ))]
 pub async fn activation_code(
     State(state): State<AppState>,
-    auth::Register(auth): auth::Register,
+    auth::RegisterUncached(auth): auth::RegisterUncached,
 ) -> AppResult<Json<ActivationCode>> {
     let ring = state.keys().await?;
     let d = descriptor_for(&state, &auth.activation, state.now());

@@ -46,6 +46,12 @@ pub struct Authenticated {
 #[derive(Debug, Clone)]
 pub struct Register(pub Authenticated);
 
+/// [`Register`], its API key read from the database, never from the key cache: for what
+/// signs a statement about the registration (the activation code), which must not be
+/// issued after a revocation or renewal made through another process.
+#[derive(Debug, Clone)]
+pub struct RegisterUncached(pub Authenticated);
+
 /// The admin, authenticated with the admin key.
 #[derive(Debug, Clone, Copy)]
 pub struct Admin;
@@ -410,6 +416,15 @@ impl FromRequestParts<AppState> for Register {
         let auth = authenticate(state, parts).await?;
         require_usable(&auth.activation, state.now())?;
         Ok(Register(auth))
+    }
+}
+
+impl FromRequestParts<AppState> for RegisterUncached {
+    type Rejection = AppError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let auth = authenticate_uncached(state, parts).await?;
+        require_usable(&auth.activation, state.now())?;
+        Ok(RegisterUncached(auth))
     }
 }
 

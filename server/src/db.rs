@@ -2084,12 +2084,13 @@ impl Store {
         let refusals = items
             .iter()
             .map(|i| {
-                if let Some(status) = not_approved.get(i.activation_id.as_str()) {
-                    Some(Refusal::NotApproved(status.clone()))
-                } else if i.key_hash.as_deref().is_some_and(|k| replaced.contains(k)) {
+                // In authentication's order: a replaced key first, then the status.
+                if i.key_hash.as_deref().is_some_and(|k| replaced.contains(k)) {
                     Some(Refusal::KeyReplaced)
                 } else {
-                    None
+                    not_approved
+                        .get(i.activation_id.as_str())
+                        .map(|status| Refusal::NotApproved(status.clone()))
                 }
             })
             .collect();
@@ -2264,8 +2265,18 @@ impl Store {
     ) -> Result<Result<(bool, i64), Refusal>, sqlx::Error> {
         let mut conn = self.write_conn().await?;
         let mut tx = conn.begin().await?;
-        // On PostgreSQL the registration's row is share-locked: a revocation or renewal
-        // committing meanwhile is waited for and seen.
+        if self.backend == Backend::Postgres {
+            // Each statement sees what committed before it (READ COMMITTED,
+            // [`PG_SESSION_SETTINGS`]): the newest version is read after the lock is granted.
+            // Taken first: no row lock is held while waiting for it.
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                .bind(format!("tillgate-products:{}", p.corporate_id))
+                .execute(&mut *tx)
+                .await?;
+        }
+        // The registration's status, its row share-locked on PostgreSQL first: a
+        // revocation or renewal committing meanwhile is waited for, and the key read
+        // after it sees the renewal.
         let sql = format!(
             "SELECT status FROM activations WHERE id = $1{}",
             if self.backend == Backend::Postgres {
@@ -2278,12 +2289,7 @@ impl Store {
             .bind(updated_by)
             .fetch_optional(&mut *tx)
             .await?;
-        match status {
-            Some(s) if s == "approved" => {}
-            Some(s) => return Ok(Err(Refusal::NotApproved(s))),
-            // Not a registration's change (an import, a test).
-            None => {}
-        }
+        // Answered in authentication's order: a replaced key first, then the status.
         if let Some(k) = key_hash {
             let current: Option<String> = sqlx::query_scalar(
                 "SELECT key_hash FROM api_keys WHERE key_hash = $1 AND replaced_at IS NULL",
@@ -2295,13 +2301,11 @@ impl Store {
                 return Ok(Err(Refusal::KeyReplaced));
             }
         }
-        if self.backend == Backend::Postgres {
-            // Each statement sees what committed before it (READ COMMITTED,
-            // [`PG_SESSION_SETTINGS`]): the newest version is read after the lock is granted.
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-                .bind(format!("tillgate-products:{}", p.corporate_id))
-                .execute(&mut *tx)
-                .await?;
+        match status {
+            Some(s) if s == "approved" => {}
+            Some(s) => return Ok(Err(Refusal::NotApproved(s))),
+            // Not a registration's change (an import, a test).
+            None => {}
         }
         let newest: Option<i64> =
             sqlx::query("SELECT MAX(rve) AS newest FROM products WHERE corporate_id = $1")
@@ -2959,12 +2963,20 @@ mod tests {
             key_hash: Some(hash.repeat(32)),
             ..item(reg, k)
         };
-        let first = [with_key("a", "k1", "00"), with_key("b", "k1", "11")];
+        let first = [with_key("a", "k1", "00"), with_key("b", "k0", "11")];
         store
             .commit_batch(&first, 1_000, &key, "tillgate", &mut ids)
             .await
             .unwrap();
+        // While both keys are current, the one-round-trip path stores a presigned batch.
         let mut heads = stored_heads(&store, &["a", "b"]).await;
+        let b1 = [with_key("b", "k1", "11"), item("b", "k1b")];
+        let pre = presign(&b1, &mut heads, 1_000, &key, "tillgate", &mut ids).unwrap();
+        let done = store
+            .commit_presigned_sqlite(&b1, &pre, &key)
+            .await
+            .unwrap();
+        assert!(done.is_some(), "current keys pass the guard");
         sqlx::raw_sql(
             "UPDATE activations SET status = 'revoked' WHERE id = 'a'; \
              UPDATE api_keys SET replaced_at = 1001 WHERE activation_id = 'b'",
@@ -2994,7 +3006,7 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
-        assert_eq!(count().await, 2);
+        assert_eq!(count().await, 4);
 
         // The set-based and the row-by-row paths refuse them and store the rest.
         let batch = [
@@ -3026,7 +3038,7 @@ mod tests {
             None,
         ];
         assert_eq!(refusals(&out), expected);
-        assert!(matches!(&out[4], Committed::New(r) if r.seq == 2));
+        assert!(matches!(&out[4], Committed::New(r) if r.seq == 4));
         let batch = [
             with_key("a", "k4", "00"),
             with_key("b", "k4", "11"),
@@ -3041,8 +3053,19 @@ mod tests {
             refusals(&out),
             vec![Some(revoked), Some(Refusal::KeyReplaced), None]
         );
-        assert!(matches!(&out[2], Committed::New(r) if r.seq == 3));
-        assert_eq!(count().await, 4, "a: k1; b: k1, k2 (dynamic), k5");
+        assert!(matches!(&out[2], Committed::New(r) if r.seq == 5));
+        assert_eq!(count().await, 6, "a: k1; b: k0, k1, k1b, k2 (dynamic), k5");
+        // Both changed: answered as authentication answers, the replaced key first.
+        sqlx::raw_sql("UPDATE api_keys SET replaced_at = 1004 WHERE activation_id = 'a'")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        let a6 = [with_key("a", "k6", "00")];
+        let out = store
+            .commit_batch(&a6, 1_004, &key, "tillgate", &mut ids)
+            .await
+            .unwrap();
+        assert_eq!(refusals(&out), vec![Some(Refusal::KeyReplaced)]);
         assert_chains_verify(&store, &trusted).await;
         store.close().await;
         let _ = std::fs::remove_dir_all(&dir);
@@ -3075,6 +3098,23 @@ mod tests {
         assert_eq!(upsert("a", Some(&a)).await, revoked);
         assert_eq!(upsert("a", None).await, revoked);
         assert_eq!(upsert("b", Some(&b)).await, Err(Refusal::KeyReplaced));
+        sqlx::raw_sql("UPDATE activations SET status = 'pending' WHERE id = 'b'")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(
+            upsert("b", Some(&b)).await,
+            Err(Refusal::KeyReplaced),
+            "key first"
+        );
+        assert_eq!(
+            upsert("b", None).await,
+            Err(Refusal::NotApproved("pending".into()))
+        );
+        sqlx::raw_sql("UPDATE activations SET status = 'approved' WHERE id = 'b'")
+            .execute(&store.pool)
+            .await
+            .unwrap();
         let none = store
             .product_changes("5560360793", i64::MIN, 10)
             .await

@@ -161,7 +161,7 @@ impl Metrics {
             ),
             (
                 "tillgate_transactions_refused_total",
-                "Transactions refused at commit: registration revoked or key replaced since \
+                "Transactions refused at commit: registration no longer approved, or key replaced, since \
                  the request was authenticated.",
                 &self.transactions_refused,
             ),

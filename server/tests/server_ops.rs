@@ -303,6 +303,9 @@ async fn sales_refused_at_commit_after_a_change_elsewhere(backend: Backend) {
         let id = act["activationId"].as_str().unwrap();
         assert_eq!(b.admin("revoke", id).await.status(), 200);
     }
+    // No descriptor is signed for it either (read from the database, not the cache).
+    let r = a.get("/activations/activation-code", &key1).await;
+    problem(r, 403, "revoked").await;
     let r = a.post_tx(&key1, "after-revoke", &sale(100)).await;
     problem(r, 403, "revoked").await;
     problem(a.get("/auth/handshake", &key1).await, 403, "revoked").await;
@@ -377,7 +380,7 @@ async fn behind_a_lock(
         .execute(&mut *tx)
         .await
         .unwrap();
-    assert_eq!(changed.rows_affected(), 1);
+    assert!(changed.rows_affected() >= 1, "the change changed nothing");
     let sent = tokio::spawn(req.send());
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
@@ -512,6 +515,78 @@ async fn a_repeatable_read_default_changes_no_answer() {
     )
     .await;
     assert_eq!(r.status(), 200, "{:?}", r.text().await);
+}
+
+/// A sale or product change whose commit waits for another server's revocation or
+/// renewal of its register (the row locked, not yet committed) sees it once it commits:
+/// refused, though the key cache still says approved. What makes this exact on
+/// PostgreSQL is the order: the registration's row is locked before the key is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_waiting_for_a_revocation_or_renewal_sees_it() {
+    let Some(db) = TestDb::new(Backend::Postgres, "a_write_waiting_for_a_revocation").await else {
+        return;
+    };
+    let application_name = format!("tillgate_wait_{}", std::process::id());
+    let url = format!("{}&application_name={application_name}", db.url);
+    let mut config = test_config(&url);
+    config.key_cache_secs = 60;
+    let s = Srv::start_with(
+        &db,
+        Backend::Postgres,
+        ManualClock::new(T2030 + 3600),
+        config,
+    )
+    .await;
+    let mut registers = Vec::new();
+    for device in ["dev-1", "dev-2", "dev-3"] {
+        let (act, key) = s.register(CORP_A, device).await;
+        // Authenticated (and cached) as approved.
+        assert_eq!(s.post_tx(&key, "first", &sale(100)).await.status(), 201);
+        let id = act["activationId"].as_str().unwrap().to_owned();
+        registers.push((id, key));
+    }
+    let sale_req = |key: &str| {
+        s.http
+            .post(s.url("/transactions"))
+            .bearer_auth(key)
+            .header("Idempotency-Key", "waiting")
+            .json(&sale(100))
+    };
+    let (id, key) = &registers[0];
+    let r = behind_a_lock(
+        &db,
+        &application_name,
+        format!("UPDATE activations SET status = 'revoked' WHERE id = '{id}'"),
+        sale_req(key),
+    )
+    .await;
+    problem(r, 403, "revoked").await;
+    // A renewal's shape: the key replaced, then the registration's row changed.
+    let (id, key) = &registers[1];
+    let hash = tillgate_core::ApiKeyHash::of_key(key).unwrap().to_hex();
+    let r = behind_a_lock(
+        &db,
+        &application_name,
+        format!(
+            "UPDATE api_keys SET replaced_at = 1 WHERE key_hash = '{hash}'; \
+             UPDATE activations SET updated_at = updated_at + 1 WHERE id = '{id}'"
+        ),
+        sale_req(key),
+    )
+    .await;
+    problem(r, 401, "key_replaced").await;
+    let (id, key) = &registers[2];
+    let r = behind_a_lock(
+        &db,
+        &application_name,
+        format!("UPDATE activations SET status = 'revoked' WHERE id = '{id}'"),
+        s.http
+            .put(s.url("/products/p1"))
+            .bearer_auth(key)
+            .json(&json!({"name": "Kaffe", "price": 2500, "currency": "SEK", "vatRate": 1200})),
+    )
+    .await;
+    problem(r, 403, "revoked").await;
 }
 
 /// A server left running while another process migrates the database to a newer schema
