@@ -653,7 +653,7 @@ async function pay(): Promise<void> {
         `${problem ? `, but a receipt does NOT fit this register's history: ${problem.code}` : ""}.`);
       void verifyReceipts();
     } else {
-      setState(status, "queued", `Kept in the queue (key ${short(r.idempotencyKey, 13)}): ${queueErrorText()}. Retrying when back online.`);
+      setState(status, "queued", `Kept in the queue (key ${short(r.idempotencyKey, 13)}): ${queueErrorText()}.`);
     }
   } catch (e) {
     if (isQueued(key)) {
@@ -678,9 +678,22 @@ async function pay(): Promise<void> {
   }
 }
 
+/** Why the queue still holds sales, and when it tries again: the server could not be
+ * reached (when back online), it cannot answer now (429, a 5xx such as 503
+ * `schema_newer` during an upgrade: at the next try, which waits at least the
+ * Retry-After it named), or it refused this register's credentials (kept until they
+ * work again: renew, or ask the admin). */
 function queueErrorText(): string {
   const e = outbox.lastError();
-  return e ? `${e.code}: ${e.message}` : "waiting for its turn";
+  if (!e) return "waiting for its turn. Retrying when back online";
+  const status = e.httpStatus ?? undefined;
+  if (status === undefined) return `${e.code}: ${e.message}. Retrying when back online`;
+  if (status === 429 || status >= 500) {
+    const due = outbox.entries().filter((q) => q.state === "pending").map((q) => q.nextAttemptAtMs);
+    const secs = due.length ? Math.ceil((Math.min(...due) - unixTimeMs()) / 1000) : 0;
+    return `the server cannot answer now (HTTP ${status}, ${e.code})${secs > 0 ? `; next try in ${secs} s` : ""}`;
+  }
+  return `${e.code}: ${e.message}. Kept until the server accepts this register again`;
 }
 
 /** Sends what the queue holds: when due (timer), or at once (`force`, back online).
@@ -700,7 +713,7 @@ async function syncQueue(force = false): Promise<SyncReport | null> {
       `${p ? `, but a receipt does NOT fit this register's history: ${p.code}` : ""}.`);
     void verifyReceipts();
   } else if (r.stoppedBy) {
-    setState(status, "queued", `Kept in the queue: ${queueErrorText()}. Retrying when back online.`);
+    setState(status, "queued", `Kept in the queue: ${queueErrorText()}.`);
   }
   if (r.failed.length) {
     setState(status, "bad", `${r.failed.length} sale${r.failed.length === 1 ? " was" : "s were"} refused by the server (kept in the queue, marked failed).`);

@@ -498,10 +498,42 @@ try {
     assert(await page.evaluate((k) => localStorage.getItem(k), k) === null, "removed from storage after OK");
   });
 
+  await step("the server cannot answer now (503 while it is upgraded): the sale waits in the queue for the time it named, then goes", async () => {
+    await setOffline(false);
+    let refusedPosts = 0;
+    // What an older server answers beside a newer schema during a rolling upgrade.
+    await page.route("**/transactions", async (route) => {
+      if (route.request().method() !== "POST") return route.fallback();
+      refusedPosts += 1;
+      await route.fulfill({
+        status: 503,
+        headers: { "content-type": "application/problem+json", "retry-after": "3" },
+        body: JSON.stringify({ type: "about:blank", title: "Service Unavailable", status: 503, code: "schema_newer",
+          detail: "the database was migrated by a newer tillgate-server; retry, to reach an upgraded server" }),
+      });
+    });
+    try {
+      await page.getByRole("button", { name: /Kaffe/ }).click();
+      await page.click("#pay-btn");
+      await textHas("#sale-status", "the server cannot answer now (HTTP 503, schema_newer); next try in");
+      assert(!(await text("#sale-status")).includes("back online"), "online: no talk of coming back online");
+      await textHas("#queue-count", "1");
+      await textHas("#queue-table", "schema_newer");
+      await shot("server-cannot-answer", "#sales");
+    } finally {
+      await page.unroute("**/transactions");
+    }
+    assert(refusedPosts >= 1, "the sale was offered to the server");
+    // Sent by the queue's timer once the wait is over, no button pressed.
+    await textHas("#queue-count", "0");
+    await textHas("#sale-status", "Sent 1 sale from the queue");
+  });
+
   await step("no errors in the browser console", async () => {
-    // Expected: 403 pending_approval while polling, and the Offline switch's client
-    // calls to http://127.0.0.1:9, which the browser refuses (ERR_UNSAFE_PORT).
-    const real = consoleErrors.filter((m) => !/status of (403|404)|net::ERR_UNSAFE_PORT/.test(m));
+    // Expected: 403 pending_approval while polling, the 503 the test answered for the
+    // upgrade, and the Offline switch's client calls to http://127.0.0.1:9, which the
+    // browser refuses (ERR_UNSAFE_PORT).
+    const real = consoleErrors.filter((m) => !/status of (403|404|503)|net::ERR_UNSAFE_PORT/.test(m));
     assert(real.length === 0, `console errors: ${real.join(" | ")}`);
     await page.screenshot({ path: path.join(shots, `${String(n).padStart(2, "0")}-full-page.png`), fullPage: true });
   });
