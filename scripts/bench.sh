@@ -26,8 +26,13 @@ work="$root/target/bench"
 mkdir -p "$work"
 log() { echo "bench.sh: $*" >&2; }
 
-log "building ($profile): tillgate-bench, tillgate-server, tillgate-ffi, uniffi-bindgen"
-cargo build --profile "$profile" -p tillgate-bench -p tillgate-server -p tillgate-ffi -p uniffi-bindgen
+# tillgate-ffi with its `bench-baseline` feature: two more JNI entry points (never in a
+# shipped library) that time the plain Rust calls inside the Kotlin benchmark's JVM, for
+# the FFI rows' baselines; the uniffi exports, and so the generated bindings and their
+# checksums, are the same with or without it.
+log "building ($profile): tillgate-bench, tillgate-server, tillgate-ffi (bench-baseline), uniffi-bindgen"
+cargo build --profile "$profile" -p tillgate-bench -p tillgate-server -p tillgate-ffi -p uniffi-bindgen \
+  --features tillgate-ffi/bench-baseline
 bin="$root/target/$dir"
 
 args=(run --work "$work" --command "scripts/bench.sh${*:+ $*}" --node-dir "$root/bench/wasm")
@@ -97,8 +102,9 @@ else
   fi
   if [ -z "$kotlin_skip" ]; then
     # FfiBench prints ns_per_call* (read by tillgate-bench; the public functions, through
-    # JNI, and the same calls through uniffi's JNA code, *_jna) and, per call, the JVM's and
-    # the calling thread's CPU and the GC share (cpu_*, thread_cpu_*, gc_share_*; see the file).
+    # JNI, the same calls through uniffi's JNA code, *_jna, and the Rust baselines timed in
+    # the same JVM, *_rust) and, per call, the JVM's and the calling thread's CPU and the GC
+    # share (cpu_*, thread_cpu_*, gc_share_*; see the file).
     args+=(--kotlin-cmd "java ${BENCH_KOTLIN_JAVA_OPTS:-}${BENCH_KOTLIN_JAVA_OPTS:+ }-Djna.library.path=$bin -cp $jar:$kl/kotlin-stdlib.jar:$kl/kotlinx-coroutines-core-jvm.jar:$jna dev.tillgate.bench.FfiBenchKt")
   fi
 fi

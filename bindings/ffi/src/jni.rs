@@ -35,6 +35,10 @@
 //! stays valid during the call; here it is cloned and the clone lifted with uniffi's
 //! `Lift`, which consumes it, exactly as the scaffolding of an export does with the clone
 //! the generated code passes.
+//!
+//! With the feature `bench-baseline` (never in a shipped library), the submodule
+//! `baseline` adds two entry points for the benchmark only: the plain Rust calls behind
+//! `verifyDescriptor` and `validateApiKey`, timed in Rust, from the benchmark's JVM.
 
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -46,6 +50,9 @@ use jni::objects::{JByteArray, JClass, JObject};
 use jni::strings::JNIString;
 use jni::sys::{jint, jlong};
 use uniffi::{Handle, Lift, Lower};
+
+#[cfg(feature = "bench-baseline")]
+mod baseline;
 
 use crate::{
     ActivationRequest, CorporateIdRule, DynamicKeyClaims, Item, Product, ReceiptClaims,
