@@ -26,6 +26,29 @@ if ! { [ -d "$CHROOT/usr" ] && chroot "$CHROOT" test -x /usr/bin/swift; }; then
 fi
 build_ffi
 start_server
+# A stub answering every request 503 schema_newer with Retry-After: 7, as a server
+# beside a newer schema does during an upgrade (the Kotlin and Python suites start their
+# own in-process; Swift on Linux has no small HTTP server at hand).
+stub_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+python3 - "$stub_port" <<'PY' &
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def answer(self):
+        body = b'{"code":"schema_newer","detail":"upgrading","status":503}'
+        self.send_response(503)
+        self.send_header("Content-Type", "application/problem+json")
+        self.send_header("Retry-After", "7")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    do_GET = do_POST = do_PUT = answer
+    def log_message(self, *a): pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+PY
+STUB_PID=$!
+stop_stub() { kill "$STUB_PID" 2>/dev/null || true; }
+EXIT_HOOKS+=(stop_stub)
+export TILLGATE_STUB_503_URL="http://127.0.0.1:$stub_port"
 
 # A fresh copy of the package (never a stale .build), the generated sources and the library.
 work="$CHROOT/work"

@@ -278,6 +278,18 @@ final class E2eTests: XCTestCase {
         XCTAssertEqual(e, Decision(code: e.code, httpStatus: nil, retryAfterMs: nil, transient: true, auth: false))
     }
 
+    func testAServerBeingUpgradedIsTransientAndSaysWhenToTryAgain() async throws {
+        // A stub the test script runs: every request answered 503 schema_newer with
+        // Retry-After: 7.
+        try XCTSkipUnless(env["TILLGATE_STUB_503_URL"] != nil, "no TILLGATE_STUB_503_URL: no stub server")
+        try XCTSkipUnless(env["TILLGATE_JWKS"] != nil, "no TILLGATE_JWKS: no server keys")
+        let keys = try TrustedKeys.fromJwksJson(json: env["TILLGATE_JWKS"]!)
+        let stub = try Client(config: ClientConfig(baseUrl: env["TILLGATE_STUB_503_URL"]!, timeoutMs: 5000), trustedKeys: keys)
+        try stub.setApiKey(key: "Abcdefghij0123456789!@$")
+        let e = await decision { try await stub.handshake() }
+        XCTAssertEqual(e, Decision(code: "schema_newer", httpStatus: 503, retryAfterMs: 7000, transient: true, auth: false))
+    }
+
     func testASaleTheServerRefusesIsKeptAsFailedWithItsFields() async throws {
         try XCTSkipUnless(env["TILLGATE_URL"] != nil, "no TILLGATE_URL: no server to test against")
         let (client, _) = try await approvedRegister("swift-refused-\(UInt64.random(in: 0..<UInt64.max))", validTo: day(180))
