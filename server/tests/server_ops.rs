@@ -157,6 +157,36 @@ async fn key_cache_off_sees_revocations_at_once() {
     problem(b.get("/auth/handshake", &key).await, 403, "revoked").await;
 }
 
+/// Two instances on one database and one manual clock (an hour into 2030), with a key
+/// cache long enough (60 s) that what one caches is still cached when the other changes
+/// it.
+async fn two_caching_instances(db: &TestDb, backend: Backend) -> (Srv, Srv, ManualClock) {
+    let clock = ManualClock::new(T2030 + 3600);
+    let mut config = test_config(&db.url);
+    config.key_cache_secs = 60;
+    let a = Srv::start_with(db, backend, clock.clone(), config.clone()).await;
+    let b = Srv::start_with(db, backend, clock.clone(), config).await;
+    (a, b, clock)
+}
+
+/// A register approved through `srv` whose key is valid for January 2030: its
+/// registration (as `POST /activations-advanced` answered) and its API key.
+async fn approved_for_january(srv: &Srv, device: &str) -> (Value, String) {
+    let r = srv
+        .activate(activation_body(
+            CORP_A,
+            device,
+            "2030-01-01T00:00:00Z",
+            "2030-02-01T00:00:00Z",
+        ))
+        .await;
+    let act: Value = r.json().await.unwrap();
+    let id = act["activationId"].as_str().unwrap();
+    assert_eq!(srv.admin("approve", id).await.status(), 200);
+    let key = act["apiKey"].as_str().unwrap().to_owned();
+    (act, key)
+}
+
 /// A renewal whose answer was lost, repeated through another instance that still holds
 /// the old key in its key cache: the repeat is recognised (a fresh key), not answered
 /// from the cached registration (`renewal_too_early` from the new period it would read
@@ -167,32 +197,11 @@ async fn renewal_repeated_through_another_instance(backend: Backend) {
     let Some(db) = TestDb::new(backend, "renewal_repeated_through_another_instance").await else {
         return;
     };
-    let clock = ManualClock::new(T2030 + 3600);
-    let mut config = test_config(&db.url);
-    config.key_cache_secs = 60;
-    let a = Srv::start_with(&db, backend, clock.clone(), config.clone()).await;
-    let b = Srv::start_with(&db, backend, clock.clone(), config).await;
-    let register = |device: &'static str| {
-        let a = &a;
-        async move {
-            let r = a
-                .activate(activation_body(
-                    CORP_A,
-                    device,
-                    "2030-01-01T00:00:00Z",
-                    "2030-02-01T00:00:00Z",
-                ))
-                .await;
-            let act: Value = r.json().await.unwrap();
-            let id = act["activationId"].as_str().unwrap();
-            assert_eq!(a.admin("approve", id).await.status(), 200);
-            let key = act["apiKey"].as_str().unwrap().to_owned();
-            let code = a.get_json_as("/activations/activation-code", &key).await;
-            (act, key, code["descriptor"].as_str().unwrap().to_owned())
-        }
-    };
-    let (act1, old1, _) = register("dev-1").await;
-    let (act2, old2, descriptor2) = register("dev-2").await;
+    let (a, b, clock) = two_caching_instances(&db, backend).await;
+    let (act1, old1) = approved_for_january(&a, "dev-1").await;
+    let (act2, old2) = approved_for_january(&a, "dev-2").await;
+    let code = a.get_json_as("/activations/activation-code", &old2).await;
+    let descriptor2 = code["descriptor"].as_str().unwrap().to_owned();
     let body = |act: &Value, device: &str| {
         json!({"productionNumber": act["productionNumber"], "deviceId": device,
                "validFrom": "2030-02-01T00:00:00Z", "validTo": "2031-02-01T00:00:00Z"})
@@ -252,39 +261,17 @@ async fn renewal_repeated_through_another_instance_postgres() {
 /// A sale that reaches an instance whose key cache still holds the registration as
 /// approved, or its key as current, after a revocation or a renewal committed through
 /// another instance: the commit reads both under the register's chain-head lock and
-/// refuses it (403 `revoked`, 401 `key_replaced`), so no receipt is signed for a revoked
+/// refuses it (403 `revoked`, 401 `key_replaced`), so nothing is stored for a revoked
 /// register or a replaced key, however long the cache keeps them. The refusal drops the
 /// cached view: the next request is refused at authentication.
 async fn sales_refused_at_commit_after_a_change_elsewhere(backend: Backend) {
     let Some(db) = TestDb::new(backend, "sales_refused_at_commit").await else {
         return;
     };
-    let clock = ManualClock::new(T2030 + 3600);
-    let mut config = test_config(&db.url);
-    config.key_cache_secs = 60;
-    let a = Srv::start_with(&db, backend, clock.clone(), config.clone()).await;
-    let b = Srv::start_with(&db, backend, clock.clone(), config).await;
-    let register = |device: &'static str| {
-        let a = &a;
-        async move {
-            let r = a
-                .activate(activation_body(
-                    CORP_A,
-                    device,
-                    "2030-01-01T00:00:00Z",
-                    "2030-02-01T00:00:00Z",
-                ))
-                .await;
-            let act: Value = r.json().await.unwrap();
-            let id = act["activationId"].as_str().unwrap().to_owned();
-            assert_eq!(a.admin("approve", &id).await.status(), 200);
-            let key = act["apiKey"].as_str().unwrap().to_owned();
-            (act, key)
-        }
-    };
-    let (act1, key1) = register("dev-1").await;
-    let (act2, key2) = register("dev-2").await;
-    let (act3, key3) = register("dev-3").await;
+    let (a, b, clock) = two_caching_instances(&db, backend).await;
+    let (act1, key1) = approved_for_january(&a, "dev-1").await;
+    let (act2, key2) = approved_for_january(&a, "dev-2").await;
+    let (act3, key3) = approved_for_january(&a, "dev-3").await;
     // A authenticates them (and caches the registrations).
     for key in [&key1, &key2, &key3] {
         assert_eq!(a.post_tx(key, "first", &sale(100)).await.status(), 201);
