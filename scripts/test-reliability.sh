@@ -3,7 +3,8 @@
 # tillgate-server on loopback. Run by scripts/test.sh; runs alone as well.
 #
 #   crash       SIGKILL under concurrent ingest, restart, exactly-once + gapless + chain
-#               (SQLite and PostgreSQL at TILLGATE_TEST_PG_URL, default
+#               (SQLite and PostgreSQL, and two replicas on one PostgreSQL with one
+#               killed at a time; PostgreSQL at TILLGATE_TEST_PG_URL, default
 #               postgres://postgres@127.0.0.1:5432/test; without a usable PostgreSQL its
 #               tests are reported as skipped, or fail when TILLGATE_REQUIRE_PG=1, which
 #               scripts/test.sh sets on CI)
@@ -144,7 +145,7 @@ cargo_part() { # part test-target [libtest args...]
   local rc=$?
   local p f
   read -r p f < <(awk '/^test result: /{for(i=1;i<=NF;i++){if($i=="passed;")p+=$(i-1);if($i=="failed;")f+=$(i-1)}} END{print p+0, f+0}' "$log")
-  grep -oE '(SKIP .*|crash safety \[.*|faults over: .*|disk full after .*|[0-9]+ transactions acknowledged.*|tenancy: .*|descriptors: .*|logs \(.*)' "$log" | sed 's/^/  /'
+  grep -oE '(SKIP .*|crash safety \[.*|faults over: .*|disk full after .*|[0-9]+ transactions acknowledged.*|[0-9]+ acknowledged by another replica.*|tenancy: .*|descriptors: .*|logs \(.*)' "$log" | sed 's/^/  /'
   if [ $rc != 0 ]; then
     [ "$f" = 0 ] && f=1
     grep -E -A12 'panicked|^error' "$log" | head -40 | sed 's/^/    /'

@@ -8,6 +8,11 @@
 //! asserts that clients are still sending, and the run asserts that the faults cut
 //! requests off (transport errors or 5xx answers were seen).
 //!
+//! On PostgreSQL the same load also runs against two server replicas sharing the
+//! database, each client alternating between them request by request (so a retry after a
+//! cut-off goes to the other replica), while one replica at a time is killed and
+//! restarted.
+//!
 //! Run by `scripts/test-reliability.sh`; by hand:
 //! `cargo build --release -p tillgate-server && cargo test -p tillgate-reliability --test crash -- --ignored --nocapture`
 //! (`TILLGATE_RELIABILITY_SEED=<n>` repeats a run's kill timings).
@@ -39,7 +44,12 @@ struct Ack {
     /// The 201 carried `Idempotent-Replayed: true`: the server had committed it before a
     /// crash cut the first answer off.
     replayed: bool,
+    /// Acknowledged by another replica than the one an earlier attempt was sent to.
+    other_replica: bool,
 }
+
+/// At most this many replicas serve the clients.
+const MAX_REPLICAS: usize = 2;
 
 #[derive(Default)]
 struct Stats {
@@ -48,8 +58,10 @@ struct Stats {
     server_errors: AtomicU64,
     /// Clients still in their sending loop.
     active_clients: AtomicUsize,
-    /// Requests sent and not yet answered.
-    in_flight: AtomicUsize,
+    /// Requests sent and not yet answered, per replica.
+    in_flight: [AtomicUsize; MAX_REPLICAS],
+    /// 201 answers, per replica.
+    acked: [AtomicU64; MAX_REPLICAS],
 }
 
 /// Counts a client as active while it lives.
@@ -68,8 +80,12 @@ impl Drop for Active {
     }
 }
 
+/// One till: sends its sales one after the other, each attempt to the next of `apis` in
+/// turn (starting at `first`), like a round-robin load balancer: with two replicas a retry
+/// always goes to the other one.
 async fn client(
-    api: Api,
+    apis: Vec<Api>,
+    first: usize,
     key: String,
     tag: String,
     killer_done: Arc<AtomicBool>,
@@ -78,20 +94,26 @@ async fn client(
 ) -> Result<Vec<(String, Ack)>, String> {
     let _active = Active::new(&stats);
     let mut acks = Vec::new();
+    let mut attempt = first;
     for i in 0.. {
         if i >= MIN_TX_PER_CLIENT && killer_done.load(Ordering::SeqCst) {
             break;
         }
         let idem = format!("{tag}-{i}");
         let body = sale(100 + i as i64, &idem);
+        let mut sent_to = HashSet::new();
         loop {
             if Instant::now() > deadline {
                 return Err(format!("{idem}: not acknowledged before the deadline"));
             }
+            let replica = attempt % apis.len();
+            attempt += 1;
             stats.attempts.fetch_add(1, Ordering::Relaxed);
-            stats.in_flight.fetch_add(1, Ordering::SeqCst);
-            let sent = api.post_tx(&key, &idem, &body).await;
-            stats.in_flight.fetch_sub(1, Ordering::SeqCst);
+            stats.in_flight[replica].fetch_add(1, Ordering::SeqCst);
+            let sent = apis[replica].post_tx(&key, &idem, &body).await;
+            stats.in_flight[replica].fetch_sub(1, Ordering::SeqCst);
+            let other_replica = sent_to.iter().any(|&r| r != replica);
+            sent_to.insert(replica);
             match sent {
                 Ok(r) if r.status() == 201 => {
                     let replayed = r
@@ -103,6 +125,7 @@ async fn client(
                         stats.transport_errors.fetch_add(1, Ordering::Relaxed);
                         continue;
                     };
+                    stats.acked[replica].fetch_add(1, Ordering::Relaxed);
                     acks.push((
                         idem.clone(),
                         Ack {
@@ -110,6 +133,7 @@ async fn client(
                             seq: v["sequence"].as_i64().unwrap_or(-1),
                             receipt: v["receipt"].as_str().unwrap_or_default().to_owned(),
                             replayed,
+                            other_replica,
                         },
                     ));
                     break;
@@ -142,6 +166,10 @@ enum Fault {
     /// PostgreSQL ends every connection of the server (`pg_terminate_backend`); the
     /// same server process goes on.
     DropDbConnections,
+    /// Two replicas share the (PostgreSQL) database and both serve the clients; one of
+    /// them, chosen at random, is killed with SIGKILL and started again while the other
+    /// goes on serving.
+    KillOneReplica,
 }
 
 async fn crash_safety(storage: Storage, fault: Fault) {
@@ -152,11 +180,21 @@ async fn crash_safety(storage: Storage, fault: Fault) {
         match fault {
             Fault::KillServer => "",
             Fault::DropDbConnections => ", connections dropped",
+            Fault::KillOneReplica => ", two replicas, one killed",
         },
         rng.seed()
     );
-    let mut server = ServerProcess::start(&storage, &[]).await;
-    let api = server.api();
+    let replicas = if fault == Fault::KillOneReplica {
+        MAX_REPLICAS
+    } else {
+        1
+    };
+    // Same database; each replica on a port of its own.
+    let mut servers = Vec::new();
+    for _ in 0..replicas {
+        servers.push(ServerProcess::start(&storage, &[]).await);
+    }
+    let api = servers[0].api();
     let mut regs: Vec<Reg> = Vec::new();
     for r in 0..REGISTERS {
         let corp = if r % 2 == 0 { CORP_A } else { CORP_B };
@@ -170,11 +208,12 @@ async fn crash_safety(storage: Storage, fault: Fault) {
     let mut tasks = Vec::new();
     for (r, reg) in regs.iter().enumerate() {
         for c in 0..CLIENTS_PER_REGISTER {
-            // One connection pool per client, like separate tills.
+            // One connection pool per client and replica, like separate tills.
             tasks.push((
                 r,
                 tokio::spawn(client(
-                    Api::new(&server.base),
+                    servers.iter().map(|s| Api::new(&s.base)).collect(),
+                    c,
                     reg.key.clone(),
                     format!("r{r}c{c}"),
                     killer_done.clone(),
@@ -188,6 +227,7 @@ async fn crash_safety(storage: Storage, fault: Fault) {
     // The killer: SIGKILL at random moments under load, restart on the same data.
     let mut down_total = Duration::ZERO;
     let mut in_flight_at_faults = 0usize;
+    let mut killed = [0usize; MAX_REPLICAS];
     for k in 0..KILLS {
         let wait = rng.range(150, 700);
         tokio::time::sleep(Duration::from_millis(wait)).await;
@@ -198,10 +238,15 @@ async fn crash_safety(storage: Storage, fault: Fault) {
             "fault {}/{KILLS}: no client is sending any more (they stopped before the faults were over)",
             k + 1
         );
-        let in_flight = stats.in_flight.load(Ordering::SeqCst);
-        in_flight_at_faults += in_flight;
+        let in_flight: usize = stats
+            .in_flight
+            .iter()
+            .map(|n| n.load(Ordering::SeqCst))
+            .sum();
         match fault {
             Fault::KillServer => {
+                in_flight_at_faults += in_flight;
+                let server = &mut servers[0];
                 server.kill();
                 let t = Instant::now();
                 tokio::time::sleep(Duration::from_millis(rng.range(0, 200))).await;
@@ -214,7 +259,42 @@ async fn crash_safety(storage: Storage, fault: Fault) {
                     t.elapsed().as_millis()
                 );
             }
+            Fault::KillOneReplica => {
+                // At random, but each replica at least once.
+                let mut victim = rng.range(0, MAX_REPLICAS as u64) as usize;
+                if k == KILLS - 1 && killed.contains(&0) {
+                    victim = killed.iter().position(|&n| n == 0).unwrap();
+                }
+                killed[victim] += 1;
+                let survivor = 1 - victim;
+                let in_flight = stats.in_flight[victim].load(Ordering::SeqCst);
+                in_flight_at_faults += in_flight;
+                let acked_before = stats.acked[survivor].load(Ordering::SeqCst);
+                servers[victim].kill();
+                let t = Instant::now();
+                tokio::time::sleep(Duration::from_millis(rng.range(0, 200))).await;
+                servers[victim].restart().await;
+                let down = t.elapsed();
+                down_total += down;
+                let served = stats.acked[survivor].load(Ordering::SeqCst) - acked_before;
+                println!(
+                    "  kill {}/{KILLS} of replica {victim} after {wait} ms of load ({active} \
+                     clients sending, {in_flight} requests in flight to it); back up in {} ms, \
+                     replica {survivor} acknowledged {served} meanwhile",
+                    k + 1,
+                    down.as_millis()
+                );
+                // The other replica kept serving while this one was down.
+                assert!(
+                    served > 0,
+                    "kill {}/{KILLS}: replica {survivor} acknowledged nothing while replica \
+                     {victim} was down for {} ms",
+                    k + 1,
+                    down.as_millis()
+                );
+            }
             Fault::DropDbConnections => {
+                in_flight_at_faults += in_flight;
                 let n = storage.drop_connections().expect("drop connections");
                 println!(
                     "  {}/{KILLS}: {n} database connections ended after {wait} ms of load \
@@ -255,7 +335,7 @@ async fn crash_safety(storage: Storage, fault: Fault) {
         "  faults over: {cut_off} requests cut off or answered 5xx; {in_flight_at_faults} \
          requests were in flight at the {KILLS} faults"
     );
-    if fault == Fault::KillServer {
+    if fault != Fault::DropDbConnections {
         // A kill under load cuts requests off (or answers them 503 while starting):
         // none at all means the kills did not land while the clients were sending.
         assert!(
@@ -266,15 +346,28 @@ async fn crash_safety(storage: Storage, fault: Fault) {
 
     if fault == Fault::DropDbConnections {
         // The same process served throughout.
-        assert_eq!(server.starts, 1);
+        assert_eq!(servers[0].starts, 1);
     }
     // Verify on a fresh client, after one more restart for good measure.
-    server.restart().await;
-    let api = server.api();
+    for server in &mut servers {
+        server.restart().await;
+    }
+    let apis: Vec<Api> = servers.iter().map(ServerProcess::api).collect();
+    let api = apis[0].clone();
     let mut total = 0usize;
     let mut replayed_acks = 0usize;
+    let mut other_replica_acks = 0usize;
+    let mut other_replica_replays = 0usize;
     for (r, reg) in regs.iter().enumerate() {
         let items = api.all_transactions(&reg.key).await;
+        // Every replica lists the same.
+        for other in &apis[1..] {
+            assert_eq!(
+                other.all_transactions(&reg.key).await,
+                items,
+                "register {r}: the replicas list different transactions"
+            );
+        }
         let acked = &acks[r];
         // Exactly once: one stored transaction per idempotency key (the item name carries
         // the key), none missing, none extra.
@@ -336,19 +429,25 @@ async fn crash_safety(storage: Storage, fault: Fault) {
             assert_eq!(c.sub, reg.production_number);
         }
         replayed_acks += acked.values().filter(|a| a.replayed).count();
+        other_replica_acks += acked.values().filter(|a| a.other_replica).count();
+        other_replica_replays += acked
+            .values()
+            .filter(|a| a.other_replica && a.replayed)
+            .count();
         total += items.len();
     }
 
     // Every key once more: all are replays of the stored transaction, nothing new (the
     // registers side by side: the clients ran until the faults were over, so there may
-    // be thousands).
+    // be thousands; with replicas, the keys go to each in turn).
     let mut replays = JoinSet::new();
     for (reg, acked) in regs.iter().cloned().zip(acks.iter().cloned()) {
-        let api = api.clone();
+        let apis = apis.clone();
         replays.spawn(async move {
             let mut keys: Vec<&String> = acked.keys().collect();
             keys.sort();
-            for idem in keys {
+            for (i, idem) in keys.into_iter().enumerate() {
+                let api = &apis[i % apis.len()];
                 let ack = &acked[idem];
                 let n: i64 = idem.rsplit('-').next().unwrap().parse().unwrap();
                 let resp = api
@@ -365,27 +464,45 @@ async fn crash_safety(storage: Storage, fault: Fault) {
                 );
                 let v: Value = resp.json().await.unwrap();
                 assert_eq!(v["id"].as_str(), Some(ack.id.as_str()), "{idem}");
+                assert_eq!(v["sequence"].as_i64(), Some(ack.seq), "{idem}");
+                assert_eq!(v["receipt"].as_str(), Some(ack.receipt.as_str()), "{idem}");
             }
-            assert_eq!(api.all_transactions(&reg.key).await.len(), acked.len());
+            for api in &apis {
+                assert_eq!(api.all_transactions(&reg.key).await.len(), acked.len());
+            }
         });
     }
     while let Some(done) = replays.join_next().await {
         done.expect("replay check");
     }
+    if replicas > 1 {
+        println!(
+            "  {other_replica_acks} acknowledged by another replica than an earlier attempt \
+             went to, {other_replica_replays} of them replays of a sale that an earlier, cut-off \
+             attempt had committed; acknowledged per replica: {:?}; kills per replica: {killed:?}",
+            stats
+                .acked
+                .iter()
+                .map(|n| n.load(Ordering::Relaxed))
+                .collect::<Vec<_>>()
+        );
+    }
     println!(
         "  {total} transactions acknowledged and stored exactly once over {} server starts; \
          {replayed_acks} were committed before a kill cut the answer off (acknowledged on retry); \
          {} attempts, {} transport errors, {} 5xx; receipt chains verify; down {} ms in all",
-        server.starts,
+        servers.iter().map(|s| s.starts).sum::<u32>(),
         stats.attempts.load(Ordering::Relaxed),
         stats.transport_errors.load(Ordering::Relaxed),
         stats.server_errors.load(Ordering::Relaxed),
         down_total.as_millis()
     );
     assert!(total >= REGISTERS * CLIENTS_PER_REGISTER * MIN_TX_PER_CLIENT);
-    let logs = server.logs();
-    assert!(!logs.contains("panicked"), "the server panicked:\n{logs}");
-    server.kill();
+    for (i, server) in servers.iter_mut().enumerate() {
+        let logs = server.logs();
+        assert!(!logs.contains("panicked"), "server {i} panicked:\n{logs}");
+        server.kill();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -411,5 +528,17 @@ async fn crash_safety_postgres() {
 async fn postgres_connections_dropped() {
     if let Some(storage) = Storage::postgres_or_skip("postgres_connections_dropped") {
         crash_safety(storage, Fault::DropDbConnections).await;
+    }
+}
+
+/// Two server replicas on one PostgreSQL database behind a (round-robin) load balancer:
+/// each client alternates between them, so a sale cut off at one is retried through the
+/// other and must get the same id, sequence and receipt. One replica at a time is killed
+/// with SIGKILL under load and restarted while the other keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a release build of tillgate-server and PostgreSQL; run by scripts/test-reliability.sh"]
+async fn two_replicas_one_killed_postgres() {
+    if let Some(storage) = Storage::postgres_or_skip("two_replicas_one_killed_postgres") {
+        crash_safety(storage, Fault::KillOneReplica).await;
     }
 }
