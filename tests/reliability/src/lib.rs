@@ -247,12 +247,22 @@ impl Storage {
                 } else {
                     format!("?{query}")
                 };
+                // Every process on this database gets the same key-encryption key, as an
+                // operator configures replicas (each opens the signing keys the others
+                // sealed); its own to this database, never a file shared by test runs.
+                let kek = {
+                    use base64::Engine as _;
+                    use sha2::Digest as _;
+                    let digest = sha2::Sha256::digest(format!("tillgate-reliability-kek:{db}"));
+                    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
+                };
                 vec![
                     ("DATABASE_URL".into(), format!("{base}/{db}{query}")),
                     (
                         "TILLGATE_DATA_DIR".into(),
                         std::env::temp_dir().display().to_string(),
                     ),
+                    ("TILLGATE_KEY_ENCRYPTION_KEY".into(), kek),
                 ]
             }
         }
