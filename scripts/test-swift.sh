@@ -29,8 +29,8 @@ start_server
 # A stub answering every request 503 schema_newer with Retry-After: 7, as a server
 # beside a newer schema does during an upgrade (the Kotlin and Python suites start their
 # own in-process; Swift on Linux has no small HTTP server at hand).
-stub_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-python3 - "$stub_port" <<'PY' &
+stub_port_file=$(mktemp)
+python3 - "$stub_port_file" <<'PY' &
 import http.server, sys
 class H(http.server.BaseHTTPRequestHandler):
     def answer(self):
@@ -43,12 +43,21 @@ class H(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
     do_GET = do_POST = do_PUT = answer
     def log_message(self, *a): pass
-http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+with open(sys.argv[1], "w") as f:
+    f.write(str(server.server_address[1]))
+server.serve_forever()
 PY
 STUB_PID=$!
-stop_stub() { kill "$STUB_PID" 2>/dev/null || true; }
+stop_stub() { kill "$STUB_PID" 2>/dev/null || true; rm -f "$stub_port_file"; }
 EXIT_HOOKS+=(stop_stub)
-export TILLGATE_STUB_503_URL="http://127.0.0.1:$stub_port"
+for _ in $(seq 100); do
+  [ -s "$stub_port_file" ] && break
+  kill -0 "$STUB_PID" 2>/dev/null || { echo "the 503 stub did not start" >&2; exit 1; }
+  sleep 0.1
+done
+[ -s "$stub_port_file" ] || { echo "the 503 stub did not start" >&2; exit 1; }
+export TILLGATE_STUB_503_URL="http://127.0.0.1:$(cat "$stub_port_file")"
 
 # A fresh copy of the package (never a stale .build), the generated sources and the library.
 work="$CHROOT/work"

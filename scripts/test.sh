@@ -122,7 +122,13 @@ core_is_pure() {
 run setup-rust setup_rust
 run setup-system setup_system
 run fmt cargo fmt --all -- --check
-run clippy cargo clippy --workspace --all-targets -- -D warnings
+# The workspace, and tillgate-ffi's benchmark-only JNI baselines (feature
+# `bench-baseline`, built by scripts/bench.sh alone).
+lint() {
+  cargo clippy --workspace --all-targets -- -D warnings &&
+    cargo clippy -p tillgate-ffi --all-targets --features bench-baseline -- -D warnings
+}
+run clippy lint
 run core-purity core_is_pure
 run vectors-drift cargo run -q -p xtask -- vectors --check
 run cargo-test cargo test --workspace

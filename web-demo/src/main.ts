@@ -678,22 +678,31 @@ async function pay(): Promise<void> {
   }
 }
 
-/** Why the queue still holds sales, and when it tries again: the server could not be
- * reached (when back online), it cannot answer now (429, a 5xx such as 503
- * `schema_newer` during an upgrade: at the next try, which waits at least the
- * Retry-After it named), or it refused this register's credentials (kept until they
- * work again: renew, or ask the admin). */
+/** Why the queue still holds sales, and when it tries again. The queue's own last
+ * error, or, after a reload (the queue keeps no last error across one), the oldest
+ * pending sale's. The client could not reach the server (when back online); the
+ * server refused this register's credentials (401, 403: kept until it accepts the
+ * register again: renew, or ask the admin); anything else stops the queue until its
+ * next try (429, a 5xx such as 503 `schema_newer` during an upgrade, a 404 from a
+ * proxy during a deploy, ...), which waits at least the server's Retry-After (up to
+ * the queue's longest wait, 5 minutes). */
 function queueErrorText(): string {
-  const e = outbox.lastError();
-  if (!e) return "waiting for its turn. Retrying when back online";
+  const oldest = outbox.entries().find((q) => q.state === "pending");
+  const e = outbox.lastError() ?? oldest?.lastError ?? undefined;
+  const next = outbox.nextAttemptAt();
+  const secs = next === undefined ? 0 : Math.ceil((next - unixTimeMs()) / 1000);
+  const nextTry = secs > 0 ? `; next try in ${secs} s` : "";
+  if (!e) return `waiting for its turn${nextTry}`;
   const status = e.httpStatus ?? undefined;
-  if (status === undefined) return `${e.code}: ${e.message}. Retrying when back online`;
-  if (status === 429 || status >= 500) {
-    const due = outbox.entries().filter((q) => q.state === "pending").map((q) => q.nextAttemptAtMs);
-    const secs = due.length ? Math.ceil((Math.min(...due) - unixTimeMs()) / 1000) : 0;
-    return `the server cannot answer now (HTTP ${status}, ${e.code})${secs > 0 ? `; next try in ${secs} s` : ""}`;
+  if (status === undefined) {
+    return e.code === "network" || e.code === "timeout"
+      ? `${e.code}: ${e.message}. Retrying when back online`
+      : `${e.code}: ${e.message}${nextTry}`;
   }
-  return `${e.code}: ${e.message}. Kept until the server accepts this register again`;
+  if (status === 401 || status === 403) {
+    return `${e.code}: ${e.message}. Kept until the server accepts this register again`;
+  }
+  return `the server cannot answer now (HTTP ${status}, ${e.code})${nextTry}`;
 }
 
 /** Sends what the queue holds: when due (timer), or at once (`force`, back online).

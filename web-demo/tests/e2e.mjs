@@ -516,10 +516,16 @@ try {
       await page.getByRole("button", { name: /Kaffe/ }).click();
       await page.click("#pay-btn");
       await textHas("#sale-status", "the server cannot answer now (HTTP 503, schema_newer); next try in");
-      assert(!(await text("#sale-status")).includes("back online"), "online: no talk of coming back online");
+      const said = await text("#sale-status");
+      assert(/next try in [23] s/.test(said), `the wait is the server's Retry-After (3 s): ${said}`);
+      assert(!said.includes("back online"), "online: no talk of coming back online");
       await textHas("#queue-count", "1");
       await textHas("#queue-table", "schema_newer");
       await shot("server-cannot-answer", "#sales");
+      // The queue's timer runs every second; it waits for the Retry-After, not its own
+      // (shorter) backoff.
+      await page.waitForTimeout(1500);
+      assert(refusedPosts === 1, `no second try within the server's wait: ${refusedPosts} tries`);
     } finally {
       await page.unroute("**/transactions");
     }

@@ -273,10 +273,19 @@ async fn crash_safety(storage: Storage, fault: Fault) {
                 servers[victim].kill();
                 let t = Instant::now();
                 tokio::time::sleep(Duration::from_millis(rng.range(0, 200))).await;
+                // The other replica keeps serving while this one is down: it acknowledges
+                // a sale before the restart (waited for, up to 10 s, so that a slow
+                // machine's stall is not taken for a replica that stopped serving).
+                let waited = Instant::now();
+                while stats.acked[survivor].load(Ordering::SeqCst) == acked_before
+                    && waited.elapsed() < Duration::from_secs(10)
+                {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                let served = stats.acked[survivor].load(Ordering::SeqCst) - acked_before;
                 servers[victim].restart().await;
                 let down = t.elapsed();
                 down_total += down;
-                let served = stats.acked[survivor].load(Ordering::SeqCst) - acked_before;
                 println!(
                     "  kill {}/{KILLS} of replica {victim} after {wait} ms of load ({active} \
                      clients sending, {in_flight} requests in flight to it); back up in {} ms, \
