@@ -13,6 +13,7 @@ import dev.tillgate.Transaction
 import dev.tillgate.TransactionType
 import dev.tillgate.TrustedKeys
 import dev.tillgate.VatLine
+import dev.tillgate.WitnessProblem
 import dev.tillgate.unixTimeMs
 import dev.tillgate.validateTransaction
 import java.io.File
@@ -222,6 +223,18 @@ class TillApp private constructor(
      * stored: this is to show, not a reason to ring it up again.
      */
     val witnessProblem: String? get() = queue.witnessProblem()?.let { "${it.code}: ${it.message}" }
+
+    /** The problem [witnessProblem] describes, as the queue keeps it: what to pass to [resetWitness]. */
+    val witnessProblemRecord: WitnessProblem? get() = queue.witnessProblem()
+
+    /**
+     * Once the operator has dealt with the problem the app showed them ([witnessProblemRecord]:
+     * reported it, registered the till again, ...): forgets the register's witness and
+     * that problem, and only that one. A different problem found meanwhile (by a sync
+     * running at the same time), or one kept when `shown` is null, stays and is returned,
+     * to show in its turn; null when none is left.
+     */
+    suspend fun resetWitness(shown: WitnessProblem?): WitnessProblem? = queue.resetWitnessSeen(shown)
 
     /**
      * Fetches every stored transaction of this register and verifies it against its

@@ -158,6 +158,23 @@ class TillAppTest {
         assertEquals(setOf(key), server.stored.keys)
     }
 
+    @Test fun aProblemShownToTheOperatorGoesOnlyWhenTheyResetThatOne() = runBlocking {
+        val app = registered(MemoryStore()).also { server.approveAll() }
+        // This fake server's receipts are not signed: the sale is stored, its receipt kept
+        // as the problem.
+        assertTrue(app.sell(listOf(coffee to 1L)) is Submitted.Sent)
+        val shown = app.witnessProblemRecord
+        assertEquals("invalid_receipt", shown?.code)
+        // Nothing shown yet (null): the kept problem stays, and is answered.
+        assertEquals(shown, app.resetWitness(null))
+        assertEquals(shown, app.witnessProblemRecord)
+        // The one shown: forgotten, with the witness.
+        assertNull(app.resetWitness(shown))
+        assertNull(app.witnessProblem)
+        assertNull(app.queue.witness())
+        assertEquals(1, server.stored.size)
+    }
+
     @Test fun anInvalidSaleNeverEntersTheQueue() = runBlocking {
         val app = registered(MemoryStore())
         try {
