@@ -1836,9 +1836,7 @@ impl Store {
             guard(moves.len()),
         );
         // Every API key the sales came with is still current (a renewal replaced none).
-        let mut keys: Vec<&str> = items.iter().filter_map(|i| i.key_hash.as_deref()).collect();
-        keys.sort_unstable();
-        keys.dedup();
+        let keys = key_hashes(items);
         if !keys.is_empty() {
             sql.push_str(&format!(
                 "INSERT OR REPLACE INTO temp.batch_guard (id, ok) VALUES (1, \
@@ -2080,7 +2078,7 @@ impl Store {
                 }
             }
         }
-        let replaced = self.replaced_keys(conn, items).await?;
+        let replaced = self.replaced_keys(conn, &key_hashes(items)).await?;
         let refusals = items
             .iter()
             .map(|i| {
@@ -2097,15 +2095,12 @@ impl Store {
         Ok((heads, refusals))
     }
 
-    /// The API keys of `items` that a renewal replaced (or that are unknown).
+    /// Of the API-key hashes `keys`, those a renewal replaced (or that are unknown).
     async fn replaced_keys(
         &self,
         conn: &mut AnyConnection,
-        items: &[NewTx],
+        keys: &[&str],
     ) -> Result<HashSet<String>, sqlx::Error> {
-        let mut keys: Vec<&str> = items.iter().filter_map(|i| i.key_hash.as_deref()).collect();
-        keys.sort_unstable();
-        keys.dedup();
         let mut current = HashSet::new();
         for chunk in keys.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
@@ -2121,9 +2116,9 @@ impl Store {
             }
         }
         Ok(keys
-            .into_iter()
-            .filter(|k| !current.contains(*k))
-            .map(str::to_owned)
+            .iter()
+            .filter(|k| !current.contains(**k))
+            .map(|k| (*k).to_owned())
             .collect())
     }
 
@@ -2290,16 +2285,10 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?;
         // Answered in authentication's order: a replaced key first, then the status.
-        if let Some(k) = key_hash {
-            let current: Option<String> = sqlx::query_scalar(
-                "SELECT key_hash FROM api_keys WHERE key_hash = $1 AND replaced_at IS NULL",
-            )
-            .bind(k)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if current.is_none() {
-                return Ok(Err(Refusal::KeyReplaced));
-            }
+        if let Some(k) = key_hash
+            && !self.replaced_keys(&mut tx, &[k]).await?.is_empty()
+        {
+            return Ok(Err(Refusal::KeyReplaced));
         }
         match status {
             Some(s) if s == "approved" => {}
@@ -2596,6 +2585,14 @@ pub fn presign<'a>(
 }
 
 /// The chain head of `item`'s register, as read by `Store::chain_heads`.
+/// The distinct API-key hashes `items` came with (a dynamic key has none), sorted.
+fn key_hashes(items: &[NewTx]) -> Vec<&str> {
+    let mut keys: Vec<&str> = items.iter().filter_map(|i| i.key_hash.as_deref()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
 fn head_of<'h>(
     heads: &'h mut BTreeMap<&str, (Head, bool)>,
     item: &NewTx,
