@@ -16,6 +16,9 @@ trap run_exit_hooks EXIT
 
 log() { printf '\n==> %s\n' "$*" >&2; }
 
+# Root's commands (apt-get; the Swift suite's chroot) run through sudo for other users.
+sudo_=""; [ "$(id -u)" = 0 ] || sudo_="sudo"
+
 # apt_install PKG...: installs the Debian packages that are missing.
 apt_updated=""
 apt_install() {
@@ -23,8 +26,8 @@ apt_install() {
   for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   [ ${#missing[@]} -eq 0 ] && return 0
   log "apt-get install ${missing[*]}"
-  [ -n "$apt_updated" ] || { apt-get update -qq; apt_updated=1; }
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  [ -n "$apt_updated" ] || { $sudo_ apt-get update -qq; apt_updated=1; }
+  $sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
 need_node() {

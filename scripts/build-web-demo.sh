@@ -17,7 +17,8 @@ log() { printf '==> %s\n' "$*" >&2; }
 
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   log "apt-get install nodejs npm"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+  sudo_=""; [ "$(id -u)" = 0 ] || sudo_="sudo"
+  $sudo_ apt-get update -qq && $sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
 fi
 
 # 1. The wasm npm package.

@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-10}"
-rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+# The plain nightly (a dated one, such as the wasm build's, is not what `+nightly` names).
+rustup toolchain list | grep -Eq '^nightly-[a-z]' || rustup toolchain install nightly --profile minimal
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --version 0.13.2
 
 seed() { # target, then one seed per line on stdin

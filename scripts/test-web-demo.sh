@@ -11,7 +11,8 @@ log() { printf '==> %s\n' "$*" >&2; }
 
 if [ ! -x /usr/bin/chromium ]; then
   log "apt-get install chromium"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  sudo_=""; [ "$(id -u)" = 0 ] || sudo_="sudo"
+  $sudo_ apt-get update -qq && $sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 
 scripts/build-web-demo.sh
