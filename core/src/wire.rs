@@ -91,7 +91,9 @@ pub struct RenewRequest {
         schema(pattern = "^[!-~]{1,128}$", min_length = 1, max_length = 128)
     )]
     pub device_id: String,
-    /// New validity start, RFC 3339 midnight UTC.
+    /// New validity start, RFC 3339 midnight UTC, no later than the server's current time
+    /// (today at the latest): the new key replaces the old one at once, so its period must
+    /// have begun (else 400 `invalid_renewal_request`, `validFrom` `in_the_future`).
     #[serde(default)]
     #[cfg_attr(
         feature = "openapi",

@@ -50,7 +50,7 @@ impl FromRequestParts<AppState> for ActivationBudget {
         let ip = client_ip(parts, state.config.trust_forwarded_for);
         state
             .activation_limiter
-            .hit(ip)
+            .try_take(ip)
             .map_err(|retry_after_secs| {
                 state.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
                 AppError::RateLimited { retry_after_secs }
@@ -321,6 +321,13 @@ pub async fn activation_code(
     }))
 }
 
+/// An RFC 3339 time as Unix seconds (`None` if it is not one).
+fn unix_seconds(s: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(time::OffsetDateTime::unix_timestamp)
+}
+
 /// Repeats, with the key it replaced, a renewal made less than [`RENEWAL_REPEAT_SECS`]
 /// ago whose answer never reached the register (a connection dropped after the commit):
 /// the same request (the same new period) gets a fresh key, and the key the lost answer
@@ -337,8 +344,9 @@ async fn repeat_renewal(
         return Ok(None);
     };
     let a = &old.activation;
-    let same_period =
-        body.valid_from == rfc3339(a.valid_from) && body.valid_to == rfc3339(a.valid_to);
+    // The same instants, however they are written (`…T00:00:00.000Z`, `+01:00`).
+    let same_period = unix_seconds(&body.valid_from) == Some(a.valid_from)
+        && unix_seconds(&body.valid_to) == Some(a.valid_to);
     if now.saturating_sub(old.replaced_at) > RENEWAL_REPEAT_SECS
         || a.status != "approved"
         || !same_period
@@ -524,15 +532,30 @@ pub async fn renew(
         }
         Err(e) => return Err(e.into()),
     };
+    // The new key replaces the old one at once, so the new period must have begun: a key
+    // valid only from a later day would leave the register with no usable key until then.
+    let mut fields = Vec::new();
+    if period.from_unix_seconds() > now {
+        fields.push(FieldError {
+            field: "validFrom".into(),
+            code: "in_the_future".into(),
+            message: "must not be after the server's current time (the new key replaces the \
+                      old one at once)"
+                .into(),
+        });
+    }
     if period.to_unix_seconds() <= a.valid_to || period.to_unix_seconds() <= now {
+        fields.push(FieldError {
+            field: "validTo".into(),
+            code: "period_inconsistent".into(),
+            message: "must be after the current validTo and after now".into(),
+        });
+    }
+    if !fields.is_empty() {
         return Err(AppError::fields(
             "invalid_renewal_request",
-            "the new period must end after the current one and in the future",
-            vec![FieldError {
-                field: "validTo".into(),
-                code: "period_inconsistent".into(),
-                message: "must be after the current validTo and after now".into(),
-            }],
+            "the new period must have begun, and end after the current one and in the future",
+            fields,
         ));
     }
     let key = generate_api_key_with(API_KEY_LEN, tillgate_core::ApiKeyAlphabet::UrlSafe)

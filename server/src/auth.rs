@@ -1,5 +1,22 @@
 //! Authentication of cash registers (API key, URL-path token, dynamic staff key) and of
 //! the admin, as axum extractors.
+//!
+//! Failed authentications are budgeted per client address (`auth_limiter`, see
+//! `ratelimit`), in one of two ways depending on whether the credential can be guessed:
+//!
+//! * A register API key (Bearer, `X-Api-Key`, URL-path token) is drawn by the server, 40
+//!   random characters: it cannot be guessed, so it is checked first. A key that
+//!   authenticates is always served, however many failures its address has had (tills
+//!   behind one NAT keep selling while one of them keeps failing). A key that fails costs
+//!   one token; with none left it is answered 429 `rate_limited` instead of 401. A key a
+//!   renewal replaced is a key the server issued, not a guess: it costs nothing and is
+//!   always answered `key_replaced` (so the renewal can be repeated).
+//! * A dynamic staff key is derived from a password, and the admin key may be one the
+//!   operator chose (`TILLGATE_ADMIN_KEY` only needs 20 characters of the key alphabet):
+//!   both can be guessed. One token is taken *before* the credential is checked (429 when
+//!   none is left) and given back when it succeeds, so a burst of concurrent guesses gets
+//!   no more checks than the budget allows. A request dropped while its credential is
+//!   being checked keeps its token spent.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
@@ -123,11 +140,50 @@ fn bearer(headers: &HeaderMap) -> Result<Option<&str>, AppError> {
     Ok(Some(value.trim()))
 }
 
-/// Counts a failed authentication against the client's budget.
+/// Counts a failed authentication of a credential that was checked before any token was
+/// taken (an API key, a malformed header) against the client's budget: `err`, or 429
+/// when the budget has no token left for it.
 fn failed(state: &AppState, ip: IpAddr, err: AppError) -> AppError {
     state.metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
-    let _ = state.auth_limiter.hit(ip);
-    err
+    match state.auth_limiter.try_take(ip) {
+        Ok(()) => err,
+        Err(retry_after_secs) => rate_limited(state, retry_after_secs),
+    }
+}
+
+fn rate_limited(state: &AppState, retry_after_secs: u64) -> AppError {
+    state.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
+    AppError::RateLimited { retry_after_secs }
+}
+
+/// Takes one token of the client's budget before a guessable credential (a dynamic key,
+/// the admin key) is checked; 429 when none is left. The caller gives it back
+/// ([`settle`]) when the credential turns out good.
+fn reserve(state: &AppState, ip: IpAddr) -> Result<(), AppError> {
+    state
+        .auth_limiter
+        .try_take(ip)
+        .map_err(|retry_after_secs| rate_limited(state, retry_after_secs))
+}
+
+/// Settles a token [`reserve`]d for a credential: given back unless the credential
+/// failed (a server error is not the client's failure, so it is given back as well).
+fn settle<T>(state: &AppState, ip: IpAddr, result: Result<T, AppError>) -> Result<T, AppError> {
+    match result {
+        Err(e) if is_credential_failure(&e) => {
+            state.metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
+            Err(e)
+        }
+        other => {
+            state.auth_limiter.give_back(ip);
+            other
+        }
+    }
+}
+
+/// Whether `e` refuses the credential itself (rather than being the server's failure).
+fn is_credential_failure(e: &AppError) -> bool {
+    matches!(e, AppError::Problem { .. } | AppError::Core(_))
 }
 
 /// Authenticates the caller of a register endpoint (identity only). An API key may be
@@ -154,10 +210,6 @@ async fn authenticate_with(
     use_cache: bool,
 ) -> Result<Authenticated, AppError> {
     let ip = client_ip(parts, state.config.trust_forwarded_for);
-    if let Err(retry_after_secs) = state.auth_limiter.check(ip) {
-        state.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
-        return Err(AppError::RateLimited { retry_after_secs });
-    }
     let (cred, via) = match credential(parts) {
         Ok(Some(c)) => c,
         Ok(None) => {
@@ -168,15 +220,19 @@ async fn authenticate_with(
         }
         Err(e) => return Err(failed(state, ip, e)),
     };
-    let result = if is_dynamic_api_key(cred) {
-        authenticate_dynamic(state, cred, via).await
-    } else {
-        authenticate_key(state, cred, via, use_cache).await
-    };
-    result.map_err(|e| match e {
-        e @ (AppError::Problem { .. } | AppError::Core(_)) => failed(state, ip, e),
-        other => other,
-    })
+    if is_dynamic_api_key(cred) {
+        // Derived from a password: a token first (see the module doc).
+        reserve(state, ip)?;
+        return settle(state, ip, authenticate_dynamic(state, cred, via).await);
+    }
+    // A server-drawn key: checked first, paid for only when it fails.
+    authenticate_key(state, cred, via, use_cache)
+        .await
+        .map_err(|e| match e {
+            e if e.code() == "key_replaced" => e,
+            e if is_credential_failure(&e) => failed(state, ip, e),
+            other => other,
+        })
 }
 
 async fn authenticate_key(
@@ -432,22 +488,26 @@ impl FromRequestParts<AppState> for Admin {
     type Rejection = AppError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         let ip = client_ip(parts, state.config.trust_forwarded_for);
-        if let Err(retry_after_secs) = state.auth_limiter.check(ip) {
-            state.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
-            return Err(AppError::RateLimited { retry_after_secs });
-        }
-        match bearer(&parts.headers) {
-            Ok(Some(key)) if state.is_admin_key(key) => Ok(Admin),
-            Ok(None) => Err(AppError::unauthorized(
-                "missing_credentials",
-                "send the admin key as `Authorization: Bearer <admin key>`",
-            )),
-            Ok(Some(_)) => Err(failed(
-                state,
-                ip,
-                AppError::unauthorized("invalid_credentials", "not the admin key"),
-            )),
-            Err(e) => Err(failed(state, ip, e)),
-        }
+        let key = match bearer(&parts.headers) {
+            Ok(Some(key)) => key,
+            Ok(None) => {
+                return Err(AppError::unauthorized(
+                    "missing_credentials",
+                    "send the admin key as `Authorization: Bearer <admin key>`",
+                ));
+            }
+            Err(e) => return Err(failed(state, ip, e)),
+        };
+        // The operator may have chosen the admin key: a token first (see the module doc).
+        reserve(state, ip)?;
+        let result = if state.is_admin_key(key) {
+            Ok(Admin)
+        } else {
+            Err(AppError::unauthorized(
+                "invalid_credentials",
+                "not the admin key",
+            ))
+        };
+        settle(state, ip, result)
     }
 }

@@ -1,5 +1,6 @@
 //! Per-client-address rate limiting (token buckets), for activation requests and failed
-//! authentications. Kept in memory per process: it protects the service, it is not a
+//! authentications (see `auth` for when a token is taken before a credential is checked
+//! and when after). Kept in memory per process: it protects the service, it is not a
 //! correctness rule, so several processes behind a load balancer each apply it.
 //!
 //! An IPv6 client is counted by its /64 network, the smallest block an ISP or a cloud
@@ -58,28 +59,11 @@ impl RateLimiter {
         b.at = now;
     }
 
-    /// Whether `ip` still has budget left, without spending it. When not, the seconds
-    /// until it has.
-    pub fn check(&self, ip: IpAddr) -> Result<(), u64> {
-        if self.per_minute == 0 {
-            return Ok(());
-        }
-        let ip = Self::bucket_of(ip);
-        let now = Instant::now();
-        let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(b) = map.get_mut(&ip) else {
-            return Ok(());
-        };
-        self.refill(b, now);
-        if b.tokens >= 1.0 {
-            Ok(())
-        } else {
-            Err(self.wait_secs(b.tokens))
-        }
-    }
-
-    /// Spends one token for `ip`; `Err(retry_after_secs)` if none is left.
-    pub fn hit(&self, ip: IpAddr) -> Result<(), u64> {
+    /// Takes one token for `ip`; `Err(retry_after_secs)` if none is left. The token is
+    /// taken under the limiter's lock, so of any number of callers at once at most as many
+    /// as there are tokens succeed: a caller may take a token *before* the work it pays
+    /// for and [`give_back`](Self::give_back) it when the work turns out not to count.
+    pub fn try_take(&self, ip: IpAddr) -> Result<(), u64> {
         if self.per_minute == 0 {
             return Ok(());
         }
@@ -107,6 +91,22 @@ impl RateLimiter {
         }
     }
 
+    /// Returns a token that [`try_take`](Self::try_take) took for `ip` (the budget never
+    /// grows past its size). A bucket no longer tracked was full when it was dropped, so
+    /// there is nothing to return to.
+    pub fn give_back(&self, ip: IpAddr) {
+        if self.per_minute == 0 {
+            return;
+        }
+        let ip = Self::bucket_of(ip);
+        let now = Instant::now();
+        let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(b) = map.get_mut(&ip) {
+            self.refill(b, now);
+            b.tokens = (b.tokens + 1.0).min(f64::from(self.per_minute));
+        }
+    }
+
     fn wait_secs(&self, tokens: f64) -> u64 {
         let rate = f64::from(self.per_minute) / 60.0;
         ((1.0 - tokens) / rate).ceil().max(1.0) as u64
@@ -123,31 +123,84 @@ mod tests {
         let l = RateLimiter::new(3);
         let a: IpAddr = [10, 0, 0, 1].into();
         let b: IpAddr = [10, 0, 0, 2].into();
-        assert!(l.hit(a).is_ok() && l.hit(a).is_ok() && l.hit(a).is_ok());
-        assert!(l.check(a).is_err());
-        let wait = l.hit(a).unwrap_err();
+        assert!(l.try_take(a).is_ok() && l.try_take(a).is_ok() && l.try_take(a).is_ok());
+        let wait = l.try_take(a).unwrap_err();
         assert!((1..=20).contains(&wait));
-        assert!(l.hit(b).is_ok());
-        assert!(RateLimiter::new(0).hit(a).is_ok());
+        assert!(l.try_take(b).is_ok());
+        assert!(RateLimiter::new(0).try_take(a).is_ok());
+    }
+
+    #[test]
+    fn a_token_given_back_can_be_taken_again_but_the_budget_never_grows() {
+        let l = RateLimiter::new(2);
+        let a: IpAddr = [10, 0, 0, 1].into();
+        // Giving back to an address never seen (a full budget) changes nothing.
+        l.give_back(a);
+        l.give_back(a);
+        assert!(l.try_take(a).is_ok() && l.try_take(a).is_ok());
+        assert!(l.try_take(a).is_err());
+        l.give_back(a);
+        assert!(l.try_take(a).is_ok(), "the token given back");
+        assert!(l.try_take(a).is_err());
+        // Returned more often than taken: still no more than the budget.
+        for _ in 0..5 {
+            l.give_back(a);
+        }
+        assert!(l.try_take(a).is_ok() && l.try_take(a).is_ok());
+        assert!(l.try_take(a).is_err());
+        // Disabled: nothing to give back, nothing refused.
+        let off = RateLimiter::new(0);
+        off.give_back(a);
+        assert!(off.try_take(a).is_ok());
+    }
+
+    #[test]
+    fn concurrent_reservations_never_exceed_the_budget() {
+        // Every caller reserves before any of them has an answer (nobody gives back):
+        // only the budget gets through, however the threads interleave.
+        let l = RateLimiter::new(5);
+        let a: IpAddr = [10, 0, 0, 1].into();
+        let start = std::sync::Barrier::new(32);
+        let taken = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..32 {
+                s.spawn(|| {
+                    start.wait();
+                    if l.try_take(a).is_ok() {
+                        taken.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                });
+            }
+        });
+        assert_eq!(taken.into_inner(), 5);
+        // Those that succeeded give their tokens back: the budget is whole again, no more.
+        for _ in 0..5 {
+            l.give_back(a);
+        }
+        let again = (0..32).filter(|_| l.try_take(a).is_ok()).count();
+        assert_eq!(again, 5);
     }
 
     #[test]
     fn an_ipv6_host_is_counted_by_its_64_network() {
         let l = RateLimiter::new(2);
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        assert!(l.hit(ip("2001:db8:1:2::1")).is_ok());
-        assert!(l.hit(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")).is_ok());
+        assert!(l.try_take(ip("2001:db8:1:2::1")).is_ok());
+        assert!(l.try_take(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")).is_ok());
         assert!(
-            l.hit(ip("2001:db8:1:2:abcd::7")).is_err(),
+            l.try_take(ip("2001:db8:1:2:abcd::7")).is_err(),
             "another address of the same /64 shares the budget"
         );
-        assert!(l.check(ip("2001:db8:1:2::99")).is_err());
+        // A token given back through another address of the /64 returns to the same budget.
+        l.give_back(ip("2001:db8:1:2::99"));
+        assert!(l.try_take(ip("2001:db8:1:2::1")).is_ok());
+        assert!(l.try_take(ip("2001:db8:1:2::1")).is_err());
         assert!(
-            l.hit(ip("2001:db8:1:3::1")).is_ok(),
+            l.try_take(ip("2001:db8:1:3::1")).is_ok(),
             "the next /64 has its own"
         );
         // An IPv4 client seen through a dual-stack socket is its IPv4 address.
-        assert!(l.hit(ip("10.0.0.9")).is_ok() && l.hit(ip("::ffff:10.0.0.9")).is_ok());
-        assert!(l.hit(ip("10.0.0.9")).is_err());
+        assert!(l.try_take(ip("10.0.0.9")).is_ok() && l.try_take(ip("::ffff:10.0.0.9")).is_ok());
+        assert!(l.try_take(ip("10.0.0.9")).is_err());
     }
 }

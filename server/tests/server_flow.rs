@@ -524,6 +524,71 @@ async fn expiry_and_renewal(db: &TestDb, b: Backend) {
         .unwrap();
     problem(r, 409, "renewal_too_early").await;
 
+    // Within the renewal window, a new period that has not begun yet is refused, with the
+    // key and with the descriptor, before anything changes: the new key would replace the
+    // old one at once and not work until then.
+    s.clock.set(T2030 + 20 * DAY + 3600);
+    let p = problem(
+        s.http
+            .post(s.url("/activations/renew"))
+            .bearer_auth(old)
+            .json(&renew_body("2030-02-01T00:00:00Z", "2031-02-01T00:00:00Z"))
+            .send()
+            .await
+            .unwrap(),
+        400,
+        "invalid_renewal_request",
+    )
+    .await;
+    assert_eq!(p["fields"][0]["field"], "validFrom");
+    assert_eq!(p["fields"][0]["code"], "in_the_future");
+    assert_eq!(p["fields"].as_array().unwrap().len(), 1);
+    let mut by_descriptor = renew_body("2030-01-22T00:00:00Z", "2031-01-21T00:00:00Z");
+    by_descriptor["descriptor"] = code["descriptor"].clone();
+    let p = problem(
+        s.http
+            .post(s.url("/activations/renew"))
+            .json(&by_descriptor)
+            .send()
+            .await
+            .unwrap(),
+        400,
+        "invalid_renewal_request",
+    )
+    .await;
+    assert_eq!(p["fields"][0]["field"], "validFrom");
+    assert_eq!(p["fields"][0]["code"], "in_the_future");
+    // Both problems of a period at once.
+    let p = problem(
+        s.http
+            .post(s.url("/activations/renew"))
+            .bearer_auth(old)
+            .json(&renew_body("2030-01-22T00:00:00Z", "2030-01-25T00:00:00Z"))
+            .send()
+            .await
+            .unwrap(),
+        400,
+        "invalid_renewal_request",
+    )
+    .await;
+    let fields: Vec<_> = p["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["field"].as_str().unwrap(), f["code"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            ("validFrom", "in_the_future"),
+            ("validTo", "period_inconsistent")
+        ]
+    );
+    // Nothing changed: the old key still works, still approved, with its period.
+    let h: Value = s.get_json_as("/auth/handshake", old).await;
+    assert_eq!(h["status"], "approved");
+    assert_eq!(h["validTo"], "2030-02-01T00:00:00Z");
+
     // The key expires at validTo.
     s.clock.set(T2030 + 31 * DAY);
     problem(s.get("/auth/handshake", old).await, 403, "key_expired").await;
@@ -612,6 +677,17 @@ async fn expiry_and_renewal(db: &TestDb, b: Backend) {
             .send()
     };
     s.clock.set(T2030 + 31 * DAY + 600);
+    // The same instants written another way (fractional seconds, an offset) are the
+    // same request.
+    let r = repeat("2030-02-01T00:00:00.000Z", "2031-02-01T01:00:00+01:00")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let again: Value = r.json().await.unwrap();
+    assert_eq!(again["validFrom"], "2030-02-01T00:00:00Z");
+    assert_eq!(again["validTo"], "2031-02-01T00:00:00Z");
+    let lost_again = again["apiKey"].as_str().unwrap().to_owned();
+    problem(s.get("/auth/handshake", lost).await, 401, "key_replaced").await;
     let r = repeat("2030-02-01T00:00:00Z", "2031-02-01T00:00:00Z")
         .await
         .unwrap();
@@ -621,8 +697,13 @@ async fn expiry_and_renewal(db: &TestDb, b: Backend) {
     assert_eq!(again["validFrom"], "2030-02-01T00:00:00Z");
     assert_eq!(again["validTo"], "2031-02-01T00:00:00Z");
     let new = again["apiKey"].as_str().unwrap();
-    assert!(new != lost && new != old);
-    problem(s.get("/auth/handshake", lost).await, 401, "key_replaced").await;
+    assert!(new != lost && new != old && new != lost_again);
+    problem(
+        s.get("/auth/handshake", &lost_again).await,
+        401,
+        "key_replaced",
+    )
+    .await;
     assert_eq!(s.get("/auth/handshake", new).await.status(), 200);
     // Another period is not a repeat, nor is the same one ten minutes after the renewal.
     let r = repeat("2030-02-01T00:00:00Z", "2031-01-01T00:00:00Z")
@@ -1996,6 +2077,8 @@ async fn rate_limits(db: &TestDb, b: Backend) {
     let mut config = test_config(&db.url);
     config.activation_rate_per_minute = 2;
     config.auth_failure_rate_per_minute = 3;
+    // Each part below comes from an address of its own (`X-Forwarded-For`).
+    config.trust_forwarded_for = true;
     let s = Srv::start_with(
         db,
         b,
@@ -2003,17 +2086,18 @@ async fn rate_limits(db: &TestDb, b: Backend) {
         config,
     )
     .await;
-    assert_eq!(
-        s.activate(activation_body(
+    let r = s
+        .activate(activation_body(
             CORP_A,
             "d1",
             "2030-01-01T00:00:00Z",
-            "2030-06-01T00:00:00Z"
+            "2030-06-01T00:00:00Z",
         ))
-        .await
-        .status(),
-        201
-    );
+        .await;
+    assert_eq!(r.status(), 201);
+    let a: Value = r.json().await.unwrap();
+    let id = a["activationId"].as_str().unwrap();
+    let key = a["apiKey"].as_str().unwrap();
     assert_eq!(s.activate(json!({})).await.status(), 400);
     let r = s
         .activate(activation_body(
@@ -2025,27 +2109,167 @@ async fn rate_limits(db: &TestDb, b: Backend) {
         .await;
     assert!(r.headers().get("retry-after").is_some());
     problem(r, 429, "rate_limited").await;
-    for _ in 0..3 {
+
+    // Good admin and dynamic keys cost nothing: more of them than the budget all pass.
+    assert_eq!(s.admin("approve", id).await.status(), 200);
+    for _ in 0..5 {
+        assert_eq!(s.get("/admin/activations", ADMIN_KEY).await.status(), 200);
+    }
+    let cheap = DynamicKeyParams {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+    };
+    let anna = derive_dynamic_key_pair("1,2,3,4", "anna", "correct horse", cheap).unwrap();
+    let pk = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(anna.public_key());
+    let r = s
+        .http
+        .post(s.url("/admin/staff"))
+        .bearer_auth(ADMIN_KEY)
+        .json(
+            &json!({"login": "anna", "activationId": id, "publicKey": pk,
+                      "memoryKib": 64, "iterations": 1, "parallelism": 1}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let now = s.clock.now_secs();
+    let srv = &s;
+    let from = |ip: &'static str| {
+        move |path: &str, key: &str| {
+            srv.http
+                .get(srv.url(path))
+                .bearer_auth(key)
+                .header("x-forwarded-for", ip)
+                .send()
+        }
+    };
+    let dynamic = || create_dynamic_api_key(&anna, now).unwrap();
+    for _ in 0..5 {
+        let get = from("203.0.113.1");
+        assert_eq!(
+            get("/auth/handshake", dynamic().expose())
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+    }
+
+    // Wrong API keys spend the budget, then answer 429 instead of 401.
+    let get = from("203.0.113.2");
+    for i in 0..3 {
         problem(
-            s.get("/auth/handshake", "Wrong-Key-000000000000000").await,
+            get("/auth/handshake", &format!("Wrong-Key-{i:020}"))
+                .await
+                .unwrap(),
             401,
             "invalid_credentials",
         )
         .await;
     }
-    // Even a correct key is now refused from this address until the budget refills.
+    let r = get("/auth/handshake", "Wrong-Key-99999999999999999999")
+        .await
+        .unwrap();
+    assert!(r.headers().get("retry-after").is_some());
+    problem(r, 429, "rate_limited").await;
+    // A valid API key from that address is still served, however it is sent: tills
+    // behind one NAT keep selling while one of them keeps failing.
+    for _ in 0..5 {
+        assert_eq!(get("/auth/handshake", key).await.unwrap().status(), 200);
+    }
+    let r = s
+        .http
+        .get(s.url("/products"))
+        .header("x-api-key", key)
+        .header("x-forwarded-for", "203.0.113.2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = s
+        .http
+        .get(s.url(&format!("/OpenApi_1,2,3,4$${key}/Products")))
+        .header("x-forwarded-for", "203.0.113.2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Guessable credentials are refused before they are checked, even good ones.
+    let r = get("/auth/handshake", dynamic().expose()).await.unwrap();
+    assert!(r.headers().get("retry-after").is_some());
+    problem(r, 429, "rate_limited").await;
     problem(
-        s.get("/auth/handshake", "Wrong-Key-000000000000000").await,
+        get("/admin/activations", ADMIN_KEY).await.unwrap(),
         429,
         "rate_limited",
     )
     .await;
-    problem(
-        s.get("/admin/activations", ADMIN_KEY).await,
-        429,
-        "rate_limited",
-    )
-    .await;
+    // Another address has its own budget.
+    assert_eq!(
+        from("203.0.113.3")("/admin/activations", ADMIN_KEY)
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    // A burst of wrong dynamic keys at once: no more of them are checked than the
+    // budget allows (the rest are refused before their check), whatever the interleaving.
+    let wrong = derive_dynamic_key_pair("1,2,3,4", "anna", "wrong", cheap).unwrap();
+    let burst: Vec<_> = (0..12)
+        .map(|_| {
+            let http = s.http.clone();
+            let url = s.url("/auth/handshake");
+            let dk = create_dynamic_api_key(&wrong, now).unwrap();
+            async move {
+                http.get(url)
+                    .bearer_auth(dk.expose())
+                    .header("x-forwarded-for", "203.0.113.4")
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            }
+        })
+        .collect();
+    let statuses = futures_join_all(burst.into_iter()).await;
+    let checked = statuses.iter().filter(|&&c| c == 401).count();
+    let refused = statuses.iter().filter(|&&c| c == 429).count();
+    assert!((1..=3).contains(&checked), "{statuses:?}");
+    assert_eq!(checked + refused, 12, "{statuses:?}");
+    // The same burst of wrong admin keys.
+    let burst: Vec<_> = (0..12)
+        .map(|i| {
+            let http = s.http.clone();
+            let url = s.url("/admin/activations");
+            async move {
+                http.get(url)
+                    .bearer_auth(format!("Wrong-Admin-Key-{i:020}"))
+                    .header("x-forwarded-for", "203.0.113.5")
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            }
+        })
+        .collect();
+    let statuses = futures_join_all(burst.into_iter()).await;
+    let checked = statuses.iter().filter(|&&c| c == 401).count();
+    let refused = statuses.iter().filter(|&&c| c == 429).count();
+    assert!((1..=3).contains(&checked), "{statuses:?}");
+    assert_eq!(checked + refused, 12, "{statuses:?}");
+    // And the register's API key from the burst's address still works.
+    assert_eq!(
+        from("203.0.113.4")("/auth/handshake", key)
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 }
 
 async fn ops_endpoints(db: &TestDb, b: Backend) {
