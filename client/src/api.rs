@@ -180,7 +180,8 @@ pub(crate) fn parse_list<T: serde::de::DeserializeOwned>(
 }
 
 /// A catalogue product, as the server stores it for the register's company. Prices are
-/// integer minor units, VAT rates basis points.
+/// integer minor units, VAT rates basis points. Members a newer server adds to a product
+/// are ignored (core's [`ProductOut`] keeps them in `extra`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Product {
@@ -212,10 +213,12 @@ fn yes() -> bool {
 impl From<ProductOut> for Product {
     /// The server's answer as a catalogue entry.
     fn from(p: ProductOut) -> Self {
+        // Members a newer server added (`extra`) have no place in the catalogue entry.
         let ProductOut {
             id,
             product,
             updated_at,
+            extra: _,
         } = p;
         Product {
             id,

@@ -16,7 +16,7 @@ use crate::api::{
     Activation, ActivationCode, Handshake, Product, ProductCatalogue, ProductPage, ProductSync,
     parse_handshake, parse_list,
 };
-use crate::http::{Http, Method, Request, Response};
+use crate::http::{Http, Method, Request, Response, redact_url};
 use crate::{ClientError, IdempotencyKey, RenewRequest, Result, StoredTransaction};
 
 /// Default time a whole request may take.
@@ -26,9 +26,14 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Default cap on the size of one answer from the server: 8 MiB. The largest the server
 /// sends is a list page (at most 1,000 transactions or products), well under it.
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 8 << 20;
+/// Transactions asked for per page of `GET /transactions`: the most the server gives
+/// (its `limit` is 1–1000, 100 when not sent), so a long history takes the fewest
+/// requests.
+const TRANSACTION_PAGE: &str = "1000";
 
-/// How a [`Client`] talks to the server and what it trusts.
-#[derive(Debug, Clone)]
+/// How a [`Client`] talks to the server and what it trusts. `Debug` redacts a URL-path
+/// token (and a password) in the base URL.
+#[derive(Clone)]
 pub struct ClientConfig {
     /// The server's base URL, e.g. `https://pos.example` (a path prefix is allowed).
     pub base_url: String,
@@ -53,6 +58,22 @@ pub struct ClientConfig {
     pub max_response_bytes: usize,
 }
 
+impl fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("base_url", &redact_url(&self.base_url))
+            .field("trusted_keys", &self.trusted_keys)
+            .field("timeout", &self.timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("device_id", &self.device_id)
+            .field("application_package", &self.application_package)
+            .field("clock_tolerance_secs", &self.clock_tolerance_secs)
+            .field("user_agent", &self.user_agent)
+            .field("max_response_bytes", &self.max_response_bytes)
+            .finish()
+    }
+}
+
 impl ClientConfig {
     /// A configuration with the default timeouts and no device or package binding.
     pub fn new(base_url: impl Into<String>, trusted_keys: TrustedKeys) -> Self {
@@ -71,10 +92,17 @@ impl ClientConfig {
 }
 
 /// An async client for one register. Cheap to clone (clones share the key, the trusted
-/// time floor and the connection pool). Every call is async and bounded by the
-/// configured timeouts, so the till never waits on the network for long.
+/// time floor and the connection pool). Every call is async and each request it sends is
+/// bounded by the configured timeouts. Most calls send one request, so the till never
+/// waits on the network for long; the calls that follow the server's pages
+/// ([`list_transactions`](Self::list_transactions),
+/// [`verify_history`](Self::verify_history),
+/// [`verify_history_since`](Self::verify_history_since),
+/// [`sync_products`](Self::sync_products)) send one request per page of up to 1,000
+/// transactions or products, so they take as long as the history or the catalogue
+/// needs: keep them off the path of a sale.
 ///
-/// `Debug` never shows the API key.
+/// `Debug` never shows the API key, nor a URL-path token in the base URL.
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
@@ -91,7 +119,7 @@ struct Inner {
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
-            .field("base_url", &self.inner.base)
+            .field("base_url", &redact_url(&self.inner.base))
             .field("api_key", &self.api_key())
             .field("trusted_time_floor", &self.trusted_time_floor())
             .field("trusted_keys", &self.inner.config.trusted_keys)
@@ -204,6 +232,15 @@ impl Client {
     /// `POST /activations-advanced`: registers this cash register. The request is checked
     /// by core first (every bad field listed, nothing sent). On success the returned API
     /// key is set on this client; the activation stays `pending` until approved.
+    ///
+    /// Not idempotent: every request the server receives creates a registration of its
+    /// own, with its own ProductionNumber and key. After an answer that did not arrive
+    /// ([`ClientError::Timeout`], [`ClientError::Network`], a 5xx) the server may have
+    /// registered the till anyway, under a key the app never saw. Store the key the moment
+    /// an answer arrives, and send again only while no key is stored, not in a tight
+    /// loop: each lost answer leaves a `pending` registration behind, which the operator
+    /// tells apart by its `deviceId` and time in the pending list and rejects, approving
+    /// only the one whose ProductionNumber the till shows (docs/PROTOCOL.md 9.8).
     pub async fn activate(&self, request: &ActivationRequest) -> Result<Activation> {
         validate_activation_request(request)?;
         let body: ActivationCreated = self
@@ -219,8 +256,10 @@ impl Client {
 
     /// `GET /auth/handshake`: checks the key and the registration's status. Sends a fresh
     /// nonce (and the configured device id and application package, which the server
-    /// checks too); the server-signed time in the answer must echo the nonce and verify
-    /// against the trusted keys, and then becomes the trusted time floor.
+    /// checks too); the server-signed time in the answer must echo the nonce, verify
+    /// against the trusted keys and be issued to this register (its `sub` the answer's
+    /// ProductionNumber, else [`ClientError::InvalidResponse`]), and then becomes the
+    /// trusted time floor.
     ///
     /// Errors the app acts on: [`ClientError::PendingApproval`],
     /// [`ClientError::KeyExpired`] (renew), [`ClientError::KeyNotYetValid`],
@@ -241,6 +280,13 @@ impl Client {
         let (body, extra) = parse_handshake(&body)?;
         let token = body.signed_time;
         let claims = verify_server_time(&token, &self.inner.config.trusted_keys, Some(&nonce))?;
+        // A time signed for another register is no evidence for this one.
+        if claims.sub != body.production_number {
+            return Err(ClientError::InvalidResponse(format!(
+                "the signed time was issued to {}, not to this register ({})",
+                claims.sub, body.production_number
+            )));
+        }
         self.restore_trusted_time_floor(claims.iat);
         Ok(Handshake {
             status: body.status,
@@ -255,11 +301,17 @@ impl Client {
 
     /// `POST /activations/renew`: renews an expiring or expired key (within the server's
     /// grace period), authenticated by the current key, for a new period (checked by
-    /// core first). On success the new key replaces the old one on this client; the old
-    /// key stops working. Typical answer to [`ClientError::KeyExpired`].
+    /// core first, and sent in its canonical form, `2026-06-01T00:00:00Z`, whatever RFC
+    /// 3339 spelling the request used). On success the new key replaces the old one on
+    /// this client; the old key stops working. Typical answer to
+    /// [`ClientError::KeyExpired`].
+    ///
+    /// When the answer is lost (a timeout after the server renewed), the old key gets
+    /// [`ClientError::KeyReplaced`] from then on: call `renew` again, still with the old
+    /// key, with the same request (the same new period). This project's server answers
+    /// such a repeat with a fresh key for ten minutes after the renewal.
     pub async fn renew(&self, request: &RenewRequest) -> Result<Activation> {
-        check_period(request)?;
-        let mut body = request.clone();
+        let mut body = canonical_renewal(request)?;
         body.descriptor = None;
         self.renew_with(self.authed(Method::Post, "/activations/renew")?, &body)
             .await
@@ -267,14 +319,17 @@ impl Client {
 
     /// `POST /activations/renew` without the old key (lost with the device's storage),
     /// authenticated by the stored signed descriptor instead. The registration then waits
-    /// for an administrator's approval again (status `pending`).
+    /// for an administrator's approval again (status `pending`). The period is checked
+    /// and sent as by [`renew`](Self::renew).
+    ///
+    /// Only a descriptor of the registration's current period works: once any renewal
+    /// succeeded, the descriptor stored before it is refused (401 `descriptor_superseded`).
     pub async fn renew_with_descriptor(
         &self,
         request: &RenewRequest,
         descriptor_jws: &str,
     ) -> Result<Activation> {
-        check_period(request)?;
-        let mut body = request.clone();
+        let mut body = canonical_renewal(request)?;
         body.descriptor = Some(descriptor_jws.to_owned());
         self.renew_with(self.request(Method::Post, "/activations/renew"), &body)
             .await
@@ -342,7 +397,8 @@ impl Client {
     }
 
     /// `GET /transactions`: all of the register's transactions, in sequence order
-    /// (following the server's pages).
+    /// (following the server's pages of up to 1,000, one request each: a long history
+    /// takes a while, see [`Client`]).
     pub async fn list_transactions(&self) -> Result<Vec<StoredTransaction>> {
         self.list_transactions_after(None).await
     }
@@ -353,7 +409,9 @@ impl Client {
         let mut all: Vec<StoredTransaction> = Vec::new();
         let mut after = after;
         loop {
-            let mut req = self.authed(Method::Get, "/transactions")?;
+            let mut req = self
+                .authed(Method::Get, "/transactions")?
+                .query(&[("limit", TRANSACTION_PAGE)]);
             if let Some(a) = after {
                 req = req.query(&[("afterSequence", &a.to_string())]);
             }
@@ -407,6 +465,10 @@ impl Client {
     /// so a history the server changed or cut back after the register saw it fails with
     /// `witness_mismatch`, even if signed afresh with the server's key. The register is
     /// then a witness the server's operators cannot rewrite.
+    ///
+    /// It fetches the whole history, one request per 1,000 transactions, so it takes
+    /// longer the longer the history: run it away from a sale (or use
+    /// [`verify_history_since`](Self::verify_history_since)).
     pub async fn verify_history(&self, witness: Option<&str>) -> Result<VerifiedHistory> {
         let transactions = self.list_transactions().await?;
         let receipts: Vec<&str> = transactions.iter().map(|t| t.receipt.as_str()).collect();
@@ -582,27 +644,18 @@ fn encode_path_segment(s: &str) -> String {
     out
 }
 
-fn check_period(r: &RenewRequest) -> Result<()> {
-    tillgate_core::Period::from_unix(
-        parse_rfc3339(&r.valid_from, "validFrom")?,
-        parse_rfc3339(&r.valid_to, "validTo")?,
-    )?;
-    Ok(())
-}
-
-fn parse_rfc3339(s: &str, field: &str) -> Result<i64> {
-    use time::format_description::well_known::Rfc3339;
-    time::OffsetDateTime::parse(s, &Rfc3339)
-        .map(|t| t.unix_timestamp())
-        .map_err(|_| {
-            ClientError::Core(tillgate_core::Error::InvalidActivationRequest {
-                fields: vec![tillgate_core::FieldError {
-                    field: field.to_owned(),
-                    code: "invalid_format".to_owned(),
-                    message: "must be an RFC 3339 time like 2024-01-01T00:00:00Z".to_owned(),
-                }],
-            })
-        })
+/// Checks a renewal's period by core's rules and returns the request with both ends in
+/// their canonical form (`2026-06-01T00:00:00Z`). A server may recognise a repeated
+/// renewal (after a lost answer) by comparing the period's text with its own rendering,
+/// so the client never sends the app's own spelling (`.000Z`, an offset, a lower-case
+/// `t` or `z`).
+fn canonical_renewal(r: &RenewRequest) -> Result<RenewRequest> {
+    let period = tillgate_core::Period::parse(&r.valid_from, &r.valid_to)?;
+    Ok(RenewRequest {
+        valid_from: period.from_rfc3339(),
+        valid_to: period.to_rfc3339(),
+        ..r.clone()
+    })
 }
 
 /// A register's stored history as the server returned it, verified
@@ -659,16 +712,6 @@ mod tests {
     #[test]
     fn path_segments_are_escaped() {
         assert_eq!(encode_path_segment("a b/c"), "a%20b%2Fc");
-    }
-
-    #[test]
-    fn rfc3339_midnights() {
-        assert_eq!(
-            parse_rfc3339("2025-02-28T00:00:00Z", "validTo").unwrap(),
-            1_740_700_800
-        );
-        let e = parse_rfc3339("2025-02-28", "validTo").unwrap_err();
-        assert_eq!(e.code(), "invalid_activation_request");
     }
 
     fn rows(sequences: &[u64]) -> Vec<StoredTransaction> {
@@ -728,6 +771,55 @@ mod tests {
     }
 
     #[test]
+    fn renewals_send_the_canonical_period() {
+        let r = RenewRequest {
+            production_number: "TG-1".into(),
+            device_id: "dev-1".into(),
+            valid_from: "2026-06-01T00:00:00.000Z".into(),
+            valid_to: "2027-06-01T02:00:00+02:00".into(),
+            descriptor: Some("a.b.c".into()),
+        };
+        let c = canonical_renewal(&r).unwrap();
+        assert_eq!(
+            (c.valid_from.as_str(), c.valid_to.as_str()),
+            ("2026-06-01T00:00:00Z", "2027-06-01T00:00:00Z")
+        );
+        assert_eq!(
+            (c.production_number, c.device_id, c.descriptor),
+            (
+                r.production_number.clone(),
+                r.device_id.clone(),
+                r.descriptor.clone()
+            )
+        );
+        let lower = RenewRequest {
+            valid_from: "2026-06-01t00:00:00z".into(),
+            valid_to: "2027-06-01T00:00:00Z".into(),
+            ..r.clone()
+        };
+        assert_eq!(
+            canonical_renewal(&lower).unwrap().valid_from,
+            "2026-06-01T00:00:00Z"
+        );
+        // Core's rules still apply: not midnight (half a second is not rounded away), too
+        // long, not RFC 3339, missing.
+        for (from, to) in [
+            ("2026-06-01T00:00:00.5Z", "2027-06-01T00:00:00Z"),
+            ("2026-06-01T00:00:00Z", "2027-06-02T00:00:00Z"),
+            ("2026-06-01", "2027-06-01T00:00:00Z"),
+            ("2026-06-01T00:00:00Z", ""),
+        ] {
+            let bad = RenewRequest {
+                valid_from: from.into(),
+                valid_to: to.into(),
+                ..r.clone()
+            };
+            let e = canonical_renewal(&bad).unwrap_err();
+            assert_eq!(e.code(), "invalid_activation_request", "{from} {to}");
+        }
+    }
+
+    #[test]
     fn debug_never_shows_the_key() {
         let c = Client::new(ClientConfig::new("http://127.0.0.1:1", TrustedKeys::new())).unwrap();
         let key = tillgate_core::generate_api_key(40).unwrap();
@@ -737,5 +829,22 @@ mod tests {
         assert!(dbg.contains("redacted"));
         assert!(Client::new(ClientConfig::new("ftp://x", TrustedKeys::new())).is_err());
         assert!(Client::new(ClientConfig::new("not a url", TrustedKeys::new())).is_err());
+    }
+
+    #[test]
+    fn debug_never_shows_a_url_path_token() {
+        let base = "https://till:s3cret-pw@pos.example/OpenApi_1,2$R20240101000000$$Tok3nSecret/";
+        let config = ClientConfig::new(base, TrustedKeys::new());
+        let c = Client::new(config.clone()).unwrap();
+        for dbg in [format!("{config:?}"), format!("{c:?}"), format!("{c:#?}")] {
+            assert!(!dbg.contains("Tok3nSecret"), "{dbg}");
+            assert!(!dbg.contains("s3cret-pw"), "{dbg}");
+            assert!(
+                dbg.contains("pos.example/OpenApi_1,2$R20240101000000$$<redacted>"),
+                "{dbg}"
+            );
+        }
+        // The rest of the configuration is shown.
+        assert!(format!("{config:?}").contains("max_response_bytes: 8388608"));
     }
 }

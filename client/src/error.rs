@@ -18,7 +18,7 @@ use tillgate_core::FieldError;
 /// |---|---|
 /// | [`PendingApproval`](Self::PendingApproval) | keep selling offline, ask again later |
 /// | [`KeyExpired`](Self::KeyExpired) | [`Client::renew`](crate::Client::renew) |
-/// | [`KeyReplaced`](Self::KeyReplaced) | a renewal already replaced this key: repeat that same renewal (the server answers it again with the new key) or [`Client::renew_with_descriptor`](crate::Client::renew_with_descriptor); do not activate again |
+/// | [`KeyReplaced`](Self::KeyReplaced) | a renewal already replaced this key (its answer was lost): soon after it, repeat that same renewal with this key and the same new period, and the server answers it with a fresh key; once the server no longer answers the repeat, activate again (the descriptor stored before the renewal no longer renews: `descriptor_superseded`) |
 /// | [`Rejected`](Self::Rejected), [`Revoked`](Self::Revoked) | stop; the register must be activated again |
 /// | [`Unauthorized`](Self::Unauthorized) | the key is unknown (`invalid_credentials`): activate again; for a staff login's dynamic key, `dynamic_key_stale` (check the device clock) or `dynamic_key_replayed` (make a new key) |
 /// | [`is_transient`](Self::is_transient) errors | retry later (after [`retry_after`](Self::retry_after) when the server named it); queued transactions stay queued |
@@ -62,8 +62,13 @@ pub enum ClientError {
         detail: String,
     },
     /// 401 `key_replaced`: a renewal replaced this API key. Repeating that same renewal
-    /// with the old key answers it again (the new key), so a till whose renewal answer
-    /// was lost recovers; activating again would start a new registration.
+    /// (the same new period) with the old key, soon after it (this project's server
+    /// allows ten minutes), answers it again with a fresh key, so a till whose renewal
+    /// answer was lost recovers. The signed descriptor stored before the renewal does not
+    /// help: the server refuses it from then on (401 `descriptor_superseded`), so
+    /// [`Client::renew_with_descriptor`](crate::Client::renew_with_descriptor) is no way
+    /// out. When the repeat is no longer answered, only a new activation (a new
+    /// registration, approved by the operator) recovers the register.
     #[error("API key was replaced by a renewal: {detail}")]
     KeyReplaced {
         /// The server's explanation.

@@ -3,6 +3,8 @@
 //! carries no HTTP stack of its own (no reqwest, `http`, `url` or IDNA tables): the
 //! browser already has one, with its TLS.
 
+use std::borrow::Cow;
+use std::fmt;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -28,8 +30,8 @@ impl Method {
     }
 }
 
-/// One request: everything the server API needs, nothing more.
-#[derive(Debug)]
+/// One request: everything the server API needs, nothing more. `Debug` redacts the
+/// `Authorization` value and a URL-path token, and shows only the body's size.
 pub(crate) struct Request {
     method: Method,
     url: String,
@@ -83,6 +85,79 @@ impl Request {
         self.body = Some(body);
         Ok(self)
     }
+}
+
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("url", &redact_url(&self.url))
+            .field("headers", &self.headers)
+            .field(
+                "authorization",
+                &self.authorization.as_ref().map(|_| "<redacted>"),
+            )
+            .field("body_bytes", &self.body.as_ref().map(Vec::len))
+            .finish()
+    }
+}
+
+/// A URL for `Debug` and logs: every URL-path token (whatever follows `$$`, written `$`
+/// or `%24`, up to the next `/`, `?` or `#`) and the password of a `user:password@` are
+/// replaced by `<redacted>`; the rest is kept, to tell servers and prefixes apart.
+/// The rule of the server's log redaction of paths, applied to a whole URL.
+pub(crate) fn redact_url(url: &str) -> Cow<'_, str> {
+    /// The length of a `$` written at the start of `b`: 1 for `$`, 3 for `%24`.
+    fn dollar(b: &[u8]) -> Option<usize> {
+        match b {
+            [b'$', ..] => Some(1),
+            [b'%', b'2', b'4', ..] => Some(3),
+            _ => None,
+        }
+    }
+    let bytes = url.as_bytes();
+    let mut out = String::new();
+    let mut copied = 0;
+    // The authority's password: `scheme://user:password@host`.
+    if let Some(start) = url.find("://").map(|i| i + 3) {
+        let end = bytes[start..]
+            .iter()
+            .position(|&b| matches!(b, b'/' | b'?' | b'#'))
+            .map_or(bytes.len(), |p| start + p);
+        if let Some(at) = url[start..end].rfind('@').map(|p| start + p)
+            && let Some(colon) = url[start..at].find(':').map(|p| start + p)
+        {
+            out.push_str(&url[..=colon]);
+            out.push_str("<redacted>");
+            copied = at;
+        }
+    }
+    let mut i = copied;
+    while i < bytes.len() {
+        let Some(first) = dollar(&bytes[i..]) else {
+            i += 1;
+            continue;
+        };
+        let Some(second) = dollar(&bytes[i + first..]) else {
+            i += first;
+            continue;
+        };
+        let start = i + first + second;
+        let end = bytes[start..]
+            .iter()
+            .position(|&b| matches!(b, b'/' | b'?' | b'#'))
+            .map_or(bytes.len(), |p| start + p);
+        // `start` and `end` follow ASCII bytes, so they are character boundaries.
+        out.push_str(&url[copied..start]);
+        out.push_str("<redacted>");
+        copied = end;
+        i = end;
+    }
+    if copied == 0 {
+        return Cow::Borrowed(url);
+    }
+    out.push_str(&url[copied..]);
+    Cow::Owned(out)
 }
 
 /// Form-urlencoding (WHATWG): alphanumerics and `*-._` stay, space is `+`, every other
@@ -248,7 +323,7 @@ impl Http {
     }
 
     /// Sends `req` with the global `fetch` and reads the whole answer, within the timeout
-    /// (`AbortSignal.timeout`, which bounds reading the body too).
+    /// (an abort signal, which bounds reading the body too: see [`wasm::Deadline`]).
     #[cfg(target_arch = "wasm32")]
     pub(crate) async fn send(&self, req: Request) -> Result<Response> {
         use wasm_bindgen::JsCast;
@@ -276,8 +351,9 @@ impl Http {
             init.set_body(&js_sys::Uint8Array::from(body.as_slice()));
         }
         init.set_headers(&headers);
-        let ms = u32::try_from(self.timeout.as_millis()).unwrap_or(u32::MAX);
-        init.set_signal(Some(&web_sys::AbortSignal::timeout_with_u32(ms)));
+        // Held until the body is read: dropping it clears its timer, if it has one.
+        let deadline = wasm::Deadline::new(self.timeout)?;
+        init.set_signal(Some(deadline.signal()));
 
         let resp: web_sys::Response = JsFuture::from(wasm::fetch(&req.url, &init))
             .await
@@ -300,6 +376,7 @@ impl Http {
             Some(stream) => wasm::read_capped(stream, max).await?,
             None => Vec::new(),
         };
+        drop(deadline);
         Ok(Response {
             status: resp.status(),
             body,
@@ -319,6 +396,7 @@ fn too_large(max: usize) -> ClientError {
 #[cfg(target_arch = "wasm32")]
 mod wasm {
     use js_sys::{Promise, Reflect};
+    use wasm_bindgen::JsCast as _;
     use wasm_bindgen::prelude::*;
 
     use crate::{ClientError, Result};
@@ -328,6 +406,71 @@ mod wasm {
         /// The global `fetch` (window, worker or node ≥ 18).
         #[wasm_bindgen(js_name = fetch)]
         pub(super) fn fetch(url: &str, init: &web_sys::RequestInit) -> Promise;
+        /// The global `setTimeout` (window, worker or node): its handle is a number in
+        /// browsers and an object in node, so it stays a `JsValue`.
+        #[wasm_bindgen(js_name = setTimeout, catch)]
+        fn set_timeout(handler: &js_sys::Function, ms: i32) -> Result<JsValue, JsValue>;
+        /// The global `clearTimeout`.
+        #[wasm_bindgen(js_name = clearTimeout)]
+        fn clear_timeout(handle: &JsValue);
+    }
+
+    /// The signal that ends a request after the timeout: `AbortSignal.timeout` where the
+    /// platform has it, else (Safari before 16, Chrome before 103) an `AbortController`
+    /// aborted by a `setTimeout` timer. Either way the `fetch`, or the reading of its
+    /// body, rejects (`TimeoutError` or `AbortError`, both [`ClientError::Timeout`]), so
+    /// the call always settles. Dropping it clears the timer (the request finished first,
+    /// or its future was dropped).
+    pub(super) struct Deadline {
+        signal: web_sys::AbortSignal,
+        /// The fallback's timer handle and the callback it calls (kept alive while the
+        /// timer may fire).
+        timer: Option<(JsValue, Closure<dyn FnMut()>)>,
+    }
+
+    impl Deadline {
+        pub(super) fn new(timeout: std::time::Duration) -> Result<Self> {
+            // Timers of more than 2^31 − 1 ms fire at once in browsers: cap them there
+            // (24.8 days, which no request timeout comes near).
+            let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+            if has_abort_signal_timeout() {
+                return Ok(Deadline {
+                    signal: web_sys::AbortSignal::timeout_with_u32(ms.unsigned_abs()),
+                    timer: None,
+                });
+            }
+            let controller = web_sys::AbortController::new().map_err(network)?;
+            let signal = controller.signal();
+            let abort = Closure::<dyn FnMut()>::new(move || controller.abort());
+            let handle = set_timeout(abort.as_ref().unchecked_ref(), ms).map_err(network)?;
+            Ok(Deadline {
+                signal,
+                timer: Some((handle, abort)),
+            })
+        }
+
+        pub(super) fn signal(&self) -> &web_sys::AbortSignal {
+            &self.signal
+        }
+    }
+
+    impl Drop for Deadline {
+        fn drop(&mut self) {
+            // Cleared before its callback is freed, so the timer never calls a freed one.
+            if let Some((handle, _)) = &self.timer {
+                clear_timeout(handle);
+            }
+        }
+    }
+
+    /// Whether the platform has `AbortSignal.timeout` (a function on the global
+    /// `AbortSignal`).
+    fn has_abort_signal_timeout() -> bool {
+        Reflect::get(&js_sys::global(), &JsValue::from_str("AbortSignal"))
+            .ok()
+            .filter(|c| c.is_object() || c.is_function())
+            .and_then(|c| Reflect::get(&c, &JsValue::from_str("timeout")).ok())
+            .is_some_and(|f| f.is_function())
     }
 
     fn prop(v: &JsValue, name: &str) -> Option<String> {
@@ -370,7 +513,6 @@ mod wasm {
         stream: web_sys::ReadableStream,
         max: usize,
     ) -> Result<Vec<u8>> {
-        use wasm_bindgen::JsCast as _;
         use wasm_bindgen_futures::JsFuture;
 
         let reader = web_sys::ReadableStreamDefaultReader::new(&stream).map_err(network)?;
@@ -428,6 +570,61 @@ mod tests {
             .append_pair("nonce", "ab 1")
             .append_pair("deviceId", "å/&=+~");
         assert_eq!(u.as_str(), r.url);
+    }
+
+    #[test]
+    fn urls_are_redacted_for_debug() {
+        let cases = [
+            ("https://pos.example/api", "https://pos.example/api"),
+            (
+                "https://pos.example/OpenApi_1,2$R20240101000000$$Secr3t/Products?rve=1",
+                "https://pos.example/OpenApi_1,2$R20240101000000$$<redacted>/Products?rve=1",
+            ),
+            (
+                "https://pos.example/OpenApi_1%24%24Secr3t",
+                "https://pos.example/OpenApi_1%24%24<redacted>",
+            ),
+            (
+                "https://pos.example/OpenApi_1$%24Secr3t?x=1",
+                "https://pos.example/OpenApi_1$%24<redacted>?x=1",
+            ),
+            (
+                "http://till:Secr3t@pos.example:8080/OpenApi_1$$Secr3t",
+                "http://till:<redacted>@pos.example:8080/OpenApi_1$$<redacted>",
+            ),
+            (
+                "http://till@pos.example/a@b:c",
+                "http://till@pos.example/a@b:c",
+            ),
+            ("https://pos.example/$", "https://pos.example/$"),
+            (
+                "https://pos.example/a$$",
+                "https://pos.example/a$$<redacted>",
+            ),
+            ("not a url $$Secr3t", "not a url $$<redacted>"),
+        ];
+        for (url, want) in cases {
+            assert_eq!(redact_url(url), want, "{url}");
+        }
+    }
+
+    #[test]
+    fn request_debug_hides_the_credentials() {
+        let r = Request::new(
+            Method::Post,
+            "https://pos.example/OpenApi_1$$UrlT0ken/activations/renew".into(),
+        )
+        .authorization("Bearer Abcdefghij0123456789key".into())
+        .header("idempotency-key", "receipt-1")
+        .json(&serde_json::json!({"descriptor": "a.b.c"}))
+        .unwrap();
+        for dbg in [format!("{r:?}"), format!("{r:#?}")] {
+            assert!(!dbg.contains("Abcdefghij0123456789key"), "{dbg}");
+            assert!(!dbg.contains("UrlT0ken"), "{dbg}");
+            assert!(dbg.contains("<redacted>"), "{dbg}");
+            assert!(dbg.contains("receipt-1"), "{dbg}");
+            assert!(dbg.contains("Post"), "{dbg}");
+        }
     }
 
     #[cfg(not(target_arch = "wasm32"))]

@@ -13,7 +13,7 @@ use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use tillgate_client::core::{
     ActivationDescriptor, ReceiptClaims, ServerTimeClaims, SigningKey, Transaction, TrustedKeys,
     receipt_link, sign_descriptor, sign_receipt, sign_server_time, validate_api_key,
@@ -51,6 +51,10 @@ struct Stub {
     /// Receipts to give the next transactions stored, in order ("r.r.r" once none are
     /// left).
     receipts: Mutex<Vec<String>>,
+    /// The query of each `GET /transactions`.
+    list_queries: Mutex<Vec<HashMap<String, String>>>,
+    /// The body of each `POST /activations/renew`.
+    renewals: Mutex<Vec<serde_json::Value>>,
 }
 
 fn problem(status: u16, code: &str) -> Response {
@@ -81,7 +85,7 @@ async fn handshake(h: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Re
     let code = key.split('-').next().unwrap_or("");
     match code {
         "" => return problem(401, "missing_credentials"),
-        "ok" | "badnonce" | "unsigned" | "otherkey" => {}
+        "ok" | "badnonce" | "unsigned" | "otherkey" | "othersub" => {}
         "slow" => {
             tokio::time::sleep(Duration::from_secs(3)).await;
         }
@@ -110,7 +114,8 @@ async fn handshake(h: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Re
     let signed = sign_server_time(
         &ServerTimeClaims {
             iss: "stub".into(),
-            sub: "TG-1".into(),
+            // A time signed for another register.
+            sub: if code == "othersub" { "TG-2" } else { "TG-1" }.into(),
             iat: NOW,
             nonce,
         },
@@ -209,7 +214,8 @@ async fn post_tx(
 
 /// `GET /products`: pages of one product each, `more` until the RVE reaches 3; a stuck
 /// cursor (the same `rve` with `more`) when asked with `rve=stuck`, and two cursors
-/// naming each other from `ping` and `pong`.
+/// naming each other from `ping` and `pong`. Each product carries members a newer
+/// server might add (`unit`, `allergens`).
 async fn products(Query(q): Query<HashMap<String, String>>) -> Response {
     let at: u32 = match q.get("rve").map(String::as_str) {
         None => 0,
@@ -229,18 +235,54 @@ async fn products(Query(q): Query<HashMap<String, String>>) -> Response {
     Json(serde_json::json!({
         "rve": next.to_string(),
         "items": [{"id": format!("p{next}"), "name": "P", "price": 100, "currency": "SEK",
-                   "vatRate": 2500, "updatedAt": "2024-01-01T00:00:00Z"}],
+                   "vatRate": 2500, "updatedAt": "2024-01-01T00:00:00Z",
+                   "unit": "cup", "allergens": ["milk"]}],
         "more": next < 3,
     }))
+    .into_response()
+}
+
+/// `PUT /products/{id}`: the product as a newer server answers it, with a member this
+/// client does not know. The body must be a product as core reads one (strictly).
+async fn put_product(
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Json(p): Json<tillgate_client::core::Product>,
+) -> Response {
+    let mut v = serde_json::to_value(&p).unwrap();
+    v["id"] = id.into();
+    v["updatedAt"] = "2024-02-01T00:00:00Z".into();
+    v["unit"] = "cup".into();
+    (StatusCode::CREATED, Json(v)).into_response()
+}
+
+/// `GET /transactions`: records the query and answers an empty last page.
+async fn list_transactions(
+    State(stub): State<Arc<Stub>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    stub.list_queries.lock().unwrap().push(q);
+    Json(serde_json::json!({"rve": "20240101000000", "items": []})).into_response()
+}
+
+/// `POST /activations/renew`: records the body and answers a new key for its period.
+async fn renew(State(stub): State<Arc<Stub>>, Json(body): Json<serde_json::Value>) -> Response {
+    stub.renewals.lock().unwrap().push(body.clone());
+    Json(
+        serde_json::json!({"activationId": "a1", "productionNumber": "TG-1",
+        "apiKey": "renewed-000000000000000000", "status": "approved",
+        "validFrom": body["validFrom"], "validTo": body["validTo"]}),
+    )
     .into_response()
 }
 
 async fn spawn(stub: Arc<Stub>) -> String {
     let app = axum::Router::new()
         .route("/products", get(products))
+        .route("/products/{id}", put(put_product))
+        .route("/activations/renew", post(renew))
         .route("/auth/handshake", get(handshake))
         .route("/activations/activation-code", get(activation_code))
-        .route("/transactions", post(post_tx))
+        .route("/transactions", post(post_tx).get(list_transactions))
         .with_state(stub);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -327,6 +369,8 @@ async fn handshake_verifies_the_signed_time_and_keeps_the_floor() {
         ("badnonce", "nonce_mismatch"),
         ("otherkey", "unknown_kid"),
         ("unsigned", "invalid_response"),
+        // Signed, but for another register (`sub` is not the answer's ProductionNumber).
+        ("othersub", "invalid_response"),
     ] {
         let c = client(&base, prefix);
         let e = c.handshake().await.unwrap_err();
@@ -726,6 +770,63 @@ async fn product_sync_follows_more_and_refuses_a_stuck_cursor() {
         (page.products.len(), page.rve.as_deref(), page.more),
         (1, Some("2"), true)
     );
+}
+
+/// Members a newer server adds to a product (the stub's `unit` and `allergens`) break
+/// neither a sync nor a `put_product` answer: the product is read, the members ignored.
+#[tokio::test]
+async fn products_with_members_this_client_does_not_know_are_read() {
+    let base = spawn(Arc::default()).await;
+    let c = client(&base, "products");
+    let mut catalogue = tillgate_client::ProductCatalogue::default();
+    assert_eq!(c.sync_products(&mut catalogue).await.unwrap().changed, 3);
+    assert_eq!(catalogue.products["p1"].price, 100);
+    let mut p = catalogue.products["p1"].clone();
+    p.id = "p 9".into();
+    p.price = 250;
+    let stored = c.put_product(&p).await.unwrap();
+    assert_eq!((stored.id.as_str(), stored.price), ("p 9", 250));
+    assert_eq!(stored.updated_at.as_deref(), Some("2024-02-01T00:00:00Z"));
+}
+
+/// The client asks for the largest page the server gives, not its default of 100.
+#[tokio::test]
+async fn transactions_are_listed_in_pages_of_a_thousand() {
+    let stub = Arc::new(Stub::default());
+    let base = spawn(stub.clone()).await;
+    let c = client(&base, "ok");
+    assert!(c.list_transactions().await.unwrap().is_empty());
+    let queries = stub.list_queries.lock().unwrap().clone();
+    assert_eq!(queries.len(), 1);
+    assert_eq!(queries[0].get("limit").map(String::as_str), Some("1000"));
+    assert_eq!(queries[0].get("afterSequence"), None);
+}
+
+/// A renewal is sent with its period written canonically, whatever RFC 3339 spelling the
+/// app used, so that a server comparing the text recognises a repeated renewal.
+#[tokio::test]
+async fn a_renewal_sends_the_canonical_period() {
+    let stub = Arc::new(Stub::default());
+    let base = spawn(stub.clone()).await;
+    let c = client(&base, "ok");
+    let request = tillgate_client::RenewRequest {
+        production_number: "TG-1".into(),
+        device_id: "dev-1".into(),
+        valid_from: "2026-06-01T00:00:00.000Z".into(),
+        valid_to: "2027-06-01T01:00:00+01:00".into(),
+        descriptor: None,
+    };
+    let a = c.renew(&request).await.unwrap();
+    assert_eq!(a.valid_from.as_deref(), Some("2026-06-01T00:00:00Z"));
+    c.renew_with_descriptor(&request, "a.b.c").await.unwrap();
+    let sent = stub.renewals.lock().unwrap().clone();
+    assert_eq!(sent.len(), 2);
+    for body in &sent {
+        assert_eq!(body["validFrom"], "2026-06-01T00:00:00Z", "{body}");
+        assert_eq!(body["validTo"], "2027-06-01T00:00:00Z", "{body}");
+    }
+    assert_eq!(sent[0].get("descriptor"), None);
+    assert_eq!(sent[1]["descriptor"], "a.b.c");
 }
 
 /// Receipt `seq` of the register's chain, linking `prev` (`None` for the first);

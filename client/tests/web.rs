@@ -15,7 +15,7 @@ use tillgate_client::{
     Client, ClientConfig, IdempotencyKey, LocalStorageStore, Outbox, QueueStore, Submitted,
     WitnessProblem, WitnessRecord, encode_witness, unix_time_ms,
 };
-use wasm_bindgen::JsValue;
+use wasm_bindgen::{JsCast as _, JsValue};
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -488,4 +488,78 @@ async fn a_reset_in_one_tab_keeps_a_problem_it_never_reported() {
     );
     a.reset_witness().await.unwrap();
     assert_eq!(stored_witness(&ns).problem, None);
+}
+
+/// Makes the page's `fetch` answer requests to [`FAKE_SERVER`] never: each rejects with
+/// an `AbortError` only when its signal aborts (as a server that does not answer).
+/// Counts the requests in `window.tillgateHung`.
+fn fake_server_hangs() -> RealFetch {
+    let make = js_sys::Function::new_with_args(
+        "real, base",
+        "globalThis.tillgateHung = 0; \
+         return (url, init) => { \
+           if (!String(url).startsWith(base)) return real(url, init); \
+           globalThis.tillgateHung += 1; \
+           return new Promise((_, reject) => init.signal.addEventListener('abort', \
+             () => reject(new DOMException('aborted', 'AbortError')))); };",
+    );
+    let global = js_sys::global();
+    let real = js_sys::Reflect::get(&global, &"fetch".into()).unwrap();
+    let fake = make
+        .call2(&JsValue::NULL, &real, &FAKE_SERVER.into())
+        .unwrap();
+    js_sys::Reflect::set(&global, &"fetch".into(), &fake).unwrap();
+    RealFetch(real)
+}
+
+/// `AbortSignal.timeout`, taken away from the page (as on Safari before 16) until
+/// dropped.
+struct NoSignalTimeout(JsValue);
+
+impl NoSignalTimeout {
+    fn take() -> Self {
+        let class = js_sys::Reflect::get(&js_sys::global(), &"AbortSignal".into()).unwrap();
+        let timeout = js_sys::Reflect::get(&class, &"timeout".into()).unwrap();
+        assert!(timeout.is_function());
+        js_sys::Reflect::delete_property(
+            class.unchecked_ref::<js_sys::Object>(),
+            &"timeout".into(),
+        )
+        .unwrap();
+        assert!(
+            js_sys::Reflect::get(&class, &"timeout".into())
+                .unwrap()
+                .is_undefined()
+        );
+        NoSignalTimeout(timeout)
+    }
+}
+
+impl Drop for NoSignalTimeout {
+    fn drop(&mut self) {
+        let class = js_sys::Reflect::get(&js_sys::global(), &"AbortSignal".into()).unwrap();
+        let _ = js_sys::Reflect::set(&class, &"timeout".into(), &self.0);
+    }
+}
+
+/// Without `AbortSignal.timeout` a request to a server that never answers still ends at
+/// the timeout, with `timeout` (an `AbortController` aborted by a timer), and so does the
+/// next one: each request has its own timer.
+#[wasm_bindgen_test]
+async fn a_request_times_out_where_abort_signal_timeout_is_missing() {
+    let _fetch = fake_server_hangs();
+    let _missing = NoSignalTimeout::take();
+    let mut config = ClientConfig::new(FAKE_SERVER, TrustedKeys::new());
+    config.timeout = Duration::from_millis(300);
+    let client = Client::new(config).unwrap();
+    client.set_api_key(generate_api_key(40).unwrap());
+    for n in 1..=2 {
+        let start = unix_time_ms();
+        let e = client.handshake().await.unwrap_err();
+        let took = unix_time_ms() - start;
+        assert_eq!(e.code(), "timeout", "{e:?}");
+        assert!((250..5_000).contains(&took), "{took} ms");
+        let hung = js_sys::Reflect::get(&js_sys::global(), &"tillgateHung".into()).unwrap();
+        assert_eq!(hung.as_f64(), Some(f64::from(n)));
+    }
 }

@@ -91,6 +91,26 @@ impl Period {
         }
         .ok_or(Error::InvalidActivationRequest { fields: errors })
     }
+    /// Checks and builds a period from its two RFC 3339 ends (`validFrom`, `validTo`) by
+    /// the rules [`validate_activation_request`] applies to them, every failing end listed
+    /// (`invalid_activation_request`). For a renewal's new period; write it back with
+    /// [`from_rfc3339`](Self::from_rfc3339) and [`to_rfc3339`](Self::to_rfc3339) for the
+    /// canonical form.
+    ///
+    /// ```
+    /// use tillgate_core::Period;
+    /// let p = Period::parse("2026-06-01T00:00:00.000Z", "2027-06-01T01:00:00+01:00").unwrap();
+    /// assert_eq!(p.from_rfc3339(), "2026-06-01T00:00:00Z");
+    /// assert_eq!(p.to_rfc3339(), "2027-06-01T00:00:00Z");
+    /// // Not midnight: a zero fraction is, half a second is not.
+    /// let e = Period::parse("2026-06-01T00:00:00.5Z", "2027-06-01T00:00:00Z").unwrap_err();
+    /// assert_eq!(e.code(), "invalid_activation_request");
+    /// ```
+    pub fn parse(valid_from: &str, valid_to: &str) -> Result<Self> {
+        let mut errors = Vec::new();
+        parse_period(valid_from, valid_to, &mut errors)
+            .ok_or(Error::InvalidActivationRequest { fields: errors })
+    }
     /// Start, Unix seconds.
     pub fn from_unix_seconds(&self) -> i64 {
         self.from.unix_timestamp()
@@ -421,14 +441,7 @@ pub fn validate_activation_request_with(
         ));
     }
 
-    let from = parse_time("validFrom", &req.valid_from, &mut errors)
-        .and_then(|t| midnight("validFrom", t, &mut errors));
-    let to = parse_time("validTo", &req.valid_to, &mut errors)
-        .and_then(|t| midnight("validTo", t, &mut errors));
-    let period = match (from, to) {
-        (Some(f), Some(t)) => check_period(f, t, &mut errors),
-        _ => None,
-    };
+    let period = parse_period(&req.valid_from, &req.valid_to, &mut errors);
 
     let corporate = corporate_id(&req.corporate_id, rules.corporate_id)
         .map_err(|e| errors.push(e))
@@ -482,6 +495,16 @@ pub fn validate_activation_request_with(
             })
         }
         _ => Err(Error::InvalidActivationRequest { fields: errors }),
+    }
+}
+
+/// The period of `validFrom` and `validTo` (section 9.2), or why not in `errors`.
+fn parse_period(from: &str, to: &str, errors: &mut Vec<FieldError>) -> Option<Period> {
+    let from = parse_time("validFrom", from, errors).and_then(|t| midnight("validFrom", t, errors));
+    let to = parse_time("validTo", to, errors).and_then(|t| midnight("validTo", t, errors));
+    match (from, to) {
+        (Some(f), Some(t)) => check_period(f, t, errors),
+        _ => None,
     }
 }
 

@@ -9,8 +9,11 @@
 //!
 //! The doc comments are the OpenAPI descriptions, so they stay short. Responses are read
 //! leniently where it matters for older apps: members a type does not know are ignored
-//! ([`TransactionOut`] keeps them in `extra`). [`RenewRequest`] reads missing members as
-//! empty (the server then reports them as invalid fields) and refuses unknown ones.
+//! ([`TransactionOut`] and [`ProductOut`] keep them in `extra`), so a newer server that
+//! adds members does not break an older app. Requests are read strictly:
+//! [`RenewRequest`] reads missing members as empty (the server then reports them as
+//! invalid fields) and refuses unknown ones, and so does [`Product`] as the body of
+//! `PUT /products/{id}`.
 
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -252,7 +255,7 @@ pub struct TransactionList {
 // ---- products -----------------------------------------------------------------------
 
 /// A product as returned.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProductOut {
@@ -266,6 +269,46 @@ pub struct ProductOut {
     pub product: Product,
     /// Last change (RFC 3339).
     pub updated_at: String,
+    /// Every other member the server sent (the server itself never fills this). Reading
+    /// is lenient: a member [`Product`] does not know (one a newer server added) lands
+    /// here instead of failing the product, which as a request body refuses it.
+    #[serde(flatten)]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The members of [`Product`] as JSON names: what [`ProductOut`] hands to it when reading.
+const PRODUCT_MEMBERS: [&str; 6] = ["name", "price", "currency", "vatRate", "barcode", "active"];
+
+impl<'de> Deserialize<'de> for ProductOut {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        use serde_json::Value;
+        let mut map = serde_json::Map::<String, Value>::deserialize(d)?;
+        let mut text = |name: &'static str| match map.remove(name) {
+            Some(Value::String(s)) => Ok(s),
+            None => Err(D::Error::missing_field(name)),
+            Some(other) => Err(D::Error::custom(format!(
+                "{name} must be a string, got {other}"
+            ))),
+        };
+        let id = text("id")?;
+        let updated_at = text("updatedAt")?;
+        // The product's own members, read by its strict rules; everything else is extra.
+        let mut product = serde_json::Map::new();
+        for k in PRODUCT_MEMBERS {
+            if let Some(v) = map.remove(k) {
+                product.insert(k.to_owned(), v);
+            }
+        }
+        let product = serde_json::from_value(Value::Object(product)).map_err(D::Error::custom)?;
+        Ok(ProductOut {
+            id,
+            product,
+            updated_at,
+            extra: map,
+        })
+    }
 }
 
 /// A delta of the catalogue.
@@ -430,6 +473,7 @@ mod tests {
                 active: true,
             },
             updated_at: "2024-01-01T00:00:00Z".into(),
+            extra: serde_json::Map::new(),
         };
         let json = r#"{"id":"k1","name":"Kaffe","price":2500,"currency":"SEK","vatRate":1200,"active":true,"updatedAt":"2024-01-01T00:00:00Z"}"#;
         assert_eq!(serde_json::to_string(&p).unwrap(), json);
@@ -445,5 +489,59 @@ mod tests {
             staff_login: None,
         };
         assert!(!serde_json::to_string(&h).unwrap().contains("staffLogin"));
+    }
+
+    #[test]
+    fn product_out_keeps_members_a_newer_server_adds() {
+        let json = r#"{"id":"k1","name":"Kaffe","price":2500,"currency":"SEK","vatRate":1200,
+            "barcode":"731","active":false,"updatedAt":"2024-01-01T00:00:00Z",
+            "unit":"cup","allergens":["milk"]}"#;
+        let p: ProductOut = serde_json::from_str(json).unwrap();
+        assert_eq!((p.id.as_str(), p.product.price), ("k1", 2500));
+        assert_eq!(p.product.barcode.as_deref(), Some("731"));
+        assert!(!p.product.active);
+        let mut extra: Vec<&str> = p.extra.keys().map(String::as_str).collect();
+        extra.sort_unstable();
+        assert_eq!(extra, ["allergens", "unit"]);
+        // The product's own rules still apply to its members, and `id` and `updatedAt`
+        // are required strings.
+        let bad = [
+            r#"{"id":"k1","name":"Kaffe","currency":"SEK","vatRate":1,"updatedAt":"t"}"#,
+            r#"{"id":"k1","name":"Kaffe","price":"1","currency":"SEK","vatRate":1,"updatedAt":"t"}"#,
+            r#"{"name":"Kaffe","price":1,"currency":"SEK","vatRate":1,"updatedAt":"t"}"#,
+            r#"{"id":1,"name":"Kaffe","price":1,"currency":"SEK","vatRate":1,"updatedAt":"t"}"#,
+            r#"{"id":"k1","name":"Kaffe","price":1,"currency":"SEK","vatRate":1}"#,
+            r#"["k1","Kaffe",1,"SEK",1,"t"]"#,
+        ];
+        for json in bad {
+            assert!(serde_json::from_str::<ProductOut>(json).is_err(), "{json}");
+        }
+        // As a request body, the same extra member is refused.
+        assert!(
+            serde_json::from_str::<Product>(
+                r#"{"name":"Kaffe","price":1,"currency":"SEK","vatRate":1,"unit":"cup"}"#
+            )
+            .is_err()
+        );
+    }
+
+    /// `PRODUCT_MEMBERS` names every member a product writes, so none of them ends up in
+    /// `extra` (and a new one is not forgotten).
+    #[test]
+    fn product_members_are_the_products_own() {
+        let p = Product {
+            name: "Kaffe".into(),
+            price: 1,
+            currency: "SEK".into(),
+            vat_rate: 1,
+            barcode: Some("1".into()),
+            active: true,
+        };
+        let v = serde_json::to_value(&p).unwrap();
+        let mut written: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut known = PRODUCT_MEMBERS.to_vec();
+        written.sort_unstable();
+        known.sort_unstable();
+        assert_eq!(written, known);
     }
 }

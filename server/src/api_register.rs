@@ -257,6 +257,7 @@ fn product_out(r: ProductRow) -> AppResult<ProductOut> {
         product: serde_json::from_str(&r.body)
             .map_err(|e| AppError::internal(format!("stored product is not valid: {e}")))?,
         updated_at: rfc3339(r.updated_at),
+        extra: serde_json::Map::new(),
     })
 }
 

@@ -1545,6 +1545,8 @@ async fn bad_input_is_4xx(db: &TestDb, b: Backend) {
         (h.get(s.url("/products?rve=99999999999999")).bearer_auth(&key), 400, "url_invalid_rve"),
         (h.put(s.url("/products/bad%20id")).bearer_auth(&key).json(&json!({"name": "a", "price": 1, "currency": "SEK", "vatRate": 0})), 400, "invalid_product"),
         (h.put(s.url("/products/ok")).bearer_auth(&key).json(&json!({"name": "a"})), 400, "invalid_body"),
+        // A member the product does not have is refused in a request (answers are read leniently).
+        (h.put(s.url("/products/ok")).bearer_auth(&key).json(&json!({"name": "a", "price": 1, "currency": "SEK", "vatRate": 0, "unit": "cup"})), 400, "invalid_body"),
         (h.delete(s.url("/products/ok")).bearer_auth(&key), 405, "method_not_allowed"),
         (h.get(s.url("/OpenApi_1,2,3,4$$a|b/Products")), 400, "url_invalid_character"),
         (h.get(s.url("/Gnap_x$$abc/Products")), 400, "url_invalid_rm_system"),
