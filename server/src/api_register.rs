@@ -1,6 +1,8 @@
 //! Register resources: cash transactions (idempotent, group-committed, with chained
 //! signed receipts) and the company's product catalogue (with RVE delta sync).
 
+use std::sync::atomic::Ordering;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -286,7 +288,13 @@ pub async fn put_product(
         .store
         .upsert_product(&row, &auth.activation.id, key_hash.as_deref())
         .await?
-        .map_err(|refusal| refused(&state, &auth.activation.id, refusal))?;
+        .map_err(|refusal| {
+            state
+                .metrics
+                .product_changes_refused
+                .fetch_add(1, Ordering::Relaxed);
+            refused(&state, &auth.activation.id, refusal)
+        })?;
     row.rve = rve;
     let status = if created {
         StatusCode::CREATED

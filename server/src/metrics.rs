@@ -50,6 +50,8 @@ pub struct Metrics {
     /// Transactions refused at commit: the registration or key changed after the request
     /// was authenticated (a decision or renewal through another server, seen late).
     pub transactions_refused: AtomicU64,
+    /// Product changes refused at commit, for the same reasons.
+    pub product_changes_refused: AtomicU64,
     /// Group-commit batches written.
     pub batches_committed: AtomicU64,
     /// Batches that failed to commit.
@@ -164,6 +166,12 @@ impl Metrics {
                 "Transactions refused at commit: registration no longer approved, or key replaced, since \
                  the request was authenticated.",
                 &self.transactions_refused,
+            ),
+            (
+                "tillgate_product_changes_refused_total",
+                "Product changes refused at commit: registration no longer approved, or key replaced, \
+                 since the request was authenticated.",
+                &self.product_changes_refused,
             ),
             (
                 "tillgate_batches_committed_total",

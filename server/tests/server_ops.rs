@@ -336,6 +336,10 @@ async fn sales_refused_at_commit_after_a_change_elsewhere(backend: Backend) {
         metrics.contains("tillgate_transactions_refused_total 2"),
         "{metrics}"
     );
+    assert!(
+        metrics.contains("tillgate_product_changes_refused_total 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
