@@ -12,7 +12,7 @@ use time::format_description::well_known::Rfc3339;
 use crate::api_activation::rfc3339;
 use crate::api_register::{TransactionOut, tx_out};
 use crate::auth::Admin;
-use crate::db::{ActivationRow, StaffRow};
+use crate::db::{ActivationRow, StaffPut, StaffRow};
 use crate::error::{AppError, AppResult};
 use crate::extract::{ApiBytes, ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
@@ -108,7 +108,8 @@ pub struct ListQuery {
     pub after: Option<String>,
 }
 
-const STATUSES: [&str; 4] = ["pending", "approved", "rejected", "revoked"];
+/// The statuses a registration can have, as `status` filters take them.
+pub const STATUSES: [&str; 4] = ["pending", "approved", "rejected", "revoked"];
 
 /// `GET /admin/activations?status=pending`.
 #[utoipa::path(get, path = "/admin/activations", tag = "admin", params(ListQuery),
@@ -190,22 +191,30 @@ fn parse_decision(body: &Bytes) -> AppResult<Decision> {
             format!("the body is not a decision object: {e}"),
         )
     })?;
-    for (field, v, max) in [("decidedBy", &d.decided_by, 128), ("note", &d.note, 1000)] {
+    check_decision_text(d.decided_by.as_deref(), d.note.as_deref())
+        .map_err(|f| AppError::fields("invalid_decision", "invalid decision fields", vec![f]))?;
+    Ok(d)
+}
+
+/// Checks who decides (`decidedBy`, 1–128 characters) and the note (1–1000), neither
+/// with control characters; the first bad field otherwise. Shared by the HTTP endpoints
+/// and the CLI's `--by` and `--note`, so that both record only what the other would.
+pub fn check_decision_text(
+    decided_by: Option<&str>,
+    note: Option<&str>,
+) -> Result<(), tillgate_core::FieldError> {
+    for (field, v, max) in [("decidedBy", decided_by, 128), ("note", note, 1000)] {
         if let Some(v) = v
             && (v.is_empty() || v.chars().count() > max || v.chars().any(char::is_control))
         {
-            return Err(AppError::fields(
-                "invalid_decision",
-                "invalid decision fields",
-                vec![tillgate_core::FieldError {
-                    field: field.into(),
-                    code: "invalid_length".into(),
-                    message: format!("must be 1 to {max} characters without control characters"),
-                }],
-            ));
+            return Err(tillgate_core::FieldError {
+                field: field.into(),
+                code: "invalid_length".into(),
+                message: format!("must be 1 to {max} characters without control characters"),
+            });
         }
     }
-    Ok(d)
+    Ok(())
 }
 
 async fn decide(
@@ -327,6 +336,10 @@ pub struct NewStaff {
     pub iterations: Option<u32>,
     /// Argon2id lanes (default 1).
     pub parallelism: Option<u32>,
+    /// Change a login that is enabled with another key, register or parameters: a new
+    /// password, or a move to another register (409 `staff_login_in_use` without it).
+    #[serde(default)]
+    pub replace: bool,
 }
 
 /// A stored staff login.
@@ -339,15 +352,57 @@ pub struct StaffOut {
     pub activation_id: String,
     /// Public key.
     pub public_key: String,
+    /// When the login was disabled (RFC 3339); absent while it is enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_at: Option<String>,
 }
 
-/// Validates and stores a staff login; shared by the HTTP endpoint and the CLI.
+impl From<StaffRow> for StaffOut {
+    fn from(s: StaffRow) -> Self {
+        StaffOut {
+            login: s.login,
+            activation_id: s.activation_id,
+            public_key: s.public_key,
+            disabled_at: s.disabled_at.map(rfc3339),
+        }
+    }
+}
+
+/// What adding a staff login did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum StaffAdded {
+    /// A new login (201).
+    Created,
+    /// The same login was stored already, enabled, exactly so (200).
+    Unchanged,
+    /// An enabled login got another key, register or parameters, as asked (200).
+    Replaced,
+    /// A disabled login was enabled again, with a new key (200).
+    Reenabled,
+}
+
+impl StaffAdded {
+    /// The HTTP status of the answer.
+    pub fn status(self) -> axum::http::StatusCode {
+        match self {
+            StaffAdded::Created => axum::http::StatusCode::CREATED,
+            _ => axum::http::StatusCode::OK,
+        }
+    }
+}
+
+/// Validates and stores a staff login; shared by the HTTP endpoint and the CLI. A login
+/// enabled with another key, register or parameters is changed only with `replace`
+/// (409 `staff_login_in_use`); a disabled login is enabled again; re-enabling a login,
+/// or moving it to another register, with the public key it has is refused (409
+/// `staff_key_reused`: a device holding the old seed would be let in again).
 pub async fn add_staff_checked(
     state_store: &crate::db::Store,
     s: &NewStaff,
     system: &str,
     now: i64,
-) -> AppResult<()> {
+) -> AppResult<StaffAdded> {
     // Core checks the login rules (same as the app's derivation).
     tillgate_core::DynamicKeyPair::from_seed(system, &s.login, &[0; 32]).map_err(|e| {
         AppError::fields(
@@ -398,48 +453,111 @@ pub async fn add_staff_checked(
             "no such activation",
         ));
     }
-    state_store
-        .upsert_staff(
-            &StaffRow {
-                login: s.login.clone(),
-                activation_id: s.activation_id.clone(),
-                public_key: s.public_key.clone(),
-                memory_kib: i64::from(m),
-                iterations: i64::from(i),
-                parallelism: i64::from(p),
-                disabled_at: None,
+    let row = StaffRow {
+        login: s.login.clone(),
+        activation_id: s.activation_id.clone(),
+        public_key: s.public_key.clone(),
+        memory_kib: i64::from(m),
+        iterations: i64::from(i),
+        parallelism: i64::from(p),
+        disabled_at: None,
+    };
+    match state_store.put_staff(&row, s.replace, now).await? {
+        StaffPut::Created => Ok(StaffAdded::Created),
+        StaffPut::Unchanged => Ok(StaffAdded::Unchanged),
+        StaffPut::Replaced => Ok(StaffAdded::Replaced),
+        StaffPut::Reenabled => Ok(StaffAdded::Reenabled),
+        StaffPut::InUse(current) if current.activation_id != s.activation_id => {
+            Err(AppError::conflict(
+                "staff_login_in_use",
+                format!(
+                    "the login works at register {}; ask to replace it to move it",
+                    current.activation_id
+                ),
+            ))
+        }
+        StaffPut::InUse(_) => Err(AppError::conflict(
+            "staff_login_in_use",
+            "the login exists with another public key or other parameters; ask to replace it \
+             to change it",
+        )),
+        StaffPut::KeyReused(current) => Err(AppError::conflict(
+            "staff_key_reused",
+            if current.disabled_at.is_some() {
+                "the login was disabled with this public key: a device holding its old seed \
+                 would work again; enable it with a new password"
+            } else {
+                "the login would move to another register with the public key it has: a \
+                 device holding its seed would follow it; move it with a new password"
             },
-            now,
-        )
-        .await?;
-    Ok(())
+        )),
+    }
 }
 
-/// `POST /admin/staff`: adds or replaces a staff login for dynamic API keys.
+/// `POST /admin/staff`: adds a staff login for dynamic API keys (201). A login enabled
+/// elsewhere, or with another key or parameters, is changed only with `replace: true`
+/// (200); a disabled login is enabled again with a new key (200); an identical repeat
+/// answers 200 and changes nothing.
 #[utoipa::path(post, path = "/admin/staff", tag = "admin", request_body = NewStaff,
     security(("admin" = [])),
-    responses((status = 201, body = StaffOut)))]
+    responses(
+        (status = 201, description = "created", body = StaffOut),
+        (status = 200, description = "replaced, enabled again, or already stored so", body = StaffOut),
+    ))]
 pub async fn add_staff(
     State(state): State<AppState>,
     _admin: Admin,
     ApiJson(s): ApiJson<NewStaff>,
 ) -> AppResult<(axum::http::StatusCode, Json<StaffOut>)> {
     state.refuse_if_schema_newer().await?;
-    add_staff_checked(
+    let added = add_staff_checked(
         &state.store,
         &s,
         &state.config.rm_system.to_string(),
         state.now(),
     )
     .await?;
+    tracing::info!(login = %s.login, activation_id = %s.activation_id, result = ?added, "staff login added");
     Ok((
-        axum::http::StatusCode::CREATED,
+        added.status(),
         Json(StaffOut {
             login: s.login,
             activation_id: s.activation_id,
             public_key: s.public_key,
+            disabled_at: None,
         }),
     ))
+}
+
+/// Disables a staff login (the row is kept, with the time); shared by the HTTP endpoint
+/// and the CLI. 404 `staff_not_found` for an unknown login.
+pub async fn disable_staff_checked(
+    store: &crate::db::Store,
+    login: &str,
+    now: i64,
+) -> AppResult<StaffRow> {
+    store
+        .disable_staff(login, now)
+        .await?
+        .ok_or_else(|| AppError::not_found("staff_not_found", "no such staff login"))
+}
+
+/// `POST /admin/staff/{login}/disable`: the login's dynamic keys fail from now on, as an
+/// unknown login's do. The login is kept, with `disabledAt`; disabling it again answers
+/// the same. Adding it again enables it, with a new password only.
+#[utoipa::path(post, path = "/admin/staff/{login}/disable", tag = "admin",
+    params(("login" = String, Path, description = "the login, percent-encoded")),
+    security(("admin" = [])),
+    responses((status = 200, body = StaffOut)))]
+pub async fn disable_staff(
+    State(state): State<AppState>,
+    _admin: Admin,
+    ApiPath(login): ApiPath<String>,
+) -> AppResult<Json<StaffOut>> {
+    state.refuse_if_schema_newer().await?;
+    let row = disable_staff_checked(&state.store, &login, state.now()).await?;
+    tracing::info!(login = %row.login, "staff login disabled");
+    Ok(Json(row.into()))
 }
 
 /// Filter of the transaction export.
@@ -493,8 +611,7 @@ pub async fn audit(
         found = Some(r.clone());
         Ok(())
     })
-    .await
-    .map_err(AppError::internal)?;
+    .await?;
     let found = found.ok_or_else(|| AppError::internal("the audit reported no register"))?;
     if found.broken.is_some() {
         tracing::warn!(activation_id = %found.activation_id, "receipt chain audit found it broken");

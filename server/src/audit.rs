@@ -42,6 +42,34 @@ use crate::db::{ChainHead, Store, TxRow};
 /// Receipts read and verified per database round trip.
 pub const PAGE: i64 = 500;
 
+/// Why an audit could not finish (what it finds in the data is never an error).
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The database failed: kept typed, so that the HTTP endpoint answers it as every
+    /// other database failure (503 `storage_unavailable`).
+    #[error("database error: {0}")]
+    Storage(#[from] sqlx::Error),
+    /// Anything else: a stored public key that cannot be used, or the report callback's
+    /// own failure (the CLI's output).
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<String> for AuditError {
+    fn from(e: String) -> Self {
+        AuditError::Other(e)
+    }
+}
+
+impl From<AuditError> for crate::error::AppError {
+    fn from(e: AuditError) -> Self {
+        match e {
+            AuditError::Storage(e) => e.into(),
+            AuditError::Other(e) => crate::error::AppError::internal(e),
+        }
+    }
+}
+
 /// The first problem found in one register's chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -146,8 +174,7 @@ pub async fn audit(
     store: &Store,
     options: AuditOptions<'_>,
     mut report: impl FnMut(&RegisterAudit) -> Result<(), String>,
-) -> Result<AuditSummary, String> {
-    let db = |e: sqlx::Error| e.to_string();
+) -> Result<AuditSummary, AuditError> {
     let mut summary = AuditSummary {
         trusted_keys: if options.trusted.is_some() {
             "given"
@@ -177,14 +204,13 @@ pub async fn audit(
             {
                 r.mark(f);
             }
-            Ok::<_, String>(r)
+            Ok::<_, AuditError>(r)
         }
     };
     if let Some(id) = options.only {
         let head = store
             .register_chain_head(id)
-            .await
-            .map_err(db)?
+            .await?
             .ok_or_else(|| format!("no activation {id}"))?;
         tally(&check(head).await?)?;
         return Ok(summary);
@@ -199,7 +225,7 @@ pub async fn audit(
             tally(&check(head).await?)?;
         }
     }
-    for (activation_id, n, first) in store.orphan_tx_registers().await.map_err(db)? {
+    for (activation_id, n, first) in store.orphan_tx_registers().await? {
         let finding = Finding {
             seq: first,
             code: "unknown_register",
@@ -222,8 +248,7 @@ pub async fn audit(
             for old in heads {
                 let gone = store
                     .register_chain_head(&old.activation_id)
-                    .await
-                    .map_err(db)?
+                    .await?
                     .is_none();
                 if gone {
                     let finding = Finding {
@@ -245,11 +270,8 @@ pub async fn audit(
 
 /// The next page of chain heads, by id after `after`, which moves past them; empty at
 /// the end.
-async fn next_heads(store: &Store, after: &mut String) -> Result<Vec<ChainHead>, String> {
-    let heads = store
-        .register_chain_heads(after, 200)
-        .await
-        .map_err(|e| e.to_string())?;
+async fn next_heads(store: &Store, after: &mut String) -> Result<Vec<ChainHead>, AuditError> {
+    let heads = store.register_chain_heads(after, 200).await?;
     if let Some(last) = heads.last() {
         after.clone_from(&last.activation_id);
     }
@@ -262,13 +284,8 @@ async fn diverges(
     store: &Store,
     previous: &Store,
     head: &ChainHead,
-) -> Result<Option<Finding>, String> {
-    let db = |e: sqlx::Error| e.to_string();
-    let Some(old) = previous
-        .register_chain_head(&head.activation_id)
-        .await
-        .map_err(db)?
-    else {
+) -> Result<Option<Finding>, AuditError> {
+    let Some(old) = previous.register_chain_head(&head.activation_id).await? else {
         return Ok(None); // registered after that copy
     };
     if old.seq == 0 {
@@ -286,8 +303,7 @@ async fn diverges(
     }
     let row = store
         .export_txs(Some(&head.activation_id), old.seq - 1, 1)
-        .await
-        .map_err(db)?;
+        .await?;
     match row.first() {
         Some(r) if r.seq == old.seq && receipt_link(&r.receipt) == old.head => Ok(None),
         _ => Ok(Some(Finding {
@@ -302,14 +318,10 @@ async fn diverges(
 }
 
 /// Every signing key this server ever had, as trusted keys.
-async fn trusted_keys(store: &Store) -> Result<TrustedKeys, String> {
+async fn trusted_keys(store: &Store) -> Result<TrustedKeys, AuditError> {
     use base64::Engine as _;
     let mut keys = TrustedKeys::new();
-    for (kid, public_key) in store
-        .public_signing_keys()
-        .await
-        .map_err(|e| e.to_string())?
-    {
+    for (kid, public_key) in store.public_signing_keys().await? {
         let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(&public_key)
             .map_err(|_| format!("signing key {kid}: the stored public key is not base64url"))?;
@@ -325,7 +337,7 @@ pub async fn audit_register(
     keys: &TrustedKeys,
     head: &ChainHead,
     page: i64,
-) -> Result<RegisterAudit, String> {
+) -> Result<RegisterAudit, AuditError> {
     let mut result =
         RegisterAudit::intact(head.activation_id.clone(), head.production_number.clone());
     let mut previous: Option<String> = None;
@@ -334,8 +346,7 @@ pub async fn audit_register(
     while last_seq < head.seq {
         let mut rows = store
             .export_txs(Some(&head.activation_id), last_seq, page)
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         let fetched = rows.len();
         // Committed after the head was read: the next audit's.
         rows.retain(|r| r.seq <= head.seq);
@@ -394,17 +405,15 @@ pub async fn audit_register(
 }
 
 /// For a chain read whole from 1 to `head`: a transaction of the register outside it.
-async fn past_head(store: &Store, head: &ChainHead) -> Result<Option<Finding>, String> {
-    let db = |e: sqlx::Error| e.to_string();
+async fn past_head(store: &Store, head: &ChainHead) -> Result<Option<Finding>, AuditError> {
     // Rows past the head read at the start are either committed since (the head has
     // moved on past them: read the rows first, then the head) or hidden behind a head
     // set back.
-    let stored = store.max_tx_seq(&head.activation_id).await.map_err(db)?;
+    let stored = store.max_tx_seq(&head.activation_id).await?;
     if stored > head.seq {
         let now = store
             .register_chain_head(&head.activation_id)
-            .await
-            .map_err(db)?
+            .await?
             .map_or(0, |h| h.seq);
         if stored > now {
             return Ok(Some(Finding {
@@ -419,10 +428,7 @@ async fn past_head(store: &Store, head: &ChainHead) -> Result<Option<Finding>, S
     }
     // Every sequence number from 1 to the head was read once; anything else stored up
     // to the head (below 1, or twice) is outside the chain.
-    let (count, first) = store
-        .count_txs_up_to(&head.activation_id, head.seq)
-        .await
-        .map_err(db)?;
+    let (count, first) = store.count_txs_up_to(&head.activation_id, head.seq).await?;
     Ok((count != head.seq).then(|| Finding {
         seq: if first < 1 { first } else { head.seq },
         code: "unchained_transaction",

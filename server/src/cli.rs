@@ -1,5 +1,6 @@
-//! The admin command line: the same decisions as the admin HTTP endpoints, plus signing
-//! key rotation, run directly against the database.
+//! The command line: `tillgate-server [serve | admin ... | keygen]`, and the admin
+//! commands: the same decisions as the admin HTTP endpoints, plus signing key rotation,
+//! run directly against the database.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -7,15 +8,51 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::api_activation::rfc3339;
-use crate::api_admin::{AdminActivation, NewStaff, add_staff_checked};
+use crate::api_admin::{
+    AdminActivation, NewStaff, STATUSES, StaffOut, add_staff_checked, check_decision_text,
+    disable_staff_checked,
+};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::db::{KeyChange, KeyImport, SigningKeyRow, Store};
+use crate::error::AppError;
+
+/// Tillgate: activation, authentication and cash-transaction service for POS apps.
+///
+/// The settings (flags and environment variables) go before or after the subcommand.
+#[derive(Debug, clap::Parser)]
+#[command(name = "tillgate-server", version)]
+pub struct Cli {
+    /// The server's settings, shared by every subcommand.
+    #[command(flatten)]
+    pub config: Config,
+    /// What to do; `serve` when absent.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands of `tillgate-server`.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API (the default).
+    Serve,
+    /// Admin commands against the database.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Make a signing key to hold offline (run it on another machine): writes its
+    /// private JWK to --out and prints its public JWK, for `admin publish-key` and the
+    /// apps' built-in keys. Uses no database.
+    Keygen {
+        /// The private key file to create (must not exist; readable by its owner only).
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
+}
 
 /// Admin subcommands.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum AdminCommand {
-    /// List registrations (JSON lines).
+    /// List registrations (JSON lines), oldest first, every one (read a page at a time).
     List {
         /// Only this status (pending, approved, rejected, revoked).
         #[arg(long)]
@@ -103,7 +140,8 @@ pub enum AdminCommand {
         #[arg(allow_hyphen_values = true)]
         kid: String,
     },
-    /// Add (or replace) a staff login for dynamic API keys.
+    /// Add a staff login for dynamic API keys, or enable a disabled one again (with a new
+    /// password only).
     AddStaff {
         /// Login name.
         #[arg(long)]
@@ -128,6 +166,18 @@ pub enum AdminCommand {
         /// Argon2id lanes.
         #[arg(long)]
         parallelism: Option<u32>,
+        /// Change a login that is enabled with another key, register or parameters: a
+        /// new password, or a move to another register (with a new password only).
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Disable a staff login: its dynamic keys fail from now on, as an unknown login's
+    /// do. The login is kept, with the time; `add-staff` enables it again, with a new
+    /// password only.
+    DisableStaff {
+        /// Login name.
+        #[arg(long)]
+        login: String,
     },
     /// Check every register's receipt chain against the stored transactions (read only;
     /// the server may keep running): one JSON line per register, then the counts. Exits
@@ -298,6 +348,10 @@ async fn run_with(
                   by: String,
                   at: Option<i64>,
                   note: Option<String>| async move {
+        check_decision_text(Some(&by), note.as_deref()).map_err(|f| {
+            let flag = if f.field == "note" { "--note" } else { "--by" };
+            format!("{flag} {}", f.message)
+        })?;
         match store
             .decide(&id, from, to, &by, at, note.as_deref(), now)
             .await
@@ -322,14 +376,31 @@ async fn run_with(
                 .into(),
         ),
         AdminCommand::List { status } => {
-            for row in store
-                .list_activations(status.as_deref(), 10_000)
-                .await
-                .map_err(|e| e.to_string())?
+            if let Some(s) = &status
+                && !STATUSES.contains(&s.as_str())
             {
-                print_json(&AdminActivation::from(row))?;
+                return Err("--status must be pending, approved, rejected or revoked".into());
             }
-            Ok(())
+            // Every registration, a page at a time: none is left out, however many.
+            let mut after: Option<(i64, String)> = None;
+            loop {
+                let rows = store
+                    .list_activations_after(
+                        status.as_deref(),
+                        after.as_ref().map(|(t, id)| (*t, id.as_str())),
+                        LIST_PAGE,
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let full = rows.len() as i64 == LIST_PAGE;
+                after = rows.last().map(|r| (r.created_at, r.id.clone()));
+                for row in rows {
+                    print_json(&AdminActivation::from(row))?;
+                }
+                if !full {
+                    return Ok(());
+                }
+            }
         }
         AdminCommand::Approve {
             activation_id,
@@ -498,8 +569,12 @@ async fn run_with(
             memory_kib,
             iterations,
             parallelism,
+            replace,
         } => {
             let system = config.rm_system.to_string();
+            if password_stdin {
+                check_rm_system(store, &system).await?;
+            }
             let d = tillgate_core::DynamicKeyParams::default();
             let params = tillgate_core::DynamicKeyParams {
                 memory_kib: memory_kib.unwrap_or(d.memory_kib),
@@ -528,18 +603,66 @@ async fn run_with(
                 memory_kib: Some(params.memory_kib),
                 iterations: Some(params.iterations),
                 parallelism: Some(params.parallelism),
+                replace,
             };
-            add_staff_checked(store, &staff, &system, now)
+            let added = add_staff_checked(store, &staff, &system, now)
                 .await
-                .map_err(|e| e.to_string())?;
-            print_json(
-                &serde_json::json!({"login": staff.login, "activationId": staff.activation_id}),
-            )
+                .map_err(app_error)?;
+            print_json(&serde_json::json!({
+                "login": staff.login,
+                "activationId": staff.activation_id,
+                "result": added,
+            }))
+        }
+        AdminCommand::DisableStaff { login } => {
+            let row = disable_staff_checked(store, &login, now)
+                .await
+                .map_err(app_error)?;
+            print_json(&StaffOut::from(row))
         }
     }
 }
 
-/// Unix seconds of an RFC 3339 time given as `flag`.
+/// Registrations `admin list` reads per database round trip.
+const LIST_PAGE: i64 = 1000;
+
+/// A staff key derived here must be the one the app derives, with the RmSystem the
+/// server answers to (`GET /auth/dynamic-key-params` tells the apps): refused when the
+/// server recorded another one at its last start.
+async fn check_rm_system(store: &Store, system: &str) -> Result<(), String> {
+    let stored = store
+        .setting(crate::state::RM_SYSTEM_SETTING)
+        .await
+        .map_err(|e| e.to_string())?;
+    match stored {
+        Some(server) if server != system => Err(format!(
+            "the server answers to RmSystem {server} (recorded at its last start), this \
+             command to {system}: a key derived here would not be the one the app derives; \
+             give the command the server's settings (TILLGATE_RM_SYSTEM={server})"
+        )),
+        Some(_) => Ok(()),
+        None => {
+            eprintln!(
+                "tillgate-server: no server has recorded its RmSystem in this database yet \
+                 (it does when it starts); deriving with this command's, {system}"
+            );
+            Ok(())
+        }
+    }
+}
+
+/// An error of the checks shared with the HTTP API, for the terminal: its message, its
+/// code, and the fields it names.
+fn app_error(e: AppError) -> String {
+    let mut out = format!("{e} ({})", e.code());
+    if let AppError::Problem { fields, .. } = &e {
+        for f in fields {
+            out.push_str(&format!("; {}: {}", f.field, f.message));
+        }
+    }
+    out
+}
+
 /// The creation time for a new key: strictly newer than every stored key, so that of
 /// keys with the same signing start it is the one that signs.
 async fn newest_created_at(store: &Store, now: i64) -> Result<i64, String> {
@@ -639,6 +762,7 @@ fn read_key_file(path: &std::path::Path) -> Result<tillgate_core::SigningKey, St
     Ok(key)
 }
 
+/// Unix seconds of an RFC 3339 time given as `flag`.
 fn parse_time(flag: &str, t: &str) -> Result<i64, String> {
     OffsetDateTime::parse(t, &Rfc3339)
         .map(OffsetDateTime::unix_timestamp)
@@ -723,7 +847,7 @@ async fn verify_receipts(
     if let Some(p) = &previous {
         p.close().await;
     }
-    let summary = result?;
+    let summary = result.map_err(|e| e.to_string())?;
     #[derive(serde::Serialize)]
     struct Last<'a> {
         summary: &'a crate::audit::AuditSummary,
@@ -841,5 +965,106 @@ mod tests {
         let help = parse(&["activate-key", "--help"]).unwrap_err();
         assert_eq!(help.kind(), clap::error::ErrorKind::DisplayHelp);
         assert!(parse(&["retire-key"]).is_err());
+    }
+
+    fn parse_cli(args: &[&str]) -> Result<super::Cli, clap::Error> {
+        super::Cli::try_parse_from(std::iter::once("tillgate-server").chain(args.iter().copied()))
+    }
+
+    /// The settings are global: before the subcommand, after it, or after an admin
+    /// command's own arguments; every subcommand still parses, with its own flags.
+    #[test]
+    fn settings_go_before_or_after_the_subcommand() {
+        use super::Command;
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
+        let cli = parse_cli(&["serve", "--bind", "127.0.0.1:0"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Serve)));
+        assert_eq!(cli.config.bind.to_string(), "127.0.0.1:0");
+        let cli = parse_cli(&["--bind", "127.0.0.1:0", "serve"]).unwrap();
+        assert_eq!(cli.config.bind.port(), 0);
+        let cli = parse_cli(&[
+            "admin",
+            "add-staff",
+            "--login",
+            "anna",
+            "--activation-id",
+            "act_1",
+            "--public-key",
+            "-k",
+            "--replace",
+            "--data-dir",
+            "/srv/tillgate",
+            "--rm-system",
+            "5,6,7,8",
+        ])
+        .unwrap();
+        assert_eq!(cli.config.data_dir, std::path::Path::new("/srv/tillgate"));
+        assert_eq!(cli.config.rm_system.to_string(), "5,6,7,8");
+        match cli.command {
+            Some(Command::Admin(AdminCommand::AddStaff {
+                login,
+                public_key,
+                replace,
+                ..
+            })) => {
+                assert_eq!(
+                    (login.as_str(), public_key.as_deref(), replace),
+                    ("anna", Some("-k"), true)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse_cli(&["admin", "disable-staff", "--login", "anna"])
+            .unwrap()
+            .command
+        {
+            Some(Command::Admin(AdminCommand::DisableStaff { login })) => assert_eq!(login, "anna"),
+            other => panic!("{other:?}"),
+        }
+        match parse_cli(&["keygen", "--out", "k.jwk", "--log-format", "json"]) {
+            Ok(cli) => {
+                assert!(matches!(cli.command, Some(Command::Keygen { .. })));
+                assert_eq!(cli.config.log_format, crate::LogFormat::Json);
+            }
+            Err(e) => panic!("{e}"),
+        }
+        let cli = parse_cli(&[]).unwrap();
+        assert!(cli.command.is_none());
+        assert!(parse_cli(&["serve", "--bind", "not an address"]).is_err());
+    }
+
+    /// `{:?}` of the command line shows no secret: not the admin key, the database URL's
+    /// password, the key-encryption key, nor the URL `copy-to-postgres` copies into.
+    #[test]
+    fn debug_shows_no_secret() {
+        let secrets = [
+            "Admin-Key-Secret-0123456789",
+            "db-pass-w0rd",
+            "a2V5LWVuY3J5cHRpb24ta2V5LXNlY3JldC0wMTIzNDU2",
+            "copy-pass-w0rd",
+        ];
+        let cli = parse_cli(&[
+            "--admin-key",
+            secrets[0],
+            "--database-url",
+            "postgres://tillgate:db-pass-w0rd@db.example/tillgate",
+            "admin",
+            "copy-to-postgres",
+            "postgres://tillgate:copy-pass-w0rd@db.example/tillgate",
+            "--key-encryption-key",
+            secrets[2],
+        ])
+        .unwrap();
+        assert_eq!(cli.config.admin_key.as_deref(), Some(secrets[0]));
+        assert_eq!(cli.config.key_encryption_key.as_deref(), Some(secrets[2]));
+        let shown = format!("{cli:?} {cli:#?} {:?}", cli.config);
+        for secret in secrets {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        // What is not secret is still shown.
+        assert!(
+            shown.contains("key_cache_secs") && shown.contains("<redacted>"),
+            "{shown}"
+        );
     }
 }

@@ -410,7 +410,7 @@ pub enum KeyImport {
 }
 
 /// A staff login allowed to use dynamic API keys.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StaffRow {
     /// Login name.
     pub login: String,
@@ -426,6 +426,41 @@ pub struct StaffRow {
     pub parallelism: i64,
     /// When the login was disabled, if it was.
     pub disabled_at: Option<i64>,
+}
+
+/// What [`Store::put_staff`] did, or why it did nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StaffPut {
+    /// A new login.
+    Created,
+    /// The login was stored, enabled, exactly so: nothing changed.
+    Unchanged,
+    /// An enabled login's key, register or parameters changed (`replace` asked for it).
+    Replaced,
+    /// A disabled login is enabled again, with a new key.
+    Reenabled,
+    /// The login is enabled and stored otherwise, and `replace` was not asked: nothing
+    /// changed. The stored login.
+    InUse(StaffRow),
+    /// The login would be re-enabled, or moved to another register, with the public key
+    /// it has: nothing changed. The stored login.
+    KeyReused(StaffRow),
+}
+
+/// The columns of a [`StaffRow`], as [`staff_from_row`] reads them.
+const STAFF_COLS: &str =
+    "login, activation_id, public_key, memory_kib, iterations, parallelism, disabled_at";
+
+fn staff_from_row(r: &AnyRow) -> Result<StaffRow, sqlx::Error> {
+    Ok(StaffRow {
+        login: r.try_get("login")?,
+        activation_id: r.try_get("activation_id")?,
+        public_key: r.try_get("public_key")?,
+        memory_kib: r.try_get("memory_kib")?,
+        iterations: r.try_get("iterations")?,
+        parallelism: r.try_get("parallelism")?,
+        disabled_at: r.try_get("disabled_at")?,
+    })
 }
 
 /// A stored cash transaction.
@@ -889,6 +924,19 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(r.rows_affected() == 1)
+    }
+
+    /// Writes a setting, replacing any value it had.
+    pub async fn set_setting(&self, name: &str, value: &str) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO settings (name, value) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        )
+        .bind(name)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     // ---- signing keys -----------------------------------------------------------
@@ -1462,49 +1510,128 @@ impl Store {
 
     // ---- staff and dynamic keys -------------------------------------------------
 
-    /// Adds or replaces a staff login.
-    pub async fn upsert_staff(&self, s: &StaffRow, now: i64) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "INSERT INTO staff (login, activation_id, public_key, memory_kib, iterations, \
-             parallelism, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-             ON CONFLICT (login) DO UPDATE SET activation_id = excluded.activation_id, \
-             public_key = excluded.public_key, memory_kib = excluded.memory_kib, \
-             iterations = excluded.iterations, parallelism = excluded.parallelism, \
-             created_at = excluded.created_at, disabled_at = NULL",
-        )
-        .bind(&s.login)
-        .bind(&s.activation_id)
-        .bind(&s.public_key)
-        .bind(s.memory_kib)
-        .bind(s.iterations)
-        .bind(s.parallelism)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+    /// Adds, changes or re-enables a staff login, by the rules of [`StaffPut`]: a new
+    /// login is created; an enabled login is changed (another key, register or Argon2id
+    /// parameters) only with `replace`, and an identical one is left as it is; a disabled
+    /// login is enabled again. Re-enabling a login, or moving it to another register,
+    /// with the public key it has is refused: whoever holds the old seed (a stolen till)
+    /// would be let in again. All in one database transaction, the row locked.
+    pub async fn put_staff(
+        &self,
+        s: &StaffRow,
+        replace: bool,
+        now: i64,
+    ) -> Result<StaffPut, sqlx::Error> {
+        // A login created by another request between the read and the insert: read again.
+        for _ in 0..2 {
+            let mut conn = self.write_conn().await?;
+            let mut tx = conn.begin().await?;
+            let sql = format!(
+                "SELECT {STAFF_COLS} FROM staff WHERE login = $1{}",
+                self.for_update()
+            );
+            let current = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(&s.login)
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|r| staff_from_row(&r))
+                .transpose()?;
+            let outcome = match current {
+                None => {
+                    let r = sqlx::query(
+                        "INSERT INTO staff (login, activation_id, public_key, memory_kib, \
+                         iterations, parallelism, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                         ON CONFLICT (login) DO NOTHING",
+                    )
+                    .bind(&s.login)
+                    .bind(&s.activation_id)
+                    .bind(&s.public_key)
+                    .bind(s.memory_kib)
+                    .bind(s.iterations)
+                    .bind(s.parallelism)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    if r.rows_affected() == 0 {
+                        continue;
+                    }
+                    StaffPut::Created
+                }
+                Some(c) => {
+                    let same_key = c.public_key == s.public_key;
+                    let moves = c.activation_id != s.activation_id;
+                    let identical = same_key
+                        && !moves
+                        && (c.memory_kib, c.iterations, c.parallelism)
+                            == (s.memory_kib, s.iterations, s.parallelism);
+                    match c.disabled_at {
+                        None if identical => return Ok(StaffPut::Unchanged),
+                        None if !replace => return Ok(StaffPut::InUse(c)),
+                        None if same_key && moves => return Ok(StaffPut::KeyReused(c)),
+                        Some(_) if same_key => return Ok(StaffPut::KeyReused(c)),
+                        None => StaffPut::Replaced,
+                        Some(_) => StaffPut::Reenabled,
+                    }
+                }
+            };
+            if outcome != StaffPut::Created {
+                sqlx::query(
+                    "UPDATE staff SET activation_id = $1, public_key = $2, memory_kib = $3, \
+                     iterations = $4, parallelism = $5, created_at = $6, disabled_at = NULL \
+                     WHERE login = $7",
+                )
+                .bind(&s.activation_id)
+                .bind(&s.public_key)
+                .bind(s.memory_kib)
+                .bind(s.iterations)
+                .bind(s.parallelism)
+                .bind(now)
+                .bind(&s.login)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            return Ok(outcome);
+        }
+        // Created and then deleted in between, twice: no route deletes staff rows.
+        Err(sqlx::Error::RowNotFound)
+    }
+
+    /// Disables a staff login (the row is kept, for the record): its dynamic keys fail
+    /// from the moment this commits. The login as stored after, with the time it was
+    /// first disabled (disabling again changes nothing); `None` for an unknown login.
+    pub async fn disable_staff(
+        &self,
+        login: &str,
+        now: i64,
+    ) -> Result<Option<StaffRow>, sqlx::Error> {
+        let mut conn = self.write_conn().await?;
+        let mut tx = conn.begin().await?;
+        sqlx::query("UPDATE staff SET disabled_at = $1 WHERE login = $2 AND disabled_at IS NULL")
+            .bind(now)
+            .bind(login)
+            .execute(&mut *tx)
+            .await?;
+        let sql = format!("SELECT {STAFF_COLS} FROM staff WHERE login = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(login)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| staff_from_row(&r))
+            .transpose()?;
+        tx.commit().await?;
+        Ok(row)
     }
 
     /// A staff login.
     pub async fn staff(&self, login: &str) -> Result<Option<StaffRow>, sqlx::Error> {
-        sqlx::query(
-            "SELECT login, activation_id, public_key, memory_kib, iterations, parallelism, \
-             disabled_at FROM staff WHERE login = $1",
-        )
-        .bind(login)
-        .fetch_optional(&self.pool)
-        .await?
-        .map(|r| {
-            Ok(StaffRow {
-                login: r.try_get("login")?,
-                activation_id: r.try_get("activation_id")?,
-                public_key: r.try_get("public_key")?,
-                memory_kib: r.try_get("memory_kib")?,
-                iterations: r.try_get("iterations")?,
-                parallelism: r.try_get("parallelism")?,
-                disabled_at: r.try_get("disabled_at")?,
-            })
-        })
-        .transpose()
+        let sql = format!("SELECT {STAFF_COLS} FROM staff WHERE login = $1");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(login)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| staff_from_row(&r))
+            .transpose()
     }
 
     /// Records a dynamic-key nonce whose key is acceptable until `expires_at` (this

@@ -92,6 +92,10 @@ pub fn app(state: AppState) -> App {
             get(api_admin::audit),
         )
         .route("/admin/staff", post(api_admin::add_staff))
+        .route(
+            "/admin/staff/{login}/disable",
+            post(api_admin::disable_staff),
+        )
         .route("/admin/transactions", get(api_admin::export))
         .route(
             "/transactions",

@@ -6,40 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use tillgate_server::cli::{AdminCommand, CliError};
+use tillgate_server::cli::{Cli, CliError, Command};
 use tillgate_server::{AppState, Config, LogFormat, SystemClock, app};
 
 /// mimalloc: cheaper than glibc malloc for the many short-lived allocations of request
 /// handling (≈ 20 % more handshakes/s under mixed load; BENCHMARKS.md, Peak RSS).
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// Tillgate: activation, authentication and cash-transaction service for POS apps.
-#[derive(Debug, Parser)]
-#[command(name = "tillgate-server", version)]
-struct Cli {
-    #[command(flatten)]
-    config: Config,
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Debug, clap::Subcommand)]
-enum Command {
-    /// Serve the HTTP API (the default).
-    Serve,
-    /// Admin commands against the database.
-    #[command(subcommand)]
-    Admin(AdminCommand),
-    /// Make a signing key to hold offline (run it on another machine): writes its
-    /// private JWK to --out and prints its public JWK, for `admin publish-key` and the
-    /// apps' built-in keys. Uses no database.
-    Keygen {
-        /// The private key file to create (must not exist; readable by its owner only).
-        #[arg(long)]
-        out: std::path::PathBuf,
-    },
-}
 
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -188,7 +188,12 @@ fn own_problems(operation_id: &str) -> &'static [(u16, &'static [&'static str])]
             (404, &["activation_not_found"]),
             (409, &["invalid_status_transition"]),
         ],
-        "add_staff" => &[(400, &["invalid_staff"]), (404, &["activation_not_found"])],
+        "add_staff" => &[
+            (400, &["invalid_staff"]),
+            (404, &["activation_not_found"]),
+            (409, &["staff_login_in_use", "staff_key_reused"]),
+        ],
+        "disable_staff" => &[(404, &["staff_not_found"])],
         "audit" => &[(404, &["activation_not_found"])],
         "export" => &[(400, &["invalid_limit"])],
         "create_transaction" => &[
@@ -294,6 +299,7 @@ fn problems(id: &str, op: &Operation) -> BTreeMap<u16, Vec<&'static str>> {
                     | "reject"
                     | "revoke"
                     | "add_staff"
+                    | "disable_staff"
                     | "create_transaction"
                     | "put_product"
             ) {
@@ -367,6 +373,7 @@ impl Modify for Problems {
         crate::api_admin::revoke,
         crate::api_admin::audit,
         crate::api_admin::add_staff,
+        crate::api_admin::disable_staff,
         crate::api_admin::export,
         crate::api_register::create_transaction,
         crate::api_register::list_transactions,

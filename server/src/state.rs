@@ -30,6 +30,11 @@ const CACHE_MAX_ENTRIES: usize = 50_000;
 /// The setting holding the generated admin key's hash.
 const ADMIN_KEY_SETTING: &str = "admin_key_sha256";
 
+/// The setting holding the RmSystem (canonical form) of the server that started last on
+/// the database: `admin add-staff --password-stdin` derives keys with it, and refuses to
+/// run with another.
+pub const RM_SYSTEM_SETTING: &str = "rm_system";
+
 /// The keys in use: of the keys that are not retired, every one is published, and the
 /// one whose signing start came last signs (`db::server_signer_at`; a key published
 /// only, or whose start has not come, signs nothing).
@@ -136,6 +141,11 @@ impl AppState {
         let now = clock.now();
         let init = store
             .init(now)
+            .await
+            .map_err(|e| format!("cannot initialise the database: {e}"))?;
+        // For the admin CLI, which derives staff keys with the server's RmSystem.
+        store
+            .set_setting(RM_SYSTEM_SETTING, &config.rm_system.to_string())
             .await
             .map_err(|e| format!("cannot initialise the database: {e}"))?;
         if let Some(kid) = init.created_signing_key {

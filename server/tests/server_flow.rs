@@ -33,6 +33,8 @@ on_both!(
     ops_endpoints,
     handshake_answers_within_a_second,
     receipt_audit_finds_each_tampering,
+    staff_logins_are_disabled_moved_and_enabled_again,
+    register_audit_answers_503_when_the_database_fails,
 );
 
 /// Handshakes of one register in one second share one answer (and one signed time),
@@ -2732,4 +2734,210 @@ async fn receipt_audit_finds_each_tampering(db: &TestDb, b: Backend) {
     assert!(ro.add_signing_key(&key, T2030).await.is_err());
     ro.close().await;
     assert_eq!(store.public_signing_keys().await.unwrap().len(), 1);
+}
+
+/// Staff logins through the admin API: adding one answers 201 and an identical repeat
+/// 200; a login enabled at another register, or with another key, is changed only with
+/// `replace` (409 `staff_login_in_use`), and never moved with the key it has (409
+/// `staff_key_reused`); a disabled login's dynamic keys fail as an unknown login's do
+/// (`bad_signature`, default parameters), disabling again changes nothing, an unknown
+/// login is 404 `staff_not_found`; a disabled login comes back with a new key only.
+async fn staff_logins_are_disabled_moved_and_enabled_again(db: &TestDb, b: Backend) {
+    let s = Srv::start(db, b).await;
+    let (a, _) = s.register(CORP_A, "dev-1").await;
+    let (other, _) = s.register(CORP_A, "dev-2").await;
+    let (a, other) = (
+        a["activationId"].as_str().unwrap().to_owned(),
+        other["activationId"].as_str().unwrap().to_owned(),
+    );
+    let cheap = DynamicKeyParams {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+    };
+    let pair = |login: &str, password: &str| {
+        derive_dynamic_key_pair("1,2,3,4", login, password, cheap).unwrap()
+    };
+    let b64 = |p: &tillgate_core::DynamicKeyPair| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(p.public_key())
+    };
+    let add = |login: &str, activation: &str, pk: String, replace: Option<bool>| {
+        let mut body = json!({"login": login, "activationId": activation, "publicKey": pk,
+            "memoryKib": 64, "iterations": 1, "parallelism": 1});
+        if let Some(r) = replace {
+            body["replace"] = json!(r);
+        }
+        s.http
+            .post(s.url("/admin/staff"))
+            .bearer_auth(ADMIN_KEY)
+            .json(&body)
+            .send()
+    };
+    let disable = |login: &str| {
+        s.http
+            .post(s.url(&format!("/admin/staff/{login}/disable")))
+            .bearer_auth(ADMIN_KEY)
+            .send()
+    };
+    // The register a dynamic key gets in, or the problem's code.
+    let handshake = |p: &tillgate_core::DynamicKeyPair| {
+        let dk = create_dynamic_api_key(p, s.clock.now_secs()).unwrap();
+        let s = &s;
+        async move {
+            let r = s.get("/auth/handshake", dk.expose()).await;
+            let ok = r.status() == 200;
+            let body: Value = r.json().await.unwrap();
+            if ok {
+                body["activationId"].as_str().unwrap().to_owned()
+            } else {
+                body["code"].as_str().unwrap().to_owned()
+            }
+        }
+    };
+
+    let first = pair("anna", "first password");
+    let r = add("anna", &a, b64(&first), None).await.unwrap();
+    assert_eq!(r.status(), 201);
+    let out: Value = r.json().await.unwrap();
+    assert_eq!(
+        (&out["login"], &out["activationId"], out.get("disabledAt")),
+        (&json!("anna"), &json!(a), None)
+    );
+    assert_eq!(handshake(&first).await, a);
+    // The same again: nothing changes.
+    let r = add("anna", &a, b64(&first), None).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(handshake(&first).await, a);
+
+    // Enabled at `a`: not moved, nor given another key, unless asked.
+    let second = pair("anna", "second password");
+    let p = problem(
+        add("anna", &other, b64(&second), None).await.unwrap(),
+        409,
+        "staff_login_in_use",
+    )
+    .await;
+    assert!(p["detail"].as_str().unwrap().contains(&a), "{p}");
+    problem(
+        add("anna", &a, b64(&second), Some(false)).await.unwrap(),
+        409,
+        "staff_login_in_use",
+    )
+    .await;
+    // Other parameters for the same key are a change too.
+    let r = s
+        .http
+        .post(s.url("/admin/staff"))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({"login": "anna", "activationId": a, "publicKey": b64(&first)}))
+        .send()
+        .await
+        .unwrap();
+    problem(r, 409, "staff_login_in_use").await;
+    // Moved with the key it has: whoever holds the seed would follow it.
+    problem(
+        add("anna", &other, b64(&first), Some(true)).await.unwrap(),
+        409,
+        "staff_key_reused",
+    )
+    .await;
+    assert_eq!(handshake(&first).await, a, "nothing changed");
+    // Moved with a new password, as asked.
+    let r = add("anna", &other, b64(&second), Some(true)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(handshake(&first).await, "bad_signature");
+    assert_eq!(handshake(&second).await, other);
+
+    // Disabled: refused as an unknown login is, and its parameters are the defaults.
+    let r = disable("anna").await.unwrap();
+    assert_eq!(r.status(), 200);
+    let out: Value = r.json().await.unwrap();
+    assert_eq!(out["activationId"], json!(other));
+    let disabled_at = out["disabledAt"].as_str().unwrap().to_owned();
+    assert_eq!(handshake(&second).await, "bad_signature");
+    let params: Value = s.get_json("/auth/dynamic-key-params?login=anna").await;
+    assert_eq!(params["memoryKib"], DynamicKeyParams::default().memory_kib);
+    // Again: the same answer, the first time kept.
+    s.clock.advance(60);
+    let again: Value = disable("anna").await.unwrap().json().await.unwrap();
+    assert_eq!(again["disabledAt"], json!(disabled_at));
+    problem(disable("nobody").await.unwrap(), 404, "staff_not_found").await;
+    problem(
+        s.http
+            .post(s.url("/admin/staff/anna/disable"))
+            .send()
+            .await
+            .unwrap(),
+        401,
+        "missing_credentials",
+    )
+    .await;
+
+    // Enabled again only with a new key, wherever it goes.
+    for (at, replace) in [(&other, None), (&other, Some(true)), (&a, None)] {
+        problem(
+            add("anna", at, b64(&second), replace).await.unwrap(),
+            409,
+            "staff_key_reused",
+        )
+        .await;
+    }
+    assert_eq!(handshake(&second).await, "bad_signature");
+    let third = pair("anna", "third password");
+    let r = add("anna", &a, b64(&third), None).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.json::<Value>().await.unwrap().get("disabledAt").is_none());
+    assert_eq!(handshake(&third).await, a);
+    assert_eq!(handshake(&second).await, "bad_signature");
+
+    // A login with a `/` or a space, percent-encoded in the path.
+    let odd = pair("kassa/1 b", "password");
+    assert_eq!(
+        add("kassa/1 b", &a, b64(&odd), None)
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
+    assert_eq!(handshake(&odd).await, a);
+    let r = disable("kassa%2F1%20b").await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(handshake(&odd).await, "bad_signature");
+    assert_eq!(handshake(&third).await, a, "another login is untouched");
+
+    // The same new login added four times at once: created once, the others find it so.
+    let carl = b64(&pair("carl", "password"));
+    let tries = (0..4).map(|_| add("carl", &a, carl.clone(), None));
+    let mut statuses: Vec<u16> = futures_util::future::join_all(tries)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().status().as_u16())
+        .collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 200, 200, 201]);
+}
+
+/// A database failure during a register's audit answers 503 `storage_unavailable`, as
+/// everywhere else, not 500.
+async fn register_audit_answers_503_when_the_database_fails(db: &TestDb, b: Backend) {
+    let s = Srv::start(db, b).await;
+    let (a, key) = s.register(CORP_A, "dev-1").await;
+    let id = a["activationId"].as_str().unwrap();
+    assert_eq!(s.post_tx(&key, "t-1", &sale(100)).await.status(), 201);
+    let path = format!("/admin/activations/{id}/audit");
+    assert_eq!(s.get_json_as(&path, ADMIN_KEY).await["status"], "intact");
+    let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
+    let rename = |from: &str, to: &str| {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "ALTER TABLE {from} RENAME TO {to}"
+        )))
+        .execute(&pool)
+    };
+    rename("transactions", "transactions_away").await.unwrap();
+    let r = s.get(&path, ADMIN_KEY).await;
+    let result = problem(r, 503, "storage_unavailable").await;
+    rename("transactions_away", "transactions").await.unwrap();
+    pool.close().await;
+    let _ = result;
+    assert_eq!(s.get_json_as(&path, ADMIN_KEY).await["status"], "intact");
 }

@@ -109,6 +109,20 @@ async fn openapi_matches_product_answers_and_lists_problems() {
             .unwrap()
             .contains("`descriptor_superseded`")
     );
+    let add_staff = &doc["paths"]["/admin/staff"]["post"]["responses"];
+    let conflicts = add_staff["409"]["description"].as_str().unwrap();
+    assert!(
+        conflicts.contains("`staff_login_in_use`") && conflicts.contains("`staff_key_reused`"),
+        "{conflicts}"
+    );
+    assert!(add_staff["200"].is_object() && add_staff["201"].is_object());
+    let disable = &doc["paths"]["/admin/staff/{login}/disable"]["post"]["responses"];
+    assert!(
+        disable["404"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("`staff_not_found`")
+    );
     let handshake = &doc["paths"]["/auth/handshake"]["get"]["responses"];
     assert!(
         handshake["400"]["description"]

@@ -1832,6 +1832,8 @@ fn bad_arguments_exit_1_and_help_0() {
     // The key cache is bounded: a longer one is refused at start, saying what is allowed.
     for (args, env) in [
         (&["--key-cache-secs", "61", "admin", "keys"][..], &[][..]),
+        // The settings are global: after the subcommand as well.
+        (&["admin", "keys", "--key-cache-secs", "61"][..], &[][..]),
         (
             &["admin", "keys"][..],
             &[("TILLGATE_KEY_CACHE_SECS", "3600")][..],
@@ -1848,6 +1850,14 @@ fn bad_arguments_exit_1_and_help_0() {
     let help = run(&["--help"], &[]);
     assert_eq!(help.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&help.stdout).contains("keygen"));
+    // `serve --help` lists the settings it takes.
+    let help = run(&["serve", "--help"], &[]);
+    assert_eq!(help.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        text.contains("--bind") && text.contains("TILLGATE_BIND"),
+        "{text}"
+    );
 }
 
 /// An embedder's configuration gets the same bound on the key cache as the flags.
@@ -2244,4 +2254,209 @@ async fn verify_receipts_cli() {
             ("\"previous_mismatch\"".to_owned(), "1".to_owned())
         ]
     );
+}
+
+/// The real binary's `admin` subcommand on the database of `db` (the in-process test
+/// server's key-encryption key, in the temporary directory), with `env` and `stdin`;
+/// whether it succeeded, its JSON output lines, its standard error.
+fn admin_on(
+    db: &TestDb,
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdin: &str,
+) -> (bool, Vec<Value>, String) {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tillgate-server"))
+        .env("DATABASE_URL", &db.url)
+        .env("TILLGATE_DATA_DIR", std::env::temp_dir())
+        .env_remove("TILLGATE_RM_SYSTEM")
+        .envs(env.iter().copied())
+        .arg("admin")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let lines = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (
+        out.status.success(),
+        lines,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Staff logins through the admin CLI, beside a running server: `add-staff
+/// --password-stdin` derives the key the app derives (with the RmSystem the server
+/// recorded at its start, and refuses another), refuses to move or change an enabled
+/// login without `--replace` and to bring a login back with its old key;
+/// `disable-staff` stops its dynamic keys at once. `--by` and `--note` are checked as
+/// the HTTP API checks them, and `list` reads every registration, past any page size.
+async fn admin_cli_manages_staff_logins(backend: Backend) {
+    let Some(db) = TestDb::new(backend, "admin_cli_manages_staff_logins").await else {
+        return;
+    };
+    let s = Srv::start(&db, backend).await;
+    let (a, _) = s.register(CORP_A, "dev-1").await;
+    let (other, _) = s.register(CORP_A, "dev-2").await;
+    let (a, other) = (
+        a["activationId"].as_str().unwrap().to_owned(),
+        other["activationId"].as_str().unwrap().to_owned(),
+    );
+    let cheap = tillgate_core::DynamicKeyParams {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+    };
+    let handshake = |password: &str| {
+        let pair =
+            tillgate_core::derive_dynamic_key_pair("1,2,3,4", "bea", password, cheap).unwrap();
+        let dk =
+            tillgate_core::create_dynamic_api_key(&pair, tillgate_server::Clock::now(&s.clock))
+                .unwrap();
+        let s = &s;
+        async move {
+            let r = s.get("/auth/handshake", dk.expose()).await;
+            let ok = r.status() == 200;
+            let body: Value = r.json().await.unwrap();
+            let field = if ok { "activationId" } else { "code" };
+            body[field].as_str().unwrap().to_owned()
+        }
+    };
+    let add = |activation: &str, password: &str, extra: &[&str], env: &[(&str, &str)]| {
+        let mut args = vec![
+            "add-staff",
+            "--login",
+            "bea",
+            "--activation-id",
+            activation,
+            "--password-stdin",
+            "--memory-kib",
+            "64",
+            "--iterations",
+            "1",
+            "--parallelism",
+            "1",
+        ];
+        args.extend_from_slice(extra);
+        admin_on(&db, &args, env, &format!("{password}\n"))
+    };
+
+    let (ok, out, err) = add(&a, "first", &[], &[]);
+    assert!(ok, "{err}");
+    assert_eq!(out[0]["result"], "created");
+    assert_eq!(handshake("first").await, a);
+    let (ok, out, err) = add(&a, "first", &[], &[]);
+    assert!(ok, "{err}");
+    assert_eq!(out[0]["result"], "unchanged");
+    // Another RmSystem than the server's would derive a key no app derives.
+    let (ok, _, err) = add(&a, "first", &[], &[("TILLGATE_RM_SYSTEM", "9,9,9,9")]);
+    assert!(!ok);
+    assert!(
+        err.contains("RmSystem 1,2,3,4") && err.contains("TILLGATE_RM_SYSTEM"),
+        "{err}"
+    );
+
+    let (ok, _, err) = add(&other, "second", &[], &[]);
+    assert!(!ok);
+    assert!(err.contains("staff_login_in_use"), "{err}");
+    let (ok, _, err) = add(&other, "first", &["--replace"], &[]);
+    assert!(!ok);
+    assert!(err.contains("staff_key_reused"), "{err}");
+    let (ok, out, err) = add(&other, "second", &["--replace"], &[]);
+    assert!(ok, "{err}");
+    assert_eq!(out[0]["result"], "replaced");
+    assert_eq!(handshake("second").await, other);
+
+    let (ok, out, err) = admin_on(&db, &["disable-staff", "--login", "bea"], &[], "");
+    assert!(ok, "{err}");
+    assert!(out[0]["disabledAt"].is_string(), "{out:?}");
+    assert_eq!(handshake("second").await, "bad_signature");
+    let (ok, _, err) = admin_on(&db, &["disable-staff", "--login", "nobody"], &[], "");
+    assert!(!ok);
+    assert!(err.contains("staff_not_found"), "{err}");
+    let (ok, _, err) = add(&other, "second", &[], &[]);
+    assert!(!ok);
+    assert!(err.contains("staff_key_reused"), "{err}");
+    let (ok, out, err) = add(&other, "third", &[], &[]);
+    assert!(ok, "{err}");
+    assert_eq!(out[0]["result"], "reenabled");
+    assert_eq!(handshake("third").await, other);
+
+    // Decisions: --by and --note as the HTTP API takes decidedBy and note.
+    let pending = s.activate_ok(CORP_A, "dev-3").await;
+    let pending = pending["activationId"].as_str().unwrap();
+    for (args, flag) in [
+        (vec!["reject", pending, "--by", ""], "--by"),
+        (vec!["reject", pending, "--note", "a\u{7}bell"], "--note"),
+        (
+            vec!["approve", pending, "--note", &"n".repeat(1001)],
+            "--note",
+        ),
+    ] {
+        let (ok, _, err) = admin_on(&db, &args, &[], "");
+        assert!(!ok, "{args:?}");
+        assert!(err.contains(flag), "{err}");
+    }
+    let (ok, out, err) = admin_on(&db, &["reject", pending, "--note", "duplicate"], &[], "");
+    assert!(ok, "{err}");
+    assert_eq!(out[0]["status"], "rejected");
+
+    // More registrations than a page: every one is listed, once, oldest first.
+    let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
+    sqlx::query(
+        "WITH RECURSIVE n (i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1205) \
+         INSERT INTO activations (id, production_number, cash_register_name, device_id, \
+         corporate_id, country, application_package, extras, features, valid_from, valid_to, \
+         status, created_at, updated_at) \
+         SELECT 'act_bulk_' || i, 'TG-BULK-' || i, 'Kassa', 'dev-bulk', '5560360793', 'SE', \
+         'com.example.pos', '{}', '[]', 0, 1, 'pending', i / 7, i / 7 FROM n",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    let (ok, out, err) = admin_on(&db, &["list"], &[], "");
+    assert!(ok, "{err}");
+    assert_eq!(out.len(), 1205 + 3);
+    let ids: std::collections::HashSet<&str> = out
+        .iter()
+        .map(|a| a["activationId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), out.len(), "each registration once");
+    let newest: std::collections::HashSet<&str> = out[1205..]
+        .iter()
+        .map(|a| a["activationId"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        newest,
+        [a.as_str(), other.as_str(), pending].into(),
+        "oldest first"
+    );
+    let (ok, out, err) = admin_on(&db, &["list", "--status", "pending"], &[], "");
+    assert!(ok, "{err}");
+    assert_eq!(out.len(), 1205);
+    let (ok, _, err) = admin_on(&db, &["list", "--status", "bogus"], &[], "");
+    assert!(!ok);
+    assert!(err.contains("--status"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_cli_manages_staff_logins_sqlite() {
+    admin_cli_manages_staff_logins(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_cli_manages_staff_logins_postgres() {
+    admin_cli_manages_staff_logins(Backend::Postgres).await;
 }
