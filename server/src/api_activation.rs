@@ -10,9 +10,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tillgate_core::{
-    ActivationDescriptor, ActivationRequest, DESCRIPTOR_VERSION, FieldError, ServerTimeClaims,
-    VerifyOptions, format_rfc3339, generate_api_key_with, sign_descriptor, sign_server_time,
-    validate_activation_request, verify_descriptor,
+    ActivationDescriptor, ActivationRequest, DESCRIPTOR_VERSION, FieldError, Period,
+    ServerTimeClaims, VerifyOptions, format_rfc3339, generate_api_key_with, sign_descriptor,
+    sign_server_time, validate_activation_request, verify_descriptor,
 };
 
 /// The bodies of these endpoints, defined in core (see `tillgate_core::wire`).
@@ -321,11 +321,18 @@ pub async fn activation_code(
     }))
 }
 
-/// An RFC 3339 time as Unix seconds (`None` if it is not one).
-fn unix_seconds(s: &str) -> Option<i64> {
-    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-        .ok()
-        .map(time::OffsetDateTime::unix_timestamp)
+/// A renewal's new period by core's rule for a period (`Period::parse`, the one an
+/// activation's period is checked by): 400 `invalid_renewal_request` with the failing
+/// fields otherwise. A first renewal and its repeat are checked alike.
+fn renewal_period(body: &RenewRequest) -> AppResult<Period> {
+    Period::parse(&body.valid_from, &body.valid_to).map_err(|e| match e {
+        tillgate_core::Error::InvalidActivationRequest { fields } => AppError::fields(
+            "invalid_renewal_request",
+            "the new period is invalid",
+            fields,
+        ),
+        e => e.into(),
+    })
 }
 
 /// Repeats, with the key it replaced, a renewal made less than [`RENEWAL_REPEAT_SECS`]
@@ -344,15 +351,19 @@ async fn repeat_renewal(
         return Ok(None);
     };
     let a = &old.activation;
-    // The same instants, however they are written (`…T00:00:00.000Z`, `+01:00`).
-    let same_period = unix_seconds(&body.valid_from) == Some(a.valid_from)
-        && unix_seconds(&body.valid_to) == Some(a.valid_to);
     if now.saturating_sub(old.replaced_at) > RENEWAL_REPEAT_SECS
         || a.status != "approved"
-        || !same_period
         || body.device_id != a.device_id
         || body.production_number != a.production_number
     {
+        return Ok(None);
+    }
+    // A period a first renewal would refuse is refused here too, with the same 400 (a
+    // fraction of a second past midnight is not midnight, though it is the same whole
+    // second). A valid one is the same request if it has the same instants, however they
+    // are written (`…T00:00:00.000Z`, `+01:00`).
+    let period = renewal_period(body)?;
+    if period.from_unix_seconds() != a.valid_from || period.to_unix_seconds() != a.valid_to {
         return Ok(None);
     }
     let key = generate_api_key_with(API_KEY_LEN, tillgate_core::ApiKeyAlphabet::UrlSafe)
@@ -398,16 +409,10 @@ pub async fn renew(
     state.refuse_if_schema_newer().await?;
     let now = state.now();
     let grace = state.config.renewal_grace_days.saturating_mul(86_400);
-    let has_credential = parts.0.headers.contains_key(header::AUTHORIZATION)
-        || parts
-            .0
-            .headers
-            .contains_key(&crate::header_names::X_API_KEY)
-        || parts
-            .0
-            .extensions
-            .get::<crate::prefix::UrlTokenContext>()
-            .is_some_and(|c| c.token.is_some());
+    // An `Authorization` header of another scheme (a proxy's `Basic …`) is passed over
+    // for the descriptor, as it is for `X-Api-Key`; alone, it is refused as a credential.
+    let has_credential = auth::presents_credential(&parts.0)
+        || (body.descriptor.is_none() && parts.0.headers.contains_key(header::AUTHORIZATION));
     let (a, old_hash, by_descriptor) = if has_credential {
         // From the database, not from the key cache: a renewal or a decision made through
         // another process within the cache's lifetime must be seen here. A key replaced
@@ -506,32 +511,7 @@ pub async fn renew(
         ));
     }
     // The new period is checked by core, as for a new activation.
-    let as_request = ActivationRequest {
-        cash_register_name: a.cash_register_name.clone(),
-        device_id: a.device_id.clone(),
-        valid_from: body.valid_from.clone(),
-        valid_to: body.valid_to.clone(),
-        corporate_id: a.corporate_id.clone(),
-        application_package: a.application_package.clone(),
-        country: Some(a.country.clone()),
-        extras: serde_json::from_str(&a.extras).ok(),
-    };
-    let period = match validate_activation_request(&as_request) {
-        Ok(v) => v.period,
-        Err(tillgate_core::Error::InvalidActivationRequest { fields }) => {
-            // Only the period is the caller's input here.
-            let fields: Vec<FieldError> = fields
-                .into_iter()
-                .filter(|f| f.field == "validFrom" || f.field == "validTo")
-                .collect();
-            return Err(AppError::fields(
-                "invalid_renewal_request",
-                "the new period is invalid",
-                fields,
-            ));
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let period = renewal_period(&body)?;
     // The new key replaces the old one at once, so the new period must have begun: a key
     // valid only from a later day would leave the register with no usable key until then.
     let mut fields = Vec::new();

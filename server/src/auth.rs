@@ -14,9 +14,17 @@
 //! * A dynamic staff key is derived from a password, and the admin key may be one the
 //!   operator chose (`TILLGATE_ADMIN_KEY` only needs 20 characters of the key alphabet):
 //!   both can be guessed. One token is taken *before* the credential is checked (429 when
-//!   none is left) and given back when it succeeds, so a burst of concurrent guesses gets
-//!   no more checks than the budget allows. A request dropped while its credential is
-//!   being checked keeps its token spent.
+//!   none is left) and kept spent only when the credential fails, so a burst of concurrent
+//!   guesses gets no more checks than the budget allows. A request dropped while its
+//!   credential is being checked (the handler timeout during slow storage, a client that
+//!   hung up) gets its token back (`Reservation`): correct staff keys that time out do
+//!   not use up their address's budget, and a dropped guess got no answer, so giving its
+//!   token back tells a guesser nothing (asking again is another check, paid for again).
+//!
+//! The credential is the URL-path token, an `Authorization: Bearer` key or `X-Api-Key`.
+//! An `Authorization` header of another scheme (`Basic …`, added by a proxy in front) is
+//! not this server's: it is passed over when `X-Api-Key` is sent too, and refused (a
+//! failure) only when nothing else is.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
@@ -32,6 +40,7 @@ use tillgate_core::{ApiKeyHash, is_dynamic_api_key, parse_dynamic_api_key};
 use crate::db::ActivationRow;
 use crate::error::AppError;
 use crate::prefix::UrlTokenContext;
+use crate::ratelimit::RateLimiter;
 use crate::state::AppState;
 
 /// How a register proved who it is.
@@ -99,45 +108,102 @@ pub fn client_ip(parts: &Parts, trust_forwarded_for: bool) -> IpAddr {
 }
 
 /// The credential presented, in order of precedence: URL-path token, `Authorization:
-/// Bearer`, `X-Api-Key`.
+/// Bearer`, `X-Api-Key`. An `Authorization` header of another scheme is passed over for
+/// `X-Api-Key`; without one, it is refused as before (see the module doc).
 fn credential(parts: &Parts) -> Result<Option<(&str, Via)>, AppError> {
     if let Some(ctx) = parts.extensions.get::<UrlTokenContext>()
         && let Some(token) = &ctx.token
     {
         return Ok(Some((token.expose(), Via::UrlToken)));
     }
-    if let Some(v) = bearer(&parts.headers)? {
-        return Ok(Some((v, Via::Bearer)));
-    }
+    let other_scheme = match authorization(&parts.headers) {
+        Authorization::Absent => None,
+        Authorization::Bearer(v) => return Ok(Some((v, Via::Bearer))),
+        Authorization::Malformed(e) => return Err(e),
+        Authorization::OtherScheme(e) => Some(e),
+    };
     if let Some(v) = parts.headers.get(&crate::header_names::X_API_KEY) {
         let v = v
             .to_str()
             .map_err(|_| AppError::unauthorized("invalid_credentials", "X-Api-Key is not ASCII"))?;
         return Ok(Some((v.trim(), Via::Header)));
     }
-    Ok(None)
+    match other_scheme {
+        Some(e) => Err(e),
+        None => Ok(None),
+    }
 }
 
-fn bearer(headers: &HeaderMap) -> Result<Option<&str>, AppError> {
+/// Whether the request carries a credential [`authenticate`] would check (or refuse as
+/// malformed): a URL-path token, `X-Api-Key` or an `Authorization: Bearer` header. An
+/// `Authorization` header of another scheme alone is not one.
+pub fn presents_credential(parts: &Parts) -> bool {
+    parts
+        .extensions
+        .get::<UrlTokenContext>()
+        .is_some_and(|c| c.token.is_some())
+        || parts.headers.contains_key(&crate::header_names::X_API_KEY)
+        || matches!(
+            authorization(&parts.headers),
+            Authorization::Bearer(_) | Authorization::Malformed(_)
+        )
+}
+
+/// What the `Authorization` header holds.
+enum Authorization<'a> {
+    /// No such header.
+    Absent,
+    /// `Bearer <key>`: the key, trimmed.
+    Bearer(&'a str),
+    /// The Bearer scheme, but no key, or one that is not ASCII: the answer to it.
+    Malformed(AppError),
+    /// Another scheme (or an unreadable header that does not start with `Bearer `): not
+    /// this server's credential; the answer to it when no other credential is sent.
+    OtherScheme(AppError),
+}
+
+fn authorization(headers: &HeaderMap) -> Authorization<'_> {
     let Some(v) = headers.get(header::AUTHORIZATION) else {
-        return Ok(None);
+        return Authorization::Absent;
     };
-    let v = v.to_str().map_err(|_| {
-        AppError::unauthorized("invalid_credentials", "Authorization header is not ASCII")
-    })?;
-    let Some((scheme, value)) = v.split_once(' ') else {
-        return Err(AppError::unauthorized(
+    let bytes = v.as_bytes();
+    let (scheme, rest) = match bytes.iter().position(|&b| b == b' ') {
+        Some(i) => (&bytes[..i], Some(&bytes[i + 1..])),
+        None => (bytes, None),
+    };
+    let is_bearer = scheme.eq_ignore_ascii_case(b"bearer");
+    let Ok(text) = v.to_str() else {
+        let e = AppError::unauthorized("invalid_credentials", "Authorization header is not ASCII");
+        return if is_bearer {
+            Authorization::Malformed(e)
+        } else {
+            Authorization::OtherScheme(e)
+        };
+    };
+    match (is_bearer, rest) {
+        (true, Some(_)) => Authorization::Bearer(text[scheme.len() + 1..].trim()),
+        (true, None) => Authorization::Malformed(AppError::unauthorized(
             "invalid_credentials",
             "Authorization must be `Bearer <key>`",
-        ));
-    };
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(AppError::unauthorized(
+        )),
+        (false, None) => Authorization::OtherScheme(AppError::unauthorized(
+            "invalid_credentials",
+            "Authorization must be `Bearer <key>`",
+        )),
+        (false, Some(_)) => Authorization::OtherScheme(AppError::unauthorized(
             "invalid_credentials",
             "Authorization must use the Bearer scheme",
-        ));
+        )),
     }
-    Ok(Some(value.trim()))
+}
+
+/// The `Authorization: Bearer` key, for the admin (who has no other way to send it).
+fn bearer(headers: &HeaderMap) -> Result<Option<&str>, AppError> {
+    match authorization(headers) {
+        Authorization::Absent => Ok(None),
+        Authorization::Bearer(v) => Ok(Some(v)),
+        Authorization::Malformed(e) | Authorization::OtherScheme(e) => Err(e),
+    }
 }
 
 /// Counts a failed authentication of a credential that was checked before any token was
@@ -156,29 +222,64 @@ fn rate_limited(state: &AppState, retry_after_secs: u64) -> AppError {
     AppError::RateLimited { retry_after_secs }
 }
 
-/// Takes one token of the client's budget before a guessable credential (a dynamic key,
-/// the admin key) is checked; 429 when none is left. The caller gives it back
-/// ([`settle`]) when the credential turns out good.
-fn reserve(state: &AppState, ip: IpAddr) -> Result<(), AppError> {
-    state
-        .auth_limiter
-        .try_take(ip)
+/// One token of a client's failed-authentication budget, taken before a guessable
+/// credential (a dynamic key, the admin key) is checked. Dropped, it goes back to the
+/// budget unless [`fail`](Self::fail) kept it spent: a good credential, a server error
+/// (not the client's failure) and a request dropped before its answer (the handler
+/// timeout, a client that hung up) all give it back. See the module doc.
+#[must_use = "dropping the reservation gives its token back at once"]
+struct Reservation<'a> {
+    limiter: &'a RateLimiter,
+    ip: IpAddr,
+    spent: bool,
+}
+
+impl<'a> Reservation<'a> {
+    /// Takes one token for `ip`; `Err(retry_after_secs)` when none is left.
+    fn take(limiter: &'a RateLimiter, ip: IpAddr) -> Result<Self, u64> {
+        limiter.try_take(ip)?;
+        Ok(Reservation {
+            limiter,
+            ip,
+            spent: false,
+        })
+    }
+
+    /// The credential failed: its token stays spent.
+    fn fail(mut self) {
+        self.spent = true;
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if !self.spent {
+            self.limiter.give_back(self.ip);
+        }
+    }
+}
+
+/// [`Reservation::take`] for the client's failed-authentication budget: 429 when none is
+/// left.
+fn reserve(state: &AppState, ip: IpAddr) -> Result<Reservation<'_>, AppError> {
+    Reservation::take(&state.auth_limiter, ip)
         .map_err(|retry_after_secs| rate_limited(state, retry_after_secs))
 }
 
-/// Settles a token [`reserve`]d for a credential: given back unless the credential
-/// failed (a server error is not the client's failure, so it is given back as well).
-fn settle<T>(state: &AppState, ip: IpAddr, result: Result<T, AppError>) -> Result<T, AppError> {
-    match result {
-        Err(e) if is_credential_failure(&e) => {
-            state.metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
-            Err(e)
-        }
-        other => {
-            state.auth_limiter.give_back(ip);
-            other
-        }
+/// Settles a token [`reserve`]d for a credential by the credential's result: kept spent
+/// when the credential failed, given back otherwise (a server error too).
+fn settle<T>(
+    state: &AppState,
+    token: Reservation<'_>,
+    result: Result<T, AppError>,
+) -> Result<T, AppError> {
+    if let Err(e) = &result
+        && is_credential_failure(e)
+    {
+        state.metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
+        token.fail();
     }
+    result
 }
 
 /// Whether `e` refuses the credential itself (rather than being the server's failure).
@@ -221,9 +322,10 @@ async fn authenticate_with(
         Err(e) => return Err(failed(state, ip, e)),
     };
     if is_dynamic_api_key(cred) {
-        // Derived from a password: a token first (see the module doc).
-        reserve(state, ip)?;
-        return settle(state, ip, authenticate_dynamic(state, cred, via).await);
+        // Derived from a password: a token first (see the module doc). Held across the
+        // check, so that a request dropped meanwhile gives it back.
+        let token = reserve(state, ip)?;
+        return settle(state, token, authenticate_dynamic(state, cred, via).await);
     }
     // A server-drawn key: checked first, paid for only when it fails.
     authenticate_key(state, cred, via, use_cache)
@@ -499,7 +601,7 @@ impl FromRequestParts<AppState> for Admin {
             Err(e) => return Err(failed(state, ip, e)),
         };
         // The operator may have chosen the admin key: a token first (see the module doc).
-        reserve(state, ip)?;
+        let token = reserve(state, ip)?;
         let result = if state.is_admin_key(key) {
             Ok(Admin)
         } else {
@@ -508,6 +610,108 @@ impl FromRequestParts<AppState> for Admin {
                 "not the admin key",
             ))
         };
-        settle(state, ip, result)
+        settle(state, token, result)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1));
+
+    #[test]
+    fn a_reservation_dropped_unsettled_gives_its_token_back() {
+        let l = RateLimiter::new(2);
+        let first = Reservation::take(&l, IP).unwrap();
+        let second = Reservation::take(&l, IP).unwrap();
+        assert!(Reservation::take(&l, IP).is_err(), "both tokens are held");
+        drop(first);
+        let third = Reservation::take(&l, IP).unwrap();
+        drop((second, third));
+        assert!(l.try_take(IP).is_ok() && l.try_take(IP).is_ok());
+        assert!(
+            l.try_take(IP).is_err(),
+            "the budget is whole again, no more"
+        );
+    }
+
+    #[test]
+    fn a_failed_credential_keeps_its_token_spent() {
+        let l = RateLimiter::new(2);
+        Reservation::take(&l, IP).unwrap().fail();
+        Reservation::take(&l, IP).unwrap().fail();
+        assert!(Reservation::take(&l, IP).is_err());
+        assert!(l.try_take(IP).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_check_dropped_before_its_answer_gives_its_token_back() {
+        // As `authenticate_dynamic` waiting on storage when the handler timeout (or a
+        // client that hung up) drops the request: the reservation is held across an await
+        // that never completes.
+        let l = RateLimiter::new(1);
+        let check = async {
+            let token = Reservation::take(&l, IP).unwrap();
+            std::future::pending::<()>().await;
+            token.fail();
+        };
+        let timed_out = tokio::time::timeout(std::time::Duration::from_millis(10), check).await;
+        assert!(timed_out.is_err());
+        assert!(
+            l.try_take(IP).is_ok(),
+            "the dropped check's token came back"
+        );
+    }
+
+    fn parts(headers: &[(&str, &[u8])]) -> Parts {
+        let mut req = axum::http::Request::builder();
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        req.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn another_authorization_scheme_falls_through_to_x_api_key() {
+        let p = parts(&[
+            ("authorization", b"Basic dXNlcjpwdw=="),
+            ("x-api-key", b" k1 "),
+        ]);
+        assert_eq!(credential(&p).unwrap(), Some(("k1", Via::Header)));
+        assert!(presents_credential(&p));
+        // A scheme alone, and a header that is not ASCII, are other schemes too.
+        let p = parts(&[("authorization", b"Negotiate"), ("x-api-key", b"k1")]);
+        assert_eq!(credential(&p).unwrap(), Some(("k1", Via::Header)));
+        let p = parts(&[("authorization", b"Digest \xe4"), ("x-api-key", b"k1")]);
+        assert_eq!(credential(&p).unwrap(), Some(("k1", Via::Header)));
+        // Bearer still takes precedence over X-Api-Key.
+        let p = parts(&[("authorization", b"bearer  k0 "), ("x-api-key", b"k1")]);
+        assert_eq!(credential(&p).unwrap(), Some(("k0", Via::Bearer)));
+    }
+
+    #[test]
+    fn another_authorization_scheme_alone_is_refused_as_before() {
+        for (value, message) in [
+            (&b"Basic dXNlcjpwdw=="[..], "must use the Bearer scheme"),
+            (b"Basic", "must be `Bearer <key>`"),
+            (b"Digest \xe4", "not ASCII"),
+        ] {
+            let p = parts(&[("authorization", value)]);
+            let e = credential(&p).unwrap_err();
+            assert_eq!(e.code(), "invalid_credentials");
+            assert!(e.to_string().contains(message), "{e}");
+            assert!(!presents_credential(&p));
+            assert!(bearer(&p.headers).is_err(), "nor does it reach the admin");
+        }
+        // A Bearer header without a key is malformed, X-Api-Key or not.
+        for value in [&b"Bearer"[..], b"Bearer \xe4"] {
+            let p = parts(&[("authorization", value), ("x-api-key", b"k1")]);
+            assert_eq!(credential(&p).unwrap_err().code(), "invalid_credentials");
+            assert!(presents_credential(&p));
+        }
+        assert_eq!(credential(&parts(&[])).unwrap(), None);
+        assert!(!presents_credential(&parts(&[])));
     }
 }

@@ -651,6 +651,24 @@ async fn expiry_and_renewal(db: &TestDb, b: Backend) {
     )
     .await;
     assert_eq!(p["fields"][0]["code"], "period_too_long");
+    // Not midnight, though within its second: refused (and so is its repeat, below).
+    let not_midnight = problem(
+        s.http
+            .post(s.url("/activations/renew"))
+            .bearer_auth(old)
+            .json(&renew_body(
+                "2030-02-01T00:00:00.9Z",
+                "2031-02-01T00:00:00Z",
+            ))
+            .send()
+            .await
+            .unwrap(),
+        400,
+        "invalid_renewal_request",
+    )
+    .await;
+    assert_eq!(not_midnight["fields"][0]["field"], "validFrom");
+    assert_eq!(not_midnight["fields"][0]["code"], "not_midnight_utc");
 
     // Renew with the old key: a new key, the old one stops working.
     let r = s
@@ -679,6 +697,14 @@ async fn expiry_and_renewal(db: &TestDb, b: Backend) {
             .send()
     };
     s.clock.set(T2030 + 31 * DAY + 600);
+    // A period a first renewal refuses is refused in a repeat too, with the same answer,
+    // though its whole seconds are the renewal's; nothing changes.
+    let r = repeat("2030-02-01T00:00:00.9Z", "2031-02-01T00:00:00Z")
+        .await
+        .unwrap();
+    let p = problem(r, 400, "invalid_renewal_request").await;
+    assert_eq!(p["fields"], not_midnight["fields"]);
+    assert_eq!(s.get("/auth/handshake", lost).await.status(), 200);
     // The same instants written another way (fractional seconds, an offset) are the
     // same request.
     let r = repeat("2030-02-01T00:00:00.000Z", "2031-02-01T01:00:00+01:00")
@@ -732,7 +758,9 @@ async fn expiry_and_renewal(db: &TestDb, b: Backend) {
         .await
         .unwrap();
     s.clock.set(T2030 + 396 * DAY + 10 * DAY); // 2031-02-11
+    // (An `Authorization` header of another scheme, added by a proxy, is passed over.)
     let r = s.http.post(s.url("/activations/renew"))
+        .header("authorization", "Basic dXNlcjpwYXNzd29yZA==")
         .json(&json!({"productionNumber": pn, "deviceId": "dev-1", "validFrom": "2031-02-01T00:00:00Z",
                       "validTo": "2032-02-01T00:00:00Z", "descriptor": code["descriptor"]})).send().await.unwrap();
     assert_eq!(r.status(), 200, "{:?}", r.text().await);
@@ -2200,6 +2228,23 @@ async fn rate_limits(db: &TestDb, b: Backend) {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    // So is one sent as `X-Api-Key` beside an `Authorization` header of another scheme
+    // (a proxy in front adding `Basic …`): that header is not this server's credential.
+    let basic = |key: Option<&str>| {
+        let r = s
+            .http
+            .get(s.url("/products"))
+            .header("authorization", "Basic dXNlcjpwYXNzd29yZA==")
+            .header("x-forwarded-for", "203.0.113.2");
+        match key {
+            Some(key) => r.header("x-api-key", key),
+            None => r,
+        }
+        .send()
+    };
+    assert_eq!(basic(Some(key)).await.unwrap().status(), 200);
+    // Alone it is still refused, and counted (here, past the budget: 429).
+    problem(basic(None).await.unwrap(), 429, "rate_limited").await;
     // Guessable credentials are refused before they are checked, even good ones.
     let r = get("/auth/handshake", dynamic().expose()).await.unwrap();
     assert!(r.headers().get("retry-after").is_some());
@@ -2221,6 +2266,21 @@ async fn rate_limits(db: &TestDb, b: Backend) {
 
     // A burst of wrong dynamic keys at once: no more of them are checked than the
     // budget allows (the rest are refused before their check), whatever the interleaving.
+    // This is the part that proves it. Each check waits on the database (the staff
+    // login's row), so the burst's checks overlap, and the failed-authentication counter
+    // counts the checks made: a budget only looked at before the check and paid after a
+    // failure would have checked most of the burst (answering the late ones 429 all the
+    // same, so the statuses alone would not tell). On PostgreSQL the staff table is
+    // held locked while the burst arrives, so all the checks under way wait together
+    // whatever the timing; SQLite's readers cannot be held back by another connection,
+    // there the checks overlap on their own.
+    let failures = || {
+        s.state
+            .metrics
+            .auth_failures
+            .load(std::sync::atomic::Ordering::SeqCst)
+    };
+    let failures_before = failures();
     let wrong = derive_dynamic_key_pair("1,2,3,4", "anna", "wrong", cheap).unwrap();
     let burst: Vec<_> = (0..12)
         .map(|_| {
@@ -2239,12 +2299,38 @@ async fn rate_limits(db: &TestDb, b: Backend) {
             }
         })
         .collect();
-    let statuses = futures_join_all(burst.into_iter()).await;
+    let lock = match b {
+        Backend::Postgres => {
+            let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
+            let mut tx = pool.begin().await.unwrap();
+            sqlx::query("LOCK TABLE staff IN ACCESS EXCLUSIVE MODE")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            Some((pool, tx))
+        }
+        Backend::Sqlite => None,
+    };
+    let burst = tokio::spawn(futures_join_all(burst.into_iter()));
+    if let Some((pool, tx)) = lock {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        tx.rollback().await.unwrap();
+        pool.close().await;
+    }
+    let statuses = burst.await.unwrap();
     let checked = statuses.iter().filter(|&&c| c == 401).count();
     let refused = statuses.iter().filter(|&&c| c == 429).count();
     assert!((1..=3).contains(&checked), "{statuses:?}");
     assert_eq!(checked + refused, 12, "{statuses:?}");
-    // The same burst of wrong admin keys.
+    assert_eq!(
+        failures() - failures_before,
+        checked as u64,
+        "checks made: {statuses:?}"
+    );
+    // The same burst of wrong admin keys gets the same answers. This documents the
+    // behaviour but cannot prove the token is taken before the check: the admin key is
+    // checked without waiting on anything, so even a budget paid after the check would
+    // let exactly its size through.
     let burst: Vec<_> = (0..12)
         .map(|i| {
             let http = s.http.clone();
@@ -2274,6 +2360,84 @@ async fn rate_limits(db: &TestDb, b: Backend) {
             .status(),
         200
     );
+}
+
+/// Correct staff keys whose requests time out while storage is slow (503
+/// `handler_timeout`) do not use up their address's failed-authentication budget: the
+/// token each took before its check goes back when the request is dropped. PostgreSQL
+/// only, where a test can hold the staff table locked (a SQLite reader is never blocked
+/// by a writer); the guard itself is unit-tested in `auth`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staff_keys_timing_out_keep_the_budget_postgres() {
+    let Some(db) = TestDb::new(Backend::Postgres, "staff_keys_timing_out").await else {
+        return;
+    };
+    let mut config = test_config(&db.url);
+    config.auth_failure_rate_per_minute = 2;
+    config.request_timeout_secs = 1;
+    config.trust_forwarded_for = true;
+    let s = Srv::start_with(
+        &db,
+        Backend::Postgres,
+        tillgate_server::ManualClock::new(T2030 + 3600),
+        config,
+    )
+    .await;
+    let (a, _) = s.register(CORP_A, "dev-1").await;
+    let cheap = DynamicKeyParams {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+    };
+    let anna = derive_dynamic_key_pair("1,2,3,4", "anna", "correct horse", cheap).unwrap();
+    let pk = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(anna.public_key());
+    let r = s
+        .http
+        .post(s.url("/admin/staff"))
+        .bearer_auth(ADMIN_KEY)
+        .json(
+            &json!({"login": "anna", "activationId": a["activationId"], "publicKey": pk,
+                      "memoryKib": 64, "iterations": 1, "parallelism": 1}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let now = s.clock.now_secs();
+    let handshake = || {
+        s.http
+            .get(s.url("/auth/handshake"))
+            .bearer_auth(create_dynamic_api_key(&anna, now).unwrap().expose())
+            .header("x-forwarded-for", "203.0.113.9")
+            .send()
+    };
+    // Slow storage: the staff login's row cannot be read until the lock is released.
+    let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
+    let mut lock = pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE staff IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    // More requests, one after the other, than the budget has tokens: each times out,
+    // none is refused for the budget.
+    for _ in 0..3 {
+        problem(handshake().await.unwrap(), 503, "handler_timeout").await;
+    }
+    lock.rollback().await.unwrap();
+    pool.close().await;
+    // The whole budget is left: the correct key is served, and a wrong one after it is
+    // still answered 401, not 429.
+    assert_eq!(handshake().await.unwrap().status(), 200);
+    let wrong = derive_dynamic_key_pair("1,2,3,4", "anna", "wrong", cheap).unwrap();
+    let r = s
+        .http
+        .get(s.url("/auth/handshake"))
+        .bearer_auth(create_dynamic_api_key(&wrong, now).unwrap().expose())
+        .header("x-forwarded-for", "203.0.113.9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
 }
 
 async fn ops_endpoints(db: &TestDb, b: Backend) {
