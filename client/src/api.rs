@@ -89,7 +89,9 @@ impl TryFrom<Renewed> for Activation {
 pub struct Handshake {
     /// The activation's status (`approved`).
     pub status: String,
-    /// The register's ProductionNumber, if the server named it.
+    /// The register's ProductionNumber as the answer names it (not signed; the signed
+    /// time's `sub` is checked to be equal). Compare it with the one the app stored to
+    /// know the answer is about this register.
     pub production_number: Option<String>,
     /// Start of the key's validity (RFC 3339), if the server named it.
     pub valid_from: Option<String>,

@@ -16,20 +16,25 @@ use crate::api::{
     Activation, ActivationCode, Handshake, Product, ProductCatalogue, ProductPage, ProductSync,
     parse_handshake, parse_list,
 };
-use crate::http::{Http, Method, Request, Response, redact_url};
+use crate::http::{Http, Method, Request, Response, SendError, redact_url};
 use crate::{ClientError, IdempotencyKey, RenewRequest, Result, StoredTransaction};
 
 /// Default time a whole request may take.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default time to establish a connection (native targets).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-/// Default cap on the size of one answer from the server: 8 MiB. The largest the server
-/// sends is a list page (at most 1,000 transactions or products), well under it.
+/// Default cap on the size of one answer from the server: 8 MiB. The largest answers are
+/// list pages. A page of products (at most 1,000) stays well under it; a page of
+/// transactions need not: a transaction may be as large as the server accepts (256 KiB
+/// by default, up to 1,000 lines) plus its receipt, so even a few dozen large ones pass
+/// 8 MiB. A page of transactions refused for its size is asked for again in halves (see
+/// [`ClientConfig::transaction_page_size`]).
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 8 << 20;
-/// Transactions asked for per page of `GET /transactions`: the most the server gives
-/// (its `limit` is 1–1000, 100 when not sent), so a long history takes the fewest
-/// requests.
-const TRANSACTION_PAGE: &str = "1000";
+/// Default transactions asked for per page of `GET /transactions`: 100, the server's own
+/// default, a page of typical sales a slow link reads well within the default timeout.
+pub const DEFAULT_TRANSACTION_PAGE_SIZE: u32 = 100;
+/// The most transactions the server gives per page (its `limit` is 1–1000).
+pub const MAX_TRANSACTION_PAGE_SIZE: u32 = 1000;
 
 /// How a [`Client`] talks to the server and what it trusts. `Debug` redacts a URL-path
 /// token (and a password) in the base URL.
@@ -56,6 +61,15 @@ pub struct ClientConfig {
     /// instead of being read into memory (a misconfigured proxy or a hostile server must
     /// not exhaust a till's memory). Default [`DEFAULT_MAX_RESPONSE_BYTES`].
     pub max_response_bytes: usize,
+    /// Transactions asked for per page when listing them
+    /// ([`list_transactions`](Client::list_transactions) and the history checks),
+    /// 1 to [`MAX_TRANSACTION_PAGE_SIZE`]; anything else fails [`Client::new`] with
+    /// [`ClientError::InvalidConfig`]. Default [`DEFAULT_TRANSACTION_PAGE_SIZE`]. Larger
+    /// pages take fewer requests but longer ones: on a slow link lower it (or raise
+    /// `timeout`). A page whose answer is over `max_response_bytes` is asked for again
+    /// with half as many transactions, down to one, and the listing goes on; only a
+    /// single transaction over the cap fails it (`invalid_response`).
+    pub transaction_page_size: u32,
 }
 
 impl fmt::Debug for ClientConfig {
@@ -70,6 +84,7 @@ impl fmt::Debug for ClientConfig {
             .field("clock_tolerance_secs", &self.clock_tolerance_secs)
             .field("user_agent", &self.user_agent)
             .field("max_response_bytes", &self.max_response_bytes)
+            .field("transaction_page_size", &self.transaction_page_size)
             .finish()
     }
 }
@@ -87,6 +102,7 @@ impl ClientConfig {
             clock_tolerance_secs: None,
             user_agent: concat!("tillgate-client/", env!("CARGO_PKG_VERSION")).to_owned(),
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            transaction_page_size: DEFAULT_TRANSACTION_PAGE_SIZE,
         }
     }
 }
@@ -98,9 +114,10 @@ impl ClientConfig {
 /// ([`list_transactions`](Self::list_transactions),
 /// [`verify_history`](Self::verify_history),
 /// [`verify_history_since`](Self::verify_history_since),
-/// [`sync_products`](Self::sync_products)) send one request per page of up to 1,000
-/// transactions or products, so they take as long as the history or the catalogue
-/// needs: keep them off the path of a sale.
+/// [`sync_products`](Self::sync_products)) send one request per page (of
+/// [`ClientConfig::transaction_page_size`] transactions, or up to 1,000 products), so
+/// they take as long as the history or the catalogue needs: keep them off the path of a
+/// sale.
 ///
 /// `Debug` never shows the API key, nor a URL-path token in the base URL.
 #[derive(Clone)]
@@ -139,8 +156,15 @@ pub(crate) fn random_hex(n: usize) -> Result<String> {
 }
 
 impl Client {
-    /// Builds a client. Fails only on an unusable configuration.
+    /// Builds a client. Fails only on an unusable configuration
+    /// ([`ClientError::InvalidConfig`]).
     pub fn new(config: ClientConfig) -> Result<Self> {
+        if !(1..=MAX_TRANSACTION_PAGE_SIZE).contains(&config.transaction_page_size) {
+            return Err(ClientError::InvalidConfig(format!(
+                "transaction_page_size must be 1 to {MAX_TRANSACTION_PAGE_SIZE}, not {}",
+                config.transaction_page_size
+            )));
+        }
         let base = config.base_url.trim_end_matches('/').to_owned();
         let http = Http::new(
             &base,
@@ -209,6 +233,12 @@ impl Client {
 
     /// Sends a request; returns a 2xx answer, or the typed error.
     async fn send(&self, req: Request) -> Result<Response> {
+        Ok(self.send_sized(req).await?)
+    }
+
+    /// [`send`](Self::send), telling an answer over `max_response_bytes` apart
+    /// ([`SendError::TooLarge`]) for a caller that can ask for less.
+    async fn send_sized(&self, req: Request) -> Result<Response, SendError> {
         let resp = self.inner.http.send(req).await?;
         if (200..300).contains(&resp.status) {
             return Ok(resp);
@@ -217,11 +247,11 @@ impl Client {
             .header("retry-after")
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        Err(ClientError::from_response(
+        Err(SendError::Other(ClientError::from_response(
             resp.status,
             retry_after,
             &resp.body,
-        ))
+        )))
     }
 
     async fn send_json<T: serde::de::DeserializeOwned>(&self, req: Request) -> Result<T> {
@@ -256,10 +286,17 @@ impl Client {
 
     /// `GET /auth/handshake`: checks the key and the registration's status. Sends a fresh
     /// nonce (and the configured device id and application package, which the server
-    /// checks too); the server-signed time in the answer must echo the nonce, verify
-    /// against the trusted keys and be issued to this register (its `sub` the answer's
-    /// ProductionNumber, else [`ClientError::InvalidResponse`]), and then becomes the
-    /// trusted time floor.
+    /// checks too); the server-signed time in the answer must echo the nonce and verify
+    /// against the trusted keys, and then becomes the trusted time floor.
+    ///
+    /// The signed time's `sub` must also equal the answer's `productionNumber`, else
+    /// [`ClientError::InvalidResponse`]. That is a consistency check of one answer, not
+    /// proof that the time was issued to this register: the client does not know the
+    /// register's ProductionNumber on its own (it keeps only the API key), and the
+    /// `productionNumber` beside the signed time is not signed. An app that stored its
+    /// ProductionNumber (from [`activate`](Self::activate), or the `sub` of its verified
+    /// descriptor) compares it with [`Handshake::production_number`] (equal to
+    /// `server_time.sub` here) to check the register too (docs/PROTOCOL.md 6.2).
     ///
     /// Errors the app acts on: [`ClientError::PendingApproval`],
     /// [`ClientError::KeyExpired`] (renew), [`ClientError::KeyNotYetValid`],
@@ -306,6 +343,13 @@ impl Client {
     /// this client; the old key stops working. Typical answer to
     /// [`ClientError::KeyExpired`].
     ///
+    /// The new period must have begun on the server: its `validFrom` no later than the
+    /// server's current time (the new key replaces the old one at once), and its
+    /// `validTo` after the current period's end and in the future. Else the server
+    /// answers 400 `invalid_renewal_request` ([`ClientError::Api`]) naming the field:
+    /// `validFrom` `in_the_future`, `validTo` `period_inconsistent`. Start the new period
+    /// today, not when the current one ends.
+    ///
     /// When the answer is lost (a timeout after the server renewed), the old key gets
     /// [`ClientError::KeyReplaced`] from then on: call `renew` again, still with the old
     /// key, with the same request (the same new period). This project's server answers
@@ -320,7 +364,9 @@ impl Client {
     /// `POST /activations/renew` without the old key (lost with the device's storage),
     /// authenticated by the stored signed descriptor instead. The registration then waits
     /// for an administrator's approval again (status `pending`). The period is checked
-    /// and sent as by [`renew`](Self::renew).
+    /// and sent as by [`renew`](Self::renew), and must likewise have begun on the server
+    /// (`validFrom` no later than its current time, else 400 `invalid_renewal_request`
+    /// with `validFrom` `in_the_future`).
     ///
     /// Only a descriptor of the registration's current period works: once any renewal
     /// succeeded, the descriptor stored before it is refused (401 `descriptor_superseded`).
@@ -397,25 +443,41 @@ impl Client {
     }
 
     /// `GET /transactions`: all of the register's transactions, in sequence order
-    /// (following the server's pages of up to 1,000, one request each: a long history
-    /// takes a while, see [`Client`]).
+    /// (following the server's pages of [`ClientConfig::transaction_page_size`], one
+    /// request each: a long history takes a while, see [`Client`]). A page whose answer
+    /// is over `max_response_bytes` is asked for again with half as many transactions,
+    /// down to one; only a single transaction over the cap fails the listing
+    /// (`invalid_response`).
     pub async fn list_transactions(&self) -> Result<Vec<StoredTransaction>> {
         self.list_transactions_after(None).await
     }
 
     /// The register's transactions after sequence number `after` (all with `None`), in
-    /// sequence order, following the server's pages.
+    /// sequence order, following the server's pages: of the configured size, halved for
+    /// a page whose answer is over the cap (see [`PageSize`]).
     async fn list_transactions_after(&self, after: Option<u64>) -> Result<Vec<StoredTransaction>> {
+        let config = &self.inner.config;
+        let mut size = PageSize::new(config.transaction_page_size, config.max_response_bytes);
         let mut all: Vec<StoredTransaction> = Vec::new();
         let mut after = after;
         loop {
             let mut req = self
                 .authed(Method::Get, "/transactions")?
-                .query(&[("limit", TRANSACTION_PAGE)]);
+                .query(&[("limit", &size.limit().to_string())]);
             if let Some(a) = after {
                 req = req.query(&[("afterSequence", &a.to_string())]);
             }
-            let body = self.send(req).await?.body;
+            let body = match self.send_sized(req).await {
+                Ok(resp) => resp.body,
+                Err(SendError::TooLarge(max)) => {
+                    if size.halve() {
+                        continue;
+                    }
+                    return Err(SendError::TooLarge(max).into());
+                }
+                Err(SendError::Other(e)) => return Err(e),
+            };
+            size.fitted(body.len());
             let (list, _, raw) =
                 parse_list::<StoredTransaction>(&body, &["items", "transactions"])?;
             let next = next_page(raw.get("nextAfterSequence"), after, &list)?;
@@ -466,7 +528,8 @@ impl Client {
     /// `witness_mismatch`, even if signed afresh with the server's key. The register is
     /// then a witness the server's operators cannot rewrite.
     ///
-    /// It fetches the whole history, one request per 1,000 transactions, so it takes
+    /// It fetches the whole history, one request per page of
+    /// [`ClientConfig::transaction_page_size`] transactions, so it takes
     /// longer the longer the history: run it away from a sale (or use
     /// [`verify_history_since`](Self::verify_history_since)).
     pub async fn verify_history(&self, witness: Option<&str>) -> Result<VerifiedHistory> {
@@ -572,6 +635,51 @@ impl Client {
             )
             .await?;
         Ok(out.into())
+    }
+}
+
+/// How many transactions to ask for per page: the configured size, halved (down to one)
+/// each time a page's answer is over the cap, and doubled back towards the configured
+/// size after a page that used at most half the cap, so that a few large transactions
+/// make only their own pages small, and a run of them does not cost a refused request
+/// for every page.
+#[derive(Debug)]
+struct PageSize {
+    configured: u32,
+    current: u32,
+    cap: usize,
+}
+
+impl PageSize {
+    fn new(configured: u32, cap: usize) -> Self {
+        let configured = configured.clamp(1, MAX_TRANSACTION_PAGE_SIZE);
+        PageSize {
+            configured,
+            current: configured,
+            cap,
+        }
+    }
+
+    /// The page size to ask for now.
+    fn limit(&self) -> u32 {
+        self.current
+    }
+
+    /// The answer was over the cap: halves the page size. `false` when it was one
+    /// transaction already (nothing smaller to ask for).
+    fn halve(&mut self) -> bool {
+        if self.current <= 1 {
+            return false;
+        }
+        self.current /= 2;
+        true
+    }
+
+    /// A page's answer of `bytes` fitted: grows the size back when it left room.
+    fn fitted(&mut self, bytes: usize) {
+        if bytes <= self.cap / 2 {
+            self.current = self.current.saturating_mul(2).min(self.configured);
+        }
     }
 }
 
@@ -846,5 +954,44 @@ mod tests {
         }
         // The rest of the configuration is shown.
         assert!(format!("{config:?}").contains("max_response_bytes: 8388608"));
+        assert!(format!("{config:?}").contains("transaction_page_size: 100"));
+    }
+
+    #[test]
+    fn the_transaction_page_size_is_checked() {
+        for size in [0, MAX_TRANSACTION_PAGE_SIZE + 1, u32::MAX] {
+            let mut config = ClientConfig::new("https://pos.example", TrustedKeys::new());
+            config.transaction_page_size = size;
+            let e = Client::new(config).unwrap_err();
+            assert_eq!(e.code(), "invalid_config", "{size}");
+            assert!(e.to_string().contains("transaction_page_size"), "{e}");
+        }
+        for size in [1, DEFAULT_TRANSACTION_PAGE_SIZE, MAX_TRANSACTION_PAGE_SIZE] {
+            let mut config = ClientConfig::new("https://pos.example", TrustedKeys::new());
+            config.transaction_page_size = size;
+            assert!(Client::new(config).is_ok(), "{size}");
+        }
+    }
+
+    #[test]
+    fn a_page_over_the_cap_is_halved_down_to_one_and_grows_back() {
+        let mut size = PageSize::new(100, 1000);
+        assert_eq!(size.limit(), 100);
+        let mut asked = vec![];
+        while size.halve() {
+            asked.push(size.limit());
+        }
+        assert_eq!(asked, [50, 25, 12, 6, 3, 1]);
+        assert_eq!(size.limit(), 1);
+        // A page that fitted with room to spare doubles it, up to the configured size.
+        size.fitted(500);
+        assert_eq!(size.limit(), 2);
+        // One that nearly filled the cap keeps it.
+        size.fitted(501);
+        assert_eq!(size.limit(), 2);
+        for _ in 0..10 {
+            size.fitted(0);
+        }
+        assert_eq!(size.limit(), 100);
     }
 }

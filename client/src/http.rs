@@ -230,6 +230,33 @@ fn check_base_url(base: &str) -> Result<()> {
     Ok(())
 }
 
+/// Why [`Http::send`] has no answer to give: the answer was over the cap, which a caller
+/// can avoid by asking for less (a shorter page), or any other failure.
+#[derive(Debug)]
+pub(crate) enum SendError {
+    /// The answer was larger than `max_response_bytes` (the cap, in bytes).
+    TooLarge(usize),
+    /// Anything else.
+    Other(ClientError),
+}
+
+impl From<ClientError> for SendError {
+    fn from(e: ClientError) -> Self {
+        SendError::Other(e)
+    }
+}
+
+impl From<SendError> for ClientError {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::TooLarge(max) => ClientError::InvalidResponse(format!(
+                "the answer is larger than {max} bytes (ClientConfig::max_response_bytes)"
+            )),
+            SendError::Other(e) => e,
+        }
+    }
+}
+
 /// Sends requests with the configured timeouts.
 pub(crate) struct Http {
     #[cfg(not(target_arch = "wasm32"))]
@@ -275,7 +302,7 @@ impl Http {
 
     /// Sends `req` and reads the whole answer, within the timeout.
     #[cfg(not(target_arch = "wasm32"))]
-    pub(crate) async fn send(&self, req: Request) -> Result<Response> {
+    pub(crate) async fn send(&self, req: Request) -> Result<Response, SendError> {
         use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
         let method = match req.method {
             Method::Get => reqwest::Method::GET,
@@ -304,14 +331,14 @@ impl Http {
         let headers = resp.headers().clone();
         let max = self.max_response_bytes;
         if resp.content_length().is_some_and(|n| n > max as u64) {
-            return Err(too_large(max));
+            return Err(SendError::TooLarge(max));
         }
         // Read chunk by chunk, so that an answer without a length (chunked) cannot grow
         // past the cap either.
         let mut body = Vec::new();
         while let Some(chunk) = resp.chunk().await.map_err(ClientError::from_reqwest)? {
             if body.len() + chunk.len() > max {
-                return Err(too_large(max));
+                return Err(SendError::TooLarge(max));
             }
             body.extend_from_slice(&chunk);
         }
@@ -325,7 +352,7 @@ impl Http {
     /// Sends `req` with the global `fetch` and reads the whole answer, within the timeout
     /// (an abort signal, which bounds reading the body too: see [`wasm::Deadline`]).
     #[cfg(target_arch = "wasm32")]
-    pub(crate) async fn send(&self, req: Request) -> Result<Response> {
+    pub(crate) async fn send(&self, req: Request) -> Result<Response, SendError> {
         use wasm_bindgen::JsCast;
         use wasm_bindgen_futures::JsFuture;
 
@@ -351,7 +378,8 @@ impl Http {
             init.set_body(&js_sys::Uint8Array::from(body.as_slice()));
         }
         init.set_headers(&headers);
-        // Held until the body is read: dropping it clears its timer, if it has one.
+        // Held until the body is read: dropping it (here or with this future) clears its
+        // timer and aborts the request, if it has a timer (see `wasm::Deadline`).
         let deadline = wasm::Deadline::new(self.timeout)?;
         init.set_signal(Some(deadline.signal()));
 
@@ -367,7 +395,7 @@ impl Http {
             .flatten()
             .and_then(|n| n.parse::<u64>().ok());
         if declared.is_some_and(|n| n > max as u64) {
-            return Err(too_large(max));
+            return Err(SendError::TooLarge(max));
         }
         // Read chunk by chunk from the body's stream, so that an answer without a length
         // (chunked) cannot grow past the cap either: reading stops, and the stream is
@@ -387,18 +415,13 @@ impl Http {
 
 const ACCEPT_VALUE: &str = "application/json, application/problem+json";
 
-fn too_large(max: usize) -> ClientError {
-    ClientError::InvalidResponse(format!(
-        "the answer is larger than {max} bytes (ClientConfig::max_response_bytes)"
-    ))
-}
-
 #[cfg(target_arch = "wasm32")]
 mod wasm {
     use js_sys::{Promise, Reflect};
     use wasm_bindgen::JsCast as _;
     use wasm_bindgen::prelude::*;
 
+    use super::SendError;
     use crate::{ClientError, Result};
 
     #[wasm_bindgen]
@@ -419,13 +442,24 @@ mod wasm {
     /// platform has it, else (Safari before 16, Chrome before 103) an `AbortController`
     /// aborted by a `setTimeout` timer. Either way the `fetch`, or the reading of its
     /// body, rejects (`TimeoutError` or `AbortError`, both [`ClientError::Timeout`]), so
-    /// the call always settles. Dropping it clears the timer (the request finished first,
-    /// or its future was dropped).
+    /// the call always settles.
+    ///
+    /// Dropping the fallback clears its timer and aborts the request (the request
+    /// finished first, or its future was dropped): a dropped request then stops at once
+    /// instead of running on with nothing to end it, and aborting one whose body was
+    /// read changes nothing. `AbortSignal.timeout` needs neither: its request ends at the
+    /// timeout at the latest.
     pub(super) struct Deadline {
         signal: web_sys::AbortSignal,
-        /// The fallback's timer handle and the callback it calls (kept alive while the
-        /// timer may fire).
-        timer: Option<(JsValue, Closure<dyn FnMut()>)>,
+        /// The fallback: its controller, timer handle and the callback the timer calls
+        /// (kept alive while the timer may fire).
+        fallback: Option<Fallback>,
+    }
+
+    struct Fallback {
+        controller: web_sys::AbortController,
+        timer: JsValue,
+        _abort: Closure<dyn FnMut()>,
     }
 
     impl Deadline {
@@ -436,16 +470,21 @@ mod wasm {
             if has_abort_signal_timeout() {
                 return Ok(Deadline {
                     signal: web_sys::AbortSignal::timeout_with_u32(ms.unsigned_abs()),
-                    timer: None,
+                    fallback: None,
                 });
             }
             let controller = web_sys::AbortController::new().map_err(network)?;
             let signal = controller.signal();
-            let abort = Closure::<dyn FnMut()>::new(move || controller.abort());
-            let handle = set_timeout(abort.as_ref().unchecked_ref(), ms).map_err(network)?;
+            let on_timer = controller.clone();
+            let abort = Closure::<dyn FnMut()>::new(move || on_timer.abort());
+            let timer = set_timeout(abort.as_ref().unchecked_ref(), ms).map_err(network)?;
             Ok(Deadline {
                 signal,
-                timer: Some((handle, abort)),
+                fallback: Some(Fallback {
+                    controller,
+                    timer,
+                    _abort: abort,
+                }),
             })
         }
 
@@ -456,9 +495,12 @@ mod wasm {
 
     impl Drop for Deadline {
         fn drop(&mut self) {
-            // Cleared before its callback is freed, so the timer never calls a freed one.
-            if let Some((handle, _)) = &self.timer {
-                clear_timeout(handle);
+            if let Some(f) = &self.fallback {
+                // Cleared before its callback is freed, so the timer never calls a freed
+                // one; then the request is ended, if it still runs (a no-op once the
+                // body was read, or after the timer fired).
+                clear_timeout(&f.timer);
+                f.controller.abort();
             }
         }
     }
@@ -508,11 +550,11 @@ mod wasm {
     }
 
     /// Reads a response body's stream to the end, or until it would pass `max` bytes: then
-    /// the stream is cancelled and the answer refused (see [`super::too_large`]).
+    /// the stream is cancelled and the answer refused ([`SendError::TooLarge`]).
     pub(super) async fn read_capped(
         stream: web_sys::ReadableStream,
         max: usize,
-    ) -> Result<Vec<u8>> {
+    ) -> Result<Vec<u8>, SendError> {
         use wasm_bindgen_futures::JsFuture;
 
         let reader = web_sys::ReadableStreamDefaultReader::new(&stream).map_err(network)?;
@@ -534,7 +576,7 @@ mod wasm {
                 wasm_bindgen_futures::spawn_local(async move {
                     let _ = cancelled.await;
                 });
-                return Err(super::too_large(max));
+                return Err(SendError::TooLarge(max));
             }
             let start = body.len();
             body.resize(start + n, 0);

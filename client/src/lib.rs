@@ -14,7 +14,7 @@ pub use api::{
 pub use backoff::Backoff;
 pub use client::{
     Client, ClientConfig, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT,
-    VerifiedHistory,
+    DEFAULT_TRANSACTION_PAGE_SIZE, MAX_TRANSACTION_PAGE_SIZE, VerifiedHistory,
 };
 pub use error::{ClientError, Result};
 #[cfg(not(target_arch = "wasm32"))]

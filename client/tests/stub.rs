@@ -53,6 +53,8 @@ struct Stub {
     receipts: Mutex<Vec<String>>,
     /// The query of each `GET /transactions`.
     list_queries: Mutex<Vec<HashMap<String, String>>>,
+    /// The stored transactions `GET /transactions` lists, sequence `i + 1` at `i`.
+    history: Mutex<Vec<serde_json::Value>>,
     /// The body of each `POST /activations/renew`.
     renewals: Mutex<Vec<serde_json::Value>>,
 }
@@ -255,13 +257,25 @@ async fn put_product(
     (StatusCode::CREATED, Json(v)).into_response()
 }
 
-/// `GET /transactions`: records the query and answers an empty last page.
+/// `GET /transactions`: records the query and answers a page of `history` as the server
+/// does: at most `limit` (1–1000, default 100) after `afterSequence`, and the cursor
+/// when the page is full.
 async fn list_transactions(
     State(stub): State<Arc<Stub>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
+    let after: usize = q.get("afterSequence").map_or(0, |a| a.parse().unwrap());
+    let limit: usize = q.get("limit").map_or(100, |l| l.parse().unwrap());
     stub.list_queries.lock().unwrap().push(q);
-    Json(serde_json::json!({"rve": "20240101000000", "items": []})).into_response()
+    if !(1..=1000).contains(&limit) {
+        return problem(400, "invalid_limit");
+    }
+    let history = stub.history.lock().unwrap();
+    let items: Vec<_> = history.iter().skip(after).take(limit).cloned().collect();
+    let next = (items.len() == limit).then(|| after + limit);
+    Json(serde_json::json!({"rve": "20240101000000", "items": items,
+        "nextAfterSequence": next}))
+    .into_response()
 }
 
 /// `POST /activations/renew`: records the body and answers a new key for its period.
@@ -789,17 +803,111 @@ async fn products_with_members_this_client_does_not_know_are_read() {
     assert_eq!(stored.updated_at.as_deref(), Some("2024-02-01T00:00:00Z"));
 }
 
-/// The client asks for the largest page the server gives, not its default of 100.
+/// A stored transaction of sequence `seq` with `lines` lines, each named with 100
+/// characters: about `lines` × 150 bytes of JSON.
+fn stored_sale(seq: usize, lines: usize) -> serde_json::Value {
+    let items: Vec<_> = (0..lines)
+        .map(|_| serde_json::json!({"name": "x".repeat(100), "quantity": 1, "amount": 1}))
+        .collect();
+    serde_json::json!({"id": format!("tx{seq}"), "sequence": seq,
+        "createdAt": "2024-03-09T16:00:00Z", "productionNumber": "TG-1",
+        "type": "sale", "currency": "SEK", "total": lines, "items": items,
+        "txh": "h", "receipt": "r.r.r"})
+}
+
+/// The (afterSequence, limit) of each `GET /transactions` the stub received.
+fn list_requests(stub: &Stub) -> Vec<(Option<String>, String)> {
+    let queries = stub.list_queries.lock().unwrap();
+    queries
+        .iter()
+        .map(|q| (q.get("afterSequence").cloned(), q["limit"].clone()))
+        .collect()
+}
+
+/// The client asks for pages of `transaction_page_size` (100 unless configured).
 #[tokio::test]
-async fn transactions_are_listed_in_pages_of_a_thousand() {
+async fn transactions_are_listed_in_pages_of_the_configured_size() {
     let stub = Arc::new(Stub::default());
+    *stub.history.lock().unwrap() = (1..=250).map(|seq| stored_sale(seq, 1)).collect();
     let base = spawn(stub.clone()).await;
     let c = client(&base, "ok");
-    assert!(c.list_transactions().await.unwrap().is_empty());
-    let queries = stub.list_queries.lock().unwrap().clone();
-    assert_eq!(queries.len(), 1);
-    assert_eq!(queries[0].get("limit").map(String::as_str), Some("1000"));
-    assert_eq!(queries[0].get("afterSequence"), None);
+    let all = c.list_transactions().await.unwrap();
+    assert_eq!(
+        all.iter().map(|t| t.sequence).collect::<Vec<_>>(),
+        (1..=250).collect::<Vec<_>>()
+    );
+    let some = |s: &str| Some(s.to_owned());
+    assert_eq!(
+        list_requests(&stub),
+        [
+            (None, "100".to_owned()),
+            (some("100"), "100".to_owned()),
+            (some("200"), "100".to_owned()),
+        ]
+    );
+
+    stub.list_queries.lock().unwrap().clear();
+    let mut config = ClientConfig::new(base.as_str(), trusted());
+    config.transaction_page_size = 1000;
+    let c = Client::new(config).unwrap();
+    c.set_api_key(validate_api_key("ok-000000000000000000000").unwrap());
+    assert_eq!(c.list_transactions().await.unwrap().len(), 250);
+    assert_eq!(list_requests(&stub), [(None, "1000".to_owned())]);
+}
+
+/// A page whose answer is over `max_response_bytes` (a run of large transactions) is
+/// asked for again with half as many transactions, and the listing completes; the pages
+/// grow back once the transactions are small again. Only a single transaction over the
+/// cap fails the listing.
+#[tokio::test]
+async fn a_page_over_the_answer_cap_is_asked_for_again_in_halves() {
+    let stub = Arc::new(Stub::default());
+    // Sequences 1–30, of which 11–15 are about 30 KB each: more than two of them pass
+    // the 64 KiB cap.
+    let large = 11..=15;
+    *stub.history.lock().unwrap() = (1..=30)
+        .map(|seq| stored_sale(seq, if large.contains(&seq) { 200 } else { 1 }))
+        .collect();
+    let base = spawn(stub.clone()).await;
+    let mut config = ClientConfig::new(base.as_str(), trusted());
+    config.max_response_bytes = 64 << 10;
+    config.transaction_page_size = 10;
+    let c = Client::new(config).unwrap();
+    c.set_api_key(validate_api_key("ok-000000000000000000000").unwrap());
+
+    let all = c.list_transactions().await.unwrap();
+    assert_eq!(
+        all.iter().map(|t| t.sequence).collect::<Vec<_>>(),
+        (1..=30).collect::<Vec<_>>()
+    );
+    assert_eq!(all[10].transaction.items.len(), 200);
+    let req = |after: Option<&str>, limit: &str| (after.map(str::to_owned), limit.to_owned());
+    assert_eq!(
+        list_requests(&stub),
+        [
+            req(None, "10"),
+            // 11–20 and 11–15 are over the cap, 11–12 fits (more than half the cap).
+            req(Some("10"), "10"),
+            req(Some("10"), "5"),
+            req(Some("10"), "2"),
+            req(Some("12"), "2"),
+            req(Some("14"), "2"),
+            // 15–16 fitted with room to spare: the pages grow back.
+            req(Some("16"), "4"),
+            req(Some("20"), "8"),
+            req(Some("28"), "10"),
+        ]
+    );
+
+    // One transaction alone over the cap: asked for down to a page of one, then refused.
+    stub.list_queries.lock().unwrap().clear();
+    stub.history.lock().unwrap()[11] = stored_sale(12, 600);
+    let e = c.list_transactions().await.unwrap_err();
+    assert_eq!(e.code(), "invalid_response", "{e:?}");
+    assert!(e.to_string().contains("larger than 65536 bytes"), "{e}");
+    // 11 alone fits (and the page grows back to 2), 12 alone does not.
+    let limits: Vec<String> = list_requests(&stub).into_iter().map(|(_, l)| l).collect();
+    assert_eq!(limits, ["10", "10", "5", "2", "1", "2", "1"]);
 }
 
 /// A renewal is sent with its period written canonically, whatever RFC 3339 spelling the

@@ -492,16 +492,18 @@ async fn a_reset_in_one_tab_keeps_a_problem_it_never_reported() {
 
 /// Makes the page's `fetch` answer requests to [`FAKE_SERVER`] never: each rejects with
 /// an `AbortError` only when its signal aborts (as a server that does not answer).
-/// Counts the requests in `window.tillgateHung`.
+/// Counts the requests in `window.tillgateHung` and the aborted ones in
+/// `window.tillgateAborted`.
 fn fake_server_hangs() -> RealFetch {
     let make = js_sys::Function::new_with_args(
         "real, base",
-        "globalThis.tillgateHung = 0; \
+        "globalThis.tillgateHung = 0; globalThis.tillgateAborted = 0; \
          return (url, init) => { \
            if (!String(url).startsWith(base)) return real(url, init); \
            globalThis.tillgateHung += 1; \
            return new Promise((_, reject) => init.signal.addEventListener('abort', \
-             () => reject(new DOMException('aborted', 'AbortError')))); };",
+             () => { globalThis.tillgateAborted += 1; \
+                     reject(new DOMException('aborted', 'AbortError')); })); };",
     );
     let global = js_sys::global();
     let real = js_sys::Reflect::get(&global, &"fetch".into()).unwrap();
@@ -562,4 +564,48 @@ async fn a_request_times_out_where_abort_signal_timeout_is_missing() {
         let hung = js_sys::Reflect::get(&js_sys::global(), &"tillgateHung".into()).unwrap();
         assert_eq!(hung.as_f64(), Some(f64::from(n)));
     }
+}
+
+fn global_count(name: &str) -> Option<f64> {
+    js_sys::Reflect::get(&js_sys::global(), &name.into())
+        .unwrap()
+        .as_f64()
+}
+
+/// Without `AbortSignal.timeout`, a request whose future is dropped (the app gave up on
+/// it) is aborted at once, not left running with no timer to end it; and a request that
+/// was answered is unharmed by the abort that follows it.
+#[wasm_bindgen_test]
+async fn a_dropped_request_is_aborted_where_abort_signal_timeout_is_missing() {
+    use std::future::Future as _;
+    use std::task::{Context, Poll, Waker};
+
+    let _missing = NoSignalTimeout::take();
+    {
+        let _fetch = fake_server_hangs();
+        let mut config = ClientConfig::new(FAKE_SERVER, TrustedKeys::new());
+        config.timeout = Duration::from_secs(60);
+        let client = Client::new(config).unwrap();
+        client.set_api_key(generate_api_key(40).unwrap());
+        let mut request = Box::pin(client.handshake());
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(matches!(request.as_mut().poll(&mut cx), Poll::Pending));
+        assert_eq!(global_count("tillgateHung"), Some(1.0));
+        assert_eq!(global_count("tillgateAborted"), Some(0.0));
+        drop(request);
+        assert_eq!(global_count("tillgateAborted"), Some(1.0));
+    }
+
+    let key = SigningKey::from_seed(&[37; 32]);
+    let client = fake_server_client(&key);
+    let chain = receipts(&key, 1, 100);
+    let _fetch = fake_server_answers(vec![stored(100, &chain[0])]);
+    let sent = client
+        .submit_transaction(&sale(100), &IdempotencyKey::new("dropped-1").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        (sent.sequence, sent.receipt.as_str()),
+        (1, chain[0].as_str())
+    );
 }

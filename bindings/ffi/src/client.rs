@@ -44,7 +44,8 @@ impl From<client::ClientError> for TillgateError {
 }
 
 /// How a [`Client`] talks to the server. `None` fields use the client's defaults
-/// (5 s per request, 3 s to connect, answers of at most 8 MiB).
+/// (5 s per request, 3 s to connect, answers of at most 8 MiB, transactions listed 100
+/// per page).
 #[derive(Debug, Clone, uniffi::Record)]
 pub struct ClientConfig {
     /// The server's base URL, e.g. `https://pos.example`.
@@ -68,6 +69,11 @@ pub struct ClientConfig {
     /// `invalid_response`.
     #[uniffi(default = None)]
     pub max_response_bytes: Option<u64>,
+    /// Transactions asked for per page when listing them (`listTransactions`, the
+    /// history checks), 1–1000 (else `invalid_config`). A page whose answer is over
+    /// `max_response_bytes` is asked for again with half as many, down to one.
+    #[uniffi(default = None)]
+    pub transaction_page_size: Option<u32>,
 }
 
 /// The result of an activation (`POST /activations-advanced`). Printing it never shows
@@ -342,6 +348,9 @@ impl Client {
         c.clock_tolerance_secs = config.clock_tolerance_secs;
         if let Some(n) = config.max_response_bytes {
             c.max_response_bytes = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+        if let Some(n) = config.transaction_page_size {
+            c.transaction_page_size = n;
         }
         Ok(Arc::new(Client(client::Client::new(c)?)))
     }

@@ -27,6 +27,8 @@ export interface ClientConfig {
   baseUrl: string; timeoutMs?: number | null; deviceId?: string | null;
   applicationPackage?: string | null; clockToleranceSecs?: number | null;
   maxResponseBytes?: number | null;
+  /** Transactions per page when listing them, 1–1000 (default 100). */
+  transactionPageSize?: number | null;
 }
 export interface Activation {
   activationId: string; productionNumber: string; apiKey: string; status: string;
@@ -140,6 +142,8 @@ struct JsClientConfig {
     clock_tolerance_secs: Option<i64>,
     #[serde(default)]
     max_response_bytes: Option<u64>,
+    #[serde(default)]
+    transaction_page_size: Option<u32>,
 }
 
 objects_only!(JsClientConfig);
@@ -360,6 +364,9 @@ impl Client {
         cfg.clock_tolerance_secs = c.clock_tolerance_secs;
         if let Some(n) = c.max_response_bytes {
             cfg.max_response_bytes = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+        if let Some(n) = c.transaction_page_size {
+            cfg.transaction_page_size = n;
         }
         client::Client::new(cfg).map(Client).or_throw()
     }
