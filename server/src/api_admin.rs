@@ -471,7 +471,12 @@ pub async fn add_staff_checked(
             Err(AppError::conflict(
                 "staff_login_in_use",
                 format!(
-                    "the login works at register {}; ask to replace it to move it",
+                    "the login {} register {}; ask to replace it to move it",
+                    if current.disabled_at.is_some() {
+                        "was disabled at"
+                    } else {
+                        "works at"
+                    },
                     current.activation_id
                 ),
             ))
@@ -486,9 +491,12 @@ pub async fn add_staff_checked(
             if current.disabled_at.is_some() {
                 "the login was disabled with this public key: a device holding its old seed \
                  would work again; enable it with a new password"
-            } else {
+            } else if current.activation_id != s.activation_id {
                 "the login would move to another register with the public key it has: a \
                  device holding its seed would follow it; move it with a new password"
+            } else {
+                "the login has this public key with other Argon2id parameters, from which no \
+                 app could derive it; change the parameters with a new password"
             },
         )),
     }

@@ -198,7 +198,7 @@ pub enum AdminCommand {
         /// a prefix of today's, and each of its registers still stored. Finds chains
         /// cut short and rewritten since.
         #[arg(long)]
-        previous: Option<String>,
+        previous: Option<SecretUrl>,
     },
     /// Write a consistent, checked copy of the SQLite database to a new file, while the
     /// server keeps running (PostgreSQL: use pg_dump).
@@ -256,7 +256,7 @@ pub async fn run(config: &Config, cmd: AdminCommand) -> Result<(), CliError> {
                 activation_id.as_deref(),
                 broken_only,
                 jwks.as_deref(),
-                previous.as_deref(),
+                previous.as_ref().map(|p| p.0.as_str()),
             )
             .await
         }
@@ -1061,6 +1061,16 @@ mod tests {
         for secret in secrets {
             assert!(!shown.contains(secret), "{secret} in {shown}");
         }
+        // An older backup given as a database URL.
+        let with_previous = parse_cli(&[
+            "admin",
+            "verify-receipts",
+            "--previous",
+            "postgres://tillgate:prev-pass-w0rd@db.example/tillgate",
+        ])
+        .unwrap();
+        let previous = format!("{with_previous:?}");
+        assert!(!previous.contains("prev-pass-w0rd"), "{previous}");
         // What is not secret is still shown.
         assert!(
             shown.contains("key_cache_secs") && shown.contains("<redacted>"),

@@ -1564,11 +1564,15 @@ impl Store {
                         && !moves
                         && (c.memory_kib, c.iterations, c.parallelism)
                             == (s.memory_kib, s.iterations, s.parallelism);
+                    // The same key with anything else changed is refused whatever is
+                    // asked: moved or re-enabled, whoever holds its seed follows it;
+                    // with other Argon2id parameters, no app could derive it.
                     match c.disabled_at {
                         None if identical => return Ok(StaffPut::Unchanged),
                         None if !replace => return Ok(StaffPut::InUse(c)),
-                        None if same_key && moves => return Ok(StaffPut::KeyReused(c)),
-                        Some(_) if same_key => return Ok(StaffPut::KeyReused(c)),
+                        // A disabled login moves to another register only when asked.
+                        Some(_) if moves && !replace => return Ok(StaffPut::InUse(c)),
+                        _ if same_key => return Ok(StaffPut::KeyReused(c)),
                         None => StaffPut::Replaced,
                         Some(_) => StaffPut::Reenabled,
                     }

@@ -143,9 +143,22 @@ impl AppState {
             .init(now)
             .await
             .map_err(|e| format!("cannot initialise the database: {e}"))?;
-        // For the admin CLI, which derives staff keys with the server's RmSystem.
+        // For the admin CLI, which derives staff keys with the server's RmSystem. Servers
+        // sharing a database should answer to one RmSystem: the last one started wins.
+        let rm_system = config.rm_system.to_string();
+        let recorded = store
+            .setting(RM_SYSTEM_SETTING)
+            .await
+            .map_err(|e| format!("cannot initialise the database: {e}"))?;
+        if let Some(recorded) = recorded.filter(|r| *r != rm_system) {
+            tracing::warn!(
+                recorded,
+                rm_system,
+                "another server recorded another RmSystem in this database; staff keys derived                  for one fail on servers of the other"
+            );
+        }
         store
-            .set_setting(RM_SYSTEM_SETTING, &config.rm_system.to_string())
+            .set_setting(RM_SYSTEM_SETTING, &rm_system)
             .await
             .map_err(|e| format!("cannot initialise the database: {e}"))?;
         if let Some(kid) = init.created_signing_key {

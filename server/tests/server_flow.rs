@@ -2998,6 +2998,19 @@ async fn staff_logins_are_disabled_moved_and_enabled_again(db: &TestDb, b: Backe
         .await
         .unwrap();
     problem(r, 409, "staff_login_in_use").await;
+    // Even when asked: no app derives that key with the other parameters.
+    let r = s
+        .http
+        .post(s.url("/admin/staff"))
+        .bearer_auth(ADMIN_KEY)
+        .json(
+            &json!({"login": "anna", "activationId": a, "publicKey": b64(&first),
+            "replace": true}),
+        )
+        .send()
+        .await
+        .unwrap();
+    problem(r, 409, "staff_key_reused").await;
     // Moved with the key it has: whoever holds the seed would follow it.
     problem(
         add("anna", &other, b64(&first), Some(true)).await.unwrap(),
@@ -3038,7 +3051,7 @@ async fn staff_logins_are_disabled_moved_and_enabled_again(db: &TestDb, b: Backe
     .await;
 
     // Enabled again only with a new key, wherever it goes.
-    for (at, replace) in [(&other, None), (&other, Some(true)), (&a, None)] {
+    for (at, replace) in [(&other, None), (&other, Some(true)), (&a, Some(true))] {
         problem(
             add("anna", at, b64(&second), replace).await.unwrap(),
             409,
@@ -3047,8 +3060,16 @@ async fn staff_logins_are_disabled_moved_and_enabled_again(db: &TestDb, b: Backe
         .await;
     }
     assert_eq!(handshake(&second).await, "bad_signature");
+    // Disabled at `other`: moved elsewhere only when asked, as an enabled login is.
     let third = pair("anna", "third password");
-    let r = add("anna", &a, b64(&third), None).await.unwrap();
+    let p = problem(
+        add("anna", &a, b64(&third), None).await.unwrap(),
+        409,
+        "staff_login_in_use",
+    )
+    .await;
+    assert!(p["detail"].as_str().unwrap().contains(&other), "{p}");
+    let r = add("anna", &a, b64(&third), Some(true)).await.unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.json::<Value>().await.unwrap().get("disabledAt").is_none());
     assert_eq!(handshake(&third).await, a);

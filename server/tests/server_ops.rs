@@ -2412,7 +2412,8 @@ async fn admin_cli_manages_staff_logins(backend: Backend) {
     assert!(ok, "{err}");
     assert_eq!(out[0]["status"], "rejected");
 
-    // More registrations than a page: every one is listed, once, oldest first.
+    // More registrations than a page (1,000 a query), the page ending inside a group of
+    // rows created in the same second: every one is listed, once, oldest first.
     let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
     sqlx::query(
         "WITH RECURSIVE n (i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1205) \
@@ -2420,7 +2421,7 @@ async fn admin_cli_manages_staff_logins(backend: Backend) {
          corporate_id, country, application_package, extras, features, valid_from, valid_to, \
          status, created_at, updated_at) \
          SELECT 'act_bulk_' || i, 'TG-BULK-' || i, 'Kassa', 'dev-bulk', '5560360793', 'SE', \
-         'com.example.pos', '{}', '[]', 0, 1, 'pending', i / 7, i / 7 FROM n",
+         'com.example.pos', '{}', '[]', 0, 1, 'pending', i / 10, i / 10 FROM n",
     )
     .execute(&pool)
     .await
