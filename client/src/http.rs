@@ -105,16 +105,9 @@ impl fmt::Debug for Request {
 /// A URL for `Debug` and logs: every URL-path token (whatever follows `$$`, written `$`
 /// or `%24`, up to the next `/`, `?` or `#`) and the password of a `user:password@` are
 /// replaced by `<redacted>`; the rest is kept, to tell servers and prefixes apart.
-/// The rule of the server's log redaction of paths, applied to a whole URL.
+/// The tokens are core's [`tillgate_core::redact_url_tokens`], the rule of the server's
+/// log redaction of paths.
 pub(crate) fn redact_url(url: &str) -> Cow<'_, str> {
-    /// The length of a `$` written at the start of `b`: 1 for `$`, 3 for `%24`.
-    fn dollar(b: &[u8]) -> Option<usize> {
-        match b {
-            [b'$', ..] => Some(1),
-            [b'%', b'2', b'4', ..] => Some(3),
-            _ => None,
-        }
-    }
     let bytes = url.as_bytes();
     let mut out = String::new();
     let mut copied = 0;
@@ -132,32 +125,13 @@ pub(crate) fn redact_url(url: &str) -> Cow<'_, str> {
             copied = at;
         }
     }
-    let mut i = copied;
-    while i < bytes.len() {
-        let Some(first) = dollar(&bytes[i..]) else {
-            i += 1;
-            continue;
-        };
-        let Some(second) = dollar(&bytes[i + first..]) else {
-            i += first;
-            continue;
-        };
-        let start = i + first + second;
-        let end = bytes[start..]
-            .iter()
-            .position(|&b| matches!(b, b'/' | b'?' | b'#'))
-            .map_or(bytes.len(), |p| start + p);
-        // `start` and `end` follow ASCII bytes, so they are character boundaries.
-        out.push_str(&url[copied..start]);
-        out.push_str("<redacted>");
-        copied = end;
-        i = end;
+    match tillgate_core::redact_url_tokens(&url[copied..]) {
+        Cow::Borrowed(_) if copied == 0 => Cow::Borrowed(url),
+        rest => {
+            out.push_str(&rest);
+            Cow::Owned(out)
+        }
     }
-    if copied == 0 {
-        return Cow::Borrowed(url);
-    }
-    out.push_str(&url[copied..]);
-    Cow::Owned(out)
 }
 
 /// Form-urlencoding (WHATWG): alphanumerics and `*-._` stay, space is `+`, every other

@@ -66,7 +66,7 @@ pub use transaction::{
 };
 pub use url_token::{
     AccessToken, Prefix, RmSystem, Rve, URL_PARAM_MAX_LEN, URL_TOKEN_MAX_LEN, UrlParam, UrlToken,
-    UrlTokenRef, encode_url_token, parse_url_token,
+    UrlTokenRef, encode_url_token, parse_url_token, redact_url_tokens,
 };
 
 /// The examples in the project README, compiled and run as doc tests.

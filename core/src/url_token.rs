@@ -597,6 +597,61 @@ pub fn encode_url_token(token: &UrlToken) -> Result<String> {
     Ok(out)
 }
 
+/// For logs and `Debug`: `s` (a path or a URL) with every URL-path token replaced by
+/// `<redacted>`.
+///
+/// Whatever follows `$$` up to the next `/`, `?` or `#` is a token, wherever it stands
+/// and however the dollars are written (`$` or percent-encoded `%24`, as
+/// `encodeURIComponent` and Python's `quote` write them): a path a server refuses (a bad
+/// prefix, a doubled slash) is logged too, and must not carry a key into the logs either.
+///
+/// ```
+/// use tillgate_core::redact_url_tokens;
+/// assert_eq!(
+///     redact_url_tokens("/OpenApi_1,2,3,4$R20201201134216$$secret/Products"),
+///     "/OpenApi_1,2,3,4$R20201201134216$$<redacted>/Products"
+/// );
+/// assert_eq!(redact_url_tokens("/a%24%24secret?x=1"), "/a%24%24<redacted>?x=1");
+/// ```
+pub fn redact_url_tokens(s: &str) -> Cow<'_, str> {
+    /// The length of a `$` written at the start of `b`: 1 for `$`, 3 for `%24`.
+    fn dollar(b: &[u8]) -> Option<usize> {
+        match b {
+            [b'$', ..] => Some(1),
+            [b'%', b'2', b'4', ..] => Some(3),
+            _ => None,
+        }
+    }
+    let bytes = s.as_bytes();
+    let mut out = String::new();
+    let (mut copied, mut i) = (0, 0);
+    while i < bytes.len() {
+        let Some(first) = dollar(&bytes[i..]) else {
+            i += 1;
+            continue;
+        };
+        let Some(second) = dollar(&bytes[i + first..]) else {
+            i += first;
+            continue;
+        };
+        let start = i + first + second;
+        let end = bytes[start..]
+            .iter()
+            .position(|&b| matches!(b, b'/' | b'?' | b'#'))
+            .map_or(bytes.len(), |p| start + p);
+        // `start` and `end` follow ASCII bytes, so they are character boundaries.
+        out.push_str(&s[copied..start]);
+        out.push_str("<redacted>");
+        copied = end;
+        i = end;
+    }
+    if copied == 0 {
+        return Cow::Borrowed(s);
+    }
+    out.push_str(&s[copied..]);
+    Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

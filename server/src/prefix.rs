@@ -39,49 +39,11 @@ pub fn is_prefixed(path: &str) -> bool {
         && seg.contains(&b'_')
 }
 
-/// For logs: the path with every URL-path token replaced by `<redacted>`.
-///
-/// Whatever follows `$$` up to the next `/` is a token, wherever it stands and however
-/// the dollars are written (`$` or percent-encoded `%24`, as `encodeURIComponent` and
-/// Python's `quote` write them): a path the server refuses (a bad prefix, a doubled
-/// slash) is logged too, and must not carry a key into the logs either.
+/// For logs: the path with every URL-path token replaced by `<redacted>` (core's
+/// [`tillgate_core::redact_url_tokens`]: whatever follows `$$` or `%24%24` up to the next
+/// `/`, wherever it stands, so a path the server refuses carries no key into the logs).
 pub fn redact_path(path: &str) -> Cow<'_, str> {
-    /// The length of a `$` written at the start of `b`: 1 for `$`, 3 for `%24`.
-    fn dollar(b: &[u8]) -> Option<usize> {
-        match b {
-            [b'$', ..] => Some(1),
-            [b'%', b'2', b'4', ..] => Some(3),
-            _ => None,
-        }
-    }
-    let bytes = path.as_bytes();
-    let mut out = String::new();
-    let (mut copied, mut i) = (0, 0);
-    while i < bytes.len() {
-        let Some(first) = dollar(&bytes[i..]) else {
-            i += 1;
-            continue;
-        };
-        let Some(second) = dollar(&bytes[i + first..]) else {
-            i += first;
-            continue;
-        };
-        let start = i + first + second;
-        let end = bytes[start..]
-            .iter()
-            .position(|&b| b == b'/')
-            .map_or(bytes.len(), |p| start + p);
-        // `start` and `end` follow ASCII bytes, so they are character boundaries.
-        out.push_str(&path[copied..start]);
-        out.push_str("<redacted>");
-        copied = end;
-        i = end;
-    }
-    if copied == 0 {
-        return Cow::Borrowed(path);
-    }
-    out.push_str(&path[copied..]);
-    Cow::Owned(out)
+    tillgate_core::redact_url_tokens(path)
 }
 
 /// Maps the resource part after the prefix to a plain route, case-insensitively.
