@@ -1,8 +1,10 @@
 //! Authentication of cash registers (API key, URL-path token, dynamic staff key) and of
 //! the admin, as axum extractors.
 //!
-//! Failed authentications are budgeted per client address (`auth_limiter`, see
-//! `ratelimit`), in one of two ways depending on whether the credential can be guessed:
+//! Failed authentications are budgeted per client address (`ratelimit`): the registers'
+//! credentials in one budget (`auth_limiter`), the admin key in another of the same size
+//! (`admin_limiter`, so a till failing behind the admin's address does not lock the admin
+//! out), in one of two ways depending on whether the credential can be guessed:
 //!
 //! * A register API key (Bearer, `X-Api-Key`, URL-path token) is drawn by the server, 40
 //!   random characters: it cannot be guessed, so it is checked first. A key that
@@ -209,9 +211,9 @@ fn bearer(headers: &HeaderMap) -> Result<Option<&str>, AppError> {
 /// Counts a failed authentication of a credential that was checked before any token was
 /// taken (an API key, a malformed header) against the client's budget: `err`, or 429
 /// when the budget has no token left for it.
-fn failed(state: &AppState, ip: IpAddr, err: AppError) -> AppError {
+fn failed(state: &AppState, limiter: &RateLimiter, ip: IpAddr, err: AppError) -> AppError {
     state.metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
-    match state.auth_limiter.try_take(ip) {
+    match limiter.try_take(ip) {
         Ok(()) => err,
         Err(retry_after_secs) => rate_limited(state, retry_after_secs),
     }
@@ -261,9 +263,12 @@ impl Drop for Reservation<'_> {
 
 /// [`Reservation::take`] for the client's failed-authentication budget: 429 when none is
 /// left.
-fn reserve(state: &AppState, ip: IpAddr) -> Result<Reservation<'_>, AppError> {
-    Reservation::take(&state.auth_limiter, ip)
-        .map_err(|retry_after_secs| rate_limited(state, retry_after_secs))
+fn reserve<'a>(
+    state: &AppState,
+    limiter: &'a RateLimiter,
+    ip: IpAddr,
+) -> Result<Reservation<'a>, AppError> {
+    Reservation::take(limiter, ip).map_err(|retry_after_secs| rate_limited(state, retry_after_secs))
 }
 
 /// Settles a token [`reserve`]d for a credential by the credential's result: kept spent
@@ -319,12 +324,12 @@ async fn authenticate_with(
                 "send the API key as `Authorization: Bearer <key>`, `X-Api-Key` or a URL-path token",
             ));
         }
-        Err(e) => return Err(failed(state, ip, e)),
+        Err(e) => return Err(failed(state, &state.auth_limiter, ip, e)),
     };
     if is_dynamic_api_key(cred) {
         // Derived from a password: a token first (see the module doc). Held across the
         // check, so that a request dropped meanwhile gives it back.
-        let token = reserve(state, ip)?;
+        let token = reserve(state, &state.auth_limiter, ip)?;
         return settle(state, token, authenticate_dynamic(state, cred, via).await);
     }
     // A server-drawn key: checked first, paid for only when it fails.
@@ -332,7 +337,7 @@ async fn authenticate_with(
         .await
         .map_err(|e| match e {
             e if e.code() == "key_replaced" => e,
-            e if is_credential_failure(&e) => failed(state, ip, e),
+            e if is_credential_failure(&e) => failed(state, &state.auth_limiter, ip, e),
             other => other,
         })
 }
@@ -598,10 +603,11 @@ impl FromRequestParts<AppState> for Admin {
                     "send the admin key as `Authorization: Bearer <admin key>`",
                 ));
             }
-            Err(e) => return Err(failed(state, ip, e)),
+            Err(e) => return Err(failed(state, &state.admin_limiter, ip, e)),
         };
-        // The operator may have chosen the admin key: a token first (see the module doc).
-        let token = reserve(state, ip)?;
+        // The operator may have chosen the admin key: a token first (see the module doc),
+        // from the admin's own budget.
+        let token = reserve(state, &state.admin_limiter, ip)?;
         let result = if state.is_admin_key(key) {
             Ok(Admin)
         } else {

@@ -69,8 +69,11 @@ pub struct Inner {
     pub metrics: Metrics,
     /// Limits activation requests per client address.
     pub activation_limiter: RateLimiter,
-    /// Limits failed authentications per client address.
+    /// Limits failed authentications of register credentials per client address.
     pub auth_limiter: RateLimiter,
+    /// Limits failed authentications with the admin key per client address, apart from
+    /// the registers' (a till failing behind the same address does not lock the admin out).
+    pub admin_limiter: RateLimiter,
     /// Approved registrations by API-key hash, kept for `key_cache_secs`.
     pub key_cache: KeyCache,
     /// Signed server times by ProductionNumber, for the second they state.
@@ -223,6 +226,7 @@ impl AppState {
             inner: Arc::new(Inner {
                 activation_limiter: RateLimiter::new(config.activation_rate_per_minute),
                 auth_limiter: RateLimiter::new(config.auth_failure_rate_per_minute),
+                admin_limiter: RateLimiter::new(config.auth_failure_rate_per_minute),
                 key_cache: KeyCache::new(
                     Duration::from_secs(config.key_cache_secs),
                     CACHE_MAX_ENTRIES,

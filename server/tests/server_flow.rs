@@ -2249,12 +2249,24 @@ async fn rate_limits(db: &TestDb, b: Backend) {
     let r = get("/auth/handshake", dynamic().expose()).await.unwrap();
     assert!(r.headers().get("retry-after").is_some());
     problem(r, 429, "rate_limited").await;
+    // The admin key has a budget of its own: the registers' failures do not spend it.
+    assert_eq!(
+        get("/admin/activations", ADMIN_KEY).await.unwrap().status(),
+        200
+    );
+    for i in 0..3 {
+        let r = get("/admin/activations", &format!("Wrong-Admin-Key-{i:020}"));
+        problem(r.await.unwrap(), 401, "invalid_credentials").await;
+    }
+    // Spent, a good admin key is refused before its check as well; the registers' keys
+    // from that address are served as before.
     problem(
         get("/admin/activations", ADMIN_KEY).await.unwrap(),
         429,
         "rate_limited",
     )
     .await;
+    assert_eq!(get("/auth/handshake", key).await.unwrap().status(), 200);
     // Another address has its own budget.
     assert_eq!(
         from("203.0.113.3")("/admin/activations", ADMIN_KEY)
