@@ -687,18 +687,31 @@ async fn rate_limits_kick_in() {
         .await;
     assert!(r.headers().contains_key("retry-after"));
     problem(r, 429, "rate_limited", "6th failure").await;
-    // A good API key is still served from that address; the admin key, which an
-    // operator may choose, is refused before it is checked.
+    // A good API key is still served from that address, and the admin key, whose
+    // budget is its own.
     assert_eq!(
         api.get("/auth/handshake", key).await.status(),
         200,
         "good API key after the budget is spent"
     );
+    assert_eq!(
+        api.get("/admin/activations", ADMIN_KEY).await.status(),
+        200,
+        "admin key after the registers' budget is spent"
+    );
+    // Once wrong admin keys spent it, the admin key, which an operator may choose, is
+    // refused before it is checked.
+    for i in 0..5 {
+        let r = api
+            .get("/admin/activations", &format!("Wrong-Admin-{i:020}"))
+            .await;
+        problem(r, 401, "invalid_credentials", "wrong admin key").await;
+    }
     problem(
         api.get("/admin/activations", ADMIN_KEY).await,
         429,
         "rate_limited",
-        "admin after the budget is spent",
+        "admin after its budget is spent",
     )
     .await;
 }
