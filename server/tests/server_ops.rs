@@ -917,7 +917,12 @@ fn admin_cli_dir(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
 /// Runs an admin command on the SQLite database in `dir`: whether it succeeded, its JSON
 /// output lines, and its standard error.
 fn admin_json(dir: &std::path::Path, args: &[&str]) -> (bool, Vec<Value>, String) {
-    let out = admin_cli_dir(dir, args);
+    json_result(admin_cli_dir(dir, args))
+}
+
+/// An admin command's result: whether it succeeded, its JSON output lines, its standard
+/// error.
+fn json_result(out: std::process::Output) -> (bool, Vec<Value>, String) {
     let lines = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -2284,16 +2289,7 @@ fn admin_on(
         .unwrap()
         .write_all(stdin.as_bytes())
         .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let lines = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    (
-        out.status.success(),
-        lines,
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    json_result(child.wait_with_output().unwrap())
 }
 
 /// Staff logins through the admin CLI, beside a running server: `add-staff
