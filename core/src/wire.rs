@@ -19,6 +19,17 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::{Product, Transaction};
 
+// ---- idempotency keys ---------------------------------------------------------------
+
+/// Longest `Idempotency-Key` the server takes (`POST /transactions`,
+/// `POST /activations-advanced`). A key is made of visible ASCII characters (`!` to `~`).
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 64;
+
+/// Shortest `Idempotency-Key` of an activation. Repeating an activation with its key has
+/// the registration's API key issued again, so the key must be as hard to guess as an
+/// API key: a UUID (36 characters) or 128 random bits in hex (32) qualify.
+pub const MIN_ACTIVATION_IDEMPOTENCY_KEY_LEN: usize = 32;
+
 // ---- activation ---------------------------------------------------------------------
 
 /// `201` answer to `POST /activations-advanced`. The API key is shown only here.

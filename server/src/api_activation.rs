@@ -9,8 +9,9 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 use tillgate_core::{
-    ActivationDescriptor, ActivationRequest, DESCRIPTOR_VERSION, FieldError, Period,
+    ActivationDescriptor, ActivationRequest, ApiKeyHash, DESCRIPTOR_VERSION, FieldError, Period,
     ServerTimeClaims, VerifyOptions, format_rfc3339, generate_api_key_with, sign_descriptor,
     sign_server_time, validate_activation_request, verify_descriptor,
 };
@@ -22,7 +23,7 @@ pub use tillgate_core::wire::{
 
 use crate::auth::{self, Authenticated, client_ip, require_usable};
 use crate::cache::SignedTime;
-use crate::db::{ActivationRow, Renewal};
+use crate::db::{ActivationRow, Renewal, RequestKey};
 use crate::error::{AppError, AppResult};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::ids;
@@ -59,20 +60,136 @@ impl FromRequestParts<AppState> for ActivationBudget {
     }
 }
 
+/// How long (seconds) after an activation the same request with the same
+/// `Idempotency-Key` is answered again (with a fresh API key), while it is pending.
+pub const ACTIVATION_REPEAT_SECS: i64 = 86_400;
+
+/// The hashes an activation's `Idempotency-Key` header records, if it came with one.
+fn activation_request_key(
+    headers: &HeaderMap,
+    req: &ActivationRequest,
+) -> AppResult<Option<RequestKey>> {
+    use tillgate_core::wire::{MAX_IDEMPOTENCY_KEY_LEN, MIN_ACTIVATION_IDEMPOTENCY_KEY_LEN};
+    let Some(v) = headers.get(&crate::header_names::IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let key = v.to_str().unwrap_or("");
+    if !(MIN_ACTIVATION_IDEMPOTENCY_KEY_LEN..=MAX_IDEMPOTENCY_KEY_LEN).contains(&key.len())
+        || !key.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(AppError::bad_request(
+            "invalid_idempotency_key",
+            format!(
+                "an activation's Idempotency-Key must be {MIN_ACTIVATION_IDEMPOTENCY_KEY_LEN}–\
+                 {MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters, as hard to guess as a key \
+                 (a UUID, or 128 random bits in hex)"
+            ),
+        ));
+    }
+    let body = serde_json::to_vec(req).map_err(|e| AppError::internal(e.to_string()))?;
+    let hex = |bytes: &[u8]| ApiKeyHash(Sha256::digest(bytes).into()).to_hex();
+    Ok(Some(RequestKey {
+        key_hash: hex(key.as_bytes()),
+        request_hash: hex(&body),
+    }))
+}
+
+/// Answers a repeated activation (the same `Idempotency-Key`): the registration it
+/// created, with a fresh API key in place of the one whose answer was lost, while the
+/// registration is pending and at most [`ACTIVATION_REPEAT_SECS`] old.
+async fn repeat_activation(
+    state: &AppState,
+    found: ActivationRow,
+    stored_request_hash: &str,
+    request: &RequestKey,
+    now: i64,
+) -> AppResult<Response> {
+    if stored_request_hash != request.request_hash {
+        return Err(AppError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "this Idempotency-Key was used for a different activation request",
+        ));
+    }
+    let not_repeatable = || {
+        AppError::conflict(
+            "activation_not_repeatable",
+            format!(
+                "the registration this Idempotency-Key created is no longer pending, or is \
+                 more than {} hours old: its key cannot be issued again; activate with a new \
+                 Idempotency-Key",
+                ACTIVATION_REPEAT_SECS / 3600
+            ),
+        )
+    };
+    if found.status != "pending" || found.created_at < now - ACTIVATION_REPEAT_SECS {
+        return Err(not_repeatable());
+    }
+    let key = generate_api_key_with(API_KEY_LEN, tillgate_core::ApiKeyAlphabet::UrlSafe)
+        .map_err(|e| AppError::internal(e.to_string()))?;
+    let reissued = state
+        .store
+        .reissue_pending_key(
+            &found.id,
+            &key.hash().to_hex(),
+            now - ACTIVATION_REPEAT_SECS,
+            now,
+        )
+        .await?;
+    if !reissued {
+        return Err(not_repeatable());
+    }
+    state
+        .metrics
+        .activations_repeated
+        .fetch_add(1, Ordering::Relaxed);
+    tracing::info!(activation_id = %found.id, production_number = %found.production_number, "activation repeated: API key issued again");
+    let mut resp = (StatusCode::CREATED, Json(created(found, &key))).into_response();
+    resp.headers_mut()
+        .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    Ok(resp)
+}
+
+/// The answer to an activation.
+fn created(row: ActivationRow, key: &tillgate_core::ApiKey) -> ActivationCreated {
+    ActivationCreated {
+        activation_id: row.id,
+        production_number: row.production_number,
+        api_key: key.expose().to_owned(),
+        status: row.status,
+        valid_from: rfc3339(row.valid_from),
+        valid_to: rfc3339(row.valid_to),
+        corporate_id: row.corporate_id,
+    }
+}
+
 /// `POST /activations-advanced`: registers a cash register.
+///
+/// With an `Idempotency-Key` header, the same request sent again with the same key (an
+/// answer lost on the way) is answered with the registration the first one created and
+/// a fresh API key in place of its first, while the registration is pending and at most
+/// a day old; header `Idempotent-Replayed: true`.
 #[utoipa::path(post, path = "/activations-advanced", tag = "activation",
     request_body(content = crate::openapi::ActivationRequestDoc, content_type = "application/json"),
+    params(("Idempotency-Key" = Option<String>, Header, description = "client-chosen secret (32–64 visible ASCII characters: a UUID, or 128 random bits in hex), the same on every retry of this activation", min_length = 32, max_length = 64, pattern = "^[!-~]+$")),
     responses(
         (status = 201, body = ActivationCreated),
     ))]
 pub async fn activate(
     State(state): State<AppState>,
     _budget: ActivationBudget,
+    headers: HeaderMap,
     ApiJson(req): ApiJson<ActivationRequest>,
-) -> AppResult<(StatusCode, Json<ActivationCreated>)> {
+) -> AppResult<Response> {
     state.refuse_if_schema_newer().await?;
+    let request = activation_request_key(&headers, &req)?;
     let valid = validate_activation_request(&req)?;
     let now = state.now();
+    if let Some(rk) = &request
+        && let Some((found, stored)) = state.store.activation_by_request_key(&rk.key_hash).await?
+    {
+        return repeat_activation(&state, found, &stored, rk, now).await;
+    }
     if valid.period.to_unix_seconds() <= now {
         return Err(AppError::fields(
             "invalid_activation_request",
@@ -87,7 +204,7 @@ pub async fn activate(
     let key = generate_api_key_with(API_KEY_LEN, tillgate_core::ApiKeyAlphabet::UrlSafe)
         .map_err(|e| AppError::internal(e.to_string()))?;
     let mut row = ActivationRow {
-        id: ids::activation_id(),
+        id: String::new(),
         production_number: String::new(),
         cash_register_name: valid.cash_register_name,
         device_id: valid.device_id,
@@ -109,10 +226,22 @@ pub async fn activate(
     let hash = key.hash().to_hex();
     let mut stored = false;
     for _ in 0..8 {
+        row.id = ids::activation_id();
         row.production_number = ids::production_number();
-        if state.store.insert_activation(&row, &hash).await? {
+        if state
+            .store
+            .insert_activation(&row, &hash, request.as_ref())
+            .await?
+        {
             stored = true;
             break;
+        }
+        // The same key sent twice at once: the other request stored it first.
+        if let Some(rk) = &request
+            && let Some((found, stored)) =
+                state.store.activation_by_request_key(&rk.key_hash).await?
+        {
+            return repeat_activation(&state, found, &stored, rk, now).await;
         }
     }
     if !stored {
@@ -125,18 +254,7 @@ pub async fn activate(
         .activations_created
         .fetch_add(1, Ordering::Relaxed);
     tracing::info!(activation_id = %row.id, production_number = %row.production_number, "activation requested");
-    Ok((
-        StatusCode::CREATED,
-        Json(ActivationCreated {
-            activation_id: row.id,
-            production_number: row.production_number,
-            api_key: key.expose().to_owned(),
-            status: row.status,
-            valid_from: rfc3339(row.valid_from),
-            valid_to: rfc3339(row.valid_to),
-            corporate_id: row.corporate_id,
-        }),
-    ))
+    Ok((StatusCode::CREATED, Json(created(row, &key))).into_response())
 }
 
 /// Optional checks and nonce for the handshake.

@@ -45,6 +45,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "transaction_versions",
         include_str!("../migrations/0005_transaction_versions.sql"),
     ),
+    (
+        6,
+        "repeatable_activations",
+        include_str!("../migrations/0006_repeatable_activations.sql"),
+    ),
 ];
 
 /// The newest schema version this server knows (its last migration).
@@ -203,6 +208,16 @@ pub enum Renewal {
     /// The registration is no longer approved with the period the caller read (revoked,
     /// or renewed meanwhile): nothing changed.
     RegistrationChanged,
+}
+
+/// What an activation sent with an `Idempotency-Key` records: the SHA-256 (hex) of the
+/// key, a secret of the app that is never stored, and of the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestKey {
+    /// SHA-256 of the idempotency key.
+    pub key_hash: String,
+    /// SHA-256 of the request's canonical JSON.
+    pub request_hash: String,
 }
 
 /// An activation (a cash register's registration) as stored.
@@ -1165,21 +1180,24 @@ impl Store {
 
     // ---- activations ------------------------------------------------------------
 
-    /// Inserts an activation and its API key hash. Returns false if the production
-    /// number is taken (the caller draws another).
+    /// Stores a new pending activation and its API key hash in one transaction. `false`
+    /// when nothing was stored because the production number (or id) is taken, or the
+    /// request's idempotency key is already recorded (see
+    /// [`Store::activation_by_request_key`]).
     pub async fn insert_activation(
         &self,
         a: &ActivationRow,
         key_hash_hex: &str,
+        request: Option<&RequestKey>,
     ) -> Result<bool, sqlx::Error> {
         let mut conn = self.write_conn().await?;
         let mut tx = conn.begin().await?;
         let r = sqlx::query(
             "INSERT INTO activations (id, production_number, cash_register_name, device_id, \
              corporate_id, country, application_package, extras, features, valid_from, valid_to, \
-             status, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
-             ON CONFLICT (production_number) DO NOTHING",
+             status, created_at, updated_at, request_key_hash, request_hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+             ON CONFLICT DO NOTHING",
         )
         .bind(&a.id)
         .bind(&a.production_number)
@@ -1195,6 +1213,8 @@ impl Store {
         .bind(&a.status)
         .bind(a.created_at)
         .bind(a.updated_at)
+        .bind(request.map(|r| r.key_hash.as_str()))
+        .bind(request.map(|r| r.request_hash.as_str()))
         .execute(&mut *tx)
         .await?;
         if r.rows_affected() != 1 {
@@ -1206,6 +1226,72 @@ impl Store {
         .bind(key_hash_hex)
         .bind(&a.id)
         .bind(a.created_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// The activation recorded with this idempotency key hash, with the hash of the
+    /// request it came with.
+    pub async fn activation_by_request_key(
+        &self,
+        key_hash_hex: &str,
+    ) -> Result<Option<(ActivationRow, String)>, sqlx::Error> {
+        let sql = format!(
+            "SELECT {ACTIVATION_COLS}, request_hash FROM activations WHERE request_key_hash = $1"
+        );
+        let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(key_hash_hex)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let request_hash: Option<String> = row.try_get("request_hash")?;
+        Ok(Some((
+            activation_from_row(&row)?,
+            request_hash.unwrap_or_default(),
+        )))
+    }
+
+    /// Gives a pending activation a new API key in place of the ones it had (a repeated
+    /// activation whose first answer was lost). `false`, with nothing changed, when the
+    /// registration is no longer pending or was created before `created_at_min`.
+    ///
+    /// The registration's row is updated first, so a concurrent repeat (or a decision)
+    /// waits for this one on PostgreSQL and the registration ends with exactly one key.
+    pub async fn reissue_pending_key(
+        &self,
+        id: &str,
+        new_key_hash: &str,
+        created_at_min: i64,
+        now: i64,
+    ) -> Result<bool, sqlx::Error> {
+        let mut conn = self.write_conn().await?;
+        let mut tx = conn.begin().await?;
+        let r = sqlx::query(
+            "UPDATE activations SET updated_at = $1 WHERE id = $2 AND status = 'pending' \
+             AND created_at >= $3",
+        )
+        .bind(now)
+        .bind(id)
+        .bind(created_at_min)
+        .execute(&mut *tx)
+        .await?;
+        if r.rows_affected() != 1 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM api_keys WHERE activation_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO api_keys (key_hash, activation_id, created_at) VALUES ($1, $2, $3)",
+        )
+        .bind(new_key_hash)
+        .bind(id)
+        .bind(now)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -2917,7 +3003,7 @@ mod tests {
         for (id, h) in [("a", "00"), ("b", "11")] {
             assert!(
                 store
-                    .insert_activation(&registration(id), &h.repeat(32))
+                    .insert_activation(&registration(id), &h.repeat(32), None)
                     .await
                     .unwrap()
             );

@@ -58,6 +58,8 @@ pub struct Metrics {
     pub batches_failed: AtomicU64,
     /// Activations created.
     pub activations_created: AtomicU64,
+    /// Activations repeated with their `Idempotency-Key` (a key issued again).
+    pub activations_repeated: AtomicU64,
     /// Failed authentications.
     pub auth_failures: AtomicU64,
     /// Requests refused by a rate limit.
@@ -187,6 +189,11 @@ impl Metrics {
                 "tillgate_activations_created_total",
                 "Activations created.",
                 &self.activations_created,
+            ),
+            (
+                "tillgate_activations_repeated_total",
+                "Activations repeated with their Idempotency-Key: the pending registration's API key issued again.",
+                &self.activations_repeated,
             ),
             (
                 "tillgate_auth_failures_total",

@@ -83,6 +83,8 @@ const TABLES: &[Table] = &[
             ("chain_seq", Int),
             ("chain_head", Text),
             ("chain_rve", Int),
+            ("request_key_hash", Text),
+            ("request_hash", Text),
         ],
     },
     Table {
@@ -143,7 +145,7 @@ const TABLES: &[Table] = &[
     },
 ];
 
-/// Rows read and written per statement (at most 20 columns: 5,120 parameters, well
+/// Rows read and written per statement (at most 23 columns: 5,888 parameters, well
 /// under PostgreSQL's 65,535).
 const ROWS_PER_STATEMENT: usize = 256;
 

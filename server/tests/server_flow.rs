@@ -35,6 +35,7 @@ on_both!(
     receipt_audit_finds_each_tampering,
     staff_logins_are_disabled_moved_and_enabled_again,
     register_audit_answers_503_when_the_database_fails,
+    activations_repeat_with_their_idempotency_key,
 );
 
 /// Handshakes of one register in one second share one answer (and one signed time),
@@ -3137,4 +3138,185 @@ async fn register_audit_answers_503_when_the_database_fails(db: &TestDb, b: Back
     pool.close().await;
     let _ = result;
     assert_eq!(s.get_json_as(&path, ADMIN_KEY).await["status"], "intact");
+}
+
+/// An activation sent again with its `Idempotency-Key` (its answer was lost) is answered
+/// with the registration the first one created and a fresh key, which alone works; never
+/// a second registration, also when the repeats arrive at once. A key names one request,
+/// must be hard to guess, and stops being repeatable once the registration is decided or
+/// a day old.
+async fn activations_repeat_with_their_idempotency_key(db: &TestDb, b: Backend) {
+    let s = Srv::start(db, b).await;
+    let body = |device: &str| {
+        activation_body(
+            CORP_A,
+            device,
+            "2030-01-01T00:00:00Z",
+            "2030-07-01T00:00:00Z",
+        )
+    };
+    let send = |body: Value, key: &str| {
+        s.http
+            .post(s.url("/activations-advanced"))
+            .header("idempotency-key", key)
+            .json(&body)
+            .send()
+    };
+    let srv = &s;
+    let pending = |device: &str| {
+        let device = device.to_owned();
+        async move {
+            let list = srv
+                .get_json_as("/admin/activations?status=pending&limit=500", ADMIN_KEY)
+                .await;
+            list["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|i| i["deviceId"] == device.as_str())
+                .count()
+        }
+    };
+    let k1 = "0123456789abcdef0123456789abcdef";
+    let first = send(body("rep-1"), k1).await.unwrap();
+    assert_eq!(first.status(), 201);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first: Value = first.json().await.unwrap();
+    let again = send(body("rep-1"), k1).await.unwrap();
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let again: Value = again.json().await.unwrap();
+    for member in [
+        "activationId",
+        "productionNumber",
+        "status",
+        "validFrom",
+        "validTo",
+        "corporateId",
+    ] {
+        assert_eq!(again[member], first[member], "{member}");
+    }
+    assert_ne!(again["apiKey"], first["apiKey"]);
+    // Only the newest key works; one registration.
+    let first_key = first["apiKey"].as_str().unwrap();
+    let new_key = again["apiKey"].as_str().unwrap();
+    problem(
+        s.get("/auth/handshake", first_key).await,
+        401,
+        "invalid_credentials",
+    )
+    .await;
+    problem(
+        s.get("/auth/handshake", new_key).await,
+        403,
+        "pending_approval",
+    )
+    .await;
+    assert_eq!(pending("rep-1").await, 1);
+
+    // The key names one request: another body with it is refused, nothing changes.
+    let p = problem(
+        send(body("rep-other"), k1).await.unwrap(),
+        422,
+        "idempotency_key_reused",
+    )
+    .await;
+    assert!(p["detail"].as_str().unwrap().contains("different"));
+    problem(
+        s.get("/auth/handshake", new_key).await,
+        403,
+        "pending_approval",
+    )
+    .await;
+    assert_eq!(pending("rep-other").await, 0);
+
+    // Guessable or malformed keys are refused before anything is stored.
+    for bad in [
+        "short-key",
+        &"k".repeat(65),
+        "0123456789abcdef 0123456789abcdef",
+    ] {
+        problem(
+            send(body("rep-bad"), bad).await.unwrap(),
+            400,
+            "invalid_idempotency_key",
+        )
+        .await;
+    }
+    assert_eq!(pending("rep-bad").await, 0);
+
+    // Repeats arriving at once: one registration, and exactly one of the keys handed
+    // out works.
+    let k2 = "fedcba9876543210fedcba9876543210";
+    let answers = futures_join_all((0..6).map(|_| {
+        let (http, url, body) = (
+            s.http.clone(),
+            s.url("/activations-advanced"),
+            body("rep-2"),
+        );
+        async move {
+            let r = http
+                .post(url)
+                .header("idempotency-key", k2)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 201);
+            r.json::<Value>().await.unwrap()
+        }
+    }))
+    .await;
+    let id = answers[0]["activationId"].clone();
+    assert!(answers.iter().all(|a| a["activationId"] == id));
+    assert_eq!(pending("rep-2").await, 1);
+    let mut working = 0;
+    for a in &answers {
+        let r = s
+            .get("/auth/handshake", a["apiKey"].as_str().unwrap())
+            .await;
+        match r.status().as_u16() {
+            403 => working += 1,
+            401 => {}
+            other => panic!("handshake answered {other}"),
+        }
+    }
+    assert_eq!(working, 1);
+
+    // Once decided, the key is not issued again; the approved key keeps working.
+    let id = first["activationId"].as_str().unwrap();
+    assert_eq!(s.admin("approve", id).await.status(), 200);
+    let p = problem(
+        send(body("rep-1"), k1).await.unwrap(),
+        409,
+        "activation_not_repeatable",
+    )
+    .await;
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("new Idempotency-Key")
+    );
+    assert_eq!(s.get("/auth/handshake", new_key).await.status(), 200);
+
+    // Nor a day after the activation.
+    let k3 = "00000000-1111-2222-3333-444444444444";
+    let third: Value = send(body("rep-3"), k3).await.unwrap().json().await.unwrap();
+    s.clock.advance(86_400);
+    assert_eq!(send(body("rep-3"), k3).await.unwrap().status(), 201);
+    s.clock.advance(1);
+    problem(
+        send(body("rep-3"), k3).await.unwrap(),
+        409,
+        "activation_not_repeatable",
+    )
+    .await;
+    assert_eq!(pending("rep-3").await, 1);
+    assert_eq!(third["status"], "pending");
+
+    // Without the header, every request is a registration of its own, as before.
+    s.activate_ok(CORP_A, "rep-4").await;
+    s.activate_ok(CORP_A, "rep-4").await;
+    assert_eq!(pending("rep-4").await, 2);
 }
