@@ -4,7 +4,9 @@ use std::fmt;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use tillgate_core::wire::{ActivationCreated, ProductOut, Renewed};
+use tillgate_core::wire::{
+    ActivationCreated, MIN_ACTIVATION_IDEMPOTENCY_KEY_LEN, ProductOut, Renewed,
+};
 use tillgate_core::{
     ActivationRequest, ApiKey, ReceiptClaims, TrustedKeys, VerifiedDescriptor, VerifyOptions,
     decode_receipt_unverified, transaction_hash, validate_activation_request, validate_transaction,
@@ -263,22 +265,61 @@ impl Client {
     /// by core first (every bad field listed, nothing sent). On success the returned API
     /// key is set on this client; the activation stays `pending` until approved.
     ///
-    /// Not idempotent: every request the server receives creates a registration of its
-    /// own, with its own ProductionNumber and key. After an answer that did not arrive
-    /// ([`ClientError::Timeout`], [`ClientError::Network`], a 5xx) the server may have
-    /// registered the till anyway, under a key the app never saw. Store the key the moment
-    /// an answer arrives, and send again only while no key is stored, not in a tight
-    /// loop: each lost answer leaves a `pending` registration behind, which the operator
-    /// tells apart by its `deviceId` and time in the pending list and rejects, approving
-    /// only the one whose ProductionNumber the till shows (docs/PROTOCOL.md 9.8).
+    /// Sent with a fresh random `Idempotency-Key`. When no answer arrives
+    /// ([`ClientError::Timeout`], [`ClientError::Network`], a 5xx), the request is sent
+    /// once more at once with the same key, and the server answers it with the
+    /// registration the first one created (and a fresh API key in place of the one that
+    /// was lost) instead of creating another. An app that must also recover across a
+    /// restart stores a key first and calls [`activate_with_key`](Self::activate_with_key).
+    /// Servers before schema 6 ignore the key: there each request the server receives
+    /// creates a registration of its own (docs/PROTOCOL.md 9.8).
     pub async fn activate(&self, request: &ActivationRequest) -> Result<Activation> {
+        self.activate_with_key(request, &IdempotencyKey::generate()?)
+            .await
+    }
+
+    /// [`activate`](Self::activate) with the app's own `Idempotency-Key`, stored by the
+    /// app before the first send and reused, with the same request, until an answer
+    /// arrives (also after a restart). The server then answers every repeat with the one
+    /// registration and a fresh API key, which alone works from then on, while the
+    /// registration is pending and at most a day old; afterwards a repeat gets
+    /// [`ClientError::Api`] 409 `activation_not_repeatable` (activate with a new key), and
+    /// the key with another request 422 `idempotency_key_reused`.
+    ///
+    /// The key lets its holder have the registration's API key issued again, so it must
+    /// be as hard to guess: at least 32 visible ASCII characters
+    /// ([`IdempotencyKey::generate`], or a UUID); a shorter one is refused here with
+    /// [`ClientError::InvalidIdempotencyKey`], nothing sent.
+    pub async fn activate_with_key(
+        &self,
+        request: &ActivationRequest,
+        key: &IdempotencyKey,
+    ) -> Result<Activation> {
         validate_activation_request(request)?;
-        let body: ActivationCreated = self
-            .send_json(
+        if key.as_str().len() < MIN_ACTIVATION_IDEMPOTENCY_KEY_LEN {
+            return Err(ClientError::InvalidIdempotencyKey(format!(
+                "an activation's key must be at least {MIN_ACTIVATION_IDEMPOTENCY_KEY_LEN} \
+                 characters, as hard to guess as an API key"
+            )));
+        }
+        let send = || async {
+            self.send_json::<ActivationCreated>(
                 self.request(Method::Post, "/activations-advanced")
+                    .header("idempotency-key", key.as_str())
                     .json(request)?,
             )
-            .await?;
+            .await
+        };
+        let body = match send().await {
+            // No answer: the server may have registered the till; the same key asks it
+            // for that registration rather than another.
+            Err(
+                ClientError::Timeout
+                | ClientError::Network(_)
+                | ClientError::ServerUnavailable { .. },
+            ) => send().await?,
+            other => other?,
+        };
         let activation = Activation::try_from(body)?;
         self.set_api_key(activation.api_key.clone());
         Ok(activation)

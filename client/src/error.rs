@@ -25,6 +25,7 @@ use tillgate_core::FieldError;
 /// | [`Api`](Self::Api) 403 `renewal_grace_expired` | the key is too old to renew: activate again |
 /// | [`Api`](Self::Api) 409 `registration_changed` | the registration changed meanwhile: handshake, then retry |
 /// | [`Api`](Self::Api) 409 `renewal_too_early` | the key is not close to its end yet: keep using it |
+/// | [`Api`](Self::Api) 409 `activation_not_repeatable` | the registration an activation's key created was decided, or is over a day old: activate with a new key |
 ///
 /// Messages never contain API keys or tokens.
 #[derive(Debug, thiserror::Error)]

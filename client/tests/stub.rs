@@ -57,6 +57,11 @@ struct Stub {
     history: Mutex<Vec<serde_json::Value>>,
     /// The body of each `POST /activations/renew`.
     renewals: Mutex<Vec<serde_json::Value>>,
+    /// Answers to give `POST /activations-advanced` before registering: a status, or 0
+    /// for no answer within the client's timeout.
+    activation_failures: Mutex<Vec<u16>>,
+    /// The `Idempotency-Key` of each `POST /activations-advanced` ("" without one).
+    activation_keys: Mutex<Vec<String>>,
 }
 
 fn problem(status: u16, code: &str) -> Response {
@@ -289,8 +294,43 @@ async fn renew(State(stub): State<Arc<Stub>>, Json(body): Json<serde_json::Value
     .into_response()
 }
 
+/// `POST /activations-advanced`: records the key, then fails as told or registers.
+async fn activate(State(stub): State<Arc<Stub>>, h: HeaderMap) -> Response {
+    let key = h
+        .get("idempotency-key")
+        .map_or("", |v| v.to_str().unwrap())
+        .to_owned();
+    let n = {
+        let mut keys = stub.activation_keys.lock().unwrap();
+        keys.push(key);
+        keys.len()
+    };
+    let failure = {
+        let mut f = stub.activation_failures.lock().unwrap();
+        (!f.is_empty()).then(|| f.remove(0))
+    };
+    match failure {
+        Some(0) => {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            problem(503, "too_late")
+        }
+        Some(status) => problem(status, "stub_failure"),
+        None => (
+            StatusCode::CREATED,
+            Json(
+                serde_json::json!({"activationId": "a1", "productionNumber": "TG-1",
+                "apiKey": format!("activated-{n:020}"), "status": "pending",
+                "validFrom": "2030-01-01T00:00:00Z", "validTo": "2030-07-01T00:00:00Z",
+                "corporateId": "556036-0793"}),
+            ),
+        )
+            .into_response(),
+    }
+}
+
 async fn spawn(stub: Arc<Stub>) -> String {
     let app = axum::Router::new()
+        .route("/activations-advanced", post(activate))
         .route("/products", get(products))
         .route("/products/{id}", put(put_product))
         .route("/activations/renew", post(renew))
@@ -317,6 +357,75 @@ fn sale(total: i64) -> Transaction {
     serde_json::from_value(serde_json::json!({"type": "sale", "currency": "SEK",
         "total": total, "items": [{"name": "Kaffe", "quantity": 1, "amount": total}]}))
     .unwrap()
+}
+
+fn activation_request() -> tillgate_client::core::ActivationRequest {
+    serde_json::from_value(serde_json::json!({"cashRegisterName": "Kassa 1",
+        "deviceId": "dev-1", "validFrom": "2030-01-01T00:00:00Z",
+        "validTo": "2030-07-01T00:00:00Z", "corporateId": "5560360793",
+        "applicationPackage": "com.example.pos"}))
+    .unwrap()
+}
+
+/// An activation goes with a key as hard to guess as an API key; without an answer (a
+/// 5xx, a timeout) it is sent once more at once with the same key, never a third time,
+/// and a refusal is not sent again.
+#[tokio::test]
+async fn activation_is_sent_again_once_with_its_key_when_no_answer_came() {
+    let stub = Arc::new(Stub::default());
+    let base = spawn(stub.clone()).await;
+    let c = client(&base, "unused");
+    let req = activation_request();
+    let sent = |from: usize| stub.activation_keys.lock().unwrap()[from..].to_vec();
+
+    let a = c.activate(&req).await.unwrap();
+    assert_eq!(a.production_number, "TG-1");
+    let keys = sent(0);
+    assert_eq!(keys.len(), 1);
+    assert!(keys[0].len() >= 32, "{}", keys[0]);
+
+    for failure in [503, 0] {
+        *stub.activation_failures.lock().unwrap() = vec![failure];
+        let from = sent(0).len();
+        let a = c.activate(&req).await.unwrap();
+        let keys = sent(from);
+        assert_eq!(keys.len(), 2, "after {failure}");
+        assert_eq!(keys[0], keys[1]);
+        assert_ne!(keys[0], sent(0)[0], "a fresh key per activation");
+        assert_eq!(
+            a.api_key.expose(),
+            format!("activated-{:020}", from + 2),
+            "the second answer's key is set"
+        );
+    }
+
+    *stub.activation_failures.lock().unwrap() = vec![502, 503];
+    let from = sent(0).len();
+    let e = c.activate(&req).await.unwrap_err();
+    assert!(
+        matches!(e, ClientError::ServerUnavailable { status: 503, .. }),
+        "{e:?}"
+    );
+    assert_eq!(sent(from).len(), 2);
+
+    for refusal in [409, 422, 429] {
+        *stub.activation_failures.lock().unwrap() = vec![refusal];
+        let from = sent(0).len();
+        let e = c.activate(&req).await.unwrap_err();
+        assert_eq!(e.http_status(), Some(refusal));
+        assert_eq!(sent(from).len(), 1, "a {refusal} is not sent again");
+    }
+
+    // The app's own key is sent as it is; a guessable one is refused unsent.
+    let key = IdempotencyKey::new("00000000-1111-2222-3333-444444444444").unwrap();
+    let from = sent(0).len();
+    c.activate_with_key(&req, &key).await.unwrap();
+    c.activate_with_key(&req, &key).await.unwrap();
+    assert_eq!(sent(from), vec![key.as_str(); 2]);
+    let short = IdempotencyKey::new("receipt-000042").unwrap();
+    let e = c.activate_with_key(&req, &short).await.unwrap_err();
+    assert_eq!(e.code(), "invalid_idempotency_key");
+    assert_eq!(sent(0).len(), from + 2);
 }
 
 #[tokio::test]

@@ -142,7 +142,12 @@ const URL_400: &[&str] = &[
 fn own_problems(operation_id: &str) -> &'static [(u16, &'static [&'static str])] {
     match operation_id {
         "activate" => &[
-            (400, &["invalid_activation_request"]),
+            (
+                400,
+                &["invalid_activation_request", "invalid_idempotency_key"],
+            ),
+            (409, &["activation_not_repeatable"]),
+            (422, &["idempotency_key_reused"]),
             (429, &["rate_limited"]),
         ],
         "handshake" => &[

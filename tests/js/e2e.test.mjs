@@ -251,6 +251,37 @@ test("a handshake while the registration is pending is an auth error, not a tran
   assert.equal("retryAfterMs" in e, false);
 });
 
+test("an activation repeated with its key answers the same registration with a fresh key", { skip }, async () => {
+  const device = `js-repeat-${Date.now()}`;
+  const request = (d) => ({
+    cashRegisterName: "Kassa JS", deviceId: d, validFrom: day(0), validTo: day(180),
+    corporateId: "556036-0793", applicationPackage: "com.example.pos",
+  });
+  const key = crypto.randomUUID();
+  const first = await newClient(device).activateWithKey(request(device), key);
+  // The answer was lost; the app sends the same request with the key it stored.
+  const client = newClient(device);
+  const again = await client.activateWithKey(request(device), key);
+  assert.equal(again.activationId, first.activationId);
+  assert.equal(again.productionNumber, first.productionNumber);
+  assert.notEqual(again.apiKey, first.apiKey);
+  assert.equal((await refusal(client.handshake())).code, "pending_approval");
+  const stale = newClient(device);
+  stale.setApiKey(first.apiKey);
+  assert.equal((await refusal(stale.handshake())).code, "invalid_credentials");
+  // The key names one request; a guessable key is refused before sending.
+  const reused = await refusal(client.activateWithKey(request(`${device}-other`), key));
+  assert.deepEqual([reused.code, reused.httpStatus], ["idempotency_key_reused", 422]);
+  const short = await refusal(client.activateWithKey(request(device), "receipt-42"));
+  assert.equal(short.code, "invalid_idempotency_key");
+  assert.equal("httpStatus" in short, false);
+  // Once approved, the key is not issued again.
+  await approve(again.activationId);
+  const decided = await refusal(client.activateWithKey(request(device), key));
+  assert.deepEqual([decided.code, decided.httpStatus], ["activation_not_repeatable", 409]);
+  assert.equal((await client.handshake()).status, "approved");
+});
+
 test("a client pointed at an unreachable address gets a transient error without a status", async () => {
   const offline = new t.Client({ baseUrl: "http://127.0.0.1:9", timeoutMs: 1000 }, new t.TrustedKeys());
   offline.setApiKey("Abcdefghij0123456789!@$");

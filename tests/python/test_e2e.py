@@ -162,6 +162,36 @@ def test_offline_sale_is_queued_not_lost():
     asyncio.run(run())
 
 
+def test_an_activation_repeated_with_its_key_answers_the_same_registration():
+    async def run():
+        import uuid
+        device = "py-repeat-" + os.urandom(6).hex()
+        key = str(uuid.uuid4())
+        first = await new_client(device).activate_with_key(request(device), key)
+        # The answer was lost; the app sends the same request with the key it stored.
+        client = new_client(device)
+        again = await client.activate_with_key(request(device), key)
+        assert again.activation_id == first.activation_id
+        assert again.production_number == first.production_number
+        assert again.api_key != first.api_key and client.api_key() == again.api_key
+        assert (await refusal(client.handshake())).code == "pending_approval"
+        stale = new_client(device)
+        stale.set_api_key(first.api_key)
+        assert (await refusal(stale.handshake())).code == "invalid_credentials"
+        # The key names one request; a guessable key is refused before sending.
+        e = await refusal(client.activate_with_key(request(device + "-other"), key))
+        assert (e.code, e.http_status) == ("idempotency_key_reused", 422)
+        e = await refusal(client.activate_with_key(request(device), "receipt-42"))
+        assert e.code == "invalid_idempotency_key" and e.http_status is None
+        # Once approved, the key is not issued again.
+        approve(again.activation_id)
+        e = await refusal(client.activate_with_key(request(device), key))
+        assert (e.code, e.http_status) == ("activation_not_repeatable", 409)
+        assert (await client.handshake()).status == "approved"
+
+    asyncio.run(run())
+
+
 def test_a_pending_registration_is_an_auth_error_not_a_transient_one():
     async def run():
         device = "py-pending-" + os.urandom(6).hex()

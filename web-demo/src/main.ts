@@ -87,6 +87,8 @@ const K = {
   queue: "tillgate-demo:queue:",
   jwks: "tillgate-demo:pinned-jwks",
   offline: "tillgate-demo:offline",
+  /** The activation under way: its Idempotency-Key and request, kept until an answer. */
+  activation: "tillgate-demo:activation-attempt",
 };
 /** Where earlier versions of this page kept the register's witness (now the outbox's). */
 const OLD_WITNESS = "tillgate-demo:witness";
@@ -196,9 +198,24 @@ async function register(ev: SubmitEvent): Promise<void> {
   btn.disabled = true;
   try {
     const req = formValues();
+    // The activation's key is stored before the first send and reused with the same
+    // request until an answer arrives (also after a reload): a repeat after a lost answer
+    // gets the registration the first send created, with a fresh API key, not another.
+    const earlier = JSON.parse(localStorage.getItem(K.activation) ?? "null") as { key: string; request: string } | null;
+    const request = JSON.stringify(req);
+    const key = earlier?.request === request ? earlier.key : crypto.randomUUID();
+    localStorage.setItem(K.activation, JSON.stringify({ key, request }));
     // The client checks the request with core, sends it, and keeps the returned key.
     const client = newClient(isOffline() ? OFFLINE_URL : location.origin, req.deviceId ?? "", req.applicationPackage ?? "");
-    const created = await client.activate(req).finally(() => client.free());
+    const created = await client.activateWithKey(req, key)
+      .catch((e: unknown) => {
+        // Refused for good (a bad field, a decided registration): the next try is a new
+        // activation with a new key.
+        if (!isTransient(e) && asTg(e).httpStatus !== undefined) localStorage.removeItem(K.activation);
+        throw e;
+      })
+      .finally(() => client.free());
+    localStorage.removeItem(K.activation);
     reg = {
       activationId: created.activationId, productionNumber: created.productionNumber,
       apiKey: created.apiKey, status: created.status, cashRegisterName: req.cashRegisterName ?? "",

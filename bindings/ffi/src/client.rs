@@ -383,6 +383,20 @@ impl Client {
         Ok(self.0.activate(&req).await?.into())
     }
 
+    /// Activates with the app's own idempotency key (at least 32 characters: a UUID),
+    /// stored before the first send and reused with the same request until an answer
+    /// arrives, also after a restart: the server answers a repeat with the one pending
+    /// registration and a fresh API key instead of creating another.
+    pub async fn activate_with_key(
+        &self,
+        request: ActivationRequest,
+        idempotency_key: String,
+    ) -> Result<Activation> {
+        let req = core::ActivationRequest::try_from(request)?;
+        let key = client::IdempotencyKey::new(&idempotency_key)?;
+        Ok(self.0.activate_with_key(&req, &key).await?.into())
+    }
+
     /// Handshake (`GET /auth/handshake`). Refusals have codes the app can act on:
     /// `pending_approval`, `key_expired` (renew), `key_not_yet_valid`, `rejected`,
     /// `revoked`, `unauthorized`.

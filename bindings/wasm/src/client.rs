@@ -411,6 +411,26 @@ impl Client {
         }))
     }
 
+    /// Activates with the app's own idempotency key (at least 32 characters:
+    /// `crypto.randomUUID()`), stored before the first send and reused with the same
+    /// request until an answer arrives, also after a reload: the server answers a repeat
+    /// with the one pending registration and a fresh API key instead of creating another.
+    #[wasm_bindgen(js_name = activateWithKey, unchecked_return_type = "Promise<Activation>")]
+    pub fn activate_with_key(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "ActivationRequest")] request: JsValue,
+        #[wasm_bindgen(js_name = idempotencyKey)] idempotency_key: String,
+    ) -> JsResult<Promise> {
+        let req: core::ActivationRequest = from_js("request", &request)?;
+        let key = client::IdempotencyKey::new(&idempotency_key).or_throw()?;
+        let c = self.0.clone();
+        Ok(future_to_promise(async move {
+            to_js(&JsActivation::from(
+                c.activate_with_key(&req, &key).await.or_throw()?,
+            ))
+        }))
+    }
+
     /// Handshake (`GET /auth/handshake`). Refusals reject with `pending_approval`,
     /// `key_expired` (renew), `key_not_yet_valid`, `rejected`, `revoked`, `unauthorized`.
     #[wasm_bindgen(unchecked_return_type = "Promise<Handshake>")]

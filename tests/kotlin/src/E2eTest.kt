@@ -262,6 +262,41 @@ class E2eTest {
     }
 
     @Test
+    fun anActivationRepeatedWithItsKeyAnswersTheSameRegistration() = runBlocking {
+        val device = "kt-repeat-" + System.nanoTime()
+        fun request(d: String) = ActivationRequest(
+            cashRegisterName = "Kassa Kotlin", deviceId = d, validFrom = day(0), validTo = day(180),
+            corporateId = "556036-0793", applicationPackage = "com.example.pos",
+        )
+        fun newClient() = Client(ClientConfig(baseUrl = url!!, deviceId = device), keys())
+        val key = java.util.UUID.randomUUID().toString()
+        val first = newClient().activateWithKey(request(device), key)
+        // The answer was lost; the app sends the same request with the key it stored.
+        val client = newClient()
+        val again = client.activateWithKey(request(device), key)
+        assertEquals(first.activationId, again.activationId)
+        assertEquals(first.productionNumber, again.productionNumber)
+        assertTrue(first.apiKey != again.apiKey)
+        assertEquals("pending_approval", failure { client.handshake() }.code)
+        val stale = newClient()
+        stale.setApiKey(first.apiKey)
+        assertEquals("invalid_credentials", failure { stale.handshake() }.code)
+        // The key names one request; a guessable key is refused before sending.
+        val reused = failure { client.activateWithKey(request(device + "-other"), key) }
+        assertEquals("idempotency_key_reused", reused.code)
+        assertEquals(422.toUShort(), reused.httpStatus)
+        val short = failure { client.activateWithKey(request(device), "receipt-42") }
+        assertEquals("invalid_idempotency_key", short.code)
+        assertNull(short.httpStatus)
+        // Once approved, the key is not issued again.
+        approve(again.activationId)
+        val decided = failure { client.activateWithKey(request(device), key) }
+        assertEquals("activation_not_repeatable", decided.code)
+        assertEquals(409.toUShort(), decided.httpStatus)
+        assertEquals("approved", client.handshake().status)
+    }
+
+    @Test
     fun anUnreachableServerIsTransientWithoutAStatus() = runBlocking {
         val offline = Client(ClientConfig(baseUrl = "http://127.0.0.1:9", timeoutMs = 1000uL), keys())
         offline.setApiKey("Abcdefghij0123456789!@$")

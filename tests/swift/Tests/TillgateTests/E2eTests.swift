@@ -267,6 +267,42 @@ final class E2eTests: XCTestCase {
         XCTAssertEqual(e, Decision(code: "pending_approval", httpStatus: 403, retryAfterMs: nil, transient: false, auth: true))
     }
 
+    func testAnActivationRepeatedWithItsKeyAnswersTheSameRegistration() async throws {
+        try XCTSkipUnless(env["TILLGATE_URL"] != nil, "no TILLGATE_URL: no server to test against")
+        let device = "swift-repeat-\(UInt64.random(in: 0..<UInt64.max))"
+        func request(_ d: String) -> ActivationRequest {
+            ActivationRequest(
+                cashRegisterName: "Kassa Swift", deviceId: d, validFrom: day(0), validTo: day(180),
+                corporateId: "556036-0793", applicationPackage: "com.example.pos")
+        }
+        let key = UUID().uuidString
+        let first = try await newClient(device).activateWithKey(request: request(device), idempotencyKey: key)
+        // The answer was lost; the app sends the same request with the key it stored.
+        let client = try newClient(device)
+        let again = try await client.activateWithKey(request: request(device), idempotencyKey: key)
+        XCTAssertEqual(again.activationId, first.activationId)
+        XCTAssertEqual(again.productionNumber, first.productionNumber)
+        XCTAssertNotEqual(again.apiKey, first.apiKey)
+        let pending = await decision { try await client.handshake() }
+        XCTAssertEqual(pending?.code, "pending_approval")
+        let stale = try newClient(device)
+        try stale.setApiKey(key: first.apiKey)
+        let unknown = await decision { try await stale.handshake() }
+        XCTAssertEqual(unknown?.code, "invalid_credentials")
+        // The key names one request; a guessable key is refused before sending.
+        let reused = await decision { try await client.activateWithKey(request: request(device + "-other"), idempotencyKey: key) }
+        XCTAssertEqual(reused, Decision(code: "idempotency_key_reused", httpStatus: 422, retryAfterMs: nil, transient: false, auth: false))
+        let short = await decision { try await client.activateWithKey(request: request(device), idempotencyKey: "receipt-42") }
+        XCTAssertEqual(short?.code, "invalid_idempotency_key")
+        XCTAssertNil(short?.httpStatus)
+        // Once approved, the key is not issued again.
+        try approve(env["TILLGATE_URL"]!, again.activationId)
+        let decided = await decision { try await client.activateWithKey(request: request(device), idempotencyKey: key) }
+        XCTAssertEqual(decided, Decision(code: "activation_not_repeatable", httpStatus: 409, retryAfterMs: nil, transient: false, auth: false))
+        let hs = try await client.handshake()
+        XCTAssertEqual(hs.status, "approved")
+    }
+
     func testAnUnreachableServerIsTransientWithoutAStatus() async throws {
         try XCTSkipUnless(env["TILLGATE_JWKS"] != nil, "no TILLGATE_JWKS: no server keys")
         let keys = try TrustedKeys.fromJwksJson(json: env["TILLGATE_JWKS"]!)
