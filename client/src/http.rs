@@ -107,7 +107,12 @@ impl fmt::Debug for Request {
 /// replaced by `<redacted>`; the rest is kept, to tell servers and prefixes apart.
 /// The tokens are core's [`tillgate_core::redact_url_tokens`], the rule of the server's
 /// log redaction of paths.
-pub(crate) fn redact_url(url: &str) -> Cow<'_, str> {
+///
+/// ```
+/// let shown = tillgate_client::redact_url("https://u:pw@pos.example/OpenApi_1,2,3,4$$Secret0123456789/");
+/// assert_eq!(shown, "https://u:<redacted>@pos.example/OpenApi_1,2,3,4$$<redacted>/");
+/// ```
+pub fn redact_url(url: &str) -> Cow<'_, str> {
     let bytes = url.as_bytes();
     let mut out = String::new();
     let mut copied = 0;

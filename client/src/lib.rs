@@ -17,6 +17,7 @@ pub use client::{
     DEFAULT_TRANSACTION_PAGE_SIZE, MAX_TRANSACTION_PAGE_SIZE, VerifiedHistory,
 };
 pub use error::{ClientError, Result};
+pub use http::redact_url;
 #[cfg(not(target_arch = "wasm32"))]
 pub use queue::FileStore;
 #[cfg(all(target_arch = "wasm32", feature = "web-storage"))]

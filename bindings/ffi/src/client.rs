@@ -45,8 +45,10 @@ impl From<client::ClientError> for TillgateError {
 
 /// How a [`Client`] talks to the server. `None` fields use the client's defaults
 /// (5 s per request, 3 s to connect, answers of at most 8 MiB, transactions listed 100
-/// per page).
-#[derive(Debug, Clone, uniffi::Record)]
+/// per page). Printing it (Kotlin's `toString()`, Python's `str()`/`repr()`, Swift's
+/// `description`) never shows a URL-path token or password in `base_url`.
+#[derive(Clone, uniffi::Record)]
+#[uniffi::export(Debug, Display)]
 pub struct ClientConfig {
     /// The server's base URL, e.g. `https://pos.example`.
     pub base_url: String,
@@ -74,6 +76,28 @@ pub struct ClientConfig {
     /// `max_response_bytes` is asked for again with half as many, down to one.
     #[uniffi(default = None)]
     pub transaction_page_size: Option<u32>,
+}
+
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("base_url", &client::redact_url(&self.base_url))
+            .field("timeout_ms", &self.timeout_ms)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .field("device_id", &self.device_id)
+            .field("application_package", &self.application_package)
+            .field("clock_tolerance_secs", &self.clock_tolerance_secs)
+            .field("max_response_bytes", &self.max_response_bytes)
+            .field("transaction_page_size", &self.transaction_page_size)
+            .finish()
+    }
+}
+
+/// The same text as `Debug`.
+impl std::fmt::Display for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
 }
 
 /// The result of an activation (`POST /activations-advanced`). Printing it never shows
@@ -944,6 +968,27 @@ mod tests {
             ..
         } = e;
         (code, shown, http_status, retry_after_ms, transient, auth)
+    }
+
+    #[test]
+    fn a_printed_config_hides_the_url_token() {
+        let config = ClientConfig {
+            base_url: "https://pos.example/OpenApi_1,2,3,4$$Secret0123456789abcdef/".into(),
+            timeout_ms: Some(2_000),
+            connect_timeout_ms: None,
+            device_id: Some("till-7".into()),
+            application_package: None,
+            clock_tolerance_secs: None,
+            max_response_bytes: None,
+            transaction_page_size: None,
+        };
+        for shown in [format!("{config:?}"), config.to_string()] {
+            assert!(!shown.contains("Secret0123456789abcdef"), "{shown}");
+            assert!(
+                shown.contains("pos.example") && shown.contains("till-7"),
+                "{shown}"
+            );
+        }
     }
 
     #[test]
