@@ -15,7 +15,9 @@
 //! - the versions (RVE) that delta sync lists by rise with the sequence numbers, none
 //!   below its receipt's time, and the last is the register's: otherwise a register
 //!   catching up by RVE could miss a transaction (these are not signed: a database
-//!   restored or edited by hand is what breaks them);
+//!   restored or edited by hand is what breaks them; a database from before schema
+//!   version 5, such as a backup taken before an upgrade, has none and is audited
+//!   without them);
 //! - the register holds no other transaction (none below sequence 1), and no
 //!   transaction names a register that is not stored;
 //! - with an older copy (a backup), each of its chains is a prefix of today's and each
@@ -150,6 +152,11 @@ pub struct AuditSummary {
     pub trusted_keys: &'static str,
     /// Whether the chains were compared with an older copy ([`AuditOptions::previous`]).
     pub previous: bool,
+    /// The audited database is from before schema version 5 (a backup taken before an
+    /// upgrade): its transactions have no versions, so `version_mismatch` was not
+    /// checked. Shown only then.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub versions_unchecked: bool,
 }
 
 /// What an audit checks against; the default audits every register with the keys stored
@@ -182,6 +189,7 @@ pub async fn audit(
             "database"
         },
         previous: options.previous.is_some(),
+        versions_unchecked: !store.has_versions(),
         ..AuditSummary::default()
     };
     let keys = match options.trusted {
@@ -353,7 +361,9 @@ pub async fn audit_register(
         if rows.is_empty() {
             break;
         }
-        if let Err(finding) = check_page(previous.as_deref(), &mut last_rve, &rows, keys, head) {
+        // A database from before versions has none to check (all read as 0).
+        let versions = store.has_versions().then_some(&mut last_rve);
+        if let Err(finding) = check_page(previous.as_deref(), versions, &rows, keys, head) {
             result.mark(finding);
             return Ok(result);
         }
@@ -372,7 +382,7 @@ pub async fn audit_register(
     };
     let finding = if ends_at_head {
         match past_head(store, head).await? {
-            None if last_rve.unwrap_or(0) != head.rve => Some(Finding {
+            None if store.has_versions() && last_rve.unwrap_or(0) != head.rve => Some(Finding {
                 seq: head.seq,
                 code: "version_mismatch",
                 reason: format!(
@@ -441,10 +451,11 @@ async fn past_head(store: &Store, head: &ChainHead) -> Result<Option<Finding>, A
 
 /// Checks one page of a register's rows, continuing `previous` (the receipt before the
 /// page; none for the page that starts at sequence 1) and `last_rve` (its version,
-/// moved on to the page's last).
+/// moved on to the page's last; `None` for a database without versions, whose
+/// versions are not checked).
 fn check_page(
     previous: Option<&str>,
-    last_rve: &mut Option<i64>,
+    mut last_rve: Option<&mut Option<i64>>,
     rows: &[TxRow],
     keys: &TrustedKeys,
     head: &ChainHead,
@@ -482,20 +493,22 @@ fn check_page(
         if c.sub != head.production_number {
             return Err(receipt_mismatch("ProductionNumber"));
         }
-        if last_rve.is_some_and(|v| row.rve <= v) || row.rve < c.iat {
-            return Err(Finding {
-                seq: row.seq,
-                code: "version_mismatch",
-                reason: format!(
-                    "its version {} is not above the previous transaction's ({}) or is \
-                     below its receipt's time ({}): delta sync by RVE could miss it",
-                    row.rve,
-                    last_rve.map_or("none".into(), |v| v.to_string()),
-                    c.iat
-                ),
-            });
+        if let Some(last_rve) = last_rve.as_deref_mut() {
+            if last_rve.is_some_and(|v| row.rve <= v) || row.rve < c.iat {
+                return Err(Finding {
+                    seq: row.seq,
+                    code: "version_mismatch",
+                    reason: format!(
+                        "its version {} is not above the previous transaction's ({}) or is \
+                         below its receipt's time ({}): delta sync by RVE could miss it",
+                        row.rve,
+                        last_rve.map_or("none".into(), |v| v.to_string()),
+                        c.iat
+                    ),
+                });
+            }
+            *last_rve = Some(row.rve);
         }
-        *last_rve = Some(row.rve);
         let tx_mismatch = |reason: String| Finding {
             seq: row.seq,
             code: "transaction_mismatch",

@@ -182,6 +182,10 @@ pub struct Store {
     seeds: Option<SeedCipher>,
     /// When this process last deleted expired dynamic-key nonces (Unix seconds).
     nonces_swept_at: std::sync::Arc<std::sync::atomic::AtomicI64>,
+    /// Whether the schema holds the transactions' versions (schema version 5): false
+    /// only for a [`Store::connect_read_only`] store on an older database, whose chain
+    /// heads and transactions then read with version 0.
+    versions: bool,
 }
 
 /// How often (seconds) a process deletes expired dynamic-key nonces, at most.
@@ -304,6 +308,10 @@ pub struct ChainHead {
 }
 
 const CHAIN_HEAD_COLS: &str = "id, production_number, chain_seq, chain_head, chain_rve";
+
+/// [`CHAIN_HEAD_COLS`] of a database from before schema version 5 (no versions: 0).
+const CHAIN_HEAD_COLS_BEFORE_VERSIONS: &str =
+    "id, production_number, chain_seq, chain_head, CAST(0 AS BIGINT) AS chain_rve";
 
 fn chain_head_from_row(r: &AnyRow) -> Result<ChainHead, sqlx::Error> {
     Ok(ChainHead {
@@ -506,6 +514,13 @@ pub struct TxRow {
 const TX_COLS: &str =
     "id, activation_id, idempotency_key, seq, created_at, body, txh, receipt, rve";
 
+/// [`TX_COLS`] of a database from before schema version 5 (no versions: 0).
+const TX_COLS_BEFORE_VERSIONS: &str = "id, activation_id, idempotency_key, seq, created_at, \
+     body, txh, receipt, CAST(0 AS BIGINT) AS rve";
+
+/// The schema version that gave transactions and chain heads their versions (`rve`).
+pub const VERSIONS_SCHEMA: i64 = 5;
+
 fn tx_from_row(r: &AnyRow) -> Result<TxRow, sqlx::Error> {
     Ok(TxRow {
         id: r.try_get("id")?,
@@ -691,6 +706,7 @@ impl Store {
             backend,
             seeds: None,
             nonces_swept_at: Default::default(),
+            versions: true,
         };
         store.migrate().await?;
         Ok(store)
@@ -699,8 +715,12 @@ impl Store {
     /// Opens the database for reading only, as audits do: no migration, no SQLite writer
     /// connection, SQLite files opened with `mode=ro` ([`sqlite_read_only_url`]), and
     /// every connection refuses writes (SQLite's `query_only`, PostgreSQL's read-only
-    /// transactions; behind a transaction-pooling proxy, use a read-only role too). The
-    /// schema must be current; reads of an older one fail.
+    /// transactions; behind a transaction-pooling proxy, use a read-only role too).
+    ///
+    /// A database of an older schema is read as it is (a backup taken before an
+    /// upgrade): the reads an audit makes work on every schema version, those of a
+    /// schema from before transaction versions ([`VERSIONS_SCHEMA`]) with every version
+    /// read as 0 ([`Store::has_versions`] says so).
     pub async fn connect_read_only(url: &str) -> Result<Store, sqlx::Error> {
         let backend = backend_of(url)?;
         let url = &sqlite_read_only_url(url);
@@ -719,13 +739,47 @@ impl Store {
             })
             .connect(url)
             .await?;
-        Ok(Store {
+        let mut store = Store {
             pool,
             writer: None,
             backend,
             seeds: None,
             nonces_swept_at: Default::default(),
-        })
+            versions: true,
+        };
+        match store.stored_schema_version().await {
+            Ok(version) => store.versions = version >= VERSIONS_SCHEMA,
+            Err(e) => {
+                store.close().await;
+                return Err(e);
+            }
+        }
+        Ok(store)
+    }
+
+    /// Whether the database's transactions and chain heads carry versions (`rve`,
+    /// schema version 5): always, but for a read-only store on an older database, whose
+    /// versions all read as 0.
+    pub fn has_versions(&self) -> bool {
+        self.versions
+    }
+
+    /// The columns of a chain head in this database's schema.
+    fn chain_head_cols(&self) -> &'static str {
+        if self.versions {
+            CHAIN_HEAD_COLS
+        } else {
+            CHAIN_HEAD_COLS_BEFORE_VERSIONS
+        }
+    }
+
+    /// The columns of a transaction in this database's schema.
+    fn tx_cols(&self) -> &'static str {
+        if self.versions {
+            TX_COLS
+        } else {
+            TX_COLS_BEFORE_VERSIONS
+        }
     }
 
     /// Seals signing-key seeds with this key-encryption key from now on: new keys are
@@ -1781,8 +1835,10 @@ impl Store {
         after: &str,
         limit: i64,
     ) -> Result<Vec<ChainHead>, sqlx::Error> {
-        let sql =
-            format!("SELECT {CHAIN_HEAD_COLS} FROM activations WHERE id > $1 ORDER BY id LIMIT $2");
+        let sql = format!(
+            "SELECT {} FROM activations WHERE id > $1 ORDER BY id LIMIT $2",
+            self.chain_head_cols()
+        );
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(after)
             .bind(limit)
@@ -1847,7 +1903,8 @@ impl Store {
         activation_id: &str,
     ) -> Result<Option<ChainHead>, sqlx::Error> {
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {CHAIN_HEAD_COLS} FROM activations WHERE id = $1"
+            "SELECT {} FROM activations WHERE id = $1",
+            self.chain_head_cols()
         )))
         .bind(activation_id)
         .fetch_optional(&self.pool)
@@ -1861,7 +1918,7 @@ impl Store {
 
     /// A transaction by id.
     pub async fn tx(&self, id: &str) -> Result<Option<TxRow>, sqlx::Error> {
-        let sql = format!("SELECT {TX_COLS} FROM transactions WHERE id = $1");
+        let sql = format!("SELECT {} FROM transactions WHERE id = $1", self.tx_cols());
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id)
             .fetch_optional(&self.pool)
@@ -2406,8 +2463,9 @@ impl Store {
         let rows = match activation_id {
             Some(a) => {
                 let sql = format!(
-                    "SELECT {TX_COLS} FROM transactions WHERE activation_id = $1 AND seq > $2 \
-                     ORDER BY seq LIMIT $3"
+                    "SELECT {} FROM transactions WHERE activation_id = $1 AND seq > $2 \
+                     ORDER BY seq LIMIT $3",
+                    self.tx_cols()
                 );
                 sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(a)
@@ -2431,8 +2489,9 @@ impl Store {
         let rows = match after {
             Some((activation_id, seq)) => {
                 let sql = format!(
-                    "SELECT {TX_COLS} FROM transactions WHERE (activation_id, seq) > ($1, $2) \
-                     ORDER BY activation_id, seq LIMIT $3"
+                    "SELECT {} FROM transactions WHERE (activation_id, seq) > ($1, $2) \
+                     ORDER BY activation_id, seq LIMIT $3",
+                    self.tx_cols()
                 );
                 sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(activation_id)
@@ -2443,7 +2502,8 @@ impl Store {
             }
             None => {
                 let sql = format!(
-                    "SELECT {TX_COLS} FROM transactions ORDER BY activation_id, seq LIMIT $1"
+                    "SELECT {} FROM transactions ORDER BY activation_id, seq LIMIT $1",
+                    self.tx_cols()
                 );
                 sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(limit)
