@@ -242,6 +242,11 @@ impl std::str::FromStr for SecretUrl {
 
 /// Runs one admin command, printing its result to standard output.
 pub async fn run(config: &Config, cmd: AdminCommand) -> Result<(), CliError> {
+    // A database that a restore is replacing, or left half replaced: only the restore
+    // run again may use it (it may be missing, or lie beside an older `-wal`).
+    if !matches!(cmd, AdminCommand::Restore { .. }) {
+        crate::backup::refuse_if_restoring(&config.effective_database_url())?;
+    }
     match cmd {
         // Reads only: needs no key-encryption key, and checks a backup file or a
         // database moved to PostgreSQL as well as the one in service.

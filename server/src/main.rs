@@ -82,7 +82,8 @@ async fn serve(mut config: Config) -> Result<(), String> {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| format!("cannot create data dir {}: {e}", config.data_dir.display()))?;
     }
-    let _lock = tillgate_server::backup::lock_database(&config.effective_database_url())?;
+    let _lock = tillgate_server::backup::lock_database(&config.effective_database_url())
+        .map_err(|e| e.to_string())?;
     let (state, started) = AppState::start(config, Arc::new(SystemClock)).await?;
     if let Some(key) = &started.generated_admin_key {
         // Shown once, on the terminal, never through the logger.

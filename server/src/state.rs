@@ -112,7 +112,8 @@ enum WriterMsg {
 impl AppState {
     /// Connects to the database, applies migrations, makes sure a signing key and an
     /// admin key exist, and starts the group-commit writer. Refuses a SQLite database
-    /// marked as moved to PostgreSQL ([`crate::transfer::moved_marker`]).
+    /// marked as moved to PostgreSQL ([`crate::transfer::moved_marker`]) or as being
+    /// restored ([`crate::backup::restoring_marker`]).
     pub async fn start(
         config: Config,
         clock: Arc<dyn Clock>,
@@ -126,8 +127,10 @@ impl AppState {
             ));
         }
         let url = config.effective_database_url();
-        // Never a SQLite database whose deployment was moved to PostgreSQL.
+        // Never a SQLite database whose deployment was moved to PostgreSQL, nor one that a
+        // restore left half replaced.
         crate::transfer::refuse_if_moved(&url)?;
+        crate::backup::refuse_if_restoring(&url)?;
         if config.database_url.is_none() {
             std::fs::create_dir_all(&config.data_dir).map_err(|e| {
                 format!("cannot create data dir {}: {e}", config.data_dir.display())

@@ -15,7 +15,7 @@ use sha2::{Digest as _, Sha256};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row as _};
 
-use crate::backup::{lock_admin, lock_database};
+use crate::backup::{LockError, lock_admin, lock_database};
 use crate::db::{Backend, Store, schema_version, sqlite_path};
 
 /// How a column is stored (the schema uses only these two types).
@@ -271,10 +271,11 @@ pub async fn copy_to_postgres(
     if !path.is_file() {
         return Err(format!("no SQLite database at {}", path.display()));
     }
-    let _lock = lock_database(source_url).map_err(|e| format!("{e}; stop the server first"))?;
+    let _lock = lock_database(source_url).map_err(LockError::stop_the_server)?;
     // No admin command may write to it while it is copied, nor after it is marked.
     let _admin = lock_admin(source_url, true)?;
     refuse_if_moved(source_url)?;
+    crate::backup::refuse_if_restoring(source_url)?;
     let marker = moved_marker(&path);
     let source = Store::connect(source_url, 2)
         .await

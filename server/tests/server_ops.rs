@@ -1344,6 +1344,7 @@ async fn restore_only_with_the_server_stopped() {
     assert!(aside.starts_with(&dir));
     assert!(aside.join("tillgate.db-wal").exists());
     assert!(!dir.join("tillgate.db-wal").exists());
+    assert!(!dir.join("tillgate.db.restoring").exists());
     let old = aside.join("tillgate.db");
     let out = admin_cli(
         &format!("sqlite://{}?mode=rw", old.display()),
@@ -1408,6 +1409,61 @@ async fn restore_only_with_the_server_stopped() {
         })
         .count();
     assert_eq!(asides, 2, "each restore keeps what it replaced");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A restore cut off by a crash after it moved the database aside, before its `-wal`
+/// (`tillgate.db.restoring` left beside the database): the server refuses to start and
+/// the admin commands to run, saying to run the restore again, instead of creating an
+/// empty database with a new signing key; `restore` run again finishes (the `-wal` joins
+/// its database), removes the marker, and the server starts on the backup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_restore_is_refused_until_run_again() {
+    let (dir, _) = initialised_data_dir("interrupted_restore").await;
+    let backup = dir.join("b.db");
+    let (ok, _, err) = admin_json(&dir, &["backup", backup.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    // The state a crash leaves (the marker's first line names where the files go).
+    let aside = dir.join("before-restore-20260101T000000Z");
+    std::fs::create_dir(&aside).unwrap();
+    let marker = dir.join("tillgate.db.restoring");
+    std::fs::write(
+        &marker,
+        "before-restore: before-restore-20260101T000000Z\nan admin restore began\n",
+    )
+    .unwrap();
+    std::fs::rename(dir.join("tillgate.db"), aside.join("tillgate.db")).unwrap();
+    std::fs::write(
+        dir.join("tillgate.db-wal"),
+        b"the replaced database's commits",
+    )
+    .unwrap();
+
+    let admin = "Interrupted-Restore-Admin-Key-0123456789";
+    let refused = spawn_binary(&dir, free_port(), admin).await.unwrap_err();
+    for e in [&refused, &admin_json(&dir, &["list"]).2] {
+        assert!(
+            e.contains("a restore of it was interrupted")
+                && e.contains("run it again")
+                && e.contains("before-restore-20260101T000000Z"),
+            "{e}"
+        );
+    }
+    assert!(
+        !dir.join("tillgate.db").exists(),
+        "nothing created in its place"
+    );
+    let (ok, _, err) = admin_json(&dir, &["backup", dir.join("x.db").to_str().unwrap()]);
+    assert!(!ok && err.contains("interrupted"), "{err}");
+
+    let (ok, out, err) = admin_json(&dir, &["restore", backup.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert_eq!(out[0]["interrupted"], aside.to_str().unwrap());
+    assert!(aside.join("tillgate.db-wal").is_file());
+    assert!(!marker.exists() && !dir.join("tillgate.db-wal").exists());
+    let port = free_port();
+    let server = spawn_binary(&dir, port, admin).await.unwrap();
+    stop_binary(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
