@@ -304,16 +304,50 @@ async fn run_other(config: &Config, cmd: AdminCommand) -> Result<(), String> {
     refuse_missing_database(config)?;
     let _admin = crate::backup::lock_admin(&config.effective_database_url(), false)?;
     crate::transfer::refuse_if_moved(&config.effective_database_url())?;
-    let cipher = crate::seal::from_config(config)?;
+    // The server's KEK if this command was given it; never a new one (see
+    // `seal::existing_from_config`).
+    let cipher = crate::seal::existing_from_config(config)?;
+    let seals = stores_a_seed(&cmd);
+    if seals && cipher.is_none() {
+        return Err(format!(
+            "this command stores a signing key's private part, sealed with the server's              key-encryption key, and none was found: run it with the server's settings              (TILLGATE_KEY_ENCRYPTION_KEY from its env file, or the data directory holding              {})",
+            config.data_dir.join(crate::seal::KEK_FILE).display()
+        ));
+    }
     let store = Store::connect(&config.effective_database_url(), 2)
         .await
-        .map_err(|e| format!("cannot open the database: {e}"))?
-        .with_seed_cipher(cipher);
-    let now = SystemClock.now();
-    store.init(now).await.map_err(|e| e.to_string())?;
-    let result = run_with(&store, config, cmd, now).await;
+        .map_err(|e| format!("cannot open the database: {e}"))?;
+    // No `Store::init`: an admin command neither creates a first signing key nor seals
+    // the seeds stored in plain text; the server's start does, with its KEK.
+    let store = match cipher {
+        Some(cipher) => store.with_seed_cipher(cipher),
+        None => store,
+    };
+    let result = async {
+        if seals {
+            // A seed sealed with another KEK than the stored ones' would stop every server.
+            store
+                .signing_keys()
+                .await
+                .map_err(|e| format!("the stored signing keys: {e}"))?;
+        }
+        run_with(&store, config, cmd, SystemClock.now()).await
+    }
+    .await;
     store.close().await;
     result
+}
+
+/// Whether an admin command stores a signing key's private part (sealed with the KEK).
+fn stores_a_seed(cmd: &AdminCommand) -> bool {
+    matches!(
+        cmd,
+        AdminCommand::RotateKey { .. }
+            | AdminCommand::ActivateKey {
+                key_file: Some(_),
+                ..
+            }
+    )
 }
 
 /// Admin commands work on the server's database: without `DATABASE_URL`, a missing
@@ -440,7 +474,10 @@ async fn run_with(
             .await
         }
         AdminCommand::Keys => {
-            let keys = store.signing_keys().await.map_err(|e| e.to_string())?;
+            let keys = store
+                .signing_keys_unopened()
+                .await
+                .map_err(|e| e.to_string())?;
             let signing = crate::db::signer_at(&keys, now).map(|k| k.kid.clone());
             for k in &keys {
                 print_json(&key_line(k, signing.as_deref()))?;
@@ -552,7 +589,7 @@ async fn run_with(
             {
                 print_json(&serde_json::json!({"kid": kid, "retired": true}))
             } else if store
-                .signing_keys()
+                .signing_keys_unopened()
                 .await
                 .map_err(|e| e.to_string())?
                 .iter()
@@ -672,7 +709,7 @@ fn app_error(e: AppError) -> String {
 /// keys with the same signing start it is the one that signs.
 async fn newest_created_at(store: &Store, now: i64) -> Result<i64, String> {
     Ok(store
-        .signing_keys()
+        .signing_keys_unopened()
         .await
         .map_err(|e| e.to_string())?
         .first()
@@ -789,7 +826,10 @@ fn key_line(k: &SigningKeyRow, signing: Option<&str>) -> serde_json::Value {
 
 /// Prints the `admin keys` line of one key, as stored now.
 async fn print_key(store: &Store, kid: &str, now: i64) -> Result<(), String> {
-    let keys = store.signing_keys().await.map_err(|e| e.to_string())?;
+    let keys = store
+        .signing_keys_unopened()
+        .await
+        .map_err(|e| e.to_string())?;
     let signing = crate::db::signer_at(&keys, now).map(|k| k.kid.clone());
     let key = keys
         .iter()

@@ -1038,6 +1038,32 @@ impl Store {
         .collect()
     }
 
+    /// All signing keys, newest first, as [`Store::signing_keys`] reads them but without
+    /// opening their seeds, so with no key-encryption key: `seed` is `Some` (empty) for
+    /// a key whose private part is stored, `None` for one held offline. For listing keys
+    /// and choosing among them, never for signing.
+    pub async fn signing_keys_unopened(&self) -> Result<Vec<SigningKeyRow>, sqlx::Error> {
+        sqlx::query(
+            "SELECT kid, seed, public_key, created_at, signs_from, retired_at FROM signing_keys \
+             ORDER BY created_at DESC, kid DESC",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            let stored: String = r.try_get("seed")?;
+            Ok(SigningKeyRow {
+                kid: r.try_get("kid")?,
+                seed: (!stored.is_empty()).then(String::new),
+                public_key: r.try_get("public_key")?,
+                created_at: r.try_get("created_at")?,
+                signs_from: r.try_get("signs_from")?,
+                retired_at: r.try_get("retired_at")?,
+            })
+        })
+        .collect()
+    }
+
     /// The base64url seed of a stored one (sealed or, from before, plain).
     fn open_seed(&self, kid: &str, stored: &str) -> Result<String, sqlx::Error> {
         use base64::Engine as _;

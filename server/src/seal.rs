@@ -4,7 +4,8 @@
 //! the key-encryption key (KEK), a fresh random 24-byte nonce per seed, the key's `kid`
 //! as associated data (a sealed seed copied onto another row does not open). The KEK is
 //! 32 bytes, base64url, from `TILLGATE_KEY_ENCRYPTION_KEY` or else from the file
-//! [`KEK_FILE`] in the data directory, created with mode 0600 at first start. Rows
+//! [`KEK_FILE`] in the data directory, created with mode 0600 at a server's first start
+//! (admin commands only use a KEK that exists, [`existing_from_config`]). Rows
 //! written before encryption (plain base64url seeds) are sealed by
 //! [`Store::init`](crate::db::Store::init).
 
@@ -82,30 +83,35 @@ impl SeedCipher {
         Self::new(&bytes)
     }
 
+    /// The configured KEK, or the one in `data_dir/key-encryption.key` if that file
+    /// exists; `None` when there is neither. Never creates a key file: the admin
+    /// commands load the server's KEK this way ([`existing_from_config`]).
+    pub fn load_existing(
+        configured: Option<&str>,
+        data_dir: &Path,
+    ) -> Result<Option<(Self, KekSource)>, String> {
+        match kek_setting(configured, data_dir) {
+            Ok(text) => Ok(Some((
+                Self::from_base64(text).map_err(|e| format!("TILLGATE_KEY_ENCRYPTION_KEY: {e}"))?,
+                KekSource::Config,
+            ))),
+            Err(path) if path.exists() => Ok(Some((read_key_file(&path)?, KekSource::File(path)))),
+            Err(_) => Ok(None),
+        }
+    }
+
     /// The configured KEK, or the one in `data_dir/key-encryption.key` (created 0600 with
     /// 32 random bytes if absent; several processes starting together agree on one).
+    /// Only a server's start creates the file.
     pub fn load(configured: Option<&str>, data_dir: &Path) -> Result<(Self, KekSource), String> {
-        let path = match kek_setting(configured, data_dir) {
-            Ok(text) => {
-                return Ok((
-                    Self::from_base64(text)
-                        .map_err(|e| format!("TILLGATE_KEY_ENCRYPTION_KEY: {e}"))?,
-                    KekSource::Config,
-                ));
-            }
-            Err(path) => path,
-        };
-        let created = if path.exists() {
-            false
-        } else {
-            std::fs::create_dir_all(data_dir)
-                .map_err(|e| format!("cannot create data dir {}: {e}", data_dir.display()))?;
-            create_key_file(&path)?
-        };
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        check_permissions(&path);
-        let cipher = Self::from_base64(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        if let Some(found) = Self::load_existing(configured, data_dir)? {
+            return Ok(found);
+        }
+        let path = data_dir.join(KEK_FILE);
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| format!("cannot create data dir {}: {e}", data_dir.display()))?;
+        let created = create_key_file(&path)?;
+        let cipher = read_key_file(&path)?;
         let source = if created {
             KekSource::CreatedFile(path)
         } else {
@@ -193,6 +199,32 @@ pub fn from_config(config: &crate::Config) -> Result<SeedCipher, String> {
     Ok(cipher)
 }
 
+/// The KEK of a configuration for the admin commands: the configured one, or the key
+/// file in the data directory if there is one; `None` when neither is there. It never
+/// creates a key file: a key made here would not be the server's (an admin command run
+/// from another directory, or on a PostgreSQL host whose KEK is in the env file), and
+/// whatever it sealed would stop every server.
+pub fn existing_from_config(config: &crate::Config) -> Result<Option<SeedCipher>, String> {
+    let found = SeedCipher::load_existing(config.key_encryption_key.as_deref(), &config.data_dir)?;
+    Ok(found.map(|(cipher, source)| {
+        match &source {
+            KekSource::File(path) => {
+                tracing::debug!(path = %path.display(), "key-encryption key file");
+            }
+            _ => tracing::debug!("key-encryption key from the configuration"),
+        }
+        cipher
+    }))
+}
+
+/// Reads the KEK from its file (and warns if others may read it).
+fn read_key_file(path: &Path) -> Result<SeedCipher, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    check_permissions(path);
+    SeedCipher::from_base64(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
 /// Whether a stored seed is sealed.
 pub fn is_sealed(stored: &str) -> bool {
     stored.starts_with(SEALED_PREFIX)
@@ -272,9 +304,14 @@ mod tests {
     fn the_key_file_is_created_once_private() {
         let dir = std::env::temp_dir().join(format!("tillgate_kek_{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
+        // Loading only what exists (the admin commands) creates nothing.
+        assert!(SeedCipher::load_existing(None, &dir).unwrap().is_none());
+        assert!(!dir.exists());
         let (a, src) = SeedCipher::load(None, &dir).unwrap();
         assert!(matches!(src, KekSource::CreatedFile(_)));
         let (b, src) = SeedCipher::load(None, &dir).unwrap();
+        assert!(matches!(src, KekSource::File(_)));
+        let (_, src) = SeedCipher::load_existing(None, &dir).unwrap().unwrap();
         assert!(matches!(src, KekSource::File(_)));
         let sealed = a.seal("k", &[1; 32]).unwrap();
         assert_eq!(b.open("k", &sealed).unwrap(), [1; 32]);

@@ -1681,18 +1681,101 @@ fn copy_to_postgres_cmd(dir: &std::path::Path, url: &str) -> Command {
 }
 
 /// A new data directory, named after `name`, holding an initialised SQLite database
-/// (schema and signing key); returns it and the database URL.
+/// (schema and signing key) and its key-encryption key file, as a server's first start
+/// leaves them; returns it and the database URL.
 async fn initialised_data_dir(name: &str) -> (std::path::PathBuf, String) {
     let dir = std::env::temp_dir().join(format!("tillgate_{name}_{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let sqlite = format!("sqlite://{}?mode=rwc", dir.join("tillgate.db").display());
+    let (cipher, _) = tillgate_server::seal::SeedCipher::load(None, &dir).unwrap();
     let store = tillgate_server::db::Store::connect(&sqlite, 2)
         .await
-        .unwrap();
+        .unwrap()
+        .with_seed_cipher(cipher);
     store.init(1_780_000_000).await.unwrap();
     store.close().await;
     (dir, sqlite)
+}
+
+/// The admin commands use the server's key-encryption key and never make one: run with
+/// a `DATABASE_URL` and a data directory that does not exist (a plain shell on a
+/// PostgreSQL host), on a database whose seeds are still in plain text (just copied to
+/// PostgreSQL), `keys` works and creates no directory, no key file, and seals nothing;
+/// `rotate-key` and `activate-key --key-file` are refused, saying what they need; given
+/// the KEK, `rotate-key` stores its key sealed and leaves the plain seeds to the server;
+/// given another KEK than the one that sealed a stored seed, it is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_commands_never_create_a_key_encryption_key() {
+    let dir = std::env::temp_dir().join(format!("tillgate_admin_kek_{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("tillgate.db");
+    let url = format!("sqlite://{}?mode=rwc", db.display());
+    let store = tillgate_server::db::Store::connect(&url, 2).await.unwrap();
+    store.init(1_780_000_000).await.unwrap();
+    store.close().await;
+    let elsewhere = dir.join("not-the-data-dir");
+    let admin = |args: &[&str], kek: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_tillgate-server"));
+        c.env("DATABASE_URL", &url)
+            .env("TILLGATE_DATA_DIR", &elsewhere)
+            .env_remove("TILLGATE_KEY_ENCRYPTION_KEY");
+        if let Some(kek) = kek {
+            c.env("TILLGATE_KEY_ENCRYPTION_KEY", kek);
+        }
+        json_result(c.arg("admin").args(args).output().unwrap())
+    };
+    let seeds = async || -> Vec<String> {
+        let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+        let seeds = sqlx::query_scalar("SELECT seed FROM signing_keys ORDER BY created_at, kid")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        seeds
+    };
+    let plain = seeds().await;
+    assert!(!plain[0].starts_with("xc1:"));
+
+    let (ok, keys, err) = admin(&["keys"], None);
+    assert!(ok, "{err}");
+    assert_eq!(keys.len(), 1);
+    for args in [
+        &["rotate-key"][..],
+        &[
+            "activate-key",
+            "some-kid",
+            "--key-file",
+            "/nonexistent/k.jwk",
+        ],
+    ] {
+        let (ok, _, err) = admin(args, None);
+        assert!(!ok);
+        assert!(
+            err.contains("key-encryption key, and none was found")
+                && err.contains("TILLGATE_KEY_ENCRYPTION_KEY"),
+            "{err}"
+        );
+    }
+    assert!(!elsewhere.exists(), "no data directory, no key file made");
+    assert_eq!(seeds().await, plain, "nothing sealed");
+
+    let kek = format!("{}A", "B".repeat(42));
+    let (ok, out, err) = admin(&["rotate-key"], Some(&kek));
+    assert!(ok, "{err}");
+    assert_eq!(out[0]["signing"], true);
+    let after = seeds().await;
+    assert_eq!(after.len(), 2);
+    assert_eq!(after[0], plain[0], "the plain seed is left to the server");
+    assert!(after[1].starts_with("xc1:"), "{}", after[1]);
+    let (ok, _, err) = admin(&["rotate-key"], Some(&format!("{}A", "C".repeat(42))));
+    assert!(!ok && err.contains("does not open"), "{err}");
+    // Listing needs no KEK, whatever the seeds.
+    let (ok, keys, err) = admin(&["keys"], None);
+    assert!(ok && keys.len() == 2, "{err}");
+    assert!(!elsewhere.exists());
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Staged rotation with the real binary: `rotate-key --publish-only` publishes a key
