@@ -350,27 +350,33 @@ fn stores_a_seed(cmd: &AdminCommand) -> bool {
     )
 }
 
-/// Admin commands work on the server's database: without `DATABASE_URL`, a missing
-/// SQLite file means the command was not given the server's settings (another data
-/// directory, another user's working directory). It would create an empty database of
-/// its own (and a key-encryption key), and a key or decision made there would never
-/// reach the server: refused instead.
+/// Admin commands work on the server's database: a SQLite file that does not exist (the
+/// data directory's, or one a `sqlite:` `DATABASE_URL` names, even with `mode=rwc`) means
+/// the command was not given the server's settings (another data directory, another
+/// user's working directory, a mistyped path). It would create an empty database of its
+/// own, with a signing key, and a key or decision made there would never reach the
+/// server: refused instead. PostgreSQL is left to the connection.
 fn refuse_missing_database(config: &Config) -> Result<(), String> {
-    if config
+    let url = config.effective_database_url();
+    let Some(db) = crate::db::sqlite_path(&url) else {
+        return Ok(());
+    };
+    if db.is_file() {
+        return Ok(());
+    }
+    let named = if config
         .database_url
         .as_deref()
         .is_some_and(|u| !u.is_empty())
     {
-        return Ok(());
-    }
-    let db = config.data_dir.join("tillgate.db");
-    if db.exists() {
-        return Ok(());
-    }
+        "DATABASE_URL names it"
+    } else {
+        "the data directory's"
+    };
     Err(format!(
-        "no database at {}: give admin commands the server's settings (TILLGATE_DATA_DIR \
-         or --data-dir, or DATABASE_URL); the server creates its database when it first \
-         starts",
+        "no database at {} ({named}): give admin commands the server's settings \
+         (TILLGATE_DATA_DIR or --data-dir, or DATABASE_URL); the server creates its database \
+         when it first starts",
         db.display()
     ))
 }
@@ -1010,6 +1016,39 @@ mod tests {
         let help = parse(&["activate-key", "--help"]).unwrap_err();
         assert_eq!(help.kind(), clap::error::ErrorKind::DisplayHelp);
         assert!(parse(&["retire-key"]).is_err());
+    }
+
+    /// A SQLite database that does not exist is refused, whether the data directory or
+    /// `DATABASE_URL` names it (`mode=rwc` or not); an existing one and PostgreSQL pass.
+    #[test]
+    fn admin_commands_refuse_a_missing_sqlite_database() {
+        let dir = std::env::temp_dir().join(format!("tillgate-cli-missing-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut config = crate::Config::with_defaults(dir.join("data"));
+        let e = super::refuse_missing_database(&config).unwrap_err();
+        assert!(
+            e.contains("no database at") && e.contains("data directory"),
+            "{e}"
+        );
+        for url in [
+            format!("sqlite://{}?mode=rwc", dir.join("none.db").display()),
+            format!("sqlite:{}", dir.join("none.db").display()),
+        ] {
+            config.database_url = Some(url);
+            let e = super::refuse_missing_database(&config).unwrap_err();
+            assert!(e.contains("none.db") && e.contains("DATABASE_URL"), "{e}");
+        }
+        std::fs::write(dir.join("there.db"), b"").unwrap();
+        config.database_url = Some(format!(
+            "sqlite://{}?mode=rwc",
+            dir.join("there.db").display()
+        ));
+        super::refuse_missing_database(&config).unwrap();
+        config.database_url = Some("postgres://tillgate@db.internal/tillgate".into());
+        super::refuse_missing_database(&config).unwrap();
+        assert!(!dir.join("none.db").exists() && !dir.join("data").exists());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     fn parse_cli(args: &[&str]) -> Result<super::Cli, clap::Error> {

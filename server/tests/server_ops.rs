@@ -1778,6 +1778,38 @@ async fn admin_commands_never_create_a_key_encryption_key() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A `DATABASE_URL` naming a SQLite file that does not exist (`mode=rwc` or not): the
+/// admin commands refuse it instead of creating a database and a signing key of their own
+/// and reporting success.
+#[test]
+fn admin_commands_refuse_a_database_url_naming_no_file() {
+    let dir = std::env::temp_dir().join(format!("tillgate_admin_no_db_{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let missing = dir.join("typo.db");
+    let jwk = dir.join("reserve.pub.jwk");
+    std::fs::write(&jwk, "{}").unwrap();
+    for url in [
+        format!("sqlite://{}?mode=rwc", missing.display()),
+        format!("sqlite://{}", missing.display()),
+    ] {
+        for args in [
+            &["rotate-key"][..],
+            &["publish-key", jwk.to_str().unwrap()],
+            &["list"],
+        ] {
+            let (ok, out, err) = json_result(admin_cli(&url, args));
+            assert!(!ok && out.is_empty(), "{args:?}: {out:?}");
+            assert!(
+                err.contains("no database at") && err.contains("typo.db"),
+                "{err}"
+            );
+        }
+    }
+    assert!(!missing.exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Staged rotation with the real binary: `rotate-key --publish-only` publishes a key
 /// that does not sign, `activate-key` (at once or `--signs-from`) makes it sign, and the
 /// last key that can sign cannot be retired; `rotate-key` alone still signs at once.
