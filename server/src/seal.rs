@@ -258,7 +258,11 @@ fn create_key_file(path: &Path) -> Result<bool, String> {
         Err(e) => Err(e),
     });
     let _ = std::fs::remove_file(&tmp);
-    result.map_err(|e| format!("cannot create {}: {e}", path.display()))
+    let created = result.map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    // The link made durable before any seed is sealed with the key: a crash must not
+    // leave sealed seeds and no key file.
+    crate::backup::sync_dir(&crate::backup::parent_dir(path))?;
+    Ok(created)
 }
 
 #[cfg(unix)]

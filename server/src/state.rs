@@ -690,10 +690,11 @@ pub(crate) fn parse_hex_hash(hex: &str) -> Option<ApiKeyHash> {
 fn restrict_permissions(path: &std::path::Path) {
     use std::os::unix::fs::PermissionsExt as _;
     // The database holds the signing keys: readable by the service user only.
+    // `<file>-wal` and `<file>-shm`, whatever the file is named.
     for p in [
         path.to_path_buf(),
-        path.with_extension("db-wal"),
-        path.with_extension("db-shm"),
+        crate::backup::beside(path, "-wal"),
+        crate::backup::beside(path, "-shm"),
     ] {
         if p.exists() {
             let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600));
@@ -703,3 +704,36 @@ fn restrict_permissions(path: &std::path::Path) {
 
 #[cfg(not(unix))]
 fn restrict_permissions(_path: &std::path::Path) {}
+
+#[cfg(all(test, unix))]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    /// The database and its `-wal` and `-shm` files become owner-only, for a file not
+    /// named `*.db` too.
+    #[test]
+    fn the_database_files_are_made_private_whatever_their_name() {
+        let dir = std::env::temp_dir().join(format!("tillgate-state-perm-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for name in ["pos.sqlite", "tillgate"] {
+            let db = dir.join(name);
+            let files = [
+                db.clone(),
+                crate::backup::beside(&db, "-wal"),
+                crate::backup::beside(&db, "-shm"),
+            ];
+            for f in &files {
+                std::fs::write(f, b"").unwrap();
+                std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).unwrap();
+            }
+            super::restrict_permissions(&db);
+            for f in &files {
+                let mode = std::fs::metadata(f).unwrap().permissions().mode();
+                assert_eq!(mode & 0o777, 0o600, "{}", f.display());
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -229,11 +229,14 @@ pub fn refuse_if_moved(url: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Writes the marker and syncs it and its directory: it must survive a crash once the
+/// copy has committed.
 fn write_marker(marker: &std::path::Path, text: &str) -> Result<(), String> {
     use std::io::Write as _;
     let mut f = std::fs::File::create(marker).map_err(|e| e.to_string())?;
     f.write_all(text.as_bytes()).map_err(|e| e.to_string())?;
-    f.sync_all().map_err(|e| e.to_string())
+    f.sync_all().map_err(|e| e.to_string())?;
+    crate::backup::sync_dir(&crate::backup::parent_dir(marker))
 }
 
 /// Rows copied into one table.
