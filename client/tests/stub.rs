@@ -1065,11 +1065,14 @@ fn receipt(prev: Option<&str>, seq: u64, total: i64) -> String {
 }
 
 /// One store two outboxes share (two browser tabs), whose witness writes fail while
-/// `full` is set.
+/// `full` is set. While `racy` is set, the next new record is written even over one
+/// already stored (another tab's write landing between this tab's check of the id and
+/// its own write: `localStorage` has no compare-and-set).
 #[derive(Default)]
 struct SharedStore {
     inner: MemoryStore,
     full: std::sync::atomic::AtomicBool,
+    racy: std::sync::atomic::AtomicBool,
 }
 
 impl QueueStore for SharedStore {
@@ -1080,6 +1083,9 @@ impl QueueStore for SharedStore {
         self.inner.save(entry)
     }
     fn save_new(&self, entry: &QueuedTransaction) -> tillgate_client::Result<bool> {
+        if self.racy.swap(false, Ordering::SeqCst) {
+            return self.inner.save(entry).map(|()| true);
+        }
         self.inner.save_new(entry)
     }
     fn remove(&self, id: u64) -> tillgate_client::Result<()> {
@@ -1151,4 +1157,133 @@ async fn a_sync_reports_a_fork_of_a_receipt_the_tab_could_not_store() {
     // B reports it from its next sync.
     b.sync(&c, 5).await;
     assert_eq!(b.witness_problem(), Some(p));
+}
+
+/// The till is offline with 20 sales queued when its store is wiped (the app's logout
+/// code calling `localStorage.clear()`, the user clearing site data). The next sync keeps
+/// every sale and writes it back (still offline: all 20 remain, with the error); once the
+/// server answers, each is stored again before it is sent, and all 20 reach the server.
+#[tokio::test]
+async fn a_wiped_store_loses_no_sale() {
+    let stub = Arc::new(Stub::default());
+    let store = Arc::new(MemoryStore::new());
+    *stub.watch.lock().unwrap() = Some(store.clone());
+    *stub.tx_failures.lock().unwrap() = vec![(503, "storage_unavailable")];
+    let base = spawn(stub.clone()).await;
+    let c = client(&base, "ok");
+    let q = Outbox::open(store.clone()).await.unwrap();
+    let mut keys = Vec::new();
+    for i in 0..20 {
+        keys.push(q.enqueue(sale(100 + i), None, 0).await.unwrap());
+    }
+    store.clear();
+    let r = q.sync_now(&c, 1).await;
+    assert_eq!(r.stopped_by.unwrap().code(), "storage_unavailable");
+    assert_eq!(r.remaining, 20);
+    assert_eq!(q.last_error().unwrap().code, "storage_unavailable");
+    let stored: Vec<IdempotencyKey> = (store.load().unwrap().entries.into_iter())
+        .map(|e| e.idempotency_key)
+        .collect();
+    assert_eq!(stored, keys, "written back in order of sale");
+    store.clear();
+    let r = q.sync_now(&c, 2).await;
+    assert!(r.stopped_by.is_none(), "{:?}", r.stopped_by);
+    let sent: Vec<IdempotencyKey> = r.sent.iter().map(|(k, _)| k.clone()).collect();
+    assert_eq!(sent, keys);
+    assert_eq!(r.remaining, 0);
+    assert!(q.is_empty() && q.last_error().is_none());
+    assert_eq!(stub.stored.lock().unwrap().len(), 20);
+    let seen = stub.persisted_before_send.lock().unwrap().clone();
+    assert_eq!(seen.len(), 21, "{seen:?}");
+    assert!(
+        seen.iter().all(|p| *p),
+        "each stored before it was sent: {seen:?}"
+    );
+    assert!(store.load().unwrap().entries.is_empty());
+}
+
+/// Tabs A and B write a new sale under the same id in the same instant: B's record
+/// replaces A's. A keeps its sale and writes it back under a free id; both reach the
+/// server. B, still holding its sale that A sent, resends it once and forgets it after
+/// the server's answer (the stored sale and receipt: no duplicate, no fork).
+#[tokio::test]
+async fn a_sale_written_over_by_another_tab_is_still_sent() {
+    let stub = Arc::new(Stub::default());
+    let r1 = receipt(None, 1, 100);
+    let r2 = receipt(Some(&r1), 2, 100);
+    *stub.receipts.lock().unwrap() = vec![r1.clone(), r2.clone()];
+    let base = spawn(stub.clone()).await;
+    let c = client(&base, "ok");
+    let store = Arc::new(SharedStore::default());
+    let a = Outbox::open(store.clone()).await.unwrap();
+    let b = Outbox::open(store.clone()).await.unwrap();
+    let ka = a.enqueue(sale(100), None, 1).await.unwrap();
+    store.racy.store(true, Ordering::SeqCst);
+    let kb = b.enqueue(sale(200), None, 2).await.unwrap();
+    let stored = store.inner.load().unwrap().entries;
+    assert_eq!(stored.len(), 1);
+    assert_eq!((stored[0].id, &stored[0].idempotency_key), (1, &kb));
+
+    let r = a.sync_now(&c, 3).await;
+    assert!(r.stopped_by.is_none(), "{:?}", r.stopped_by);
+    let sent: Vec<IdempotencyKey> = r.sent.iter().map(|(k, _)| k.clone()).collect();
+    assert_eq!(sent, [kb.clone(), ka]);
+    assert!(r.witness_problem.is_none());
+    assert!(a.is_empty());
+    assert_eq!(stub.stored.lock().unwrap().len(), 2);
+
+    let r = b.sync_now(&c, 4).await;
+    assert_eq!(r.sent.len(), 1);
+    assert_eq!((&r.sent[0].0, &r.sent[0].1.receipt), (&kb, &r1));
+    assert!(r.witness_problem.is_none() && b.witness_problem().is_none());
+    assert_eq!(b.witness().as_ref(), Some(&r2));
+    assert!(b.is_empty() && b.last_error().is_none());
+    assert!(store.inner.load().unwrap().entries.is_empty());
+    assert_eq!(stub.stored.lock().unwrap().len(), 2);
+    assert_eq!(stub.posts.load(Ordering::SeqCst), 3);
+}
+
+/// Tab B took in a sale tab A queued, and could not send it (the server was down); A
+/// then sent it and removed its record. B cannot tell that from a lost record: it resends
+/// the sale once, the server answers with the sale it stored and its receipt (the
+/// witness takes the same receipt, no fork), and B forgets it. Nothing is sent again.
+#[tokio::test]
+async fn a_sale_another_tab_sent_is_resent_once_then_forgotten() {
+    let stub = Arc::new(Stub::default());
+    let r1 = receipt(None, 1, 100);
+    *stub.receipts.lock().unwrap() = vec![r1.clone()];
+    *stub.tx_failures.lock().unwrap() = vec![(503, "storage_unavailable")];
+    let base = spawn(stub.clone()).await;
+    let c = client(&base, "ok");
+    let store = Arc::new(SharedStore::default());
+    let a = Outbox::open(store.clone()).await.unwrap();
+    let b = Outbox::open(store.clone()).await.unwrap();
+    let key = a.enqueue(sale(100), None, 1).await.unwrap();
+    let r = b.sync_now(&c, 2).await;
+    assert_eq!(r.stopped_by.unwrap().code(), "storage_unavailable");
+    assert_eq!(b.entries()[0].idempotency_key, key);
+
+    let r = a.sync_now(&c, 3).await;
+    assert_eq!(r.sent.len(), 1);
+    let first = r.sent[0].1.clone();
+    assert_eq!(first.receipt, r1);
+    assert!(store.inner.load().unwrap().entries.is_empty());
+
+    let r = b.sync_now(&c, 4).await;
+    assert!(r.stopped_by.is_none(), "{:?}", r.stopped_by);
+    assert_eq!(r.sent.len(), 1);
+    assert_eq!(r.sent[0].0, key);
+    assert_eq!(r.sent[0].1, first, "the server's stored sale, replayed");
+    assert!(r.witness_problem.is_none() && b.witness_problem().is_none());
+    assert_eq!(b.witness().as_ref(), Some(&r1));
+    assert!(b.is_empty() && b.last_error().is_none());
+    assert!(store.inner.load().unwrap().entries.is_empty());
+    assert_eq!(stub.stored.lock().unwrap().len(), 1, "no duplicate");
+    assert_eq!(stub.posts.load(Ordering::SeqCst), 3);
+
+    // Forgotten: neither tab sends it again.
+    assert!(b.sync_now(&c, 5).await.sent.is_empty());
+    assert!(a.sync_now(&c, 6).await.sent.is_empty());
+    assert_eq!(stub.posts.load(Ordering::SeqCst), 3);
+    assert!(a.witness_problem().is_none());
 }

@@ -358,6 +358,100 @@ async fn a_tab_sends_what_another_tab_queued() {
     assert_eq!(b.witness().as_ref(), Some(&chain[0]));
 }
 
+/// Removes every key of namespace `ns` from `localStorage`, as the app's logout code
+/// calling `localStorage.clear()`, or the user clearing the site's data, does.
+fn wipe(ns: &str) {
+    let storage = web_sys::window().unwrap().local_storage().unwrap().unwrap();
+    let keys: Vec<String> = (0..storage.length().unwrap())
+        .filter_map(|i| storage.key(i).unwrap())
+        .filter(|k| k.starts_with(ns))
+        .collect();
+    for k in keys {
+        storage.remove_item(&k).unwrap();
+    }
+}
+
+#[wasm_bindgen_test]
+async fn sales_survive_cleared_storage_and_are_resent_once_by_another_tab() {
+    // Tab A's first sale went through (the witness is stored); two more are queued
+    // offline, and tab B takes them in. Then the storage is cleared.
+    let ns = namespace("wiped");
+    let key = SigningKey::from_seed(&[38; 32]);
+    let client = fake_server_client(&key);
+    let chain = receipts(&key, 3, 100);
+    let a = Outbox::open(Arc::new(LocalStorageStore::new(&ns)))
+        .await
+        .unwrap();
+    let b = Outbox::open(Arc::new(LocalStorageStore::new(&ns)))
+        .await
+        .unwrap();
+    assert!(matches!(
+        send(&a, &client, 100, &chain[0], "a-1").await,
+        Submitted::Sent(_)
+    ));
+    let queued = [
+        a.enqueue(sale(200), Some(IdempotencyKey::new("a-2").unwrap()), 1)
+            .await
+            .unwrap(),
+        a.enqueue(sale(300), Some(IdempotencyKey::new("a-3").unwrap()), 1)
+            .await
+            .unwrap(),
+    ];
+    let mut trusted = TrustedKeys::new();
+    trusted.add_jwk(&key.public_jwk()).unwrap();
+    let mut config = ClientConfig::new("http://127.0.0.1:9", trusted);
+    config.timeout = Duration::from_secs(2);
+    let offline = Client::new(config).unwrap();
+    offline.set_api_key(generate_api_key(40).unwrap());
+    let r = b.sync_now(&offline, unix_time_ms()).await;
+    assert_eq!(r.remaining, 2, "{r:?}");
+    wipe(&ns);
+    assert!(
+        LocalStorageStore::new(&ns)
+            .load()
+            .unwrap()
+            .entries
+            .is_empty()
+    );
+
+    // A keeps both, writes them back (and the witness), and sends them.
+    let sent = [stored(200, &chain[1]), stored(300, &chain[2])];
+    let real = fake_server_answers(sent.to_vec());
+    let r = a.sync_now(&client, unix_time_ms()).await;
+    drop(real);
+    let keys: Vec<_> = r.sent.iter().map(|(k, _)| k.clone()).collect();
+    assert_eq!(keys, queued, "{r:?}");
+    assert_eq!((r.remaining, r.witness_problem.as_ref()), (0, None));
+    assert!(
+        LocalStorageStore::new(&ns)
+            .load()
+            .unwrap()
+            .entries
+            .is_empty()
+    );
+    assert_eq!(stored_witness(&ns).receipt.as_ref(), Some(&chain[2]));
+
+    // B still holds both: it resends each once, the server answers with the stored
+    // sales and receipts, and B forgets them; the witness sees the same receipts, no fork.
+    let real = fake_server_answers(sent.to_vec());
+    let r = b.sync_now(&client, unix_time_ms()).await;
+    drop(real);
+    let keys: Vec<_> = r.sent.iter().map(|(k, _)| k.clone()).collect();
+    assert_eq!(keys, queued, "{r:?}");
+    assert_eq!(r.sent[1].1.receipt, chain[2]);
+    assert!(r.witness_problem.is_none() && b.witness_problem().is_none());
+    assert!(b.is_empty() && b.last_error().is_none());
+    assert!(
+        LocalStorageStore::new(&ns)
+            .load()
+            .unwrap()
+            .entries
+            .is_empty()
+    );
+    let w = stored_witness(&ns);
+    assert_eq!((w.receipt.as_ref(), w.problem), (Some(&chain[2]), None));
+}
+
 #[wasm_bindgen_test]
 async fn a_sale_answered_after_another_tab_wrote_the_witness_decides_against_it() {
     // Tab B's sale is on its way when another tab stores a problem, and later when it

@@ -635,7 +635,9 @@ impl Outbox {
     }
 
     /// Opens the browser's `localStorage` queue under `prefix` (wasm32 only). Two tabs
-    /// on one origin may share a prefix: a new record never replaces another tab's.
+    /// on one origin may share a prefix: a new record never replaces another tab's, and
+    /// a pending sale whose record went (another tab sent it, or the storage was
+    /// cleared) is written back and sent again at the next sync, never dropped.
     #[cfg(target_arch = "wasm32")]
     #[wasm_bindgen(js_name = openLocalStorage, unchecked_return_type = "Promise<Outbox>")]
     pub fn open_local_storage(prefix: &JsString) -> JsResult<Promise> {

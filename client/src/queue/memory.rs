@@ -36,6 +36,13 @@ impl MemoryStore {
         self.lock().insert(id, bytes);
     }
 
+    /// Removes every record and the witness, as a browser's `localStorage.clear()` does
+    /// (to test a wiped store).
+    pub fn clear(&self) {
+        self.lock().clear();
+        *self.witness() = None;
+    }
+
     /// The raw bytes of record `id`.
     pub fn raw(&self, id: u64) -> Option<Vec<u8>> {
         self.lock().get(&id).cloned()

@@ -389,6 +389,10 @@ pub struct SyncReport {
 
 struct State {
     entries: BTreeMap<u64, QueuedTransaction>,
+    /// The ids of sales in `entries` the store lost and that could not be written back
+    /// yet ([`take_in`]): absent from the store because this outbox's write failed, not
+    /// because another outbox removed them.
+    unstored: BTreeSet<u64>,
     corrupt: Vec<CorruptRecord>,
     next_id: u64,
     last_error: Option<LastError>,
@@ -492,53 +496,115 @@ fn witness_readability(state: &Mutex<State>, found: witness::Readability) {
 }
 
 /// Takes in what other outboxes on the same store (browser tabs) changed since this one
-/// last looked: the sales they queued (added), the records they removed once their sale
-/// was sent (forgotten here too), unreadable records, the next free id, and the witness
-/// ([`witness::WitnessState::look`], with this outbox's unsaved copy judged by `judge`).
-/// A record this outbox knew before the store was read and that the store no longer
-/// holds was sent or discarded by another outbox; one added here while the store was
-/// read (a sale queued meanwhile) is kept, and one removed here meanwhile (a discard)
-/// does not come back. A record that cannot be read now (an I/O error, a write under
-/// way in another tab) may still hold this outbox's sale: the sale is kept.
+/// last looked: the sales they queued (added), unreadable records, the next free id, and
+/// the witness ([`witness::WitnessState::look`], with this outbox's unsaved copy judged
+/// by `judge`).
+///
+/// A sale this outbox knew before the store was read and that the store no longer holds
+/// (its record is gone, or its id now holds another sale) is never just forgotten:
+/// nothing tells a sale another outbox sent (and removed) from a record lost with its
+/// storage (`localStorage.clear()` by the app's logout code, site data cleared by the
+/// user) or written over by another outbox's new sale (two tabs taking the same free id
+/// at the same instant). So:
+///
+/// - a pending sale is kept, written back under a free id (so it is stored again and
+///   other outboxes see it), and sent like any pending one, after the sales queued
+///   before its new id. If another outbox had sent it, the server answers the resend
+///   with the stored sale and its receipt (same idempotency key: no duplicate, and the
+///   witness takes the same receipt again, never as a fork), and it is then removed as
+///   usual: the cost of two tabs is one resend per sale by each tab that still held it.
+///   Pending sales cannot be discarded ([`Outbox::discard`]), so none is brought back
+///   against an app's choice, except one that another outbox, still holding it as
+///   failed, discarded while this outbox held it as pending (retried, or not yet known
+///   as refused): it is resent, and refused again if the server still refuses it;
+/// - a failed sale (refused for good) may have been discarded by another outbox, or
+///   retried and sent there: it is forgotten here too, unless the whole store was
+///   wiped: no queue record, readable or not, and no witness, where this outbox knew a
+///   witness record ([`witness::WitnessState::knew_a_record`]; no outbox removes that
+///   one). Then failed sales are written back too, and so is the witness with the
+///   evidence of a fork this outbox holds ([`witness::WitnessState::restore_wiped`]),
+///   rather than taken as another outbox's reset.
+///
+/// A sale the store holds under another id (another outbox wrote it back first) is
+/// taken from the store instead. One added here while the store was read (a sale queued
+/// meanwhile) is kept, and one removed here meanwhile (a discard, a sale answered) does
+/// not come back. A record that cannot be read now (an I/O error, a write under way in
+/// another tab) may still hold this outbox's sale: the sale is kept. A sale whose write
+/// back failed is written back at the next look, whatever its state (it was never stored
+/// again, so no other outbox removed it).
+///
+/// Answers `Err` if the store could not be read (nothing changed), and `Ok(Some(e))` if
+/// a sale or the witness could not be written back: it is kept in memory (and sent), and
+/// `e` is for the queue's last error.
 fn take_in(
     s: &dyn QueueStore,
     state: &Mutex<State>,
     witness: &Mutex<witness::WitnessState>,
     judge: witness::Judge<'_>,
-) -> Result<()> {
-    let known: BTreeMap<u64, IdempotencyKey> = lock_state(state)
-        .entries
-        .values()
-        .map(|e| (e.id, e.idempotency_key.clone()))
-        .collect();
-    let (contents, witness_corrupt) = {
+) -> Result<Option<ClientError>> {
+    let (known, unstored): (BTreeMap<u64, IdempotencyKey>, BTreeSet<u64>) = {
+        let st = lock_state(state);
+        let known = (st.entries.values())
+            .filter(|e| !st.unstored.contains(&e.id))
+            .map(|e| (e.id, e.idempotency_key.clone()))
+            .collect();
+        (known, st.unstored.clone())
+    };
+    let (contents, witness_corrupt, wiped, witness_written) = {
         let mut w = witness::lock(witness);
         // Read with the witness held, like every change of it.
         let mut contents = s.load()?;
-        let stored = match contents.witness.take() {
-            // A custom store's `load` may report a witness it could not read like a
-            // damaged one; read alone, a store tells a read error (the witness stays as
-            // this outbox holds it) from a record that does not decode.
-            Some(Err(_)) => s.load_witness(),
-            stored => Ok(stored),
-        };
-        if let Ok(stored) = stored {
-            // What the look found is reported with the queue records' below.
-            let _ = w.look(stored, judge);
+        let wiped = contents.entries.is_empty()
+            && contents.corrupt.is_empty()
+            && contents.witness.is_none()
+            && w.knew_a_record();
+        let mut written = Ok(());
+        if wiped {
+            written = w.restore_wiped(s, judge);
+        } else {
+            let stored = match contents.witness.take() {
+                // A custom store's `load` may report a witness it could not read like a
+                // damaged one; read alone, a store tells a read error (the witness stays
+                // as this outbox holds it) from a record that does not decode.
+                Some(Err(_)) => s.load_witness(),
+                stored => Ok(stored),
+            };
+            if let Ok(stored) = stored {
+                // What the look found is reported with the queue records' below.
+                let _ = w.look(stored, judge);
+            }
         }
-        (contents, w.unreadable_record())
+        (contents, w.unreadable_record(), wiped, written)
     };
     let free = next_free_id(&contents);
     let unreadable: BTreeSet<u64> = contents.corrupt.iter().filter_map(|c| c.id).collect();
+    let stored_keys: BTreeSet<IdempotencyKey> = (contents.entries.iter())
+        .map(|e| e.idempotency_key.clone())
+        .collect();
     let stored: BTreeMap<u64, QueuedTransaction> =
         contents.entries.into_iter().map(|e| (e.id, e)).collect();
+    let (mut lost, mut still_unstored) = (Vec::new(), BTreeSet::new());
     let mut st = lock_state(state);
-    st.entries.retain(|id, e| {
+    for (id, e) in std::mem::take(&mut st.entries) {
         let held = stored
-            .get(id)
+            .get(&id)
             .is_some_and(|s| s.idempotency_key == e.idempotency_key);
-        held || unreadable.contains(id) || known.get(id) != Some(&e.idempotency_key)
-    });
+        let unsaved = unstored.contains(&id);
+        if held
+            || unreadable.contains(&id)
+            || (!unsaved && known.get(&id) != Some(&e.idempotency_key))
+        {
+            if unsaved && !held {
+                still_unstored.insert(id);
+            }
+            st.entries.insert(id, e);
+        } else if stored_keys.contains(&e.idempotency_key) {
+            // Written back by another outbox under another id: taken in below.
+        } else if e.state == EntryState::Pending || wiped || unsaved {
+            lost.push(e);
+        }
+        // Otherwise a failed sale another outbox discarded (or retried and sent).
+    }
     for (id, e) in stored {
         let removed_here =
             !st.entries.contains_key(&id) && known.get(&id) == Some(&e.idempotency_key);
@@ -546,7 +612,21 @@ fn take_in(
             st.entries.entry(id).or_insert(e);
         }
     }
-    st.next_id = st.next_id.max(free);
+    // The lost sales get free ids in their order of sale (one whose write back failed
+    // keeps its own while the store holds nothing from it on), and stay in memory under
+    // them whatever happens to their writes.
+    let (mut next, mut floor) = (st.next_id.max(free), free);
+    for e in &mut lost {
+        if !(unstored.contains(&e.id) && e.id >= floor) {
+            e.id = next.max(floor);
+        }
+        floor = e.id.saturating_add(1);
+        next = next.max(floor);
+        st.entries.insert(e.id, e.clone());
+    }
+    st.next_id = next;
+    still_unstored.extend(lost.iter().map(|e| e.id));
+    st.unstored = still_unstored;
     let mut corrupt = contents.corrupt;
     corrupt.extend(witness_corrupt);
     let new = corrupt
@@ -563,7 +643,60 @@ fn take_in(
     {
         st.last_error = None;
     }
-    Ok(())
+    drop(st);
+    for e in lost {
+        if let Err(err) = save_again(s, state, e) {
+            return Ok(Some(err));
+        }
+    }
+    Ok(witness_written.err())
+}
+
+/// Writes back a sale the store lost ([`take_in`]), which this outbox holds in memory
+/// under `entry.id`, a free id, like [`insert_new`]: if another outbox took the id
+/// meanwhile, the sale moves to the next free one. Once stored, it leaves the list of
+/// sales not stored. If it left this outbox meanwhile (answered by the server, or
+/// discarded), its record goes again.
+fn save_again(
+    s: &dyn QueueStore,
+    state: &Mutex<State>,
+    mut entry: QueuedTransaction,
+) -> Result<()> {
+    let here = |st: &State, e: &QueuedTransaction| {
+        (st.entries.get(&e.id)).is_some_and(|h| h.idempotency_key == e.idempotency_key)
+    };
+    for _ in 0..MAX_ID_TRIES {
+        if s.save_new(&entry)? {
+            let mut st = lock_state(state);
+            st.unstored.remove(&entry.id);
+            if !here(&st, &entry) {
+                drop(st);
+                s.remove_entry(&entry)?;
+            }
+            return Ok(());
+        }
+        let stored = s.load()?;
+        let mut st = lock_state(state);
+        if !here(&st, &entry) {
+            st.unstored.remove(&entry.id);
+            return Ok(());
+        }
+        let id = st
+            .next_id
+            .max(next_free_id(&stored))
+            .max(entry.id.saturating_add(1));
+        st.next_id = id.saturating_add(1);
+        st.unstored.remove(&entry.id);
+        if let Some(mut held) = st.entries.remove(&entry.id) {
+            held.id = id;
+            entry = held;
+        }
+        st.unstored.insert(id);
+        st.entries.insert(id, entry.clone());
+    }
+    Err(ClientError::Storage(format!(
+        "no free record id after {MAX_ID_TRIES} tries: another outbox on the same storage keeps taking them"
+    )))
 }
 
 /// Whether an error sending one queued transaction refuses that transaction for good
@@ -664,6 +797,7 @@ impl Outbox {
             store,
             state: Arc::new(Mutex::new(State {
                 entries,
+                unstored: BTreeSet::new(),
                 corrupt: contents.corrupt,
                 next_id,
                 last_error,
@@ -854,10 +988,17 @@ impl Outbox {
 
     /// Sends the pending transactions in order of sale if the oldest one is due at
     /// `now_ms` (see [`next_attempt_at`](Self::next_attempt_at)). It first reads the store
-    /// again: sales other outboxes on it (browser tabs) queued join, those they sent and
-    /// removed leave, and the witness is taken as stored. Cancellation-safe: a
-    /// dropped run leaves every record stored as it was or updated, and at worst resends
-    /// one the server already has (it answers with the stored transaction).
+    /// again: sales other outboxes on it (browser tabs) queued join, and the witness is
+    /// taken as stored. A pending sale whose record is gone (another outbox sent it, or
+    /// the storage was cleared) or whose id now holds another sale is never dropped: it
+    /// is written back under a free id and sent again; the server answers a sale it
+    /// already stored with that sale and its receipt, and only then does it leave the
+    /// queue. A failed one leaves (another outbox may have discarded it), unless the
+    /// whole store was wiped. If such a sale cannot be written back, it is still sent,
+    /// and the storage error (`storage_error`) is the [`last_error`](Self::last_error).
+    /// Cancellation-safe: a dropped run leaves every record stored as it was or updated,
+    /// and at worst resends one the server already has (it answers with the stored
+    /// transaction).
     pub async fn sync(&self, client: &Client, now_ms: i64) -> SyncReport {
         self.run(client, now_ms, false).await
     }
@@ -876,18 +1017,26 @@ impl Outbox {
             return report;
         }
         let _guard = SyncGuard(&self.syncing);
+        // A sale or witness the store lost that could not be written back: this error is
+        // the queue's last error at the end of the run, whatever the sends met.
+        let mut restore_error = None;
         // Other outboxes on the store (browser tabs) may have queued or sent sales, or
-        // moved the witness, since this one last looked. If the store cannot be read now,
-        // the run goes on with what this outbox holds.
+        // moved the witness, since this one last looked, or the store lost records. If
+        // the store cannot be read now, the run goes on with what this outbox holds; if
+        // a sale it lost cannot be written back, it is sent all the same and the storage
+        // error kept.
         // The Outbox's own clone is one; another holder may be another outbox.
         if self.store.is_shared() || Arc::strong_count(&self.store) > 1 {
             let (state, witness) = (Arc::clone(&self.state), Arc::clone(&self.witness));
             let client = client.clone();
-            let _ = run_store(&self.store, move |s| {
+            let taken = run_store(&self.store, move |s| {
                 let judge = witness::Judge::new(&client, Some(now_ms));
                 take_in(s, &state, &witness, judge)
             })
             .await;
+            if let Ok(Some(e)) = taken {
+                restore_error = Some(LastError::of(&e, now_ms));
+            }
         }
         // The id of the last transaction tried in this run.
         let mut tried: Option<u64> = None;
@@ -932,7 +1081,9 @@ impl Outbox {
                     let (sent, state) = (entry.clone(), Arc::clone(&self.state));
                     let removed = run_store(&self.store, move |s| {
                         s.remove_entry(&sent)?;
-                        lock_state(&state).entries.remove(&sent.id);
+                        let mut st = lock_state(&state);
+                        st.entries.remove(&sent.id);
+                        st.unstored.remove(&sent.id);
                         Ok(())
                     })
                     .await;
@@ -1008,9 +1159,13 @@ impl Outbox {
             && report.stopped_by.is_none()
             && report.failed.is_empty()
             && !witness_failed
+            && restore_error.is_none()
             && st.corrupt.is_empty()
         {
             st.last_error = None;
+        }
+        if let Some(e) = restore_error {
+            st.last_error = Some(e);
         }
         report
     }

@@ -807,19 +807,29 @@ async fn a_stale_outbox_never_touches_a_reused_record(store: Arc<dyn QueueStore>
     // Nor does B's removal (after the server answered X) touch it.
     store.remove_entry(&x).unwrap();
     holds_s("after B's removal");
-    // B's next sync takes the store in: X is gone (sent), S is there to send.
+    // B's next sync takes the store in: S is there to send. X's id holds another sale
+    // now, which B cannot tell from a sale written over or lost: B keeps X and writes it
+    // back under a free id, never over S (a resend of a sale the server has is answered
+    // with the stored one).
     let r = b.sync_now(&offline_client(), 3).await;
     assert!(r.stopped_by.is_some());
-    assert_eq!(b.entries().len(), 1);
-    assert_eq!(b.entries()[0].idempotency_key, ks);
-    holds_s("after B's sync");
+    let ids = |entries: &[QueuedTransaction]| -> Vec<(u64, IdempotencyKey)> {
+        (entries.iter())
+            .map(|e| (e.id, e.idempotency_key.clone()))
+            .collect()
+    };
+    let both = [(x.id, ks.clone()), (2, x.idempotency_key.clone())];
+    assert_eq!(ids(&b.entries()), both);
+    let stored = store.load().unwrap();
+    assert_eq!(ids(&stored.entries), both);
+    assert_eq!(stored.entries[0].transaction.total, 700);
     // The store itself still changes and removes a record that holds the sale.
     let mut s_entry = c.entries()[0].clone();
     s_entry.attempts = 5;
     store.update(&s_entry).unwrap();
     assert_eq!(store.load().unwrap().entries[0].attempts, 5);
     store.remove_entry(&s_entry).unwrap();
-    assert!(store.load().unwrap().entries.is_empty());
+    assert_eq!(ids(&store.load().unwrap().entries), both[1..]);
 }
 
 #[tokio::test]
@@ -1161,8 +1171,10 @@ async fn the_witness_never_moves_back_for_a_stale_outbox_on_a_file_store() {
     the_witness_never_moves_back_for_a_stale_outbox(file_store(dir.path())).await;
 }
 
-/// B opened before A queued a sale: B's next sync finds it (and tries it), and once A
-/// sent it and its record went, B forgets it.
+/// B opened before A queued a sale: B's next sync finds it (and tries it). Once A sent
+/// it and its record went, B cannot tell that from a record the store lost: it keeps the
+/// sale, writes it back and sends it again (the server answers with the stored sale,
+/// after which B forgets it: see the stub tests).
 async fn an_outbox_picks_up_what_another_queued(store: Arc<dyn QueueStore>) {
     let a = Outbox::open(Arc::clone(&store)).await.unwrap();
     let b = Outbox::open(Arc::clone(&store)).await.unwrap();
@@ -1176,12 +1188,17 @@ async fn an_outbox_picks_up_what_another_queued(store: Arc<dyn QueueStore>) {
     // B's own next sale takes the next free id.
     let kb = b.enqueue(sale(200), None, 3).await.unwrap();
     assert_eq!(b.entries()[1].id, 2);
-    // A sent its sale: the record goes, and B forgets it at its next sync.
+    // A sent its sale: the record goes. B keeps it, written back after its own sale.
     store.remove_entry(&a.entries()[0]).unwrap();
     let r = b.sync(&offline_client(), 4).await;
-    assert_eq!(r.remaining, 1);
-    assert_eq!(b.entries().len(), 1);
-    assert_eq!(b.entries()[0].idempotency_key, kb);
+    assert_eq!(r.remaining, 2);
+    let ids = |entries: Vec<QueuedTransaction>| -> Vec<(u64, IdempotencyKey)> {
+        (entries.into_iter())
+            .map(|e| (e.id, e.idempotency_key))
+            .collect()
+    };
+    assert_eq!(ids(b.entries()), [(2, kb), (3, ka)]);
+    assert_eq!(ids(store.load().unwrap().entries), ids(b.entries()));
 }
 
 #[tokio::test]
@@ -1193,6 +1210,181 @@ async fn an_outbox_picks_up_what_another_queued_on_a_memory_store() {
 async fn an_outbox_picks_up_what_another_queued_on_a_file_store() {
     let dir = tempfile::tempdir().unwrap();
     an_outbox_picks_up_what_another_queued(file_store(dir.path())).await;
+}
+
+/// A client trusting `key` whose server is never reachable, with an API key: its syncs
+/// try every sale and meet the network.
+fn offline_client_trusting(key: &tillgate_core::SigningKey) -> Client {
+    let c = trusting(key);
+    c.set_api_key(tillgate_core::generate_api_key(40).unwrap());
+    c
+}
+
+/// Each queued sale's id, key and state.
+fn held(entries: Vec<QueuedTransaction>) -> Vec<(u64, IdempotencyKey, EntryState)> {
+    (entries.into_iter())
+        .map(|e| (e.id, e.idempotency_key, e.state))
+        .collect()
+}
+
+/// The store is wiped while sales are queued (an app's logout code calling
+/// `localStorage.clear()`, the user clearing site data: every record and the witness
+/// go). The outbox keeps every sale, pending and failed, and writes them back in their
+/// order of sale, and writes back the witness with the evidence of a fork it holds: a
+/// wiped store is no reset.
+async fn a_wiped_store_loses_no_sale(store: Arc<dyn QueueStore>, wipe: impl Fn()) {
+    use EntryState::{Failed, Pending};
+    let key = tillgate_core::SigningKey::from_seed(&[61; 32]);
+    let client = offline_client_trusting(&key);
+    let chain = receipts(&key, 1, 100);
+    let fork = receipts(&key, 1, 1);
+    let mut keys = Vec::new();
+    {
+        let q = Outbox::open(Arc::clone(&store)).await.unwrap();
+        for total in [100, 200, 300] {
+            keys.push(q.enqueue(sale(total), None, 1).await.unwrap());
+        }
+    }
+    // The server refused the second for good.
+    let mut refused = store.load().unwrap().entries[1].clone();
+    refused.state = Failed;
+    store.update(&refused).unwrap();
+    let q = Outbox::open(Arc::clone(&store)).await.unwrap();
+    saw(&q, &client, &chain[0], 2).await;
+    let p = saw(&q, &client, &fork[0], 3).await.unwrap();
+    wipe();
+    assert!(store.load().unwrap().entries.is_empty());
+    let r = q.sync_now(&client, 4).await;
+    assert_eq!(r.stopped_by.unwrap().code(), "network");
+    assert_eq!(r.remaining, 2);
+    assert_eq!(q.last_error().unwrap().code, "network");
+    let expected = vec![
+        (4, keys[0].clone(), Pending),
+        (5, keys[1].clone(), Failed),
+        (6, keys[2].clone(), Pending),
+    ];
+    assert_eq!(held(q.entries()), expected);
+    assert_eq!(held(store.load().unwrap().entries), expected);
+    assert_eq!(q.entries()[0].attempts, 1, "the oldest was tried");
+    assert_eq!(
+        (q.witness(), q.witness_problem()),
+        (Some(chain[0].clone()), Some(p.clone()))
+    );
+    let w = stored_witness(store.as_ref());
+    assert_eq!(
+        (w.receipt, w.problem),
+        (Some(chain[0].clone()), Some(p.clone()))
+    );
+    // Stored again: a reload finds it all.
+    drop(q);
+    let q = Outbox::open(store).await.unwrap();
+    assert_eq!(held(q.entries()), expected);
+    assert_eq!(q.witness_problem(), Some(p));
+}
+
+#[tokio::test]
+async fn a_wiped_memory_store_loses_no_sale() {
+    let store = Arc::new(MemoryStore::new());
+    let wiped = Arc::clone(&store);
+    a_wiped_store_loses_no_sale(store, move || wiped.clear()).await;
+}
+
+#[tokio::test]
+async fn a_wiped_file_store_loses_no_sale() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_owned();
+    a_wiped_store_loses_no_sale(file_store(dir.path()), move || {
+        for name in files(&path) {
+            std::fs::remove_file(path.join(name)).unwrap();
+        }
+    })
+    .await;
+}
+
+/// Another outbox discarded a failed sale: it stays discarded here, even when that left
+/// the store empty (no witness was ever stored, so nothing tells it from a wiped store:
+/// the discard wins for a failed sale). A pending sale whose record is gone is kept all
+/// the same: pending sales cannot be discarded.
+#[tokio::test]
+async fn a_failed_sale_another_outbox_discarded_stays_discarded() {
+    let store: Arc<dyn QueueStore> = Arc::new(MemoryStore::new());
+    let failed = {
+        let q = Outbox::open(Arc::clone(&store)).await.unwrap();
+        q.enqueue(sale(100), None, 1).await.unwrap();
+        let mut e = q.entries()[0].clone();
+        e.state = EntryState::Failed;
+        store.update(&e).unwrap();
+        e.idempotency_key
+    };
+    let a = Outbox::open(Arc::clone(&store)).await.unwrap();
+    let b = Outbox::open(Arc::clone(&store)).await.unwrap();
+    let kp = a.enqueue(sale(200), None, 2).await.unwrap();
+    b.discard(&failed).await.unwrap();
+    // The pending sale's record goes too (another outbox sent it, or it was lost).
+    store.remove_entry(&a.entries()[1]).unwrap();
+    assert!(store.load().unwrap().entries.is_empty());
+    let r = a.sync_now(&offline_client(), 3).await;
+    assert_eq!(r.remaining, 1);
+    let expected = vec![(3, kp, EntryState::Pending)];
+    assert_eq!(held(a.entries()), expected);
+    assert_eq!(held(store.load().unwrap().entries), expected);
+    assert!(a.failed().is_empty());
+}
+
+/// A wiped store that cannot be written (a full quota, storage blocked): the sales stay
+/// in memory (and are sent all the same), the witness and its evidence too, and the
+/// storage error is the queue's last error. The next sync writes the sales back, the
+/// failed one too (its record is missing because this outbox could not write it, not
+/// because another outbox discarded it), and the witness goes with its next change.
+#[tokio::test]
+async fn sales_a_wiped_store_cannot_take_back_are_kept_and_reported() {
+    let key = tillgate_core::SigningKey::from_seed(&[62; 32]);
+    let client = offline_client_trusting(&key);
+    let chain = receipts(&key, 2, 100);
+    let fork = receipts(&key, 1, 1);
+    let store = Arc::new(Flaky::default());
+    let mut keys = Vec::new();
+    {
+        let q = Outbox::open(store.clone()).await.unwrap();
+        for total in [100, 200] {
+            keys.push(q.enqueue(sale(total), None, 1).await.unwrap());
+        }
+    }
+    let mut refused = store.inner.load().unwrap().entries[0].clone();
+    refused.state = EntryState::Failed;
+    store.inner.update(&refused).unwrap();
+    let q = Outbox::open(store.clone()).await.unwrap();
+    saw(&q, &client, &chain[0], 2).await;
+    let p = saw(&q, &client, &fork[0], 3).await.unwrap();
+    store.inner.clear();
+    store.fail.store(true, Ordering::SeqCst);
+    store.fail_records.store(true, Ordering::SeqCst);
+    let r = q.sync_now(&client, 4).await;
+    assert_eq!(r.remaining, 1);
+    assert_eq!(r.stopped_by.unwrap().code(), "network", "sent all the same");
+    assert_eq!(q.last_error().unwrap().code, "storage_error");
+    let expected = vec![
+        (3, keys[0].clone(), EntryState::Failed),
+        (4, keys[1].clone(), EntryState::Pending),
+    ];
+    assert_eq!(held(q.entries()), expected);
+    assert!(store.inner.load().unwrap().entries.is_empty());
+    assert_eq!(
+        (q.witness(), q.witness_problem()),
+        (Some(chain[0].clone()), Some(p.clone()))
+    );
+    // Writable again.
+    store.fail.store(false, Ordering::SeqCst);
+    store.fail_records.store(false, Ordering::SeqCst);
+    let r = q.sync_now(&client, 5).await;
+    assert_eq!(r.remaining, 1);
+    assert_eq!(q.last_error().unwrap().code, "network");
+    assert_eq!(held(q.entries()), expected);
+    assert_eq!(held(store.inner.load().unwrap().entries), expected);
+    assert_eq!(q.witness_problem().as_ref(), Some(&p));
+    saw(&q, &client, &chain[1], 6).await;
+    let w = stored_witness(store.as_ref());
+    assert_eq!((w.receipt, w.problem), (Some(chain[1].clone()), Some(p)));
 }
 
 /// Reports a test that did not run its checks, as the server's tests do: a `SKIP` line on
@@ -1241,11 +1433,13 @@ fn forked_after(key: &tillgate_core::SigningKey, prev: &str, seq: u64, total: i6
 /// while `fail` is set (a full disk); `inject` is written as the witness right after the
 /// next read of it (another tab writing between two store calls of this one); the
 /// record `unreadable_once` names is reported unreadable by the next `load` (a read that
-/// failed for a moment); `gate`, while held, keeps `load` waiting once it has read.
+/// failed for a moment); `gate`, while held, keeps `load` waiting once it has read; new
+/// records cannot be written while `fail_records` is set.
 #[derive(Default)]
 struct Flaky {
     inner: MemoryStore,
     fail: std::sync::atomic::AtomicBool,
+    fail_records: std::sync::atomic::AtomicBool,
     inject: std::sync::Mutex<Option<WitnessRecord>>,
     unreadable_once: std::sync::Mutex<Option<u64>>,
     gate: std::sync::Mutex<()>,
@@ -1271,6 +1465,9 @@ impl QueueStore for Flaky {
         self.inner.save(entry)
     }
     fn save_new(&self, entry: &QueuedTransaction) -> Result<bool> {
+        if self.fail_records.load(Ordering::SeqCst) {
+            return Err(ClientError::Storage("the quota is exceeded".into()));
+        }
         self.inner.save_new(entry)
     }
     fn remove(&self, id: u64) -> Result<()> {

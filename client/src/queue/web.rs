@@ -18,13 +18,18 @@ use crate::{ClientError, Result};
 /// replaces one already stored ([`QueueStore::save_new`]): when another tab took the
 /// id, the outbox reads the store again and takes the next free one. Each tab sends
 /// what it queued and what it found in the store at the start of each sync (the sales
-/// other tabs queued; those they sent are gone by then); a sale both send is stored once
-/// by the server (same idempotency key). A record is changed or removed only while it still
-/// holds the tab's sale ([`QueueStore::update`], [`QueueStore::remove_entry`]): once one
-/// tab sent a sale and removed it, another may reuse its id for a new sale, which a tab
-/// still holding the old one never touches. `localStorage` has no compare-and-set: the check
-/// and the write happen back to back in one synchronous call, so only two tabs writing
-/// the same new id within that instant could still collide.
+/// other tabs queued); a sale both send is stored once by the server (same idempotency
+/// key). A pending sale a tab holds whose record is gone at a sync (another tab sent it,
+/// or `localStorage` was cleared) is written back and sent again, never dropped: the
+/// server answers a sale it has with the stored one, so a sale another tab sent costs
+/// one resend by each tab that still held it (see [`Outbox::sync`](crate::Outbox::sync)).
+/// A record is changed or removed only while it still holds the tab's sale
+/// ([`QueueStore::update`], [`QueueStore::remove_entry`]): once one tab sent a sale and
+/// removed it, another may reuse its id for a new sale, which a tab still holding the
+/// old one never touches. `localStorage` has no compare-and-set: the check and the write
+/// happen back to back in one synchronous call, so only two tabs writing the same new id
+/// within that instant could still collide; the tab whose sale was written over then
+/// writes it back under a free id at its next sync, and sends it.
 ///
 /// The witness is shared the same way: every change reads the stored record and decides
 /// against it in the call that writes it ([`QueueStore::update_witness`]), so a tab never

@@ -468,6 +468,61 @@ impl WitnessState {
         found
     }
 
+    /// Whether this outbox last read or wrote a readable witness record that holds
+    /// something: a receipt, a problem or a count of resets. Every sale answered, check
+    /// and reset writes the record, and only the app's removal of a record that does not
+    /// decode deletes it: a store that holds no witness and no queue record at all after
+    /// this outbox knew one was wiped (its storage cleared by the app or the user), not
+    /// reset. (Or, rarely, another outbox removed a witness record that no longer
+    /// decoded, which this one never saw, while nothing was queued: this outbox's
+    /// readable copy is then the evidence worth keeping all the same.)
+    pub(super) fn knew_a_record(&self) -> bool {
+        self.unreadable.is_none()
+            && (self.known.receipt.is_some()
+                || self.known.problem.is_some()
+                || self.known.resets > 0)
+    }
+
+    /// The store was found wiped ([`knew_a_record`](Self::knew_a_record)): this outbox's
+    /// copy, the evidence of a fork included, is kept rather than taken as a reset, and
+    /// written back in this store call unless another outbox stored a record meanwhile
+    /// (then that record is looked at as usual). If the write fails, the copy stays as
+    /// this outbox's unsaved one, written with its next change (decided against what
+    /// another outbox may have stored first, like any write that failed), and the error
+    /// is answered.
+    pub(super) fn restore_wiped(&mut self, s: &dyn QueueStore, judge: Judge<'_>) -> Result<()> {
+        let record = WitnessRecord {
+            resets: self.resets.max(self.record.resets),
+            ..self.record.clone()
+        };
+        let mut found = None;
+        let written = s.update_witness(&mut |stored| match stored {
+            None => Some(record.clone()),
+            other => {
+                found = Some(other);
+                None
+            }
+        });
+        if let Some(stored) = found {
+            // Another outbox wrote a record in between: nothing was written here.
+            let _ = self.look(stored, judge);
+            return written;
+        }
+        if written.is_ok() {
+            self.known = record.clone();
+            self.unsaved.clear();
+        } else {
+            // Not stored: the next change finds no record and writes this copy.
+            self.known = fresh(None, None);
+            if let Some(r) = &record.receipt {
+                keep(&mut self.unsaved, r.clone());
+            }
+        }
+        self.resets = record.resets;
+        self.record = record;
+        written
+    }
+
     /// Changes the witness for a sale or check `begun` then, in one store call
     /// ([`QueueStore::update_witness`]): `decide` gets the stored record (see
     /// [`base`](Self::base)) and the receipts waiting for a check
