@@ -627,6 +627,71 @@ pub async fn audit(
     Ok(Json(found))
 }
 
+/// One administrator's decision about a registration.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DecisionOut {
+    /// Its number in the registration's history, from 1.
+    pub n: i64,
+    /// The status it gave: `approved`, `rejected` or `revoked`.
+    pub status: String,
+    /// Who decided.
+    pub decided_by: String,
+    /// When (RFC 3339).
+    pub decided_at: String,
+    /// When the Tax Authority was notified (approvals).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authority_notified_at: Option<String>,
+    /// The decision's note.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl From<crate::db::DecisionRow> for DecisionOut {
+    fn from(d: crate::db::DecisionRow) -> Self {
+        DecisionOut {
+            n: d.n,
+            status: d.status,
+            decided_by: d.decided_by,
+            decided_at: rfc3339(d.decided_at),
+            authority_notified_at: d.authority_notified_at.map(rfc3339),
+            note: d.note,
+        }
+    }
+}
+
+/// A registration's decisions.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Decisions {
+    /// Oldest first. A registration decided before the server kept every decision
+    /// (schema 7) starts with its latest decision of that time.
+    pub items: Vec<DecisionOut>,
+}
+
+/// `GET /admin/activations/{activationId}/decisions`: every decision about the
+/// registration (approval, rejection, revocation), oldest first, with who made it, when,
+/// the Tax Authority notification time and the note; a later decision never hides an
+/// earlier one.
+#[utoipa::path(get, path = "/admin/activations/{activationId}/decisions", tag = "admin",
+    params(("activationId" = String, Path)),
+    security(("admin" = [])),
+    responses((status = 200, body = Decisions)))]
+pub async fn decisions(
+    State(state): State<AppState>,
+    _admin: Admin,
+    ApiPath(id): ApiPath<String>,
+) -> AppResult<Json<Decisions>> {
+    let Some(rows) = state.store.decisions(&id).await? else {
+        return Err(AppError::not_found(
+            "activation_not_found",
+            "no such activation",
+        ));
+    };
+    Ok(Json(Decisions {
+        items: rows.into_iter().map(DecisionOut::from).collect(),
+    }))
+}
+
 /// Exported transactions.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]

@@ -94,6 +94,12 @@ pub enum AdminCommand {
         #[arg(long)]
         note: Option<String>,
     },
+    /// Every decision about a registration (JSON lines), oldest first: who approved,
+    /// rejected or revoked it, when, the Tax Authority notification time and the note.
+    Decisions {
+        /// Activation id.
+        activation_id: String,
+    },
     /// List signing keys.
     Keys,
     /// Create a new signing key, published at once (older keys stay published). Without
@@ -478,6 +484,17 @@ async fn run_with(
                 note,
             )
             .await
+        }
+        AdminCommand::Decisions { activation_id } => {
+            let rows = store
+                .decisions(&activation_id)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("no activation {activation_id}"))?;
+            for row in rows {
+                print_json(&crate::api_admin::DecisionOut::from(row))?;
+            }
+            Ok(())
         }
         AdminCommand::Keys => {
             let keys = store

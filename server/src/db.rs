@@ -50,6 +50,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "repeatable_activations",
         include_str!("../migrations/0006_repeatable_activations.sql"),
     ),
+    (
+        7,
+        "decision_history",
+        include_str!("../migrations/0007_decision_history.sql"),
+    ),
 ];
 
 /// The newest schema version this server knows (its last migration).
@@ -222,6 +227,23 @@ pub struct RequestKey {
     pub key_hash: String,
     /// SHA-256 of the request's canonical JSON.
     pub request_hash: String,
+}
+
+/// One administrator's decision about a registration, as kept in its history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecisionRow {
+    /// Its number in the registration's history, from 1.
+    pub n: i64,
+    /// The status it gave the registration.
+    pub status: String,
+    /// Who decided.
+    pub decided_by: String,
+    /// When (Unix seconds).
+    pub decided_at: i64,
+    /// When the Tax Authority was notified (approvals; see the migration for older rows).
+    pub authority_notified_at: Option<i64>,
+    /// The decision's note.
+    pub note: Option<String>,
 }
 
 /// An activation (a cash register's registration) as stored.
@@ -1503,8 +1525,52 @@ impl Store {
         .bind(id)
         .execute(&mut *tx)
         .await?;
+        // Numbered after the registration's last decision: the row is locked (PostgreSQL)
+        // or the database is (SQLite), so no other decision takes the same number.
+        sqlx::query(
+            "INSERT INTO decisions (activation_id, n, status, decided_by, decided_at, \
+             authority_notified_at, note) \
+             SELECT $1, COALESCE(MAX(n), 0) + 1, $2, $3, $4, $5, $6 FROM decisions \
+             WHERE activation_id = $1",
+        )
+        .bind(id)
+        .bind(to)
+        .bind(by)
+        .bind(now)
+        .bind(authority_notified_at)
+        .bind(note)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(self.activation(id).await?.map(Ok))
+    }
+
+    /// Every decision about a registration, oldest first; `None` when there is no such
+    /// registration.
+    pub async fn decisions(&self, id: &str) -> Result<Option<Vec<DecisionRow>>, sqlx::Error> {
+        if self.activation(id).await?.is_none() {
+            return Ok(None);
+        }
+        let rows = sqlx::query(
+            "SELECT n, status, decided_by, decided_at, authority_notified_at, note \
+             FROM decisions WHERE activation_id = $1 ORDER BY n",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DecisionRow {
+                    n: r.try_get("n")?,
+                    status: r.try_get("status")?,
+                    decided_by: r.try_get("decided_by")?,
+                    decided_at: r.try_get("decided_at")?,
+                    authority_notified_at: r.try_get("authority_notified_at")?,
+                    note: r.try_get("note")?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map(Some)
     }
 
     /// Replaces an activation's API key and period (renewal). The old key stops working
@@ -3799,6 +3865,93 @@ mod tests {
                 .await
                 .unwrap()
         );
+        store.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Registrations decided by a version-6 server get their latest decision as the
+    /// first of their history; later decisions are numbered after it.
+    #[tokio::test]
+    async fn decisions_of_a_version_6_database_start_with_the_latest() {
+        let dir = std::env::temp_dir().join(format!("tillgate-db-v6-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
+        sqlx::any::install_default_drivers();
+        let mut c = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+            .await
+            .unwrap();
+        let mut applied = Vec::new();
+        for (version, name, sql) in &MIGRATIONS[..6] {
+            sqlx::raw_sql(*sql).execute(&mut c).await.unwrap();
+            applied.push(format!("({version}, '{name}', 0)"));
+        }
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "CREATE TABLE tillgate_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, \
+             applied_at BIGINT NOT NULL); INSERT INTO tillgate_migrations VALUES {};",
+            applied.join(", ")
+        )))
+        .execute(&mut c)
+        .await
+        .unwrap();
+        // Approved by alice, then revoked by bob: only bob's decision was kept.
+        for (id, status, by, notified, note) in [
+            (
+                "a_revoked",
+                "revoked",
+                Some("bob"),
+                Some(150i64),
+                Some("stolen"),
+            ),
+            ("a_pending", "pending", None, None, None),
+        ] {
+            sqlx::query(
+                "INSERT INTO activations (id, production_number, cash_register_name, device_id, \
+                 corporate_id, country, application_package, extras, features, valid_from, \
+                 valid_to, status, created_at, updated_at, decided_by, decided_at, \
+                 authority_notified_at, decision_note) VALUES ($1, $1, 'K', 'd', 'c', 'SE', 'p', \
+                 '{}', '[]', 0, 1, $2, 100, 200, $3, $4, $5, $6)",
+            )
+            .bind(id)
+            .bind(status)
+            .bind(by)
+            .bind(by.map(|_| 200i64))
+            .bind(notified)
+            .bind(note)
+            .execute(&mut c)
+            .await
+            .unwrap();
+        }
+        sqlx::Connection::close(c).await.unwrap();
+        let store = Store::connect(&url, 2).await.unwrap();
+        assert_eq!(
+            store.decisions("a_revoked").await.unwrap(),
+            Some(vec![DecisionRow {
+                n: 1,
+                status: "revoked".into(),
+                decided_by: "bob".into(),
+                decided_at: 200,
+                authority_notified_at: Some(150),
+                note: Some("stolen".into()),
+            }])
+        );
+        assert_eq!(store.decisions("a_pending").await.unwrap(), Some(vec![]));
+        assert_eq!(store.decisions("a_unknown").await.unwrap(), None);
+        // The next decision is number 2, and the first stays as it was.
+        let reinstated = store
+            .decide(
+                "a_pending",
+                &["pending"],
+                "approved",
+                "carol",
+                Some(300),
+                None,
+                300,
+            )
+            .await
+            .unwrap();
+        assert!(matches!(reinstated, Some(Ok(_))));
+        assert_eq!(store.decisions("a_pending").await.unwrap().unwrap()[0].n, 1);
         store.close().await;
         let _ = std::fs::remove_dir_all(&dir);
     }

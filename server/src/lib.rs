@@ -91,6 +91,10 @@ pub fn app(state: AppState) -> App {
             "/admin/activations/{activationId}/audit",
             get(api_admin::audit),
         )
+        .route(
+            "/admin/activations/{activationId}/decisions",
+            get(api_admin::decisions),
+        )
         .route("/admin/staff", post(api_admin::add_staff))
         .route(
             "/admin/staff/{login}/disable",

@@ -199,7 +199,7 @@ fn own_problems(operation_id: &str) -> &'static [(u16, &'static [&'static str])]
             (409, &["staff_login_in_use", "staff_key_reused"]),
         ],
         "disable_staff" => &[(404, &["staff_not_found"])],
-        "audit" => &[(404, &["activation_not_found"])],
+        "audit" | "decisions" => &[(404, &["activation_not_found"])],
         "export" => &[(400, &["invalid_limit"])],
         "create_transaction" => &[
             (
@@ -377,6 +377,7 @@ impl Modify for Problems {
         crate::api_admin::reject,
         crate::api_admin::revoke,
         crate::api_admin::audit,
+        crate::api_admin::decisions,
         crate::api_admin::add_staff,
         crate::api_admin::disable_staff,
         crate::api_admin::export,

@@ -88,6 +88,19 @@ const TABLES: &[Table] = &[
         ],
     },
     Table {
+        name: "decisions",
+        key: &["activation_id", "n"],
+        columns: &[
+            ("activation_id", Text),
+            ("n", Int),
+            ("status", Text),
+            ("decided_by", Text),
+            ("decided_at", Int),
+            ("authority_notified_at", Int),
+            ("note", Text),
+        ],
+    },
+    Table {
         name: "api_keys",
         key: &["key_hash"],
         columns: &[
@@ -581,7 +594,7 @@ async fn digest_postgres(t: &Table, dst: &mut AnyConnection) -> Result<Digest, S
     let cols = column_list(t);
     let key = t.key.join(", ");
     let mut digest = Digest::default();
-    let mut last: Option<Vec<String>> = None;
+    let mut last: Option<Vec<Value>> = None;
     loop {
         let sql = match &last {
             None => format!(
@@ -599,7 +612,10 @@ async fn digest_postgres(t: &Table, dst: &mut AnyConnection) -> Result<Digest, S
         };
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for k in last.iter().flatten() {
-            q = q.bind(k.clone());
+            q = match k {
+                Value::Text(v) => q.bind(v.clone()),
+                Value::Int(v) => q.bind(*v),
+            };
         }
         let rows = q
             .fetch_all(&mut *dst)
@@ -608,9 +624,12 @@ async fn digest_postgres(t: &Table, dst: &mut AnyConnection) -> Result<Digest, S
         let Some(end) = rows.last() else { break };
         let mut key_values = Vec::with_capacity(t.key.len());
         for k in t.key {
-            let v: String = end
-                .try_get(*k)
-                .map_err(|e| format!("PostgreSQL, reading {} back: {e}", t.name))?;
+            let kind = t.columns.iter().find(|(c, _)| c == k).map(|(_, kind)| kind);
+            let v = match kind {
+                Some(Int) => end.try_get(*k).map(Value::Int),
+                _ => end.try_get(*k).map(Value::Text),
+            }
+            .map_err(|e| format!("PostgreSQL, reading {} back: {e}", t.name))?;
             key_values.push(v);
         }
         for r in &rows {

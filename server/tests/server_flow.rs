@@ -36,6 +36,7 @@ on_both!(
     staff_logins_are_disabled_moved_and_enabled_again,
     register_audit_answers_503_when_the_database_fails,
     activations_repeat_with_their_idempotency_key,
+    every_decision_is_kept,
 );
 
 /// Handshakes of one register in one second share one answer (and one signed time),
@@ -3319,4 +3320,104 @@ async fn activations_repeat_with_their_idempotency_key(db: &TestDb, b: Backend) 
     s.activate_ok(CORP_A, "rep-4").await;
     s.activate_ok(CORP_A, "rep-4").await;
     assert_eq!(pending("rep-4").await, 2);
+}
+
+/// Every decision about a registration stays readable, oldest first: a revocation does
+/// not hide who approved the register, when the Tax Authority was notified, or the note.
+async fn every_decision_is_kept(db: &TestDb, b: Backend) {
+    let s = Srv::start(db, b).await;
+    let a = s.activate_ok(CORP_A, "dec-1").await;
+    let id = a["activationId"].as_str().unwrap();
+    let key = a["apiKey"].as_str().unwrap();
+    let decide = |action: &str, body: Value| {
+        s.http
+            .post(s.url(&format!("/admin/activations/{id}/{action}")))
+            .bearer_auth(ADMIN_KEY)
+            .json(&body)
+            .send()
+    };
+    let path = format!("/admin/activations/{id}/decisions");
+    let history = || s.get_json_as(&path, ADMIN_KEY);
+    assert_eq!(history().await, json!({"items": []}));
+    let approved = decide(
+        "approve",
+        json!({"decidedBy": "alice", "note": "SKV ref 77",
+               "authorityNotifiedAt": "2029-12-30T10:00:00Z"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(approved.status(), 200);
+    // The same decision again changes nothing, and adds nothing.
+    let again = decide("approve", json!({"decidedBy": "mallory", "note": "again"}))
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 200);
+    s.clock.advance(60);
+    let revoked = decide("revoke", json!({"decidedBy": "bob", "note": "till stolen"}))
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    let items = history().await["items"].clone();
+    assert_eq!(items.as_array().unwrap().len(), 2, "{items}");
+    assert_eq!(items[0]["n"], 1);
+    assert_eq!(items[0]["status"], "approved");
+    assert_eq!(items[0]["decidedBy"], "alice");
+    assert_eq!(items[0]["note"], "SKV ref 77");
+    assert_eq!(items[0]["authorityNotifiedAt"], "2029-12-30T10:00:00Z");
+    assert_eq!(items[1]["n"], 2);
+    assert_eq!(items[1]["status"], "revoked");
+    assert_eq!(items[1]["decidedBy"], "bob");
+    assert_eq!(items[1]["note"], "till stolen");
+    assert!(items[1].get("authorityNotifiedAt").is_none());
+    let t0 = time::OffsetDateTime::parse(
+        items[0]["decidedAt"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let t1 = time::OffsetDateTime::parse(
+        items[1]["decidedAt"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert_eq!((t1 - t0).whole_seconds(), 60);
+    // The registration itself shows the latest decision.
+    let list = s
+        .get_json_as("/admin/activations?status=revoked&limit=1000", ADMIN_KEY)
+        .await;
+    let row = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["activationId"] == id)
+        .unwrap()
+        .clone();
+    assert_eq!(row["decidedBy"], "bob");
+
+    // A rejection is kept too; unknown registrations and register keys are refused.
+    let other = s.activate_ok(CORP_A, "dec-2").await;
+    let other_id = other["activationId"].as_str().unwrap();
+    assert_eq!(s.admin("reject", other_id).await.status(), 200);
+    let items = s
+        .get_json_as(
+            &format!("/admin/activations/{other_id}/decisions"),
+            ADMIN_KEY,
+        )
+        .await["items"]
+        .clone();
+    assert_eq!(items.as_array().unwrap().len(), 1);
+    assert_eq!(items[0]["status"], "rejected");
+    problem(
+        s.get("/admin/activations/act_unknown/decisions", ADMIN_KEY)
+            .await,
+        404,
+        "activation_not_found",
+    )
+    .await;
+    problem(
+        s.get(&format!("/admin/activations/{id}/decisions"), key)
+            .await,
+        401,
+        "invalid_credentials",
+    )
+    .await;
 }

@@ -876,9 +876,22 @@ async fn binary_never_logs_secrets_and_shuts_down_gracefully() {
     );
     let out = admin_cli_dir(&dir, &["keys"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
-    let out = admin_cli_dir(&dir, &["revoke", id]);
+    let out = admin_cli_dir(&dir, &["revoke", id, "--note", "till stolen"]);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("\"revoked\""));
+    // Its history: the revocation is the newest decision, numbered after the others.
+    let (ok, lines, err) = admin_json(&dir, &["decisions", id]);
+    assert!(ok, "{err}");
+    let last = lines.last().unwrap();
+    assert_eq!(last["status"], "revoked");
+    assert_eq!(last["decidedBy"], "admin-cli");
+    assert_eq!(last["note"], "till stolen");
+    assert_eq!(last["n"], lines.len());
+    let (ok, lines, err) = admin_json(&dir, &["decisions", "act_unknown"]);
+    assert!(
+        !ok && lines.is_empty() && err.contains("no activation act_unknown"),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
