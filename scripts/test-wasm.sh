@@ -66,6 +66,8 @@ ln -sfn ../../../bindings/wasm/pkg "$ROOT/tests/js/node_modules/tillgate"
 awk '/^```ts$/ { f = 1; next } /^```$/ { f = 0 } f' "$ROOT/bindings/wasm/pkg/README.md" \
   > "$ROOT/tests/js/types/readme.gen.ts"
 "$ROOT/tests/js/node_modules/.bin/tsc" -p "$ROOT/tests/js/types" && echo "types: ok" || status=1
+# A node app (module node16, CommonJS and ESM) gets the node build's typings.
+"$ROOT/tests/js/node_modules/.bin/tsc" -p "$ROOT/tests/js/types-node" && echo "types, node16: ok" || status=1
 
 start_server
 log "node:test"

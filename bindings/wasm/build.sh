@@ -122,15 +122,14 @@ cat > "$pkg/package.json" <<JSON
   "description": "Tillgate for browsers and node: verify descriptors, API keys, URL tokens, receipts (Rust core compiled to WebAssembly).",
   "license": "MIT OR Apache-2.0",
   "type": "module",
-  "types": "./web/tillgate.d.ts",
+  "types": "./node/tillgate.d.ts",
   "main": "./node/tillgate.js",
   "module": "./bundler/tillgate.js",
   "exports": {
     ".": {
-      "types": "./bundler/tillgate.d.ts",
-      "node": "./node/tillgate.js",
-      "import": "./bundler/tillgate.js",
-      "default": "./bundler/tillgate.js"
+      "node": { "types": "./node/tillgate.d.ts", "default": "./node/tillgate.js" },
+      "import": { "types": "./bundler/tillgate.d.ts", "default": "./bundler/tillgate.js" },
+      "default": { "types": "./bundler/tillgate.d.ts", "default": "./bundler/tillgate.js" }
     },
     "./web": { "types": "./web/tillgate.d.ts", "default": "./web/tillgate.js" },
     "./node": { "types": "./node/tillgate.d.ts", "default": "./node/tillgate.js" }
