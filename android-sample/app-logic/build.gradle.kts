@@ -12,16 +12,39 @@ kotlin { jvmToolchain(17) }
 val repoRoot = rootDir.parentFile
 val generatedBindings = layout.buildDirectory.dir("generated/uniffi")
 
-// Generates the Kotlin bindings from the host build of tillgate-ffi (the bindings are the
-// same for every ABI; only the native library differs per ABI).
+// Where cargo puts what it builds: CARGO_TARGET_DIR when set (relative to the repository,
+// as cargo takes it there), else target/ in the repository.
+val cargoTargetDir: File = System.getenv("CARGO_TARGET_DIR")?.takeIf { it.isNotBlank() }
+    ?.let { File(it).let { dir -> if (dir.isAbsolute) dir else File(repoRoot, it) } }
+    ?: File(repoRoot, "target")
+val hostDebugDir = File(cargoTargetDir, "debug")
+
+// The host build of tillgate-ffi is named per OS: libtillgate_ffi.so (Linux),
+// libtillgate_ffi.dylib (macOS), tillgate_ffi.dll (Windows, no lib prefix).
+val hostOs = System.getProperty("os.name").lowercase()
+val isWindows = hostOs.startsWith("windows")
+val hostFfiLibrary = when {
+    isWindows -> "tillgate_ffi.dll"
+    hostOs.startsWith("mac") || hostOs.contains("darwin") -> "libtillgate_ffi.dylib"
+    else -> "libtillgate_ffi.so"
+}
+
+// Builds the host tillgate-ffi and the pinned uniffi-bindgen (no shell: works on Windows too;
+// cargo reads CARGO_TARGET_DIR from the environment Gradle passes on).
+val buildHostFfi by tasks.registering(Exec::class) {
+    workingDir = repoRoot
+    commandLine("cargo", "build", "-q", "-p", "tillgate-ffi", "-p", "uniffi-bindgen")
+}
+
+// Generates the Kotlin bindings from that host library (the bindings are the same for
+// every ABI; only the native library differs per ABI).
 val generateBindings by tasks.registering(Exec::class) {
+    dependsOn(buildHostFfi)
     workingDir = repoRoot
     commandLine(
-        "sh", "-c",
-        "cargo build -q -p tillgate-ffi -p uniffi-bindgen && " +
-            "target/debug/uniffi-bindgen generate --library target/debug/libtillgate_ffi.so " +
-            "--language kotlin --no-format --out-dir \"$1\"",
-        "sh", generatedBindings.get().asFile.absolutePath,
+        File(hostDebugDir, if (isWindows) "uniffi-bindgen.exe" else "uniffi-bindgen").absolutePath,
+        "generate", "--library", File(hostDebugDir, hostFfiLibrary).absolutePath,
+        "--language", "kotlin", "--no-format", "--out-dir", generatedBindings.get().asFile.absolutePath,
     )
     outputs.dir(generatedBindings)
 }
@@ -40,9 +63,9 @@ dependencies {
     testImplementation("junit:junit:4.13.2")
 }
 
-// The JVM tests load the host library (target/debug/libtillgate_ffi.so), through JNA and,
-// for the JNI part, the file JNA found.
+// The JVM tests load the host library (hostFfiLibrary in the cargo target's debug/), through
+// JNA and, for the JNI part, the file JNA found.
 tasks.test {
-    systemProperty("jna.library.path", File(repoRoot, "target/debug").absolutePath)
+    systemProperty("jna.library.path", hostDebugDir.absolutePath)
     exclude("**/Runner*")
 }
