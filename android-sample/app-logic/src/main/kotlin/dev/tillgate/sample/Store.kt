@@ -50,4 +50,15 @@ object Keys {
     const val STATUS = "status"
     const val DESCRIPTOR = "descriptor"
     const val TRUSTED_TIME_FLOOR = "trusted_time_floor"
+    /**
+     * A registration sent without an answer yet: its Idempotency-Key and the request
+     * (one value, written before the first send), to repeat it with the same key.
+     */
+    const val ACTIVATION_ATTEMPT = "activation_attempt"
+    /**
+     * The sale whose result the cashier has not seen yet: its Idempotency-Key and the
+     * basket (one value, written before the sale is submitted), to resubmit it with the
+     * same key.
+     */
+    const val SALE_IN_PROGRESS = "sale_in_progress"
 }

@@ -1,22 +1,28 @@
 package dev.tillgate.sample
 
 import dev.tillgate.Activation
+import dev.tillgate.ActivationRequest
 import dev.tillgate.Client
 import dev.tillgate.ClientConfig
 import dev.tillgate.Item
 import dev.tillgate.Outbox
+import dev.tillgate.QueueError
+import dev.tillgate.QueuedTransaction
 import dev.tillgate.ReceiptClaims
-import dev.tillgate.Submitted
-import dev.tillgate.SyncReport
 import dev.tillgate.TillgateException
 import dev.tillgate.Transaction
 import dev.tillgate.TransactionType
 import dev.tillgate.TrustedKeys
 import dev.tillgate.VatLine
 import dev.tillgate.WitnessProblem
+import dev.tillgate.transactionCanonicalJson
+import dev.tillgate.transactionFromJson
 import dev.tillgate.unixTimeMs
 import dev.tillgate.validateTransaction
 import java.io.File
+import java.net.URLDecoder
+import java.net.URLEncoder
+import java.util.UUID
 import kotlinx.coroutines.sync.Mutex
 import kotlinx.coroutines.sync.withLock
 
@@ -148,17 +154,59 @@ class TillApp private constructor(
     /** The start-up check: run, show the activation screen, or refuse to run. */
     fun start(): StartupDecision = guard.check(clock())
 
-    fun newActivationScreen() = ActivationScreen(deviceId, applicationPackage)
+    /**
+     * The activation form. After a registration that got no answer (see
+     * [unansweredRegistration]) it is filled in with that request, so that pressing
+     * Register again repeats it with the same key.
+     */
+    fun newActivationScreen(): ActivationScreen {
+        val screen = ActivationScreen(deviceId, applicationPackage)
+        val r = unansweredRegistration
+        if (r != null && r.deviceId == deviceId && r.applicationPackage == applicationPackage) {
+            screen.cashRegisterName = r.cashRegisterName
+            screen.corporateId = r.corporateId
+            screen.country = r.country ?: screen.country
+            screen.validFrom = r.validFrom
+            screen.validTo = r.validTo
+        }
+        return screen
+    }
 
-    /** Registers this register (the client checks the request with core first); it is pending until an admin approves it. */
+    /** A registration sent (maybe received by the server) whose answer never came: show it, offer to repeat it. */
+    val unansweredRegistration: ActivationRequest?
+        get() = if (isRegistered) null else store.get(Keys.ACTIVATION_ATTEMPT)?.let { decodeAttempt(it)?.second }
+
+    /**
+     * Registers this register (the client checks the request with core first); it is
+     * pending until an admin approves it.
+     *
+     * Sent with an Idempotency-Key (a UUID) that is stored with the request before the
+     * first send. When no answer arrives (timeout, no network, the app killed meanwhile)
+     * the server may have registered the till all the same: registering again with the
+     * same request, while no API key is stored, sends the same key, and the server
+     * answers with that one registration and a fresh API key instead of creating
+     * another. The key is forgotten once an answer arrives, or when the server refuses
+     * for good (an error with an HTTP status that is not transient: 400, 409
+     * `activation_not_repeatable`, 422 `idempotency_key_reused`...); the next try then
+     * draws a new key.
+     */
     suspend fun register(screen: ActivationScreen): Activation {
         val errors = screen.errors()
         if (errors.isNotEmpty()) throw InvalidForm(errors)
-        val a = client.activate(screen.request())
+        val request = screen.request()
+        val key = activationKeyFor(request)
+        val a = try {
+            client.activateWithKey(request, key)
+        } catch (e: TillgateException.Failed) {
+            if (!e.transient && e.httpStatus != null) forgetAttempt(key)
+            throw e
+        }
         store.put(Keys.ACTIVATION_ID, a.activationId)
         store.put(Keys.PRODUCTION_NUMBER, a.productionNumber)
         store.put(Keys.API_KEY, a.apiKey)
         store.put(Keys.STATUS, a.status)
+        // Answered and kept: a later registration is a new one, with a new key.
+        forgetAttempt(key)
         store.remove(Keys.DESCRIPTOR)
         // A new registration starts a new receipt chain. The registration stands if this
         // fails: the old witness then shows up as a problem at the first sale. The old
@@ -167,6 +215,19 @@ class TillApp private constructor(
         runCatching { queue.resetWitness() }
         handshake = HandshakeStatus.Pending
         return a
+    }
+
+    private val attemptLock = Mutex()
+
+    /** The stored key when the same request was sent without an answer and no API key is stored; else a new key, stored first. */
+    private suspend fun activationKeyFor(request: ActivationRequest): String = attemptLock.withLock {
+        val kept = store.get(Keys.ACTIVATION_ATTEMPT)?.let { decodeAttempt(it) }
+        if (kept != null && kept.second == request && !isRegistered) return@withLock kept.first
+        UUID.randomUUID().toString().also { store.put(Keys.ACTIVATION_ATTEMPT, "$it\n${encodeRequest(request)}") }
+    }
+
+    private suspend fun forgetAttempt(key: String) = attemptLock.withLock {
+        if (store.get(Keys.ACTIVATION_ATTEMPT)?.substringBefore('\n') == key) store.remove(Keys.ACTIVATION_ATTEMPT)
     }
 
     /** Asks the server; the client verifies the signed, nonce-bound server time, which becomes the trusted time floor (kept). */
@@ -196,8 +257,20 @@ class TillApp private constructor(
         return start()
     }
 
-    /** Rings up a sale: checked by core, persisted in the queue, then sent if the server is reachable. */
-    suspend fun sell(lines: List<Pair<Product, Long>>): Submitted {
+    /**
+     * Rings up a sale: checked by core, persisted in the queue, then sent if the server
+     * is reachable. [Sale.result]: sent, queued, or refused by the server (kept as
+     * failed); an exception means the sale was not kept.
+     *
+     * The sale's Idempotency-Key is the app's: a new one (a UUID) is stored with the
+     * basket before the sale is submitted, and the same basket is submitted with it
+     * again until the cashier has seen a result ([saleShown]). So when the first try's
+     * result never reached the screen (the call cancelled with its Activity, the app
+     * killed, the answer lost), selling the same basket again, also after a restart,
+     * resubmits that one sale: the server answers the sale it stored, it books no
+     * second one. A different basket replaces the unseen one with a new key.
+     */
+    suspend fun sell(lines: List<Pair<Product, Long>>): Sale {
         val items = lines.map { (p, qty) -> Item(name = p.name, quantity = qty, amount = p.price * qty) }
         val vat = lines.groupBy { it.first.vatRateBasisPoints }.toSortedMap().map { (rate, ls) ->
             val gross = ls.sumOf { (p, q) -> p.price * q }
@@ -205,15 +278,75 @@ class TillApp private constructor(
         }
         val tx = Transaction(kind = TransactionType.SALE, currency = "SEK", total = items.sumOf { it.amount }, items = items, vat = vat)
         validateTransaction(tx)
-        return queue.submit(client, tx, null, unixTimeMs())
+        val key = saleKeyFor(tx)
+        val result = try {
+            queue.submit(client, tx, key, unixTimeMs())
+        } catch (e: TillgateException.Failed) {
+            // Not kept (refused before it was queued): nothing to resubmit under this key.
+            forgetSale(key)
+            throw e
+        }
+        return Sale(key, result)
+    }
+
+    /**
+     * The sale rung up whose result the cashier has not seen (the app stopped before it
+     * showed one): show it; selling the same basket resubmits it with its key.
+     */
+    val unconfirmedSale: Transaction?
+        get() = store.get(Keys.SALE_IN_PROGRESS)?.let { v -> runCatching { transactionFromJson(v.substringAfter('\n')) }.getOrNull() }
+
+    /**
+     * The cashier has seen [sale]'s result: its key is forgotten, and the same basket
+     * sold again is a new sale. (A newer sale's key, if one was rung up since, stays.)
+     */
+    suspend fun saleShown(sale: Sale) = forgetSale(sale.idempotencyKey)
+
+    private suspend fun forgetSale(key: String) = saleLock.withLock {
+        if (store.get(Keys.SALE_IN_PROGRESS)?.substringBefore('\n') == key) store.remove(Keys.SALE_IN_PROGRESS)
+    }
+
+    private val saleLock = Mutex()
+
+    /** The unseen sale's key when [tx] is its basket; else a new key, stored with [tx] first. */
+    private suspend fun saleKeyFor(tx: Transaction): String = saleLock.withLock {
+        val basket = transactionCanonicalJson(tx)
+        val kept = store.get(Keys.SALE_IN_PROGRESS)?.split('\n', limit = 2)
+        if (kept != null && kept.size == 2 && kept[1] == basket) return@withLock kept[0]
+        UUID.randomUUID().toString().also { store.put(Keys.SALE_IN_PROGRESS, "$it\n$basket") }
     }
 
     /**
      * Sends the queue: at once ([force], the sync button or "back online"), or when the
-     * oldest sale is due after a failure (a timer).
+     * oldest sale is due after a failure (the periodic timer). Answers what to show:
+     * what was stored, what the server refused, the error that stopped the run, a
+     * receipt that did not fit, and the queue after it.
      */
-    suspend fun sync(force: Boolean = true): SyncReport =
-        if (force) queue.syncNow(client, unixTimeMs()) else queue.sync(client, unixTimeMs())
+    suspend fun sync(force: Boolean = true): SyncOutcome {
+        val now = unixTimeMs()
+        val r = if (force) queue.syncNow(client, now) else queue.sync(client, now)
+        val entries = queue.entries()
+        val refused = r.failed.mapNotNull { k -> entries.find { it.idempotencyKey == k }?.let(RefusedSale::of) }
+        val stoppedBy = r.stoppedBy?.let { code ->
+            queue.lastError()?.takeIf { it.code == code } ?: QueueError(code, code, now, null, emptyList())
+        }
+        return SyncOutcome(r.sent.size, refused, stoppedBy, r.alreadyRunning, r.witnessProblem, r, queueSummary(entries))
+    }
+
+    /** What the till shows about its queue: pending, refused (failed) sales, the error holding it back. */
+    fun queueSummary(): QueueSummary = queueSummary(queue.entries())
+
+    private fun queueSummary(entries: List<QueuedTransaction>): QueueSummary {
+        val pending = entries.count { !it.failed }
+        return QueueSummary(
+            pending = pending,
+            refused = entries.filter { it.failed }.map(RefusedSale::of),
+            lastError = if (pending > 0) queue.lastError() else null,
+            nextAttemptAtMs = queue.nextAttemptAt(),
+            unreadable = queue.corruptRecords().size,
+            witnessProblem = queue.witnessProblem(),
+        )
+    }
 
     /**
      * What was wrong with a receipt the server gave (`witness_mismatch`: it forks the
@@ -246,4 +379,35 @@ class TillApp private constructor(
         if (!isRegistered) return emptyList()
         return queue.verifyHistory(client).receipts
     }
+}
+
+/** The stored activation attempt: its key, a newline, then the request. */
+private fun decodeAttempt(value: String): Pair<String, ActivationRequest>? {
+    val parts = value.split('\n', limit = 2)
+    if (parts.size != 2) return null
+    return decodeRequest(parts[1])?.let { parts[0] to it }
+}
+
+/** The request as `field=value&...` (URL-encoded values; a missing optional field is left out). */
+private fun encodeRequest(r: ActivationRequest): String = listOf(
+    "cashRegisterName" to r.cashRegisterName, "deviceId" to r.deviceId, "validFrom" to r.validFrom,
+    "validTo" to r.validTo, "corporateId" to r.corporateId, "applicationPackage" to r.applicationPackage,
+    "country" to r.country, "extrasJson" to r.extrasJson,
+).filter { it.second != null }.joinToString("&") { (k, v) -> "$k=${URLEncoder.encode(v, "UTF-8")}" }
+
+private fun decodeRequest(text: String): ActivationRequest? {
+    val m = text.split('&').filter { it.isNotEmpty() }.associate {
+        val (k, v) = (it.split('=', limit = 2) + "").take(2)
+        k to URLDecoder.decode(v, "UTF-8")
+    }
+    return ActivationRequest(
+        cashRegisterName = m["cashRegisterName"] ?: return null,
+        deviceId = m["deviceId"] ?: return null,
+        validFrom = m["validFrom"] ?: return null,
+        validTo = m["validTo"] ?: return null,
+        corporateId = m["corporateId"] ?: return null,
+        applicationPackage = m["applicationPackage"] ?: return null,
+        country = m["country"],
+        extrasJson = m["extrasJson"],
+    )
 }

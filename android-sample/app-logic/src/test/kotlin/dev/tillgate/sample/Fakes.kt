@@ -72,11 +72,26 @@ class FakeTillgateServer(private val now: () -> Long = { TestKeys.NOW }) : AutoC
      * or a busy one (429).
      */
     @Volatile var unavailable: Triple<Int, String, Int?>? = null
+    /** While set, every sale is refused for good with this status and problem code (e.g. 400 `invalid_transaction`). */
+    @Volatile var refuseSales: Pair<Int, String>? = null
+    /**
+     * Registers the next this-many activations, then drops the connection: the answer
+     * is lost (the client repeats a lost answer once at once, so 2 loses one `activate`).
+     */
+    @Volatile var loseActivationAnswers = 0
+    /** Stores each sale, then waits this long before answering (a slow network). */
+    @Volatile var saleAnswerDelayMs = 0L
+    /** Activation requests received. */
+    @Volatile var activationPosts = 0
     /** Idempotency-Key to the stored transaction (JSON, as answered). */
     val stored = LinkedHashMap<String, JsonObject>()
     @Volatile var posts = 0
     private class Reg(val request: JsonObject, var status: String, val number: String, val id: String)
     private val regs = HashMap<String, Reg>() // apiKey -> registration
+    private val byIdempotencyKey = HashMap<String, Reg>()
+
+    /** Registrations created (a repeat with the same Idempotency-Key creates none). */
+    @get:Synchronized val registrations: Int get() = regs.values.toSet().size
 
     private val http: HttpServer = HttpServer.create(InetSocketAddress("127.0.0.1", 0), 0).apply {
         createContext("/") { ex -> try { handle(ex) } finally { ex.close() } }
@@ -112,11 +127,27 @@ class FakeTillgateServer(private val now: () -> Long = { TestKeys.NOW }) : AutoC
             return problem(ex, status, code, "not now")
         }
         if (ex.requestMethod == "POST" && path == "/activations-advanced") {
+            activationPosts += 1
             val req = JsonParser.parseString(body).asJsonObject
             val key = generateApiKey(40u, ApiKeyAlphabet.URL_SAFE)
-            val n = regs.size + 1
-            val reg = Reg(req, "pending", "TG-TEST-000$n", "act_$n")
+            val idem = ex.requestHeaders.getFirst("Idempotency-Key")
+            // As the real server: a repeat (same key, same request, still pending) answers
+            // the registration it created with a fresh API key; the old key stops working.
+            val earlier = idem?.let { byIdempotencyKey[it] }
+            val reg = when {
+                earlier == null -> {
+                    val n = registrations + 1
+                    Reg(req, "pending", "TG-TEST-000$n", "act_$n").also { r -> idem?.let { byIdempotencyKey[it] = r } }
+                }
+                earlier.request != req -> return problem(ex, 422, "idempotency_key_reused", "another request under this key")
+                earlier.status != "pending" -> return problem(ex, 409, "activation_not_repeatable", "decided")
+                else -> earlier.also { r -> regs.values.removeIf { it === r } }
+            }
             regs[key] = reg
+            if (loseActivationAnswers > 0) {
+                loseActivationAnswers -= 1
+                throw IllegalStateException("activation answer lost on the way back (test)")
+            }
             return send(ex, 201, JsonObject().apply {
                 addProperty("activationId", reg.id); addProperty("productionNumber", reg.number)
                 addProperty("apiKey", key); addProperty("status", "pending")
@@ -147,6 +178,7 @@ class FakeTillgateServer(private val now: () -> Long = { TestKeys.NOW }) : AutoC
             ex.requestMethod == "POST" && path == "/transactions" -> {
                 posts += 1
                 val key = ex.requestHeaders.getFirst("Idempotency-Key") ?: return problem(ex, 400, "missing_idempotency_key", "no key")
+                refuseSales?.let { (status, code) -> return problem(ex, status, code, "refused (test)") }
                 val out = stored.getOrPut(key) {
                     val n = stored.size + 1
                     JsonParser.parseString(body).asJsonObject.apply {
@@ -154,6 +186,7 @@ class FakeTillgateServer(private val now: () -> Long = { TestKeys.NOW }) : AutoC
                         addProperty("productionNumber", reg.number); addProperty("txh", "test"); addProperty("receipt", "receipt-$n")
                     }
                 }
+                if (saleAnswerDelayMs > 0) Thread.sleep(saleAnswerDelayMs)
                 if (loseNextAnswer) {
                     loseNextAnswer = false
                     // No answer: the JDK server drops the connection when a handler throws.

@@ -16,10 +16,16 @@ import dev.tillgate.sample.FileStore
 import dev.tillgate.sample.HandshakeStatus
 import dev.tillgate.sample.InvalidForm
 import dev.tillgate.sample.Product
+import dev.tillgate.sample.Sale
 import dev.tillgate.sample.StartupDecision
+import dev.tillgate.sample.SyncOutcome
 import dev.tillgate.sample.TillApp
+import kotlinx.coroutines.Job
 import kotlinx.coroutines.MainScope
 import kotlinx.coroutines.cancel
+import kotlinx.coroutines.delay
+import kotlinx.coroutines.flow.filterNotNull
+import kotlinx.coroutines.isActive
 import kotlinx.coroutines.launch
 import java.time.Instant
 
@@ -27,9 +33,15 @@ import java.time.Instant
  * The thin Android layer: it opens a [TillApp] (all logic lives in :app-logic), shows
  * what it returns and runs the client's suspend calls in a coroutine (the client does
  * its network work on its own threads). Nothing here decides.
+ *
+ * Screen work runs in this Activity's [scope] (cancelled with it); a sale runs in the
+ * application's scope ([TillApplication]), so a rotation never cancels one half-sent.
  */
 class MainActivity : Activity() {
     private val scope = MainScope()
+    private val till get() = application as TillApplication
+    private var syncLoop: Job? = null
+    private var refused = false
     private lateinit var app: TillApp
     private lateinit var screen: ActivationScreen
     private val coffee = Product("Kaffe", 3200, 1200)
@@ -74,7 +86,7 @@ class MainActivity : Activity() {
         }
         v<Button>(R.id.sellCoffee).setOnClickListener { sell(coffee) }
         v<Button>(R.id.sellBag).setOnClickListener { sell(bag) }
-        v<Button>(R.id.syncButton).setOnClickListener { scope.launch { runCatching { app.sync() }; showQueue() } }
+        v<Button>(R.id.syncButton).setOnClickListener { scope.launch { showSync(app.sync(force = true), always = true) } }
         v<Button>(R.id.receiptsButton).setOnClickListener {
             scope.launch {
                 v<TextView>(R.id.receiptsStatus).text = runCatching { app.verifyReceipts() }.fold(
@@ -84,6 +96,18 @@ class MainActivity : Activity() {
         }
         v<View>(R.id.activation).visibility = if (app.isRegistered) View.GONE else View.VISIBLE
         showQueue()
+        app.unansweredRegistration?.let {
+            v<TextView>(R.id.handshakeStatus).text =
+                "The registration of ${it.cashRegisterName} got no answer: press Register again to repeat it (the server keeps it once)"
+        }
+        // A sale whose result was never shown (the app stopped), unless it is still being sent.
+        if (till.saleJob?.isActive != true && till.saleResult.value == null) app.unconfirmedSale?.let {
+            v<TextView>(R.id.receiptsStatus).text =
+                "The last sale (${it.items.joinToString { i -> i.name }}, ${it.total / 100}.${"%02d".format(it.total % 100)} ${it.currency}) " +
+                    "has no result yet: sell the same again to resend it under its key; it is booked once"
+        }
+        // A sale's result, whenever it comes back (also one started by an Activity since destroyed).
+        scope.launch { till.saleResult.filterNotNull().collect { showSale(it) } }
         if (app.isRegistered) scope.launch { showHandshake(app.refreshHandshake()) }
     }
 
@@ -117,24 +141,65 @@ class MainActivity : Activity() {
         }
     }
 
-    private fun sell(p: Product) = scope.launch {
-        val r = runCatching { app.sell(listOf(p to 1L)) }
+    /**
+     * Sends the sale in the application's scope: it goes on when this Activity is
+     * destroyed, and its result is shown by the Activity on screen then. While one is
+     * being sent, taps wait for it. (TillApp keeps the basket's key until the result is
+     * shown: a tap after a restart resubmits the same sale, never a second one.)
+     */
+    private fun sell(p: Product) {
+        if (till.saleJob?.isActive == true) {
+            v<TextView>(R.id.receiptsStatus).text = "A sale is being sent; its result follows"
+            return
+        }
+        val app = app // the process's app, not this Activity
+        val till = till
+        till.saleJob = till.scope.launch { till.saleResult.value = runCatching { app.sell(listOf(p to 1L)) } }
+    }
+
+    private suspend fun showSale(r: Result<Sale>) {
         showQueue()
-        r.onSuccess {
-            when (it) {
+        r.onSuccess { sale ->
+            when (val it = sale.result) {
                 is Submitted.Sent -> v<TextView>(R.id.receiptsStatus).text = "Sale stored by the server (seq ${it.stored.sequence})" + (app.witnessProblem?.let { p -> "; its receipt was refused: $p" } ?: "")
                 // Kept in the queue as failed: the app decides (retryFailed or discard).
-                is Submitted.Refused -> v<TextView>(R.id.queueStatus).text = "The server refused the sale (kept in the queue, marked failed): ${it.error.code}: ${it.error.message}"
-                is Submitted.Queued -> {}
+                is Submitted.Refused -> v<TextView>(R.id.receiptsStatus).text = "The server REFUSED the sale (kept in the queue, marked failed, not stored): ${it.error.code}: ${it.error.message}"
+                is Submitted.Queued -> v<TextView>(R.id.receiptsStatus).text = "Sale kept in the offline queue; it is sent when the server answers"
             }
         }
         // Not kept: nothing was stored (the basket stays).
-        r.onFailure { e -> v<TextView>(R.id.queueStatus).text = "Sale not saved: ${e.message}" }
+        r.onFailure { e -> v<TextView>(R.id.receiptsStatus).text = "Sale not saved: ${e.message}" }
+        // On screen now: the next sale of the same basket is a new one.
+        till.saleResult.compareAndSet(r, null)
+        r.getOrNull()?.let { app.saleShown(it) }
     }
 
+    /** Pending and refused sales apart, the error holding the queue back, a forked receipt chain. */
     private fun showQueue() {
-        val n = app.queue.len()
-        v<TextView>(R.id.queueStatus).text = if (n == 0uL) "Queue empty: every sale is stored by the server" else "$n sale(s) waiting in the offline queue"
+        v<TextView>(R.id.queueStatus).text = app.queueSummary().lines().joinToString("\n")
+    }
+
+    /** What a sync did (the button's always; the timer's only when something happened), and the queue after it. */
+    private fun showSync(o: SyncOutcome, always: Boolean) {
+        v<TextView>(R.id.queueStatus).text = o.summary.lines().joinToString("\n")
+        if (always || !o.quiet) v<TextView>(R.id.syncStatus).text = o.lines().joinToString("\n")
+    }
+
+    /** Sends the queue every few seconds while the app is in the foreground (the queue keeps its own backoff). */
+    override fun onStart() {
+        super.onStart()
+        syncLoop = scope.launch {
+            while (isActive) {
+                delay(SYNC_EVERY_MS)
+                if (::app.isInitialized && app.isRegistered && !refused) showSync(app.sync(force = false), always = false)
+            }
+        }
+    }
+
+    override fun onStop() {
+        syncLoop?.cancel()
+        syncLoop = null
+        super.onStop()
     }
 
     private fun showHandshake(h: HandshakeStatus) {
@@ -161,6 +226,7 @@ class MainActivity : Activity() {
     }
 
     private fun refuse(d: StartupDecision.Refuse) {
+        refused = true
         v<TextView>(R.id.refused).apply {
             visibility = View.VISIBLE
             text = "This cash register cannot run: ${d.code}. ${d.reason}"
@@ -170,7 +236,12 @@ class MainActivity : Activity() {
     }
 
     override fun onDestroy() {
+        // Screen work only: a sale runs on in the application's scope.
         scope.cancel()
         super.onDestroy()
+    }
+
+    private companion object {
+        const val SYNC_EVERY_MS = 5_000L
     }
 }
