@@ -25,8 +25,8 @@ pub use witness::{WitnessProblem, WitnessRecord, decode_witness, encode_witness}
 
 use crate::{Backoff, Client, ClientError, Result, StoredTransaction};
 
-/// Longest idempotency key the server accepts.
-pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 64;
+/// Longest idempotency key the server accepts (core's, shared with the server).
+pub use tillgate_core::wire::MAX_IDEMPOTENCY_KEY_LEN;
 
 /// The idempotency key of one transaction: 1 to 64 visible ASCII characters. The
 /// server stores each transaction once per key, so resending with the same key is
