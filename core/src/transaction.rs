@@ -110,15 +110,19 @@ pub fn validate_transaction(tx: &Transaction) -> Result<()> {
             "must be 0 to 2^53-1 minor units",
         ));
     }
-    if tx.items.is_empty() || tx.items.len() > MAX_ITEMS {
+    // Over the limit, the items are not looked at one by one (nor summed): one error.
+    let items = if tx.items.is_empty() || tx.items.len() > MAX_ITEMS {
         e.push(FieldError::new(
             "items",
             "invalid_length",
             format!("must have 1 to {MAX_ITEMS} lines"),
         ));
-    }
+        &[][..]
+    } else {
+        &tx.items[..]
+    };
     let mut sum: i64 = 0;
-    for (i, item) in tx.items.iter().enumerate() {
+    for (i, item) in items.iter().enumerate() {
         let n = item.name.chars().count();
         if n == 0 || n > 128 || item.name.chars().any(char::is_control) {
             e.push(FieldError::new(
@@ -143,7 +147,7 @@ pub fn validate_transaction(tx: &Transaction) -> Result<()> {
         }
         sum = sum.saturating_add(item.amount);
     }
-    if !tx.items.is_empty() && amount_ok(tx.total) && sum != tx.total {
+    if !items.is_empty() && amount_ok(tx.total) && sum != tx.total {
         e.push(FieldError::new(
             "total",
             "total_mismatch",
@@ -296,6 +300,38 @@ mod tests {
         // A hostile sale with a great many lines costs one length check.
         t.vat = vec![VatLine { amount: 0, rate: 0 }; 200_000];
         assert!(validate_transaction(&t).is_err());
+    }
+
+    #[test]
+    fn items_are_bounded() {
+        let item = |amount: i64| Item {
+            name: "Kaffe".into(),
+            quantity: 1,
+            amount,
+        };
+        let mut t = tx();
+        t.vat = vec![];
+        t.items = vec![item(1); MAX_ITEMS];
+        t.total = MAX_ITEMS as i64;
+        assert_eq!(validate_transaction(&t), Ok(()));
+        // One more, with every item wrong too: a single error, the items not looked at
+        // (nor summed: no total_mismatch).
+        t.items = vec![
+            Item {
+                name: String::new(),
+                quantity: 0,
+                amount: -1,
+            };
+            MAX_ITEMS + 1
+        ];
+        let Err(Error::InvalidTransaction { fields }) = validate_transaction(&t) else {
+            panic!()
+        };
+        let got: Vec<_> = fields
+            .iter()
+            .map(|f| (f.field.as_str(), f.code.as_str()))
+            .collect();
+        assert_eq!(got, [("items", "invalid_length")]);
     }
 
     #[test]

@@ -332,6 +332,10 @@ fn encode_value(s: &str, out: &mut String) {
     }
 }
 
+/// Most digits of a version in a path (`OpenApi2_`), and so the largest version.
+const MAX_VERSION_DIGITS: usize = 9;
+const MAX_VERSION: u32 = 999_999_999;
+
 fn parse_prefix(head: &str) -> Option<(Prefix, Option<u32>)> {
     for (name, prefix) in [
         ("openapi", Prefix::OpenApi),
@@ -345,7 +349,7 @@ fn parse_prefix(head: &str) -> Option<(Prefix, Option<u32>)> {
             if version.is_empty() {
                 return Some((prefix, None));
             }
-            if version.len() <= 9 && version.bytes().all(|b| b.is_ascii_digit()) {
+            if version.len() <= MAX_VERSION_DIGITS && version.bytes().all(|b| b.is_ascii_digit()) {
                 return version.parse().ok().map(|v| (prefix, Some(v)));
             }
             return None;
@@ -543,7 +547,10 @@ impl fmt::Debug for UrlTokenRef<'_> {
 /// Builds the path for a token; `#`, `%` and `^` are percent-encoded (upper-case hex).
 /// `parse_url_token(&encode_url_token(&t)?)? == t` for every valid `t`.
 ///
-/// Fails if two parameters share an identifier or `rest` does not start with `/` or `?`.
+/// Fails if two parameters share an identifier or `rest` does not start with `/` or `?`
+/// (`url_duplicate_param`, `url_invalid_character`), or if the version has more than
+/// the 9 digits a path may carry (`url_unknown_prefix`, what the parse answers for such
+/// a segment).
 ///
 /// ```
 /// use tillgate_core::*;
@@ -558,6 +565,9 @@ impl fmt::Debug for UrlTokenRef<'_> {
 ///     "/OpenApi_1,2,3,4$R20201201134216$$a%23b%5Ec%25d0123456789/Products");
 /// ```
 pub fn encode_url_token(token: &UrlToken) -> Result<String> {
+    if token.version.is_some_and(|v| v > MAX_VERSION) {
+        return Err(err(0, P::UnknownPrefix));
+    }
     let mut seen = [false; 26];
     if token.rve.is_some() {
         seen[(b'R' - b'A') as usize] = true;
@@ -600,7 +610,8 @@ pub fn encode_url_token(token: &UrlToken) -> Result<String> {
 /// For logs and `Debug`: `s` (a path or a URL) with every URL-path token replaced by
 /// `<redacted>`.
 ///
-/// Whatever follows `$$` up to the next `/`, `?` or `#` is a token, wherever it stands
+/// Whatever follows `$$` up to the next `/` or `?` is a token (a raw `#` too: API keys
+/// may hold one, and the parse reads it as part of the token), wherever it stands
 /// and however the dollars are written (`$` or percent-encoded `%24`, as
 /// `encodeURIComponent` and Python's `quote` write them): a path a server refuses (a bad
 /// prefix, a doubled slash) is logged too, and must not carry a key into the logs either.
@@ -612,6 +623,7 @@ pub fn encode_url_token(token: &UrlToken) -> Result<String> {
 ///     "/OpenApi_1,2,3,4$R20201201134216$$<redacted>/Products"
 /// );
 /// assert_eq!(redact_url_tokens("/a%24%24secret?x=1"), "/a%24%24<redacted>?x=1");
+/// assert_eq!(redact_url_tokens("/OpenApi_1$$Abc#Secret0123/P"), "/OpenApi_1$$<redacted>/P");
 /// ```
 pub fn redact_url_tokens(s: &str) -> Cow<'_, str> {
     /// The length of a `$` written at the start of `b`: 1 for `$`, 3 for `%24`.
@@ -635,9 +647,10 @@ pub fn redact_url_tokens(s: &str) -> Cow<'_, str> {
             continue;
         };
         let start = i + first + second;
+        // A raw `#` is part of a token (the parse reads it so), so it does not end one.
         let end = bytes[start..]
             .iter()
-            .position(|&b| matches!(b, b'/' | b'?' | b'#'))
+            .position(|&b| matches!(b, b'/' | b'?'))
             .map_or(bytes.len(), |p| start + p);
         // `start` and `end` follow ASCII bytes, so they are character boundaries.
         out.push_str(&s[copied..start]);
@@ -723,7 +736,7 @@ mod tests {
                 Just(Prefix::Anywhere),
                 Just(Prefix::Gnap)
             ],
-            proptest::option::of(0u32..1000),
+            proptest::option::of(prop_oneof![0u32..1000, 0u32..=MAX_VERSION]),
             proptest::collection::vec(any::<u32>(), 1..5),
             proptest::option::of(0i64..253_402_300_799),
             proptest::collection::btree_map(
@@ -797,6 +810,35 @@ mod tests {
         fn round_trip(t in any_token()) {
             let path = encode_url_token(&t).unwrap();
             prop_assert_eq!(parse_url_token(&path).unwrap(), t);
+        }
+
+        /// No part of a token survives redaction, however it is written: encoded as
+        /// `encode_url_token` writes it, or with its `#` and `^` raw, which the parse reads
+        /// as the same token.
+        #[test]
+        fn redaction_hides_every_token_the_parse_reads(t in any_token()) {
+            let path = encode_url_token(&t).unwrap();
+            let raw = path.replace("%23", "#").replace("%5E", "^");
+            for p in [&path, &raw] {
+                let parsed = parse_url_token(p).unwrap();
+                prop_assert_eq!(&parsed, &t);
+                if let Some(at) = p.find("$$").filter(|_| t.token.is_some()) {
+                    // Parameter values hold no `$`: the first `$$` starts the token.
+                    let expected = format!("{}<redacted>{}", &p[..at + 2], t.rest);
+                    prop_assert_eq!(redact_url_tokens(p), expected);
+                }
+            }
+        }
+
+        #[test]
+        fn versions_past_nine_digits_are_refused(v in (MAX_VERSION + 1)..=u32::MAX) {
+            let mut t = parse_url_token("/OpenApi_1/Products").unwrap();
+            t.version = Some(v);
+            prop_assert_eq!(encode_url_token(&t).unwrap_err().code(), "url_unknown_prefix");
+            prop_assert_eq!(
+                parse_url_token(&format!("/OpenApi{v}_1/Products")).unwrap_err().code(),
+                "url_unknown_prefix"
+            );
         }
 
         #[test]

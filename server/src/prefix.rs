@@ -41,7 +41,8 @@ pub fn is_prefixed(path: &str) -> bool {
 
 /// For logs: the path with every URL-path token replaced by `<redacted>` (core's
 /// [`tillgate_core::redact_url_tokens`]: whatever follows `$$` or `%24%24` up to the next
-/// `/`, wherever it stands, so a path the server refuses carries no key into the logs).
+/// `/` or `?`, wherever it stands, so a path the server refuses carries no key into the
+/// logs).
 pub fn redact_path(path: &str) -> Cow<'_, str> {
     tillgate_core::redact_url_tokens(path)
 }
