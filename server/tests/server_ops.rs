@@ -2477,7 +2477,8 @@ async fn verify_receipts_reads_a_backup_of_schema_4() {
         .await
         .unwrap();
     sqlx::raw_sql(
-        "DROP INDEX activations_by_request_key; \
+        "DROP TABLE decisions; \
+         DROP INDEX activations_by_request_key; \
          ALTER TABLE activations DROP COLUMN request_key_hash; \
          ALTER TABLE activations DROP COLUMN request_hash; \
          DROP INDEX transactions_by_version; \
