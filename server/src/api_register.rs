@@ -20,7 +20,7 @@ use tillgate_core::{
 
 use crate::api_activation::rfc3339;
 use crate::api_admin::limit;
-use crate::auth::Register;
+use crate::auth::{Authenticated, Register, require_usable};
 use crate::db::{Committed, NewTx, ProductRow, Refusal, TxRow};
 use crate::error::{AppError, AppResult};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
@@ -105,13 +105,25 @@ fn same_or_conflict(existing: TxRow, txh: &str, pn: &str) -> AppResult<Response>
     ))]
 pub async fn create_transaction(
     State(state): State<AppState>,
-    Register(auth): Register,
+    auth: Authenticated,
     headers: HeaderMap,
     ApiJson(tx): ApiJson<Transaction>,
 ) -> AppResult<Response> {
+    let a = &auth.activation;
+    // A register that may not sell (revoked, expired...) still gets back a sale it stored
+    // before (an answer lost on the way), so its outbox learns what the server holds; any
+    // other request gets the refusal, also a key naming another sale (nothing is told).
+    if let Err(refusal) = require_usable(a, state.now()) {
+        let Ok(key) = idempotency_key(&headers) else {
+            return Err(refusal);
+        };
+        return match stored_before(&state, &a.id, &key, &tx).await? {
+            Some(row) => Ok(created(tx_out(row, &a.production_number)?, true)),
+            None => Err(refusal),
+        };
+    }
     let key = idempotency_key(&headers)?;
     validate_transaction(&tx)?;
-    let a = &auth.activation;
     let txh = transaction_hash(&tx);
     // A retry is recognised by the writer (one query per batch, not per request).
     if let Some(reference) = &tx.reference {
@@ -138,7 +150,7 @@ pub async fn create_transaction(
         .commit(NewTx {
             activation_id: a.id.clone(),
             production_number: a.production_number.clone(),
-            idempotency_key: key,
+            idempotency_key: key.clone(),
             body,
             txh: txh.clone(),
             tx_type: tx.kind.as_str().to_owned(),
@@ -153,8 +165,30 @@ pub async fn create_transaction(
             false,
         )),
         Committed::Existing(row) => same_or_conflict(row, &txh, &a.production_number),
-        Committed::Refused(refusal) => Err(refused(&state, &a.id, refusal)),
+        // Refused at the commit (revoked or renewed through another server meanwhile): a
+        // sale stored before is still answered, as above.
+        Committed::Refused(refusal) => {
+            let err = refused(&state, &a.id, refusal);
+            match stored_before(&state, &a.id, &key, &tx).await? {
+                Some(row) => Ok(created(tx_out(row, &a.production_number)?, true)),
+                None => Err(err),
+            }
+        }
     }
+}
+
+/// The sale this register stored under `key`, if it is this very transaction.
+async fn stored_before(
+    state: &AppState,
+    activation_id: &str,
+    key: &str,
+    tx: &Transaction,
+) -> AppResult<Option<TxRow>> {
+    Ok(state
+        .store
+        .tx_by_idempotency_key(activation_id, key)
+        .await?
+        .filter(|row| row.txh == transaction_hash(tx)))
 }
 
 /// The answer to a write of registration `activation_id` refused by the database

@@ -2020,6 +2020,25 @@ impl Store {
             .transpose()
     }
 
+    /// The transaction a register stored under an idempotency key.
+    pub async fn tx_by_idempotency_key(
+        &self,
+        activation_id: &str,
+        idempotency_key: &str,
+    ) -> Result<Option<TxRow>, sqlx::Error> {
+        let sql = format!(
+            "SELECT {TX_COLS} FROM transactions WHERE activation_id = $1 AND idempotency_key = $2"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(activation_id)
+            .bind(idempotency_key)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(tx_from_row)
+            .transpose()
+    }
+
     /// A register's transactions with `seq > after_seq` and a version above `since`, in
     /// sequence (and so version) order, at most `limit` of them. `since` is `i64::MIN`
     /// when no RVE was asked with.

@@ -37,6 +37,7 @@ on_both!(
     register_audit_answers_503_when_the_database_fails,
     activations_repeat_with_their_idempotency_key,
     every_decision_is_kept,
+    a_register_that_may_not_sell_gets_back_what_it_stored,
 );
 
 /// Handshakes of one register in one second share one answer (and one signed time),
@@ -3418,6 +3419,69 @@ async fn every_decision_is_kept(db: &TestDb, b: Backend) {
             .await,
         401,
         "invalid_credentials",
+    )
+    .await;
+}
+
+/// A sale whose answer was lost, sent again after the registration was revoked (or its
+/// key expired), is answered as stored: the till's outbox learns what the server holds.
+/// Anything else from that register is refused as before, also a stored key with another
+/// sale (nothing is told about it) and a request without a key.
+async fn a_register_that_may_not_sell_gets_back_what_it_stored(db: &TestDb, b: Backend) {
+    let s = Srv::start(db, b).await;
+    let (a, key) = s.register(CORP_A, "rev-1").await;
+    let id = a["activationId"].as_str().unwrap();
+    let first = s.post_tx(&key, "sale-1", &sale(1200)).await;
+    assert_eq!(first.status(), 201);
+    let first: Value = first.json().await.unwrap();
+    assert_eq!(s.admin("revoke", id).await.status(), 200);
+
+    let again = s.post_tx(&key, "sale-1", &sale(1200)).await;
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again, first);
+    // Through the URL-path token too.
+    let r = s
+        .http
+        .post(s.url(&format!("/OpenApi_1,2,3,4$${key}/Transactions")))
+        .header("Idempotency-Key", "sale-1")
+        .json(&sale(1200))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+
+    problem(s.post_tx(&key, "sale-2", &sale(1200)).await, 403, "revoked").await;
+    problem(s.post_tx(&key, "sale-1", &sale(999)).await, 403, "revoked").await;
+    let no_key = s
+        .http
+        .post(s.url("/transactions"))
+        .bearer_auth(&key)
+        .json(&sale(1200))
+        .send()
+        .await
+        .unwrap();
+    problem(no_key, 403, "revoked").await;
+    problem(s.get("/auth/handshake", &key).await, 403, "revoked").await;
+    // Nothing was stored after the revocation.
+    let export = s
+        .get_json_as(&format!("/admin/transactions?activationId={id}"), ADMIN_KEY)
+        .await;
+    assert_eq!(export["items"].as_array().unwrap().len(), 1);
+
+    // The same for a key whose period has ended.
+    let (_, key) = s.register(CORP_A, "rev-2").await;
+    assert_eq!(s.post_tx(&key, "sale-9", &sale(500)).await.status(), 201);
+    s.clock.advance(400 * 86_400);
+    problem(s.get("/auth/handshake", &key).await, 403, "key_expired").await;
+    let again = s.post_tx(&key, "sale-9", &sale(500)).await;
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    problem(
+        s.post_tx(&key, "sale-10", &sale(500)).await,
+        403,
+        "key_expired",
     )
     .await;
 }
