@@ -265,26 +265,33 @@ impl Client {
     /// by core first (every bad field listed, nothing sent). On success the returned API
     /// key is set on this client; the activation stays `pending` until approved.
     ///
-    /// Sent with a fresh random `Idempotency-Key`. When no answer arrives
-    /// ([`ClientError::Timeout`], [`ClientError::Network`], a 5xx), the request is sent
-    /// once more at once with the same key, and the server answers it with the
-    /// registration the first one created (and a fresh API key in place of the one that
-    /// was lost) instead of creating another. An app that must also recover across a
-    /// restart stores a key first and calls [`activate_with_key`](Self::activate_with_key).
-    /// Servers before schema 6 ignore the key: there each request the server receives
-    /// creates a registration of its own (docs/PROTOCOL.md 9.8).
+    /// Not repeatable: every request the server receives creates a registration of its
+    /// own. After an answer that did not arrive ([`ClientError::Timeout`],
+    /// [`ClientError::Network`], a 5xx) the server may have registered the till under a
+    /// key the app never saw. An app that must recover from that uses
+    /// [`activate_with_key`](Self::activate_with_key) (docs/PROTOCOL.md 9.8).
     pub async fn activate(&self, request: &ActivationRequest) -> Result<Activation> {
-        self.activate_with_key(request, &IdempotencyKey::generate()?)
-            .await
+        validate_activation_request(request)?;
+        let body: ActivationCreated = self
+            .send_json(
+                self.request(Method::Post, "/activations-advanced")
+                    .json(request)?,
+            )
+            .await?;
+        self.registered(body)
     }
 
     /// [`activate`](Self::activate) with the app's own `Idempotency-Key`, stored by the
     /// app before the first send and reused, with the same request, until an answer
-    /// arrives (also after a restart). The server then answers every repeat with the one
-    /// registration and a fresh API key, which alone works from then on, while the
-    /// registration is pending and at most a day old; afterwards a repeat gets
-    /// [`ClientError::Api`] 409 `activation_not_repeatable` (activate with a new key), and
-    /// the key with another request 422 `idempotency_key_reused`.
+    /// arrives (also after a restart), once the earlier attempt has ended (it failed or
+    /// timed out). The server answers a repeat with the one registration and a fresh API
+    /// key, which works from then on in place of the keys answered before, while the
+    /// registration is pending, never decided and at most a day old; afterwards a repeat
+    /// gets [`ClientError::Api`] 409 `activation_not_repeatable` (activate with a new
+    /// key), and the key with another request 422 `idempotency_key_reused`. Sent once:
+    /// the app chooses when to try again (each try spends one of the address's
+    /// activation requests a minute). A server before schema 6 ignores the key: there
+    /// every request creates a registration, as with [`activate`](Self::activate).
     ///
     /// The key lets its holder have the registration's API key issued again, so it must
     /// be as hard to guess: at least 32 visible ASCII characters
@@ -302,24 +309,18 @@ impl Client {
                  characters, as hard to guess as an API key"
             )));
         }
-        let send = || async {
-            self.send_json::<ActivationCreated>(
+        let body: ActivationCreated = self
+            .send_json(
                 self.request(Method::Post, "/activations-advanced")
                     .header("idempotency-key", key.as_str())
                     .json(request)?,
             )
-            .await
-        };
-        let body = match send().await {
-            // No answer: the server may have registered the till; the same key asks it
-            // for that registration rather than another.
-            Err(
-                ClientError::Timeout
-                | ClientError::Network(_)
-                | ClientError::ServerUnavailable { .. },
-            ) => send().await?,
-            other => other?,
-        };
+            .await?;
+        self.registered(body)
+    }
+
+    /// The activation an answer carries; its key is set on this client.
+    fn registered(&self, body: ActivationCreated) -> Result<Activation> {
         let activation = Activation::try_from(body)?;
         self.set_api_key(activation.api_key.clone());
         Ok(activation)

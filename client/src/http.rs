@@ -92,7 +92,18 @@ impl fmt::Debug for Request {
         f.debug_struct("Request")
             .field("method", &self.method)
             .field("url", &redact_url(&self.url))
-            .field("headers", &self.headers)
+            .field(
+                "headers",
+                &self
+                    .headers
+                    .iter()
+                    .map(|(name, value)| match *name {
+                        // An activation's key can have its API key issued again.
+                        "idempotency-key" => (*name, "<redacted>"),
+                        _ => (*name, value.as_str()),
+                    })
+                    .collect::<Vec<_>>(),
+            )
             .field(
                 "authorization",
                 &self.authorization.as_ref().map(|_| "<redacted>"),
@@ -643,7 +654,8 @@ mod tests {
             assert!(!dbg.contains("Abcdefghij0123456789key"), "{dbg}");
             assert!(!dbg.contains("UrlT0ken"), "{dbg}");
             assert!(dbg.contains("<redacted>"), "{dbg}");
-            assert!(dbg.contains("receipt-1"), "{dbg}");
+            assert!(!dbg.contains("receipt-1"), "{dbg}");
+            assert!(dbg.contains("idempotency-key"), "{dbg}");
             assert!(dbg.contains("Post"), "{dbg}");
         }
     }

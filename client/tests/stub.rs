@@ -367,11 +367,11 @@ fn activation_request() -> tillgate_client::core::ActivationRequest {
     .unwrap()
 }
 
-/// An activation goes with a key as hard to guess as an API key; without an answer (a
-/// 5xx, a timeout) it is sent once more at once with the same key, never a third time,
-/// and a refusal is not sent again.
+/// `activate` sends no key; `activate_with_key` sends the app's key as it is, once,
+/// whatever the answer (the app chooses when to try again), and refuses a guessable key
+/// unsent.
 #[tokio::test]
-async fn activation_is_sent_again_once_with_its_key_when_no_answer_came() {
+async fn an_activation_key_is_sent_as_given_and_once() {
     let stub = Arc::new(Stub::default());
     let base = spawn(stub.clone()).await;
     let c = client(&base, "unused");
@@ -380,52 +380,32 @@ async fn activation_is_sent_again_once_with_its_key_when_no_answer_came() {
 
     let a = c.activate(&req).await.unwrap();
     assert_eq!(a.production_number, "TG-1");
-    let keys = sent(0);
-    assert_eq!(keys.len(), 1);
-    assert!(keys[0].len() >= 32, "{}", keys[0]);
+    assert_eq!(sent(0), [""]);
+    assert_eq!(c.api_key().unwrap().expose(), a.api_key.expose());
 
-    for failure in [503, 0] {
-        *stub.activation_failures.lock().unwrap() = vec![failure];
-        let from = sent(0).len();
-        let a = c.activate(&req).await.unwrap();
-        let keys = sent(from);
-        assert_eq!(keys.len(), 2, "after {failure}");
-        assert_eq!(keys[0], keys[1]);
-        assert_ne!(keys[0], sent(0)[0], "a fresh key per activation");
-        assert_eq!(
-            a.api_key.expose(),
-            format!("activated-{:020}", from + 2),
-            "the second answer's key is set"
-        );
-    }
-
-    *stub.activation_failures.lock().unwrap() = vec![502, 503];
-    let from = sent(0).len();
-    let e = c.activate(&req).await.unwrap_err();
-    assert!(
-        matches!(e, ClientError::ServerUnavailable { status: 503, .. }),
-        "{e:?}"
-    );
-    assert_eq!(sent(from).len(), 2);
-
-    for refusal in [409, 422, 429] {
-        *stub.activation_failures.lock().unwrap() = vec![refusal];
-        let from = sent(0).len();
-        let e = c.activate(&req).await.unwrap_err();
-        assert_eq!(e.http_status(), Some(refusal));
-        assert_eq!(sent(from).len(), 1, "a {refusal} is not sent again");
-    }
-
-    // The app's own key is sent as it is; a guessable one is refused unsent.
     let key = IdempotencyKey::new("00000000-1111-2222-3333-444444444444").unwrap();
     let from = sent(0).len();
-    c.activate_with_key(&req, &key).await.unwrap();
-    c.activate_with_key(&req, &key).await.unwrap();
-    assert_eq!(sent(from), vec![key.as_str(); 2]);
+    let a = c.activate_with_key(&req, &key).await.unwrap();
+    assert_eq!(sent(from), [key.as_str()]);
+    assert_eq!(c.api_key().unwrap().expose(), a.api_key.expose());
+
+    for failure in [503, 502, 0, 409, 422, 429] {
+        *stub.activation_failures.lock().unwrap() = vec![failure];
+        let from = sent(0).len();
+        let e = c.activate_with_key(&req, &key).await.unwrap_err();
+        if failure == 0 {
+            assert!(matches!(e, ClientError::Timeout), "{e:?}");
+        } else {
+            assert_eq!(e.http_status(), Some(failure));
+        }
+        assert_eq!(sent(from).len(), 1, "after {failure}: sent once");
+    }
+
     let short = IdempotencyKey::new("receipt-000042").unwrap();
+    let from = sent(0).len();
     let e = c.activate_with_key(&req, &short).await.unwrap_err();
     assert_eq!(e.code(), "invalid_idempotency_key");
-    assert_eq!(sent(0).len(), from + 2);
+    assert_eq!(sent(0).len(), from);
 }
 
 #[tokio::test]

@@ -9,7 +9,9 @@
 --
 -- Registrations decided before this version get their latest decision as number 1, as
 -- the registration recorded it (with its authority notification time, also when that
--- decision is a revocation): what came before it was not kept.
+-- decision is a revocation): what came before it was not kept. A registration approved
+-- and then renewed with its descriptor is pending again while it still names its
+-- approver: its decision was the approval.
 CREATE TABLE decisions (
     activation_id         TEXT NOT NULL REFERENCES activations (id),
     n                     BIGINT NOT NULL,
@@ -23,6 +25,7 @@ CREATE TABLE decisions (
 
 INSERT INTO decisions (activation_id, n, status, decided_by, decided_at,
                        authority_notified_at, note)
-SELECT id, 1, status, decided_by, decided_at, authority_notified_at, decision_note
+SELECT id, 1, CASE WHEN status = 'pending' THEN 'approved' ELSE status END, decided_by,
+       decided_at, authority_notified_at, decision_note
 FROM activations
 WHERE decided_at IS NOT NULL AND decided_by IS NOT NULL;

@@ -96,7 +96,9 @@ fn activation_request_key(
 
 /// Answers a repeated activation (the same `Idempotency-Key`): the registration it
 /// created, with a fresh API key in place of the one whose answer was lost, while the
-/// registration is pending and at most [`ACTIVATION_REPEAT_SECS`] old.
+/// registration is pending, never decided and at most [`ACTIVATION_REPEAT_SECS`] old.
+/// The keys issued before this request arrived stop working; one a request under way at
+/// the same time handed out is kept (the app may hold that answer).
 async fn repeat_activation(
     state: &AppState,
     found: ActivationRow,
@@ -122,7 +124,12 @@ async fn repeat_activation(
             ),
         )
     };
-    if found.status != "pending" || found.created_at < now - ACTIVATION_REPEAT_SECS {
+    // Never decided: a registration approved and then renewed with its descriptor is
+    // pending again, but its key is not issued again.
+    if found.status != "pending"
+        || found.decided_at.is_some()
+        || found.created_at < now - ACTIVATION_REPEAT_SECS
+    {
         return Err(not_repeatable());
     }
     let key = generate_api_key_with(API_KEY_LEN, tillgate_core::ApiKeyAlphabet::UrlSafe)
@@ -133,6 +140,7 @@ async fn repeat_activation(
             &found.id,
             &key.hash().to_hex(),
             now - ACTIVATION_REPEAT_SECS,
+            now,
             now,
         )
         .await?;

@@ -107,14 +107,14 @@ pub async fn create_transaction(
     State(state): State<AppState>,
     auth: Authenticated,
     headers: HeaderMap,
-    ApiJson(tx): ApiJson<Transaction>,
+    body: Result<ApiJson<Transaction>, AppError>,
 ) -> AppResult<Response> {
     let a = &auth.activation;
     // A register that may not sell (revoked, expired...) still gets back a sale it stored
     // before (an answer lost on the way), so its outbox learns what the server holds; any
     // other request gets the refusal, also a key naming another sale (nothing is told).
     if let Err(refusal) = require_usable(a, state.now()) {
-        let Ok(key) = idempotency_key(&headers) else {
+        let (Ok(key), Ok(ApiJson(tx))) = (idempotency_key(&headers), body) else {
             return Err(refusal);
         };
         return match stored_before(&state, &a.id, &key, &tx).await? {
@@ -122,6 +122,7 @@ pub async fn create_transaction(
             None => Err(refusal),
         };
     }
+    let ApiJson(tx) = body?;
     let key = idempotency_key(&headers)?;
     validate_transaction(&tx)?;
     let txh = transaction_hash(&tx);

@@ -1359,22 +1359,27 @@ impl Store {
 
     /// Gives a pending activation a new API key in place of the ones it had (a repeated
     /// activation whose first answer was lost). `false`, with nothing changed, when the
-    /// registration is no longer pending or was created before `created_at_min`.
+    /// registration is no longer pending, was ever decided (approved, then renewed with
+    /// its descriptor: pending again) or was created before `created_at_min`.
     ///
-    /// The registration's row is updated first, so a concurrent repeat (or a decision)
-    /// waits for this one on PostgreSQL and the registration ends with exactly one key.
+    /// Only keys issued before `arrived_at` (when the repeat reached the server) stop
+    /// working: a key another request with the same idempotency key handed out while this
+    /// one was under way may be the one the app received, so it is kept. The
+    /// registration's row is updated first, so a concurrent repeat (or a decision) waits
+    /// for this one on PostgreSQL.
     pub async fn reissue_pending_key(
         &self,
         id: &str,
         new_key_hash: &str,
         created_at_min: i64,
+        arrived_at: i64,
         now: i64,
     ) -> Result<bool, sqlx::Error> {
         let mut conn = self.write_conn().await?;
         let mut tx = conn.begin().await?;
         let r = sqlx::query(
             "UPDATE activations SET updated_at = $1 WHERE id = $2 AND status = 'pending' \
-             AND created_at >= $3",
+             AND decided_at IS NULL AND created_at >= $3",
         )
         .bind(now)
         .bind(id)
@@ -1384,8 +1389,9 @@ impl Store {
         if r.rows_affected() != 1 {
             return Ok(false);
         }
-        sqlx::query("DELETE FROM api_keys WHERE activation_id = $1")
+        sqlx::query("DELETE FROM api_keys WHERE activation_id = $1 AND created_at < $2")
             .bind(id)
+            .bind(arrived_at)
             .execute(&mut *tx)
             .await?;
         sqlx::query(
@@ -3182,6 +3188,82 @@ mod tests {
         (store, dir)
     }
 
+    /// A repeated activation's key replaces only keys issued before the repeat arrived,
+    /// and never for a registration that was decided (approved, then renewed with its
+    /// descriptor: pending again).
+    #[tokio::test]
+    async fn a_key_is_issued_again_only_for_a_registration_never_decided() {
+        let (store, dir) = store_with_registers_a_b("reissue").await;
+        let mut p = registration("p");
+        p.status = "pending".into();
+        p.created_at = 100;
+        assert!(
+            store
+                .insert_activation(&p, &"a1".repeat(32), None)
+                .await
+                .unwrap()
+        );
+        let keys = |id: &'static str| {
+            let store = &store;
+            async move {
+                let rows = sqlx::query(
+                    "SELECT key_hash FROM api_keys WHERE activation_id = $1 ORDER BY key_hash",
+                )
+                .bind(id)
+                .fetch_all(&store.pool)
+                .await
+                .unwrap();
+                rows.iter()
+                    .map(|r| r.try_get::<String, _>("key_hash").unwrap())
+                    .collect::<Vec<_>>()
+            }
+        };
+        // A repeat that arrived at 100, with the first key issued at 100: both kept.
+        assert!(
+            store
+                .reissue_pending_key("p", &"b2".repeat(32), 0, 100, 101)
+                .await
+                .unwrap()
+        );
+        assert_eq!(keys("p").await, ["a1".repeat(32), "b2".repeat(32)]);
+        // One arriving later: only its own.
+        assert!(
+            store
+                .reissue_pending_key("p", &"c3".repeat(32), 0, 102, 102)
+                .await
+                .unwrap()
+        );
+        assert_eq!(keys("p").await, ["c3".repeat(32)]);
+        // Too old for a repeat: nothing changes.
+        assert!(
+            !store
+                .reissue_pending_key("p", &"d4".repeat(32), 101, 103, 103)
+                .await
+                .unwrap()
+        );
+        // Approved, then pending again as a renewal by descriptor leaves it: refused.
+        assert!(matches!(
+            store
+                .decide("p", &["pending"], "approved", "alice", Some(104), None, 104)
+                .await
+                .unwrap(),
+            Some(Ok(_))
+        ));
+        sqlx::query("UPDATE activations SET status = 'pending' WHERE id = 'p'")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        assert!(
+            !store
+                .reissue_pending_key("p", &"e5".repeat(32), 0, 105, 105)
+                .await
+                .unwrap()
+        );
+        assert_eq!(keys("p").await, ["c3".repeat(32)]);
+        store.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     /// The registers' heads as stored: last sequence and the link of its receipt.
     async fn stored_heads(store: &Store, registers: &[&str]) -> Heads {
         let mut heads = Heads::new();
@@ -3923,6 +4005,8 @@ mod tests {
                 Some("stolen"),
             ),
             ("a_pending", "pending", None, None, None),
+            // Approved by alice, then renewed with its descriptor: pending again.
+            ("a_renewed", "pending", Some("alice"), Some(120), None),
         ] {
             sqlx::query(
                 "INSERT INTO activations (id, production_number, cash_register_name, device_id, \
@@ -3955,6 +4039,15 @@ mod tests {
             }])
         );
         assert_eq!(store.decisions("a_pending").await.unwrap(), Some(vec![]));
+        let renewed = store.decisions("a_renewed").await.unwrap().unwrap();
+        assert_eq!(
+            (
+                renewed.len(),
+                renewed[0].status.as_str(),
+                renewed[0].decided_by.as_str()
+            ),
+            (1, "approved", "alice")
+        );
         assert_eq!(store.decisions("a_unknown").await.unwrap(), None);
         // The next decision is number 2, and the first stays as it was.
         let reinstated = store

@@ -28,12 +28,21 @@ use crate::{Backoff, Client, ClientError, Result, StoredTransaction};
 /// Longest idempotency key the server accepts (core's, shared with the server).
 pub use tillgate_core::wire::MAX_IDEMPOTENCY_KEY_LEN;
 
-/// The idempotency key of one transaction: 1 to 64 visible ASCII characters. The
-/// server stores each transaction once per key, so resending with the same key is
-/// always safe.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// The idempotency key of one transaction (1 to 64 visible ASCII characters) or of an
+/// activation (at least 32). The server stores each transaction once per key, so
+/// resending with the same key is always safe.
+///
+/// `Debug` does not show the key (an activation's key can have its API key issued
+/// again); [`as_str`](Self::as_str) and `Display` do.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct IdempotencyKey(String);
+
+impl fmt::Debug for IdempotencyKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "IdempotencyKey(<redacted, {} chars>)", self.0.len())
+    }
+}
 
 impl IdempotencyKey {
     /// Validates a key the app chose (e.g. its own receipt number).

@@ -271,7 +271,9 @@ class E2eTest {
         fun newClient() = Client(ClientConfig(baseUrl = url!!, deviceId = device), keys())
         val key = java.util.UUID.randomUUID().toString()
         val first = newClient().activateWithKey(request(device), key)
-        // The answer was lost; the app sends the same request with the key it stored.
+        // The answer was lost; a moment later the app sends the same request with the key
+        // it stored (keys issued before the repeat reached the server stop working).
+        kotlinx.coroutines.delay(1100)
         val client = newClient()
         val again = client.activateWithKey(request(device), key)
         assertEquals(first.activationId, again.activationId)

@@ -76,7 +76,7 @@ class FakeTillgateServer(private val now: () -> Long = { TestKeys.NOW }) : AutoC
     @Volatile var refuseSales: Pair<Int, String>? = null
     /**
      * Registers the next this-many activations, then drops the connection: the answer
-     * is lost (the client repeats a lost answer once at once, so 2 loses one `activate`).
+     * is lost.
      */
     @Volatile var loseActivationAnswers = 0
     /** Stores each sale, then waits this long before answering (a slow network). */
