@@ -1580,7 +1580,8 @@ impl Store {
     }
 
     /// Replaces an activation's API key and period (renewal). The old key stops working
-    /// (it is kept, marked replaced, so it can be told apart from an unknown key).
+    /// (it is kept, marked replaced, so it can be told apart from an unknown key), and so
+    /// does any other key the registration still had.
     ///
     /// Nothing happens unless, in the same database transaction, `old_key_hash` is still
     /// the current key ([`Renewal::KeyReplaced`] otherwise) and the registration is still
@@ -1624,9 +1625,22 @@ impl Store {
                 .await?
             }
         };
-        if old_key_hash.is_some() && r.rows_affected() != 1 {
-            // Dropping the transaction rolls it back.
-            return Ok(Renewal::KeyReplaced);
+        if let Some(old) = old_key_hash {
+            if r.rows_affected() != 1 {
+                // Dropping the transaction rolls it back.
+                return Ok(Renewal::KeyReplaced);
+            }
+            // Any other key still current goes too (concurrent repeats of the activation
+            // each handed one out): after a renewal the new key is the only one.
+            sqlx::query(
+                "UPDATE api_keys SET replaced_at = $1 WHERE activation_id = $2 \
+                 AND replaced_at IS NULL AND key_hash <> $3",
+            )
+            .bind(now)
+            .bind(id)
+            .bind(old)
+            .execute(&mut *tx)
+            .await?;
         }
         // Only from the state the caller checked: on PostgreSQL the row is re-read after
         // any concurrent update commits, so a revocation in between leaves 0 rows here.
@@ -3186,6 +3200,61 @@ mod tests {
             );
         }
         (store, dir)
+    }
+
+    /// A renewal leaves the registration one key: the new one, also when concurrent
+    /// repeats of its activation had handed out several.
+    #[tokio::test]
+    async fn a_renewal_leaves_one_key() {
+        let (store, dir) = store_with_registers_a_b("renew-one").await;
+        let mut r = registration("r");
+        r.status = "pending".into();
+        r.created_at = 100;
+        assert!(
+            store
+                .insert_activation(&r, &"a1".repeat(32), None)
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .reissue_pending_key("r", &"b2".repeat(32), 0, 100, 100)
+                .await
+                .unwrap()
+        );
+        assert!(matches!(
+            store
+                .decide("r", &["pending"], "approved", "alice", Some(101), None, 101)
+                .await
+                .unwrap(),
+            Some(Ok(_))
+        ));
+        let renewed = store
+            .renew(
+                "r",
+                Some(&"b2".repeat(32)),
+                r.valid_to,
+                &"c3".repeat(32),
+                200,
+                r.valid_to + 100,
+                "approved",
+                200,
+            )
+            .await
+            .unwrap();
+        assert!(matches!(renewed, Renewal::Renewed), "{renewed:?}");
+        let current: Vec<String> = sqlx::query(
+            "SELECT key_hash FROM api_keys WHERE activation_id = 'r' AND replaced_at IS NULL",
+        )
+        .fetch_all(&store.pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.try_get("key_hash").unwrap())
+        .collect();
+        assert_eq!(current, ["c3".repeat(32)]);
+        store.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// A repeated activation's key replaces only keys issued before the repeat arrived,
