@@ -3202,20 +3202,36 @@ mod tests {
         (store, dir)
     }
 
+    /// Stores registration `id`, pending since 100, with the key hash `key_hash`.
+    async fn insert_pending(store: &Store, id: &str, key_hash: &str) -> ActivationRow {
+        let mut r = registration(id);
+        r.status = "pending".into();
+        r.created_at = 100;
+        assert!(store.insert_activation(&r, key_hash, None).await.unwrap());
+        r
+    }
+
+    /// The hashes of a registration's current keys, sorted.
+    async fn current_keys(store: &Store, id: &str) -> Vec<String> {
+        sqlx::query(
+            "SELECT key_hash FROM api_keys WHERE activation_id = $1 AND replaced_at IS NULL \
+             ORDER BY key_hash",
+        )
+        .bind(id)
+        .fetch_all(&store.pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.try_get("key_hash").unwrap())
+        .collect()
+    }
+
     /// A renewal leaves the registration one key: the new one, also when concurrent
     /// repeats of its activation had handed out several.
     #[tokio::test]
     async fn a_renewal_leaves_one_key() {
         let (store, dir) = store_with_registers_a_b("renew-one").await;
-        let mut r = registration("r");
-        r.status = "pending".into();
-        r.created_at = 100;
-        assert!(
-            store
-                .insert_activation(&r, &"a1".repeat(32), None)
-                .await
-                .unwrap()
-        );
+        let r = insert_pending(&store, "r", &"a1".repeat(32)).await;
         assert!(
             store
                 .reissue_pending_key("r", &"b2".repeat(32), 0, 100, 100)
@@ -3243,16 +3259,7 @@ mod tests {
             .await
             .unwrap();
         assert!(matches!(renewed, Renewal::Renewed), "{renewed:?}");
-        let current: Vec<String> = sqlx::query(
-            "SELECT key_hash FROM api_keys WHERE activation_id = 'r' AND replaced_at IS NULL",
-        )
-        .fetch_all(&store.pool)
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.try_get("key_hash").unwrap())
-        .collect();
-        assert_eq!(current, ["c3".repeat(32)]);
+        assert_eq!(current_keys(&store, "r").await, ["c3".repeat(32)]);
         store.close().await;
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -3263,30 +3270,8 @@ mod tests {
     #[tokio::test]
     async fn a_key_is_issued_again_only_for_a_registration_never_decided() {
         let (store, dir) = store_with_registers_a_b("reissue").await;
-        let mut p = registration("p");
-        p.status = "pending".into();
-        p.created_at = 100;
-        assert!(
-            store
-                .insert_activation(&p, &"a1".repeat(32), None)
-                .await
-                .unwrap()
-        );
-        let keys = |id: &'static str| {
-            let store = &store;
-            async move {
-                let rows = sqlx::query(
-                    "SELECT key_hash FROM api_keys WHERE activation_id = $1 ORDER BY key_hash",
-                )
-                .bind(id)
-                .fetch_all(&store.pool)
-                .await
-                .unwrap();
-                rows.iter()
-                    .map(|r| r.try_get::<String, _>("key_hash").unwrap())
-                    .collect::<Vec<_>>()
-            }
-        };
+        insert_pending(&store, "p", &"a1".repeat(32)).await;
+        let keys = |id: &'static str| current_keys(&store, id);
         // A repeat that arrived at 100, with the first key issued at 100: both kept.
         assert!(
             store
