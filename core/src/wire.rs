@@ -30,6 +30,21 @@ pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 64;
 /// API key: a UUID (36 characters) or 128 random bits in hex (32) qualify.
 pub const MIN_ACTIVATION_IDEMPOTENCY_KEY_LEN: usize = 32;
 
+/// Whether `key` is an `Idempotency-Key` the server takes: `min_len` (1 for a
+/// transaction, [`MIN_ACTIVATION_IDEMPOTENCY_KEY_LEN`] for an activation) to
+/// [`MAX_IDEMPOTENCY_KEY_LEN`] visible ASCII characters.
+///
+/// ```
+/// use tillgate_core::wire::{is_idempotency_key, MIN_ACTIVATION_IDEMPOTENCY_KEY_LEN};
+/// assert!(is_idempotency_key("receipt-42", 1));
+/// assert!(!is_idempotency_key("receipt-42", MIN_ACTIVATION_IDEMPOTENCY_KEY_LEN));
+/// assert!(!is_idempotency_key("has space", 1));
+/// ```
+pub fn is_idempotency_key(key: &str, min_len: usize) -> bool {
+    (min_len.max(1)..=MAX_IDEMPOTENCY_KEY_LEN).contains(&key.len())
+        && key.bytes().all(|b| b.is_ascii_graphic())
+}
+
 // ---- activation ---------------------------------------------------------------------
 
 /// `201` answer to `POST /activations-advanced`. The API key is shown only here.

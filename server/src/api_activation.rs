@@ -69,14 +69,14 @@ fn activation_request_key(
     headers: &HeaderMap,
     req: &ActivationRequest,
 ) -> AppResult<Option<RequestKey>> {
-    use tillgate_core::wire::{MAX_IDEMPOTENCY_KEY_LEN, MIN_ACTIVATION_IDEMPOTENCY_KEY_LEN};
+    use tillgate_core::wire::{
+        MAX_IDEMPOTENCY_KEY_LEN, MIN_ACTIVATION_IDEMPOTENCY_KEY_LEN, is_idempotency_key,
+    };
     let Some(v) = headers.get(&crate::header_names::IDEMPOTENCY_KEY) else {
         return Ok(None);
     };
     let key = v.to_str().unwrap_or("");
-    if !(MIN_ACTIVATION_IDEMPOTENCY_KEY_LEN..=MAX_IDEMPOTENCY_KEY_LEN).contains(&key.len())
-        || !key.bytes().all(|b| b.is_ascii_graphic())
-    {
+    if !is_idempotency_key(key, MIN_ACTIVATION_IDEMPOTENCY_KEY_LEN) {
         return Err(AppError::bad_request(
             "invalid_idempotency_key",
             format!(

@@ -61,10 +61,7 @@ fn idempotency_key(headers: &HeaderMap) -> AppResult<String> {
         )
     })?;
     let s = v.to_str().unwrap_or("");
-    if s.is_empty()
-        || s.len() > tillgate_core::wire::MAX_IDEMPOTENCY_KEY_LEN
-        || !s.bytes().all(|b| b.is_ascii_graphic())
-    {
+    if !tillgate_core::wire::is_idempotency_key(s, 1) {
         return Err(AppError::bad_request(
             "invalid_idempotency_key",
             "Idempotency-Key must be 1–64 visible ASCII characters",

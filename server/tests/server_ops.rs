@@ -917,6 +917,29 @@ async fn all_transactions(s: &Srv, key: &str) -> Vec<Value> {
     }
 }
 
+/// Cuts register `activation_id`'s chain back to its first two transactions, with its
+/// head set back to match (the chain alone then looks whole); returns the transactions
+/// it had.
+async fn cut_chain_to_two(
+    s: &Srv,
+    pool: &sqlx::AnyPool,
+    activation_id: &str,
+) -> Vec<tillgate_server::db::TxRow> {
+    let kept = s
+        .state
+        .store
+        .export_txs(Some(activation_id), 0, 10)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM transactions WHERE activation_id = $1 AND seq > 2")
+        .bind(activation_id)
+        .execute(pool)
+        .await
+        .unwrap();
+    set_chain_head(pool, activation_id, 2, &kept[1].receipt).await;
+    kept
+}
+
 /// The real binary's `admin` subcommand, on the database `DATABASE_URL=url`.
 fn admin_cli(url: &str, args: &[&str]) -> std::process::Output {
     admin_cli_with("DATABASE_URL", url, args)
@@ -2324,13 +2347,7 @@ async fn verify_receipts_cli() {
     // A's last three transactions cut off and its head set back: the chain alone looks
     // whole; against the backup (which reached sequence 3) it is not.
     let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
-    let kept = s.state.store.export_txs(Some(&a_id), 0, 10).await.unwrap();
-    sqlx::query("DELETE FROM transactions WHERE activation_id = $1 AND seq > 2")
-        .bind(&a_id)
-        .execute(&pool)
-        .await
-        .unwrap();
-    set_chain_head(&pool, &a_id, 2, &kept[1].receipt).await;
+    let kept = cut_chain_to_two(&s, &pool, &a_id).await;
     assert!(verify(&[]).await.status.success());
     let out = verify(&["--previous", &format!("sqlite://{backup_path}?mode=ro")]).await;
     assert_eq!(out.status.code(), Some(2));
@@ -2531,13 +2548,7 @@ async fn verify_receipts_reads_a_backup_of_schema_4() {
     );
     // A's tail cut off since, its head set back: found against the schema-4 backup.
     let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
-    let kept = s.state.store.export_txs(Some(&a_id), 0, 10).await.unwrap();
-    sqlx::query("DELETE FROM transactions WHERE activation_id = $1 AND seq > 2")
-        .bind(&a_id)
-        .execute(&pool)
-        .await
-        .unwrap();
-    set_chain_head(&pool, &a_id, 2, &kept[1].receipt).await;
+    cut_chain_to_two(&s, &pool, &a_id).await;
     pool.close().await;
     let out = admin_cli(&db.url, &["verify-receipts", "--previous", &old_url]);
     assert_eq!(

@@ -53,17 +53,22 @@ impl IdempotencyKey {
     /// assert_eq!(IdempotencyKey::new("has space").unwrap_err().code(), "invalid_idempotency_key");
     /// ```
     pub fn new(key: &str) -> Result<Self> {
+        // Core's rule; what follows only says which part of it failed.
+        if tillgate_core::wire::is_idempotency_key(key, 1) {
+            return Ok(IdempotencyKey(key.to_owned()));
+        }
         if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_LEN {
             return Err(ClientError::InvalidIdempotencyKey(format!(
                 "must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} characters"
             )));
         }
-        if let Some(pos) = key.bytes().position(|b| !b.is_ascii_graphic()) {
-            return Err(ClientError::InvalidIdempotencyKey(format!(
-                "character at position {pos} is not visible ASCII"
-            )));
-        }
-        Ok(IdempotencyKey(key.to_owned()))
+        let pos = key
+            .bytes()
+            .position(|b| !b.is_ascii_graphic())
+            .unwrap_or_default();
+        Err(ClientError::InvalidIdempotencyKey(format!(
+            "character at position {pos} is not visible ASCII"
+        )))
     }
 
     /// A new random key (128 bits, 32 hex digits).
