@@ -126,20 +126,14 @@ pub struct RenewRequest {
     #[serde(default)]
     #[cfg_attr(
         feature = "openapi",
-        schema(
-            pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}T00:00:00Z$",
-            example = "2025-01-01T00:00:00Z"
-        )
+        schema(format = DateTime, example = "2025-01-01T00:00:00Z")
     )]
     pub valid_from: String,
     /// New validity end, RFC 3339 midnight UTC, at most a year after `validFrom`.
     #[serde(default)]
     #[cfg_attr(
         feature = "openapi",
-        schema(
-            pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}T00:00:00Z$",
-            example = "2026-01-01T00:00:00Z"
-        )
+        schema(format = DateTime, example = "2026-01-01T00:00:00Z")
     )]
     pub valid_to: String,
     /// The signed descriptor, when renewing without the old key. The registration then

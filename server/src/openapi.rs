@@ -30,17 +30,13 @@ pub struct ActivationRequestDoc {
         pattern = "^[!-~]+$"
     )]
     device_id: String,
-    /// RFC 3339, midnight UTC.
-    #[schema(
-        example = "2024-01-01T00:00:00Z",
-        pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}T00:00:00Z$"
-    )]
+    /// RFC 3339 time that is midnight UTC (`2024-01-01T00:00:00Z`; another offset, or
+    /// fractional zero seconds, naming the same instant is accepted).
+    #[schema(example = "2024-01-01T00:00:00Z", format = DateTime)]
     valid_from: String,
-    /// RFC 3339, midnight UTC, after `validFrom`, at most one year after it, in the future.
-    #[schema(
-        example = "2025-01-01T00:00:00Z",
-        pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}T00:00:00Z$"
-    )]
+    /// RFC 3339 time that is midnight UTC, after `validFrom`, at most one year after it,
+    /// in the future.
+    #[schema(example = "2025-01-01T00:00:00Z", format = DateTime)]
     valid_to: String,
     /// Company id: for `SE` a Swedish organisation number (`NNNNNN-NNNN` or 10 digits,
     /// Luhn checked), otherwise 1–64 characters of `A-Z a-z 0-9 - . /`.

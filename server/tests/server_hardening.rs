@@ -70,6 +70,15 @@ async fn openapi_matches_product_answers_and_lists_problems() {
         schemas["ItemDoc"]["properties"]["quantity"]["maximum"],
         1_000_000
     );
+    // Periods: any RFC 3339 time that is midnight UTC is accepted (an offset too, see
+    // tests/vectors/activation.json), so the schema names the format and no narrower pattern.
+    for schema in ["ActivationRequestDoc", "RenewRequest"] {
+        for field in ["validFrom", "validTo"] {
+            let p = &schemas[schema]["properties"][field];
+            assert_eq!(p["format"], "date-time", "{schema}.{field}: {p}");
+            assert!(p.get("pattern").is_none(), "{schema}.{field}: {p}");
+        }
+    }
 
     // Every operation: its problems as problem+json; 401/429 where a key is checked,
     // 413/415 where a JSON body is read, 408/503 everywhere.
