@@ -169,7 +169,8 @@ impl tower::Service<Request> for App {
 /// any URL-path token redacted, never headers, query strings or bodies. Handlers run in
 /// a DEBUG span carrying the same fields.
 /// Then the request timeout ([`serve::request_timeout`]), the body-size check
-/// ([`serve::refuse_oversized`]) and the URL-path prefix ([`prefix::rewrite`]).
+/// ([`serve::refuse_oversized`]) and the URL-path prefix ([`prefix::rewrite`]). Every
+/// answer without a `Cache-Control` of its own gets `no-store`.
 async fn front(app: App, req: Request) -> Result<Response, Infallible> {
     let App { state, router } = app;
     let start = Instant::now();
@@ -242,8 +243,14 @@ async fn front(app: App, req: Request) -> Result<Response, Infallible> {
         400..500 => done!(info),
         _ => done!(debug),
     }
-    resp.headers_mut()
-        .insert(header_names::X_REQUEST_ID.clone(), request_id);
+    let headers = resp.headers_mut();
+    headers.insert(header_names::X_REQUEST_ID.clone(), request_id);
+    // Answers are per credential (a register's sales, its handshake) and a key may be
+    // sent as `X-Api-Key`, which shared caches do not treat as private: nothing is
+    // stored by a cache in front unless its handler says so (the JWKS, the demo's files).
+    headers
+        .entry(axum::http::header::CACHE_CONTROL)
+        .or_insert(axum::http::HeaderValue::from_static("no-store"));
     Ok(resp)
 }
 

@@ -19,6 +19,52 @@ use tillgate_server::{AppState, ManualClock, app};
 
 on_both!(signing_key_seeds_are_sealed_at_rest);
 
+/// No answer may be kept by a shared cache in front (a key sent as `X-Api-Key` does not
+/// make a request private to a cache): every answer says `no-store`, errors too, except
+/// the public ones that say otherwise (the JWKS).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_are_not_stored_by_caches_in_front() {
+    let db = TestDb::new(Backend::Sqlite, "no_store").await.unwrap();
+    let s = Srv::start(&db, Backend::Sqlite).await;
+    let (_, key) = s.register(CORP_A, "dev-1").await;
+    let cache_control = |r: &reqwest::Response| {
+        r.headers()
+            .get("cache-control")
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    for path in ["/transactions", "/products", "/auth/handshake", "/healthz"] {
+        let r = s
+            .http
+            .get(s.url(path))
+            .header("x-api-key", &key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(cache_control(&r).as_deref(), Some("no-store"), "{path}");
+    }
+    let r = s
+        .http
+        .get(s.url(&format!("/OpenApi_1,2,3,4$${key}/Products")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(cache_control(&r).as_deref(), Some("no-store"));
+    let r = s
+        .get("/transactions", "Wrong-Key-00000000000000000000")
+        .await;
+    assert_eq!(r.status(), 401);
+    assert_eq!(cache_control(&r).as_deref(), Some("no-store"));
+    let r = s
+        .http
+        .get(s.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cache_control(&r).as_deref(), Some("public, max-age=300"));
+}
+
 /// A product answer has only members its schema knows; the schema does not forbid them
 /// (the input schema still refuses unknown members); every operation lists its problems.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
