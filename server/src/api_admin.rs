@@ -268,8 +268,13 @@ async fn decide(
             tracing::info!(activation_id = %row.id, status = %row.status, "admin decision");
             Ok(Json(row.into()))
         }
-        // Repeating the same decision is harmless and answers the current state.
-        Some(Err(row)) if row.status == to => Ok(Json(row.into())),
+        // Repeating the same decision is harmless and answers the current state. It may
+        // repeat one made through another process (or the CLI): this process's cached
+        // keys go too, so the answer holds here at once.
+        Some(Err(row)) if row.status == to => {
+            state.key_cache.clear();
+            Ok(Json(row.into()))
+        }
         Some(Err(row)) => Err(AppError::conflict(
             "invalid_status_transition",
             format!("the activation is {}; it cannot become {to}", row.status),

@@ -1,10 +1,11 @@
 //! Authentication of cash registers (API key, URL-path token, dynamic staff key) and of
 //! the admin, as axum extractors.
 //!
-//! Failed authentications are budgeted per client address (`ratelimit`): the registers'
-//! credentials in one budget (`auth_limiter`), the admin key in another of the same size
-//! (`admin_limiter`, so a till failing behind the admin's address does not lock the admin
-//! out), in one of two ways depending on whether the credential can be guessed:
+//! Failed authentications are budgeted per client address (`ratelimit`), in three budgets
+//! of the same size: the registers' server-drawn API keys (`auth_limiter`), dynamic staff
+//! keys (`staff_limiter`) and the admin key (`admin_limiter`), so a till failing with a
+//! wrong API key behind a shop's or the admin's address locks out neither its staff nor
+//! the admin; each in one of two ways depending on whether the credential can be guessed:
 //!
 //! * A register API key (Bearer, `X-Api-Key`, URL-path token) is drawn by the server, 40
 //!   random characters: it cannot be guessed, so it is checked first. A key that
@@ -88,25 +89,55 @@ pub struct Admin;
 /// entry: the one the trusted proxy appended (the address that connected to it). Earlier
 /// entries are whatever the client wrote, so they are never trusted: a client could
 /// otherwise pick a fresh address for every failed attempt, or spend another shop's
-/// budget by naming its address.
+/// budget by naming its address. Some proxies write the entry with the client's port
+/// (`203.0.113.7:51234`, `[2001:db8::1]:443`): the address is read from it. An entry that
+/// is no address is logged once as a warning and the peer (the proxy) is used.
 pub fn client_ip(parts: &Parts, trust_forwarded_for: bool) -> IpAddr {
     if trust_forwarded_for
-        && let Some(ip) = parts
+        && let Some(entry) = parts
             .headers
             .get_all(&crate::header_names::X_FORWARDED_FOR)
             .iter()
             .next_back()
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit(',').next())
-            .and_then(|v| v.trim().parse().ok())
     {
-        return ip;
+        match entry
+            .to_str()
+            .ok()
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(|v| forwarded_address(v.trim()))
+        {
+            Some(ip) => return ip,
+            None => {
+                static WARNED: std::sync::Once = std::sync::Once::new();
+                WARNED.call_once(|| {
+                    tracing::warn!(
+                        "the last X-Forwarded-For entry is no address; rate limits count \
+                         such requests by the proxy's address (logged once)"
+                    );
+                });
+            }
+        }
     }
     parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
         .unwrap_or(IpAddr::from([0, 0, 0, 0]))
+}
+
+/// An `X-Forwarded-For` entry's address: `IP`, `IPv4:port`, `[IPv6]` or `[IPv6]:port`.
+fn forwarded_address(entry: &str) -> Option<IpAddr> {
+    entry
+        .parse()
+        .ok()
+        .or_else(|| entry.parse::<SocketAddr>().ok().map(|a| a.ip()))
+        .or_else(|| {
+            entry
+                .strip_prefix('[')
+                .and_then(|e| e.strip_suffix(']'))
+                .and_then(|e| e.parse::<std::net::Ipv6Addr>().ok())
+                .map(IpAddr::V6)
+        })
 }
 
 /// The credential presented, in order of precedence: URL-path token, `Authorization:
@@ -329,7 +360,7 @@ async fn authenticate_with(
     if is_dynamic_api_key(cred) {
         // Derived from a password: a token first (see the module doc). Held across the
         // check, so that a request dropped meanwhile gives it back.
-        let token = reserve(state, &state.auth_limiter, ip)?;
+        let token = reserve(state, &state.staff_limiter, ip)?;
         return settle(state, token, authenticate_dynamic(state, cred, via).await);
     }
     // A server-drawn key: checked first, paid for only when it fails.
@@ -677,6 +708,38 @@ mod tests {
             req = req.header(*name, *value);
         }
         req.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn a_forwarded_address_is_read_with_or_without_a_port() {
+        let peer: SocketAddr = "10.0.0.1:1".parse().unwrap();
+        let ip_of = |xff: &[u8], trust: bool| {
+            let mut p = parts(&[("x-forwarded-for", xff)]);
+            p.extensions.insert(ConnectInfo(peer));
+            client_ip(&p, trust)
+        };
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        for (entry, want) in [
+            (&b"198.51.100.1"[..], "198.51.100.1"),
+            (b"198.51.100.1:5555", "198.51.100.1"),
+            (b"2001:db8::1", "2001:db8::1"),
+            (b"[2001:db8::1]", "2001:db8::1"),
+            (b"[2001:db8::1]:443", "2001:db8::1"),
+            // Only the last entry, the proxy's, counts.
+            (b"192.0.2.9, 198.51.100.1:80", "198.51.100.1"),
+            // No address: the peer.
+            (b"unknown", "10.0.0.1"),
+            (b"198.51.100.1:port", "10.0.0.1"),
+            (b"192.0.2.9, ", "10.0.0.1"),
+        ] {
+            assert_eq!(
+                ip_of(entry, true),
+                ip(want),
+                "{}",
+                String::from_utf8_lossy(entry)
+            );
+            assert_eq!(ip_of(entry, false), ip("10.0.0.1"), "not trusted");
+        }
     }
 
     #[test]

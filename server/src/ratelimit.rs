@@ -12,13 +12,15 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Mutex;
 use std::time::Instant;
 
-/// Most addresses tracked before idle ones are dropped.
+/// Most addresses tracked: reaching it drops the buckets that have refilled, then, if
+/// still more than nine tenths of it are left, the fullest (see [`RateLimiter::prune`]).
 const MAX_TRACKED: usize = 100_000;
 
 /// A token-bucket limiter per client address.
 #[derive(Debug)]
 pub struct RateLimiter {
     per_minute: u32,
+    max_tracked: usize,
     buckets: Mutex<HashMap<IpAddr, Bucket>>,
 }
 
@@ -32,9 +34,39 @@ impl RateLimiter {
     /// Allows `per_minute` events per address per minute, in bursts of as many.
     /// Zero disables the limit.
     pub fn new(per_minute: u32) -> Self {
+        Self::tracking(per_minute, MAX_TRACKED)
+    }
+
+    fn tracking(per_minute: u32, max_tracked: usize) -> Self {
         RateLimiter {
             per_minute,
+            max_tracked: max_tracked.max(1),
             buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Makes room for one more address in a map holding `max_tracked`: drops every bucket
+    /// that has refilled (forgetting it changes nothing), then, if more than nine tenths
+    /// of the bound are still tracked (addresses still paying for failures, many of them:
+    /// an attack from many networks), the fullest of them down to nine tenths. Forgetting
+    /// a bucket gives its address a whole budget again, so the least spent ones go; the
+    /// next tenth of new addresses then costs no scan. The map never holds more than
+    /// `max_tracked`.
+    fn prune(&self, map: &mut HashMap<IpAddr, Bucket>, now: Instant) {
+        let full = f64::from(self.per_minute);
+        let rate = full / 60.0;
+        let tokens = |b: &Bucket| b.tokens + now.duration_since(b.at).as_secs_f64() * rate;
+        map.retain(|_, b| tokens(b) < full);
+        let keep = self.max_tracked - self.max_tracked.div_ceil(10);
+        if map.len() > keep {
+            let mut by_tokens: Vec<(f64, IpAddr)> =
+                map.iter().map(|(ip, b)| (tokens(b), *ip)).collect();
+            let drop = by_tokens.len() - keep;
+            // The `drop` fullest first.
+            by_tokens.select_nth_unstable_by(drop - 1, |a, b| b.0.total_cmp(&a.0));
+            for (_, ip) in &by_tokens[..drop] {
+                map.remove(ip);
+            }
         }
     }
 
@@ -70,13 +102,8 @@ impl RateLimiter {
         let ip = Self::bucket_of(ip);
         let now = Instant::now();
         let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= MAX_TRACKED && !map.contains_key(&ip) {
-            let full = f64::from(self.per_minute);
-            let per_minute = self.per_minute;
-            map.retain(|_, b| {
-                let rate = f64::from(per_minute) / 60.0;
-                b.tokens + now.duration_since(b.at).as_secs_f64() * rate < full
-            });
+        if map.len() >= self.max_tracked && !map.contains_key(&ip) {
+            self.prune(&mut map, now);
         }
         let b = map.entry(ip).or_insert(Bucket {
             tokens: f64::from(self.per_minute),
@@ -179,6 +206,34 @@ mod tests {
         }
         let again = (0..32).filter(|_| l.try_take(a).is_ok()).count();
         assert_eq!(again, 5);
+    }
+
+    #[test]
+    fn the_addresses_tracked_stay_bounded() {
+        let l = RateLimiter::tracking(3, 10);
+        let ip = |i: u8| IpAddr::from([10, 0, 1, i]);
+        // Ten addresses with part of their budget spent: none has refilled.
+        for i in 0..10 {
+            l.try_take(ip(i)).unwrap();
+            if i < 5 {
+                l.try_take(ip(i)).unwrap();
+            }
+        }
+        let tracked = || l.buckets.lock().unwrap().len();
+        assert_eq!(tracked(), 10);
+        // Another address makes room: the least spent go, down to nine tenths, first.
+        l.try_take(ip(10)).unwrap();
+        assert_eq!(tracked(), 10);
+        // Those spent most are still counted: their third token is their last.
+        for i in 0..5 {
+            l.try_take(ip(i)).unwrap();
+            assert!(l.try_take(ip(i)).is_err(), "address {i}");
+        }
+        // However many new addresses arrive, the map stays within its bound.
+        for i in 11..=60 {
+            l.try_take(ip(i)).unwrap();
+            assert!(tracked() <= 10);
+        }
     }
 
     #[test]

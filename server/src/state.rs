@@ -74,6 +74,10 @@ pub struct Inner {
     /// Limits failed authentications with the admin key per client address, apart from
     /// the registers' (a till failing behind the same address does not lock the admin out).
     pub admin_limiter: RateLimiter,
+    /// Limits failed authentications with dynamic staff keys per client address, apart
+    /// from the server-drawn keys' (a till failing with a wrong API key behind the same
+    /// address does not lock its shop's staff out).
+    pub staff_limiter: RateLimiter,
     /// Approved registrations by API-key hash, kept for `key_cache_secs`.
     pub key_cache: KeyCache,
     /// Signed server times by ProductionNumber, for the second they state.
@@ -230,6 +234,7 @@ impl AppState {
                 activation_limiter: RateLimiter::new(config.activation_rate_per_minute),
                 auth_limiter: RateLimiter::new(config.auth_failure_rate_per_minute),
                 admin_limiter: RateLimiter::new(config.auth_failure_rate_per_minute),
+                staff_limiter: RateLimiter::new(config.auth_failure_rate_per_minute),
                 key_cache: KeyCache::new(
                     Duration::from_secs(config.key_cache_secs),
                     CACHE_MAX_ENTRIES,

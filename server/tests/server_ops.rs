@@ -258,6 +258,37 @@ async fn renewal_repeated_through_another_instance_postgres() {
     renewal_repeated_through_another_instance(Backend::Postgres).await;
 }
 
+/// An operator repeating through one instance a revocation made through another (to be
+/// sure it took) is answered 200 `revoked`, and the answer holds there at once: that
+/// instance's cached key goes too, rather than serving reads until its entry expires.
+async fn a_repeated_decision_applies_at_once_where_it_is_repeated(backend: Backend) {
+    let Some(db) = TestDb::new(backend, "repeated_decision_applies_at_once").await else {
+        return;
+    };
+    let (a, b, _clock) = two_caching_instances(&db, backend).await;
+    let (act, key) = approved_for_january(&a, "dev-1").await;
+    let id = act["activationId"].as_str().unwrap();
+    assert_eq!(b.get("/auth/handshake", &key).await.status(), 200);
+    assert_eq!(a.admin("revoke", id).await.status(), 200);
+    // b still holds the approved registration (its cache entry lives 60 s).
+    assert_eq!(b.get("/products", &key).await.status(), 200);
+    let r = b.admin("revoke", id).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["status"], "revoked");
+    problem(b.get("/auth/handshake", &key).await, 403, "revoked").await;
+    problem(b.get("/products", &key).await, 403, "revoked").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_decision_applies_at_once_where_it_is_repeated_sqlite() {
+    a_repeated_decision_applies_at_once_where_it_is_repeated(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_decision_applies_at_once_where_it_is_repeated_postgres() {
+    a_repeated_decision_applies_at_once_where_it_is_repeated(Backend::Postgres).await;
+}
+
 /// A sale that reaches an instance whose key cache still holds the registration as
 /// approved, or its key as current, after a revocation or a renewal committed through
 /// another instance: the commit reads both under the register's chain-head lock and
