@@ -470,18 +470,30 @@ impl Client {
     /// validated by core first. Sending the same key again returns the same stored
     /// transaction and never creates a second one. Most apps go through the
     /// [`Outbox`](crate::Outbox) instead, which persists first and retries.
+    ///
+    /// The answer must be the sale sent: the stored transaction the server echoes must
+    /// have the sent one's [`transaction_hash`], and its receipt's claims must name it (`txh` the same hash, `txid` and `seq` the stored
+    /// id and sequence number). Anything else (a server that stored an altered sale, or
+    /// answers with another one) fails with [`ClientError::AnswerMismatch`]
+    /// (`answer_mismatch`): the sale cannot be taken as stored. The receipt's signature
+    /// and its place in the register's chain are not checked here (the
+    /// [`Outbox`](crate::Outbox)'s witness does that, and reports a receipt that cannot
+    /// be read at all as `invalid_receipt`).
     pub async fn submit_transaction(
         &self,
         transaction: &tillgate_core::Transaction,
         key: &IdempotencyKey,
     ) -> Result<StoredTransaction> {
         validate_transaction(transaction)?;
-        self.send_json(
-            self.authed(Method::Post, "/transactions")?
-                .header("idempotency-key", key.as_str())
-                .json(transaction)?,
-        )
-        .await
+        let stored: StoredTransaction = self
+            .send_json(
+                self.authed(Method::Post, "/transactions")?
+                    .header("idempotency-key", key.as_str())
+                    .json(transaction)?,
+            )
+            .await?;
+        answers_the_sale(transaction, &stored)?;
+        Ok(stored)
     }
 
     /// `GET /transactions`: all of the register's transactions, in sequence order
@@ -818,6 +830,34 @@ pub struct VerifiedHistory {
     pub receipts: Vec<ReceiptClaims>,
 }
 
+/// Whether `stored`, the server's answer to `POST /transactions`, is the sale `sent`:
+/// the same transaction (by its hash, the receipt's `txh`), and a receipt whose claims
+/// name it: the hash, the stored id and the sequence number. The answer's own `txh`
+/// member is not looked at: unsigned, it adds nothing to the echoed transaction. A
+/// receipt that cannot be decoded names nothing and is left to the witness, which
+/// reports it (`invalid_receipt`); this check decodes without verifying the signature,
+/// which the witness does too.
+fn answers_the_sale(sent: &tillgate_core::Transaction, stored: &StoredTransaction) -> Result<()> {
+    let txh = transaction_hash(sent);
+    let mismatch = |what: &str| Err(ClientError::AnswerMismatch(what.to_owned()));
+    if transaction_hash(&stored.transaction) != txh {
+        return mismatch("the server answered with another transaction than the one sent");
+    }
+    let Ok(claims) = decode_receipt_unverified(&stored.receipt) else {
+        return Ok(());
+    };
+    if claims.txh != txh {
+        return mismatch("the receipt names another transaction than the one sent");
+    }
+    if claims.txid != stored.id {
+        return mismatch("the receipt names another transaction id than the answer");
+    }
+    if claims.seq != stored.sequence {
+        return mismatch("the receipt names another sequence number than the answer");
+    }
+    Ok(())
+}
+
 /// Each verified receipt must name its own row: id, sequence and transaction hash.
 fn receipts_name_their_rows(
     claims: &[ReceiptClaims],
@@ -877,6 +917,69 @@ mod tests {
                 .unwrap()
             })
             .collect()
+    }
+
+    fn sale(total: i64) -> tillgate_core::Transaction {
+        serde_json::from_value(serde_json::json!({
+            "type": "sale", "currency": "SEK", "total": total,
+            "items": [{"name": "Kaffe", "quantity": 1, "amount": total}],
+        }))
+        .unwrap()
+    }
+
+    /// The server's answer storing `tx` as `id` / `seq`, its receipt's claims changed
+    /// by `edit`.
+    fn answer(
+        tx: &tillgate_core::Transaction,
+        id: &str,
+        seq: u64,
+        edit: impl FnOnce(&mut ReceiptClaims),
+    ) -> StoredTransaction {
+        let mut claims = ReceiptClaims {
+            iss: "https://pos.example".into(),
+            sub: "TG-1".into(),
+            iat: 1_751_328_000,
+            seq,
+            txid: id.into(),
+            txh: transaction_hash(tx),
+            prev: String::new(),
+            tx_type: "sale".into(),
+            total: tx.total,
+            currency: "SEK".into(),
+        };
+        edit(&mut claims);
+        let key = tillgate_core::SigningKey::from_seed(&[5; 32]);
+        let mut v = serde_json::to_value(tx).unwrap();
+        v["id"] = id.into();
+        v["sequence"] = seq.into();
+        v["txh"] = transaction_hash(tx).into();
+        v["receipt"] = tillgate_core::sign_receipt(&claims, &key).unwrap().into();
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn an_answer_must_be_the_sale_sent() {
+        let sent = sale(12_500);
+        assert!(answers_the_sale(&sent, &answer(&sent, "tx_1", 1, |_| ())).is_ok());
+        // A receipt that cannot be read is left to the witness.
+        let mut unreadable = answer(&sent, "tx_1", 1, |_| ());
+        unreadable.receipt = "r.r.r".into();
+        assert!(answers_the_sale(&sent, &unreadable).is_ok());
+        let altered = sale(100);
+        let refused = [
+            // Another (or an altered) sale, consistently signed.
+            answer(&altered, "tx_1", 1, |_| ()),
+            // The sale, but a receipt naming another one, another id, another sequence.
+            answer(&sent, "tx_1", 1, |c| c.txh = transaction_hash(&altered)),
+            answer(&sent, "tx_1", 1, |c| c.txid = "tx_2".into()),
+            answer(&sent, "tx_1", 1, |c| c.seq = 2),
+        ];
+        for (i, stored) in refused.iter().enumerate() {
+            let e = answers_the_sale(&sent, stored).unwrap_err();
+            assert!(matches!(e, ClientError::AnswerMismatch(_)), "{i}: {e:?}");
+            assert_eq!(e.code(), "answer_mismatch", "{i}");
+            assert!(!e.is_transient() && !e.is_auth() && e.http_status().is_none());
+        }
     }
 
     #[test]

@@ -26,6 +26,7 @@ use tillgate_core::FieldError;
 /// | [`Api`](Self::Api) 409 `registration_changed` | the registration changed meanwhile: handshake, then retry |
 /// | [`Api`](Self::Api) 409 `renewal_too_early` | the key is not close to its end yet: keep using it |
 /// | [`Api`](Self::Api) 409 `activation_not_repeatable` | the registration an activation's key created was decided, or is over a day old: activate with a new key |
+/// | [`AnswerMismatch`](Self::AnswerMismatch) | the server answered a sale with another one (or an altered one): the sale is not taken as stored (the outbox keeps it pending); tell the operator |
 ///
 /// Messages never contain API keys or tokens.
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +134,15 @@ pub enum ClientError {
     /// Code `invalid_response`.
     #[error("invalid response from the server: {0}")]
     InvalidResponse(String),
+    /// The server's answer to a sale is not that sale: the stored transaction it echoes,
+    /// or its receipt's claims (transaction hash, id, sequence number), name another one
+    /// ([`Client::submit_transaction`](crate::Client::submit_transaction)). The sale
+    /// cannot be taken as stored: the [`Outbox`](crate::Outbox) keeps it pending and
+    /// sends it again later, and its witness does not take that receipt. Neither
+    /// transient nor a refusal: a server that answers this way must be looked into.
+    /// Code `answer_mismatch`.
+    #[error("the server's answer does not match the transaction sent: {0}")]
+    AnswerMismatch(String),
 
     // ---- local ---------------------------------------------------------------------------
     /// A rule of `tillgate-core` refused something locally: an invalid transaction or
@@ -201,6 +211,7 @@ impl ClientError {
             Self::Timeout => "timeout",
             Self::Network(_) => "network",
             Self::InvalidResponse(_) => "invalid_response",
+            Self::AnswerMismatch(_) => "answer_mismatch",
             Self::Core(e) => e.code(),
             Self::NotActivated => "not_activated",
             Self::InvalidIdempotencyKey(_) => "invalid_idempotency_key",

@@ -16,7 +16,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use tillgate_client::core::{
     ActivationDescriptor, ReceiptClaims, ServerTimeClaims, SigningKey, Transaction, TrustedKeys,
-    receipt_link, sign_descriptor, sign_receipt, sign_server_time, validate_api_key,
+    decode_receipt_unverified, receipt_link, sign_descriptor, sign_receipt, sign_server_time,
+    transaction_hash, validate_api_key,
 };
 use tillgate_client::{
     Client, ClientConfig, ClientError, CorruptRecord, EntryState, IdempotencyKey, MemoryStore,
@@ -62,6 +63,9 @@ struct Stub {
     activation_failures: Mutex<Vec<u16>>,
     /// The `Idempotency-Key` of each `POST /activations-advanced` ("" without one).
     activation_keys: Mutex<Vec<String>>,
+    /// Set: the next transaction is stored (and answered) with this total instead of
+    /// its own, as a server that alters what it was sent.
+    tamper_total: Mutex<Option<i64>>,
 }
 
 fn problem(status: u16, code: &str) -> Response {
@@ -210,9 +214,19 @@ async fn post_tx(
         } else {
             receipts.remove(0)
         };
+        let mut tx = tx;
+        if let Some(total) = stub.tamper_total.lock().unwrap().take() {
+            tx.total = total;
+            tx.items[0].amount = total;
+        }
         let mut v = serde_json::to_value(&tx).unwrap();
-        v["id"] = format!("tx{n}").into();
-        v["sequence"] = n.into();
+        // A signed receipt names the id and sequence number the answer gives.
+        let (id, seq) = match decode_receipt_unverified(&receipt) {
+            Ok(c) => (c.txid, c.seq),
+            Err(_) => (format!("tx{n}"), n),
+        };
+        v["id"] = id.into();
+        v["sequence"] = seq.into();
         v["receipt"] = receipt.into();
         v
     });
@@ -1026,16 +1040,16 @@ async fn a_renewal_sends_the_canonical_period() {
     assert_eq!(sent[1]["descriptor"], "a.b.c");
 }
 
-/// Receipt `seq` of the register's chain, linking `prev` (`None` for the first);
-/// `total` tells two chains apart.
-fn receipt(prev: Option<&str>, seq: u64, total: i64) -> String {
+/// Receipt `seq` of the register's chain for `tx`, linking `prev` (`None` for the
+/// first); `total` tells two chains apart.
+fn receipt(prev: Option<&str>, seq: u64, total: i64, tx: &Transaction) -> String {
     let claims = ReceiptClaims {
         iss: "stub".into(),
         sub: "TG-1".into(),
         iat: NOW + seq as i64,
         seq,
         txid: format!("tx_{total}_{seq}"),
-        txh: "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU".into(),
+        txh: transaction_hash(tx),
         prev: prev.map(receipt_link).unwrap_or_default(),
         tx_type: "sale".into(),
         total,
@@ -1100,10 +1114,10 @@ impl QueueStore for SharedStore {
 #[tokio::test]
 async fn a_sync_reports_a_fork_of_a_receipt_the_tab_could_not_store() {
     let stub = Arc::new(Stub::default());
-    let r1 = receipt(None, 1, 100);
-    let r2 = receipt(Some(&r1), 2, 100);
-    let other2 = receipt(Some(&r1), 2, 7);
-    let other3 = receipt(Some(&other2), 3, 7);
+    let r1 = receipt(None, 1, 100, &sale(100));
+    let r2 = receipt(Some(&r1), 2, 100, &sale(101));
+    let other2 = receipt(Some(&r1), 2, 7, &sale(102));
+    let other3 = receipt(Some(&other2), 3, 7, &sale(103));
     *stub.receipts.lock().unwrap() = vec![r1.clone(), r2.clone(), other2.clone(), other3.clone()];
     let base = spawn(stub.clone()).await;
     let c = client(&base, "ok");
@@ -1189,8 +1203,9 @@ async fn a_wiped_store_loses_no_sale() {
 #[tokio::test]
 async fn a_sale_written_over_by_another_tab_is_still_sent() {
     let stub = Arc::new(Stub::default());
-    let r1 = receipt(None, 1, 100);
-    let r2 = receipt(Some(&r1), 2, 100);
+    // B's sale is sent first.
+    let r1 = receipt(None, 1, 100, &sale(200));
+    let r2 = receipt(Some(&r1), 2, 100, &sale(100));
     *stub.receipts.lock().unwrap() = vec![r1.clone(), r2.clone()];
     let base = spawn(stub.clone()).await;
     let c = client(&base, "ok");
@@ -1230,7 +1245,7 @@ async fn a_sale_written_over_by_another_tab_is_still_sent() {
 #[tokio::test]
 async fn a_sale_another_tab_sent_is_resent_once_then_forgotten() {
     let stub = Arc::new(Stub::default());
-    let r1 = receipt(None, 1, 100);
+    let r1 = receipt(None, 1, 100, &sale(100));
     *stub.receipts.lock().unwrap() = vec![r1.clone()];
     *stub.tx_failures.lock().unwrap() = vec![(503, "storage_unavailable")];
     let base = spawn(stub.clone()).await;
@@ -1266,4 +1281,65 @@ async fn a_sale_another_tab_sent_is_resent_once_then_forgotten() {
     assert!(a.sync_now(&c, 6).await.sent.is_empty());
     assert_eq!(stub.posts.load(Ordering::SeqCst), 3);
     assert!(a.witness_problem().is_none());
+}
+
+/// The server stores and signs an altered sale (a total of 100 for one of 12,500), with
+/// a receipt correctly signed and chained to the register's witness. That answer is not
+/// the sale sent: `submit_transaction` refuses it (`answer_mismatch`), and the outbox
+/// keeps the sale pending with that error, and its witness does not take the receipt.
+/// Once the server answers with the sale itself, it is sent and the witness moves on.
+#[tokio::test]
+async fn the_outbox_keeps_a_sale_the_server_answered_with_another() {
+    let stub = Arc::new(Stub::default());
+    let (first, sold, altered) = (sale(200), sale(12_500), sale(100));
+    let r1 = receipt(None, 1, 1, &first);
+    let forged = receipt(Some(&r1), 2, 1, &altered);
+    *stub.receipts.lock().unwrap() = vec![r1.clone(), forged.clone()];
+    let base = spawn(stub.clone()).await;
+    let c = client(&base, "ok");
+    let q = Outbox::open(Arc::new(MemoryStore::new())).await.unwrap();
+    let r = q.submit(&c, first, None, 1).await.unwrap();
+    assert!(matches!(r, Submitted::Sent(_)), "{r:?}");
+    assert_eq!(q.witness().as_ref(), Some(&r1));
+
+    *stub.tamper_total.lock().unwrap() = Some(100);
+    let key = IdempotencyKey::new("receipt-2").unwrap();
+    let e = c.submit_transaction(&sold, &key).await.unwrap_err();
+    assert!(matches!(e, ClientError::AnswerMismatch(_)), "{e:?}");
+    assert_eq!(e.code(), "answer_mismatch");
+    assert!(!e.is_transient() && !e.is_auth());
+
+    // The outbox sends it under the same key; the server answers the altered sale again.
+    let r = q
+        .submit(&c, sold.clone(), Some(key.clone()), 2)
+        .await
+        .unwrap();
+    assert!(matches!(r, Submitted::Queued(ref k) if *k == key), "{r:?}");
+    let held = q.entries();
+    assert_eq!(held.len(), 1, "the sale is kept");
+    assert_eq!(
+        (&held[0].idempotency_key, held[0].state, held[0].attempts),
+        (&key, EntryState::Pending, 1)
+    );
+    assert_eq!(held[0].transaction, sold);
+    assert_eq!(held[0].last_error.as_ref().unwrap().code, "answer_mismatch");
+    assert_eq!(q.last_error().unwrap().code, "answer_mismatch");
+    assert_eq!(q.witness().as_ref(), Some(&r1), "the receipt was not taken");
+    assert!(q.witness_problem().is_none());
+    let r = q.sync_now(&c, 3).await;
+    assert_eq!(r.stopped_by.unwrap().code(), "answer_mismatch");
+    assert!(r.sent.is_empty() && r.witness_problem.is_none());
+    assert_eq!((q.len(), q.entries()[0].attempts), (1, 2));
+    assert_eq!(q.witness().as_ref(), Some(&r1));
+
+    // The server's record is put right: the resend is answered with the sale itself.
+    let r2 = receipt(Some(&r1), 2, 1, &sold);
+    stub.stored.lock().unwrap().remove(key.as_str());
+    *stub.receipts.lock().unwrap() = vec![r2.clone()];
+    let r = q.sync_now(&c, 4).await;
+    assert!(r.stopped_by.is_none(), "{:?}", r.stopped_by);
+    assert_eq!(r.sent.len(), 1);
+    assert_eq!((&r.sent[0].0, &r.sent[0].1.transaction), (&key, &sold));
+    assert_eq!(q.witness().as_ref(), Some(&r2));
+    assert!(q.is_empty() && q.last_error().is_none());
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tillgate_client::core::{
     ReceiptClaims, SigningKey, Transaction, TrustedKeys, generate_api_key, receipt_link,
-    sign_receipt,
+    sign_receipt, transaction_hash,
 };
 use tillgate_client::{
     Client, ClientConfig, IdempotencyKey, LocalStorageStore, Outbox, QueueStore, Submitted,
@@ -203,20 +203,28 @@ impl Drop for RealFetch {
     }
 }
 
-/// A register's chain of `n` receipts signed by `key`; `total` tells chains apart.
+/// A register's chain of `n` receipts signed by `key`, each for a sale of `total`;
+/// `total` tells chains apart.
 fn receipts(key: &SigningKey, n: u64, total: i64) -> Vec<String> {
+    let totals = vec![total; usize::try_from(n).unwrap()];
+    chain_of_sales(key, &totals, total)
+}
+
+/// A register's chain of receipts signed by `key`, receipt `i` for a sale of
+/// `totals[i]`; `tag` (the receipts' `total` claim) tells chains apart.
+fn chain_of_sales(key: &SigningKey, totals: &[i64], tag: i64) -> Vec<String> {
     let mut chain: Vec<String> = Vec::new();
-    for seq in 1..=n {
+    for (seq, &total) in (1..).zip(totals) {
         let claims = ReceiptClaims {
             iss: "https://pos.example".into(),
             sub: "TG-7Q2M-K4PX".into(),
             iat: 1_751_328_000 + seq as i64,
             seq,
             txid: format!("tx_{seq}"),
-            txh: "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU".into(),
+            txh: transaction_hash(&sale(total)),
             prev: chain.last().map(|r| receipt_link(r)).unwrap_or_default(),
             tx_type: "sale".into(),
-            total,
+            total: tag,
             currency: "SEK".into(),
         };
         chain.push(sign_receipt(&claims, key).unwrap());
@@ -378,7 +386,7 @@ async fn sales_survive_cleared_storage_and_are_resent_once_by_another_tab() {
     let ns = namespace("wiped");
     let key = SigningKey::from_seed(&[38; 32]);
     let client = fake_server_client(&key);
-    let chain = receipts(&key, 3, 100);
+    let chain = chain_of_sales(&key, &[100, 200, 300], 100);
     let a = Outbox::open(Arc::new(LocalStorageStore::new(&ns)))
         .await
         .unwrap();

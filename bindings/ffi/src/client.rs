@@ -1024,6 +1024,16 @@ mod tests {
         let (code, _, status, retry, transient, auth) = parts(E::Timeout.into());
         assert_eq!(code, "timeout");
         assert_eq!((status, retry, transient, auth), (None, None, true, false));
+        // The server answered a sale with another one: its own code, and nothing to
+        // act on but telling the operator (the outbox keeps the sale).
+        let e = E::AnswerMismatch("the receipt names another transaction".into());
+        let (code, shown, status, retry, transient, auth) = parts(e.into());
+        assert_eq!(code, "answer_mismatch");
+        assert!(
+            shown.contains("does not match the transaction sent"),
+            "{shown}"
+        );
+        assert_eq!((status, retry, transient, auth), (None, None, false, false));
         // The registration's status: the app waits for an administrator.
         let e = E::PendingApproval {
             detail: "wait".into(),

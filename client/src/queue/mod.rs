@@ -726,6 +726,9 @@ fn refuses_for_good(err: &ClientError) -> bool {
         // `POST /transactions` always exists: a 404 is a reverse proxy (a deploy under
         // way), not the server refusing this sale.
         ClientError::Api { status: 404, .. } => false,
+        // The server answered with another sale (or an altered one): this one is not
+        // known to be stored, and nothing says it was refused. It stays pending.
+        ClientError::AnswerMismatch(_) => false,
         _ => {
             !err.is_transient()
                 && !err.is_auth()

@@ -954,6 +954,11 @@ fn what_refuses_a_sale_for_good() {
     assert!(!refuses_for_good(&ClientError::Timeout));
     assert!(!refuses_for_good(&ClientError::NotActivated));
     assert!(!refuses_for_good(&ClientError::InvalidResponse("x".into())));
+    // The server answered with another sale: this one is kept pending.
+    let mismatch = ClientError::AnswerMismatch("another sale".into());
+    assert!(!refuses_for_good(&mismatch));
+    assert!(!mismatch.is_transient() && !mismatch.is_auth());
+    assert_eq!(mismatch.code(), "answer_mismatch");
     let local = tillgate_core::validate_transaction(&{
         let mut t = sale(100);
         t.total = 5;
