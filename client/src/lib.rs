@@ -24,8 +24,8 @@ pub use queue::FileStore;
 pub use queue::LocalStorageStore;
 pub use queue::{
     CorruptRecord, EntryState, IdempotencyKey, LastError, MaybeSendSync, MemoryStore, Outbox,
-    QueueStore, QueuedTransaction, StoreContents, Submitted, SyncReport, WitnessProblem,
-    WitnessRecord, decode_record, decode_witness, encode_record, encode_witness,
+    QueueStore, QueuedTransaction, SUBMIT_MAX_AHEAD, StoreContents, Submitted, SyncReport,
+    WitnessProblem, WitnessRecord, decode_record, decode_witness, encode_record, encode_witness,
 };
 /// The core crate, re-exported so apps use the same types the client takes.
 pub use tillgate_core as core;

@@ -21,7 +21,8 @@ use tillgate_client::core::{
 };
 use tillgate_client::{
     Client, ClientConfig, ClientError, CorruptRecord, EntryState, IdempotencyKey, MemoryStore,
-    Outbox, QueueStore, QueuedTransaction, StoreContents, Submitted, WitnessRecord,
+    Outbox, QueueStore, QueuedTransaction, SUBMIT_MAX_AHEAD, StoreContents, Submitted,
+    WitnessRecord,
 };
 
 const NOW: i64 = 1_710_000_000;
@@ -1341,5 +1342,64 @@ async fn the_outbox_keeps_a_sale_the_server_answered_with_another() {
     assert_eq!(r.sent.len(), 1);
     assert_eq!((&r.sent[0].0, &r.sent[0].1.transaction), (&key, &sold));
     assert_eq!(q.witness().as_ref(), Some(&r2));
+    assert!(q.is_empty() && q.last_error().is_none());
+}
+
+/// After an outage, a submit behind more than `SUBMIT_MAX_AHEAD` pending sales sends
+/// nothing (the checkout never waits for the backlog) and answers `Queued`; the next
+/// sync sends them all in order of sale. Behind at most `SUBMIT_MAX_AHEAD`, a submit
+/// sends them first, then its own sale, and answers `Sent`.
+#[tokio::test]
+async fn a_submit_behind_a_backlog_leaves_it_to_sync() {
+    let stub = Arc::new(Stub::default());
+    let base = spawn(stub.clone()).await;
+    let c = client(&base, "ok");
+    let posts = || stub.posts.load(Ordering::SeqCst);
+    let q = Outbox::open(Arc::new(MemoryStore::new())).await.unwrap();
+    let mut keys = Vec::new();
+    for i in 0..=SUBMIT_MAX_AHEAD as i64 {
+        keys.push(q.enqueue(sale(100 + i), None, 0).await.unwrap());
+    }
+    let r = q.submit(&c, sale(999), None, 1).await.unwrap();
+    let Submitted::Queued(key) = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(posts(), 0, "no request reached the server");
+    assert_eq!(q.len(), SUBMIT_MAX_AHEAD + 2);
+    assert!(q.last_error().is_none());
+    keys.push(key);
+    let r = q.sync(&c, 2).await;
+    let sent: Vec<IdempotencyKey> = r.sent.iter().map(|(k, _)| k.clone()).collect();
+    assert_eq!(sent, keys, "in order of sale");
+    assert_eq!((r.remaining, posts()), (0, SUBMIT_MAX_AHEAD + 2));
+
+    // A longer backlog: the same.
+    for i in 0..20 {
+        q.enqueue(sale(200 + i), None, 3).await.unwrap();
+    }
+    let r = q.submit(&c, sale(999), None, 3).await.unwrap();
+    assert!(matches!(r, Submitted::Queued(_)), "{r:?}");
+    assert_eq!(posts(), SUBMIT_MAX_AHEAD + 2);
+    assert_eq!(q.sync(&c, 4).await.sent.len(), 21);
+    assert!(q.is_empty());
+
+    // At most SUBMIT_MAX_AHEAD ahead: they go first, then the new sale.
+    let before = posts();
+    let mut ahead = Vec::new();
+    for i in 0..SUBMIT_MAX_AHEAD as i64 {
+        ahead.push(q.enqueue(sale(300 + i), None, 5).await.unwrap());
+    }
+    let r = q.submit(&c, sale(999), None, 5).await.unwrap();
+    let Submitted::Sent(stored) = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(posts() - before, SUBMIT_MAX_AHEAD + 1);
+    // The stub numbers its sales in the order they arrive: the new one came last.
+    let stored_seq =
+        |k: &IdempotencyKey| stub.stored.lock().unwrap()[k.as_str()]["sequence"].clone();
+    for (i, k) in ahead.iter().enumerate() {
+        assert_eq!(stored_seq(k), serde_json::json!(before + i + 1));
+    }
+    assert_eq!(stored.sequence as usize, before + SUBMIT_MAX_AHEAD + 1);
     assert!(q.is_empty() && q.last_error().is_none());
 }

@@ -756,10 +756,12 @@ impl Outbox {
         )))
     }
 
-    /// Queues a transaction and tries to send the queue now (`now_ms`: Unix ms). Never
-    /// fails because of the network: then it answers `Queued`. Answers `Refused` when the
-    /// server refused it for good (kept in the queue as failed); fails only when the sale
-    /// was not kept (refused before queuing).
+    /// Queues a transaction and tries to send it now (`now_ms`: Unix ms), after the sales
+    /// queued before it, if at most 3 of them are pending: behind a longer backlog it
+    /// sends nothing and answers `Queued` at once (the app's periodic `sync` sends the
+    /// backlog). Never fails because of the network: then it answers `Queued`. Answers
+    /// `Refused` when the server refused it for good (kept in the queue as failed); fails
+    /// only when the sale was not kept (refused before queuing).
     pub async fn submit(
         &self,
         client: Arc<Client>,

@@ -647,10 +647,13 @@ impl Outbox {
         ))))
     }
 
-    /// Queues a transaction and tries to send the queue now (`nowMs`: Unix ms). Never
-    /// rejects because of the network: then it resolves `{kind: "queued"}`. Resolves
-    /// `{kind: "refused", error}` when the server refused it for good (kept in the queue
-    /// as failed); rejects only when the sale was not kept (refused before queuing).
+    /// Queues a transaction and tries to send it now (`nowMs`: Unix ms), after the sales
+    /// queued before it, if at most 3 of them are pending: behind a longer backlog it
+    /// sends nothing and resolves `{kind: "queued"}` at once (the app's periodic `sync`
+    /// sends the backlog). Never rejects because of the network: then it resolves
+    /// `{kind: "queued"}`. Resolves `{kind: "refused", error}` when the server refused it
+    /// for good (kept in the queue as failed); rejects only when the sale was not kept
+    /// (refused before queuing).
     #[wasm_bindgen(unchecked_return_type = "Promise<Submitted>")]
     pub fn submit(
         &self,

@@ -362,6 +362,13 @@ where
     f(store.as_ref())
 }
 
+/// The most older sales [`Outbox::submit`] sends ahead of the new one: 3. With more
+/// pending ahead of it (a backlog after an outage), `submit` sends nothing and answers
+/// [`Submitted::Queued`] at once, leaving the backlog to [`Outbox::sync`], which the app
+/// calls periodically: a sale at the till then never waits for more than this many
+/// round trips (each bounded by the client's timeout) besides its own.
+pub const SUBMIT_MAX_AHEAD: usize = 3;
+
 /// The result of [`Outbox::submit`].
 #[derive(Debug, Clone, PartialEq)]
 // One value per submitted sale, returned and not stored in bulk: boxing the stored
@@ -741,6 +748,10 @@ fn refuses_for_good(err: &ClientError) -> bool {
 /// The offline queue. Every transaction goes in here first ([`enqueue`](Self::enqueue)
 /// or [`submit`](Self::submit)) and is persisted before anything is sent; a sync sends
 /// them in order of sale, each with its own idempotency key, once the oldest is due.
+/// A [`submit`](Self::submit) sends its sale at once only behind at most
+/// [`SUBMIT_MAX_AHEAD`] pending ones: a longer backlog is left to [`sync`](Self::sync),
+/// which the app calls periodically (a timer on [`next_attempt_at`](Self::next_attempt_at),
+/// or when the network is back), so a checkout never waits for the whole backlog.
 ///
 /// Time is always passed in (`now_ms`, Unix milliseconds): the queue reads no clock.
 /// Use [`crate::unix_time_ms`] for the device's time.
@@ -907,9 +918,15 @@ impl Outbox {
     }
 
     /// Queues a transaction (persisted first, like [`enqueue`](Self::enqueue)), then
-    /// syncs the queue so it is sent at once when the server is reachable (after the
-    /// earlier queued ones, once the oldest is due). Never fails because of the network:
-    /// then it answers [`Submitted::Queued`].
+    /// tries to send it at once when the server is reachable: after the sales queued
+    /// before it (the order of sale is kept), once the oldest is due, and only if at most
+    /// [`SUBMIT_MAX_AHEAD`] of them are pending. With more pending ahead of it (a backlog
+    /// after an outage), nothing is sent and it answers [`Submitted::Queued`] at once:
+    /// the backlog, this sale included, is sent by [`sync`](Self::sync), which the app
+    /// calls periodically. So a submit waits for at most `SUBMIT_MAX_AHEAD + 1` requests,
+    /// each bounded by the client's timeout, and never sends sales queued after this one.
+    /// Never fails because of the network: then it answers [`Submitted::Queued`]. It
+    /// also answers `Queued` while a sync of this outbox is under way.
     ///
     /// An `Err` means the sale was **not** kept: refused before it was queued (core's
     /// `invalid_transaction`, `idempotency_key_reused` with another transaction, a
@@ -939,7 +956,7 @@ impl Outbox {
             });
             return Ok(Submitted::Refused { key, error });
         }
-        let report = self.sync(client, now_ms).await;
+        let report = self.run(client, now_ms, false, Some(&key)).await;
         if let Some((_, stored)) = report.sent.into_iter().find(|(k, _)| *k == key) {
             return Ok(Submitted::Sent(stored));
         }
@@ -1017,16 +1034,26 @@ impl Outbox {
     /// and at worst resends one the server already has (it answers with the stored
     /// transaction).
     pub async fn sync(&self, client: &Client, now_ms: i64) -> SyncReport {
-        self.run(client, now_ms, false).await
+        self.run(client, now_ms, false, None).await
     }
 
     /// Sends every pending transaction now, ignoring the backoff schedule (the till's
     /// "sync now" button, or when the app learns the network is back).
     pub async fn sync_now(&self, client: &Client, now_ms: i64) -> SyncReport {
-        self.run(client, now_ms, true).await
+        self.run(client, now_ms, true, None).await
     }
 
-    async fn run(&self, client: &Client, now_ms: i64, force: bool) -> SyncReport {
+    /// Sends the pending transactions in order of sale (see [`sync`](Self::sync)). With
+    /// `upto`, the key of a sale just submitted, it sends only as far as that sale, and
+    /// nothing at all when more than [`SUBMIT_MAX_AHEAD`] pending sales are ahead of it
+    /// ([`submit`](Self::submit)).
+    async fn run(
+        &self,
+        client: &Client,
+        now_ms: i64,
+        force: bool,
+        upto: Option<&IdempotencyKey>,
+    ) -> SyncReport {
         let mut report = SyncReport::default();
         if self.syncing.swap(true, Ordering::AcqRel) {
             report.already_running = true;
@@ -1055,10 +1082,22 @@ impl Outbox {
                 restore_error = Some(LastError::of(&e, now_ms));
             }
         }
+        // A submit behind a backlog sends nothing: the backlog is `sync`'s. So does one
+        // whose sale is not pending (any more).
+        let held_back = upto.is_some_and(|key| {
+            let st = self.lock();
+            let mut pending = (st.entries.values()).filter(|e| e.state == EntryState::Pending);
+            pending
+                .position(|e| e.idempotency_key == *key)
+                .is_none_or(|ahead| ahead > SUBMIT_MAX_AHEAD)
+        });
         // The id of the last transaction tried in this run.
         let mut tried: Option<u64> = None;
         let mut witness_failed = false;
         loop {
+            if held_back {
+                break;
+            }
             let next = {
                 let st = self.lock();
                 let from = tried.map_or(Bound::Unbounded, Bound::Excluded);
@@ -1075,6 +1114,8 @@ impl Outbox {
                 break;
             }
             tried = Some(entry.id);
+            // A submit's run ends with its own sale.
+            let last = upto.is_some_and(|k| *k == entry.idempotency_key);
             let epoch = self.witness_epoch();
             match client
                 .submit_transaction(&entry.transaction, &entry.idempotency_key)
@@ -1111,6 +1152,9 @@ impl Outbox {
                         break;
                     }
                     report.sent.push((entry.idempotency_key, stored));
+                    if last {
+                        break;
+                    }
                 }
                 Err(err) => {
                     let permanent = refuses_for_good(&err);
@@ -1154,6 +1198,9 @@ impl Outbox {
                     if permanent {
                         if let Some(le) = updated.last_error {
                             report.failed.push((updated.idempotency_key, le));
+                        }
+                        if last {
+                            break;
                         }
                         continue;
                     }
