@@ -440,6 +440,33 @@ fn next_free_id(contents: &StoreContents) -> u64 {
 /// How many times a new record looks for a free id before giving up.
 const MAX_ID_TRIES: usize = 10;
 
+/// The entry already queued under `key`, when there is one: `Ok` if it holds
+/// `transaction` (a repeat), [`ClientError::IdempotencyKeyReused`] if another one.
+fn repeat(
+    st: &State,
+    key: &IdempotencyKey,
+    transaction: &Transaction,
+) -> Option<Result<QueuedTransaction>> {
+    let existing = st.entries.values().find(|e| e.idempotency_key == *key)?;
+    Some(if existing.transaction == *transaction {
+        Ok(existing.clone())
+    } else {
+        Err(ClientError::IdempotencyKeyReused)
+    })
+}
+
+/// Held while a new record takes its id, is written and joins the outbox's memory (a
+/// sale queued, or one the store lost written back: [`take_in`]), one at a time, with
+/// the store call (on native in tokio's blocking pool, never across an `await`). So a
+/// key is looked for and its record stored with no other record of that key under way,
+/// and ids join the queue in increasing order: a run going forward from the last id it
+/// tried misses none. (A record [`Outbox::remove_corrupt`] takes in once it reads again
+/// keeps its old id; if a run already went past it, the next run sends it.)
+fn lock_new_records(lock: &Mutex<()>) -> MutexGuard<'_, ()> {
+    // Guards no data: a panic while holding it leaves nothing inconsistent.
+    lock.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Stores a new record under a free id, and only then puts it in the outbox's memory.
 /// Runs as one store call (on native in tokio's blocking pool, which finishes it even
 /// when the caller's future is dropped), so a record is never on disk without the
@@ -770,6 +797,8 @@ fn refuses_for_good(err: &ClientError) -> bool {
 pub struct Outbox {
     store: Arc<dyn QueueStore>,
     state: Arc<Mutex<State>>,
+    /// New records are stored one at a time ([`lock_new_records`]).
+    new_records: Arc<Mutex<()>>,
     witness: Arc<Mutex<witness::WitnessState>>,
     syncing: AtomicBool,
     backoff: Backoff,
@@ -830,6 +859,7 @@ impl Outbox {
                 next_id,
                 last_error,
             })),
+            new_records: Arc::new(Mutex::new(())),
             witness: Arc::new(Mutex::new(witness)),
             syncing: AtomicBool::new(false),
             backoff: Backoff::default(),
@@ -859,7 +889,9 @@ impl Outbox {
     /// Queuing the same key again with the same transaction returns the existing entry's
     /// key (so an app retrying after a crash does not queue twice), even if the server
     /// refused it (see [`failed`](Self::failed)); with a different transaction it fails
-    /// with [`ClientError::IdempotencyKeyReused`].
+    /// with [`ClientError::IdempotencyKeyReused`]. That holds for calls at the same
+    /// moment too (a double tap): the later one waits for the earlier one's write, then
+    /// answers as a repeat (or stores the sale itself if that write failed).
     ///
     /// Cancellation-safe: if the returned future is dropped (an app's timeout), the
     /// record is either not stored at all or stored and in the queue, never stored
@@ -889,32 +921,41 @@ impl Outbox {
             Some(k) => k,
             None => IdempotencyKey::generate()?,
         };
-        let entry = {
-            let mut st = self.lock();
-            if let Some(existing) = st.entries.values().find(|e| e.idempotency_key == key) {
-                return if existing.transaction == transaction {
-                    Ok((key, Some(existing.clone())))
-                } else {
-                    Err(ClientError::IdempotencyKeyReused)
-                };
-            }
-            let id = st.next_id;
-            st.next_id = id.saturating_add(1);
-            QueuedTransaction {
-                v: 1,
-                id,
-                idempotency_key: key.clone(),
-                transaction,
-                enqueued_at_ms: now_ms,
-                attempts: 0,
-                next_attempt_at_ms: now_ms,
-                last_error: None,
-                state: EntryState::Pending,
-            }
-        };
-        let state = Arc::clone(&self.state);
-        run_store(&self.store, move |s| insert_new(s, &state, entry)).await?;
-        Ok((key, None))
+        // A repeat of a sale already queued is answered at once.
+        if let Some(answer) = repeat(&self.lock(), &key, &transaction) {
+            return answer.map(|existing| (key, Some(existing)));
+        }
+        // Looked for again, and the record stored, with no other new record under way:
+        // two calls with the same key at the same moment cannot both queue it (the
+        // second waits for the first's write, then answers as a repeat, or stores the
+        // sale itself if that write failed).
+        let (state, one_at_a_time) = (Arc::clone(&self.state), Arc::clone(&self.new_records));
+        let k = key.clone();
+        let existing = run_store(&self.store, move |s| {
+            let _alone = lock_new_records(&one_at_a_time);
+            let entry = {
+                let mut st = lock_state(&state);
+                if let Some(answer) = repeat(&st, &k, &transaction) {
+                    return answer.map(Some);
+                }
+                let id = st.next_id;
+                st.next_id = id.saturating_add(1);
+                QueuedTransaction {
+                    v: 1,
+                    id,
+                    idempotency_key: k,
+                    transaction,
+                    enqueued_at_ms: now_ms,
+                    attempts: 0,
+                    next_attempt_at_ms: now_ms,
+                    last_error: None,
+                    state: EntryState::Pending,
+                }
+            };
+            insert_new(s, &state, entry).map(|()| None)
+        })
+        .await?;
+        Ok((key, existing))
     }
 
     /// Queues a transaction (persisted first, like [`enqueue`](Self::enqueue)), then
@@ -1072,8 +1113,11 @@ impl Outbox {
         // The Outbox's own clone is one; another holder may be another outbox.
         if self.store.is_shared() || Arc::strong_count(&self.store) > 1 {
             let (state, witness) = (Arc::clone(&self.state), Arc::clone(&self.witness));
+            let one_at_a_time = Arc::clone(&self.new_records);
             let client = client.clone();
             let taken = run_store(&self.store, move |s| {
+                // Sales it writes back take new ids, like sales queued meanwhile.
+                let _alone = lock_new_records(&one_at_a_time);
                 let judge = witness::Judge::new(&client, Some(now_ms));
                 take_in(s, &state, &witness, judge)
             })
@@ -1091,7 +1135,8 @@ impl Outbox {
                 .position(|e| e.idempotency_key == *key)
                 .is_none_or(|ahead| ahead > SUBMIT_MAX_AHEAD)
         });
-        // The id of the last transaction tried in this run.
+        // The id of the last transaction tried in this run. New records join in increasing
+        // id order ([`lock_new_records`]), so going forward from it misses none.
         let mut tried: Option<u64> = None;
         let mut witness_failed = false;
         loop {

@@ -177,6 +177,92 @@ async fn enqueue_is_idempotent_per_key_and_validates() {
     assert_eq!(q.len(), 1);
 }
 
+/// Two calls with the same key at the same moment (a double tap, a retry racing the
+/// first attempt) queue one record: the second answers like a repeat; with another
+/// transaction it is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_enqueues_with_one_key_queue_one_record() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in [
+        Arc::new(MemoryStore::new()) as Arc<dyn QueueStore>,
+        file_store(dir.path()),
+    ] {
+        let q = Outbox::open(store.clone()).await.unwrap();
+        let k = IdempotencyKey::new("till-1:000001").unwrap();
+        let (a, b) = tokio::join!(
+            q.enqueue(sale(100), Some(k.clone()), 1),
+            q.enqueue(sale(100), Some(k.clone()), 1),
+        );
+        assert_eq!((a.unwrap(), b.unwrap()), (k.clone(), k.clone()));
+        assert_eq!(q.entries().len(), 1);
+        assert_eq!(store.load().unwrap().entries.len(), 1);
+
+        let k = IdempotencyKey::new("till-1:000002").unwrap();
+        let (a, b) = tokio::join!(
+            q.enqueue(sale(200), Some(k.clone()), 2),
+            q.enqueue(sale(999), Some(k.clone()), 2),
+        );
+        let (ok, refused) = if a.is_ok() { (a, b) } else { (b, a) };
+        assert_eq!(ok.unwrap(), k);
+        assert_eq!(refused.unwrap_err().code(), "idempotency_key_reused");
+        let e = q.entries();
+        assert_eq!(e.len(), 2);
+        assert!(e[1].transaction == sale(200) || e[1].transaction == sale(999));
+        assert_eq!(store.load().unwrap().entries.len(), 2);
+    }
+}
+
+/// A store whose first new record fails to be written.
+struct FirstWriteFails {
+    inner: MemoryStore,
+    failed: std::sync::atomic::AtomicBool,
+}
+
+impl QueueStore for FirstWriteFails {
+    fn load(&self) -> Result<StoreContents> {
+        self.inner.load()
+    }
+    fn save(&self, entry: &QueuedTransaction) -> Result<()> {
+        if !self.failed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Err(ClientError::Storage("no space left on device".into()));
+        }
+        self.inner.save(entry)
+    }
+    fn remove(&self, id: u64) -> Result<()> {
+        self.inner.remove(id)
+    }
+    fn remove_corrupt(&self, name: &str) -> Result<()> {
+        self.inner.remove_corrupt(name)
+    }
+    fn save_witness(&self, record: &WitnessRecord) -> Result<()> {
+        self.inner.save_witness(record)
+    }
+}
+
+/// Of two calls with one key at the same moment, the first's write fails: the key is
+/// free again, and the second stores the sale (one record, not a repeat of nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_write_leaves_the_key_to_a_concurrent_call() {
+    let store = Arc::new(FirstWriteFails {
+        inner: MemoryStore::new(),
+        failed: false.into(),
+    });
+    let q = Outbox::open(store.clone()).await.unwrap();
+    let k = IdempotencyKey::new("till-1:000001").unwrap();
+    let (a, b) = tokio::join!(
+        q.enqueue(sale(100), Some(k.clone()), 1),
+        q.enqueue(sale(100), Some(k.clone()), 1),
+    );
+    let codes = [a.as_ref().err(), b.as_ref().err()].map(|e| e.map(ClientError::code));
+    assert!(
+        codes == [Some("storage_error"), None] || codes == [None, Some("storage_error")],
+        "{codes:?}"
+    );
+    assert_eq!(q.entries().len(), 1);
+    assert_eq!(store.inner.load().unwrap().entries.len(), 1);
+    assert_eq!(q.entries()[0].idempotency_key, k);
+}
+
 #[tokio::test]
 async fn offline_sync_keeps_everything_and_schedules_backoff() {
     let dir = tempfile::tempdir().unwrap();
