@@ -245,6 +245,11 @@ impl Client {
         if (200..300).contains(&resp.status) {
             return Ok(resp);
         }
+        // Never followed (see `Http::new`): the base URL is out of date.
+        if (300..400).contains(&resp.status) {
+            let location = resp.header("location");
+            return Err(ClientError::redirect(Some(resp.status), location.as_deref()).into());
+        }
         let retry_after = resp
             .header("retry-after")
             .and_then(|v| v.trim().parse::<u64>().ok())

@@ -26,6 +26,7 @@ use tillgate_core::FieldError;
 /// | [`Api`](Self::Api) 409 `registration_changed` | the registration changed meanwhile: handshake, then retry |
 /// | [`Api`](Self::Api) 409 `renewal_too_early` | the key is not close to its end yet: keep using it |
 /// | [`Api`](Self::Api) 409 `activation_not_repeatable` | the registration an activation's key created was decided, or is over a day old: activate with a new key |
+/// | [`UnexpectedRedirect`](Self::UnexpectedRedirect) | the base URL is out of date (e.g. `http://` where the server moved to `https://`): configure where the server is now; not a key problem, do not activate again |
 /// | [`AnswerMismatch`](Self::AnswerMismatch) | the server answered a sale with another one (or an altered one): the sale is not taken as stored (the outbox keeps it pending); tell the operator |
 ///
 /// Messages never contain API keys or tokens.
@@ -130,6 +131,23 @@ pub enum ClientError {
     /// Transient. Code `network`.
     #[error("network error: {0}")]
     Network(String),
+    /// The server answered with a redirect (3xx): the base URL no longer points at the
+    /// server (an `http://` address the server now moves to `https://`, a new host or
+    /// path prefix). Redirects are never followed: following one would turn a
+    /// `POST` into a `GET` and drop the API key, and the server would then refuse the
+    /// register's credentials. Set [`ClientConfig::base_url`](crate::ClientConfig) to
+    /// where the server is now. Neither transient nor a refusal of the register: the
+    /// [`Outbox`](crate::Outbox) keeps its sales pending. Code `unexpected_redirect`.
+    #[error("{}", redirect_message(*.status, .location.as_deref()))]
+    UnexpectedRedirect {
+        /// HTTP status (301, 302, 307, 308...); `None` where the platform hides it (a
+        /// browser's `fetch` hides redirects from the page).
+        status: Option<u16>,
+        /// Where the server pointed (its `Location`), without the query or fragment and
+        /// with URL-path tokens and passwords redacted ([`crate::redact_url`]); `None`
+        /// when absent or hidden.
+        location: Option<String>,
+    },
     /// The server answered with something this client does not understand.
     /// Code `invalid_response`.
     #[error("invalid response from the server: {0}")]
@@ -210,6 +228,7 @@ impl ClientError {
             Self::Api { code, .. } => code,
             Self::Timeout => "timeout",
             Self::Network(_) => "network",
+            Self::UnexpectedRedirect { .. } => "unexpected_redirect",
             Self::InvalidResponse(_) => "invalid_response",
             Self::AnswerMismatch(_) => "answer_mismatch",
             Self::Core(e) => e.code(),
@@ -281,6 +300,7 @@ impl ClientError {
             Self::Unauthorized { .. } | Self::KeyReplaced { .. } => Some(401),
             Self::RateLimited { .. } => Some(429),
             Self::ServerUnavailable { status, .. } | Self::Api { status, .. } => Some(*status),
+            Self::UnexpectedRedirect { status, .. } => *status,
             _ => None,
         }
     }
@@ -295,6 +315,17 @@ impl ClientError {
             return Self::InvalidResponse(e.without_url().to_string());
         }
         Self::Network(e.without_url().to_string())
+    }
+
+    /// A redirect answer (`status`, when known, and its `Location`): the location is kept
+    /// without its query or fragment (which may carry a token), and redacted.
+    pub(crate) fn redirect(status: Option<u16>, location: Option<&str>) -> Self {
+        let location = location.map(|l| {
+            let l = l.trim();
+            let end = l.find(['?', '#']).unwrap_or(l.len());
+            crate::redact_url(&l[..end]).into_owned()
+        });
+        Self::UnexpectedRedirect { status, location }
     }
 
     /// Maps an HTTP error response (status and body) to the typed error.
@@ -336,6 +367,16 @@ impl ClientError {
             },
         }
     }
+}
+
+/// The message of [`ClientError::UnexpectedRedirect`].
+fn redirect_message(status: Option<u16>, location: Option<&str>) -> String {
+    let status = status.map_or_else(String::new, |s| format!(" (HTTP {s})"));
+    let to = location.map_or_else(String::new, |l| format!(" to {l}"));
+    format!(
+        "the server redirected the request{status}{to}: redirects are not followed, \
+         set the client's base URL to where the server is now"
+    )
 }
 
 fn default_code(status: u16) -> String {
@@ -473,6 +514,33 @@ mod tests {
         assert_eq!(
             ClientError::from_response(418, None, b"").code(),
             "http_418"
+        );
+    }
+
+    #[test]
+    fn a_redirect_names_where_without_tokens() {
+        let e = ClientError::redirect(
+            Some(301),
+            Some("https://till:pw@pos.example/OpenApi_1,2$$Secr3tT0ken/transactions?token=abc#x"),
+        );
+        assert_eq!(e.code(), "unexpected_redirect");
+        assert!(!e.is_transient() && !e.is_auth());
+        assert_eq!(e.http_status(), Some(301));
+        let shown = e.to_string();
+        for secret in ["Secr3tT0ken", "token=abc", ":pw@", "#x"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(
+            shown.contains("(HTTP 301) to https://till:<redacted>@pos.example/OpenApi_1,2$$<redacted>/transactions:"),
+            "{shown}"
+        );
+        // Hidden by the platform (a browser's fetch): said without them.
+        let e = ClientError::redirect(None, None);
+        assert_eq!((e.code(), e.http_status()), ("unexpected_redirect", None));
+        assert!(
+            e.to_string()
+                .starts_with("the server redirected the request: "),
+            "{e}"
         );
     }
 

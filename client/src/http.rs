@@ -268,7 +268,12 @@ impl Http {
         check_base_url(base_url)?;
         #[cfg(not(target_arch = "wasm32"))]
         {
+            // Redirects are not followed: a 301 or 302 would turn a `POST` into a `GET`,
+            // and one to another origin (`http://` to `https://`) drops `Authorization`;
+            // the server would then refuse the register's key. The 3xx is answered to
+            // the caller (`ClientError::UnexpectedRedirect`).
             let client = reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
                 .connect_timeout(connect_timeout)
                 .timeout(timeout)
                 .user_agent(user_agent)
@@ -368,6 +373,10 @@ impl Http {
             init.set_body(&js_sys::Uint8Array::from(body.as_slice()));
         }
         init.set_headers(&headers);
+        // Redirects are not followed (see the native `Http::new`). Browsers then hide
+        // the redirect from the page (an opaque answer, status 0: refused below);
+        // node's `fetch` gives the 3xx itself, which the client refuses like reqwest's.
+        init.set_redirect(web_sys::RequestRedirect::Manual);
         // Held until the body is read: dropping it (here or with this future) clears its
         // timer and aborts the request, if it has a timer (see `wasm::Deadline`).
         let deadline = wasm::Deadline::new(self.timeout)?;
@@ -377,6 +386,9 @@ impl Http {
             .await
             .map_err(wasm::network)?
             .unchecked_into();
+        if resp.type_() == web_sys::ResponseType::Opaqueredirect {
+            return Err(ClientError::redirect(None, None).into());
+        }
         let max = self.max_response_bytes;
         let declared = resp
             .headers()

@@ -67,6 +67,25 @@ struct Stub {
     /// Set: the next transaction is stored (and answered) with this total instead of
     /// its own, as a server that alters what it was sent.
     tamper_total: Mutex<Option<i64>>,
+    /// Set: `POST /transactions` answers `301` to this `Location`.
+    redirect_to: Mutex<Option<String>>,
+    /// Requests that reached `/moved/...`, where the stub's redirects point.
+    moved_hits: AtomicUsize,
+}
+
+/// A `301 Moved Permanently` to `location`.
+fn moved_permanently(location: &str) -> Response {
+    let mut r = StatusCode::MOVED_PERMANENTLY.into_response();
+    r.headers_mut()
+        .insert("location", location.parse().unwrap());
+    r
+}
+
+/// `/moved/...`: where the stub's redirects point. Counts the requests that got there
+/// and refuses them, as a server answers a request whose `Authorization` was dropped.
+async fn moved(State(stub): State<Arc<Stub>>) -> Response {
+    stub.moved_hits.fetch_add(1, Ordering::SeqCst);
+    problem(401, "invalid_credentials")
 }
 
 fn problem(status: u16, code: &str) -> Response {
@@ -102,6 +121,7 @@ async fn handshake(h: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Re
             tokio::time::sleep(Duration::from_secs(3)).await;
         }
         "html" => return (StatusCode::BAD_GATEWAY, "<html>proxy</html>").into_response(),
+        "moved" => return moved_permanently("/moved/OpenApi_1$$Secr3tT0ken/auth/handshake?k=v"),
         // 2 MiB of JSON, with its length declared.
         "huge" => {
             let body = format!("[{}0]", "0,".repeat(1 << 20));
@@ -175,6 +195,9 @@ async fn post_tx(
     Json(tx): Json<Transaction>,
 ) -> Response {
     stub.posts.fetch_add(1, Ordering::SeqCst);
+    if let Some(location) = stub.redirect_to.lock().unwrap().clone() {
+        return moved_permanently(&location);
+    }
     if let Some(store) = stub.watch.lock().unwrap().clone() {
         let key = h.get("idempotency-key").unwrap().to_str().unwrap();
         let persisted = store
@@ -352,6 +375,7 @@ async fn spawn(stub: Arc<Stub>) -> String {
         .route("/auth/handshake", get(handshake))
         .route("/activations/activation-code", get(activation_code))
         .route("/transactions", post(post_tx).get(list_transactions))
+        .route("/moved/{*rest}", axum::routing::any(moved))
         .with_state(stub);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -1402,4 +1426,59 @@ async fn a_submit_behind_a_backlog_leaves_it_to_sync() {
     }
     assert_eq!(stored.sequence as usize, before + SUBMIT_MAX_AHEAD + 1);
     assert!(q.is_empty() && q.last_error().is_none());
+}
+
+/// The server moved (an `http://` address answering `301` to `https://`). The redirect
+/// is not followed (a `POST` would become a `GET` without the API key, which the server
+/// refuses as an unknown key, and the app would activate again): the call fails with
+/// `unexpected_redirect`, naming where without the token or query, neither an auth
+/// error nor a refusal, and the outbox keeps the sale pending.
+#[tokio::test]
+async fn a_redirect_is_not_followed_and_keeps_the_sale() {
+    let stub = Arc::new(Stub::default());
+    *stub.redirect_to.lock().unwrap() =
+        Some("/moved/OpenApi_1$$Secr3tT0ken/transactions?token=abc".into());
+    let base = spawn(stub.clone()).await;
+    let c = client(&base, "ok");
+    let key = IdempotencyKey::new("receipt-1").unwrap();
+    let e = c.submit_transaction(&sale(100), &key).await.unwrap_err();
+    assert!(matches!(e, ClientError::UnexpectedRedirect { .. }), "{e:?}");
+    assert_eq!(e.code(), "unexpected_redirect");
+    assert!(!e.is_transient() && !e.is_auth());
+    assert_eq!(e.http_status(), Some(301));
+    let shown = e.to_string();
+    assert!(
+        shown.contains("(HTTP 301) to /moved/OpenApi_1$$<redacted>/transactions:"),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains("Secr3tT0ken") && !shown.contains("token=abc"),
+        "{shown}"
+    );
+    let e = client(&base, "moved").handshake().await.unwrap_err();
+    assert_eq!(e.code(), "unexpected_redirect", "{e:?}");
+    assert!(!e.is_auth());
+
+    let q = Outbox::open(Arc::new(MemoryStore::new())).await.unwrap();
+    let r = q.submit(&c, sale(100), Some(key.clone()), 1).await.unwrap();
+    assert!(matches!(r, Submitted::Queued(ref k) if *k == key), "{r:?}");
+    let e = &q.entries()[0];
+    assert_eq!(e.state, EntryState::Pending, "kept, not refused for good");
+    let last = e.last_error.as_ref().unwrap();
+    assert_eq!(
+        (last.code.as_str(), last.http_status),
+        ("unexpected_redirect", Some(301))
+    );
+    assert!(!last.message.contains("Secr3tT0ken"), "{last:?}");
+    assert!(
+        q.next_attempt_at().unwrap() > 1,
+        "retried after the backoff"
+    );
+    assert_eq!(stub.moved_hits.load(Ordering::SeqCst), 0, "never followed");
+    assert_eq!(stub.posts.load(Ordering::SeqCst), 2);
+
+    // The server answers where it is again: the sale goes through.
+    *stub.redirect_to.lock().unwrap() = None;
+    assert_eq!(q.sync_now(&c, 2).await.sent.len(), 1);
+    assert!(q.is_empty());
 }

@@ -711,3 +711,58 @@ async fn a_dropped_request_is_aborted_where_abort_signal_timeout_is_missing() {
         (1, chain[0].as_str())
     );
 }
+
+/// A server that moved answers `301`: the client asks `fetch` not to follow redirects
+/// (a followed one drops the API key: the answer would be 401, as here) and fails with
+/// `unexpected_redirect`, naming where without the token or query; the outbox keeps the
+/// sale pending. (Browsers hide the redirect itself from the page: the client then says
+/// so without status or location.)
+#[wasm_bindgen_test]
+async fn a_redirect_is_not_followed() {
+    let make = js_sys::Function::new_with_args(
+        "real, base",
+        "return (url, init) => { \
+           if (!String(url).startsWith(base)) return real(url, init); \
+           if (init.redirect !== 'manual') return Promise.resolve(new Response( \
+             '{\"code\":\"invalid_credentials\"}', {status: 401})); \
+           return Promise.resolve(Response.redirect( \
+             base + '/moved/OpenApi_1$$Secr3tT0ken/transactions?token=abc', 301)); };",
+    );
+    let global = js_sys::global();
+    let real = js_sys::Reflect::get(&global, &"fetch".into()).unwrap();
+    let fake = make
+        .call2(&JsValue::NULL, &real, &FAKE_SERVER.into())
+        .unwrap();
+    js_sys::Reflect::set(&global, &"fetch".into(), &fake).unwrap();
+    let _real = RealFetch(real);
+
+    let client = fake_server_client(&SigningKey::from_seed(&[39; 32]));
+    let key = IdempotencyKey::new("moved-1").unwrap();
+    let e = client
+        .submit_transaction(&sale(100), &key)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "unexpected_redirect", "{e:?}");
+    assert!(!e.is_auth() && !e.is_transient());
+    assert_eq!(e.http_status(), Some(301));
+    let shown = e.to_string();
+    assert!(
+        shown.contains("/moved/OpenApi_1$$<redacted>/transactions:"),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains("Secr3tT0ken") && !shown.contains("token=abc"),
+        "{shown}"
+    );
+
+    let q = Outbox::open(Arc::new(LocalStorageStore::new(namespace("moved"))))
+        .await
+        .unwrap();
+    let r = q
+        .submit(&client, sale(100), Some(key), unix_time_ms())
+        .await
+        .unwrap();
+    assert!(matches!(r, Submitted::Queued(_)), "{r:?}");
+    assert_eq!(q.len(), 1);
+    assert_eq!(q.last_error().unwrap().code, "unexpected_redirect");
+}

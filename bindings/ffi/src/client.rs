@@ -1036,6 +1036,21 @@ mod tests {
             "{shown}"
         );
         assert_eq!((status, retry, transient, auth), (None, None, false, false));
+        // A redirect: the base URL is out of date, the key is fine (not auth).
+        let e = E::UnexpectedRedirect {
+            status: Some(301),
+            location: Some("https://pos.example/transactions".into()),
+        };
+        let (code, shown, status, retry, transient, auth) = parts(e.into());
+        assert_eq!(code, "unexpected_redirect");
+        assert!(
+            shown.contains("https://pos.example/transactions"),
+            "{shown}"
+        );
+        assert_eq!(
+            (status, retry, transient, auth),
+            (Some(301), None, false, false)
+        );
         // The registration's status: the app waits for an administrator.
         let e = E::PendingApproval {
             detail: "wait".into(),

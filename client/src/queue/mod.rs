@@ -763,6 +763,9 @@ fn refuses_for_good(err: &ClientError) -> bool {
         // The server answered with another sale (or an altered one): this one is not
         // known to be stored, and nothing says it was refused. It stays pending.
         ClientError::AnswerMismatch(_) => false,
+        // A redirect says where the server is, nothing about the sale: it stays pending
+        // until the app points the client there.
+        ClientError::UnexpectedRedirect { .. } => false,
         _ => {
             !err.is_transient()
                 && !err.is_auth()
