@@ -738,10 +738,16 @@ pub struct Outbox(client::Outbox);
 impl Outbox {
     /// Opens (or creates) a file-backed queue in `directory` (one the app owns). The
     /// directory is locked while the outbox lives: a second open of it fails with
-    /// `queue_in_use` until the first outbox is closed (destroyed).
+    /// `queue_in_use` until the first outbox is closed (destroyed). The file work
+    /// (creating the directory, `fsync`, the lock, clearing unfinished writes) runs on
+    /// tokio's blocking pool, never on the caller's thread.
     #[uniffi::constructor]
     pub async fn open_directory(directory: String) -> Result<Arc<Self>> {
-        let store = client::FileStore::open(directory)?;
+        let store = tokio::task::spawn_blocking(move || client::FileStore::open(directory))
+            .await
+            .map_err(|e| {
+                client::ClientError::Storage(format!("opening the queue failed: {e}"))
+            })??;
         Ok(Arc::new(Outbox(
             client::Outbox::open(Arc::new(store)).await?,
         )))
@@ -991,6 +997,35 @@ mod tests {
                 "{shown}"
             );
         }
+    }
+
+    /// Opening a queue directory works off the caller's thread and answers what
+    /// `FileStore::open` answers: the lock of a directory already open, a path that is
+    /// no directory.
+    #[test]
+    fn a_queue_directory_opens_on_the_blocking_pool() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let dir = std::env::temp_dir().join(format!("tillgate-ffi-open-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("queue").to_string_lossy().into_owned();
+        let first = rt.block_on(Outbox::open_directory(path.clone())).unwrap();
+        let (code, ..) = parts(
+            rt.block_on(Outbox::open_directory(path.clone()))
+                .unwrap_err(),
+        );
+        assert_eq!(code, "queue_in_use");
+        drop(first);
+        assert!(rt.block_on(Outbox::open_directory(path)).is_ok());
+        let file = dir.join("a-file");
+        std::fs::write(&file, b"x").unwrap();
+        let (code, ..) = parts(
+            rt.block_on(Outbox::open_directory(file.to_string_lossy().into_owned()))
+                .unwrap_err(),
+        );
+        assert_eq!(code, "storage_error");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
