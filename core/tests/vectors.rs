@@ -9,8 +9,9 @@ use std::ops::Index;
 use serde_json::{Value, json};
 use tillgate_core::*;
 
-/// Top-level members of a vector file written for people, which no test reads. The
-/// Kotlin, Swift, Python and JS runners allow the same names.
+/// Members of a vector file, or of its cases, written for people, which no test reads (a
+/// case's `name` too, see [`Case`]). The Kotlin, Swift, Python and JS runners allow the
+/// same names.
 const FOR_PEOPLE: &[&str] = &["description", "comment"];
 
 fn read_vector_file(name: &str) -> Value {
@@ -106,8 +107,97 @@ fn unhex(s: &str) -> Vec<u8> {
         .collect()
 }
 
-fn cases<'a>(v: &'a Vectors, key: &str) -> &'a Vec<Value> {
+/// One case of a vector file, or an object in one that a test reads member by member
+/// ([`Case::obj`]), that records which of its members the test read (`c["valid"]`,
+/// `c.get("position")`). When the test is done with it (dropped at the end of its loop
+/// iteration), every member must have been read, but those for people
+/// ([`Case::for_people`]): a case that gains a member (an `error` where none was, a new
+/// expected value) fails here until a test checks it. The Kotlin, Swift, Python and JS
+/// runners have the same guard.
+struct Case<'a> {
+    /// File, list, index and name, for messages.
+    at: String,
+    value: &'a Value,
+    /// Whether `name` is for people here: in a case, not in an object inside one.
+    is_case: bool,
+    read: RefCell<BTreeSet<String>>,
+}
+
+impl<'a> Case<'a> {
+    fn new(at: String, value: &'a Value, is_case: bool) -> Self {
+        assert!(value.is_object(), "{at}: not a JSON object");
+        Case {
+            at,
+            value,
+            is_case,
+            read: RefCell::new(BTreeSet::new()),
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<&'a Value> {
+        self.read.borrow_mut().insert(key.to_owned());
+        self.value.get(key)
+    }
+
+    /// The object under `key`, whose members the test reads one by one: each must be read,
+    /// as a case's are.
+    fn obj(&self, key: &str) -> Case<'a> {
+        let at = format!("{} {key:?}", self.at);
+        let value = self.get(key).unwrap_or_else(|| panic!("{at}: missing"));
+        Case::new(at, value, false)
+    }
+
+    /// Whether a member is written for people, which no test needs to read: one of
+    /// [`FOR_PEOPLE`], or a case's `name` (which failure messages print).
+    fn for_people(&self, member: &str) -> bool {
+        FOR_PEOPLE.contains(&member) || (self.is_case && member == "name")
+    }
+}
+
+impl<'a> Index<&str> for Case<'a> {
+    type Output = Value;
+
+    fn index(&self, key: &str) -> &Value {
+        self.read.borrow_mut().insert(key.to_owned());
+        &self.value[key]
+    }
+}
+
+impl Drop for Case<'_> {
+    fn drop(&mut self) {
+        // A test that already failed reports its own failure.
+        if std::thread::panicking() {
+            return;
+        }
+        let read = self.read.borrow();
+        let unread: Vec<&String> = self
+            .value
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|k| !read.contains(*k) && !self.for_people(k))
+            .collect();
+        assert!(
+            unread.is_empty(),
+            "{}: member(s) {unread:?} read by no test in core/tests/vectors.rs",
+            self.at
+        );
+    }
+}
+
+/// The cases under `key` of a vector file, each recording what the test reads ([`Case`]).
+fn cases<'a>(v: &'a Vectors, key: &str) -> Vec<Case<'a>> {
     nonempty(&v[key], key)
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let mut at = format!("tests/vectors/{} {key}[{i}]", v.name);
+            if let Some(name) = c.get("name").and_then(Value::as_str) {
+                at += &format!(" {name:?}");
+            }
+            Case::new(at, c, true)
+        })
+        .collect()
 }
 
 fn nonempty<'a>(list: &'a Value, key: &str) -> &'a Vec<Value> {
@@ -270,7 +360,7 @@ fn activation_requests() {
         let got = validate_activation_request_with(&req, &rules);
         if c["valid"].as_bool().unwrap() {
             let ok = got.unwrap_or_else(|e| panic!("{name}: {e}"));
-            let e = &c["expected"];
+            let e = c.obj("expected");
             assert_eq!(ok.corporate_id.as_str(), e["corporateId"], "{name}");
             assert_eq!(ok.country, e["country"], "{name}");
             assert_eq!(ok.period.from_rfc3339(), e["validFrom"], "{name}");
@@ -355,7 +445,7 @@ fn products() {
     }
 }
 
-fn options(o: &Value) -> VerifyOptions {
+fn options(o: &Case) -> VerifyOptions {
     VerifyOptions {
         trusted_time_floor: o["trustedTimeFloor"].as_i64(),
         clock_tolerance_secs: o["clockToleranceSecs"].as_i64(),
@@ -375,7 +465,7 @@ fn descriptors() {
             c["jws"].as_str().unwrap(),
             &keys,
             c["now"].as_i64().unwrap(),
-            &options(&c["options"]),
+            &options(&c.obj("options")),
         );
         if c["valid"].as_bool().unwrap() {
             let d = got.unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -466,7 +556,7 @@ fn receipts() {
 fn dynamic_keys() {
     let v = load("dynamic_key.json");
     for c in cases(&v, "derive") {
-        let p = &c["params"];
+        let p = c.obj("params");
         let params = DynamicKeyParams {
             memory_kib: p["memoryKib"].as_u64().unwrap() as u32,
             iterations: p["iterations"].as_u64().unwrap() as u32,
@@ -486,7 +576,7 @@ fn dynamic_keys() {
         );
     }
     for c in cases(&v, "deriveRefused") {
-        let p = &c["params"];
+        let p = c.obj("params");
         let params = DynamicKeyParams {
             memory_kib: p["memoryKib"].as_u64().unwrap() as u32,
             iterations: p["iterations"].as_u64().unwrap() as u32,
@@ -528,7 +618,7 @@ fn dynamic_keys() {
         );
         if c["valid"].as_bool().unwrap() {
             let claims = got.unwrap_or_else(|e| panic!("{name}: {e}"));
-            let e = &c["expected"];
+            let e = c.obj("expected");
             assert_eq!(claims.login, e["login"].as_str().unwrap(), "{name}");
             assert_eq!(claims.issued_at, e["issuedAt"].as_i64().unwrap(), "{name}");
             assert_eq!(
