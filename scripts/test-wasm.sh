@@ -6,7 +6,8 @@
 # Debian Chromium (playwright-core driving /usr/bin/chromium), plus an end-to-end
 # activation in node against a running tillgate-server (full package), and a type check
 # of the full package's .d.ts files (tsc, skipLibCheck false). The lite runs
-# skip, and count, the vectors of the functions lite leaves out (signing, Argon2).
+# skip, and count, the vectors of the functions lite leaves out (signing, Argon2), and
+# the case members only those read (tests/js/vectors.mjs).
 # TILLGATE_WASM_CORE_SIZE=1 also builds and measures core alone (no client) and
 # lite + client, which are not shipped.
 source "$(dirname "$0")/../bindings/test-common.sh"

@@ -30,5 +30,7 @@ test(`skips: exactly what ${pkgName} leaves out`, () => {
   if (problems.length) throw new Error(`${problems.length} wrong skip(s):\n${problems.join("\n")}`);
 });
 const skipped = all.filter((c) => c.skip).length;
-console.log(`vectors: ${all.length - skipped} run, ${skipped} skipped (${pkgName}, which leaves out ` +
+const skippedMembers = all.reduce((n, c) => n + c.skippedMembers, 0);
+console.log(`vectors: ${all.length - skipped} run, ${skipped} skipped, leaving ${skippedMembers} case member(s) ` +
+  `unread (${pkgName}, which leaves out ` +
   `${(LEFT_OUT[pkgName] ?? ["?"]).join(", ") || "nothing"}; ${pkg})`);

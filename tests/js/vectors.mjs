@@ -7,8 +7,9 @@ export const FILES = [
   "receipt", "dynamic_key", "server_time",
 ];
 
-// Top-level members of a vector file written for people, which no case reads. The Rust,
-// Kotlin, Swift and Python runners allow the same names.
+// Members of a vector file, or of its cases, written for people, which no case reads (a
+// case's name too, see `tracked`). The Rust, Kotlin, Swift and Python runners allow the
+// same names.
 export const FOR_PEOPLE = ["description", "comment"];
 
 /**
@@ -92,10 +93,29 @@ function expectErr(name, code, fn) {
   throw new AssertionError(`${name}: expected ${code}, got success`);
 }
 
-function list(v, key) {
-  const l = v[key];
-  if (!Array.isArray(l) || l.length === 0) throw new AssertionError(`no cases under ${key}`);
-  return l;
+/**
+ * A case of a vector file (`at` names it) that records which of its members are read,
+ * and of the objects inside it (`expected.login`): one passed whole (to the package, to
+ * JSON.stringify, to eq) is read whole, one whose members are picked is read as far as
+ * they are. `unreadIn` lists what was not read.
+ */
+function tracked(value, read, path = "") {
+  return new Proxy(value, {
+    get: (o, k) => {
+      if (typeof k === "string") read.add(path + k);
+      const m = o[k];
+      return m !== null && typeof m === "object" && !Array.isArray(m) ? tracked(m, read, `${path}${k}.`) : m;
+    },
+  });
+}
+
+/** The members of `value` not in `read`, but those for people: FOR_PEOPLE and a case's name. */
+function unreadIn(value, read, path = "") {
+  return Object.keys(value).flatMap((k) => {
+    const m = value[k];
+    if (!read.has(path + k)) return FOR_PEOPLE.includes(k) || (path === "" && k === "name") ? [] : [path + k];
+    return m !== null && typeof m === "object" && !Array.isArray(m) ? unreadIn(m, read, `${path}${k}.`) : [];
+  });
 }
 
 const fieldsOf = (e) => (e.fields ?? []).map((f) => ({ field: f.field, code: f.code }));
@@ -120,14 +140,51 @@ export function cases(t, vectors) {
       return new Proxy(file, { get: (m, k) => { members.add(k); return m[k]; } });
     },
   });
+  // The cases under `key` of file `f`, each recording which of its members are read
+  // (`tracked`). Every one is given to `add` with the checks that read it; when the last
+  // of those that run is done, every member of the case must have been read, but those
+  // for people and those named as read only by a check this build leaves out (counted,
+  // and listed in that check's skip): a case that gains a member (an `error` where none
+  // was, a new expected value) fails until a check reads it. The Rust, Kotlin, Swift and
+  // Python runners have the same guard.
+  const tracking = new Map();
+  const list = (f, key) => {
+    const l = v[f][key];
+    if (!Array.isArray(l) || l.length === 0) throw new AssertionError(`no cases under ${key}`);
+    return l.map((c, i) => {
+      const s = { at: `tests/vectors/${f}.json ${key}[${i}]${"name" in c ? ` ${JSON.stringify(c.name)}` : ""}`, c, read: new Set(),
+        skipped: [], checks: 0, ran: 0 };
+      const p = tracked(c, s.read);
+      tracking.set(p, s);
+      return p;
+    });
+  };
   const out = [];
-  const add = (name, run, needs = []) => {
+  // `c`: the case the check reads; `onlyHere`: members of it only this check reads,
+  // skipped with it when this build leaves it out.
+  const add = (name, run, needs = [], c = undefined, onlyHere = []) => {
     const missing = needs.filter((f) => t[f] === undefined);
-    out.push({ name, run, needs, skip: missing.length ? `not in this build: ${missing.join(", ")}` : undefined });
+    let skip = missing.length ? `not in this build: ${missing.join(", ")}` : undefined;
+    const s = tracking.get(c);
+    if (s && skip && onlyHere.length) {
+      s.skipped.push(...onlyHere);
+      skip += `; ${s.at}: ${onlyHere.join(", ")} not read`;
+    } else if (s && !skip) {
+      s.checks++;
+      const check = run;
+      run = () => {
+        check();
+        if (++s.ran < s.checks) return;
+        const unread = unreadIn(s.c, s.read).filter((m) => !s.skipped.includes(m));
+        if (unread.length) throw new AssertionError(`${s.at}: member(s) ${unread.join(", ")} read by no JS check`);
+      };
+    }
+    if (s) s.given = true;
+    out.push({ name, run, needs, skip, skippedMembers: skip && s ? onlyHere.length : 0 });
   };
   const SIGN = ["SigningKey"];
 
-  for (const c of list(v.ed25519, "cases")) {
+  for (const c of list("ed25519", "cases")) {
     add(`ed25519: ${c.name}`, () => {
       const [pk, msg, sig] = [unhex(c.publicKey), unhex(c.message), unhex(c.signature)];
       if (c.valid) {
@@ -135,17 +192,17 @@ export function cases(t, vectors) {
       } else {
         expectErr(c.name, c.error, () => t.verifyEd25519(pk, msg, sig));
       }
-    });
+    }, [], c);
     if (c.valid) {
       add(`ed25519 signing: ${c.name}`, () => {
         const key = t.SigningKey.fromSeed(unhex(c.secretKey));
         eq(key.publicKey(), unhex(c.publicKey), "public key");
         eq(key.signRaw(unhex(c.message)), unhex(c.signature), "signature");
-      }, SIGN);
+      }, SIGN, c, ["secretKey"]);
     }
   }
 
-  for (const c of list(v.api_key, "cases")) {
+  for (const c of list("api_key", "cases")) {
     add(`api_key: ${c.name}`, () => {
       if (c.valid) {
         eq(t.validateApiKey(c.key), c.key, "key");
@@ -156,7 +213,7 @@ export function cases(t, vectors) {
           eq(e.character, c.char, "character");
         }
       }
-    });
+    }, [], c);
   }
   // Read while the cases are built, as everything the cases use (see the last case).
   const { alphabet, urlSafeAlphabet, reserved: reservedChars } = v.api_key;
@@ -187,7 +244,7 @@ export function cases(t, vectors) {
     }
   });
 
-  for (const c of list(v.url_token, "cases")) {
+  for (const c of list("url_token", "cases")) {
     add(`url_token: ${c.name}`, () => {
       if (c.valid) {
         const tok = t.parseUrlToken(c.path);
@@ -199,10 +256,10 @@ export function cases(t, vectors) {
         const e = expectErr(c.name, c.error, () => t.parseUrlToken(c.path));
         eq(e.position, c.position, "position");
       }
-    });
+    }, [], c);
   }
 
-  for (const c of list(v.activation, "cases")) {
+  for (const c of list("activation", "cases")) {
     add(`activation: ${c.name}`, () => {
       const call = () => t.validateActivationRequest(c.request, c.corporateIdRule);
       if (c.valid) {
@@ -213,10 +270,10 @@ export function cases(t, vectors) {
         const e = expectErr(c.name, c.error, call);
         eq(fieldsOf(e), c.fields, "fields");
       }
-    });
+    }, [], c);
   }
 
-  for (const c of list(v.transaction, "cases")) {
+  for (const c of list("transaction", "cases")) {
     add(`transaction: ${c.name}`, () => {
       const tx = t.transactionFromJson(JSON.stringify(c.transaction));
       if (c.valid) {
@@ -227,15 +284,15 @@ export function cases(t, vectors) {
         const e = expectErr(c.name, c.error, () => t.validateTransaction(tx));
         eq(fieldsOf(e), c.fields, "fields");
       }
-    });
+    }, [], c);
   }
-  for (const c of list(v.transaction, "unparsable")) {
+  for (const c of list("transaction", "unparsable")) {
     add(`transaction unparsable: ${c.name}`, () => {
       expectErr(c.name, "invalid_argument", () => t.transactionFromJson(c.json));
-    });
+    }, [], c);
   }
 
-  for (const c of list(v.product, "cases")) {
+  for (const c of list("product", "cases")) {
     add(`product: ${c.name}`, () => {
       const p = t.productFromJson(c.id, JSON.stringify(c.product));
       eq(p.id, c.id, "id");
@@ -246,16 +303,16 @@ export function cases(t, vectors) {
         const e = expectErr(c.name, c.error, () => t.validateProduct(p));
         eq(fieldsOf(e), c.fields, "fields");
       }
-    });
+    }, [], c);
   }
-  for (const c of list(v.product, "unparsable")) {
+  for (const c of list("product", "unparsable")) {
     add(`product unparsable: ${c.name}`, () => {
       expectErr(c.name, "invalid_argument", () => t.productFromJson("p", c.json));
-    });
+    }, [], c);
   }
 
   const dkeys = t.TrustedKeys.fromJwks(v.descriptor.jwks);
-  for (const c of list(v.descriptor, "cases")) {
+  for (const c of list("descriptor", "cases")) {
     add(`descriptor: ${c.name}`, () => {
       const call = () => t.verifyDescriptor(c.jws, dkeys, c.now, c.options);
       if (c.valid) {
@@ -263,25 +320,25 @@ export function cases(t, vectors) {
       } else {
         expectErr(c.name, c.error, call);
       }
-    });
+    }, [], c);
   }
-  for (const c of list(v.descriptor, "jwksCases")) {
+  for (const c of list("descriptor", "jwksCases")) {
     add(`jwks: ${c.name}`, () => {
       const call = () => t.TrustedKeys.fromJwksJson(JSON.stringify(c.jwks));
       if (c.valid) call();
       else expectErr(c.name, c.error, call);
-    });
+    }, [], c);
   }
-  for (const c of list(v.descriptor, "signing")) {
+  for (const c of list("descriptor", "signing")) {
     add(`descriptor signing: ${c.name}`, () => {
       const key = t.SigningKey.fromSeed(unhex(c.seed));
       eq(key.kid, c.kid, "kid");
       eq(t.signDescriptor(c.claims, key), c.jws, "jws");
-    }, [...SIGN, "signDescriptor"]);
+    }, [...SIGN, "signDescriptor"], c);
   }
 
   const rkeys = t.TrustedKeys.fromJwks(v.receipt.jwks);
-  for (const c of list(v.receipt, "cases")) {
+  for (const c of list("receipt", "cases")) {
     add(`receipt: ${c.name}`, () => {
       const call = () => t.verifyReceiptChain(c.receipts, rkeys, c.previous ?? undefined);
       if (c.valid) {
@@ -290,46 +347,46 @@ export function cases(t, vectors) {
         const e = expectErr(c.name, c.error, call);
         eq(e.index, c.index, "index");
       }
-    });
+    }, [], c);
   }
-  for (const c of list(v.receipt, "witnessed")) {
+  for (const c of list("receipt", "witnessed")) {
     add(`receipt witnessed: ${c.name}`, () => {
       const call = () => t.verifyReceiptChainWitnessed(c.receipts, rkeys, c.witness);
       if (c.valid) eq(call().length, c.count, "count");
       else expectErr(c.name, c.error, call);
-    });
+    }, [], c);
   }
-  for (const c of list(v.receipt, "advance")) {
+  for (const c of list("receipt", "advance")) {
     add(`receipt advance: ${c.name}`, () => {
       const call = () => t.advancesWitness(c.current ?? undefined, c.received, rkeys);
       if (c.valid) eq(call(), c.advances, "advances");
       else expectErr(c.name, c.error, call);
-    });
+    }, [], c);
   }
-  list(v.receipt, "links").forEach((l, i) => {
-    add(`receipt link ${i}`, () => eq(t.receiptLink(l.receipt), l.link, "link"));
+  list("receipt", "links").forEach((l, i) => {
+    add(`receipt link ${i}`, () => eq(t.receiptLink(l.receipt), l.link, "link"), [], l);
   });
 
   const params = (p) => ({ memoryKib: p.memoryKib, iterations: p.iterations, parallelism: p.parallelism });
-  list(v.dynamic_key, "derive").forEach((c, i) => {
+  list("dynamic_key", "derive").forEach((c, i) => {
     add(`dynamic_key derive ${i}: ${c.login}`, () => {
       const pair = t.deriveDynamicKeyPair(c.system, c.login, c.password, params(c.params));
       eq(pair.seed(), unhex(c.seed), "seed");
       eq(pair.publicKey(), unhex(c.publicKey), "public key");
-    }, ["deriveDynamicKeyPair"]);
+    }, ["deriveDynamicKeyPair"], c);
   });
-  list(v.dynamic_key, "create").forEach((c, i) => {
+  list("dynamic_key", "create").forEach((c, i) => {
     add(`dynamic_key create ${i}`, () => {
       const pair = t.DynamicKeyPair.fromSeed(c.system, c.login, unhex(c.seed));
       eq(t.createDynamicApiKeyWithNonce(pair, c.now, unhex(c.nonce)), c.key, "key");
-    }, ["DynamicKeyPair", "createDynamicApiKeyWithNonce"]);
+    }, ["DynamicKeyPair", "createDynamicApiKeyWithNonce"], c);
   });
-  for (const c of list(v.dynamic_key, "deriveRefused")) {
+  for (const c of list("dynamic_key", "deriveRefused")) {
     add(`dynamic_key derive refused: ${c.name}`, () => {
       expectErr(c.name, c.error, () => t.deriveDynamicKeyPair(c.system, c.login, c.password, params(c.params)));
-    }, ["deriveDynamicKeyPair"]);
+    }, ["deriveDynamicKeyPair"], c);
   }
-  for (const c of list(v.dynamic_key, "verify")) {
+  for (const c of list("dynamic_key", "verify")) {
     add(`dynamic_key verify: ${c.name}`, () => {
       const call = () => t.verifyDynamicApiKey(c.key, unhex(c.publicKey), c.system, c.now, c.windowSecs);
       if (c.valid) {
@@ -339,16 +396,16 @@ export function cases(t, vectors) {
       } else {
         expectErr(c.name, c.error, call);
       }
-    });
+    }, [], c);
   }
 
   const skeys = t.TrustedKeys.fromJwks(v.server_time.jwks);
-  for (const c of list(v.server_time, "cases")) {
+  for (const c of list("server_time", "cases")) {
     add(`server_time: ${c.name}`, () => {
       const call = () => t.verifyServerTime(c.jws, skeys, c.expectedNonce ?? undefined);
       if (c.valid) eq(call().iat, c.iat, "iat");
       else expectErr(c.name, c.error, call);
-    });
+    }, [], c);
   }
 
   add("smoke: generated signing key signs a descriptor the app verifies", () => {
@@ -564,6 +621,11 @@ export function cases(t, vectors) {
       validTo: "2026-12-31T00:00:00Z" };
     lonely("renewWithDescriptor", () => client.renewWithDescriptor(renewal, d0.jws + "\uDC00"), "descriptorJws");
   }, ["Client"]);
+  // Every case of `list` was given to a check (`add`), which checks its members.
+  const ungiven = [...tracking.values()].filter((s) => !s.given).map((s) => s.at);
+  add("every vector case is given to a check", () => {
+    if (ungiven.length) throw new AssertionError(`vector cases given to no JS check: ${ungiven.join(", ")}`);
+  });
   // Every file of FILES was read above (and the runners check that FILES lists every
   // file of the directory): a new file cannot go unchecked in JS.
   const unread = FILES.filter((f) => !read.has(f));

@@ -1,5 +1,6 @@
 """Every shared vector in tests/vectors/*.json against the generated Python bindings,
 one pytest case per vector. Mirrors core/tests/vectors.rs."""
+import functools
 import json
 import os
 
@@ -11,13 +12,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 VECTORS = os.environ.get("TILLGATE_VECTORS", os.path.join(ROOT, "tests", "vectors"))
 
 
-# Top-level members of a vector file written for people, which no test reads. The Rust,
-# Kotlin, Swift and JS runners allow the same names.
+# Members of a vector file, or of its cases, written for people, which no test reads (a
+# case's name too, see Case). The Rust, Kotlin, Swift and JS runners allow the same names.
 FOR_PEOPLE = {"description", "comment"}
 
 
 class Vectors(dict):
     """A vector file that records which of its top-level members were read (v["cases"])."""
+
+    for_people = FOR_PEOPLE
 
     def __init__(self, name, value):
         super().__init__(value)
@@ -33,7 +36,35 @@ class Vectors(dict):
         return super().get(key, default)
 
     def unread(self):
-        return sorted(k for k in self if k not in self.read and k not in FOR_PEOPLE)
+        return sorted(k for k in self if k not in self.read and k not in self.for_people)
+
+
+class Case(Vectors):
+    """One case of a vector file, or an object in one that a test reads member by member
+    (c.obj("expected")), that records which of its members were read (c["valid"],
+    c.get("previous")). When its test is done (each_case), every member must have been
+    read, but those for people: a file's (FOR_PEOPLE) and a case's name, which test ids
+    and messages print. So a case that gains a member (an "error" where none was, a new
+    expected value) fails until a test checks it. The Rust, Kotlin, Swift and JS runners
+    have the same guard."""
+
+    def __init__(self, where, value, for_people=FOR_PEOPLE | {"name"}):
+        assert isinstance(value, dict), f"{where}: not a JSON object"
+        super().__init__(where, value)
+        self.for_people = for_people
+        self.objs = {}
+
+    def obj(self, key):
+        if key not in self.objs:
+            self.objs[key] = Case(f"{self.name} {key!r}", self[key], FOR_PEOPLE)
+        return self.objs[key]
+
+    def unread(self):
+        return super().unread() + [f"{k}.{m}" for k, o in self.objs.items() for m in o.unread()]
+
+    def check_read(self):
+        unread = self.unread()
+        assert unread == [], f"{self.name}: member(s) {unread} read by no Python test"
 
 
 # The files this module read, by file name (see test_every_vector_file_is_read and
@@ -49,10 +80,23 @@ def load(name):
     return v
 
 
-def cases(v, key):
+def each_case(v, key, id_key="name"):
+    """Runs the test once for each case under key, given as a Case; a run that passes must
+    also have read every member of its case (Case.check_read)."""
     items = v[key]
     assert items, f"no cases under {key}"
-    return items
+    cases = [Case(f"tests/vectors/{v.name} {key}[{i}]" + (f" {c['name']!r}" if "name" in c else ""), c)
+             for i, c in enumerate(items)]
+
+    def decorate(test):
+        @functools.wraps(test)
+        def run(c):
+            test(c)
+            c.check_read()
+
+        return pytest.mark.parametrize("c", cases, ids=ids(items, id_key))(run)
+
+    return decorate
 
 
 def expect_err(code, fn, *args, **kwargs):
@@ -76,7 +120,7 @@ def ids(items, key="name"):
 ED = load("ed25519")
 
 
-@pytest.mark.parametrize("c", cases(ED, "cases"), ids=ids(ED["cases"]))
+@each_case(ED, "cases")
 def test_ed25519(c):
     pk, msg, sig = (bytes.fromhex(c[k]) for k in ("publicKey", "message", "signature"))
     if c["valid"]:
@@ -91,7 +135,7 @@ def test_ed25519(c):
 AK = load("api_key")
 
 
-@pytest.mark.parametrize("c", cases(AK, "cases"), ids=ids(AK["cases"]))
+@each_case(AK, "cases")
 def test_api_key(c):
     if c["valid"]:
         assert t.validate_api_key(c["key"]) == c["key"]
@@ -140,7 +184,7 @@ def token_json(tok):
     }
 
 
-@pytest.mark.parametrize("c", cases(UT, "cases"), ids=ids(UT["cases"]))
+@each_case(UT, "cases")
 def test_url_token(c):
     if c["valid"]:
         tok = t.parse_url_token(c["path"])
@@ -160,9 +204,9 @@ CORPORATE_ID_RULES = {
 }
 
 
-@pytest.mark.parametrize("c", cases(AC, "cases"), ids=ids(AC["cases"]))
+@each_case(AC, "cases")
 def test_activation(c):
-    r = c["request"]
+    r = c.obj("request")
     req = t.ActivationRequest(
         cash_register_name=r.get("cashRegisterName", ""), device_id=r.get("deviceId", ""),
         valid_from=r.get("validFrom", ""), valid_to=r.get("validTo", ""),
@@ -175,7 +219,7 @@ def test_activation(c):
     rule = CORPORATE_ID_RULES[c["corporateIdRule"]]
     if c["valid"]:
         ok = t.validate_activation_request(req, rule)
-        e = c["expected"]
+        e = c.obj("expected")
         assert (ok.corporate_id, ok.country, ok.valid_from, ok.valid_to) == (
             e["corporateId"], e["country"], e["validFrom"], e["validTo"])
     else:
@@ -186,7 +230,7 @@ def test_activation(c):
 TX = load("transaction")
 
 
-@pytest.mark.parametrize("c", cases(TX, "cases"), ids=ids(TX["cases"]))
+@each_case(TX, "cases")
 def test_transaction(c):
     tx = t.transaction_from_json(json.dumps(c["transaction"]))
     if c["valid"]:
@@ -198,7 +242,7 @@ def test_transaction(c):
         assert fields_of(err) == c["fields"]
 
 
-@pytest.mark.parametrize("c", cases(TX, "unparsable"), ids=ids(TX["unparsable"]))
+@each_case(TX, "unparsable")
 def test_transaction_unparsable(c):
     expect_err("invalid_argument", t.transaction_from_json, c["json"])
 
@@ -206,7 +250,7 @@ def test_transaction_unparsable(c):
 PR = load("product")
 
 
-@pytest.mark.parametrize("c", cases(PR, "cases"), ids=ids(PR["cases"]))
+@each_case(PR, "cases")
 def test_product(c):
     p = t.product_from_json(c["id"], json.dumps(c["product"]))
     assert p.id == c["id"]
@@ -219,7 +263,7 @@ def test_product(c):
         assert fields_of(err) == c["fields"]
 
 
-@pytest.mark.parametrize("c", cases(PR, "unparsable"), ids=ids(PR["unparsable"]))
+@each_case(PR, "unparsable")
 def test_product_unparsable(c):
     expect_err("invalid_argument", t.product_from_json, "p", c["json"])
 
@@ -248,9 +292,9 @@ def descriptor_from_json(o):
     )
 
 
-@pytest.mark.parametrize("c", cases(DE, "cases"), ids=ids(DE["cases"]))
+@each_case(DE, "cases")
 def test_descriptor(c):
-    o = c["options"]
+    o = c.obj("options")
     options = t.VerifyOptions(
         trusted_time_floor=o.get("trustedTimeFloor"), clock_tolerance_secs=o.get("clockToleranceSecs"),
         leeway_secs=o.get("leewaySecs"), expected_device_id=o.get("expectedDeviceId"),
@@ -263,7 +307,7 @@ def test_descriptor(c):
         expect_err(c["error"], t.verify_descriptor, c["jws"], DKEYS, c["now"], options)
 
 
-@pytest.mark.parametrize("c", cases(DE, "jwksCases"), ids=ids(DE["jwksCases"]))
+@each_case(DE, "jwksCases")
 def test_jwks(c):
     text = json.dumps(c["jwks"])
     if c["valid"]:
@@ -272,18 +316,18 @@ def test_jwks(c):
         expect_err(c["error"], t.TrustedKeys.from_jwks_json, text)
 
 
-@pytest.mark.parametrize("c", cases(DE, "signing"), ids=ids(DE["signing"]))
+@each_case(DE, "signing")
 def test_descriptor_signing(c):
     key = t.SigningKey.from_seed(bytes.fromhex(c["seed"]))
     assert key.kid() == c["kid"]
-    assert t.sign_descriptor(descriptor_from_json(c["claims"]), key) == c["jws"]
+    assert t.sign_descriptor(descriptor_from_json(c.obj("claims")), key) == c["jws"]
 
 
 RE = load("receipt")
 RKEYS = t.TrustedKeys.from_jwks_json(json.dumps(RE["jwks"]))
 
 
-@pytest.mark.parametrize("c", cases(RE, "cases"), ids=ids(RE["cases"]))
+@each_case(RE, "cases")
 def test_receipt_chain(c):
     if c["valid"]:
         assert len(t.verify_receipt_chain(c["receipts"], RKEYS, c.get("previous"))) == c["count"]
@@ -292,7 +336,7 @@ def test_receipt_chain(c):
         assert e.index == c["index"]
 
 
-@pytest.mark.parametrize("c", cases(RE, "witnessed"), ids=ids(RE["witnessed"]))
+@each_case(RE, "witnessed")
 def test_receipt_chain_witnessed(c):
     if c["valid"]:
         assert len(t.verify_receipt_chain_witnessed(c["receipts"], RKEYS, c["witness"])) == c["count"]
@@ -300,7 +344,7 @@ def test_receipt_chain_witnessed(c):
         expect_err(c["error"], t.verify_receipt_chain_witnessed, c["receipts"], RKEYS, c["witness"])
 
 
-@pytest.mark.parametrize("c", cases(RE, "advance"), ids=ids(RE["advance"]))
+@each_case(RE, "advance")
 def test_advances_witness(c):
     if c["valid"]:
         assert t.advances_witness(c.get("current"), c["received"], RKEYS) is c["advances"]
@@ -308,7 +352,7 @@ def test_advances_witness(c):
         expect_err(c["error"], t.advances_witness, c.get("current"), c["received"], RKEYS)
 
 
-@pytest.mark.parametrize("c", cases(RE, "links"))
+@each_case(RE, "links")
 def test_receipt_link(c):
     assert t.receipt_link(c["receipt"]) == c["link"]
 
@@ -320,30 +364,30 @@ def params(p):
     return t.DynamicKeyParams(memory_kib=p["memoryKib"], iterations=p["iterations"], parallelism=p["parallelism"])
 
 
-@pytest.mark.parametrize("c", cases(DK, "derive"), ids=ids(DK["derive"], "login"))
+@each_case(DK, "derive", "login")
 def test_dynamic_key_derive(c):
-    pair = t.derive_dynamic_key_pair(c["system"], c["login"], c["password"], params(c["params"]))
+    pair = t.derive_dynamic_key_pair(c["system"], c["login"], c["password"], params(c.obj("params")))
     assert pair.seed().hex() == c["seed"]
     assert pair.public_key().hex() == c["publicKey"]
 
 
-@pytest.mark.parametrize("c", cases(DK, "create"))
+@each_case(DK, "create")
 def test_dynamic_key_create(c):
     pair = t.DynamicKeyPair.from_seed(c["system"], c["login"], bytes.fromhex(c["seed"]))
     assert t.create_dynamic_api_key_with_nonce(pair, c["now"], bytes.fromhex(c["nonce"])) == c["key"]
 
 
-@pytest.mark.parametrize("c", cases(DK, "deriveRefused"), ids=ids(DK["deriveRefused"]))
+@each_case(DK, "deriveRefused")
 def test_dynamic_key_derive_refused(c):
-    expect_err(c["error"], t.derive_dynamic_key_pair, c["system"], c["login"], c["password"], params(c["params"]))
+    expect_err(c["error"], t.derive_dynamic_key_pair, c["system"], c["login"], c["password"], params(c.obj("params")))
 
 
-@pytest.mark.parametrize("c", cases(DK, "verify"), ids=ids(DK["verify"]))
+@each_case(DK, "verify")
 def test_dynamic_key_verify(c):
     args = (c["key"], bytes.fromhex(c["publicKey"]), c["system"], c["now"], c["windowSecs"])
     if c["valid"]:
         claims = t.verify_dynamic_api_key(*args)
-        e = c["expected"]
+        e = c.obj("expected")
         assert (claims.login, claims.issued_at, claims.nonce.hex()) == (e["login"], e["issuedAt"], e["nonce"])
     else:
         expect_err(c["error"], t.verify_dynamic_api_key, *args)
@@ -353,7 +397,7 @@ ST = load("server_time")
 SKEYS = t.TrustedKeys.from_jwks_json(json.dumps(ST["jwks"]))
 
 
-@pytest.mark.parametrize("c", cases(ST, "cases"), ids=ids(ST["cases"]))
+@each_case(ST, "cases")
 def test_server_time(c):
     if c["valid"]:
         assert t.verify_server_time(c["jws"], SKEYS, c.get("expectedNonce")).iat == c["iat"]

@@ -35,8 +35,9 @@ class Case(val name: String, val run: () -> Unit) {
 fun vectorsDir(): File =
     File(System.getProperty("tillgate.vectors") ?: System.getenv("TILLGATE_VECTORS") ?: "tests/vectors")
 
-/** Top-level members of a vector file written for people, which no case reads. The Rust,
- * Swift, Python and JS runners allow the same names. */
+/** Members of a vector file, or of its cases, written for people, which no case reads (a
+ * case's name too, see [VectorCase]). The Rust, Swift, Python and JS runners allow the
+ * same names. */
 val forPeople = setOf("description", "comment")
 
 /** The vector files the cases were built from, with their top-level members (see [everyFileIsRead]). */
@@ -53,11 +54,55 @@ class VectorFile(val name: String, private val json: JsonObject) {
     }
     fun str(k: String): String = get(k)!!.asString
     fun obj(k: String): JsonObject = get(k)!!.asJsonObject
-    fun cases(k: String): List<JsonObject> {
+    /** The cases under [k] as they are, for a check that reads only part of one. */
+    fun list(k: String): List<JsonObject> {
         val list = (get(k) ?: throw AssertionError("$name: no member $k")).asJsonArray.map { it.asJsonObject }
         assertTrue("no cases under $k", list.isNotEmpty())
         return list
     }
+    /** One [Case] for each case under [k], made by [make]; when it has run, it must have
+     * read every member of its case ([VectorCase]). */
+    fun cases(k: String, make: (VectorCase) -> Case): List<Case> = list(k).mapIndexed { i, o ->
+        val c = VectorCase("tests/vectors/$name $k[$i]" + (o.get("name")?.let { " $it" } ?: ""), o, i)
+        val case = make(c)
+        Case(case.name) {
+            case.run()
+            c.assertAllRead()
+        }
+    }
+}
+
+/**
+ * One case of a vector file, or an object in one that a check reads member by member
+ * ([obj]), that records which of its members were read. When its [Case] has run
+ * ([VectorFile.cases]), every member must have been read, but those for people: a file's
+ * ([forPeople]) and a case's name, which messages print. So a case that gains a member (an
+ * `error` where none was, a new expected value) fails until a check reads it. The Rust,
+ * Swift, Python and JS runners have the same guard.
+ */
+class VectorCase(val at: String, private val json: JsonObject, val index: Int = 0, private val isCase: Boolean = true) {
+    private val read: MutableSet<String> = java.util.concurrent.ConcurrentHashMap.newKeySet()
+    private val objs = java.util.concurrent.ConcurrentHashMap<String, VectorCase>()
+
+    fun get(k: String): JsonElement? {
+        read += k
+        return json.get(k)
+    }
+    fun has(k: String): Boolean = json.has(k)
+    fun str(k: String): String = get(k)!!.asString
+    fun strOrNull(k: String): String? = get(k)?.takeIf { !it.isJsonNull }?.asString
+    fun long(k: String): Long = get(k)!!.asLong
+    fun longOrNull(k: String): Long? = get(k)?.takeIf { !it.isJsonNull }?.asLong
+    fun bool(k: String): Boolean = get(k)!!.asBoolean
+    fun array(k: String): JsonArray = get(k)!!.asJsonArray
+    /** The object under [k], whose members must each be read too. */
+    fun obj(k: String): VectorCase = objs.getOrPut(k) { VectorCase("$at $k", get(k)!!.asJsonObject, index, false) }
+
+    fun unread(): List<String> =
+        json.keySet().filter { it !in read && it !in forPeople && !(isCase && it == "name") }.sorted() +
+            objs.flatMap { (k, o) -> o.unread().map { "$k.$it" } }
+
+    fun assertAllRead() = assertEquals("$at: members read by no Kotlin check", emptyList<String>(), unread())
 }
 
 fun load(name: String): VectorFile {
@@ -74,11 +119,6 @@ fun JsonObject.long(k: String): Long = get(k).asLong
 fun JsonObject.longOrNull(k: String): Long? = get(k)?.takeIf { !it.isJsonNull }?.asLong
 fun JsonObject.bool(k: String): Boolean = get(k).asBoolean
 fun JsonObject.obj(k: String): JsonObject = getAsJsonObject(k)
-fun JsonObject.cases(k: String): List<JsonObject> {
-    val list = getAsJsonArray(k).map { it.asJsonObject }
-    assertTrue("no cases under $k", list.isNotEmpty())
-    return list
-}
 
 /** A value in uniffi's serialised form, written by its generated converter. */
 fun <T> encoder(conv: FfiConverter<T, *>): (T) -> ByteArray = { v ->
@@ -221,7 +261,7 @@ fun fieldsJson(fields: List<FieldError>): JsonArray = JsonArray().apply {
     fields.forEach { f -> add(JsonObject().apply { addProperty("field", f.field); addProperty("code", f.code) }) }
 }
 
-fun ed25519Cases(): List<Case> = load("ed25519.json").cases("cases").map { c ->
+fun ed25519Cases(): List<Case> = load("ed25519.json").cases("cases") { c ->
     Case("ed25519: ${c.str("name")}") {
         val pk = unhex(c.str("publicKey"))
         val msg = unhex(c.str("message"))
@@ -242,7 +282,7 @@ fun apiKeyCases(): List<Case> {
     // Read while the cases are built, as everything the cases use ([everyMemberIsRead]).
     val alphabets = listOf(ApiKeyAlphabet.FULL to v.str("alphabet"), ApiKeyAlphabet.URL_SAFE to v.str("urlSafeAlphabet"))
     val reserved = v.str("reserved")
-    return v.cases("cases").map { c ->
+    return v.cases("cases") { c ->
         Case("api_key: ${c.str("name")}") {
             val key = c.str("key")
             if (c.bool("valid")) {
@@ -306,12 +346,12 @@ fun tokenJson(t: UrlToken): JsonObject = JsonObject().apply {
     addProperty("rest", t.rest)
 }
 
-fun urlTokenCases(): List<Case> = load("url_token.json").cases("cases").map { c ->
+fun urlTokenCases(): List<Case> = load("url_token.json").cases("cases") { c ->
     Case("url_token: ${c.str("name")}") {
         val path = c.str("path")
         if (c.bool("valid")) {
             val t = Both.parseUrlToken(path)
-            assertEquals(c.obj("expected"), tokenJson(t))
+            assertEquals(c.get("expected"), tokenJson(t))
             val encoded = Both.encodeUrlToken(t)
             assertEquals(c.str("encoded"), encoded)
             assertEquals(t, Both.parseUrlToken(encoded))
@@ -322,7 +362,7 @@ fun urlTokenCases(): List<Case> = load("url_token.json").cases("cases").map { c 
     }
 }
 
-fun activationCases(): List<Case> = load("activation.json").cases("cases").map { c ->
+fun activationCases(): List<Case> = load("activation.json").cases("cases") { c ->
     Case("activation: ${c.str("name")}") {
         val r = c.obj("request")
         val req = ActivationRequest(
@@ -345,28 +385,26 @@ fun activationCases(): List<Case> = load("activation.json").cases("cases").map {
             assertEquals(e.str("validTo"), ok.validTo)
         } else {
             val e = expectErr(c.str("name"), c.str("error")) { Both.validateActivationRequest(req, rule) }
-            assertEquals(c.getAsJsonArray("fields"), fieldsJson(e.fields))
+            assertEquals(c.get("fields"), fieldsJson(e.fields))
         }
     }
 }
 
-fun txFromJson(o: JsonObject): Transaction = Both.transactionFromJson(o.toString())
-
 fun transactionCases(): List<Case> {
     val v = load("transaction.json")
-    return v.cases("cases").map { c ->
+    return v.cases("cases") { c ->
         Case("transaction: ${c.str("name")}") {
-            val tx = txFromJson(c.obj("transaction"))
+            val tx = Both.transactionFromJson(c.get("transaction").toString())
             if (c.bool("valid")) {
                 Both.validateTransaction(tx)
                 assertEquals(c.str("canonical"), Both.transactionCanonicalJson(tx))
                 assertEquals(c.str("hash"), Both.transactionHash(tx))
             } else {
                 val e = expectErr(c.str("name"), c.str("error")) { Both.validateTransaction(tx) }
-                assertEquals(c.getAsJsonArray("fields"), fieldsJson(e.fields))
+                assertEquals(c.get("fields"), fieldsJson(e.fields))
             }
         }
-    } + v.cases("unparsable").map { c ->
+    } + v.cases("unparsable") { c ->
         Case("transaction unparsable: ${c.str("name")}") {
             expectErr(c.str("name"), "invalid_argument") { Both.transactionFromJson(c.str("json")) }
         }
@@ -375,19 +413,19 @@ fun transactionCases(): List<Case> {
 
 fun productCases(): List<Case> {
     val v = load("product.json")
-    return v.cases("cases").map { c ->
+    return v.cases("cases") { c ->
         Case("product: ${c.str("name")}") {
-            val p = Both.productFromJson(c.str("id"), c.obj("product").toString())
+            val p = Both.productFromJson(c.str("id"), c.get("product").toString())
             assertEquals(c.str("id"), p.id)
             if (c.bool("valid")) {
                 Both.validateProduct(p)
                 c.strOrNull("canonical")?.let { assertEquals(it, Both.productToJson(p)) }
             } else {
                 val e = expectErr(c.str("name"), c.str("error")) { Both.validateProduct(p) }
-                assertEquals(c.getAsJsonArray("fields"), fieldsJson(e.fields))
+                assertEquals(c.get("fields"), fieldsJson(e.fields))
             }
         }
-    } + v.cases("unparsable").map { c ->
+    } + v.cases("unparsable") { c ->
         Case("product unparsable: ${c.str("name")}") {
             expectErr(c.str("name"), "invalid_argument") { Both.productFromJson("p", c.str("json")) }
         }
@@ -406,20 +444,20 @@ fun descriptorJson(d: ActivationDescriptor): JsonObject = JsonObject().apply {
     add("extras", JsonParser.parseString(d.extrasJson))
 }
 
-fun descriptorFromJson(o: JsonObject) = ActivationDescriptor(
+fun descriptorFromJson(o: VectorCase) = ActivationDescriptor(
     iss = o.str("iss"), sub = o.str("sub"), iat = o.long("iat"), nbf = o.long("nbf"), exp = o.long("exp"),
     ver = o.long("ver").toUInt(), activationId = o.str("activationId"),
     cashRegisterName = o.str("cashRegisterName"), deviceId = o.str("deviceId"),
     corporateId = o.str("corporateId"), country = o.str("country"),
     applicationPackage = o.str("applicationPackage"),
-    features = o.getAsJsonArray("features")?.map { it.asString } ?: emptyList(),
+    features = o.get("features")?.asJsonArray?.map { it.asString } ?: emptyList(),
     status = o.str("status"), extrasJson = (o.get("extras") ?: JsonObject()).toString(),
 )
 
 fun descriptorCases(): List<Case> {
     val v = load("descriptor.json")
     val keys = TrustedKeys.fromJwksJson(v.obj("jwks").toString())
-    return v.cases("cases").map { c ->
+    return v.cases("cases") { c ->
         Case("descriptor: ${c.str("name")}") {
             val o = c.obj("options")
             val options = VerifyOptions(
@@ -431,12 +469,12 @@ fun descriptorCases(): List<Case> {
             )
             if (c.bool("valid")) {
                 val d = Both.verifyDescriptor(c.str("jws"), keys, c.long("now"), options)
-                assertEquals(c.obj("expected"), descriptorJson(d.claims))
+                assertEquals(c.get("expected"), descriptorJson(d.claims))
             } else {
                 expectErr(c.str("name"), c.str("error")) { Both.verifyDescriptor(c.str("jws"), keys, c.long("now"), options) }
             }
         }
-    } + v.cases("jwksCases").map { c ->
+    } + v.cases("jwksCases") { c ->
         Case("jwks: ${c.str("name")}") {
             val json = c.get("jwks").toString()
             if (c.bool("valid")) {
@@ -445,7 +483,7 @@ fun descriptorCases(): List<Case> {
                 expectErr(c.str("name"), c.str("error")) { TrustedKeys.fromJwksJson(json) }
             }
         }
-    } + v.cases("signing").map { c ->
+    } + v.cases("signing") { c ->
         Case("descriptor signing: ${c.str("name")}") {
             val key = SigningKey.fromSeed(unhex(c.str("seed")))
             assertEquals(c.str("kid"), key.kid())
@@ -457,9 +495,9 @@ fun descriptorCases(): List<Case> {
 fun receiptCases(): List<Case> {
     val v = load("receipt.json")
     val keys = TrustedKeys.fromJwksJson(v.obj("jwks").toString())
-    return v.cases("cases").map { c ->
+    return v.cases("cases") { c ->
         Case("receipt: ${c.str("name")}") {
-            val receipts = c.getAsJsonArray("receipts").map { it.asString }
+            val receipts = c.array("receipts").map { it.asString }
             val previous = c.strOrNull("previous")
             if (c.bool("valid")) {
                 assertEquals(c.long("count"), Both.verifyReceiptChain(receipts, keys, previous).size.toLong())
@@ -468,9 +506,9 @@ fun receiptCases(): List<Case> {
                 assertEquals(c.long("index"), e.index?.toLong())
             }
         }
-    } + v.cases("witnessed").map { c ->
+    } + v.cases("witnessed") { c ->
         Case("receipt witnessed: ${c.str("name")}") {
-            val receipts = c.getAsJsonArray("receipts").map { it.asString }
+            val receipts = c.array("receipts").map { it.asString }
             val witness = c.str("witness")
             if (c.bool("valid")) {
                 assertEquals(c.long("count"), Both.verifyReceiptChainWitnessed(receipts, keys, witness).size.toLong())
@@ -478,7 +516,7 @@ fun receiptCases(): List<Case> {
                 expectErr(c.str("name"), c.str("error")) { Both.verifyReceiptChainWitnessed(receipts, keys, witness) }
             }
         }
-    } + v.cases("advance").map { c ->
+    } + v.cases("advance") { c ->
         Case("receipt advance: ${c.str("name")}") {
             val current = c.strOrNull("current")
             val received = c.str("received")
@@ -488,15 +526,15 @@ fun receiptCases(): List<Case> {
                 expectErr(c.str("name"), c.str("error")) { Both.advancesWitness(current, received, keys) }
             }
         }
-    } + v.cases("links").mapIndexed { i, l ->
-        Case("receipt link $i") { assertEquals(l.str("link"), Both.receiptLink(l.str("receipt"))) }
+    } + v.cases("links") { l ->
+        Case("receipt link ${l.index}") { assertEquals(l.str("link"), Both.receiptLink(l.str("receipt"))) }
     }
 }
 
 fun dynamicKeyCases(): List<Case> {
     val v = load("dynamic_key.json")
-    return v.cases("derive").mapIndexed { i, c ->
-        Case("dynamic_key derive $i: ${c.str("login")}") {
+    return v.cases("derive") { c ->
+        Case("dynamic_key derive ${c.index}: ${c.str("login")}") {
             val p = c.obj("params")
             val pair = deriveDynamicKeyPair(
                 c.str("system"), c.str("login"), c.str("password"),
@@ -505,12 +543,12 @@ fun dynamicKeyCases(): List<Case> {
             assertArrayEquals(unhex(c.str("seed")), pair.seed())
             assertArrayEquals(unhex(c.str("publicKey")), pair.publicKey())
         }
-    } + v.cases("create").mapIndexed { i, c ->
-        Case("dynamic_key create $i") {
+    } + v.cases("create") { c ->
+        Case("dynamic_key create ${c.index}") {
             val pair = DynamicKeyPair.fromSeed(c.str("system"), c.str("login"), unhex(c.str("seed")))
             assertEquals(c.str("key"), createDynamicApiKeyWithNonce(pair, c.long("now"), unhex(c.str("nonce"))))
         }
-    } + v.cases("deriveRefused").map { c ->
+    } + v.cases("deriveRefused") { c ->
         Case("dynamic_key derive refused: ${c.str("name")}") {
             val p = c.obj("params")
             expectErr(c.str("name"), c.str("error")) {
@@ -520,7 +558,7 @@ fun dynamicKeyCases(): List<Case> {
                 )
             }
         }
-    } + v.cases("verify").map { c ->
+    } + v.cases("verify") { c ->
         Case("dynamic_key verify: ${c.str("name")}") {
             val call = {
                 Both.verifyDynamicApiKey(c.str("key"), unhex(c.str("publicKey")), c.str("system"), c.long("now"), c.long("windowSecs"))
@@ -541,7 +579,7 @@ fun dynamicKeyCases(): List<Case> {
 fun serverTimeCases(): List<Case> {
     val v = load("server_time.json")
     val keys = TrustedKeys.fromJwksJson(v.obj("jwks").toString())
-    return v.cases("cases").map { c ->
+    return v.cases("cases") { c ->
         Case("server_time: ${c.str("name")}") {
             val call = { Both.verifyServerTime(c.str("jws"), keys, c.strOrNull("expectedNonce")) }
             if (c.bool("valid")) {
@@ -553,6 +591,9 @@ fun serverTimeCases(): List<Case> {
     }
 }
 
+/** The claims of the first signing case, for checks that read only part of it. */
+fun sampleClaims() = VectorCase("descriptor.json signing[0] claims", load("descriptor.json").list("signing")[0].obj("claims"))
+
 /** Exports without their own vector file, checked for shape and error mapping. */
 fun smokeCases(): List<Case> = listOf(
     Case("smoke: generated signing key signs a descriptor the app verifies") {
@@ -560,7 +601,7 @@ fun smokeCases(): List<Case> = listOf(
         val keys = TrustedKeys()
         assertEquals(key.kid(), keys.addRawWithThumbprint(key.publicKey()))
         assertTrue(keys.contains(key.kid()))
-        val d = descriptorFromJson(load("descriptor.json").cases("signing")[0].obj("claims"))
+        val d = descriptorFromJson(sampleClaims())
         val jws = signDescriptor(d, key)
         val ok = Both.verifyDescriptor(jws, keys, d.nbf, VerifyOptions())
         assertEquals(key.kid(), ok.kid)
@@ -570,7 +611,7 @@ fun smokeCases(): List<Case> = listOf(
         val keys = TrustedKeys.fromJwksJson(load("descriptor.json").obj("jwks").toString())
         expectErr("server time", "malformed_jws") { Both.verifyServerTime("not.a.jws", keys, "n") }
         // A descriptor is not a server time.
-        val jws = load("descriptor.json").cases("cases")[0].str("jws")
+        val jws = load("descriptor.json").list("cases")[0].str("jws")
         expectErr("server time typ", "wrong_token_type") { Both.verifyServerTime(jws, keys) }
     },
     Case("smoke: createDynamicApiKey round trip") {
@@ -588,7 +629,7 @@ fun smokeCases(): List<Case> = listOf(
     Case("jni: a TrustedKeys is the same Rust object on both paths") {
         val key = generateSigningKey()
         val keys = TrustedKeys()
-        val d = descriptorFromJson(load("descriptor.json").cases("signing")[0].obj("claims"))
+        val d = descriptorFromJson(sampleClaims())
         val jws = signDescriptor(d, key)
         expectErr("no key yet", "unknown_kid") { Both.verifyDescriptor(jws, keys, d.nbf, VerifyOptions()) }
         // Added after its first JNI call: both paths see it (a handle, not a copy).
@@ -609,7 +650,7 @@ fun smokeCases(): List<Case> = listOf(
     Case("jni: TrustedKeys handles across threads and collections") {
         val v = load("descriptor.json")
         val jwks = v.obj("jwks").toString()
-        val c = v.cases("cases").first { it.bool("valid") }
+        val c = v.list("cases").first { it.bool("valid") }
         val o = c.obj("options")
         val options = VerifyOptions(
             trustedTimeFloor = o.longOrNull("trustedTimeFloor"), clockToleranceSecs = o.longOrNull("clockToleranceSecs"),

@@ -9,8 +9,9 @@ typealias JSON = [String: Any]
 
 let vectorsDir = ProcessInfo.processInfo.environment["TILLGATE_VECTORS"] ?? "tests/vectors"
 
-/// Top-level members of a vector file written for people, which no test reads. The Rust,
-/// Kotlin, Python and JS runners allow the same names.
+/// Members of a vector file, or of its cases, written for people, which no test reads (a
+/// case's name too, see `VectorCase`). The Rust, Kotlin, Python and JS runners allow the
+/// same names.
 let forPeople: Set<String> = ["description", "comment"]
 
 /// A vector file as it is: for a test that reads only part of a file another test reads
@@ -21,11 +22,12 @@ func peek(_ name: String) throws -> JSON {
 }
 
 /// A vector file that records which of its top-level members were read (`v["jwks"]`,
-/// `v.list("cases")`, `v.str("alphabet")`).
+/// `v.list("cases")`, `v.str("alphabet")`), and holds the cases it gave out.
 final class Vectors {
     let name: String
     private let json: JSON
     private var read = Set<String>()
+    private(set) var cases = [VectorCase]()
 
     init(_ name: String) throws {
         self.name = name
@@ -39,13 +41,63 @@ final class Vectors {
 
     func str(_ k: String) -> String { self[k] as! String }
 
-    func list(_ k: String) -> [JSON] {
+    /// The cases under `k`, each recording which of its members are read (`VectorCase`).
+    func list(_ k: String) -> [VectorCase] {
         read.insert(k)
-        return json.list(k)
+        let list = json.list(k).enumerated().map { i, c in
+            VectorCase("\(name).json \(k)[\(i)]" + ((c["name"] as? String).map { " \"\($0)\"" } ?? ""), c)
+        }
+        cases += list
+        return list
     }
 
     /// The top-level members neither read nor named in `forPeople`.
     var unread: [String] { json.keys.filter { !read.contains($0) && !forPeople.contains($0) }.sorted() }
+}
+
+/// One case of a vector file, or an object in one that a test reads member by member
+/// (`obj`), that records which of its members were read. When the test that loaded its
+/// file ends (`load`), every member must have been read, but those for people: a file's
+/// (`forPeople`) and a case's name, which messages print. So a case that gains a member
+/// (an `error` where none was, a new expected value) fails until a test reads it. The
+/// Rust, Kotlin, Python and JS runners have the same guard.
+final class VectorCase {
+    let at: String
+    private let json: JSON
+    private let isCase: Bool
+    private var read = Set<String>()
+    private var objs = [String: VectorCase]()
+
+    init(_ at: String, _ json: JSON, isCase: Bool = true) {
+        self.at = at
+        self.json = json
+        self.isCase = isCase
+    }
+
+    subscript(_ k: String) -> Any? {
+        read.insert(k)
+        return json[k]
+    }
+
+    func str(_ k: String) -> String { self[k] as! String }
+    func strOrNil(_ k: String) -> String? { self[k] as? String }
+    func int(_ k: String) -> Int64 { (self[k] as! NSNumber).int64Value }
+    func intOrNil(_ k: String) -> Int64? { (self[k] as? NSNumber)?.int64Value }
+    func bool(_ k: String) -> Bool { self[k] as! Bool }
+
+    /// The object under `k`, whose members must each be read too.
+    func obj(_ k: String) -> VectorCase {
+        if let o = objs[k] { return o }
+        let o = VectorCase("\(at) \(k)", self[k] as! JSON, isCase: false)
+        objs[k] = o
+        return o
+    }
+
+    /// The members neither read nor for people; those of objects inside as `expected.login`.
+    var unread: [String] {
+        json.keys.filter { !read.contains($0) && !forPeople.contains($0) && !(isCase && $0 == "name") }.sorted()
+            + objs.keys.sorted().flatMap { k in objs[k]!.unread.map { "\(k).\($0)" } }
+    }
 }
 
 func unhex(_ s: String) -> Data {
@@ -85,11 +137,6 @@ func corporateIdRule(_ name: String) -> CorporateIdRule? {
 }
 
 extension Dictionary where Key == String, Value == Any {
-    func str(_ k: String) -> String { self[k] as! String }
-    func strOrNil(_ k: String) -> String? { self[k] as? String }
-    func int(_ k: String) -> Int64 { (self[k] as! NSNumber).int64Value }
-    func intOrNil(_ k: String) -> Int64? { (self[k] as? NSNumber)?.int64Value }
-    func bool(_ k: String) -> Bool { self[k] as! Bool }
     func obj(_ k: String) -> JSON { self[k] as! JSON }
     func list(_ k: String) -> [JSON] {
         let l = self[k] as! [JSON]
@@ -110,13 +157,19 @@ struct Details {
 final class VectorsTests: XCTestCase {
     /// Loads a vector file for this test, which must read every top-level member of it
     /// (checked when the test ends), but those `forPeople`: a new list of cases or any
-    /// other new member fails here until a test checks it.
+    /// other new member fails here until a test checks it. Likewise every member of every
+    /// case it read (`VectorCase`), unless the test already failed (it reports its own
+    /// failure).
     func load(_ name: String, file: StaticString = #filePath, line: UInt = #line) throws -> Vectors {
         let v = try Vectors(name)
         addTeardownBlock {
             let unread = v.unread
             if !unread.isEmpty {
                 XCTFail("\(name).json: top-level member(s) \(unread) read by no Swift test", file: file, line: line)
+            }
+            guard (self.testRun?.totalFailureCount ?? 0) == 0 else { return }
+            for c in v.cases where !c.unread.isEmpty {
+                XCTFail("tests/vectors/\(c.at): member(s) \(c.unread) read by no Swift test", file: file, line: line)
             }
         }
         return v
@@ -232,7 +285,7 @@ final class VectorsTests: XCTestCase {
             if c.bool("valid") {
                 check(name) {
                     let t = try parseUrlToken(path: path)
-                    XCTAssertTrue(same(tokenJSON(t), c.obj("expected")), "\(name): \(tokenJSON(t))")
+                    XCTAssertTrue(same(tokenJSON(t), c["expected"]!), "\(name): \(tokenJSON(t))")
                     let encoded = try encodeUrlToken(token: t)
                     XCTAssertEqual(encoded, c.str("encoded"), name)
                     XCTAssertEqual(try parseUrlToken(path: encoded), t, name)
@@ -344,7 +397,7 @@ final class VectorsTests: XCTestCase {
         ]
     }
 
-    func descriptorFrom(_ o: JSON) -> ActivationDescriptor {
+    func descriptorFrom(_ o: VectorCase) -> ActivationDescriptor {
         ActivationDescriptor(
             iss: o.str("iss"), sub: o.str("sub"), iat: o.int("iat"), nbf: o.int("nbf"), exp: o.int("exp"),
             ver: UInt32(o.int("ver")), activationId: o.str("activationId"), cashRegisterName: o.str("cashRegisterName"),
@@ -367,7 +420,7 @@ final class VectorsTests: XCTestCase {
             if c.bool("valid") {
                 check(name) {
                     let d = try call()
-                    XCTAssertTrue(same(self.descriptorJSON(d.claims), c.obj("expected")), name)
+                    XCTAssertTrue(same(self.descriptorJSON(d.claims), c["expected"]!), name)
                 }
             } else {
                 expectErr(name, c.str("error")) { _ = try call() }
@@ -431,7 +484,7 @@ final class VectorsTests: XCTestCase {
         print("receipt: \(cases.count + witnessed.count + advance.count + links.count) vectors checked")
     }
 
-    func params(_ p: JSON) -> DynamicKeyParams {
+    func params(_ p: VectorCase) -> DynamicKeyParams {
         DynamicKeyParams(memoryKib: UInt32(p.int("memoryKib")), iterations: UInt32(p.int("iterations")),
                          parallelism: UInt32(p.int("parallelism")))
     }
@@ -499,7 +552,7 @@ final class VectorsTests: XCTestCase {
         let key = try generateSigningKey()
         let keys = TrustedKeys()
         XCTAssertEqual(try keys.addRawWithThumbprint(publicKey: key.publicKey()), key.kid())
-        let d = descriptorFrom(try peek("descriptor").list("signing")[0].obj("claims"))
+        let d = descriptorFrom(VectorCase("descriptor.json signing[0] claims", try peek("descriptor").list("signing")[0].obj("claims")))
         let ok = try verifyDescriptor(jws: try signDescriptor(descriptor: d, key: key), trustedKeys: keys, now: d.nbf, options: VerifyOptions())
         XCTAssertEqual(ok.kid, key.kid())
         XCTAssertEqual(ok.claims.sub, d.sub)
