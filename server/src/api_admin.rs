@@ -275,10 +275,15 @@ async fn decide(
             state.key_cache.clear();
             Ok(Json(row.into()))
         }
-        Some(Err(row)) => Err(AppError::conflict(
-            "invalid_status_transition",
-            format!("the activation is {}; it cannot become {to}", row.status),
-        )),
+        Some(Err(row)) => {
+            // Decided otherwise since (through another process, or the CLI): what this
+            // process cached of it is stale too.
+            state.key_cache.clear();
+            Err(AppError::conflict(
+                "invalid_status_transition",
+                format!("the activation is {}; it cannot become {to}", row.status),
+            ))
+        }
     }
 }
 

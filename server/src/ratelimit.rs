@@ -119,7 +119,8 @@ impl RateLimiter {
     }
 
     /// Returns a token that [`try_take`](Self::try_take) took for `ip` (the budget never
-    /// grows past its size). A bucket no longer tracked was full when it was dropped, so
+    /// grows past its size). A bucket no longer tracked was dropped (see
+    /// [`prune`](Self::prune)); the address then starts again with a whole budget, so
     /// there is nothing to return to.
     pub fn give_back(&self, ip: IpAddr) {
         if self.per_minute == 0 {

@@ -260,7 +260,8 @@ async fn renewal_repeated_through_another_instance_postgres() {
 
 /// An operator repeating through one instance a revocation made through another (to be
 /// sure it took) is answered 200 `revoked`, and the answer holds there at once: that
-/// instance's cached key goes too, rather than serving reads until its entry expires.
+/// instance's cached key goes too, rather than serving reads until its entry expires. So
+/// it does when a decision there is refused (409) because of one made elsewhere.
 async fn a_repeated_decision_applies_at_once_where_it_is_repeated(backend: Backend) {
     let Some(db) = TestDb::new(backend, "repeated_decision_applies_at_once").await else {
         return;
@@ -276,6 +277,20 @@ async fn a_repeated_decision_applies_at_once_where_it_is_repeated(backend: Backe
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["status"], "revoked");
     problem(b.get("/auth/handshake", &key).await, 403, "revoked").await;
+    problem(b.get("/products", &key).await, 403, "revoked").await;
+    // A decision refused there because of one made elsewhere (approving what was revoked
+    // meanwhile) tells that instance its cache is stale too.
+    let (act, key) = approved_for_january(&a, "dev-2").await;
+    let id = act["activationId"].as_str().unwrap();
+    assert_eq!(b.get("/products", &key).await.status(), 200);
+    assert_eq!(a.admin("revoke", id).await.status(), 200);
+    assert_eq!(b.get("/products", &key).await.status(), 200);
+    problem(
+        b.admin("approve", id).await,
+        409,
+        "invalid_status_transition",
+    )
+    .await;
     problem(b.get("/products", &key).await, 403, "revoked").await;
 }
 
