@@ -209,9 +209,9 @@ async function register(ev: SubmitEvent): Promise<void> {
     const client = newClient(isOffline() ? OFFLINE_URL : location.origin, req.deviceId ?? "", req.applicationPackage ?? "");
     const created = await client.activateWithKey(req, key)
       .catch((e: unknown) => {
-        // Refused for good (a bad field, a decided registration): the next try is a new
-        // activation with a new key.
-        if (!isTransient(e) && asTg(e).httpStatus !== undefined) localStorage.removeItem(K.activation);
+        // Refused for good (a 4xx: a bad field, a decided registration): the next try is
+        // a new activation with a new key. Not a redirect (`unexpected_redirect`).
+        if (!isTransient(e) && (asTg(e).httpStatus ?? 0) >= 400) localStorage.removeItem(K.activation);
         throw e;
       })
       .finally(() => client.free());

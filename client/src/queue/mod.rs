@@ -970,7 +970,9 @@ impl Outbox {
     /// calls periodically. So a submit waits for at most `SUBMIT_MAX_AHEAD + 1` requests,
     /// each bounded by the client's timeout, and never sends sales queued after this one.
     /// Never fails because of the network: then it answers [`Submitted::Queued`]. It
-    /// also answers `Queued` while a sync of this outbox is under way.
+    /// also answers `Queued` at once while a sync or another submit of this outbox is
+    /// sending (two lanes sharing one outbox): that run stops where it was asked to, so
+    /// the sale goes with the next [`sync`](Self::sync).
     ///
     /// An `Err` means the sale was **not** kept: refused before it was queued (core's
     /// `invalid_transaction`, `idempotency_key_reused` with another transaction, a

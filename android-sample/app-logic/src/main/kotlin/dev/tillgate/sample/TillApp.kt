@@ -198,7 +198,9 @@ class TillApp private constructor(
         val a = try {
             client.activateWithKey(request, key)
         } catch (e: TillgateException.Failed) {
-            if (!e.transient && e.httpStatus != null) forgetAttempt(key)
+            // Refused for good (a 4xx: a bad field, a decided registration); not a
+            // redirect (`unexpected_redirect`, 3xx: the server URL needs fixing).
+            if (!e.transient && (e.httpStatus?.toInt() ?: 0) >= 400) forgetAttempt(key)
             throw e
         }
         store.put(Keys.ACTIVATION_ID, a.activationId)
@@ -244,6 +246,8 @@ class TillApp private constructor(
                 e.code == "pending_approval" -> HandshakeStatus.Pending
                 // Unreachable, 429, 5xx (an upgrade under way): not a refusal, try later.
                 e.transient -> HandshakeStatus.Unreachable(e.reason, e.code, e.retryAfterMs?.toLong())
+                // The server URL answers with a redirect: not this register's refusal.
+                e.code == "unexpected_redirect" -> HandshakeStatus.Unreachable(e.reason, e.code, null)
                 else -> HandshakeStatus.Refused(e.code, e.reason)
             }
         }
