@@ -19,6 +19,12 @@ bin="${TILLGATE_SERVER_BIN:-$root/target/release/tillgate-server}"
 [ -x "$bin" ] || (cd "$root" && cargo build --release -q -p tillgate-server) || exit 1
 passed=0; failed=0
 ok() { echo "  ok    $*"; passed=$((passed+1)); }
+# A skipped check: said in the suite's log and listed with every test's skips
+# ($TILLGATE_SKIP_LOG, set by scripts/test.sh), so the summary shows it.
+skip() {
+  echo "SKIP $*"
+  if [ -n "${TILLGATE_SKIP_LOG:-}" ]; then echo "SKIP deploy/check.sh: $*" >>"$TILLGATE_SKIP_LOG"; fi
+}
 bad() { echo "  FAIL  $*"; failed=$((failed+1)); }
 check() { local what=$1; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
 
@@ -47,7 +53,7 @@ if command -v systemd-analyze >/dev/null; then
     ok "systemd-analyze verify: ${units[*]}"
   fi
 else
-  echo "SKIP systemd-analyze verify: systemd-analyze is not installed"
+  skip "systemd-analyze verify: systemd-analyze is not installed"
 fi
 
 # ---- 2. the command lines, run for real ---------------------------------------------------
@@ -176,7 +182,7 @@ assert s["transactions"]==1 and s["previous"], s' "$tmp/restore.out"
   check "tillgate-admin lists the registrations with the service's settings" bash -c "
     env -i PATH='$PATH' sh '$tmp/tillgate-admin' list | grep -q '\"status\":\"approved\"'"
 else
-  echo "SKIP tillgate-admin: needs root (runuser)"
+  skip "tillgate-admin: needs root (runuser)"
   env -i PATH="$PATH" TILLGATE_DATA_DIR="$tmp/lib" "$bin" admin restore "$tmp/backups/$latest" \
     >"$tmp/restore.out" 2>&1
   check "admin restore, the server stopped, as deploy/README.md says" python3 -c '

@@ -43,6 +43,13 @@ if ! is_loopback "$bind" && { truthy "${TILLGATE_DEMO_MODE:-}" || [ "$demo_arg" 
   exit 2
 fi
 
+# A C compiler and libc headers: rustup brings none, and the build links with `cc` and
+# compiles SQLite (bundled) and ring. Installed only when missing.
+if ! command -v cc >/dev/null; then
+  echo "run.sh: apt-get install gcc libc6-dev (the Rust build needs a C compiler)" >&2
+  sudo_=""; [ "$(id -u)" = 0 ] || sudo_="sudo"
+  $sudo_ apt-get update -qq && $sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc libc6-dev >/dev/null
+fi
 if [ -x scripts/build-web-demo.sh ]; then
   scripts/build-web-demo.sh
 fi

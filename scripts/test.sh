@@ -96,10 +96,12 @@ setup_rust() {
 }
 
 setup_system() {
-  # Debian packages several suites share: Chromium + chromedriver (browser tests),
+  # Debian packages several suites share: a C compiler and libc headers (rustup brings
+  # none: linking, bundled SQLite, ring), Chromium + chromedriver (browser tests),
   # JNA + JUnit 4 (Kotlin on the JVM), curl and openssl (deploy/check.sh). Installed only
   # when missing.
   local need=()
+  command -v cc >/dev/null || need+=(gcc libc6-dev)
   [ -x /usr/bin/chromium ] || need+=(chromium)
   [ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
   [ -f /usr/share/java/jna.jar ] || need+=(libjna-java)

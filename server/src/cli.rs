@@ -135,7 +135,7 @@ pub enum AdminCommand {
         signs_from: Option<String>,
         /// For a key held offline (`publish-key`): its private key file, written by
         /// `tillgate-server keygen`; its seed is stored (sealed with the KEK when there is
-        /// one) and the key activated.
+        /// one) and the key activated. `-` reads it from standard input.
         #[arg(long)]
         key_file: Option<std::path::PathBuf>,
     },
@@ -197,7 +197,7 @@ pub enum AdminCommand {
         broken_only: bool,
         /// Verify with the public keys of this JWKS file (every key ever published, kept
         /// apart from the database) instead of the keys stored in the database, which
-        /// someone able to write to it could add to.
+        /// someone able to write to it could add to. `-` reads it from standard input.
         #[arg(long)]
         jwks: Option<std::path::PathBuf>,
         /// An older backup (a SQLite file, or a database URL): every chain in it must be
@@ -276,6 +276,7 @@ pub async fn run(config: &Config, cmd: AdminCommand) -> Result<(), CliError> {
 }
 
 async fn run_other(config: &Config, cmd: AdminCommand) -> Result<(), String> {
+    refuse_another_owner(&config.effective_database_url())?;
     match &cmd {
         // Reads the database only: no migration, no key sealing, no KEK needed.
         AdminCommand::Backup { to } => {
@@ -316,7 +317,10 @@ async fn run_other(config: &Config, cmd: AdminCommand) -> Result<(), String> {
     let seals = stores_a_seed(&cmd);
     if seals && cipher.is_none() {
         return Err(format!(
-            "this command stores a signing key's private part, sealed with the server's              key-encryption key, and none was found: run it with the server's settings              (TILLGATE_KEY_ENCRYPTION_KEY from its env file, or the data directory holding              {})",
+            "this command stores a signing key's private part, sealed with the server's \
+             key-encryption key, and none was found: run it with the server's settings \
+             (TILLGATE_KEY_ENCRYPTION_KEY from its env file, or the data directory holding \
+             {})",
             config.data_dir.join(crate::seal::KEK_FILE).display()
         ));
     }
@@ -362,6 +366,44 @@ fn stores_a_seed(cmd: &AdminCommand) -> bool {
 /// user's working directory, a mistyped path). It would create an empty database of its
 /// own, with a signing key, and a key or decision made there would never reach the
 /// server: refused instead. PostgreSQL is left to the connection.
+/// Refuses to work on a SQLite database (or, before a restore creates it, its directory)
+/// that belongs to another user than this process: what a command writes beside it (its
+/// lock files, a migrated or restored database) would be this user's, and the server,
+/// running as the owner, could then no longer open it (a plain `sudo tillgate-server
+/// admin …` runs as root). This process's user is the owner of `/proc/self` (Linux;
+/// elsewhere the check is not made).
+fn refuse_another_owner(url: &str) -> Result<(), String> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        let Some(db) = crate::db::sqlite_path(url) else {
+            return Ok(());
+        };
+        let Ok(me) = std::fs::metadata("/proc/self").map(|m| m.uid()) else {
+            return Ok(());
+        };
+        let existing = [Some(db.as_path()), db.parent()]
+            .into_iter()
+            .flatten()
+            .find(|p| p.exists());
+        if let Some(path) = existing
+            && let Ok(owner) = std::fs::metadata(path).map(|m| m.uid())
+            && owner != me
+        {
+            return Err(format!(
+                "{} belongs to uid {owner} and this command runs as uid {me}: what it \
+                 writes there (lock files, a migrated or restored database) would not be the \
+                 server's, which could then no longer open it. Run it as the owner (`sudo -u \
+                 <user> tillgate-server admin …`, or deploy/tillgate-admin)",
+                path.display()
+            ));
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = url;
+    Ok(())
+}
+
 fn refuse_missing_database(config: &Config) -> Result<(), String> {
     let url = config.effective_database_url();
     let Some(db) = crate::db::sqlite_path(&url) else {
@@ -536,12 +578,7 @@ async fn run_with(
             print_key(store, key.kid(), now).await
         }
         AdminCommand::PublishKey { jwk } => {
-            let text = if jwk.as_os_str() == "-" {
-                std::io::read_to_string(std::io::stdin())
-            } else {
-                std::fs::read_to_string(&jwk)
-            }
-            .map_err(|e| format!("cannot read {}: {e}", jwk.display()))?;
+            let text = read_file_arg(&jwk)?;
             let public = public_key_of_jwk(&text)?;
             let newest = newest_created_at(store, now).await?;
             if !store
@@ -799,11 +836,22 @@ fn public_key_of_jwk(text: &str) -> Result<[u8; 32], String> {
     Ok(public)
 }
 
+/// The text of a file named on the command line, or of standard input for `-`: admin
+/// commands run as the server's user (deploy/tillgate-admin), who may not read the
+/// operator's files, so `--key-file - < reserve.jwk` lets the operator's shell read it.
+fn read_file_arg(path: &std::path::Path) -> Result<String, String> {
+    if path.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())
+            .map_err(|e| format!("cannot read standard input: {e}"))
+    } else {
+        std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    }
+}
+
 /// The signing key in a private JWK file written by [`keygen`]; its `x` and `kid`, if
 /// given, must match the private part.
 fn read_key_file(path: &std::path::Path) -> Result<tillgate_core::SigningKey, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = read_file_arg(path)?;
     let jwk: tillgate_core::Jwk =
         serde_json::from_str(&text).map_err(|_| format!("{} is not a JWK", path.display()))?;
     let seed = jwk
@@ -873,8 +921,7 @@ async fn verify_receipts(
 ) -> Result<(), CliError> {
     let trusted = match jwks {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let text = read_file_arg(path)?;
             Some(
                 tillgate_core::TrustedKeys::from_jwks_json(&text)
                     .map_err(|e| format!("{} is not a usable JWKS: {e}", path.display()))?,

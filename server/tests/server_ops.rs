@@ -2805,3 +2805,96 @@ async fn admin_cli_manages_staff_logins_sqlite() {
 async fn admin_cli_manages_staff_logins_postgres() {
     admin_cli_manages_staff_logins(Backend::Postgres).await;
 }
+
+/// PostgreSQL over TLS: a `DATABASE_URL` with `sslmode=require` connects, and every
+/// connection the server holds is encrypted (the server was once built without TLS in its
+/// driver and refused such a URL at start). Skipped where the PostgreSQL in use has TLS off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_over_tls() {
+    let Some(db) = TestDb::new(Backend::Postgres, "postgres_over_tls").await else {
+        return;
+    };
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let ssl: String = sqlx::query_scalar("SHOW ssl")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    if ssl != "on" {
+        report_skip("postgres_over_tls", "this PostgreSQL has ssl = off");
+        return;
+    }
+    let app_name = format!("tillgate_tls_{}", std::process::id());
+    let url = format!("{}&sslmode=require&application_name={app_name}", db.url);
+    let s = Srv::start_with(
+        &db,
+        Backend::Postgres,
+        ManualClock::new(T2030 + 3600),
+        test_config(&url),
+    )
+    .await;
+    let (_, key) = s.register(CORP_A, "dev-1").await;
+    assert_eq!(s.get("/auth/handshake", &key).await.status(), 200);
+    let (all, encrypted): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE s.ssl) FROM pg_stat_activity a \
+         JOIN pg_stat_ssl s USING (pid) WHERE a.application_name = $1",
+    )
+    .bind(&app_name)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(all > 0, "no connection of the server found");
+    assert_eq!(
+        encrypted, all,
+        "a connection of the server is not encrypted"
+    );
+}
+
+/// An admin command run as another user than the SQLite database's owner (a plain `sudo`
+/// runs it as root) refuses to start: the lock files, a migration or a restore it wrote
+/// would be that user's, and the server could no longer open them. Needs root (to give
+/// the database another owner); skipped otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_commands_refuse_another_users_database() {
+    let db = TestDb::new(Backend::Sqlite, "another_owner").await.unwrap();
+    tillgate_server::db::Store::connect(&db.url, 1)
+        .await
+        .unwrap()
+        .close()
+        .await;
+    let path = db.url.trim_start_matches("sqlite://");
+    let path = std::path::Path::new(path.split('?').next().unwrap());
+    let (ok, _, _) = json_result(admin_cli(&db.url, &["list"]));
+    assert!(ok, "the owner's own database");
+    let dir = path.parent().unwrap();
+    let files = || {
+        let mut names: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    };
+    let before = files();
+    let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(path).unwrap());
+    if std::os::unix::fs::chown(path, Some(65534), None).is_err() {
+        report_skip(
+            "admin_commands_refuse_another_users_database",
+            "needs root to give the database another owner",
+        );
+        return;
+    }
+    let backup = dir.join("copy.db");
+    let backup = backup.to_str().unwrap();
+    for args in [&["list"][..], &["keys"], &["backup", backup]] {
+        let (ok, _, err) = json_result(admin_cli(&db.url, args));
+        assert!(!ok, "{args:?} ran on another user's database");
+        assert!(err.contains("belongs to uid 65534"), "{args:?}: {err}");
+    }
+    let (ok, _, err) = json_result(admin_cli(&db.url, &["restore", "/nonexistent.db"]));
+    assert!(!ok && err.contains("belongs to uid 65534"), "{err}");
+    // Nothing was created or replaced beside it.
+    assert_eq!(files(), before);
+    std::os::unix::fs::chown(path, Some(owner), None).unwrap();
+    let (ok, _, err) = json_result(admin_cli(&db.url, &["list"]));
+    assert!(ok, "{err}");
+}
