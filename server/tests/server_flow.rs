@@ -2490,6 +2490,20 @@ async fn ops_endpoints(db: &TestDb, b: Backend) {
         "{m}"
     );
     assert!(m.contains("tillgate_problems_total"));
+    // Every metric is in server/README.md's table, and every metric there exists.
+    let served: std::collections::BTreeSet<String> = m
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .map(str::to_owned)
+        .collect();
+    let documented: std::collections::BTreeSet<String> = include_str!("../README.md")
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `tillgate_"))
+        .filter_map(|l| l.split(['`', '{']).next())
+        .map(|name| format!("tillgate_{name}"))
+        .collect();
+    assert_eq!(served, documented, "/metrics and server/README.md's table");
     let doc: Value = h
         .get(s.url("/openapi.json"))
         .send()
