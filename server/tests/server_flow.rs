@@ -38,6 +38,7 @@ on_both!(
     activations_repeat_with_their_idempotency_key,
     every_decision_is_kept,
     a_register_that_may_not_sell_gets_back_what_it_stored,
+    a_retry_is_answered_before_todays_checks,
 );
 
 /// Handshakes of one register in one second share one answer (and one signed time),
@@ -3515,6 +3516,60 @@ async fn a_register_that_may_not_sell_gets_back_what_it_stored(db: &TestDb, b: B
         s.post_tx(&key, "sale-10", &sale(500)).await,
         403,
         "key_expired",
+    )
+    .await;
+}
+
+/// A retry of a sale the server stored is answered with it even when today's checks
+/// refuse that sale (rules made stricter by an upgrade between the first send and the
+/// retry): the till's outbox learns the sale is stored, instead of taking a 400 as a
+/// refusal for good. Another sale under that key, and the refused sale under a new key,
+/// still get the 400.
+async fn a_retry_is_answered_before_todays_checks(db: &TestDb, b: Backend) {
+    let s = Srv::start(db, b).await;
+    let (a, key) = s.register(CORP_A, "dev-1").await;
+    // Items that do not add up to the total: refused today.
+    let body = json!({"type": "sale", "currency": "SEK", "total": 1200,
+                      "vat": [{"rate": 2500, "amount": 240}],
+                      "items": [{"name": "Kaffe", "quantity": 1, "amount": 1000}]});
+    let tx: tillgate_core::Transaction = serde_json::from_value(body.clone()).unwrap();
+    assert!(tillgate_core::validate_transaction(&tx).is_err());
+    // Stored as an earlier server version would have (the writer does not check rules).
+    let committed = s
+        .state
+        .commit(tillgate_server::db::NewTx {
+            activation_id: a["activationId"].as_str().unwrap().to_owned(),
+            production_number: a["productionNumber"].as_str().unwrap().to_owned(),
+            idempotency_key: "old-sale-1".into(),
+            body: String::from_utf8(tillgate_core::canonical_bytes(&tx)).unwrap(),
+            txh: transaction_hash(&tx),
+            tx_type: "sale".into(),
+            total: 1200,
+            currency: "SEK".into(),
+            key_hash: None,
+        })
+        .await
+        .unwrap();
+    assert!(matches!(committed, tillgate_server::db::Committed::New(_)));
+
+    let r = s.post_tx(&key, "old-sale-1", &body).await;
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.headers()["idempotent-replayed"], "true");
+    let stored: Value = r.json().await.unwrap();
+    assert_eq!(stored["sequence"], 1);
+    assert_eq!(stored["total"], 1200);
+    problem(
+        s.post_tx(&key, "old-sale-2", &body).await,
+        400,
+        "invalid_transaction",
+    )
+    .await;
+    let mut other = body.clone();
+    other["items"][0]["amount"] = json!(999);
+    problem(
+        s.post_tx(&key, "old-sale-1", &other).await,
+        400,
+        "invalid_transaction",
     )
     .await;
 }
