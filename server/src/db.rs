@@ -92,8 +92,15 @@ pub const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous 
 /// the pool opens the connection: behind a proxy that pools transactions (PgBouncer's
 /// `transaction` mode) a session setting does not follow the transactions, so there set
 /// the role's or the database's default to `read committed` (PostgreSQL's own default).
-pub const PG_SESSION_SETTINGS: &str =
-    "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED";
+///
+/// A session that leaves a transaction open and idle for a minute is ended by PostgreSQL
+/// (`idle_in_transaction_session_timeout`): this server's transactions never wait on
+/// anything but the database, so such a session is a replica that froze (a paused VM, a
+/// network partition) while holding row locks, e.g. a register's chain head; without the
+/// limit, every other replica's batches that include that register would wait, holding
+/// their own locks, until TCP gave up on it (hours).
+pub const PG_SESSION_SETTINGS: &str = "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED; \
+     SET idle_in_transaction_session_timeout = '60s'";
 
 /// SQLite's writer connection.
 #[derive(Debug)]

@@ -2898,3 +2898,35 @@ async fn admin_commands_refuse_another_users_database() {
     let (ok, _, err) = json_result(admin_cli(&db.url, &["list"]));
     assert!(ok, "{err}");
 }
+
+/// Every PostgreSQL session of the server ends a transaction left idle for a minute
+/// (`PG_SESSION_SETTINGS`, applied to each connection the pool opens): a frozen replica
+/// cannot hold a register's row locks, and stall every other replica's batches, for
+/// longer than that. Its transactions still run at READ COMMITTED.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_sessions_end_transactions_left_idle() {
+    use sqlx::Connection as _;
+    let Some(db) = TestDb::new(Backend::Postgres, "sessions_end_idle_transactions").await else {
+        return;
+    };
+    let url = format!(
+        "{}&options=-c%20default_transaction_isolation%3Drepeatable%5C%20read",
+        db.url
+    );
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql(tillgate_server::db::PG_SESSION_SETTINGS)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let (idle, isolation): (String, String) = sqlx::query_as(
+        "SELECT current_setting('idle_in_transaction_session_timeout'), \
+         current_setting('default_transaction_isolation')",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(
+        (idle.as_str(), isolation.as_str()),
+        ("1min", "read committed")
+    );
+}
