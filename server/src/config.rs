@@ -10,6 +10,10 @@ use tillgate_core::RmSystem;
 /// renewal made through another process may go unseen by this one.
 pub const KEY_CACHE_SECS_MAX: u64 = 60;
 
+/// The largest `batch_max`: each writer queues eight times as many sales (a batch's
+/// memory is allocated up front).
+pub const BATCH_MAX_MAX: usize = 4096;
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum LogFormat {
@@ -140,12 +144,14 @@ pub struct Config {
     )]
     pub max_body_bytes: usize,
 
-    /// Most transactions committed in one database transaction (group commit).
+    /// Most transactions committed in one database transaction (group commit), 1–4096;
+    /// each writer queues up to eight times as many.
     #[arg(
         long,
         global = true,
         env = "TILLGATE_BATCH_MAX",
-        default_value_t = 1024
+        default_value_t = 1024,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=BATCH_MAX_MAX as u64)
     )]
     pub batch_max: usize,
 

@@ -130,6 +130,13 @@ impl AppState {
                 crate::config::KEY_CACHE_SECS_MAX
             ));
         }
+        if !(1..=crate::config::BATCH_MAX_MAX).contains(&config.batch_max) {
+            return Err(format!(
+                "TILLGATE_BATCH_MAX (--batch-max) is {}, not within 1..={}",
+                config.batch_max,
+                crate::config::BATCH_MAX_MAX
+            ));
+        }
         let url = config.effective_database_url();
         // Never a SQLite database whose deployment was moved to PostgreSQL, nor one that a
         // restore left half replaced.

@@ -2105,6 +2105,16 @@ fn bad_arguments_exit_1_and_help_0() {
             "{err}"
         );
     }
+    // So is the group commit's batch size.
+    for value in ["0", "4097", "18446744073709551615"] {
+        let out = run(&["admin", "keys"], &[("TILLGATE_BATCH_MAX", value)]);
+        assert_eq!(out.status.code(), Some(1), "{value}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("--batch-max") && err.contains("1..=4096"),
+            "{err}"
+        );
+    }
     let help = run(&["--help"], &[]);
     assert_eq!(help.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&help.stdout).contains("keygen"));
@@ -2116,6 +2126,22 @@ fn bad_arguments_exit_1_and_help_0() {
         text.contains("--bind") && text.contains("TILLGATE_BIND"),
         "{text}"
     );
+}
+
+/// An embedder's configuration gets the same bound on the batch size as the flags (an
+/// unbounded one allocated tens of gigabytes per batch, or overflowed at start).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_size_out_of_range_is_refused_at_start() {
+    for batch_max in [0, 4097, usize::MAX] {
+        let mut config = tillgate_server::Config::with_defaults(std::env::temp_dir());
+        config.batch_max = batch_max;
+        let clock = std::sync::Arc::new(ManualClock::new(T2030));
+        let err = tillgate_server::AppState::start(config, clock)
+            .await
+            .err()
+            .expect("refused");
+        assert!(err.contains("TILLGATE_BATCH_MAX"), "{err}");
+    }
 }
 
 /// An embedder's configuration gets the same bound on the key cache as the flags.
