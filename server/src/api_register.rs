@@ -145,6 +145,7 @@ pub async fn create_transaction(
             total: tx.total,
             currency: tx.currency.clone(),
             key_hash: auth.key_hash.as_ref().map(|h| h.to_hex()),
+            staff_login: auth.staff_login.clone(),
         })
         .await?;
     match committed {
@@ -213,6 +214,7 @@ fn refused(state: &AppState, activation_id: &str, refusal: Refusal) -> AppError 
     match refusal {
         Refusal::NotApproved(status) => crate::auth::not_approved(&status),
         Refusal::KeyReplaced => crate::auth::key_replaced(),
+        Refusal::StaffLoginGone => crate::auth::staff_login_unknown(),
     }
 }
 
@@ -336,7 +338,12 @@ pub async fn put_product(
     let key_hash = auth.key_hash.as_ref().map(|h| h.to_hex());
     let (created, rve) = state
         .store
-        .upsert_product(&row, &auth.activation.id, key_hash.as_deref())
+        .upsert_product(
+            &row,
+            &auth.activation.id,
+            key_hash.as_deref(),
+            auth.staff_login.as_deref(),
+        )
         .await?
         .map_err(|refusal| {
             state

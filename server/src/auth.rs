@@ -477,8 +477,7 @@ async fn authenticate_dynamic(
 ) -> Result<Authenticated, AppError> {
     let unverified =
         parse_dynamic_api_key(cred).map_err(|e| AppError::unauthorized(e.code(), e.to_string()))?;
-    let unknown =
-        || AppError::unauthorized("invalid_credentials", "unknown or disabled staff login");
+    let unknown = staff_login_unknown;
     // An unknown or disabled login is checked against a decoy key, so that it gets the
     // answer a known login with a wrong password gets (`bad_signature`, or the stale or
     // RmSystem answer before that): logins cannot be probed.
@@ -554,6 +553,12 @@ fn decoy_staff_key() -> [u8; 32] {
             });
         tillgate_core::SigningKey::from_seed(&seed).public_key_bytes()
     })
+}
+
+/// The answer to a dynamic key of a staff login that is unknown or disabled (or, at a
+/// write's commit, was disabled or moved to another register since it authenticated).
+pub fn staff_login_unknown() -> AppError {
+    AppError::unauthorized("invalid_credentials", "unknown or disabled staff login")
 }
 
 /// The answer to an API key that a renewal replaced.

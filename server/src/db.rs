@@ -635,6 +635,9 @@ pub struct NewTx {
     /// Lower-case hex SHA-256 of the API key the sale came with (`None`: a dynamic key).
     /// A key replaced by a renewal committed before the sale refuses it.
     pub key_hash: Option<String>,
+    /// The staff login whose dynamic key the sale came with (`None`: an API key). A
+    /// login disabled, or moved to another register, before the sale's commit refuses it.
+    pub staff_login: Option<String>,
 }
 
 /// What the writer did with one transaction of a batch.
@@ -657,6 +660,9 @@ pub enum Refusal {
     NotApproved(String),
     /// A renewal replaced the API key the sale came with.
     KeyReplaced,
+    /// The staff login whose dynamic key the sale came with was disabled, or moved to
+    /// another register.
+    StaffLoginGone,
 }
 
 /// One-time results of initialising a fresh database.
@@ -1838,6 +1844,9 @@ impl Store {
                 }
             };
             if outcome != StaffPut::Created {
+                // The staff row is locked (FOR UPDATE above): now its register's, as
+                // `disable_staff` does.
+                self.lock_staff_register(&mut tx, &s.login).await?;
                 sqlx::query(
                     "UPDATE staff SET activation_id = $1, public_key = $2, memory_kib = $3, \
                      iterations = $4, parallelism = $5, created_at = $6, disabled_at = NULL \
@@ -1870,6 +1879,7 @@ impl Store {
     ) -> Result<Option<StaffRow>, sqlx::Error> {
         let mut conn = self.write_conn().await?;
         let mut tx = conn.begin().await?;
+        self.lock_staff_register(&mut tx, login).await?;
         sqlx::query("UPDATE staff SET disabled_at = $1 WHERE login = $2 AND disabled_at IS NULL")
             .bind(now)
             .bind(login)
@@ -1884,6 +1894,32 @@ impl Store {
             .transpose()?;
         tx.commit().await?;
         Ok(row)
+    }
+
+    /// On PostgreSQL, locks staff login `login`'s row and then its register's, as a
+    /// batch of sales locks the registers it writes: a change to the login waits for a
+    /// batch under way with that register's sales (which read the login as it was), and
+    /// a batch after it reads the change. The staff row first, then the register: the
+    /// order every staff change takes; a batch never locks staff rows.
+    async fn lock_staff_register(
+        &self,
+        conn: &mut AnyConnection,
+        login: &str,
+    ) -> Result<(), sqlx::Error> {
+        if self.backend == Backend::Postgres {
+            let register: Option<String> =
+                sqlx::query_scalar("SELECT activation_id FROM staff WHERE login = $1 FOR UPDATE")
+                    .bind(login)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            if let Some(register) = register {
+                sqlx::query("SELECT id FROM activations WHERE id = $1 FOR UPDATE")
+                    .bind(register)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     /// A staff login.
@@ -2195,10 +2231,13 @@ impl Store {
         key: &SigningKey,
     ) -> Result<Option<(Vec<Committed>, Heads)>, sqlx::Error> {
         // Every item must have its row (`presigned` may be shorter than `items`).
+        // A staff login's sale is checked against the staff table (`chain_heads`), which
+        // this path's guards do not read.
         if self.backend != Backend::Sqlite
             || items.is_empty()
             || presigned.len() != items.len()
             || items.len() > ROWS_PER_STATEMENT
+            || items.iter().any(|i| i.staff_login.is_some())
         {
             return Ok(None);
         }
@@ -2491,12 +2530,20 @@ impl Store {
             }
         }
         let replaced = self.replaced_keys(conn, &key_hashes(items)).await?;
+        let staff = self.staff_registers(conn, items).await?;
         let refusals = items
             .iter()
             .map(|i| {
-                // In authentication's order: a replaced key first, then the status.
+                // In authentication's order: a replaced key or a staff login gone first,
+                // then the status.
                 if i.key_hash.as_deref().is_some_and(|k| replaced.contains(k)) {
                     Some(Refusal::KeyReplaced)
+                } else if i
+                    .staff_login
+                    .as_deref()
+                    .is_some_and(|l| staff.get(l) != Some(&i.activation_id))
+                {
+                    Some(Refusal::StaffLoginGone)
                 } else {
                     not_approved
                         .get(i.activation_id.as_str())
@@ -2505,6 +2552,36 @@ impl Store {
             })
             .collect();
         Ok((heads, refusals))
+    }
+
+    /// The register of each enabled staff login that sold in `items`.
+    async fn staff_registers(
+        &self,
+        conn: &mut AnyConnection,
+        items: &[NewTx],
+    ) -> Result<HashMap<String, String>, sqlx::Error> {
+        let mut logins: Vec<&str> = items
+            .iter()
+            .filter_map(|i| i.staff_login.as_deref())
+            .collect();
+        logins.sort_unstable();
+        logins.dedup();
+        let mut registers = HashMap::new();
+        for chunk in logins.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT login, activation_id FROM staff WHERE login IN ({}) \
+                 AND disabled_at IS NULL",
+                self.placeholders(1, chunk.len())
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for l in chunk {
+                q = q.bind(*l);
+            }
+            for row in q.fetch_all(&mut *conn).await? {
+                registers.insert(row.try_get("login")?, row.try_get("activation_id")?);
+            }
+        }
+        Ok(registers)
     }
 
     /// Of the API-key hashes `keys`, those a renewal replaced (or that are unknown).
@@ -2665,13 +2742,15 @@ impl Store {
     ///
     /// Like a sale, the change is refused ([`Refusal`], nothing written) when, read in
     /// the same transaction, the writing register (`updated_by`, when it names a
-    /// registration) is no longer approved or `key_hash` (the API key it came with;
-    /// `None` for a dynamic key) was replaced.
+    /// registration) is no longer approved, `key_hash` (the API key it came with;
+    /// `None` for a dynamic key) was replaced, or `staff_login` (the staff login whose
+    /// dynamic key it came with) was disabled or moved to another register.
     pub async fn upsert_product(
         &self,
         p: &ProductRow,
         updated_by: &str,
         key_hash: Option<&str>,
+        staff_login: Option<&str>,
     ) -> Result<Result<(bool, i64), Refusal>, sqlx::Error> {
         let mut conn = self.write_conn().await?;
         let mut tx = conn.begin().await?;
@@ -2704,6 +2783,17 @@ impl Store {
             && !self.replaced_keys(&mut tx, &[k]).await?.is_empty()
         {
             return Ok(Err(Refusal::KeyReplaced));
+        }
+        if let Some(login) = staff_login {
+            let register: Option<String> = sqlx::query_scalar(
+                "SELECT activation_id FROM staff WHERE login = $1 AND disabled_at IS NULL",
+            )
+            .bind(login)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if register.as_deref() != Some(updated_by) {
+                return Ok(Err(Refusal::StaffLoginGone));
+            }
         }
         match status {
             Some(s) if s == "approved" => {}
@@ -3170,6 +3260,7 @@ mod tests {
             total: 100,
             currency: "SEK".into(),
             key_hash: None,
+            staff_login: None,
         }
     }
 
@@ -3274,6 +3365,77 @@ mod tests {
     /// A repeated activation's key replaces only keys issued before the repeat arrived,
     /// and never for a registration that was decided (approved, then renewed with its
     /// descriptor: pending again).
+    /// A sale or a product change made with a staff login's dynamic key is refused at its
+    /// commit once the login was disabled, or moved to another register, after the
+    /// request authenticated; an enabled login of the register writes as before.
+    #[tokio::test]
+    async fn a_staff_login_gone_before_the_commit_refuses_its_writes() {
+        let (store, dir) = store_with_registers_a_b("staff-gone").await;
+        let (key, _) = signer();
+        let mut ids = tx_ids();
+        let staff = |login: &str, register: &str, pk: &str| StaffRow {
+            login: login.into(),
+            activation_id: register.into(),
+            public_key: pk.into(),
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+            disabled_at: None,
+        };
+        for login in ["anna", "bo", "cy"] {
+            let put = store.put_staff(&staff(login, "a", login), false, 100).await;
+            assert_eq!(put.unwrap(), StaffPut::Created);
+        }
+        assert!(store.disable_staff("bo", 101).await.unwrap().is_some());
+        let moved = store.put_staff(&staff("cy", "b", "cy-2"), true, 102).await;
+        assert_eq!(moved.unwrap(), StaffPut::Replaced);
+        let sale = |login: &str, k: &str| NewTx {
+            staff_login: Some(login.into()),
+            ..item("a", k)
+        };
+        let out = store
+            .commit_batch(
+                &[
+                    sale("anna", "k1"),
+                    sale("bo", "k2"),
+                    sale("cy", "k3"),
+                    sale("dan", "k4"),
+                ],
+                1_000,
+                &key,
+                "tillgate",
+                &mut ids,
+            )
+            .await
+            .unwrap();
+        assert!(matches!(out[0], Committed::New(_)), "{out:?}");
+        for refused in &out[1..] {
+            assert!(
+                matches!(refused, Committed::Refused(Refusal::StaffLoginGone)),
+                "{out:?}"
+            );
+        }
+        let row = ProductRow {
+            corporate_id: "5560360793".into(),
+            id: "p1".into(),
+            body: "{}".into(),
+            updated_at: 1_000,
+            rve: 0,
+        };
+        for login in ["bo", "cy", "dan"] {
+            let r = store.upsert_product(&row, "a", None, Some(login)).await;
+            assert_eq!(r.unwrap(), Err(Refusal::StaffLoginGone), "{login}");
+        }
+        assert!(
+            store
+                .upsert_product(&row, "a", None, Some("anna"))
+                .await
+                .unwrap()
+                .is_ok()
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[tokio::test]
     async fn a_key_is_issued_again_only_for_a_registration_never_decided() {
         let (store, dir) = store_with_registers_a_b("reissue").await;
@@ -3620,8 +3782,9 @@ mod tests {
         };
         let a = "00".repeat(32);
         let b = "11".repeat(32);
-        let upsert =
-            async |by: &str, key: Option<&str>| store.upsert_product(&row, by, key).await.unwrap();
+        let upsert = async |by: &str, key: Option<&str>| {
+            store.upsert_product(&row, by, key, None).await.unwrap()
+        };
         let revoked = Err(Refusal::NotApproved("revoked".into()));
         assert_eq!(upsert("a", Some(&a)).await, revoked);
         assert_eq!(upsert("a", None).await, revoked);
@@ -4186,7 +4349,7 @@ mod tests {
             rve: 0,
         };
         assert_eq!(
-            store.upsert_product(&row, "a", None).await.unwrap(),
+            store.upsert_product(&row, "a", None, None).await.unwrap(),
             Ok((false, 201))
         );
         let after = store.product_changes("X", 200, 100).await.unwrap();

@@ -1369,7 +1369,7 @@ async fn products_delta_sync(db: &TestDb, b: Backend) {
     };
     s.state
         .store
-        .upsert_product(&stamped_earlier, "dev-1", None)
+        .upsert_product(&stamped_earlier, "dev-1", None, None)
         .await
         .unwrap()
         .unwrap();
@@ -1445,7 +1445,7 @@ async fn products_delta_sync(db: &TestDb, b: Backend) {
         };
         s.state
             .store
-            .upsert_product(&row, "dev-1", None)
+            .upsert_product(&row, "dev-1", None, None)
             .await
             .unwrap()
             .unwrap();
@@ -3547,6 +3547,7 @@ async fn a_retry_is_answered_before_todays_checks(db: &TestDb, b: Backend) {
             total: 1200,
             currency: "SEK".into(),
             key_hash: None,
+            staff_login: None,
         })
         .await
         .unwrap();
