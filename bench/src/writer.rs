@@ -53,7 +53,7 @@ fn items(
             total: 12500,
             currency: "SEK".into(),
             key_hash: hashes.get(i % registers).cloned(),
-            staff_login: None,
+            staff: None,
         })
         .collect()
 }

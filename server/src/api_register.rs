@@ -21,7 +21,7 @@ use tillgate_core::{
 use crate::api_activation::rfc3339;
 use crate::api_admin::limit;
 use crate::auth::{Authenticated, Register, require_usable};
-use crate::db::{Committed, NewTx, ProductRow, Refusal, TxRow};
+use crate::db::{Committed, NewTx, ProductRow, Refusal, StaffKey, TxRow};
 use crate::error::{AppError, AppResult};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::prefix::UrlTokenContext;
@@ -115,7 +115,7 @@ pub async fn create_transaction(
             return Err(refusal);
         };
         return match stored_before(&state, &a.id, &key, &tx).await? {
-            Some(row) => Ok(created(tx_out(row, &a.production_number)?, true)),
+            Some(row) => Ok(replayed(&state, row, &a.production_number)?),
             None => Err(refusal),
         };
     }
@@ -127,7 +127,7 @@ pub async fn create_transaction(
     // instead of taking the 400 as a refusal.
     if let Err(e) = check_new_sale(&state, &a.id, &tx).await {
         return match stored_before(&state, &a.id, &key, &tx).await? {
-            Some(row) => Ok(created(tx_out(row, &a.production_number)?, true)),
+            Some(row) => Ok(replayed(&state, row, &a.production_number)?),
             None => Err(e),
         };
     }
@@ -145,7 +145,7 @@ pub async fn create_transaction(
             total: tx.total,
             currency: tx.currency.clone(),
             key_hash: auth.key_hash.as_ref().map(|h| h.to_hex()),
-            staff_login: auth.staff_login.clone(),
+            staff: staff_key(&auth),
         })
         .await?;
     match committed {
@@ -159,14 +159,32 @@ pub async fn create_transaction(
         Committed::Refused(refusal) => {
             let err = refused(&state, &a.id, refusal);
             match stored_before(&state, &a.id, &key, &tx).await? {
-                Some(row) => Ok(created(tx_out(row, &a.production_number)?, true)),
+                Some(row) => Ok(replayed(&state, row, &a.production_number)?),
                 None => Err(err),
             }
         }
     }
 }
 
-/// The sale this register stored under `key`, if it is this very transaction.
+/// The answer to a retry of a sale stored before, found outside the writer (a register
+/// that may no longer sell, a sale today's checks refuse, a refusal at the commit):
+/// counted with the writer's replays.
+fn replayed(state: &AppState, row: TxRow, production_number: &str) -> AppResult<Response> {
+    state
+        .metrics
+        .transactions_replayed
+        .fetch_add(1, Ordering::Relaxed);
+    Ok(created(tx_out(row, production_number)?, true))
+}
+
+/// The staff login and key a write came with, checked again at its commit.
+fn staff_key(auth: &Authenticated) -> Option<StaffKey> {
+    Some(StaffKey {
+        login: auth.staff_login.clone()?,
+        public_key: auth.staff_public_key.clone()?,
+    })
+}
+
 /// Core's checks of a sale, and that its `reference` (a refund's sale) is an earlier
 /// transaction of register `activation_id`.
 async fn check_new_sale(state: &AppState, activation_id: &str, tx: &Transaction) -> AppResult<()> {
@@ -192,6 +210,7 @@ async fn check_new_sale(state: &AppState, activation_id: &str, tx: &Transaction)
     Ok(())
 }
 
+/// The sale this register stored under `key`, if it is this very transaction.
 async fn stored_before(
     state: &AppState,
     activation_id: &str,
@@ -342,7 +361,7 @@ pub async fn put_product(
             &row,
             &auth.activation.id,
             key_hash.as_deref(),
-            auth.staff_login.as_deref(),
+            staff_key(&auth).as_ref(),
         )
         .await?
         .map_err(|refusal| {

@@ -67,6 +67,8 @@ pub struct Authenticated {
     pub key_hash: Option<ApiKeyHash>,
     /// The staff login, when a dynamic key was used.
     pub staff_login: Option<String>,
+    /// The stored public key (base64url) that login's dynamic key verified with.
+    pub staff_public_key: Option<String>,
     /// Where the credential came from.
     pub via: Via,
 }
@@ -390,6 +392,7 @@ async fn authenticate_key(
             activation,
             key_hash: Some(hash),
             staff_login: None,
+            staff_public_key: None,
             via,
         });
     }
@@ -415,6 +418,7 @@ async fn authenticate_key(
         activation,
         key_hash: Some(hash),
         staff_login: None,
+        staff_public_key: None,
         via,
     })
 }
@@ -531,6 +535,7 @@ async fn authenticate_dynamic(
         activation: Arc::new(activation),
         key_hash: None,
         staff_login: Some(claims.login),
+        staff_public_key: Some(staff.public_key),
         via,
     })
 }

@@ -360,18 +360,14 @@ fn stores_a_seed(cmd: &AdminCommand) -> bool {
     )
 }
 
-/// Admin commands work on the server's database: a SQLite file that does not exist (the
-/// data directory's, or one a `sqlite:` `DATABASE_URL` names, even with `mode=rwc`) means
-/// the command was not given the server's settings (another data directory, another
-/// user's working directory, a mistyped path). It would create an empty database of its
-/// own, with a signing key, and a key or decision made there would never reach the
-/// server: refused instead. PostgreSQL is left to the connection.
-/// Refuses to work on a SQLite database (or, before a restore creates it, its directory)
-/// that belongs to another user than this process: what a command writes beside it (its
-/// lock files, a migrated or restored database) would be this user's, and the server,
-/// running as the owner, could then no longer open it (a plain `sudo tillgate-server
-/// admin …` runs as root). This process's user is the owner of `/proc/self` (Linux;
-/// elsewhere the check is not made).
+/// Refuses to work on a SQLite database that belongs to another user than this process:
+/// what a command writes beside it (its lock files, a migrated or restored database)
+/// would be this user's, and the server, running as the owner, could then no longer open
+/// it (a plain `sudo tillgate-server admin …` runs as root). Before a restore creates the
+/// database, root is refused a directory that belongs to another user likewise; another
+/// user restoring into a shared directory (`/tmp`, a group-writable volume) creates a
+/// file of its own, which is fine. This process's user is the owner of `/proc/self`
+/// (Linux; elsewhere the check is not made).
 fn refuse_another_owner(url: &str) -> Result<(), String> {
     #[cfg(target_os = "linux")]
     {
@@ -382,10 +378,13 @@ fn refuse_another_owner(url: &str) -> Result<(), String> {
         let Ok(me) = std::fs::metadata("/proc/self").map(|m| m.uid()) else {
             return Ok(());
         };
-        let existing = [Some(db.as_path()), db.parent()]
-            .into_iter()
-            .flatten()
-            .find(|p| p.exists());
+        let existing = if db.exists() {
+            Some(db.as_path())
+        } else if me == 0 {
+            db.parent().filter(|p| p.exists())
+        } else {
+            None
+        };
         if let Some(path) = existing
             && let Ok(owner) = std::fs::metadata(path).map(|m| m.uid())
             && owner != me
@@ -404,6 +403,12 @@ fn refuse_another_owner(url: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Admin commands work on the server's database: a SQLite file that does not exist (the
+/// data directory's, or one a `sqlite:` `DATABASE_URL` names, even with `mode=rwc`) means
+/// the command was not given the server's settings (another data directory, another
+/// user's working directory, a mistyped path). It would create an empty database of its
+/// own, with a signing key, and a key or decision made there would never reach the
+/// server: refused instead. PostgreSQL is left to the connection.
 fn refuse_missing_database(config: &Config) -> Result<(), String> {
     let url = config.effective_database_url();
     let Some(db) = crate::db::sqlite_path(&url) else {

@@ -98,7 +98,9 @@ pub const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous 
 /// anything but the database, so such a session is a replica that froze (a paused VM, a
 /// network partition) while holding row locks, e.g. a register's chain head; without the
 /// limit, every other replica's batches that include that register would wait, holding
-/// their own locks, until TCP gave up on it (hours).
+/// their own locks, until TCP gave up on it (hours). Behind a transaction-pooling proxy,
+/// set it as the role's default too (`ALTER ROLE … SET idle_in_transaction_session_timeout
+/// = '60s'`).
 pub const PG_SESSION_SETTINGS: &str = "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED; \
      SET idle_in_transaction_session_timeout = '60s'";
 
@@ -636,8 +638,19 @@ pub struct NewTx {
     /// A key replaced by a renewal committed before the sale refuses it.
     pub key_hash: Option<String>,
     /// The staff login whose dynamic key the sale came with (`None`: an API key). A
-    /// login disabled, or moved to another register, before the sale's commit refuses it.
-    pub staff_login: Option<String>,
+    /// login disabled, moved to another register or given another key before the sale's
+    /// commit refuses it.
+    pub staff: Option<StaffKey>,
+}
+
+/// A staff login as a write came with it: the login and the stored public key its
+/// dynamic key verified with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaffKey {
+    /// The login.
+    pub login: String,
+    /// The public key (base64url) as stored when the request authenticated.
+    pub public_key: String,
 }
 
 /// What the writer did with one transaction of a batch.
@@ -660,8 +673,8 @@ pub enum Refusal {
     NotApproved(String),
     /// A renewal replaced the API key the sale came with.
     KeyReplaced,
-    /// The staff login whose dynamic key the sale came with was disabled, or moved to
-    /// another register.
+    /// The staff login whose dynamic key the sale came with was disabled, moved to
+    /// another register or given another key.
     StaffLoginGone,
 }
 
@@ -1846,7 +1859,8 @@ impl Store {
             if outcome != StaffPut::Created {
                 // The staff row is locked (FOR UPDATE above): now its register's, as
                 // `disable_staff` does.
-                self.lock_staff_register(&mut tx, &s.login).await?;
+                self.lock_staff_register(&mut tx, &s.login, Some(&s.activation_id))
+                    .await?;
                 sqlx::query(
                     "UPDATE staff SET activation_id = $1, public_key = $2, memory_kib = $3, \
                      iterations = $4, parallelism = $5, created_at = $6, disabled_at = NULL \
@@ -1879,7 +1893,7 @@ impl Store {
     ) -> Result<Option<StaffRow>, sqlx::Error> {
         let mut conn = self.write_conn().await?;
         let mut tx = conn.begin().await?;
-        self.lock_staff_register(&mut tx, login).await?;
+        self.lock_staff_register(&mut tx, login, None).await?;
         sqlx::query("UPDATE staff SET disabled_at = $1 WHERE login = $2 AND disabled_at IS NULL")
             .bind(now)
             .bind(login)
@@ -1901,10 +1915,16 @@ impl Store {
     /// batch under way with that register's sales (which read the login as it was), and
     /// a batch after it reads the change. The staff row first, then the register: the
     /// order every staff change takes; a batch never locks staff rows.
+    ///
+    /// A login moving to register `to` locks that register too, in the same statement and
+    /// in id order as batches do: the UPDATE's foreign-key check takes a share lock on
+    /// `to`'s row, which, taken after the old register's alone, could wait on a batch
+    /// that holds `to` and waits for the old one.
     async fn lock_staff_register(
         &self,
         conn: &mut AnyConnection,
         login: &str,
+        to: Option<&str>,
     ) -> Result<(), sqlx::Error> {
         if self.backend == Backend::Postgres {
             let register: Option<String> =
@@ -1913,10 +1933,14 @@ impl Store {
                     .fetch_optional(&mut *conn)
                     .await?;
             if let Some(register) = register {
-                sqlx::query("SELECT id FROM activations WHERE id = $1 FOR UPDATE")
-                    .bind(register)
-                    .execute(&mut *conn)
-                    .await?;
+                let to = to.unwrap_or(&register).to_owned();
+                sqlx::query(
+                    "SELECT id FROM activations WHERE id IN ($1, $2) ORDER BY id FOR UPDATE",
+                )
+                .bind(register)
+                .bind(to)
+                .execute(&mut *conn)
+                .await?;
             }
         }
         Ok(())
@@ -2237,7 +2261,7 @@ impl Store {
             || items.is_empty()
             || presigned.len() != items.len()
             || items.len() > ROWS_PER_STATEMENT
-            || items.iter().any(|i| i.staff_login.is_some())
+            || items.iter().any(|i| i.staff.is_some())
         {
             return Ok(None);
         }
@@ -2538,11 +2562,9 @@ impl Store {
                 // then the status.
                 if i.key_hash.as_deref().is_some_and(|k| replaced.contains(k)) {
                     Some(Refusal::KeyReplaced)
-                } else if i
-                    .staff_login
-                    .as_deref()
-                    .is_some_and(|l| staff.get(l) != Some(&i.activation_id))
-                {
+                } else if i.staff.as_ref().is_some_and(|k| {
+                    staff.get(&k.login) != Some(&(i.activation_id.clone(), k.public_key.clone()))
+                }) {
                     Some(Refusal::StaffLoginGone)
                 } else {
                     not_approved
@@ -2554,22 +2576,22 @@ impl Store {
         Ok((heads, refusals))
     }
 
-    /// The register of each enabled staff login that sold in `items`.
+    /// The register and public key of each enabled staff login that sold in `items`.
     async fn staff_registers(
         &self,
         conn: &mut AnyConnection,
         items: &[NewTx],
-    ) -> Result<HashMap<String, String>, sqlx::Error> {
+    ) -> Result<HashMap<String, (String, String)>, sqlx::Error> {
         let mut logins: Vec<&str> = items
             .iter()
-            .filter_map(|i| i.staff_login.as_deref())
+            .filter_map(|i| i.staff.as_ref().map(|k| k.login.as_str()))
             .collect();
         logins.sort_unstable();
         logins.dedup();
         let mut registers = HashMap::new();
         for chunk in logins.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
-                "SELECT login, activation_id FROM staff WHERE login IN ({}) \
+                "SELECT login, activation_id, public_key FROM staff WHERE login IN ({}) \
                  AND disabled_at IS NULL",
                 self.placeholders(1, chunk.len())
             );
@@ -2578,7 +2600,10 @@ impl Store {
                 q = q.bind(*l);
             }
             for row in q.fetch_all(&mut *conn).await? {
-                registers.insert(row.try_get("login")?, row.try_get("activation_id")?);
+                registers.insert(
+                    row.try_get("login")?,
+                    (row.try_get("activation_id")?, row.try_get("public_key")?),
+                );
             }
         }
         Ok(registers)
@@ -2743,14 +2768,14 @@ impl Store {
     /// Like a sale, the change is refused ([`Refusal`], nothing written) when, read in
     /// the same transaction, the writing register (`updated_by`, when it names a
     /// registration) is no longer approved, `key_hash` (the API key it came with;
-    /// `None` for a dynamic key) was replaced, or `staff_login` (the staff login whose
-    /// dynamic key it came with) was disabled or moved to another register.
+    /// `None` for a dynamic key) was replaced, or `staff` (the staff login whose dynamic
+    /// key it came with) was disabled, moved to another register or given another key.
     pub async fn upsert_product(
         &self,
         p: &ProductRow,
         updated_by: &str,
         key_hash: Option<&str>,
-        staff_login: Option<&str>,
+        staff: Option<&StaffKey>,
     ) -> Result<Result<(bool, i64), Refusal>, sqlx::Error> {
         let mut conn = self.write_conn().await?;
         let mut tx = conn.begin().await?;
@@ -2784,14 +2809,15 @@ impl Store {
         {
             return Ok(Err(Refusal::KeyReplaced));
         }
-        if let Some(login) = staff_login {
-            let register: Option<String> = sqlx::query_scalar(
-                "SELECT activation_id FROM staff WHERE login = $1 AND disabled_at IS NULL",
+        if let Some(k) = staff {
+            let current: Option<(String, String)> = sqlx::query_as(
+                "SELECT activation_id, public_key FROM staff \
+                 WHERE login = $1 AND disabled_at IS NULL",
             )
-            .bind(login)
+            .bind(&k.login)
             .fetch_optional(&mut *tx)
             .await?;
-            if register.as_deref() != Some(updated_by) {
+            if current != Some((updated_by.to_owned(), k.public_key.clone())) {
                 return Ok(Err(Refusal::StaffLoginGone));
             }
         }
@@ -3260,7 +3286,7 @@ mod tests {
             total: 100,
             currency: "SEK".into(),
             key_hash: None,
-            staff_login: None,
+            staff: None,
         }
     }
 
@@ -3362,12 +3388,10 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    /// A repeated activation's key replaces only keys issued before the repeat arrived,
-    /// and never for a registration that was decided (approved, then renewed with its
-    /// descriptor: pending again).
     /// A sale or a product change made with a staff login's dynamic key is refused at its
-    /// commit once the login was disabled, or moved to another register, after the
-    /// request authenticated; an enabled login of the register writes as before.
+    /// commit once the login was disabled, moved to another register or given another
+    /// key (a new password) after the request authenticated; an unchanged login of the
+    /// register writes as before.
     #[tokio::test]
     async fn a_staff_login_gone_before_the_commit_refuses_its_writes() {
         let (store, dir) = store_with_registers_a_b("staff-gone").await;
@@ -3382,15 +3406,24 @@ mod tests {
             parallelism: 1,
             disabled_at: None,
         };
-        for login in ["anna", "bo", "cy"] {
+        for login in ["anna", "bo", "cy", "eve"] {
             let put = store.put_staff(&staff(login, "a", login), false, 100).await;
             assert_eq!(put.unwrap(), StaffPut::Created);
         }
         assert!(store.disable_staff("bo", 101).await.unwrap().is_some());
         let moved = store.put_staff(&staff("cy", "b", "cy-2"), true, 102).await;
         assert_eq!(moved.unwrap(), StaffPut::Replaced);
+        let new_password = store
+            .put_staff(&staff("eve", "a", "eve-2"), true, 103)
+            .await;
+        assert_eq!(new_password.unwrap(), StaffPut::Replaced);
+        // Each came with the key it had when its request authenticated.
+        let came_with = |login: &str| StaffKey {
+            login: login.into(),
+            public_key: login.into(),
+        };
         let sale = |login: &str, k: &str| NewTx {
-            staff_login: Some(login.into()),
+            staff: Some(came_with(login)),
             ..item("a", k)
         };
         let out = store
@@ -3399,7 +3432,8 @@ mod tests {
                     sale("anna", "k1"),
                     sale("bo", "k2"),
                     sale("cy", "k3"),
-                    sale("dan", "k4"),
+                    sale("eve", "k4"),
+                    sale("dan", "k5"),
                 ],
                 1_000,
                 &key,
@@ -3422,20 +3456,22 @@ mod tests {
             updated_at: 1_000,
             rve: 0,
         };
-        for login in ["bo", "cy", "dan"] {
-            let r = store.upsert_product(&row, "a", None, Some(login)).await;
+        for login in ["bo", "cy", "eve", "dan"] {
+            let r = store
+                .upsert_product(&row, "a", None, Some(&came_with(login)))
+                .await;
             assert_eq!(r.unwrap(), Err(Refusal::StaffLoginGone), "{login}");
         }
-        assert!(
-            store
-                .upsert_product(&row, "a", None, Some("anna"))
-                .await
-                .unwrap()
-                .is_ok()
-        );
+        let anna = store
+            .upsert_product(&row, "a", None, Some(&came_with("anna")))
+            .await;
+        assert!(anna.unwrap().is_ok());
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// A repeated activation's key replaces only keys issued before the repeat arrived,
+    /// and never for a registration that was decided (approved, then renewed with its
+    /// descriptor: pending again).
     #[tokio::test]
     async fn a_key_is_issued_again_only_for_a_registration_never_decided() {
         let (store, dir) = store_with_registers_a_b("reissue").await;

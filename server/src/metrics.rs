@@ -165,14 +165,14 @@ impl Metrics {
             ),
             (
                 "tillgate_transactions_refused_total",
-                "Transactions refused at commit: registration no longer approved, or key replaced, since \
-                 the request was authenticated.",
+                "Transactions refused at commit: registration no longer approved, key replaced, or staff \
+                 login disabled, moved or given another key, since the request was authenticated.",
                 &self.transactions_refused,
             ),
             (
                 "tillgate_product_changes_refused_total",
-                "Product changes refused at commit: registration no longer approved, or key replaced, \
-                 since the request was authenticated.",
+                "Product changes refused at commit: registration no longer approved, key replaced, or \
+                 staff login disabled, moved or given another key, since the request was authenticated.",
                 &self.product_changes_refused,
             ),
             (

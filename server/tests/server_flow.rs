@@ -3547,7 +3547,7 @@ async fn a_retry_is_answered_before_todays_checks(db: &TestDb, b: Backend) {
             total: 1200,
             currency: "SEK".into(),
             key_hash: None,
-            staff_login: None,
+            staff: None,
         })
         .await
         .unwrap();
