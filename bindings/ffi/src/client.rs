@@ -740,7 +740,9 @@ impl Outbox {
     /// directory is locked while the outbox lives: a second open of it fails with
     /// `queue_in_use` until the first outbox is closed (destroyed). The file work
     /// (creating the directory, `fsync`, the lock, clearing unfinished writes) runs on
-    /// tokio's blocking pool, never on the caller's thread.
+    /// tokio's blocking pool, never on the caller's thread; an open cancelled meanwhile
+    /// still finishes there and holds the lock for that moment (a retry right after may
+    /// get `queue_in_use`).
     #[uniffi::constructor]
     pub async fn open_directory(directory: String) -> Result<Arc<Self>> {
         let store = tokio::task::spawn_blocking(move || client::FileStore::open(directory))
