@@ -8,10 +8,10 @@ use tillgate_core::wire::{
     ActivationCreated, MIN_ACTIVATION_IDEMPOTENCY_KEY_LEN, ProductOut, Renewed,
 };
 use tillgate_core::{
-    ActivationRequest, ApiKey, ReceiptClaims, TrustedKeys, VerifiedDescriptor, VerifyOptions,
-    decode_receipt_unverified, transaction_hash, validate_activation_request, validate_transaction,
-    verify_descriptor, verify_receipt_chain_from, verify_receipt_chain_from_witness,
-    verify_receipt_chain_witnessed, verify_server_time,
+    ActivationRequest, ApiKey, ReceiptClaims, ReceiptMisnames, TrustedKeys, VerifiedDescriptor,
+    VerifyOptions, decode_receipt_unverified, transaction_hash, validate_activation_request,
+    validate_transaction, verify_descriptor, verify_receipt_chain_from,
+    verify_receipt_chain_from_witness, verify_receipt_chain_witnessed, verify_server_time,
 };
 
 use crate::api::{
@@ -851,16 +851,18 @@ fn answers_the_sale(sent: &tillgate_core::Transaction, stored: &StoredTransactio
     let Ok(claims) = decode_receipt_unverified(&stored.receipt) else {
         return Ok(());
     };
-    if claims.txh != txh {
-        return mismatch("the receipt names another transaction than the one sent");
+    match claims.names(&stored.id, stored.sequence, &txh) {
+        Ok(()) => Ok(()),
+        Err(ReceiptMisnames::TransactionHash) => {
+            mismatch("the receipt names another transaction than the one sent")
+        }
+        Err(ReceiptMisnames::TransactionId) => {
+            mismatch("the receipt names another transaction id than the answer")
+        }
+        Err(ReceiptMisnames::Sequence) => {
+            mismatch("the receipt names another sequence number than the answer")
+        }
     }
-    if claims.txid != stored.id {
-        return mismatch("the receipt names another transaction id than the answer");
-    }
-    if claims.seq != stored.sequence {
-        return mismatch("the receipt names another sequence number than the answer");
-    }
-    Ok(())
 }
 
 /// Each verified receipt must name its own row: id, sequence and transaction hash.
@@ -875,14 +877,17 @@ fn receipts_name_their_rows(
                 reason: reason.to_owned(),
             })
         };
-        if c.txid != t.id {
-            return Err(broken("receipt names another transaction id"));
-        }
-        if c.seq != t.sequence {
-            return Err(broken("receipt sequence differs from the transaction's"));
-        }
-        if c.txh != transaction_hash(&t.transaction) {
-            return Err(broken("receipt hash does not match the transaction"));
+        match c.names(&t.id, t.sequence, &transaction_hash(&t.transaction)) {
+            Ok(()) => {}
+            Err(ReceiptMisnames::TransactionId) => {
+                return Err(broken("receipt names another transaction id"));
+            }
+            Err(ReceiptMisnames::Sequence) => {
+                return Err(broken("receipt sequence differs from the transaction's"));
+            }
+            Err(ReceiptMisnames::TransactionHash) => {
+                return Err(broken("receipt hash does not match the transaction"));
+            }
         }
     }
     Ok(())

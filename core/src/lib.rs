@@ -53,8 +53,8 @@ pub use product::{PRODUCT_ID_MAX_LEN, Product, validate_product};
 #[cfg(feature = "sign")]
 pub use receipt::sign_receipt;
 pub use receipt::{
-    RECEIPT_TYP, ReceiptClaims, advances_witness, decode_receipt_unverified, receipt_link,
-    verify_receipt, verify_receipt_chain, verify_receipt_chain_from,
+    RECEIPT_TYP, ReceiptClaims, ReceiptMisnames, advances_witness, decode_receipt_unverified,
+    receipt_link, verify_receipt, verify_receipt_chain, verify_receipt_chain_from,
     verify_receipt_chain_from_witness, verify_receipt_chain_witnessed, witness_after_check,
 };
 #[cfg(feature = "sign")]

@@ -41,6 +41,50 @@ pub struct ReceiptClaims {
     pub currency: String,
 }
 
+/// The member of a receipt's claims that does not name the stored transaction it is
+/// checked against ([`ReceiptClaims::names`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiptMisnames {
+    /// `seq`: another sequence number.
+    Sequence,
+    /// `txid`: another transaction id.
+    TransactionId,
+    /// `txh`: another transaction hash.
+    TransactionHash,
+}
+
+impl ReceiptClaims {
+    /// Whether these claims name the stored transaction with id `txid`, sequence number
+    /// `seq` and [`crate::transaction_hash`] `txh`: the first member that does not, in
+    /// that order (sequence, id, hash). A signature over claims naming another
+    /// transaction proves nothing about this one.
+    ///
+    /// ```
+    /// # use tillgate_core::{ReceiptClaims, ReceiptMisnames};
+    /// let c = ReceiptClaims { iss: "s".into(), sub: "TG-1".into(), iat: 0, seq: 7,
+    ///     txid: "tx_7".into(), txh: "h".into(), prev: String::new(),
+    ///     tx_type: "sale".into(), total: 100, currency: "SEK".into() };
+    /// assert_eq!(c.names("tx_7", 7, "h"), Ok(()));
+    /// assert_eq!(c.names("tx_7", 7, "other"), Err(ReceiptMisnames::TransactionHash));
+    /// ```
+    pub fn names(
+        &self,
+        txid: &str,
+        seq: u64,
+        txh: &str,
+    ) -> core::result::Result<(), ReceiptMisnames> {
+        if self.seq != seq {
+            Err(ReceiptMisnames::Sequence)
+        } else if self.txid != txid {
+            Err(ReceiptMisnames::TransactionId)
+        } else if self.txh != txh {
+            Err(ReceiptMisnames::TransactionHash)
+        } else {
+            Ok(())
+        }
+    }
+}
+
 /// Signs a receipt as a compact JWS (`typ` `tillgate-receipt+jwt`).
 #[cfg(feature = "sign")]
 pub fn sign_receipt(claims: &ReceiptClaims, key: &SigningKey) -> Result<String> {

@@ -35,7 +35,7 @@
 
 use serde::Serialize;
 use tillgate_core::{
-    Error as CoreError, Transaction, TrustedKeys, receipt_link, transaction_hash,
+    Error as CoreError, ReceiptMisnames, Transaction, TrustedKeys, receipt_link, transaction_hash,
     verify_receipt_chain_from,
 };
 
@@ -481,14 +481,14 @@ fn check_page(
             code: "receipt_mismatch",
             reason: format!("the receipt's {what} is not the stored transaction's"),
         };
-        if i64::try_from(c.seq).ok() != Some(row.seq) {
-            return Err(receipt_mismatch("sequence number"));
-        }
-        if c.txid != row.id {
-            return Err(receipt_mismatch("transaction id"));
-        }
-        if c.txh != row.txh {
-            return Err(receipt_mismatch("transaction hash"));
+        let seq = u64::try_from(row.seq).unwrap_or(u64::MAX);
+        match c.names(&row.id, seq, &row.txh) {
+            Ok(()) => {}
+            Err(ReceiptMisnames::Sequence) => return Err(receipt_mismatch("sequence number")),
+            Err(ReceiptMisnames::TransactionId) => return Err(receipt_mismatch("transaction id")),
+            Err(ReceiptMisnames::TransactionHash) => {
+                return Err(receipt_mismatch("transaction hash"));
+            }
         }
         if c.sub != head.production_number {
             return Err(receipt_mismatch("ProductionNumber"));
